@@ -1,0 +1,77 @@
+"""crmhub's one error tree.
+
+    CrmhubError
+    ├── ConfigError                 terminal: fix the settings, never retried
+    └── ConnectorError              raised only at the connector boundary
+        ├── TransientError          wait and retry (the retry layer does)
+        │   ├── RateLimited         429 / limit headers; carries retry_after
+        │   └── Timeout             timeouts, resets, 5xx: outcome unknown
+        └── PermanentError          retrying cannot help
+            ├── AuthError           401/403: fix credentials
+            ├── NotFound            404: our bug or a deleted record
+            └── Rejected            400/422: the API refused this item
+
+Programming mistakes stay outside the tree. Every error carries a message
+for people (what happened, what to do) and never a secret or message body.
+"""
+
+from __future__ import annotations
+
+
+class CrmhubError(Exception):
+    """Base of every error crmhub raises on purpose."""
+
+
+class ConfigError(CrmhubError):
+    """Invalid settings or mappings: terminal, the process refuses to start."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class ConnectorError(CrmhubError):
+    """A call to an external API failed; `system` names which one."""
+
+    def __init__(self, message: str, *, system: str = "", status: int | None = None, code: str = "") -> None:
+        self.system = system
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+    @property
+    def for_people(self) -> str:
+        where = f"{self.system}: " if self.system else ""
+        return f"{where}{self}"
+
+
+class TransientError(ConnectorError):
+    """Worth retrying after a wait."""
+
+
+class RateLimited(TransientError):
+    """The API said slow down; `retry_after` seconds is its hint (None: no hint)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]  # keyword pass-through
+
+
+class Timeout(TransientError):
+    """No answer, a reset or a 5xx: the call may or may not have taken effect."""
+
+
+class PermanentError(ConnectorError):
+    """Retrying the same call cannot succeed."""
+
+
+class AuthError(PermanentError):
+    """Credentials are wrong, expired beyond refresh, or lack a permission."""
+
+
+class NotFound(PermanentError):
+    """The addressed record or endpoint does not exist."""
+
+
+class Rejected(PermanentError):
+    """The API refused this item (validation, duplicate, bad field)."""
