@@ -78,3 +78,53 @@ def twilio_sandbox(_twilio_server: EmulatorServer) -> EmulatorServer:
 def x_sandbox(_x_server: EmulatorServer) -> EmulatorServer:
     """The X emulator on a free port, empty at the start of the test."""
     return _fresh(_x_server)
+
+
+# ---- state stores: SQLite always, PostgreSQL where the local server runs -----
+import uuid  # noqa: E402  # grouped with the store fixtures it serves
+
+import psycopg  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from crmhub.store import StateStore, open_store  # noqa: E402
+from crmhub.store.schema import Base  # noqa: E402
+
+POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test session, or a skip saying why."""
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({str(exc).strip()[:120]})")
+    name = f"crmhub_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def _postgres_store(postgres_url: str) -> Iterator[StateStore]:
+    store = open_store(postgres_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[StateStore]:
+    """An empty, migrated state store: a SQLite file, then the local PostgreSQL."""
+    if request.param == "sqlite":
+        sqlite_store = open_store(f"sqlite:///{tmp_path}/state.db")
+        yield sqlite_store
+        sqlite_store.close()
+        return
+    pg_store: StateStore = request.getfixturevalue("_postgres_store")
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with pg_store.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield pg_store

@@ -1,0 +1,97 @@
+"""What every connector shares: the SDK-error boundary and the retry layer.
+
+A connector supplies `name`, builds its SDK client, and implements
+`translate` (its SDK's exceptions -> crmhub's error tree). Every SDK call goes
+through `self.call(operation, fn)`, which maps errors once and retries once.
+Nothing above `connectors/` ever sees an SDK exception type.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
+from typing import ClassVar, TypeVar
+
+import requests
+
+from crmhub.connectors._retry import Retrier
+from crmhub.errors import AuthError, ConnectorError, NotFound, PermanentError, RateLimited, Rejected, Timeout
+
+T = TypeVar("T")
+
+
+class Connector:
+    """Base of every connector: SDK error mapping plus the single retry layer."""
+
+    name: ClassVar[str] = "connector"
+
+    def __init__(self, retrier: Retrier | None = None) -> None:
+        self.retrier = retrier or Retrier()
+
+    def translate(self, exc: Exception) -> ConnectorError | None:
+        """Map an SDK exception to crmhub's tree; None for exceptions not the SDK's.
+
+        Override in each connector; the most specific match wins.
+        """
+        return None
+
+    def call(self, operation: str, fn: Callable[[], T]) -> T:
+        """Run one SDK operation with error mapping and retries."""
+
+        def attempt() -> T:
+            with self.map_errors(operation):
+                return fn()
+
+        return self.retrier.call(f"{self.name}.{operation}", attempt)
+
+    @contextmanager
+    def map_errors(self, operation: str) -> Iterator[None]:
+        """Turn SDK and transport exceptions into crmhub errors, chaining the original."""
+        try:
+            yield
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            mapped = self.translate(exc) or _transport_error(exc, self.name)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+
+def _transport_error(exc: Exception, system: str) -> ConnectorError | None:
+    """Errors below every SDK: the connection itself."""
+    if isinstance(exc, requests.Timeout | requests.ConnectionError):
+        return Timeout(f"no answer ({type(exc).__name__}); the call may or may not have taken effect", system=system)
+    if isinstance(exc, requests.RequestException):
+        return PermanentError(f"request failed: {type(exc).__name__}", system=system)
+    return None
+
+
+def classify_status(status: int, message: str, *, system: str, code: str = "",
+                    retry_after: float | None = None) -> ConnectorError:
+    """The shared status table: 429 wait, 5xx wait, 401/403 fix config, 404 our bug, other 4xx reject."""
+    if status == 429:
+        return RateLimited(message, retry_after=retry_after, system=system, status=status, code=code)
+    if status >= 500:
+        return Timeout(message, system=system, status=status, code=code)
+    if status in (401, 403):
+        return AuthError(message, system=system, status=status, code=code)
+    if status == 404:
+        return NotFound(message, system=system, status=status, code=code)
+    return Rejected(message, system=system, status=status, code=code)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a Retry-After header (seconds or HTTP date); 0/past/garbage -> None."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return seconds if seconds > 0 else None

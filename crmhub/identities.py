@@ -1,0 +1,84 @@
+"""Normalising identities, so one customer matches however a system wrote them.
+
+Phones become E.164 through Google's libphonenumber rules (`phonenumbers`),
+so `(415) 555-0100`, `+1 415.555.0100` and `whatsapp:+14155550100` are one
+identity; emails are trimmed and lower-cased; X accounts are keyed by their
+numeric user id (handles change), with the handle kept for display and for
+matching CRM fields that hold only a handle.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from crmhub.model import Identity, IdentityKind
+
+WHATSAPP_PREFIX = "whatsapp:"
+
+
+class InvalidIdentity(ValueError):
+    """The value cannot be a phone, email or X account."""
+
+
+def phone(raw: str, default_region: str = "US") -> Identity:
+    """Parse a phone number written any common way into an E.164 identity.
+
+    Raises:
+        InvalidIdentity: the text is not a possible phone number.
+    """
+    text = raw.strip()
+    if text.lower().startswith(WHATSAPP_PREFIX):
+        text = text[len(WHATSAPP_PREFIX):]
+    try:
+        parsed = phonenumbers.parse(text, default_region.upper())
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidIdentity(f"not a phone number: {exc}") from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidIdentity("not a possible phone number")
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return Identity(IdentityKind.PHONE, e164, display=raw.strip())
+
+
+def try_phone(raw: str | None, default_region: str = "US") -> Identity | None:
+    """`phone()` for messy CRM fields: None when empty or unparsable."""
+    if not raw or not raw.strip():
+        return None
+    try:
+        return phone(raw, default_region)
+    except InvalidIdentity:
+        return None
+
+
+def email(raw: str) -> Identity:
+    """A lower-cased email identity.
+
+    Raises:
+        InvalidIdentity: the text has no single '@' between non-empty parts.
+    """
+    text = raw.strip().lower()
+    local, at, domain = text.rpartition("@")
+    if not at or not local or "." not in domain or " " in text:
+        raise InvalidIdentity("not an email address")
+    return Identity(IdentityKind.EMAIL, text, display=raw.strip())
+
+
+def try_email(raw: str | None) -> Identity | None:
+    """`email()` for messy CRM fields: None when empty or invalid."""
+    if not raw or not raw.strip():
+        return None
+    try:
+        return email(raw)
+    except InvalidIdentity:
+        return None
+
+
+def x_account(user_id: str, handle: str = "") -> Identity:
+    """An X identity keyed by the numeric user id, the handle kept for display."""
+    if not user_id.isdigit():
+        raise InvalidIdentity("an X user id is a string of digits")
+    return Identity(IdentityKind.X, user_id, display=normal_handle(handle))
+
+
+def normal_handle(handle: str) -> str:
+    """`@Jane_Doe ` -> `jane_doe`: how X handles compare (case-insensitively)."""
+    return handle.strip().lstrip("@").lower()

@@ -1,0 +1,199 @@
+"""The canonical model: what the engine reasons about, free of any wire format.
+
+Connectors translate each API's JSON into these types at the boundary; the
+sync engine and the state store see only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Channel(StrEnum):
+    """Where a customer wrote or called."""
+
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    CALL = "call"
+    X_MENTION = "x_mention"
+    X_DM = "x_dm"
+
+    @property
+    def label(self) -> str:
+        """How people call the channel (used in CRM subjects)."""
+        return _CHANNEL_LABELS[self]
+
+
+_CHANNEL_LABELS = {
+    Channel.SMS: "SMS",
+    Channel.WHATSAPP: "WhatsApp",
+    Channel.CALL: "Call",
+    Channel.X_MENTION: "X mention",
+    Channel.X_DM: "X DM",
+}
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class IdentityKind(StrEnum):
+    """Kinds of identity a person can have. X is keyed by the stable user id."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    X = "x"
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """A normalised identity: phone in E.164, email lower-cased, X user id.
+
+    `display` keeps a human form (the X handle, the phone as the source wrote
+    it) for people; equality and lookups use only kind and value.
+    """
+
+    kind: IdentityKind
+    value: str
+    display: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What a call log adds to an interaction."""
+
+    duration_seconds: int
+    status: str
+    recording_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One message, call, mention or DM, as the engine sees it.
+
+    `external_id` is unique within the channel (Twilio SID, X post or DM
+    event id); `conversation_key` groups the follow-ups that must thread
+    into one case or ticket. `raw` is the source payload, kept for audit and
+    dead-letter replay, never logged.
+    """
+
+    channel: Channel
+    direction: Direction
+    external_id: str
+    conversation_key: str
+    sender: Identity
+    recipient: Identity
+    text: str
+    occurred_at: datetime
+    media: tuple[str, ...] = ()
+    call: CallInfo | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def customer(self) -> Identity:
+        """The customer's side: the sender of inbound items, the recipient of outbound ones."""
+        return self.sender if self.direction is Direction.INBOUND else self.recipient
+
+    @property
+    def key(self) -> str:
+        """crmhub's idempotency key of this interaction, the same in every CRM."""
+        return f"{self.channel}:{self.external_id}"
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A source item that could not become an Interaction; it goes to dead letters."""
+
+    source: str
+    ref: str
+    reason: str
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Person:
+    """A customer: the identities the graph has joined."""
+
+    id: int
+    identities: tuple[Identity, ...]
+
+
+@dataclass(frozen=True)
+class CrmLink:
+    """A person's record in one CRM (e.g. salesforce Contact 003...)."""
+
+    person_id: int
+    crm: str
+    object_type: str
+    record_id: str
+
+
+@dataclass(frozen=True)
+class MirrorRecord:
+    """A CRM contact as the local mirror keeps it: identities plus routing fields."""
+
+    crm: str
+    object_type: str
+    record_id: str
+    identities: tuple[Identity, ...]
+    fields: Mapping[str, Any]
+    modified_at: datetime
+    created_at: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class QueueTarget:
+    """Where one CRM should put a new case: a declared queue and its extras."""
+
+    queue: str
+    priority: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Which rule won for an interaction, the target per CRM, and what was tried."""
+
+    rule: str
+    targets: Mapping[str, QueueTarget]
+    tried: tuple[tuple[str, str], ...] = ()  # (rule name, why it did not match)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One (interaction, CRM) write waiting for, or past, delivery."""
+
+    id: int
+    idempotency_key: str
+    interaction_id: int
+    crm: str
+    status: OutboxStatus
+    attempts: int
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item that failed for good; ops fix and replay or discard it."""
+
+    id: int
+    source: str
+    ref: str
+    reason: str
+    payload: Mapping[str, Any]
+    created_at: datetime

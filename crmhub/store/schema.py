@@ -1,0 +1,230 @@
+"""Tables of the state store (SQLite by default, PostgreSQL in production).
+
+Alembic migrations in `crmhub/store/migrations/` create exactly these; a
+test checks the two agree, so a model change without a migration fails CI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from datetime import UTC
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Constraint names fixed by convention, so migrations are the same on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER keys
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, also on SQLite (which stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("crmhub stores only timezone-aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UtcDateTime()}
+
+
+class LedgerRow(Base):
+    """Every interaction a channel reported, once (unique on channel + external id)."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_ledger_channel_external_id"),
+        Index("ix_ledger_conversation", "conversation_key"),
+        Index("ix_ledger_person", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(128))
+    direction: Mapped[str] = mapped_column(String(8))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    sender_kind: Mapped[str] = mapped_column(String(8))
+    sender_value: Mapped[str] = mapped_column(String(255))
+    sender_display: Mapped[str] = mapped_column(String(255), default="")
+    recipient_kind: Mapped[str] = mapped_column(String(8))
+    recipient_value: Mapped[str] = mapped_column(String(255))
+    recipient_display: Mapped[str] = mapped_column(String(255), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    media: Mapped[list[Any]] = mapped_column(default=list)
+    call: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    occurred_at: Mapped[datetime]
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)
+    ingested_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class CursorRow(Base):
+    """Where a source's polling stopped: one row per (source, stream, partition)."""
+
+    __tablename__ = "cursors"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    partition: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime]
+
+
+class PersonRow(Base):
+    """A customer, as the identity graph has joined them."""
+
+    __tablename__ = "persons"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)
+
+
+class IdentityRow(Base):
+    """A normalised identity and the person it belongs to."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identities_kind_value"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(String(255))
+    display: Mapped[str] = mapped_column(String(255), default="")
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+
+
+class CrmLinkRow(Base):
+    """A person's record in one CRM."""
+
+    __tablename__ = "crm_links"
+    __table_args__ = (UniqueConstraint("crm", "record_id", name="uq_crm_links_crm_record"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    object_type: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class MirrorRow(Base):
+    """The local copy of one CRM contact (so matching costs no API call)."""
+
+    __tablename__ = "mirror"
+    __table_args__ = (UniqueConstraint("crm", "record_id", name="uq_mirror_crm_record"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    object_type: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    modified_at: Mapped[datetime]
+
+
+class MirrorIdentityRow(Base):
+    """Index of the mirror by normalised identity."""
+
+    __tablename__ = "mirror_identities"
+    __table_args__ = (
+        UniqueConstraint("mirror_id", "kind", "value", name="uq_mirror_identities_entry"),
+        Index("ix_mirror_identities_lookup", "crm", "kind", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    mirror_id: Mapped[int] = mapped_column(ForeignKey("mirror.id", ondelete="CASCADE"))
+    crm: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class ThreadRow(Base):
+    """The case/ticket a conversation threads into, per CRM.
+
+    `seq` counts the cases opened for the conversation, so each has a unique
+    external key (`<conversation>#<seq>`) that makes case creation an upsert.
+    """
+
+    __tablename__ = "threads"
+    __table_args__ = (UniqueConstraint("crm", "conversation_key", name="uq_threads_crm_conversation"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int] = mapped_column(default=1)
+    record_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    queue: Mapped[str] = mapped_column(String(64), default="")
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class RouteDecisionRow(Base):
+    """The routing decision of an interaction, with the rule that won and those tried."""
+
+    __tablename__ = "route_decisions"
+
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("ledger.id"), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(128))
+    targets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tried: Mapped[list[Any]] = mapped_column(default=list)
+    decided_at: Mapped[datetime]
+
+
+class OutboxRow(Base):
+    """One (interaction, CRM) write; unique idempotency key per CRM."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("crm", "idempotency_key", name="uq_outbox_crm_key"),
+        Index("ix_outbox_due", "status", "crm", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(160))
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("ledger.id"), index=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DeadLetterRow(Base):
+    """An item that failed for good, with the reason and the payload to replay."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolution: Mapped[str | None] = mapped_column(String(16), nullable=True)

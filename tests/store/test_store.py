@@ -1,0 +1,149 @@
+"""The state store on SQLite and on the local PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from crmhub.identities import email, phone
+from crmhub.model import Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus
+from crmhub.store import StateStore, graph, ledger, migrate, outbox
+from crmhub.store.schema import LedgerRow, OutboxRow
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+OURS = phone("+14155550199")
+
+
+def sms(sid: str, sender: str = "+14155550100", text: str = "hello") -> Interaction:
+    customer = phone(sender)
+    return Interaction(Channel.SMS, Direction.INBOUND, sid, f"sms:{OURS.value}:{customer.value}", customer, OURS,
+                       text, NOW, raw={"sid": sid})
+
+
+def test_schema_is_at_the_newest_migration(store: StateStore) -> None:
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
+
+
+def test_ingest_stores_each_interaction_once_across_pages_and_within_a_page(store: StateStore) -> None:
+    with store.transaction() as s:
+        first = ledger.ingest_page(s, [sms("SM1"), sms("SM2"), sms("SM1")], now=NOW)
+    with store.transaction() as s:
+        second = ledger.ingest_page(s, [sms("SM2"), sms("SM3")], now=NOW)
+    assert (first.stored, first.repeats) == (2, 1)
+    assert (second.stored, second.repeats) == (1, 1)
+    with store.transaction() as s:
+        assert ledger.ledger_counts(s) == {"sms": 3}
+
+
+def test_page_cursor_and_dead_letters_commit_together_or_not_at_all(store: StateStore) -> None:
+    bad = Malformed("twilio", "SMbad", "sender is not a phone number", {"sid": "SMbad"})
+    with pytest.raises(RuntimeError), store.transaction() as s:
+        ledger.ingest_page(s, [sms("SM1")], [bad], now=NOW, cursor=("twilio", "messages", "", "c1"))
+        raise RuntimeError("crash before commit")
+    with store.transaction() as s:
+        assert ledger.ledger_counts(s) == {}
+        assert ledger.load_cursor(s, "twilio", "messages") is None
+        assert ledger.open_dead_letter_count(s) == 0
+        ledger.ingest_page(s, [sms("SM1")], [bad], now=NOW, cursor=("twilio", "messages", "", "c1"))
+    with store.transaction() as s:
+        assert ledger.load_cursor(s, "twilio", "messages") == "c1"
+        [letter] = ledger.open_dead_letters(s)
+        assert (letter.source, letter.ref, letter.reason) == ("twilio", "SMbad", "sender is not a phone number")
+
+
+def test_interaction_round_trips_through_the_ledger_with_aware_times(store: StateStore) -> None:
+    original = sms("SM9", text="unicode ✓")
+    with store.transaction() as s:
+        ledger.ingest_page(s, [original], now=NOW)
+    with store.transaction() as s:
+        [row] = ledger.unprocessed(s, 10)
+        restored = ledger.to_interaction(row)
+    assert restored == original
+    assert restored.occurred_at.tzinfo is not None
+
+
+def test_one_identity_is_one_person(store: StateStore) -> None:
+    with store.transaction() as s:
+        first = graph.person_for(s, phone("(415) 555-0100"), now=NOW)
+        again = graph.person_for(s, phone("+1 415.555.0100"), now=NOW)
+        other = graph.person_for(s, email("Jane@Example.com"), now=NOW)
+    assert first == again != other
+
+
+def test_mirror_matches_by_normalised_identity_oldest_first(store: StateStore) -> None:
+    older = MirrorRecord("salesforce", "Contact", "003A", (phone("(415) 555-0100"),), {"Tier__c": "gold"},
+                         NOW, created_at=NOW - timedelta(days=2))
+    newer = MirrorRecord("salesforce", "Contact", "003B", (phone("+1 415 555 0100"), email("a@b.co")), {},
+                         NOW, created_at=NOW - timedelta(days=1))
+    with store.transaction() as s:
+        graph.upsert_mirror(s, [newer, older])
+        matches = graph.mirror_matches(s, "salesforce", [phone("4155550100")])
+        assert [m.record_id for m in matches] == ["003A", "003B"]
+        graph.upsert_mirror(s, [MirrorRecord("salesforce", "Contact", "003B", (email("a@b.co"),), {}, NOW)])
+        assert [m.record_id for m in graph.mirror_matches(s, "salesforce", [phone("4155550100")])] == ["003A"]
+        assert graph.mirror_matches(s, "hubspot", [phone("4155550100")]) == []
+
+
+def _one_pending(store: StateStore, count: int = 1) -> None:
+    with store.transaction() as s:
+        ledger.ingest_page(s, [sms(f"SM{i}") for i in range(count)], now=NOW)
+        for row in s.scalars(select(LedgerRow)):
+            outbox.enqueue(s, row.id, ["salesforce"], f"sms:{row.external_id}", now=NOW)
+
+
+def test_outbox_enqueue_is_idempotent_and_claims_lease_rows(store: StateStore) -> None:
+    _one_pending(store)
+    with store.transaction() as s:
+        row = s.scalar(select(LedgerRow))
+        assert row is not None
+        outbox.enqueue(s, row.id, ["salesforce"], "sms:SM0", now=NOW)
+    with store.transaction() as s:
+        claimed = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=timedelta(minutes=5))
+        assert [c.attempts for c in claimed] == [1]
+    with store.transaction() as s:
+        assert outbox.claim_due(s, "salesforce", 10, now=NOW, lease=timedelta(minutes=5)) == []
+        later = outbox.claim_due(s, "salesforce", 10, now=NOW + timedelta(minutes=6), lease=timedelta(minutes=5))
+        assert len(later) == 1
+        outbox.mark_done(s, later[0].id, "00T1", now=NOW)
+    with store.transaction() as s:
+        assert outbox.outbox_counts(s) == {("salesforce", OutboxStatus.DONE.value): 1}
+
+
+@pytest.mark.postgres
+def test_concurrent_claims_on_postgresql_never_share_a_row(store: StateStore) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite runs one daemon per file")
+    _one_pending(store, count=20)
+    claimed: list[list[int]] = []
+    barrier = threading.Barrier(2)
+
+    def claim() -> None:
+        with store.transaction() as s:
+            rows = outbox.claim_due(s, "salesforce", 15, now=NOW, lease=timedelta(minutes=5))
+            barrier.wait(timeout=10)  # both hold their locks at once
+            claimed.append([r.id for r in rows])
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    first, second = claimed
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 20
+    with store.transaction() as s:
+        assert all(r.attempts == 1 for r in s.scalars(select(OutboxRow)))
+
+
+def test_threads_open_then_move_to_the_next_case_after_closing(store: StateStore) -> None:
+    with store.transaction() as s:
+        thread = outbox.open_thread(s, "salesforce", "sms:a:b", "support", now=NOW)
+        outbox.set_thread_record(s, thread.id, "500A")
+        again = outbox.open_thread(s, "salesforce", "sms:a:b", "support", now=NOW)
+        assert (again.id, again.seq, again.record_id) == (thread.id, 1, "500A")
+        again.closed_at = NOW
+        reopened = outbox.open_thread(s, "salesforce", "sms:a:b", "billing", now=NOW)
+        assert (reopened.seq, reopened.record_id, reopened.queue) == (2, None, "billing")
