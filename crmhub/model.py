@@ -48,6 +48,7 @@ class IdentityKind(StrEnum):
     PHONE = "phone"
     EMAIL = "email"
     X = "x"
+    X_HANDLE = "x_handle"  # what CRMs hold instead of the id; used to match the mirror
 
 
 @dataclass(frozen=True, order=True)
@@ -197,3 +198,50 @@ class DeadLetter:
     reason: str
     payload: Mapping[str, Any]
     created_at: datetime
+
+
+# ---- the engine -> CRM connector contract ------------------------------------
+@dataclass(frozen=True)
+class CaseSpec:
+    """A case/ticket to open, found again by its unique `key` if it already exists."""
+
+    key: str
+    target: QueueTarget
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class HistoryWrite:
+    """One interaction to write onto a customer's CRM record, threaded into a case.
+
+    Exactly one of `contact_id` / `new_contact` says whose record it is
+    (`new_contact`: the identities to create a contact of type
+    `contact_object` from); exactly one of `case_id` / `new_case` says which
+    case it threads into. `fields` are the admin's rendered history
+    templates for the activity record.
+    """
+
+    key: str
+    person_id: int
+    interaction: Interaction
+    fields: Mapping[str, str]
+    contact_object: str
+    contact_id: str | None = None
+    new_contact: tuple[Identity, ...] = ()
+    case_id: str | None = None
+    new_case: CaseSpec | None = None
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What the CRM did with one HistoryWrite; `error` set when it did not take."""
+
+    key: str
+    record_id: str | None = None
+    contact_id: str | None = None
+    case_id: str | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

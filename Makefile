@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make demo   set up .venv, install crmhub, run one sync on the sandbox (no accounts, no credentials)
+#   make test   set up .venv with the test extras and run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench sandbox clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/crmhub demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py
+
+sandbox: $(VENV)/.installed
+	$(BIN)/crmhub sandbox
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis crmhub.db .crmhub

@@ -1,0 +1,322 @@
+"""Salesforce: contact mirror, queues, and history writes (simple-salesforce).
+
+Retries: simple-salesforce has none of its own; the shared layer retries.
+An expired session is renewed once by logging in again (the OAuth flow from
+settings) before the call is retried.
+
+Writes are batched and idempotent by construction: Cases are upserted by
+`Crmhub_Conversation__c` (`<conversation>#<seq>`) and Tasks by
+`Crmhub_Key__c` (crmhub's interaction key) through sObject Collections, 200
+records per call, so a retry after a timeout updates instead of duplicating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
+
+from crmhub.connectors._base import Connector, classify_status
+from crmhub.connectors._http import build_session
+from crmhub.connectors._retry import Retrier
+from crmhub.errors import AuthError, ConnectorError, RateLimited, Rejected
+from crmhub.identities import normal_handle, try_email, try_phone
+from crmhub.model import (
+    Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome,
+)
+
+T = TypeVar("T")
+COLLECTION_LIMIT = 200  # records per sObject Collections call
+TASK_KEY_FIELD = "Crmhub_Key__c"
+CASE_KEY_FIELD = "Crmhub_Conversation__c"
+SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class SalesforceAuth:
+    """How to log in: `client_credentials` or `password` (OAuth 2.0 flows)."""
+
+    flow: str
+    client_id: str
+    client_secret: str
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactObject:
+    """Which fields of one object (Contact, Lead) hold which identity kind."""
+
+    name: str
+    fields_by_kind: Mapping[str, Sequence[str]]  # "phone" -> ["Phone", "MobilePhone"]
+    extra_fields: Sequence[str] = ()  # copied into the mirror for routing (e.g. Tier__c)
+
+
+class SalesforceCrm(Connector):
+    """One Salesforce org."""
+
+    name = "salesforce"
+
+    def __init__(self, *, instance_url: str, auth: SalesforceAuth, objects: Sequence[ContactObject],
+                 base_url: str | None = None, api_version: str = "59.0", default_region: str = "US",
+                 retrier: Retrier | None = None) -> None:
+        super().__init__(retrier)
+        self.instance_url = instance_url.rstrip("/")
+        self.auth = auth
+        self.objects = {o.name: o for o in objects}
+        self.base_url = base_url
+        self.api_version = api_version
+        self.default_region = default_region
+        self._sf: Salesforce | None = None
+        self._queues: dict[str, str] | None = None
+
+    # ---- SDK boundary --------------------------------------------------------
+    def translate(self, exc: Exception) -> ConnectorError | None:
+        if isinstance(exc, SalesforceAuthenticationFailed):
+            return AuthError(f"login failed: {exc.code}: {exc.message}; check crms.salesforce.auth",
+                             system=self.name, code=str(exc.code))
+        if not isinstance(exc, SalesforceError):
+            return None
+        code, message = _first_error(exc.content)
+        text = f"HTTP {exc.status} {code}: {message}".strip()
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return RateLimited(text, system=self.name, status=exc.status, code=code)
+        return classify_status(exc.status, text, system=self.name, code=code)
+
+    def _client(self) -> Salesforce:
+        if self._sf is None:
+            self._sf = self._login()
+        return self._sf
+
+    def _login(self) -> Salesforce:
+        session = build_session(base_url=self.base_url, timeout=60)
+        common: dict[str, Any] = {"session": session, "version": self.api_version,
+                                  "consumer_key": self.auth.client_id, "consumer_secret": self.auth.client_secret,
+                                  "domain": _domain(self.instance_url)}
+        if self.auth.flow == "password":
+            return Salesforce(username=self.auth.username, password=self.auth.password, **common)
+        return Salesforce(**common)
+
+    def sf(self, operation: str, fn: Callable[[Salesforce], T]) -> T:
+        """Run `fn(client)` through the retry layer, renewing an expired session once."""
+        try:
+            return self.call(operation, lambda: fn(self._client()))
+        except AuthError as exc:
+            if exc.code != "INVALID_SESSION_ID":
+                raise
+            self._sf = None
+            return self.call(operation, lambda: fn(self._client()))
+
+    # ---- reads ---------------------------------------------------------------
+    def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        """Records of a SOQL query, one API page at a time."""
+        result = self.sf("query", lambda sf: sf.query(soql))
+        while True:
+            yield [_plain(r) for r in result["records"]]
+            if result.get("done", True):
+                return
+            next_url = result["nextRecordsUrl"]
+            result = self.sf("query_more", lambda sf: sf.query_more(next_url, identifier_is_url=True))
+
+    def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
+        """Contacts changed since the cursor, oldest change first, with the cursor after each page."""
+        obj = self.objects[object_name]
+        fields = sorted({"Id", "CreatedDate", "SystemModstamp", *obj.extra_fields,
+                         *(f for names in obj.fields_by_kind.values() for f in names)})
+        where = [f"SystemModstamp >= {since}"] if since else []
+        if object_name == "Lead":
+            where.append("IsConverted = false")
+        soql = (f"SELECT {', '.join(fields)} FROM {object_name}"
+                + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY SystemModstamp ASC")
+        for records in self.query_pages(soql):
+            if records:
+                mirrored = [self._mirror_record(obj, r) for r in records]
+                yield mirrored, _soql_datetime(max(m.modified_at for m in mirrored))
+
+    def _mirror_record(self, obj: ContactObject, record: Mapping[str, Any]) -> MirrorRecord:
+        identities: list[Identity] = []
+        for kind, names in obj.fields_by_kind.items():
+            for name in names:
+                identity = _identity(kind, record.get(name), self.default_region)
+                if identity is not None:
+                    identities.append(identity)
+        return MirrorRecord(
+            crm=self.name, object_type=obj.name, record_id=record["Id"], identities=tuple(identities),
+            fields={k: record.get(k) for k in obj.extra_fields},
+            modified_at=_parse_datetime(record["SystemModstamp"]),
+            created_at=_parse_datetime(record["CreatedDate"]) if record.get("CreatedDate") else None,
+        )
+
+    def queue_ids(self) -> dict[str, str]:
+        """Queue DeveloperName -> Group Id, read once per connector."""
+        if self._queues is None:
+            soql = "SELECT Id, DeveloperName FROM Group WHERE Type = 'Queue'"
+            self._queues = {r["DeveloperName"]: r["Id"] for page in self.query_pages(soql) for r in page}
+        return self._queues
+
+    # ---- writes --------------------------------------------------------------
+    def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
+        """Create missing contacts, upsert new cases, upsert one Task per write."""
+        contacts, contact_errors = self._create_contacts(writes)
+        cases, case_errors = self._upsert_cases(writes, contacts)
+        ready: list[HistoryWrite] = []
+        outcomes: dict[str, WriteOutcome] = {}
+        for write in writes:
+            error = contact_errors.get(write.person_id) or (case_errors.get(write.new_case.key)
+                                                             if write.new_case else None)
+            if error is not None:
+                outcomes[write.key] = WriteOutcome(write.key, error=error)
+            else:
+                ready.append(write)
+        tasks = [self._task(w, contacts, cases) for w in ready]
+        for write, result in zip(ready, self._collection_upsert("Task", TASK_KEY_FIELD, tasks), strict=True):
+            record_id, error = result
+            outcomes[write.key] = WriteOutcome(
+                write.key, record_id=record_id, error=error,
+                contact_id=write.contact_id or contacts.get(write.person_id),
+                case_id=write.case_id or (cases.get(write.new_case.key) if write.new_case else None))
+        return [outcomes[w.key] for w in writes]
+
+    def _create_contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:
+        wanted: dict[int, HistoryWrite] = {}
+        for write in writes:
+            if write.contact_id is None and write.new_contact:
+                wanted.setdefault(write.person_id, write)
+        records = [self._contact_fields(w) for w in wanted.values()]
+        created: dict[int, str] = {}
+        errors: dict[int, Exception] = {}
+        for person_id, (record_id, error) in zip(wanted, self._collection_create(records), strict=True):
+            if error is not None:
+                errors[person_id] = error
+            else:
+                created[person_id] = record_id  # type: ignore[assignment]  # set when no error
+        return created, errors
+
+    def _contact_fields(self, write: HistoryWrite) -> dict[str, Any]:
+        obj = self.objects[write.contact_object]
+        fields: dict[str, Any] = {"attributes": {"type": obj.name}}
+        for identity in write.new_contact:
+            names = obj.fields_by_kind.get(_kind_key(identity.kind), ())
+            if names and names[0] not in fields:
+                fields[names[0]] = identity.display if identity.kind is IdentityKind.X else identity.value
+        fields["LastName"] = write.new_contact[0].display or write.new_contact[0].value
+        if obj.name == "Lead":
+            fields.setdefault("Company", "Unknown (created by crmhub)")
+        return fields
+
+    def _upsert_cases(self, writes: Sequence[HistoryWrite], contacts: Mapping[int, str]
+                      ) -> tuple[dict[str, str], dict[str, Exception]]:
+        specs: dict[str, dict[str, Any]] = {}
+        queues = self.queue_ids() if any(w.new_case for w in writes) else {}
+        for write in writes:
+            spec = write.new_case
+            if spec is None or spec.key in specs:
+                continue
+            record: dict[str, Any] = {"attributes": {"type": "Case"}, CASE_KEY_FIELD: spec.key, "Status": "New",
+                                      "Origin": write.interaction.channel.label, **spec.fields}
+            if spec.target.queue in queues:
+                record["OwnerId"] = queues[spec.target.queue]
+            if spec.target.priority:
+                record["Priority"] = spec.target.priority
+            contact_id = write.contact_id or contacts.get(write.person_id)
+            if contact_id and contact_id.startswith("003"):
+                record["ContactId"] = contact_id
+            specs[spec.key] = record
+        cases: dict[str, str] = {}
+        errors: dict[str, Exception] = {}
+        results = self._collection_upsert("Case", CASE_KEY_FIELD, list(specs.values()))
+        for key, (record_id, error) in zip(specs, results, strict=True):
+            if error is not None:
+                errors[key] = error
+            else:
+                cases[key] = record_id  # type: ignore[assignment]  # set when no error
+        return cases, errors
+
+    def _task(self, write: HistoryWrite, contacts: Mapping[int, str], cases: Mapping[str, str]) -> dict[str, Any]:
+        item = write.interaction
+        task: dict[str, Any] = {
+            "attributes": {"type": "Task"}, TASK_KEY_FIELD: write.key, "Status": "Completed",
+            "TaskSubtype": "Call" if item.channel is Channel.CALL else "Task",
+            "ActivityDate": item.occurred_at.astimezone(UTC).date().isoformat(),
+            "WhoId": write.contact_id or contacts.get(write.person_id),
+            "WhatId": write.case_id or (cases.get(write.new_case.key) if write.new_case else None),
+            **write.fields,
+        }
+        if item.call is not None:
+            task["CallDurationInSeconds"] = item.call.duration_seconds
+            task["CallType"] = "Inbound" if item.direction.value == "inbound" else "Outbound"
+        return task
+
+    def _collection_create(self, records: list[dict[str, Any]]) -> list[tuple[str | None, Exception | None]]:
+        return self._collection("POST", "composite/sobjects", records)
+
+    def _collection_upsert(self, sobject: str, key_field: str, records: list[dict[str, Any]]
+                           ) -> list[tuple[str | None, Exception | None]]:
+        return self._collection("PATCH", f"composite/sobjects/{sobject}/{key_field}", records)
+
+    def _collection(self, method: str, path: str, records: list[dict[str, Any]]
+                    ) -> list[tuple[str | None, Exception | None]]:
+        """Send records through sObject Collections, 200 per call, one result per record."""
+        results: list[tuple[str | None, Exception | None]] = []
+        for start in range(0, len(records), COLLECTION_LIMIT):
+            chunk = records[start:start + COLLECTION_LIMIT]
+            body = {"allOrNone": False, "records": chunk}
+            answer = self.sf(f"collections.{method.lower()}",
+                             lambda sf, body=body: sf.restful(path, method=method, json=body))  # type: ignore[misc]
+            for entry in answer or []:
+                if entry.get("success"):
+                    results.append((entry.get("id"), None))
+                else:
+                    code, message = _first_error(entry.get("errors"))
+                    results.append((None, Rejected(f"{code}: {message}", system=self.name, code=code)))
+        return results
+
+
+# ---- helpers -------------------------------------------------------------------
+def _domain(instance_url: str) -> str:
+    """`https://acme.my.salesforce.com` -> `acme.my`, the SDK's login domain."""
+    host = urlsplit(instance_url).hostname or "login"
+    return host.removesuffix(".salesforce.com") or "login"
+
+
+def _first_error(content: Any) -> tuple[str, str]:
+    """(errorCode, message) of Salesforce's error list, whatever shape came back."""
+    if isinstance(content, list) and content and isinstance(content[0], Mapping):
+        first = content[0]
+        return str(first.get("errorCode") or first.get("statusCode") or ""), str(first.get("message", ""))
+    return "", str(content)[:200]
+
+
+def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "attributes"}
+
+
+def _kind_key(kind: IdentityKind) -> str:
+    return "x_handle" if kind in (IdentityKind.X, IdentityKind.X_HANDLE) else kind.value
+
+
+def _identity(kind: str, value: Any, region: str) -> Identity | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if kind == "phone":
+        return try_phone(value, region)
+    if kind == "email":
+        return try_email(value)
+    if kind == "x_handle":
+        return Identity(IdentityKind.X_HANDLE, normal_handle(value), display=value)
+    return None
+
+
+def _parse_datetime(value: str) -> datetime:
+    """Salesforce's `2024-01-01T12:00:00.000+0000` as an aware datetime."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def _soql_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(SOQL_DATETIME)
+

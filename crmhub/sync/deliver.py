@@ -1,0 +1,139 @@
+"""Deliver the outbox to one CRM: claim, batch, write, record.
+
+Claiming and recording are short transactions; the CRM call happens between
+them, outside any transaction. Per write: success -> done (and the contact
+link and case recorded); a transient failure -> due again after a backoff;
+a permanent one -> dead letter with the CRM's reason, and the rest of the
+batch goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy.orm import Session
+
+from crmhub.errors import TransientError
+from crmhub.model import CaseSpec, HistoryWrite, Interaction, QueueTarget, WriteOutcome
+from crmhub.store import StateStore, graph, ledger, outbox
+from crmhub.store.schema import LedgerRow, OutboxRow
+from crmhub.sync.contacts import contact_for
+
+log = structlog.get_logger("crmhub.deliver")
+
+
+class HistoryWriter(Protocol):
+    """A CRM connector that writes interactions onto contacts and cases."""
+
+    name: str
+
+    def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]: ...
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How one CRM's writes are shaped: templates, contact creation, batching."""
+
+    task_templates: Mapping[str, str] = field(default_factory=dict)
+    case_templates: Mapping[str, str] = field(default_factory=dict)
+    create_contact_as: str | None = None  # object to create when no contact matches
+    contact_object: str = "Contact"
+    batch_size: int = 50
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    retry_base: timedelta = timedelta(seconds=30)
+
+
+@dataclass
+class DeliveryReport:
+    crm: str
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+
+
+def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime) -> DeliveryReport:
+    """Deliver due outbox rows of `writer`'s CRM, batch after batch, until none is due."""
+    report = DeliveryReport(writer.name)
+    while True:
+        with store.transaction() as session:
+            rows = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease)
+            writes = {row.id: _history_write(session, row, writer.name, policy, now=now) for row in rows}
+        if not writes:
+            return report
+        try:
+            outcomes = writer.write_history(list(writes.values()))
+        except TransientError as exc:  # the whole batch failed; try again later
+            outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
+        with store.transaction() as session:
+            for (outbox_id, write), outcome in zip(writes.items(), outcomes, strict=True):
+                _record(session, outbox_id, write, outcome, writer.name, policy, report, now=now)
+        if len(rows) < policy.batch_size:
+            return report
+
+
+def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryPolicy,
+                   *, now: datetime) -> HistoryWrite:
+    ledger_row = session.get(LedgerRow, row.interaction_id)
+    assert ledger_row is not None and ledger_row.person_id is not None  # processed before enqueued
+    item = ledger.to_interaction(ledger_row)
+    decision = outbox.decision_of(session, row.interaction_id)
+    target = QueueTarget(**decision.targets[crm]) if decision and crm in decision.targets else QueueTarget("")
+    context = _template_context(item, decision.rule if decision else "", target.queue)
+    contact = contact_for(session, ledger_row.person_id, crm, now=now)
+    new_contact: tuple[Any, ...] = ()
+    if contact is None and policy.create_contact_as:
+        new_contact = tuple(graph.identities_of(session, ledger_row.person_id))
+    thread = outbox.open_thread(session, crm, item.conversation_key, target.queue, now=now)
+    new_case = None if thread.record_id else CaseSpec(
+        key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context))
+    return HistoryWrite(
+        key=row.idempotency_key, person_id=ledger_row.person_id, interaction=item,
+        fields=_render(policy.task_templates, context),
+        contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
+        contact_id=contact.record_id if contact else None, new_contact=new_contact,
+        case_id=thread.record_id, new_case=new_case)
+
+
+def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: WriteOutcome, crm: str,
+            policy: DeliveryPolicy, report: DeliveryReport, *, now: datetime) -> None:
+    if outcome.ok:
+        outbox.mark_done(session, outbox_id, outcome.record_id, now=now)
+        if outcome.contact_id and write.contact_id is None:
+            graph.add_link(session, write.person_id, crm, write.contact_object, outcome.contact_id, now=now)
+        if outcome.case_id and write.new_case is not None:
+            thread = outbox.thread_of(session, crm, write.interaction.conversation_key)
+            if thread is not None:
+                outbox.set_thread_record(session, thread.id, outcome.case_id)
+        report.delivered += 1
+        return
+    error = outcome.error
+    reason = f"{write.key} -> {crm}: {error}"
+    row = session.get(OutboxRow, outbox_id)
+    attempts = row.attempts if row else policy.max_attempts
+    if isinstance(error, TransientError) and attempts < policy.max_attempts:
+        outbox.mark_retry(session, outbox_id, reason, retry_at=now + policy.retry_base * 2 ** (attempts - 1))
+        report.retrying += 1
+    else:
+        outbox.mark_dead(session, outbox_id, reason, now=now)
+        ledger.add_dead_letter(session, f"deliver:{crm}", write.key, reason, {"outbox_id": outbox_id}, now=now)
+        report.dead += 1
+    log.warning("write failed", crm=crm, item=write.key, error=type(error).__name__, reason=str(error)[:200])
+
+
+def _template_context(item: Interaction, rule: str, queue: str) -> dict[str, Any]:
+    return {
+        "channel": item.channel.value, "channel_label": item.channel.label, "direction": item.direction.value,
+        "sender": item.sender.display or item.sender.value, "recipient": item.recipient.display or item.recipient.value,
+        "text": item.text, "occurred_at": item.occurred_at.isoformat(),
+        "duration": item.call.duration_seconds if item.call else "", "media_count": len(item.media),
+        "conversation": item.conversation_key, "rule": rule, "queue": queue,
+    }
+
+
+def _render(templates: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
+    return {name: template.format_map(context) for name, template in templates.items()}

@@ -1,0 +1,43 @@
+"""Keep the local contact mirror of each CRM current, by cursor.
+
+The first run pages through every contact; later runs ask only for records
+changed since the saved cursor. Each page and its cursor commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from crmhub.model import MirrorRecord
+from crmhub.store import StateStore
+from crmhub.store.graph import upsert_mirror
+from crmhub.store.ledger import load_cursor, save_cursor
+
+log = structlog.get_logger("crmhub.mirror")
+
+
+class MirrorSource(Protocol):
+    """A CRM connector that can list contacts changed since a cursor."""
+
+    name: str
+
+    def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]: ...
+
+
+def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequence[str], *, now: datetime) -> int:
+    """Bring the mirror of `source` up to date; returns how many records changed."""
+    changed = 0
+    for object_name in object_names:
+        stream = f"mirror.{object_name}"
+        with store.transaction() as session:
+            cursor = load_cursor(session, source.name, stream)
+        for records, next_cursor in source.mirror_pages(object_name, cursor):
+            with store.transaction() as session:
+                changed += upsert_mirror(session, records)
+                save_cursor(session, source.name, stream, "", next_cursor, now=now)
+    log.info("mirror refreshed", crm=source.name, changed=changed)
+    return changed
