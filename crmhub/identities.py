@@ -28,7 +28,7 @@ def phone(raw: str, default_region: str = "US") -> Identity:
     """
     text = raw.strip()
     if text.lower().startswith(WHATSAPP_PREFIX):
-        text = text[len(WHATSAPP_PREFIX):]
+        text = text[len(WHATSAPP_PREFIX):].strip()
     try:
         parsed = phonenumbers.parse(text, default_region.upper())
     except phonenumbers.NumberParseException as exc:
@@ -36,7 +36,7 @@ def phone(raw: str, default_region: str = "US") -> Identity:
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidIdentity("not a possible phone number")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return Identity(IdentityKind.PHONE, e164, display=raw.strip())
+    return Identity(IdentityKind.PHONE, e164, display=text)
 
 
 def try_phone(raw: str | None, default_region: str = "US") -> Identity | None:

@@ -44,11 +44,15 @@ class BaseUrlAdapter(HTTPAdapter):
         super().__init__(**kwargs)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]  # same signature, loosely typed upstream
-        original = urlsplit(request.url or "")
+        original_url = request.url or ""
+        original = urlsplit(original_url)
         request.url = urlunsplit(
             (self._scheme, self._netloc, self._prefix + original.path, original.query, original.fragment)
         )
-        return super().send(request, **kwargs)
+        response = super().send(request, **kwargs)
+        # The SDK sees the URL it asked for (zenpy, for one, parses answers by their host).
+        request.url = response.url = original_url
+        return response
 
 
 def build_session(

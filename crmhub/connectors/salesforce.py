@@ -63,17 +63,24 @@ class SalesforceCrm(Connector):
     name = "salesforce"
 
     def __init__(self, *, instance_url: str, auth: SalesforceAuth, objects: Sequence[ContactObject],
-                 base_url: str | None = None, api_version: str = "59.0", default_region: str = "US",
-                 retrier: Retrier | None = None) -> None:
+                 queues: Mapping[str, str] | None = None, base_url: str | None = None, api_version: str = "59.0",
+                 default_region: str = "US", retrier: Retrier | None = None) -> None:
+        """
+        Args:
+            objects: the contact-like objects to mirror and match (Contact, Lead).
+            queues: routing queue name -> the queue's Group DeveloperName.
+        """
         super().__init__(retrier)
         self.instance_url = instance_url.rstrip("/")
         self.auth = auth
         self.objects = {o.name: o for o in objects}
+        self.queue_names = dict(queues or {})
         self.base_url = base_url
         self.api_version = api_version
         self.default_region = default_region
         self._sf: Salesforce | None = None
         self._queues: dict[str, str] | None = None
+        self._fields: dict[str, frozenset[str]] = {}
 
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
@@ -126,8 +133,9 @@ class SalesforceCrm(Connector):
     def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
         """Contacts changed since the cursor, oldest change first, with the cursor after each page."""
         obj = self.objects[object_name]
-        fields = sorted({"Id", "CreatedDate", "SystemModstamp", *obj.extra_fields,
-                         *(f for names in obj.fields_by_kind.values() for f in names)})
+        wanted = {"Id", "CreatedDate", "SystemModstamp", *obj.extra_fields,
+                  *(f for names in obj.fields_by_kind.values() for f in names)}
+        fields = sorted(wanted & self.field_names(object_name))
         where = [f"SystemModstamp >= {since}"] if since else []
         if object_name == "Lead":
             where.append("IsConverted = false")
@@ -151,6 +159,17 @@ class SalesforceCrm(Connector):
             modified_at=_parse_datetime(record["SystemModstamp"]),
             created_at=_parse_datetime(record["CreatedDate"]) if record.get("CreatedDate") else None,
         )
+
+    def field_names(self, object_name: str) -> frozenset[str]:
+        """The object's field names (one describe call per object and connector).
+
+        Routing may name a contact field only some objects have (Tier__c on
+        Contact, not Lead); asking for it on the others would fail the query.
+        """
+        if object_name not in self._fields:
+            described = self.sf("describe", lambda sf: sf.restful(f"sobjects/{object_name}/describe"))
+            self._fields[object_name] = frozenset(f["name"] for f in (described or {}).get("fields", []))
+        return self._fields[object_name]
 
     def queue_ids(self) -> dict[str, str]:
         """Queue DeveloperName -> Group Id, read once per connector."""
@@ -212,15 +231,21 @@ class SalesforceCrm(Connector):
     def _upsert_cases(self, writes: Sequence[HistoryWrite], contacts: Mapping[int, str]
                       ) -> tuple[dict[str, str], dict[str, Exception]]:
         specs: dict[str, dict[str, Any]] = {}
+        errors: dict[str, Exception] = {}
         queues = self.queue_ids() if any(w.new_case for w in writes) else {}
         for write in writes:
             spec = write.new_case
-            if spec is None or spec.key in specs:
+            if spec is None or spec.key in specs or spec.key in errors:
                 continue
             record: dict[str, Any] = {"attributes": {"type": "Case"}, CASE_KEY_FIELD: spec.key, "Status": "New",
                                       "Origin": write.interaction.channel.label, **spec.fields}
-            if spec.target.queue in queues:
-                record["OwnerId"] = queues[spec.target.queue]
+            developer_name = self.queue_names.get(spec.target.queue, spec.target.queue)
+            if developer_name not in queues:
+                errors[spec.key] = Rejected(
+                    f"queue {developer_name!r} (routing name {spec.target.queue!r}) does not exist in this org; "
+                    "create the queue or fix queues.salesforce in mappings/routing.yaml", system=self.name)
+                continue
+            record["OwnerId"] = queues[developer_name]
             if spec.target.priority:
                 record["Priority"] = spec.target.priority
             contact_id = write.contact_id or contacts.get(write.person_id)
@@ -228,7 +253,6 @@ class SalesforceCrm(Connector):
                 record["ContactId"] = contact_id
             specs[spec.key] = record
         cases: dict[str, str] = {}
-        errors: dict[str, Exception] = {}
         results = self._collection_upsert("Case", CASE_KEY_FIELD, list(specs.values()))
         for key, (record_id, error) in zip(specs, results, strict=True):
             if error is not None:

@@ -56,11 +56,11 @@ def ingest_page(
         rows = _unique_rows(interactions, now)
         statement = insert_ignoring_conflicts(session, LedgerRow, rows, ("channel", "external_id"))
         stored = len(session.execute(statement.returning(LedgerRow.id)).all())
-    for item in malformed:
-        add_dead_letter(session, item.source, item.ref, item.reason, dict(item.raw), now=now)
+    dead_lettered = sum(add_dead_letter(session, item.source, item.ref, item.reason, dict(item.raw), now=now)
+                        for item in malformed)
     if cursor is not None:
         save_cursor(session, *cursor, now=now)
-    return IngestResult(stored=stored, repeats=len(interactions) - stored, dead_lettered=len(malformed))
+    return IngestResult(stored=stored, repeats=len(interactions) - stored, dead_lettered=dead_lettered)
 
 
 def _unique_rows(interactions: Iterable[Interaction], now: datetime) -> list[dict[str, Any]]:
@@ -139,11 +139,16 @@ def all_cursors(session: Session) -> list[CursorRow]:
 
 # ---- dead letters ------------------------------------------------------------
 def add_dead_letter(session: Session, source: str, ref: str, reason: str, payload: dict[str, Any],
-                    *, now: datetime) -> int:
-    row = DeadLetterRow(source=source, ref=ref[:255], reason=reason, payload=payload, created_at=now)
-    session.add(row)
+                    *, now: datetime) -> bool:
+    """Record a failed item once; False when it is already open (overlapping polls re-read it)."""
+    ref = ref[:255]
+    existing = session.scalar(select(DeadLetterRow.id).where(DeadLetterRow.source == source, DeadLetterRow.ref == ref,
+                                                             DeadLetterRow.resolved_at.is_(None)))
+    if existing is not None:
+        return False
+    session.add(DeadLetterRow(source=source, ref=ref, reason=reason, payload=payload, created_at=now))
     session.flush()
-    return row.id
+    return True
 
 
 def open_dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:

@@ -1,7 +1,6 @@
 """Routing: ordered rules pick a queue per CRM; the first match wins.
 
-Rules come from `mappings/routing.yaml` (see `from_config` in
-`crmhub.sync.wiring`). Each decision records the winning rule and, for every
+Rules come from `mappings/routing.yaml` (built by `crmhub.app.build_router`). Each decision records the winning rule and, for every
 rule tried before it, the first condition that failed, so `crmhub explain`
 can say why an item went where it went.
 """
@@ -9,31 +8,13 @@ can say why an item went where it went.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from crmhub.model import Interaction, QueueTarget, RouteDecision
 from crmhub.sync.language import guess_language
-
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-@dataclass(frozen=True)
-class BusinessHours:
-    """Opening days and hours in one time zone."""
-
-    timezone: str = "UTC"
-    days: tuple[str, ...] = DAY_NAMES[:5]
-    start: time = time(8, 0)
-    end: time = time(18, 0)
-
-    def contains(self, moment: datetime) -> bool:
-        local = moment.astimezone(ZoneInfo(self.timezone))
-        return DAY_NAMES[local.weekday()] in self.days and self.start <= local.time() < self.end
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -51,7 +32,7 @@ class Rule:
     case_open: bool | None = None
 
     def mismatch(self, item: Interaction, contact: Mapping[str, Any], *, case_open: bool,
-                 hours: BusinessHours) -> str | None:
+                 in_hours: Callable[[datetime], bool]) -> str | None:
         """Why this rule does not match, or None when it does."""
         if self.channels is not None and item.channel.value not in self.channels:
             return f"channel {item.channel.value} not in {sorted(self.channels)}"
@@ -68,7 +49,7 @@ class Rule:
         for name, wanted in self.contact.items():
             if contact.get(name) != wanted:
                 return f"contact {name} is {contact.get(name)!r}, not {wanted!r}"
-        if self.business_hours is not None and hours.contains(item.occurred_at) != self.business_hours:
+        if self.business_hours is not None and in_hours(item.occurred_at) != self.business_hours:
             return "inside business hours" if self.business_hours is False else "outside business hours"
         if self.case_open is not None and case_open != self.case_open:
             return "a case is already open" if case_open else "no case is open"
@@ -86,13 +67,13 @@ class Router:
 
     rules: tuple[Rule, ...]
     default: Mapping[str, QueueTarget]
-    hours: BusinessHours = BusinessHours()
+    in_business_hours: Callable[[datetime], bool] = lambda moment: True
 
     def decide(self, item: Interaction, contact: Mapping[str, Any], *, case_open: bool = False) -> RouteDecision:
         """The first matching rule's targets (CRMs it leaves out take the default)."""
         tried: list[tuple[str, str]] = []
         for rule in self.rules:
-            reason = rule.mismatch(item, contact, case_open=case_open, hours=self.hours)
+            reason = rule.mismatch(item, contact, case_open=case_open, in_hours=self.in_business_hours)
             if reason is None:
                 return RouteDecision(rule.name, {**self.default, **rule.targets}, tuple(tried))
             tried.append((rule.name, reason))

@@ -1,0 +1,181 @@
+"""Wiring: from a validated Config to connectors, router and delivery policies.
+
+This is the one place that knows both the configuration models and the
+engine's types; the engine (`crmhub.sync`) sees neither YAML nor wire formats.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from crmhub.config import Config
+from crmhub.connectors._retry import Retrier, RetryPolicy
+from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
+from crmhub.connectors.twilio import TwilioChannel
+from crmhub.model import QueueTarget
+from crmhub.store import StateStore, open_store
+from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
+from crmhub.sync.ingest import PollReport, poll_stream
+from crmhub.sync.mirror import refresh_mirror
+from crmhub.sync.process import process_pending
+from crmhub.sync.routing import Router, Rule
+
+log = structlog.get_logger("crmhub.app")
+
+# What this version can drive; other enabled CRMs and channels are reported, not silently ignored.
+WIRED_CRMS = ("salesforce",)
+WIRED_CHANNELS = ("twilio",)
+
+
+@dataclass
+class Cycle:
+    """What one sync cycle did."""
+
+    polls: list[PollReport] = field(default_factory=list)
+    mirrored: dict[str, int] = field(default_factory=dict)
+    processed: int = 0
+    deliveries: list[DeliveryReport] = field(default_factory=list)
+
+
+class Hub:
+    """A configured crmhub: state store, connectors, router; runs sync cycles."""
+
+    def __init__(self, config: Config, store: StateStore, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))
+        settings = config.settings
+        retrier = Retrier(_retry_policy(config))
+        self.unsupported = [name for name in (*settings.crms.enabled_names(), *settings.channels.enabled_names())
+                            if name not in (*WIRED_CRMS, *WIRED_CHANNELS)]
+        for name in self.unsupported:
+            log.warning("not wired in this version; skipped", system=name)
+        self.twilio = build_twilio(config, retrier) if "twilio" in settings.channels.enabled_names() else None
+        self.crms: dict[str, SalesforceCrm] = {}
+        if "salesforce" in settings.crms.enabled_names():
+            self.crms["salesforce"] = build_salesforce(config, retrier)
+        self.router = build_router(config)
+        self.policies = {name: build_policy(config, name) for name in self.crms}
+
+    def sync_once(self) -> Cycle:
+        """Poll every channel, refresh the mirrors, route, and deliver to every CRM."""
+        cycle = Cycle()
+        if self.twilio is not None:
+            twilio, overlap = self.twilio, self.config.settings.channels.twilio.overlap  # type: ignore[union-attr]
+            cycle.polls.append(poll_stream(self.store, source="twilio", stream="messages",
+                                           partition=twilio.account_sid, pages=twilio.message_pages,
+                                           overlap=overlap, now=self.clock()))
+        for name, crm in self.crms.items():
+            cycle.mirrored[name] = refresh_mirror(self.store, crm, list(crm.objects), now=self.clock())
+        cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock())
+        for name, crm in self.crms.items():
+            cycle.deliveries.append(deliver(self.store, crm, self.policies[name], now=self.clock()))
+        return cycle
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def build_hub(config: Config, *, clock: Callable[[], datetime] | None = None) -> Hub:
+    """Open the state store (migrating it) and build every enabled, wired connector."""
+    return Hub(config, open_store(config.database_url()), clock=clock)
+
+
+def _retry_policy(config: Config) -> RetryPolicy:
+    retry = config.settings.retry
+    return RetryPolicy(max_attempts=retry.max_attempts, initial_wait=retry.initial_wait.total_seconds(),
+                       max_wait=retry.max_wait.total_seconds(), max_total=retry.max_total.total_seconds())
+
+
+def build_twilio(config: Config, retrier: Retrier) -> TwilioChannel:
+    twilio = config.settings.channels.twilio
+    assert twilio is not None
+    return TwilioChannel(account_sid=twilio.account_sid,
+                         auth_token=config.secret("channels.twilio.auth_token").get_secret_value(),
+                         base_url=twilio.base_url, default_region=twilio.default_region,
+                         page_size=twilio.page_size, retrier=retrier)
+
+
+def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
+    sf = config.settings.crms.salesforce
+    assert sf is not None
+    identity = config.identities.crms.salesforce
+    extra = sorted(config.routing.contact_fields())
+    objects = []
+    if identity is not None:
+        for name, match in identity.match:
+            if match is not None:
+                kinds = {"phone": match.phone, "email": match.email, "x_handle": match.x_handle}
+                objects.append(ContactObject(name, {k: v for k, v in kinds.items() if v}, extra))
+    password = config.secret("crms.salesforce.auth.password").get_secret_value() if sf.auth.password else None
+    auth = SalesforceAuth(
+        flow=sf.auth.flow,
+        client_id=config.secret("crms.salesforce.auth.client_id").get_secret_value(),
+        client_secret=config.secret("crms.salesforce.auth.client_secret").get_secret_value(),
+        username=sf.auth.username, password=password)
+    queues = {name: queue.queue for name, queue in config.routing.queues.salesforce.items()}
+    return SalesforceCrm(instance_url=sf.instance_url, auth=auth, objects=objects, queues=queues,
+                         base_url=sf.base_url, api_version=sf.api_version,
+                         default_region=config.identities.default_region, retrier=retrier)
+
+
+def build_router(config: Config) -> Router:
+    routing = config.routing
+    rules = tuple(
+        Rule(
+            name=rule.name,
+            targets=_targets(rule.route, rule.tags),
+            channels=frozenset(_as_list(rule.when.channel)) if rule.when.channel else None,
+            direction=rule.when.direction,
+            text_pattern=re.compile(rule.when.text_matches) if rule.when.text_matches else None,
+            keywords=tuple(_as_list(rule.when.keywords)),
+            languages=frozenset(_as_list(rule.when.language)) if rule.when.language else None,
+            contact=dict(rule.when.contact),
+            business_hours=rule.when.business_hours,
+            case_open=rule.when.case_open,
+        )
+        for rule in routing.rules
+    )
+    return Router(rules, _targets(routing.default, []), routing.in_business_hours)
+
+
+def _targets(routes: Any, tags: list[str]) -> dict[str, QueueTarget]:
+    targets = {}
+    for crm in ("salesforce", "zendesk", "hubspot"):
+        route = getattr(routes, crm)
+        if route is not None:
+            route_tags = tuple(getattr(route, "tags", [])) + tuple(tags)
+            targets[crm] = QueueTarget(route.queue, getattr(route, "priority", None), route_tags)
+    return targets
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def build_policy(config: Config, crm: str) -> DeliveryPolicy:
+    delivery = config.settings.delivery
+    identity = getattr(config.identities.crms, crm)
+    create = identity.create_when_unmatched if identity is not None else "none"
+    history = config.history.salesforce if crm == "salesforce" else None
+    return DeliveryPolicy(
+        task_templates=dict(history.task) if history else {},
+        case_templates=dict(history.case) if history else {},
+        create_contact_as=None if create == "none" else create,
+        batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)

@@ -1,0 +1,139 @@
+"""The `crmhub` command line.
+
+Errors meant for people (invalid settings, an unreachable CRM) are printed
+without a traceback and give exit code 1; anything else is a bug and shows
+its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from crmhub.errors import ConfigError, CrmhubError
+from crmhub.logs import configure as configure_logs
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="crmhub: every customer message, call, mention and DM on the right CRM record.")
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="settings.yaml to use (default: the embedded sandbox defaults).",
+    exists=False, dir_okay=False)]
+
+
+def for_people(fn: F) -> F:
+    """Print crmhub's own errors as their message and exit 1, no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                typer.echo(problem, err=True)
+            count = len(exc.problems)
+            typer.echo(f"{count} problem{'s' if count != 1 else ''} found; crmhub did not start.", err=True)
+            raise typer.Exit(1) from None
+        except CrmhubError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]  # same signature
+
+
+@app.command()
+@for_people
+def validate(config: ConfigOption = None) -> None:
+    """Check settings.yaml and the mappings offline; print every problem with file and line."""
+    from crmhub.config import load_config
+
+    loaded = load_config(config)
+    typer.echo(f"{loaded.source}: OK ({_summary(loaded)})")
+
+
+@app.command()
+@for_people
+def schema(out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the JSON Schemas to.")]
+           = Path("schemas")) -> None:
+    """Write JSON Schemas of settings.yaml and the mappings, for editors."""
+    from crmhub.config import write_schemas
+
+    for path in write_schemas(out):
+        typer.echo(str(path))
+
+
+@app.command()
+@for_people
+def status(config: ConfigOption = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Print cursors, ledger, outbox and dead-letter counts of the state store."""
+    from crmhub.config import load_config
+    from crmhub.status import collect_status, print_status
+
+    loaded = load_config(config, resolve_secrets=False)
+    report = collect_status(loaded)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        print_status(report)
+
+
+@app.command()
+@for_people
+def sync(config: ConfigOption = None) -> None:
+    """Run one full cycle: poll channels, refresh mirrors, route, deliver to the CRMs."""
+    from crmhub.app import build_hub
+    from crmhub.config import load_config
+    from crmhub.status import print_cycle
+
+    loaded = load_config(config)
+    configure_logs(loaded.settings.log.level, loaded.settings.log.format)
+    with build_hub(loaded) as hub:
+        print_cycle(hub.sync_once())
+
+
+@app.command()
+@for_people
+def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite file from an earlier run.")]
+         = False) -> None:
+    """Start the sandbox, seed it, run one sync, and show what landed where."""
+    from crmhub.demo import run_demo
+
+    configure_logs("warning")  # the demo prints its own story; warnings still show
+    run_demo(keep_state=keep_state)
+
+
+@app.command()
+@for_people
+def sandbox(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the base URLs as JSON.")] = False,
+    base_port: Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8704).")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Persist each emulator's state here.")] = None,
+) -> None:
+    """Run the five API emulators until interrupted."""
+    from crmhub.sandbox.serve import serve_forever
+
+    serve_forever(base_port=base_port, state_dir=state_dir, as_json=as_json)
+
+
+def _summary(config: Any) -> str:
+    crms = ", ".join(config.settings.crms.enabled_names()) or "no CRM"
+    channels = ", ".join(config.settings.channels.enabled_names()) or "no channel"
+    return f"CRMs: {crms}; channels: {channels}"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    configure_logs()
+    app(prog_name="crmhub")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Settings for a running sandbox: the embedded defaults, pointed at live ports.
+
+`crmhub demo` and the end-to-end tests start emulators on free ports; this
+writes a settings.yaml (plus a copy of the example mappings) that points
+crmhub at them, so what runs is exactly what an admin's file would run.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from crmhub.config import DEFAULT_SETTINGS, DEFAULTS_DIR
+
+SECRETS_DIR = DEFAULTS_DIR / "sandbox-secrets"
+CRMS = ("salesforce", "zendesk", "hubspot")
+CHANNELS = ("twilio", "x")
+
+
+def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_url: str | None = None,
+                           enabled: Iterable[str] = ("salesforce", "twilio")) -> Path:
+    """Write `settings.yaml` and `mappings/` into `directory`; returns the settings path.
+
+    Args:
+        urls: base URL per API (from the running emulators).
+        state_url: the state store (default: `crmhub.db` in `directory`).
+        enabled: the CRMs and channels to switch on; the others stay in the file, off.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    yaml = YAML()
+    settings = yaml.load(DEFAULT_SETTINGS.read_text())
+    settings["state"]["url"] = state_url or f"sqlite:///{(directory / 'crmhub.db').resolve()}"
+    settings["sandbox"]["enabled"] = False  # every base_url is explicit below
+    on = set(enabled)
+    for group, names in (("crms", CRMS), ("channels", CHANNELS)):
+        for name in names:
+            section = settings[group][name]
+            section["enabled"] = name in on
+            section["base_url"] = urls.get(name)
+            _absolute_secret_files(section)
+    mappings = directory / "mappings"
+    if mappings.exists():
+        shutil.rmtree(mappings)
+    shutil.copytree(DEFAULTS_DIR / "mappings", mappings)
+    settings["mappings"] = "mappings/"
+    buffer = io.StringIO()
+    yaml.dump(settings, buffer)
+    path = directory / "settings.yaml"
+    path.write_text(buffer.getvalue())
+    return path
+
+
+def _absolute_secret_files(section: dict[str, object]) -> None:
+    """`file:sandbox-secrets/x` -> the packaged file's absolute path (the demo dir has no copy)."""
+    for key, value in section.items():
+        if isinstance(value, dict):
+            _absolute_secret_files(value)
+        elif isinstance(value, str) and value.startswith("file:sandbox-secrets/"):
+            section[key] = f"file:{SECRETS_DIR / value.removeprefix('file:sandbox-secrets/')}"

@@ -1,0 +1,70 @@
+"""What crmhub has done, for people: `crmhub status` and the sync summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from crmhub.store import StateStore, open_store
+from crmhub.store.ledger import all_cursors, ledger_counts, open_dead_letter_count
+from crmhub.store.outbox import outbox_counts
+
+
+def collect_status(config: Any) -> dict[str, Any]:
+    """Cursors, ledger, outbox and dead-letter counts of the configured state store."""
+    store = open_store(config.settings.state.url)
+    try:
+        return store_status(store)
+    finally:
+        store.close()
+
+
+def store_status(store: StateStore) -> dict[str, Any]:
+    with store.transaction() as session:
+        return {
+            "cursors": [{"source": c.source, "stream": c.stream, "partition": c.partition, "value": c.value,
+                         "updated_at": c.updated_at.isoformat()} for c in all_cursors(session)],
+            "ledger": ledger_counts(session),
+            "outbox": [{"crm": crm, "status": status, "count": count}
+                       for (crm, status), count in sorted(outbox_counts(session).items())],
+            "dead_letters": open_dead_letter_count(session),
+        }
+
+
+def print_status(report: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    cursors = Table(title="Cursors")
+    for column in ("source", "stream", "partition", "value", "updated"):
+        cursors.add_column(column)
+    for c in report["cursors"]:
+        cursors.add_row(c["source"], c["stream"], c["partition"] or "-", c["value"], c["updated_at"])
+    console.print(cursors)
+    ledger = Table(title="Ledger")
+    ledger.add_column("channel")
+    ledger.add_column("interactions", justify="right")
+    for channel, count in sorted(report["ledger"].items()):
+        ledger.add_row(channel, str(count))
+    console.print(ledger)
+    box = Table(title="Outbox")
+    for column in ("crm", "status", "rows"):
+        box.add_column(column)
+    for row in report["outbox"]:
+        box.add_row(row["crm"], row["status"], str(row["count"]))
+    console.print(box)
+    console.print(f"Open dead letters: [bold]{report['dead_letters']}[/]")
+
+
+def print_cycle(cycle: Any, console: Console | None = None) -> None:
+    """One line per step of a sync cycle."""
+    console = console or Console()
+    for poll in cycle.polls:
+        console.print(f"polled {poll.source}/{poll.stream}: {poll.pages} page(s), {poll.stored} new, "
+                      f"{poll.repeats} already known, {poll.dead_lettered} dead-lettered")
+    for crm, changed in cycle.mirrored.items():
+        console.print(f"mirror {crm}: {changed} contact(s) refreshed")
+    console.print(f"routed {cycle.processed} interaction(s)")
+    for report in cycle.deliveries:
+        console.print(f"delivered to {report.crm}: {report.delivered} written, {report.retrying} to retry, "
+                      f"{report.dead} dead-lettered")
