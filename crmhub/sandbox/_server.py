@@ -52,7 +52,7 @@ FaultKind = Literal[
     "daily_limit",  # the daily allowance is used up (emulator decides the shape)
     "partial_failure",  # the records at `reject` of the next batch are refused
 ]
-GENERIC_FAULTS = ("rate_limit", "server_error", "reset", "slow", "expire_token")
+GENERIC_FAULTS: tuple[FaultKind, ...] = ("rate_limit", "server_error", "reset", "slow", "expire_token")
 
 
 class SandboxClock:
@@ -257,7 +257,7 @@ class Emulator:
             self.state = self.initial_state()
             self.calls.clear()
             self.faults.clear()
-            self._persist()
+            self.persist()
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the state, for inspection."""
@@ -287,7 +287,7 @@ class Emulator:
         except (NotFound, MethodNotAllowed):
             return self.not_emulated_response(request)
         except HTTPException as exc:  # e.g. a redirect for a trailing slash
-            return exc.get_response(request.environ)  # type: ignore[return-value]  # werkzeug returns a Response
+            return exc.get_response(request.environ)
         route = self._routes[int(index)]
         if route.billable:
             with self.lock:
@@ -311,10 +311,11 @@ class Emulator:
                 return self.decorate(request, denied)
             response = route.handler(request, **args)
             if request.method != "GET":
-                self._persist()
+                self.persist()
         return self.decorate(request, response)
 
-    def _persist(self) -> None:
+    def persist(self) -> None:
+        """Save the state to `state_file` (when set); seed methods call it after changing state."""
         if self.state_file is not None:
             tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.state))

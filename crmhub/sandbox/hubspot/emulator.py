@@ -107,7 +107,7 @@ class HubSpotEmulator(Emulator):
                 properties.setdefault(name, defaults[name])
         with self.lock:
             record = self.backend.create(otype, properties)
-            self._persist()
+            self.persist()
         return str(record["id"])
 
     def objects(self, object_type: str, *, archived: bool = False) -> list[dict[str, Any]]:
@@ -123,7 +123,7 @@ class HubSpotEmulator(Emulator):
             merged = self.backend.associate(catalog.object_type(from_type), str(from_id),
                                             catalog.object_type(to_type), str(to_id),
                                             None if type_id is None else [type_id])
-            self._persist()
+            self.persist()
         return merged
 
     def associated(self, from_type: str, from_id: str, to_type: str) -> dict[str, list[int]]:
@@ -142,14 +142,14 @@ class HubSpotEmulator(Emulator):
                 "options": [{"label": o, "value": o} for o in options]}
         with self.lock:
             self.backend.define_property(otype, body)
-            self._persist()
+            self.persist()
 
     def add_owner(self, email: str, first_name: str = "", last_name: str = "",
                   teams: list[dict[str, Any]] | None = None) -> str:
         """Add a HubSpot user as an owner; returns the owner id (`hubspot_owner_id` values)."""
         with self.lock:
             owner_id = self.backend.add_owner(email, first_name, last_name, teams or [])
-            self._persist()
+            self.persist()
         return owner_id
 
     def add_pipeline(self, label: str, stages: Iterable[tuple[str, str]] = (("New", "OPEN"), ("Closed", "CLOSED")),
@@ -157,14 +157,14 @@ class HubSpotEmulator(Emulator):
         """Add a pipeline of (stage label, "OPEN" | "CLOSED") stages; returns its id."""
         with self.lock:
             pipeline_id = self.backend.add_pipeline(catalog.object_type(object_type).name, label, stages)
-            self._persist()
+            self.persist()
         return pipeline_id
 
     def add_token(self, token: str) -> None:
         """Accept another private app token (e.g. a rotated one after `expire_token`)."""
         with self.lock:
             self.state["tokens"][token] = {"expired_at": None}
-            self._persist()
+            self.persist()
 
     def set_limits(self, *, ten_second_max: int | None = None, daily_max: int | None = None,
                    search_per_second: int | None = None) -> None:
@@ -172,4 +172,4 @@ class HubSpotEmulator(Emulator):
         wanted = {"ten_second_max": ten_second_max, "daily_max": daily_max, "search_per_second": search_per_second}
         with self.lock:
             self.state["limits"].update({k: v for k, v in wanted.items() if v is not None})
-            self._persist()
+            self.persist()
