@@ -1,0 +1,594 @@
+"""Value types of the configuration files, each with an error written for people.
+
+Every validator here raises `problem(...)`: a pydantic error whose message is
+already the final "problem; fix" text, so the loader can print it as is.
+Values are never echoed for secrets; other values are echoed, shortened.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import string
+import zoneinfo
+from contextvars import ContextVar
+from collections.abc import Iterable, Mapping
+from datetime import time, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import phonenumbers
+from pydantic import (
+    BeforeValidator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+CRMS = ("salesforce", "zendesk", "hubspot")
+CHANNELS = ("twilio", "x")
+CHANNEL_KINDS = ("sms", "whatsapp", "call", "x_mention", "x_dm")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PLACEHOLDERS = (
+    "channel", "channel_label", "direction", "sender", "recipient", "text", "occurred_at",
+    "duration", "media_count", "conversation", "rule", "queue",
+)
+
+
+def problem(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is final text for people ("problem; fix")."""
+    return PydanticCustomError(f"crmhub_{kind}", "{message}", {"message": message})
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`value` as people wrote it in YAML, quoted and shortened (never use on secrets)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"'{text}'"
+
+
+def did_you_mean(word: str, choices: Iterable[object], form: str = "'{}'") -> str:
+    """' (did you mean 'x'?)' when one of `choices` is close to `word`, else ''."""
+    names = [str(c) for c in choices]
+    lowered = {n.lower(): n for n in names}
+    if str(word).lower() in lowered:
+        close = [lowered[str(word).lower()]]
+    else:
+        close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
+    return f" (did you mean {form.format(close[0])}?)" if close else ""
+
+
+# --- durations -------------------------------------------------------------
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$|^\s*\d+(\.\d+)?\s*$"
+
+
+def parse_duration(value: object) -> timedelta:
+    """`500ms`, `30s`, `10m`, `1h`, `1d` (or `1h30m`), or a number of seconds.
+
+    Raises:
+        ValueError: with the message for people.
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return timedelta(seconds=float(text))
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+    raise ValueError(f"bad duration {shown(value)}; write e.g. 30s, 10m, 1h")
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest text `parse_duration` reads back: `1h30m`, `500ms`, `0s`."""
+    millis = round(value.total_seconds() * 1000)
+    if millis == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, millis = divmod(millis, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
+
+
+def _duration(value: object) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise problem("duration", str(exc)) from None
+
+
+def _positive_duration(value: object) -> timedelta:
+    result = _duration(value)
+    if result <= timedelta(0):
+        raise problem("duration", f"must be longer than 0s, got {shown(value)}; write e.g. 30s, 10m, 1h")
+    return result
+
+
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": DURATION_PATTERN},
+        {"type": "number", "minimum": 0},
+    ],
+    "description": "A duration: 500ms, 30s, 10m, 1h, 1d (combinable: 1h30m) or a number of seconds.",
+}
+
+Duration = Annotated[
+    timedelta,
+    PlainValidator(_duration),
+    PlainSerializer(format_duration),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
+"""A duration (0 allowed)."""
+
+PositiveDuration = Annotated[
+    timedelta,
+    PlainValidator(_positive_duration),
+    PlainSerializer(format_duration),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
+"""A duration longer than zero."""
+
+
+# --- percentages -----------------------------------------------------------
+
+PERCENT_PATTERN = r"^\s*\d+(\.\d+)?\s*%\s*$"
+
+
+def parse_percent(value: object) -> float:
+    """`20%` or `0.2` -> 0.2, between 0 and 1.
+
+    Raises:
+        ValueError: with the message for people.
+    """
+    result: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        result = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(PERCENT_PATTERN, text):
+            result = float(text.rstrip("% ")) / 100
+        elif re.fullmatch(r"\d+(\.\d+)?", text):
+            result = float(text)
+    if result is None or not 0 <= result <= 1:
+        raise ValueError(f"bad percentage {shown(value)}; write e.g. 20% or 0.2 (from 0% to 100%)")
+    return result
+
+
+def _percent(value: object) -> float:
+    try:
+        return parse_percent(value)
+    except ValueError as exc:
+        raise problem("percent", str(exc)) from None
+
+
+Percent = Annotated[
+    float,
+    PlainValidator(_percent),
+    PlainSerializer(lambda v: f"{v * 100:g}%"),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": PERCENT_PATTERN},
+            {"type": "number", "minimum": 0, "maximum": 1},
+        ],
+        "description": "A share: 20% or 0.2.",
+    }),
+]
+"""A share from 0 to 1, written `20%` or `0.2`."""
+
+
+# --- secrets ---------------------------------------------------------------
+
+_ENV_REF = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
+SECRET_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$"
+
+
+class SecretUnavailable(Exception):
+    """A secret reference points at nothing readable; the message is for people."""
+
+
+class SecretRef(SecretStr):
+    """A secret written by reference, `env:NAME` or `file:PATH`, resolved at load.
+
+    It is a `pydantic.SecretStr`: `get_secret_value()` returns the resolved
+    value, while `repr`, `str` and dumps show only the reference. A value
+    written inline in the YAML is refused at load, never stored.
+    """
+
+    def __init__(self, ref: str, value: str | None = None) -> None:
+        super().__init__(value if value is not None else "")
+        self._ref = ref
+        self._resolved = value is not None
+
+    @property
+    def ref(self) -> str:
+        """The reference as written: `env:NAME` or `file:PATH`."""
+        return self._ref
+
+    @property
+    def source(self) -> str:
+        """`env` or `file`."""
+        return self._ref.partition(":")[0]
+
+    @property
+    def target(self) -> str:
+        """The variable name or the file path, as written."""
+        return self._ref.partition(":")[2]
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the value was read (False after `load_config(resolve_secrets=False)`)."""
+        return self._resolved
+
+    def get_secret_value(self) -> str:
+        """The secret itself; only hand it to the SDK that needs it.
+
+        Raises:
+            RuntimeError: the configuration was loaded with `resolve_secrets=False`.
+        """
+        if not self._resolved:
+            raise RuntimeError(f"secret {self._ref} was not read: its CRM or channel is disabled, or the "
+                               "configuration was loaded with resolve_secrets=False")
+        return str(self._secret_value)
+
+    def resolve(self, *, environ: Mapping[str, str], base_dir: Path) -> SecretRef:
+        """A copy holding the value the reference points at.
+
+        Raises:
+            SecretUnavailable: the variable is unset or empty, the file unreadable or empty.
+        """
+        if self.source == "env":
+            value = environ.get(self.target)
+            if value is None:
+                raise SecretUnavailable(
+                    f"environment variable {self.target} is not set; export it or point to a file with file:PATH")
+            if not value.strip():
+                raise SecretUnavailable(
+                    f"environment variable {self.target} is empty; export the secret in it or point to a file with file:PATH")
+            return SecretRef(self._ref, value.strip())
+        path = self.path(base_dir)
+        try:
+            value = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise SecretUnavailable(
+                f"cannot read secret file {display_path(path)} ({reason}); create it or fix the path "
+                "(relative paths start at the settings file's directory)") from None
+        if not value.strip():
+            raise SecretUnavailable(f"secret file {display_path(path)} is empty; write the secret in it")
+        return SecretRef(self._ref, value.strip())
+
+    def path(self, base_dir: Path) -> Path:
+        """For `file:` references, the file (relative paths start at `base_dir`)."""
+        return base_dir / Path(os.path.expanduser(self.target))
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self._ref!r})"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SecretRef):
+            return NotImplemented
+        return (self._ref, self._resolved, self._secret_value) == (other._ref, other._resolved, other._secret_value)
+
+    def __hash__(self) -> int:
+        return hash(self._ref)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.ref),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "pattern": SECRET_REF_PATTERN,
+            "description": "A secret reference: env:VARIABLE or file:PATH (relative to the settings file). "
+                           "Secret values are never written inline.",
+        }
+
+    @classmethod
+    def _validate(cls, value: object) -> SecretRef:
+        if isinstance(value, SecretRef):
+            return value
+        if isinstance(value, str):
+            text = value.strip()
+            if _ENV_REF.fullmatch(text):
+                return cls(text)
+            if text.startswith("file:") and text[5:].strip():
+                return cls("file:" + text[5:].strip())
+            if text.startswith("env:"):
+                # Only the prefix is shown: whatever follows may be the secret itself.
+                raise PydanticCustomError("crmhub_bad_env_ref", "bad env: reference", {})
+        # The message is written by the loader, which knows the key path; the
+        # value is never part of it.
+        raise PydanticCustomError("crmhub_inline_secret", "inline secret", {})
+
+
+# --- text with a shape -----------------------------------------------------
+
+def _region(value: object) -> str:
+    if isinstance(value, str) and value.strip().upper() in phonenumbers.SUPPORTED_REGIONS:
+        return value.strip().upper()
+    hint = did_you_mean(str(value).upper(), sorted(phonenumbers.SUPPORTED_REGIONS)) if isinstance(value, str) else ""
+    raise problem("region", f"unknown region {shown(value)}{hint}; write an ISO 3166 alpha-2 code such as US, GB, DE")
+
+
+Region = Annotated[
+    str,
+    PlainValidator(_region),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2}$",
+                    "description": "ISO 3166 alpha-2 region known to phonenumbers (US, GB, DE...)."}),
+]
+"""A region code for parsing phone numbers written without a country code."""
+
+
+def normalize_phone(value: object, region: str) -> str:
+    """A phone number written any common way -> E.164 (`+14155550100`).
+
+    Raises:
+        PydanticCustomError: not a possible phone number in `region`.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise problem("phone", f"phone number {shown(value)} must be quoted; write it as text, e.g. '+14155550100' "
+                               "(unquoted, YAML reads it as a number and drops the +)")
+    if not isinstance(value, str):
+        raise problem("phone", f"expected a phone number as text, got {kind_of(value)}; write e.g. '+14155550100'")
+    try:
+        parsed = phonenumbers.parse(value.strip(), region)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_possible_number(parsed):
+        raise problem("phone", f"{shown(value)} is not a valid phone number (region {region}); "
+                               "write it in international form, e.g. +14155550100")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# The region phone numbers are parsed in, for models whose region is not a
+# sibling field (set by `region_scope`); None when that region is itself wrong.
+PHONE_REGION: ContextVar[str | None] = ContextVar("crmhub_phone_region", default=None)
+
+
+def check_region(value: object) -> str | None:
+    """`value` as a region code, or None when it is not one."""
+    try:
+        return _region(value)
+    except PydanticCustomError:
+        return None
+
+
+def _region_for(info: ValidationInfo) -> str | None:
+    if "default_region" in info.data:
+        return str(info.data["default_region"])
+    return PHONE_REGION.get()
+
+
+def _phone(value: object, info: ValidationInfo) -> object:
+    region = _region_for(info)
+    if region is None:  # the region is wrong: that is the problem reported
+        return value
+    return normalize_phone(value, region)
+
+
+Phone = Annotated[str, PlainValidator(_phone), WithJsonSchema({"type": "string", "examples": ["+14155550100"]})]
+"""A phone number in any format parsable in the model's `default_region`, stored as E.164."""
+
+
+def _identity_value(value: object, info: ValidationInfo) -> object:
+    if isinstance(value, str) and value.strip().startswith("@"):
+        handle = value.strip()[1:].lower()
+        if re.fullmatch(r"[a-z0-9_]{1,15}", handle):
+            return "@" + handle
+        raise problem("identity", f"{shown(value)} is not an X handle; write @ and up to 15 letters, digits or _")
+    if isinstance(value, str) and "@" in value:
+        local, _, domain = value.strip().lower().rpartition("@")
+        if local and "." in domain and " " not in value.strip():
+            return f"{local}@{domain}"
+        raise problem("identity", f"{shown(value)} is not an email address; write e.g. team@acme.com")
+    region = _region_for(info)
+    if region is None:
+        return value
+    try:
+        return normalize_phone(value, region)
+    except PydanticCustomError as exc:
+        if isinstance(value, str) and not any(ch.isdigit() for ch in value):
+            raise problem("identity", f"{shown(value)} is neither a phone number, an email address nor an @handle; "
+                                      "write e.g. +14155550100, team@acme.com or @acme") from None
+        raise exc from None
+
+
+IdentityValue = Annotated[str, PlainValidator(_identity_value), WithJsonSchema({
+    "type": "string",
+    "description": "A phone number (E.164 after load), an email address (lower-cased) or an X @handle (lower-cased).",
+})]
+"""A phone, email or X handle, normalised like crmhub's identities."""
+
+
+def _regex(value: object) -> str:
+    if not isinstance(value, str):
+        raise problem("regex", f"expected a regular expression as text, got {kind_of(value)}; quote it")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        column = (exc.pos or 0) + 1
+        raise problem("regex", f"invalid regular expression {shown(value)}: {exc.msg} at column {column} of the pattern; "
+                               "fix the pattern (Python re syntax; in double quotes write \\\\ for one backslash)") from None
+    return value
+
+
+Regex = Annotated[str, PlainValidator(_regex), WithJsonSchema({"type": "string", "format": "regex"})]
+"""A Python regular expression, checked at load."""
+
+
+def _url(value: object) -> str:
+    if isinstance(value, str):
+        parts = urlsplit(value.strip())
+        if parts.scheme in ("http", "https") and parts.netloc:
+            if parts.password:
+                raise problem("url", "the URL holds a password; leave credentials out of URLs and use the secret keys")
+            return value.strip().rstrip("/")
+    raise problem("url", f"{shown(value)} is not an http(s) URL; write the full URL, e.g. https://example.com")
+
+
+Url = Annotated[str, PlainValidator(_url), WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://"})]
+"""An http:// or https:// URL (a trailing slash is dropped)."""
+
+
+def _text_id(value: object) -> object:
+    # `pipeline: 0` and `api_version: 59.0` are ids written unquoted.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+    return value
+
+
+TextId = Annotated[str, BeforeValidator(_text_id)]
+"""Text that may be written as an unquoted number (`pipeline: 0`)."""
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+def one_or_many(item: Any) -> Any:
+    """A list type that also accepts one bare value (`channel: sms`)."""
+    return Annotated[list[item], BeforeValidator(_as_list)]
+
+
+def parse_time_of_day(value: object) -> time:
+    """`08:00` (or `8:00`, `08:00:30`) -> time.
+
+    Raises:
+        PydanticCustomError: with the message for people.
+    """
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", value.strip())
+        if match and int(match[1]) < 24 and int(match[2]) < 60 and int(match[3] or 0) < 60:
+            return time(int(match[1]), int(match[2]), int(match[3] or 0))
+    raise problem("time", f"{shown(value)} is not a time of day; write HH:MM in 24-hour form, e.g. 08:00")
+
+
+TimeOfDay = Annotated[
+    time,
+    PlainValidator(parse_time_of_day),
+    PlainSerializer(lambda v: v.strftime("%H:%M") if not v.second else v.strftime("%H:%M:%S")),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}(:\d{2})?$"}),
+]
+"""A time of day, `HH:MM`."""
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        name = value.strip()
+        try:
+            zoneinfo.ZoneInfo(name)
+            return name
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        hint = did_you_mean(name, sorted(_zones()))
+    else:
+        hint = ""
+    raise problem("timezone", f"unknown time zone {shown(value)}{hint}; write an IANA name such as Europe/London or UTC")
+
+
+TimeZoneName = Annotated[str, PlainValidator(_timezone), WithJsonSchema({"type": "string", "examples": ["Europe/London"]})]
+"""An IANA time zone name (`Europe/London`)."""
+
+
+def _template(value: object) -> str:
+    if not isinstance(value, str):
+        raise problem("template", f"expected a template as text, got {kind_of(value)}; quote it, e.g. \"{{text}}\"")
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError:
+        raise problem("template", f"unbalanced braces in {shown(value)}; placeholders look like {{text}}, "
+                                  "write {{ and }} for literal braces") from None
+    valid = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    for name in fields:
+        if name not in PLACEHOLDERS:
+            what = "empty placeholder {}" if not name else f"unknown placeholder {{{name}}}"
+            raise problem("template", f"{what}{did_you_mean(name, PLACEHOLDERS, '{{{}}}')}; use {valid}")
+    return value
+
+
+Template = Annotated[str, PlainValidator(_template), WithJsonSchema({
+    "type": "string",
+    "description": "Text with placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS),
+})]
+"""Text with `{placeholders}` from `PLACEHOLDERS`."""
+
+
+def _scalar(value: object) -> object:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise problem("scalar", f"expected one value (text, number, true/false), got {kind_of(value)}")
+
+
+Scalar = Annotated[
+    str | int | float | bool | None,
+    PlainValidator(_scalar),
+    WithJsonSchema({"type": ["string", "number", "boolean", "null"]}),
+]
+"""One YAML scalar value."""
+
+
+def kind_of(value: object) -> str:
+    """How a YAML value reads to people: 'a mapping', 'a list', 'text 'x'', 'the number 3'."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return shown(value)
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"text {shown(value)}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def display_path(path: Path | str) -> str:
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    absolute = os.path.abspath(path)
+    cwd = os.getcwd()
+    if absolute == cwd:
+        return "."
+    if absolute.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(absolute, cwd)
+    return absolute

@@ -1,0 +1,345 @@
+"""The models of `settings.yaml`: one frozen pydantic model per section.
+
+Field names are the YAML keys; every model forbids unknown keys. Secrets
+are `SecretRef`s (`env:NAME` / `file:PATH`), never inline values.
+Requirements that span several keys (at least one CRM enabled, the fields
+of the Salesforce password flow...) are checked by `crmhub.config._checks`,
+which knows the YAML positions.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+
+from crmhub.config._types import (
+    CHANNELS,
+    CRMS,
+    Percent,
+    Duration,
+    Phone,
+    PositiveDuration,
+    Region,
+    SecretRef,
+    TextId,
+    Url,
+    problem,
+)
+
+SANDBOX_HOST = "127.0.0.1"
+# The sandbox emulators' fixed ports (crmhub.sandbox.DEFAULT_PORTS; a test keeps them equal).
+SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704}
+
+
+class Model(BaseModel):
+    """Base of every configuration model: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # What a key under this mapping names, when it is not a plain setting
+    # ("CRM", "channel"): used for "unknown CRM 'dynamics'" messages.
+    keyed_by: ClassVar[str] = ""
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# --- state, log, sandbox ---------------------------------------------------
+
+class StateSettings(Model):
+    """Where crmhub keeps its ledger, outbox, cursors and identity graph."""
+
+    url: str = Field(
+        "sqlite:///crmhub.db",
+        description="SQLAlchemy URL of the state store: sqlite:///FILE (relative paths start at the settings "
+                    "file's directory) or postgresql+psycopg://USER@HOST:PORT/DB, without a password.",
+        examples=["sqlite:///crmhub.db", "postgresql+psycopg://crmhub@db.internal:5432/crmhub"],
+    )
+    password: SecretRef | None = Field(
+        None, description="Database password as a secret reference (PostgreSQL); kept out of the URL.",
+        examples=["env:CRMHUB_DB_PASSWORD"])
+
+    @field_validator("url", mode="plain")
+    @classmethod
+    def _check_url(cls, value: object, info: ValidationInfo) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise problem("state_url", "expected a database URL, e.g. sqlite:///crmhub.db or "
+                                       "postgresql+psycopg://crmhub@localhost/crmhub")
+        url = value.strip()
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme == "sqlite":
+            path = url[len("sqlite:///"):] if url.lower().startswith("sqlite:///") else ""
+            if not path or path == ":memory:" or path.startswith("/"):
+                return url
+            base = Path((info.context or {}).get("base_dir", os.getcwd()))
+            return "sqlite:///" + os.path.normpath(base / path)
+        if scheme == "postgresql+psycopg":
+            # The URL is never echoed: it may hold a password.
+            if urlsplit(url).password is not None:
+                raise problem("inline_db_password", "the URL holds a password (inline secret); remove it from the URL "
+                                                    "and write state.password: env:VAR (e.g. env:CRMHUB_DB_PASSWORD)")
+            return url
+        if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+            raise problem("state_url", f"database URL scheme '{scheme}' is not supported; write postgresql+psycopg://... "
+                                       "(crmhub ships the psycopg 3 driver)")
+        shown_scheme = f"'{scheme}'" if scheme else "(none)"
+        raise problem("state_url", f"unsupported database URL scheme {shown_scheme}; use sqlite:///crmhub.db "
+                                   "or postgresql+psycopg://USER@HOST/DB")
+
+
+class LogSettings(Model):
+    """How crmhub logs (secrets and message bodies are never logged)."""
+
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = Field(
+        "info", description="Lowest level written: debug, info, warning or error.")
+    format: Annotated[Literal["console", "json"], BeforeValidator(_lower)] = Field(
+        "console", description="console (for people) or json (one object per line, for log shippers).")
+
+
+class SandboxSettings(Model):
+    """Run against the local emulators instead of the real APIs."""
+
+    enabled: bool = Field(
+        False, description="When true, every base_url left empty points at the local sandbox emulator "
+                           f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x).")
+
+
+# --- CRMs ------------------------------------------------------------------
+
+_BASE_URL = ("Send every request to this URL instead of the vendor's (sandbox emulator, proxy). "
+             "Empty: the vendor's, or the sandbox emulator when sandbox.enabled.")
+
+
+class SalesforceAuth(Model):
+    """OAuth 2.0 login of the connected app."""
+
+    flow: Annotated[Literal["client_credentials", "password"], BeforeValidator(_lower)] = Field(
+        "client_credentials", description="client_credentials (recommended) or password.")
+    client_id: SecretRef = Field(description="Connected app consumer key.", examples=["env:SALESFORCE_CLIENT_ID"])
+    client_secret: SecretRef = Field(description="Connected app consumer secret.",
+                                     examples=["env:SALESFORCE_CLIENT_SECRET"])
+    username: str | None = Field(None, description="Integration user (password flow only; plain text).",
+                                 examples=["integration@acme.com"])
+    password: SecretRef | None = Field(None, description="Integration user's password (password flow only; required then).",
+                                       examples=["env:SALESFORCE_PASSWORD"])
+
+
+class SalesforceBudget(Model):
+    """How much of the org's API allowance crmhub may use."""
+
+    daily_reserve: Percent = Field(
+        0.2, description="Share of the org's rolling 24 h allowance left to other integrations: 20% or 0.2.")
+    requests_per_minute: int = Field(600, ge=1, description="Pace crmhub's own calls to at most this many per minute.")
+
+
+class SalesforceSettings(Model):
+    """One Salesforce org."""
+
+    enabled: bool = Field(True, description="Set false to switch the CRM off and keep its settings "
+                                            "(its secrets are then not read).")
+    instance_url: Url = Field(description="The org's My Domain URL.", examples=["https://acme.my.salesforce.com"])
+    base_url: Url | None = Field(None, description=_BASE_URL)
+    api_version: TextId = Field("59.0", pattern=r"^\d{2,3}\.0$", description="REST API version, e.g. \"59.0\".")
+    auth: SalesforceAuth = Field(description="OAuth login of the connected app.",
+                                 examples=[{"client_id": "env:SALESFORCE_CLIENT_ID",
+                                            "client_secret": "env:SALESFORCE_CLIENT_SECRET"}])
+    batch_size: int = Field(200, ge=1, le=200, description="Records per sObject Collections call (1..200).")
+    budget: SalesforceBudget = Field(default_factory=SalesforceBudget, description="API allowance.")
+
+
+class ZendeskAuth(Model):
+    """API token (email + token) or OAuth token."""
+
+    email: str | None = Field(None, description="Agent email the API token belongs to.", examples=["agent@acme.com"])
+    token: SecretRef | None = Field(None, description="API token (with email).", examples=["env:ZENDESK_TOKEN"])
+    oauth_token: SecretRef | None = Field(None, description="OAuth access token (instead of email + token).",
+                                          examples=["env:ZENDESK_OAUTH_TOKEN"])
+
+
+class ZendeskBudget(Model):
+    """How much of the account's allowance crmhub may use."""
+
+    requests_per_minute: int = Field(400, ge=1, description="Pace crmhub's calls to at most this many per minute.")
+
+
+class ZendeskSettings(Model):
+    """One Zendesk Support account."""
+
+    enabled: bool = Field(True, description="Set false to switch the CRM off and keep its settings.")
+    subdomain: str = Field(pattern=r"^[a-z0-9-]+$", description="The account's subdomain (acme for acme.zendesk.com).",
+                           examples=["acme"])
+    base_url: Url | None = Field(None, description=_BASE_URL)
+    auth: ZendeskAuth = Field(description="email + token, or oauth_token.",
+                              examples=[{"email": "agent@acme.com", "token": "env:ZENDESK_TOKEN"}])
+    batch_size: int = Field(100, ge=1, le=100, description="Items per create_many/update_many job (1..100).")
+    budget: ZendeskBudget = Field(default_factory=ZendeskBudget, description="API allowance.")
+
+
+class HubSpotAuth(Model):
+    """Private app access token."""
+
+    access_token: SecretRef = Field(description="Private app access token.", examples=["env:HUBSPOT_TOKEN"])
+
+
+class HubSpotBudget(Model):
+    """How much of the app's and account's allowance crmhub may use."""
+
+    requests_per_10s: int = Field(100, ge=1, description="Burst limit: calls per 10 seconds.")
+    daily: int = Field(250_000, ge=1, description="Calls per day.")
+
+
+class HubSpotSettings(Model):
+    """One HubSpot account."""
+
+    enabled: bool = Field(True, description="Set false to switch the CRM off and keep its settings.")
+    base_url: Url | None = Field(None, description=_BASE_URL)
+    auth: HubSpotAuth = Field(description="Private app token.", examples=[{"access_token": "env:HUBSPOT_TOKEN"}])
+    batch_size: int = Field(100, ge=1, le=100, description="Inputs per batch call (1..100).")
+    budget: HubSpotBudget = Field(default_factory=HubSpotBudget, description="API allowance.")
+
+
+class CrmSettings(Model):
+    """The CRMs crmhub writes to, by name."""
+
+    keyed_by: ClassVar[str] = "CRM"
+
+    salesforce: SalesforceSettings | None = Field(None, description="Salesforce org.")
+    zendesk: ZendeskSettings | None = Field(None, description="Zendesk account.")
+    hubspot: HubSpotSettings | None = Field(None, description="HubSpot account.")
+
+    def enabled_names(self) -> tuple[str, ...]:
+        """Names of the CRMs present and enabled, in a fixed order."""
+        return tuple(name for name in CRMS if (s := getattr(self, name)) is not None and s.enabled)
+
+
+# --- channels --------------------------------------------------------------
+
+class TwilioSettings(Model):
+    """One Twilio account: SMS, WhatsApp and calls."""
+
+    enabled: bool = Field(True, description="Set false to switch the channel off and keep its settings.")
+    account_sid: str = Field(pattern=r"^AC[0-9a-f]{32}$", description="Account SID: AC followed by 32 hex digits "
+                             "(not a secret).", examples=["AC0123456789abcdef0123456789abcdef"])
+    auth_token: SecretRef = Field(description="Auth token; also verifies webhook signatures.",
+                                  examples=["env:TWILIO_AUTH_TOKEN"])
+    base_url: Url | None = Field(None, description=_BASE_URL)
+    # Before the numbers: they are parsed in this region.
+    default_region: Region = Field("US", description="Region for numbers written without +country code "
+                                                     "(ISO 3166 alpha-2).")
+    numbers: list[Phone] = Field([], description="Our SMS/voice numbers, any format parsable in default_region; "
+                                               "stored as E.164. Quote them.", examples=[["+14155550100"]])
+    whatsapp_senders: list[Phone] = Field([], description="Our WhatsApp sender numbers (E.164 after load).",
+                                        examples=[["+14155550199"]])
+    poll_every: PositiveDuration = Field(timedelta(seconds=30), description="How often to poll messages and calls.")
+    overlap: Duration = Field(timedelta(minutes=10), description="How far before the last cursor each poll re-reads "
+                                                                 "(repeats are dropped by the ledger).")
+    page_size: int = Field(100, ge=1, le=1000, description="Items per page when polling (1..1000).")
+    calls: bool = Field(True, description="Also record phone calls.")
+
+
+class XSettings(Model):
+    """One X (Twitter) account: mentions and direct messages."""
+
+    enabled: bool = Field(True, description="Set false to switch the channel off and keep its settings.")
+    account: str = Field(pattern=r"^[A-Za-z0-9_]{1,15}$", description="Our handle, without @.",
+                         examples=["acme_support"])
+    bearer_token: SecretRef = Field(description="App bearer token (mentions).", examples=["env:X_BEARER_TOKEN"])
+    consumer_key: SecretRef = Field(description="OAuth 1.0a consumer key.", examples=["env:X_CONSUMER_KEY"])
+    consumer_secret: SecretRef = Field(description="OAuth 1.0a consumer secret.", examples=["env:X_CONSUMER_SECRET"])
+    access_token: SecretRef = Field(description="OAuth 1.0a access token of the account (DMs, replies).",
+                                    examples=["env:X_ACCESS_TOKEN"])
+    access_token_secret: SecretRef = Field(description="OAuth 1.0a access token secret.",
+                                           examples=["env:X_ACCESS_TOKEN_SECRET"])
+    base_url: Url | None = Field(None, description=_BASE_URL)
+    poll_every: PositiveDuration = Field(timedelta(seconds=60), description="How often to poll mentions and DMs.")
+    mentions: bool = Field(True, description="Record mentions of the account.")
+    direct_messages: bool = Field(True, description="Record direct messages.")
+
+    @field_validator("account", mode="before")
+    @classmethod
+    def _no_at(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().startswith("@"):
+            raise problem("x_handle", f"'{value.strip()}' starts with @; write the handle without it: {value.strip()[1:]}")
+        return value
+
+
+class ChannelSettings(Model):
+    """The channels crmhub reads from and replies on, by name."""
+
+    keyed_by: ClassVar[str] = "channel"
+
+    twilio: TwilioSettings | None = Field(None, description="Twilio: SMS, WhatsApp, calls.")
+    x: XSettings | None = Field(None, description="X: mentions and DMs.")
+
+    def enabled_names(self) -> tuple[str, ...]:
+        """Names of the channels present and enabled, in a fixed order."""
+        return tuple(name for name in CHANNELS if (s := getattr(self, name)) is not None and s.enabled)
+
+
+# --- service ---------------------------------------------------------------
+
+class WebhookSettings(Model):
+    """The HTTP server receiving Twilio and X webhooks."""
+
+    enabled: bool = Field(True, description="Serve webhooks (polling still reconciles anything missed).")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    public_url: Url | None = Field(None, description="The URL the vendors call (behind your proxy); signatures are "
+                                                     "checked against it.", examples=["https://hooks.acme.com"])
+
+
+class DeliverySettings(Model):
+    """The outbox worker writing to the CRMs."""
+
+    every: PositiveDuration = Field(timedelta(seconds=10), description="How often to deliver pending outbox rows.")
+    batch_size: int = Field(50, ge=1, le=1000, description="Outbox rows per delivery round.")
+    max_attempts: int = Field(8, ge=1, description="Rounds before a row goes to the dead-letter table.")
+
+
+class RetrySettings(Model):
+    """The one retry layer around every API call."""
+
+    max_attempts: int = Field(6, ge=1, description="Attempts per call, the first included.")
+    initial_wait: PositiveDuration = Field(timedelta(seconds=1), description="Backoff before the second attempt "
+                                                                             "(doubles each time, with jitter).")
+    max_wait: PositiveDuration = Field(timedelta(minutes=5), description="Longest single wait.")
+    max_total: PositiveDuration = Field(timedelta(minutes=15), description="Give up after this long in total.")
+
+
+class Settings(Model):
+    """`settings.yaml`."""
+
+    state: StateSettings = Field(default_factory=StateSettings, description="State store.")
+    log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings, description="Local emulators.")
+    crms: CrmSettings = Field(description="The CRMs (at least one enabled).",
+                              examples=[{"salesforce": {"instance_url": "https://acme.my.salesforce.com"}}])
+    channels: ChannelSettings = Field(description="The channels (at least one enabled).",
+                                      examples=[{"twilio": {"account_sid": "AC...", "numbers": ["+14155550100"]}}])
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook server.")
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
+    retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries of API calls.")
+    mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "
+                                                                 "history.yaml, relative to the settings file.")
+
+    def with_sandbox_urls(self) -> Settings:
+        """A copy where, when `sandbox.enabled`, every empty base_url points at its local emulator."""
+        if not self.sandbox.enabled:
+            return self
+        groups: dict[str, Any] = {}
+        for group in ("crms", "channels"):
+            section = getattr(self, group)
+            changed = {
+                name: getattr(section, name).model_copy(
+                    update={"base_url": f"http://{SANDBOX_HOST}:{SANDBOX_PORTS[name]}"})
+                for name in type(section).model_fields
+                if getattr(section, name) is not None and getattr(section, name).base_url is None
+            }
+            groups[group] = section.model_copy(update=changed)
+        return self.model_copy(update=groups)
