@@ -242,6 +242,10 @@ class Emulator:
     def server_error_response(self, request: Request, fault: Fault) -> Response:
         return json_response({"error": "server error"}, fault.status)
 
+    def extra_control(self, request: Request, what: str) -> Response | None:
+        """This API's own `/_sandbox/<what>` endpoints; None lets the shared ones answer."""
+        return None
+
     def decorate(self, request: Request, response: Response) -> Response:
         """Add headers the vendor sends on every answer (e.g. rate-limit info)."""
         return response
@@ -324,6 +328,9 @@ class Emulator:
     def _control(self, request: Request) -> Response:
         """The `/_sandbox/` endpoints: inspection, reset, faults, clock."""
         what = request.path[len(CONTROL_PREFIX):].strip("/")
+        own = self.extra_control(request, what)
+        if own is not None:
+            return own
         method = request.method
         if what == "state" and method == "GET":
             return json_response(self.snapshot())
