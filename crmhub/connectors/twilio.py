@@ -11,16 +11,17 @@ the cursor (newest date seen) is saved with the last page of a run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from crmhub.connectors._base import Connector, classify_status
+from crmhub.connectors._base import Connector, classify_status, retry_after_seconds
 from crmhub.connectors._http import build_session
 from crmhub.connectors._retry import Retrier
 from crmhub.errors import ConnectorError
@@ -60,7 +61,21 @@ class TwilioChannel(Connector):
         if isinstance(exc, TwilioRestException):
             message = f"HTTP {exc.status} code {exc.code}: {exc.msg}"
             return classify_status(exc.status, message, system=self.name, code=str(exc.code or ""))
+        if isinstance(exc, TwilioException) and len(exc.args) > 1 and hasattr(exc.args[1], "status_code"):
+            return self._page_error(exc.args[1])  # list/page calls raise this, with the raw response
         return None
+
+    def _page_error(self, response: Any) -> ConnectorError:
+        """Classify a failed page fetch from its status, Twilio error body and Retry-After."""
+        try:
+            body = json.loads(response.text or "{}")
+        except ValueError:
+            body = {}
+        code = str(body.get("code") or "")
+        message = f"HTTP {response.status_code} code {code or '-'}: {body.get('message', 'page fetch failed')}"
+        headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+        return classify_status(response.status_code, message, system=self.name, code=code,
+                               retry_after=retry_after_seconds(headers.get("retry-after")))
 
     def message_pages(self, since: datetime | None) -> Iterator[MessagePage]:
         """Every message sent at or after `since` (all when None), page by page."""
