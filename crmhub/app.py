@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -67,17 +67,40 @@ class Hub:
     def sync_once(self) -> Cycle:
         """Poll every channel, refresh the mirrors, route, and deliver to every CRM."""
         cycle = Cycle()
-        if self.twilio is not None:
-            twilio, overlap = self.twilio, self.config.settings.channels.twilio.overlap  # type: ignore[union-attr]
-            cycle.polls.append(poll_stream(self.store, source="twilio", stream="messages",
-                                           partition=twilio.account_sid, pages=twilio.message_pages,
-                                           overlap=overlap, now=self.clock()))
-        for name, crm in self.crms.items():
-            cycle.mirrored[name] = refresh_mirror(self.store, crm, list(crm.objects), now=self.clock())
-        cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock())
-        for name, crm in self.crms.items():
-            cycle.deliveries.append(deliver(self.store, crm, self.policies[name], now=self.clock()))
+        for poll in self.polls().values():
+            cycle.polls.extend(poll())
+        for name in self.crms:
+            cycle.mirrored[name] = self.refresh_mirror(name)
+        cycle.processed, cycle.deliveries = self.route_and_deliver()
         return cycle
+
+    def polls(self) -> dict[str, Callable[[], list[PollReport]]]:
+        """One poll job per enabled channel: every stream of it, into the ledger."""
+        jobs: dict[str, Callable[[], list[PollReport]]] = {}
+        if self.twilio is not None:
+            twilio = self.twilio
+
+            def poll_twilio() -> list[PollReport]:
+                return [poll_stream(self.store, source="twilio", stream="messages", partition=twilio.account_sid,
+                                    pages=twilio.message_pages, now=self.clock())]
+
+            jobs["twilio"] = poll_twilio
+        return jobs
+
+    def poll_interval(self, channel: str) -> timedelta:
+        section = getattr(self.config.settings.channels, channel)
+        return section.poll_every  # type: ignore[no-any-return]  # a timedelta by the settings model
+
+    def refresh_mirror(self, crm: str) -> int:
+        connector = self.crms[crm]
+        return refresh_mirror(self.store, connector, list(connector.objects), now=self.clock())
+
+    def route_and_deliver(self) -> tuple[int, list[DeliveryReport]]:
+        """Route every new ledger row, then deliver every due outbox row to each CRM."""
+        processed = process_pending(self.store, self.router, list(self.crms), now=self.clock())
+        reports = [deliver(self.store, crm, self.policies[name], now=self.clock())
+                   for name, crm in self.crms.items()]
+        return processed, reports
 
     def close(self) -> None:
         self.store.close()
@@ -107,7 +130,7 @@ def build_twilio(config: Config, retrier: Retrier) -> TwilioChannel:
     return TwilioChannel(account_sid=twilio.account_sid,
                          auth_token=config.secret("channels.twilio.auth_token").get_secret_value(),
                          base_url=twilio.base_url, default_region=twilio.default_region,
-                         page_size=twilio.page_size, retrier=retrier)
+                         page_size=twilio.page_size, overlap=twilio.overlap, retrier=retrier)
 
 
 def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:

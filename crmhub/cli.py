@@ -105,6 +105,20 @@ def sync(config: ConfigOption = None) -> None:
 
 @app.command()
 @for_people
+def run(config: ConfigOption = None) -> None:
+    """Run as a service: poll, mirror and deliver on their intervals until SIGTERM."""
+    from crmhub.app import build_hub
+    from crmhub.config import load_config
+    from crmhub.scheduler import run_forever
+
+    loaded = load_config(config)
+    configure_logs(loaded.settings.log.level, loaded.settings.log.format)
+    with build_hub(loaded) as hub:
+        run_forever(hub)
+
+
+@app.command()
+@for_people
 def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite file from an earlier run.")]
          = False) -> None:
     """Start the sandbox, seed it, run one sync, and show what landed where."""

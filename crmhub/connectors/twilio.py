@@ -6,7 +6,8 @@ base URL, through the `requests.Session` it accepts (`http_client.session`).
 
 Polling: Twilio lists messages newest first and filters only by send date,
 so each poll re-reads from `cursor - overlap` and the ledger drops repeats;
-the cursor (newest date seen) is saved with the last page of a run.
+the cursor is the newest send time seen (ISO 8601), never moved backwards,
+and saved by the ingest loop with the last page of a run.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ DIRECTIONS = {"inbound": Direction.INBOUND}  # outbound-api, outbound-call, outb
 
 @dataclass(frozen=True)
 class MessagePage:
-    """One page of the message list, translated; `newest` is the latest send time on it."""
+    """One page, translated; `cursor` is the newest send time seen so far in the run."""
 
     interactions: Sequence[Interaction]
     malformed: Sequence[Malformed]
-    newest: datetime | None
+    cursor: str | None
     last: bool
 
 
@@ -47,14 +48,15 @@ class TwilioChannel(Connector):
     name = "twilio"
 
     def __init__(self, *, account_sid: str, auth_token: str, base_url: str | None = None,
-                 default_region: str = "US", page_size: int = 100, timeout: float = 30.0,
-                 retrier: Retrier | None = None) -> None:
+                 default_region: str = "US", page_size: int = 100, overlap: timedelta = timedelta(minutes=10),
+                 timeout: float = 30.0, retrier: Retrier | None = None) -> None:
         super().__init__(retrier)
         http = TwilioHttpClient(timeout=timeout)
         http.session = build_session(base_url=base_url)
         self.account_sid = account_sid
         self.default_region = default_region
         self.page_size = page_size
+        self.overlap = overlap
         self._client = Client(account_sid, auth_token, http_client=http)
 
     def translate(self, exc: Exception) -> ConnectorError | None:
@@ -77,22 +79,24 @@ class TwilioChannel(Connector):
         return classify_status(response.status_code, message, system=self.name, code=code,
                                retry_after=retry_after_seconds(headers.get("retry-after")))
 
-    def message_pages(self, since: datetime | None) -> Iterator[MessagePage]:
-        """Every message sent at or after `since` (all when None), page by page."""
+    def message_pages(self, cursor: str | None) -> Iterator[MessagePage]:
+        """Every message sent since `cursor - overlap` (all when None), page by page."""
         filters: dict[str, Any] = {"page_size": self.page_size}
-        if since is not None:
-            filters["date_sent_after"] = since
+        newest = datetime.fromisoformat(cursor) if cursor else None
+        if newest is not None:
+            filters["date_sent_after"] = newest - self.overlap
         page = self.call("messages.page", lambda: self._client.messages.page(**filters))
         while page is not None:
             current = page
             following = self.call("messages.next_page", current.next_page)
-            yield self._translate_page(list(current), last=following is None)
+            good, bad, newest = self._translate_page(list(current), newest)
+            yield MessagePage(good, bad, newest.isoformat() if newest else None, last=following is None)
             page = following
 
-    def _translate_page(self, messages: list[Any], *, last: bool) -> MessagePage:
+    def _translate_page(self, messages: list[Any], newest: datetime | None
+                        ) -> tuple[list[Interaction], list[Malformed], datetime | None]:
         good: list[Interaction] = []
         bad: list[Malformed] = []
-        newest: datetime | None = None
         for message in messages:
             raw = _raw(message)
             try:
@@ -102,7 +106,7 @@ class TwilioChannel(Connector):
             sent = message.date_sent or message.date_created
             if sent is not None and (newest is None or sent > newest):
                 newest = sent
-        return MessagePage(good, bad, newest, last)
+        return good, bad, newest
 
     def _interaction(self, message: Any, raw: dict[str, Any]) -> Interaction:
         direction = DIRECTIONS.get(str(message.direction), Direction.OUTBOUND)
@@ -146,9 +150,3 @@ def _raw(message: Any) -> dict[str, Any]:
         raw[name] = value.isoformat() if value else None
     return raw
 
-
-def overlap_start(cursor: str | None, overlap: timedelta) -> datetime | None:
-    """Where the next poll starts: the saved cursor minus the overlap window."""
-    if not cursor:
-        return None
-    return datetime.fromisoformat(cursor) - overlap

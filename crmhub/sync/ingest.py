@@ -1,16 +1,16 @@
 """Ingest: pages from a channel into the ledger, with the cursor, nothing lost.
 
-Sources that list newest first (Twilio) are re-read from `cursor - overlap`
-each poll; the ledger drops repeats. The new cursor (the newest time seen,
-never later than the poll's start) is saved in the same transaction as the
-run's last page, so a crash mid-run re-reads instead of skipping.
+The source owns what its cursor means (a time for Twilio, re-read with an
+overlap window; a post id for X); this loop owns when it is saved: in the
+same transaction as the run's last page, so a crash mid-run re-reads
+instead of skipping, and the ledger drops the repeats.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 import structlog
@@ -30,7 +30,8 @@ class SourcePage(Protocol):
     @property
     def malformed(self) -> Sequence[Malformed]: ...
     @property
-    def newest(self) -> datetime | None: ...
+    def cursor(self) -> str | None:
+        """Where the next run starts if this run ended with this page (None: unchanged)."""
     @property
     def last(self) -> bool: ...
 
@@ -55,20 +56,15 @@ def poll_stream(
     source: str,
     stream: str,
     partition: str,
-    pages: Callable[[datetime | None], Iterator[SourcePage]],
-    overlap: timedelta,
+    pages: Callable[[str | None], Iterator[SourcePage]],
     now: datetime,
 ) -> PollReport:
-    """Read every page of one stream since its cursor (minus `overlap`) into the ledger."""
+    """Read every page of one stream since its saved cursor into the ledger."""
     with store.transaction() as session:
         cursor = load_cursor(session, source, stream, partition)
-    since = datetime.fromisoformat(cursor) - overlap if cursor else None
     report = PollReport(source, stream, cursor=cursor)
-    newest = datetime.fromisoformat(cursor) if cursor else None
-    for page in pages(since):
-        if page.newest is not None and (newest is None or page.newest > newest):
-            newest = min(page.newest, now)
-        save = (source, stream, partition, newest.isoformat()) if page.last and newest else None
+    for page in pages(cursor):
+        save = (source, stream, partition, page.cursor) if page.last and page.cursor else None
         with store.transaction() as session:
             result = ingest_page(session, page.interactions, page.malformed, now=now, cursor=save)
         report.pages += 1

@@ -1,0 +1,52 @@
+"""`crmhub run` as a service: jobs deliver on their own, SIGTERM drains and exits 0."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox.settings import write_sandbox_settings
+
+OURS = "+14155550100"
+
+
+def wait_for(condition: Any, deadline: float, what: str) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.1)  # polling with a deadline, not synchronisation by sleep
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_run_delivers_then_stops_cleanly_on_sigterm(salesforce_sandbox: EmulatorServer,
+                                                    twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    sf.add_queue("Support Queue", "Support_Queue")
+    sf.add_queue("Billing Queue", "Billing_Queue")
+    sf.add_queue("VIP Queue", "VIP_Queue")
+    tw.add_number(OURS)
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    tw.receive_message("+14155550123", OURS, "Where is my parcel?", at=start)
+    tw.receive_message("+14155550124", OURS, "Please refund me", at=start + timedelta(minutes=1))
+    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url})
+    process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(sf.records("Task")) == 2, 60, "both messages as Tasks")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _, stderr = process.communicate()
+    assert "stopped" in stderr
+    assert "Where is my parcel" not in stderr and "sandbox-secret" not in stderr  # no bodies, no secrets
+    assert {t["Description"] for t in sf.records("Task")} == {"Where is my parcel?", "Please refund me"}
