@@ -93,13 +93,9 @@ def status(config: ConfigOption = None,
 @for_people
 def sync(config: ConfigOption = None) -> None:
     """Run one full cycle: poll channels, refresh mirrors, route, deliver to the CRMs."""
-    from crmhub.app import build_hub
-    from crmhub.config import load_config
     from crmhub.status import print_cycle
 
-    loaded = load_config(config)
-    configure_logs(loaded.settings.log.level, loaded.settings.log.format)
-    with build_hub(loaded) as hub:
+    with _hub(config) as hub:
         print_cycle(hub.sync_once())
 
 
@@ -107,13 +103,9 @@ def sync(config: ConfigOption = None) -> None:
 @for_people
 def run(config: ConfigOption = None) -> None:
     """Run as a service: poll, mirror and deliver on their intervals until SIGTERM."""
-    from crmhub.app import build_hub
-    from crmhub.config import load_config
     from crmhub.scheduler import run_forever
 
-    loaded = load_config(config)
-    configure_logs(loaded.settings.log.level, loaded.settings.log.format)
-    with build_hub(loaded) as hub:
+    with _hub(config) as hub:
         run_forever(hub)
 
 
@@ -139,6 +131,16 @@ def sandbox(
     from crmhub.sandbox.serve import serve_forever
 
     serve_forever(base_port=base_port, state_dir=state_dir, as_json=as_json)
+
+
+def _hub(config: Path | None) -> Any:
+    """The configured hub, logs set up as settings say (a context manager closing the store)."""
+    from crmhub.app import build_hub
+    from crmhub.config import load_config
+
+    loaded = load_config(config)
+    configure_logs(loaded.settings.log.level, loaded.settings.log.format)
+    return build_hub(loaded)
 
 
 def _summary(config: Any) -> str:
