@@ -19,6 +19,7 @@ from crmhub.config import Config
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
 from crmhub.connectors.twilio import TwilioChannel
+from crmhub.connectors.x import XChannel
 from crmhub.model import QueueTarget
 from crmhub.store import StateStore, open_store
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
@@ -31,7 +32,7 @@ log = structlog.get_logger("crmhub.app")
 
 # What this version can drive; other enabled CRMs and channels are reported, not silently ignored.
 WIRED_CRMS = ("salesforce",)
-WIRED_CHANNELS = ("twilio",)
+WIRED_CHANNELS = ("twilio", "x")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Hub:
         for name in self.unsupported:
             log.warning("not wired in this version; skipped", system=name)
         self.twilio = build_twilio(config, retrier) if "twilio" in settings.channels.enabled_names() else None
+        self.x = build_x(config, retrier) if "x" in settings.channels.enabled_names() else None
         self.crms: dict[str, SalesforceCrm] = {}
         if "salesforce" in settings.crms.enabled_names():
             self.crms["salesforce"] = build_salesforce(config, retrier)
@@ -85,6 +87,18 @@ class Hub:
                                     pages=twilio.message_pages, now=self.clock())]
 
             jobs["twilio"] = poll_twilio
+        if self.x is not None:
+            x, wanted = self.x, self.config.settings.channels.x
+            streams = [(name, pages) for name, pages, on in (
+                ("mentions", x.mention_pages, wanted.mentions),  # type: ignore[union-attr]  # x is enabled
+                ("dm_events", x.dm_pages, wanted.direct_messages),  # type: ignore[union-attr]
+            ) if on]
+
+            def poll_x() -> list[PollReport]:
+                return [poll_stream(self.store, source="x", stream=name, partition=x.account_handle, pages=pages,
+                                    now=self.clock()) for name, pages in streams]
+
+            jobs["x"] = poll_x
         return jobs
 
     def poll_interval(self, channel: str) -> timedelta:
@@ -131,6 +145,18 @@ def build_twilio(config: Config, retrier: Retrier) -> TwilioChannel:
                          auth_token=config.secret("channels.twilio.auth_token").get_secret_value(),
                          base_url=twilio.base_url, default_region=twilio.default_region,
                          page_size=twilio.page_size, overlap=twilio.overlap, retrier=retrier)
+
+
+def build_x(config: Config, retrier: Retrier) -> XChannel:
+    x = config.settings.channels.x
+    assert x is not None
+
+    def secret(key: str) -> str:
+        return config.secret(f"channels.x.{key}").get_secret_value()
+
+    return XChannel(account=x.account, bearer_token=secret("bearer_token"), consumer_key=secret("consumer_key"),
+                    consumer_secret=secret("consumer_secret"), access_token=secret("access_token"),
+                    access_token_secret=secret("access_token_secret"), base_url=x.base_url, retrier=retrier)
 
 
 def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
