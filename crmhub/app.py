@@ -19,6 +19,7 @@ from crmhub.config import Config
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
 from crmhub.connectors.twilio import TwilioChannel
+from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
 from crmhub.model import QueueTarget
 from crmhub.store import StateStore, open_store
@@ -31,7 +32,7 @@ from crmhub.sync.routing import Router, Rule
 log = structlog.get_logger("crmhub.app")
 
 # What this version can drive; other enabled CRMs and channels are reported, not silently ignored.
-WIRED_CRMS = ("salesforce",)
+WIRED_CRMS = ("salesforce", "zendesk")
 WIRED_CHANNELS = ("twilio", "x")
 
 
@@ -60,9 +61,9 @@ class Hub:
             log.warning("not wired in this version; skipped", system=name)
         self.twilio = build_twilio(config, retrier) if "twilio" in settings.channels.enabled_names() else None
         self.x = build_x(config, retrier) if "x" in settings.channels.enabled_names() else None
-        self.crms: dict[str, SalesforceCrm] = {}
-        if "salesforce" in settings.crms.enabled_names():
-            self.crms["salesforce"] = build_salesforce(config, retrier)
+        builders = {"salesforce": build_salesforce, "zendesk": build_zendesk}
+        self.crms: dict[str, SalesforceCrm | ZendeskCrm] = {
+            name: builders[name](config, retrier) for name in settings.crms.enabled_names() if name in builders}
         self.router = build_router(config)
         self.policies = {name: build_policy(config, name) for name in self.crms}
 
@@ -162,14 +163,7 @@ def build_x(config: Config, retrier: Retrier) -> XChannel:
 def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
     sf = config.settings.crms.salesforce
     assert sf is not None
-    identity = config.identities.crms.salesforce
-    extra = sorted(config.routing.contact_fields())
-    objects = []
-    if identity is not None:
-        for name, match in identity.match:
-            if match is not None:
-                kinds = {"phone": match.phone, "email": match.email, "x_handle": match.x_handle}
-                objects.append(ContactObject(name, {k: v for k, v in kinds.items() if v}, extra))
+    objects = contact_objects(config, "salesforce")
     password = config.secret("crms.salesforce.auth.password").get_secret_value() if sf.auth.password else None
     auth = SalesforceAuth(
         flow=sf.auth.flow,
@@ -180,6 +174,29 @@ def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
     return SalesforceCrm(instance_url=sf.instance_url, auth=auth, objects=objects, queues=queues,
                          base_url=sf.base_url, api_version=sf.api_version,
                          default_region=config.identities.default_region, retrier=retrier)
+
+
+def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
+    zd = config.settings.crms.zendesk
+    assert zd is not None
+
+    def secret(key: str) -> str | None:
+        return config.secret(f"crms.zendesk.auth.{key}").get_secret_value() if getattr(zd.auth, key) else None
+
+    auth = ZendeskAuth(email=zd.auth.email, token=secret("token"), oauth_token=secret("oauth_token"))
+    queues = {name: ZendeskGroup(q.group, q.priority) for name, q in config.routing.queues.zendesk.items()}
+    return ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
+                      base_url=zd.base_url, default_region=config.identities.default_region,
+                      batch_size=zd.batch_size, retrier=retrier)
+
+
+def contact_objects(config: Config, crm: str) -> list[ContactObject]:
+    """The objects to mirror and match in `crm`, with the routing fields to copy."""
+    identity = getattr(config.identities.crms, crm)
+    if identity is None:
+        return []
+    extra = sorted(config.routing.contact_fields())
+    return [ContactObject(name, match.by_kind(), extra) for name, match in identity.objects().items()]
 
 
 def build_router(config: Config) -> Router:
@@ -222,9 +239,18 @@ def build_policy(config: Config, crm: str) -> DeliveryPolicy:
     delivery = config.settings.delivery
     identity = getattr(config.identities.crms, crm)
     create = identity.create_when_unmatched if identity is not None else "none"
-    history = config.history.salesforce if crm == "salesforce" else None
+    task, case = _templates(config, crm)
     return DeliveryPolicy(
-        task_templates=dict(history.task) if history else {},
-        case_templates=dict(history.case) if history else {},
-        create_contact_as=None if create == "none" else create,
-        batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)
+        task_templates=task, case_templates=case, create_contact_as=None if create == "none" else create,
+        contact_object=CONTACT_OBJECTS[crm], batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)
+
+
+CONTACT_OBJECTS = {"salesforce": "Contact", "zendesk": "user", "hubspot": "contacts"}
+
+
+def _templates(config: Config, crm: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(activity templates, case templates) of history.yaml for `crm`."""
+    history = config.history
+    if crm == "salesforce":
+        return dict(history.salesforce.task), dict(history.salesforce.case)
+    return {}, dict(getattr(history, crm).ticket)

@@ -1,0 +1,643 @@
+"""Zendesk Support: user mirror, groups, and history writes as ticket comments (zenpy).
+
+Retries: only crmhub's layer (`Connector.call`) retries. zenpy has no retry
+of its own except on 429, where it sleeps `Retry-After` seconds and tries
+again for as long as its `ratelimit_budget` allows (for ever without one).
+The client is built with `ratelimit_budget=1`, so zenpy raises
+`RatelimitBudgetExceeded` before its first sleep, and with
+`proactive_ratelimit` unset (that one sleeps too). The 429's own
+`Retry-After` is read from the response by the session's observer (zenpy's
+exception carries no response) and handed to the retry layer as
+`RateLimited.retry_after`.
+
+Reaching the API: `build_session(base_url=...)` is zenpy's `session=`, so
+the sandbox or a proxy is reached per instance; no process-wide environment.
+
+Mirror: the cursor-based incremental user export
+(`/api/v2/incremental/users/cursor.json`): the first load starts at
+`start_time=0`, later runs resume from the saved `after_cursor`, one call
+per page (up to 1000 users), stopping at `end_of_stream`, because that
+export allows only 10 requests a minute. Agents, admins and deleted users
+leave the mirror (`MirrorRecord.deleted`): they are not customers.
+
+Writes (`write_history`), per batch:
+
+1. Contacts: missing users are created with `users/create_many`, each with
+   `external_id = crmhub-person-<person id>`, once per person. A create that
+   fails (for instance because a timed-out earlier attempt already created
+   the user, whose external id is unique) is looked up with one
+   `users/show_many?external_ids=` call; found users count as created.
+2. Cases: a new case is a ticket with `external_id = CaseSpec.key`,
+   requester = the contact, group / priority / tags from the target, and
+   the interaction as its first comment. Ticket external ids are *not*
+   unique in Zendesk, so before creating, each case is looked up with
+   `GET /tickets.json?external_id=` (the list endpoint, consistent at once,
+   unlike search, whose index lags). The look-up is skipped when the
+   requester was created in this same call: such a user cannot have a
+   ticket yet. Missing tickets are created with `tickets/create_many`.
+3. Interactions: every other write becomes a comment, sent through
+   `tickets/update_many` (at most one comment per ticket per job, so one
+   job per "round"); inbound customer messages are public comments
+   authored by the customer, outbound ones are private notes authored by
+   the API agent (public agent comments are what the reply job sends back
+   out over the channel, and they would e-mail the requester).
+
+Idempotency key: every comment is written with the audit metadata
+`{"crmhub_key": HistoryWrite.key}` (shown on the comment as
+`metadata.custom.crmhub_key`, invisible to agents and customers, unlike a
+tag per interaction). Before commenting on a ticket that existed before
+this call (a follow-up's `case_id`, or a ticket found by external id), its
+comments are read once and writes whose key is already there count as
+done. So writing the same batch twice, e.g. after a timeout, creates
+nothing twice. A bulk submission retried after an uncertain failure
+re-checks the same way (external id for tickets, comment metadata for
+comments) before sending again.
+
+Bulk jobs take at most `batch_size` (<= 100) items; their status is polled
+sparingly: first after `job_poll_first` seconds, then backing off
+(x2, at most `job_poll_max` apart) up to `job_timeout` seconds, after which
+the batch is an uncertain failure (`Timeout`). A failed item of a job
+becomes that write's `Rejected`; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Comment, Ticket, User
+from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
+
+from crmhub.connectors._base import Connector, classify_status, retry_after_seconds
+from crmhub.connectors._http import build_session
+from crmhub.connectors._retry import Retrier
+from crmhub.connectors.salesforce import ContactObject
+from crmhub.errors import ConnectorError, NotFound, RateLimited, Rejected, Timeout
+from crmhub.identities import normal_handle, try_email, try_phone
+from crmhub.model import (
+    Direction,
+    HistoryWrite,
+    Identity,
+    IdentityKind,
+    MirrorRecord,
+    WriteOutcome,
+)
+
+T = TypeVar("T")
+MAX_BULK = 100  # items per create_many / update_many / show_many (Zendesk's limit)
+EXPORT_PAGE = 1000  # users per incremental export page (Zendesk's maximum)
+PERSON_PREFIX = "crmhub-person-"
+KEY_FIELD = "crmhub_key"  # audit metadata key carrying HistoryWrite.key
+CRMHUB_TAG = "crmhub"
+ZENDESK_TIME = "%Y-%m-%dT%H:%M:%SZ"
+
+__all__ = ["ContactObject", "ZendeskAuth", "ZendeskCrm", "ZendeskGroup"]
+
+
+@dataclass(frozen=True)
+class ZendeskAuth:
+    """API token (`email` + `token`) or an OAuth access token."""
+
+    email: str | None = None
+    token: str | None = None
+    oauth_token: str | None = None
+
+
+@dataclass(frozen=True)
+class ZendeskGroup:
+    """Where a routing queue puts new tickets: a group (by name) and its default priority."""
+
+    group: str
+    priority: str | None = None
+
+
+class ZendeskCrm(Connector):
+    """One Zendesk Support account."""
+
+    name = "zendesk"
+
+    def __init__(self, *, subdomain: str, auth: ZendeskAuth, objects: Sequence[ContactObject],
+                 queues: Mapping[str, ZendeskGroup] | None = None, base_url: str | None = None,
+                 default_region: str = "US", batch_size: int = MAX_BULK, retrier: Retrier | None = None,
+                 job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 1.0,
+                 job_poll_max: float = 10.0, job_timeout: float = 120.0) -> None:
+        """
+        Args:
+            subdomain: the account's subdomain (acme for acme.zendesk.com).
+            objects: the mirrored object (`user`): which user fields hold which
+                identity kind (custom ones as `user_fields.NAME`), plus routing fields.
+            queues: routing queue name -> group (by name) and default priority.
+            base_url: where to send requests instead of https://{subdomain}.zendesk.com.
+            batch_size: items per bulk job (1..100).
+            job_sleep: how to wait between job status polls (tests pass a fake).
+        """
+        super().__init__(retrier)
+        if not 1 <= batch_size <= MAX_BULK:
+            raise ValueError(f"batch_size must be 1..{MAX_BULK}, got {batch_size}")
+        self.subdomain = subdomain
+        self.auth = auth
+        self.objects = {o.name: o for o in objects}
+        self.queues = dict(queues or {})
+        self.base_url = base_url
+        self.default_region = default_region
+        self.batch_size = batch_size
+        self.job_sleep = job_sleep
+        self.job_poll_first = job_poll_first
+        self.job_poll_max = job_poll_max
+        self.job_timeout = job_timeout
+        self._zenpy: Zenpy | None = None
+        self._groups: dict[str, int] | None = None
+        self._hints = threading.local()  # Retry-After of the last 429 seen by this thread
+
+    # ---- SDK boundary --------------------------------------------------------
+    def translate(self, exc: Exception) -> ConnectorError | None:
+        if isinstance(exc, RatelimitBudgetExceeded):
+            # zenpy raised instead of sleeping (ratelimit_budget=1); the hint came through the observer.
+            hint = getattr(self._hints, "retry_after", None)
+            return RateLimited(f"HTTP 429: rate limited; retry after {hint or '?'} s", retry_after=hint,
+                               system=self.name, status=429)
+        response = getattr(exc, "response", None)
+        if isinstance(exc, APIException | requests.HTTPError) and isinstance(response, requests.Response):
+            code, message = _error_of(response)
+            text = f"HTTP {response.status_code} {code}: {message}".strip()
+            return classify_status(response.status_code, text, system=self.name, code=code,
+                                   retry_after=_rate_hint(response.headers))
+        if isinstance(exc, ZenpyException):
+            return Rejected(f"zenpy refused the call: {exc}", system=self.name)
+        return None
+
+    def _observe(self, path: str, status: int, headers: Mapping[str, str]) -> None:
+        if status == 429:
+            self._hints.retry_after = _rate_hint(headers)
+
+    def _client(self) -> Zenpy:
+        if self._zenpy is None:
+            session = build_session(base_url=self.base_url, observer=self._observe, timeout=60)
+            credentials: dict[str, Any] = (
+                {"oauth_token": self.auth.oauth_token} if self.auth.oauth_token
+                else {"email": self.auth.email, "token": self.auth.token})
+            self._zenpy = Zenpy(subdomain=self.subdomain, session=session, ratelimit_budget=1,
+                                disable_cache=True, **credentials)
+        return self._zenpy
+
+    def zd(self, operation: str, fn: Callable[[Zenpy], T]) -> T:
+        """Run `fn(client)` through the one retry layer."""
+        return self.call(operation, lambda: fn(self._client()))
+
+    # ---- reads ---------------------------------------------------------------
+    def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
+        """Users changed since the cursor (all of them when None), a page and the cursor after it at a time."""
+        obj = self.objects[object_name]
+        cursor = since
+        while True:
+            page = self.zd("incremental_users", lambda zd, c=cursor: _export_page(zd, c))  # type: ignore[misc]
+            users, after, end = page
+            if users or after != cursor:
+                yield [self._mirror_record(obj, u) for u in users], after
+            if end or not after or after == cursor:
+                return  # end_of_stream: the next request would only spend the 10/min allowance
+            cursor = after
+
+    def _mirror_record(self, obj: ContactObject, user: Mapping[str, Any]) -> MirrorRecord:
+        identities: list[Identity] = []
+        for kind, names in obj.fields_by_kind.items():
+            for name in names:
+                identity = _identity(kind, _field(user, name), self.default_region)
+                if identity is not None:
+                    identities.append(identity)
+        return MirrorRecord(
+            crm=self.name, object_type=obj.name, record_id=str(user["id"]), identities=tuple(identities),
+            fields={name: _field(user, name) for name in obj.extra_fields},
+            modified_at=_parse_time(user.get("updated_at") or user["created_at"]),
+            created_at=_parse_time(user["created_at"]) if user.get("created_at") else None,
+            deleted=not user.get("active", True) or user.get("role", "end-user") != "end-user",
+        )
+
+    def group_ids(self) -> dict[str, int]:
+        """Group name -> id, listed once per connector."""
+        if self._groups is None:
+            groups = self.zd("groups", lambda zd: [g.to_dict() for g in zd.groups()])
+            self._groups = {str(g["name"]): int(g["id"]) for g in groups if not g.get("deleted")}
+        return self._groups
+
+    def _comment_keys(self, zd: Zenpy, ticket_id: int) -> set[str]:
+        """crmhub keys already on a ticket's comments (raw SDK: call inside an attempt)."""
+        keys = set()
+        for comment in zd.tickets.comments(ticket=ticket_id):
+            custom = ((comment.to_dict().get("metadata") or {}).get("custom") or {})
+            if custom.get(KEY_FIELD):
+                keys.add(str(custom[KEY_FIELD]))
+        return keys
+
+    @staticmethod
+    def _ticket_by_key(zd: Zenpy, key: str) -> int | None:
+        """The oldest ticket whose external_id is `key` (raw SDK: call inside an attempt)."""
+        # zenpy puts parameter values into the URL as given, so the key ('#' in it) is escaped here.
+        ids = sorted(int(t.id) for t in zd.tickets(external_id=quote(key, safe="")) if t.external_id == key)
+        return ids[0] if ids else None
+
+    # ---- writes --------------------------------------------------------------
+    def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
+        """Create missing users and tickets, then add each interaction as a ticket comment.
+
+        Returns one outcome per write, in order; a write the account refused
+        carries a `Rejected`. Raises a `TransientError` when the batch as a
+        whole failed (nothing known about it), to be retried.
+        """
+        errors: dict[str, Exception] = {}
+        users, fresh = self._ensure_contacts(writes, errors)
+        tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors)
+        done: dict[str, int] = {}  # write key -> ticket id, for writes already on their ticket
+        for key in first_writes:
+            done[key] = first_writes[key]
+        pending: list[tuple[HistoryWrite, int]] = []
+        for write in writes:
+            if write.key in errors or write.key in done:
+                continue
+            if write.case_id:
+                ticket_id: int | None = int(write.case_id)
+            else:
+                ticket_id = tickets.get(write.new_case.key) if write.new_case is not None else None
+            if ticket_id is None:
+                continue
+            pending.append((write, ticket_id))
+        self._comment(pending, users, preexisting, done, errors)
+        outcomes = []
+        for write in writes:
+            contact = write.contact_id or (str(users[write.person_id]) if write.person_id in users else None)
+            ticket = done.get(write.key)
+            if write.key in errors or ticket is None:
+                error = errors.get(write.key) or Rejected("no ticket to write on", system=self.name)
+                outcomes.append(WriteOutcome(write.key, error=error))
+            else:
+                outcomes.append(WriteOutcome(write.key, record_id=str(ticket), contact_id=contact,
+                                             case_id=write.case_id or str(ticket)))
+        return outcomes
+
+    # -- contacts
+    def _ensure_contacts(self, writes: Sequence[HistoryWrite], errors: dict[str, Exception]
+                         ) -> tuple[dict[int, int], set[int]]:
+        """(person -> user id of every write's contact, persons created by this call)."""
+        users: dict[int, int] = {}
+        wanted: dict[int, HistoryWrite] = {}
+        for write in writes:
+            if write.contact_id is not None:
+                users[write.person_id] = int(write.contact_id)
+            elif write.new_contact:
+                wanted.setdefault(write.person_id, write)
+        failed: dict[int, Exception] = {}
+        people = list(wanted)
+        for start in range(0, len(people), self.batch_size):
+            chunk = people[start:start + self.batch_size]
+            records = [self._user_fields(wanted[p]) for p in chunk]
+            results = self._run_job("users.create_many", lambda zd, r=records: zd.users.create(  # type: ignore[misc]
+                [User(**fields) for fields in r]))
+            for person, (user_id, error) in zip(chunk, results, strict=True):
+                if error is None and user_id is not None:
+                    users[person] = user_id
+                else:
+                    failed[person] = error or Rejected("user not created", system=self.name)
+        fresh = set(users) - {w.person_id for w in writes if w.contact_id is not None}
+        if failed:  # a timed-out earlier attempt may have created them: external ids are unique
+            external = [PERSON_PREFIX + str(p) for p in failed]
+            found: dict[str, int] = {}
+            for start in range(0, len(external), MAX_BULK):
+                chunk_ids = external[start:start + MAX_BULK]
+                listed = self.zd("users.show_many", lambda zd, c=chunk_ids: [  # type: ignore[misc]
+                    (u.external_id, u.id) for u in zd.users(external_ids=c)])
+                found.update({str(ext): int(uid) for ext, uid in listed})
+            for person, error in failed.items():
+                if PERSON_PREFIX + str(person) in found:
+                    users[person] = found[PERSON_PREFIX + str(person)]
+                else:
+                    for write in writes:
+                        if write.person_id == person and write.contact_id is None:
+                            errors[write.key] = error
+        for write in writes:
+            if write.person_id not in users and write.key not in errors:
+                errors[write.key] = Rejected("no contact and no identities to create one from", system=self.name)
+        return users, fresh
+
+    def _user_fields(self, write: HistoryWrite) -> dict[str, Any]:
+        obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
+        fields: dict[str, Any] = {"external_id": PERSON_PREFIX + str(write.person_id)}
+        for identity in write.new_contact:
+            names = obj.fields_by_kind.get(_kind_key(identity.kind), ())
+            if not names:
+                continue
+            value = identity.display if identity.kind is IdentityKind.X else identity.value
+            name = names[0]
+            if name.startswith("user_fields."):
+                fields.setdefault("user_fields", {}).setdefault(name.removeprefix("user_fields."), value)
+            else:
+                fields.setdefault(name, value)
+        first = write.new_contact[0]
+        fields["name"] = first.display or first.value
+        return fields
+
+    # -- tickets
+    def _ensure_tickets(self, writes: Sequence[HistoryWrite], users: Mapping[int, int], fresh: set[int],
+                        errors: dict[str, Exception]) -> tuple[dict[str, int], set[int], dict[str, int]]:
+        """(case key -> ticket id, ids of tickets that existed before, write key -> ticket for first comments)."""
+        tickets: dict[str, int] = {}
+        preexisting = {int(w.case_id) for w in writes if w.case_id and w.key not in errors}
+        case_errors: dict[str, Exception] = {}
+        to_create: dict[str, HistoryWrite] = {}  # case key -> its first write
+        specs = [w for w in writes if w.new_case is not None and w.key not in errors]
+        groups = self.group_ids() if specs else {}
+        for write in specs:
+            spec = write.new_case
+            assert spec is not None
+            if spec.key in tickets or spec.key in case_errors or spec.key in to_create:
+                continue
+            problem = self._route_problem(spec.target.queue, groups)
+            if problem is not None:
+                case_errors[spec.key] = problem
+                continue
+            found = None
+            if write.person_id not in fresh:
+                found = self.zd("tickets.by_external_id", lambda zd, k=spec.key: self._ticket_by_key(zd, k))  # type: ignore[misc]
+            if found is not None:
+                tickets[spec.key] = found
+                preexisting.add(found)
+            else:
+                to_create[spec.key] = write
+        first_writes: dict[str, int] = {}
+        keys = list(to_create)
+        for start in range(0, len(keys), self.batch_size):
+            chunk = keys[start:start + self.batch_size]
+            results = self._create_tickets([to_create[k] for k in chunk], users, groups)
+            for case_key, (ticket_id, error, created) in zip(chunk, results, strict=True):
+                if error is not None or ticket_id is None:
+                    case_errors[case_key] = error or Rejected("ticket not created", system=self.name)
+                    continue
+                tickets[case_key] = ticket_id
+                if created:
+                    first_writes[to_create[case_key].key] = ticket_id
+                else:
+                    preexisting.add(ticket_id)
+        for write in specs:
+            if write.new_case is not None and write.new_case.key in case_errors:
+                errors.setdefault(write.key, case_errors[write.new_case.key])
+        return tickets, preexisting, first_writes
+
+    def _route_problem(self, queue: str, groups: Mapping[str, int]) -> Rejected | None:
+        target = self.queues.get(queue)
+        if target is None:
+            return Rejected(f"routing queue {queue!r} is not declared for Zendesk; add it under queues.zendesk "
+                            "in mappings/routing.yaml", system=self.name)
+        if _group_id(target.group, groups) is None:
+            return Rejected(f"group {target.group!r} (routing name {queue!r}) does not exist in this Zendesk "
+                            "account; create the group or fix queues.zendesk in mappings/routing.yaml",
+                            system=self.name)
+        return None
+
+    def _ticket(self, write: HistoryWrite, users: Mapping[int, int], groups: Mapping[str, int]) -> dict[str, Any]:
+        spec = write.new_case
+        assert spec is not None
+        target = self.queues[spec.target.queue]
+        record: dict[str, Any] = {
+            "subject": f"{write.interaction.channel.label} conversation", **spec.fields,
+            "external_id": spec.key, "requester_id": users[write.person_id],
+            "group_id": _group_id(target.group, groups),
+            "tags": [CRMHUB_TAG, write.interaction.channel.value, *spec.target.tags],
+            **self._comment_fields(write, users[write.person_id]),
+        }
+        priority = spec.target.priority or target.priority
+        if priority:
+            record["priority"] = priority.lower()
+        return record
+
+    def _create_tickets(self, firsts: list[HistoryWrite], users: Mapping[int, int], groups: Mapping[str, int]
+                        ) -> list[tuple[int | None, Exception | None, bool]]:
+        """Create one ticket per first write: (ticket id, error, created now) each.
+
+        A resubmission after an uncertain failure first looks each ticket up
+        by external id and creates only the missing ones.
+        """
+        records = [self._ticket(w, users, groups) for w in firsts]
+        found: dict[int, int] = {}  # index -> ticket found on a resubmission
+        attempts = 0
+
+        def submit(zd: Zenpy) -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                for index, record in enumerate(records):
+                    if index not in found and (ticket_id := self._ticket_by_key(zd, record["external_id"])):
+                        found[index] = ticket_id
+            todo = [r for i, r in enumerate(records) if i not in found]
+            return (todo, zd.tickets.create([_zenpy_ticket(r) for r in todo]) if todo else None)
+
+        todo, job = self.zd("tickets.create_many", submit)
+        results = self._job_results(job, len(todo)) if job is not None else []
+        by_record = {id(r): res for r, res in zip(todo, results, strict=True)}
+        out: list[tuple[int | None, Exception | None, bool]] = []
+        for index, record in enumerate(records):
+            if index in found:
+                out.append((found[index], None, False))
+            else:
+                ticket_id, error = by_record[id(record)]
+                out.append((ticket_id, error, True))
+        return out
+
+    # -- comments
+    def _comment_fields(self, write: HistoryWrite, user_id: int) -> dict[str, Any]:
+        inbound = write.interaction.direction is Direction.INBOUND
+        comment: dict[str, Any] = {"body": write.fields.get("body") or _body(write), "public": inbound}
+        if inbound:
+            comment["author_id"] = user_id
+        return {"comment": comment, "metadata": {KEY_FIELD: write.key}}
+
+    def _comment(self, pending: list[tuple[HistoryWrite, int]], users: Mapping[int, int], preexisting: set[int],
+                 done: dict[str, int], errors: dict[str, Exception]) -> None:
+        """Write each pending interaction onto its ticket, skipping keys the ticket already holds."""
+        check = sorted({t for _, t in pending if t in preexisting})
+        for ticket_id in check:
+            written = self.zd("tickets.comments", lambda zd, t=ticket_id: self._comment_keys(zd, t))  # type: ignore[misc]
+            for write, target in pending:
+                if target == ticket_id and write.key in written:
+                    done[write.key] = ticket_id
+        todo = [(w, t) for w, t in pending if w.key not in done]
+        # Rounds: at most one comment per ticket per job, in the writes' order.
+        rounds: list[list[tuple[HistoryWrite, int]]] = []
+        depth: dict[int, int] = {}
+        for write, ticket_id in todo:
+            level = depth.get(ticket_id, 0)
+            depth[ticket_id] = level + 1
+            if level == len(rounds):
+                rounds.append([])
+            rounds[level].append((write, ticket_id))
+        for items in rounds:
+            for start in range(0, len(items), self.batch_size):
+                chunk = items[start:start + self.batch_size]
+                for (write, ticket_id), error in zip(chunk, self._update_tickets(chunk, users), strict=True):
+                    if error is None:
+                        done[write.key] = ticket_id
+                    else:
+                        errors[write.key] = error
+
+    def _update_tickets(self, chunk: list[tuple[HistoryWrite, int]], users: Mapping[int, int]
+                        ) -> list[Exception | None]:
+        """One update_many job adding one comment per ticket; re-checks comments before a resubmission."""
+        updates = [{"id": t, **self._comment_fields(w, users[w.person_id])} for w, t in chunk]
+        already: set[int] = set()  # indexes found written on a resubmission
+        attempts = 0
+
+        def submit(zd: Zenpy) -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                for ticket_id in {u["id"] for u in updates}:
+                    keys = self._comment_keys(zd, ticket_id)
+                    already.update(i for i, u in enumerate(updates)
+                                   if u["id"] == ticket_id and u["metadata"][KEY_FIELD] in keys)
+            todo = [u for i, u in enumerate(updates) if i not in already]
+            return (todo, zd.tickets.update([_zenpy_ticket(u) for u in todo]) if todo else None)
+
+        todo, job = self.zd("tickets.update_many", submit)
+        results = self._job_results(job, len(todo)) if job is not None else []
+        by_update = {id(u): error for u, (_, error) in zip(todo, results, strict=True)}
+        return [None if i in already else by_update[id(u)] for i, u in enumerate(updates)]
+
+    # -- jobs
+    def _run_job(self, operation: str, submit: Callable[[Zenpy], Any]) -> list[tuple[int | None, Exception | None]]:
+        job = self.zd(operation, submit)
+        return self._job_results(job, int(job.total or 0))
+
+    def _job_results(self, job: Any, total: int) -> list[tuple[int | None, Exception | None]]:
+        """Poll a job status sparingly until completed: (record id, error) per submitted item."""
+        job_id = job.id
+        wait, waited = self.job_poll_first, 0.0
+        while True:
+            self.job_sleep(wait)
+            waited += wait
+            try:
+                status = self.zd("job_status", lambda zd: zd.job_status(id=job_id))
+            except NotFound as exc:  # expired or lost: whether the work was done is unknown
+                raise Timeout(f"bulk job {job_id} status is gone; the work may or may not be done",
+                              system=self.name) from exc
+            if status.status == "completed":
+                break
+            if status.status in ("failed", "killed"):
+                raise Rejected(f"bulk job {job_id} {status.status}: {status.message}", system=self.name)
+            if waited >= self.job_timeout:
+                raise Timeout(f"bulk job {job_id} not completed after {waited:.0f} s; it may still complete",
+                              system=self.name)
+            wait = min(self.job_poll_max, wait * 2)
+        outcomes: list[tuple[int | None, Exception | None]] = [
+            (None, Rejected("missing from the job results", system=self.name))] * total
+        for result in status.results or []:
+            entry = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+            index = entry.get("index")
+            if not isinstance(index, int) or not 0 <= index < total:
+                continue
+            if entry.get("status") == "Failed" or entry.get("success") is False or entry.get("error"):
+                code = str(entry.get("error") or "Failed")
+                outcomes[index] = (None, Rejected(f"{code}: {entry.get('details') or ''}".strip(),
+                                                  system=self.name, code=code))
+            else:
+                outcomes[index] = (int(entry["id"]), None)
+        return outcomes
+
+
+# ---- helpers -------------------------------------------------------------------
+def _export_page(zd: Zenpy, cursor: str | None) -> tuple[list[dict[str, Any]], str, bool]:
+    """One page of the incremental user export: (users, after_cursor, end_of_stream)."""
+    page = (zd.users.incremental(cursor=cursor, per_page=EXPORT_PAGE) if cursor
+            else zd.users.incremental(start_time=0, per_page=EXPORT_PAGE))
+    users = [u.to_dict() for u in page.process_page()]  # this page only: iterating would fetch the next
+    return users, str(getattr(page, "after_cursor", None) or cursor or ""), bool(getattr(page, "end_of_stream", True))
+
+
+def _zenpy_ticket(fields: Mapping[str, Any]) -> Ticket:
+    values = dict(fields)
+    comment = values.pop("comment", None)
+    ticket = Ticket(**values)
+    if comment is not None:
+        ticket.comment = Comment(**comment)
+    return ticket
+
+
+def _body(write: HistoryWrite) -> str:
+    """The comment text when history.yaml gives no `body` template."""
+    item = write.interaction
+    lines = [item.text] if item.text else []
+    if item.call is not None:
+        lines.append(f"{item.channel.label} {item.direction.value}, {item.call.duration_seconds} s, "
+                     f"{item.call.status}" + (f", recording: {item.call.recording_url}"
+                                              if item.call.recording_url else ""))
+    lines += [f"Attachment: {url}" for url in item.media]
+    return "\n".join(lines) or f"({item.channel.label} {item.direction.value} without text)"
+
+
+def _group_id(group: str, groups: Mapping[str, int]) -> int | None:
+    if group in groups:
+        return groups[group]
+    if group.isdigit() and int(group) in groups.values():
+        return int(group)
+    return None
+
+
+def _field(record: Mapping[str, Any], name: str) -> Any:
+    """A user field by name: `phone`, `user_fields.x_handle`, or a bare custom field name."""
+    if name.startswith("user_fields."):
+        return (record.get("user_fields") or {}).get(name.removeprefix("user_fields."))
+    if name in record:
+        return record[name]
+    return (record.get("user_fields") or {}).get(name)
+
+
+def _error_of(response: requests.Response) -> tuple[str, str]:
+    """(error, description and details) of Zendesk's error envelope, or the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.text[:200]
+    if not isinstance(body, Mapping):
+        return "", str(body)[:200]
+    error = body.get("error")
+    code = str(error.get("title", "")) if isinstance(error, Mapping) else str(error or "")
+    message = str(body.get("description") or (error.get("message") if isinstance(error, Mapping) else "") or "")
+    details = body.get("details")
+    if isinstance(details, Mapping):
+        parts = [str(e.get("description", "")) for entries in details.values() if isinstance(entries, list)
+                 for e in entries if isinstance(e, Mapping)]
+        message = "; ".join(p for p in [message, *parts] if p)
+    return code, message[:300]
+
+
+def _rate_hint(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `Retry-After`, else `ratelimit-reset` when nothing remains."""
+    hint = retry_after_seconds(headers.get("Retry-After"))
+    if hint is None and headers.get("ratelimit-remaining") == "0":
+        hint = retry_after_seconds(headers.get("ratelimit-reset"))
+    return hint
+
+
+def _kind_key(kind: IdentityKind) -> str:
+    return "x_handle" if kind in (IdentityKind.X, IdentityKind.X_HANDLE) else kind.value
+
+
+def _identity(kind: str, value: Any, region: str) -> Identity | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if kind == "phone":
+        return try_phone(value, region)
+    if kind == "email":
+        return try_email(value)
+    if kind == "x_handle":
+        return Identity(IdentityKind.X_HANDLE, normal_handle(value), display=value)
+    return None
+
+
+def _parse_time(value: str) -> datetime:
+    """Zendesk's `2024-01-01T12:00:00Z` as an aware datetime."""
+    return datetime.strptime(value, ZENDESK_TIME).replace(tzinfo=UTC)

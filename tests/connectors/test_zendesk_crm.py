@@ -1,0 +1,265 @@
+"""ZendeskCrm against the Zendesk emulator, through the real zenpy SDK.
+
+Assertions look at what the emulated account holds (users, tickets,
+comments, call counts), not at what the connector says it did.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from crmhub.connectors._retry import Retrier, RetryPolicy
+from crmhub.connectors.salesforce import ContactObject
+from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
+from crmhub.errors import RateLimited, Rejected, Timeout
+from crmhub.model import (
+    CaseSpec,
+    Channel,
+    Direction,
+    HistoryWrite,
+    Identity,
+    IdentityKind,
+    Interaction,
+    QueueTarget,
+)
+from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox._server import Fault
+from crmhub.sandbox.zendesk import ZendeskEmulator
+
+AGENT_PHONE = Identity(IdentityKind.PHONE, "+14155550000")
+EXPORT = "GET /api/v2/incremental/users/cursor.json"
+USER = ContactObject("user", {"phone": ["phone"], "email": ["email"], "x_handle": ["user_fields.x_handle"]},
+                     ["tier"])
+
+
+def make_crm(server: EmulatorServer, *, sleeps: list[float] | None = None, **kw: object) -> ZendeskCrm:
+    retrier = Retrier(RetryPolicy(max_attempts=4), sleep=(sleeps.append if sleeps is not None else _no_wait),
+                      rng=random.Random(1))
+    queues = {"support": ZendeskGroup("Support", "normal"), "billing": ZendeskGroup("Billing")}
+    return ZendeskCrm(subdomain="sandbox", auth=ZendeskAuth(email="agent@sandbox.zendesk.test", token="sandbox-token"),
+                      objects=[USER], queues=queues, base_url=server.url, retrier=retrier,
+                      job_sleep=_no_wait, **kw)  # type: ignore[arg-type]  # test knobs
+
+
+def _no_wait(seconds: float) -> None:
+    """Job polls and retries without real waiting (the emulator's jobs move per read)."""
+
+
+def emu_of(server: EmulatorServer) -> ZendeskEmulator:
+    assert isinstance(server.emulator, ZendeskEmulator)
+    return server.emulator
+
+
+def sms(external_id: str, customer: str, text: str, direction: Direction = Direction.INBOUND) -> Interaction:
+    phone = Identity(IdentityKind.PHONE, customer, display=customer)
+    inbound = direction is Direction.INBOUND
+    return Interaction(Channel.SMS, direction, external_id, f"sms:{customer}", phone if inbound else AGENT_PHONE,
+                       AGENT_PHONE if inbound else phone, text, datetime(2024, 5, 1, 12, tzinfo=UTC))
+
+
+def new_write(person: int, item: Interaction, seq: int = 1, queue: str = "support",
+              tags: tuple[str, ...] = ()) -> HistoryWrite:
+    """A write for an unknown person in a new conversation."""
+    return HistoryWrite(key=item.key, person_id=person, interaction=item, fields={}, contact_object="user",
+                        new_contact=(item.customer,),
+                        new_case=CaseSpec(f"{item.conversation_key}#{seq}", QueueTarget(queue, None, tags),
+                                          {"subject": f"SMS conversation with {item.customer.value}"}))
+
+
+def follow_up(person: int, user_id: int, ticket_id: int, item: Interaction) -> HistoryWrite:
+    return HistoryWrite(key=item.key, person_id=person, interaction=item, fields={}, contact_object="user",
+                        contact_id=str(user_id), case_id=str(ticket_id))
+
+
+def state(emu: ZendeskEmulator) -> tuple[int, int, int]:
+    """(users, tickets, comments) the account holds."""
+    tickets = emu.tickets()
+    return len(emu.users()), len(tickets), sum(len(emu.comments(t["id"])) for t in tickets)
+
+
+# ---- mirror ----------------------------------------------------------------------
+def test_mirror_full_load_then_only_changes(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    ann = emu.add_user("Ann", "Ann@Example.test", phone="(415) 555-0100", user_fields={"tier": "gold"})
+    bob = emu.add_user("Bob", phone="415.555.0101", user_fields={"x_handle": "@Bob_Lee "})
+    cid = emu.add_user("Cid", phone="+1 415 555 0102 ")
+    zendesk_sandbox.emulator.clock.advance(61)  # exports leave out the last minute's changes, as Zendesk does
+    crm = make_crm(zendesk_sandbox)
+
+    pages = list(crm.mirror_pages("user", None))
+    records = {r.record_id: r for page, _ in pages for r in page}
+    assert emu.calls[EXPORT] == 1  # one page, stops at end_of_stream (10 exports per minute)
+    assert {i.value for i in records[str(ann)].identities} == {"+14155550100", "ann@example.test"}
+    assert records[str(ann)].fields == {"tier": "gold"}
+    assert {(i.kind, i.value) for i in records[str(bob)].identities} == {
+        (IdentityKind.PHONE, "+14155550101"), (IdentityKind.X_HANDLE, "bob_lee")}
+    assert [i.value for i in records[str(cid)].identities] == ["+14155550102"]
+    assert records[str(emu.default_agent_id)].deleted  # agents are not customers
+    assert not records[str(ann)].deleted
+    cursor = pages[-1][1]
+
+    emu.add_identity(bob, "email", "bob@example.test")  # Bob changes
+    dan = emu.add_user("Dan", phone="+44 20 7946 0958")
+    zendesk_sandbox.emulator.clock.advance(61)
+    changed = [r for page, _ in crm.mirror_pages("user", cursor) for r in page]
+    assert sorted(r.record_id for r in changed) == sorted([str(bob), str(dan)])
+    dan_record = next(r for r in changed if r.record_id == str(dan))
+    assert [i.value for i in dan_record.identities] == ["+442079460958"]
+    assert emu.calls[EXPORT] == 2
+
+
+# ---- writes ----------------------------------------------------------------------
+def seeded(emu: ZendeskEmulator) -> tuple[int, int]:
+    """An existing customer with an open ticket: (user id, ticket id)."""
+    user = emu.add_user("Eve", "eve@example.test", phone="+14155550199")
+    return user, emu.add_ticket("Earlier", "first message", user)
+
+
+def test_new_contact_new_case_and_follow_up(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    eve, eve_ticket = seeded(emu)
+    first = sms("SM1", "+14155550123", "my order is late")
+    writes = [
+        new_write(1, first, tags=("vip",)),
+        new_write(1, sms("SM2", "+14155550123", "still waiting")),  # same conversation, same new case
+        follow_up(2, eve, eve_ticket, sms("SM3", "+14155550199", "any news?")),
+        follow_up(2, eve, eve_ticket, sms("SM4", "+14155550199", "on its way", Direction.OUTBOUND)),
+    ]
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+
+    assert [o.key for o in outcomes] == [w.key for w in writes]
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    user = next(u for u in emu.users() if u["phone"] == "+14155550123")
+    assert user["external_id"] == "crmhub-person-1" and user["role"] == "end-user"
+    ticket = next(t for t in emu.tickets() if t["external_id"] == "sms:+14155550123#1")
+    support = next(g["id"] for g in emu.groups() if g["name"] == "Support")
+    assert ticket["requester_id"] == user["id"] and ticket["group_id"] == support
+    assert ticket["priority"] == "normal" and {"crmhub", "sms", "vip"} <= set(ticket["tags"])
+    assert ticket["subject"] == "SMS conversation with +14155550123"
+    assert outcomes[0].contact_id == str(user["id"]) and outcomes[0].case_id == str(ticket["id"])
+    assert outcomes[1].case_id == str(ticket["id"])
+    comments = emu.comments(ticket["id"])
+    assert [(c["body"], c["public"], c["author_id"]) for c in comments] == [
+        ("my order is late", True, user["id"]), ("still waiting", True, user["id"])]
+    assert [c["metadata"]["custom"]["crmhub_key"] for c in comments] == ["sms:SM1", "sms:SM2"]
+    later = emu.comments(eve_ticket)[1:]
+    assert [(c["body"], c["public"], c["author_id"]) for c in later] == [
+        ("any news?", True, eve), ("on its way", False, emu.default_agent_id)]  # outbound: the agent's note
+
+
+def test_same_batch_twice_creates_nothing_new(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    eve, eve_ticket = seeded(emu)
+    writes = [new_write(1, sms("SM1", "+14155550123", "hello")),
+              new_write(1, sms("SM2", "+14155550123", "again")),
+              follow_up(2, eve, eve_ticket, sms("SM3", "+14155550199", "ping"))]
+    crm = make_crm(zendesk_sandbox)
+    first = crm.write_history(writes)
+    held = state(emu)
+    second = make_crm(zendesk_sandbox).write_history(writes)  # a fresh process retrying after a timeout
+
+    assert state(emu) == held == (3, 2, 4)  # agent, Eve, the new user; 2 tickets; 2 comments each
+    assert all(o.ok for o in second)
+    assert [(o.contact_id, o.case_id) for o in second] == [(o.contact_id, o.case_id) for o in first]
+
+
+def test_uncertain_failures_do_not_double(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    eve, eve_ticket = seeded(emu)
+    writes = [follow_up(2, eve, eve_ticket, sms("SM3", "+14155550199", "ping"))]
+    crm = make_crm(zendesk_sandbox)
+    # 1. The submission's connection resets: the retry layer resubmits after re-reading the comments.
+    emu.faults.add(Fault("reset", path="update_many", times=1))
+    assert crm.write_history(writes)[0].ok
+    # 2. The job is submitted but its status never comes back: the batch fails as a whole ...
+    writes = [follow_up(2, eve, eve_ticket, sms("SM4", "+14155550199", "pong"))]
+    emu.faults.add(Fault("server_error", path="job_statuses", times=None))
+    with pytest.raises(Timeout):
+        crm.write_history(writes)
+    emu.faults.clear()
+    emu.finish_jobs()  # ... while the job went through in the background
+    assert crm.write_history(writes)[0].ok  # the engine's retry finds the key on the ticket
+    assert [c["body"] for c in emu.comments(eve_ticket)] == ["first message", "ping", "pong"]
+
+
+def test_partial_batch_failure_fails_only_that_write(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    people = [(emu.add_user(f"P{n}", phone=f"+1415555020{n}"), n) for n in range(3)]
+    tickets = [emu.add_ticket("t", "first", user) for user, _ in people]
+    emu.faults.add(Fault("partial_failure", path="update_many", reject=[1]))
+    writes = [follow_up(10 + n, user, ticket, sms(f"SM{n}", f"+1415555020{n}", f"msg {n}"))
+              for (user, n), ticket in zip(people, tickets, strict=True)]
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert isinstance(outcomes[1].error, Rejected) and "RecordInvalid" in str(outcomes[1].error)
+    assert [len(emu.comments(t)) for t in tickets] == [2, 1, 2]
+
+
+def test_partial_failure_of_new_contacts(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    emu.faults.add(Fault("partial_failure", path="users/create_many", reject=[0]))
+    writes = [new_write(1, sms("SM1", "+14155550301", "a")), new_write(2, sms("SM2", "+14155550302", "b"))]
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+    assert [o.ok for o in outcomes] == [False, True]
+    assert isinstance(outcomes[0].error, Rejected)
+    assert [t["external_id"] for t in emu.tickets()] == ["sms:+14155550302#1"]
+
+
+def test_rate_limit_is_waited_out(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    eve, eve_ticket = seeded(emu)
+    emu.faults.add(Fault("rate_limit", retry_after=7, times=1))
+    sleeps: list[float] = []
+    outcomes = make_crm(zendesk_sandbox, sleeps=sleeps).write_history(
+        [follow_up(2, eve, eve_ticket, sms("SM3", "+14155550199", "ping"))])
+    assert outcomes[0].ok
+    assert len(sleeps) == 1 and 7 <= sleeps[0] < 8  # Retry-After in full, never zenpy's own sleep
+    assert [c["body"] for c in emu.comments(eve_ticket)][-1] == "ping"
+
+
+def test_rate_limit_translation_carries_the_hint(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    emu.faults.add(Fault("rate_limit", retry_after=5, times=None))
+    crm = make_crm(zendesk_sandbox, sleeps=[])
+    with pytest.raises(RateLimited) as caught:
+        crm.group_ids()
+    assert caught.value.retry_after == 5 and caught.value.status == 429
+
+
+def test_unknown_queue_is_rejected_with_the_fix(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    writes = [new_write(1, sms("SM1", "+14155550123", "hi"), queue="nowhere"),
+              new_write(2, sms("SM2", "+14155550124", "refund"), queue="billing"),  # group missing in account
+              new_write(3, sms("SM3", "+14155550125", "ok"))]
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+    assert [o.ok for o in outcomes] == [False, False, True]
+    assert "'nowhere'" in str(outcomes[0].error) and "queues.zendesk" in str(outcomes[0].error)
+    assert "'Billing'" in str(outcomes[1].error) and "create the group" in str(outcomes[1].error)
+    assert [t["external_id"] for t in emu.tickets()] == ["sms:+14155550125#1"]
+
+
+def test_api_calls_for_a_batch_of_twenty(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    existing = [(emu.add_user(f"E{n}", phone=f"+1415555040{n}"), n) for n in range(5)]
+    tickets = [emu.add_ticket("t", "first", user) for user, _ in existing]
+    writes = []
+    for n in range(5):  # 5 unknown people, 2 messages each, in a new conversation: 10 writes
+        writes += [new_write(100 + n, sms(f"N{n}a", f"+1415555050{n}", "a")),
+                   new_write(100 + n, sms(f"N{n}b", f"+1415555050{n}", "b"))]
+    for (user, n), ticket in zip(existing, tickets, strict=True):  # 5 known people, 2 follow-ups each: 10 writes
+        writes += [follow_up(200 + n, user, ticket, sms(f"F{n}a", f"+1415555040{n}", "c")),
+                   follow_up(200 + n, user, ticket, sms(f"F{n}b", f"+1415555040{n}", "d"))]
+    emu.calls.clear()
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+    assert all(o.ok for o in outcomes)
+    # Upper bound: 1 groups list (once per connector); users/create_many, tickets/create_many and
+    # 2 rounds of update_many (the most comments any ticket gets here beyond its first is 2), each
+    # 1 submit + 2 status polls (the emulator's job moves queued -> working -> completed) = 12;
+    # 1 comments read per ticket that existed before the call (5); no external-id look-ups, since
+    # the new tickets' requesters were created in this call. 1 + 12 + 5 = 18 for 20 interactions.
+    assert sum(emu.calls.values()) <= 18, dict(emu.calls)
+    assert len(emu.tickets()) == 10 and sum(len(emu.comments(t["id"])) for t in emu.tickets()) == 25  # 5x(2) + 5x(1+2)
