@@ -82,3 +82,24 @@ def x_account(user_id: str, handle: str = "") -> Identity:
 def normal_handle(handle: str) -> str:
     """`@Jane_Doe ` -> `jane_doe`: how X handles compare (case-insensitively)."""
     return handle.strip().lstrip("@").lower()
+
+
+def from_crm_field(kind: str, value: object, default_region: str = "US") -> Identity | None:
+    """An identity from a CRM field mapped to `kind` (phone, email, x_handle); None when empty or invalid.
+
+    CRM fields are messy and admin-typed, so a bad value is skipped, not an error.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if kind == "phone":
+        return try_phone(value, default_region)
+    if kind == "email":
+        return try_email(value)
+    if kind == "x_handle":
+        return Identity(IdentityKind.X_HANDLE, normal_handle(value), display=value)
+    return None
+
+
+def mapping_kind(kind: IdentityKind) -> str:
+    """The identities.yaml key (phone, email, x_handle) whose fields hold identities of `kind`."""
+    return "x_handle" if kind in (IdentityKind.X, IdentityKind.X_HANDLE) else kind.value

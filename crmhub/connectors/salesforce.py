@@ -25,7 +25,7 @@ from crmhub.connectors._base import Connector, classify_status
 from crmhub.connectors._http import build_session
 from crmhub.connectors._retry import Retrier
 from crmhub.errors import AuthError, ConnectorError, RateLimited, Rejected
-from crmhub.identities import normal_handle, try_email, try_phone
+from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome,
 )
@@ -150,7 +150,7 @@ class SalesforceCrm(Connector):
         identities: list[Identity] = []
         for kind, names in obj.fields_by_kind.items():
             for name in names:
-                identity = _identity(kind, record.get(name), self.default_region)
+                identity = from_crm_field(kind, record.get(name), self.default_region)
                 if identity is not None:
                     identities.append(identity)
         return MirrorRecord(
@@ -220,7 +220,7 @@ class SalesforceCrm(Connector):
         obj = self.objects[write.contact_object]
         fields: dict[str, Any] = {"attributes": {"type": obj.name}}
         for identity in write.new_contact:
-            names = obj.fields_by_kind.get(_kind_key(identity.kind), ())
+            names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if names and names[0] not in fields:
                 fields[names[0]] = identity.display if identity.kind is IdentityKind.X else identity.value
         fields["LastName"] = write.new_contact[0].display or write.new_contact[0].value
@@ -320,20 +320,6 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "attributes"}
 
 
-def _kind_key(kind: IdentityKind) -> str:
-    return "x_handle" if kind in (IdentityKind.X, IdentityKind.X_HANDLE) else kind.value
-
-
-def _identity(kind: str, value: Any, region: str) -> Identity | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    if kind == "phone":
-        return try_phone(value, region)
-    if kind == "email":
-        return try_email(value)
-    if kind == "x_handle":
-        return Identity(IdentityKind.X_HANDLE, normal_handle(value), display=value)
-    return None
 
 
 def _parse_datetime(value: str) -> datetime:

@@ -80,7 +80,7 @@ from crmhub.connectors._http import build_session
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, RateLimited, Rejected, Timeout
-from crmhub.identities import normal_handle, try_email, try_phone
+from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     Direction,
     HistoryWrite,
@@ -209,7 +209,7 @@ class ZendeskCrm(Connector):
         identities: list[Identity] = []
         for kind, names in obj.fields_by_kind.items():
             for name in names:
-                identity = _identity(kind, _field(user, name), self.default_region)
+                identity = from_crm_field(kind, _field(user, name), self.default_region)
                 if identity is not None:
                     identities.append(identity)
         return MirrorRecord(
@@ -329,7 +329,7 @@ class ZendeskCrm(Connector):
         obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
         fields: dict[str, Any] = {"external_id": PERSON_PREFIX + str(write.person_id)}
         for identity in write.new_contact:
-            names = obj.fields_by_kind.get(_kind_key(identity.kind), ())
+            names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if not names:
                 continue
             value = identity.display if identity.kind is IdentityKind.X else identity.value
@@ -622,20 +622,6 @@ def _rate_hint(headers: Mapping[str, str]) -> float | None:
     return hint
 
 
-def _kind_key(kind: IdentityKind) -> str:
-    return "x_handle" if kind in (IdentityKind.X, IdentityKind.X_HANDLE) else kind.value
-
-
-def _identity(kind: str, value: Any, region: str) -> Identity | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    if kind == "phone":
-        return try_phone(value, region)
-    if kind == "email":
-        return try_email(value)
-    if kind == "x_handle":
-        return Identity(IdentityKind.X_HANDLE, normal_handle(value), display=value)
-    return None
 
 
 def _parse_time(value: str) -> datetime:
