@@ -18,6 +18,7 @@ import structlog
 from crmhub.config import Config
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
+from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
 from crmhub.connectors.twilio import TwilioChannel
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
@@ -32,7 +33,7 @@ from crmhub.sync.routing import Router, Rule
 log = structlog.get_logger("crmhub.app")
 
 # What this version can drive; other enabled CRMs and channels are reported, not silently ignored.
-WIRED_CRMS = ("salesforce", "zendesk")
+WIRED_CRMS = ("salesforce", "zendesk", "hubspot")
 WIRED_CHANNELS = ("twilio", "x")
 
 
@@ -61,8 +62,8 @@ class Hub:
             log.warning("not wired in this version; skipped", system=name)
         self.twilio = build_twilio(config, retrier) if "twilio" in settings.channels.enabled_names() else None
         self.x = build_x(config, retrier) if "x" in settings.channels.enabled_names() else None
-        builders = {"salesforce": build_salesforce, "zendesk": build_zendesk}
-        self.crms: dict[str, SalesforceCrm | ZendeskCrm] = {
+        builders = {"salesforce": build_salesforce, "zendesk": build_zendesk, "hubspot": build_hubspot}
+        self.crms: dict[str, SalesforceCrm | ZendeskCrm | HubSpotCrm] = {
             name: builders[name](config, retrier) for name in settings.crms.enabled_names() if name in builders}
         self.router = build_router(config)
         self.policies = {name: build_policy(config, name) for name in self.crms}
@@ -188,6 +189,15 @@ def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
     return ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
                       base_url=zd.base_url, default_region=config.identities.default_region,
                       batch_size=zd.batch_size, retrier=retrier)
+
+
+def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:
+    hs = config.settings.crms.hubspot
+    assert hs is not None
+    queues = {name: TicketQueue(q.pipeline, q.stage, q.owner) for name, q in config.routing.queues.hubspot.items()}
+    return HubSpotCrm(access_token=config.secret("crms.hubspot.auth.access_token").get_secret_value(),
+                      objects=contact_objects(config, "hubspot"), queues=queues, base_url=hs.base_url,
+                      default_region=config.identities.default_region, batch_size=hs.batch_size, retrier=retrier)
 
 
 def contact_objects(config: Config, crm: str) -> list[ContactObject]:

@@ -1,0 +1,658 @@
+"""HubSpot: contact mirror, ticket routing and history writes (hubspot-api-client).
+
+Retries: the SDK's own are switched off and crmhub's layer retries.
+hubspot-api-client hands its `retry=` setting to urllib3, whose default
+`Retry(3)` silently repeats idempotent calls after a dropped connection and
+sleeps out the Retry-After of a 429/503: a second, hidden retry layer. So the
+client is built as
+``HubSpot(access_token=..., host=url, base_url=url, retry=Retry(total=0))``
+(urllib3 sends each request once) and every call passes
+``_request_timeout=<timeout>`` because the SDK has no timeout of its own.
+Every SDK call runs inside `Connector.call`, the one retry layer.
+
+Mirror: the contacts search API, sorted by `lastmodifieddate` ascending with
+an inclusive (GTE) filter on the cursor, paged by `after`. A search query
+reaches 10,000 results at most, so past that the search starts again from the
+last `lastmodifieddate` seen. The first load is the same search without the
+filter.
+
+Writes are batched (100 inputs per call at most) and idempotent:
+
+* contacts: one search for the new persons' identity values, then one batch
+  create of the persons not found, run as one retried operation, so a retry
+  after a timeout finds what the first attempt created;
+* tickets: batch upsert by the unique custom property `crmhub_conversation`
+  (`CaseSpec.key`), routed to the queue's pipeline, stage and owner;
+* activities: batch upsert by the unique custom property `crmhub_key`
+  (`HistoryWrite.key`) as communications (SMS, WhatsApp), calls, or notes
+  (anything else);
+* associations (ticket->contact, activity->contact, activity->ticket): v4
+  "associate default" batches, which merge, so repeating them is harmless.
+  HubSpot's batch upsert inputs cannot carry inline associations (only
+  `id`, `idProperty`, `properties`, `objectWriteTraceId`), hence these calls.
+
+Every object input carries an `objectWriteTraceId`, HubSpot's opt-in to
+multi-status answers, so one bad input fails alone instead of the batch. The
+two custom properties are created (unique text) the first time they are
+missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import urllib3.exceptions
+from hubspot import HubSpot
+from urllib3.util.retry import Retry
+
+from crmhub.connectors._base import Connector, classify_status, retry_after_seconds
+from crmhub.connectors._retry import Retrier
+from crmhub.connectors.salesforce import ContactObject
+from crmhub.errors import ConnectorError, NotFound, PermanentError, Rejected, Timeout
+from crmhub.identities import from_crm_field, mapping_kind, normal_handle
+from crmhub.model import Channel, Direction, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome
+
+BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
+SEARCH_PAGE_LIMIT = 200  # results per search page
+SEARCH_RESULT_CAP = 10_000  # results one search query can reach
+SEARCH_GROUPS_LIMIT = 5  # filterGroups per search request
+IN_VALUES_LIMIT = 100  # values of one IN filter
+CASE_KEY = "crmhub_conversation"
+ACTIVITY_KEY = "crmhub_key"
+MODIFIED = "lastmodifieddate"
+CREATED = "createdate"
+PROPERTY_GROUPS = {"tickets": "ticketinformation", "communications": "communication", "calls": "call",
+                   "notes": "note"}
+CALL_STATUSES = {"completed": "COMPLETED", "busy": "BUSY", "no-answer": "NO_ANSWER", "failed": "FAILED",
+                 "canceled": "CANCELED", "in-progress": "IN_PROGRESS", "ringing": "RINGING", "queued": "QUEUED",
+                 "initiated": "CONNECTING"}
+_TRANSIENT_TRANSPORT = (urllib3.exceptions.MaxRetryError, urllib3.exceptions.ProtocolError,
+                        urllib3.exceptions.TimeoutError, urllib3.exceptions.NewConnectionError,
+                        urllib3.exceptions.SSLError, urllib3.exceptions.ProxyError)
+
+Json = dict[str, Any]
+Result = tuple[str | None, Exception | None]  # (record id, error)
+
+
+@dataclass(frozen=True)
+class TicketQueue:
+    """Where a routing queue puts new tickets: a pipeline stage and, optionally, an owner.
+
+    Pipeline and stage are ids (labels are accepted too); owner is an owner id.
+    """
+
+    pipeline: str
+    stage: str
+    owner: str | None = None
+
+
+class HubSpotCrm(Connector):
+    """One HubSpot account (private app token)."""
+
+    name = "hubspot"
+
+    def __init__(self, *, access_token: str, objects: Sequence[ContactObject],
+                 queues: Mapping[str, TicketQueue] | None = None, base_url: str | None = None,
+                 default_region: str = "US", batch_size: int = BATCH_LIMIT, page_size: int = SEARCH_PAGE_LIMIT,
+                 timeout: float = 60.0, retrier: Retrier | None = None) -> None:
+        """
+        Args:
+            access_token: the private app's token (scopes: contacts, tickets, and the
+                engagement objects, read and write; properties and owners read).
+            objects: the contact-like objects to mirror and match (HubSpot: `contacts`).
+            queues: routing queue name -> the pipeline stage (and owner) of its tickets.
+            base_url: send every request here instead of api.hubapi.com (sandbox, proxy).
+            batch_size: inputs per batch call, 1..100.
+            page_size: contacts per mirror search page, 1..200.
+            timeout: seconds to wait for each HTTP answer.
+        """
+        super().__init__(retrier)
+        self.access_token = access_token
+        self.objects = {o.name: o for o in objects}
+        self.queues = dict(queues or {})
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.default_region = default_region
+        self.batch_size = max(1, min(batch_size, BATCH_LIMIT))
+        self.page_size = max(1, min(page_size, SEARCH_PAGE_LIMIT))
+        self.search_cap = SEARCH_RESULT_CAP
+        self.timeout = timeout
+        self._apis: SimpleNamespace | None = None
+        self._key_properties: set[tuple[str, str]] = set()
+        self._pipelines: dict[str, Json] | None = None
+        self._owners: set[str] | None = None
+
+    # ---- SDK boundary --------------------------------------------------------
+    def translate(self, exc: Exception) -> ConnectorError | None:
+        if isinstance(exc, urllib3.exceptions.HTTPError):
+            if isinstance(exc, _TRANSIENT_TRANSPORT):
+                return Timeout(f"no answer ({type(exc).__name__}); the call may or may not have taken effect",
+                               system=self.name)
+            return PermanentError(f"request failed: {type(exc).__name__}", system=self.name)
+        if not _is_sdk_error(exc):
+            return None
+        status = int(getattr(exc, "status", 0) or 0)
+        if status == 0:  # the SDK gave up below HTTP (a TLS failure): no answer at all
+            return Timeout(f"no answer: {str(getattr(exc, 'reason', ''))[:200]}", system=self.name)
+        body = _error_body(getattr(exc, "body", None))
+        headers = getattr(exc, "headers", None) or {}
+        code = str(body.get("category") or body.get("errorType") or "")
+        text = f"HTTP {status} {code}: {str(body.get('message') or getattr(exc, 'reason', ''))[:300]}".strip()
+        if status in (401, 403):
+            text += "; check crms.hubspot.auth.access_token (a valid private app token with the CRM scopes)"
+        hint = _rate_limit_hint(headers, body) if status == 429 else None
+        return classify_status(status, text, system=self.name, code=code, retry_after=hint)
+
+    def _client(self) -> SimpleNamespace:
+        """The SDK's API objects, built once (each property access would build a new client)."""
+        if self._apis is None:
+            config: dict[str, Any] = {"access_token": self.access_token, "retry": Retry(total=0)}
+            if self.base_url:
+                config.update(host=self.base_url, base_url=self.base_url)
+            client = HubSpot(**config)
+            self._apis = SimpleNamespace(
+                batch=client.crm.objects.batch_api, search=client.crm.objects.search_api,
+                properties=client.crm.properties.core_api, pipelines=client.crm.pipelines.pipelines_api,
+                owners=client.crm.owners.owners_api, associations=client.crm.associations.v4.batch_api)
+        return self._apis
+
+    def _raw(self, api: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One SDK call (`<api>.<method>(*args)`), answered as plain JSON; no retries here.
+
+        The answer is not loaded into the SDK's models (`_preload_content=False`):
+        crmhub reads HubSpot's JSON as documented, 207 errors included.
+        """
+        fn = getattr(getattr(self._client(), api), method)
+        response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+        data = getattr(response, "data", b"")
+        return json.loads(data) if data else None
+
+    def api(self, operation: str, api: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """`<api>.<method>(*args, **kwargs)` of the SDK through the retry layer; the answer as plain JSON.
+
+        Args:
+            operation: the name retries and logs use.
+            api: one of batch, search, properties, pipelines, owners, associations.
+            method: the SDK method of that API (e.g. `upsert`).
+        """
+        return self.call(operation, lambda: self._raw(api, method, *args, **kwargs))
+
+    # ---- reads ---------------------------------------------------------------
+    def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
+        """Contacts changed since the cursor (inclusive), oldest change first, with the cursor after each page."""
+        obj = self.objects[object_name]
+        properties = sorted({MODIFIED, CREATED, *obj.extra_fields,
+                             *(f for names in obj.fields_by_kind.values() for f in names)})
+        floor, after, reached = since, None, 0
+        newest: str | None = None
+        while True:
+            body: Json = {"sorts": [{"propertyName": MODIFIED, "direction": "ASCENDING"}],
+                          "properties": properties, "limit": self.page_size}
+            if floor:
+                body["filterGroups"] = [{"filters": [{"propertyName": MODIFIED, "operator": "GTE",
+                                                      "value": _epoch_ms(floor)}]}]
+            if after:
+                body["after"] = after
+            answer = self.api("search", "search", "do_search", object_name, body) or {}
+            results = answer.get("results") or []
+            if results:
+                mirrored = [self._mirror_record(obj, r) for r in results]
+                newest = _iso(max(m.modified_at for m in mirrored))
+                yield mirrored, newest
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            reached += len(results)
+            if not after or not results:
+                return
+            if reached + self.page_size > self.search_cap:
+                # HubSpot's 10,000-result cap: start a new query where this one got to.
+                if newest == floor:
+                    raise PermanentError(f"more than {self.search_cap} {object_name} share lastmodifieddate "
+                                         f"{newest}; the search cannot page past them", system=self.name)
+                floor, after, reached = newest, None, 0
+
+    def _mirror_record(self, obj: ContactObject, record: Mapping[str, Any]) -> MirrorRecord:
+        props = record.get("properties") or {}
+        identities: list[Identity] = []
+        for kind, names in obj.fields_by_kind.items():
+            for name in names:
+                identity = from_crm_field(kind, props.get(name), self.default_region)
+                if identity is not None and identity not in identities:
+                    identities.append(identity)
+        created = props.get(CREATED) or record.get("createdAt")
+        return MirrorRecord(
+            crm=self.name, object_type=obj.name, record_id=str(record["id"]), identities=tuple(identities),
+            fields={k: props.get(k) for k in obj.extra_fields},
+            modified_at=_parse_datetime(props.get(MODIFIED) or record["updatedAt"]),
+            created_at=_parse_datetime(created) if created else None,
+        )
+
+    def ticket_pipelines(self) -> dict[str, Json]:
+        """Ticket pipelines by id (with their stages), read once per connector."""
+        if self._pipelines is None:
+            answer = self.api("pipelines", "pipelines", "get_all", "tickets") or {}
+            self._pipelines = {str(p["id"]): p for p in answer.get("results") or []}
+        return self._pipelines
+
+    def owner_ids(self) -> set[str]:
+        """Ids of the account's active owners, read once per connector."""
+        if self._owners is None:
+            owners: set[str] = set()
+            after: str | None = None
+            while True:
+                answer = self.api("owners", "owners", "get_page", limit=500, archived=False,
+                                  **({"after": after} if after else {})) or {}
+                owners.update(str(owner["id"]) for owner in answer.get("results") or [])
+                after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+            self._owners = owners
+        return self._owners
+
+    def ensure_key_property(self, object_type: str, name: str) -> None:
+        """Create the unique text property `name` on `object_type` unless it exists (checked once)."""
+        if (object_type, name) in self._key_properties:
+            return
+        try:
+            found = self.api("properties.get", "properties", "get_by_name", object_type, name) or {}
+            if not found.get("hasUniqueValue"):
+                raise Rejected(f"property {name!r} of {object_type} exists but does not require unique values; "
+                               "crmhub upserts by it: make it unique in HubSpot (or delete it so crmhub creates it)",
+                               system=self.name)
+        except NotFound:
+            body = {"name": name, "label": f"crmhub {name.removeprefix('crmhub_')}", "type": "string",
+                    "fieldType": "text", "groupName": PROPERTY_GROUPS.get(object_type, object_type),
+                    "hasUniqueValue": True, "description": "Set by crmhub to find its records again; do not edit."}
+            try:
+                self.api("properties.create", "properties", "create", object_type, body)
+            except Rejected as exc:
+                if exc.status != 409:  # 409: another process created it meanwhile
+                    raise
+        self._key_properties.add((object_type, name))
+
+    # ---- writes --------------------------------------------------------------
+    def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
+        """Create missing contacts, upsert new tickets, upsert one activity per write, associate them."""
+        if not writes:
+            return []
+        errors: dict[str, Exception] = {}
+        contacts, contact_errors = self._contacts(writes)
+        tickets, ticket_errors = self._tickets(writes, contacts)
+        by_type: dict[str, dict[str, Json]] = defaultdict(dict)
+        for write in writes:
+            error = contact_errors.get(write.person_id) if write.contact_id is None else None
+            if error is None and write.new_case is not None:
+                error = ticket_errors.get(write.new_case.key)
+            if error is not None:
+                errors[write.key] = error
+                continue
+            object_type, properties = self._activity(write)
+            by_type[object_type][write.key] = properties
+        activities: dict[str, str] = {}
+        activity_type: dict[str, str] = {}
+        for object_type, inputs in by_type.items():
+            self.ensure_key_property(object_type, ACTIVITY_KEY)
+            for key, (record_id, error) in self._upsert(object_type, ACTIVITY_KEY, inputs).items():
+                if error is not None or record_id is None:
+                    errors[key] = error or Rejected("no record id in HubSpot's answer", system=self.name)
+                else:
+                    activities[key], activity_type[key] = record_id, object_type
+        contact_of = {w.key: w.contact_id or contacts.get(w.person_id) for w in writes}
+        ticket_of = {w.key: w.case_id or (tickets.get(w.new_case.key) if w.new_case else None) for w in writes}
+        self._associate_all(writes, activities, activity_type, contact_of, ticket_of, errors)
+        return [WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
+                             contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
+                for w in writes]
+
+    # contacts
+    def _contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:
+        wanted: dict[int, HistoryWrite] = {}
+        for write in writes:
+            if write.contact_id is None and write.new_contact:
+                wanted.setdefault(write.person_id, write)
+        errors: dict[int, Exception] = {}
+        properties: dict[int, Json] = {}
+        for person_id, write in wanted.items():
+            obj = self.objects.get(write.contact_object)
+            props = self._contact_properties(obj, write.new_contact) if obj else {}
+            if obj is None:
+                errors[person_id] = Rejected(f"cannot create a {write.contact_object!r}: only "
+                                             f"{', '.join(self.objects) or 'no object'} is matched in HubSpot; fix "
+                                             "crms.hubspot.create_when_unmatched in mappings/identities.yaml",
+                                             system=self.name)
+            elif not props:
+                errors[person_id] = Rejected("none of the person's identities maps to a contact property; add "
+                                             "the property under crms.hubspot.match.contacts in "
+                                             "mappings/identities.yaml", system=self.name)
+            else:
+                properties[person_id] = props
+        if not properties:
+            return {}, errors
+        # Search and create run as one retried operation: a retry after an
+        # uncertain create searches again and finds what that attempt made.
+        found, failed = self.call("contacts.find_or_create", lambda: self._find_or_create(properties))
+        return found, {**errors, **failed}
+
+    def _contact_properties(self, obj: ContactObject, identities: Sequence[Identity]) -> Json:
+        """The identity properties of a new contact: the n-th identity of a kind in the n-th field of it."""
+        props: Json = {}
+        used: dict[str, int] = defaultdict(int)
+        for identity in identities:
+            kind = mapping_kind(identity.kind)
+            names = obj.fields_by_kind.get(kind, ())
+            value = _written_value(identity)
+            if not value or used[kind] >= len(names) or value in props.values():
+                continue
+            props[names[used[kind]]] = value
+            used[kind] += 1
+        return props
+
+    def _find_or_create(self, properties: Mapping[int, Json]) -> tuple[dict[int, str], dict[int, Exception]]:
+        found = self._find_contacts(properties)
+        missing = {pid: props for pid, props in properties.items() if pid not in found}
+        errors: dict[int, Exception] = {}
+        items = list(missing.items())
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            body = {"inputs": [{"properties": props, "objectWriteTraceId": f"person-{pid}"} for pid, props in chunk]}
+            answer = self._raw("batch", "create", "contacts", body) or {}
+            # Batch results come back in no promised order and without the trace id:
+            # match each one to the input whose identity properties it holds.
+            pending = {f"person-{pid}": props for pid, props in chunk}
+            for record in answer.get("results") or []:
+                trace = next((t for t, props in pending.items() if _holds(record, props)), None)
+                if trace is not None:
+                    found[int(trace.removeprefix("person-"))] = str(record["id"])
+                    del pending[trace]
+            failures = self._errors(answer)
+            for trace in pending:
+                errors[int(trace.removeprefix("person-"))] = failures.get(trace) or self._unexplained(answer)
+        return found, errors
+
+    def _find_contacts(self, properties: Mapping[int, Json]) -> dict[int, str]:
+        """Persons whose identity values a live contact already holds (the lowest contact id wins)."""
+        values: dict[str, set[str]] = defaultdict(set)
+        for props in properties.values():
+            for name, value in props.items():
+                values[name].add(str(value).lower())  # HubSpot wants IN values in lower case
+        groups = [{"filters": [{"propertyName": name, "operator": "IN", "values": sorted(vals)[i:i + IN_VALUES_LIMIT]}]}
+                  for name, vals in sorted(values.items()) for i in range(0, len(vals), IN_VALUES_LIMIT)]
+        holder: dict[tuple[str, str], str] = {}
+        for start in range(0, len(groups), SEARCH_GROUPS_LIMIT):
+            after: str | None = None
+            while True:
+                body: Json = {"filterGroups": groups[start:start + SEARCH_GROUPS_LIMIT], "properties": sorted(values),
+                              "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                              "limit": SEARCH_PAGE_LIMIT, **({"after": after} if after else {})}
+                answer = self._raw("search", "do_search", "contacts", body) or {}
+                for record in answer.get("results") or []:
+                    for name in values:
+                        value = str((record.get("properties") or {}).get(name) or "").lower()
+                        if value:
+                            holder.setdefault((name, value), str(record["id"]))
+                after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+        found: dict[int, str] = {}
+        for pid, props in properties.items():
+            ids = [holder[(n, str(v).lower())] for n, v in props.items() if (n, str(v).lower()) in holder]
+            if ids:
+                found[pid] = min(ids, key=int)
+        return found
+
+    # tickets
+    def _tickets(self, writes: Sequence[HistoryWrite], contacts: Mapping[int, str]
+                 ) -> tuple[dict[str, str], dict[str, Exception]]:
+        inputs: dict[str, Json] = {}
+        errors: dict[str, Exception] = {}
+        contact_of: dict[str, str] = {}  # ticket key -> the contact to associate it with
+        for write in writes:
+            spec = write.new_case
+            if spec is None or spec.key in inputs or spec.key in errors:
+                continue
+            stage = self._stage_properties(spec.target.queue)
+            if isinstance(stage, Exception):
+                errors[spec.key] = stage
+                continue
+            item = write.interaction
+            customer = item.customer.display or item.customer.value
+            props: Json = {"subject": f"{item.channel.label} conversation with {customer}", **spec.fields, **stage}
+            if spec.target.priority:
+                props["hs_ticket_priority"] = spec.target.priority.upper()
+            inputs[spec.key] = props
+            contact_id = write.contact_id or contacts.get(write.person_id)
+            if contact_id:
+                contact_of[spec.key] = contact_id
+        if not inputs:
+            return {}, errors
+        self.ensure_key_property("tickets", CASE_KEY)
+        tickets: dict[str, str] = {}
+        for key, (record_id, error) in self._upsert("tickets", CASE_KEY, inputs).items():
+            if error is not None or record_id is None:
+                errors[key] = error or Rejected("no record id in HubSpot's answer", system=self.name)
+            else:
+                tickets[key] = record_id
+        keys = [k for k in contact_of if k in tickets]
+        pairs = [(tickets[k], contact_of[k]) for k in keys]
+        for key, error in zip(keys, self._associate("tickets", "contacts", pairs), strict=True):
+            if error is not None:
+                errors[key] = error
+                del tickets[key]
+        return tickets, errors
+
+    def _stage_properties(self, queue: str) -> Json | Exception:
+        """The ticket properties of a routing queue, or a Rejected naming what to fix."""
+        spec = self.queues.get(queue)
+        where = f"queues.hubspot.{queue or '<none>'} in mappings/routing.yaml"
+        if spec is None:
+            return Rejected(f"queue {queue!r} is not declared for HubSpot; declare it under queues.hubspot in "
+                            "mappings/routing.yaml with its pipeline and stage, or route to a declared queue",
+                            system=self.name)
+        pipelines = self.ticket_pipelines()
+        pipeline = pipelines.get(spec.pipeline) or next(
+            (p for p in pipelines.values() if str(p.get("label", "")).lower() == spec.pipeline.lower()), None)
+        if pipeline is None:
+            known = ", ".join(f"{pid} ({p.get('label')})" for pid, p in pipelines.items())
+            return Rejected(f"queue {queue!r}: ticket pipeline {spec.pipeline!r} does not exist in this HubSpot "
+                            f"account (pipelines: {known}); fix {where}", system=self.name)
+        stages = pipeline.get("stages") or []
+        stage = next((s for s in stages if str(s["id"]) == spec.stage), None) or next(
+            (s for s in stages if str(s.get("label", "")).lower() == spec.stage.lower()), None)
+        if stage is None:
+            known = ", ".join(f"{s['id']} ({s.get('label')})" for s in stages)
+            return Rejected(f"queue {queue!r}: stage {spec.stage!r} is not in pipeline {pipeline['id']} "
+                            f"({pipeline.get('label')}; stages: {known}); fix {where}", system=self.name)
+        props: Json = {"hs_pipeline": str(pipeline["id"]), "hs_pipeline_stage": str(stage["id"])}
+        if spec.owner:
+            if spec.owner not in self.owner_ids():
+                return Rejected(f"queue {queue!r}: owner {spec.owner!r} is not an active owner in this HubSpot "
+                                f"account; fix {where}", system=self.name)
+            props["hubspot_owner_id"] = spec.owner
+        return props
+
+    # activities
+    def _activity(self, write: HistoryWrite) -> tuple[str, Json]:
+        """(object type, properties) of the engagement recording one interaction."""
+        item = write.interaction
+        when = _iso(item.occurred_at)
+        text = item.text + (f"\n[{len(item.media)} attachment(s)]" if item.media else "")
+        if item.channel in (Channel.SMS, Channel.WHATSAPP):
+            return "communications", {
+                "hs_communication_channel_type": "SMS" if item.channel is Channel.SMS else "WHATS_APP",
+                "hs_communication_logged_from": "CRM", "hs_communication_body": text, "hs_timestamp": when,
+                **write.fields}
+        if item.channel is Channel.CALL:
+            inbound = item.direction is Direction.INBOUND
+            props: Json = {
+                "hs_timestamp": when, "hs_call_direction": "INBOUND" if inbound else "OUTBOUND",
+                "hs_call_title": f"{'Inbound' if inbound else 'Outbound'} call "
+                                 f"{'from' if inbound else 'to'} {item.customer.display or item.customer.value}",
+                "hs_call_body": text, "hs_call_from_number": item.sender.value,
+                "hs_call_to_number": item.recipient.value}
+            if item.call is not None:
+                props["hs_call_duration"] = str(item.call.duration_seconds * 1000)
+                if item.call.status.lower() in CALL_STATUSES:
+                    props["hs_call_status"] = CALL_STATUSES[item.call.status.lower()]
+                if item.call.recording_url:
+                    props["hs_call_recording_url"] = item.call.recording_url
+            return "calls", {**props, **write.fields}
+        return "notes", {"hs_note_body": f"{item.channel.label} {item.direction.value} "
+                                         f"{'from' if item.direction is Direction.INBOUND else 'to'} "
+                                         f"{item.customer.display or item.customer.value}: {text}",
+                         "hs_timestamp": when, **write.fields}
+
+    def _associate_all(self, writes: Sequence[HistoryWrite], activities: Mapping[str, str],
+                       activity_type: Mapping[str, str], contact_of: Mapping[str, str | None],
+                       ticket_of: Mapping[str, str | None], errors: dict[str, Exception]) -> None:
+        """Link each written activity to its contact and its ticket; a failed link fails its write."""
+        for to_type, target_of in (("contacts", contact_of), ("tickets", ticket_of)):
+            by_type: dict[str, list[tuple[str, tuple[str, str]]]] = defaultdict(list)
+            for write in writes:
+                target = target_of[write.key]
+                if write.key in activities and target:
+                    by_type[activity_type[write.key]].append((write.key, (activities[write.key], target)))
+            for from_type, keyed in by_type.items():
+                results = self._associate(from_type, to_type, [pair for _, pair in keyed])
+                for (key, _), error in zip(keyed, results, strict=True):
+                    if error is not None:
+                        errors.setdefault(key, error)
+
+    # ---- batch plumbing ----------------------------------------------------------
+    def _upsert(self, object_type: str, id_property: str, inputs: Mapping[str, Json]) -> dict[str, Result]:
+        """Batch upsert by a unique property, `batch_size` inputs per call; one result per key."""
+        out: dict[str, Result] = {}
+        items = list(inputs.items())
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            body = {"inputs": [{"idProperty": id_property, "id": key, "objectWriteTraceId": key, "properties": props}
+                               for key, props in chunk]}
+            answer = self.api(f"{object_type}.batch_upsert", "batch", "upsert", object_type, body) or {}
+            done = {str((r.get("properties") or {}).get(id_property)): str(r["id"])
+                    for r in answer.get("results") or []}
+            failures = self._errors(answer)
+            for key, _ in chunk:
+                out[key] = (done[key], None) if key in done else (None, failures.get(key) or self._unexplained(answer))
+        return out
+
+    def _associate(self, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]) -> list[Exception | None]:
+        """Default (unlabeled) associations between pairs of ids, `batch_size` per call; one error slot per pair."""
+        out: list[Exception | None] = []
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = pairs[start:start + self.batch_size]
+            body = {"inputs": [{"from": {"id": f}, "to": {"id": t}} for f, t in chunk]}
+            answer = self.api(f"associations.{from_type}.{to_type}", "associations", "create_default",
+                              from_type, to_type, body) or {}
+            failed: dict[int, Exception] = {}
+            for entry in answer.get("errors") or []:
+                context = entry.get("context") or {}
+                error = self._error(entry)
+                indexes = [int(i) for i in context.get("inputIndex") or []]
+                named = {str(i) for key in ("fromObjectId", "ids") for i in context.get(key) or []}
+                indexes += [i for i, (f, _) in enumerate(chunk) if f in named]
+                for index in indexes or range(len(chunk)):  # unattributed: every pair of the call is in doubt
+                    failed.setdefault(index, error)
+            out.extend(failed.get(i) for i in range(len(chunk)))
+        return out
+
+    def _errors(self, answer: Mapping[str, Any]) -> dict[str, Exception]:
+        """The 207 errors of a batch answer by the trace id (or record id) they name."""
+        out: dict[str, Exception] = {}
+        for entry in answer.get("errors") or []:
+            context = entry.get("context") or {}
+            for name in [*(context.get("objectWriteTraceId") or []), *(context.get("ids") or [])]:
+                out[str(name)] = self._error(entry)
+        return out
+
+    def _error(self, entry: Mapping[str, Any]) -> Rejected:
+        code = str(entry.get("category") or entry.get("subCategory") or "")
+        return Rejected(f"{code}: {str(entry.get('message', ''))[:300]}", system=self.name, code=code)
+
+    def _unexplained(self, answer: Mapping[str, Any]) -> Rejected:
+        errors = answer.get("errors") or []
+        if errors:
+            return self._error(errors[0])
+        return Rejected("HubSpot answered the batch without a result for this input", system=self.name)
+
+
+# ---- helpers -------------------------------------------------------------------
+def _is_sdk_error(exc: Exception) -> bool:
+    """Every generated package of hubspot-api-client has its own `ApiException` class."""
+    return any(cls.__name__ == "ApiException" and cls.__module__.startswith("hubspot.") for cls in type(exc).__mro__)
+
+
+def _error_body(raw: Any) -> Json:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        return {"message": str(raw)[:200]}
+    return body if isinstance(body, dict) else {}
+
+
+def _rate_limit_hint(headers: Mapping[str, str], body: Mapping[str, Any]) -> float | None:
+    """Seconds to wait after a 429: Retry-After, else what HubSpot's policy and headers imply.
+
+    HubSpot's own 429s carry no Retry-After; the policy that refused says how
+    long its window is (https://developers.hubspot.com/docs/api/usage-details).
+    """
+    hint = retry_after_seconds(headers.get("Retry-After"))
+    if hint is not None:
+        return hint
+    policy = str(body.get("policyName") or "")
+    if not policy:  # no body to say which allowance ran out: the widest one at zero
+        for header, name in (("Daily-Remaining", "DAILY"), ("Remaining", "TEN_SECONDLY_ROLLING"),
+                             ("Secondly-Remaining", "SECONDLY")):
+            if headers.get(f"X-HubSpot-RateLimit-{header}") == "0":
+                policy = name
+                break
+    if policy == "DAILY":
+        now = datetime.now(UTC)
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        return (midnight - now).total_seconds()
+    if policy == "SECONDLY":
+        return 1.0
+    if policy == "TEN_SECONDLY_ROLLING":
+        try:
+            return int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds") or 10_000) / 1000
+        except ValueError:
+            return 10.0
+    return None
+
+
+def _holds(record: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
+    have = record.get("properties") or {}
+    return all(str(have.get(k) or "").lower() == str(v).lower() for k, v in props.items())
+
+
+
+def _written_value(identity: Identity) -> str | None:
+    """What a new contact's property holds for an identity (X: the handle, never the numeric id)."""
+    if identity.kind is IdentityKind.X:
+        return normal_handle(identity.display) or None
+    if identity.kind is IdentityKind.X_HANDLE:
+        return normal_handle(identity.value) or None
+    return identity.value
+
+
+
+def _parse_datetime(value: str) -> datetime:
+    """HubSpot's `2024-01-01T12:00:00.000Z` (or epoch milliseconds) as an aware datetime."""
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime) -> str:
+    """HubSpot's datetime form: ISO-8601 UTC with milliseconds."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch_ms(cursor: str) -> str:
+    """A cursor as the epoch milliseconds search filters on datetimes take."""
+    return str(int(_parse_datetime(cursor).timestamp() * 1000))
