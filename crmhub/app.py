@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+from fastapi import FastAPI
 
 from crmhub.config import Config
 from crmhub.connectors._retry import Retrier, RetryPolicy
@@ -29,6 +30,7 @@ from crmhub.sync.ingest import PollReport, poll_stream
 from crmhub.sync.mirror import refresh_mirror
 from crmhub.sync.process import process_pending
 from crmhub.sync.routing import Router, Rule
+from crmhub.webhooks import create_app, ledger_ingest
 
 log = structlog.get_logger("crmhub.app")
 
@@ -84,9 +86,13 @@ class Hub:
         if self.twilio is not None:
             twilio = self.twilio
 
+            streams = [("messages", twilio.message_pages)]
+            if self.config.settings.channels.twilio.calls:  # type: ignore[union-attr]  # twilio is enabled
+                streams.append(("calls", twilio.call_pages))
+
             def poll_twilio() -> list[PollReport]:
-                return [poll_stream(self.store, source="twilio", stream="messages", partition=twilio.account_sid,
-                                    pages=twilio.message_pages, now=self.clock())]
+                return [poll_stream(self.store, source="twilio", stream=name, partition=twilio.account_sid,
+                                    pages=pages, now=self.clock()) for name, pages in streams]
 
             jobs["twilio"] = poll_twilio
         if self.x is not None:
@@ -102,6 +108,21 @@ class Hub:
 
             jobs["x"] = poll_x
         return jobs
+
+    def webhook_app(self) -> FastAPI:
+        """The webhook receiver, storing through the same ledger path as the polls."""
+        settings = self.config.settings
+        enabled = settings.channels.enabled_names()
+        hooks = settings.webhooks
+
+        def secret(path: str, channel: str) -> str | None:
+            return self.config.secret(path).get_secret_value() if channel in enabled else None
+
+        return create_app(ledger_ingest(self.store, self.clock),
+                          twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
+                          public_url=str(hooks.public_url) if hooks.public_url else None,
+                          x_consumer_secret=secret("channels.x.consumer_secret", "x"),
+                          default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock)
 
     def poll_interval(self, channel: str) -> timedelta:
         section = getattr(self.config.settings.channels, channel)

@@ -26,6 +26,11 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on the stderr of the moment (tests and CLIs swap sys.stderr)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str = "info", fmt: str = "console") -> None:
     """Set up structlog for the process (idempotent)."""
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
@@ -34,6 +39,6 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso", utc=True), redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

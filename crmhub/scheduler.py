@@ -5,7 +5,8 @@ restart catches up at once; then one job per concern runs on its interval
 from settings, never two runs of the same job at once (`max_instances=1`),
 missed runs coalesced into one:
 
-* `poll:twilio`   every `channels.twilio.poll_every`
+* `poll:twilio`   every `channels.twilio.poll_every` (messages, and calls when `calls: true`)
+* `poll:x`        every `channels.x.poll_every` (mentions, DMs)
 * `mirror:<crm>`  every `MIRROR_EVERY` (a setting comes with issue 6)
 * `deliver`       every `delivery.every`: route new ledger rows, then write the outbox
 
@@ -27,6 +28,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from crmhub.app import Hub
+from crmhub.webhooks import WebhookServer
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
@@ -61,15 +63,23 @@ def _logged(job_id: str, fn: Callable[[], Any]) -> Callable[[], None]:
 
 
 def run_forever(hub: Hub, *, stop: threading.Event | None = None) -> None:
-    """Run the jobs until SIGTERM/SIGINT (or `stop` is set), then drain and return."""
+    """Run the webhook receiver and the jobs until SIGTERM/SIGINT (or `stop`), then drain and return.
+
+    The receiver starts first, so webhooks arriving during the catch-up
+    cycle are stored; whatever it misses while down, the polls find.
+    """
     stop = stop or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    hooks = hub.config.settings.webhooks
+    server = WebhookServer(hub.webhook_app(), host=hooks.host, port=hooks.port).start() if hooks.enabled else None
     _logged("catch-up", hub.sync_once)()
     scheduler = build_scheduler(hub)
     scheduler.start()
-    log.info("running", jobs=[job.id for job in scheduler.get_jobs()])
+    log.info("running", jobs=[job.id for job in scheduler.get_jobs()], webhooks=server.url if server else None)
     stop.wait()
     log.info("stopping: finishing running jobs")
+    if server is not None:
+        server.stop()
     scheduler.shutdown(wait=True)
     log.info("stopped")

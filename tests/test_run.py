@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,3 +51,43 @@ def test_run_delivers_then_stops_cleanly_on_sigterm(salesforce_sandbox: Emulator
     assert "stopped" in stderr
     assert "Where is my parcel" not in stderr and "sandbox-secret" not in stderr  # no bodies, no secrets
     assert {t["Description"] for t in sf.records("Task")} == {"Where is my parcel?", "Please refund me"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_run_takes_webhooks_and_polls_and_stores_each_message_once(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    port = free_port()
+    tw.add_number(OURS, sms_url=f"http://127.0.0.1:{port}/webhooks/twilio/messages")
+    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
+                                      webhooks_port=port, every="1s")
+    process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _listening(port), 30, "the webhook server")
+        tw.receive_message("+14155550123", OURS, "Sent while you listen")  # webhook now, poll within a second
+        assert tw.wait_for_webhooks(timeout=10)
+        assert [h["status"] for h in tw.webhook_log()] == [200]
+        wait_for(lambda: len(sf.records("Task")) == 1, 30, "the message as a Task")
+        polled = tw.total_calls
+        wait_for(lambda: tw.total_calls >= polled + 2, 30, "two more polls that see it again")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    process.communicate()
+    assert [t["Description"] for t in sf.records("Task")] == ["Sent while you listen"]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

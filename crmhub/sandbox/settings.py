@@ -22,13 +22,16 @@ CHANNELS = ("twilio", "x")
 
 
 def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_url: str | None = None,
-                           enabled: Iterable[str] = ("salesforce", "twilio")) -> Path:
+                           enabled: Iterable[str] = ("salesforce", "twilio"), webhooks_port: int | None = None,
+                           every: str | None = None) -> Path:
     """Write `settings.yaml` and `mappings/` into `directory`; returns the settings path.
 
     Args:
         urls: base URL per API (from the running emulators).
         state_url: the state store (default: `crmhub.db` in `directory`).
         enabled: the CRMs and channels to switch on; the others stay in the file, off.
+        webhooks_port: serve webhooks there (None: webhooks off; the polls find everything).
+        every: one interval for every poll and delivery job (e.g. "1s" for tests).
     """
     directory.mkdir(parents=True, exist_ok=True)
     yaml = YAML()
@@ -42,6 +45,13 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
             section["enabled"] = name in on
             section["base_url"] = urls.get(name)
             _absolute_secret_files(section)
+    settings["webhooks"]["enabled"] = webhooks_port is not None
+    if webhooks_port is not None:
+        settings["webhooks"]["port"] = webhooks_port
+    if every is not None:
+        settings["delivery"]["every"] = every
+        for name in CHANNELS:
+            settings["channels"][name]["poll_every"] = every
     mappings = directory / "mappings"
     if mappings.exists():
         shutil.rmtree(mappings)

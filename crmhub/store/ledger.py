@@ -71,8 +71,19 @@ def _unique_rows(interactions: Iterable[Interaction], now: datetime) -> list[dic
     return list(by_key.values())
 
 
+def _storable(value: Any) -> Any:
+    """PostgreSQL text and JSON cannot hold NUL; keep the item, with U+FFFD in its place."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
 def _to_row(item: Interaction, now: datetime) -> dict[str, Any]:
-    return {
+    return _storable({
         "channel": item.channel.value,
         "external_id": item.external_id,
         "direction": item.direction.value,
@@ -93,7 +104,7 @@ def _to_row(item: Interaction, now: datetime) -> dict[str, Any]:
         "occurred_at": item.occurred_at,
         "raw": dict(item.raw),
         "ingested_at": now,
-    }
+    })
 
 
 def to_interaction(row: LedgerRow) -> Interaction:

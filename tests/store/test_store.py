@@ -147,3 +147,12 @@ def test_threads_open_then_move_to_the_next_case_after_closing(store: StateStore
         again.closed_at = NOW
         reopened = outbox.open_thread(s, "salesforce", "sms:a:b", "billing", now=NOW)
         assert (reopened.seq, reopened.record_id, reopened.queue) == (2, None, "billing")
+
+
+def test_nul_characters_are_stored_not_fatal(store: StateStore) -> None:
+    with store.transaction() as s:
+        result = ledger.ingest_page(s, [sms("SMnul", text="bad\x00byte")], now=NOW)
+    assert result.stored == 1
+    with store.transaction() as s:
+        [row] = ledger.unprocessed(s, 10)
+        assert row.text == "bad\ufffdbyte"
