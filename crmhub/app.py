@@ -122,7 +122,8 @@ class Hub:
                           twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
                           public_url=str(hooks.public_url) if hooks.public_url else None,
                           x_consumer_secret=secret("channels.x.consumer_secret", "x"),
-                          default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock)
+                          default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
+                          x_account=self.x.account_handle if self.x else None)
 
     def poll_interval(self, channel: str) -> timedelta:
         section = getattr(self.config.settings.channels, channel)

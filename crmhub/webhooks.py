@@ -17,8 +17,9 @@ One FastAPI app (`create_app`), served in the daemon's process or on its own
 - junk (wrong content type, binary or huge bodies, missing fields, odd Host
   headers) gets a 4xx, never a 500.
 
-X events are only verified, counted and handed to `on_x_event(payload)`:
-their translation belongs to the X connector.
+X events are verified, then, given our account (`x_account`), translated by
+`crmhub.connectors.x_hooks` into the X poller's Interactions and stored the
+same way; a custom `on_x_event(payload)` replaces that.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 
+from crmhub.connectors.x_hooks import XAccountActivity
 from crmhub.connectors.twilio_hooks import call_from_params, message_from_params, status_advances, status_from_params
 from crmhub.model import Interaction, Malformed
 from crmhub.store import StateStore
@@ -71,7 +73,8 @@ X_SIGNATURE = "x-twitter-webhooks-signature"
 def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: str | None,
                x_consumer_secret: str | None, metrics: MetricsFn | None = None,
                on_status: StatusFn | None = None, on_x_event: XEventFn | None = None,
-               default_region: str = "US", clock: Callable[[], datetime] | None = None) -> FastAPI:
+               default_region: str = "US", clock: Callable[[], datetime] | None = None,
+               x_account: str | None = None) -> FastAPI:
     """The webhook app; a source whose secret is None answers 404 on its routes.
 
     Args:
@@ -82,14 +85,18 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
         x_consumer_secret: the X app's consumer secret (CRC answers and event signatures).
         metrics: told every route's outcome; the counts are also kept in `app.state.counts`.
         on_status: records message status callbacks (default: an in-memory `MessageStatuses`).
-        on_x_event: receives verified X payloads (default: ignore them).
+        on_x_event: receives verified X payloads instead of the default: with `x_account`, store
+            their mentions and DMs through `ingest`; without it, ignore them.
         default_region: region for phone numbers written without a country code.
         clock: when a webhook was received (Twilio's message webhooks carry no time).
+        x_account: our X handle (`channels.x.account`): whose events the default X handling stores.
     """
     receiver = _Receiver(ingest, twilio_auth_token=twilio_auth_token, public_url=public_url,
                          x_consumer_secret=x_consumer_secret, metrics=metrics,
                          on_status=on_status if on_status is not None else MessageStatuses(),
-                         on_x_event=on_x_event or (lambda payload: None), default_region=default_region,
+                         on_x_event=on_x_event,
+                         x_events=XAccountActivity(x_account) if on_x_event is None and x_account else None,
+                         default_region=default_region,
                          clock=clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="crmhub webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.rejected = receiver.rejected
@@ -153,7 +160,8 @@ class _Receiver:
 
     def __init__(self, ingest: IngestFn, *, twilio_auth_token: str | None, public_url: str | None,
                  x_consumer_secret: str | None, metrics: MetricsFn | None, on_status: StatusFn,
-                 on_x_event: XEventFn, default_region: str, clock: Callable[[], datetime]) -> None:
+                 on_x_event: XEventFn | None, x_events: XAccountActivity | None, default_region: str,
+                 clock: Callable[[], datetime]) -> None:
         self.ingest = ingest
         self.twilio = RequestValidator(twilio_auth_token) if twilio_auth_token else None
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -161,6 +169,7 @@ class _Receiver:
         self.metrics = metrics
         self.on_status = on_status
         self.on_x_event = on_x_event
+        self.x_events = x_events
         self.region = default_region
         self.clock = clock
         self.rejected: Counter[str] = Counter()
@@ -220,8 +229,13 @@ class _Receiver:
         if not isinstance(payload, dict):
             self._count(route, "invalid")
             raise HTTPException(400, "expected a JSON object")
-        await self._run(route, self.on_x_event, payload)
-        self._count(route, "accepted")
+        if self.x_events is not None:
+            await self._store_x(route, payload, self.x_events)
+        elif self.on_x_event is not None:
+            await self._run(route, self.on_x_event, payload)
+            self._count(route, "accepted")
+        else:
+            self._count(route, "ignored")
         return JSONResponse({})
 
     # ---- the steps -----------------------------------------------------------
@@ -284,6 +298,21 @@ class _Receiver:
         outcome = "dead_lettered" if bad else "stored" if result.stored else "repeat"
         self._count(route, outcome)
         log.info("webhook ingested", route=route, ref=ref, outcome=outcome)
+
+    async def _store_x(self, route: str, payload: dict[str, Any], events: XAccountActivity) -> None:
+        """Store a payload's mentions and DMs (one transaction), counting each event's outcome."""
+        batch = events.translate(payload)
+        stored = repeats = 0
+        if batch.interactions or batch.malformed:
+            result: IngestResult = await self._run(route, self.ingest, batch.interactions, batch.malformed)
+            stored, repeats = result.stored, result.repeats
+        outcomes = {"stored": stored, "repeat": repeats, "dead_lettered": len(batch.malformed),
+                    "ignored": batch.ignored, "deferred": batch.deferred}
+        for outcome, times in outcomes.items():
+            for _ in range(times):
+                self._count(route, outcome)
+        log.info("webhook ingested", route=route, refs=[i.external_id for i in batch.interactions],
+                 **{k: v for k, v in outcomes.items() if v})
 
     async def _run(self, route: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a storing callable off the event loop; its failure is a 503, never a 500."""

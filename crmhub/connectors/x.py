@@ -43,6 +43,7 @@ MENTION_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_use
 DM_EVENT_FIELDS = ["id", "text", "event_type", "created_at", "sender_id", "dm_conversation_id", "attachments",
                    "participant_ids"]
 USER_FIELDS = ["username"]
+SOURCE = "x"  # dead letters' source, whichever path read the item
 MESSAGE_CREATE = "MessageCreate"  # the only DM event type that carries a message
 MENTIONS_MAX_RESULTS = (5, 100)  # bounds of max_results, per endpoint
 DM_MAX_RESULTS = (1, 100)
@@ -167,73 +168,92 @@ class XChannel(Connector):
 
     def _translate_all(self, channel: Channel, items: list[Any], handles: Mapping[int, str],
                        translate: Translate) -> tuple[list[Interaction], list[Malformed]]:
-        good: list[Interaction] = []
-        bad: list[Malformed] = []
-        for item in items:
-            try:
-                interaction = translate(item, handles)
-            except (_Unusable, InvalidIdentity) as exc:
-                bad.append(Malformed(self.name, f"{channel}:{item.id}", f"{channel.label} {item.id}: {exc}",
-                                     dict(item.data)))
-                continue
-            if interaction is not None:
-                good.append(interaction)
-        return good, bad
+        return translate_items(channel, items, handles, translate)
 
     def _mention(self, post: Any, handles: Mapping[int, str]) -> Interaction:
-        """A post at us: inbound from its author, or outbound when we wrote it (to whom we replied)."""
-        me = self.account()
-        if post.author_id is not None and str(post.author_id) == me.value:
-            direction, sender = Direction.OUTBOUND, me
-            recipient = _user(post.in_reply_to_user_id, handles, "replied-to user")
-            if recipient == me:
-                raise _Unusable("our own post, not a reply to a customer")
-        else:
-            direction, sender, recipient = Direction.INBOUND, _user(post.author_id, handles, "author"), me
-        return Interaction(
-            channel=Channel.X_MENTION,
-            direction=direction,
-            external_id=str(post.id),
-            conversation_key=f"{Channel.X_MENTION}:{_required(post.conversation_id, 'conversation_id')}",
-            sender=sender,
-            recipient=recipient,
-            text=post.text,
-            occurred_at=_required(post.created_at, "created_at"),
-            raw=dict(post.data),
-        )
+        return mention_interaction(post, handles, self.account())
 
     def _dm(self, event: Any, handles: Mapping[int, str]) -> Interaction | None:
-        """A message event; the customer is the sender, or for ours the conversation's other participant."""
-        if event.event_type != MESSAGE_CREATE:
-            return None  # joins and leaves of group conversations carry no message
-        me = self.account()
-        sender_id = _required(event.sender_id, "sender_id")
-        conversation = _required(event.dm_conversation_id, "dm_conversation_id")
-        media = tuple(str(key) for key in (event.attachments or {}).get("media_keys", ()))
-        if not (event.text or "").strip() and not media:
-            raise _Unusable("empty message: no text and no attachments")
-        if str(sender_id) == me.value:
-            others = _participants(event) - {sender_id}
-            if len(others) != 1:
-                raise _Unusable("our message in a conversation without a single other participant")
-            (customer_id,) = others
-            direction, sender = Direction.OUTBOUND, me
-            recipient = x_account(str(customer_id), handles.get(customer_id, ""))
-        else:
-            direction, recipient = Direction.INBOUND, me
-            sender = x_account(str(sender_id), handles.get(sender_id, ""))
-        return Interaction(
-            channel=Channel.X_DM,
-            direction=direction,
-            external_id=str(event.id),
-            conversation_key=f"{Channel.X_DM}:{conversation}",
-            sender=sender,
-            recipient=recipient,
-            text=event.text or "",
-            occurred_at=_required(event.created_at, "created_at"),
-            media=media,
-            raw=dict(event.data),
-        )
+        return dm_interaction(event, handles, self.account())
+
+
+# ---- translation, shared with the Account Activity webhook (`x_hooks`) -------------------
+
+
+def translate_items(channel: Channel, items: Sequence[Any], handles: Mapping[int, str],
+                    translate: Translate) -> tuple[list[Interaction], list[Malformed]]:
+    """Translate v2 items (tweepy `Tweet` / `DirectMessageEvent`); an unusable one becomes a dead letter.
+
+    The dead letter's ref is `<channel>:<id>` whichever path read the item, so a
+    poll and a webhook that both fail on it leave one open dead letter.
+    """
+    good: list[Interaction] = []
+    bad: list[Malformed] = []
+    for item in items:
+        try:
+            interaction = translate(item, handles)
+        except (_Unusable, InvalidIdentity) as exc:
+            bad.append(Malformed(SOURCE, f"{channel}:{item.id}", f"{channel.label} {item.id}: {exc}",
+                                 dict(item.data)))
+            continue
+        if interaction is not None:
+            good.append(interaction)
+    return good, bad
+
+
+def mention_interaction(post: Any, handles: Mapping[int, str], me: Identity) -> Interaction:
+    """A post at us: inbound from its author, or outbound when we wrote it (to whom we replied)."""
+    if post.author_id is not None and str(post.author_id) == me.value:
+        direction, sender = Direction.OUTBOUND, me
+        recipient = _user(post.in_reply_to_user_id, handles, "replied-to user")
+        if recipient == me:
+            raise _Unusable("our own post, not a reply to a customer")
+    else:
+        direction, sender, recipient = Direction.INBOUND, _user(post.author_id, handles, "author"), me
+    return Interaction(
+        channel=Channel.X_MENTION,
+        direction=direction,
+        external_id=str(post.id),
+        conversation_key=f"{Channel.X_MENTION}:{_required(post.conversation_id, 'conversation_id')}",
+        sender=sender,
+        recipient=recipient,
+        text=post.text,
+        occurred_at=_required(post.created_at, "created_at"),
+        raw=dict(post.data),
+    )
+
+
+def dm_interaction(event: Any, handles: Mapping[int, str], me: Identity) -> Interaction | None:
+    """A message event; the customer is the sender, or for ours the conversation's other participant."""
+    if event.event_type != MESSAGE_CREATE:
+        return None  # joins and leaves of group conversations carry no message
+    sender_id = _required(event.sender_id, "sender_id")
+    conversation = _required(event.dm_conversation_id, "dm_conversation_id")
+    media = tuple(str(key) for key in (event.attachments or {}).get("media_keys", ()))
+    if not (event.text or "").strip() and not media:
+        raise _Unusable("empty message: no text and no attachments")
+    if str(sender_id) == me.value:
+        others = _participants(event) - {sender_id}
+        if len(others) != 1:
+            raise _Unusable("our message in a conversation without a single other participant")
+        (customer_id,) = others
+        direction, sender = Direction.OUTBOUND, me
+        recipient = x_account(str(customer_id), handles.get(customer_id, ""))
+    else:
+        direction, recipient = Direction.INBOUND, me
+        sender = x_account(str(sender_id), handles.get(sender_id, ""))
+    return Interaction(
+        channel=Channel.X_DM,
+        direction=direction,
+        external_id=str(event.id),
+        conversation_key=f"{Channel.X_DM}:{conversation}",
+        sender=sender,
+        recipient=recipient,
+        text=event.text or "",
+        occurred_at=_required(event.created_at, "created_at"),
+        media=media,
+        raw=dict(event.data),
+    )
 
 
 def _user(user_id: int | None, handles: Mapping[int, str], role: str) -> Identity:
