@@ -203,11 +203,16 @@ class DeadLetter:
 # ---- the engine -> CRM connector contract ------------------------------------
 @dataclass(frozen=True)
 class CaseSpec:
-    """A case/ticket to open, found again by its unique `key` if it already exists."""
+    """A case/ticket to open, found again by its unique `key` if it already exists.
+
+    `may_exist` is False only when no earlier attempt can have created it, so
+    a CRM without upserts may skip looking it up.
+    """
 
     key: str
     target: QueueTarget
     fields: Mapping[str, str]
+    may_exist: bool = True
 
 
 @dataclass(frozen=True)
@@ -218,7 +223,8 @@ class HistoryWrite:
     (`new_contact`: the identities to create a contact of type
     `contact_object` from); exactly one of `case_id` / `new_case` says which
     case it threads into. `fields` are the admin's rendered history
-    templates for the activity record.
+    templates for the activity record. `first_attempt` lets a CRM without
+    upserts skip checking for an earlier copy (the default is the careful one).
     """
 
     key: str
@@ -230,6 +236,7 @@ class HistoryWrite:
     new_contact: tuple[Identity, ...] = ()
     case_id: str | None = None
     new_case: CaseSpec | None = None
+    first_attempt: bool = False  # True: never sent before, so nothing of it can be in the CRM yet
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,7 @@ class ZendeskCrm(Connector):
         return None
 
     def _observe(self, path: str, status: int, headers: Mapping[str, str]) -> None:
+        self.observe_http(path, status, headers)
         if status == 429:
             self._hints.retry_after = _rate_hint(headers)
 
@@ -362,7 +363,7 @@ class ZendeskCrm(Connector):
                 case_errors[spec.key] = problem
                 continue
             found = None
-            if write.person_id not in fresh:
+            if write.person_id not in fresh and spec.may_exist:
                 found = self.zd("tickets.by_external_id", lambda zd, k=spec.key: self._ticket_by_key(zd, k))  # type: ignore[misc]
             if found is not None:
                 tickets[spec.key] = found
@@ -459,7 +460,8 @@ class ZendeskCrm(Connector):
     def _comment(self, pending: list[tuple[HistoryWrite, int]], users: Mapping[int, int], preexisting: set[int],
                  done: dict[str, int], errors: dict[str, Exception]) -> None:
         """Write each pending interaction onto its ticket, skipping keys the ticket already holds."""
-        check = sorted({t for _, t in pending if t in preexisting})
+        # Only a write sent before can already be on its ticket (the engine says which were).
+        check = sorted({t for w, t in pending if t in preexisting and not w.first_attempt})
         for ticket_id in check:
             written = self.zd("tickets.comments", lambda zd, t=ticket_id: self._comment_keys(zd, t))  # type: ignore[misc]
             for write, target in pending:

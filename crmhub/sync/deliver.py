@@ -88,15 +88,18 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
     new_contact: tuple[Any, ...] = ()
     if contact is None and policy.create_contact_as:
         new_contact = tuple(graph.identities_of(session, ledger_row.person_id))
+    earlier = outbox.thread_of(session, crm, item.conversation_key)
+    tried_before = earlier is not None and earlier.closed_at is None  # an earlier write may have opened its case
     thread = outbox.open_thread(session, crm, item.conversation_key, target.queue, now=now)
     new_case = None if thread.record_id else CaseSpec(
-        key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context))
+        key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context),
+        may_exist=tried_before)
     return HistoryWrite(
         key=row.idempotency_key, person_id=ledger_row.person_id, interaction=item,
         fields=_render(policy.task_templates, context),
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
-        case_id=thread.record_id, new_case=new_case)
+        case_id=thread.record_id, new_case=new_case, first_attempt=row.attempts == 1)
 
 
 def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: WriteOutcome, crm: str,

@@ -7,6 +7,7 @@ comments, call counts), not at what the connector says it did.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -263,3 +264,19 @@ def test_api_calls_for_a_batch_of_twenty(zendesk_sandbox: EmulatorServer) -> Non
     # the new tickets' requesters were created in this call. 1 + 12 + 5 = 18 for 20 interactions.
     assert sum(emu.calls.values()) <= 18, dict(emu.calls)
     assert len(emu.tickets()) == 10 and sum(len(emu.comments(t["id"])) for t in emu.tickets()) == 25  # 5x(2) + 5x(1+2)
+
+
+def test_first_attempts_skip_the_checks_for_an_earlier_copy(zendesk_sandbox: EmulatorServer) -> None:
+    """Writes never sent before cannot be on their ticket yet: no comment reads, same result."""
+    emu = emu_of(zendesk_sandbox)
+    user, ticket = seeded(emu)
+    item = sms("FA1", "+14155550199", "first time")
+    careful = follow_up(1, user, ticket, item)
+    first = replace(careful, first_attempt=True)
+    emu.calls.clear()
+    assert make_crm(zendesk_sandbox).write_history([first])[0].ok
+    assert not [e for e in emu.calls if "comments" in e], dict(emu.calls)
+    emu.calls.clear()
+    assert make_crm(zendesk_sandbox).write_history([careful])[0].ok  # a retry: checks, finds it, writes nothing
+    assert [e for e in emu.calls if "comments" in e]
+    assert [c["body"] for c in emu.comments(ticket)].count("first time") == 1
