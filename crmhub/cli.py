@@ -133,6 +133,126 @@ def sandbox(
     serve_forever(base_port=base_port, state_dir=state_dir, as_json=as_json)
 
 
+@app.command()
+@for_people
+def explain(interaction: Annotated[str, typer.Argument(help="A ledger id, or channel:external_id (e.g. sms:SM...).")],
+            config: ConfigOption = None) -> None:
+    """Why an interaction went where it went: person, links, rules tried, targets, outbox state."""
+    from crmhub.ops import opened
+    from crmhub.ops.explain import explain as explain_interaction
+
+    with opened(config) as (_, store), store.transaction() as session:
+        _print_lines(explain_interaction(session, interaction).lines())
+
+
+@app.command()
+@for_people
+def route(dry_run: Annotated[bool, typer.Option("--dry-run", help="Replay the routing; write nothing.")] = False,
+          since: Annotated[str, typer.Option(help="How far back to replay (e.g. 7d, 12h).")] = "7d",
+          config: ConfigOption = None) -> None:
+    """Replay recent routing decisions against the current rules and print what would change."""
+    from datetime import UTC, datetime
+
+    from crmhub.config import parse_duration
+    from crmhub.ops import OpsError, opened
+    from crmhub.ops.dry_run import replay_routing
+
+    if not dry_run:
+        raise OpsError("only `crmhub route --dry-run` exists: routing itself runs in `crmhub sync` and `crmhub run`")
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise OpsError(f"--since: {exc}") from None
+    with opened(config) as (loaded, store):
+        _print_lines(replay_routing(loaded, store, since=window, now=datetime.now(UTC)).lines())
+
+
+deadletters_app = typer.Typer(no_args_is_help=True, help="List, show, replay or discard dead letters.")
+app.add_typer(deadletters_app, name="deadletters")
+
+
+@deadletters_app.command("list")
+@for_people
+def deadletters_list(source: Annotated[str | None, typer.Option(
+                         help="Only this source (twilio, x, deliver:salesforce, or deliver for every CRM).")] = None,
+                     config: ConfigOption = None) -> None:
+    """Open dead letters: id, source, item, reason, age."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from crmhub.ops import opened
+    from crmhub.ops.deadletters import list_open
+
+    with opened(config) as (_, store), store.transaction() as session:
+        rows = list_open(session, source=source)
+    console = Console(soft_wrap=True)
+    if not rows:
+        console.print("No open dead letters.", highlight=False)
+        return
+    table = Table(title=f"Open dead letters ({len(rows)})")
+    for column in ("id", "source", "item", "reason", "age"):  # only the reason wraps
+        table.add_column(column, overflow="fold", no_wrap=column != "reason", min_width=20 if column == "reason" else None)
+    now = datetime.now(UTC)
+    for row in rows:
+        table.add_row(*row.line(now))
+    console.print(table)
+
+
+@deadletters_app.command("show")
+@for_people
+def deadletters_show(dead_letter: Annotated[int, typer.Argument(help="The dead letter's id.")],
+                     config: ConfigOption = None) -> None:
+    """One dead letter with its payload (message text redacted)."""
+    from crmhub.ops import opened
+    from crmhub.ops.deadletters import show
+
+    with opened(config) as (_, store), store.transaction() as session:
+        _print_lines(show(session, dead_letter))
+
+
+@deadletters_app.command("replay")
+@for_people
+def deadletters_replay(dead_letter: Annotated[int, typer.Argument(help="The dead letter's id.")],
+                       config: ConfigOption = None) -> None:
+    """Deliveries: back to pending for the next sync. Source items: resolved once they are in the ledger."""
+    from datetime import UTC, datetime
+
+    from crmhub.ops import OpsError, opened
+    from crmhub.ops.deadletters import replay
+
+    with opened(config) as (_, store), store.transaction() as session:
+        done = replay(session, dead_letter, now=datetime.now(UTC))
+    if not done.resolved:
+        raise OpsError(done.message)
+    _print_lines([done.message])
+
+
+@deadletters_app.command("discard")
+@for_people
+def deadletters_discard(dead_letter: Annotated[int, typer.Argument(help="The dead letter's id.")],
+                        reason: Annotated[str | None, typer.Option(help="Why, kept with the dead letter.")] = None,
+                        config: ConfigOption = None) -> None:
+    """Mark a dead letter resolved as 'discarded'."""
+    from datetime import UTC, datetime
+
+    from crmhub.ops import opened
+    from crmhub.ops.deadletters import discard
+
+    with opened(config) as (_, store), store.transaction() as session:
+        _print_lines([discard(session, dead_letter, now=datetime.now(UTC), reason=reason)])
+
+
+def _print_lines(lines: list[str]) -> None:
+    """Lines as they are (no markup, no wrapping), through rich."""
+    from rich.console import Console
+
+    console = Console(soft_wrap=True, highlight=False)
+    for line in lines:
+        console.print(line, markup=False)
+
+
 def _hub(config: Path | None) -> Any:
     """The configured hub, logs set up as settings say (a context manager closing the store)."""
     from crmhub.app import build_hub
