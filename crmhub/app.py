@@ -23,6 +23,7 @@ from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
 from crmhub.connectors.twilio import TwilioChannel
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
+from crmhub.metrics import Metrics
 from crmhub.model import QueueTarget
 from crmhub.store import StateStore, open_store
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
@@ -69,6 +70,12 @@ class Hub:
             name: builders[name](config, retrier) for name in settings.crms.enabled_names() if name in builders}
         self.router = build_router(config)
         self.policies = {name: build_policy(config, name) for name in self.crms}
+        channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
+        self.metrics = Metrics(store, crms=list(self.crms), channels=channels, webhook_sources=channels,
+                               clock=self.clock)
+        for connector in (self.twilio, self.x, *self.crms.values()):
+            if connector is not None:
+                connector.http_observer = self.metrics.http_observer(connector.name)
 
     def sync_once(self) -> Cycle:
         """Poll every channel, refresh the mirrors, route, and deliver to every CRM."""
@@ -91,8 +98,9 @@ class Hub:
                 streams.append(("calls", twilio.call_pages))
 
             def poll_twilio() -> list[PollReport]:
-                return [poll_stream(self.store, source="twilio", stream=name, partition=twilio.account_sid,
-                                    pages=pages, now=self.clock()) for name, pages in streams]
+                return [self.metrics.record_poll(poll_stream(
+                    self.store, source="twilio", stream=name, partition=twilio.account_sid, pages=pages,
+                    now=self.clock())) for name, pages in streams]
 
             jobs["twilio"] = poll_twilio
         if self.x is not None:
@@ -103,14 +111,15 @@ class Hub:
             ) if on]
 
             def poll_x() -> list[PollReport]:
-                return [poll_stream(self.store, source="x", stream=name, partition=x.account_handle, pages=pages,
-                                    now=self.clock()) for name, pages in streams]
+                return [self.metrics.record_poll(poll_stream(
+                    self.store, source="x", stream=name, partition=x.account_handle, pages=pages,
+                    now=self.clock())) for name, pages in streams]
 
             jobs["x"] = poll_x
         return jobs
 
     def webhook_app(self) -> FastAPI:
-        """The webhook receiver, storing through the same ledger path as the polls."""
+        """The webhook receiver, storing through the same ledger path as the polls; with /metrics and /healthz."""
         settings = self.config.settings
         enabled = settings.channels.enabled_names()
         hooks = settings.webhooks
@@ -123,7 +132,9 @@ class Hub:
                           public_url=str(hooks.public_url) if hooks.public_url else None,
                           x_consumer_secret=secret("channels.x.consumer_secret", "x"),
                           default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
-                          x_account=self.x.account_handle if self.x else None)
+                          x_account=self.x.account_handle if self.x else None,
+                          metrics=self.metrics.webhook_outcome, registry=self.metrics.registry,
+                          health=self.metrics.health)
 
     def poll_interval(self, channel: str) -> timedelta:
         section = getattr(self.config.settings.channels, channel)
@@ -131,12 +142,14 @@ class Hub:
 
     def refresh_mirror(self, crm: str) -> int:
         connector = self.crms[crm]
-        return refresh_mirror(self.store, connector, list(connector.objects), now=self.clock())
+        changed = refresh_mirror(self.store, connector, list(connector.objects), now=self.clock())
+        self.metrics.record_mirror(crm)
+        return changed
 
     def route_and_deliver(self) -> tuple[int, list[DeliveryReport]]:
         """Route every new ledger row, then deliver every due outbox row to each CRM."""
         processed = process_pending(self.store, self.router, list(self.crms), now=self.clock())
-        reports = [deliver(self.store, crm, self.policies[name], now=self.clock())
+        reports = [self.metrics.record_delivery(deliver(self.store, crm, self.policies[name], now=self.clock()))
                    for name, crm in self.crms.items()]
         return processed, reports
 

@@ -28,6 +28,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from crmhub.app import Hub
+from crmhub.metrics import JobRecords
 from crmhub.webhooks import WebhookServer
 
 log = structlog.get_logger("crmhub.scheduler")
@@ -40,7 +41,7 @@ def build_scheduler(hub: Hub) -> BackgroundScheduler:
                                     job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None})
 
     def add(job_id: str, every: timedelta, fn: Callable[[], Any]) -> None:
-        scheduler.add_job(_logged(job_id, fn), "interval", seconds=every.total_seconds(), id=job_id, name=job_id)
+        scheduler.add_job(_logged(job_id, fn, hub.metrics.jobs), "interval", seconds=every.total_seconds(), id=job_id, name=job_id)
 
     for name, poll in hub.polls().items():
         add(f"poll:{name}", hub.poll_interval(name), poll)
@@ -50,14 +51,23 @@ def build_scheduler(hub: Hub) -> BackgroundScheduler:
     return scheduler
 
 
-def _logged(job_id: str, fn: Callable[[], Any]) -> Callable[[], None]:
-    """Run a job; a failure is logged with its reason and the next run tries again."""
+def _logged(job_id: str, fn: Callable[[], Any], records: JobRecords | None = None) -> Callable[[], None]:
+    """Run a job; a failure is logged with its reason and the next run tries again.
+
+    With `records`, every run is recorded (ok or failed, when, the error's type) for
+    /healthz and `crmhub_job_runs_total`.
+    """
 
     def run() -> None:
         try:
             fn()
         except Exception as exc:  # noqa: BLE001  # a job must never take the daemon down
             log.error("job failed", job=job_id, error=type(exc).__name__, reason=str(exc)[:300])
+            if records is not None:
+                records.failed(job_id, exc)
+        else:
+            if records is not None:
+                records.ok(job_id)
 
     return run
 
@@ -73,7 +83,7 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None) -> None:
         signal.signal(sig, lambda *_: stop.set())
     hooks = hub.config.settings.webhooks
     server = WebhookServer(hub.webhook_app(), host=hooks.host, port=hooks.port).start() if hooks.enabled else None
-    _logged("catch-up", hub.sync_once)()
+    _logged("catch-up", hub.sync_once, hub.metrics.jobs)()
     scheduler = build_scheduler(hub)
     scheduler.start()
     log.info("running", jobs=[job.id for job in scheduler.get_jobs()], webhooks=server.url if server else None)

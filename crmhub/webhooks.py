@@ -20,6 +20,10 @@ One FastAPI app (`create_app`), served in the daemon's process or on its own
 X events are verified, then, given our account (`x_account`), translated by
 `crmhub.connectors.x_hooks` into the X poller's Interactions and stored the
 same way; a custom `on_x_event(payload)` replaces that.
+
+Given a `registry`, the app also serves `GET /metrics` (Prometheus text
+exposition); given a `health` check, `GET /healthz` answers its report, 200
+while the state store is reachable and 503 when not (see `crmhub.metrics`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
@@ -61,6 +66,8 @@ XEventFn = Callable[[dict[str, Any]], object]
 """Called with each signed X Account Activity payload (parsed JSON object)."""
 MetricsFn = Callable[[str, str], None]
 """Called as metrics(route, outcome), e.g. ("twilio.messages", "rejected")."""
+HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
+"""Returns (ready, report): /healthz answers the report, with 503 when not ready."""
 
 MAX_BODY = 256 * 1024  # Twilio's biggest webhook (1,600-char body, 10 media URLs) is a few KB
 MAX_FIELDS = 500
@@ -74,7 +81,8 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
                x_consumer_secret: str | None, metrics: MetricsFn | None = None,
                on_status: StatusFn | None = None, on_x_event: XEventFn | None = None,
                default_region: str = "US", clock: Callable[[], datetime] | None = None,
-               x_account: str | None = None) -> FastAPI:
+               x_account: str | None = None, registry: CollectorRegistry | None = None,
+               health: HealthFn | None = None) -> FastAPI:
     """The webhook app; a source whose secret is None answers 404 on its routes.
 
     Args:
@@ -90,6 +98,8 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
         default_region: region for phone numbers written without a country code.
         clock: when a webhook was received (Twilio's message webhooks carry no time).
         x_account: our X handle (`channels.x.account`): whose events the default X handling stores.
+        registry: serve its metrics on `GET /metrics` (None: no such route).
+        health: the readiness report `GET /healthz` answers (None: a plain {"status": "ok"}).
     """
     receiver = _Receiver(ingest, twilio_auth_token=twilio_auth_token, public_url=public_url,
                          x_consumer_secret=x_consumer_secret, metrics=metrics,
@@ -102,13 +112,38 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
     app.state.rejected = receiver.rejected
     app.state.counts = receiver.counts
     app.state.statuses = receiver.on_status
-    app.add_api_route("/healthz", receiver.health, methods=["GET"])
+    if health is None:
+        app.add_api_route("/healthz", receiver.health, methods=["GET"])
+    else:
+        app.add_api_route("/healthz", _health_route(health), methods=["GET"])
+    if registry is not None:
+        app.add_api_route("/metrics", _metrics_route(registry), methods=["GET"])
     app.add_api_route("/webhooks/twilio/messages", receiver.twilio_message, methods=["POST"])
     app.add_api_route("/webhooks/twilio/status", receiver.twilio_status, methods=["POST"])
     app.add_api_route("/webhooks/twilio/calls", receiver.twilio_call, methods=["POST"])
     app.add_api_route("/webhooks/x", receiver.x_crc, methods=["GET"])
     app.add_api_route("/webhooks/x", receiver.x_event, methods=["POST"])
     return app
+
+
+def _health_route(health: HealthFn) -> Callable[[], Any]:
+    async def healthz() -> JSONResponse:
+        try:
+            ready, report = await run_in_threadpool(health)
+        except Exception as exc:  # noqa: BLE001  # a probe answers, whatever broke
+            log.error("health check failed", error=type(exc).__name__)
+            ready, report = False, {"status": "unavailable", "checks": {}}
+        return JSONResponse(report, status_code=200 if ready else 503)
+
+    return healthz
+
+
+def _metrics_route(registry: CollectorRegistry) -> Callable[[], Any]:
+    async def metrics() -> Response:
+        body = await run_in_threadpool(generate_latest, registry)  # the store's gauges query the database
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
 
 
 def ledger_ingest(store: StateStore, clock: Callable[[], datetime]) -> IngestFn:

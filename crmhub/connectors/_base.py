@@ -9,7 +9,7 @@ Nothing above `connectors/` ever sees an SDK exception type.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import ClassVar, TypeVar
@@ -29,6 +29,13 @@ class Connector:
 
     def __init__(self, retrier: Retrier | None = None) -> None:
         self.retrier = retrier or Retrier()
+        self.http_observer: Callable[[str, int, Mapping[str, str]], None] | None = None
+        """Told (path, status, headers) of every HTTP response, e.g. `Metrics.http_observer`; set any time."""
+
+    def observe_http(self, path: str, status: int, headers: Mapping[str, str]) -> None:
+        """The `build_session` observer of every connector: forwards to `http_observer` when set."""
+        if self.http_observer is not None:
+            self.http_observer(path, status, headers)
 
     def translate(self, exc: Exception) -> ConnectorError | None:
         """Map an SDK exception to crmhub's tree; None for exceptions not the SDK's.

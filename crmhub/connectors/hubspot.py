@@ -168,7 +168,14 @@ class HubSpotCrm(Connector):
         crmhub reads HubSpot's JSON as documented, 207 errors included.
         """
         fn = getattr(getattr(self._client(), api), method)
-        response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+        try:
+            response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+        except Exception as exc:
+            if _is_sdk_error(exc) and getattr(exc, "status", None):  # an HTTP answer, not a dropped connection
+                self.observe_http(f"{api}.{method}", int(exc.status), getattr(exc, "headers", None) or {})  # type: ignore[attr-defined]  # SDK errors carry status and headers
+            raise
+        self.observe_http(f"{api}.{method}", int(getattr(response, "status", 0) or 0),
+                          getattr(response, "headers", None) or {})
         data = getattr(response, "data", b"")
         return json.loads(data) if data else None
 

@@ -101,7 +101,7 @@ class SalesforceCrm(Connector):
         return self._sf
 
     def _login(self) -> Salesforce:
-        session = build_session(base_url=self.base_url, timeout=60)
+        session = build_session(base_url=self.base_url, observer=self.observe_http, timeout=60)
         common: dict[str, Any] = {"session": session, "version": self.api_version,
                                   "consumer_key": self.auth.client_id, "consumer_secret": self.auth.client_secret,
                                   "domain": _domain(self.instance_url)}
@@ -233,6 +233,7 @@ class SalesforceCrm(Connector):
         specs: dict[str, dict[str, Any]] = {}
         errors: dict[str, Exception] = {}
         queues = self.queue_ids() if any(w.new_case for w in writes) else {}
+        refreshed = False
         for write in writes:
             spec = write.new_case
             if spec is None or spec.key in specs or spec.key in errors:
@@ -240,6 +241,9 @@ class SalesforceCrm(Connector):
             record: dict[str, Any] = {"attributes": {"type": "Case"}, CASE_KEY_FIELD: spec.key, "Status": "New",
                                       "Origin": write.interaction.channel.label, **spec.fields}
             developer_name = self.queue_names.get(spec.target.queue, spec.target.queue)
+            if developer_name not in queues and not refreshed:
+                self._queues, refreshed = None, True  # an admin may have created it since: look again, once
+                queues = self.queue_ids()
             if developer_name not in queues:
                 errors[spec.key] = Rejected(
                     f"queue {developer_name!r} (routing name {spec.target.queue!r}) does not exist in this org; "
