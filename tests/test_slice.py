@@ -135,3 +135,17 @@ def test_demo_runs_from_the_command_line(tmp_path: Path, monkeypatch: pytest.Mon
     assert "VIP Queue" in result.output and "Billing Queue" in result.output
     assert "0 new" in result.output  # the second sync
     assert (tmp_path / ".crmhub/demo/crmhub.db").exists()
+
+
+
+def test_a_queue_created_after_the_failure_is_found_without_a_restart(
+        hub: Hub, salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, org: dict[str, str]) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    sf.delete("Group", org["Billing_Queue"])
+    assert hub.sync_once().deliveries[0].dead == 1
+    billing = sf.add_queue("Billing Queue", "Billing_Queue")
+    tw: Any = twilio_sandbox.emulator
+    tw.receive_message("+14155550124", OURS, "Still waiting for my refund", at=START + timedelta(minutes=60))
+    assert hub.sync_once().deliveries[0].delivered == 1  # same hub: the queue list was read again
+    [task] = [t for t in sf.records("Task") if t["Description"] == "Still waiting for my refund"]
+    assert {c["Id"]: c for c in sf.records("Case")}[task["WhatId"]]["OwnerId"] == billing

@@ -157,7 +157,8 @@ def add_dead_letter(session: Session, source: str, ref: str, reason: str, payloa
                                                              DeadLetterRow.resolved_at.is_(None)))
     if existing is not None:
         return False
-    session.add(DeadLetterRow(source=source, ref=ref, reason=reason, payload=payload, created_at=now))
+    session.add(DeadLetterRow(source=source, ref=_storable(ref), reason=_storable(reason), payload=_storable(payload),
+                              created_at=now))
     session.flush()
     return True
 
