@@ -111,6 +111,16 @@ def run(config: ConfigOption = None) -> None:
 
 @app.command()
 @for_people
+def webhooks(config: ConfigOption = None) -> None:
+    """Run only the webhook receiver (webhooks.host:port), e.g. beside a `crmhub run` with webhooks off."""
+    from crmhub.scheduler import serve_webhooks_forever
+
+    with _hub(config) as hub:
+        serve_webhooks_forever(hub)
+
+
+@app.command()
+@for_people
 def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite file from an earlier run.")]
          = False) -> None:
     """Start the sandbox, seed it, run one sync, and show what landed where."""

@@ -72,15 +72,30 @@ def _logged(job_id: str, fn: Callable[[], Any], records: JobRecords | None = Non
     return run
 
 
+def _stop_on_signals(stop: threading.Event | None) -> threading.Event:
+    stop = stop or threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def serve_webhooks_forever(hub: Hub, *, stop: threading.Event | None = None) -> None:
+    """The webhook receiver alone (`crmhub webhooks`), until SIGTERM/SIGINT."""
+    stop = _stop_on_signals(stop)
+    hooks = hub.config.settings.webhooks
+    server = WebhookServer(hub.webhook_app(), host=hooks.host, port=hooks.port).start()
+    stop.wait()
+    server.stop()
+    log.info("stopped")
+
+
 def run_forever(hub: Hub, *, stop: threading.Event | None = None) -> None:
     """Run the webhook receiver and the jobs until SIGTERM/SIGINT (or `stop`), then drain and return.
 
     The receiver starts first, so webhooks arriving during the catch-up
     cycle are stored; whatever it misses while down, the polls find.
     """
-    stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals(stop)
     hooks = hub.config.settings.webhooks
     server = WebhookServer(hub.webhook_app(), host=hooks.host, port=hooks.port).start() if hooks.enabled else None
     _logged("catch-up", hub.sync_once, hub.metrics.jobs)()

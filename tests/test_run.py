@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.settings import write_sandbox_settings
 
@@ -91,3 +93,23 @@ def test_run_takes_webhooks_and_polls_and_stores_each_message_once(
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_webhooks_command_serves_the_receiver_alone(twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    port = free_port()
+    settings = write_sandbox_settings(tmp_path, {"salesforce": "http://127.0.0.1:9", "twilio": twilio_sandbox.url},
+                                      webhooks_port=port)
+    process = subprocess.Popen([sys.executable, "-m", "crmhub", "webhooks", "--config", str(settings)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _listening(port), 30, "the webhook server")
+        forged = requests.post(f"http://127.0.0.1:{port}/webhooks/twilio/messages", data={"MessageSid": "SMx"},
+                               headers={"X-Twilio-Signature": "forged"}, timeout=10)
+        assert forged.status_code == 403
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    process.communicate()
