@@ -26,6 +26,7 @@ from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.model import QueueTarget
 from crmhub.store import StateStore, open_store
+from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
 from crmhub.sync.ingest import PollReport, poll_stream
 from crmhub.sync.mirror import refresh_mirror
@@ -69,7 +70,9 @@ class Hub:
         self.crms: dict[str, SalesforceCrm | ZendeskCrm | HubSpotCrm] = {
             name: builders[name](config, retrier) for name in settings.crms.enabled_names() if name in builders}
         self.router = build_router(config)
-        self.policies = {name: build_policy(config, name) for name in self.crms}
+        blocked = config.identities.blocked
+        self.blocklist = Blocklist.of(blocked.values, blocked.patterns)
+        self.policies = {name: build_policy(config, name, self.blocklist) for name in self.crms}
         channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
         self.metrics = Metrics(store, crms=list(self.crms), channels=channels, webhook_sources=channels,
                                clock=self.clock)
@@ -148,7 +151,8 @@ class Hub:
 
     def route_and_deliver(self) -> tuple[int, list[DeliveryReport]]:
         """Route every new ledger row, then deliver every due outbox row to each CRM."""
-        processed = process_pending(self.store, self.router, list(self.crms), now=self.clock())
+        processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
+                                    blocklist=self.blocklist)
         reports = [self.metrics.record_delivery(deliver(self.store, crm, self.policies[name], now=self.clock()))
                    for name, crm in self.crms.items()]
         return processed, reports
@@ -280,14 +284,15 @@ def _as_list(value: Any) -> list[Any]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def build_policy(config: Config, crm: str) -> DeliveryPolicy:
+def build_policy(config: Config, crm: str, blocklist: Blocklist | None = None) -> DeliveryPolicy:
     delivery = config.settings.delivery
     identity = getattr(config.identities.crms, crm)
     create = identity.create_when_unmatched if identity is not None else "none"
     task, case = _templates(config, crm)
     return DeliveryPolicy(
         task_templates=task, case_templates=case, create_contact_as=None if create == "none" else create,
-        contact_object=CONTACT_OBJECTS[crm], batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)
+        contact_object=CONTACT_OBJECTS[crm], batch_size=delivery.batch_size, max_attempts=delivery.max_attempts,
+        blocklist=blocklist or Blocklist())
 
 
 CONTACT_OBJECTS = {"salesforce": "Contact", "zendesk": "user", "hubspot": "contacts"}

@@ -321,9 +321,6 @@ class ZendeskCrm(Connector):
                     for write in writes:
                         if write.person_id == person and write.contact_id is None:
                             errors[write.key] = error
-        for write in writes:
-            if write.person_id not in users and write.key not in errors:
-                errors[write.key] = Rejected("no contact and no identities to create one from", system=self.name)
         return users, fresh
 
     def _user_fields(self, write: HistoryWrite) -> dict[str, Any]:
@@ -406,11 +403,12 @@ class ZendeskCrm(Connector):
         target = self.queues[spec.target.queue]
         record: dict[str, Any] = {
             "subject": f"{write.interaction.channel.label} conversation", **spec.fields,
-            "external_id": spec.key, "requester_id": users[write.person_id],
-            "group_id": _group_id(target.group, groups),
+            "external_id": spec.key, "group_id": _group_id(target.group, groups),
             "tags": [CRMHUB_TAG, write.interaction.channel.value, *spec.target.tags],
-            **self._comment_fields(write, users[write.person_id]),
+            **self._comment_fields(write, users.get(write.person_id)),
         }
+        if write.person_id in users:  # none for a shared (blocked) number: the API agent is the requester
+            record["requester_id"] = users[write.person_id]
         priority = spec.target.priority or target.priority
         if priority:
             record["priority"] = priority.lower()
@@ -450,10 +448,10 @@ class ZendeskCrm(Connector):
         return out
 
     # -- comments
-    def _comment_fields(self, write: HistoryWrite, user_id: int) -> dict[str, Any]:
+    def _comment_fields(self, write: HistoryWrite, user_id: int | None) -> dict[str, Any]:
         inbound = write.interaction.direction is Direction.INBOUND
         comment: dict[str, Any] = {"body": write.fields.get("body") or _body(write), "public": inbound}
-        if inbound:
+        if inbound and user_id is not None:
             comment["author_id"] = user_id
         return {"comment": comment, "metadata": {KEY_FIELD: write.key}}
 
@@ -489,7 +487,7 @@ class ZendeskCrm(Connector):
     def _update_tickets(self, chunk: list[tuple[HistoryWrite, int]], users: Mapping[int, int]
                         ) -> list[Exception | None]:
         """One update_many job adding one comment per ticket; re-checks comments before a resubmission."""
-        updates = [{"id": t, **self._comment_fields(w, users[w.person_id])} for w, t in chunk]
+        updates = [{"id": t, **self._comment_fields(w, users.get(w.person_id))} for w, t in chunk]
         already: set[int] = set()  # indexes found written on a resubmission
         attempts = 0
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind
 from crmhub.store import graph
+from crmhub.sync.blocklist import Blocklist
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,19 @@ class ContactMatch:
     fields: Mapping[str, Any]
 
 
-def contact_for(session: Session, person_id: int, crm: str, *, now: datetime) -> ContactMatch | None:
-    """The person's record in `crm`, linking it on first match; None when unknown there."""
+def contact_for(session: Session, person_id: int, crm: str, *, now: datetime,
+                blocklist: Blocklist = Blocklist()) -> ContactMatch | None:
+    """The person's record in `crm`, linking it on first match; None when unknown there.
+
+    Blocked (shared) identities never match: they would put one caller's
+    history on whichever customer happens to hold the switchboard number.
+    """
     link = graph.link_of(session, person_id, crm)
     if link is not None:
         mirrored = graph.mirror_record(session, crm, link.record_id)
         return ContactMatch(link.record_id, link.object_type, mirrored.fields if mirrored else {})
-    matches = graph.mirror_matches(session, crm, matchable(graph.identities_of(session, person_id)))
+    usable = blocklist.usable(graph.identities_of(session, person_id))
+    matches = graph.mirror_matches(session, crm, matchable(usable))
     if not matches:
         return None
     oldest = matches[0]

@@ -21,6 +21,7 @@ from crmhub.errors import TransientError
 from crmhub.model import CaseSpec, HistoryWrite, Interaction, QueueTarget, WriteOutcome
 from crmhub.store import StateStore, graph, ledger, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
+from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contact_for
 
 log = structlog.get_logger("crmhub.deliver")
@@ -43,6 +44,7 @@ class DeliveryPolicy:
     create_contact_as: str | None = None  # object to create when no contact matches
     contact_object: str = "Contact"
     batch_size: int = 50
+    blocklist: Blocklist = Blocklist()
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     retry_base: timedelta = timedelta(seconds=30)
@@ -84,10 +86,10 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
     decision = outbox.decision_of(session, row.interaction_id)
     target = QueueTarget(**decision.targets[crm]) if decision and crm in decision.targets else QueueTarget("")
     context = _template_context(item, decision.rule if decision else "", target.queue)
-    contact = contact_for(session, ledger_row.person_id, crm, now=now)
+    contact = contact_for(session, ledger_row.person_id, crm, now=now, blocklist=policy.blocklist)
     new_contact: tuple[Any, ...] = ()
-    if contact is None and policy.create_contact_as:
-        new_contact = tuple(graph.identities_of(session, ledger_row.person_id))
+    if contact is None and policy.create_contact_as:  # never a contact made of a shared number alone
+        new_contact = tuple(policy.blocklist.usable(graph.identities_of(session, ledger_row.person_id)))
     earlier = outbox.thread_of(session, crm, item.conversation_key)
     tried_before = earlier is not None and earlier.closed_at is None  # an earlier write may have opened its case
     thread = outbox.open_thread(session, crm, item.conversation_key, target.queue, now=now)

@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from crmhub.store import StateStore, graph, ledger, outbox
+from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contact_for
 from crmhub.sync.routing import Router
 
 
 def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, now: datetime,
-                    batch_size: int = 500) -> int:
+                    batch_size: int = 500, blocklist: Blocklist = Blocklist()) -> int:
     """Process every unprocessed ledger row; returns how many were processed."""
     done = 0
     while True:
@@ -30,7 +31,7 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
                 fields: dict[str, Any] = {}
                 case_open = False
                 for crm in crms:
-                    match = contact_for(session, person_id, crm, now=now)
+                    match = contact_for(session, person_id, crm, now=now, blocklist=blocklist)
                     if match is not None:
                         fields = {**match.fields, **fields}
                     thread = outbox.thread_of(session, crm, item.conversation_key)
