@@ -1,0 +1,184 @@
+"""Outages, in process: a 429 storm and a 10-minute 5xx outage in sandbox time.
+
+Both end with every message in Salesforce exactly once; the storm also bounds
+the calls the Hub spent, from the emulators' own counters, against a clean run
+of the same traffic.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from crmhub.app import Hub, build_hub
+from crmhub.config import load_config
+from crmhub.errors import TransientError
+from crmhub.sandbox import EmulatorServer, Fault, SandboxClock
+from crmhub.sandbox.settings import write_sandbox_settings
+from crmhub.store.outbox import outbox_counts
+from crmhub.store.schema import OutboxRow
+
+OURS = "+14155550100"
+KNOWN = [f"+1415555{3000 + n}" for n in range(10)]
+UNKNOWN = [f"+1415555{4000 + n}" for n in range(3)]
+SF_REST = "^/services/data/"  # the REST API, not the OAuth login
+RETRY_ATTEMPTS = 3
+
+
+def _settings(directory: Path, sf: EmulatorServer, tw: EmulatorServer) -> Path:
+    """Sandbox settings with a short retry policy (3 attempts, 10-50 ms waits, 1 s in all)."""
+    settings = write_sandbox_settings(directory, {"salesforce": sf.url, "twilio": tw.url})
+    yaml = YAML()
+    data = yaml.load(settings.read_text())
+    data["retry"] = {"max_attempts": RETRY_ATTEMPTS, "initial_wait": "10ms", "max_wait": "50ms", "max_total": "1s"}
+    with settings.open("w") as out:
+        yaml.dump(data, out)
+    return settings
+
+
+def _seed_org(sf: Any, tw: Any) -> None:
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name.replace("_", " "), name)
+    for n, phone in enumerate(KNOWN):
+        sf.insert("Contact", FirstName="Known", LastName=f"Person{n}", Phone=phone)
+    tw.add_number(OURS)
+
+
+def _send(tw: Any, count: int, *, first: int = 0, at: datetime | None = None) -> list[str]:
+    """`count` inbound SMS from known and unknown senders; returns their bodies."""
+    senders = KNOWN + UNKNOWN
+    start = at or datetime.now(UTC) - timedelta(minutes=20)
+    bodies = []
+    for n in range(first, first + count):
+        body = f"outage message {n:03d}"
+        tw.receive_message(senders[n % len(senders)], OURS, body, at=start + timedelta(seconds=5 * (n - first)))
+        bodies.append(body)
+    return bodies
+
+
+def _counts(hub: Hub) -> Counter[str]:
+    with hub.store.transaction() as session:
+        counts: Counter[str] = Counter()
+        for (_, status), n in outbox_counts(session).items():
+            counts[status] += n
+        return counts
+
+
+def _assert_exactly_once(sf: Any, bodies: list[str]) -> None:
+    tasks = sf.records("Task")
+    assert Counter(t["Description"] for t in tasks) == Counter(bodies)  # each once, none missing
+    assert len({t["Crmhub_Key__c"] for t in tasks}) == len(tasks)
+    conversations = Counter(c["Crmhub_Conversation__c"].rpartition("#")[0] for c in sf.records("Case"))
+    assert max(conversations.values()) == 1  # no conversation opened twice
+    phones = Counter(c.get("Phone") for c in sf.records("Contact"))
+    assert all(phones[p] == 1 for p in KNOWN + UNKNOWN if phones[p])  # no sender got a second Contact
+
+
+def _cycle(hub: Hub) -> bool:
+    """One sync_once; False when a transient failure ended it early (the daemon logs and goes on)."""
+    try:
+        hub.sync_once()
+    except TransientError:
+        return False
+    return True
+
+
+def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+
+    # The same traffic without faults first: what a clean run costs, per cycle.
+    _seed_org(sf, tw)
+    bodies = _send(tw, 30)
+    with build_hub(load_config(_settings(tmp_path / "clean", salesforce_sandbox, twilio_sandbox))) as hub:
+        assert _cycle(hub)
+        busy = (sf.total_calls, tw.total_calls)
+        assert _cycle(hub)
+        idle = (sf.total_calls - busy[0], tw.total_calls - busy[1])
+        assert _counts(hub) == Counter(done=30)
+    _assert_exactly_once(sf, bodies)
+
+    # The storm: fresh emulators, same traffic, the next N calls of each API refused.
+    sf.reset()
+    tw.reset()
+    _seed_org(sf, tw)
+    bodies = _send(tw, 30)
+    sf_storm, tw_storm = 7, 3
+    sf_fault = sf.faults.add(Fault(kind="rate_limit", path=SF_REST, times=sf_storm))  # 403 REQUEST_LIMIT_EXCEEDED
+    tw_fault = tw.faults.add(Fault(kind="rate_limit", times=tw_storm, retry_after=1))  # 429, Retry-After: 1
+    offset = timedelta()
+
+    def clock() -> datetime:  # only the hub's own retry schedule moves; the emulators' time does not
+        return datetime.now(UTC) + offset
+
+    cycles, failed = 0, 0
+    with build_hub(load_config(_settings(tmp_path / "storm", salesforce_sandbox, twilio_sandbox)),
+                   clock=clock) as hub:
+        for cycles in range(1, 16):
+            failed += not _cycle(hub)
+            if _counts(hub) == Counter(done=30):
+                break
+            offset += timedelta(minutes=10)  # past the outbox's retry wait (30 s, doubling per attempt)
+        assert _counts(hub) == Counter(done=30), _counts(hub)
+    _assert_exactly_once(sf, bodies)
+    assert sf_fault.hits == sf_storm and tw_fault.hits == tw_storm  # the storm happened, all of it
+
+    # Every request is one of: a refused one (counted by the fault), one the clean run also made
+    # (its busy cycle), a repeat because an operation gave up after RETRY_ATTEMPTS refusals (at most
+    # N // RETRY_ATTEMPTS times, each redoing at most one busy cycle's work), or an idle cycle's
+    # poll and mirror reads (every other cycle).
+    def bound(refused: int, clean: tuple[int, int], which: int) -> int:
+        return refused + clean[which] + (refused // RETRY_ATTEMPTS) * clean[which] + (cycles - 1) * idle[which]
+
+    print(f"\n429 storm: {cycles} cycles ({failed} ended by a transient failure); "
+          f"Salesforce calls {sf.total_calls} (clean busy cycle {busy[0]}, idle cycle {idle[0]}, "
+          f"refused {sf_storm}, bound {bound(sf_storm, busy, 0)}); Twilio calls {tw.total_calls} "
+          f"(clean {busy[1]}, idle {idle[1]}, refused {tw_storm}, bound {bound(tw_storm, busy, 1)})")
+    assert sf.total_calls <= bound(sf_storm, busy, 0)
+    assert tw.total_calls <= bound(tw_storm, busy, 1)
+    assert cycles <= 1 + (sf_storm + tw_storm) // RETRY_ATTEMPTS + 1  # never more cycles than give-ups allow
+
+
+def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_once(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, sandbox_clock: SandboxClock,
+        tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    _seed_org(sf, tw)
+    before = _send(tw, 5, at=sandbox_clock.now() - timedelta(minutes=30))
+    clock: Callable[[], datetime] = sandbox_clock.now  # the outbox's retry schedule follows sandbox time
+    with build_hub(load_config(_settings(tmp_path, salesforce_sandbox, twilio_sandbox)), clock=clock) as hub:
+        assert _cycle(hub)  # running normally: mirror read, first messages delivered
+        assert _counts(hub) == Counter(done=5)
+
+        outage = sf.faults.add(Fault(kind="server_error", path=SF_REST, status=503, times=None,
+                                     until=sandbox_clock.time() + 600))
+        during = _send(tw, 25, first=5, at=sandbox_clock.now() - timedelta(minutes=5))
+        for _ in range(3):  # the daemon's jobs during the outage: poll, mirror, deliver
+            assert not _cycle(hub)  # the mirror refresh fails...
+            hub.route_and_deliver()  # ...and the deliver job, run on its own, gets nowhere either
+            counts = _counts(hub)
+            assert counts == Counter(done=5, pending=25), counts  # pending or retrying, none dead
+            assert len(sf.records("Task")) == 5
+        with hub.store.transaction() as session:
+            waiting = session.query(OutboxRow).filter(OutboxRow.status == "pending").all()
+            assert all(row.attempts >= 1 and "503" in (row.last_error or "") for row in waiting)
+            assert all(row.next_attempt_at > sandbox_clock.now() for row in waiting)  # retrying later
+        refused = outage.hits
+        assert refused > 0
+
+        sandbox_clock.advance(601)  # the outage is over, and the rows' retry time has come
+        for _ in range(3):
+            if _cycle(hub) and _counts(hub) == Counter(done=30):
+                break
+        assert _counts(hub) == Counter(done=30), _counts(hub)
+    assert outage.hits == refused  # nothing was refused after the outage ended
+    _assert_exactly_once(sf, before + during)
+    print(f"\n10-minute outage: {refused} Salesforce calls refused with 503 during it; "
+          f"Salesforce calls in all {sf.total_calls}")
