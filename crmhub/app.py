@@ -7,7 +7,8 @@ engine's types; the engine (`crmhub.sync`) sees neither YAML nor wire formats.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -17,6 +18,7 @@ import structlog
 from fastapi import FastAPI
 
 from crmhub.config import Config
+from crmhub.errors import CrmhubError
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
 from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
@@ -29,7 +31,7 @@ from crmhub.store import StateStore, open_store
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
 from crmhub.sync.ingest import PollReport, poll_stream
-from crmhub.sync.mirror import refresh_mirror
+from crmhub.sync.mirror import mirror_loaded, refresh_mirror
 from crmhub.sync.process import process_pending
 from crmhub.sync.routing import Router, Rule
 from crmhub.webhooks import create_app, ledger_ingest
@@ -41,6 +43,14 @@ WIRED_CRMS = ("salesforce", "zendesk", "hubspot")
 WIRED_CHANNELS = ("twilio", "x")
 
 
+class CycleFailed(CrmhubError):
+    """Some steps of a cycle failed (the others ran); `cycle` says what was done and what failed."""
+
+    def __init__(self, cycle: Cycle) -> None:
+        self.cycle = cycle
+        super().__init__("; ".join(cycle.failures))
+
+
 @dataclass
 class Cycle:
     """What one sync cycle did."""
@@ -49,6 +59,16 @@ class Cycle:
     mirrored: dict[str, int] = field(default_factory=dict)
     processed: int = 0
     deliveries: list[DeliveryReport] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # "<step>: <error>", one per step that failed
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Run one step; a crmhub error is recorded and the cycle goes on with the other systems."""
+        try:
+            yield
+        except CrmhubError as exc:
+            self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            log.error("step failed", step=name, error=type(exc).__name__)
 
 
 class Hub:
@@ -81,13 +101,19 @@ class Hub:
                 connector.http_observer = self.metrics.http_observer(connector.name)
 
     def sync_once(self) -> Cycle:
-        """Poll every channel, refresh the mirrors, route, and deliver to every CRM."""
+        """Poll every channel, refresh the mirrors, route, and deliver to every CRM.
+
+        One system's failure does not hold up the others: each step's error is
+        recorded in `Cycle.failures` and the cycle goes on.
+        """
         cycle = Cycle()
-        for poll in self.polls().values():
-            cycle.polls.extend(poll())
+        for name, poll in self.polls().items():
+            with cycle.step(f"poll:{name}"):
+                cycle.polls.extend(poll())
         for name in self.crms:
-            cycle.mirrored[name] = self.refresh_mirror(name)
-        cycle.processed, cycle.deliveries = self.route_and_deliver()
+            with cycle.step(f"mirror:{name}"):
+                cycle.mirrored[name] = self.refresh_mirror(name)
+        self.route_and_deliver(cycle)
         return cycle
 
     def polls(self) -> dict[str, Callable[[], list[PollReport]]]:
@@ -149,13 +175,28 @@ class Hub:
         self.metrics.record_mirror(crm)
         return changed
 
-    def route_and_deliver(self) -> tuple[int, list[DeliveryReport]]:
-        """Route every new ledger row, then deliver every due outbox row to each CRM."""
-        processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
-                                    blocklist=self.blocklist)
-        reports = [self.metrics.record_delivery(deliver(self.store, crm, self.policies[name], now=self.clock()))
-                   for name, crm in self.crms.items()]
-        return processed, reports
+    def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:
+        """Route every new ledger row, then deliver every due outbox row to each CRM, each on its own."""
+        cycle = cycle or Cycle()
+        waiting = [name for name, crm in self.crms.items() if not mirror_loaded(self.store, name, list(crm.objects))]
+        if waiting:  # matching against a half-loaded mirror would create duplicates of existing contacts
+            cycle.failures.append(f"route: waiting for a first full contact mirror of {', '.join(waiting)}")
+            log.warning("routing waits for the contact mirror", crms=waiting)
+            return cycle
+        cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
+                                          blocklist=self.blocklist)
+        for name, crm in self.crms.items():
+            with cycle.step(f"deliver:{name}"):
+                cycle.deliveries.append(
+                    self.metrics.record_delivery(deliver(self.store, crm, self.policies[name], now=self.clock())))
+        return cycle
+
+    def deliver_job(self) -> Cycle:
+        """`route_and_deliver` for the scheduler: a failed CRM fails the job run (after the others ran)."""
+        cycle = self.route_and_deliver()
+        if cycle.failures:
+            raise CycleFailed(cycle)
+        return cycle
 
     def close(self) -> None:
         self.store.close()
@@ -292,6 +333,7 @@ def build_policy(config: Config, crm: str, blocklist: Blocklist | None = None) -
     return DeliveryPolicy(
         task_templates=task, case_templates=case, create_contact_as=None if create == "none" else create,
         contact_object=CONTACT_OBJECTS[crm], batch_size=delivery.batch_size, max_attempts=delivery.max_attempts,
+        lease=delivery.lease,
         blocklist=blocklist or Blocklist())
 
 

@@ -96,7 +96,10 @@ def sync(config: ConfigOption = None) -> None:
     from crmhub.status import print_cycle
 
     with _hub(config) as hub:
-        print_cycle(hub.sync_once())
+        cycle = hub.sync_once()
+    print_cycle(cycle)
+    if cycle.failures:
+        raise typer.Exit(1)  # the steps that could ran; print_cycle named the ones that failed
 
 
 @app.command()

@@ -47,7 +47,7 @@ def build_scheduler(hub: Hub) -> BackgroundScheduler:
         add(f"poll:{name}", hub.poll_interval(name), poll)
     for name in hub.crms:
         add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name))  # type: ignore[misc]
-    add("deliver", hub.config.settings.delivery.every, hub.route_and_deliver)
+    add("deliver", hub.config.settings.delivery.every, hub.deliver_job)
     return scheduler
 
 

@@ -68,3 +68,5 @@ def print_cycle(cycle: Any, console: Console | None = None) -> None:
     for report in cycle.deliveries:
         console.print(f"delivered to {report.crm}: {report.delivered} written, {report.retrying} to retry, "
                       f"{report.dead} dead-lettered")
+    for failure in cycle.failures:
+        console.print(f"[red]failed[/] {failure}")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from crmhub.app import Hub, build_hub
 from crmhub.cli import app
 from crmhub.config import load_config
-from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.settings import write_sandbox_settings
 
 OURS = "+14155550100"
@@ -149,3 +149,15 @@ def test_a_queue_created_after_the_failure_is_found_without_a_restart(
     assert hub.sync_once().deliveries[0].delivered == 1  # same hub: the queue list was read again
     [task] = [t for t in sf.records("Task") if t["Description"] == "Still waiting for my refund"]
     assert {c["Id"]: c for c in sf.records("Case")}[task["WhatId"]]["OwnerId"] == billing
+
+
+def test_nothing_is_routed_before_the_contact_mirror_has_loaded_once(
+        hub: Hub, salesforce_sandbox: EmulatorServer, org: dict[str, str]) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    sf.faults.add(Fault("server_error", path="/query", times=None, status=400))  # a failure not worth retrying
+    first = hub.sync_once()
+    assert any("waiting for a first full contact mirror of salesforce" in f for f in first.failures)
+    assert sf.records("Task") == [] and len(sf.records("Contact")) == 2  # no duplicate of Jane or Bob
+    sf.faults.clear()
+    hub.sync_once()
+    assert {t["Description"]: t["WhoId"] for t in sf.records("Task")}["Any update?"] == org["jane"]

@@ -300,6 +300,8 @@ class DeliverySettings(Model):
     every: PositiveDuration = Field(timedelta(seconds=10), description="How often to deliver pending outbox rows.")
     batch_size: int = Field(50, ge=1, le=1000, description="Outbox rows per delivery round.")
     max_attempts: int = Field(8, ge=1, description="Rounds before a row goes to the dead-letter table.")
+    lease: PositiveDuration = Field(timedelta(minutes=5), description="How long a claimed batch is reserved for "
+                                    "its daemon; a daemon killed mid-batch leaves it to others after this.")
 
 
 class RetrySettings(Model):

@@ -29,7 +29,12 @@ class MirrorSource(Protocol):
 
 
 def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequence[str], *, now: datetime) -> int:
-    """Bring the mirror of `source` up to date; returns how many records changed."""
+    """Bring the mirror of `source` up to date; returns how many records changed.
+
+    When an object's pages have all been read once, a `loaded` marker is
+    saved: until then matching would miss existing contacts and create
+    duplicates, so routing and delivery wait for it (`mirror_loaded`).
+    """
     changed = 0
     for object_name in object_names:
         stream = f"mirror.{object_name}"
@@ -39,5 +44,14 @@ def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequen
             with store.transaction() as session:
                 changed += upsert_mirror(session, records)
                 save_cursor(session, source.name, stream, "", next_cursor, now=now)
+        with store.transaction() as session:
+            if load_cursor(session, source.name, f"{stream}.loaded") is None:
+                save_cursor(session, source.name, f"{stream}.loaded", "", now.isoformat(), now=now)
     log.info("mirror refreshed", crm=source.name, changed=changed)
     return changed
+
+
+def mirror_loaded(store: StateStore, crm: str, object_names: Sequence[str]) -> bool:
+    """Whether every object of `crm` has been mirrored in full at least once."""
+    with store.transaction() as session:
+        return all(load_cursor(session, crm, f"mirror.{name}.loaded") is not None for name in object_names)
