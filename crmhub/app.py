@@ -38,9 +38,6 @@ from crmhub.webhooks import create_app, ledger_ingest
 
 log = structlog.get_logger("crmhub.app")
 
-# What this version can drive; other enabled CRMs and channels are reported, not silently ignored.
-WIRED_CRMS = ("salesforce", "zendesk", "hubspot")
-WIRED_CHANNELS = ("twilio", "x")
 
 
 class CycleFailed(CrmhubError):
@@ -80,10 +77,6 @@ class Hub:
         self.clock = clock or (lambda: datetime.now(UTC))
         settings = config.settings
         retrier = Retrier(_retry_policy(config))
-        self.unsupported = [name for name in (*settings.crms.enabled_names(), *settings.channels.enabled_names())
-                            if name not in (*WIRED_CRMS, *WIRED_CHANNELS)]
-        for name in self.unsupported:
-            log.warning("not wired in this version; skipped", system=name)
         self.twilio = build_twilio(config, retrier) if "twilio" in settings.channels.enabled_names() else None
         self.x = build_x(config, retrier) if "x" in settings.channels.enabled_names() else None
         builders = {"salesforce": build_salesforce, "zendesk": build_zendesk, "hubspot": build_hubspot}
@@ -120,32 +113,28 @@ class Hub:
         """One poll job per enabled channel: every stream of it, into the ledger."""
         jobs: dict[str, Callable[[], list[PollReport]]] = {}
         if self.twilio is not None:
-            twilio = self.twilio
-
-            streams = [("messages", twilio.message_pages)]
+            twilio_streams = [("messages", self.twilio.message_pages)]
             if self.config.settings.channels.twilio.calls:  # type: ignore[union-attr]  # twilio is enabled
-                streams.append(("calls", twilio.call_pages))
-
-            def poll_twilio() -> list[PollReport]:
-                return [self.metrics.record_poll(poll_stream(
-                    self.store, source="twilio", stream=name, partition=twilio.account_sid, pages=pages,
-                    now=self.clock())) for name, pages in streams]
-
-            jobs["twilio"] = poll_twilio
+                twilio_streams.append(("calls", self.twilio.call_pages))
+            jobs["twilio"] = self._poll_job("twilio", self.twilio.account_sid, twilio_streams)
         if self.x is not None:
-            x, wanted = self.x, self.config.settings.channels.x
-            streams = [(name, pages) for name, pages, on in (
-                ("mentions", x.mention_pages, wanted.mentions),  # type: ignore[union-attr]  # x is enabled
-                ("dm_events", x.dm_pages, wanted.direct_messages),  # type: ignore[union-attr]
+            wanted = self.config.settings.channels.x
+            x_streams = [(name, pages) for name, pages, on in (
+                ("mentions", self.x.mention_pages, wanted.mentions),  # type: ignore[union-attr]  # x is enabled
+                ("dm_events", self.x.dm_pages, wanted.direct_messages),  # type: ignore[union-attr]
             ) if on]
-
-            def poll_x() -> list[PollReport]:
-                return [self.metrics.record_poll(poll_stream(
-                    self.store, source="x", stream=name, partition=x.account_handle, pages=pages,
-                    now=self.clock())) for name, pages in streams]
-
-            jobs["x"] = poll_x
+            jobs["x"] = self._poll_job("x", self.x.account_handle, x_streams)
         return jobs
+
+    def _poll_job(self, source: str, partition: str,
+                  streams: list[tuple[str, Callable[[str | None], Any]]]) -> Callable[[], list[PollReport]]:
+        """Poll each stream of one source into the ledger, recording what it did."""
+
+        def poll() -> list[PollReport]:
+            return [self.metrics.record_poll(poll_stream(self.store, source=source, stream=name, partition=partition,
+                                                         pages=pages, now=self.clock())) for name, pages in streams]
+
+        return poll
 
     def webhook_app(self) -> FastAPI:
         """The webhook receiver, storing through the same ledger path as the polls; with /metrics and /healthz."""
