@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/calls_per_interaction.py
 
 sandbox: $(VENV)/.installed
 	$(BIN)/crmhub sandbox
