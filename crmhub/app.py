@@ -299,13 +299,9 @@ def build_router(config: Config) -> Router:
 
 
 def _targets(routes: Any, tags: list[str]) -> dict[str, QueueTarget]:
-    targets = {}
-    for crm in ("salesforce", "zendesk", "hubspot"):
-        route = getattr(routes, crm)
-        if route is not None:
-            route_tags = tuple(getattr(route, "tags", [])) + tuple(tags)
-            targets[crm] = QueueTarget(route.queue, getattr(route, "priority", None), route_tags)
-    return targets
+    return {crm: QueueTarget(route.queue, getattr(route, "priority", None),
+                             (*getattr(route, "tags", []), *tags))
+            for crm, route in routes.targets().items()}
 
 
 def _as_list(value: Any) -> list[Any]:

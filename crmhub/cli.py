@@ -78,11 +78,11 @@ def schema(out: Annotated[Path, typer.Option("--out", "-o", help="Directory to w
 def status(config: ConfigOption = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Print cursors, ledger, outbox and dead-letter counts of the state store."""
-    from crmhub.config import load_config
-    from crmhub.status import collect_status, print_status
+    from crmhub.ops import opened
+    from crmhub.status import print_status, store_status
 
-    loaded = load_config(config, resolve_secrets=False)
-    report = collect_status(loaded)
+    with opened(config) as (_, store):
+        report = store_status(store)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:

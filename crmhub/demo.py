@@ -38,7 +38,7 @@ MESSAGES: tuple[tuple[str, str, str, int], ...] = (
     ("+14155550123", OUR_NUMBER, "Hi, my order #1234 hasn't arrived yet", 0),
     ("+14155550124", OUR_NUMBER, "I was charged twice, I need a refund", 3),
     ("+14155550125", OUR_NUMBER, "Hello, do you ship to Canada?", 5),
-    (f"whatsapp:+14155550126", f"whatsapp:{OUR_WHATSAPP}", "Hola, ¿tienen tienda en Madrid?", 8),
+    ("whatsapp:+14155550126", f"whatsapp:{OUR_WHATSAPP}", "Hola, ¿tienen tienda en Madrid?", 8),
     ("+14155550123", OUR_NUMBER, "Any update on my order?", 42),
     ("+14155550127", OUR_NUMBER, "", 50),  # no text, no media: dead-lettered with the reason
 )

@@ -27,13 +27,13 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from crmhub.errors import ConnectorError
 from crmhub.model import OutboxStatus
 from crmhub.store import StateStore
 from crmhub.store.ledger import all_cursors, open_dead_letter_count
-from crmhub.store.schema import OutboxRow
+from crmhub.store.outbox import outbox_counts
 from crmhub.sync.deliver import DeliveryReport
 from crmhub.sync.ingest import PollReport
 
@@ -180,9 +180,8 @@ class StoreCollector(Collector):
     def _read(self) -> tuple[dict[str, int], int, dict[tuple[str, str], float]]:
         now = self.clock()
         with self.store.transaction() as session:
-            query = (select(OutboxRow.crm, func.count()).where(OutboxRow.status == OutboxStatus.PENDING.value)
-                     .group_by(OutboxRow.crm))
-            depth = {crm: count for crm, count in session.execute(query)}
+            depth = {crm: count for (crm, status), count in outbox_counts(session).items()
+                     if status == OutboxStatus.PENDING.value}
             dead_letters = open_dead_letter_count(session)
             lags: dict[tuple[str, str], float] = {}
             for cursor in all_cursors(session):

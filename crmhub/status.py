@@ -7,18 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from crmhub.store import StateStore, open_store
+from crmhub.store import StateStore
 from crmhub.store.ledger import all_cursors, ledger_counts, open_dead_letter_count
 from crmhub.store.outbox import outbox_counts
-
-
-def collect_status(config: Any) -> dict[str, Any]:
-    """Cursors, ledger, outbox and dead-letter counts of the configured state store."""
-    store = open_store(config.settings.state.url)
-    try:
-        return store_status(store)
-    finally:
-        store.close()
 
 
 def store_status(store: StateStore) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from ruamel.yaml import YAML
 
 from crmhub.app import Hub, build_hub
 from crmhub.config import load_config
-from crmhub.errors import TransientError
 from crmhub.sandbox import EmulatorServer, Fault, SandboxClock
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.outbox import outbox_counts

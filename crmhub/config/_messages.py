@@ -71,7 +71,6 @@ def from_validation_error(exc: ValidationError, doc: Document, model: type[BaseM
 
 def _sentence(error: Any, loc: Loc, model: type[BaseModel]) -> str:
     kind: str = error["type"]
-    value = error.get("input")
     name = loc[-1] if loc else ""
     parent = loc[:-1]
     if kind == "extra_forbidden":
