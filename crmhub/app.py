@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.orm import Session
 
 from crmhub.config import Config
 from crmhub.errors import CrmhubError
@@ -26,9 +27,11 @@ from crmhub.connectors.twilio import TwilioChannel
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
-from crmhub.model import QueueTarget
+from crmhub.identities import normal_handle
+from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget
 from crmhub.store import StateStore, open_store
 from crmhub.sync.blocklist import Blocklist
+from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
 from crmhub.sync.ingest import PollReport, poll_stream
 from crmhub.sync.mirror import mirror_loaded, refresh_mirror
@@ -85,6 +88,7 @@ class Hub:
         self.router = build_router(config)
         blocked = config.identities.blocked
         self.blocklist = Blocklist.of(blocked.values, blocked.patterns)
+        self.identity = build_identity_policy(config, self.blocklist)
         self.policies = {name: build_policy(config, name, self.blocklist) for name in self.crms}
         channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
         self.metrics = Metrics(store, crms=list(self.crms), channels=channels, webhook_sources=channels,
@@ -160,7 +164,12 @@ class Hub:
 
     def refresh_mirror(self, crm: str) -> int:
         connector = self.crms[crm]
-        changed = refresh_mirror(self.store, connector, list(connector.objects), now=self.clock())
+        now = self.clock()
+
+        def absorb(session: Session, records: list[MirrorRecord]) -> None:
+            IdentityGraph(session, list(self.crms), self.identity, now).absorb_records(records)
+
+        changed = refresh_mirror(self.store, connector, list(connector.objects), now=now, absorb=absorb)
         self.metrics.record_mirror(crm)
         return changed
 
@@ -173,7 +182,7 @@ class Hub:
             log.warning("routing waits for the contact mirror", crms=waiting)
             return cycle
         cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
-                                          blocklist=self.blocklist)
+                                          identity=self.identity)
         for name, crm in self.crms.items():
             with cycle.step(f"deliver:{name}"):
                 cycle.deliveries.append(
@@ -276,6 +285,20 @@ def contact_objects(config: Config, crm: str) -> list[ContactObject]:
         return []
     extra = sorted(config.routing.contact_fields())
     return [ContactObject(name, match.by_kind(), extra) for name, match in identity.objects().items()]
+
+
+def build_identity_policy(config: Config, blocklist: Blocklist) -> IdentityPolicy:
+    """identities.yaml for the engine; our own numbers and account are never a customer's statement."""
+    mappings = config.identities
+    channels = config.settings.channels
+    own: set[Identity] = set()
+    if channels.twilio is not None:
+        own |= {Identity(IdentityKind.PHONE, n) for n in (*channels.twilio.numbers, *channels.twilio.whatsapp_senders)}
+    if channels.x is not None:
+        own.add(Identity(IdentityKind.X_HANDLE, normal_handle(channels.x.account)))
+    return IdentityPolicy(blocklist=blocklist, max_per_kind=mappings.max_identities_per_kind,
+                          from_messages=mappings.join_stated, default_region=mappings.default_region,
+                          own=frozenset(own))
 
 
 def build_router(config: Config) -> Router:

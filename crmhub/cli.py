@@ -257,6 +257,58 @@ def deadletters_discard(dead_letter: Annotated[int, typer.Argument(help="The dea
         _print_lines([discard(session, dead_letter, now=datetime.now(UTC), reason=reason)])
 
 
+conflicts_app = typer.Typer(no_args_is_help=True,
+                            help="Records of one CRM that turned out to be one customer: list, resolve.")
+app.add_typer(conflicts_app, name="conflicts")
+
+
+@conflicts_app.command("list")
+@for_people
+def conflicts_list(include_resolved: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
+                   as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+                   config: ConfigOption = None) -> None:
+    """Open conflicts: the records, the one crmhub writes to, and the identities that tie them."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crmhub.ops import opened
+    from crmhub.ops.conflicts import list_conflicts
+
+    with opened(config) as (_, store), store.transaction() as session:
+        rows = list_conflicts(session, include_resolved=include_resolved)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    console = Console(soft_wrap=True)
+    if not rows:
+        console.print("No open conflicts.", highlight=False)
+        return
+    table = Table(title=f"Conflicts ({len(rows)})")
+    for column in ("id", "crm", "records", "writing to", "identities", "state"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row.id), row.crm, "\n".join(row.record_ids), row.primary_id, "\n".join(row.identities),
+                      row.resolution or "open")
+    console.print(table)
+    console.print("Merge the records in the CRM, or pick one: crmhub conflicts resolve ID --keep RECORD_ID",
+                  highlight=False)
+
+
+@conflicts_app.command("resolve")
+@for_people
+def conflicts_resolve(conflict: Annotated[int, typer.Argument(help="The conflict's id.")],
+                      keep: Annotated[str, typer.Option(help="The record crmhub writes to from now on.")],
+                      config: ConfigOption = None) -> None:
+    """Pick the record to keep writing to; crmhub moves what it wrote onto it."""
+    from datetime import UTC, datetime
+
+    from crmhub.ops import opened
+    from crmhub.ops.conflicts import resolve
+
+    with opened(config) as (_, store), store.transaction() as session:
+        _print_lines([resolve(session, conflict, keep, now=datetime.now(UTC))])
+
+
 def _print_lines(lines: list[str]) -> None:
     """Lines as they are (no markup, no wrapping), through rich."""
     from rich.console import Console

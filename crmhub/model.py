@@ -225,6 +225,8 @@ class HistoryWrite:
     case it threads into. `fields` are the admin's rendered history
     templates for the activity record. `first_attempt` lets a CRM without
     upserts skip checking for an earlier copy (the default is the careful one).
+    `relink` marks a backfill after an identity merge: the activity exists,
+    on another record, and must end up on `contact_id` (and so must its case).
     """
 
     key: str
@@ -237,6 +239,7 @@ class HistoryWrite:
     case_id: str | None = None
     new_case: CaseSpec | None = None
     first_attempt: bool = False  # True: never sent before, so nothing of it can be in the CRM yet
+    relink: bool = False  # delivered before onto another record: move it (and its case) to `contact_id`
 
 
 @dataclass(frozen=True)

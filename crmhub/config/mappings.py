@@ -153,6 +153,8 @@ class IdentityMappings(Model):
     blocked: Blocked = Field(default_factory=Blocked, description="Values and patterns never used to link persons.")
     max_identities_per_kind: int = Field(5, ge=1, description="A person with more identities of one kind stops "
                                                               "growing and is flagged for review.")
+    join_stated: bool = Field(True, description="Join an identity a customer states in a message (\"btw my "
+                                               "number is ...\") to the sender: their histories are merged.")
     crms: IdentityCrms = Field(default_factory=IdentityCrms, description="Per CRM, where identities live.")
 
     @model_validator(mode="wrap")

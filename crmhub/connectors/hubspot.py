@@ -311,6 +311,7 @@ class HubSpotCrm(Connector):
         contact_of = {w.key: w.contact_id or contacts.get(w.person_id) for w in writes}
         ticket_of = {w.key: w.case_id or (tickets.get(w.new_case.key) if w.new_case else None) for w in writes}
         self._associate_all(writes, activities, activity_type, contact_of, ticket_of, errors)
+        self._move_tickets([w for w in writes if w.relink and w.key not in errors], contact_of, ticket_of, errors)
         return [WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
                              contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
                 for w in writes]
@@ -527,6 +528,24 @@ class HubSpotCrm(Connector):
                 for (key, _), error in zip(keyed, results, strict=True):
                     if error is not None:
                         errors.setdefault(key, error)
+
+    def _move_tickets(self, relinks: Sequence[HistoryWrite], contact_of: Mapping[str, str | None],
+                      ticket_of: Mapping[str, str | None], errors: dict[str, Exception]) -> None:
+        """After an identity merge: associate each relinked ticket with the primary contact too.
+
+        HubSpot records may have many associations; the old ones stay, as
+        HubSpot's own contact merge would keep them.
+        """
+        pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for write in relinks:
+            ticket, contact = ticket_of[write.key], contact_of[write.key]
+            if ticket and contact:
+                pairs[(ticket, contact)].append(write.key)
+        for (_, keys), error in zip(pairs.items(), self._associate("tickets", "contacts", list(pairs)),
+                                       strict=True):
+            if error is not None:
+                for key in keys:
+                    errors.setdefault(key, error)
 
     # ---- batch plumbing ----------------------------------------------------------
     def _upsert(self, object_type: str, id_property: str, inputs: Mapping[str, Json]) -> dict[str, Result]:

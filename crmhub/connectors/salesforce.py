@@ -34,6 +34,8 @@ T = TypeVar("T")
 COLLECTION_LIMIT = 200  # records per sObject Collections call
 TASK_KEY_FIELD = "Crmhub_Key__c"
 CASE_KEY_FIELD = "Crmhub_Conversation__c"
+CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateable
+CONTACT_PREFIX = "003"  # Contact ids start so; a Case's ContactId takes only those (not Leads)
 SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -193,13 +195,43 @@ class SalesforceCrm(Connector):
             else:
                 ready.append(write)
         tasks = [self._task(w, contacts, cases) for w in ready]
-        for write, result in zip(ready, self._collection_upsert("Task", TASK_KEY_FIELD, tasks), strict=True):
+        case_errors = self._move_cases([w for w in ready if w.relink])
+        for write, result in zip(ready, self._upsert_tasks(ready, tasks), strict=True):
             record_id, error = result
+            error = error or (case_errors.get(write.case_id) if write.case_id else None)
             outcomes[write.key] = WriteOutcome(
                 write.key, record_id=record_id, error=error,
                 contact_id=write.contact_id or contacts.get(write.person_id),
                 case_id=write.case_id or (cases.get(write.new_case.key) if write.new_case else None))
         return [outcomes[w.key] for w in writes]
+
+    def _upsert_tasks(self, writes: Sequence[HistoryWrite], tasks: list[dict[str, Any]]
+                      ) -> list[tuple[str | None, Exception | None]]:
+        """Upsert Tasks by crmhub's key; a Task that exists already is updated without its create-only fields.
+
+        TaskSubtype can be set only on insert. A relink always finds its Task;
+        a retry of an uncertain write may: those refused for a create-only
+        field are sent once more without it (one more call, only then).
+        """
+        bodies = [_updatable(t) if w.relink else t for w, t in zip(writes, tasks, strict=True)]
+        results = self._collection_upsert("Task", TASK_KEY_FIELD, bodies)
+        again = [i for i, (w, (_, error)) in enumerate(zip(writes, results, strict=True))
+                 if not w.first_attempt and isinstance(error, Rejected)
+                 and error.code == "INVALID_FIELD_FOR_INSERT_UPDATE" and CREATE_ONLY_TASK_FIELDS & set(bodies[i])]
+        if again:
+            for i, result in zip(again, self._collection_upsert("Task", TASK_KEY_FIELD,
+                                                                [_updatable(bodies[i]) for i in again]), strict=True):
+                results[i] = result
+        return results
+
+    def _move_cases(self, relinks: Sequence[HistoryWrite]) -> dict[str, Exception]:
+        """After an identity merge: point each relinked Case at the primary Contact (one collections call)."""
+        moves = {w.case_id: w.contact_id for w in relinks
+                 if w.case_id and w.contact_id and w.contact_id.startswith(CONTACT_PREFIX)}
+        records = [{"attributes": {"type": "Case"}, "id": case_id, "ContactId": contact_id}
+                   for case_id, contact_id in moves.items()]
+        results = self._collection("PATCH", "composite/sobjects", records) if records else []
+        return {case_id: error for case_id, (_, error) in zip(moves, results, strict=True) if error is not None}
 
     def _create_contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:
         wanted: dict[int, HistoryWrite] = {}
@@ -253,7 +285,7 @@ class SalesforceCrm(Connector):
             if spec.target.priority:
                 record["Priority"] = spec.target.priority
             contact_id = write.contact_id or contacts.get(write.person_id)
-            if contact_id and contact_id.startswith("003"):
+            if contact_id and contact_id.startswith(CONTACT_PREFIX):
                 record["ContactId"] = contact_id
             specs[spec.key] = record
         cases: dict[str, str] = {}
@@ -318,6 +350,11 @@ def _first_error(content: Any) -> tuple[str, str]:
         first = content[0]
         return str(first.get("errorCode") or first.get("statusCode") or ""), str(first.get("message", ""))
     return "", str(content)[:200]
+
+
+def _updatable(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A Task body fit for updating an existing Task."""
+    return {k: v for k, v in task.items() if k not in CREATE_ONLY_TASK_FIELDS}
 
 
 def _plain(record: Mapping[str, Any]) -> dict[str, Any]:

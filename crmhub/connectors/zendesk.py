@@ -253,6 +253,11 @@ class ZendeskCrm(Connector):
         whole failed (nothing known about it), to be retried.
         """
         errors: dict[str, Exception] = {}
+        moved = self._move_tickets([w for w in writes if w.relink and w.case_id and w.contact_id])
+        if moved:
+            rest = self.write_history([w for w in writes if w.key not in moved]) if len(moved) < len(writes) else []
+            outcomes = {o.key: o for o in [*moved.values(), *rest]}
+            return [outcomes[w.key] for w in writes]
         users, fresh = self._ensure_contacts(writes, errors)
         tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors)
         done: dict[str, int] = {}  # write key -> ticket id, for writes already on their ticket
@@ -281,6 +286,24 @@ class ZendeskCrm(Connector):
                 outcomes.append(WriteOutcome(write.key, record_id=str(ticket), contact_id=contact,
                                              case_id=write.case_id or str(ticket)))
         return outcomes
+
+    def _move_tickets(self, relinks: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """After an identity merge: make the primary user the requester of each relinked ticket.
+
+        The comment is on its ticket already; moving the ticket moves it onto
+        the primary user's history. One update_many job per `batch_size` tickets.
+        """
+        moves = {int(w.case_id): int(w.contact_id) for w in relinks}  # type: ignore[arg-type]  # both set
+        tickets = sorted(moves)
+        results: dict[int, Exception | None] = {}
+        for start in range(0, len(tickets), self.batch_size):
+            chunk = tickets[start:start + self.batch_size]
+            updates = [Ticket(id=t, requester_id=moves[t]) for t in chunk]
+            outcome = self._run_job("tickets.update_many", lambda zd, u=updates: zd.tickets.update(u))  # type: ignore[misc]
+            results.update((t, error) for t, (_, error) in zip(chunk, outcome, strict=True))
+        return {w.key: WriteOutcome(w.key, record_id=w.case_id, contact_id=w.contact_id, case_id=w.case_id,
+                                    error=results.get(int(w.case_id)))  # type: ignore[arg-type]
+                for w in relinks}
 
     # -- contacts
     def _ensure_contacts(self, writes: Sequence[HistoryWrite], errors: dict[str, Exception]

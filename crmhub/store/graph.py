@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
-from crmhub.store.schema import CrmLinkRow, IdentityRow, MirrorIdentityRow, MirrorRow, PersonRow
+from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
+                                 PersonRow)
 
 
 def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
@@ -34,6 +35,36 @@ def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
     return person.id
 
 
+def holder_of(session: Session, identity: Identity) -> int | None:
+    """The person holding `identity`, if any."""
+    return session.scalar(select(IdentityRow.person_id).where(IdentityRow.kind == identity.kind.value,
+                                                              IdentityRow.value == identity.value))
+
+
+def add_identity(session: Session, person_id: int, identity: Identity) -> None:
+    """Give an identity nobody holds yet to `person_id`."""
+    session.add(IdentityRow(kind=identity.kind.value, value=identity.value, display=identity.display,
+                            person_id=person_id))
+    session.flush()
+
+
+def count_of_kind(session: Session, person_id: int, kind: IdentityKind) -> int:
+    return session.scalar(select(func.count()).select_from(IdentityRow)
+                          .where(IdentityRow.person_id == person_id, IdentityRow.kind == kind.value)) or 0
+
+
+def merge_persons(session: Session, keep: int, gone: int) -> None:
+    """Move everything of person `gone` onto `keep`: identities, CRM links, interactions, conflicts."""
+    for table in (IdentityRow, CrmLinkRow, LedgerRow):
+        session.execute(update(table).where(table.person_id == gone).values(person_id=keep))
+    for conflict in session.scalars(select(ConflictRow).where(ConflictRow.person_id == gone)):
+        session.delete(conflict)  # re-detected for the joined person by the caller
+    gone_row = session.get(PersonRow, gone)
+    if gone_row is not None:
+        gone_row.merged_into = keep
+    session.flush()
+
+
 def identities_of(session: Session, person_id: int) -> list[Identity]:
     rows = session.scalars(select(IdentityRow).where(IdentityRow.person_id == person_id).order_by(IdentityRow.id))
     return [Identity(IdentityKind(r.kind), r.value, r.display) for r in rows]
@@ -41,10 +72,22 @@ def identities_of(session: Session, person_id: int) -> list[Identity]:
 
 # ---- CRM links ---------------------------------------------------------------
 def link_of(session: Session, person_id: int, crm: str) -> CrmLinkRow | None:
-    """The person's record in `crm` (the oldest link, if ever there are several)."""
-    query = (select(CrmLinkRow).where(CrmLinkRow.person_id == person_id, CrmLinkRow.crm == crm)
-             .order_by(CrmLinkRow.id).limit(1))
-    return session.scalar(query)
+    """The person's record in `crm` that crmhub writes to: the primary of `links_of`."""
+    links = links_of(session, person_id, crm)
+    return links[0] if links else None
+
+
+def links_of(session: Session, person_id: int, crm: str) -> list[CrmLinkRow]:
+    """The person's records in `crm`, primary first: an admin's pick, else the oldest record.
+
+    "Oldest" is the CRM's own creation time where the mirror knows it, else when crmhub linked it.
+    """
+    created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
+    query = (select(CrmLinkRow)
+             .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
+             .where(CrmLinkRow.person_id == person_id, CrmLinkRow.crm == crm)
+             .order_by(CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
+    return list(session.scalars(query))
 
 
 def add_link(session: Session, person_id: int, crm: str, object_type: str, record_id: str,
@@ -96,6 +139,33 @@ def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -
                     tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
              .order_by(MirrorRow.created_at, MirrorRow.id))
     return list({row.id: row for row in session.scalars(query)}.values())  # a record may hold several
+
+
+def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[MirrorRow]:
+    """Mirrored records of any CRM holding any of `identities`."""
+    if not identities:
+        return []
+    wanted = sorted({(i.kind.value, i.value) for i in identities})
+    query = (select(MirrorRow).join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
+             .where(tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
+             .order_by(MirrorRow.id))
+    return list({row.id: row for row in session.scalars(query)}.values())
+
+
+def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
+    rows = session.execute(select(MirrorIdentityRow.kind, MirrorIdentityRow.value)
+                           .where(MirrorIdentityRow.mirror_id == mirror_id).order_by(MirrorIdentityRow.id))
+    return [Identity(IdentityKind(kind), value) for kind, value in rows]
+
+
+def known_values(session: Session, kind: IdentityKind, values: Sequence[str]) -> set[str]:
+    """Which of `values` crmhub knows as identities of `kind`, in the graph or any CRM's mirror."""
+    if not values:
+        return set()
+    graph = select(IdentityRow.value).where(IdentityRow.kind == kind.value, IdentityRow.value.in_(values))
+    mirror = select(MirrorIdentityRow.value).where(MirrorIdentityRow.kind == kind.value,
+                                                   MirrorIdentityRow.value.in_(values))
+    return set(session.scalars(graph)) | set(session.scalars(mirror))
 
 
 def mirror_record(session: Session, crm: str, record_id: str) -> MirrorRow | None:

@@ -46,10 +46,14 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     return rows
 
 
-def mark_done(session: Session, outbox_id: int, result_ref: str | None, *, now: datetime) -> None:
+def mark_done(session: Session, outbox_id: int, result_ref: str | None, *, now: datetime,
+              contact_ref: str | None = None) -> None:
+    """The CRM confirmed the write, onto `contact_ref` (the record it landed on, None for no contact)."""
     row = session.get(OutboxRow, outbox_id)
     if row is not None:
-        row.status, row.result_ref, row.done_at, row.last_error = OutboxStatus.DONE.value, result_ref, now, None
+        row.status, row.done_at, row.last_error = OutboxStatus.DONE.value, now, None
+        row.result_ref = result_ref or row.result_ref  # a relink may not name the record again
+        row.contact_ref, row.relink = contact_ref, False
 
 
 def mark_retry(session: Session, outbox_id: int, error: str, *, retry_at: datetime) -> None:

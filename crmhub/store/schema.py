@@ -128,6 +128,27 @@ class CrmLinkRow(Base):
     object_type: Mapped[str] = mapped_column(String(32))
     record_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    preferred: Mapped[bool] = mapped_column(default=False)  # an admin's pick in a conflict (`crmhub conflicts`)
+
+
+class ConflictRow(Base):
+    """Several records of one CRM turned out to be one person: an admin decides, crmhub never merges them.
+
+    Until resolved, crmhub writes to the oldest record (or the one an admin picked).
+    """
+
+    __tablename__ = "conflicts"
+    __table_args__ = (UniqueConstraint("crm", "person_id", name="uq_conflicts_crm_person"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    record_ids: Mapped[list[Any]] = mapped_column(default=list)  # oldest first
+    primary_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detected_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolution: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class MirrorRow(Base):
@@ -211,6 +232,8 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    contact_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the record it landed on
+    relink: Mapped[bool] = mapped_column(default=False)  # re-written after a merge: move it to the primary record
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)
 

@@ -1,13 +1,14 @@
 """Which CRM record is a person's: an existing link, else the mirror.
 
 Matching reads only the local mirror (no API call). When several records of
-one CRM match, the oldest wins and the person is linked to it; merging them
-is an admin's decision, never crmhub's.
+one CRM match, the person is linked to all of them, the oldest is written to,
+and the conflict is flagged: merging them is an admin's decision, never
+crmhub's. A first link also re-points what was written before it (backfill).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,23 +30,27 @@ class ContactMatch:
 
 
 def contact_for(session: Session, person_id: int, crm: str, *, now: datetime,
-                blocklist: Blocklist = Blocklist()) -> ContactMatch | None:
+                blocklist: Blocklist = Blocklist(), on_linked: Callable[[int, str], None] | None = None
+                ) -> ContactMatch | None:
     """The person's record in `crm`, linking it on first match; None when unknown there.
 
     Blocked (shared) identities never match: they would put one caller's
     history on whichever customer happens to hold the switchboard number.
     """
-    link = graph.link_of(session, person_id, crm)
-    if link is not None:
-        mirrored = graph.mirror_record(session, crm, link.record_id)
-        return ContactMatch(link.record_id, link.object_type, mirrored.fields if mirrored else {})
     usable = blocklist.usable(graph.identities_of(session, person_id))
-    matches = graph.mirror_matches(session, crm, matchable(usable))
-    if not matches:
+    linked = {link.record_id for link in graph.links_of(session, person_id, crm)}
+    added = False
+    for match in graph.mirror_matches(session, crm, matchable(usable)):
+        if match.record_id not in linked:  # a record of another person stays theirs
+            link = graph.add_link(session, person_id, crm, match.object_type, match.record_id, now=now)
+            added = added or link.person_id == person_id
+    if added and on_linked is not None:  # flags several records, re-points earlier writes
+        on_linked(person_id, crm)
+    primary = graph.link_of(session, person_id, crm)
+    if primary is None:
         return None
-    oldest = matches[0]
-    graph.add_link(session, person_id, crm, oldest.object_type, oldest.record_id, now=now)
-    return ContactMatch(oldest.record_id, oldest.object_type, oldest.fields)
+    mirrored = graph.mirror_record(session, crm, primary.record_id)
+    return ContactMatch(primary.record_id, primary.object_type, mirrored.fields if mirrored else {})
 
 
 def matchable(identities: list[Identity]) -> list[Identity]:

@@ -23,6 +23,7 @@ from crmhub.store import StateStore, graph, ledger, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contact_for
+from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 
 log = structlog.get_logger("crmhub.deliver")
 
@@ -86,7 +87,9 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
     decision = outbox.decision_of(session, row.interaction_id)
     target = QueueTarget(**decision.targets[crm]) if decision and crm in decision.targets else QueueTarget("")
     context = _template_context(item, decision.rule if decision else "", target.queue)
-    contact = contact_for(session, ledger_row.person_id, crm, now=now, blocklist=policy.blocklist)
+    relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
+    contact = contact_for(session, ledger_row.person_id, crm, now=now, blocklist=policy.blocklist,
+                          on_linked=relinker.relink)
     new_contact: tuple[Any, ...] = ()
     if contact is None and policy.create_contact_as:  # never a contact made of a shared number alone
         new_contact = tuple(policy.blocklist.usable(graph.identities_of(session, ledger_row.person_id)))
@@ -101,13 +104,15 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
         fields=_render(policy.task_templates, context),
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
-        case_id=thread.record_id, new_case=new_case, first_attempt=row.attempts == 1)
+        case_id=thread.record_id, new_case=new_case, first_attempt=row.attempts == 1 and not row.relink,
+        relink=row.relink)
 
 
 def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: WriteOutcome, crm: str,
             policy: DeliveryPolicy, report: DeliveryReport, *, now: datetime) -> None:
     if outcome.ok:
-        outbox.mark_done(session, outbox_id, outcome.record_id, now=now)
+        outbox.mark_done(session, outbox_id, outcome.record_id, now=now,
+                         contact_ref=write.contact_id or outcome.contact_id)
         if outcome.contact_id and write.contact_id is None:
             graph.add_link(session, write.person_id, crm, write.contact_object, outcome.contact_id, now=now)
         if outcome.case_id and write.new_case is not None:

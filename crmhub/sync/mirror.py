@@ -6,11 +6,12 @@ changed since the saved cursor. Each page and its cursor commit together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
 import structlog
+from sqlalchemy.orm import Session
 
 from crmhub.model import MirrorRecord
 from crmhub.store import StateStore
@@ -28,8 +29,12 @@ class MirrorSource(Protocol):
     def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]: ...
 
 
-def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequence[str], *, now: datetime) -> int:
+def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequence[str], *, now: datetime,
+                   absorb: Callable[[Session, list[MirrorRecord]], None] | None = None) -> int:
     """Bring the mirror of `source` up to date; returns how many records changed.
+
+    `absorb` sees each page in the page's transaction: the identity graph
+    joins the persons a record shows to be one (`IdentityGraph.absorb_records`).
 
     When an object's pages have all been read once, a `loaded` marker is
     saved: until then matching would miss existing contacts and create
@@ -43,6 +48,8 @@ def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequen
         for records, next_cursor in source.mirror_pages(object_name, cursor):
             with store.transaction() as session:
                 changed += upsert_mirror(session, records)
+                if absorb is not None:
+                    absorb(session, records)
                 save_cursor(session, source.name, stream, "", next_cursor, now=now)
         with store.transaction() as session:
             if load_cursor(session, source.name, f"{stream}.loaded") is None:

@@ -1,0 +1,210 @@
+"""Joining identities into persons, and what a join means for the CRM records.
+
+Facts that join two identities: a CRM record holding both (the contact
+mirror), an identity the customer states in a message (`statements`), and an
+X account's handle. When a fact joins two persons, the older person keeps
+everything and every interaction of both is re-pointed onto the person's
+primary record in each CRM (the backfill): the outbox rows already delivered
+elsewhere come due again as relinks, which the connectors apply as upserts on
+crmhub's keys, so each interaction stays exactly once per CRM.
+
+Two records of one CRM that turn out to be one person are never merged: the
+conflict is flagged (`crmhub conflicts`) and writes go to the primary record.
+Blocked (shared) identities never join anything, and a person never grows
+past `max_per_kind` identities of one kind: such a join is flagged instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import phonenumbers
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus
+from crmhub.store import conflicts, graph
+from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
+from crmhub.sync.blocklist import Blocklist
+from crmhub.sync.statements import stated_identities
+
+log = structlog.get_logger("crmhub.identity")
+MAX_CLOSURE_ROUNDS = 10  # a chain of records longer than this is not followed in one go
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """The admin's identity rules (identities.yaml) as the engine needs them."""
+
+    blocklist: Blocklist = Blocklist()
+    max_per_kind: int = 5
+    from_messages: bool = True  # join identities customers state in their messages
+    default_region: str = "US"
+    own: frozenset[Identity] = frozenset()  # our numbers and accounts: never a customer's
+
+
+@dataclass
+class IdentityGraph:
+    """The identity graph within one transaction: resolves items to persons, joins, relinks."""
+
+    session: Session
+    crms: Sequence[str]
+    policy: IdentityPolicy
+    now: datetime
+    merges: int = 0
+    _relinked: set[tuple[int, str]] = field(default_factory=set)
+
+    # ---- entry points ----------------------------------------------------
+    def person_of(self, item: Interaction) -> int:
+        """The person of `item`'s customer, after joining every fact known about them."""
+        customer = item.customer
+        person = graph.person_for(self.session, customer, now=self.now)
+        if self.policy.blocklist.blocks(customer):
+            return person  # a switchboard number joins nobody
+        facts: list[Identity] = []
+        if customer.kind is IdentityKind.X and customer.display:
+            facts.append(Identity(IdentityKind.X_HANDLE, customer.display, customer.display))
+        if self.policy.from_messages and item.direction is Direction.INBOUND and item.text:
+            facts += stated_identities(item.text, regions=self._regions(customer), own=self._own(item),
+                                       known=lambda kind, values: graph.known_values(self.session, kind, values))
+        person = self.join(person, facts)
+        return self.close_over_mirror(person)
+
+    def absorb_records(self, records: Sequence[MirrorRecord]) -> None:
+        """Mirror records just refreshed: each joins the persons holding its identities; a deleted one unlinks."""
+        for record in records:
+            if record.deleted:
+                self._unlink(record.crm, record.record_id)
+        usable = [i for r in records if not r.deleted for i in self.policy.blocklist.usable(list(r.identities))]
+        if not usable:
+            return
+        held = self._holders(usable)
+        for record in records:
+            if record.deleted:
+                continue
+            mine = self.policy.blocklist.usable(list(record.identities))
+            persons = sorted({held[(i.kind, i.value)] for i in mine if (i.kind, i.value) in held})
+            if not persons:
+                continue
+            person = persons[0]
+            for other in persons[1:]:
+                person = self.merge(person, other, why=f"{record.crm} record {record.record_id}")
+            person = self.close_over_mirror(self.join(person, mine))
+            if graph.links_of(self.session, person, record.crm):  # a further record of a linked person
+                graph.add_link(self.session, person, record.crm, record.object_type, record.record_id, now=self.now)
+                self.relink(person, record.crm)
+
+    # ---- joining ---------------------------------------------------------
+    def join(self, person: int, facts: Sequence[Identity]) -> int:
+        """Add `facts` to `person`; a fact another person holds merges the two. Returns the surviving person."""
+        for fact in self.policy.blocklist.usable(list(facts)):
+            holder = graph.holder_of(self.session, fact)
+            if holder is None:
+                if graph.count_of_kind(self.session, person, fact.kind) >= self.policy.max_per_kind:
+                    self._flag_limit(person, fact.kind)
+                    continue
+                graph.add_identity(self.session, person, fact)
+            elif holder != person:
+                person = self.merge(person, holder, why=f"{fact.kind.value} {fact.value}")
+        return person
+
+    def close_over_mirror(self, person: int) -> int:
+        """Follow CRM records: whatever a record holding one of the person's identities holds is theirs too."""
+        seen: set[int] = set()
+        for _ in range(MAX_CLOSURE_ROUNDS):
+            identities = self.policy.blocklist.usable(graph.identities_of(self.session, person))
+            rows = [r for r in graph.mirror_holding(self.session, identities) if r.id not in seen]
+            if not rows:
+                break
+            for row in rows:
+                seen.add(row.id)
+                person = self.join(person, graph.mirror_identities(self.session, row.id))
+        return person
+
+    def merge(self, a: int, b: int, *, why: str) -> int:
+        """Join persons `a` and `b` into the older one and backfill; refused (and flagged) past the identity limit."""
+        keep, gone = min(a, b), max(a, b)
+        if keep == gone:
+            return keep
+        combined = graph.identities_of(self.session, keep) + graph.identities_of(self.session, gone)
+        for kind in IdentityKind:
+            if sum(1 for i in combined if i.kind is kind) > self.policy.max_per_kind:
+                self._flag_limit(keep, kind, other=gone)
+                return a
+        graph.merge_persons(self.session, keep, gone)
+        self.merges += 1
+        log.info("persons joined", person=keep, joined=gone, fact_kind=why.split(" ")[0])
+        for crm in self.crms:
+            self.relink(keep, crm)
+        return keep
+
+    # ---- consequences for the CRMs --------------------------------------
+    def relink(self, person: int, crm: str) -> None:
+        """Re-point the person's delivered interactions onto their primary record in `crm`; flag several records."""
+        links = graph.links_of(self.session, person, crm)
+        if not links:
+            return
+        if len(links) > 1:
+            records = [link.record_id for link in links]
+            conflicts.flag(self.session, crm, person, records,
+                           f"{len(records)} {crm} records belong to one customer; crmhub writes to {records[0]}",
+                           now=self.now)
+        primary = links[0].record_id
+        mine = select(LedgerRow.id).where(LedgerRow.person_id == person)
+        self.session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.crm == crm, OutboxRow.status == OutboxStatus.DONE.value,
+                   OutboxRow.interaction_id.in_(mine),
+                   or_(OutboxRow.contact_ref.is_(None), OutboxRow.contact_ref != primary))
+            .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, next_attempt_at=self.now,
+                    done_at=None)
+            .execution_options(synchronize_session=False))
+
+    def _unlink(self, crm: str, record_id: str) -> None:
+        """A record gone from the CRM (deleted, or merged there by an admin): its person moves to what is left."""
+        link = self.session.scalar(select(CrmLinkRow).where(CrmLinkRow.crm == crm, CrmLinkRow.record_id == record_id))
+        if link is None:
+            return
+        person = link.person_id
+        self.session.delete(link)
+        self.session.flush()
+        remaining = graph.links_of(self.session, person, crm)
+        conflict = next((c for c in conflicts.listing(self.session) if c.crm == crm and c.person_id == person), None)
+        if conflict is not None and len(remaining) <= 1:
+            conflict.resolved_at, conflict.resolution = self.now, f"{record_id} gone from {crm}"
+        self.relink(person, crm)
+
+    def _flag_limit(self, person: int, kind: IdentityKind, *, other: int | None = None) -> None:
+        what = f"joining person {other}" if other is not None else "another identity"
+        conflicts.flag(self.session, "crmhub", person, [f"person:{person}", *([f"person:{other}"] if other else [])],
+                       f"{what} would give more than {self.policy.max_per_kind} {kind.value} identities; "
+                       "not joined (raise max_identities_per_kind in identities.yaml or block the shared value)",
+                       now=self.now)
+
+    # ---- helpers ---------------------------------------------------------
+    def _holders(self, identities: Sequence[Identity]) -> dict[tuple[IdentityKind, str], int]:
+        wanted = {(i.kind.value, i.value) for i in identities}
+        rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id)
+                                    .where(IdentityRow.value.in_(sorted({v for _, v in wanted}))))
+        return {(IdentityKind(k), v): p for k, v, p in rows if (k, v) in wanted}
+
+    def _regions(self, customer: Identity) -> list[str]:
+        regions = [self.policy.default_region]
+        if customer.kind is IdentityKind.PHONE:
+            try:
+                region = phonenumbers.region_code_for_number(phonenumbers.parse(customer.value))
+            except phonenumbers.NumberParseException:
+                region = None
+            if region:
+                regions.insert(0, region)
+        return regions
+
+    def _own(self, item: Interaction) -> frozenset[Identity]:
+        ours = item.recipient if item.direction is Direction.INBOUND else item.sender
+        extra = {ours}
+        if ours.kind is IdentityKind.X and ours.display:
+            extra.add(Identity(IdentityKind.X_HANDLE, ours.display))
+        return self.policy.own | extra
