@@ -252,7 +252,8 @@ def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
     queues = {name: queue.queue for name, queue in config.routing.queues.salesforce.items()}
     return SalesforceCrm(instance_url=sf.instance_url, auth=auth, objects=objects, queues=queues,
                          base_url=sf.base_url, api_version=sf.api_version,
-                         default_region=config.identities.default_region, retrier=retrier)
+                         default_region=config.identities.default_region,
+                         other_regions=config.identities.other_regions, retrier=retrier)
 
 
 def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
@@ -266,6 +267,7 @@ def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
     queues = {name: ZendeskGroup(q.group, q.priority) for name, q in config.routing.queues.zendesk.items()}
     return ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
                       base_url=zd.base_url, default_region=config.identities.default_region,
+                      other_regions=config.identities.other_regions,
                       batch_size=zd.batch_size, retrier=retrier)
 
 
@@ -275,7 +277,8 @@ def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:
     queues = {name: TicketQueue(q.pipeline, q.stage, q.owner) for name, q in config.routing.queues.hubspot.items()}
     return HubSpotCrm(access_token=config.secret("crms.hubspot.auth.access_token").get_secret_value(),
                       objects=contact_objects(config, "hubspot"), queues=queues, base_url=hs.base_url,
-                      default_region=config.identities.default_region, batch_size=hs.batch_size, retrier=retrier)
+                      default_region=config.identities.default_region,
+                      other_regions=config.identities.other_regions, batch_size=hs.batch_size, retrier=retrier)
 
 
 def contact_objects(config: Config, crm: str) -> list[ContactObject]:
@@ -298,6 +301,7 @@ def build_identity_policy(config: Config, blocklist: Blocklist) -> IdentityPolic
         own.add(Identity(IdentityKind.X_HANDLE, normal_handle(channels.x.account)))
     return IdentityPolicy(blocklist=blocklist, max_per_kind=mappings.max_identities_per_kind,
                           from_messages=mappings.join_stated, default_region=mappings.default_region,
+                          other_regions=tuple(mappings.other_regions),
                           own=frozenset(own))
 
 

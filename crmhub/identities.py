@@ -9,6 +9,8 @@ matching CRM fields that hold only a handle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import phonenumbers
 
 from crmhub.model import Identity, IdentityKind
@@ -20,8 +22,12 @@ class InvalidIdentity(ValueError):
     """The value cannot be a phone, email or X account."""
 
 
-def phone(raw: str, default_region: str = "US") -> Identity:
+def phone(raw: str, default_region: str = "US", other_regions: Sequence[str] = ()) -> Identity:
     """Parse a phone number written any common way into an E.164 identity.
+
+    A number without a country code is read in `default_region`; where it is
+    not a valid number there, the `other_regions` are tried in order (a UK
+    `(0121) 496 0745` in a US org's CRM), and the first that fits wins.
 
     Raises:
         InvalidIdentity: the text is not a possible phone number.
@@ -32,19 +38,34 @@ def phone(raw: str, default_region: str = "US") -> Identity:
     try:
         parsed = phonenumbers.parse(text, default_region.upper())
     except phonenumbers.NumberParseException as exc:
-        raise InvalidIdentity(f"not a phone number: {exc}") from exc
+        parsed = _in_other_regions(text, other_regions)
+        if parsed is None:
+            raise InvalidIdentity(f"not a phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(parsed) and not text.startswith("+"):
+        parsed = _in_other_regions(text, other_regions) or parsed
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidIdentity("not a possible phone number")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return Identity(IdentityKind.PHONE, e164, display=text)
 
 
-def try_phone(raw: str | None, default_region: str = "US") -> Identity | None:
+def _in_other_regions(text: str, regions: Sequence[str]) -> phonenumbers.PhoneNumber | None:
+    for region in regions:
+        try:
+            parsed = phonenumbers.parse(text, region.upper())
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return parsed
+    return None
+
+
+def try_phone(raw: str | None, default_region: str = "US", other_regions: Sequence[str] = ()) -> Identity | None:
     """`phone()` for messy CRM fields: None when empty or unparsable."""
     if not raw or not raw.strip():
         return None
     try:
-        return phone(raw, default_region)
+        return phone(raw, default_region, other_regions)
     except InvalidIdentity:
         return None
 
@@ -84,7 +105,8 @@ def normal_handle(handle: str) -> str:
     return handle.strip().lstrip("@").lower()
 
 
-def from_crm_field(kind: str, value: object, default_region: str = "US") -> Identity | None:
+def from_crm_field(kind: str, value: object, default_region: str = "US",
+                   other_regions: Sequence[str] = ()) -> Identity | None:
     """An identity from a CRM field mapped to `kind` (phone, email, x_handle); None when empty or invalid.
 
     CRM fields are messy and admin-typed, so a bad value is skipped, not an error.
@@ -92,7 +114,7 @@ def from_crm_field(kind: str, value: object, default_region: str = "US") -> Iden
     if not isinstance(value, str) or not value.strip():
         return None
     if kind == "phone":
-        return try_phone(value, default_region)
+        return try_phone(value, default_region, other_regions)
     if kind == "email":
         return try_email(value)
     if kind == "x_handle":

@@ -151,6 +151,9 @@ class IdentityMappings(Model):
     default_region: Region = Field("US", description="Region for phone numbers written without +country code, "
                                                      "here and in the CRMs' fields.")
     blocked: Blocked = Field(default_factory=Blocked, description="Values and patterns never used to link persons.")
+    other_regions: list[Region] = Field([], description="Regions also tried, in order, for a number without "
+                                                       "+country code that is not valid in default_region (a UK "
+                                                       "`(0121) 496 0745` in a US org).", examples=[["GB"]])
     max_identities_per_kind: int = Field(5, ge=1, description="A person with more identities of one kind stops "
                                                               "growing and is flagged for review.")
     join_stated: bool = Field(True, description="Join an identity a customer states in a message (\"btw my "

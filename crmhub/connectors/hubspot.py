@@ -99,7 +99,8 @@ class HubSpotCrm(Connector):
 
     def __init__(self, *, access_token: str, objects: Sequence[ContactObject],
                  queues: Mapping[str, TicketQueue] | None = None, base_url: str | None = None,
-                 default_region: str = "US", batch_size: int = BATCH_LIMIT, page_size: int = SEARCH_PAGE_LIMIT,
+                 default_region: str = "US", other_regions: Sequence[str] = (),
+                 batch_size: int = BATCH_LIMIT, page_size: int = SEARCH_PAGE_LIMIT,
                  timeout: float = 60.0, retrier: Retrier | None = None) -> None:
         """
         Args:
@@ -118,6 +119,7 @@ class HubSpotCrm(Connector):
         self.queues = dict(queues or {})
         self.base_url = base_url.rstrip("/") if base_url else None
         self.default_region = default_region
+        self.other_regions = tuple(other_regions)  # tried for national numbers not valid in default_region
         self.batch_size = max(1, min(batch_size, BATCH_LIMIT))
         self.page_size = max(1, min(page_size, SEARCH_PAGE_LIMIT))
         self.search_cap = SEARCH_RESULT_CAP
@@ -227,7 +229,7 @@ class HubSpotCrm(Connector):
         identities: list[Identity] = []
         for kind, names in obj.fields_by_kind.items():
             for name in names:
-                identity = from_crm_field(kind, props.get(name), self.default_region)
+                identity = from_crm_field(kind, props.get(name), self.default_region, self.other_regions)
                 if identity is not None and identity not in identities:
                     identities.append(identity)
         created = props.get(CREATED) or record.get("createdAt")

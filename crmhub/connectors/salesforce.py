@@ -66,7 +66,8 @@ class SalesforceCrm(Connector):
 
     def __init__(self, *, instance_url: str, auth: SalesforceAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, str] | None = None, base_url: str | None = None, api_version: str = "59.0",
-                 default_region: str = "US", retrier: Retrier | None = None) -> None:
+                 default_region: str = "US", other_regions: Sequence[str] = (),
+                 retrier: Retrier | None = None) -> None:
         """
         Args:
             objects: the contact-like objects to mirror and match (Contact, Lead).
@@ -80,6 +81,7 @@ class SalesforceCrm(Connector):
         self.base_url = base_url
         self.api_version = api_version
         self.default_region = default_region
+        self.other_regions = tuple(other_regions)  # tried for national numbers not valid in default_region
         self._sf: Salesforce | None = None
         self._queues: dict[str, str] | None = None
         self._fields: dict[str, frozenset[str]] = {}
@@ -152,7 +154,7 @@ class SalesforceCrm(Connector):
         identities: list[Identity] = []
         for kind, names in obj.fields_by_kind.items():
             for name in names:
-                identity = from_crm_field(kind, record.get(name), self.default_region)
+                identity = from_crm_field(kind, record.get(name), self.default_region, self.other_regions)
                 if identity is not None:
                     identities.append(identity)
         return MirrorRecord(

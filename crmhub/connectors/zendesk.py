@@ -125,7 +125,8 @@ class ZendeskCrm(Connector):
 
     def __init__(self, *, subdomain: str, auth: ZendeskAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, ZendeskGroup] | None = None, base_url: str | None = None,
-                 default_region: str = "US", batch_size: int = MAX_BULK, retrier: Retrier | None = None,
+                 default_region: str = "US", other_regions: Sequence[str] = (),
+                 batch_size: int = MAX_BULK, retrier: Retrier | None = None,
                  job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 1.0,
                  job_poll_max: float = 10.0, job_timeout: float = 120.0) -> None:
         """
@@ -147,6 +148,7 @@ class ZendeskCrm(Connector):
         self.queues = dict(queues or {})
         self.base_url = base_url
         self.default_region = default_region
+        self.other_regions = tuple(other_regions)  # tried for national numbers not valid in default_region
         self.batch_size = batch_size
         self.job_sleep = job_sleep
         self.job_poll_first = job_poll_first
@@ -210,7 +212,7 @@ class ZendeskCrm(Connector):
         identities: list[Identity] = []
         for kind, names in obj.fields_by_kind.items():
             for name in names:
-                identity = from_crm_field(kind, _field(user, name), self.default_region)
+                identity = from_crm_field(kind, _field(user, name), self.default_region, self.other_regions)
                 if identity is not None:
                     identities.append(identity)
         return MirrorRecord(

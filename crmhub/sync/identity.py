@@ -29,6 +29,7 @@ from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorR
 from crmhub.store import conflicts, graph
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
+from crmhub.sync.contacts import contact_for
 from crmhub.sync.statements import stated_identities
 
 log = structlog.get_logger("crmhub.identity")
@@ -43,6 +44,7 @@ class IdentityPolicy:
     max_per_kind: int = 5
     from_messages: bool = True  # join identities customers state in their messages
     default_region: str = "US"
+    other_regions: tuple[str, ...] = ()
     own: frozenset[Identity] = frozenset()  # our numbers and accounts: never a customer's
 
 
@@ -55,7 +57,7 @@ class IdentityGraph:
     policy: IdentityPolicy
     now: datetime
     merges: int = 0
-    _relinked: set[tuple[int, str]] = field(default_factory=set)
+    _grown: set[int] = field(default_factory=set)  # persons with new identities: they may match more records
 
     # ---- entry points ----------------------------------------------------
     def person_of(self, item: Interaction) -> int:
@@ -70,8 +72,9 @@ class IdentityGraph:
         if self.policy.from_messages and item.direction is Direction.INBOUND and item.text:
             facts += stated_identities(item.text, regions=self._regions(customer), own=self._own(item),
                                        known=lambda kind, values: graph.known_values(self.session, kind, values))
-        person = self.join(person, facts)
-        return self.close_over_mirror(person)
+        person = self.close_over_mirror(self.join(person, facts))
+        self._link_grown()
+        return person
 
     def absorb_records(self, records: Sequence[MirrorRecord]) -> None:
         """Mirror records just refreshed: each joins the persons holding its identities; a deleted one unlinks."""
@@ -96,6 +99,7 @@ class IdentityGraph:
             if graph.links_of(self.session, person, record.crm):  # a further record of a linked person
                 graph.add_link(self.session, person, record.crm, record.object_type, record.record_id, now=self.now)
                 self.relink(person, record.crm)
+        self._link_grown()
 
     # ---- joining ---------------------------------------------------------
     def join(self, person: int, facts: Sequence[Identity]) -> int:
@@ -107,6 +111,7 @@ class IdentityGraph:
                     self._flag_limit(person, fact.kind)
                     continue
                 graph.add_identity(self.session, person, fact)
+                self._grown.add(person)
             elif holder != person:
                 person = self.merge(person, holder, why=f"{fact.kind.value} {fact.value}")
         return person
@@ -135,6 +140,8 @@ class IdentityGraph:
                 self._flag_limit(keep, kind, other=gone)
                 return a
         graph.merge_persons(self.session, keep, gone)
+        self._grown.discard(gone)
+        self._grown.add(keep)
         self.merges += 1
         log.info("persons joined", person=keep, joined=gone, fact_kind=why.split(" ")[0])
         for crm in self.crms:
@@ -162,6 +169,14 @@ class IdentityGraph:
             .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, next_attempt_at=self.now,
                     done_at=None)
             .execution_options(synchronize_session=False))
+
+    def _link_grown(self) -> None:
+        """A person with new identities may now match records in any CRM: link them (and backfill onto them)."""
+        grown, self._grown = sorted(self._grown), set()
+        for person in grown:
+            for crm in self.crms:
+                contact_for(self.session, person, crm, now=self.now, blocklist=self.policy.blocklist,
+                            on_linked=self.relink)
 
     def _unlink(self, crm: str, record_id: str) -> None:
         """A record gone from the CRM (deleted, or merged there by an admin): its person moves to what is left."""
@@ -192,7 +207,7 @@ class IdentityGraph:
         return {(IdentityKind(k), v): p for k, v, p in rows if (k, v) in wanted}
 
     def _regions(self, customer: Identity) -> list[str]:
-        regions = [self.policy.default_region]
+        regions = [self.policy.default_region, *self.policy.other_regions]
         if customer.kind is IdentityKind.PHONE:
             try:
                 region = phonenumbers.region_code_for_number(phonenumbers.parse(customer.value))
