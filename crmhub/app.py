@@ -37,6 +37,7 @@ from crmhub.sync.ingest import PollReport, poll_stream
 from crmhub.sync.mirror import mirror_loaded, refresh_mirror
 from crmhub.sync.process import process_pending
 from crmhub.sync.routing import Router, Rule
+from crmhub.sync.threads import refresh_threads
 from crmhub.webhooks import create_app, ledger_ingest
 
 log = structlog.get_logger("crmhub.app")
@@ -163,6 +164,7 @@ class Hub:
         return section.poll_every  # type: ignore[no-any-return]  # a timedelta by the settings model
 
     def refresh_mirror(self, crm: str) -> int:
+        """Refresh `crm`'s contact mirror, then its case states (closed/reopened); returns contacts changed."""
         connector = self.crms[crm]
         now = self.clock()
 
@@ -171,6 +173,7 @@ class Hub:
 
         changed = refresh_mirror(self.store, connector, list(connector.objects), now=now, absorb=absorb)
         self.metrics.record_mirror(crm)
+        refresh_threads(self.store, connector, now=self.clock())
         return changed
 
     def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:
@@ -345,7 +348,7 @@ def build_policy(config: Config, crm: str, blocklist: Blocklist | None = None) -
     return DeliveryPolicy(
         task_templates=task, case_templates=case, create_contact_as=None if create == "none" else create,
         contact_object=CONTACT_OBJECTS[crm], batch_size=delivery.batch_size, max_attempts=delivery.max_attempts,
-        lease=delivery.lease,
+        lease=delivery.lease, reopen_window=config.settings.threads.reopen_window,
         blocklist=blocklist or Blocklist())
 
 

@@ -227,6 +227,11 @@ class HistoryWrite:
     upserts skip checking for an earlier copy (the default is the careful one).
     `relink` marks a backfill after an identity merge: the activity exists,
     on another record, and must end up on `contact_id` (and so must its case).
+    `reopen` says the case `case_id` was closed in the CRM and the message
+    falls within the reopen window: the connector sets the case open again
+    (in the same batched calls, idempotently) before threading into it; the
+    queue matters where the CRM's open states belong to a queue (HubSpot's
+    pipeline stages).
     """
 
     key: str
@@ -240,6 +245,29 @@ class HistoryWrite:
     new_case: CaseSpec | None = None
     first_attempt: bool = False  # True: never sent before, so nothing of it can be in the CRM yet
     relink: bool = False  # delivered before onto another record: move it (and its case) to `contact_id`
+    reopen: QueueTarget | None = None  # set: `case_id` is closed in the CRM; reopen it (into this queue) first
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """One of crmhub's cases as the CRM holds it now: open, or closed since `closed_at`.
+
+    `case_key` is crmhub's key of the case (`<conversation>#<seq>`); `closed_at`
+    is the close time as the CRM reports it (None: open, e.g. reopened by an
+    agent); `modified_at` is the CRM's last change of the record, so an older
+    state read late never overrides a newer one. `final`: closed for good,
+    the CRM refuses to reopen it (a Zendesk ticket in status `closed`).
+    """
+
+    case_key: str
+    record_id: str
+    closed_at: datetime | None
+    modified_at: datetime
+    final: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ missed runs coalesced into one:
 
 * `poll:twilio`   every `channels.twilio.poll_every` (messages, and calls when `calls: true`)
 * `poll:x`        every `channels.x.poll_every` (mentions, DMs)
-* `mirror:<crm>`  every `MIRROR_EVERY` (a setting comes with issue 6)
+* `mirror:<crm>`  every `MIRROR_EVERY`: the contact mirror, then the case states (a setting comes with issue 6)
 * `deliver`       every `delivery.every`: route new ledger rows, then write the outbox
 
 SIGTERM and SIGINT stop the scheduler and wait for running jobs to finish

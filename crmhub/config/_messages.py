@@ -35,6 +35,12 @@ _PATTERN_HINTS = {
     "language": ("{value} is not a language code", "write an ISO 639-1 code in lower case, e.g. en, es"),
 }
 
+# Keys that moved to another file: (model, key) -> where they live now.
+_MOVED = {
+    ("RoutingRules", "reopen_window"): "it moved to settings.yaml; remove it here and write threads: "
+                                       "{ reopen_window: 3d } in settings.yaml",
+}
+
 
 def key_path(loc: Sequence[str | int]) -> str:
     """`('rules', 2, 'route')` -> `rules[2].route`."""
@@ -92,6 +98,9 @@ def _unknown_key(name: str, parent: Loc, model: type[BaseModel]) -> str:
     holder = _model_at(model, parent)
     valid = list(holder.model_fields) if holder is not None else []
     where = f"in {key_path(parent)}" if parent else "at the top level"
+    moved = _MOVED.get((holder.__name__ if holder is not None else "", name))
+    if moved:
+        return f"unknown key '{name}' {where}: {moved}"
     keyed_by = getattr(holder, "keyed_by", "") if holder is not None else ""
     if keyed_by in _KEYED_NAMES:
         names = _KEYED_NAMES[keyed_by]

@@ -8,7 +8,7 @@ enabled in settings.yaml, rule names are unique) live in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,6 @@ from pydantic import BeforeValidator, Field, model_validator
 from crmhub.config._types import (
     DAYS,
     PHONE_REGION,
-    Duration,
     IdentityValue,
     Regex,
     Region,
@@ -287,8 +286,6 @@ class RoutingRules(Model):
     rules: list[Rule] = Field([], description="Ordered; the first match wins.")
     default: Routes = Field(description="Where everything else goes (every enabled CRM).",
                             examples=[{"salesforce": {"queue": "support"}}])
-    reopen_window: Duration = Field(timedelta(days=7), description="A closed case younger than this is reopened; "
-                                                                   "an older one gets a new case.")
 
     @property
     def tzinfo(self) -> ZoneInfo:

@@ -304,6 +304,15 @@ class DeliverySettings(Model):
                                     "its daemon; a daemon killed mid-batch leaves it to others after this.")
 
 
+class ThreadSettings(Model):
+    """How follow-up messages thread into a conversation's case."""
+
+    reopen_window: Duration = Field(
+        timedelta(days=3), description="A message sent at most this long after its conversation's case was closed "
+                                       "in the CRM reopens that case; a later one opens a new case. Measured from "
+                                       "the close time the CRM reports to the message's own time.")
+
+
 class RetrySettings(Model):
     """The one retry layer around every API call."""
 
@@ -326,6 +335,7 @@ class Settings(Model):
                                       examples=[{"twilio": {"account_sid": "AC...", "numbers": ["+14155550100"]}}])
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook server.")
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
+    threads: ThreadSettings = Field(default_factory=ThreadSettings, description="Threading into cases.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries of API calls.")
     mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "
                                                                  "history.yaml, relative to the settings file.")

@@ -16,13 +16,21 @@ reaches 10,000 results at most, so past that the search starts again from the
 last `lastmodifieddate` seen. The first load is the same search without the
 filter.
 
+Case states: the same search over tickets that have `crmhub_conversation`,
+by `hs_lastmodifieddate`. A ticket is closed when its pipeline stage's
+metadata says `ticketState: CLOSED` (pipelines are read once, and again when
+a ticket names a stage not seen yet); its close time is `closed_date`, which
+HubSpot sets when a ticket enters a closed stage, else its last modification.
+
 Writes are batched (100 inputs per call at most) and idempotent:
 
 * contacts: one search for the new persons' identity values, then one batch
   create of the persons not found, run as one retried operation, so a retry
   after a timeout finds what the first attempt created;
 * tickets: batch upsert by the unique custom property `crmhub_conversation`
-  (`CaseSpec.key`), routed to the queue's pipeline, stage and owner;
+  (`CaseSpec.key`), routed to the queue's pipeline, stage and owner; a
+  closed ticket the engine asks to reopen goes back to its queue's pipeline
+  and stage by batch update (its owner stays);
 * activities: batch upsert by the unique custom property `crmhub_key`
   (`HistoryWrite.key`) as communications (SMS, WhatsApp), calls, or notes
   (anything else);
@@ -56,7 +64,9 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, PermanentError, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind, normal_handle
-from crmhub.model import Channel, Direction, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome
+from crmhub.model import (
+    CaseState, Channel, Direction, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome,
+)
 
 BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
 SEARCH_PAGE_LIMIT = 200  # results per search page
@@ -66,6 +76,8 @@ IN_VALUES_LIMIT = 100  # values of one IN filter
 CASE_KEY = "crmhub_conversation"
 ACTIVITY_KEY = "crmhub_key"
 MODIFIED = "lastmodifieddate"
+TICKET_MODIFIED = "hs_lastmodifieddate"
+CLOSED_DATE = "closed_date"
 CREATED = "createdate"
 PROPERTY_GROUPS = {"tickets": "ticketinformation", "communications": "communication", "calls": "call",
                    "notes": "note"}
@@ -195,24 +207,48 @@ class HubSpotCrm(Connector):
     def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
         """Contacts changed since the cursor (inclusive), oldest change first, with the cursor after each page."""
         obj = self.objects[object_name]
-        properties = sorted({MODIFIED, CREATED, *obj.extra_fields,
-                             *(f for names in obj.fields_by_kind.values() for f in names)})
+        properties = [CREATED, *obj.extra_fields, *(f for names in obj.fields_by_kind.values() for f in names)]
+        for results, newest in self._changed_since(object_name, MODIFIED, properties, since):
+            yield [self._mirror_record(obj, r) for r in results], newest
+
+    def case_pages(self, since: str | None) -> Iterator[tuple[list[CaseState], str]]:
+        """crmhub's tickets changed since the cursor (inclusive; all of them when None), with the cursor after each page.
+
+        A ticket is closed when its pipeline stage's `ticketState` is CLOSED;
+        the close time is its `closed_date` (set when it enters a closed
+        stage), else its last modification.
+        """
+        self.ensure_key_property("tickets", CASE_KEY)  # a search filter on a missing property is refused
+        properties = [CASE_KEY, "hs_pipeline", "hs_pipeline_stage", CLOSED_DATE]
+        ours = {"propertyName": CASE_KEY, "operator": "HAS_PROPERTY"}
+        reread = [False]  # pipelines are read again once per refresh when a stage is unknown (an admin added it)
+        for results, newest in self._changed_since("tickets", TICKET_MODIFIED, properties, since, [ours]):
+            yield [self._case_state(r, reread) for r in results], newest
+
+    def _changed_since(self, object_type: str, modified: str, properties: Sequence[str], since: str | None,
+                       filters: Sequence[Json] = ()) -> Iterator[tuple[list[Json], str]]:
+        """Records whose `modified` is at or after `since` (every one when None), oldest first, a page at a time.
+
+        Yields each page with the newest `modified` value so far (the cursor to
+        save). A search query reaches `search_cap` results at most, so past that
+        the search starts again from the newest value seen.
+        """
         floor, after, reached = since, None, 0
         newest: str | None = None
         while True:
-            body: Json = {"sorts": [{"propertyName": MODIFIED, "direction": "ASCENDING"}],
-                          "properties": properties, "limit": self.page_size}
-            if floor:
-                body["filterGroups"] = [{"filters": [{"propertyName": MODIFIED, "operator": "GTE",
-                                                      "value": _epoch_ms(floor)}]}]
+            body: Json = {"sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+                          "properties": sorted({modified, *properties}), "limit": self.page_size}
+            conditions = [*filters, *([{"propertyName": modified, "operator": "GTE", "value": _epoch_ms(floor)}]
+                                      if floor else [])]
+            if conditions:
+                body["filterGroups"] = [{"filters": conditions}]
             if after:
                 body["after"] = after
-            answer = self.api("search", "search", "do_search", object_name, body) or {}
+            answer = self.api("search", "search", "do_search", object_type, body) or {}
             results = answer.get("results") or []
             if results:
-                mirrored = [self._mirror_record(obj, r) for r in results]
-                newest = _iso(max(m.modified_at for m in mirrored))
-                yield mirrored, newest
+                newest = _iso(max(_parse_datetime(_modified(r, modified)) for r in results))
+                yield results, newest
             after = ((answer.get("paging") or {}).get("next") or {}).get("after")
             reached += len(results)
             if not after or not results:
@@ -220,9 +256,28 @@ class HubSpotCrm(Connector):
             if reached + self.page_size > self.search_cap:
                 # HubSpot's 10,000-result cap: start a new query where this one got to.
                 if newest == floor:
-                    raise PermanentError(f"more than {self.search_cap} {object_name} share lastmodifieddate "
+                    raise PermanentError(f"more than {self.search_cap} {object_type} share {modified} "
                                          f"{newest}; the search cannot page past them", system=self.name)
                 floor, after, reached = newest, None, 0
+
+    def _case_state(self, record: Mapping[str, Any], reread: list[bool]) -> CaseState:
+        props = record.get("properties") or {}
+        modified = _parse_datetime(_modified(record, TICKET_MODIFIED))
+        closed = self._stage_closed(str(props.get("hs_pipeline") or ""), str(props.get("hs_pipeline_stage") or ""),
+                                    reread)
+        closed_at = (_parse_datetime(props[CLOSED_DATE]) if props.get(CLOSED_DATE) else modified) if closed else None
+        return CaseState(case_key=str(props[CASE_KEY]), record_id=str(record["id"]), closed_at=closed_at,
+                         modified_at=modified)
+
+    def _stage_closed(self, pipeline_id: str, stage_id: str, reread: list[bool]) -> bool:
+        """Whether a ticket stage is a closed one (its metadata's `ticketState` is CLOSED)."""
+        stage = _stage(self.ticket_pipelines(), pipeline_id, stage_id)
+        if stage is None and not reread[0]:
+            reread[0], self._pipelines = True, None
+            stage = _stage(self.ticket_pipelines(), pipeline_id, stage_id)
+        metadata = (stage or {}).get("metadata") or {}
+        # Ticket stages say `ticketState: OPEN|CLOSED`; the older pipelines API (and deal stages) `isClosed`.
+        return str(metadata.get("ticketState", "")).upper() == "CLOSED" or str(metadata.get("isClosed")) == "true"
 
     def _mirror_record(self, obj: ContactObject, record: Mapping[str, Any]) -> MirrorRecord:
         props = record.get("properties") or {}
@@ -291,11 +346,14 @@ class HubSpotCrm(Connector):
         errors: dict[str, Exception] = {}
         contacts, contact_errors = self._contacts(writes)
         tickets, ticket_errors = self._tickets(writes, contacts)
+        reopen_errors = self._reopen_tickets(writes)
         by_type: dict[str, dict[str, Json]] = defaultdict(dict)
         for write in writes:
             error = contact_errors.get(write.person_id) if write.contact_id is None else None
             if error is None and write.new_case is not None:
                 error = ticket_errors.get(write.new_case.key)
+            if error is None and write.reopen is not None and write.case_id:
+                error = reopen_errors.get(write.case_id)
             if error is not None:
                 errors[write.key] = error
                 continue
@@ -453,6 +511,35 @@ class HubSpotCrm(Connector):
                 errors[key] = error
                 del tickets[key]
         return tickets, errors
+
+    def _reopen_tickets(self, writes: Sequence[HistoryWrite]) -> dict[str, Exception]:
+        """Move the closed tickets the writes reopen back to their queue's stage: errors by ticket id.
+
+        One batch update per `batch_size` tickets; the owner stays (the agent
+        who handled the ticket gets it back). Moving a ticket twice is harmless.
+        """
+        inputs: dict[str, Json] = {}
+        errors: dict[str, Exception] = {}
+        for write in writes:
+            ticket_id = write.case_id
+            if write.reopen is None or not ticket_id or ticket_id in inputs or ticket_id in errors:
+                continue
+            stage = self._stage_properties(write.reopen.queue)
+            if isinstance(stage, Exception):
+                errors[ticket_id] = stage
+            else:
+                inputs[ticket_id] = {k: stage[k] for k in ("hs_pipeline", "hs_pipeline_stage")}
+        items = list(inputs.items())
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            body = {"inputs": [{"id": tid, "objectWriteTraceId": tid, "properties": props} for tid, props in chunk]}
+            answer = self.api("tickets.batch_update", "batch", "update", "tickets", body) or {}
+            done = {str(r["id"]) for r in answer.get("results") or []}
+            failures = self._errors(answer)
+            for tid, _ in chunk:
+                if tid not in done:
+                    errors[tid] = failures.get(tid) or self._unexplained(answer)
+        return errors
 
     def _stage_properties(self, queue: str) -> Json | Exception:
         """The ticket properties of a routing queue, or a Rejected naming what to fix."""
@@ -650,6 +737,17 @@ def _rate_limit_hint(headers: Mapping[str, str], body: Mapping[str, Any]) -> flo
         except ValueError:
             return 10.0
     return None
+
+
+def _modified(record: Mapping[str, Any], modified: str) -> str:
+    """A search result's last-modified value (the property, else the record's `updatedAt`)."""
+    return str((record.get("properties") or {}).get(modified) or record["updatedAt"])
+
+
+def _stage(pipelines: Mapping[str, Json], pipeline_id: str, stage_id: str) -> Json | None:
+    """A ticket stage by pipeline and stage id (any pipeline when the ticket names none)."""
+    candidates = [pipelines[pipeline_id]] if pipeline_id in pipelines else list(pipelines.values())
+    return next((s for p in candidates for s in p.get("stages") or [] if str(s["id"]) == stage_id), None)
 
 
 def _holds(record: Mapping[str, Any], props: Mapping[str, Any]) -> bool:

@@ -8,6 +8,14 @@ Writes are batched and idempotent by construction: Cases are upserted by
 `Crmhub_Conversation__c` (`<conversation>#<seq>`) and Tasks by
 `Crmhub_Key__c` (crmhub's interaction key) through sObject Collections, 200
 records per call, so a retry after a timeout updates instead of duplicating.
+A closed Case the engine asks to reopen gets `Status` back to `New` (the
+status crmhub opens Cases with) through one sObject Collections update per
+batch; setting it twice is harmless.
+
+Case states (`case_pages`): crmhub's own Cases (`Crmhub_Conversation__c !=
+null`) changed since the cursor, by `SystemModstamp` like the contact
+mirror, with `IsClosed` and `ClosedDate` (which Salesforce sets when a Case
+closes and clears when it is reopened).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from crmhub.connectors._retry import Retrier
 from crmhub.errors import AuthError, ConnectorError, RateLimited, Rejected
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
-    Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome,
+    CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome,
 )
 
 T = TypeVar("T")
@@ -37,6 +45,7 @@ CASE_KEY_FIELD = "Crmhub_Conversation__c"
 CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateable
 CONTACT_PREFIX = "003"  # Contact ids start so; a Case's ContactId takes only those (not Leads)
 SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
+OPEN_STATUS = "New"  # the Case Status crmhub opens and reopens Cases with
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,29 @@ class SalesforceCrm(Connector):
                 mirrored = [self._mirror_record(obj, r) for r in records]
                 yield mirrored, _soql_datetime(max(m.modified_at for m in mirrored))
 
+    def case_pages(self, since: str | None) -> Iterator[tuple[list[CaseState], str]]:
+        """crmhub's Cases changed since the cursor (all of them when None), oldest change first.
+
+        The cursor is inclusive (`>=`), as for the contact mirror: a Case saved
+        in the cursor's second is read again rather than skipped.
+        """
+        where = [f"{CASE_KEY_FIELD} != null"] + ([f"SystemModstamp >= {since}"] if since else [])
+        soql = (f"SELECT Id, {CASE_KEY_FIELD}, IsClosed, ClosedDate, SystemModstamp FROM Case "
+                f"WHERE {' AND '.join(where)} ORDER BY SystemModstamp ASC")
+        for records in self.query_pages(soql):
+            if records:
+                states = [self._case_state(r) for r in records]
+                yield states, _soql_datetime(max(s.modified_at for s in states))
+
+    @staticmethod
+    def _case_state(record: Mapping[str, Any]) -> CaseState:
+        modified = _parse_datetime(record["SystemModstamp"])
+        closed_at = None
+        if record.get("IsClosed"):
+            closed_at = _parse_datetime(record["ClosedDate"]) if record.get("ClosedDate") else modified
+        return CaseState(case_key=str(record[CASE_KEY_FIELD]), record_id=str(record["Id"]), closed_at=closed_at,
+                         modified_at=modified)
+
     def _mirror_record(self, obj: ContactObject, record: Mapping[str, Any]) -> MirrorRecord:
         identities: list[Identity] = []
         for kind, names in obj.fields_by_kind.items():
@@ -184,14 +216,17 @@ class SalesforceCrm(Connector):
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
-        """Create missing contacts, upsert new cases, upsert one Task per write."""
+        """Create missing contacts, upsert new cases, reopen closed ones, upsert one Task per write."""
         contacts, contact_errors = self._create_contacts(writes)
         cases, case_errors = self._upsert_cases(writes, contacts)
+        reopen_errors = self._reopen_cases(writes)
         ready: list[HistoryWrite] = []
         outcomes: dict[str, WriteOutcome] = {}
         for write in writes:
             error = contact_errors.get(write.person_id) or (case_errors.get(write.new_case.key)
                                                              if write.new_case else None)
+            if error is None and write.reopen is not None and write.case_id:
+                error = reopen_errors.get(write.case_id)
             if error is not None:
                 outcomes[write.key] = WriteOutcome(write.key, error=error)
             else:
@@ -272,8 +307,8 @@ class SalesforceCrm(Connector):
             spec = write.new_case
             if spec is None or spec.key in specs or spec.key in errors:
                 continue
-            record: dict[str, Any] = {"attributes": {"type": "Case"}, CASE_KEY_FIELD: spec.key, "Status": "New",
-                                      "Origin": write.interaction.channel.label, **spec.fields}
+            record: dict[str, Any] = {"attributes": {"type": "Case"}, CASE_KEY_FIELD: spec.key,
+                                      "Status": OPEN_STATUS, "Origin": write.interaction.channel.label, **spec.fields}
             developer_name = self.queue_names.get(spec.target.queue, spec.target.queue)
             if developer_name not in queues and not refreshed:
                 self._queues, refreshed = None, True  # an admin may have created it since: look again, once
@@ -299,6 +334,13 @@ class SalesforceCrm(Connector):
                 cases[key] = record_id  # type: ignore[assignment]  # set when no error
         return cases, errors
 
+    def _reopen_cases(self, writes: Sequence[HistoryWrite]) -> dict[str, Exception]:
+        """Set the closed Cases the writes reopen back to `OPEN_STATUS`: errors by Case id."""
+        ids = list(dict.fromkeys(w.case_id for w in writes if w.reopen is not None and w.case_id))
+        records = [{"attributes": {"type": "Case"}, "id": case_id, "Status": OPEN_STATUS} for case_id in ids]
+        return {case_id: error for case_id, (_, error) in zip(ids, self._collection_update(records), strict=True)
+                if error is not None}
+
     def _task(self, write: HistoryWrite, contacts: Mapping[int, str], cases: Mapping[str, str]) -> dict[str, Any]:
         item = write.interaction
         task: dict[str, Any] = {
@@ -316,6 +358,9 @@ class SalesforceCrm(Connector):
 
     def _collection_create(self, records: list[dict[str, Any]]) -> list[tuple[str | None, Exception | None]]:
         return self._collection("POST", "composite/sobjects", records)
+
+    def _collection_update(self, records: list[dict[str, Any]]) -> list[tuple[str | None, Exception | None]]:
+        return self._collection("PATCH", "composite/sobjects", records)
 
     def _collection_upsert(self, sobject: str, key_field: str, records: list[dict[str, Any]]
                            ) -> list[tuple[str | None, Exception | None]]:

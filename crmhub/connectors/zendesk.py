@@ -42,6 +42,24 @@ Writes (`write_history`), per batch:
    the API agent (public agent comments are what the reply job sends back
    out over the channel, and they would e-mail the requester).
 
+Reopening: a write whose case the engine found closed (solved) within the
+reopen window sets the ticket's status back to `open` in the same
+`update_many` item that adds its comment, so the two land together or not
+at all, and a repeat is harmless.
+
+Case states (`case_pages`): the cursor-based incremental ticket export
+(`/api/v2/incremental/tickets/cursor.json`, like the user mirror: 1000
+tickets a page, resumed from the saved `after_cursor`, stopping at
+`end_of_stream`), keeping the tickets whose `external_id` is a crmhub case
+key. `new`, `open`, `pending` and `hold` are open; `solved` is closed and
+can be reopened; `closed` (and `deleted`) is closed for good, as Zendesk
+refuses to update such a ticket. The close time is the ticket's
+`updated_at`: the export's ticket carries no solve time of its own
+(`include=metric_sets` would add `solved_at`, but zenpy drops the export's
+side-loads), and a solved ticket is rarely edited without being reopened.
+The first refresh starts at `start_time=0`, i.e. reads every ticket of the
+account once (1000 per call, 10 calls a minute at most).
+
 Idempotency key: every comment is written with the audit metadata
 `{"crmhub_key": HistoryWrite.key}` (shown on the comment as
 `metadata.custom.crmhub_key`, invisible to agents and customers, unlike a
@@ -62,6 +80,7 @@ becomes that write's `Rejected`; the rest of the batch goes on.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -82,6 +101,7 @@ from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, RateLimited, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
+    CaseState,
     Direction,
     HistoryWrite,
     Identity,
@@ -97,6 +117,9 @@ PERSON_PREFIX = "crmhub-person-"
 KEY_FIELD = "crmhub_key"  # audit metadata key carrying HistoryWrite.key
 CRMHUB_TAG = "crmhub"
 ZENDESK_TIME = "%Y-%m-%dT%H:%M:%SZ"
+CASE_KEY = re.compile(r".+#\d+")  # crmhub's case keys, `<conversation>#<seq>`, in tickets' external_id
+OPEN_STATUSES = frozenset({"new", "open", "pending", "hold"})
+FINAL_STATUSES = frozenset({"closed", "deleted"})  # Zendesk refuses to update (reopen) these
 
 __all__ = ["ContactObject", "ZendeskAuth", "ZendeskCrm", "ZendeskGroup"]
 
@@ -204,6 +227,18 @@ class ZendeskCrm(Connector):
             users, after, end = page
             if users or after != cursor:
                 yield [self._mirror_record(obj, u) for u in users], after
+            if end or not after or after == cursor:
+                return  # end_of_stream: the next request would only spend the 10/min allowance
+            cursor = after
+
+    def case_pages(self, since: str | None) -> Iterator[tuple[list[CaseState], str]]:
+        """crmhub's tickets changed since the cursor (every one when None), a page and the cursor after it at a time."""
+        cursor = since
+        while True:
+            page = self.zd("incremental_tickets", lambda zd, c=cursor: _ticket_export_page(zd, c))  # type: ignore[misc]
+            tickets, after, end = page
+            if tickets or after != cursor:
+                yield [state for t in tickets if (state := _case_state(t)) is not None], after
             if end or not after or after == cursor:
                 return  # end_of_stream: the next request would only spend the 10/min allowance
             cursor = after
@@ -512,7 +547,8 @@ class ZendeskCrm(Connector):
     def _update_tickets(self, chunk: list[tuple[HistoryWrite, int]], users: Mapping[int, int]
                         ) -> list[Exception | None]:
         """One update_many job adding one comment per ticket; re-checks comments before a resubmission."""
-        updates = [{"id": t, **self._comment_fields(w, users.get(w.person_id))} for w, t in chunk]
+        updates = [{"id": t, **self._comment_fields(w, users.get(w.person_id)),
+                    **({"status": "open"} if w.reopen is not None else {})} for w, t in chunk]
         already: set[int] = set()  # indexes found written on a resubmission
         attempts = 0
 
@@ -580,6 +616,25 @@ def _export_page(zd: Zenpy, cursor: str | None) -> tuple[list[dict[str, Any]], s
             else zd.users.incremental(start_time=0, per_page=EXPORT_PAGE))
     users = [u.to_dict() for u in page.process_page()]  # this page only: iterating would fetch the next
     return users, str(getattr(page, "after_cursor", None) or cursor or ""), bool(getattr(page, "end_of_stream", True))
+
+
+def _ticket_export_page(zd: Zenpy, cursor: str | None) -> tuple[list[dict[str, Any]], str, bool]:
+    """One page of the incremental ticket export: (tickets, after_cursor, end_of_stream)."""
+    page = (zd.tickets.incremental(cursor=cursor, per_page=EXPORT_PAGE) if cursor
+            else zd.tickets.incremental(start_time=0, per_page=EXPORT_PAGE))
+    tickets = [t.to_dict() for t in page.process_page()]  # this page only: iterating would fetch the next
+    return tickets, str(getattr(page, "after_cursor", None) or cursor or ""), bool(getattr(page, "end_of_stream", True))
+
+
+def _case_state(ticket: Mapping[str, Any]) -> CaseState | None:
+    """A ticket of the export as a case state; None for tickets crmhub did not open."""
+    key = ticket.get("external_id")
+    if not isinstance(key, str) or not CASE_KEY.fullmatch(key):
+        return None
+    modified = _parse_time(ticket.get("updated_at") or ticket["created_at"])
+    status = str(ticket.get("status") or "open")
+    return CaseState(case_key=key, record_id=str(ticket["id"]), modified_at=modified,
+                     closed_at=None if status in OPEN_STATUSES else modified, final=status in FINAL_STATUSES)
 
 
 def _zenpy_ticket(fields: Mapping[str, Any]) -> Ticket:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crmhub.model import OutboxStatus, RouteDecision
+from crmhub.model import CaseState, OutboxStatus, RouteDecision
 from crmhub.store.ledger import insert_ignoring_conflicts
 from crmhub.store.schema import OutboxRow, RouteDecisionRow, ThreadRow
 
@@ -89,7 +89,68 @@ def open_thread(session: Session, crm: str, conversation_key: str, queue: str, *
         session.flush()
     elif row.closed_at is not None:
         row.seq, row.record_id, row.queue, row.opened_at, row.closed_at = row.seq + 1, None, queue, now, None
+        row.closed_final, row.state_at = False, None
     return row
+
+
+def case_key(row: ThreadRow) -> str:
+    """crmhub's key of the thread's current case, as the CRM holds it."""
+    return f"{row.conversation_key}#{row.seq}"
+
+
+def may_reopen(row: ThreadRow, occurred_at: datetime, window: timedelta) -> bool:
+    """Whether a message of `occurred_at` reopens the thread's closed case rather than opening the next.
+
+    The message's own time counts, not when it is processed, so a backlog
+    gets the answer it would have had on time. A case the CRM will not
+    reopen, or one crmhub never learnt the record of, is never reopened.
+    """
+    return (row.closed_at is not None and not row.closed_final and row.record_id is not None
+            and occurred_at <= row.closed_at + window)
+
+
+def mark_reopened(session: Session, crm: str, conversation_key: str,
+                  reopened_from: Mapping[int, datetime | None]) -> None:
+    """crmhub reopened the thread's case: open from now on.
+
+    `reopened_from` holds, per thread, the `state_at` it had when the reopen
+    was decided; a thread whose state the CRM changed since (an agent closed
+    the case again meanwhile) keeps that newer state. `state_at` itself stays,
+    so the closed state crmhub reopened from is never applied again.
+    """
+    row = thread_of(session, crm, conversation_key)
+    if row is not None and row.id in reopened_from and reopened_from[row.id] == row.state_at:
+        row.closed_at, row.closed_final = None, False
+
+
+def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -> int:
+    """Record what the CRM says of crmhub's cases; returns how many threads changed state.
+
+    Only a state of a thread's current case counts (an older case of the
+    conversation, `#1` when the thread is at `#2`, is history). A state no
+    newer than the last one applied is skipped: a page read before crmhub
+    reopened a case must not close it again.
+    """
+    wanted: dict[str, list[tuple[int, CaseState]]] = {}
+    for state in states:
+        conversation, _, number = state.case_key.rpartition("#")
+        if conversation and number.isdigit():
+            wanted.setdefault(conversation, []).append((int(number), state))
+    if not wanted:
+        return 0
+    rows = session.scalars(select(ThreadRow).where(ThreadRow.crm == crm,
+                                                   ThreadRow.conversation_key.in_(list(wanted))))
+    changed = 0
+    for row in rows:
+        for seq, state in sorted(wanted[row.conversation_key], key=lambda entry: entry[1].modified_at):
+            if seq != row.seq or (row.state_at is not None and state.modified_at <= row.state_at):
+                continue
+            if (row.closed_at, row.closed_final) != (state.closed_at, state.final):
+                changed += 1
+            row.closed_at, row.closed_final, row.state_at = state.closed_at, state.final, state.modified_at
+            if row.record_id is None:  # a case whose creation was never recorded (a crash in between)
+                row.record_id = state.record_id
+    return changed
 
 
 def set_thread_record(session: Session, thread_id: int, record_id: str) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 
 from datetime import UTC
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -187,6 +189,10 @@ class ThreadRow(Base):
 
     `seq` counts the cases opened for the conversation, so each has a unique
     external key (`<conversation>#<seq>`) that makes case creation an upsert.
+    `closed_at` is the current case's close time as the CRM reported it (None:
+    open), `closed_final` says the CRM will not reopen it, and `state_at` is
+    the CRM's modification time of the last case state applied, so a state
+    read before crmhub reopened the case never closes it again.
     """
 
     __tablename__ = "threads"
@@ -200,6 +206,8 @@ class ThreadRow(Base):
     queue: Mapped[str] = mapped_column(String(64), default="")
     opened_at: Mapped[datetime]
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    closed_final: Mapped[bool] = mapped_column(default=False, server_default=false())
+    state_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class RouteDecisionRow(Base):

@@ -49,6 +49,7 @@ class DeliveryPolicy:
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     retry_base: timedelta = timedelta(seconds=30)
+    reopen_window: timedelta = timedelta(days=3)  # a message this soon after its case closed reopens it
 
 
 @dataclass
@@ -65,7 +66,11 @@ def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *,
     while True:
         with store.transaction() as session:
             rows = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease)
-            writes = {row.id: _history_write(session, row, writer.name, policy, now=now) for row in rows}
+            # In the order the messages were sent (channels page newest first): threading decides in that order.
+            rows.sort(key=lambda row: (_sent_at(session, row), row.id))
+            reopening: dict[int, datetime | None] = {}  # thread -> its state_at, for threads this batch reopens
+            writes = {row.id: _history_write(session, row, writer.name, policy, now=now, reopening=reopening)
+                      for row in rows}
         if not writes:
             return report
         try:
@@ -74,13 +79,20 @@ def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *,
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         with store.transaction() as session:
             for (outbox_id, write), outcome in zip(writes.items(), outcomes, strict=True):
-                _record(session, outbox_id, write, outcome, writer.name, policy, report, now=now)
+                _record(session, outbox_id, write, outcome, writer.name, policy, report, now=now,
+                        reopening=reopening)
         if len(rows) < policy.batch_size:
             return report
 
 
+def _sent_at(session: Session, row: OutboxRow) -> datetime:
+    ledger_row = session.get(LedgerRow, row.interaction_id)
+    assert ledger_row is not None  # the outbox row's interaction
+    return ledger_row.occurred_at
+
+
 def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryPolicy,
-                   *, now: datetime) -> HistoryWrite:
+                   *, now: datetime, reopening: dict[int, datetime | None]) -> HistoryWrite:
     ledger_row = session.get(LedgerRow, row.interaction_id)
     assert ledger_row is not None and ledger_row.person_id is not None  # processed before enqueued
     item = ledger.to_interaction(ledger_row)
@@ -95,7 +107,13 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
         new_contact = tuple(policy.blocklist.usable(graph.identities_of(session, ledger_row.person_id)))
     earlier = outbox.thread_of(session, crm, item.conversation_key)
     tried_before = earlier is not None and earlier.closed_at is None  # an earlier write may have opened its case
-    thread = outbox.open_thread(session, crm, item.conversation_key, target.queue, now=now)
+    # A closed case reopens for a message within the window (or one following such a message in this batch).
+    if earlier is not None and earlier.closed_at is not None and (
+            earlier.id in reopening or outbox.may_reopen(earlier, item.occurred_at, policy.reopen_window)):
+        thread, reopen = earlier, True
+        reopening.setdefault(thread.id, thread.state_at)
+    else:
+        thread, reopen = outbox.open_thread(session, crm, item.conversation_key, target.queue, now=now), False
     new_case = None if thread.record_id else CaseSpec(
         key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context),
         may_exist=tried_before)
@@ -105,11 +123,12 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=row.attempts == 1 and not row.relink,
-        relink=row.relink)
+        relink=row.relink, reopen=QueueTarget(thread.queue) if reopen else None)
 
 
 def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: WriteOutcome, crm: str,
-            policy: DeliveryPolicy, report: DeliveryReport, *, now: datetime) -> None:
+            policy: DeliveryPolicy, report: DeliveryReport, *, now: datetime,
+            reopening: Mapping[int, datetime | None]) -> None:
     if outcome.ok:
         outbox.mark_done(session, outbox_id, outcome.record_id, now=now,
                          contact_ref=write.contact_id or outcome.contact_id)
@@ -119,6 +138,8 @@ def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: Writ
             thread = outbox.thread_of(session, crm, write.interaction.conversation_key)
             if thread is not None:
                 outbox.set_thread_record(session, thread.id, outcome.case_id)
+        if write.reopen is not None:
+            outbox.mark_reopened(session, crm, write.interaction.conversation_key, reopening)
         report.delivered += 1
         return
     error = outcome.error

@@ -189,7 +189,7 @@ def test_routing_helpers(defaults: Config) -> None:
     monday_noon = datetime(2024, 6, 3, 11, 0, tzinfo=UTC)  # 12:00 in London (BST)
     sunday = datetime(2024, 6, 2, 11, 0, tzinfo=UTC)
     assert routing.in_business_hours(monday_noon) and not routing.in_business_hours(sunday)
-    assert routing.reopen_window == timedelta(days=7)
+    assert defaults.settings.threads.reopen_window == timedelta(days=3)
 
 
 def test_history_templates_render(defaults: Config) -> None:

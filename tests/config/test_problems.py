@@ -553,6 +553,17 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "use {channel}, {channel_label}, {direction}, {sender}, {recipient}, {text}, {occurred_at}, {duration}, "
         "{media_count}, {conversation}, {rule}, {queue}",
     ]),
+    "reopen window moved from routing.yaml to settings.yaml": ("routing", """\
+        queues:
+          salesforce:
+            support: { queue: Support_Queue }
+        default:
+          salesforce: { queue: support }
+        reopen_window: 7d
+        """, [
+        "mappings/routing.yaml:6:1: unknown key 'reopen_window' at the top level: it moved to settings.yaml; remove "
+        "it here and write threads: { reopen_window: 3d } in settings.yaml",
+    ]),
     "unknown record in history": ("history", """\
         salesforce:
           tasks: { Subject: "{text}" }

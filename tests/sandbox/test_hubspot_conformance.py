@@ -367,6 +367,31 @@ def test_ticket_pipelines_and_stages(client: HubSpot, emu: HubSpotEmulator) -> N
     assert exc.value.status == 400 and error_body(exc)["errors"][0]["code"] == "INVALID_OPTION"
 
 
+def test_closed_date_follows_the_ticket_stage(client: HubSpot, emu: HubSpotEmulator) -> None:
+    api = client.crm.tickets.basic_api
+    ticket = api.create(hs_objects.SimplePublicObjectInputForCreate(properties={"subject": "s",
+                                                                                "hs_pipeline_stage": "1"}))
+
+    def closed_date() -> Any:
+        return api.get_by_id(ticket.id, properties=["closed_date"]).properties["closed_date"]
+
+    assert closed_date() is None
+    emu.clock.advance(5)
+    closing = api.update(ticket.id, hs_objects.SimplePublicObjectInput(properties={"hs_pipeline_stage": "4"}))
+    assert closed_date() == closing.properties["hs_lastmodifieddate"]  # entering a CLOSED stage sets it
+    emu.clock.advance(5)
+    api.update(ticket.id, hs_objects.SimplePublicObjectInput(properties={"subject": "renamed"}))
+    assert closed_date() == closing.properties["hs_lastmodifieddate"]  # other changes keep it
+    api.update(ticket.id, hs_objects.SimplePublicObjectInput(properties={"hs_pipeline_stage": "2"}))
+    assert closed_date() is None  # back to an OPEN stage: cleared
+    given = "2026-01-05T09:00:00.000Z"
+    api.update(ticket.id, hs_objects.SimplePublicObjectInput(properties={"hs_pipeline_stage": "4",
+                                                                         "closed_date": given}))
+    assert closed_date() == given  # a value the request gives wins
+    assert emu.add("tickets", subject="born closed", hs_pipeline_stage="4")
+    assert emu.objects("tickets")[1]["properties"]["closed_date"] is not None
+
+
 def test_owners_paging_and_ticket_assignment(client: HubSpot, emu: HubSpotEmulator) -> None:
     ids = [emu.add_owner(f"agent{i}@example.com", "Agent", str(i)) for i in range(3)]
     api = client.crm.owners.owners_api

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from crmhub.identities import email, phone
-from crmhub.model import Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus
+from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus
 from crmhub.store import StateStore, graph, ledger, migrate, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
 
@@ -147,6 +147,40 @@ def test_threads_open_then_move_to_the_next_case_after_closing(store: StateStore
         again.closed_at = NOW
         reopened = outbox.open_thread(s, "salesforce", "sms:a:b", "billing", now=NOW)
         assert (reopened.seq, reopened.record_id, reopened.queue) == (2, None, "billing")
+
+
+def test_case_states_close_and_reopen_the_current_case_only(store: StateStore) -> None:
+    hour = timedelta(hours=1)
+    with store.transaction() as s:
+        thread = outbox.open_thread(s, "zendesk", "sms:a:b", "support", now=NOW)
+        outbox.set_thread_record(s, thread.id, "17")
+    closed = CaseState("sms:a:b#1", "17", closed_at=NOW + hour, modified_at=NOW + hour)
+    with store.transaction() as s:
+        # another CRM's, an unknown conversation's, and a later case's states change nothing
+        others = [CaseState("sms:a:b#2", "18", NOW, NOW + hour), CaseState("sms:x:y#1", "19", NOW, NOW + hour)]
+        assert outbox.apply_case_states(s, "zendesk", others) == 0
+        assert outbox.apply_case_states(s, "hubspot", [closed]) == 0
+        assert outbox.apply_case_states(s, "zendesk", [closed]) == 1
+        row = outbox.thread_of(s, "zendesk", "sms:a:b")
+        assert row is not None and (row.closed_at, row.closed_final, row.state_at) == (NOW + hour, False, NOW + hour)
+        window = timedelta(hours=2)
+        assert outbox.may_reopen(row, NOW + 3 * hour, window)  # the window's last moment still reopens
+        assert outbox.may_reopen(row, NOW, window)  # sent before the close (a backlog): reopens
+        assert not outbox.may_reopen(row, NOW + 3 * hour + timedelta(seconds=1), window)
+        # crmhub reopens it; the same closed state read again (a page read before the reopen) is stale
+        outbox.mark_reopened(s, "zendesk", "sms:a:b", {row.id: NOW + hour})
+        assert outbox.apply_case_states(s, "zendesk", [closed]) == 0
+        assert row.closed_at is None
+        # closed for good later: never reopened, whatever the window
+        final = CaseState("sms:a:b#1", "17", closed_at=NOW + 2 * hour, modified_at=NOW + 2 * hour, final=True)
+        assert outbox.apply_case_states(s, "zendesk", [final]) == 1
+        assert not outbox.may_reopen(row, NOW + 2 * hour, window)
+        # a reopen decided before that newer close does not clear it when it is recorded
+        outbox.mark_reopened(s, "zendesk", "sms:a:b", {row.id: NOW + hour})
+        assert row.closed_at == NOW + 2 * hour
+        # the next message opens case #2, whose state starts afresh
+        nxt = outbox.open_thread(s, "zendesk", "sms:a:b", "support", now=NOW)
+        assert (nxt.seq, nxt.closed_at, nxt.closed_final, nxt.state_at) == (2, None, False, None)
 
 
 def test_nul_characters_are_stored_not_fatal(store: StateStore) -> None:

@@ -165,6 +165,7 @@ class HubSpotBackend:
         """A new record from API properties, with its inline v3 `associations`."""
         cleaned = self.clean(otype, properties, None)
         links = [self._inline_association(otype, a) for a in associations or []]
+        self._close_date(otype, cleaned, None, properties)
         now, rid = self.now(), self._new_id()
         props = {k: v for k, v in cleaned.items() if v is not None}
         props.setdefault(otype.created, now)
@@ -179,6 +180,7 @@ class HubSpotBackend:
                id_property: str | None = None) -> Record:
         record = self.get(otype, key, id_property)
         cleaned = self.clean(otype, properties, record)
+        self._close_date(otype, cleaned, record, properties)
         now = self.now()
         for name, value in cleaned.items():
             if value is None:
@@ -198,6 +200,32 @@ class HubSpotBackend:
         for to_type, targets in self._links(otype.name, record["id"]).items():
             for to_id in list(targets):
                 self.dissociate(otype, record["id"], catalog.OBJECT_TYPES[to_type], to_id)
+
+    def _close_date(self, otype: ObjectType, cleaned: dict[str, str | None], record: Record | None,
+                    given: dict[str, Any]) -> None:
+        """A ticket's `closed_date` follows its stage: set on entering a closed stage, cleared on leaving it.
+
+        HubSpot sets the close date when a ticket moves into a stage whose
+        `ticketState` is CLOSED; a value the request gives wins.
+        """
+        if otype.name != "tickets" or "closed_date" in given:
+            return
+        before = (record or {}).get("properties", {})
+        pipeline = str(cleaned.get("hs_pipeline") or before.get("hs_pipeline") or "0")
+        stage = cleaned.get("hs_pipeline_stage") or before.get("hs_pipeline_stage")
+        was_closed = record is not None and self.stage_closed(str(before.get("hs_pipeline") or "0"),
+                                                              before.get("hs_pipeline_stage"))
+        closed = self.stage_closed(pipeline, stage)
+        if closed and not was_closed:
+            cleaned["closed_date"] = self.now()
+        elif was_closed and not closed:
+            cleaned["closed_date"] = None
+
+    def stage_closed(self, pipeline_id: str, stage_id: object) -> bool:
+        """Whether a ticket stage's `ticketState` is CLOSED."""
+        pipeline = self.find_pipeline("tickets", pipeline_id)
+        stage = next((s for s in (pipeline or {}).get("stages", []) if s["id"] == stage_id), None)
+        return stage is not None and stage["metadata"].get("ticketState") == "CLOSED"
 
     # ---- property validation -------------------------------------------------
     def clean(self, otype: ObjectType, properties: dict[str, Any], record: Record | None) -> dict[str, str | None]:
