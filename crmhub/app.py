@@ -208,7 +208,7 @@ class Hub:
                 break
             with cycle.step(f"deliver:{name}"):
                 crm.refresh_allowance()  # the vendor's limits endpoint, at most every few minutes
-                report = deliver(self.store, crm, self.policies[name], now=self.clock(),
+                report = deliver(self.store, crm, self.policies[name], now=self.clock(), clock=self.clock,
                                  max_priority=crm.allowed_priority, stop=self.stopping)
                 cycle.deliveries.append(self.metrics.record_delivery(report))
                 self._save_allowance(crm)

@@ -68,17 +68,20 @@ class DeliveryReport:
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
-            max_priority: Callable[[], WritePriority] | None = None,
-            stop: threading.Event | None = None) -> DeliveryReport:
+            max_priority: Callable[[], WritePriority] | None = None, stop: threading.Event | None = None,
+            clock: Callable[[], datetime] | None = None) -> DeliveryReport:
     """Deliver due outbox rows of `writer`'s CRM, batch after batch, until none is due.
 
     Args:
         max_priority: the lowest-ranked write the CRM's budget lets through, asked before
             each batch (None: every write).
         stop: when set, no further batch starts.
+        clock: read before each claim and each record (pacing may make a batch take a while,
+            and leases and retry times count from then); None: `now` throughout.
     """
     report = DeliveryReport(writer.name)
-    allowed = _drain(store, writer, policy, report, now=now, max_priority=max_priority, stop=stop)
+    allowed = _drain(store, writer, policy, report, clock=clock or (lambda: now), max_priority=max_priority,
+                     stop=stop)
     if allowed < WritePriority.BACKFILL:
         with store.transaction() as session:
             report.held = outbox.count_held(session, writer.name, allowed)
@@ -89,7 +92,7 @@ def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *,
 
 
 def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, report: DeliveryReport, *,
-           now: datetime, max_priority: Callable[[], WritePriority] | None,
+           clock: Callable[[], datetime], max_priority: Callable[[], WritePriority] | None,
            stop: threading.Event | None) -> WritePriority:
     """The batches of one run; returns what the budget allowed last."""
     allowed = WritePriority.BACKFILL
@@ -98,6 +101,7 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             report.cut_short = True
             return allowed
         allowed = max_priority() if max_priority is not None else WritePriority.BACKFILL
+        now = clock()
         with store.transaction() as session:
             rows = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
                                     max_priority=allowed)
@@ -110,9 +114,10 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
             with store.transaction() as session:
-                outbox.release(session, list(writes), now=now)
+                outbox.release(session, list(writes), now=clock())
             report.cut_short = True
             return allowed
+        now = clock()
         with store.transaction() as session:
             for (outbox_id, write), outcome in zip(writes.items(), outcomes, strict=True):
                 _record(session, outbox_id, write, outcome, writer.name, policy, report, now=now)

@@ -29,7 +29,9 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
     while True:
         with store.transaction() as session:
             rows = ledger.unprocessed(session, batch_size)
-            for row in rows:
+            # In the order they happened (a poll may store newest first), so a
+            # conversation's first message is the one that opens its case.
+            for row in sorted(rows, key=lambda r: (r.occurred_at, r.id)):
                 item = ledger.to_interaction(row)
                 person_id = graph.person_for(session, item.customer, now=now)
                 row.person_id = person_id
