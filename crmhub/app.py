@@ -116,9 +116,13 @@ class Hub:
         """
         cycle = Cycle()
         for name, poll in self.polls().items():
+            if self.stopping.is_set():  # the daemon is stopping: the rest waits for the restart
+                return cycle
             with cycle.step(f"poll:{name}"):
                 cycle.polls.extend(poll())
         for name in self.crms:
+            if self.stopping.is_set():
+                return cycle
             with cycle.step(f"mirror:{name}"):
                 cycle.mirrored[name] = self.refresh_mirror(name)
         if not self.stopping.is_set():
@@ -242,7 +246,7 @@ class Hub:
         self.close()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _StoppableMirror:
     """A CRM's `mirror_pages` as `refresh_mirror` reads them, ending between pages when stopping."""
 
