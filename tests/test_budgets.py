@@ -7,6 +7,8 @@ so minutes of pacing take milliseconds.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -188,3 +190,52 @@ def test_at_half_the_reserve_only_replies_go(
         cycle = hub.sync_once()
         assert [(d.delivered, d.held) for d in cycle.deliveries] == [(0, 3)]  # new cases wait too
     assert sf.records("Task") == []
+
+
+def test_stopping_cuts_a_pacing_wait_and_gives_the_claimed_batch_back(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, sandbox_clock: SandboxClock,
+        tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    sf.insert("Contact", LastName="Known", Phone=KNOWN[0])
+    tw.add_number(OURS)
+    bodies = send(tw, sandbox_clock, KNOWN[:1], 1)
+    urls = {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url}
+    with build_hub(load_config(settings_for(tmp_path / "a", urls, "salesforce"))) as hub:
+        assert not hub.sync_once().failures  # the conversation's case is open
+    bodies += send(tw, sandbox_clock, KNOWN[:1], 2, first=1)
+
+    # A fresh daemon on the same store, in real time, allowed 6 calls a minute: its login, the mirror's
+    # describes and queries and the /limits read take them all, so the follow-ups' Task upsert waits.
+    paced = settings_for(tmp_path / "b", urls, "salesforce", **{"crms.salesforce.budget.requests_per_minute": 6,
+                                                                "state.url": f"sqlite:///{tmp_path / 'a' / 'crmhub.db'}"})
+    with build_hub(load_config(paced)) as hub:
+        cycles: list[Any] = []
+        worker = threading.Thread(target=lambda: cycles.append(hub.sync_once()))
+        worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while _claimed(hub) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling with a deadline, not synchronisation by sleep
+            assert _claimed(hub) == 2 and worker.is_alive(), dict(sf.calls)  # claimed, waiting for the pace
+        finally:
+            hub.stopping.set()
+            worker.join(timeout=10)
+        assert not worker.is_alive()  # the wait was cut, not sat out
+        [delivery] = cycles[0].deliveries
+        assert delivery.cut_short and delivery.delivered == 0
+        with hub.store.transaction() as session:
+            rows = session.query(OutboxRow).filter(OutboxRow.status == "pending").all()
+            assert len(rows) == 2 and all(r.next_attempt_at <= hub.clock() for r in rows)  # due again at once
+    assert len(sf.records("Task")) == 1
+    with build_hub(load_config(settings_for(tmp_path / "a", urls, "salesforce"))) as hub:
+        assert not hub.sync_once().failures
+    assert Counter(t["Description"] for t in sf.records("Task")) == Counter(bodies)  # the restart wrote each once
+
+
+def _claimed(hub: Hub) -> int:
+    """Pending outbox rows a delivery has claimed (tried once, lease running)."""
+    with hub.store.transaction() as session:
+        return session.query(OutboxRow).filter(OutboxRow.status == "pending", OutboxRow.attempts == 1).count()

@@ -141,6 +141,15 @@ def _salesforce(lower: Mapping[str, str]) -> Headroom | None:
     return None
 
 
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds of a `Retry-After` header (a 429's own word on when the window reopens)."""
+    for name, value in headers.items():
+        if str(name).lower() == "retry-after":
+            seconds = _float(str(value))
+            return seconds if seconds is not None and seconds > 0 else None
+    return None
+
+
 def _int(value: str | None) -> int | None:
     try:
         return int(value.strip()) if value is not None else None
@@ -298,7 +307,8 @@ class Budget:
             if headroom.daily_remaining is not None:
                 self._daily_remaining = headroom.daily_remaining
             if headroom.remaining is not None:
-                lasts = headroom.resets_in if headroom.resets_in is not None else headroom.window
+                lasts = headroom.resets_in if headroom.resets_in is not None else _retry_after(headers)
+                lasts = lasts if lasts is not None else headroom.window
                 self._caps[headroom.scope] = _Cap(headroom.remaining, now + (lasts or DEFAULT_CAP_SECONDS))
             if headroom.limit is not None and headroom.window is not None:
                 for pacer in self._pacers:

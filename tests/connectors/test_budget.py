@@ -111,6 +111,15 @@ def test_what_the_vendor_says_is_left_is_not_overspent() -> None:
     assert sent[2] - start >= 30  # the third waits for the vendor's window to reset
 
 
+def test_a_429_says_when_the_window_reopens() -> None:
+    t = SimulatedTime()
+    b = budget("zendesk", t, windows=[Window(400, 60.0)])
+    start = t.time()
+    b.observe("/api/v2/tickets/update_many.json", 429, {"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "0",
+                                                       "Retry-After": "7"})
+    assert calls(b, t, 1) == [start + 7]
+
+
 def test_a_long_used_up_vendor_window_fails_the_call_unmade_instead_of_waiting() -> None:
     t = SimulatedTime()
     b = budget("x", t, max_wait=300.0)
