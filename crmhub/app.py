@@ -7,7 +7,9 @@ engine's types; the engine (`crmhub.sync`) sees neither YAML nor wire formats.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from crmhub.config import Config
 from crmhub.errors import CrmhubError
-from crmhub.connectors._retry import Retrier, RetryPolicy
+from crmhub.connectors._budget import SALESFORCE_LIMITS_EVERY, Budget, Window
+from crmhub.connectors._retry import Retrier, RetryPolicy, interruptible_sleep
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
 from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
 from crmhub.connectors.twilio import TwilioChannel
@@ -29,7 +32,7 @@ from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
 from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget
-from crmhub.store import StateStore, open_store
+from crmhub.store import StateStore, open_store, outbox
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
@@ -73,14 +76,24 @@ class Cycle:
 
 
 class Hub:
-    """A configured crmhub: state store, connectors, router; runs sync cycles."""
+    """A configured crmhub: state store, connectors, router; runs sync cycles.
 
-    def __init__(self, config: Config, store: StateStore, *, clock: Callable[[], datetime] | None = None) -> None:
+    Args:
+        clock: the hub's time (tests pass the sandbox clock's `now`).
+        sleep: how retries and pacing wait (default: real time, cut short by `stopping`).
+        monotonic: seconds the pacing counts in (default `time.monotonic`; tests pass sandbox time).
+    """
+
+    def __init__(self, config: Config, store: StateStore, *, clock: Callable[[], datetime] | None = None,
+                 sleep: Callable[[float], None] | None = None, monotonic: Callable[[], float] | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.stopping = threading.Event()
+        """Set when the daemon stops: jobs end after their current batch or page, waits are cut."""
         settings = config.settings
-        retrier = Retrier(_retry_policy(config))
+        retrier = Retrier(_retry_policy(config), sleep=sleep or interruptible_sleep(self.stopping),
+                          clock=monotonic or time.monotonic)
         self.twilio = build_twilio(config, retrier) if "twilio" in settings.channels.enabled_names() else None
         self.x = build_x(config, retrier) if "x" in settings.channels.enabled_names() else None
         builders = {"salesforce": build_salesforce, "zendesk": build_zendesk, "hubspot": build_hubspot}
@@ -96,6 +109,8 @@ class Hub:
                                clock=self.clock)
         for connector in (self.twilio, self.x, *self.crms.values()):
             if connector is not None:
+                connector.budget = build_budget(config, connector.name, retrier,
+                                                wall=lambda: self.clock().timestamp())
                 connector.http_observer = self.metrics.http_observer(connector.name)
 
     def sync_once(self) -> Cycle:
@@ -106,12 +121,17 @@ class Hub:
         """
         cycle = Cycle()
         for name, poll in self.polls().items():
+            if self.stopping.is_set():  # the daemon is stopping: the rest waits for the restart
+                return cycle
             with cycle.step(f"poll:{name}"):
                 cycle.polls.extend(poll())
         for name in self.crms:
+            if self.stopping.is_set():
+                return cycle
             with cycle.step(f"mirror:{name}"):
                 cycle.mirrored[name] = self.refresh_mirror(name)
-        self.route_and_deliver(cycle)
+        if not self.stopping.is_set():
+            self.route_and_deliver(cycle)
         return cycle
 
     def polls(self) -> dict[str, Callable[[], list[PollReport]]]:
@@ -137,9 +157,21 @@ class Hub:
 
         def poll() -> list[PollReport]:
             return [self.metrics.record_poll(poll_stream(self.store, source=source, stream=name, partition=partition,
-                                                         pages=pages, now=self.clock())) for name, pages in streams]
+                                                         pages=self._until_stopping(pages), now=self.clock()))
+                    for name, pages in streams if not self.stopping.is_set()]
 
         return poll
+
+    def _until_stopping(self, pages: Callable[..., Iterable[Any]]) -> Callable[..., Iterator[Any]]:
+        """`pages` that ends early, between two pages, once the daemon is stopping (each page commits with its cursor)."""
+
+        def paged(*args: Any) -> Iterator[Any]:
+            for page in pages(*args):
+                yield page
+                if self.stopping.is_set():
+                    return
+
+        return paged
 
     def webhook_app(self) -> FastAPI:
         """The webhook receiver, storing through the same ledger path as the polls; with /metrics and /healthz."""
@@ -171,7 +203,8 @@ class Hub:
         def absorb(session: Session, records: list[MirrorRecord]) -> None:
             IdentityGraph(session, list(self.crms), self.identity, now).absorb_records(records)
 
-        changed = refresh_mirror(self.store, connector, list(connector.objects), now=now, absorb=absorb)
+        source = _StoppableMirror(connector.name, self._until_stopping(connector.mirror_pages))
+        changed = refresh_mirror(self.store, source, list(connector.objects), now=now, absorb=absorb)
         self.metrics.record_mirror(crm)
         refresh_threads(self.store, connector, now=self.clock())
         return changed
@@ -187,10 +220,25 @@ class Hub:
         cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
                                           identity=self.identity)
         for name, crm in self.crms.items():
+            if self.stopping.is_set():
+                break
             with cycle.step(f"deliver:{name}"):
-                cycle.deliveries.append(
-                    self.metrics.record_delivery(deliver(self.store, crm, self.policies[name], now=self.clock())))
+                crm.refresh_allowance()  # the vendor's limits endpoint, at most every few minutes
+                report = deliver(self.store, crm, self.policies[name], now=self.clock(), clock=self.clock,
+                                 max_priority=crm.allowed_priority, stop=self.stopping)
+                cycle.deliveries.append(self.metrics.record_delivery(report))
+                self._save_allowance(crm)
         return cycle
+
+    def _save_allowance(self, crm: SalesforceCrm | ZendeskCrm | HubSpotCrm) -> None:
+        """Record what the CRM's budget lets through, for `crmhub status` and `crmhub_outbox_held`."""
+        if crm.budget is None:
+            return
+        allowance = crm.budget.allowance()
+        with self.store.transaction() as session:
+            outbox.save_allowance(session, crm.name, allowance.max_priority, now=self.clock(),
+                                  daily_remaining=allowance.daily_remaining, daily_limit=allowance.daily_limit,
+                                  reserve=allowance.reserve)
 
     def deliver_job(self) -> Cycle:
         """`route_and_deliver` for the scheduler: a failed CRM fails the job run (after the others ran)."""
@@ -210,9 +258,41 @@ class Hub:
         self.close()
 
 
-def build_hub(config: Config, *, clock: Callable[[], datetime] | None = None) -> Hub:
+@dataclass
+class _StoppableMirror:
+    """A CRM's `mirror_pages` as `refresh_mirror` reads them, ending between pages when stopping."""
+
+    name: str
+    pages: Callable[[str, str | None], Iterator[tuple[list[MirrorRecord], str]]]
+
+    def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
+        return self.pages(object_name, since)
+
+
+def build_hub(config: Config, *, clock: Callable[[], datetime] | None = None,
+              sleep: Callable[[float], None] | None = None, monotonic: Callable[[], float] | None = None) -> Hub:
     """Open the state store (migrating it) and build every enabled, wired connector."""
-    return Hub(config, open_store(config.database_url()), clock=clock)
+    return Hub(config, open_store(config.database_url()), clock=clock, sleep=sleep, monotonic=monotonic)
+
+
+def build_budget(config: Config, system: str, retrier: Retrier, *, wall: Callable[[], float]) -> Budget | None:
+    """The API budget of one system, from `crms.<crm>.budget` (X: the vendor's headers only; Twilio: none)."""
+    crms = config.settings.crms
+    common: dict[str, Any] = {"clock": retrier.clock, "sleep": retrier.sleep, "wall": wall,
+                              "max_wait": retrier.policy.max_wait}
+    if system == "salesforce" and crms.salesforce is not None:
+        sf = crms.salesforce.budget
+        return Budget(system, windows=[Window(sf.requests_per_minute, 60.0)], daily_reserve=sf.daily_reserve,
+                      limits_every=SALESFORCE_LIMITS_EVERY, **common)
+    if system == "zendesk" and crms.zendesk is not None:
+        return Budget(system, windows=[Window(crms.zendesk.budget.requests_per_minute, 60.0)], **common)
+    if system == "hubspot" and crms.hubspot is not None:
+        hs = crms.hubspot.budget
+        return Budget(system, windows=[Window(hs.requests_per_10s, 10.0)], daily_reserve=hs.daily_reserve,
+                      daily_limit=hs.daily, **common)
+    if system == "x":
+        return Budget(system, **common)  # X counts each endpoint's window itself: its headers pace us
+    return None  # Twilio: no published request budget for these reads (its limits are on sending)
 
 
 def _retry_policy(config: Config) -> RetryPolicy:
@@ -271,7 +351,7 @@ def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
     return ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
                       base_url=zd.base_url, default_region=config.identities.default_region,
                       other_regions=config.identities.other_regions,
-                      batch_size=zd.batch_size, retrier=retrier)
+                      batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep)
 
 
 def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:

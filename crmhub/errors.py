@@ -2,6 +2,7 @@
 
     CrmhubError
     ├── ConfigError                 terminal: fix the settings, never retried
+    ├── Interrupted                 the daemon is stopping: a wait was cut, the call not made
     └── ConnectorError              raised only at the connector boundary
         ├── TransientError          wait and retry (the retry layer does)
         │   ├── RateLimited         429 / limit headers; carries retry_after
@@ -28,6 +29,14 @@ class ConfigError(CrmhubError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class Interrupted(CrmhubError):
+    """The daemon is stopping: a pacing or retry wait was cut short and the call was not made.
+
+    Not a failure of the call: whatever it was part of is repeated after the
+    restart (outbox leases, cursors and upserts make that safe).
+    """
 
 
 class ConnectorError(CrmhubError):

@@ -29,11 +29,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from crmhub.connectors._budget import read_headroom
 from crmhub.errors import ConnectorError
 from crmhub.model import OutboxStatus
 from crmhub.store import StateStore
 from crmhub.store.ledger import all_cursors, open_dead_letter_count
-from crmhub.store.outbox import outbox_counts
+from crmhub.store.outbox import held_counts, outbox_counts
 from crmhub.sync.deliver import DeliveryReport
 from crmhub.sync.ingest import PollReport
 
@@ -114,34 +115,17 @@ def budget_remaining(system: str, headers: Mapping[str, str]) -> float | None:
     X `x-rate-limit-remaining` (the window of the endpoint called last);
     Zendesk `X-Rate-Limit-Remaining` or `ratelimit-remaining`;
     HubSpot `X-HubSpot-RateLimit-Remaining` (the 10-second window).
+    The headers are read by the budgets' parser (`crmhub.connectors._budget.read_headroom`).
     """
-    lower = {str(k).lower(): str(v) for k, v in headers.items()}
-    if system == "salesforce":
-        info = lower.get("sforce-limit-info", "")
-        for part in info.split(","):
-            name, _, value = part.strip().partition("=")
-            if name == "api-usage" and "/" in value:
-                used, _, limit = value.partition("/")
-                try:
-                    return float(int(limit) - int(used))
-                except ValueError:
-                    return None
+    headroom = read_headroom(system, headers)
+    if headroom is None:
         return None
-    names = {"x": ("x-rate-limit-remaining",),
-             "zendesk": ("x-rate-limit-remaining", "ratelimit-remaining"),
-             "hubspot": ("x-hubspot-ratelimit-remaining",)}.get(system, ())
-    for name in names:
-        given = lower.get(name)
-        if given is not None:
-            try:
-                return float(given)
-            except ValueError:
-                return None
-    return None
+    remaining = headroom.daily_remaining if system == "salesforce" else headroom.remaining
+    return None if remaining is None else float(remaining)
 
 
 class StoreCollector(Collector):
-    """Gauges read from the state store at scrape time: outbox depth, open dead letters, cursor lag."""
+    """Gauges read from the state store at scrape time: outbox depth and held rows, dead letters, cursor lag."""
 
     def __init__(self, store: StateStore, crms: Iterable[str], clock: Callable[[], datetime]) -> None:
         self.store = store
@@ -154,7 +138,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("crmhub_store_up", "1 when the state store answered this scrape's queries.")
         try:
-            depth, dead_letters, lags = self._read()
+            depth, held, dead_letters, lags = self._read()
         except Exception as exc:  # noqa: BLE001  # a scrape must answer even when the store does not
             log.error("metrics: state store unreachable", error=type(exc).__name__)
             up.add_metric([], 0.0)
@@ -167,6 +151,12 @@ class StoreCollector(Collector):
         for crm in sorted({*self.crms, *depth}):
             outbox.add_metric([crm], float(depth.get(crm, 0)))
         yield outbox
+        held_rows = GaugeMetricFamily("crmhub_outbox_held", "Outbox rows held back by the CRM's API budget (its "
+                                      "daily allowance is down to the reserve): pending, not failed.",
+                                      labels=["crm"])
+        for crm in sorted({*self.crms, *held}):
+            held_rows.add_metric([crm], float(held.get(crm, 0)))
+        yield held_rows
         open_letters = GaugeMetricFamily("crmhub_dead_letters_open", "Dead letters not resolved or replayed yet.")
         open_letters.add_metric([], float(dead_letters))
         yield open_letters
@@ -177,11 +167,12 @@ class StoreCollector(Collector):
             lag.add_metric([source, stream], seconds)
         yield lag
 
-    def _read(self) -> tuple[dict[str, int], int, dict[tuple[str, str], float]]:
+    def _read(self) -> tuple[dict[str, int], dict[str, int], int, dict[tuple[str, str], float]]:
         now = self.clock()
         with self.store.transaction() as session:
             depth = {crm: count for (crm, status), count in outbox_counts(session).items()
                      if status == OutboxStatus.PENDING.value}
+            held = held_counts(session)
             dead_letters = open_dead_letter_count(session)
             lags: dict[tuple[str, str], float] = {}
             for cursor in all_cursors(session):
@@ -190,7 +181,7 @@ class StoreCollector(Collector):
                     continue  # an id cursor (X post ids, exports' opaque tokens): no time to compare
                 key = (cursor.source, cursor.stream)
                 lags[key] = max(lags.get(key, 0.0), max(0.0, (now - at).total_seconds()))  # oldest partition
-        return depth, dead_letters, lags
+        return depth, held, dead_letters, lags
 
 
 def cursor_time(value: str | None) -> datetime | None:

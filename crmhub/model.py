@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 
@@ -167,6 +167,19 @@ class RouteDecision:
     rule: str
     targets: Mapping[str, QueueTarget]
     tried: tuple[tuple[str, str], ...] = ()  # (rule name, why it did not match)
+
+
+class WritePriority(IntEnum):
+    """Which outbox writes go first when a CRM's API allowance runs low (lower goes first).
+
+    Agent replies before new inbound items, new cases before follow-ups, and
+    all of them before backfill (history re-written after identity merges).
+    """
+
+    REPLY = 0
+    NEW_CASE = 1
+    FOLLOW_UP = 2
+    BACKFILL = 3
 
 
 class OutboxStatus(StrEnum):

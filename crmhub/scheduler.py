@@ -10,15 +10,22 @@ missed runs coalesced into one:
 * `mirror:<crm>`  every `MIRROR_EVERY`: the contact mirror, then the case states (a setting comes with issue 6)
 * `deliver`       every `delivery.every`: route new ledger rows, then write the outbox
 
-SIGTERM and SIGINT stop the scheduler and wait for running jobs to finish
-their batch, so nothing is left half-recorded (and anything interrupted
-harder is safe to repeat: see the outbox and ledger docstrings).
+SIGTERM and SIGINT stop it within `run.shutdown_grace`: no job starts any
+more, running jobs are asked to stop after their current batch or page
+(`Hub.stopping`, which also cuts retry and pacing waits short), and the
+process exits 0 once they have, or when the grace period is over, whichever
+comes first. A job cut short that way is logged by name; cutting is safe:
+claimed outbox rows come due again when their lease ends, CRM writes are
+upserts by crmhub's keys, and each polled page commits with its cursor.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import Any
@@ -33,15 +40,82 @@ from crmhub.webhooks import WebhookServer
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
+SAFE_TO_CUT = ("safe to cut: claimed outbox rows come due again when their lease ends, CRM writes are upserts "
+               "by crmhub's keys, and polled pages commit with their cursors; the restart finishes the work")
 
 
-def build_scheduler(hub: Hub) -> BackgroundScheduler:
+class RunningJobs:
+    """Which jobs are running now, so a shutdown can wait for them (up to its grace period) and name the rest.
+
+    Args:
+        records: job records to note every run in (ok or failed), for /healthz and metrics.
+        stopping: once set, jobs no longer start, and a job ending in an error is logged as
+            cut short by the shutdown rather than as failed.
+    """
+
+    def __init__(self, records: JobRecords | None = None, stopping: threading.Event | None = None) -> None:
+        self.records = records
+        self.stopping = stopping or threading.Event()
+        self._running: dict[str, int] = {}
+        self._changed = threading.Condition()
+
+    def wrap(self, job_id: str, fn: Callable[[], Any]) -> Callable[[], None]:
+        """`fn` as a job: counted while it runs; a failure is logged with its reason, the next run tries again."""
+
+        def run() -> None:
+            if self.stopping.is_set():
+                return  # queued before the shutdown: not started
+            with self._changed:
+                self._running[job_id] = self._running.get(job_id, 0) + 1
+            try:
+                self._run(job_id, fn)
+            finally:
+                with self._changed:
+                    self._running[job_id] -= 1
+                    if not self._running[job_id]:
+                        del self._running[job_id]
+                    self._changed.notify_all()
+
+        return run
+
+    def _run(self, job_id: str, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001  # a job must never take the daemon down
+            if self.stopping.is_set():
+                log.info("job cut short by the shutdown", job=job_id, error=type(exc).__name__)
+                return
+            log.error("job failed", job=job_id, error=type(exc).__name__, reason=str(exc)[:300])
+            if self.records is not None:
+                self.records.failed(job_id, exc)
+        else:
+            if self.records is not None:
+                self.records.ok(job_id)
+
+    def running(self) -> list[str]:
+        with self._changed:
+            return sorted(self._running)
+
+    def wait_idle(self, timeout: float) -> list[str]:
+        """Wait until no job runs, at most `timeout` seconds; returns the jobs still running."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            return sorted(self._running)
+
+
+def build_scheduler(hub: Hub, jobs: RunningJobs | None = None) -> BackgroundScheduler:
     """A scheduler holding every job of `hub`, not yet started."""
+    jobs = jobs or RunningJobs(hub.metrics.jobs, hub.stopping)
     scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)}, timezone=UTC,
                                     job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None})
 
     def add(job_id: str, every: timedelta, fn: Callable[[], Any]) -> None:
-        scheduler.add_job(_logged(job_id, fn, hub.metrics.jobs), "interval", seconds=every.total_seconds(), id=job_id, name=job_id)
+        scheduler.add_job(jobs.wrap(job_id, fn), "interval", seconds=every.total_seconds(), id=job_id, name=job_id)
 
     for name, poll in hub.polls().items():
         add(f"poll:{name}", hub.poll_interval(name), poll)
@@ -49,27 +123,6 @@ def build_scheduler(hub: Hub) -> BackgroundScheduler:
         add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name))  # type: ignore[misc]
     add("deliver", hub.config.settings.delivery.every, hub.deliver_job)
     return scheduler
-
-
-def _logged(job_id: str, fn: Callable[[], Any], records: JobRecords | None = None) -> Callable[[], None]:
-    """Run a job; a failure is logged with its reason and the next run tries again.
-
-    With `records`, every run is recorded (ok or failed, when, the error's type) for
-    /healthz and `crmhub_job_runs_total`.
-    """
-
-    def run() -> None:
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001  # a job must never take the daemon down
-            log.error("job failed", job=job_id, error=type(exc).__name__, reason=str(exc)[:300])
-            if records is not None:
-                records.failed(job_id, exc)
-        else:
-            if records is not None:
-                records.ok(job_id)
-
-    return run
 
 
 def _stop_on_signals(stop: threading.Event | None) -> threading.Event:
@@ -89,22 +142,55 @@ def serve_webhooks_forever(hub: Hub, *, stop: threading.Event | None = None) -> 
     log.info("stopped")
 
 
-def run_forever(hub: Hub, *, stop: threading.Event | None = None) -> None:
-    """Run the webhook receiver and the jobs until SIGTERM/SIGINT (or `stop`), then drain and return.
+def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut: bool = True) -> list[str]:
+    """Run the webhook receiver and the jobs until SIGTERM/SIGINT (or `stop`), then stop within the grace period.
 
     The receiver starts first, so webhooks arriving during the catch-up
-    cycle are stored; whatever it misses while down, the polls find.
+    cycle are stored; whatever it misses while down, the polls find. The
+    catch-up cycle runs on its own thread, so a signal during it is honoured
+    like one during any job.
+
+    Args:
+        exit_when_cut: when jobs are still running at the end of the grace period, end
+            the process at once with status 0 (their threads would otherwise hold the
+            interpreter's exit); False returns their names instead (tests).
+
+    Returns:
+        The jobs cut short (empty when every running job finished in time).
     """
     stop = _stop_on_signals(stop)
+    grace = hub.config.settings.run.shutdown_grace.total_seconds()
     hooks = hub.config.settings.webhooks
     server = WebhookServer(hub.webhook_app(), host=hooks.host, port=hooks.port).start() if hooks.enabled else None
-    _logged("catch-up", hub.sync_once, hub.metrics.jobs)()
-    scheduler = build_scheduler(hub)
-    scheduler.start()
-    log.info("running", jobs=[job.id for job in scheduler.get_jobs()], webhooks=server.url if server else None)
+    jobs = RunningJobs(hub.metrics.jobs, hub.stopping)
+    scheduler = build_scheduler(hub, jobs)
+    starting = threading.Lock()
+
+    def catch_up_then_schedule() -> None:
+        jobs.wrap("catch-up", hub.sync_once)()
+        with starting:
+            if hub.stopping.is_set():
+                return
+            scheduler.start()
+        log.info("running", jobs=[job.id for job in scheduler.get_jobs()], webhooks=server.url if server else None)
+
+    threading.Thread(target=catch_up_then_schedule, name="crmhub-catch-up", daemon=True).start()
     stop.wait()
-    log.info("stopping: finishing running jobs")
+    log.info("stopping: running jobs finish their current batch", running=jobs.running(), grace_seconds=grace)
+    with starting:
+        hub.stopping.set()  # no job starts any more; running ones end after their batch or page
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
     if server is not None:
         server.stop()
-    scheduler.shutdown(wait=True)
-    log.info("stopped")
+    cut = jobs.wait_idle(grace)
+    if not cut:
+        log.info("stopped")
+        return []
+    log.warning("stopped with jobs cut short at the end of the grace period", jobs=cut, grace_seconds=grace,
+                note=SAFE_TO_CUT)
+    if exit_when_cut:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # the cut jobs' threads would hold the interpreter's exit; nothing is left half-recorded
+    return cut

@@ -7,21 +7,45 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from crmhub.model import WritePriority
 from crmhub.store import StateStore
 from crmhub.store.ledger import all_cursors, ledger_counts, open_dead_letter_count
-from crmhub.store.outbox import outbox_counts
+from crmhub.store.outbox import allowances, held_counts, outbox_counts
+
+# What each budget level lets through, for people.
+ALLOWED = {
+    WritePriority.BACKFILL: "every write goes",
+    WritePriority.FOLLOW_UP: "backfill waits",
+    WritePriority.NEW_CASE: "follow-ups and backfill wait; replies and new cases go",
+    WritePriority.REPLY: "only agent replies go",
+}
 
 
 def store_status(store: StateStore) -> dict[str, Any]:
     with store.transaction() as session:
+        held = held_counts(session)
         return {
             "cursors": [{"source": c.source, "stream": c.stream, "partition": c.partition, "value": c.value,
                          "updated_at": c.updated_at.isoformat()} for c in all_cursors(session)],
             "ledger": ledger_counts(session),
             "outbox": [{"crm": crm, "status": status, "count": count}
                        for (crm, status), count in sorted(outbox_counts(session).items())],
+            "budgets": [{"crm": b.crm, "allowed": WritePriority(b.max_priority).name.lower(),
+                         "held": held.get(b.crm, 0), "daily_remaining": b.daily_remaining,
+                         "daily_limit": b.daily_limit, "reserve": b.reserve, "updated_at": b.updated_at.isoformat()}
+                        for b in allowances(session)],
             "dead_letters": open_dead_letter_count(session),
         }
+
+
+def budget_line(budget: dict[str, Any]) -> str:
+    """One CRM's budget for people: what is held, why, and since when."""
+    allowed = WritePriority[budget["allowed"].upper()]
+    line = f"{budget['crm']}: {budget['held']} write(s) held by the API budget; {ALLOWED[allowed]}"
+    if budget["daily_remaining"] is not None and budget["daily_limit"] is not None:
+        line += f" (daily allowance: {budget['daily_remaining']} of {budget['daily_limit']} calls left"
+        line += f", reserve {budget['reserve']})" if budget["reserve"] is not None else ")"
+    return f"{line}; as of {budget['updated_at']}"
 
 
 def print_status(report: dict[str, Any], console: Console | None = None) -> None:
@@ -44,6 +68,8 @@ def print_status(report: dict[str, Any], console: Console | None = None) -> None
     for row in report["outbox"]:
         box.add_row(row["crm"], row["status"], str(row["count"]))
     console.print(box)
+    for budget in report.get("budgets", []):
+        console.print(budget_line(budget), highlight=False)
     console.print(f"Open dead letters: [bold]{report['dead_letters']}[/]")
 
 
@@ -58,6 +84,7 @@ def print_cycle(cycle: Any, console: Console | None = None) -> None:
     console.print(f"routed {cycle.processed} interaction(s)")
     for report in cycle.deliveries:
         console.print(f"delivered to {report.crm}: {report.delivered} written, {report.retrying} to retry, "
-                      f"{report.dead} dead-lettered")
+                      f"{report.dead} dead-lettered" + (f", {report.held} held by the API budget"
+                                                        if report.held else ""))
     for failure in cycle.failures:
         console.print(f"[red]failed[/] {failure}")

@@ -19,7 +19,7 @@ from crmhub.metrics import Metrics, budget_remaining, cursor_time
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.x.models import DEFAULT_ACCOUNT_ID
-from crmhub.scheduler import _logged
+from crmhub.scheduler import RunningJobs
 from crmhub.store import open_store
 from crmhub.webhooks import WebhookServer, create_app
 
@@ -114,7 +114,8 @@ def test_healthz_reports_store_and_per_connector_readiness(hub: Hub) -> None:
     assert before.json()["checks"]["connectors"]["salesforce"] == {
         "kind": "crm", "ready": False, "last_delivery_at": None, "last_error": None, "last_mirror_at": None}
 
-    _logged("catch-up", hub.sync_once, hub.metrics.jobs)()
+    jobs = RunningJobs(hub.metrics.jobs)
+    jobs.wrap("catch-up", hub.sync_once)()
     report = client.get("/healthz").json()
     assert report["status"] == "ok" and report["checks"]["store"] == {"ok": True}
     twilio, salesforce = (report["checks"]["connectors"][name] for name in ("twilio", "salesforce"))
@@ -125,7 +126,7 @@ def test_healthz_reports_store_and_per_connector_readiness(hub: Hub) -> None:
     def rate_limited() -> None:
         raise RateLimited("HTTP 429: slow down for customer jane@example.com", system="salesforce", status=429)
 
-    _logged("deliver", rate_limited, hub.metrics.jobs)()
+    jobs.wrap("deliver", rate_limited)()
     after = client.get("/healthz").json()
     salesforce = after["checks"]["connectors"]["salesforce"]
     assert salesforce["ready"] is False

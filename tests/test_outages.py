@@ -2,7 +2,9 @@
 
 Both end with every message in Salesforce exactly once; the storm also bounds
 the calls the Hub spent, from the emulators' own counters, against a clean run
-of the same traffic.
+of the same traffic. Both run under a tight `requests_per_minute`, with the
+hub waiting in sandbox time, and no minute of sandbox time ever holds more
+Salesforce calls than that, retries included (the emulator's own count).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ SF_REST = "^/services/data/"  # the REST API, not the OAuth login
 RETRY_ATTEMPTS = 3
 
 
-def _settings(directory: Path, sf: EmulatorServer, tw: EmulatorServer) -> Path:
+def _settings(directory: Path, sf: EmulatorServer, tw: EmulatorServer, *, per_minute: int = 600) -> Path:
     """Sandbox settings with a short retry policy (3 attempts, 10-50 ms waits, 1 s in all)."""
     settings = write_sandbox_settings(directory, {"salesforce": sf.url, "twilio": tw.url})
     yaml = YAML()
     data = yaml.load(settings.read_text())
     data["retry"] = {"max_attempts": RETRY_ATTEMPTS, "initial_wait": "10ms", "max_wait": "50ms", "max_total": "1s"}
+    data["crms"]["salesforce"]["budget"]["requests_per_minute"] = per_minute
     with settings.open("w") as out:
         yaml.dump(data, out)
     return settings
@@ -84,7 +87,8 @@ def _cycle(hub: Hub) -> bool:
 
 
 def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
-        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, sandbox_clock: SandboxClock,
+        tmp_path: Path) -> None:
     sf: Any = salesforce_sandbox.emulator
     tw: Any = twilio_sandbox.emulator
 
@@ -113,8 +117,11 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
         return datetime.now(UTC) + offset
 
     cycles, failed = 0, 0
-    with build_hub(load_config(_settings(tmp_path / "storm", salesforce_sandbox, twilio_sandbox)),
-                   clock=clock) as hub:
+    per_minute = 4  # fewer than one clean busy cycle makes: the pace has to hold the storm's retries back
+    storm_start = sandbox_clock.time()
+    with build_hub(load_config(_settings(tmp_path / "storm", salesforce_sandbox, twilio_sandbox,
+                                         per_minute=per_minute)),
+                   clock=clock, sleep=sandbox_clock.advance, monotonic=sandbox_clock.time) as hub:
         for cycles in range(1, 16):
             failed += not _cycle(hub)
             if _counts(hub) == Counter(done=30):
@@ -138,6 +145,10 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
     assert sf.total_calls <= bound(sf_storm, busy, 0)
     assert tw.total_calls <= bound(tw_storm, busy, 1)
     assert cycles <= 1 + (sf_storm + tw_storm) // RETRY_ATTEMPTS + 1  # never more cycles than give-ups allow
+    # No budget exceeded: the emulator's own log of the storm's calls (refused ones included).
+    print(f"storm paced: at most {sf.busiest(60)} Salesforce calls in any minute of sandbox time "
+          f"(allowed {per_minute}); {sandbox_clock.time() - storm_start:.0f} s of sandbox time")
+    assert sf.total_calls > per_minute and sf.busiest(60) <= per_minute
 
 
 def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_once(
@@ -148,12 +159,16 @@ def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_on
     _seed_org(sf, tw)
     before = _send(tw, 5, at=sandbox_clock.now() - timedelta(minutes=30))
     clock: Callable[[], datetime] = sandbox_clock.now  # the outbox's retry schedule follows sandbox time
-    with build_hub(load_config(_settings(tmp_path, salesforce_sandbox, twilio_sandbox)), clock=clock) as hub:
+    per_minute = 8  # the outage's retries would come faster than that
+    settings = _settings(tmp_path, salesforce_sandbox, twilio_sandbox, per_minute=per_minute)
+    with build_hub(load_config(settings), clock=clock, sleep=sandbox_clock.advance,
+                   monotonic=sandbox_clock.time) as hub:
         assert _cycle(hub)  # running normally: mirror read, first messages delivered
         assert _counts(hub) == Counter(done=5)
 
+        outage_start = sandbox_clock.time()
         outage = sf.faults.add(Fault(kind="server_error", path=SF_REST, status=503, times=None,
-                                     until=sandbox_clock.time() + 600))
+                                     until=outage_start + 600))
         during = _send(tw, 25, first=5, at=sandbox_clock.now() - timedelta(minutes=5))
         for _ in range(3):  # the daemon's jobs during the outage: poll, mirror, deliver
             assert not _cycle(hub)  # the mirror refresh and the delivery fail; the poll still runs
@@ -166,8 +181,9 @@ def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_on
             assert all(row.next_attempt_at > sandbox_clock.now() for row in waiting)  # retrying later
         refused = outage.hits
         assert refused > 0
+        assert sandbox_clock.time() < outage_start + 600  # the pacing's waits did not outlast the outage
 
-        sandbox_clock.advance(601)  # the outage is over, and the rows' retry time has come
+        sandbox_clock.advance(outage_start + 601 - sandbox_clock.time())  # the outage is over, retries are due
         for _ in range(3):
             if _cycle(hub) and _counts(hub) == Counter(done=30):
                 break
@@ -175,4 +191,5 @@ def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_on
     assert outage.hits == refused  # nothing was refused after the outage ended
     _assert_exactly_once(sf, before + during)
     print(f"\n10-minute outage: {refused} Salesforce calls refused with 503 during it; "
-          f"Salesforce calls in all {sf.total_calls}")
+          f"Salesforce calls in all {sf.total_calls}, at most {sf.busiest(60)} in any minute (allowed {per_minute})")
+    assert sf.total_calls > per_minute and sf.busiest(60) <= per_minute  # no budget exceeded, retries included

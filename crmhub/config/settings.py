@@ -28,6 +28,7 @@ from crmhub.config._types import (
     SecretRef,
     TextId,
     Url,
+    format_duration,
     problem,
 )
 
@@ -191,7 +192,10 @@ class HubSpotBudget(Model):
     """How much of the app's and account's allowance crmhub may use."""
 
     requests_per_10s: int = Field(100, ge=1, description="Burst limit: calls per 10 seconds.")
-    daily: int = Field(250_000, ge=1, description="Calls per day.")
+    daily: int = Field(250_000, ge=1, description="Calls per day (HubSpot's X-HubSpot-RateLimit-Daily header, "
+                                                  "when sent, wins).")
+    daily_reserve: Percent = Field(
+        0.2, description="Share of the daily allowance left to other integrations: 20% or 0.2.")
 
 
 class HubSpotSettings(Model):
@@ -323,6 +327,27 @@ class RetrySettings(Model):
     max_total: PositiveDuration = Field(timedelta(minutes=15), description="Give up after this long in total.")
 
 
+MAX_SHUTDOWN_GRACE = timedelta(minutes=10)
+
+
+class RunSettings(Model):
+    """The daemon (`crmhub run`)."""
+
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=30),
+        description="On SIGTERM/SIGINT, how long running jobs may take to finish their current batch before "
+                    "crmhub exits anyway (0s: at once; at most 10m). Keep it below the service manager's stop "
+                    "timeout (systemd TimeoutStopSec).")
+
+    @field_validator("shutdown_grace")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if value > MAX_SHUTDOWN_GRACE:
+            raise problem("duration", f"{format_duration(value)} is too long; use at most "
+                                      f"{format_duration(MAX_SHUTDOWN_GRACE)} (e.g. 30s)")
+        return value
+
+
 class Settings(Model):
     """`settings.yaml`."""
 
@@ -337,6 +362,7 @@ class Settings(Model):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
     threads: ThreadSettings = Field(default_factory=ThreadSettings, description="Threading into cases.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries of API calls.")
+    run: RunSettings = Field(default_factory=RunSettings, description="The daemon.")
     mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "
                                                                  "history.yaml, relative to the settings file.")
 

@@ -1,9 +1,13 @@
-"""What every connector shares: the SDK-error boundary and the retry layer.
+"""What every connector shares: the SDK-error boundary, the retry layer and the budget.
 
 A connector supplies `name`, builds its SDK client, and implements
 `translate` (its SDK's exceptions -> crmhub's error tree). Every SDK call goes
-through `self.call(operation, fn)`, which maps errors once and retries once.
-Nothing above `connectors/` ever sees an SDK exception type.
+through `self.call(operation, fn)`, which paces it by the connector's budget
+(before every attempt), maps errors once and retries once. Every HTTP request
+reports to `before_http` and every response to `observe_http`, so the budget
+paces the requests an operation makes beyond its first and reads the
+vendor's rate-limit headers. Nothing above `connectors/` ever sees an SDK
+exception type.
 """
 
 from __future__ import annotations
@@ -15,27 +19,71 @@ from email.utils import parsedate_to_datetime
 from typing import ClassVar, TypeVar
 
 import requests
+import structlog
 
+from crmhub.connectors._budget import Budget
 from crmhub.connectors._retry import Retrier
-from crmhub.errors import AuthError, ConnectorError, NotFound, PermanentError, RateLimited, Rejected, Timeout
+from crmhub.errors import (
+    AuthError, ConnectorError, Interrupted, NotFound, PermanentError, RateLimited, Rejected, Timeout,
+)
+from crmhub.model import WritePriority
 
 T = TypeVar("T")
+log = structlog.get_logger("crmhub.connectors")
 
 
 class Connector:
-    """Base of every connector: SDK error mapping plus the single retry layer."""
+    """Base of every connector: SDK error mapping, the single retry layer, and pacing by budget."""
 
     name: ClassVar[str] = "connector"
 
-    def __init__(self, retrier: Retrier | None = None) -> None:
+    def __init__(self, retrier: Retrier | None = None, budget: Budget | None = None) -> None:
         self.retrier = retrier or Retrier()
+        self.budget = budget
+        """Paces calls and reads the vendor's rate-limit headers (None: unpaced); set any time."""
         self.http_observer: Callable[[str, int, Mapping[str, str]], None] | None = None
         """Told (path, status, headers) of every HTTP response, e.g. `Metrics.http_observer`; set any time."""
 
+    def before_http(self, path: str) -> None:
+        """The `build_session` pre-request hook of every connector: the budget paces each request."""
+        if self.budget is not None:
+            self.budget.before_request(path)
+
     def observe_http(self, path: str, status: int, headers: Mapping[str, str]) -> None:
-        """The `build_session` observer of every connector: forwards to `http_observer` when set."""
+        """The `build_session` observer of every connector: feeds the budget, then `http_observer`."""
+        if self.budget is not None:
+            self.budget.observe(path, status, headers)
         if self.http_observer is not None:
             self.http_observer(path, status, headers)
+
+    # ---- the daily allowance -----------------------------------------------------
+    def read_daily_allowance(self) -> tuple[int, int] | None:
+        """(limit, remaining) of the vendor's daily allowance from its limits endpoint.
+
+        Override where the API has one (Salesforce `GET /limits`); None: it has none.
+        """
+        return None
+
+    def refresh_allowance(self) -> None:
+        """Read the vendor's limits endpoint when the budget says it is time (at most every few minutes).
+
+        A failed read is logged and leaves the budget on what the headers said.
+        """
+        budget = self.budget
+        if budget is None or not budget.limits_due():
+            return
+        try:
+            figures = self.read_daily_allowance()
+        except ConnectorError as exc:
+            budget.limits_read()
+            log.warning("could not read the daily allowance", system=self.name, error=type(exc).__name__,
+                        reason=str(exc)[:200])
+            return
+        budget.limits_read(*(figures or (None, None)))
+
+    def allowed_priority(self) -> WritePriority:
+        """The lowest-ranked write the budget lets through now (every write when unbudgeted)."""
+        return self.budget.allowed_priority() if self.budget is not None else WritePriority.BACKFILL
 
     def translate(self, exc: Exception) -> ConnectorError | None:
         """Map an SDK exception to crmhub's tree; None for exceptions not the SDK's.
@@ -45,11 +93,18 @@ class Connector:
         return None
 
     def call(self, operation: str, fn: Callable[[], T]) -> T:
-        """Run one SDK operation with error mapping and retries."""
+        """Run one SDK operation, paced by the budget before every attempt, with error mapping and retries."""
 
         def attempt() -> T:
-            with self.map_errors(operation):
-                return fn()
+            if self.budget is None:
+                with self.map_errors(operation):
+                    return fn()
+            self.budget.acquire()
+            try:
+                with self.map_errors(operation):
+                    return fn()
+            finally:
+                self.budget.end_attempt()
 
         return self.retrier.call(f"{self.name}.{operation}", attempt)
 
@@ -58,7 +113,7 @@ class Connector:
         """Turn SDK and transport exceptions into crmhub errors, chaining the original."""
         try:
             yield
-        except ConnectorError:
+        except (ConnectorError, Interrupted):
             raise
         except Exception as exc:
             mapped = self.translate(exc) or _transport_error(exc, self.name)

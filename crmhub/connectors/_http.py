@@ -7,8 +7,9 @@ Every requests-based SDK (simple-salesforce, zenpy, tweepy, twilio) gets its
   base URL (the sandbox emulators, or a corporate proxy) by rewriting scheme
   and host while keeping path and query, through a transport adapter mounted
   on the session, which is the SDKs' supported injection point;
-* reads rate-limit headers of every response back into a `RateLimitObserver`
-  so budgets see the vendor's own figures.
+* tells the connector before every request (`before`: the budget paces each
+  one, a second page or a login included) and reads the rate-limit headers
+  of every response back (`observer`), so budgets see the vendor's figures.
 
 Retries do not live here: they live in `crmhub.connectors._retry`, wrapped
 once around each connector operation, so an SDK call is never retried twice.
@@ -25,6 +26,9 @@ from requests.adapters import HTTPAdapter
 
 HeaderObserver = Callable[[str, int, Mapping[str, str]], None]
 """Called as observer(url_path, status_code, headers) after every response."""
+
+RequestHook = Callable[[str], None]
+"""Called as before(url_path) before every request is sent (it may wait, or raise to not send it)."""
 
 
 class BaseUrlAdapter(HTTPAdapter):
@@ -60,6 +64,7 @@ def build_session(
     base_url: str | None = None,
     observer: HeaderObserver | None = None,
     timeout: float | None = None,
+    before: RequestHook | None = None,
 ) -> requests.Session:
     """A `requests.Session` for one connector.
 
@@ -67,6 +72,7 @@ def build_session(
         base_url: where to send every request instead of the vendor's host
             (None: the vendor's real host, unchanged).
         observer: told the status and headers of every response.
+        before: told the path of every request before it is sent.
         timeout: default timeout for requests made without one (SDKs that
             take no timeout argument would otherwise wait forever).
     """
@@ -82,7 +88,25 @@ def build_session(
         session.hooks["response"].append(_observe)
     if timeout is not None:
         _default_timeout(session, timeout)
+    if before is not None:
+        _before_send(session, before)
     return session
+
+
+def _before_send(session: requests.Session, before: RequestHook) -> None:
+    """Call `before` ahead of every request of `session`.
+
+    `Session.send` is the one method every request passes through: the
+    `request()` helpers, redirects, and SDKs that prepare their own requests
+    (twilio's `TwilioHttpClient` calls `send` directly).
+    """
+    send = session.send
+
+    def paced_send(request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        before(urlsplit(request.url or "").path)
+        return send(request, **kwargs)
+
+    session.send = paced_send  # type: ignore[method-assign]  # instance-level hook, not a patch of the SDK
 
 
 def _default_timeout(session: requests.Session, timeout: float) -> None:

@@ -182,6 +182,7 @@ class HubSpotCrm(Connector):
         crmhub reads HubSpot's JSON as documented, 207 errors included.
         """
         fn = getattr(getattr(self._client(), api), method)
+        self.before_http(f"{api}.{method}")  # the budget paces each request (urllib3: no session hook)
         try:
             response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
         except Exception as exc:

@@ -114,7 +114,8 @@ class SalesforceCrm(Connector):
         return self._sf
 
     def _login(self) -> Salesforce:
-        session = build_session(base_url=self.base_url, observer=self.observe_http, timeout=60)
+        session = build_session(base_url=self.base_url, observer=self.observe_http, timeout=60,
+                                before=self.before_http)
         common: dict[str, Any] = {"session": session, "version": self.api_version,
                                   "consumer_key": self.auth.client_id, "consumer_secret": self.auth.client_secret,
                                   "domain": _domain(self.instance_url)}
@@ -131,6 +132,14 @@ class SalesforceCrm(Connector):
                 raise
             self._sf = None
             return self.call(operation, lambda: fn(self._client()))
+
+    def read_daily_allowance(self) -> tuple[int, int] | None:
+        """(Max, Remaining) of `DailyApiRequests` from `GET /limits` (the org's rolling 24 hours)."""
+        answer = self.sf("limits", lambda sf: sf.restful("limits"))
+        daily = (answer or {}).get("DailyApiRequests") or {}
+        if "Max" not in daily or "Remaining" not in daily:
+            return None
+        return int(daily["Max"]), int(daily["Remaining"])
 
     # ---- reads ---------------------------------------------------------------
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:

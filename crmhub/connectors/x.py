@@ -88,7 +88,8 @@ class XChannel(Connector):
         self._client = tweepy.Client(bearer_token=bearer_token, consumer_key=consumer_key,
                                      consumer_secret=consumer_secret, access_token=access_token,
                                      access_token_secret=access_token_secret, wait_on_rate_limit=False)
-        self._client.session = build_session(base_url=base_url, observer=self.observe_http, timeout=timeout)
+        self._client.session = build_session(base_url=base_url, observer=self.observe_http, timeout=timeout,
+                                             before=self.before_http)
         self._me: Identity | None = None
 
     def translate(self, exc: Exception) -> ConnectorError | None:

@@ -11,7 +11,9 @@ path to handler. This module adds what every emulator needs the same way:
 * control endpoints under `/_sandbox/`: `GET state`, `POST reset`,
   `GET calls`, `GET|POST|DELETE faults`, `GET|POST clock`, `GET routes`;
 * a per-endpoint call counter, counting each request the way the vendor
-  bills it (`billable()` decides, e.g. OAuth token calls are free);
+  bills it (`billable()` decides, e.g. OAuth token calls are free), plus the
+  sandbox time of each counted call (`call_times`, `busiest`), so a test can
+  check a client's pace in any window;
 * fault injection: 429 with Retry-After, 5xx, connection reset, slow answers,
   token expiry, daily-limit exhaustion and partial batch failure, each
   limited to a path pattern, a number of requests or a span of sandbox time;
@@ -22,6 +24,7 @@ path to handler. This module adds what every emulator needs the same way:
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import re
@@ -29,7 +32,7 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +56,7 @@ FaultKind = Literal[
     "partial_failure",  # the records at `reject` of the next batch are refused
 ]
 GENERIC_FAULTS: tuple[FaultKind, ...] = ("rate_limit", "server_error", "reset", "slow", "expire_token")
+CALL_LOG_SIZE = 100_000  # call times kept per emulator (a long demo run forgets the oldest)
 
 
 class SandboxClock:
@@ -202,6 +206,8 @@ class Emulator:
         self.clock = clock or SandboxClock()
         self.faults = FaultPlan(self.clock)
         self.calls: Counter[str] = Counter()
+        self.call_times: deque[float] = deque(maxlen=CALL_LOG_SIZE)
+        """Sandbox time of each counted call, oldest first (the last CALL_LOG_SIZE)."""
         self.lock = threading.RLock()
         self.state_file = Path(state_file) if state_file else None
         self.state: dict[str, Any] = self.initial_state()
@@ -260,6 +266,7 @@ class Emulator:
         with self.lock:
             self.state = self.initial_state()
             self.calls.clear()
+            self.call_times.clear()
             self.faults.clear()
             self.persist()
 
@@ -276,6 +283,12 @@ class Emulator:
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
+
+    def busiest(self, seconds: float) -> int:
+        """The most calls counted in any `seconds` of sandbox time (a sliding window)."""
+        with self.lock:
+            times = sorted(self.call_times)
+        return max((bisect.bisect_right(times, t + seconds - 1e-9) - i for i, t in enumerate(times)), default=0)
 
     # ---- WSGI --------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -296,6 +309,7 @@ class Emulator:
         if route.billable:
             with self.lock:
                 self.calls[f"{request.method} {route.rule}"] += 1
+                self.call_times.append(self.clock.time())
         fault = self.faults.take(GENERIC_FAULTS, request.method, request.path)
         if fault is not None:
             if fault.kind == "slow":
@@ -343,6 +357,7 @@ class Emulator:
         if what == "calls" and method == "DELETE":
             with self.lock:
                 self.calls.clear()
+                self.call_times.clear()
             return json_response(None, 204)
         if what == "faults":
             if method == "GET":

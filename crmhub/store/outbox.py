@@ -6,6 +6,12 @@ daemons never claim the same row); it talks to the CRM outside any
 transaction and records the outcome afterwards. A daemon killed mid-call
 leaves its rows to come due again when the lease ends; the CRM write is an
 upsert on crmhub's idempotency key, so the retry cannot double it.
+
+Each row has a `WritePriority`. Claims go by priority, then due time, and
+take only rows ranked at or before the `max_priority` the CRM's API budget
+allows; the others are held (still pending, not attempted, not failed).
+`api_budgets` records what each CRM's budget allowed at its last delivery
+run, so status and metrics can count the held rows.
 """
 
 from __future__ import annotations
@@ -15,28 +21,42 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from crmhub.model import CaseState, OutboxStatus, RouteDecision
+from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
 from crmhub.store.ledger import insert_ignoring_conflicts
-from crmhub.store.schema import OutboxRow, RouteDecisionRow, ThreadRow
+from crmhub.store.schema import ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
+
+PENDING = OutboxStatus.PENDING.value
 
 
-def enqueue(session: Session, interaction_id: int, crms: Sequence[str], key: str, *, now: datetime) -> None:
-    """One pending write per CRM; a second enqueue of the same key is a no-op."""
-    rows = [{"idempotency_key": key, "interaction_id": interaction_id, "crm": crm, "status": "pending",
-             "attempts": 0, "next_attempt_at": now, "created_at": now} for crm in crms]
+def enqueue(session: Session, interaction_id: int, crms: Sequence[str], key: str, *, now: datetime,
+            priority: WritePriority | Mapping[str, WritePriority] = WritePriority.FOLLOW_UP) -> None:
+    """One pending write per CRM; a second enqueue of the same key is a no-op.
+
+    Args:
+        priority: one for every CRM, or one per CRM (a new case in one, a follow-up in another).
+    """
+    def rank(crm: str) -> int:
+        return int(priority.get(crm, WritePriority.FOLLOW_UP) if isinstance(priority, Mapping) else priority)
+
+    rows = [{"idempotency_key": key, "interaction_id": interaction_id, "crm": crm, "status": PENDING,
+             "priority": rank(crm), "attempts": 0, "next_attempt_at": now, "created_at": now} for crm in crms]
     if rows:
         session.execute(insert_ignoring_conflicts(session, OutboxRow, rows, ("crm", "idempotency_key")))
 
 
-def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: timedelta) -> list[OutboxRow]:
-    """Claim up to `limit` due rows of `crm` for `lease`, oldest first."""
+def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: timedelta,
+              max_priority: WritePriority = WritePriority.BACKFILL) -> list[OutboxRow]:
+    """Claim up to `limit` due rows of `crm` ranked at or before `max_priority` for `lease`.
+
+    Highest priority first (lowest number), then the longest due, then the oldest row.
+    """
     query = (select(OutboxRow)
-             .where(OutboxRow.crm == crm, OutboxRow.status == OutboxStatus.PENDING.value,
+             .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
                     OutboxRow.next_attempt_at <= now)
-             .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
+             .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = list(session.scalars(query))
@@ -44,6 +64,27 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
         row.next_attempt_at = now + lease
         row.attempts += 1
     return rows
+
+
+def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> None:
+    """End the lease of claimed rows (the daemon is stopping): due again at once, for the next start.
+
+    The claim still counts as an attempt: part of the batch may have reached
+    the CRM, and a later attempt must check for it as any retry does.
+    """
+    if outbox_ids:
+        session.execute(update(OutboxRow)
+                        .where(OutboxRow.id.in_(list(outbox_ids)), OutboxRow.status == PENDING)
+                        .values(next_attempt_at=now))
+
+
+def case_pending(session: Session, crm: str, conversation_key: str) -> bool:
+    """Whether a pending new-case write of `crm` already exists for the conversation (it will open the case)."""
+    query = (select(OutboxRow.id).join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
+             .where(OutboxRow.crm == crm, OutboxRow.status == PENDING,
+                    OutboxRow.priority == int(WritePriority.NEW_CASE), LedgerRow.conversation_key == conversation_key)
+             .limit(1))
+    return session.scalar(query) is not None
 
 
 def mark_done(session: Session, outbox_id: int, result_ref: str | None, *, now: datetime,
@@ -72,6 +113,40 @@ def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
     """Rows per (crm, status)."""
     query = select(OutboxRow.crm, OutboxRow.status, func.count()).group_by(OutboxRow.crm, OutboxRow.status)
     return {(crm, status): count for crm, status, count in session.execute(query)}
+
+
+# ---- budgets -----------------------------------------------------------------
+def save_allowance(session: Session, crm: str, max_priority: WritePriority, *, now: datetime,
+                   daily_remaining: int | None = None, daily_limit: int | None = None,
+                   reserve: int | None = None) -> None:
+    """Record what `crm`'s API budget lets through (after each delivery run)."""
+    row = session.get(ApiBudgetRow, crm)
+    if row is None:
+        row = ApiBudgetRow(crm=crm, max_priority=int(max_priority), updated_at=now)
+        session.add(row)
+    row.max_priority, row.daily_remaining, row.daily_limit, row.reserve, row.updated_at = (
+        int(max_priority), daily_remaining, daily_limit, reserve, now)
+
+
+def allowances(session: Session) -> list[ApiBudgetRow]:
+    """The recorded budget of every CRM delivered to, by name."""
+    return list(session.scalars(select(ApiBudgetRow).order_by(ApiBudgetRow.crm)))
+
+
+def count_held(session: Session, crm: str, max_priority: WritePriority) -> int:
+    """Pending rows of `crm` ranked after `max_priority`."""
+    query = select(func.count()).select_from(OutboxRow).where(
+        OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority > int(max_priority))
+    return int(session.scalar(query) or 0)
+
+
+def held_counts(session: Session) -> dict[str, int]:
+    """Pending rows per CRM ranked after what its budget last let through (held, not failed)."""
+    query = (select(OutboxRow.crm, func.count())
+             .join(ApiBudgetRow, ApiBudgetRow.crm == OutboxRow.crm)
+             .where(OutboxRow.status == PENDING, OutboxRow.priority > ApiBudgetRow.max_priority)
+             .group_by(OutboxRow.crm))
+    return {crm: count for crm, count in session.execute(query)}
 
 
 # ---- threads -----------------------------------------------------------------

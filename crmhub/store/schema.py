@@ -13,6 +13,7 @@ from datetime import UTC
 
 from sqlalchemy import (
     JSON, BigInteger, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -223,12 +224,16 @@ class RouteDecisionRow(Base):
 
 
 class OutboxRow(Base):
-    """One (interaction, CRM) write; unique idempotency key per CRM."""
+    """One (interaction, CRM) write; unique idempotency key per CRM.
+
+    `priority` is a `crmhub.model.WritePriority` (lower goes first); claims go
+    by it, then by due time, along `ix_outbox_claim`.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("crm", "idempotency_key", name="uq_outbox_crm_key"),
-        Index("ix_outbox_due", "status", "crm", "next_attempt_at"),
+        Index("ix_outbox_claim", "status", "crm", "priority", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -236,6 +241,7 @@ class OutboxRow(Base):
     interaction_id: Mapped[int] = mapped_column(ForeignKey("ledger.id"), index=True)
     crm: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(8), default="pending")
+    priority: Mapped[int] = mapped_column(default=2, server_default=text("2"))  # WritePriority.FOLLOW_UP
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -244,6 +250,19 @@ class OutboxRow(Base):
     relink: Mapped[bool] = mapped_column(default=False)  # re-written after a merge: move it to the primary record
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ApiBudgetRow(Base):
+    """What a CRM's API budget let through at its last delivery run (for `crmhub status` and metrics)."""
+
+    __tablename__ = "api_budgets"
+
+    crm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    max_priority: Mapped[int]  # WritePriority: rows ranked after it are held
+    daily_remaining: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    daily_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reserve: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime]
 
 
 class DeadLetterRow(Base):

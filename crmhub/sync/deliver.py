@@ -5,11 +5,18 @@ them, outside any transaction. Per write: success -> done (and the contact
 link and case recorded); a transient failure -> due again after a backoff;
 a permanent one -> dead letter with the CRM's reason, and the rest of the
 batch goes on.
+
+The writer's API budget decides how far down the priorities a run goes
+(`max_priority`, asked before every batch): rows ranked after it are held,
+neither attempted nor failed, until the allowance recovers. A `stop` event
+set by the daemon ends the run between batches; a batch cut inside (its
+waits raise `Interrupted`) is given back to be due at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -17,8 +24,8 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.orm import Session
 
-from crmhub.errors import TransientError
-from crmhub.model import CaseSpec, HistoryWrite, Interaction, QueueTarget, WriteOutcome
+from crmhub.errors import Interrupted, TransientError
+from crmhub.model import CaseSpec, HistoryWrite, Interaction, QueueTarget, WriteOutcome, WritePriority
 from crmhub.store import StateStore, graph, ledger, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
@@ -58,31 +65,71 @@ class DeliveryReport:
     delivered: int = 0
     retrying: int = 0
     dead: int = 0
+    held: int = 0  # pending rows ranked after what the budget allowed when the run ended
+    cut_short: bool = False  # the daemon is stopping: the run ended before the outbox was drained
 
 
-def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime) -> DeliveryReport:
-    """Deliver due outbox rows of `writer`'s CRM, batch after batch, until none is due."""
+def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
+            max_priority: Callable[[], WritePriority] | None = None, stop: threading.Event | None = None,
+            clock: Callable[[], datetime] | None = None) -> DeliveryReport:
+    """Deliver due outbox rows of `writer`'s CRM, batch after batch, until none is due.
+
+    Args:
+        max_priority: the lowest-ranked write the CRM's budget lets through, asked before
+            each batch (None: every write).
+        stop: when set, no further batch starts.
+        clock: read before each claim and each record (pacing may make a batch take a while,
+            and leases and retry times count from then); None: `now` throughout.
+    """
     report = DeliveryReport(writer.name)
-    while True:
+    allowed = _drain(store, writer, policy, report, clock=clock or (lambda: now), max_priority=max_priority,
+                     stop=stop)
+    if allowed < WritePriority.BACKFILL:
         with store.transaction() as session:
-            rows = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease)
+            report.held = outbox.count_held(session, writer.name, allowed)
+        if report.held:
+            log.info("writes held by the API budget", crm=writer.name, held=report.held,
+                     allowed=allowed.name.lower())
+    return report
+
+
+def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, report: DeliveryReport, *,
+           clock: Callable[[], datetime], max_priority: Callable[[], WritePriority] | None,
+           stop: threading.Event | None) -> WritePriority:
+    """The batches of one run; returns what the budget allowed last."""
+    allowed = WritePriority.BACKFILL
+    while True:
+        if stop is not None and stop.is_set():
+            report.cut_short = True
+            return allowed
+        allowed = max_priority() if max_priority is not None else WritePriority.BACKFILL
+        now = clock()
+        with store.transaction() as session:
+            rows = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
+                                    max_priority=allowed)
             # In the order the messages were sent (channels page newest first): threading decides in that order.
             rows.sort(key=lambda row: (_sent_at(session, row), row.id))
             reopening: dict[int, datetime | None] = {}  # thread -> its state_at, for threads this batch reopens
             writes = {row.id: _history_write(session, row, writer.name, policy, now=now, reopening=reopening)
                       for row in rows}
         if not writes:
-            return report
+            return allowed
         try:
             outcomes = writer.write_history(list(writes.values()))
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
+        except Interrupted:  # stopping mid-batch: due again at once for the next start
+            with store.transaction() as session:
+                outbox.release(session, list(writes), now=clock())
+            report.cut_short = True
+            return allowed
+        now = clock()
         with store.transaction() as session:
             for (outbox_id, write), outcome in zip(writes.items(), outcomes, strict=True):
                 _record(session, outbox_id, write, outcome, writer.name, policy, report, now=now,
                         reopening=reopening)
         if len(rows) < policy.batch_size:
-            return report
+            return allowed
 
 
 def _sent_at(session: Session, row: OutboxRow) -> datetime:

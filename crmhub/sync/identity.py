@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus
+from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
 from crmhub.store import conflicts, graph
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
@@ -167,7 +167,7 @@ class IdentityGraph:
                    OutboxRow.interaction_id.in_(mine),
                    or_(OutboxRow.contact_ref.is_(None), OutboxRow.contact_ref != primary))
             .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, next_attempt_at=self.now,
-                    done_at=None)
+                    done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
             .execution_options(synchronize_session=False))
 
     def _link_grown(self) -> None:

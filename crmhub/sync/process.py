@@ -3,6 +3,10 @@
 Runs over ledger rows not yet processed, in batches, each batch in one
 transaction: a crash leaves rows unprocessed, and re-processing them is
 harmless (the outbox key is unique per CRM).
+
+Each write gets its priority per CRM: a new case where the conversation has
+no open thread there (and no earlier write waiting to open one), else a
+follow-up, so a low API budget holds follow-ups back before new cases.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from crmhub.model import WritePriority
 from crmhub.store import StateStore, ledger, outbox
 from crmhub.sync.contacts import contact_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
@@ -26,22 +31,28 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
         with store.transaction() as session:
             rows = ledger.unprocessed(session, batch_size)
             people = IdentityGraph(session, crms, identity, now)
-            for row in rows:
+            # In the order they happened (a poll may store newest first), so a
+            # conversation's first message is the one that opens its case.
+            for row in sorted(rows, key=lambda r: (r.occurred_at, r.id)):
                 item = ledger.to_interaction(row)
                 person_id = people.person_of(item)
                 row.person_id = person_id
                 fields: dict[str, Any] = {}
                 case_open = False
+                priority: dict[str, WritePriority] = {}
                 for crm in crms:
                     match = contact_for(session, person_id, crm, now=now, blocklist=blocklist,
                                         on_linked=people.relink)
                     if match is not None:
                         fields = {**match.fields, **fields}
                     thread = outbox.thread_of(session, crm, item.conversation_key)
-                    case_open = case_open or (thread is not None and thread.closed_at is None)
+                    is_open = thread is not None and thread.closed_at is None
+                    case_open = case_open or is_open
+                    opening = is_open or outbox.case_pending(session, crm, item.conversation_key)
+                    priority[crm] = WritePriority.FOLLOW_UP if opening else WritePriority.NEW_CASE
                 decision = router.decide(item, fields, case_open=case_open)
                 outbox.save_decision(session, row.id, decision, now=now)
-                outbox.enqueue(session, row.id, list(crms), item.key, now=now)
+                outbox.enqueue(session, row.id, list(crms), item.key, now=now, priority=priority)
                 row.processed_at = now
         done += len(rows)
         if len(rows) < batch_size:

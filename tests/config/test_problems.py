@@ -62,6 +62,17 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         """, [
         "settings.yaml:10:14: channels.twilio.overlap: bad duration '10 minutes'; write e.g. 30s, 10m, 1h",
     ]),
+    "shutdown grace too long": ("settings", """\
+        crms:
+          salesforce:
+            instance_url: https://acme.my.salesforce.com
+            auth: { client_id: env:SF_CLIENT_ID, client_secret: env:SF_CLIENT_SECRET }
+        channels:
+          twilio: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token: env:TWILIO_AUTH_TOKEN, numbers: ["+14155550100"] }
+        run: { shutdown_grace: 1h }
+        """, [
+        "settings.yaml:7:24: run.shutdown_grace: 1h is too long; use at most 10m (e.g. 30s)",
+    ]),
     "bad percentage": ("settings", """\
         crms:
           salesforce:

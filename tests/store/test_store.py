@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from crmhub.identities import email, phone
-from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus
+from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus, WritePriority
 from crmhub.store import StateStore, graph, ledger, migrate, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
 
@@ -110,6 +110,40 @@ def test_outbox_enqueue_is_idempotent_and_claims_lease_rows(store: StateStore) -
         outbox.mark_done(s, later[0].id, "00T1", now=NOW)
     with store.transaction() as s:
         assert outbox.outbox_counts(s) == {("salesforce", OutboxStatus.DONE.value): 1}
+
+
+def test_claims_go_by_priority_and_leave_what_the_budget_does_not_allow(store: StateStore) -> None:
+    lease = timedelta(minutes=5)
+    ranks = [WritePriority.BACKFILL, WritePriority.FOLLOW_UP, WritePriority.NEW_CASE, WritePriority.REPLY,
+             WritePriority.FOLLOW_UP]
+    with store.transaction() as s:
+        ledger.ingest_page(s, [sms(f"SM{i}", sender=f"+1415555010{i}") for i in range(len(ranks))], now=NOW)
+        rows = list(s.scalars(select(LedgerRow).order_by(LedgerRow.id)))
+        for row, rank in zip(rows, ranks, strict=True):
+            outbox.enqueue(s, row.id, ["salesforce", "zendesk"], f"sms:{row.external_id}", now=NOW,
+                           priority={"salesforce": rank})  # zendesk: the default, a follow-up
+        conversation = rows[2].conversation_key
+        assert outbox.case_pending(s, "salesforce", conversation) and not outbox.case_pending(s, "zendesk",
+                                                                                              conversation)
+    with store.transaction() as s:
+        first = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease, max_priority=WritePriority.NEW_CASE)
+        assert [c.priority for c in first] == [WritePriority.REPLY, WritePriority.NEW_CASE]
+        outbox.save_allowance(s, "salesforce", WritePriority.NEW_CASE, now=NOW, daily_remaining=150,
+                              daily_limit=1000, reserve=200)
+        outbox.save_allowance(s, "zendesk", WritePriority.BACKFILL, now=NOW)
+    with store.transaction() as s:
+        assert outbox.held_counts(s) == {"salesforce": 3}  # two follow-ups and the backfill
+        assert outbox.count_held(s, "salesforce", WritePriority.FOLLOW_UP) == 1
+        assert [(b.crm, b.max_priority, b.daily_remaining) for b in outbox.allowances(s)] == [
+            ("salesforce", WritePriority.NEW_CASE, 150), ("zendesk", WritePriority.BACKFILL, None)]
+        outbox.release(s, [c.id for c in first], now=NOW)
+    with store.transaction() as s:  # released: due again at once, the claim still counted
+        rest = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease)
+        assert [(c.priority, c.attempts) for c in rest] == [
+            (WritePriority.REPLY, 2), (WritePriority.NEW_CASE, 2), (WritePriority.FOLLOW_UP, 1),
+            (WritePriority.FOLLOW_UP, 1), (WritePriority.BACKFILL, 1)]
+        assert [c.priority for c in outbox.claim_due(s, "zendesk", 10, now=NOW, lease=lease)] == [
+            WritePriority.FOLLOW_UP] * len(ranks)
 
 
 @pytest.mark.postgres
