@@ -9,6 +9,7 @@ missed runs coalesced into one:
 * `poll:x`        every `channels.x.poll_every` (mentions, DMs)
 * `mirror:<crm>`  every `MIRROR_EVERY` (a setting comes with issue 6)
 * `deliver`       every `delivery.every`: route new ledger rows, then write the outbox
+* `replies`       every `replies.every` (when `replies.enabled`): agents' replies out to customers
 
 SIGTERM and SIGINT stop the scheduler and wait for running jobs to finish
 their batch, so nothing is left half-recorded (and anything interrupted
@@ -48,6 +49,8 @@ def build_scheduler(hub: Hub) -> BackgroundScheduler:
     for name in hub.crms:
         add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name))  # type: ignore[misc]
     add("deliver", hub.config.settings.delivery.every, hub.deliver_job)
+    if hub.replier is not None:
+        add("replies", hub.config.settings.replies.every, hub.replies_job)
     return scheduler
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from crmhub.store import StateStore
 from crmhub.store.ledger import all_cursors, ledger_counts, open_dead_letter_count
 from crmhub.store.outbox import outbox_counts
+from crmhub.store.replies import reply_counts
 
 
 def store_status(store: StateStore) -> dict[str, Any]:
@@ -20,6 +21,8 @@ def store_status(store: StateStore) -> dict[str, Any]:
             "ledger": ledger_counts(session),
             "outbox": [{"crm": crm, "status": status, "count": count}
                        for (crm, status), count in sorted(outbox_counts(session).items())],
+            "replies": [{"crm": crm, "channel": channel, "status": status, "count": count}
+                        for (crm, channel, status), count in sorted(reply_counts(session).items())],
             "dead_letters": open_dead_letter_count(session),
         }
 
@@ -44,6 +47,12 @@ def print_status(report: dict[str, Any], console: Console | None = None) -> None
     for row in report["outbox"]:
         box.add_row(row["crm"], row["status"], str(row["count"]))
     console.print(box)
+    replies = Table(title="Replies")
+    for column in ("crm", "channel", "status", "replies"):
+        replies.add_column(column)
+    for row in report["replies"]:
+        replies.add_row(row["crm"], row["channel"], row["status"], str(row["count"]))
+    console.print(replies)
     console.print(f"Open dead letters: [bold]{report['dead_letters']}[/]")
 
 
@@ -59,5 +68,7 @@ def print_cycle(cycle: Any, console: Console | None = None) -> None:
     for report in cycle.deliveries:
         console.print(f"delivered to {report.crm}: {report.delivered} written, {report.retrying} to retry, "
                       f"{report.dead} dead-lettered")
+    for line in cycle.replies.lines() if getattr(cycle, "replies", None) is not None else []:
+        console.print(line)
     for failure in cycle.failures:
         console.print(f"[red]failed[/] {failure}")

@@ -304,6 +304,15 @@ class DeliverySettings(Model):
                                     "its daemon; a daemon killed mid-batch leaves it to others after this.")
 
 
+class ReplySettings(Model):
+    """Agents' replies, read from the CRMs and sent back over the customers' channels."""
+
+    enabled: bool = Field(True, description="Read agents' public replies on crmhub's cases and send them to the "
+                                            "customer over the channel the conversation came from.")
+    every: PositiveDuration = Field(timedelta(seconds=15), description="How often to read new replies, send them "
+                                    "and follow their delivery.")
+
+
 class RetrySettings(Model):
     """The one retry layer around every API call."""
 
@@ -326,6 +335,7 @@ class Settings(Model):
                                       examples=[{"twilio": {"account_sid": "AC...", "numbers": ["+14155550100"]}}])
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook server.")
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
+    replies: ReplySettings = Field(default_factory=ReplySettings, description="Agents' replies back to customers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries of API calls.")
     mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "
                                                                  "history.yaml, relative to the settings file.")

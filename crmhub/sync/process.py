@@ -3,6 +3,12 @@
 Runs over ledger rows not yet processed, in batches, each batch in one
 transaction: a crash leaves rows unprocessed, and re-processing them is
 harmless (the outbox key is unique per CRM).
+
+An outbound item that is the sent copy of an agent's reply (its message id is
+on a reply row) goes to every CRM except the one the reply came from, whose
+write is marked done at once: the agent's comment is already on that case.
+An outbound item of a conversation with a reply whose send is unsettled
+waits (stays unprocessed) until the reply's message id is known.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from crmhub.store import StateStore, graph, ledger, outbox
+from crmhub.model import Direction
+from crmhub.store import StateStore, graph, ledger, outbox, replies
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contact_for
 from crmhub.sync.routing import Router
@@ -24,8 +31,15 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
     while True:
         with store.transaction() as session:
             rows = ledger.unprocessed(session, batch_size)
+            waiting = 0
             for row in rows:
                 item = ledger.to_interaction(row)
+                echo = None
+                if item.direction is Direction.OUTBOUND:
+                    echo = replies.echo_of(session, item.channel.value, item.external_id)
+                    if echo is None and replies.unsettled(session, item.conversation_key):
+                        waiting += 1  # it may be the sent copy of a reply not recorded yet: wait for it
+                        continue
                 person_id = graph.person_for(session, item.customer, now=now)
                 row.person_id = person_id
                 fields: dict[str, Any] = {}
@@ -39,7 +53,9 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
                 decision = router.decide(item, fields, case_open=case_open)
                 outbox.save_decision(session, row.id, decision, now=now)
                 outbox.enqueue(session, row.id, list(crms), item.key, now=now)
+                if echo is not None:  # the agent's reply is on that CRM's case already
+                    outbox.settle(session, echo.crm, item.key, f"reply:{echo.reply_ref}", now=now)
                 row.processed_at = now
-        done += len(rows)
-        if len(rows) < batch_size:
+        done += len(rows) - waiting
+        if len(rows) < batch_size or waiting == len(rows):
             return done

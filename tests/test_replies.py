@@ -1,0 +1,249 @@
+"""Agents' replies made in a CRM reach the customer over the channel the conversation came from, exactly once.
+
+Each test drives a whole hub against the emulators: a customer writes, crmhub
+opens the case, an agent replies through the CRM's own API, and the test
+asserts on what the channel emulator holds (the messages sent, from which
+number, to whom) and on what the CRM holds afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+from sqlalchemy import select
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Comment, Ticket
+
+from crmhub.app import Hub, build_hub
+from crmhub.config import load_config
+from crmhub.connectors._http import build_session
+from crmhub.ops.deadletters import replay
+from crmhub.sandbox import EmulatorServer, Fault
+from crmhub.sandbox.settings import write_sandbox_settings
+from crmhub.store.ledger import open_dead_letters
+from crmhub.store.schema import LedgerRow, OutboxRow, ReplyRow
+
+OURS = "+14155550100"
+WHATSAPP = "+14155550199"
+CUSTOMER = "+14155550123"
+
+
+class Clock:
+    """The hub's clock: real time plus what a test adds (so retry backoffs pass without waiting)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
+
+
+def settings_for(tmp_path: Path, urls: dict[str, str], enabled: tuple[str, ...], **changes: Any) -> Path:
+    """Sandbox settings for `enabled`, with fast retries (tests must not wait out a real backoff)."""
+    path = write_sandbox_settings(tmp_path, urls, enabled=enabled)
+    yaml = YAML()
+    settings = yaml.load(path.read_text())
+    settings["retry"].update({"initial_wait": "10ms", "max_wait": "50ms", "max_total": "10s"})
+    for key, value in changes.items():
+        settings[key].update(value)
+    with path.open("w") as out:
+        yaml.dump(settings, out)
+    return path
+
+
+def sent_messages(twilio: Any, to: str | None = None) -> list[dict[str, Any]]:
+    """What the Twilio emulator sent (outbound messages), oldest first."""
+    messages = [m for m in twilio.snapshot()["messages"].values() if m["direction"] == "outbound-api"]
+    return sorted((m for m in messages if to is None or m["to"] == to), key=lambda m: m["_seq"])
+
+
+def replies_of(hub: Hub) -> list[ReplyRow]:
+    with hub.store.transaction() as session:
+        return list(session.scalars(select(ReplyRow).order_by(ReplyRow.id)))
+
+
+# ---- Zendesk -------------------------------------------------------------------------------------
+@dataclass
+class ZendeskKit:
+    hub: Hub
+    clock: Clock
+    zd: Any
+    tw: Any
+    agent: Zenpy  # a human agent's own API client
+    server: EmulatorServer
+
+    def ticket(self) -> int:
+        [ticket] = self.zd.tickets()
+        return int(ticket["id"])
+
+    def reply(self, body: str, *, public: bool = True) -> None:
+        """The agent answers on the ticket through Zendesk's API, then a minute passes (the export's delay)."""
+        self.agent.tickets.update(Ticket(id=self.ticket(), comment=Comment(body=body, public=public)))
+        self.zd.clock.advance(61)
+
+    def comments(self) -> list[dict[str, Any]]:
+        return list(self.zd.comments(self.ticket()))
+
+
+@pytest.fixture
+def zendesk(zendesk_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[ZendeskKit]:
+    zd: Any = zendesk_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    zd.add_user(name="Jane Doe", phone="+1 415 555 0123")
+    zd.add_agent("alice@acme.test", "Alice", token="alice-token")
+    zd.clock.advance(120)  # the incremental user export leaves out the last minute
+    tw.add_number(OURS)
+    tw.add_number(WHATSAPP)
+    urls = {"zendesk": zendesk_sandbox.url, "twilio": twilio_sandbox.url}
+    clock = Clock()
+    with build_hub(load_config(settings_for(tmp_path, urls, ("zendesk", "twilio"))), clock=clock) as hub:
+        for connector in hub.crms.values():
+            connector.job_poll_first = 0.05  # type: ignore[union-attr]  # Zendesk jobs finish on the first read
+        agent = Zenpy(subdomain="sandbox", email="alice@acme.test", token="alice-token",
+                      session=build_session(base_url=zendesk_sandbox.url))
+        yield ZendeskKit(hub, clock, zd, tw, agent, zendesk_sandbox)
+
+
+def test_a_zendesk_public_reply_is_texted_to_the_customer_once_from_the_number_they_wrote_to(
+        zendesk: ZendeskKit) -> None:
+    zendesk.tw.receive_message(CUSTOMER, OURS, "My parcel is late")
+    zendesk.hub.sync_once()
+    zendesk.reply("Sorry Jane, it leaves the warehouse today.")
+    zendesk.reply("Internal: ask the warehouse", public=False)
+
+    first = zendesk.hub.sync_once()
+    second = zendesk.hub.sync_once()
+    zendesk.clock.advance(minutes=5)
+    third = zendesk.hub.sync_once()
+
+    [sent] = sent_messages(zendesk.tw)
+    assert (sent["from"], sent["to"], sent["body"]) == (OURS, CUSTOMER, "Sorry Jane, it leaves the warehouse today.")
+    assert first.replies is not None and (first.replies.collected["zendesk"], first.replies.sent) == (1, 1)
+    assert second.replies is not None and (second.replies.collected["zendesk"], second.replies.sent) == (0, 0)
+    assert not first.failures and not second.failures and not third.failures
+    [reply] = replies_of(zendesk.hub)
+    assert (reply.status, reply.channel, reply.channel_message_id) == ("delivered", "sms", sent["sid"])
+    # The echo is in the ledger; the ticket has the agent's comment once, not a second copy written by crmhub.
+    with zendesk.hub.store.transaction() as session:
+        echo = session.scalar(select(LedgerRow).where(LedgerRow.external_id == sent["sid"]))
+        assert echo is not None and echo.direction == "outbound"
+        box = session.scalar(select(OutboxRow).where(OutboxRow.interaction_id == echo.id))
+        assert box is not None and (box.crm, box.status, box.result_ref) == ("zendesk", "done", f"reply:{reply.reply_ref}")
+    bodies = [c["body"] for c in zendesk.comments()]
+    assert bodies.count("Sorry Jane, it leaves the warehouse today.") == 1
+
+
+def test_a_whatsapp_conversation_is_answered_on_whatsapp_from_our_sender(zendesk: ZendeskKit) -> None:
+    zendesk.tw.receive_message(f"whatsapp:{CUSTOMER}", f"whatsapp:{WHATSAPP}", "Hola, ¿dónde está mi pedido?")
+    zendesk.hub.sync_once()
+    zendesk.reply("Llega mañana.")
+    zendesk.hub.sync_once()
+    [sent] = sent_messages(zendesk.tw)
+    assert (sent["from"], sent["to"], sent["body"]) == (f"whatsapp:{WHATSAPP}", f"whatsapp:{CUSTOMER}", "Llega mañana.")
+
+
+def test_a_send_whose_answer_is_lost_is_found_again_not_sent_twice(zendesk: ZendeskKit) -> None:
+    zendesk.tw.receive_message(CUSTOMER, OURS, "Where is my refund?")
+    zendesk.hub.sync_once()
+    zendesk.reply("It was paid yesterday.")
+    # Twilio takes the message, then the connection drops before the answer: the retry looks before sending.
+    zendesk.tw.faults.add(Fault("reset", method="POST", path="Messages.json$", after=True))
+    cycle = zendesk.hub.sync_once()
+    assert not cycle.failures
+    [sent] = sent_messages(zendesk.tw)
+    assert sent["body"] == "It was paid yesterday."
+    [reply] = replies_of(zendesk.hub)
+    assert reply.channel_message_id == sent["sid"] and reply.status in ("sent", "delivered")
+
+
+def test_an_uncertain_send_left_by_the_last_run_is_checked_before_any_new_send(
+        zendesk_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    zd: Any = zendesk_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    zd.add_user(name="Jane Doe", phone="+1 415 555 0123")
+    zd.add_agent("alice@acme.test", "Alice", token="alice-token")
+    zd.clock.advance(120)
+    tw.add_number(OURS)
+    tw.receive_message(CUSTOMER, OURS, "Where is my refund?")
+    urls = {"zendesk": zendesk_sandbox.url, "twilio": twilio_sandbox.url}
+    clock = Clock()
+    settings = settings_for(tmp_path, urls, ("zendesk", "twilio"), retry={"max_attempts": 1})  # no retry in-call
+    with build_hub(load_config(settings), clock=clock) as hub:
+        hub.sync_once()
+        [ticket] = zd.tickets()
+        agent = Zenpy(subdomain="sandbox", email="alice@acme.test", token="alice-token",
+                      session=build_session(base_url=zendesk_sandbox.url))
+        agent.tickets.update(Ticket(id=ticket["id"], comment=Comment(body="Paid yesterday.", public=True)))
+        zd.clock.advance(61)
+        tw.faults.add(Fault("reset", method="POST", path="Messages.json$", after=True))
+        hub.sync_once()  # sent, but the answer was lost: the run ends not knowing
+        [reply] = replies_of(hub)
+        assert (reply.status, reply.channel_message_id) == ("sending", None)
+        clock.advance(minutes=2)  # the retry is due
+        hub.sync_once()
+    [sent] = sent_messages(tw)
+    [reply] = replies_of(hub)
+    assert reply.channel_message_id == sent["sid"] and reply.status in ("sent", "delivered")
+
+
+def test_a_permanent_send_failure_is_a_dead_letter_and_a_private_note_on_the_ticket(zendesk: ZendeskKit) -> None:
+    zendesk.tw.receive_message(CUSTOMER, OURS, "Where is my order?")
+    zendesk.tw.receive_message(CUSTOMER, OURS, "STOP")  # Twilio's opt-out: no more messages from this number
+    zendesk.hub.sync_once()
+    zendesk.reply("It ships tomorrow.")
+    cycle = zendesk.hub.sync_once()
+    assert sent_messages(zendesk.tw) == []
+    assert cycle.replies is not None and cycle.replies.dead == 1
+    [reply] = replies_of(zendesk.hub)
+    assert reply.status == "dead" and reply.noted_at is not None
+    with zendesk.hub.store.transaction() as session:
+        [letter] = open_dead_letters(session)
+    assert letter.source == "reply:zendesk" and letter.ref == reply.reply_ref and "21610" in letter.reason
+    [note] = [c for c in zendesk.comments() if c["body"].startswith("crmhub:")]
+    assert not note["public"] and "START" in note["body"] and CUSTOMER in note["body"]
+    zendesk.hub.sync_once()  # written once
+    assert len([c for c in zendesk.comments() if c["body"].startswith("crmhub:")]) == 1
+    # The customer texts START; ops replay the dead letter; the reply goes out, once.
+    zendesk.tw.receive_message(CUSTOMER, OURS, "START")
+    with zendesk.hub.store.transaction() as session:
+        assert replay(session, letter.id, now=zendesk.clock()).resolved
+    zendesk.hub.sync_once()
+    zendesk.hub.sync_once()
+    [sent] = sent_messages(zendesk.tw)
+    assert (sent["to"], sent["body"]) == (CUSTOMER, "It ships tomorrow.")
+
+
+def test_replies_on_tickets_crmhub_did_not_open_and_customers_comments_are_not_sent(zendesk: ZendeskKit) -> None:
+    zendesk.tw.receive_message(CUSTOMER, OURS, "Hello?")
+    zendesk.hub.sync_once()
+    other = zendesk.zd.add_ticket("Printer on fire", "help", zendesk.zd.add_user(name="Bob"))
+    zendesk.agent.tickets.update(Ticket(id=other, comment=Comment(body="Not for crmhub", public=True)))
+    zendesk.zd.clock.advance(61)
+    cycle = zendesk.hub.sync_once()
+    assert sent_messages(zendesk.tw) == []
+    assert cycle.replies is not None and cycle.replies.ignored["zendesk"] == 1
+
+
+def test_status_counts_show_in_crmhub_status_and_metrics(zendesk: ZendeskKit) -> None:
+    from crmhub.status import store_status
+
+    zendesk.tw.receive_message(CUSTOMER, OURS, "Hi")
+    zendesk.hub.sync_once()
+    zendesk.reply("Hello Jane")
+    zendesk.hub.sync_once()
+    zendesk.clock.advance(minutes=5)  # no status callback (webhooks off): the next run asks Twilio
+    zendesk.hub.sync_once()
+    report = store_status(zendesk.hub.store)
+    assert report["replies"] == [{"crm": "zendesk", "channel": "sms", "status": "delivered", "count": 1}]
+    sample: Callable[[str], float | None] = lambda status: zendesk.hub.metrics.sample(  # noqa: E731
+        "crmhub_replies_total", {"crm": "zendesk", "channel": "sms", "status": status})
+    assert (sample("pending"), sample("sent"), sample("delivered")) == (1.0, 1.0, 1.0)
