@@ -247,3 +247,85 @@ def test_status_counts_show_in_crmhub_status_and_metrics(zendesk: ZendeskKit) ->
     sample: Callable[[str], float | None] = lambda status: zendesk.hub.metrics.sample(  # noqa: E731
         "crmhub_replies_total", {"crm": "zendesk", "channel": "sms", "status": status})
     assert (sample("pending"), sample("sent"), sample("delivered")) == (1.0, 1.0, 1.0)
+
+
+# ---- Salesforce ----------------------------------------------------------------------------------
+@dataclass
+class SalesforceKit:
+    hub: Hub
+    clock: Clock
+    sf: Any
+    tw: Any
+    agent: Any  # simple-salesforce, logged in as a human agent
+
+    def case(self) -> str:
+        [case] = self.sf.records("Case")
+        return str(case["Id"])
+
+    def comment(self, body: str, *, published: bool = True) -> None:
+        self.agent.CaseComment.create({"ParentId": self.case(), "CommentBody": body, "IsPublished": published})
+
+    def notes(self) -> list[dict[str, Any]]:
+        return [c for c in self.sf.records("CaseComment") if not c["IsPublished"]]
+
+
+@pytest.fixture
+def salesforce(salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer,
+               tmp_path: Path) -> Iterator[SalesforceKit]:
+    from simple_salesforce import Salesforce
+
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    sf.insert("Contact", LastName="Doe", Phone="(415) 555-0123")
+    sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
+    agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
+                       session=build_session(base_url=salesforce_sandbox.url))
+    tw.add_number(OURS)
+    urls = {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url}
+    clock = Clock()
+    with build_hub(load_config(settings_for(tmp_path, urls, ("salesforce", "twilio"))), clock=clock) as hub:
+        yield SalesforceKit(hub, clock, sf, tw, agent)
+
+
+def test_a_published_case_comment_is_texted_once_and_an_unpublished_one_is_not(salesforce: SalesforceKit) -> None:
+    salesforce.tw.receive_message(CUSTOMER, OURS, "My parcel is late")
+    salesforce.hub.sync_once()
+    salesforce.comment("Internal: ask the warehouse", published=False)
+    salesforce.comment("Sorry, it leaves the warehouse today.")
+    first = salesforce.hub.sync_once()
+    salesforce.hub.sync_once()
+    [sent] = sent_messages(salesforce.tw)
+    assert (sent["from"], sent["to"], sent["body"]) == (OURS, CUSTOMER, "Sorry, it leaves the warehouse today.")
+    assert first.replies is not None and first.replies.collected["salesforce"] == 1 and not first.failures
+    # The echo is history for other CRMs only: no Task on the Case repeats the agent's comment.
+    tasks = [t["Description"] for t in salesforce.sf.records("Task")]
+    assert tasks == ["My parcel is late"]
+    [reply] = replies_of(salesforce.hub)
+    assert reply.channel_message_id == sent["sid"]
+
+
+def test_crmhubs_own_case_comments_are_never_replies(salesforce: SalesforceKit) -> None:
+    salesforce.tw.receive_message(CUSTOMER, OURS, "Hello")
+    salesforce.hub.sync_once()
+    salesforce.sf.insert("CaseComment", ParentId=salesforce.case(), CommentBody="by the integration user",
+                         IsPublished=True)  # the seed API writes as crmhub's own user
+    cycle = salesforce.hub.sync_once()
+    assert sent_messages(salesforce.tw) == []
+    assert cycle.replies is not None and cycle.replies.collected["salesforce"] == 0
+
+
+def test_a_salesforce_reply_that_fails_is_an_unpublished_case_comment_once(salesforce: SalesforceKit) -> None:
+    salesforce.tw.receive_message(CUSTOMER, OURS, "Where is it?")
+    salesforce.tw.receive_message(CUSTOMER, OURS, "STOP")
+    salesforce.hub.sync_once()
+    salesforce.comment("It ships tomorrow.")
+    salesforce.hub.sync_once()
+    salesforce.hub.sync_once()
+    assert sent_messages(salesforce.tw) == []
+    [note] = salesforce.notes()
+    assert note["ParentId"] == salesforce.case() and "21610" in note["CommentBody"]
+    with salesforce.hub.store.transaction() as session:
+        [letter] = open_dead_letters(session)
+    assert letter.source == "reply:salesforce"
