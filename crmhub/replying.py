@@ -96,6 +96,6 @@ def senders_of(twilio: ChannelSender | None, x: ChannelSender | None) -> dict[Ch
     senders: dict[Channel, ChannelSender] = {}
     if twilio is not None:
         senders.update({Channel.SMS: twilio, Channel.WHATSAPP: twilio})
-    if x is not None and hasattr(x, "send"):
+    if x is not None:
         senders.update({Channel.X_MENTION: x, Channel.X_DM: x})
     return senders

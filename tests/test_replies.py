@@ -26,6 +26,7 @@ from crmhub.connectors._http import build_session
 from crmhub.ops.deadletters import replay
 from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.settings import write_sandbox_settings
+from crmhub.sandbox.x.models import DEFAULT_ACCOUNT_ID
 from crmhub.store.ledger import open_dead_letters
 from crmhub.store.schema import LedgerRow, OutboxRow, ReplyRow
 
@@ -158,7 +159,7 @@ def test_a_send_whose_answer_is_lost_is_found_again_not_sent_twice(zendesk: Zend
     # Twilio takes the message, then the connection drops before the answer: the retry looks before sending.
     zendesk.tw.faults.add(Fault("reset", method="POST", path="Messages.json$", after=True))
     cycle = zendesk.hub.sync_once()
-    assert not cycle.failures
+    assert not cycle.failures and [f["hits"] for f in zendesk.tw.faults.list()] == [1]
     [sent] = sent_messages(zendesk.tw)
     assert sent["body"] == "It was paid yesterday."
     [reply] = replies_of(zendesk.hub)
@@ -329,3 +330,89 @@ def test_a_salesforce_reply_that_fails_is_an_unpublished_case_comment_once(sales
     with salesforce.hub.store.transaction() as session:
         [letter] = open_dead_letters(session)
     assert letter.source == "reply:salesforce"
+
+
+# ---- X (answered from Salesforce) -----------------------------------------------------------------
+@dataclass
+class XKit:
+    hub: Hub
+    clock: Clock
+    sf: Any
+    x: Any
+    agent: Any
+    customer: str  # the customer's X user id
+
+    def comment(self, body: str) -> None:
+        [case] = self.sf.records("Case")
+        self.agent.CaseComment.create({"ParentId": case["Id"], "CommentBody": body, "IsPublished": True})
+
+    def ours(self) -> list[dict[str, Any]]:
+        """DM events we sent."""
+        return [e for e in self.x.dm_events() if e["sender_id"] == DEFAULT_ACCOUNT_ID]
+
+
+@pytest.fixture
+def xkit(salesforce_sandbox: EmulatorServer, x_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[XKit]:
+    from simple_salesforce import Salesforce
+
+    sf: Any = salesforce_sandbox.emulator
+    x: Any = x_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    sf.insert("Contact", LastName="Doe", X_Handle__c="@JaneDoe")
+    sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
+    agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
+                       session=build_session(base_url=salesforce_sandbox.url))
+    customer = x.add_user("janedoe", "Jane Doe")
+    urls = {"salesforce": salesforce_sandbox.url, "x": x_sandbox.url}
+    clock = Clock()
+    with build_hub(load_config(settings_for(tmp_path, urls, ("salesforce", "x"))), clock=clock) as hub:
+        yield XKit(hub, clock, sf, x, agent, customer)
+
+
+def test_a_reply_on_a_dm_case_is_a_dm_to_the_customer_once(xkit: XKit) -> None:
+    xkit.x.send_dm(xkit.customer, DEFAULT_ACCOUNT_ID, "my order number is 1234")
+    xkit.hub.sync_once()
+    xkit.comment("Thanks Jane, order 1234 ships today.")
+    xkit.x.faults.add(Fault("reset", method="POST", path="/messages$", after=True))  # sent, answer lost
+    first = xkit.hub.sync_once()
+    second = xkit.hub.sync_once()
+    assert [f["hits"] for f in xkit.x.faults.list()] == [1]  # the first DM's answer was lost
+    [sent] = xkit.ours()
+    assert sent["text"] == "Thanks Jane, order 1234 ships today."
+    assert sent["dm_conversation_id"] == "-".join(sorted((xkit.customer, DEFAULT_ACCOUNT_ID), key=int))
+    assert not first.failures and not second.failures
+    [reply] = replies_of(xkit.hub)
+    assert (reply.channel, reply.channel_message_id, reply.status) == ("x_dm", sent["id"], "sent")
+    # The DM poll reads our message back: a repeat in the ledger, and no Task repeats the agent's comment.
+    assert [t["Description"] for t in xkit.sf.records("Task")] == ["my order number is 1234"]
+
+
+def test_a_reply_on_a_mention_case_is_a_reply_post_in_the_thread(xkit: XKit) -> None:
+    mention = xkit.x.post_mention(xkit.customer, "where is my order?")
+    xkit.hub.sync_once()
+    xkit.comment("It ships today, Jane.")
+    xkit.hub.sync_once()
+    [post] = [t for t in xkit.x.tweets() if t["author_id"] == DEFAULT_ACCOUNT_ID]
+    assert post["referenced_tweets"] == [{"type": "replied_to", "id": mention}]
+    assert post["text"] == "@janedoe It ships today, Jane."
+    [reply] = replies_of(xkit.hub)
+    assert (reply.channel, reply.channel_message_id) == ("x_mention", post["id"])
+    with xkit.hub.store.transaction() as session:  # the echo is in the ledger, for the other CRMs' history
+        echo = session.scalar(select(LedgerRow).where(LedgerRow.external_id == post["id"]))
+    assert echo is not None and echo.channel == "x_mention" and echo.direction == "outbound"
+
+
+def test_x_refusing_the_dm_is_a_dead_letter_and_a_note_on_the_case(xkit: XKit) -> None:
+    xkit.x.send_dm(xkit.customer, DEFAULT_ACCOUNT_ID, "hello?")
+    with xkit.x.lock:
+        xkit.x.state["users"][xkit.customer]["receives_your_dm"] = False  # the customer closed their DMs
+    xkit.hub.sync_once()
+    xkit.comment("Hello Jane!")
+    cycle = xkit.hub.sync_once()
+    assert xkit.ours() == [] and cycle.replies is not None and cycle.replies.dead == 1
+    [note] = [c for c in xkit.sf.records("CaseComment") if not c["IsPublished"]]
+    assert "does not accept DMs" in note["CommentBody"]
+    with xkit.hub.store.transaction() as session:
+        [letter] = open_dead_letters(session)
+    assert letter.source == "reply:salesforce" and "403" in letter.reason
