@@ -355,5 +355,4 @@ def build_replier(hub: Hub) -> Replier:
     """The reply steps over the hub's CRMs and channels (settings `replies`, `delivery` for leases and attempts)."""
     delivery = hub.config.settings.delivery
     policy = ReplyPolicy(max_attempts=delivery.max_attempts, lease=delivery.lease)
-    crms = {name: crm for name, crm in hub.crms.items() if hasattr(crm, "reply_pages")}
-    return Replier(hub.store, crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock)
+    return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock)

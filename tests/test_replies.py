@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from ruamel.yaml import YAML
 from sqlalchemy import select
 from zenpy import Zenpy
@@ -416,3 +417,81 @@ def test_x_refusing_the_dm_is_a_dead_letter_and_a_note_on_the_case(xkit: XKit) -
     with xkit.hub.store.transaction() as session:
         [letter] = open_dead_letters(session)
     assert letter.source == "reply:salesforce" and "403" in letter.reason
+
+
+# ---- HubSpot -------------------------------------------------------------------------------------
+@dataclass
+class HubSpotKit:
+    hub: Hub
+    clock: Clock
+    hs: Any
+    tw: Any
+    url: str
+
+    def ticket(self) -> str:
+        [ticket] = self.hs.objects("tickets")
+        return str(ticket["id"])
+
+    def log_message(self, body: str, *, associate_later: bool = False) -> str:
+        """An agent logs an outbound SMS on the ticket through the Communications API; returns its id."""
+        http = requests.Session()
+        http.headers["Authorization"] = "Bearer sandbox-token"
+        to_ticket = [{"to": {"id": self.ticket()},
+                      "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 83}]}]
+        body_json: dict[str, Any] = {"properties": {"hs_communication_channel_type": "SMS",
+                                                    "hs_communication_logged_from": "CRM",
+                                                    "hs_communication_body": body,
+                                                    "hs_timestamp": datetime.now(UTC).isoformat()}}
+        if not associate_later:
+            body_json["associations"] = to_ticket
+        answer = http.post(f"{self.url}/crm/v3/objects/communications", json=body_json, timeout=10)
+        assert answer.status_code == 201, answer.text
+        created = str(answer.json()["id"])
+        if associate_later:
+            linked = http.put(f"{self.url}/crm/v4/objects/communications/{created}/associations/default/tickets/"
+                              f"{self.ticket()}", timeout=10)
+            assert linked.status_code == 200, linked.text
+        return created
+
+
+@pytest.fixture
+def hubspot(hubspot_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[HubSpotKit]:
+    hs: Any = hubspot_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    hs.add("contacts", firstname="Jane", mobilephone="415.555.0123")
+    tw.add_number(OURS)
+    urls = {"hubspot": hubspot_sandbox.url, "twilio": twilio_sandbox.url}
+    clock = Clock()
+    with build_hub(load_config(settings_for(tmp_path, urls, ("hubspot", "twilio"))), clock=clock) as hub:
+        yield HubSpotKit(hub, clock, hs, tw, hubspot_sandbox.url)
+
+
+def test_an_sms_an_agent_logs_on_a_hubspot_ticket_is_sent_once(hubspot: HubSpotKit) -> None:
+    hubspot.tw.receive_message(CUSTOMER, OURS, "My parcel is late")
+    hubspot.hub.sync_once()
+    logged = hubspot.log_message("Sorry Jane, it leaves today.")
+    later = hubspot.log_message("And here is the tracking link.", associate_later=True)
+    first = hubspot.hub.sync_once()
+    hubspot.hub.sync_once()
+    assert [(m["from"], m["to"], m["body"]) for m in sent_messages(hubspot.tw)] == [
+        (OURS, CUSTOMER, "Sorry Jane, it leaves today."), (OURS, CUSTOMER, "And here is the tracking link.")]
+    assert first.replies is not None and first.replies.collected["hubspot"] == 2 and not first.failures
+    assert [r.reply_ref for r in replies_of(hubspot.hub)] == [logged, later]
+    # crmhub's own communications (the customer's SMS, and no copy of the agent's) are never replies.
+    bodies = sorted(c["properties"]["hs_communication_body"] for c in hubspot.hs.objects("communications"))
+    assert bodies == ["And here is the tracking link.", "My parcel is late", "Sorry Jane, it leaves today."]
+
+
+def test_a_hubspot_reply_that_fails_is_a_note_on_the_ticket_once(hubspot: HubSpotKit) -> None:
+    hubspot.tw.receive_message(CUSTOMER, OURS, "Where is it?")
+    hubspot.tw.receive_message(CUSTOMER, OURS, "STOP")
+    hubspot.hub.sync_once()
+    hubspot.log_message("It ships tomorrow.")
+    hubspot.hub.sync_once()
+    hubspot.hub.sync_once()
+    assert sent_messages(hubspot.tw) == []
+    [note] = [n for n in hubspot.hs.objects("notes") if "21610" in (n["properties"].get("hs_note_body") or "")]
+    assert set(hubspot.hs.associated("notes", note["id"], "tickets")) == {hubspot.ticket()}
+    with hubspot.hub.store.transaction() as session:
+        [letter] = open_dead_letters(session)
+    assert letter.source == "reply:hubspot"
