@@ -70,6 +70,10 @@ class Replier:
                 collect_replies(self.store, crm, now=self.clock(), report=report)
         with step("replies:send"):
             send_replies(self.store, self.senders, self.policy, now=self.clock(), report=report)
+        for channel, message_id in report.sent_ids:  # callbacks that came before the message id was recorded
+            early = self._statuses.get(message_id) if channel in TWILIO_CHANNELS else None
+            if early is not None:
+                self.on_twilio_status(message_id, early)
         with step("replies:status"):
             refresh_statuses(self.store, self.senders, self.policy, now=self.clock(), report=report)
         for name, crm in self.crms.items():
@@ -79,16 +83,20 @@ class Replier:
         return report
 
     def on_twilio_status(self, sid: str, status: str) -> bool:
-        """A signed Twilio status callback: a reply moves forward; False for a repeat or a step back."""
+        """A signed Twilio status callback: a reply moves forward; False for a repeat or a step back.
+
+        Every status is also kept in memory: one that arrives before the send
+        recorded the message id (Twilio is quick) is applied right after it.
+        """
+        fresh = self._statuses(sid, status)
         reply_status = REPLY_STATUSES.get(status)
         if reply_status is not None:
             moved = record_delivery(self.store, TWILIO_CHANNELS, sid, Delivery(reply_status, status), now=self.clock())
             if moved is not None:
                 crm, channel, new = moved
                 self.metrics.replies.labels(crm, channel, new).inc()
-                self._statuses(sid, status)
                 return True
-        return self._statuses(sid, status)
+        return fresh
 
 
 def senders_of(twilio: ChannelSender | None, x: ChannelSender | None) -> dict[Channel, ChannelSender]:

@@ -30,6 +30,7 @@ from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.x.models import DEFAULT_ACCOUNT_ID
 from crmhub.store.ledger import open_dead_letters
 from crmhub.store.schema import LedgerRow, OutboxRow, ReplyRow
+from crmhub.webhooks import WebhookServer
 
 OURS = "+14155550100"
 WHATSAPP = "+14155550199"
@@ -495,3 +496,97 @@ def test_a_hubspot_reply_that_fails_is_a_note_on_the_ticket_once(hubspot: HubSpo
     with hubspot.hub.store.transaction() as session:
         [letter] = open_dead_letters(session)
     assert letter.source == "reply:hubspot"
+
+
+# ---- delivery statuses and their write-back -----------------------------------------------------
+def test_status_callbacks_are_persisted_on_the_reply_and_never_move_backwards(
+        zendesk_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path, free_tcp_port: int) -> None:
+    zd: Any = zendesk_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    zd.add_user(name="Jane Doe", phone="+1 415 555 0123")
+    zd.add_agent("alice@acme.test", "Alice", token="alice-token")
+    zd.clock.advance(120)
+    tw.add_number(OURS)
+    tw.receive_message(CUSTOMER, OURS, "Hi")
+    public = f"http://127.0.0.1:{free_tcp_port}"
+    settings = settings_for(tmp_path, {"zendesk": zendesk_sandbox.url, "twilio": twilio_sandbox.url},
+                            ("zendesk", "twilio"),
+                            webhooks={"enabled": True, "port": free_tcp_port, "public_url": public})
+    with build_hub(load_config(settings), clock=Clock()) as hub, \
+            WebhookServer(hub.webhook_app(), port=free_tcp_port):
+        hub.sync_once()
+        agent = Zenpy(subdomain="sandbox", email="alice@acme.test", token="alice-token",
+                      session=build_session(base_url=zendesk_sandbox.url))
+        [ticket] = zd.tickets()
+        agent.tickets.update(Ticket(id=ticket["id"], comment=Comment(body="Hello Jane", public=True)))
+        zd.clock.advance(61)
+        hub.sync_once()
+        assert tw.wait_for_webhooks(timeout=10)
+        callbacks = [h for h in tw.webhook_log() if h["kind"] == "message-status"]
+        assert [h["params"]["MessageStatus"] for h in callbacks] == ["sending", "sent", "delivered"]
+        assert all(h["url"] == f"{public}/webhooks/twilio/status" and h["status"] == 200 for h in callbacks)
+        # Twilio may deliver late and twice: a late "sent" after "delivered" changes nothing.
+        late = callbacks[1]
+        assert requests.post(late["url"], data=late["params"], headers={"X-Twilio-Signature": late["signature"]},
+                             timeout=5).status_code == 200
+        [reply] = replies_of(hub)
+        assert (reply.status, reply.channel_status) == ("delivered", "delivered")
+        assert hub.metrics.sample("crmhub_replies_total",
+                                  {"crm": "zendesk", "channel": "sms", "status": "delivered"}) == 1.0
+
+
+def test_whatsapp_outside_the_24_hour_window_fails_and_the_ticket_says_why(zendesk: ZendeskKit) -> None:
+    day_ago = zendesk.tw.clock.now() - timedelta(hours=25)
+    zendesk.tw.receive_message(f"whatsapp:{CUSTOMER}", f"whatsapp:{WHATSAPP}", "Hola", at=day_ago)
+    zendesk.hub.sync_once()
+    zendesk.reply("Sorry for the wait!")
+    cycle = zendesk.hub.sync_once()
+    assert cycle.replies is not None and cycle.replies.sent == 1  # Twilio took it...
+    zendesk.clock.advance(minutes=5)  # ...and the next status read finds it failed (no callbacks: webhooks off)
+    zendesk.hub.sync_once()
+    [reply] = replies_of(zendesk.hub)
+    assert (reply.status, reply.channel_status) == ("failed", "failed") and reply.noted_at is not None
+    [note] = [c for c in zendesk.comments() if c["body"].startswith("crmhub:")]
+    assert not note["public"] and "63016" in note["body"] and "24-hour window" in note["body"]
+    with zendesk.hub.store.transaction() as session:
+        [letter] = open_dead_letters(session)
+    assert letter.source == "reply:zendesk" and "63016" in letter.reason
+
+
+def test_the_daemons_replies_job_sends_without_logging_the_text(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from simple_salesforce import Salesforce
+
+    from tests.test_run import wait_for
+
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
+    tw.add_number(OURS)
+    tw.receive_message(CUSTOMER, OURS, "Is my order ready?")
+    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
+                                      every="1s")
+    process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(sf.records("Case")) == 1, 60, "the case")
+        agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
+                           session=build_session(base_url=salesforce_sandbox.url))
+        agent.CaseComment.create({"ParentId": sf.records("Case")[0]["Id"], "CommentBody": "Ready for pickup, Jane.",
+                                  "IsPublished": True})
+        wait_for(lambda: len(sent_messages(tw)) == 1, 60, "the reply on Twilio")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _, stderr = process.communicate()
+    assert "reply sent" in stderr and "Ready for pickup" not in stderr
+    [sent] = sent_messages(tw)
+    assert (sent["from"], sent["to"], sent["body"]) == (OURS, CUSTOMER, "Ready for pickup, Jane.")

@@ -116,6 +116,7 @@ class ReplyReport:
     dead: int = 0
     noted: int = 0
     moves: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    sent_ids: list[tuple[Channel, str]] = field(default_factory=list)  # (channel, message id) sent in this run
 
     def moved(self, crm: str, channel: str, status: ReplyStatus) -> None:
         self.moves[(crm, channel, status.value)] += 1
@@ -223,6 +224,8 @@ def _record(session: Session, claim: store.Claim, outcome: SentMessage | Excepti
         if outcome.echo is not None:
             ledger.ingest_page(session, [outcome.echo], now=now)
         report.sent += 1
+        if outcome.message_id:
+            report.sent_ids.append((message.channel, outcome.message_id))
         report.moved(claim.crm, channel, max(outcome.status, ReplyStatus.SENT, key=REPLY_STATUS_RANK.__getitem__))
         log.info("reply sent", reply=message.key, channel=channel, message=outcome.message_id,
                  found_earlier=outcome.found_earlier)
