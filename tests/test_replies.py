@@ -590,3 +590,18 @@ def test_the_daemons_replies_job_sends_without_logging_the_text(
     assert "reply sent" in stderr and "Ready for pickup" not in stderr
     [sent] = sent_messages(tw)
     assert (sent["from"], sent["to"], sent["body"]) == (OURS, CUSTOMER, "Ready for pickup, Jane.")
+
+
+def test_deadletters_show_names_the_reply_but_never_its_text(zendesk: ZendeskKit) -> None:
+    from crmhub.ops.deadletters import show
+
+    zendesk.tw.receive_message(CUSTOMER, OURS, "STOP")
+    zendesk.hub.sync_once()
+    zendesk.reply("A private matter for Jane")
+    zendesk.hub.sync_once()
+    with zendesk.hub.store.transaction() as session:
+        [letter] = open_dead_letters(session)
+        lines = show(session, letter.id)
+    [reply] = replies_of(zendesk.hub)
+    assert any(f"reply {reply.id}: zendesk {reply.reply_ref}" in line and "dead" in line for line in lines)
+    assert not any("private matter" in line for line in lines)

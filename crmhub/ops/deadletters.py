@@ -67,6 +67,15 @@ def show(session: Session, dead_letter_id: int) -> list[str]:
         else:
             lines.append(f"  outbox {box.id}: {box.crm} {box.idempotency_key}, {box.status}, "
                          f"{box.attempts} attempt(s), ledger id {box.interaction_id}")
+    reply_id = row.payload.get("reply_id") if row.source.startswith("reply:") else None
+    if reply_id is not None:
+        reply = session.get(ReplyRow, reply_id)
+        if reply is None:
+            lines.append(f"  reply {reply_id}: gone")
+        else:  # never the text: it is the customer's message
+            lines.append(f"  reply {reply.id}: {reply.crm} {reply.reply_ref} on case {reply.case_id}, {reply.status}, "
+                         f"{reply.attempts} attempt(s), {reply.channel} to {reply.to_address}, "
+                         f"message {reply.channel_message_id or '-'}")
     lines.append(f"  payload keys: {', '.join(sorted(row.payload)) or '(none)'}")
     lines.extend(_payload_lines(redact(row.payload), "    "))
     return lines
