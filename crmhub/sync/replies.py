@@ -55,7 +55,7 @@ from crmhub.model import (
 )
 from crmhub.store import StateStore, ledger
 from crmhub.store import replies as store
-from crmhub.store.schema import ReplyRow, ThreadRow
+from crmhub.store.schema import ThreadRow
 
 log = structlog.get_logger("crmhub.replies")
 STREAM = "replies"
@@ -356,8 +356,3 @@ def _note_text(failure: _Failure, reason: str) -> str:
     return (f"crmhub: the reply above {outcome} to {to} over {channel}; the customer has not received it.\n"
             f"Reason: {reason}\n"
             f"(crmhub dead letter for reply {failure.reply_ref}; see `crmhub deadletters list --source reply`.)")
-
-
-def reply_rows(session: Session, crm: str) -> list[ReplyRow]:
-    """Every reply of `crm`, oldest first (for tests and ops)."""
-    return list(session.scalars(select(ReplyRow).where(ReplyRow.crm == crm).order_by(ReplyRow.id)))
