@@ -32,6 +32,7 @@ from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
 from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget
+from crmhub.replying import Replier, senders_of
 from crmhub.store import StateStore, open_store, outbox
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
@@ -39,6 +40,7 @@ from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
 from crmhub.sync.ingest import PollReport, poll_stream
 from crmhub.sync.mirror import mirror_loaded, refresh_mirror
 from crmhub.sync.process import process_pending
+from crmhub.sync.replies import ReplyPolicy, ReplyReport
 from crmhub.sync.routing import Router, Rule
 from crmhub.sync.threads import refresh_threads
 from crmhub.webhooks import create_app, ledger_ingest
@@ -63,6 +65,7 @@ class Cycle:
     mirrored: dict[str, int] = field(default_factory=dict)
     processed: int = 0
     deliveries: list[DeliveryReport] = field(default_factory=list)
+    replies: ReplyReport | None = None
     failures: list[str] = field(default_factory=list)  # "<step>: <error>", one per step that failed
 
     @contextmanager
@@ -112,6 +115,7 @@ class Hub:
                 connector.budget = build_budget(config, connector.name, retrier,
                                                 wall=lambda: self.clock().timestamp())
                 connector.http_observer = self.metrics.http_observer(connector.name)
+        self.replier = build_replier(self) if settings.replies.enabled else None
 
     def sync_once(self) -> Cycle:
         """Poll every channel, refresh the mirrors, route, and deliver to every CRM.
@@ -132,6 +136,17 @@ class Hub:
                 cycle.mirrored[name] = self.refresh_mirror(name)
         if not self.stopping.is_set():
             self.route_and_deliver(cycle)
+        if self.replier is not None and not self.stopping.is_set():
+            cycle.replies = self.replier.run(cycle.step)
+        return cycle
+
+    def replies_job(self) -> Cycle:
+        """The scheduler's `replies` job: agents' replies out to customers; a failed step fails the run."""
+        cycle = Cycle()
+        if self.replier is not None:
+            cycle.replies = self.replier.run(cycle.step)
+        if cycle.failures:
+            raise CycleFailed(cycle)
         return cycle
 
     def polls(self) -> dict[str, Callable[[], list[PollReport]]]:
@@ -189,7 +204,8 @@ class Hub:
                           default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
                           x_account=self.x.account_handle if self.x else None,
                           metrics=self.metrics.webhook_outcome, registry=self.metrics.registry,
-                          health=self.metrics.health)
+                          health=self.metrics.health,
+                          on_status=self.replier.on_twilio_status if self.replier is not None else None)
 
     def poll_interval(self, channel: str) -> timedelta:
         section = getattr(self.config.settings.channels, channel)
@@ -304,10 +320,12 @@ def _retry_policy(config: Config) -> RetryPolicy:
 def build_twilio(config: Config, retrier: Retrier) -> TwilioChannel:
     twilio = config.settings.channels.twilio
     assert twilio is not None
+    public_url = config.settings.webhooks.public_url if config.settings.webhooks.enabled else None
     return TwilioChannel(account_sid=twilio.account_sid,
                          auth_token=config.secret("channels.twilio.auth_token").get_secret_value(),
                          base_url=twilio.base_url, default_region=twilio.default_region,
-                         page_size=twilio.page_size, overlap=twilio.overlap, retrier=retrier)
+                         page_size=twilio.page_size, overlap=twilio.overlap, retrier=retrier,
+                         status_callback=f"{str(public_url).rstrip('/')}/webhooks/twilio/status" if public_url else None)
 
 
 def build_x(config: Config, retrier: Retrier) -> XChannel:
@@ -441,3 +459,10 @@ def _templates(config: Config, crm: str) -> tuple[dict[str, str], dict[str, str]
     if crm == "salesforce":
         return dict(history.salesforce.task), dict(history.salesforce.case)
     return {}, dict(getattr(history, crm).ticket)
+
+
+def build_replier(hub: Hub) -> Replier:
+    """The reply steps over the hub's CRMs and channels (settings `replies`, `delivery` for leases and attempts)."""
+    delivery = hub.config.settings.delivery
+    policy = ReplyPolicy(max_attempts=delivery.max_attempts, lease=delivery.lease)
+    return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock)

@@ -187,7 +187,8 @@ app.add_typer(deadletters_app, name="deadletters")
 @deadletters_app.command("list")
 @for_people
 def deadletters_list(source: Annotated[str | None, typer.Option(
-                         help="Only this source (twilio, x, deliver:salesforce, or deliver for every CRM).")] = None,
+                         help="Only this source (twilio, x, deliver:salesforce, or deliver for every CRM; "
+                              "reply:zendesk, or reply for replies that did not reach the customer).")] = None,
                      config: ConfigOption = None) -> None:
     """Open dead letters: id, source, item, reason, age."""
     from datetime import UTC, datetime

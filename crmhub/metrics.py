@@ -3,8 +3,8 @@
 Every `Metrics` owns its own `CollectorRegistry` (never prometheus-client's
 global one), so two hubs in one process, or two tests, never share a count.
 
-Counters are bumped where the counts are produced: poll and delivery reports
-(`record_poll`, `record_delivery`), the webhook receiver's outcomes
+Counters are bumped where the counts are produced: poll, delivery and reply
+reports (`record_poll`, `record_delivery`, `record_replies`), the webhook receiver's outcomes
 (`webhook_outcome`, the receiver's `metrics=` hook), the connectors' HTTP
 sessions (`http_observer`, the `build_session` observer) and the scheduler's
 job wrapper (`JobRecords`). Gauges that describe the state store (outbox
@@ -37,6 +37,7 @@ from crmhub.store.ledger import all_cursors, open_dead_letter_count
 from crmhub.store.outbox import held_counts, outbox_counts
 from crmhub.sync.deliver import DeliveryReport
 from crmhub.sync.ingest import PollReport
+from crmhub.sync.replies import ReplyReport
 
 log = structlog.get_logger("crmhub.metrics")
 
@@ -234,6 +235,8 @@ class Metrics:
         self.api_calls = Counter("crmhub_api_calls", "HTTP responses received from each external API.",
                                  ["system", "status"], registry=r)
         self.job_runs = Counter("crmhub_job_runs", "Scheduler job runs, by outcome.", ["job", "outcome"], registry=r)
+        self.replies = Counter("crmhub_replies", "Agents' replies entering a status (pending when collected, sent, "
+                               "delivered, failed, dead).", ["crm", "channel", "status"], registry=r)
         self.api_budget = Gauge("crmhub_api_budget_remaining", "Calls left in the vendor's rate-limit window, from "
                                 "its last response's headers.", ["system"], registry=r)
         for crm in self.crms:
@@ -266,6 +269,12 @@ class Metrics:
             if count:
                 self.crm_writes.labels(report.crm, outcome).inc(count)
         self._done(report.crm, "delivery")
+        return report
+
+    def record_replies(self, report: ReplyReport) -> ReplyReport:
+        """Count the replies a run of the reply steps moved, by CRM, channel and the status they entered."""
+        for (crm, channel, status), count in report.moves.items():
+            self.replies.labels(crm, channel, status).inc(count)
         return report
 
     def record_mirror(self, crm: str) -> None:

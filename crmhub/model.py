@@ -296,3 +296,111 @@ class WriteOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+# ---- replies: CRM -> engine -> channel ----------------------------------------
+class ReplyStatus(StrEnum):
+    """Where an agent's reply is on its way to the customer.
+
+    pending: collected, not tried yet (or the last try certainly sent nothing);
+    sending: claimed, or the last try ended without knowing whether the channel
+    took it (checked before any further send); sent: the channel took it;
+    delivered: the channel reports it delivered; failed: the channel reports it
+    could not deliver it; dead: crmhub gave up before the channel took it.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD = "dead"
+
+    @property
+    def final(self) -> bool:
+        return self in (ReplyStatus.DELIVERED, ReplyStatus.FAILED, ReplyStatus.DEAD)
+
+
+# The order statuses move in; a status never goes back, and the final ones accept nothing after them.
+REPLY_STATUS_RANK = {ReplyStatus.PENDING: 0, ReplyStatus.SENDING: 1, ReplyStatus.SENT: 2,
+                     ReplyStatus.DELIVERED: 3, ReplyStatus.FAILED: 3, ReplyStatus.DEAD: 3}
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """A public reply an agent wrote on a CRM case/ticket, as the CRM connector reads it.
+
+    `reply_ref` is the CRM's id of the comment/communication (unique per CRM);
+    `case_id` the case/ticket it is on (compared with crmhub's threads);
+    `text` is what the customer gets (never logged).
+    """
+
+    crm: str
+    reply_ref: str
+    case_id: str
+    text: str
+    written_at: datetime
+    author: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyPage:
+    """One page of agent replies; `cursor` is where the next read starts (None: unchanged)."""
+
+    replies: tuple[AgentReply, ...]
+    cursor: str | None
+    last: bool
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One reply to send over the customer's channel, in the conversation it belongs to.
+
+    `sender` is our side of the conversation (the Twilio number or WhatsApp
+    sender the customer wrote to, our X account), `recipient` the customer.
+    `in_reply_to` is the post a mention reply answers. `uncertain_since` is
+    set when an earlier try may have gone out: the connector first looks for a
+    message it sent since then with the same text, and sends only if none.
+    """
+
+    key: str
+    channel: Channel
+    conversation_key: str
+    sender: Identity
+    recipient: Identity
+    text: str
+    in_reply_to: str | None = None
+    uncertain_since: datetime | None = None
+    already_sent: tuple[str, ...] = ()  # message ids of the conversation's other replies: never "found" as this one
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What the channel did with an OutboundMessage.
+
+    `echo` is the sent message as the channel's poll will read it back, so the
+    ledger holds it at once (the poll's copy is then a repeat).
+    """
+
+    message_id: str | None
+    status: ReplyStatus = ReplyStatus.SENT
+    echo: Interaction | None = None
+    found_earlier: bool = False  # an earlier, uncertain try had gone out: nothing was sent now
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A channel's latest word on a sent message: its status and, for a failure, why (for people)."""
+
+    status: ReplyStatus
+    channel_status: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseNote:
+    """An internal note to put on a case/ticket (never visible to the customer); `key` makes it once-only."""
+
+    case_id: str
+    key: str
+    text: str

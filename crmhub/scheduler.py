@@ -9,6 +9,7 @@ missed runs coalesced into one:
 * `poll:x`        every `channels.x.poll_every` (mentions, DMs)
 * `mirror:<crm>`  every `MIRROR_EVERY`: the contact mirror, then the case states (a setting comes with issue 6)
 * `deliver`       every `delivery.every`: route new ledger rows, then write the outbox
+* `replies`       every `replies.every` (when `replies.enabled`): agents' replies out to customers
 
 SIGTERM and SIGINT stop it within `run.shutdown_grace`: no job starts any
 more, running jobs are asked to stop after their current batch or page
@@ -122,6 +123,8 @@ def build_scheduler(hub: Hub, jobs: RunningJobs | None = None) -> BackgroundSche
     for name in hub.crms:
         add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name))  # type: ignore[misc]
     add("deliver", hub.config.settings.delivery.every, hub.deliver_job)
+    if hub.replier is not None:
+        add("replies", hub.config.settings.replies.every, hub.replies_job)
     return scheduler
 
 

@@ -11,6 +11,7 @@ from crmhub.model import WritePriority
 from crmhub.store import StateStore
 from crmhub.store.ledger import all_cursors, ledger_counts, open_dead_letter_count
 from crmhub.store.outbox import allowances, held_counts, outbox_counts
+from crmhub.store.replies import reply_counts
 
 # What each budget level lets through, for people.
 ALLOWED = {
@@ -34,6 +35,8 @@ def store_status(store: StateStore) -> dict[str, Any]:
                          "held": held.get(b.crm, 0), "daily_remaining": b.daily_remaining,
                          "daily_limit": b.daily_limit, "reserve": b.reserve, "updated_at": b.updated_at.isoformat()}
                         for b in allowances(session)],
+            "replies": [{"crm": crm, "channel": channel, "status": status, "count": count}
+                        for (crm, channel, status), count in sorted(reply_counts(session).items())],
             "dead_letters": open_dead_letter_count(session),
         }
 
@@ -70,6 +73,12 @@ def print_status(report: dict[str, Any], console: Console | None = None) -> None
     console.print(box)
     for budget in report.get("budgets", []):
         console.print(budget_line(budget), highlight=False)
+    replies = Table(title="Replies")
+    for column in ("crm", "channel", "status", "replies"):
+        replies.add_column(column)
+    for row in report["replies"]:
+        replies.add_row(row["crm"], row["channel"], row["status"], str(row["count"]))
+    console.print(replies)
     console.print(f"Open dead letters: [bold]{report['dead_letters']}[/]")
 
 
@@ -86,5 +95,7 @@ def print_cycle(cycle: Any, console: Console | None = None) -> None:
         console.print(f"delivered to {report.crm}: {report.delivered} written, {report.retrying} to retry, "
                       f"{report.dead} dead-lettered" + (f", {report.held} held by the API budget"
                                                         if report.held else ""))
+    for line in cycle.replies.lines() if getattr(cycle, "replies", None) is not None else []:
+        console.print(line)
     for failure in cycle.failures:
         console.print(f"[red]failed[/] {failure}")

@@ -315,6 +315,13 @@ class ThreadSettings(Model):
         timedelta(days=3), description="A message sent at most this long after its conversation's case was closed "
                                        "in the CRM reopens that case; a later one opens a new case. Measured from "
                                        "the close time the CRM reports to the message's own time.")
+class ReplySettings(Model):
+    """Agents' replies, read from the CRMs and sent back over the customers' channels."""
+
+    enabled: bool = Field(True, description="Read agents' public replies on crmhub's cases and send them to the "
+                                            "customer over the channel the conversation came from.")
+    every: PositiveDuration = Field(timedelta(seconds=15), description="How often to read new replies, send them "
+                                    "and follow their delivery.")
 
 
 class RetrySettings(Model):
@@ -361,6 +368,7 @@ class Settings(Model):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook server.")
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
     threads: ThreadSettings = Field(default_factory=ThreadSettings, description="Threading into cases.")
+    replies: ReplySettings = Field(default_factory=ReplySettings, description="Agents' replies back to customers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries of API calls.")
     run: RunSettings = Field(default_factory=RunSettings, description="The daemon.")
     mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "

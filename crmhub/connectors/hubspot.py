@@ -43,11 +43,27 @@ Every object input carries an `objectWriteTraceId`, HubSpot's opt-in to
 multi-status answers, so one bad input fails alone instead of the batch. The
 two custom properties are created (unique text) the first time they are
 missing.
+
+Replies (`reply_pages`): what an agent sends a customer in HubSpot is an
+outbound message logged as a *communication* (the Communications API's
+SMS, WhatsApp or LinkedIn message, `hs_communication_logged_from: CRM`;
+the timeline's "Log SMS/WhatsApp" does the same) on the ticket. A
+communication has no direction property, so crmhub takes every communication
+associated with one of its tickets that it did not write itself (crmhub's
+own carry `crmhub_key`) as an agent's reply. They are read with the search
+API (`hs_createdate >= cursor`, `crmhub_key` NOT_HAS_PROPERTY, oldest
+first) and their tickets with one v4 batch association read per page. A
+communication created without its ticket association (two API calls) is
+read again while it is younger than `ASSOCIATION_GRACE`: the cursor stays
+at it. Notes (`add_case_note`): a note upserted by `crmhub_key` and
+associated with the ticket, so a retry writes it once.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,7 +81,17 @@ from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, PermanentError, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind, normal_handle
 from crmhub.model import (
-    CaseState, Channel, Direction, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome,
+    AgentReply,
+    CaseNote,
+    CaseState,
+    Channel,
+    Direction,
+    HistoryWrite,
+    Identity,
+    IdentityKind,
+    MirrorRecord,
+    ReplyPage,
+    WriteOutcome,
 )
 
 BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
@@ -78,7 +104,11 @@ ACTIVITY_KEY = "crmhub_key"
 MODIFIED = "lastmodifieddate"
 TICKET_MODIFIED = "hs_lastmodifieddate"
 CLOSED_DATE = "closed_date"
+CREATED_AT = "hs_createdate"  # engagements' creation time
 CREATED = "createdate"
+REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
+                    "crmhub_key"]
+ASSOCIATION_GRACE = timedelta(minutes=5)  # a new communication's ticket association may come in a second call
 PROPERTY_GROUPS = {"tickets": "ticketinformation", "communications": "communication", "calls": "call",
                    "notes": "note"}
 CALL_STATUSES = {"completed": "COMPLETED", "busy": "BUSY", "no-answer": "NO_ANSWER", "failed": "FAILED",
@@ -338,6 +368,65 @@ class HubSpotCrm(Connector):
                 if exc.status != 409:  # 409: another process created it meanwhile
                     raise
         self._key_properties.add((object_type, name))
+
+    # ---- replies -------------------------------------------------------------
+    def reply_pages(self, cursor: str | None, *, start: datetime) -> Iterator[ReplyPage]:
+        """Communications crmhub did not write, created since `cursor` (None: since `start`), oldest first."""
+        self.ensure_key_property("communications", ACTIVITY_KEY)
+        floor = cursor or _iso(start)
+        newest, held, after = floor, None, None
+        young = _iso(datetime.now(UTC) - ASSOCIATION_GRACE)
+        while True:
+            body: Json = {"filterGroups": [{"filters": [
+                              {"propertyName": CREATED_AT, "operator": "GTE", "value": _epoch_ms(floor)},
+                              {"propertyName": ACTIVITY_KEY, "operator": "NOT_HAS_PROPERTY"}]}],
+                          "sorts": [{"propertyName": CREATED_AT, "direction": "ASCENDING"}],
+                          "properties": REPLY_PROPERTIES, "limit": self.page_size}
+            if after:
+                body["after"] = after
+            answer = self.api("communications.search", "search", "do_search", "communications", body) or {}
+            results = answer.get("results") or []
+            tickets = self._tickets_of([str(r["id"]) for r in results])
+            replies = []
+            for record in results:
+                props = record.get("properties") or {}
+                created = _iso(_parse_datetime(props.get(CREATED_AT) or record["createdAt"]))
+                newest = max(newest, created)
+                if not tickets.get(str(record["id"])) and created >= young and (held is None or created < held):
+                    held = created  # its ticket association may not be there yet: read it again next time
+                replies += [AgentReply(crm=self.name, reply_ref=str(record["id"]), case_id=ticket,
+                                       text=_plain_text(props.get("hs_communication_body") or ""),
+                                       written_at=_parse_datetime(created),
+                                       author=str(props.get("hubspot_owner_id") or ""))
+                            for ticket in tickets.get(str(record["id"]), [])]
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            last = not after or not results
+            yield ReplyPage(tuple(replies), min(newest, held) if held else newest, last=last)
+            if last:
+                return
+
+    def _tickets_of(self, communications: Sequence[str]) -> dict[str, list[str]]:
+        """The tickets each communication is associated with (v4 batch read, `batch_size` per call)."""
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(communications), self.batch_size):
+            chunk = communications[start:start + self.batch_size]
+            answer = self.api("associations.communications.tickets.read", "associations", "get_page",
+                              "communications", "tickets", {"inputs": [{"id": c} for c in chunk]}) or {}
+            for result in answer.get("results") or []:  # a communication without tickets is an `errors` entry
+                out[str(result["from"]["id"])] = sorted((str(t["toObjectId"]) for t in result.get("to") or []),
+                                                        key=int)
+        return out
+
+    def add_case_note(self, note: CaseNote) -> None:
+        """A note on the ticket, upserted by `crmhub_key` (written once), associated with the ticket."""
+        self.ensure_key_property("notes", ACTIVITY_KEY)
+        props = {"hs_note_body": note.text, "hs_timestamp": _iso(datetime.now(UTC))}
+        [(record_id, error)] = self._upsert("notes", ACTIVITY_KEY, {note.key: props}).values()
+        if error is not None or record_id is None:
+            raise error or Rejected("no record id in HubSpot's answer", system=self.name)
+        [linked] = self._associate("notes", "tickets", [(record_id, note.case_id)])
+        if linked is not None:
+            raise linked
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
@@ -778,6 +867,14 @@ def _parse_datetime(value: str) -> datetime:
 def _iso(value: datetime) -> str:
     """HubSpot's datetime form: ISO-8601 UTC with milliseconds."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _plain_text(body: str) -> str:
+    """A communication body as the customer should read it: HubSpot may store the timeline's rich text as HTML."""
+    if "<" not in body:
+        return body
+    text = re.sub(r"(?i)<br\s*/?>|</p>\s*<p[^>]*>", "\n", body)
+    return html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
 
 
 def _epoch_ms(cursor: str) -> str:

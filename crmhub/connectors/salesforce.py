@@ -16,6 +16,16 @@ Case states (`case_pages`): crmhub's own Cases (`Crmhub_Conversation__c !=
 null`) changed since the cursor, by `SystemModstamp` like the contact
 mirror, with `IsClosed` and `ClosedDate` (which Salesforce sets when a Case
 closes and clears when it is reopened).
+
+Replies (`reply_pages`): published CaseComments (`IsPublished = true`) by
+`SystemModstamp` (so a comment published after it was written is read then),
+oldest first, not created by crmhub's own user (`chatter/users/me`, read
+once: the connector logs in as the integration user). SOQL here has no
+relationship filters, so every published comment of the window is read and
+the engine keeps those on crmhub's Cases. Notes (`add_case_note`): a
+CaseComment with `IsPublished = false` (agents see it, the customer never
+does), carrying the note's key on its last line; the Case's unpublished
+comments are read first, so a retry never writes it twice.
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ from crmhub.connectors._retry import Retrier
 from crmhub.errors import AuthError, ConnectorError, RateLimited, Rejected
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
-    CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, WriteOutcome,
+    AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, ReplyPage,
+    WriteOutcome,
 )
 
 T = TypeVar("T")
@@ -94,6 +105,7 @@ class SalesforceCrm(Connector):
         self._sf: Salesforce | None = None
         self._queues: dict[str, str] | None = None
         self._fields: dict[str, frozenset[str]] = {}
+        self._me: str | None = None
 
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
@@ -222,6 +234,42 @@ class SalesforceCrm(Connector):
             soql = "SELECT Id, DeveloperName FROM Group WHERE Type = 'Queue'"
             self._queues = {r["DeveloperName"]: r["Id"] for page in self.query_pages(soql) for r in page}
         return self._queues
+
+    # ---- replies -------------------------------------------------------------
+    def reply_pages(self, cursor: str | None, *, start: datetime) -> Iterator[ReplyPage]:
+        """Published CaseComments changed since `cursor` (a SOQL datetime; None: since `start`), oldest first."""
+        me = self.my_user_id()
+        since = cursor or _soql_datetime(start)
+        soql = ("SELECT Id, ParentId, CommentBody, CreatedById, CreatedDate, SystemModstamp FROM CaseComment "
+                f"WHERE IsPublished = true AND SystemModstamp >= {since} ORDER BY SystemModstamp ASC")
+        newest = since
+        pages = self.query_pages(soql)
+        for records in pages:
+            replies = tuple(
+                AgentReply(crm=self.name, reply_ref=r["Id"], case_id=r["ParentId"], text=r.get("CommentBody") or "",
+                           written_at=_parse_datetime(r["CreatedDate"]), author=r.get("CreatedById") or "")
+                for r in records if r.get("CreatedById") != me)
+            if records:
+                newest = max(newest, _soql_datetime(max(_parse_datetime(r["SystemModstamp"]) for r in records)))
+            yield ReplyPage(replies, newest, last=False)
+        yield ReplyPage((), newest, last=True)
+
+    def my_user_id(self) -> str:
+        """The user crmhub acts as (its comments are never agents' replies), read once."""
+        if self._me is None:
+            self._me = str(self.sf("users.me", lambda sf: sf.restful("chatter/users/me"))["id"])
+        return self._me
+
+    def add_case_note(self, note: CaseNote) -> None:
+        """An unpublished CaseComment on the Case, written once (its key is on the comment's last line)."""
+        marker = f"[{note.key}]"
+        soql = (f"SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{_soql_string(note.case_id)}' "
+                "AND IsPublished = false")
+        if any(marker in (r.get("CommentBody") or "") for page in self.query_pages(soql) for r in page):
+            return
+        body = f"{note.text}\n{marker}"
+        self.sf("casecomment.create", lambda sf: sf.CaseComment.create(
+            {"ParentId": note.case_id, "CommentBody": body[:4000], "IsPublished": False}))
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
@@ -426,4 +474,9 @@ def _parse_datetime(value: str) -> datetime:
 
 def _soql_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime(SOQL_DATETIME)
+
+
+def _soql_string(value: str) -> str:
+    """A value for a quoted SOQL literal (backslashes and quotes escaped)."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 

@@ -15,6 +15,15 @@ later poll to re-read it once it has ended.
 The translations (`message_interaction`, `call_interaction`) are shared
 with the webhook receiver (`twilio_hooks`), so a message or call seen both
 ways is the same Interaction and the ledger stores it once.
+
+Sending (`send`, agents' replies): Messages create from the number (or
+`whatsapp:` sender) the customer wrote to, with a StatusCallback when
+webhooks have a public URL. A create is not idempotent, so the send runs as
+one retried operation whose later attempts, and any send after an uncertain
+earlier one (`OutboundMessage.uncertain_since`), first list the messages from
+our number to the customer and take one created since then with the same
+body as the earlier send instead of sending again. Twilio's error codes are
+turned into reasons with a fix (`ERROR_FIXES`), for the note on the case.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -34,7 +43,18 @@ from crmhub.connectors._http import build_session
 from crmhub.connectors._retry import Retrier
 from crmhub.errors import ConnectorError
 from crmhub.identities import WHATSAPP_PREFIX, InvalidIdentity, phone
-from crmhub.model import CallInfo, Channel, Direction, Identity, Interaction, Malformed
+from crmhub.model import (
+    CallInfo,
+    Channel,
+    Delivery,
+    Direction,
+    Identity,
+    Interaction,
+    Malformed,
+    OutboundMessage,
+    ReplyStatus,
+    SentMessage,
+)
 
 DIRECTIONS = {"inbound": Direction.INBOUND}  # outbound-api, outbound-call, outbound-reply, outbound-dial: outbound
 # A call is a call log once it has ended (https://www.twilio.com/docs/voice/api/call-resource#call-status-values).
@@ -46,6 +66,28 @@ MESSAGE_DATES = ("date_sent", "date_created", "date_updated")
 CALL_FIELDS = ("sid", "account_sid", "_from", "to", "direction", "status", "duration", "parent_call_sid",
                "phone_number_sid")
 CALL_DATES = ("start_time", "end_time", "date_created", "date_updated")
+# Outbound statuses as crmhub's reply statuses (https://www.twilio.com/docs/messaging/api/message-resource#message-status-values).
+REPLY_STATUSES = {"accepted": ReplyStatus.SENT, "scheduled": ReplyStatus.SENT, "queued": ReplyStatus.SENT,
+                  "sending": ReplyStatus.SENT, "sent": ReplyStatus.SENT, "delivered": ReplyStatus.DELIVERED,
+                  "read": ReplyStatus.DELIVERED, "undelivered": ReplyStatus.FAILED, "failed": ReplyStatus.FAILED,
+                  "canceled": ReplyStatus.FAILED}
+# What a Twilio error code means for a reply, and what to do (https://www.twilio.com/docs/api/errors).
+ERROR_FIXES = {
+    21211: "the customer's number is not a valid phone number; correct it on the contact and write to them again",
+    21408: "this account may not send to the customer's country; enable it in Twilio's geo permissions",
+    21610: "the customer has replied STOP to this number; they must text START to it before they can get messages",
+    21612: "Twilio cannot route a message between our number and the customer's; use another channel",
+    21614: "the customer's number is not a mobile number (a landline?); call them or use another channel",
+    30003: "the customer's phone is unreachable (switched off or out of coverage); try again later",
+    30005: "the customer's number does not exist or is out of service; check the number with the customer",
+    30006: "the number is a landline or its carrier cannot take texts; call the customer or use another channel",
+    30007: "the carrier filtered the message as spam; rephrase it (no shortened links) or use another channel",
+    30008: "the carrier gave no reason; try again later or use another channel",
+    63016: ("WhatsApp's 24-hour window is closed: the customer last wrote more than 24 hours ago, and WhatsApp then "
+            "only takes approved templates; reply after the customer writes again"),
+}
+CHECK_PAGES = 5  # pages of our messages to the customer an uncertain send looks through
+CLOCK_SKEW = timedelta(minutes=5)  # our clock against Twilio's, when comparing creation times
 
 
 @dataclass(frozen=True)
@@ -63,9 +105,16 @@ class TwilioChannel(Connector):
 
     name = "twilio"
 
+    tracks_delivery = True  # status callbacks, and the message's status on a fetch
+
     def __init__(self, *, account_sid: str, auth_token: str, base_url: str | None = None,
                  default_region: str = "US", page_size: int = 100, overlap: timedelta = timedelta(minutes=10),
-                 timeout: float = 30.0, retrier: Retrier | None = None) -> None:
+                 timeout: float = 30.0, retrier: Retrier | None = None, status_callback: str | None = None) -> None:
+        """
+        Args:
+            status_callback: the URL Twilio POSTs sent messages' statuses to (the webhook receiver's
+                `/webhooks/twilio/status` at its public URL); None: statuses are read by fetching.
+        """
         super().__init__(retrier)
         http = TwilioHttpClient(timeout=timeout)
         http.session = build_session(base_url=base_url, observer=self.observe_http, before=self.before_http)
@@ -73,11 +122,14 @@ class TwilioChannel(Connector):
         self.default_region = default_region
         self.page_size = page_size
         self.overlap = overlap
+        self.status_callback = status_callback
         self._client = Client(account_sid, auth_token, http_client=http)
 
     def translate(self, exc: Exception) -> ConnectorError | None:
         if isinstance(exc, TwilioRestException):
             message = f"HTTP {exc.status} code {exc.code}: {exc.msg}"
+            if isinstance(exc.code, int) and exc.code in ERROR_FIXES:
+                message += f" ({ERROR_FIXES[exc.code]})"
             return classify_status(exc.status, message, system=self.name, code=str(exc.code or ""))
         if isinstance(exc, TwilioException) and len(exc.args) > 1 and hasattr(exc.args[1], "status_code"):
             return self._page_error(exc.args[1])  # list/page calls raise this, with the raw response
@@ -184,6 +236,83 @@ class TwilioChannel(Connector):
             sid=str(call.sid), sender=call._from, recipient=call.to, direction=str(call.direction),
             status=str(call.status), duration=int(call.duration or 0), recording_url=recording_url,
             started=call.start_time or call.date_created, raw=raw, region=self.default_region)
+
+
+    # ---- sending -------------------------------------------------------------
+    def send(self, message: OutboundMessage) -> SentMessage:
+        """Send one reply from our number to the customer; never twice (see the module doc).
+
+        Raises:
+            PermanentError: Twilio refused it (e.g. `Rejected` for an invalid number, with the fix).
+            TransientError: no answer or a 429/5xx after the retry layer's attempts.
+        """
+        whatsapp = message.channel is Channel.WHATSAPP
+        prefix = WHATSAPP_PREFIX if whatsapp else ""
+        to, from_ = prefix + message.recipient.value, prefix + message.sender.value
+        first_try = datetime.now(UTC)
+        attempts = 0
+
+        def attempt() -> SentMessage:
+            nonlocal attempts
+            attempts += 1
+            since = message.uncertain_since or (first_try if attempts > 1 else None)
+            if since is not None:
+                earlier = self._sent_since(from_, to, message, since - CLOCK_SKEW)
+                if earlier is not None:
+                    return self._sent(earlier, found=True)
+            fields: dict[str, Any] = {"to": to, "from_": from_, "body": message.text}
+            if self.status_callback:
+                fields["status_callback"] = self.status_callback
+            return self._sent(self._client.messages.create(**fields), found=False)
+
+        return self.call("messages.create", attempt)
+
+    def _sent_since(self, from_: str, to: str, message: OutboundMessage, floor: datetime) -> Any | None:
+        """Our message to the customer created since `floor` with the reply's text (raw SDK: inside an attempt)."""
+        page = self._client.messages.page(from_=from_, to=to, page_size=min(self.page_size, 50))
+        for _ in range(CHECK_PAGES):
+            recent = [m for m in page if m.date_created is None or m.date_created >= floor]
+            for sent in recent:
+                if (sent.body == message.text and str(sent.direction).startswith("outbound")
+                        and str(sent.sid) not in message.already_sent):
+                    return sent
+            if not recent:
+                return None
+            page = page.next_page()
+            if page is None:
+                return None
+        return None
+
+    def _sent(self, sent: Any, *, found: bool) -> SentMessage:
+        raw = _raw(sent, MESSAGE_FIELDS, MESSAGE_DATES)
+        try:
+            echo: Interaction | None = self._message(sent, raw)
+        except InvalidIdentity:
+            echo = None  # the poll dead-letters it if it cannot be read; the reply is sent all the same
+        status = str(sent.status or "queued")
+        return SentMessage(str(sent.sid), REPLY_STATUSES.get(status, ReplyStatus.SENT), echo=echo,
+                           found_earlier=found)
+
+    def delivery(self, message_id: str) -> Delivery:
+        """A sent message's status now, with the reason and fix when it failed."""
+        sent = self.call("messages.fetch", lambda: self._client.messages(message_id).fetch())
+        status = str(sent.status or "")
+        reply_status = REPLY_STATUSES.get(status, ReplyStatus.SENT)
+        error = None
+        if reply_status is ReplyStatus.FAILED:
+            error = delivery_error(status, sent.error_code, sent.error_message)
+        return Delivery(reply_status, status, error)
+
+
+def delivery_error(status: str, code: int | None, message: str | None) -> str:
+    """Why Twilio could not deliver a message, for people: the code, Twilio's words and the fix."""
+    words = f"Twilio: message {status}"
+    if code:
+        words += f", error {code}" + (f" ({message})" if message else "")
+        fix = ERROR_FIXES.get(int(code))
+        if fix:
+            words += f": {fix}"
+    return words
 
 
 def message_interaction(*, sid: str, sender: str | None, recipient: str | None, direction: str, body: str | None,

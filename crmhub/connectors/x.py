@@ -17,6 +17,22 @@ Cursors are X ids, not times (snowflake ids grow with creation time):
 Each page reports the newest id seen so far in the run. The ingest loop
 saves it with the run's last page, so a crash mid-run re-reads and the
 ledger drops the repeats. See docs/channels.md.
+
+Sending (`send`, agents' replies), with the account's user token:
+
+* a DM conversation gets a DM, `POST /2/dm_conversations/with/:participant_id/messages`.
+  A DM is not idempotent: later attempts of the send, and any send after an
+  uncertain earlier one, first read the conversation's events
+  (`GET /2/dm_conversations/with/:participant_id/dm_events`) and take our
+  message with the same text created since then instead of sending again;
+* a mention thread gets a reply post, `POST /2/tweets` with
+  `reply.in_reply_to_tweet_id` = the customer's newest post in the thread.
+  X has no read of our own recent posts here; X refuses a post that repeats
+  one of ours word for word (403), and that refusal on a retry means the
+  earlier try went out.
+
+A 403 on a send is this reply's problem, not the credentials': the customer
+does not take our DMs, or the post to answer is gone. It is `Rejected`.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -33,9 +50,19 @@ import tweepy
 from crmhub.connectors._base import Connector, classify_status
 from crmhub.connectors._http import build_session
 from crmhub.connectors._retry import Retrier
-from crmhub.errors import ConfigError, ConnectorError, PermanentError
+from crmhub.errors import AuthError, ConfigError, ConnectorError, PermanentError, Rejected
 from crmhub.identities import InvalidIdentity, normal_handle, x_account
-from crmhub.model import Channel, Direction, Identity, Interaction, Malformed
+from crmhub.model import (
+    Channel,
+    Delivery,
+    Direction,
+    Identity,
+    Interaction,
+    Malformed,
+    OutboundMessage,
+    ReplyStatus,
+    SentMessage,
+)
 
 # The fields and expansions each translation reads (docs.x.com/x-api/fundamentals/fields).
 MENTION_EXPANSIONS = ["author_id", "referenced_tweets.id", "in_reply_to_user_id"]
@@ -47,6 +74,8 @@ SOURCE = "x"  # dead letters' source, whichever path read the item
 MESSAGE_CREATE = "MessageCreate"  # the only DM event type that carries a message
 MENTIONS_MAX_RESULTS = (5, 100)  # bounds of max_results, per endpoint
 DM_MAX_RESULTS = (1, 100)
+CLOCK_SKEW = timedelta(minutes=5)  # our clock against X's, when comparing creation times
+DUPLICATE = "duplicate content"  # X's 403 detail for a post repeating one of the author's own
 
 Translate = Callable[[Any, Mapping[int, str]], Interaction | None]
 
@@ -76,6 +105,7 @@ class XChannel(Connector):
     """
 
     name = "x"
+    tracks_delivery = False  # X reports no delivery of posts or DMs: a sent reply stays `sent`
 
     def __init__(self, *, account: str, bearer_token: str, consumer_key: str, consumer_secret: str,
                  access_token: str, access_token_secret: str, base_url: str | None = None,
@@ -171,11 +201,111 @@ class XChannel(Connector):
                        translate: Translate) -> tuple[list[Interaction], list[Malformed]]:
         return translate_items(channel, items, handles, translate)
 
+    # ---- sending -------------------------------------------------------------
+    def send(self, message: OutboundMessage) -> SentMessage:
+        """Send one reply: a DM in a DM conversation, a reply post in a mention thread (see the module doc).
+
+        Raises:
+            Rejected: X refused this reply (403: DMs closed to us, the post gone), with what to do.
+            TransientError: no answer or a 429/5xx after the retry layer's attempts.
+        """
+        me = self.account()
+        try:
+            if message.channel is Channel.X_DM:
+                return self._send_dm(message, me)
+            if message.channel is Channel.X_MENTION:
+                return self._send_post(message, me)
+        except AuthError as exc:
+            if exc.status != 403:
+                raise
+            raise Rejected(_refusal(message, exc, self.account_handle), system=self.name, status=403,
+                           code=exc.code) from exc
+        raise Rejected(f"crmhub cannot send on channel {message.channel} through X", system=self.name)
+
+    def _send_dm(self, message: OutboundMessage, me: Identity) -> SentMessage:
+        customer = int(message.recipient.value)
+        first_try = datetime.now(UTC)
+        attempts = 0
+
+        def attempt() -> SentMessage:
+            nonlocal attempts
+            attempts += 1
+            since = message.uncertain_since or (first_try if attempts > 1 else None)
+            if since is not None:
+                earlier = self._dm_since(customer, message, me, since - CLOCK_SKEW)
+                if earlier is not None:
+                    return self._dm_sent(message, me, str(earlier.id), str(earlier.dm_conversation_id),
+                                         earlier.created_at, found=True)
+            data = self._client.create_direct_message(participant_id=customer, text=message.text).data
+            return self._dm_sent(message, me, str(data["dm_event_id"]), str(data["dm_conversation_id"]),
+                                 None, found=False)
+
+        return self.call("dm.create", attempt)
+
+    def _dm_since(self, customer: int, message: OutboundMessage, me: Identity, floor: datetime) -> Any | None:
+        """Our DM to the customer created since `floor` with the reply's text (raw SDK: inside an attempt)."""
+        response = self._client.get_direct_message_events(
+            participant_id=customer, event_types=[MESSAGE_CREATE], dm_event_fields=DM_EVENT_FIELDS,
+            max_results=DM_MAX_RESULTS[1])
+        for event in response.data or []:
+            if (str(event.sender_id) == me.value and event.text == message.text
+                    and str(event.id) not in message.already_sent
+                    and (event.created_at is None or event.created_at >= floor)):
+                return event
+        return None
+
+    def _dm_sent(self, message: OutboundMessage, me: Identity, event_id: str, conversation: str,
+                 created: datetime | None, *, found: bool) -> SentMessage:
+        echo = Interaction(channel=Channel.X_DM, direction=Direction.OUTBOUND, external_id=event_id,
+                           conversation_key=f"{Channel.X_DM}:{conversation}", sender=me,
+                           recipient=message.recipient, text=message.text,
+                           occurred_at=created or datetime.now(UTC),
+                           raw={"id": event_id, "dm_conversation_id": conversation, "sender_id": me.value})
+        return SentMessage(event_id, ReplyStatus.SENT, echo=echo, found_earlier=found)
+
+    def _send_post(self, message: OutboundMessage, me: Identity) -> SentMessage:
+        if not message.in_reply_to:
+            raise Rejected("no post of the customer's to answer in this thread", system=self.name)
+        attempts = 0
+
+        def attempt() -> SentMessage:
+            nonlocal attempts
+            attempts += 1
+            try:
+                data = self._client.create_tweet(text=message.text, in_reply_to_tweet_id=message.in_reply_to).data
+            except tweepy.Forbidden as exc:
+                repeat = any(DUPLICATE in str(m).lower() for m in exc.api_messages)
+                if repeat and (attempts > 1 or message.uncertain_since is not None):
+                    return SentMessage(None, ReplyStatus.SENT, found_earlier=True)  # our earlier try went out
+                raise
+            echo = Interaction(channel=Channel.X_MENTION, direction=Direction.OUTBOUND, external_id=str(data["id"]),
+                               conversation_key=message.conversation_key, sender=me, recipient=message.recipient,
+                               text=str(data.get("text") or message.text), occurred_at=datetime.now(UTC),
+                               raw={"id": str(data["id"]), "in_reply_to": message.in_reply_to})
+            return SentMessage(str(data["id"]), ReplyStatus.SENT, echo=echo)
+
+        return self.call("tweets.create", attempt)
+
+    def delivery(self, message_id: str) -> Delivery:
+        """X reports no delivery: a sent post or DM stays sent."""
+        return Delivery(ReplyStatus.SENT)
+
+
     def _mention(self, post: Any, handles: Mapping[int, str]) -> Interaction:
         return mention_interaction(post, handles, self.account())
 
     def _dm(self, event: Any, handles: Mapping[int, str]) -> Interaction | None:
         return dm_interaction(event, handles, self.account())
+
+
+def _refusal(message: OutboundMessage, exc: ConnectorError, handle: str) -> str:
+    """Why X refused a reply (a 403), and what to do."""
+    if message.channel is Channel.X_DM:
+        return (f"X refused the direct message ({exc}): the customer does not accept DMs from @{handle} (they "
+                "closed DMs to accounts they do not follow, or blocked us); answer with a public reply or on "
+                "another channel")
+    return (f"X refused the reply post ({exc}): the customer's post is deleted or no longer visible to "
+            f"@{handle}, or the text repeats one of our posts; write to the customer again in a new post")
 
 
 # ---- translation, shared with the Account Activity webhook (`x_hooks`) -------------------

@@ -71,6 +71,21 @@ nothing twice. A bulk submission retried after an uncertain failure
 re-checks the same way (external id for tickets, comment metadata for
 comments) before sending again.
 
+Replies (`reply_pages`): agents' public comments, read from the time-based
+incremental ticket events export with comment events
+(`/api/v2/incremental/ticket_events.json?start_time=&include=comment_events`),
+one call per page, the cursor being the export's `end_time` (events at that
+second come again on the next read, and the replies table drops repeats).
+A comment counts when it is public and written by an agent or admin other
+than crmhub's own API user (`users/me`): customers' comments (crmhub writes
+inbound messages as public comments authored by the customer) and crmhub's
+own private notes never do. Authors' roles are read with one
+`users/show_many` per page that has candidates, and remembered. Which
+tickets are crmhub's is the engine's business (its threads).
+
+Notes (`add_case_note`): a private comment with the note's key in the audit
+metadata, written once (the ticket's comment keys are read first).
+
 Bulk jobs take at most `batch_size` (<= 100) items; their status is polled
 sparingly: first after `job_poll_first` seconds, then backing off
 (x2, at most `job_poll_max` apart) up to `job_timeout` seconds, after which
@@ -101,18 +116,22 @@ from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, RateLimited, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
+    AgentReply,
+    CaseNote,
     CaseState,
     Direction,
     HistoryWrite,
     Identity,
     IdentityKind,
     MirrorRecord,
+    ReplyPage,
     WriteOutcome,
 )
 
 T = TypeVar("T")
 MAX_BULK = 100  # items per create_many / update_many / show_many (Zendesk's limit)
-EXPORT_PAGE = 1000  # users per incremental export page (Zendesk's maximum)
+EXPORT_PAGE = 1000  # users (or ticket events) per incremental export page (Zendesk's maximum)
+AGENT_ROLES = frozenset({"agent", "admin"})
 PERSON_PREFIX = "crmhub-person-"
 KEY_FIELD = "crmhub_key"  # audit metadata key carrying HistoryWrite.key
 CRMHUB_TAG = "crmhub"
@@ -179,6 +198,8 @@ class ZendeskCrm(Connector):
         self.job_timeout = job_timeout
         self._zenpy: Zenpy | None = None
         self._groups: dict[str, int] | None = None
+        self._me: int | None = None
+        self._roles: dict[int, str] = {}
         self._hints = threading.local()  # Retry-After of the last 429 seen by this thread
 
     # ---- SDK boundary --------------------------------------------------------
@@ -281,6 +302,55 @@ class ZendeskCrm(Connector):
         # zenpy puts parameter values into the URL as given, so the key ('#' in it) is escaped here.
         ids = sorted(int(t.id) for t in zd.tickets(external_id=quote(key, safe="")) if t.external_id == key)
         return ids[0] if ids else None
+
+    # ---- replies -------------------------------------------------------------
+    def reply_pages(self, cursor: str | None, *, start: datetime) -> Iterator[ReplyPage]:
+        """Agents' public comments since `cursor` (the export's epoch seconds; None: since `start`)."""
+        start_time = int(cursor) if cursor else int(start.timestamp())
+        me = self._my_id()
+        while True:
+            events, end_time, end = self.zd("ticket_events", lambda zd, t=start_time: _events_page(zd, t))  # type: ignore[misc]
+            comments = [(event, child) for event in events for child in event.get("child_events") or []
+                        if child.get("event_type") == "Comment" and child.get("public") is True
+                        and child.get("author_id") not in (None, me) and child.get("body")]
+            roles = self._author_roles({int(child["author_id"]) for _, child in comments})
+            replies = tuple(
+                AgentReply(crm=self.name, reply_ref=str(child["id"]), case_id=str(event["ticket_id"]),
+                           text=str(child["body"]), written_at=_event_time(event), author=str(child["author_id"]))
+                for event, child in comments if roles.get(int(child["author_id"])) in AGENT_ROLES)
+            moved = end_time is not None and end_time > start_time
+            yield ReplyPage(replies, str(end_time) if moved else cursor, last=end or not moved)
+            if end or not moved:
+                return
+            start_time = end_time  # type: ignore[assignment]  # moved implies an int
+
+    def _my_id(self) -> int:
+        """crmhub's own API user, whose comments are never agents' replies (read once)."""
+        if self._me is None:
+            self._me = int(self.zd("users.me", lambda zd: zd.users.me().id))
+        return self._me
+
+    def _author_roles(self, ids: set[int]) -> dict[int, str]:
+        """Role of each author (end-user, agent, admin), read once per author with users/show_many."""
+        missing = sorted(ids - set(self._roles))
+        for start in range(0, len(missing), MAX_BULK):
+            chunk = missing[start:start + MAX_BULK]
+            users = self.zd("users.show_many", lambda zd, c=chunk: [u.to_dict() for u in zd.users(ids=c)])  # type: ignore[misc]
+            for user in users:
+                self._roles[int(user["id"])] = str(user.get("role") or "end-user")
+        return {i: self._roles.get(i, "end-user") for i in ids}
+
+    def add_case_note(self, note: CaseNote) -> None:
+        """A private comment on the ticket, keyed in the audit metadata so it is written once."""
+        ticket_id = int(note.case_id)
+
+        def write(zd: Zenpy) -> None:
+            if note.key in self._comment_keys(zd, ticket_id):
+                return
+            zd.tickets.update(_zenpy_ticket({"id": ticket_id, "comment": {"body": note.text, "public": False},
+                                             "metadata": {KEY_FIELD: note.key}}))
+
+        self.zd("tickets.note", write)
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
@@ -636,6 +706,19 @@ def _case_state(ticket: Mapping[str, Any]) -> CaseState | None:
     status = str(ticket.get("status") or "open")
     return CaseState(case_key=key, record_id=str(ticket["id"]), modified_at=modified,
                      closed_at=None if status in OPEN_STATUSES else modified, final=status in FINAL_STATUSES)
+def _events_page(zd: Zenpy, start_time: int) -> tuple[list[dict[str, Any]], int | None, bool]:
+    """One page of the ticket events export with comment events: (events, end_time, end_of_stream)."""
+    page = zd.tickets.events(start_time=start_time, include="comment_events", per_page=EXPORT_PAGE)
+    events = [e.to_dict() for e in page.values or []]  # this page only: iterating would fetch the next
+    end_time = getattr(page, "end_time", None)
+    return events, int(end_time) if end_time is not None else None, bool(getattr(page, "end_of_stream", True))
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime:
+    """When a ticket event happened: its `created_at`, else its epoch `timestamp`."""
+    if event.get("created_at"):
+        return _parse_time(str(event["created_at"]))
+    return datetime.fromtimestamp(int(event.get("timestamp") or 0), UTC)
 
 
 def _zenpy_ticket(fields: Mapping[str, Any]) -> Ticket:

@@ -1,9 +1,11 @@
 """`crmhub deadletters list|show|replay|discard`.
 
-A dead letter is either a delivery that a CRM refused for good (source
-`deliver:<crm>`, payload `{"outbox_id": N}`) or a source item that could not
-be translated (source `twilio` or `x`, payload = the raw item). Showing one
-never shows message text: values under body/text keys are redacted.
+A dead letter is a delivery that a CRM refused for good (source
+`deliver:<crm>`, payload `{"outbox_id": N}`), an agent's reply that could
+not reach the customer (source `reply:<crm>`, payload `{"reply_id": N}`), or
+a source item that could not be translated (source `twilio` or `x`, payload =
+the raw item). Showing one never shows message text: values under body/text
+keys are redacted.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crmhub.model import Channel, OutboxStatus
+from crmhub.model import Channel, OutboxStatus, ReplyStatus
 from crmhub.ops import OpsError
-from crmhub.store.schema import DeadLetterRow, LedgerRow, OutboxRow
+from crmhub.store.schema import DeadLetterRow, LedgerRow, OutboxRow, ReplyRow
 
 log = structlog.get_logger("crmhub.ops")
 
@@ -65,6 +67,15 @@ def show(session: Session, dead_letter_id: int) -> list[str]:
         else:
             lines.append(f"  outbox {box.id}: {box.crm} {box.idempotency_key}, {box.status}, "
                          f"{box.attempts} attempt(s), ledger id {box.interaction_id}")
+    reply_id = row.payload.get("reply_id") if row.source.startswith("reply:") else None
+    if reply_id is not None:
+        reply = session.get(ReplyRow, reply_id)
+        if reply is None:
+            lines.append(f"  reply {reply_id}: gone")
+        else:  # never the text: it is the customer's message
+            lines.append(f"  reply {reply.id}: {reply.crm} {reply.reply_ref} on case {reply.case_id}, {reply.status}, "
+                         f"{reply.attempts} attempt(s), {reply.channel} to {reply.to_address}, "
+                         f"message {reply.channel_message_id or '-'}")
     lines.append(f"  payload keys: {', '.join(sorted(row.payload)) or '(none)'}")
     lines.extend(_payload_lines(redact(row.payload), "    "))
     return lines
@@ -83,6 +94,8 @@ def replay(session: Session, dead_letter_id: int, *, now: datetime) -> Replay:
     row = _open(session, dead_letter_id)
     if row.source.startswith("deliver:"):
         return _replay_delivery(session, row, now=now)
+    if row.source.startswith("reply:"):
+        return _replay_reply(session, row, now=now)
     return _replay_ingest(session, row, now=now)
 
 
@@ -110,6 +123,26 @@ def _replay_delivery(session: Session, row: DeadLetterRow, *, now: datetime) -> 
                    "the next delivery (`crmhub sync`, or the running daemon) writes it")
     row.resolved_at, row.resolution = now, "replayed"
     log.info("dead letter replayed", dead_letter=row.id, source=row.source, item=row.ref, outbox=box.id)
+    return Replay(True, message)
+
+
+def _replay_reply(session: Session, row: DeadLetterRow, *, now: datetime) -> Replay:
+    reply_id = row.payload.get("reply_id")
+    reply = session.get(ReplyRow, reply_id) if isinstance(reply_id, int) else None
+    if reply is None:
+        raise OpsError(f"dead letter {row.id}: its reply {reply_id!r} is gone; nothing to replay "
+                       f"(discard it with `crmhub deadletters discard {row.id}`)")
+    if reply.status in (ReplyStatus.SENT.value, ReplyStatus.DELIVERED.value):
+        message = f"reply {reply.crm}:{reply.reply_ref} was sent since; dead letter {row.id} marked replayed"
+    else:
+        # A reply tried before is checked for on the channel before it is sent again (never twice).
+        tried = reply.claimed_at is not None
+        reply.status = (ReplyStatus.SENDING if tried else ReplyStatus.PENDING).value
+        reply.next_attempt_at, reply.attempts, reply.status_at, reply.noted_at = now, 0, now, None
+        message = (f"reply {reply.crm}:{reply.reply_ref} is pending again; the next reply run (`crmhub sync`, or "
+                   "the running daemon) sends it to the customer")
+    row.resolved_at, row.resolution = now, "replayed"
+    log.info("dead letter replayed", dead_letter=row.id, source=row.source, item=row.ref, reply=reply.id)
     return Replay(True, message)
 
 

@@ -14,7 +14,8 @@ path to handler. This module adds what every emulator needs the same way:
   bills it (`billable()` decides, e.g. OAuth token calls are free), plus the
   sandbox time of each counted call (`call_times`, `busiest`), so a test can
   check a client's pace in any window;
-* fault injection: 429 with Retry-After, 5xx, connection reset, slow answers,
+* fault injection: 429 with Retry-After, 5xx, connection reset (before the
+  request is handled, or after it with `after=True`: done, answer lost), slow answers,
   token expiry, daily-limit exhaustion and partial batch failure, each
   limited to a path pattern, a number of requests or a span of sandbox time;
 * a shared `SandboxClock` that tests advance to simulate hours in a second;
@@ -49,7 +50,7 @@ CONTROL_PREFIX = "/_sandbox/"
 FaultKind = Literal[
     "rate_limit",  # vendor-shaped 429 with Retry-After / rate-limit headers
     "server_error",  # 5xx (status), vendor-shaped body
-    "reset",  # TCP connection reset before any answer
+    "reset",  # TCP connection reset: before the request is handled, or (after=True) once it is, the answer lost
     "slow",  # answer after `delay` seconds
     "expire_token",  # every issued token becomes invalid (emulator hook)
     "daily_limit",  # the daily allowance is used up (emulator decides the shape)
@@ -106,6 +107,7 @@ class Fault:
     retry_after: float = 1.0
     delay: float = 0.0
     reject: list[int] = field(default_factory=list)
+    after: bool = False  # reset: drop the connection after the request took effect (a write whose answer is lost)
     hits: int = 0
 
     def matches(self, method: str, path: str, now: float) -> bool:
@@ -311,9 +313,12 @@ class Emulator:
                 self.calls[f"{request.method} {route.rule}"] += 1
                 self.call_times.append(self.clock.time())
         fault = self.faults.take(GENERIC_FAULTS, request.method, request.path)
+        lose_answer = False
         if fault is not None:
             if fault.kind == "slow":
                 time.sleep(fault.delay)
+            elif fault.kind == "reset" and fault.after:
+                lose_answer = True
             elif fault.kind == "reset":
                 raise _ConnectionReset()
             elif fault.kind == "rate_limit":
@@ -330,6 +335,8 @@ class Emulator:
             response = route.handler(request, **args)
             if request.method != "GET":
                 self.persist()
+        if lose_answer:
+            raise _ConnectionReset()  # the work is done; the client never hears of it
         return self.decorate(request, response)
 
     def persist(self) -> None:

@@ -50,6 +50,7 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
         settings["webhooks"]["port"] = webhooks_port
     if every is not None:
         settings["delivery"]["every"] = every
+        settings["replies"]["every"] = every
         for name in CHANNELS:
             settings["channels"][name]["poll_every"] = every
     mappings = directory / "mappings"

@@ -109,6 +109,13 @@ def mark_dead(session: Session, outbox_id: int, error: str, *, now: datetime) ->
         row.status, row.last_error, row.done_at = OutboxStatus.DEAD.value, error, now
 
 
+def settle(session: Session, crm: str, key: str, result_ref: str, *, now: datetime) -> None:
+    """Mark `crm`'s write of `key` done without writing it (it is already there, e.g. an agent's own reply)."""
+    row = session.scalar(select(OutboxRow).where(OutboxRow.crm == crm, OutboxRow.idempotency_key == key))
+    if row is not None and row.status == OutboxStatus.PENDING.value:
+        row.status, row.result_ref, row.done_at, row.last_error = OutboxStatus.DONE.value, result_ref[:64], now, None
+
+
 def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
     """Rows per (crm, status)."""
     query = select(OutboxRow.crm, OutboxRow.status, func.count()).group_by(OutboxRow.crm, OutboxRow.status)

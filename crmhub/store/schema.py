@@ -278,3 +278,47 @@ class DeadLetterRow(Base):
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
     resolution: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class ReplyRow(Base):
+    """An agent's reply from a CRM, on its way out over the customer's channel (unique per CRM and reply).
+
+    Sending works like the outbox: a claim pushes `next_attempt_at` a lease
+    ahead; `claimed_at` is when the first try began, the window an uncertain
+    retry searches the channel for a copy already sent. `text` is what the
+    customer gets: stored to send it, never logged.
+    """
+
+    __tablename__ = "replies"
+    __table_args__ = (
+        UniqueConstraint("crm", "reply_ref", name="uq_replies_crm_ref"),
+        Index("ix_replies_due", "status", "next_attempt_at"),
+        Index("ix_replies_message", "channel", "channel_message_id"),
+        Index("ix_replies_conversation", "conversation_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    reply_ref: Mapped[str] = mapped_column(String(128))
+    case_id: Mapped[str] = mapped_column(String(64))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(16))
+    to_kind: Mapped[str] = mapped_column(String(8))
+    to_address: Mapped[str] = mapped_column(String(255))
+    from_kind: Mapped[str] = mapped_column(String(8))
+    from_address: Mapped[str] = mapped_column(String(255))
+    in_reply_to: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    channel_status: Mapped[str] = mapped_column(String(32), default="")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    channel_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    written_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    status_at: Mapped[datetime]
+    noted_at: Mapped[datetime | None] = mapped_column(nullable=True)

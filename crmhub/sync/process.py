@@ -7,6 +7,11 @@ harmless (the outbox key is unique per CRM).
 Each write gets its priority per CRM: a new case where the conversation has
 no open thread there (and no earlier write waiting to open one), else a
 follow-up, so a low API budget holds follow-ups back before new cases.
+An outbound item that is the sent copy of an agent's reply (its message id is
+on a reply row) goes to every CRM except the one the reply came from, whose
+write is marked done at once: the agent's comment is already on that case.
+An outbound item of a conversation with a reply whose send is unsettled
+waits (stays unprocessed) until the reply's message id is known.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from crmhub.model import WritePriority
-from crmhub.store import StateStore, ledger, outbox
+from crmhub.model import Direction, WritePriority
+from crmhub.store import StateStore, ledger, outbox, replies
 from crmhub.sync.contacts import contact_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.routing import Router
@@ -31,10 +36,17 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
         with store.transaction() as session:
             rows = ledger.unprocessed(session, batch_size)
             people = IdentityGraph(session, crms, identity, now)
+            waiting = 0
             # In the order they happened (a poll may store newest first), so a
             # conversation's first message is the one that opens its case.
             for row in sorted(rows, key=lambda r: (r.occurred_at, r.id)):
                 item = ledger.to_interaction(row)
+                echo = None
+                if item.direction is Direction.OUTBOUND:
+                    echo = replies.echo_of(session, item.channel.value, item.external_id)
+                    if echo is None and replies.unsettled(session, item.conversation_key):
+                        waiting += 1  # it may be the sent copy of a reply not recorded yet: wait for it
+                        continue
                 person_id = people.person_of(item)
                 row.person_id = person_id
                 fields: dict[str, Any] = {}
@@ -53,7 +65,9 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
                 decision = router.decide(item, fields, case_open=case_open)
                 outbox.save_decision(session, row.id, decision, now=now)
                 outbox.enqueue(session, row.id, list(crms), item.key, now=now, priority=priority)
+                if echo is not None:  # the agent's reply is on that CRM's case already
+                    outbox.settle(session, echo.crm, item.key, f"reply:{echo.reply_ref}", now=now)
                 row.processed_at = now
-        done += len(rows)
-        if len(rows) < batch_size:
+        done += len(rows) - waiting
+        if len(rows) < batch_size or waiting == len(rows):
             return done

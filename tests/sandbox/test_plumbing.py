@@ -66,6 +66,14 @@ def test_reset_fault_drops_the_connection(server: EmulatorServer) -> None:
     assert server.emulator.state["n"] == 0
 
 
+def test_reset_after_fault_does_the_work_and_loses_the_answer(server: EmulatorServer) -> None:
+    server.emulator.faults.add(Fault("reset", path="^/bump$", after=True))
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/bump")
+    assert server.emulator.state["n"] == 1
+    assert requests.get(f"{server.url}/bump").status_code == 200 and server.emulator.state["n"] == 2
+
+
 def test_fault_bounded_by_sandbox_time_ends_when_clock_passes(server: EmulatorServer) -> None:
     clock = server.emulator.clock
     server.emulator.faults.add(Fault("server_error", times=None, until=clock.time() + 600))

@@ -586,3 +586,15 @@ def test_docs_list_every_route() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "sandbox" / "salesforce.md").read_text().replace("{P}", API)
     missing = [e.rule for e in ENDPOINTS if f"| {', '.join(e.methods)} | `{e.rule}` |" not in doc]
     assert missing == []
+
+
+def test_chatter_users_me_is_the_sessions_own_user(salesforce_sandbox: EmulatorServer, em: SalesforceEmulator,
+                                                   sf: Salesforce) -> None:
+    alice = em.add_user("alice@acme.test", "pw", name="Alice Agent")
+    url = salesforce_sandbox.url
+    as_alice = Salesforce(instance_url=url, session_id=em.issue_token("alice@acme.test"),
+                          session=build_session(base_url=url))
+    me = as_alice.restful("chatter/users/me")
+    assert (me["id"], me["username"], me["name"], me["type"]) == (alice, "alice@acme.test", "Alice Agent", "User")
+    assert me["url"] == f"/services/data/v59.0/chatter/users/{alice}"
+    assert sf.restful("chatter/users/me")["id"] == em.integration_user_id

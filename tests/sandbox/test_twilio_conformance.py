@@ -136,7 +136,8 @@ def test_sms_create_answers_queued_message_in_twilio_shape(client: Client, emula
     assert (stored["status"], stored["price"]) == ("delivered", "-0.00790")  # immediate transitions by default
 
 
-def test_whatsapp_and_media_messages(client: Client) -> None:
+def test_whatsapp_and_media_messages(client: Client, emulator: TwilioEmulator) -> None:
+    emulator.receive_message(f"whatsapp:{CUSTOMER}", f"whatsapp:{OUR_WHATSAPP}", "Hola")  # opens the 24 h window
     whatsapp = send(client, to=f"whatsapp:{CUSTOMER}", from_=f"whatsapp:{OUR_WHATSAPP}", body="Hola")
     assert (whatsapp.to, whatsapp.from_) == (f"whatsapp:{CUSTOMER}", f"whatsapp:{OUR_WHATSAPP}")
     mms = send(client, body="", media_url=["https://example.com/a.png", "https://example.com/b.pdf"])
@@ -298,6 +299,34 @@ def test_undeliverable_number_ends_undelivered_with_error_code(
     fetched = client.messages(message.sid).fetch()
     assert (fetched.status, fetched.error_code, fetched.error_message) == (
         "undelivered", 30003, "Unreachable destination handset")
+
+
+def test_sms_stop_opts_the_customer_out_of_that_number_until_start(client: Client, emulator: TwilioEmulator) -> None:
+    emulator.receive_message(CUSTOMER, OUR_SMS, " stop ")
+    with pytest.raises(TwilioRestException) as refused:
+        send(client)
+    assert (refused.value.status, refused.value.code) == (400, 21610)
+    assert "unsubscribed recipient" in refused.value.msg
+    assert send(client, to=OTHER_CUSTOMER).status == "queued"  # only that customer opted out
+    emulator.receive_message(CUSTOMER, OUR_SMS, "START")
+    assert send(client).status == "queued"
+
+
+def test_whatsapp_outside_the_24_hour_window_is_accepted_then_fails_63016(
+    client: Client, emulator: TwilioEmulator, receiver: Receiver,
+) -> None:
+    whatsapp = {"to": f"whatsapp:{CUSTOMER}", "from_": f"whatsapp:{OUR_WHATSAPP}", "body": "Hola"}
+    cold = send(client, status_callback=receiver.url("/status"), **whatsapp)
+    assert cold.status == "queued"  # accepted: the window is checked on the way to WhatsApp
+    last = [receiver.next() for _ in range(1)][-1]
+    assert (last.params["MessageStatus"], last.params["ErrorCode"]) == ("failed", "63016")
+    fetched = client.messages(cold.sid).fetch()
+    assert (fetched.status, fetched.error_code) == ("failed", 63016)
+    assert fetched.error_message.startswith("Failed to send freeform message because you are outside the allowed window")
+    emulator.receive_message(f"whatsapp:{CUSTOMER}", f"whatsapp:{OUR_WHATSAPP}", "¿Hola?")
+    assert client.messages(send(client, **whatsapp).sid).fetch().status == "delivered"  # the customer wrote: open
+    emulator.clock.advance(24 * 3600 + 1)
+    assert client.messages(send(client, **whatsapp).sid).fetch().status == "failed"  # 24 h later: closed again
 
 
 def test_manual_failure_and_unreachable_callback_is_logged_not_blocking(

@@ -71,6 +71,17 @@ class RestHandlers:
         maximum = int(self.state["api_max"])
         return json_response({"DailyApiRequests": {"Max": maximum, "Remaining": max(0, maximum - used)}})
 
+    def chatter_me(self, request: Request) -> Response:
+        """GET /chatter/users/me: the session's own user, as Connect REST's User Detail (the identity fields)."""
+        user = self.state["records"]["User"][_user(request)]
+        first, _, last = str(user["Name"]).rpartition(" ")
+        return json_response({
+            "id": user["Id"], "name": user["Name"], "displayName": user["Name"], "firstName": first or None,
+            "lastName": last, "username": user["Username"], "email": user["Email"], "isActive": user["IsActive"],
+            "type": "User", "userType": "Internal", "url": f"{API_PATH}/chatter/users/{user['Id']}",
+            "title": None, "companyName": None, "communityNickname": user["Username"].split("@")[0],
+        })
+
     def describe_global(self, request: Request) -> Response:
         entries = [self.backend.require_schema(name).global_entry() for name in OBJECTS]
         return json_response({"encoding": "UTF-8", "maxBatchSize": COLLECTION_MAX, "sobjects": entries})

@@ -29,6 +29,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(("POST",), "/services/Soap/u/<version>", "soap_login", billable=False),
     # REST API v59.0
     Endpoint(("GET",), f"{_P}/limits", "limits"),
+    Endpoint(("GET",), f"{_P}/chatter/users/me", "chatter_me"),
     Endpoint(("GET",), f"{_P}/query", "query", composite=True),
     Endpoint(("GET",), f"{_P}/queryAll", "query_all", composite=True),
     Endpoint(("GET",), f"{_P}/query/<locator>", "query_more", composite=True),

@@ -114,6 +114,11 @@ def channel_mismatch() -> TwilioError:
     return bad_request(21910, "Invalid From and To pair. From and To should be of the same channel")
 
 
+def unsubscribed() -> TwilioError:
+    """21610: the customer texted STOP to this sender (Advanced Opt-Out) and not START since."""
+    return bad_request(21610, "Attempt to send to unsubscribed recipient")
+
+
 def invalid_messaging_service(sid: str) -> TwilioError:
     return bad_request(21705, f"The Messaging Service {sid} is invalid.")
 
@@ -131,4 +136,6 @@ DELIVERY_ERRORS = {
     30006: "Landline or unreachable carrier",
     30007: "Message filtered",
     30008: "Unknown error",
+    63016: ("Failed to send freeform message because you are outside the allowed window. If you are using "
+            "WhatsApp, please use a Message Template."),
 }

@@ -50,6 +50,11 @@ MESSAGE_PATHS: dict[str, tuple[str, ...]] = {
     "failed": ("queued", "failed"),
 }
 DEFAULT_DELIVERY_ERROR = {"undelivered": 30003, "failed": 30008}
+# Advanced Opt-Out keywords on SMS (https://help.twilio.com/articles/223134027): matched on the whole body.
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+WHATSAPP_WINDOW = timedelta(hours=24)  # free-form messages only within 24 h of the customer's last message
+OUTSIDE_WINDOW = 63016
 PRICES = {"sms": Decimal("0.00790"), "mms": Decimal("0.02000"), WHATSAPP: Decimal("0.00500")}
 CALL_DIRECTIONS = ("inbound", "outbound-api", "outbound-dial")
 CALL_STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled")
@@ -172,7 +177,8 @@ def initial_state(now: datetime) -> dict[str, Any]:
     """A fresh Twilio: the default sandbox account and nothing else."""
     state: dict[str, Any] = {
         "accounts": {}, "api_keys": {}, "numbers": {}, "services": {}, "messages": {}, "media": {},
-        "calls": {}, "recordings": {}, "undeliverable": {}, "webhooks": [], "seq": 0,
+        "calls": {}, "recordings": {}, "undeliverable": {}, "opted_out": {}, "whatsapp_sessions": {},
+        "webhooks": [], "seq": 0,
         "transitions": {"mode": "immediate", "reads": 1},
     }
     default = _account_record(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, "crmhub sandbox", now)
@@ -326,6 +332,8 @@ class TwilioBackend:
         """POST Messages.json: validate as Twilio does, store, return the created record."""
         sender = self._check_outbound(account_sid, to, from_, service_sid, body, media_urls)
         outcome = self.state["undeliverable"].get(split_address(to)[1], {"status": "delivered", "error_code": None})
+        if split_address(to)[0] == WHATSAPP and not self._in_whatsapp_window(to, sender):
+            outcome = {"status": "failed", "error_code": OUTSIDE_WINDOW}  # accepted, then failed (asynchronous)
         path = (["accepted"] if service_sid else []) + list(MESSAGE_PATHS[outcome["status"]])
         message = self._new_message(account_sid, sender, to, body, "outbound-api", path[0], self.now(), media_urls)
         message.update({"messaging_service_sid": service_sid or None, "_path": path, "_reads": 0,
@@ -352,7 +360,29 @@ class TwilioBackend:
             raise errors.invalid_to(to)
         sender = from_ or self._pool_sender(account_sid, service_sid, channel)
         self._check_sender(account_sid, sender, channel)
+        if channel != WHATSAPP and _pair(number, sender) in self.state.setdefault("opted_out", {}):
+            raise errors.unsubscribed()
         return sender
+
+    def _in_whatsapp_window(self, to: str, sender: str) -> bool:
+        """Whether the customer wrote to this sender in the last 24 h (WhatsApp's customer service window)."""
+        last = self.state.setdefault("whatsapp_sessions", {}).get(_pair(split_address(to)[1], sender))
+        return last is not None and self.now().timestamp() - float(last) <= WHATSAPP_WINDOW.total_seconds()
+
+    def _note_inbound(self, from_: str, to: str, body: str, when: datetime) -> None:
+        """What an inbound message changes for later sends: SMS opt-out keywords, the WhatsApp window."""
+        channel, customer = split_address(from_)
+        pair = _pair(customer, to)
+        if channel == WHATSAPP:
+            sessions = self.state.setdefault("whatsapp_sessions", {})
+            sessions[pair] = max(float(sessions.get(pair, 0)), when.timestamp())
+            return
+        word = body.strip().upper()
+        opted_out = self.state.setdefault("opted_out", {})
+        if word in OPT_OUT_WORDS:
+            opted_out[pair] = when.isoformat()
+        elif word in OPT_IN_WORDS:
+            opted_out.pop(pair, None)
 
     def _pool_sender(self, account_sid: str, service_sid: str, channel: str) -> str:
         """The sender a Messaging Service picks: the first number of its pool."""
@@ -516,6 +546,7 @@ class TwilioBackend:
             raise ValueError(f"the sender must be E.164 (optionally whatsapp:), got {from_!r}")
         when = utc(at) if at is not None else self.now()
         message = self._new_message(number["account_sid"], from_, to, body, "inbound", "received", when, media_urls)
+        self._note_inbound(from_, to, body, when)
         set_dates(message, date_sent=when)
         message["price"] = self._price(message)
         if number["sms_url"]:
@@ -627,6 +658,11 @@ class TwilioBackend:
         rows = [row for row in self._rows("recordings", account_sid, call_sid=call_sid)
                 if created.matches(row["_epoch"]["date_created"])]
         return newest_first(rows, "date_created")
+
+
+def _pair(customer: str, ours: str) -> str:
+    """Key of a (customer, our number) pair, whatever `whatsapp:` prefixes either address has."""
+    return f"{split_address(customer)[1]}|{split_address(ours)[1]}"
 
 
 def _same(secret: str, given: str) -> bool:

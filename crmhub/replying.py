@@ -1,0 +1,109 @@
+"""Wiring of agents' replies: the hub's CRMs and channels to the reply steps of `crmhub.sync.replies`.
+
+One run (`Replier.run`, the scheduler's `replies` job and the end of every
+`crmhub sync`) reads new replies from each CRM, sends what is due, asks the
+channels about deliveries no callback has settled, and writes failures back
+onto their cases. Each CRM's and channel's step runs on its own: one
+system's failure is recorded and the others go on. Twilio's status callbacks
+reach the reply rows through `on_twilio_status`, given to the webhook receiver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from crmhub.connectors.twilio import REPLY_STATUSES
+from crmhub.metrics import Metrics
+from crmhub.model import Channel, Delivery
+from crmhub.store import StateStore
+from crmhub.sync.replies import (
+    ChannelSender,
+    NoteWriter,
+    ReplyPolicy,
+    ReplyReport,
+    ReplySource,
+    collect_replies,
+    record_delivery,
+    refresh_statuses,
+    send_replies,
+    write_back_failures,
+)
+from crmhub.webhooks import MessageStatuses
+
+log = structlog.get_logger("crmhub.replying")
+Step = Callable[[str], AbstractContextManager[None]]
+TWILIO_CHANNELS = [Channel.SMS, Channel.WHATSAPP]
+
+
+class ReplyCrm(ReplySource, NoteWriter, Protocol):
+    """What the replies need of a CRM connector: reading replies, writing notes."""
+
+
+class Replier:
+    """Runs the reply steps for one hub.
+
+    Args:
+        crms: the enabled CRM connectors by name (each reads replies and writes notes).
+        senders: the channel connector serving each channel (Twilio: SMS and WhatsApp; X: mentions and DMs).
+    """
+
+    def __init__(self, store: StateStore, crms: Mapping[str, ReplyCrm], senders: Mapping[Channel, ChannelSender],
+                 policy: ReplyPolicy, metrics: Metrics, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.crms = dict(crms)
+        self.senders = dict(senders)
+        self.policy = policy
+        self.metrics = metrics
+        self.clock = clock
+        self._statuses = MessageStatuses()  # callbacks of messages that are no reply of ours
+
+    def run(self, step: Step) -> ReplyReport:
+        """Collect, send, follow and write back; each system's part inside `step(name)`."""
+        report = ReplyReport()
+        for name, crm in self.crms.items():
+            with step(f"replies:collect:{name}"):
+                collect_replies(self.store, crm, now=self.clock(), report=report)
+        with step("replies:send"):
+            send_replies(self.store, self.senders, self.policy, now=self.clock(), report=report)
+        for channel, message_id in report.sent_ids:  # callbacks that came before the message id was recorded
+            early = self._statuses.get(message_id) if channel in TWILIO_CHANNELS else None
+            if early is not None:
+                self.on_twilio_status(message_id, early)
+        with step("replies:status"):
+            refresh_statuses(self.store, self.senders, self.policy, now=self.clock(), report=report)
+        for name, crm in self.crms.items():
+            with step(f"replies:write-back:{name}"):
+                write_back_failures(self.store, crm, self.senders, now=self.clock(), report=report)
+        self.metrics.record_replies(report)
+        return report
+
+    def on_twilio_status(self, sid: str, status: str) -> bool:
+        """A signed Twilio status callback: a reply moves forward; False for a repeat or a step back.
+
+        Every status is also kept in memory: one that arrives before the send
+        recorded the message id (Twilio is quick) is applied right after it.
+        """
+        fresh = self._statuses(sid, status)
+        reply_status = REPLY_STATUSES.get(status)
+        if reply_status is not None:
+            moved = record_delivery(self.store, TWILIO_CHANNELS, sid, Delivery(reply_status, status), now=self.clock())
+            if moved is not None:
+                crm, channel, new = moved
+                self.metrics.replies.labels(crm, channel, new).inc()
+                return True
+        return fresh
+
+
+def senders_of(twilio: ChannelSender | None, x: ChannelSender | None) -> dict[Channel, ChannelSender]:
+    """The channel connector serving each channel crmhub can reply on."""
+    senders: dict[Channel, ChannelSender] = {}
+    if twilio is not None:
+        senders.update({Channel.SMS: twilio, Channel.WHATSAPP: twilio})
+    if x is not None:
+        senders.update({Channel.X_MENTION: x, Channel.X_DM: x})
+    return senders

@@ -1,0 +1,202 @@
+"""Agent replies on their way out: insert once, claim with a lease, record what the channel did.
+
+Like the outbox, sending claims due rows in a short transaction (`FOR UPDATE
+SKIP LOCKED` on PostgreSQL), talks to the channel outside any transaction
+and records the outcome afterwards. A claim leaves the row `sending`; it
+goes back to `pending` only when the try certainly sent nothing (a 429, a
+refused login). A row found `sending` when claimed again was left by a try
+whose outcome is unknown (a timeout, a daemon killed mid-call): the claim
+says so (`Claim.uncertain`), and the sender checks the channel before
+sending again. Statuses only move forward (`REPLY_STATUS_RANK`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crmhub.model import REPLY_STATUS_RANK, Channel, Identity, IdentityKind, OutboundMessage, ReplyStatus
+from crmhub.store.ledger import insert_ignoring_conflicts
+from crmhub.store.schema import LedgerRow, ReplyRow
+
+OPEN = (ReplyStatus.PENDING.value, ReplyStatus.SENDING.value)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed reply: the row's id and the message to send; `uncertain` when an earlier try may have gone out."""
+
+    reply_id: int
+    crm: str
+    reply_ref: str
+    attempts: int
+    message: OutboundMessage
+
+    @property
+    def uncertain(self) -> bool:
+        return self.message.uncertain_since is not None
+
+
+def insert(session: Session, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Insert new replies; one already known (same CRM and reply) is left as it is. Returns the new ones' channels."""
+    if not rows:
+        return []
+    statement = insert_ignoring_conflicts(session, ReplyRow, rows, ("crm", "reply_ref"))
+    return [channel for _, channel in session.execute(statement.returning(ReplyRow.id, ReplyRow.channel))]
+
+
+def claim_due(session: Session, limit: int, *, now: datetime, lease: timedelta) -> list[Claim]:
+    """Claim up to `limit` due replies for `lease`, oldest first."""
+    query = (select(ReplyRow).where(ReplyRow.status.in_(OPEN), ReplyRow.next_attempt_at <= now)
+             .order_by(ReplyRow.next_attempt_at, ReplyRow.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claims = []
+    for row in list(session.scalars(query)):
+        uncertain = row.status == ReplyStatus.SENDING.value and row.claimed_at is not None
+        row.status, row.attempts, row.next_attempt_at = ReplyStatus.SENDING.value, row.attempts + 1, now + lease
+        row.claimed_at = row.claimed_at or now
+        others = _sent_in_conversation(session, row) if uncertain else ()
+        claims.append(Claim(row.id, row.crm, row.reply_ref, row.attempts, _message(row, uncertain, others)))
+    return claims
+
+
+def _sent_in_conversation(session: Session, row: ReplyRow) -> tuple[str, ...]:
+    """Message ids of the conversation's other sent replies (an uncertain check must not take one for this)."""
+    query = select(ReplyRow.channel_message_id).where(ReplyRow.conversation_key == row.conversation_key,
+                                                      ReplyRow.id != row.id, ReplyRow.channel_message_id.is_not(None))
+    return tuple(str(m) for m in session.scalars(query))
+
+
+def _message(row: ReplyRow, uncertain: bool, already_sent: tuple[str, ...] = ()) -> OutboundMessage:
+    return OutboundMessage(
+        key=f"{row.crm}:{row.reply_ref}", channel=Channel(row.channel), conversation_key=row.conversation_key,
+        sender=Identity(IdentityKind(row.from_kind), row.from_address),
+        recipient=Identity(IdentityKind(row.to_kind), row.to_address), text=row.text, in_reply_to=row.in_reply_to,
+        uncertain_since=row.claimed_at if uncertain else None, already_sent=already_sent)
+
+
+def mark_sent(session: Session, reply_id: int, message_id: str | None, status: ReplyStatus, *, now: datetime,
+              channel_status: str = "") -> None:
+    row = session.get(ReplyRow, reply_id)
+    if row is None:
+        return
+    row.channel_message_id, row.sent_at, row.last_error = message_id, now, None
+    _move(row, status if REPLY_STATUS_RANK[status] >= REPLY_STATUS_RANK[ReplyStatus.SENT] else ReplyStatus.SENT,
+          now, channel_status)
+
+
+def mark_retry(session: Session, reply_id: int, error: str, *, retry_at: datetime, uncertain: bool) -> None:
+    """Try again at `retry_at`; `uncertain`: a try may have gone out (the row stays `sending`, checked first)."""
+    row = session.get(ReplyRow, reply_id)
+    if row is None:
+        return
+    row.last_error, row.next_attempt_at = error, retry_at
+    if not uncertain:
+        row.status = ReplyStatus.PENDING.value
+
+
+def mark_dead(session: Session, reply_id: int, error: str, *, now: datetime) -> None:
+    row = session.get(ReplyRow, reply_id)
+    if row is not None:
+        row.last_error = error
+        _move(row, ReplyStatus.DEAD, now, row.channel_status)
+
+
+def record_status(session: Session, channels: Sequence[str], message_id: str, status: ReplyStatus, *,
+                  now: datetime, channel_status: str = "", error: str | None = None) -> ReplyRow | None:
+    """Move the reply sent as `message_id` on one of `channels` to `status` if that is forward.
+
+    Returns the row when it moved, None when it did not (unknown message, a repeat, or backwards).
+    """
+    row = session.scalar(select(ReplyRow).where(ReplyRow.channel.in_(list(channels)),
+                                                ReplyRow.channel_message_id == message_id))
+    if row is None or not advances(ReplyStatus(row.status), status):
+        return None
+    if error:
+        row.last_error = error
+    _move(row, status, now, channel_status)
+    return row
+
+
+def advances(current: ReplyStatus, new: ReplyStatus) -> bool:
+    """Forward only: delivered never becomes sent again, and failed/dead/delivered are final."""
+    return not current.final and REPLY_STATUS_RANK[new] > REPLY_STATUS_RANK[current]
+
+
+def _move(row: ReplyRow, status: ReplyStatus, now: datetime, channel_status: str) -> None:
+    row.status, row.status_at = status.value, now
+    if channel_status:
+        row.channel_status = channel_status[:32]
+
+
+def to_check(session: Session, channels: Sequence[str], limit: int, *, now: datetime,
+             every: timedelta, give_up_after: timedelta) -> list[ReplyRow]:
+    """Sent replies of `channels` whose delivery status is worth asking for again (not heard of for `every`)."""
+    if not channels:
+        return []
+    query = (select(ReplyRow).where(ReplyRow.status == ReplyStatus.SENT.value, ReplyRow.channel.in_(channels),
+                                    ReplyRow.channel_message_id.is_not(None), ReplyRow.status_at <= now - every,
+                                    ReplyRow.sent_at >= now - give_up_after)
+             .order_by(ReplyRow.status_at, ReplyRow.id).limit(limit))
+    return list(session.scalars(query))
+
+
+def touch(session: Session, reply_id: int, *, now: datetime) -> None:
+    """Asked the channel and nothing changed: ask again `every` from now."""
+    row = session.get(ReplyRow, reply_id)
+    if row is not None:
+        row.status_at = now
+
+
+def failures_to_note(session: Session, crm: str, limit: int) -> list[ReplyRow]:
+    """Failed or dead replies of `crm` not yet written back onto their case."""
+    query = (select(ReplyRow).where(ReplyRow.crm == crm,
+                                    ReplyRow.status.in_((ReplyStatus.FAILED.value, ReplyStatus.DEAD.value)),
+                                    ReplyRow.noted_at.is_(None))
+             .order_by(ReplyRow.id).limit(limit))
+    return list(session.scalars(query))
+
+
+def mark_noted(session: Session, reply_id: int, *, now: datetime, error: str | None = None) -> None:
+    row = session.get(ReplyRow, reply_id)
+    if row is not None:
+        row.noted_at = now
+        if error and not row.last_error:
+            row.last_error = error
+
+
+def echo_of(session: Session, channel: str, message_id: str) -> ReplyRow | None:
+    """The reply the channel message `message_id` is the sent copy of, if any."""
+    return session.scalar(select(ReplyRow).where(ReplyRow.channel == channel,
+                                                 ReplyRow.channel_message_id == message_id))
+
+
+def unsettled(session: Session, conversation_key: str) -> bool:
+    """Whether a reply of the conversation may have gone out without its message id known yet."""
+    return session.scalar(select(func.count()).where(ReplyRow.conversation_key == conversation_key,
+                                                     ReplyRow.status == ReplyStatus.SENDING.value)) != 0
+
+
+def reply_counts(session: Session) -> dict[tuple[str, str, str], int]:
+    """Replies per (crm, channel, status)."""
+    query = (select(ReplyRow.crm, ReplyRow.channel, ReplyRow.status, func.count())
+             .group_by(ReplyRow.crm, ReplyRow.channel, ReplyRow.status))
+    return {(crm, channel, status): count for crm, channel, status, count in session.execute(query)}
+
+
+def latest_of_conversation(session: Session, conversation_key: str) -> LedgerRow | None:
+    """The conversation's newest ledger item from the customer (else its newest item at all)."""
+    for inbound_only in (True, False):
+        query = select(LedgerRow).where(LedgerRow.conversation_key == conversation_key)
+        if inbound_only:
+            query = query.where(LedgerRow.direction == "inbound")
+        found = session.scalar(query.order_by(LedgerRow.occurred_at.desc(), LedgerRow.id.desc()).limit(1))
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,358 @@
+"""Agent replies: read them from each CRM by cursor, send them over the customer's channel, follow them.
+
+Four steps, each safe to repeat and each on its own (one CRM or channel
+failing holds up no other):
+
+1. `collect_replies`: a CRM's public agent replies since its cursor (stream
+   `replies`). Only replies on crmhub's own cases count (the case is in
+   `threads`); where each one goes comes from its conversation in the
+   ledger: the channel, our side (the number, WhatsApp sender or X account the
+   customer wrote to) and the customer. New rows are inserted once per
+   (CRM, reply) and the cursor advances in the same transaction.
+2. `send_replies`: claim due rows with a lease, send each through its
+   channel, record the channel's message id and the sent copy (the "echo")
+   in the ledger. A transient failure retries with backoff; a permanent one
+   (an invalid number, X refusing the DM) is a dead reply. Never twice: after
+   a try whose outcome is unknown (a timeout, a crash), the next try first
+   asks the channel for a message sent since the first claim with the same
+   text, and sends only if there is none.
+3. `refresh_statuses`: ask the channel again about sent replies no status
+   callback has settled (Twilio), statuses only moving forward.
+4. `write_back_failures`: a failed or dead reply becomes a dead letter and an
+   internal note on its case naming the error and the fix, once.
+
+The echo of a sent reply reaches the ledger like any outbound item, and so
+every CRM's history, except the CRM the reply came from: the routing step
+(`process.py`) marks that CRM's write done, since the agent's own comment is
+already there (matched by the channel message id recorded here).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crmhub.errors import AuthError, ConnectorError, PermanentError, TransientError
+from crmhub.errors import Timeout as UnknownOutcome
+from crmhub.model import (
+    REPLY_STATUS_RANK,
+    AgentReply,
+    CaseNote,
+    Channel,
+    Delivery,
+    Direction,
+    OutboundMessage,
+    ReplyPage,
+    ReplyStatus,
+    SentMessage,
+)
+from crmhub.store import StateStore, ledger
+from crmhub.store import replies as store
+from crmhub.store.schema import ThreadRow
+
+log = structlog.get_logger("crmhub.replies")
+STREAM = "replies"
+# Channels crmhub can answer in writing; a call conversation has none.
+WRITABLE = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.X_MENTION, Channel.X_DM})
+
+
+class ReplySource(Protocol):
+    """A CRM connector that reads agents' public replies."""
+
+    name: str
+
+    def reply_pages(self, cursor: str | None, *, start: datetime) -> Iterator[ReplyPage]:
+        """Replies since `cursor` (None: since `start`), page by page, oldest first."""
+        ...
+
+
+class NoteWriter(Protocol):
+    """A CRM connector that puts internal notes on cases."""
+
+    name: str
+
+    def add_case_note(self, note: CaseNote) -> None: ...
+
+
+class ChannelSender(Protocol):
+    """A channel connector that sends replies and, if `tracks_delivery`, reports their delivery."""
+
+    name: str
+    tracks_delivery: bool
+
+    def send(self, message: OutboundMessage) -> SentMessage: ...
+
+    def delivery(self, message_id: str) -> Delivery: ...
+
+
+@dataclass(frozen=True)
+class ReplyPolicy:
+    """Batching, leases, retries and status polling of replies."""
+
+    batch_size: int = 20
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    retry_base: timedelta = timedelta(seconds=30)
+    status_every: timedelta = timedelta(minutes=2)
+    status_give_up: timedelta = timedelta(days=3)
+    status_batch: int = 50
+
+
+@dataclass
+class ReplyReport:
+    """What one run of the reply steps did; `moves` counts replies entering a status, by (crm, channel, status)."""
+
+    collected: Counter[str] = field(default_factory=Counter)  # crm -> new replies
+    ignored: Counter[str] = field(default_factory=Counter)  # crm -> replies not on crmhub's cases
+    sent: int = 0
+    retrying: int = 0
+    dead: int = 0
+    noted: int = 0
+    moves: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    sent_ids: list[tuple[Channel, str]] = field(default_factory=list)  # (channel, message id) sent in this run
+
+    def moved(self, crm: str, channel: str, status: ReplyStatus) -> None:
+        self.moves[(crm, channel, status.value)] += 1
+
+    def lines(self) -> list[str]:
+        """What the run did, for `crmhub sync` (nothing when it did nothing)."""
+        out = [f"replies from {crm}: {self.collected[crm]} new, {self.ignored[crm]} not on crmhub's cases"
+               for crm in sorted(set(self.collected) | set(self.ignored)) if self.collected[crm] or self.ignored[crm]]
+        if self.sent or self.retrying or self.dead:
+            out.append(f"replies sent: {self.sent}, {self.retrying} to retry, {self.dead} dead")
+        if self.noted:
+            out.append(f"replies written back to their case as not delivered: {self.noted}")
+        return out
+
+
+# ---- 1. collect ----------------------------------------------------------------
+def collect_replies(store_: StateStore, source: ReplySource, *, now: datetime,
+                    report: ReplyReport | None = None) -> ReplyReport:
+    """Read `source`'s agent replies since its cursor into the replies table, once each."""
+    report = report or ReplyReport()
+    with store_.transaction() as session:
+        cursor = ledger.load_cursor(session, source.name, STREAM)
+        start = session.scalar(select(func.min(ThreadRow.opened_at)).where(ThreadRow.crm == source.name))
+    if cursor is None and start is None:
+        return report  # crmhub has opened no case there yet: no reply can be ours
+    for page in source.reply_pages(cursor, start=start or now):
+        with store_.transaction() as session:
+            rows = []
+            for reply in page.replies:
+                row = _reply_row(session, reply, now)
+                if row is None:
+                    report.ignored[source.name] += 1
+                else:
+                    rows.append(row)
+            new = store.insert(session, rows)
+            if page.cursor:
+                ledger.save_cursor(session, source.name, STREAM, "", page.cursor, now=now)
+        report.collected[source.name] += len(new)
+        for channel in new:
+            report.moved(source.name, channel, ReplyStatus.PENDING)
+    log.info("replies collected", crm=source.name, new=report.collected[source.name],
+             ignored=report.ignored[source.name])
+    return report
+
+
+def _reply_row(session: Session, reply: AgentReply, now: datetime) -> dict[str, Any] | None:
+    """The row to insert for a reply on one of crmhub's cases; None for a case that is not crmhub's."""
+    thread = session.scalar(select(ThreadRow).where(ThreadRow.crm == reply.crm, ThreadRow.record_id == reply.case_id))
+    if thread is None or not reply.text.strip():
+        return None
+    latest = store.latest_of_conversation(session, thread.conversation_key)
+    if latest is None:
+        return None
+    item = ledger.to_interaction(latest)
+    ours = item.recipient if item.direction is Direction.INBOUND else item.sender
+    customer = item.customer
+    answering = item.external_id if item.channel is Channel.X_MENTION and item.direction is Direction.INBOUND else None
+    return {
+        "crm": reply.crm, "reply_ref": reply.reply_ref[:128], "case_id": reply.case_id,
+        "conversation_key": thread.conversation_key, "channel": item.channel.value,
+        "to_kind": customer.kind.value, "to_address": customer.value,
+        "from_kind": ours.kind.value, "from_address": ours.value, "in_reply_to": answering,
+        "text": reply.text, "author": reply.author[:255], "status": ReplyStatus.PENDING.value, "channel_status": "",
+        "attempts": 0, "next_attempt_at": now, "written_at": reply.written_at, "created_at": now, "status_at": now,
+    }
+
+
+# ---- 2. send -------------------------------------------------------------------
+def send_replies(store_: StateStore, senders: Mapping[Channel, ChannelSender], policy: ReplyPolicy, *,
+                 now: datetime, report: ReplyReport | None = None) -> ReplyReport:
+    """Send every due reply through its channel, batch after batch, until none is due."""
+    report = report or ReplyReport()
+    while True:
+        with store_.transaction() as session:
+            claims = store.claim_due(session, policy.batch_size, now=now, lease=policy.lease)
+        for claim in claims:
+            outcome = _send(senders, claim)
+            with store_.transaction() as session:
+                _record(session, claim, outcome, policy, report, now=now)
+        if len(claims) < policy.batch_size:
+            return report
+
+
+def _send(senders: Mapping[Channel, ChannelSender], claim: store.Claim) -> SentMessage | Exception:
+    message = claim.message
+    if message.channel not in WRITABLE:
+        return PermanentError(f"the conversation is a {message.channel.label.lower()}: crmhub cannot send a written "
+                              "reply into it; call the customer back or write to them on another channel")
+    sender = senders.get(message.channel)
+    if sender is None:
+        return PermanentError(f"channel {message.channel.label} is not enabled in settings.yaml; enable it, then "
+                              "replay the dead letter (`crmhub deadletters replay ID`)")
+    try:
+        return sender.send(message)
+    except ConnectorError as exc:
+        return exc
+
+
+def _record(session: Session, claim: store.Claim, outcome: SentMessage | Exception, policy: ReplyPolicy,
+            report: ReplyReport, *, now: datetime) -> None:
+    message = claim.message
+    channel = message.channel.value
+    if isinstance(outcome, SentMessage):
+        store.mark_sent(session, claim.reply_id, outcome.message_id, outcome.status, now=now)
+        if outcome.echo is not None:
+            ledger.ingest_page(session, [outcome.echo], now=now)
+        report.sent += 1
+        if outcome.message_id:
+            report.sent_ids.append((message.channel, outcome.message_id))
+        report.moved(claim.crm, channel, max(outcome.status, ReplyStatus.SENT, key=REPLY_STATUS_RANK.__getitem__))
+        log.info("reply sent", reply=message.key, channel=channel, message=outcome.message_id,
+                 found_earlier=outcome.found_earlier)
+        return
+    reason = _for_people(outcome)
+    # A try that may have gone out keeps the reply `sending`, so the next one checks the channel first.
+    uncertain = isinstance(outcome, UnknownOutcome) or claim.uncertain
+    # A refused login or a 429 is no fault of this reply: wait like a transient failure.
+    retry = isinstance(outcome, TransientError | AuthError)
+    if retry and claim.attempts < policy.max_attempts:
+        store.mark_retry(session, claim.reply_id, reason, uncertain=uncertain,
+                         retry_at=now + policy.retry_base * 2 ** (claim.attempts - 1))
+        report.retrying += 1
+    else:
+        if uncertain:
+            reason += " (an earlier try timed out: it may have reached the customer)"
+        store.mark_dead(session, claim.reply_id, reason, now=now)
+        report.dead += 1
+        report.moved(claim.crm, channel, ReplyStatus.DEAD)
+    log.warning("reply not sent", reply=message.key, channel=channel, error=type(outcome).__name__,
+                reason=reason[:300], retrying=retry and claim.attempts < policy.max_attempts)
+
+
+def _for_people(exc: Exception) -> str:
+    return exc.for_people if isinstance(exc, ConnectorError) else str(exc)
+
+
+# ---- 3. delivery statuses --------------------------------------------------------
+def refresh_statuses(store_: StateStore, senders: Mapping[Channel, ChannelSender], policy: ReplyPolicy, *,
+                     now: datetime, report: ReplyReport | None = None) -> ReplyReport:
+    """Ask the channels about sent replies whose delivery no callback has settled yet."""
+    report = report or ReplyReport()
+    tracked = [channel.value for channel, sender in senders.items() if sender.tracks_delivery]
+    with store_.transaction() as session:
+        rows = [(r.id, r.crm, Channel(r.channel), str(r.channel_message_id))
+                for r in store.to_check(session, tracked, policy.status_batch, now=now, every=policy.status_every,
+                                        give_up_after=policy.status_give_up)]
+    for reply_id, crm, channel, message_id in rows:
+        try:
+            delivery = senders[channel].delivery(message_id)
+        except ConnectorError as exc:
+            log.warning("delivery status not read", channel=channel.value, message=message_id,
+                        error=type(exc).__name__, reason=str(exc)[:200])
+            continue
+        with store_.transaction() as session:
+            moved = store.record_status(session, [channel.value], message_id, delivery.status, now=now,
+                                        channel_status=delivery.channel_status, error=delivery.error)
+            if moved is None:
+                store.touch(session, reply_id, now=now)
+            else:
+                report.moved(crm, channel.value, delivery.status)
+    return report
+
+
+def record_delivery(store_: StateStore, channels: list[Channel], message_id: str, delivery: Delivery, *,
+                    now: datetime) -> tuple[str, str, str] | None:
+    """A status callback: move the reply forward; (crm, channel, status) when it moved, else None."""
+    with store_.transaction() as session:
+        moved = store.record_status(session, [c.value for c in channels], message_id, delivery.status, now=now,
+                                    channel_status=delivery.channel_status, error=delivery.error)
+        return None if moved is None else (moved.crm, moved.channel, moved.status)
+
+
+# ---- 4. write back failures ------------------------------------------------------
+@dataclass(frozen=True)
+class _Failure:
+    reply_id: int
+    reply_ref: str
+    case_id: str
+    channel: Channel
+    status: ReplyStatus
+    to_address: str
+    message_id: str | None
+    reason: str | None
+
+
+def write_back_failures(store_: StateStore, writer: NoteWriter, senders: Mapping[Channel, ChannelSender], *,
+                        now: datetime, limit: int = 50, report: ReplyReport | None = None) -> ReplyReport:
+    """Each failed or dead reply of `writer`'s CRM: a dead letter, then an internal note on its case, once."""
+    report = report or ReplyReport()
+    with store_.transaction() as session:
+        failures = [_Failure(r.id, r.reply_ref, r.case_id, Channel(r.channel), ReplyStatus(r.status), r.to_address,
+                             r.channel_message_id, r.last_error)
+                    for r in store.failures_to_note(session, writer.name, limit)]
+    for failure in failures:
+        reason = failure.reason or _ask_why(senders.get(failure.channel), failure.message_id)
+        with store_.transaction() as session:
+            ledger.add_dead_letter(session, f"reply:{writer.name}", failure.reply_ref,
+                                   f"{writer.name}:{failure.reply_ref} -> {failure.channel.value}: {reason}",
+                                   {"reply_id": failure.reply_id}, now=now)
+        note = CaseNote(case_id=failure.case_id, key=f"crmhub-reply:{writer.name}:{failure.reply_ref}",
+                        text=_note_text(failure, reason))
+        try:
+            writer.add_case_note(note)
+        except TransientError as exc:  # the next run tries again
+            log.warning("failure note not written", crm=writer.name, reply=failure.reply_ref,
+                        error=type(exc).__name__, reason=str(exc)[:200])
+            continue
+        except PermanentError as exc:  # the dead letter stays; do not try this note for ever
+            log.error("failure note refused", crm=writer.name, reply=failure.reply_ref, error=type(exc).__name__,
+                      reason=str(exc)[:200])
+            with store_.transaction() as session:
+                store.mark_noted(session, failure.reply_id, now=now)
+            continue
+        with store_.transaction() as session:
+            store.mark_noted(session, failure.reply_id, now=now, error=reason)
+        report.noted += 1
+    return report
+
+
+def _ask_why(sender: ChannelSender | None, message_id: str | None) -> str:
+    """Why the channel could not deliver a message, asking it once (a status callback carries no reason)."""
+    if sender is not None and message_id is not None and sender.tracks_delivery:
+        try:
+            error = sender.delivery(message_id).error
+        except ConnectorError as exc:
+            error = None
+            log.warning("failure reason not read", message=message_id, error=type(exc).__name__)
+        if error:
+            return error
+    return "the channel reported the message undelivered and gave no reason"
+
+
+def _note_text(failure: _Failure, reason: str) -> str:
+    channel = failure.channel.label
+    to = failure.to_address if failure.channel in (Channel.SMS, Channel.WHATSAPP) else "the customer"
+    outcome = ("could not be delivered" if failure.status is ReplyStatus.FAILED else "was not sent")
+    return (f"crmhub: the reply above {outcome} to {to} over {channel}; the customer has not received it.\n"
+            f"Reason: {reason}\n"
+            f"(crmhub dead letter for reply {failure.reply_ref}; see `crmhub deadletters list --source reply`.)")

@@ -1,0 +1,86 @@
+"""The replies table on SQLite and on the local PostgreSQL: once per reply, leases, uncertainty, forward-only statuses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from crmhub.model import ReplyStatus
+from crmhub.store import StateStore
+from crmhub.store import replies
+from crmhub.store.schema import Base
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+
+
+def row(ref: str, **changes: Any) -> dict[str, Any]:
+    return {"crm": "zendesk", "reply_ref": ref, "case_id": "7", "conversation_key": "sms:+14155550100:+14155550123",
+            "channel": "sms", "to_kind": "phone", "to_address": "+14155550123", "from_kind": "phone",
+            "from_address": "+14155550100", "in_reply_to": None, "text": "Hello", "author": "1003",
+            "status": "pending", "channel_status": "", "attempts": 0, "next_attempt_at": NOW, "written_at": NOW,
+            "created_at": NOW, "status_at": NOW, **changes}
+
+
+def test_the_migration_creates_exactly_the_models_tables(store: StateStore) -> None:
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}),
+                                       Base.metadata)
+    assert differences == []
+
+
+def test_a_reply_is_inserted_once_and_a_claim_leases_it(store: StateStore) -> None:
+    with store.transaction() as s:
+        assert store_insert(s, [row("c1"), row("c2")]) == ["sms", "sms"]
+    with store.transaction() as s:
+        assert store_insert(s, [row("c1")]) == []
+    with store.transaction() as s:
+        claims = replies.claim_due(s, 10, now=NOW, lease=LEASE)
+    assert [c.reply_ref for c in claims] == ["c1", "c2"] and not any(c.uncertain for c in claims)
+    assert claims[0].message.sender.value == "+14155550100" and claims[0].message.recipient.value == "+14155550123"
+    with store.transaction() as s:
+        assert replies.claim_due(s, 10, now=NOW + timedelta(minutes=1), lease=LEASE) == []  # leased
+
+
+def test_a_try_that_may_have_gone_out_is_uncertain_when_claimed_again(store: StateStore) -> None:
+    with store.transaction() as s:
+        store_insert(s, [row("c1", conversation_key="k"), row("c2", conversation_key="k")])
+    with store.transaction() as s:
+        first, other = replies.claim_due(s, 10, now=NOW, lease=LEASE)
+        replies.mark_sent(s, other.reply_id, "SMother", ReplyStatus.SENT, now=NOW)
+        replies.mark_retry(s, first.reply_id, "timed out", retry_at=NOW + timedelta(seconds=30), uncertain=True)
+    with store.transaction() as s:
+        [again] = replies.claim_due(s, 10, now=NOW + timedelta(minutes=1), lease=LEASE)
+    assert again.uncertain and again.message.uncertain_since == NOW
+    assert again.message.already_sent == ("SMother",)  # never mistaken for this reply
+    with store.transaction() as s:  # a certain failure (a 429) after it keeps the doubt
+        replies.mark_retry(s, again.reply_id, "429", retry_at=NOW + timedelta(minutes=2), uncertain=True)
+    with store.transaction() as s:
+        [third] = replies.claim_due(s, 10, now=NOW + timedelta(minutes=3), lease=LEASE)
+        assert third.uncertain
+        replies.mark_retry(s, third.reply_id, "429", retry_at=NOW + timedelta(minutes=4), uncertain=False)
+    with store.transaction() as s:
+        [fourth] = replies.claim_due(s, 10, now=NOW + timedelta(minutes=5), lease=LEASE)
+    assert not fourth.uncertain
+
+
+def test_statuses_only_move_forward(store: StateStore) -> None:
+    with store.transaction() as s:
+        store_insert(s, [row("c1")])
+        [claim] = replies.claim_due(s, 10, now=NOW, lease=LEASE)
+        replies.mark_sent(s, claim.reply_id, "SM1", ReplyStatus.SENT, now=NOW)
+    moves = []
+    for status in (ReplyStatus.DELIVERED, ReplyStatus.SENT, ReplyStatus.FAILED, ReplyStatus.DELIVERED):
+        with store.transaction() as s:
+            moves.append(replies.record_status(s, ["sms", "whatsapp"], "SM1", status, now=NOW) is not None)
+    assert moves == [True, False, False, False]
+    with store.transaction() as s:
+        assert replies.reply_counts(s) == {("zendesk", "sms", "delivered"): 1}
+        assert replies.echo_of(s, "sms", "SM1") is not None and not replies.unsettled(s, row("x")["conversation_key"])
+
+
+def store_insert(session: Any, rows: list[dict[str, Any]]) -> list[str]:
+    return replies.insert(session, rows)
