@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import ClassVar, TypeVar
 
@@ -29,6 +30,7 @@ from crmhub.errors import (
 from crmhub.model import WritePriority
 
 T = TypeVar("T")
+CLOCK_SKEW = timedelta(minutes=5)  # our clock against a vendor's, when comparing creation times
 log = structlog.get_logger("crmhub.connectors")
 
 
@@ -107,6 +109,30 @@ class Connector:
                 self.budget.end_attempt()
 
         return self.retrier.call(f"{self.name}.{operation}", attempt)
+
+    def send_checked(self, operation: str, uncertain_since: datetime | None,
+                     find_sent: Callable[[datetime], T | None], send: Callable[[], T]) -> T:
+        """`call` for a send without an idempotency key: never send what may already have gone out.
+
+        Before any attempt that follows an uncertain one (this call's earlier
+        attempts, or `uncertain_since` from an earlier run), `find_sent` looks
+        on the channel for the message sent since then (less `CLOCK_SKEW`);
+        if found, that is the result and nothing is sent again.
+        """
+        first_try = datetime.now(UTC)
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            since = uncertain_since or (first_try if attempts > 1 else None)
+            if since is not None:
+                earlier = find_sent(since - CLOCK_SKEW)
+                if earlier is not None:
+                    return earlier
+            return send()
+
+        return self.call(operation, attempt)
 
     @contextmanager
     def map_errors(self, operation: str) -> Iterator[None]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -87,7 +87,6 @@ ERROR_FIXES = {
             "only takes approved templates; reply after the customer writes again"),
 }
 CHECK_PAGES = 5  # pages of our messages to the customer an uncertain send looks through
-CLOCK_SKEW = timedelta(minutes=5)  # our clock against Twilio's, when comparing creation times
 
 
 @dataclass(frozen=True)
@@ -249,23 +248,17 @@ class TwilioChannel(Connector):
         whatsapp = message.channel is Channel.WHATSAPP
         prefix = WHATSAPP_PREFIX if whatsapp else ""
         to, from_ = prefix + message.recipient.value, prefix + message.sender.value
-        first_try = datetime.now(UTC)
-        attempts = 0
-
-        def attempt() -> SentMessage:
-            nonlocal attempts
-            attempts += 1
-            since = message.uncertain_since or (first_try if attempts > 1 else None)
-            if since is not None:
-                earlier = self._sent_since(from_, to, message, since - CLOCK_SKEW)
-                if earlier is not None:
-                    return self._sent(earlier, found=True)
+        def send() -> SentMessage:
             fields: dict[str, Any] = {"to": to, "from_": from_, "body": message.text}
             if self.status_callback:
                 fields["status_callback"] = self.status_callback
             return self._sent(self._client.messages.create(**fields), found=False)
 
-        return self.call("messages.create", attempt)
+        def find_sent(floor: datetime) -> SentMessage | None:
+            earlier = self._sent_since(from_, to, message, floor)
+            return self._sent(earlier, found=True) if earlier is not None else None
+
+        return self.send_checked("messages.create", message.uncertain_since, find_sent, send)
 
     def _sent_since(self, from_: str, to: str, message: OutboundMessage, floor: datetime) -> Any | None:
         """Our message to the customer created since `floor` with the reply's text (raw SDK: inside an attempt)."""

@@ -40,7 +40,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -74,7 +74,6 @@ SOURCE = "x"  # dead letters' source, whichever path read the item
 MESSAGE_CREATE = "MessageCreate"  # the only DM event type that carries a message
 MENTIONS_MAX_RESULTS = (5, 100)  # bounds of max_results, per endpoint
 DM_MAX_RESULTS = (1, 100)
-CLOCK_SKEW = timedelta(minutes=5)  # our clock against X's, when comparing creation times
 DUPLICATE = "duplicate content"  # X's 403 detail for a post repeating one of the author's own
 
 Translate = Callable[[Any, Mapping[int, str]], Interaction | None]
@@ -224,23 +223,19 @@ class XChannel(Connector):
 
     def _send_dm(self, message: OutboundMessage, me: Identity) -> SentMessage:
         customer = int(message.recipient.value)
-        first_try = datetime.now(UTC)
-        attempts = 0
-
-        def attempt() -> SentMessage:
-            nonlocal attempts
-            attempts += 1
-            since = message.uncertain_since or (first_try if attempts > 1 else None)
-            if since is not None:
-                earlier = self._dm_since(customer, message, me, since - CLOCK_SKEW)
-                if earlier is not None:
-                    return self._dm_sent(message, me, str(earlier.id), str(earlier.dm_conversation_id),
-                                         earlier.created_at, found=True)
+        def send() -> SentMessage:
             data = self._client.create_direct_message(participant_id=customer, text=message.text).data
             return self._dm_sent(message, me, str(data["dm_event_id"]), str(data["dm_conversation_id"]),
                                  None, found=False)
 
-        return self.call("dm.create", attempt)
+        def find_sent(floor: datetime) -> SentMessage | None:
+            earlier = self._dm_since(customer, message, me, floor)
+            if earlier is None:
+                return None
+            return self._dm_sent(message, me, str(earlier.id), str(earlier.dm_conversation_id),
+                                 earlier.created_at, found=True)
+
+        return self.send_checked("dm.create", message.uncertain_since, find_sent, send)
 
     def _dm_since(self, customer: int, message: OutboundMessage, me: Identity, floor: datetime) -> Any | None:
         """Our DM to the customer created since `floor` with the reply's text (raw SDK: inside an attempt)."""
