@@ -19,7 +19,7 @@ from crmhub.store.schema import ConflictRow, CrmLinkRow
 def flag(session: Session, crm: str, person_id: int, record_ids: Sequence[str], reason: str,
          *, now: datetime) -> ConflictRow:
     """Record (or update) the conflict of `person_id` in `crm`, primary first; a resolved one reopens on a new record."""
-    row = session.scalar(select(ConflictRow).where(ConflictRow.crm == crm, ConflictRow.person_id == person_id))
+    row = of(session, crm, person_id)
     ids = list(record_ids)
     if row is None:
         row = ConflictRow(crm=crm, person_id=person_id, record_ids=ids, primary_id=ids[0], reason=reason,
@@ -32,6 +32,11 @@ def flag(session: Session, crm: str, person_id: int, record_ids: Sequence[str], 
         row.record_ids, row.primary_id = ids, ids[0]
     session.flush()
     return row
+
+
+def of(session: Session, crm: str, person_id: int) -> ConflictRow | None:
+    """The conflict of `person_id` in `crm`, open or resolved."""
+    return session.scalar(select(ConflictRow).where(ConflictRow.crm == crm, ConflictRow.person_id == person_id))
 
 
 def listing(session: Session, *, include_resolved: bool = False) -> list[ConflictRow]:

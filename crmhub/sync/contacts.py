@@ -38,17 +38,20 @@ def contact_for(session: Session, person_id: int, crm: str, *, now: datetime,
     history on whichever customer happens to hold the switchboard number.
     """
     usable = blocklist.usable(graph.identities_of(session, person_id))
-    linked = {link.record_id for link in graph.links_of(session, person_id, crm)}
+    links = graph.links_of(session, person_id, crm)
+    linked = {link.record_id for link in links}
     added = False
     for match in graph.mirror_matches(session, crm, matchable(usable)):
-        if match.record_id not in linked:  # a record of another person stays theirs
+        if match.record_id not in linked:
             link = graph.add_link(session, person_id, crm, match.object_type, match.record_id, now=now)
-            added = added or link.person_id == person_id
-    if added and on_linked is not None:  # flags several records, re-points earlier writes
-        on_linked(person_id, crm)
-    primary = graph.link_of(session, person_id, crm)
-    if primary is None:
+            added = added or link.person_id == person_id  # a record linked to another person stays theirs
+    if added:
+        if on_linked is not None:  # flags several records, re-points earlier writes
+            on_linked(person_id, crm)
+        links = graph.links_of(session, person_id, crm)  # the primary may have changed
+    if not links:
         return None
+    primary = links[0]
     mirrored = graph.mirror_record(session, crm, primary.record_id)
     return ContactMatch(primary.record_id, primary.object_type, mirrored.fields if mirrored else {})
 

@@ -187,8 +187,8 @@ class IdentityGraph:
         self.session.delete(link)
         self.session.flush()
         remaining = graph.links_of(self.session, person, crm)
-        conflict = next((c for c in conflicts.listing(self.session) if c.crm == crm and c.person_id == person), None)
-        if conflict is not None and len(remaining) <= 1:
+        conflict = conflicts.of(self.session, crm, person)
+        if conflict is not None and conflict.resolved_at is None and len(remaining) <= 1:
             conflict.resolved_at, conflict.resolution = self.now, f"{record_id} gone from {crm}"
         self.relink(person, crm)
 

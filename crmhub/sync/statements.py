@@ -55,7 +55,6 @@ def stated_identities(text: str, *, regions: Iterable[str], own: Collection[Iden
 
 def _phones(text: str, regions: list[str], known: Known) -> list[Identity]:
     found: list[Identity] = []
-    leftovers: list[str] = []
     for region in regions[:1] or ["US"]:
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
             found.append(_phone(match.number, match.raw_string))
