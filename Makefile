@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   set up .venv, install crmhub, run one sync on the sandbox (no accounts, no credentials)
+#   make demo   set up .venv, install crmhub, tell the whole story on the sandbox (no accounts, no credentials)
 #   make test   set up .venv with the test extras and run the whole suite
 PYTHON ?= python3
 VENV   := .venv

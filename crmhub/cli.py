@@ -126,7 +126,7 @@ def webhooks(config: ConfigOption = None) -> None:
 @for_people
 def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite file from an earlier run.")]
          = False) -> None:
-    """Start the sandbox, seed it, run one sync, and show what landed where."""
+    """Tell the whole story on the sandbox: channels, routing, a dead letter and its replay, a merge, a reply."""
     from crmhub.demo import run_demo
 
     configure_logs("warning")  # the demo prints its own story; warnings still show

@@ -128,16 +128,6 @@ def test_an_undeclared_queue_in_the_org_is_a_dead_letter_naming_it(
     assert len(reasons) == 1 and "queue 'Billing_Queue' (routing name 'billing') does not exist" in reasons[0]
 
 
-def test_demo_runs_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["demo"])
-    assert result.exit_code == 0, result.output
-    assert "VIP Queue" in result.output and "Billing Queue" in result.output
-    assert "0 new" in result.output  # the second sync
-    assert (tmp_path / ".crmhub/demo/crmhub.db").exists()
-
-
-
 def test_a_queue_created_after_the_failure_is_found_without_a_restart(
         hub: Hub, salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, org: dict[str, str]) -> None:
     sf: Any = salesforce_sandbox.emulator

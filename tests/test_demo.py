@@ -1,0 +1,97 @@
+"""`crmhub demo`: the story it tells is what the emulators hold afterwards.
+
+The story runs against the test's own emulators (free ports), so every claim
+the demo prints is checked here against the CRM's and the channels' state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from crmhub.cli import app
+from crmhub.demo import cast
+from crmhub.demo.story import tell
+from crmhub.sandbox import EmulatorServer
+from crmhub.store import open_store
+from crmhub.store.schema import DeadLetterRow, LedgerRow, OutboxRow
+
+
+def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the commands' tables, unwrapped
+    console = Console(width=200)  # prints to stdout, where the in-process `crmhub` commands print too
+    servers = {"salesforce": salesforce_sandbox, "twilio": twilio_sandbox, "x": x_sandbox}
+    settings = tell(servers, tmp_path, console)
+    output = capsys.readouterr().out
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+
+    records = {r["Id"]: r for kind in ("Contact", "Lead", "Case", "Group") for r in sf.records(kind)}
+    [jane] = [r["Id"] for r in sf.records("Contact") if r.get("LastName") == "Doe"]
+    [bob] = [r["Id"] for r in sf.records("Contact") if r.get("LastName") == "Lee"]
+    tasks = sf.records("Task")
+
+    def queue_of(task: dict[str, Any]) -> str:
+        return str(records[records[task["WhatId"]]["OwnerId"]]["Name"])
+
+    by_text = {t["Description"]: t for t in tasks}
+    # Every item with content is history exactly once (the empty SMS is not), each in its routed queue.
+    texts = [t.body for t in cast.FIRST_TEXTS if t.body] + [cast.JANE_STATES_HANDLE.body]
+    assert Counter(t["Description"] for t in tasks if t["Description"] in texts) == Counter(texts)
+    assert len(tasks) == len(texts) + 2  # plus Bob's call and Jane's X mention
+    assert queue_of(by_text[cast.FIRST_TEXTS[0].body]) == "VIP Queue"  # Jane is Gold
+    assert queue_of(by_text[cast.FIRST_TEXTS[1].body]) == "Billing Queue"  # a refund
+    assert queue_of(by_text[cast.FIRST_TEXTS[2].body]) == "Support Queue"  # the stranger: default
+    [call] = [t for t in tasks if t["Subject"].startswith("Call")]
+    assert call["WhoId"] == bob and queue_of(call) == "Support Queue"
+    # The mention was dead-lettered for the missing queue, replayed into it, then moved onto Jane by the merge.
+    [mention] = [t for t in tasks if t["Subject"].startswith("X mention")]
+    assert queue_of(mention) == "Social Queue"
+    assert mention["WhoId"] == jane and records[mention["WhatId"]]["ContactId"] == jane
+    assert by_text[cast.JANE_STATES_HANDLE.body]["WhatId"] == by_text[cast.FIRST_TEXTS[0].body]["WhatId"]
+
+    # The agent's comment reached Jane once, by SMS from the number she wrote to.
+    sent = [m for m in tw.snapshot()["messages"].values() if m["direction"] == "outbound-api"]
+    assert [(m["from"], m["to"], m["body"]) for m in sent] == [(cast.OUR_NUMBER, cast.JANE_PHONE, cast.AGENT_REPLY)]
+    assert not any(t["Description"] == cast.AGENT_REPLY for t in tasks)  # never echoed back to Salesforce
+
+    store = open_store(f"sqlite:///{(tmp_path / 'crmhub.db').resolve()}", migrate_schema=False)
+    try:
+        with store.transaction() as session:
+            dead = {d.source: d.resolved_at is None for d in session.scalars(select(DeadLetterRow))}
+            [echo] = [row.id for row in session.scalars(select(LedgerRow)) if row.direction == "outbound"]
+            echo_writes = [(row.crm, row.status, row.result_ref[:6]) for row in session.scalars(
+                select(OutboxRow).where(OutboxRow.interaction_id == echo))]
+    finally:
+        store.close()
+    assert dead == {"twilio": True, "deliver:salesforce": False}  # the empty SMS stays; the replayed one is done
+    assert echo_writes == [("salesforce", "done", "reply:")]  # settled as the agent's own comment, not written
+
+    # What the demo printed matches: the two dead letters, the replay, the conflict, the reply, a quiet rerun.
+    assert "empty message" in output and "'Social_Queue' (routing name 'social') does not exist" in output
+    assert "is pending again" in output
+    assert "Conflicts (1)" in output and "x_handle:janeonx" in output
+    assert "replies sent: 1, 0 to retry, 0 dead" in output
+    last_cycle = output.split("5. Run it again")[1]
+    assert "0 new" in last_cycle and "delivered to salesforce: 0 written" in last_cycle
+    assert "Routing: rule 'vip-customers'" in last_cycle  # `crmhub explain` of Jane's first SMS
+    assert settings.exists()
+
+
+@pytest.mark.slow
+def test_crmhub_demo_runs_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    for queue in ("VIP Queue", "Billing Queue", "Support Queue", "Social Queue"):
+        assert queue in result.output
+    assert "API calls used: salesforce" in result.output
+    assert (tmp_path / ".crmhub/demo/crmhub.db").exists()
