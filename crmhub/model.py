@@ -228,6 +228,14 @@ class CaseSpec:
     may_exist: bool = True
 
 
+PERSON_KEY_PREFIX = "crmhub-person-"
+
+
+def person_key(person_id: int) -> str:
+    """crmhub's key of the contact it creates for a person, so a repeated create finds the first one."""
+    return f"{PERSON_KEY_PREFIX}{person_id}"
+
+
 @dataclass(frozen=True)
 class HistoryWrite:
     """One interaction to write onto a customer's CRM record, threaded into a case.

@@ -151,3 +151,16 @@ def test_nothing_is_routed_before_the_contact_mirror_has_loaded_once(
     sf.faults.clear()
     hub.sync_once()
     assert {t["Description"]: t["WhoId"] for t in sf.records("Task")}["Any update?"] == org["jane"]
+
+
+def test_a_contact_create_whose_answer_was_lost_is_not_created_twice(
+        hub: Hub, org: dict[str, str], salesforce_sandbox: EmulatorServer) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    # The unknown sender's Contact: Salesforce creates it, and the answer is lost on the way back.
+    sf.faults.add(Fault("reset", path="/composite/sobjects", after=True, times=1))  # the first write: contacts
+    cycle = hub.sync_once()
+    assert not cycle.failures, cycle.failures
+    created = [c for c in sf.records("Contact") if c["Id"] not in org.values()]
+    assert [c["Phone"] for c in created] == ["+14155550125"]  # one Contact, not one per attempt
+    [task] = [t for t in sf.records("Task") if t["Description"] == "Do you ship to Canada?"]
+    assert task["WhoId"] == created[0]["Id"]

@@ -30,6 +30,7 @@ comments are read first, so a retry never writes it twice.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,13 +47,14 @@ from crmhub.errors import AuthError, ConnectorError, RateLimited, Rejected
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, ReplyPage,
-    WriteOutcome,
+    WriteOutcome, person_key,
 )
 
 T = TypeVar("T")
 COLLECTION_LIMIT = 200  # records per sObject Collections call
 TASK_KEY_FIELD = "Crmhub_Key__c"
 CASE_KEY_FIELD = "Crmhub_Conversation__c"
+CONTACT_KEY_FIELD = "Crmhub_Person__c"  # on Contact and Lead: a repeated create (lost answer, crash) finds the first
 CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateable
 CONTACT_PREFIX = "003"  # Contact ids start so; a Case's ContactId takes only those (not Leads)
 SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -328,23 +330,31 @@ class SalesforceCrm(Connector):
         return {case_id: error for case_id, (_, error) in zip(moves, results, strict=True) if error is not None}
 
     def _create_contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:
-        wanted: dict[int, HistoryWrite] = {}
+        """Upsert each new person's Contact or Lead by crmhub's person key, one collections call per object.
+
+        An upsert, not a create: when an earlier attempt's answer was lost, or the
+        daemon died before recording the link, the retry finds that record
+        instead of making a second one.
+        """
+        wanted: dict[str, dict[int, HistoryWrite]] = defaultdict(dict)
         for write in writes:
             if write.contact_id is None and write.new_contact:
-                wanted.setdefault(write.person_id, write)
-        records = [self._contact_fields(w) for w in wanted.values()]
+                wanted[self.objects[write.contact_object].name].setdefault(write.person_id, write)
         created: dict[int, str] = {}
         errors: dict[int, Exception] = {}
-        for person_id, (record_id, error) in zip(wanted, self._collection_create(records), strict=True):
-            if error is not None:
-                errors[person_id] = error
-            else:
-                created[person_id] = record_id  # type: ignore[assignment]  # set when no error
+        for sobject, of_person in wanted.items():
+            records = [self._contact_fields(w) for w in of_person.values()]
+            results = self._collection_upsert(sobject, CONTACT_KEY_FIELD, records)
+            for person_id, (record_id, error) in zip(of_person, results, strict=True):
+                if error is not None:
+                    errors[person_id] = error
+                else:
+                    created[person_id] = record_id  # type: ignore[assignment]  # set when no error
         return created, errors
 
     def _contact_fields(self, write: HistoryWrite) -> dict[str, Any]:
         obj = self.objects[write.contact_object]
-        fields: dict[str, Any] = {"attributes": {"type": obj.name}}
+        fields: dict[str, Any] = {"attributes": {"type": obj.name}, CONTACT_KEY_FIELD: person_key(write.person_id)}
         for identity in write.new_contact:
             names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if names and names[0] not in fields:
@@ -412,9 +422,6 @@ class SalesforceCrm(Connector):
             task["CallDurationInSeconds"] = item.call.duration_seconds
             task["CallType"] = "Inbound" if item.direction.value == "inbound" else "Outbound"
         return task
-
-    def _collection_create(self, records: list[dict[str, Any]]) -> list[tuple[str | None, Exception | None]]:
-        return self._collection("POST", "composite/sobjects", records)
 
     def _collection_update(self, records: list[dict[str, Any]]) -> list[tuple[str | None, Exception | None]]:
         return self._collection("PATCH", "composite/sobjects", records)

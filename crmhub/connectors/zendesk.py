@@ -126,13 +126,13 @@ from crmhub.model import (
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
+    person_key,
 )
 
 T = TypeVar("T")
 MAX_BULK = 100  # items per create_many / update_many / show_many (Zendesk's limit)
 EXPORT_PAGE = 1000  # users (or ticket events) per incremental export page (Zendesk's maximum)
 AGENT_ROLES = frozenset({"agent", "admin"})
-PERSON_PREFIX = "crmhub-person-"
 KEY_FIELD = "crmhub_key"  # audit metadata key carrying HistoryWrite.key
 CRMHUB_TAG = "crmhub"
 ZENDESK_TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -438,7 +438,7 @@ class ZendeskCrm(Connector):
                     failed[person] = error or Rejected("user not created", system=self.name)
         fresh = set(users) - {w.person_id for w in writes if w.contact_id is not None}
         if failed:  # a timed-out earlier attempt may have created them: external ids are unique
-            external = [PERSON_PREFIX + str(p) for p in failed]
+            external = [person_key(p) for p in failed]
             found: dict[str, int] = {}
             for start in range(0, len(external), MAX_BULK):
                 chunk_ids = external[start:start + MAX_BULK]
@@ -446,8 +446,8 @@ class ZendeskCrm(Connector):
                     (u.external_id, u.id) for u in zd.users(external_ids=c)])
                 found.update({str(ext): int(uid) for ext, uid in listed})
             for person, error in failed.items():
-                if PERSON_PREFIX + str(person) in found:
-                    users[person] = found[PERSON_PREFIX + str(person)]
+                if person_key(person) in found:
+                    users[person] = found[person_key(person)]
                 else:
                     for write in writes:
                         if write.person_id == person and write.contact_id is None:
@@ -456,7 +456,7 @@ class ZendeskCrm(Connector):
 
     def _user_fields(self, write: HistoryWrite) -> dict[str, Any]:
         obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
-        fields: dict[str, Any] = {"external_id": PERSON_PREFIX + str(write.person_id)}
+        fields: dict[str, Any] = {"external_id": person_key(write.person_id)}
         for identity in write.new_contact:
             names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if not names:

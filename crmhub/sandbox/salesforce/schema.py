@@ -106,6 +106,7 @@ _PERSON = (
     _OWNER,
     _f("X_Handle__c", "string", "X Handle"),
     _f("Tier__c", "picklist", "Tier", picklist=("Standard", "Gold", "Platinum")),
+    _f("Crmhub_Person__c", "string", "crmhub Person", external_id=True, unique=True),
 )
 
 
