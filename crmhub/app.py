@@ -234,7 +234,8 @@ class Hub:
             log.warning("routing waits for the contact mirror", crms=waiting)
             return cycle
         cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
-                                          identity=self.identity)
+                                          identity=self.identity,
+                                          reopen_window=self.config.settings.threads.reopen_window)
         for name, crm in self.crms.items():
             if self.stopping.is_set():
                 break

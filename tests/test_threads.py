@@ -19,10 +19,12 @@ from hubspot import HubSpot
 from hubspot.crm.tickets import SimplePublicObjectInput
 from ruamel.yaml import YAML
 from simple_salesforce import Salesforce
+from typer.testing import CliRunner
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Ticket
 
 from crmhub.app import Hub, build_hub
+from crmhub.cli import app
 from crmhub.config import load_config
 from crmhub.connectors._http import build_session
 from crmhub.sandbox import EmulatorServer, SandboxClock
@@ -282,3 +284,47 @@ def _set_reopen_window(settings: Path, window: str) -> None:
     buffer = io.StringIO()
     yaml.dump(data, buffer)
     settings.write_text(buffer.getvalue())
+
+
+def test_routing_counts_a_case_the_message_reopens_as_open(story: Story, tmp_path: Path) -> None:
+    """A `case_open: true` rule matches a message that reopens a recently closed case, not one that opens #2."""
+    _add_follow_up_rule(tmp_path / "mappings" / "routing.yaml")
+    story.hub.close()
+    story.hub = build_hub(load_config(tmp_path / "settings.yaml"), clock=story.clock.now)
+    agent = story.agent
+    story.text("My parcel is late")
+    story.sync()
+    agent.set_state(story.case(1)["id"], "closed")
+    story.sync()
+    story.later(timedelta(minutes=30))
+    story.text("It still has not arrived")  # within the window: reopens #1
+    story.sync()
+    agent.set_state(story.case(1)["id"], "closed")
+    story.sync()
+    story.later(timedelta(hours=3))
+    story.text("A new question")  # past the window: opens #2
+    story.sync()
+    explained = {body: _explain(story, tmp_path / "settings.yaml", body) for body in ("My parcel is late", "It still has not arrived",
+                                                             "A new question")}
+    assert "rule 'follow-ups'" not in explained["My parcel is late"]
+    assert "Routing: rule 'follow-ups'" in explained["It still has not arrived"]
+    assert "tried follow-ups: no case is open" in explained["A new question"]
+    assert sorted(agent.cases()) == [f"{CONVERSATION}#1", f"{CONVERSATION}#2"]
+
+
+def _add_follow_up_rule(routing: Path) -> None:
+    yaml = YAML()
+    data = yaml.load(routing.read_text())
+    data["rules"].insert(0, {"name": "follow-ups", "when": {"case_open": True},
+                             "route": {"salesforce": {"queue": "support"}, "zendesk": {"queue": "support"},
+                                       "hubspot": {"queue": "support"}}})
+    with routing.open("w") as out:
+        yaml.dump(data, out)
+
+
+def _explain(story: Story, settings: Path, body: str) -> str:
+    """What `crmhub explain sms:<sid>` prints for Jane's message with this text."""
+    [sid] = [m["sid"] for m in story.twilio.snapshot()["messages"].values() if m["body"] == body]
+    result = CliRunner().invoke(app, ["explain", f"sms:{sid}", "--config", str(settings)])
+    assert result.exit_code == 0, result.output
+    return result.output

@@ -17,7 +17,7 @@ waits (stays unprocessed) until the reply's message id is known.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from crmhub.model import Direction, WritePriority
@@ -28,10 +28,16 @@ from crmhub.sync.routing import Router
 
 
 def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, now: datetime,
-                    batch_size: int = 500, identity: IdentityPolicy = IdentityPolicy()) -> int:
-    """Process every unprocessed ledger row; returns how many were processed."""
+                    batch_size: int = 500, identity: IdentityPolicy = IdentityPolicy(),
+                    reopen_window: timedelta = timedelta(days=3)) -> int:
+    """Process every unprocessed ledger row; returns how many were processed.
+
+    `reopen_window` is `threads.reopen_window`: a message that will reopen a
+    case closed that recently counts, for routing, as one with a case open.
+    """
     done = 0
     blocklist = identity.blocklist
+    reopening: set[tuple[str, str]] = set()  # (crm, conversation) reopened by an earlier message of this run
     while True:
         with store.transaction() as session:
             rows = ledger.unprocessed(session, batch_size)
@@ -58,7 +64,11 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
                     if match is not None:
                         fields = {**match.fields, **fields}
                     thread = outbox.thread_of(session, crm, item.conversation_key)
-                    is_open = thread is not None and thread.closed_at is None
+                    is_open = thread is not None and (
+                        thread.closed_at is None or (crm, item.conversation_key) in reopening
+                        or outbox.may_reopen(thread, item.occurred_at, reopen_window))
+                    if is_open and thread is not None and thread.closed_at is not None:
+                        reopening.add((crm, item.conversation_key))  # what follows it threads onto it too
                     case_open = case_open or is_open
                     opening = is_open or outbox.case_pending(session, crm, item.conversation_key)
                     priority[crm] = WritePriority.FOLLOW_UP if opening else WritePriority.NEW_CASE
