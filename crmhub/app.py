@@ -162,6 +162,7 @@ class Hub:
             x_streams = [(name, pages) for name, pages, on in (
                 ("mentions", self.x.mention_pages, wanted.mentions),  # type: ignore[union-attr]  # x is enabled
                 ("dm_events", self.x.dm_pages, wanted.direct_messages),  # type: ignore[union-attr]
+                ("own_posts", self.x.own_post_pages, wanted.own_replies),  # type: ignore[union-attr]
             ) if on]
             jobs["x"] = self._poll_job("x", self.x.account_handle, x_streams)
         return jobs

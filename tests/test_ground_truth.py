@@ -77,9 +77,7 @@ def test_generated_traffic_with_merges_leaves_every_record_with_its_persons_full
                 assert not cycle.failures, cycle.failures
             previous, moment = moment, moment + STEP
 
-    # Our own public replies on X are posts by us, not mentions of us: crmhub does not read our timeline
-    # (docs/roadmap.md, known limitations), so they are not expected on any record.
-    replayed = {e: item for e, item in replayed.items() if not _our_post(plan, e)}
+    # Every replayed event is expected, our own public replies on X included (read from our post timeline).
     keys = {event_id: _key(plan, event_id, item) for event_id, item in replayed.items()}
     events = {e.event_id: e for e in plan.iter_events()}
     who = {key: (events[e].person_id, events[e].their_key) for e, key in keys.items()}
@@ -140,19 +138,6 @@ def _plan_settings(plan: TrafficPlan, directory: Path, urls: dict[str, str]) -> 
 # ---- reading the CRMs (their own state, through the emulators) ----------------------------------
 def _key(plan: TrafficPlan, event_id: str, item: str) -> str:
     return f"{_event_channels(plan)[event_id]}:{item}"
-
-
-def _our_post(plan: TrafficPlan, event_id: str) -> bool:
-    return _event_channels(plan)[event_id] == "x_mention" and event_id in _outbound(plan)
-
-
-_OUTBOUND: dict[int, frozenset[str]] = {}
-
-
-def _outbound(plan: TrafficPlan) -> frozenset[str]:
-    if id(plan) not in _OUTBOUND:
-        _OUTBOUND[id(plan)] = frozenset(e.event_id for e in plan.iter_events() if e.direction == "outbound")
-    return _OUTBOUND[id(plan)]
 
 
 _CHANNELS: dict[int, dict[str, str]] = {}

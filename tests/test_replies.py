@@ -405,6 +405,22 @@ def test_a_reply_on_a_mention_case_is_a_reply_post_in_the_thread(xkit: XKit) -> 
     assert echo is not None and echo.channel == "x_mention" and echo.direction == "outbound"
 
 
+def test_a_reply_post_whose_answer_is_lost_is_found_on_our_timeline_not_posted_twice(xkit: XKit) -> None:
+    mention = xkit.x.post_mention(xkit.customer, "where is my order?")
+    xkit.hub.sync_once()
+    xkit.comment("It ships today, Jane.")
+    xkit.x.faults.add(Fault("reset", method="POST", path="/2/tweets$", after=True))  # posted, answer lost
+    first = xkit.hub.sync_once()
+    xkit.hub.sync_once()
+    assert [f["hits"] for f in xkit.x.faults.list()] == [1] and not first.failures
+    [post] = [t for t in xkit.x.tweets() if t["author_id"] == DEFAULT_ACCOUNT_ID]
+    assert post["referenced_tweets"] == [{"type": "replied_to", "id": mention}]
+    [reply] = replies_of(xkit.hub)
+    assert (reply.status, reply.channel_message_id) == ("sent", post["id"])  # found by id, not guessed
+    # Our own post, read back by the timeline poll, is the echo: never a second Task in Salesforce.
+    assert len(xkit.sf.records("Task")) == 1
+
+
 def test_x_refusing_the_dm_is_a_dead_letter_and_a_note_on_the_case(xkit: XKit) -> None:
     xkit.x.send_dm(xkit.customer, DEFAULT_ACCOUNT_ID, "hello?")
     with xkit.x.lock:

@@ -264,6 +264,8 @@ class XSettings(Model):
     poll_every: PositiveDuration = Field(timedelta(seconds=60), description="How often to poll mentions and DMs.")
     mentions: bool = Field(True, description="Record mentions of the account.")
     direct_messages: bool = Field(True, description="Record direct messages.")
+    own_replies: bool = Field(True, description="Record the account's own reply posts, so replies agents post in "
+                                                "X itself (not through their CRM) join the customer's history.")
 
     @field_validator("account", mode="before")
     @classmethod

@@ -27,9 +27,14 @@ Sending (`send`, agents' replies), with the account's user token:
   message with the same text created since then instead of sending again;
 * a mention thread gets a reply post, `POST /2/tweets` with
   `reply.in_reply_to_tweet_id` = the customer's newest post in the thread.
-  X has no read of our own recent posts here; X refuses a post that repeats
-  one of ours word for word (403), and that refusal on a retry means the
-  earlier try went out.
+  After an uncertain try, our post timeline (`GET /2/users/:id/tweets`
+  from the first try on) is read for our reply to that post with that text;
+  and X refuses a post that repeats one of ours word for word (403), which
+  on a retry also means the earlier try went out.
+
+Our own reply posts are also polled (`own_post_pages`, the same
+`since_id` cursor as mentions), so replies agents post in X's own app, not
+through their CRM, still join the customer's history.
 
 A 403 on a send is this reply's problem, not the credentials': the customer
 does not take our DMs, or the post to answer is gone. It is `Rejected`.
@@ -72,7 +77,7 @@ DM_EVENT_FIELDS = ["id", "text", "event_type", "created_at", "sender_id", "dm_co
 USER_FIELDS = ["username"]
 SOURCE = "x"  # dead letters' source, whichever path read the item
 MESSAGE_CREATE = "MessageCreate"  # the only DM event type that carries a message
-MENTIONS_MAX_RESULTS = (5, 100)  # bounds of max_results, per endpoint
+MENTIONS_MAX_RESULTS = (5, 100)  # bounds of max_results, per endpoint (the post timeline's too)
 DM_MAX_RESULTS = (1, 100)
 DUPLICATE = "duplicate content"  # X's 403 detail for a post repeating one of the author's own
 
@@ -164,6 +169,18 @@ class XChannel(Connector):
                         max_results=_clamp(self.page_size, MENTIONS_MAX_RESULTS), expansions=MENTION_EXPANSIONS,
                         tweet_fields=MENTION_FIELDS, user_fields=USER_FIELDS)
         return self._pages("mentions.page", Channel.X_MENTION, fetch, cursor, self._mention)
+
+    def own_post_pages(self, cursor: str | None) -> Iterator[XPage]:
+        """Our account's reply posts newer than `cursor`, page by page: replies agents post on X itself.
+
+        Our posts that answer no customer (announcements, threads of our own)
+        are skipped, not dead-lettered. Replies crmhub sent are read back too;
+        the ledger already holds them (their echo), so they count as known.
+        """
+        fetch = partial(self._client.get_users_tweets, self.account().value, since_id=cursor, exclude=["retweets"],
+                        max_results=_clamp(self.page_size, MENTIONS_MAX_RESULTS), expansions=MENTION_EXPANSIONS,
+                        tweet_fields=MENTION_FIELDS, user_fields=USER_FIELDS)
+        return self._pages("own_posts.page", Channel.X_MENTION, fetch, cursor, self._own_post)
 
     def dm_pages(self, cursor: str | None) -> Iterator[XPage]:
         """DM events newer than `cursor` (an event id; None: the last 30 days), page by page."""
@@ -263,6 +280,19 @@ class XChannel(Connector):
             raise Rejected("no post of the customer's to answer in this thread", system=self.name)
         attempts = 0
 
+        def find_sent(floor: datetime) -> SentMessage | None:
+            """Our reply to the same post with the same text, posted since `floor` (our post timeline)."""
+            response = self._client.get_users_tweets(
+                me.value, start_time=floor, exclude=["retweets"], max_results=MENTIONS_MAX_RESULTS[1],
+                tweet_fields=MENTION_FIELDS)
+            for post in response.data or []:
+                replied_to = {str(r.id) for r in post.referenced_tweets or () if r.type == "replied_to"}
+                if (message.in_reply_to in replied_to and post.text.endswith(message.text)
+                        and str(post.id) not in message.already_sent):
+                    return SentMessage(str(post.id), ReplyStatus.SENT, echo=self._post_echo(post.id, post.text,
+                                       message, me, post.created_at), found_earlier=True)
+            return None
+
         def attempt() -> SentMessage:
             nonlocal attempts
             attempts += 1
@@ -273,13 +303,19 @@ class XChannel(Connector):
                 if repeat and (attempts > 1 or message.uncertain_since is not None):
                     return SentMessage(None, ReplyStatus.SENT, found_earlier=True)  # our earlier try went out
                 raise
-            echo = Interaction(channel=Channel.X_MENTION, direction=Direction.OUTBOUND, external_id=str(data["id"]),
-                               conversation_key=message.conversation_key, sender=me, recipient=message.recipient,
-                               text=str(data.get("text") or message.text), occurred_at=datetime.now(UTC),
-                               raw={"id": str(data["id"]), "in_reply_to": message.in_reply_to})
+            echo = self._post_echo(data["id"], str(data.get("text") or message.text), message, me, None)
             return SentMessage(str(data["id"]), ReplyStatus.SENT, echo=echo)
 
-        return self.call("tweets.create", attempt)
+        return self.send_checked("tweets.create", message.uncertain_since, find_sent, attempt)
+
+    @staticmethod
+    def _post_echo(post_id: Any, text: str, message: OutboundMessage, me: Identity,
+                   created: datetime | None) -> Interaction:
+        """The sent reply post as a ledger item, so the timeline poll that reads it back finds it known."""
+        return Interaction(channel=Channel.X_MENTION, direction=Direction.OUTBOUND, external_id=str(post_id),
+                           conversation_key=message.conversation_key, sender=me, recipient=message.recipient,
+                           text=text, occurred_at=created or datetime.now(UTC),
+                           raw={"id": str(post_id), "in_reply_to": message.in_reply_to})
 
     def delivery(self, message_id: str) -> Delivery:
         """X reports no delivery: a sent post or DM stays sent."""
@@ -288,6 +324,12 @@ class XChannel(Connector):
 
     def _mention(self, post: Any, handles: Mapping[int, str]) -> Interaction:
         return mention_interaction(post, handles, self.account())
+
+    def _own_post(self, post: Any, handles: Mapping[int, str]) -> Interaction | None:
+        me = self.account()
+        if post.in_reply_to_user_id is None or str(post.in_reply_to_user_id) == me.value:
+            return None  # not an answer to a customer
+        return mention_interaction(post, handles, me)
 
     def _dm(self, event: Any, handles: Mapping[int, str]) -> Interaction | None:
         return dm_interaction(event, handles, self.account())

@@ -6,7 +6,8 @@ object shapes (developer.x.com .../account-activity-api/guides/account-activity-
 - `tweet_create_events`: posts by, to or mentioning the account. Only posts
   that mention our account become Interactions (channel `x_mention`), since
   those are what the poller's mentions timeline holds; our own replies, which
-  mention the customer and not us, are out of both paths;
+  mention the customer and not us, are left to the poller's own-posts
+  timeline (`own_post_pages`);
 - `direct_message_events` of type `message_create` -> `x_dm` Interactions.
 
 Each event is rebuilt as the v2 object the poller reads (`GET

@@ -165,6 +165,25 @@ def test_mentions_time_window_and_until_id(client: tweepy.Client, x: XEmulator, 
     assert tweet.data["created_at"] == "2024-01-01T12:00:00.000Z"
 
 
+def test_a_users_posts_timeline_holds_own_posts_and_replies_newest_first(
+        client: tweepy.Client, x: XEmulator, alice: str) -> None:
+    question = x.post_mention(alice, "is the shop open?")
+    announcement = x.post(ME, "We are open until 8pm today")
+    reply = x.post(ME, "yes, until 8pm!", in_reply_to=question)
+    answer = client.get_users_tweets(ME, since_id=question, tweet_fields=["author_id", "conversation_id",
+                                                                          "in_reply_to_user_id", "created_at"])
+    assert [str(t.id) for t in answer.data] == [reply, announcement]
+    newest = answer.data[0]
+    assert newest.text == "@alice yes, until 8pm!"  # X's reply metadata
+    assert (newest.author_id, newest.conversation_id, newest.in_reply_to_user_id) == (int(ME), int(question),
+                                                                                      int(alice))
+    assert answer.meta == {"result_count": 2, "newest_id": reply, "oldest_id": announcement}
+    no_replies = client.get_users_tweets(ME, exclude=["replies", "retweets"])
+    assert [str(t.id) for t in no_replies.data] == [announcement]
+    assert [str(t.id) for t in client.get_users_tweets(alice).data] == [question]  # only the user's own
+    assert x.calls["GET /2/users/<id>/tweets"] == 3
+
+
 def test_mentions_reach_back_800_posts(x_sandbox: EmulatorServer, x: XEmulator, alice: str) -> None:
     client = make_client(x_sandbox, return_type=dict)
     oldest = x.post_mention(alice, "the very first")
@@ -408,6 +427,7 @@ def test_route_table_lists_every_emulated_endpoint(x_sandbox: EmulatorServer) ->
     assert {(r["methods"][0], r["path"]) for r in routes} == {
         ("GET", "/2/users/me"), ("GET", "/2/users"), ("GET", "/2/users/by"),
         ("GET", "/2/users/by/username/<username>"), ("GET", "/2/users/<id>"), ("GET", "/2/users/<id>/mentions"),
+        ("GET", "/2/users/<id>/tweets"),
         ("GET", "/2/tweets/<id>"), ("POST", "/2/tweets"), ("GET", "/2/dm_events"),
         ("GET", "/2/dm_conversations/with/<participant_id>/dm_events"),
         ("GET", "/2/dm_conversations/<dm_conversation_id>/dm_events"),

@@ -154,6 +154,13 @@ class XEmulator(Emulator):
         with self._seeding():
             return self.backend.post_mention(author_id, text, in_reply_to, at)
 
+    def post(self, author_id: str, text: str, in_reply_to: str | None = None, at: datetime | None = None) -> str:
+        """A post by `author_id` as written in X's own app (e.g. an agent replying from the support
+        account outside crmhub); a reply gets X's leading @handles. Returns the post id."""
+        with self._seeding():
+            post_id: str = self.backend.create_tweet(author_id, text, in_reply_to, at)["id"]
+            return post_id
+
     def send_dm(self, sender_id: str, recipient_id: str, text: str, at: datetime | None = None) -> str:
         """A direct message in the one-to-one conversation of the two users; returns the event id."""
         with self._seeding():

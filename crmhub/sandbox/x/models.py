@@ -32,6 +32,7 @@ DEFAULT_ACCESS_TOKEN = "sandbox-access-token"
 DEFAULT_ACCESS_TOKEN_SECRET = "sandbox-access-secret"
 
 MENTIONS_REACH = 800  # the mentions timeline reaches back this many posts
+TIMELINE_REACH = 3200  # a user's post timeline reaches back this many posts
 DM_RETENTION = timedelta(days=30)  # DM event lookups return the last 30 days
 
 _MENTION = re.compile(r"(?<![A-Za-z0-9_])@([A-Za-z0-9_]{1,15})")
@@ -285,6 +286,13 @@ class XBackend:
         hits = [t for t in self.state["tweets"].values()
                 if any(m.get("id") == user_id for m in t.get("entities", {}).get("mentions", []))]
         return newest_first(hits)[:MENTIONS_REACH]
+
+    def posts_by(self, user_id: str, exclude: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """The user's own posts, newest first, as far back as X reaches; `exclude` may hold "replies"
+        (no retweets are emulated, so "retweets" removes nothing)."""
+        hits = [t for t in self.state["tweets"].values() if t["author_id"] == user_id
+                and not ("replies" in exclude and t.get("in_reply_to_user_id"))]
+        return newest_first(hits)[:TIMELINE_REACH]
 
     def _entities(self, text: str) -> dict[str, Any]:
         entities: dict[str, Any] = {}

@@ -39,6 +39,8 @@ DM_CONVERSATION_PATTERN = "^([0-9]{1,19}-[0-9]{1,19}|[0-9]{15,19})$"
 LOOKUP_PARAMS = ("expansions", "tweet.fields", "user.fields")
 TWEET_PARAMS = ("expansions", "media.fields", "place.fields", "poll.fields", "tweet.fields", "user.fields")
 MENTIONS_PARAMS = (*TWEET_PARAMS, "end_time", "max_results", "pagination_token", "since_id", "start_time", "until_id")
+TIMELINE_PARAMS = (*MENTIONS_PARAMS, "exclude")
+TIMELINE_EXCLUDES = frozenset({"replies", "retweets"})
 DM_PARAMS = ("dm_event.fields", "event_types", "expansions", "max_results", "media.fields", "pagination_token",
              "tweet.fields", "user.fields")
 TWEET_BODY_KEYS = ("text", "reply", "reply_settings")
@@ -122,7 +124,17 @@ class XHandlers:
         return json_response(envelope(data, renderer.includes))
 
     def mentions(self, request: Request, id: str) -> Response:  # noqa: A002  # X's path parameter name
-        query = Query(request.args, MENTIONS_PARAMS)
+        return self._timeline(Query(request.args, MENTIONS_PARAMS), id, lambda: self.backend.mentions(id))
+
+    def user_tweets(self, request: Request, id: str) -> Response:  # noqa: A002  # X's path parameter name
+        """GET /2/users/:id/tweets: the user's own posts (up to 3,200), `exclude=replies,retweets`."""
+        query = Query(request.args, TIMELINE_PARAMS)
+        exclude = frozenset(query.csv("exclude", TIMELINE_EXCLUDES))
+        return self._timeline(query, id, lambda: self.backend.posts_by(id, exclude))
+
+    def _timeline(self, query: Query, id: str,  # noqa: A002  # X's path parameter name
+                  posts: Callable[[], list[dict[str, Any]]]) -> Response:
+        """A post timeline of one user, newest first: id windows, time windows and pages as X applies them."""
         query.matching("id", id, ID_PATTERN)
         renderer = _tweet_renderer(self.backend, query)
         max_results = query.integer("max_results", 5, 100, 10)
@@ -132,7 +144,7 @@ class XHandlers:
         query.done()
         if self.backend.user(id) is None:
             return json_response(envelope(None, errors=[not_found_item("user", "id", id)]))
-        tweets = [t for t in self.backend.mentions(id) if _within(t, since_id, until_id, start, end)]
+        tweets = [t for t in posts() if _within(t, since_id, until_id, start, end)]
         page = paginate(tweets, max_results, token)
         data = [renderer.tweet(t) for t in page.items]
         for tweet in page.items:

@@ -62,6 +62,7 @@ ENDPOINTS = (
     Endpoint("GET", "/2/users/by/username/<username>", "user_by_username", _USER_LOOKUP),
     Endpoint("GET", "/2/users/<id>", "user_by_id", _USER_LOOKUP),
     Endpoint("GET", "/2/users/<id>/mentions", "mentions", _per_15min(450, 300)),
+    Endpoint("GET", "/2/users/<id>/tweets", "user_tweets", _per_15min(1500, 900)),
     Endpoint("GET", "/2/tweets/<id>", "tweet", _per_15min(450, 900)),
     Endpoint("POST", "/2/tweets", "create_tweet", Limits(user=((100, FIFTEEN_MINUTES),), app_total=((10000, DAY),))),
     Endpoint("GET", "/2/dm_events", "dm_events", _DM_READ),
