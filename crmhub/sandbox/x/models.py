@@ -33,6 +33,7 @@ DEFAULT_ACCESS_TOKEN_SECRET = "sandbox-access-secret"
 
 MENTIONS_REACH = 800  # the mentions timeline reaches back this many posts
 TIMELINE_REACH = 3200  # a user's post timeline reaches back this many posts
+TIMELINE_REACH_WITHOUT_REPLIES = 800  # ... and this many with exclude=replies
 DM_RETENTION = timedelta(days=30)  # DM event lookups return the last 30 days
 
 _MENTION = re.compile(r"(?<![A-Za-z0-9_])@([A-Za-z0-9_]{1,15})")
@@ -292,7 +293,7 @@ class XBackend:
         (no retweets are emulated, so "retweets" removes nothing)."""
         hits = [t for t in self.state["tweets"].values() if t["author_id"] == user_id
                 and not ("replies" in exclude and t.get("in_reply_to_user_id"))]
-        return newest_first(hits)[:TIMELINE_REACH]
+        return newest_first(hits)[:TIMELINE_REACH_WITHOUT_REPLIES if "replies" in exclude else TIMELINE_REACH]
 
     def _entities(self, text: str) -> dict[str, Any]:
         entities: dict[str, Any] = {}
