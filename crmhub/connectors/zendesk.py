@@ -364,8 +364,8 @@ class ZendeskCrm(Connector):
         moved = self._move_tickets([w for w in writes if w.relink and w.case_id and w.contact_id])
         if moved:
             rest = self.write_history([w for w in writes if w.key not in moved]) if len(moved) < len(writes) else []
-            outcomes = {o.key: o for o in [*moved.values(), *rest]}
-            return [outcomes[w.key] for w in writes]
+            by_key = {o.key: o for o in [*moved.values(), *rest]}
+            return [by_key[w.key] for w in writes]
         users, fresh = self._ensure_contacts(writes, errors)
         tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors)
         done: dict[str, int] = {}  # write key -> ticket id, for writes already on their ticket
