@@ -50,9 +50,8 @@ from crmhub.store.schema import Base  # noqa: E402
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throw-away PostgreSQL database for this test session, or a skip saying why."""
+def _throwaway_database() -> Iterator[str]:
+    """Create a PostgreSQL database, yield its URL, drop it (skip, saying why, when the server is absent)."""
     try:
         admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
     except psycopg.OperationalError as exc:
@@ -64,6 +63,18 @@ def postgres_url() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test session, or a skip saying why."""
+    yield from _throwaway_database()
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of its own for one test (e.g. for daemons in other processes), dropped after."""
+    yield from _throwaway_database()
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,12 @@ so minutes of pacing take milliseconds.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from crmhub.app import Hub, build_hub
@@ -25,6 +23,7 @@ from crmhub.model import WritePriority
 from crmhub.sandbox import EmulatorServer, SandboxClock
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.schema import OutboxRow
+from tests.daemons import tune_settings, wait_for
 
 OURS = "+14155550100"
 KNOWN = [f"+1415555{5000 + n}" for n in range(6)]
@@ -33,16 +32,7 @@ KNOWN = [f"+1415555{5000 + n}" for n in range(6)]
 def settings_for(directory: Path, urls: dict[str, str], crm: str, **changes: Any) -> Path:
     """Sandbox settings for `crm` and Twilio, with `changes` as {"a.b.c": value} applied."""
     path = write_sandbox_settings(directory, urls, enabled=(crm, "twilio"))
-    yaml = YAML()
-    data = yaml.load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = data
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    with path.open("w") as out:
-        yaml.dump(data, out)
+    tune_settings(path, changes)
     return path
 
 
@@ -217,9 +207,7 @@ def test_stopping_cuts_a_pacing_wait_and_gives_the_claimed_batch_back(
         worker = threading.Thread(target=lambda: cycles.append(hub.sync_once()))
         worker.start()
         try:
-            deadline = time.monotonic() + 30
-            while _claimed(hub) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)  # polling with a deadline, not synchronisation by sleep
+            wait_for(lambda: _claimed(hub) >= 2, 30, "the follow-ups claimed")
             assert _claimed(hub) == 2 and worker.is_alive(), dict(sf.calls)  # claimed, waiting for the pace
         finally:
             hub.stopping.set()

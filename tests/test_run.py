@@ -15,19 +15,12 @@ from typing import Any
 import requests
 from ruamel.yaml import YAML
 
+from crmhub.config import load_config
 from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.settings import write_sandbox_settings
+from tests.daemons import pending, wait_for
 
 OURS = "+14155550100"
-
-
-def wait_for(condition: Any, deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.1)  # polling with a deadline, not synchronisation by sleep
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_run_delivers_then_stops_cleanly_on_sigterm(salesforce_sandbox: EmulatorServer,
@@ -165,7 +158,7 @@ def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_deli
     restart = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len(sf.records("Task")) >= 10 and _pending(settings) == 0, 60, "every message delivered")
+        wait_for(lambda: len(sf.records("Task")) >= 10 and pending(load_config(settings).database_url()) == 0, 60, "every message delivered")
         restart.send_signal(signal.SIGTERM)
         assert restart.wait(timeout=30) == 0
     finally:
@@ -176,17 +169,3 @@ def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_deli
     tasks = sf.records("Task")
     assert Counter(t["Description"] for t in tasks) == Counter(bodies)  # each exactly once
     assert len(sf.records("Case")) == 5  # one per conversation, none opened twice
-
-
-def _pending(settings: Path) -> int:
-    """Outbox rows not yet delivered, read from the daemon's state store."""
-    from crmhub.config import load_config
-    from crmhub.store import open_store
-    from crmhub.store.outbox import outbox_counts
-
-    store = open_store(load_config(settings).database_url(), migrate_schema=False)
-    try:
-        with store.transaction() as session:
-            return sum(n for (_, status), n in outbox_counts(session).items() if status == "pending")
-    finally:
-        store.close()

@@ -1,8 +1,12 @@
 """Schema migrations, run by crmhub itself at start (Alembic, programmatic).
 
 `upgrade(engine)` brings any database to the newest revision; it is safe to
-run at every start and from several processes (Alembic takes a lock on
-PostgreSQL's version table row within the transaction).
+run at every start and from several processes at once: on PostgreSQL it
+first takes a transaction-level advisory lock, so one process migrates while
+the others wait, then find the schema at the newest revision and do nothing.
+(Alembic itself locks nothing before it reads the current revision: two
+daemons started together on a new database both ran `CREATE TABLE
+alembic_version`, and the second one crashed.)
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x63726D687562  # "crmhub": the advisory lock key every crmhub process migrates under
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -28,6 +33,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply every migration up to `revision` on `engine`'s database."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # released at commit (SQLite: one daemon per file)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import select
 
 from crmhub.identities import email, phone
 from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus, WritePriority
-from crmhub.store import StateStore, graph, ledger, migrate, outbox
+from crmhub.store import StateStore, graph, ledger, migrate, open_store, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -25,6 +26,36 @@ def sms(sid: str, sender: str = "+14155550100", text: str = "hello") -> Interact
 
 def test_schema_is_at_the_newest_migration(store: StateStore) -> None:
     assert migrate.current_revision(store.engine) == migrate.head_revision()
+
+
+@pytest.mark.postgres
+def test_several_processes_starting_together_on_a_new_postgresql_database_all_migrate_it(
+        fresh_postgres_url: str) -> None:
+    """Daemons started at once each run the migrations at start; none may fail on another's tables."""
+    starters = 4
+    barrier = threading.Barrier(starters)
+    errors: list[Exception] = []
+
+    def start() -> None:
+        barrier.wait(timeout=10)
+        try:
+            open_store(fresh_postgres_url).close()
+        except Exception as exc:  # noqa: BLE001  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, daemon=True) for _ in range(starters)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a start hung waiting for another's migration"
+    assert errors == []
+    store = open_store(fresh_postgres_url, migrate_schema=False)
+    try:
+        assert migrate.current_revision(store.engine) == migrate.head_revision()
+    finally:
+        store.close()
 
 
 def test_ingest_stores_each_interaction_once_across_pages_and_within_a_page(store: StateStore) -> None:
