@@ -1,10 +1,11 @@
-"""Outages, in process: a 429 storm and a 10-minute 5xx outage in sandbox time.
+"""Outages, in process: a 429 storm (Salesforce) and a 10-minute 5xx outage in sandbox time (every CRM).
 
-Both end with every message in Salesforce exactly once; the storm also bounds
+Both end with every message in the CRM exactly once; the storm also bounds
 the calls the Hub spent, from the emulators' own counters, against a clean run
-of the same traffic. Both run under a tight `requests_per_minute`, with the
-hub waiting in sandbox time, and no minute of sandbox time ever holds more
-Salesforce calls than that, retries included (the emulator's own count).
+of the same traffic. Both run under a tight pace (`requests_per_minute`, or
+HubSpot's `requests_per_10s`), with the hub waiting in sandbox time, and no
+window of sandbox time ever holds more calls than that, retries included
+(the emulator's own count).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ruamel.yaml import YAML
 
 from crmhub.app import Hub, build_hub
@@ -23,9 +25,10 @@ from crmhub.sandbox import EmulatorServer, Fault, SandboxClock
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.outbox import outbox_counts
 from crmhub.store.schema import OutboxRow
+from tests.crm_views import OURS, VIEWS, assert_each_message_once
+from tests.daemons import tune_settings
 
-OURS = "+14155550100"
-KNOWN = [f"+1415555{3000 + n}" for n in range(10)]
+KNOWN = [f"+1415555{3000 + n}" for n in range(10)]  # customers each CRM already has
 UNKNOWN = [f"+1415555{4000 + n}" for n in range(3)]
 SF_REST = "^/services/data/"  # the REST API, not the OAuth login
 RETRY_ATTEMPTS = 3
@@ -51,16 +54,16 @@ def _seed_org(sf: Any, tw: Any) -> None:
     tw.add_number(OURS)
 
 
-def _send(tw: Any, count: int, *, first: int = 0, at: datetime | None = None) -> list[str]:
-    """`count` inbound SMS from known and unknown senders; returns their bodies."""
+def _send(tw: Any, count: int, *, first: int = 0, at: datetime | None = None) -> dict[str, str]:
+    """`count` inbound SMS from known and unknown senders; returns each body (unique) -> its sender."""
     senders = KNOWN + UNKNOWN
     start = at or datetime.now(UTC) - timedelta(minutes=20)
-    bodies = []
+    sent = {}
     for n in range(first, first + count):
         body = f"outage message {n:03d}"
         tw.receive_message(senders[n % len(senders)], OURS, body, at=start + timedelta(seconds=5 * (n - first)))
-        bodies.append(body)
-    return bodies
+        sent[body] = senders[n % len(senders)]
+    return sent
 
 
 def _counts(hub: Hub) -> Counter[str]:
@@ -94,7 +97,7 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
 
     # The same traffic without faults first: what a clean run costs, per cycle.
     _seed_org(sf, tw)
-    bodies = _send(tw, 30)
+    bodies = list(_send(tw, 30))
     with build_hub(load_config(_settings(tmp_path / "clean", salesforce_sandbox, twilio_sandbox))) as hub:
         assert _cycle(hub)
         busy = (sf.total_calls, tw.total_calls)
@@ -107,7 +110,7 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
     sf.reset()
     tw.reset()
     _seed_org(sf, tw)
-    bodies = _send(tw, 30)
+    bodies = list(_send(tw, 30))
     sf_storm, tw_storm = 7, 3
     sf_fault = sf.faults.add(Fault(kind="rate_limit", path=SF_REST, times=sf_storm))  # 403 REQUEST_LIMIT_EXCEEDED
     tw_fault = tw.faults.add(Fault(kind="rate_limit", times=tw_storm, retry_after=1))  # 429, Retry-After: 1
@@ -151,34 +154,52 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
     assert sf.total_calls > per_minute and sf.busiest(60) <= per_minute
 
 
+OUTAGE_PATHS = {"salesforce": SF_REST, "zendesk": "^/api/v2/", "hubspot": "^/crm/"}  # each CRM's REST API
+OUTAGE_PACES = {  # the pace setting, the calls it allows, per this many seconds
+    "salesforce": ("crms.salesforce.budget.requests_per_minute", 8, 60.0),
+    "zendesk": ("crms.zendesk.budget.requests_per_minute", 8, 60.0),
+    "hubspot": ("crms.hubspot.budget.requests_per_10s", 2, 10.0),
+}
+
+
+@pytest.mark.parametrize("crm", list(VIEWS))
 def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_once(
-        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, sandbox_clock: SandboxClock,
+        crm: str, request: pytest.FixtureRequest, twilio_sandbox: EmulatorServer, sandbox_clock: SandboxClock,
         tmp_path: Path) -> None:
-    sf: Any = salesforce_sandbox.emulator
+    server: EmulatorServer = request.getfixturevalue(f"{crm}_sandbox")
+    view = VIEWS[crm](server)
     tw: Any = twilio_sandbox.emulator
-    _seed_org(sf, tw)
+    view.seed()
+    for n, phone in enumerate(KNOWN):
+        view.add_known(phone, f"Person{n}")
+    view.ready()
+    tw.add_number(OURS)
     before = _send(tw, 5, at=sandbox_clock.now() - timedelta(minutes=30))
     clock: Callable[[], datetime] = sandbox_clock.now  # the outbox's retry schedule follows sandbox time
-    per_minute = 8  # the outage's retries would come faster than that
-    settings = _settings(tmp_path, salesforce_sandbox, twilio_sandbox, per_minute=per_minute)
+    key, allowed, window = OUTAGE_PACES[crm]  # the outage's retries would come faster than that
+    settings = write_sandbox_settings(tmp_path, {crm: server.url, "twilio": twilio_sandbox.url},
+                                      enabled=(crm, "twilio"))
+    tune_settings(settings, {"retry": {"max_attempts": RETRY_ATTEMPTS, "initial_wait": "10ms", "max_wait": "50ms",
+                                       "max_total": "1s"}, key: allowed})
     with build_hub(load_config(settings), clock=clock, sleep=sandbox_clock.advance,
                    monotonic=sandbox_clock.time) as hub:
         assert _cycle(hub)  # running normally: mirror read, first messages delivered
         assert _counts(hub) == Counter(done=5)
 
         outage_start = sandbox_clock.time()
-        outage = sf.faults.add(Fault(kind="server_error", path=SF_REST, status=503, times=None,
-                                     until=outage_start + 600))
+        outage = view.em.faults.add(Fault(kind="server_error", path=OUTAGE_PATHS[crm], status=503, times=None,
+                                          until=outage_start + 600))
         during = _send(tw, 25, first=5, at=sandbox_clock.now() - timedelta(minutes=5))
         for _ in range(3):  # the daemon's jobs during the outage: poll, mirror, deliver
             assert not _cycle(hub)  # the mirror refresh and the delivery fail; the poll still runs
             counts = _counts(hub)
             assert counts == Counter(done=5, pending=25), counts  # pending or retrying, none dead
-            assert len(sf.records("Task")) == 5
+            assert len(view.written()) == 5
         with hub.store.transaction() as session:
             waiting = session.query(OutboxRow).filter(OutboxRow.status == "pending").all()
             assert all(row.attempts >= 1 and "503" in (row.last_error or "") for row in waiting)
-            assert all(row.next_attempt_at > sandbox_clock.now() for row in waiting)  # retrying later
+            started = datetime.fromtimestamp(outage_start, UTC)
+            assert all(row.next_attempt_at > started for row in waiting)  # rescheduled after a failed try
         refused = outage.hits
         assert refused > 0
         assert sandbox_clock.time() < outage_start + 600  # the pacing's waits did not outlast the outage
@@ -189,7 +210,8 @@ def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_on
                 break
         assert _counts(hub) == Counter(done=30), _counts(hub)
     assert outage.hits == refused  # nothing was refused after the outage ended
-    _assert_exactly_once(sf, before + during)
-    print(f"\n10-minute outage: {refused} Salesforce calls refused with 503 during it; "
-          f"Salesforce calls in all {sf.total_calls}, at most {sf.busiest(60)} in any minute (allowed {per_minute})")
-    assert sf.total_calls > per_minute and sf.busiest(60) <= per_minute  # no budget exceeded, retries included
+    assert_each_message_once(view, {**before, **during})
+    busiest = view.em.busiest(window)
+    print(f"\n10-minute outage, {crm}: {refused} calls refused with 503 during it; {view.em.total_calls} calls "
+          f"in all, at most {busiest} in any {window:g} s (allowed {allowed})")
+    assert view.em.total_calls > allowed and busiest <= allowed  # no budget exceeded, retries included
