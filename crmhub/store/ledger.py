@@ -33,9 +33,12 @@ class IngestResult:
 def insert_ignoring_conflicts(session: Session, table: Any, rows: Sequence[dict[str, Any]],
                               conflict_columns: Sequence[str]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING, for SQLite and PostgreSQL alike."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return _insert(session)(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def ingest_page(
@@ -137,11 +140,13 @@ def load_cursor(session: Session, source: str, stream: str, partition: str = "")
 
 
 def save_cursor(session: Session, source: str, stream: str, partition: str, value: str, *, now: datetime) -> None:
-    row = session.get(CursorRow, (source, stream, partition))
-    if row is None:
-        session.add(CursorRow(source=source, stream=stream, partition=partition, value=value, updated_at=now))
-    else:
-        row.value, row.updated_at = value, now
+    """Insert or update in one statement: daemons sharing a store may save a stream's first cursor at once."""
+    statement = (_insert(session)(CursorRow)
+                 .values(source=source, stream=stream, partition=partition, value=value, updated_at=now)
+                 .on_conflict_do_update(index_elements=["source", "stream", "partition"],
+                                        set_={"value": value, "updated_at": now})
+                 .returning(CursorRow))
+    session.scalars(statement, execution_options={"populate_existing": True}).one()  # a loaded row sees it too
 
 
 def all_cursors(session: Session) -> list[CursorRow]:

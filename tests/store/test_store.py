@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from crmhub.identities import email, phone
 from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus, WritePriority
@@ -207,6 +207,44 @@ def test_concurrent_claims_on_postgresql_take_turns_and_never_share_a_row(store:
     assert not set(claimed["first"]) & set(claimed["second"])
     with store.transaction() as s:
         assert all(r.attempts == 1 for r in s.scalars(select(OutboxRow)))
+
+
+@pytest.mark.postgres
+def test_two_daemons_saving_a_streams_first_cursor_at_once_both_succeed(store: StateStore) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("concurrent transactions are PostgreSQL's; SQLite runs one daemon per file")
+    first_saved = threading.Event()
+    errors: list[Exception] = []
+
+    def waiting_on_a_lock() -> bool:
+        with store.engine.connect() as connection:
+            return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
+
+    def first() -> None:
+        with store.transaction() as s:
+            ledger.save_cursor(s, "twilio", "messages", "AC1", "first", now=NOW)
+            s.flush()
+            first_saved.set()
+            deadline = time.monotonic() + 10
+            while not waiting_on_a_lock() and time.monotonic() < deadline:  # the second waits for our row
+                time.sleep(0.01)
+
+    def second() -> None:
+        assert first_saved.wait(timeout=10)
+        try:
+            with store.transaction() as s:
+                ledger.save_cursor(s, "twilio", "messages", "AC1", "second", now=NOW)
+        except Exception as exc:  # noqa: BLE001  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    with store.transaction() as s:
+        assert ledger.load_cursor(s, "twilio", "messages", "AC1") == "second"
 
 
 def test_a_conversation_waits_while_one_of_its_writes_opens_the_case(store: StateStore) -> None:
