@@ -1,5 +1,13 @@
 """Several daemons on one PostgreSQL state store.
 
+Three `crmhub run` processes, one of them SIGKILLed at random and restarted
+again and again, deliver to all three CRMs: every message must be in every
+CRM exactly once, on the one case of its conversation, the outbox must
+drain, and no job may fail on another daemon's rows. They run one settings
+file, but each logs in to Salesforce as its own integration user (its
+connected app's credentials come from its environment), so the Tasks'
+`CreatedById` shows that they shared the work.
+
 In-process tests pin the races the daemons ran into, each with two hubs on
 one store: a follow-up claimed by one daemon while another still created
 the conversation's Zendesk ticket (whose external id Zendesk does not keep
@@ -9,7 +17,9 @@ at once.
 
 from __future__ import annotations
 
+import random
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,8 +36,73 @@ from crmhub.store.ledger import ledger_counts
 from crmhub.store.outbox import outbox_counts
 from crmhub.store.schema import MirrorRow
 from crmhub.sync.process import process_pending
-from tests.crm_views import OURS, SalesforceView, ZendeskView
-from tests.daemons import tune_settings, wait_for
+from tests.crm_views import (
+    OURS, VIEWS, SalesforceView, ZendeskView, assert_each_message_once, duplicate_contacts, sms_traffic,
+)
+from tests.daemons import Daemon, drain_and_stop, kill_loop, tune_settings, wait_for
+
+DAEMONS = 3
+MESSAGES = 48
+KILLS = 5
+SEED = 11
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_three_daemons_on_one_postgresql_store_write_each_message_once(
+        salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
+        twilio_sandbox: EmulatorServer, fresh_postgres_url: str, tmp_path: Path) -> None:
+    servers = {"salesforce": salesforce_sandbox, "zendesk": zendesk_sandbox, "hubspot": hubspot_sandbox}
+    views = [VIEWS[name](server) for name, server in servers.items()]
+    traffic = sms_traffic(twilio_sandbox, views, known=30, unknown=5, messages=MESSAGES, seed=SEED)
+    for view in views:  # kills land mid-write
+        view.em.faults.add(Fault(kind="slow", path=view.bulk_writes, times=None, delay=0.1))
+    zd: Any = zendesk_sandbox.emulator
+    # As in test_crash_safety: jobs done well inside the lease; restarts read the exports often.
+    zd.configure(job_reads_per_step=0, job_autocomplete_seconds=0.5, incremental_per_minute=100)
+    urls = {name: server.url for name, server in servers.items()} | {"twilio": twilio_sandbox.url}
+    settings = write_sandbox_settings(tmp_path, urls, state_url=fresh_postgres_url, enabled=[*servers, "twilio"],
+                                      every="1s")  # webhooks stay off: no port to share
+    # The lease must outlast a batch, or a second daemon claims rows still being written: a Zendesk batch of
+    # follow-ups on one ticket takes a job, at least a second, per comment. A victim's rows wait that long.
+    tune_settings(settings, {"delivery.batch_size": 5, "delivery.lease": "10s", "run.shutdown_grace": "10s",
+                             "crms.salesforce.auth.client_id": "env:CRMHUB_TEST_SF_CLIENT_ID",
+                             "crms.salesforce.auth.client_secret": "env:CRMHUB_TEST_SF_CLIENT_SECRET"})
+    sf: Any = salesforce_sandbox.emulator
+    daemons, user_of = [], {}
+    for n in range(DAEMONS):
+        username = f"crmhub-daemon-{n}@sandbox.test"
+        user_of[sf.add_user(username, f"password-{n}")] = n
+        sf.add_oauth_client(f"daemon-{n}-client", f"daemon-{n}-secret", run_as=username)
+        daemons.append(Daemon(settings, tmp_path / f"daemon-{n}.log",
+                              env={"CRMHUB_TEST_SF_CLIENT_ID": f"daemon-{n}-client",
+                                   "CRMHUB_TEST_SF_CLIENT_SECRET": f"daemon-{n}-secret"}))
+
+    def delivered() -> int:
+        """Messages written, summed over the CRMs."""
+        return sum(len(view.written()) for view in views)
+
+    rng = random.Random(SEED)
+    try:
+        loop = kill_loop(daemons, kills=KILLS, rng=rng, progress=delivered,
+                         finished=lambda: delivered() >= MESSAGES * len(views), moment=(0.5, 2.0))
+        drain_and_stop(daemons, fresh_postgres_url, lambda: delivered() >= MESSAGES * len(views), deadline=90)
+    finally:
+        for daemon in daemons:
+            daemon.ensure_dead()
+
+    for view in views:
+        assert_each_message_once(view, traffic.senders)
+    writers = Counter(user_of.get(task["CreatedById"]) for task in sf.records("Task"))
+    failed_jobs = [line for d in daemons for line in d.text().splitlines() if "job failed" in line]
+    print(f"\nseveral daemons: {loop.kills} SIGKILLs (messages in the CRMs at each kill: {loop.progress_at_kill}), "
+          f"{loop.elapsed:.1f}s; Salesforce Tasks by daemon: {dict(writers)}; failed job runs: {len(failed_jobs)}; "
+          f"duplicate contacts of unknown senders: {({v.name: duplicate_contacts(v, traffic.unknown) for v in views})}")
+    assert None not in writers, writers  # every Task written by one of the daemons
+    assert len(writers) > 1, f"one daemon did all the work: {writers}"
+    # Daemons sharing the store must not trip over each other's rows (a unique key hit fails the whole job run).
+    assert not [line for line in failed_jobs if "IntegrityError" in line], failed_jobs
+    assert loop.kills >= 3, f"only {loop.kills} kills happened before everything was delivered"
 
 
 @pytest.mark.postgres
