@@ -34,7 +34,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
-from crmhub.store.ledger import insert_ignoring_conflicts
+from crmhub.store.ledger import insert_ignoring_conflicts, upsert
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
@@ -147,13 +147,9 @@ def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
 def save_allowance(session: Session, crm: str, max_priority: WritePriority, *, now: datetime,
                    daily_remaining: int | None = None, daily_limit: int | None = None,
                    reserve: int | None = None) -> None:
-    """Record what `crm`'s API budget lets through (after each delivery run)."""
-    row = session.get(ApiBudgetRow, crm)
-    if row is None:
-        row = ApiBudgetRow(crm=crm, max_priority=int(max_priority), updated_at=now)
-        session.add(row)
-    row.max_priority, row.daily_remaining, row.daily_limit, row.reserve, row.updated_at = (
-        int(max_priority), daily_remaining, daily_limit, reserve, now)
+    """Record what `crm`'s API budget lets through (after each delivery run; an upsert, as daemons share it)."""
+    upsert(session, ApiBudgetRow, {"crm": crm, "max_priority": int(max_priority), "daily_remaining": daily_remaining,
+                                   "daily_limit": daily_limit, "reserve": reserve, "updated_at": now}, ("crm",))
 
 
 def allowances(session: Session) -> list[ApiBudgetRow]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from crmhub.identities import email, phone
 from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus, WritePriority
@@ -209,10 +211,30 @@ def test_concurrent_claims_on_postgresql_take_turns_and_never_share_a_row(store:
         assert all(r.attempts == 1 for r in s.scalars(select(OutboxRow)))
 
 
+Save = Callable[[Session, int, int], object]  # (session, which of the two daemons, a person's id)
+Read = Callable[[Session, int], object]
+SAME_NEW_ROW: dict[str, tuple[Save, Read, object]] = {
+    "a stream's first cursor": (
+        lambda s, n, _: ledger.save_cursor(s, "twilio", "messages", "AC1", f"daemon {n}", now=NOW),
+        lambda s, _: ledger.load_cursor(s, "twilio", "messages", "AC1"), "daemon 2"),
+    "a CRM's first budget record": (
+        lambda s, n, _: outbox.save_allowance(s, "zendesk", WritePriority.BACKFILL, now=NOW, daily_remaining=n),
+        lambda s, _: [(a.crm, a.daily_remaining) for a in outbox.allowances(s)], [("zendesk", 2)]),
+    "a CRM record's link": (
+        lambda s, _, person: graph.add_link(s, person, "zendesk", "user", "77", now=NOW),
+        lambda s, person: [link.record_id for link in graph.links_of(s, person, "zendesk")], ["77"]),
+}
+
+
 @pytest.mark.postgres
-def test_two_daemons_saving_a_streams_first_cursor_at_once_both_succeed(store: StateStore) -> None:
+@pytest.mark.parametrize("what", list(SAME_NEW_ROW))
+def test_two_daemons_writing_the_same_new_row_at_once_both_succeed(store: StateStore, what: str) -> None:
+    """The second waits for the first's uncommitted row, then updates it (or leaves it): neither fails."""
     if store.dialect != "postgresql":
         pytest.skip("concurrent transactions are PostgreSQL's; SQLite runs one daemon per file")
+    save, read, expected = SAME_NEW_ROW[what]
+    with store.transaction() as s:
+        person = graph.person_for(s, phone("+14155550100"), now=NOW)
     first_saved = threading.Event()
     errors: list[Exception] = []
 
@@ -222,7 +244,7 @@ def test_two_daemons_saving_a_streams_first_cursor_at_once_both_succeed(store: S
 
     def first() -> None:
         with store.transaction() as s:
-            ledger.save_cursor(s, "twilio", "messages", "AC1", "first", now=NOW)
+            save(s, 1, person)
             s.flush()
             first_saved.set()
             deadline = time.monotonic() + 10
@@ -233,7 +255,7 @@ def test_two_daemons_saving_a_streams_first_cursor_at_once_both_succeed(store: S
         assert first_saved.wait(timeout=10)
         try:
             with store.transaction() as s:
-                ledger.save_cursor(s, "twilio", "messages", "AC1", "second", now=NOW)
+                save(s, 2, person)
         except Exception as exc:  # noqa: BLE001  # collected for the assertion
             errors.append(exc)
 
@@ -244,7 +266,7 @@ def test_two_daemons_saving_a_streams_first_cursor_at_once_both_succeed(store: S
         thread.join(timeout=30)
     assert errors == []
     with store.transaction() as s:
-        assert ledger.load_cursor(s, "twilio", "messages", "AC1") == "second"
+        assert read(s, person) == expected
 
 
 def test_a_conversation_waits_while_one_of_its_writes_opens_the_case(store: StateStore) -> None:
