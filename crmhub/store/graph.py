@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
+from crmhub.store.ledger import upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
 
@@ -92,13 +93,10 @@ def links_of(session: Session, person_id: int, crm: str) -> list[CrmLinkRow]:
 
 def add_link(session: Session, person_id: int, crm: str, object_type: str, record_id: str,
              *, now: datetime) -> CrmLinkRow:
-    existing = session.scalar(select(CrmLinkRow).where(CrmLinkRow.crm == crm, CrmLinkRow.record_id == record_id))
-    if existing is not None:
-        return existing
-    row = CrmLinkRow(person_id=person_id, crm=crm, object_type=object_type, record_id=record_id, created_at=now)
-    session.add(row)
-    session.flush()
-    return row
+    """Link a CRM record to the person; a record linked already keeps its link (to whichever person)."""
+    return upsert(session, CrmLinkRow, {"person_id": person_id, "crm": crm, "object_type": object_type,
+                                        "record_id": record_id, "created_at": now}, ("crm", "record_id"),
+                  update=False)
 
 
 # ---- contact mirror ----------------------------------------------------------

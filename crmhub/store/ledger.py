@@ -8,10 +8,10 @@ dropped by the unique key, whatever the path they came by (poll or webhook).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import CallInfo, Channel, DeadLetter, Direction, Identity, IdentityKind, Interaction, Malformed
 from crmhub.store.schema import CursorRow, DeadLetterRow, LedgerRow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,32 @@ class IngestResult:
 def insert_ignoring_conflicts(session: Session, table: Any, rows: Sequence[dict[str, Any]],
                               conflict_columns: Sequence[str]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING, for SQLite and PostgreSQL alike."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return _insert(session)(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+
+
+def upsert(session: Session, table: type[T], values: Mapping[str, Any], key: Sequence[str], *,
+           update: bool = True) -> T:
+    """Insert a row, or on a conflict on `key` set its other values (`update=False`: leave it), in one statement.
+
+    Daemons sharing a store may write the same new row at once; read-then-insert
+    fails the slower one on the unique key, this waits for the other and then
+    updates. Returns the row as stored, refreshed in the session.
+    """
+    statement = _insert(session)(table).values(**values)
+    if update:
+        statement = statement.on_conflict_do_update(index_elements=list(key),
+                                                    set_={k: v for k, v in values.items() if k not in key})
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(key))
+    row = session.scalars(statement.returning(table), execution_options={"populate_existing": True}).one_or_none()
+    if row is None:  # the row was there, left as it was
+        row = session.scalars(select(table).filter_by(**{k: values[k] for k in key})).one()
+    return row
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def ingest_page(
@@ -137,11 +162,9 @@ def load_cursor(session: Session, source: str, stream: str, partition: str = "")
 
 
 def save_cursor(session: Session, source: str, stream: str, partition: str, value: str, *, now: datetime) -> None:
-    row = session.get(CursorRow, (source, stream, partition))
-    if row is None:
-        session.add(CursorRow(source=source, stream=stream, partition=partition, value=value, updated_at=now))
-    else:
-        row.value, row.updated_at = value, now
+    """Set a cursor (an upsert: daemons sharing a store may save a stream's first cursor at once)."""
+    upsert(session, CursorRow, {"source": source, "stream": stream, "partition": partition, "value": value,
+                                "updated_at": now}, ("source", "stream", "partition"))
 
 
 def all_cursors(session: Session) -> list[CursorRow]:

@@ -17,10 +17,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from crmhub.store.locks import one_at_a_time
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-MIGRATION_LOCK = 0x63726D687562  # "crmhub": the advisory lock key every crmhub process migrates under
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -33,8 +34,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply every migration up to `revision` on `engine`'s database."""
     config = alembic_config()
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":  # released at commit (SQLite: one daemon per file)
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        one_at_a_time(connection, "migrate")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

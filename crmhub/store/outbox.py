@@ -7,6 +7,15 @@ transaction and records the outcome afterwards. A daemon killed mid-call
 leaves its rows to come due again when the lease ends; the CRM write is an
 upsert on crmhub's idempotency key, so the retry cannot double it.
 
+A conversation's case is opened by one write at a time: while a thread has
+no case record yet and a write of its conversation is claimed (or waiting
+to retry), the conversation's other writes are not claimed. Otherwise a
+second daemon would claim a follow-up while the first still creates the
+case, find no case by its key, and create another one, which Zendesk (whose
+ticket external ids are not unique) keeps. Claims of one CRM take turns
+across daemons (an advisory lock, `crmhub.store.locks`), so each sees the
+claims and threads of the one before.
+
 Each row has a `WritePriority`. Claims go by priority, then due time, and
 take only rows ranked at or before the `max_priority` the CRM's API budget
 allows; the others are held (still pending, not attempted, not failed).
@@ -21,11 +30,12 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
-from crmhub.store.ledger import insert_ignoring_conflicts
+from crmhub.store.ledger import insert_ignoring_conflicts, upsert
+from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
 PENDING = OutboxStatus.PENDING.value
@@ -51,14 +61,25 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
               max_priority: WritePriority = WritePriority.BACKFILL) -> list[OutboxRow]:
     """Claim up to `limit` due rows of `crm` ranked at or before `max_priority` for `lease`.
 
-    Highest priority first (lowest number), then the longest due, then the oldest row.
+    Highest priority first (lowest number), then the longest due, then the
+    oldest row. A row whose conversation's case is being opened by a write
+    not due now (claimed, or waiting to retry) is left for later.
     """
-    query = (select(OutboxRow)
+    one_at_a_time(session, f"claim:{crm}")
+    other, other_item = aliased(OutboxRow), aliased(LedgerRow)
+    case_being_opened = (
+        select(other.id)
+        .join(other_item, other_item.id == other.interaction_id)
+        .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
+        .where(other_item.conversation_key == LedgerRow.conversation_key, ThreadRow.record_id.is_(None),
+               other.crm == crm, other.status == PENDING, other.next_attempt_at > now)
+        .exists())
+    query = (select(OutboxRow).join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
-                    OutboxRow.next_attempt_at <= now)
+                    OutboxRow.next_attempt_at <= now, ~case_being_opened)
              .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(skip_locked=True, of=OutboxRow)
     rows = list(session.scalars(query))
     for row in rows:
         row.next_attempt_at = now + lease
@@ -126,13 +147,9 @@ def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
 def save_allowance(session: Session, crm: str, max_priority: WritePriority, *, now: datetime,
                    daily_remaining: int | None = None, daily_limit: int | None = None,
                    reserve: int | None = None) -> None:
-    """Record what `crm`'s API budget lets through (after each delivery run)."""
-    row = session.get(ApiBudgetRow, crm)
-    if row is None:
-        row = ApiBudgetRow(crm=crm, max_priority=int(max_priority), updated_at=now)
-        session.add(row)
-    row.max_priority, row.daily_remaining, row.daily_limit, row.reserve, row.updated_at = (
-        int(max_priority), daily_remaining, daily_limit, reserve, now)
+    """Record what `crm`'s API budget lets through (after each delivery run; an upsert, as daemons share it)."""
+    upsert(session, ApiBudgetRow, {"crm": crm, "max_priority": int(max_priority), "daily_remaining": daily_remaining,
+                                   "daily_limit": daily_limit, "reserve": reserve, "updated_at": now}, ("crm",))
 
 
 def allowances(session: Session) -> list[ApiBudgetRow]:

@@ -2,6 +2,9 @@
 
 The first run pages through every contact; later runs ask only for records
 changed since the saved cursor. Each page and its cursor commit together.
+Daemons sharing a PostgreSQL store write their pages one at a time
+(`crmhub.store.locks`): two started together read the same new contacts,
+and writing them at once failed the slower one on the mirror's unique keys.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from crmhub.model import MirrorRecord
 from crmhub.store import StateStore
 from crmhub.store.graph import upsert_mirror
 from crmhub.store.ledger import load_cursor, save_cursor
+from crmhub.store.locks import one_at_a_time
 
 log = structlog.get_logger("crmhub.mirror")
 
@@ -47,11 +51,13 @@ def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequen
             cursor = load_cursor(session, source.name, stream)
         for records, next_cursor in source.mirror_pages(object_name, cursor):
             with store.transaction() as session:
+                one_at_a_time(session, f"mirror:{source.name}")
                 changed += upsert_mirror(session, records)
                 if absorb is not None:
                     absorb(session, records)
                 save_cursor(session, source.name, stream, "", next_cursor, now=now)
         with store.transaction() as session:
+            one_at_a_time(session, f"mirror:{source.name}")
             if load_cursor(session, source.name, f"{stream}.loaded") is None:
                 save_cursor(session, source.name, f"{stream}.loaded", "", now.isoformat(), now=now)
     log.info("mirror refreshed", crm=source.name, changed=changed)

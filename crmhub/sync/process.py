@@ -2,7 +2,10 @@
 
 Runs over ledger rows not yet processed, in batches, each batch in one
 transaction: a crash leaves rows unprocessed, and re-processing them is
-harmless (the outbox key is unique per CRM).
+harmless (the outbox key is unique per CRM). Daemons sharing a PostgreSQL
+store take turns (`crmhub.store.locks`): two processing the same new rows
+at once would both create their persons and decisions, and all but one
+would fail on the unique keys, and with it that daemon's delivery run.
 
 Each write gets its priority per CRM: a new case where the conversation has
 no open thread there (and no earlier write waiting to open one), else a
@@ -22,6 +25,7 @@ from typing import Any
 
 from crmhub.model import Direction, WritePriority
 from crmhub.store import StateStore, ledger, outbox, replies
+from crmhub.store.locks import one_at_a_time
 from crmhub.sync.contacts import contact_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.routing import Router
@@ -40,6 +44,7 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
     reopening: set[tuple[str, str]] = set()  # (crm, conversation) reopened by an earlier message of this run
     while True:
         with store.transaction() as session:
+            one_at_a_time(session, "route")
             rows = ledger.unprocessed(session, batch_size)
             people = IdentityGraph(session, crms, identity, now)
             waiting = 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from crmhub.identities import email, phone
 from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus, WritePriority
@@ -178,29 +180,113 @@ def test_claims_go_by_priority_and_leave_what_the_budget_does_not_allow(store: S
 
 
 @pytest.mark.postgres
-def test_concurrent_claims_on_postgresql_never_share_a_row(store: StateStore) -> None:
+def test_concurrent_claims_on_postgresql_take_turns_and_never_share_a_row(store: StateStore) -> None:
     if store.dialect != "postgresql":
-        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite runs one daemon per file")
+        pytest.skip("claims between processes are PostgreSQL's; SQLite runs one daemon per file")
     _one_pending(store, count=20)
-    claimed: list[list[int]] = []
-    barrier = threading.Barrier(2)
+    first_claimed, first_may_commit = threading.Event(), threading.Event()
+    claimed: dict[str, list[int]] = {}
 
-    def claim() -> None:
+    def claim(name: str) -> None:
         with store.transaction() as s:
-            rows = outbox.claim_due(s, "salesforce", 15, now=NOW, lease=timedelta(minutes=5))
-            barrier.wait(timeout=10)  # both hold their locks at once
-            claimed.append([r.id for r in rows])
+            claimed[name] = [r.id for r in outbox.claim_due(s, "salesforce", 15, now=NOW,
+                                                            lease=timedelta(minutes=5))]
+            if name == "first":
+                first_claimed.set()
+                first_may_commit.wait(timeout=10)
 
-    threads = [threading.Thread(target=claim) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
-    first, second = claimed
-    assert not set(first) & set(second)
-    assert len(first) + len(second) == 20
+    first = threading.Thread(target=claim, args=("first",))
+    second = threading.Thread(target=claim, args=("second",))
+    first.start()
+    assert first_claimed.wait(timeout=10)
+    second.start()
+    second.join(timeout=0.5)
+    assert second.is_alive() and "second" not in claimed  # waits for the first claim's transaction
+    first_may_commit.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert len(claimed["first"]) == 15 and len(claimed["second"]) == 5
+    assert not set(claimed["first"]) & set(claimed["second"])
     with store.transaction() as s:
         assert all(r.attempts == 1 for r in s.scalars(select(OutboxRow)))
+
+
+Save = Callable[[Session, int, int], object]  # (session, which of the two daemons, a person's id)
+Read = Callable[[Session, int], object]
+SAME_NEW_ROW: dict[str, tuple[Save, Read, object]] = {
+    "a stream's first cursor": (
+        lambda s, n, _: ledger.save_cursor(s, "twilio", "messages", "AC1", f"daemon {n}", now=NOW),
+        lambda s, _: ledger.load_cursor(s, "twilio", "messages", "AC1"), "daemon 2"),
+    "a CRM's first budget record": (
+        lambda s, n, _: outbox.save_allowance(s, "zendesk", WritePriority.BACKFILL, now=NOW, daily_remaining=n),
+        lambda s, _: [(a.crm, a.daily_remaining) for a in outbox.allowances(s)], [("zendesk", 2)]),
+    "a CRM record's link": (
+        lambda s, _, person: graph.add_link(s, person, "zendesk", "user", "77", now=NOW),
+        lambda s, person: [link.record_id for link in graph.links_of(s, person, "zendesk")], ["77"]),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("what", list(SAME_NEW_ROW))
+def test_two_daemons_writing_the_same_new_row_at_once_both_succeed(store: StateStore, what: str) -> None:
+    """The second waits for the first's uncommitted row, then updates it (or leaves it): neither fails."""
+    if store.dialect != "postgresql":
+        pytest.skip("concurrent transactions are PostgreSQL's; SQLite runs one daemon per file")
+    save, read, expected = SAME_NEW_ROW[what]
+    with store.transaction() as s:
+        person = graph.person_for(s, phone("+14155550100"), now=NOW)
+    first_saved = threading.Event()
+    errors: list[Exception] = []
+
+    def waiting_on_a_lock() -> bool:
+        with store.engine.connect() as connection:
+            return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
+
+    def first() -> None:
+        with store.transaction() as s:
+            save(s, 1, person)
+            s.flush()
+            first_saved.set()
+            deadline = time.monotonic() + 10
+            while not waiting_on_a_lock() and time.monotonic() < deadline:  # the second waits for our row
+                time.sleep(0.01)
+
+    def second() -> None:
+        assert first_saved.wait(timeout=10)
+        try:
+            with store.transaction() as s:
+                save(s, 2, person)
+        except Exception as exc:  # noqa: BLE001  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    with store.transaction() as s:
+        assert read(s, person) == expected
+
+
+def test_a_conversation_waits_while_one_of_its_writes_opens_the_case(store: StateStore) -> None:
+    """Another write of the conversation claimed meanwhile would look for the case, miss it, and open a second."""
+    _one_pending(store, count=2)  # two messages of one conversation
+    lease = timedelta(minutes=5)
+    with store.transaction() as s:
+        [opener] = outbox.claim_due(s, "salesforce", 1, now=NOW, lease=lease)
+        thread = outbox.open_thread(s, "salesforce", sms("SM0").conversation_key, "support", now=NOW)
+    with store.transaction() as s:  # the opener is out, its case not recorded: the follow-up waits
+        assert outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease) == []
+    with store.transaction() as s:  # once the lease ends, both are due again (one batch puts them in order)
+        again = outbox.claim_due(s, "salesforce", 10, now=NOW + lease, lease=lease)
+        [waited] = [r.id for r in again if r.id != opener.id]
+        assert len(again) == 2
+        outbox.mark_retry(s, waited, "503", retry_at=NOW + lease)  # the follow-up backs off a little...
+        outbox.set_thread_record(s, thread.id, "500A")  # ... and the opener has opened the case, still leased
+    with store.transaction() as s:  # a conversation with its case: writes go as they come due
+        [follow_up] = outbox.claim_due(s, "salesforce", 10, now=NOW + lease, lease=lease)
+        assert follow_up.id == waited
 
 
 def test_threads_open_then_move_to_the_next_case_after_closing(store: StateStore) -> None:
