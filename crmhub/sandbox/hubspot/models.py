@@ -165,8 +165,8 @@ class HubSpotBackend:
         """A new record from API properties, with its inline v3 `associations`."""
         cleaned = self.clean(otype, properties, None)
         links = [self._inline_association(otype, a) for a in associations or []]
-        self._close_date(otype, cleaned, None, properties)
         now, rid = self.now(), self._new_id()
+        self._close_date(otype, cleaned, None, properties, now)
         props = {k: v for k, v in cleaned.items() if v is not None}
         props.setdefault(otype.created, now)
         props.update({otype.modified: now, "hs_lastmodifieddate": now, "hs_object_id": rid})
@@ -180,8 +180,8 @@ class HubSpotBackend:
                id_property: str | None = None) -> Record:
         record = self.get(otype, key, id_property)
         cleaned = self.clean(otype, properties, record)
-        self._close_date(otype, cleaned, record, properties)
-        now = self.now()
+        now = self.now()  # one instant for the change: the close date equals the modified date, as in HubSpot
+        self._close_date(otype, cleaned, record, properties, now)
         for name, value in cleaned.items():
             if value is None:
                 record["properties"].pop(name, None)
@@ -202,7 +202,7 @@ class HubSpotBackend:
                 self.dissociate(otype, record["id"], catalog.OBJECT_TYPES[to_type], to_id)
 
     def _close_date(self, otype: ObjectType, cleaned: dict[str, str | None], record: Record | None,
-                    given: dict[str, Any]) -> None:
+                    given: dict[str, Any], now: str) -> None:
         """A ticket's `closed_date` follows its stage: set on entering a closed stage, cleared on leaving it.
 
         HubSpot sets the close date when a ticket moves into a stage whose
@@ -217,7 +217,7 @@ class HubSpotBackend:
                                                               before.get("hs_pipeline_stage"))
         closed = self.stage_closed(pipeline, stage)
         if closed and not was_closed:
-            cleaned["closed_date"] = self.now()
+            cleaned["closed_date"] = now
         elif was_closed and not closed:
             cleaned["closed_date"] = None
 
