@@ -25,7 +25,7 @@ run, so status and metrics can count the held rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -206,6 +206,20 @@ def may_reopen(row: ThreadRow, occurred_at: datetime, window: timedelta) -> bool
     """
     return (row.closed_at is not None and not row.closed_final and row.record_id is not None
             and occurred_at <= row.closed_at + window)
+
+
+DEFAULT_REOPEN_WINDOW = timedelta(days=3)  # `threads.reopen_window`'s default, for callers without settings
+
+
+def reopens(thread: ThreadRow | None, occurred_at: datetime, window: timedelta, reopened: Container[int]) -> bool:
+    """Whether a message of `occurred_at` goes onto the thread's closed case, reopening it.
+
+    Within `window` of the close (`may_reopen`), or after an earlier message of
+    the same run (`reopened`: ids of threads it reopened) reopened it. Routing
+    and delivery both ask this, so a reopening message is routed as it is written.
+    """
+    return (thread is not None and thread.closed_at is not None
+            and (thread.id in reopened or may_reopen(thread, occurred_at, window)))
 
 
 def mark_reopened(session: Session, crm: str, conversation_key: str,

@@ -56,7 +56,7 @@ class DeliveryPolicy:
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     retry_base: timedelta = timedelta(seconds=30)
-    reopen_window: timedelta = timedelta(days=3)  # a message this soon after its case closed reopens it
+    reopen_window: timedelta = outbox.DEFAULT_REOPEN_WINDOW  # a message this soon after its case closed reopens it
 
 
 @dataclass
@@ -155,8 +155,7 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
     earlier = outbox.thread_of(session, crm, item.conversation_key)
     tried_before = earlier is not None and earlier.closed_at is None  # an earlier write may have opened its case
     # A closed case reopens for a message within the window (or one following such a message in this batch).
-    if earlier is not None and earlier.closed_at is not None and (
-            earlier.id in reopening or outbox.may_reopen(earlier, item.occurred_at, policy.reopen_window)):
+    if earlier is not None and outbox.reopens(earlier, item.occurred_at, policy.reopen_window, reopening):
         thread, reopen = earlier, True
         reopening.setdefault(thread.id, thread.state_at)
     else:

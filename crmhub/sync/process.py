@@ -33,7 +33,7 @@ from crmhub.sync.routing import Router
 
 def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, now: datetime,
                     batch_size: int = 500, identity: IdentityPolicy = IdentityPolicy(),
-                    reopen_window: timedelta = timedelta(days=3)) -> int:
+                    reopen_window: timedelta = outbox.DEFAULT_REOPEN_WINDOW) -> int:
     """Process every unprocessed ledger row; returns how many were processed.
 
     `reopen_window` is `threads.reopen_window`: a message that will reopen a
@@ -41,7 +41,7 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
     """
     done = 0
     blocklist = identity.blocklist
-    reopening: set[tuple[str, str]] = set()  # (crm, conversation) reopened by an earlier message of this run
+    reopening: set[int] = set()  # threads an earlier message of this run reopens
     while True:
         with store.transaction() as session:
             one_at_a_time(session, "route")
@@ -69,11 +69,10 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
                     if match is not None:
                         fields = {**match.fields, **fields}
                     thread = outbox.thread_of(session, crm, item.conversation_key)
-                    is_open = thread is not None and (
-                        thread.closed_at is None or (crm, item.conversation_key) in reopening
-                        or outbox.may_reopen(thread, item.occurred_at, reopen_window))
-                    if is_open and thread is not None and thread.closed_at is not None:
-                        reopening.add((crm, item.conversation_key))  # what follows it threads onto it too
+                    reopens = outbox.reopens(thread, item.occurred_at, reopen_window, reopening)
+                    if reopens and thread is not None:
+                        reopening.add(thread.id)  # what follows it threads onto it too
+                    is_open = reopens or (thread is not None and thread.closed_at is None)
                     case_open = case_open or is_open
                     opening = is_open or outbox.case_pending(session, crm, item.conversation_key)
                     priority[crm] = WritePriority.FOLLOW_UP if opening else WritePriority.NEW_CASE
