@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from crmhub.app import Hub, build_hub
 from crmhub.config import load_config
@@ -25,32 +24,32 @@ from crmhub.sandbox import EmulatorServer, Fault, SandboxClock
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.outbox import outbox_counts
 from crmhub.store.schema import OutboxRow
-from tests.crm_views import OURS, VIEWS, assert_each_message_once
+from tests.crm_views import OURS, VIEWS, CrmView, SalesforceView, assert_each_message_once, duplicate_contacts
 from tests.daemons import tune_settings
 
 KNOWN = [f"+1415555{3000 + n}" for n in range(10)]  # customers each CRM already has
 UNKNOWN = [f"+1415555{4000 + n}" for n in range(3)]
 SF_REST = "^/services/data/"  # the REST API, not the OAuth login
+SF_PACE = "crms.salesforce.budget.requests_per_minute"
 RETRY_ATTEMPTS = 3
 
 
-def _settings(directory: Path, sf: EmulatorServer, tw: EmulatorServer, *, per_minute: int = 600) -> Path:
-    """Sandbox settings with a short retry policy (3 attempts, 10-50 ms waits, 1 s in all)."""
-    settings = write_sandbox_settings(directory, {"salesforce": sf.url, "twilio": tw.url})
-    yaml = YAML()
-    data = yaml.load(settings.read_text())
-    data["retry"] = {"max_attempts": RETRY_ATTEMPTS, "initial_wait": "10ms", "max_wait": "50ms", "max_total": "1s"}
-    data["crms"]["salesforce"]["budget"]["requests_per_minute"] = per_minute
-    with settings.open("w") as out:
-        yaml.dump(data, out)
+def _settings(directory: Path, view: CrmView, tw: EmulatorServer, pace: str, allowed: int) -> Path:
+    """Sandbox settings for one CRM and Twilio: a short retry policy (3 attempts, 10-50 ms waits, 1 s in
+    all) and the CRM's pace setting `pace` at `allowed` calls."""
+    settings = write_sandbox_settings(directory, {view.name: view.server.url, "twilio": tw.url},
+                                      enabled=(view.name, "twilio"))
+    tune_settings(settings, {"retry": {"max_attempts": RETRY_ATTEMPTS, "initial_wait": "10ms", "max_wait": "50ms",
+                                       "max_total": "1s"}, pace: allowed})
     return settings
 
 
-def _seed_org(sf: Any, tw: Any) -> None:
-    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
-        sf.add_queue(name.replace("_", " "), name)
+def _seed(view: CrmView, tw: Any) -> None:
+    """The CRM's setup and the customers it already has; our Twilio number."""
+    view.seed()
     for n, phone in enumerate(KNOWN):
-        sf.insert("Contact", FirstName="Known", LastName=f"Person{n}", Phone=phone)
+        view.add_known(phone, f"Person{n}")
+    view.ready()
     tw.add_number(OURS)
 
 
@@ -74,14 +73,10 @@ def _counts(hub: Hub) -> Counter[str]:
         return counts
 
 
-def _assert_exactly_once(sf: Any, bodies: list[str]) -> None:
-    tasks = sf.records("Task")
-    assert Counter(t["Description"] for t in tasks) == Counter(bodies)  # each once, none missing
-    assert len({t["Crmhub_Key__c"] for t in tasks}) == len(tasks)
-    conversations = Counter(c["Crmhub_Conversation__c"].rpartition("#")[0] for c in sf.records("Case"))
-    assert max(conversations.values()) == 1  # no conversation opened twice
-    phones = Counter(c.get("Phone") for c in sf.records("Contact"))
-    assert all(phones[p] == 1 for p in KNOWN + UNKNOWN if phones[p])  # no sender got a second Contact
+def _assert_exactly_once(view: CrmView, sent: dict[str, str]) -> None:
+    """Each message once on its conversation's one case, and no sender with a second contact."""
+    assert_each_message_once(view, sent)
+    assert not duplicate_contacts(view, KNOWN + UNKNOWN)
 
 
 def _cycle(hub: Hub) -> bool:
@@ -92,25 +87,27 @@ def _cycle(hub: Hub) -> bool:
 def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
         salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, sandbox_clock: SandboxClock,
         tmp_path: Path) -> None:
+    view = SalesforceView(salesforce_sandbox)
     sf: Any = salesforce_sandbox.emulator
     tw: Any = twilio_sandbox.emulator
 
     # The same traffic without faults first: what a clean run costs, per cycle.
-    _seed_org(sf, tw)
-    bodies = list(_send(tw, 30))
-    with build_hub(load_config(_settings(tmp_path / "clean", salesforce_sandbox, twilio_sandbox))) as hub:
+    _seed(view, tw)
+    sent = _send(tw, 30)
+    with build_hub(load_config(_settings(tmp_path / "clean", view, twilio_sandbox, SF_PACE,
+                                         600))) as hub:
         assert _cycle(hub)
         busy = (sf.total_calls, tw.total_calls)
         assert _cycle(hub)
         idle = (sf.total_calls - busy[0], tw.total_calls - busy[1])
         assert _counts(hub) == Counter(done=30)
-    _assert_exactly_once(sf, bodies)
+    _assert_exactly_once(view, sent)
 
     # The storm: fresh emulators, same traffic, the next N calls of each API refused.
     sf.reset()
     tw.reset()
-    _seed_org(sf, tw)
-    bodies = list(_send(tw, 30))
+    _seed(view, tw)
+    sent = _send(tw, 30)
     sf_storm, tw_storm = 7, 3
     sf_fault = sf.faults.add(Fault(kind="rate_limit", path=SF_REST, times=sf_storm))  # 403 REQUEST_LIMIT_EXCEEDED
     tw_fault = tw.faults.add(Fault(kind="rate_limit", times=tw_storm, retry_after=1))  # 429, Retry-After: 1
@@ -122,8 +119,8 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
     cycles, failed = 0, 0
     per_minute = 4  # fewer than one clean busy cycle makes: the pace has to hold the storm's retries back
     storm_start = sandbox_clock.time()
-    with build_hub(load_config(_settings(tmp_path / "storm", salesforce_sandbox, twilio_sandbox,
-                                         per_minute=per_minute)),
+    with build_hub(load_config(_settings(tmp_path / "storm", view, twilio_sandbox, SF_PACE,
+                                         per_minute)),
                    clock=clock, sleep=sandbox_clock.advance, monotonic=sandbox_clock.time) as hub:
         for cycles in range(1, 16):
             failed += not _cycle(hub)
@@ -131,7 +128,7 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
                 break
             offset += timedelta(minutes=10)  # past the outbox's retry wait (30 s, doubling per attempt)
         assert _counts(hub) == Counter(done=30), _counts(hub)
-    _assert_exactly_once(sf, bodies)
+    _assert_exactly_once(view, sent)
     assert sf_fault.hits == sf_storm and tw_fault.hits == tw_storm  # the storm happened, all of it
 
     # Every request is one of: a refused one (counted by the fault), one the clean run also made
@@ -156,7 +153,7 @@ def test_a_429_storm_delivers_everything_once_within_a_bounded_number_of_calls(
 
 OUTAGE_PATHS = {"salesforce": SF_REST, "zendesk": "^/api/v2/", "hubspot": "^/crm/"}  # each CRM's REST API
 OUTAGE_PACES = {  # the pace setting, the calls it allows, per this many seconds
-    "salesforce": ("crms.salesforce.budget.requests_per_minute", 8, 60.0),
+    "salesforce": (SF_PACE, 8, 60.0),
     "zendesk": ("crms.zendesk.budget.requests_per_minute", 8, 60.0),
     "hubspot": ("crms.hubspot.budget.requests_per_10s", 2, 10.0),
 }
@@ -169,18 +166,11 @@ def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_on
     server: EmulatorServer = request.getfixturevalue(f"{crm}_sandbox")
     view = VIEWS[crm](server)
     tw: Any = twilio_sandbox.emulator
-    view.seed()
-    for n, phone in enumerate(KNOWN):
-        view.add_known(phone, f"Person{n}")
-    view.ready()
-    tw.add_number(OURS)
+    _seed(view, tw)
     before = _send(tw, 5, at=sandbox_clock.now() - timedelta(minutes=30))
     clock: Callable[[], datetime] = sandbox_clock.now  # the outbox's retry schedule follows sandbox time
     key, allowed, window = OUTAGE_PACES[crm]  # the outage's retries would come faster than that
-    settings = write_sandbox_settings(tmp_path, {crm: server.url, "twilio": twilio_sandbox.url},
-                                      enabled=(crm, "twilio"))
-    tune_settings(settings, {"retry": {"max_attempts": RETRY_ATTEMPTS, "initial_wait": "10ms", "max_wait": "50ms",
-                                       "max_total": "1s"}, key: allowed})
+    settings = _settings(tmp_path, view, twilio_sandbox, key, allowed)
     with build_hub(load_config(settings), clock=clock, sleep=sandbox_clock.advance,
                    monotonic=sandbox_clock.time) as hub:
         assert _cycle(hub)  # running normally: mirror read, first messages delivered
@@ -210,7 +200,7 @@ def test_a_ten_minute_outage_in_sandbox_time_delivers_nothing_then_everything_on
                 break
         assert _counts(hub) == Counter(done=30), _counts(hub)
     assert outage.hits == refused  # nothing was refused after the outage ended
-    assert_each_message_once(view, {**before, **during})
+    _assert_exactly_once(view, {**before, **during})
     busiest = view.em.busiest(window)
     print(f"\n10-minute outage, {crm}: {refused} calls refused with 503 during it; {view.em.total_calls} calls "
           f"in all, at most {busiest} in any {window:g} s (allowed {allowed})")
