@@ -165,10 +165,7 @@ class XChannel(Connector):
 
     def mention_pages(self, cursor: str | None) -> Iterator[XPage]:
         """Posts mentioning us newer than `cursor` (a post id; None: as far back as X reaches), page by page."""
-        fetch = partial(self._client.get_users_mentions, self.account().value, since_id=cursor,
-                        max_results=_clamp(self.page_size, MENTIONS_MAX_RESULTS), expansions=MENTION_EXPANSIONS,
-                        tweet_fields=MENTION_FIELDS, user_fields=USER_FIELDS)
-        return self._pages("mentions.page", Channel.X_MENTION, fetch, cursor, self._mention)
+        return self._post_pages("mentions.page", self._client.get_users_mentions, cursor, self._mention)
 
     def own_post_pages(self, cursor: str | None) -> Iterator[XPage]:
         """Our account's reply posts newer than `cursor`, page by page: replies agents post on X itself.
@@ -177,10 +174,16 @@ class XChannel(Connector):
         are skipped, not dead-lettered. Replies crmhub sent are read back too;
         the ledger already holds them (their echo), so they count as known.
         """
-        fetch = partial(self._client.get_users_tweets, self.account().value, since_id=cursor, exclude=["retweets"],
+        return self._post_pages("own_posts.page", self._client.get_users_tweets, cursor, self._own_post,
+                                exclude=["retweets"])
+
+    def _post_pages(self, operation: str, timeline: Callable[..., Any], cursor: str | None, translate: Translate,
+                    **options: Any) -> Iterator[XPage]:
+        """One of our account's post timelines (mentions, our own posts) after `cursor`, as `x_mention` items."""
+        fetch = partial(timeline, self.account().value, since_id=cursor,
                         max_results=_clamp(self.page_size, MENTIONS_MAX_RESULTS), expansions=MENTION_EXPANSIONS,
-                        tweet_fields=MENTION_FIELDS, user_fields=USER_FIELDS)
-        return self._pages("own_posts.page", Channel.X_MENTION, fetch, cursor, self._own_post)
+                        tweet_fields=MENTION_FIELDS, user_fields=USER_FIELDS, **options)
+        return self._pages(operation, Channel.X_MENTION, fetch, cursor, translate)
 
     def dm_pages(self, cursor: str | None) -> Iterator[XPage]:
         """DM events newer than `cursor` (an event id; None: the last 30 days), page by page."""
