@@ -31,13 +31,14 @@ from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
-from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget
+from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.replying import Replier, senders_of
 from crmhub.store import StateStore, open_store, outbox
 from crmhub.sync.blocklist import Blocklist
-from crmhub.sync.identity import IdentityGraph, IdentityPolicy
+from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
 from crmhub.sync.ingest import PollReport, poll_stream
+from crmhub.sync.links import note_suggestions
 from crmhub.sync.mirror import mirror_loaded, refresh_mirror
 from crmhub.sync.process import process_pending
 from crmhub.sync.replies import ReplyPolicy, ReplyReport
@@ -244,6 +245,8 @@ class Hub:
                 crm.refresh_allowance()  # the vendor's limits endpoint, at most every few minutes
                 report = deliver(self.store, crm, self.policies[name], now=self.clock(), clock=self.clock,
                                  max_priority=crm.allowed_priority, stop=self.stopping)
+                if crm.allowed_priority() >= WritePriority.FOLLOW_UP:  # a note is a follow-up on a case
+                    report.noted = note_suggestions(self.store, crm, now=self.clock())
                 cycle.deliveries.append(self.metrics.record_delivery(report))
                 self._save_allowance(crm)
         return cycle
@@ -393,17 +396,20 @@ def contact_objects(config: Config, crm: str) -> list[ContactObject]:
     return [ContactObject(name, match.by_kind(), extra) for name, match in identity.objects().items()]
 
 
-def build_identity_policy(config: Config, blocklist: Blocklist) -> IdentityPolicy:
+def build_identity_policy(config: Config, blocklist: Blocklist | None = None) -> IdentityPolicy:
     """identities.yaml for the engine; our own numbers and account are never a customer's statement."""
     mappings = config.identities
+    if blocklist is None:
+        blocklist = Blocklist.of(mappings.blocked.values, mappings.blocked.patterns)
     channels = config.settings.channels
     own: set[Identity] = set()
     if channels.twilio is not None:
         own |= {Identity(IdentityKind.PHONE, n) for n in (*channels.twilio.numbers, *channels.twilio.whatsapp_senders)}
     if channels.x is not None:
         own.add(Identity(IdentityKind.X_HANDLE, normal_handle(channels.x.account)))
+    statements = StatementPolicy(**{kind: OnStatement(action) for kind, action in mappings.statements})
     return IdentityPolicy(blocklist=blocklist, max_per_kind=mappings.max_identities_per_kind,
-                          from_messages=mappings.join_stated, default_region=mappings.default_region,
+                          statements=statements, default_region=mappings.default_region,
                           other_regions=tuple(mappings.other_regions),
                           own=frozenset(own))
 

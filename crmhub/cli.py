@@ -58,7 +58,11 @@ def validate(config: ConfigOption = None,
     """Check settings.yaml and the mappings offline; print every problem with file and line."""
     from crmhub.config import load_config
 
+    from crmhub.config.warnings import config_warnings
+
     loaded = load_config(config, resolve_secrets=not offline_secrets)
+    for warning in config_warnings(loaded):  # risky but valid: shown, never an exit 1
+        typer.echo(warning, err=True)
     typer.echo(f"{config or loaded.source}: OK ({_summary(loaded)})")
 
 
@@ -308,6 +312,79 @@ def conflicts_resolve(conflict: Annotated[int, typer.Argument(help="The conflict
 
     with opened(config) as (_, store), store.transaction() as session:
         _print_lines([resolve(session, conflict, keep, now=datetime.now(UTC))])
+
+
+links_app = typer.Typer(no_args_is_help=True,
+                        help="Identities customers claimed in messages (\"I'm @jane\"): list, confirm, reject.")
+app.add_typer(links_app, name="links")
+
+
+@links_app.command("list")
+@for_people
+def links_list(status: Annotated[str | None, typer.Option(
+                   help="Only links in this status: pending, confirmed or rejected.")] = None,
+               as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+               config: ConfigOption = None) -> None:
+    """Link suggestions: who claimed which identity, in which message, who holds it, and what was decided."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crmhub.ops import OpsError, opened
+    from crmhub.ops.links import list_links
+    from crmhub.store.links import LinkStatus
+
+    try:
+        wanted = LinkStatus(status) if status is not None else None
+    except ValueError:
+        raise OpsError(f"--status: unknown status {status!r}; use pending, confirmed or rejected") from None
+    with opened(config) as (_, store), store.transaction() as session:
+        rows = list_links(session, wanted)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    console = Console(soft_wrap=True)
+    if not rows:
+        console.print(f"No {wanted.value + ' ' if wanted else ''}link suggestions.", highlight=False)
+        return
+    table = Table(title=f"Link suggestions ({len(rows)})")
+    for column in ("id", "stated in", "sender", "claims", "held by", "status", "decided"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row.id), row.stated_in, row.sender, row.claimed, row.held_by, row.status, row.decided)
+    console.print(table)
+    if any(row.status == "pending" for row in rows):
+        console.print("Once checked with the customer: crmhub links confirm ID (joins them) or crmhub links reject ID",
+                      highlight=False)
+
+
+@links_app.command("confirm")
+@for_people
+def links_confirm(link: Annotated[int, typer.Argument(help="The suggestion's id (crmhub links list).")],
+                  config: ConfigOption = None) -> None:
+    """Join the claimed identity to the sender: their histories merge onto one record per CRM at the next sync."""
+    from datetime import UTC, datetime
+
+    from crmhub.app import build_identity_policy
+    from crmhub.ops import opened
+    from crmhub.ops.links import confirm
+
+    with opened(config) as (loaded, store), store.transaction() as session:
+        _print_lines([confirm(session, link, policy=build_identity_policy(loaded),
+                              crms=loaded.settings.crms.enabled_names(), now=datetime.now(UTC))])
+
+
+@links_app.command("reject")
+@for_people
+def links_reject(link: Annotated[int, typer.Argument(help="The suggestion's id (crmhub links list).")],
+                 config: ConfigOption = None) -> None:
+    """The claim is false: nothing joins, and it is never suggested again."""
+    from datetime import UTC, datetime
+
+    from crmhub.ops import opened
+    from crmhub.ops.links import reject
+
+    with opened(config) as (_, store), store.transaction() as session:
+        _print_lines([reject(session, link, now=datetime.now(UTC))])
 
 
 def _print_lines(lines: list[str]) -> None:

@@ -21,9 +21,9 @@ from crmhub.connectors.twilio import REPLY_STATUSES
 from crmhub.metrics import Metrics
 from crmhub.model import Channel, Delivery
 from crmhub.store import StateStore
+from crmhub.sync.notes import NoteWriter
 from crmhub.sync.replies import (
     ChannelSender,
-    NoteWriter,
     ReplyPolicy,
     ReplyReport,
     ReplySource,

@@ -94,7 +94,8 @@ def print_cycle(cycle: Any, console: Console | None = None) -> None:
     for report in cycle.deliveries:
         console.print(f"delivered to {report.crm}: {report.delivered} written, {report.retrying} to retry, "
                       f"{report.dead} dead-lettered" + (f", {report.held} held by the API budget"
-                                                        if report.held else ""))
+                                                        if report.held else "")
+                      + (f", {report.noted} link suggestion(s) noted on their case" if report.noted else ""))
     for line in cycle.replies.lines() if getattr(cycle, "replies", None) is not None else []:
         console.print(line)
     for failure in cycle.failures:

@@ -57,6 +57,11 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     assert queue_of(mention) == "Social Queue"
     assert mention["WhoId"] == jane and records[mention["WhatId"]]["ContactId"] == jane
     assert by_text[cast.JANE_STATES_HANDLE.body]["WhatId"] == by_text[cast.FIRST_TEXTS[0].body]["WhatId"]
+    # Her claim was only a suggestion until the admin confirmed it: one internal note on her case says so.
+    [note] = [c for c in sf.records("CaseComment") if not c["IsPublished"]]
+    assert note["ParentId"] == by_text[cast.JANE_STATES_HANDLE.body]["WhatId"]
+    assert cast.JANE_PHONE in note["CommentBody"] and "X handle @janeonx" in note["CommentBody"]
+    assert "crmhub links confirm 1" in note["CommentBody"] and "Any update" not in note["CommentBody"]
 
     # The agent's comment reached Jane once, by SMS from the number she wrote to.
     sent = [m for m in tw.snapshot()["messages"].values() if m["direction"] == "outbound-api"]
@@ -78,6 +83,10 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     # What the demo printed matches: the two dead letters, the replay, the conflict, the reply, a quiet rerun.
     assert "empty message" in output and "'Social_Queue' (routing name 'social') does not exist" in output
     assert "is pending again" in output
+    act_three = output.split("3. Two identities, one customer")[1].split("4. An agent answers")[0]
+    assert "1 link suggestion(s) noted on their case" in act_three and "Link suggestions (1)" in act_three
+    assert "Link 1 confirmed: X handle @janeonx is now the same customer as phone +14155550123" in act_three
+    assert "Any update" not in act_three  # the claim is shown, never the message
     assert "Conflicts (1)" in output and "x_handle:janeonx" in output
     assert "replies sent: 1, 0 to retry, 0 dead" in output
     last_cycle = output.split("5. Run it again")[1]

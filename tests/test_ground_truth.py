@@ -3,7 +3,9 @@
 A seeded traffic plan (persons, their CRM records, their messages on every
 channel, the facts that join their identities) is replayed into all five
 emulators in six-hour steps, with crmhub syncing after each step. The
-expected state is computed from the plan alone, never from crmhub's tables:
+expected state is computed from the plan alone, never from crmhub's tables
+(the admin's part, confirming what customers claim in messages, is played
+from the plan too):
 for every person and CRM, the person's oldest record there holds exactly the
 person's replayed interactions, each interaction is in each CRM once, the
 plan's conflicts are reported, and the events of one conversation thread
@@ -21,14 +23,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from crmhub.app import build_hub
+from crmhub.app import Hub, build_hub
 from crmhub.cli import app
 from crmhub.config import load_config
 from crmhub.identities import from_crm_field
+from crmhub.ops.links import confirm, reject
 from crmhub.sandbox import EmulatorServer, SandboxClock
 from crmhub.sandbox.replay import replay_events, seed_crms
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.traffic import TrafficPlan, generate
+from crmhub.store import links
 
 SECRETS = Path(__file__).parents[1] / "crmhub" / "defaults" / "sandbox-secrets"
 
@@ -63,6 +67,8 @@ def test_generated_traffic_with_merges_leaves_every_record_with_its_persons_full
     seeded = dict(seed_crms(plan, emus).ids)
     settings = _plan_settings(plan, tmp_path, {api: s.url for api, s in emulators.items()})
     replayed: dict[str, str] = {}
+    owner = _owner_of_identities(plan)
+    false_claims: list[tuple[str, str]] = []
     with build_hub(load_config(settings)) as hub:
         hub.crms["zendesk"].job_poll_first = 0.01  # type: ignore[union-attr]  # the emulator's jobs finish at once
         previous: datetime | None = None
@@ -75,13 +81,14 @@ def test_generated_traffic_with_merges_leaves_every_record_with_its_persons_full
             for _ in range(2):  # the second cycle delivers the relinks a merge in the first one asked for
                 cycle = hub.sync_once()
                 assert not cycle.failures, cycle.failures
+                false_claims += _decide_claims(hub, owner)
             previous, moment = moment, moment + STEP
 
     # Every replayed event is expected, our own public replies on X included (read from our post timeline).
     keys = {event_id: _key(plan, event_id, item) for event_id, item in replayed.items()}
     events = {e.event_id: e for e in plan.iter_events()}
     who = {key: (events[e].person_id, events[e].their_key) for e, key in keys.items()}
-    owner = _owner_of_identities(plan)
+    assert false_claims == []  # every claim crmhub suggested is one the plan's persons made about themselves
     for crm in CRMS:
         records = [{**r, "crm": crm} for r in _records(crm, emus[crm])]
         history = _history(crm, emus[crm])
@@ -114,6 +121,20 @@ def test_generated_traffic_with_merges_leaves_every_record_with_its_persons_full
         thread_keys = [keys[e] for e in thread if e in keys]
         for crm in CRMS:
             assert len({case_of[crm].get(k) for k in thread_keys}) <= 1, (crm, thread_keys)
+
+
+def _decide_claims(hub: Hub, owner: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """The admin's part: a claim the truth (the plan) bears out is confirmed, any other rejected (and returned)."""
+    false = []
+    with hub.store.transaction() as session:
+        for row in links.listing(session, links.LinkStatus.PENDING):
+            sender, claimed = (row.sender_kind, row.sender_value), (row.claimed_kind, row.claimed_value)
+            if owner.get(sender) is not None and owner.get(sender) == owner.get(claimed):
+                confirm(session, row.id, policy=hub.identity, crms=list(hub.crms), now=hub.clock(), by="test")
+            else:
+                reject(session, row.id, now=hub.clock(), by="test")
+                false.append((f"{sender[0]}:{sender[1]}", f"{claimed[0]}:{claimed[1]}"))
+    return false
 
 
 def _plan_settings(plan: TrafficPlan, directory: Path, urls: dict[str, str]) -> Path:
@@ -215,16 +236,22 @@ def _history(crm: str, emulator: Any) -> dict[str, list[str]]:
     if crm == "zendesk":
         for ticket in emulator.tickets():
             for comment in emulator.comments(ticket["id"]):
-                key = ((comment.get("metadata") or {}).get("custom") or {}).get("crmhub_key")
+                key = _interaction_key((comment.get("metadata") or {}).get("custom"))
                 if key:
                     history[str(ticket["requester_id"])].append(key)
         return history
     for object_type in ("communications", "calls", "notes"):
         for activity in emulator.objects(object_type):
-            key = activity["properties"].get("crmhub_key")
+            key = _interaction_key(activity["properties"])
             for contact in emulator.associated(object_type, str(activity["id"]), "contacts") if key else ():
                 history[str(contact)].append(key)
     return history
+
+
+def _interaction_key(fields: dict[str, Any] | None) -> str | None:
+    """crmhub's key of an interaction's record; None for anything else (crmhub's notes to agents among them)."""
+    key = (fields or {}).get("crmhub_key")
+    return None if not key or str(key).startswith("crmhub-") else str(key)
 
 
 def _written(crm: str, emulator: Any) -> list[str]:
@@ -233,9 +260,9 @@ def _written(crm: str, emulator: Any) -> list[str]:
         return [t["Crmhub_Key__c"] for t in emulator.records("Task")]
     if crm == "zendesk":
         return [key for ticket in emulator.tickets() for comment in emulator.comments(ticket["id"])
-                for key in [((comment.get("metadata") or {}).get("custom") or {}).get("crmhub_key")] if key]
-    return [a["properties"]["crmhub_key"] for object_type in ("communications", "calls", "notes")
-            for a in emulator.objects(object_type) if a["properties"].get("crmhub_key")]
+                for key in [_interaction_key((comment.get("metadata") or {}).get("custom"))] if key]
+    return [key for object_type in ("communications", "calls", "notes") for a in emulator.objects(object_type)
+            for key in [_interaction_key(a["properties"])] if key]
 
 
 def _case_of(crm: str, emulator: Any) -> dict[str, str]:
@@ -244,11 +271,11 @@ def _case_of(crm: str, emulator: Any) -> dict[str, str]:
         return {t["Crmhub_Key__c"]: t["WhatId"] for t in emulator.records("Task")}
     if crm == "zendesk":
         return {key: str(ticket["id"]) for ticket in emulator.tickets() for comment in emulator.comments(ticket["id"])
-                for key in [((comment.get("metadata") or {}).get("custom") or {}).get("crmhub_key")] if key}
+                for key in [_interaction_key((comment.get("metadata") or {}).get("custom"))] if key}
     out = {}
     for object_type in ("communications", "calls", "notes"):
         for activity in emulator.objects(object_type):
-            key = activity["properties"].get("crmhub_key")
+            key = _interaction_key(activity["properties"])
             tickets = emulator.associated(object_type, str(activity["id"]), "tickets") if key else {}
             if key and tickets:
                 out[key] = ",".join(sorted(tickets))

@@ -39,6 +39,9 @@ _PATTERN_HINTS = {
 _MOVED = {
     ("RoutingRules", "reopen_window"): "it moved to settings.yaml; remove it here and write threads: "
                                        "{ reopen_window: 3d } in settings.yaml",
+    ("IdentityMappings", "join_stated"): "statements replaced it, and a statement in a message no longer joins by "
+                                         "itself; remove it and write statements: suggest (the default: an agent or "
+                                         "admin confirms each claim), or statements: join to keep joining unchecked",
 }
 
 

@@ -27,6 +27,7 @@ from crmhub.config._types import (
     TimeZoneName,
     check_region,
     one_or_many,
+    problem,
 )
 from crmhub.config.settings import Model
 
@@ -144,6 +145,35 @@ class IdentityCrms(Model):
     hubspot: HubSpotIdentity | None = Field(None, description="HubSpot matching.")
 
 
+StatementAction = Literal["suggest", "ignore", "join"]
+STATEMENT_ACTIONS: tuple[str, ...] = ("suggest", "ignore", "join")
+
+
+class Statements(Model):
+    """What an identity a customer states in a message does, per identity kind."""
+
+    keyed_by: ClassVar[str] = "identity kind"
+
+    phone: StatementAction = Field("suggest", description="A phone number written in a message.")
+    email: StatementAction = Field("suggest", description="An email address written in a message.")
+    x_handle: StatementAction = Field("suggest", description="An @handle after \"I'm\", \"my handle is\"... "
+                                                              "in a message.")
+
+
+def _every_kind(value: object) -> object:
+    """`statements: suggest` is short for the same action for every kind."""
+    if isinstance(value, str):
+        if value not in STATEMENT_ACTIONS:
+            raise problem("statement", f"unknown value {value!r}; use one of: {', '.join(STATEMENT_ACTIONS)}, or one "
+                                       "per kind: {phone: suggest, email: suggest, x_handle: suggest}")
+        return {kind: value for kind in Statements.model_fields}
+    return value
+
+
+StatementsOrOne = Annotated[Statements, BeforeValidator(_every_kind,
+                                                        json_schema_input_type=StatementAction | Statements)]
+
+
 class IdentityMappings(Model):
     """`mappings/identities.yaml`."""
 
@@ -155,8 +185,12 @@ class IdentityMappings(Model):
                                                        "`(0121) 496 0745` in a US org).", examples=[["GB"]])
     max_identities_per_kind: int = Field(5, ge=1, description="A person with more identities of one kind stops "
                                                               "growing and is flagged for review.")
-    join_stated: bool = Field(True, description="Join an identity a customer states in a message (\"btw my "
-                                               "number is ...\") to the sender: their histories are merged.")
+    statements: StatementsOrOne = Field(
+        default_factory=Statements,
+        description="What an identity a customer states in a message (\"btw my number is ...\") does: suggest (a "
+                    "link for an agent or admin to confirm, `crmhub links`), ignore, or join (unchecked: anyone "
+                    "could claim anyone's identity). One value for every kind, or one per kind.",
+        examples=["suggest", {"phone": "suggest", "email": "suggest", "x_handle": "ignore"}])
     crms: IdentityCrms = Field(default_factory=IdentityCrms, description="Per CRM, where identities live.")
 
     @model_validator(mode="wrap")

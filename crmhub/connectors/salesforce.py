@@ -263,15 +263,22 @@ class SalesforceCrm(Connector):
         return self._me
 
     def add_case_note(self, note: CaseNote) -> None:
-        """An unpublished CaseComment on the Case, written once (its key is on the comment's last line)."""
+        """An unpublished CaseComment on the Case, written once (its key is on the comment's last line).
+
+        Each try reads the Case's unpublished comments before creating, so a
+        retry after a lost answer finds the comment the first try made.
+        """
         marker = f"[{note.key}]"
         soql = (f"SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{_soql_string(note.case_id)}' "
                 "AND IsPublished = false")
-        if any(marker in (r.get("CommentBody") or "") for page in self.query_pages(soql) for r in page):
-            return
         body = f"{note.text}\n{marker}"
-        self.sf("casecomment.create", lambda sf: sf.CaseComment.create(
-            {"ParentId": note.case_id, "CommentBody": body[:4000], "IsPublished": False}))
+
+        def write(sf: Salesforce) -> None:
+            if any(marker in (r.get("CommentBody") or "") for r in sf.query_all(soql)["records"]):
+                return
+            sf.CaseComment.create({"ParentId": note.case_id, "CommentBody": body[:4000], "IsPublished": False})
+
+        self.sf("casecomment.note", write)
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:

@@ -8,8 +8,9 @@ same commands ops would type (`crmhub deadletters`, `conflicts`, `explain`,
 
 1. everything lands, routed to different queues; bad input is dead-lettered;
 2. the admin fixes a missing queue and replays the dead letter;
-3. a customer states her X handle: her two identities merge and the X
-   history moves onto her Contact;
+3. a customer states her X handle: crmhub only suggests the link (a
+   message is no proof) and notes it on her case; once an admin confirms
+   it, her two identities merge and the X history moves onto her Contact;
 4. an agent answers in Salesforce and the customer gets an SMS;
 5. a run over the same items writes nothing twice.
 """
@@ -30,11 +31,13 @@ from crmhub.connectors._http import build_session
 from crmhub.demo import cast
 from crmhub.demo.tables import calls_line, landed_table, sent_table
 from crmhub.ops.deadletters import list_open
+from crmhub.ops.links import list_links
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.runner import running_sandbox
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.x.models import DEFAULT_ACCOUNT_ID
 from crmhub.status import print_cycle
+from crmhub.store.links import LinkStatus
 
 DEMO_DIR = Path(".crmhub/demo")
 APIS = ("salesforce", "twilio", "x")
@@ -134,13 +137,20 @@ class Story:
 
     def act_three(self) -> None:
         self._act(3, "Two identities, one customer",
-                  f"Jane texts again and says she is @{cast.JANE_ON_X} on X. crmhub joins the two identities, "
-                  "moves the X history onto her own Contact, and flags the twin Contact it had created for the "
-                  "handle for an admin to decide.")
+                  f"Jane texts again and says she is @{cast.JANE_ON_X} on X. Anyone could write that, so crmhub "
+                  "only suggests the link and leaves an internal note on Jane's case for the agent.")
         text = cast.JANE_STATES_HANDLE
         self.twilio.receive_message(text.sender, text.to, text.body, at=self.start + timedelta(minutes=text.minutes))
         self._sync()
-        self.console.print("Two writes: Jane's new SMS, and her X mention's Task and Case moved onto her Contact.")
+        self._command("links", "list", "--status", "pending")
+        self.console.print("The agent checks with Jane and the admin confirms. crmhub joins the two identities, "
+                           "moves the X history onto her own Contact, and flags the twin Contact it had created "
+                           "for the handle for an admin to decide.", highlight=False)
+        with self.hub.store.transaction() as session:
+            [suggestion] = [view.id for view in list_links(session, LinkStatus.PENDING)]
+        self._command("links", "confirm", str(suggestion))
+        self._sync()
+        self.console.print("One write: her X mention's Task and Case moved onto her Contact.")
         self._command("conflicts", "list")
 
     def act_four(self) -> None:

@@ -69,6 +69,12 @@ EMAIL_STYLES = (  # how a CRM or a person writes an address; the key is always l
     lambda e: e.split("@")[0] + "@" + e.split("@")[1].capitalize(),
 )
 HANDLE_STYLES = ("@{h}", "{h}", "@{lo}", "{lo}")
+
+
+def _as_written(source: str, handle: str) -> str:
+    """A handle quoted in a message is written `@handle`: crmhub never reads a bare word as one."""
+    return handle if source != "text" or handle.startswith("@") else f"@{handle}"
+
 FIRST = {
     "en": "Jane John Emily Michael Sarah David Olivia James Amelia Oliver Grace Harry Chloe Daniel Ryan".split(),
     "es": "María José Lucía Javier Carmen Diego Sofía Pablo Elena Andrés".split(),
@@ -626,8 +632,8 @@ def _draw_persons(rng: random.Random, k: Knobs, count: int, numbers: _NumberPool
             taken.add(f"x:{uid}")
             handle = _unique(taken, (_slug(first) + _slug(last))[:12], "handle:")
             ids.append(Identity("x", str(uid), tuple(
-                (s, rng.choice(HANDLE_STYLES).format(h=handle, lo=handle.lower())) for s in DISPLAY_SOURCES),
-                handle=handle))
+                (s, _as_written(s, rng.choice(HANDLE_STYLES).format(h=handle, lo=handle.lower())))
+                for s in DISPLAY_SOURCES), handle=handle))
         people.append(Person(f"p{i + 1:05d}", first, last, lang, region, tier, tuple(ids)))
     return people
 

@@ -322,3 +322,47 @@ class ReplyRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
     status_at: Mapped[datetime]
     noted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class LinkSuggestionRow(Base):
+    """An identity a customer claimed in a message: a link an agent or admin may confirm, never a join by itself.
+
+    One per (sender identity, claimed identity), whatever its status: a claim
+    repeated adds nothing, and a rejected one is never suggested again. The
+    persons are those of the time of the claim; confirming joins whoever
+    holds the two identities then.
+    """
+
+    __tablename__ = "link_suggestions"
+    __table_args__ = (
+        UniqueConstraint("sender_kind", "sender_value", "claimed_kind", "claimed_value",
+                         name="uq_link_suggestions_pair"),
+        Index("ix_link_suggestions_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("ledger.id"), index=True)  # the message that claimed it
+    sender_kind: Mapped[str] = mapped_column(String(8))
+    sender_value: Mapped[str] = mapped_column(String(255))
+    sender_display: Mapped[str] = mapped_column(String(255), default="")
+    sender_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    claimed_kind: Mapped[str] = mapped_column(String(8))
+    claimed_value: Mapped[str] = mapped_column(String(255))
+    claimed_display: Mapped[str] = mapped_column(String(255), default="")
+    holder_person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)  # None: nobody's
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, confirmed, rejected
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class LinkNoteRow(Base):
+    """The internal note telling agents of a suggestion, written once per CRM (`outcome`: written or refused)."""
+
+    __tablename__ = "link_notes"
+
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("link_suggestions.id"), primary_key=True)
+    crm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    noted_at: Mapped[datetime]

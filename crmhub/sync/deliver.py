@@ -67,6 +67,7 @@ class DeliveryReport:
     dead: int = 0
     held: int = 0  # pending rows ranked after what the budget allowed when the run ended
     cut_short: bool = False  # the daemon is stopping: the run ended before the outbox was drained
+    noted: int = 0  # link suggestions noted on their case (`crmhub.sync.links`), after the writes
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,

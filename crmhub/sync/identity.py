@@ -1,8 +1,11 @@
 """Joining identities into persons, and what a join means for the CRM records.
 
 Facts that join two identities: a CRM record holding both (the contact
-mirror), an identity the customer states in a message (`statements`), and an
-X account's handle. When a fact joins two persons, the older person keeps
+mirror), an X account's handle, and a claim someone confirmed. An identity a
+customer states in a message (`statements`) is only a claim: by default it
+becomes a link suggestion (`crmhub links`) for an agent or admin to confirm,
+since anyone can write anyone's address; the admin may ignore claims of a
+kind, or join them unchecked (`statements: join`). When a fact joins two persons, the older person keeps
 everything and every interaction of both is re-pointed onto the person's
 primary record in each CRM (the backfill): the outbox rows already delivered
 elsewhere come due again as relinks, which the connectors apply as upserts on
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 import phonenumbers
 import structlog
@@ -26,7 +30,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
-from crmhub.store import conflicts, graph
+from crmhub.store import conflicts, graph, links
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contact_for
@@ -36,13 +40,38 @@ log = structlog.get_logger("crmhub.identity")
 MAX_CLOSURE_ROUNDS = 10  # a chain of records longer than this is not followed in one go
 
 
+class OnStatement(StrEnum):
+    """What an identity a customer states in a message does (identities.yaml `statements`)."""
+
+    SUGGEST = "suggest"  # a link suggestion for a person to confirm
+    IGNORE = "ignore"
+    JOIN = "join"  # joined unchecked: the text is taken as proof
+
+
+@dataclass(frozen=True)
+class StatementPolicy:
+    """`statements` per identity kind a message can state."""
+
+    phone: OnStatement = OnStatement.SUGGEST
+    email: OnStatement = OnStatement.SUGGEST
+    x_handle: OnStatement = OnStatement.SUGGEST
+
+    def of(self, kind: IdentityKind) -> OnStatement:
+        return OnStatement(getattr(self, kind.value, OnStatement.IGNORE))
+
+    @property
+    def reads(self) -> bool:
+        """Whether any statement counts at all (else messages are not parsed)."""
+        return any(self.of(kind) is not OnStatement.IGNORE for kind in IdentityKind)
+
+
 @dataclass(frozen=True)
 class IdentityPolicy:
     """The admin's identity rules (identities.yaml) as the engine needs them."""
 
     blocklist: Blocklist = Blocklist()
     max_per_kind: int = 5
-    from_messages: bool = True  # join identities customers state in their messages
+    statements: StatementPolicy = StatementPolicy()
     default_region: str = "US"
     other_regions: tuple[str, ...] = ()
     own: frozenset[Identity] = frozenset()  # our numbers and accounts: never a customer's
@@ -60,8 +89,13 @@ class IdentityGraph:
     _grown: set[int] = field(default_factory=set)  # persons with new identities: they may match more records
 
     # ---- entry points ----------------------------------------------------
-    def person_of(self, item: Interaction) -> int:
-        """The person of `item`'s customer, after joining every fact known about them."""
+    def person_of(self, item: Interaction, *, interaction_id: int | None = None) -> int:
+        """The person of `item`'s customer, after joining every fact known about them.
+
+        Identities the message claims become link suggestions (or joins, or
+        nothing, as `statements` says); `interaction_id` is `item`'s ledger row
+        (looked up when not given), the evidence a suggestion points to.
+        """
         customer = item.customer
         person = graph.person_for(self.session, customer, now=self.now)
         if self.policy.blocklist.blocks(customer):
@@ -69,10 +103,23 @@ class IdentityGraph:
         facts: list[Identity] = []
         if customer.kind is IdentityKind.X and customer.display:
             facts.append(Identity(IdentityKind.X_HANDLE, customer.display, customer.display))
-        if self.policy.from_messages and item.direction is Direction.INBOUND and item.text:
-            facts += stated_identities(item.text, regions=self._regions(customer), own=self._own(item),
-                                       known=lambda kind, values: graph.known_values(self.session, kind, values))
+        claims = self._claims(item)
+        facts += [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.JOIN]
         person = self.close_over_mirror(self.join(person, facts))
+        suggested = [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.SUGGEST]
+        if suggested:
+            self._suggest(item, person, suggested, interaction_id)
+        self._link_grown()
+        return person
+
+    def confirm(self, sender: Identity, claimed: Identity) -> int:
+        """A claim a person checked: `sender`'s person takes `claimed`, merging whoever holds it (with backfill).
+
+        Returns the sender's person afterwards; it does not hold `claimed` when
+        the join was refused (a blocked value, or the identity limit, flagged).
+        """
+        person = graph.person_for(self.session, sender, now=self.now)
+        person = self.close_over_mirror(self.join(person, [claimed]))
         self._link_grown()
         return person
 
@@ -198,6 +245,33 @@ class IdentityGraph:
                        f"{what} would give more than {self.policy.max_per_kind} {kind.value} identities; "
                        "not joined (raise max_identities_per_kind in identities.yaml or block the shared value)",
                        now=self.now)
+
+    # ---- claims in messages ------------------------------------------------
+    def _claims(self, item: Interaction) -> list[Identity]:
+        """What an inbound message claims, of the kinds `statements` does not ignore."""
+        rules = self.policy.statements
+        if item.direction is not Direction.INBOUND or not item.text or not rules.reads:
+            return []
+        stated = stated_identities(item.text, regions=self._regions(item.customer), own=self._own(item),
+                                   known=lambda kind, values: graph.known_values(self.session, kind, values))
+        return [i for i in self.policy.blocklist.usable(stated) if rules.of(i.kind) is not OnStatement.IGNORE]
+
+    def _suggest(self, item: Interaction, person: int, claims: Sequence[Identity], interaction_id: int | None) -> None:
+        """Store each claim the person does not hold yet as a suggestion (once per sender and claim)."""
+        if interaction_id is None:
+            interaction_id = self.session.scalar(select(LedgerRow.id).where(
+                LedgerRow.channel == item.channel.value, LedgerRow.external_id == item.external_id))
+            if interaction_id is None:  # not from the ledger: no evidence to point to
+                return
+        for claim in claims:
+            holder = graph.holder_of(self.session, claim)
+            if holder == person:
+                continue
+            row = links.suggest(self.session, interaction_id=interaction_id, sender=item.customer,
+                                sender_person=person, claimed=claim, holder=holder, now=self.now)
+            if row.interaction_id == interaction_id and row.status == links.LinkStatus.PENDING:
+                log.info("link suggested", suggestion=row.id, person=person, holder=holder,
+                         claimed_kind=claim.kind.value)
 
     # ---- helpers ---------------------------------------------------------
     def _holders(self, identities: Sequence[Identity]) -> dict[tuple[IdentityKind, str], int]:

@@ -58,7 +58,7 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
                     if echo is None and replies.unsettled(session, item.conversation_key):
                         waiting += 1  # it may be the sent copy of a reply not recorded yet: wait for it
                         continue
-                person_id = people.person_of(item)
+                person_id = people.person_of(item, interaction_id=row.id)
                 row.person_id = person_id
                 fields: dict[str, Any] = {}
                 case_open = False

@@ -56,6 +56,7 @@ from crmhub.model import (
 from crmhub.store import StateStore, ledger
 from crmhub.store import replies as store
 from crmhub.store.schema import ThreadRow
+from crmhub.sync.notes import NoteOutcome, NoteWriter, put_note
 
 log = structlog.get_logger("crmhub.replies")
 STREAM = "replies"
@@ -71,14 +72,6 @@ class ReplySource(Protocol):
     def reply_pages(self, cursor: str | None, *, start: datetime) -> Iterator[ReplyPage]:
         """Replies since `cursor` (None: since `start`), page by page, oldest first."""
         ...
-
-
-class NoteWriter(Protocol):
-    """A CRM connector that puts internal notes on cases."""
-
-    name: str
-
-    def add_case_note(self, note: CaseNote) -> None: ...
 
 
 class ChannelSender(Protocol):
@@ -318,15 +311,10 @@ def write_back_failures(store_: StateStore, writer: NoteWriter, senders: Mapping
                                    {"reply_id": failure.reply_id}, now=now)
         note = CaseNote(case_id=failure.case_id, key=f"crmhub-reply:{writer.name}:{failure.reply_ref}",
                         text=_note_text(failure, reason))
-        try:
-            writer.add_case_note(note)
-        except TransientError as exc:  # the next run tries again
-            log.warning("failure note not written", crm=writer.name, reply=failure.reply_ref,
-                        error=type(exc).__name__, reason=str(exc)[:200])
+        outcome = put_note(writer, note, about=f"reply {failure.reply_ref}")
+        if outcome is NoteOutcome.RETRY:  # the next run tries again
             continue
-        except PermanentError as exc:  # the dead letter stays; do not try this note for ever
-            log.error("failure note refused", crm=writer.name, reply=failure.reply_ref, error=type(exc).__name__,
-                      reason=str(exc)[:200])
+        if outcome is NoteOutcome.REFUSED:  # the dead letter stays; do not try this note for ever
             with store_.transaction() as session:
                 store.mark_noted(session, failure.reply_id, now=now)
             continue

@@ -62,3 +62,32 @@ def test_schema_writes_one_json_schema_per_file(tmp_path: Path) -> None:
                        "crmhub-routing.schema.json", "crmhub-settings.schema.json"]
     settings = json.loads((tmp_path / "crmhub-settings.schema.json").read_text())
     assert "crms" in settings["properties"]
+
+
+def test_validate_warns_about_statements_join_and_still_exits_0(cfg: ConfigDir, env: None) -> None:
+    cfg.write(identities="""\
+        statements: { phone: suggest, email: join, x_handle: ignore }
+        crms:
+          salesforce:
+            match:
+              Contact: { phone: [Phone], email: [Email] }
+        """)
+    result = CliRunner().invoke(app, ["validate", "--config", "settings.yaml"])
+    assert result.exit_code == 0, result.output
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("mappings/identities.yaml:1:38: warning: statements.email: join takes what a customer "
+                              "writes as proof")
+    assert "use suggest" in warning and result.stdout.startswith("settings.yaml: OK")
+    cfg.write(identities="""\
+        statements: join
+        crms:
+          salesforce:
+            match:
+              Contact: { phone: [Phone], email: [Email] }
+        """)
+    every = CliRunner().invoke(app, ["validate", "--config", "settings.yaml"])
+    assert every.exit_code == 0 and len(every.stderr.splitlines()) == 3
+    assert all(line.startswith("mappings/identities.yaml:1:13: warning: statements.") for line in every.stderr.splitlines())
+    assert CliRunner().invoke(app, ["validate", "--config", "settings.yaml"]).exit_code == 0
+    cfg.write()
+    assert CliRunner().invoke(app, ["validate", "--config", "settings.yaml"]).stderr == ""  # suggest: no warning

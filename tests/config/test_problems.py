@@ -575,6 +575,37 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "mappings/routing.yaml:6:1: unknown key 'reopen_window' at the top level: it moved to settings.yaml; remove "
         "it here and write threads: { reopen_window: 3d } in settings.yaml",
     ]),
+    "join_stated was replaced by statements": ("identities", """\
+        join_stated: true
+        crms:
+          salesforce:
+            match:
+              Contact: { phone: [Phone] }
+        """, [
+        "mappings/identities.yaml:1:1: unknown key 'join_stated' at the top level: statements replaced it, and a "
+        "statement in a message no longer joins by itself; remove it and write statements: suggest (the default: an "
+        "agent or admin confirms each claim), or statements: join to keep joining unchecked",
+    ]),
+    "unknown statements action": ("identities", """\
+        statements: merge
+        crms:
+          salesforce:
+            match:
+              Contact: { phone: [Phone] }
+        """, [
+        "mappings/identities.yaml:1:13: statements: unknown value 'merge'; use one of: suggest, ignore, join, or one "
+        "per kind: {phone: suggest, email: suggest, x_handle: suggest}",
+    ]),
+    "unknown statements kind": ("identities", """\
+        statements: { phone: suggest, handle: join }
+        crms:
+          salesforce:
+            match:
+              Contact: { phone: [Phone] }
+        """, [
+        "mappings/identities.yaml:1:31: unknown identity kind 'handle' in statements (did you mean 'x_handle'?); "
+        "crmhub supports phone, email, x_handle",
+    ]),
     "unknown record in history": ("history", """\
         salesforce:
           tasks: { Subject: "{text}" }

@@ -1,4 +1,4 @@
-"""Identity merges on Salesforce: a stated identity joins two persons, history moves to the primary record."""
+"""Identity merges on Salesforce: a confirmed claim or a CRM record joins two persons, history moves to the primary record."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _setup(sf: Any, tw: Any) -> str:
     return str(sf.insert("Contact", LastName="Doe", FirstName="Jane", Phone="(415) 555-0123"))
 
 
-def test_a_stated_handle_joins_x_history_onto_the_older_contact_and_flags_the_twin(
+def test_a_confirmed_handle_joins_x_history_onto_the_older_contact_and_flags_the_twin(
         salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer,
         tmp_path: Path) -> None:
     sf: Any = salesforce_sandbox.emulator
@@ -47,7 +47,21 @@ def test_a_stated_handle_joins_x_history_onto_the_older_contact_and_flags_the_tw
         assert dm_task["WhoId"] == created
         tw.receive_message(JANE_PHONE, OURS, "any news? btw I am @JaneOnX on X",
                            at=datetime.now(UTC) - timedelta(minutes=1))
-        hub.sync_once()  # the SMS matches Jane by phone and states the handle: one person now
+        hub.sync_once()  # the SMS matches Jane by phone and claims the handle: a suggestion, no join
+        hub.sync_once()
+        assert {t["WhoId"] for t in sf.records("Task")} == {jane, created}
+        [sms_task] = [t for t in sf.records("Task") if t["WhoId"] == jane]
+        [note] = [c for c in sf.records("CaseComment") if not c["IsPublished"]]
+        assert note["ParentId"] == sms_task["WhatId"]  # on the case of the message that made the claim
+        assert "X handle @janeonx" in note["CommentBody"] and JANE_PHONE in note["CommentBody"]
+        assert "crmhub links confirm 1" in note["CommentBody"] and "news" not in note["CommentBody"]
+
+    confirmed = CliRunner().invoke(app, ["links", "confirm", "1", "--config", str(settings)])
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "Link 1 confirmed" in confirmed.output
+    again = CliRunner().invoke(app, ["links", "confirm", "1", "--config", str(settings)])
+    assert again.exit_code == 1 and "confirmed already" in again.output
+    with build_hub(load_config(settings)) as hub:
         hub.sync_once()  # the relink is delivered
         with hub.store.transaction() as session:
             [conflict] = [(c.crm, c.record_ids, c.primary_id) for c in conflicts.listing(session)]
