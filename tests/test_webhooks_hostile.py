@@ -86,6 +86,9 @@ def test_the_crc_trick_gets_no_signature_and_a_forged_mention_never_reaches_the_
 
     assert crc.status_code == 400 and "sha256=" not in crc.text
     assert posted.status_code == 403
+    sample = x_hub.metrics.sample
+    assert sample("crmhub_webhook_requests_total", {"route": "x.crc", "outcome": "invalid"}) == 1.0
+    assert sample("crmhub_webhook_rejected_total", {"source": "x"}) == 1.0
     assert ledger_ids(x_hub) == []
     sf: Any = salesforce_sandbox.emulator
     assert [t for t in sf.records("Task") if "FORGED" in str(t.get("Description"))] == []
@@ -106,6 +109,7 @@ def test_a_signed_event_for_another_account_stores_nothing_whatever_handle_it_sh
 
     assert answer.status_code == 200
     assert ledger_ids(x_hub) == [] and dead_letters(x_hub) == []
+    assert x_hub.metrics.sample("crmhub_webhook_requests_total", {"route": "x.events", "outcome": "ignored"}) == 2.0
 
 
 def test_when_x_cannot_say_who_we_are_events_get_503_and_are_not_stored(
