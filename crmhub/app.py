@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -44,6 +45,7 @@ from crmhub.sync.process import process_pending
 from crmhub.sync.replies import ReplyPolicy, ReplyReport
 from crmhub.sync.routing import Router, Rule
 from crmhub.sync.threads import refresh_threads
+from crmhub.ops_listener import create_ops_app
 from crmhub.webhooks import create_app, ledger_ingest
 
 log = structlog.get_logger("crmhub.app")
@@ -191,7 +193,7 @@ class Hub:
         return paged
 
     def webhook_app(self) -> FastAPI:
-        """The webhook receiver, storing through the same ledger path as the polls; with /metrics and /healthz."""
+        """The webhook receiver, storing through the same ledger path as the polls."""
         settings = self.config.settings
         enabled = settings.channels.enabled_names()
         hooks = settings.webhooks
@@ -204,10 +206,14 @@ class Hub:
                           public_url=str(hooks.public_url) if hooks.public_url else None,
                           x_consumer_secret=secret("channels.x.consumer_secret", "x"),
                           default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
-                          x_account=self.x.account_handle if self.x else None,
-                          metrics=self.metrics.webhook_outcome, registry=self.metrics.registry,
-                          health=self.metrics.health,
+                          x_account=partial(self.x.account, retry=False) if self.x else None,
+                          metrics=self.metrics.webhook_outcome,
                           on_status=self.replier.on_twilio_status if self.replier is not None else None)
+
+    def ops_app(self) -> FastAPI:
+        """/metrics and /healthz for the ops listener, behind `ops.token` when one is set."""
+        token = self.config.secret("ops.token").get_secret_value() if self.config.settings.ops.token else None
+        return create_ops_app(self.metrics.registry, self.metrics.health, token=token)
 
     def poll_interval(self, channel: str) -> timedelta:
         section = getattr(self.config.settings.channels, channel)

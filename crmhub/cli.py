@@ -119,7 +119,7 @@ def run(config: ConfigOption = None) -> None:
 @app.command()
 @for_people
 def webhooks(config: ConfigOption = None) -> None:
-    """Run only the webhook receiver (webhooks.host:port), e.g. beside a `crmhub run` with webhooks off."""
+    """Run only the webhook receiver (webhooks.host:port) and the ops listener, e.g. beside a `crmhub run` with webhooks off."""
     from crmhub.scheduler import serve_webhooks_forever
 
     with _hub(config) as hub:

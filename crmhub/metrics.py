@@ -232,6 +232,9 @@ class Metrics:
                                   ["crm", "outcome"], registry=r)
         self.webhook_rejected = Counter("crmhub_webhook_rejected", "Webhooks refused with 403 (missing or bad "
                                         "signature).", ["source"], registry=r)
+        self.webhook_requests = Counter("crmhub_webhook_requests", "Webhook requests by route and what became of "
+                                        "them (stored, dead_lettered, rejected, invalid, disconnected...).",
+                                        ["route", "outcome"], registry=r)
         self.api_calls = Counter("crmhub_api_calls", "HTTP responses received from each external API.",
                                  ["system", "status"], registry=r)
         self.job_runs = Counter("crmhub_job_runs", "Scheduler job runs, by outcome.", ["job", "outcome"], registry=r)
@@ -283,6 +286,7 @@ class Metrics:
     def webhook_outcome(self, route: str, outcome: str) -> None:
         """The webhook receiver's `metrics=` hook: route is "<source>.<kind>" (twilio.messages, x.events)."""
         source = route.split(".", 1)[0]
+        self.webhook_requests.labels(route, outcome).inc()
         if outcome == "rejected":
             self.webhook_rejected.labels(source).inc()
         elif outcome in INGEST_OUTCOMES:

@@ -37,7 +37,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from crmhub.app import Hub
 from crmhub.metrics import JobRecords
-from crmhub.webhooks import WebhookServer
+from crmhub.serving import HttpServer
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
@@ -135,18 +135,42 @@ def _stop_on_signals(stop: threading.Event | None) -> threading.Event:
     return stop
 
 
+def start_listeners(hub: Hub, *, webhooks: bool) -> list[HttpServer]:
+    """Start the ops listener (when `ops.enabled`) and, when asked, the webhook receiver.
+
+    Raises:
+        CannotListen: an address is taken or not this host's (nothing is left listening).
+    """
+    settings, source = hub.config.settings, hub.config.source
+    apps = [("ops", settings.ops.host, settings.ops.port, hub.ops_app)] if settings.ops.enabled else []
+    if webhooks:
+        apps.append(("webhooks", settings.webhooks.host, settings.webhooks.port, hub.webhook_app))
+    started: list[HttpServer] = []
+    try:
+        for section, host, port, app in apps:
+            started.append(HttpServer(app(), host=host, port=port, section=section, source=source).start())
+    except BaseException:
+        stop_listeners(started)
+        raise
+    return started
+
+
+def stop_listeners(servers: list[HttpServer]) -> None:
+    for server in reversed(servers):
+        server.stop()
+
+
 def serve_webhooks_forever(hub: Hub, *, stop: threading.Event | None = None) -> None:
-    """The webhook receiver alone (`crmhub webhooks`), until SIGTERM/SIGINT."""
+    """The webhook receiver alone (`crmhub webhooks`), with the ops listener, until SIGTERM/SIGINT."""
     stop = _stop_on_signals(stop)
-    hooks = hub.config.settings.webhooks
-    server = WebhookServer(hub.webhook_app(), host=hooks.host, port=hooks.port).start()
+    servers = start_listeners(hub, webhooks=True)
     stop.wait()
-    server.stop()
+    stop_listeners(servers)
     log.info("stopped")
 
 
 def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut: bool = True) -> list[str]:
-    """Run the webhook receiver and the jobs until SIGTERM/SIGINT (or `stop`), then stop within the grace period.
+    """Run the listeners (ops; webhooks when enabled) and the jobs until SIGTERM/SIGINT (or `stop`), then stop.
 
     The receiver starts first, so webhooks arriving during the catch-up
     cycle are stored; whatever it misses while down, the polls find. The
@@ -163,8 +187,7 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
     """
     stop = _stop_on_signals(stop)
     grace = hub.config.settings.run.shutdown_grace.total_seconds()
-    hooks = hub.config.settings.webhooks
-    server = WebhookServer(hub.webhook_app(), host=hooks.host, port=hooks.port).start() if hooks.enabled else None
+    servers = start_listeners(hub, webhooks=hub.config.settings.webhooks.enabled)
     jobs = RunningJobs(hub.metrics.jobs, hub.stopping)
     scheduler = build_scheduler(hub, jobs)
     starting = threading.Lock()
@@ -175,7 +198,7 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
             if hub.stopping.is_set():
                 return
             scheduler.start()
-        log.info("running", jobs=[job.id for job in scheduler.get_jobs()], webhooks=server.url if server else None)
+        log.info("running", jobs=[job.id for job in scheduler.get_jobs()], listening=[s.url for s in servers])
 
     threading.Thread(target=catch_up_then_schedule, name="crmhub-catch-up", daemon=True).start()
     stop.wait()
@@ -184,8 +207,7 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
         hub.stopping.set()  # no job starts any more; running ones end after their batch or page
         if scheduler.running:
             scheduler.shutdown(wait=False)
-    if server is not None:
-        server.stop()
+    stop_listeners(servers)
     cut = jobs.wait_idle(grace)
     if not cut:
         log.info("stopped")

@@ -17,42 +17,43 @@ One FastAPI app (`create_app`), served in the daemon's process or on its own
 - junk (wrong content type, binary or huge bodies, missing fields, odd Host
   headers) gets a 4xx, never a 500.
 
-X events are verified, then, given our account (`x_account`), translated by
+X events are verified, then, given who we are on X (`x_account`, resolved
+from the credentials, never from the payload), translated by
 `crmhub.connectors.x_hooks` into the X poller's Interactions and stored the
-same way; a custom `on_x_event(payload)` replaces that.
+same way; a custom `on_x_event(payload)` replaces that. The CRC route answers
+only X-shaped tokens (`crmhub.connectors.x_signing`), so it signs nothing an
+outsider chose. A signed X body that cannot be used (not JSON, not an object,
+nested deeper than `MAX_DEPTH`) is a dead letter with a placeholder payload,
+answered 200, so X does not retry it forever.
 
-Given a `registry`, the app also serves `GET /metrics` (Prometheus text
-exposition); given a `health` check, `GET /healthz` answers its report, 200
-while the state store is reachable and 503 when not (see `crmhub.metrics`).
+`/metrics` and `/healthz` are not served here but on the ops listener
+(`crmhub.ops_listener`), which need not be reachable by the vendors.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
+import re
 import threading
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import structlog
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
+from starlette.requests import ClientDisconnect
 from twilio.request_validator import RequestValidator
 
-from crmhub.connectors.x_hooks import XAccountActivity
 from crmhub.connectors.twilio_hooks import call_from_params, message_from_params, status_advances, status_from_params
-from crmhub.model import Interaction, Malformed
+from crmhub.connectors.x_hooks import XAccountActivity, unusable_payload
+from crmhub.connectors.x_signing import BadCrcToken, crc_response, verify
+from crmhub.model import Identity, Interaction, Malformed
+from crmhub.serving import HttpServer
 from crmhub.store import StateStore
 from crmhub.store.ledger import IngestResult, ingest_page
 
@@ -66,11 +67,15 @@ XEventFn = Callable[[dict[str, Any]], object]
 """Called with each signed X Account Activity payload (parsed JSON object)."""
 MetricsFn = Callable[[str, str], None]
 """Called as metrics(route, outcome), e.g. ("twilio.messages", "rejected")."""
-HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
-"""Returns (ready, report): /healthz answers the report, with 503 when not ready."""
+XAccountFn = Callable[[], Identity]
+"""Who we are on X, as X says (`XChannel.account`); raises when X cannot be asked."""
+
+WebhookServer = HttpServer
+"""The receiver's server (uvicorn on a thread), under the name its callers know."""
 
 MAX_BODY = 256 * 1024  # Twilio's biggest webhook (1,600-char body, 10 media URLs) is a few KB
 MAX_FIELDS = 500
+MAX_DEPTH = 64  # X's events nest about 6 deep; json.loads and what follows recurse per level
 TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM = "application/x-www-form-urlencoded"
 TWILIO_SIGNATURE = "x-twilio-signature"
@@ -81,8 +86,7 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
                x_consumer_secret: str | None, metrics: MetricsFn | None = None,
                on_status: StatusFn | None = None, on_x_event: XEventFn | None = None,
                default_region: str = "US", clock: Callable[[], datetime] | None = None,
-               x_account: str | None = None, registry: CollectorRegistry | None = None,
-               health: HealthFn | None = None) -> FastAPI:
+               x_account: XAccountFn | None = None) -> FastAPI:
     """The webhook app; a source whose secret is None answers 404 on its routes.
 
     Args:
@@ -97,53 +101,26 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
             their mentions and DMs through `ingest`; without it, ignore them.
         default_region: region for phone numbers written without a country code.
         clock: when a webhook was received (Twilio's message webhooks carry no time).
-        x_account: our X handle (`channels.x.account`): whose events the default X handling stores.
-        registry: serve its metrics on `GET /metrics` (None: no such route).
-        health: the readiness report `GET /healthz` answers (None: a plain {"status": "ok"}).
+        x_account: who we are on X, from our credentials (e.g. `XChannel.account`): the default X
+            handling stores events whose `for_user_id` is that account's id, and answers 503 while it
+            cannot be resolved.
     """
     receiver = _Receiver(ingest, twilio_auth_token=twilio_auth_token, public_url=public_url,
                          x_consumer_secret=x_consumer_secret, metrics=metrics,
                          on_status=on_status if on_status is not None else MessageStatuses(),
-                         on_x_event=on_x_event,
-                         x_events=XAccountActivity(x_account) if on_x_event is None and x_account else None,
+                         on_x_event=on_x_event, x_account=x_account if on_x_event is None else None,
                          default_region=default_region,
                          clock=clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="crmhub webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.rejected = receiver.rejected
     app.state.counts = receiver.counts
     app.state.statuses = receiver.on_status
-    if health is None:
-        app.add_api_route("/healthz", receiver.health, methods=["GET"])
-    else:
-        app.add_api_route("/healthz", _health_route(health), methods=["GET"])
-    if registry is not None:
-        app.add_api_route("/metrics", _metrics_route(registry), methods=["GET"])
     app.add_api_route("/webhooks/twilio/messages", receiver.twilio_message, methods=["POST"])
     app.add_api_route("/webhooks/twilio/status", receiver.twilio_status, methods=["POST"])
     app.add_api_route("/webhooks/twilio/calls", receiver.twilio_call, methods=["POST"])
     app.add_api_route("/webhooks/x", receiver.x_crc, methods=["GET"])
     app.add_api_route("/webhooks/x", receiver.x_event, methods=["POST"])
     return app
-
-
-def _health_route(health: HealthFn) -> Callable[[], Any]:
-    async def healthz() -> JSONResponse:
-        try:
-            ready, report = await run_in_threadpool(health)
-        except Exception as exc:  # noqa: BLE001  # a probe answers, whatever broke
-            log.error("health check failed", error=type(exc).__name__)
-            ready, report = False, {"status": "unavailable", "checks": {}}
-        return JSONResponse(report, status_code=200 if ready else 503)
-
-    return healthz
-
-
-def _metrics_route(registry: CollectorRegistry) -> Callable[[], Any]:
-    async def metrics() -> Response:
-        body = await run_in_threadpool(generate_latest, registry)  # the store's gauges query the database
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    return metrics
 
 
 def ledger_ingest(store: StateStore, clock: Callable[[], datetime]) -> IngestFn:
@@ -153,12 +130,6 @@ def ledger_ingest(store: StateStore, clock: Callable[[], datetime]) -> IngestFn:
             return ingest_page(session, interactions, malformed, now=clock())
 
     return ingest
-
-
-def x_signature(consumer_secret: str, message: bytes) -> str:
-    """X's CRC response token and event signature: 'sha256=' + base64 HMAC-SHA256."""
-    digest = hmac.new(consumer_secret.encode(), message, hashlib.sha256).digest()
-    return "sha256=" + base64.b64encode(digest).decode()
 
 
 class MessageStatuses:
@@ -195,7 +166,7 @@ class _Receiver:
 
     def __init__(self, ingest: IngestFn, *, twilio_auth_token: str | None, public_url: str | None,
                  x_consumer_secret: str | None, metrics: MetricsFn | None, on_status: StatusFn,
-                 on_x_event: XEventFn | None, x_events: XAccountActivity | None, default_region: str,
+                 on_x_event: XEventFn | None, x_account: XAccountFn | None, default_region: str,
                  clock: Callable[[], datetime]) -> None:
         self.ingest = ingest
         self.twilio = RequestValidator(twilio_auth_token) if twilio_auth_token else None
@@ -204,16 +175,14 @@ class _Receiver:
         self.metrics = metrics
         self.on_status = on_status
         self.on_x_event = on_x_event
-        self.x_events = x_events
+        self.x_account = x_account
+        self.x_events = XAccountActivity()
         self.region = default_region
         self.clock = clock
         self.rejected: Counter[str] = Counter()
         self.counts: Counter[tuple[str, str]] = Counter()
 
     # ---- routes --------------------------------------------------------------
-    async def health(self) -> dict[str, str]:
-        return {"status": "ok"}
-
     async def twilio_message(self, request: Request) -> Response:
         route = "twilio.messages"
         params = await self._twilio_params(request, route)
@@ -243,29 +212,26 @@ class _Receiver:
 
     async def x_crc(self, request: Request) -> JSONResponse:
         secret = self._x_secret()
-        token = request.query_params.get("crc_token")
-        if not token:
+        try:
+            answer = crc_response(secret, request.query_params.get("crc_token", ""))
+        except BadCrcToken as exc:  # answering it would sign an outsider's text, e.g. an event body
             self._count("x.crc", "invalid")
-            raise HTTPException(400, "crc_token is required")
+            raise HTTPException(400, str(exc)) from None
         self._count("x.crc", "answered")
-        return JSONResponse({"response_token": x_signature(secret, token.encode())})
+        return JSONResponse({"response_token": answer})
 
     async def x_event(self, request: Request) -> JSONResponse:
         route = "x.events"
         secret = self._x_secret()
         body = await self._body(request, route)
-        given = request.headers.get(X_SIGNATURE, "")
-        if not hmac.compare_digest(x_signature(secret, body).encode(), given.encode()):
+        given = request.headers.get(X_SIGNATURE)
+        if not verify(secret, body, given):
             self._reject("x", route, "missing" if not given else "bad")
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            payload = None
-        if not isinstance(payload, dict):
-            self._count(route, "invalid")
-            raise HTTPException(400, "expected a JSON object")
-        if self.x_events is not None:
-            await self._store_x(route, payload, self.x_events)
+        payload = _json_object(body)
+        if isinstance(payload, str):  # signed by X, yet unusable: a dead letter, so X stops retrying it
+            await self._store(route, unusable_payload(body, payload))
+        elif self.x_account is not None:
+            await self._store_x(route, payload, await self._whoami(route))
         elif self.on_x_event is not None:
             await self._run(route, self.on_x_event, payload)
             self._count(route, "accepted")
@@ -318,12 +284,27 @@ class _Receiver:
             self._too_large(route)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                self._too_large(route)
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    self._too_large(route)
+                chunks.append(chunk)
+        except ClientDisconnect:  # the sender hung up mid-body: nothing to store, nobody to answer
+            self._count(route, "disconnected")
+            log.warning("webhook sender hung up before the whole body", route=route, received_bytes=size)
+            raise HTTPException(400, "incomplete body") from None
         return b"".join(chunks)
+
+    async def _whoami(self, route: str) -> Identity:
+        """Our X account, as X says; 503 while it cannot be asked (X retries, the poll reconciles)."""
+        assert self.x_account is not None
+        try:
+            return await run_in_threadpool(self.x_account)
+        except Exception as exc:  # noqa: BLE001  # X down, bad credentials: not stored, try later
+            self._count(route, "error")
+            log.error("X account unknown; webhook not stored", route=route, error=type(exc).__name__)
+            raise HTTPException(503, "not stored; try again later") from None
 
     async def _store(self, route: str, item: Interaction | Malformed) -> None:
         """Ingest one webhook item; answered only once it is stored."""
@@ -334,9 +315,9 @@ class _Receiver:
         self._count(route, outcome)
         log.info("webhook ingested", route=route, ref=ref, outcome=outcome)
 
-    async def _store_x(self, route: str, payload: dict[str, Any], events: XAccountActivity) -> None:
+    async def _store_x(self, route: str, payload: dict[str, Any], me: Identity) -> None:
         """Store a payload's mentions and DMs (one transaction), counting each event's outcome."""
-        batch = events.translate(payload)
+        batch = self.x_events.translate(payload, me)
         stored = repeats = 0
         if batch.interactions or batch.malformed:
             result: IngestResult = await self._run(route, self.ingest, batch.interactions, batch.malformed)
@@ -383,56 +364,19 @@ def _twiml() -> Response:
     return Response(TWIML, media_type="text/xml")
 
 
-class WebhookServer:
-    """Serves an app with uvicorn on a background thread: in the daemon, or in tests on port 0.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
-    Uvicorn's access log is off (it would log query strings); the app logs
-    route and outcome itself.
-    """
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
-                 start_timeout: float = 10.0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="crmhub-webhooks", daemon=True)
-        self._start_timeout = start_timeout
-        self.host = host
-        self._asked_port = port
-
-    @property
-    def port(self) -> int:
-        """The bound port (the free one picked for port 0)."""
-        return int(self._server.servers[0].sockets[0].getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> WebhookServer:
-        """Start serving; returns once the socket listens.
-
-        Raises:
-            RuntimeError: the server stopped or did not listen in time (e.g. the port is taken).
-        """
-        self._thread.start()
-        deadline = time.monotonic() + self._start_timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"webhook server did not start on {self.host}:{self._asked_port} (port taken?)")
-            time.sleep(0.01)
-        log.info("webhook server listening", url=self.url)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> WebhookServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+def _json_object(body: bytes) -> dict[str, Any] | str:
+    """The body as a JSON object, or why it is not one; nesting past MAX_DEPTH is refused before parsing."""
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", body)):  # brackets outside strings
+        depth += 1 if bracket in (b"[", b"{") else -1
+        if depth > MAX_DEPTH:
+            return f"body nested deeper than {MAX_DEPTH} levels"
+    try:
+        payload = json.loads(body)
+    except ValueError:  # UnicodeDecodeError is a ValueError
+        return "body is not JSON"
+    return payload if isinstance(payload, dict) else "body is not a JSON object"

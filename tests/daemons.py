@@ -52,8 +52,10 @@ class Daemon:
         return self.process is not None and self.process.poll() is None
 
     def logged(self) -> bool:
-        """Whether this run has logged anything yet (it is past its imports and first poll)."""
-        return self.log.stat().st_size > self._log_size
+        """Whether this run has logged anything but its listeners yet (it is past its imports and first poll)."""
+        with self.log.open("rb") as log:
+            log.seek(self._log_size)
+            return any(b"] listening " not in line for line in log.read().splitlines())
 
     def running(self) -> bool:
         """Whether this run has caught up and scheduled its jobs (its SIGTERM handler is in place)."""

@@ -22,6 +22,7 @@ from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.twilio import TwilioChannel
 from crmhub.connectors.x import XChannel
 from crmhub.errors import ConnectorError
+from crmhub.identities import x_account
 from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.replay import ReplayReport, replay_events
 from crmhub.sandbox.traffic import TrafficPlan, generate
@@ -101,7 +102,8 @@ def webhooks(store: StateStore, emulators: dict[str, Any], plan: TrafficPlan) ->
     """Our receiver, set as the plan numbers' sms_url and voice status url and as the X webhook."""
     twilio, x = _twilio(emulators["twilio"]), _x(emulators["x"])
     app = create_app(ledger_ingest(store, lambda: datetime.now(UTC)), twilio_auth_token=twilio.auth_token(),
-                     public_url=None, x_consumer_secret=DEFAULT_CONSUMER_SECRET, x_account=plan.endpoints.x_handle)
+                     public_url=None, x_consumer_secret=DEFAULT_CONSUMER_SECRET,
+                     x_account=lambda: x_account(plan.endpoints.x_user_id, plan.endpoints.x_handle))
     with WebhookServer(app) as server:
         for number in (plan.endpoints.sms_number, plan.endpoints.whatsapp_number):
             twilio.add_number(number, sms_url=f"{server.url}/webhooks/twilio/messages",

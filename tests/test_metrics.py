@@ -21,7 +21,9 @@ from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.x.models import DEFAULT_ACCOUNT_ID
 from crmhub.scheduler import RunningJobs
 from crmhub.store import open_store
-from crmhub.webhooks import WebhookServer, create_app
+from crmhub.ops_listener import create_ops_app
+from crmhub.serving import HttpServer
+from crmhub.webhooks import WebhookServer
 
 OURS = "+14155550100"
 WHATSAPP = "+14155550199"
@@ -74,7 +76,7 @@ def test_metrics_after_a_sync_a_signed_webhook_and_a_forged_one(hub: Hub, twilio
     stored = sum(p.stored for p in cycle.polls)
     assert delivered > 0 and stored > 0
     tw: Any = twilio_sandbox.emulator
-    with WebhookServer(hub.webhook_app()) as server:
+    with WebhookServer(hub.webhook_app()) as server, HttpServer(hub.ops_app(), section="ops") as ops:
         tw.add_number("+14155550101", sms_url=f"{server.url}/webhooks/twilio/messages")
         tw.receive_message("+14155550128", "+14155550101", "Sent to the webhook")
         assert tw.wait_for_webhooks(timeout=10)
@@ -83,7 +85,7 @@ def test_metrics_after_a_sync_a_signed_webhook_and_a_forged_one(hub: Hub, twilio
                                data={"MessageSid": "SM" + "0" * 32, "From": "+14155550198", "To": OURS, "Body": "x"},
                                headers={"X-Twilio-Signature": "forged"})
         assert forged.status_code == 403
-        samples, content_type = scrape(server.url)
+        samples, content_type = scrape(ops.url)
 
     assert content_type.startswith("text/plain") and "version=" in content_type
     assert value(samples, "crmhub_crm_writes_total", crm="salesforce", outcome="delivered") == 5.0 == delivered
@@ -108,7 +110,7 @@ def test_metrics_after_a_sync_a_signed_webhook_and_a_forged_one(hub: Hub, twilio
 
 
 def test_healthz_reports_store_and_per_connector_readiness(hub: Hub) -> None:
-    client = TestClient(hub.webhook_app())
+    client = TestClient(hub.ops_app())
     before = client.get("/healthz")
     assert before.status_code == 200
     assert before.json()["checks"]["connectors"]["salesforce"] == {
@@ -141,9 +143,7 @@ def test_healthz_reports_store_and_per_connector_readiness(hub: Hub) -> None:
 def test_healthz_is_503_and_metrics_still_answer_when_the_store_is_unreachable(tmp_path: Path) -> None:
     gone = open_store(f"sqlite:///{tmp_path}/no/such/dir/state.db", migrate_schema=False)
     metrics = Metrics(gone, crms=["salesforce"], channels=["twilio"])
-    client = TestClient(create_app(lambda good, bad: None,  # type: ignore[arg-type,return-value]
-                                   twilio_auth_token=None, public_url=None, x_consumer_secret=None,
-                                   registry=metrics.registry, health=metrics.health))
+    client = TestClient(create_ops_app(metrics.registry, metrics.health))
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.json()["status"] == "unavailable"

@@ -91,9 +91,9 @@ def _listening(port: int) -> bool:
 
 
 def test_webhooks_command_serves_the_receiver_alone(twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
-    port = free_port()
+    port, ops_port = free_port(), free_port()
     settings = write_sandbox_settings(tmp_path, {"salesforce": "http://127.0.0.1:9", "twilio": twilio_sandbox.url},
-                                      webhooks_port=port)
+                                      webhooks_port=port, ops_port=ops_port)
     process = subprocess.Popen([sys.executable, "-m", "crmhub", "webhooks", "--config", str(settings)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -101,7 +101,9 @@ def test_webhooks_command_serves_the_receiver_alone(twilio_sandbox: EmulatorServ
         forged = requests.post(f"http://127.0.0.1:{port}/webhooks/twilio/messages", data={"MessageSid": "SMx"},
                                headers={"X-Twilio-Signature": "forged"}, timeout=10)
         assert forged.status_code == 403
-        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 404
+        wait_for(lambda: _listening(ops_port), 30, "the ops listener")
+        assert requests.get(f"http://127.0.0.1:{ops_port}/healthz", timeout=10).status_code == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

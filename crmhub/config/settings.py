@@ -9,13 +9,14 @@ which knows the YAML positions.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from crmhub.config._types import (
     CHANNELS,
@@ -300,6 +301,35 @@ class WebhookSettings(Model):
                                                      "checked against it.", examples=["https://hooks.acme.com"])
 
 
+class OpsSettings(Model):
+    """The ops listener: /metrics and /healthz, apart from the webhook port that vendors (and anyone) reach."""
+
+    enabled: bool = Field(True, description="Serve /metrics and /healthz (with or without webhooks). Turn it off "
+                                            "only where another crmhub process on this host serves them.")
+    host: str = Field("127.0.0.1", description="Address to listen on. Another than loopback needs a token.")
+    port: int = Field(9464, ge=0, le=65535, description="Port to listen on (0: any free port, logged at start).")
+    token: SecretRef | None = Field(None, description="When set, requests need 'Authorization: Bearer <token>' "
+                                                      "(401 otherwise). Required off loopback.",
+                                    examples=["env:CRMHUB_OPS_TOKEN"])
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> OpsSettings:
+        if self.enabled and self.token is None and not _is_loopback(self.host):
+            raise problem("ops_exposed", f"host {self.host} is reachable from other machines and no token is set; "
+                                         "set ops.token: env:CRMHUB_OPS_TOKEN, or ops.host: 127.0.0.1 "
+                                         "(Prometheus on this host, or through a proxy)")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 class DeliverySettings(Model):
     """The outbox worker writing to the CRMs."""
 
@@ -368,6 +398,7 @@ class Settings(Model):
     channels: ChannelSettings = Field(description="The channels (at least one enabled).",
                                       examples=[{"twilio": {"account_sid": "AC...", "numbers": ["+14155550100"]}}])
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook server.")
+    ops: OpsSettings = Field(default_factory=OpsSettings, description="Ops listener (/metrics, /healthz).")
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
     threads: ThreadSettings = Field(default_factory=ThreadSettings, description="Threading into cases.")
     replies: ReplySettings = Field(default_factory=ReplySettings, description="Agents' replies back to customers.")

@@ -148,14 +148,24 @@ class XChannel(Connector):
         return classify_status(response.status_code, message, system=self.name, code=code,
                                retry_after=retry_after if retry_after and retry_after > 0 else None)
 
-    def account(self) -> Identity:
+    def account(self, *, retry: bool = True) -> Identity:
         """Our account (the access token's owner), looked up once.
+
+        Args:
+            retry: False asks X once, without the retry layer's waits (the webhook
+                receiver, which must answer within X's few seconds).
 
         Raises:
             ConfigError: the token belongs to another account than `account`.
+            ConnectorError: X could not be asked.
         """
         if self._me is None:
-            user = self.call("users.me", partial(self._client.get_me, user_fields=USER_FIELDS)).data
+            me = partial(self._client.get_me, user_fields=USER_FIELDS)
+            if retry:
+                user = self.call("users.me", me).data
+            else:
+                with self.map_errors("users.me"):
+                    user = me().data
             if user is None or normal_handle(user.username) != self.account_handle:
                 owner = f"@{user.username}" if user is not None else "no account"
                 raise ConfigError([f"channels.x.account: '{self.account_handle}' but the access token belongs to "

@@ -42,7 +42,6 @@ from typing import Any
 import tweepy
 
 from crmhub.connectors.x import SOURCE, Translate, dm_interaction, mention_interaction, translate_items
-from crmhub.identities import normal_handle, x_account
 from crmhub.model import Channel, Identity, Interaction, Malformed
 
 V1_TIME = "%a %b %d %H:%M:%S %z %Y"  # a v1.1 `created_at`, e.g. "Mon Jan 05 08:00:00 +0000 2026"
@@ -77,28 +76,28 @@ class XAccountActivity:
     """Translates Account Activity payloads for our account; thread-safe.
 
     Args:
-        account: our handle, with or without @ (`channels.x.account`). Payloads whose
-            `for_user_id` the payload itself does not show to be this handle are ignored.
         capacity: how many posts' thread roots to remember (oldest forgotten first).
     """
 
-    def __init__(self, account: str, *, capacity: int = 100_000) -> None:
-        self.account_handle = normal_handle(account)
+    def __init__(self, *, capacity: int = 100_000) -> None:
         self.capacity = capacity
         self._roots: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
-    def translate(self, payload: Mapping[str, Any]) -> XEventBatch:
-        """The payload's Interactions and dead letters; never raises on bad input."""
+    def translate(self, payload: Mapping[str, Any], me: Identity) -> XEventBatch:
+        """The payload's Interactions and dead letters for us; never raises on bad input.
+
+        Args:
+            me: our account as X told us (`XChannel.account`: id, handle). A payload whose
+                `for_user_id` is another id is ignored whole: who "we" are is never taken
+                from the payload, which only X's signature vouches for, not its subject.
+        """
         batch = XEventBatch()
-        for_user = payload.get("for_user_id")
         kinds = [key for key in payload if key.endswith("_events")]
-        handles = _payload_handles(payload)
-        me_id = str(for_user) if isinstance(for_user, str | int) and str(for_user).isdigit() else None
-        if me_id is None or normal_handle(handles.get(int(me_id), "")) != self.account_handle:
+        if str(payload.get("for_user_id")) != me.value:
             batch.ignored = sum(len(v) if isinstance(v, list) else 1 for k, v in payload.items() if k in kinds)
             return batch
-        me = x_account(me_id, self.account_handle)
+        handles = _payload_handles(payload)
         for kind in kinds:
             events = payload[kind]
             if kind not in ("tweet_create_events", "direct_message_events"):
@@ -237,12 +236,17 @@ def _post_time(event: Mapping[str, Any]) -> datetime:
         return datetime.strptime(created, V1_TIME).astimezone(UTC)
     except ValueError as exc:
         raise _Bad("created_at is not a v1.1 time") from exc
+    except OverflowError as exc:  # a valid-looking time whose offset leaves the years 1-9999
+        raise _Bad("created_at is out of range") from exc
 
 
 def _millis(value: Any) -> datetime:
     if not isinstance(value, str | int) or not str(value).isdigit() or len(str(value)) > 15:
         raise _Bad("no epoch milliseconds timestamp")
-    return datetime.fromtimestamp(int(value) / 1000, UTC)
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    except (ValueError, OverflowError, OSError) as exc:  # past year 9999
+        raise _Bad("epoch milliseconds timestamp out of range") from exc
 
 
 def _iso(when: datetime) -> str:
@@ -296,6 +300,17 @@ def _raw_id(event: Any) -> str | None:
         return None
     value = event.get("id_str", event.get("id"))
     return str(value) if isinstance(value, str | int) and str(value).isdigit() else None
+
+
+def unusable_payload(body: bytes, why: str) -> Malformed:
+    """A signed body that is no usable payload (not JSON, too deep...): a dead letter keyed by its digest.
+
+    The payload kept is a placeholder (digest and size): the body itself may be
+    what broke the parser, and it holds no item to replay.
+    """
+    digest = hashlib.sha256(body).hexdigest()
+    return Malformed(SOURCE, f"x-webhook-{digest[:24]}", f"X webhook: {why}", {"body_sha256": digest,
+                                                                              "body_bytes": len(body)})
 
 
 def _malformed(kind: str, item_id: str | None, reason: str, raw: Any) -> Malformed:

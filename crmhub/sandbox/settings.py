@@ -23,7 +23,7 @@ CHANNELS = ("twilio", "x")
 
 def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_url: str | None = None,
                            enabled: Iterable[str] = ("salesforce", "twilio"), webhooks_port: int | None = None,
-                           every: str | None = None) -> Path:
+                           every: str | None = None, ops_port: int = 0) -> Path:
     """Write `settings.yaml` and `mappings/` into `directory`; returns the settings path.
 
     Args:
@@ -32,6 +32,7 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
         enabled: the CRMs and channels to switch on; the others stay in the file, off.
         webhooks_port: serve webhooks there (None: webhooks off; the polls find everything).
         every: one interval for every poll and delivery job (e.g. "1s" for tests).
+        ops_port: the ops listener's port (default 0: a free one, so daemons side by side never collide).
     """
     directory.mkdir(parents=True, exist_ok=True)
     yaml = YAML()
@@ -48,6 +49,7 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
     settings["webhooks"]["enabled"] = webhooks_port is not None
     if webhooks_port is not None:
         settings["webhooks"]["port"] = webhooks_port
+    settings["ops"]["port"] = ops_port
     if every is not None:
         settings["delivery"]["every"] = every
         settings["replies"]["every"] = every

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.x import XChannel
 from crmhub.connectors.x_hooks import XAccountActivity
+from crmhub.identities import x_account
 from crmhub.model import Channel, Direction, Interaction
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.x import (
@@ -48,7 +49,7 @@ def x(x_sandbox: EmulatorServer) -> XEmulator:
 def hooked(x: XEmulator, store: StateStore) -> Iterator[Any]:
     """Our webhook receiver, registered (CRC passed) as the support account's Account Activity webhook."""
     app = create_app(ledger_ingest(store, lambda: datetime.now(UTC)), twilio_auth_token=None, public_url=None,
-                     x_consumer_secret=DEFAULT_CONSUMER_SECRET, x_account=f"@{DEFAULT_ACCOUNT}")
+                     x_consumer_secret=DEFAULT_CONSUMER_SECRET, x_account=lambda: x_account(ME, DEFAULT_ACCOUNT))
     with WebhookServer(app) as server:
         assert x.set_webhook(server.url + HOOK, DEFAULT_CONSUMER_SECRET) is True
         yield app
@@ -121,6 +122,7 @@ def test_signed_events_land_in_the_ledger_and_polling_them_again_stores_nothing(
 # ---- translation without the emulator ---------------------------------------------------------
 
 US = "42"
+ACME = x_account(US, "acme")
 
 
 def mention(post_id: str, author: str = "7", reply_to: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -137,10 +139,10 @@ def dm(event_id: str, sender: str, recipient: str, text: str = "hello", **data: 
 
 
 def test_a_reply_to_an_unseen_post_is_left_to_the_poll_and_a_seen_thread_is_followed() -> None:
-    events = XAccountActivity("@ACME")
-    unseen = events.translate({"for_user_id": US, "tweet_create_events": [mention("101", reply_to="99")]})
-    events.translate({"for_user_id": US, "tweet_create_events": [mention("100")]})
-    reply = events.translate({"for_user_id": US, "tweet_create_events": [mention("102", reply_to="100")]})
+    events = XAccountActivity()
+    unseen = events.translate({"for_user_id": US, "tweet_create_events": [mention("101", reply_to="99")]}, ACME)
+    events.translate({"for_user_id": US, "tweet_create_events": [mention("100")]}, ACME)
+    reply = events.translate({"for_user_id": US, "tweet_create_events": [mention("102", reply_to="100")]}, ACME)
 
     assert (unseen.interactions, unseen.deferred) == ([], 1)
     assert [i.conversation_key for i in reply.interactions] == ["x_mention:100"]
@@ -148,16 +150,16 @@ def test_a_reply_to_an_unseen_post_is_left_to_the_poll_and_a_seen_thread_is_foll
 
 
 def test_another_accounts_events_are_ignored_and_broken_events_are_dead_lettered() -> None:
-    events = XAccountActivity("acme")
+    events = XAccountActivity()
     theirs = events.translate({"for_user_id": "9", "tweet_create_events": [mention("100")],
-                               "users": {"9": {"screen_name": "other"}}})
+                               "users": {"9": {"screen_name": "acme"}}}, ACME)  # our handle, not our id
     mixed = events.translate({
         "for_user_id": US, "users": {US: {"screen_name": "Acme"}, "7": {"screen_name": "Jane"}},
         "direct_message_events": [dm("500", "7", US), dm("501", "7", US, text=""), {"type": "message_create"},
                                   dm("502", "7", US, text="", attachment={"type": "media", "media": {
                                       "id_str": "77", "type": "photo"}})],
         "favorite_events": [{}],
-    })
+    }, ACME)
 
     assert (theirs.interactions, theirs.ignored) == ([], 1)
     assert [(i.channel, i.external_id, i.sender.display, i.media) for i in mixed.interactions] == [
