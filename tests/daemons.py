@@ -1,4 +1,4 @@
-"""Real `crmhub run` processes for the crash tests: start, SIGKILL at random moments, restart, drain.
+"""Real `crmhub run` processes for the crash tests: start, SIGKILL at observed progress, restart, drain.
 
 A daemon's stderr goes to a file, never to a pipe: a pipe nobody reads while
 the daemon runs fills up and blocks its logging, and then its shutdown.
@@ -149,24 +149,40 @@ class KillLoop:
 
 
 def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, progress: Callable[[], int],
-              finished: Callable[[], bool], moment: tuple[float, float] = (0.2, 1.5)) -> KillLoop:
-    """Start every daemon; then, up to `kills` times, SIGKILL a random one at a random moment and restart it.
+              finished: Callable[[], bool], total: int, moment: tuple[float, float] = (0.2, 1.5)) -> KillLoop:
+    """Start every daemon; then, up to `kills` times, SIGKILL a random one and restart it.
 
-    The moment is `moment` seconds (uniform) after the victim's run first
-    logged, so a kill lands while it mirrors, routes or delivers rather than
-    while Python imports. The loop ends early once `finished()`; the daemons
-    are left running for the test to drain and stop.
+    The first kill comes `moment` seconds (uniform) after the victim's run
+    first logged, so one lands while it starts, mirrors or routes. Every
+    later kill is triggered by observed progress, never by time: the loop
+    draws a target between the progress seen at the last kill and `total`,
+    waits until the CRM holds that many records, and kills at once, so the
+    kill lands while the daemon is writing, however loaded the machine. The
+    loop ends early once `finished()`; the daemons are left running for the
+    test to drain and stop.
     """
     loop = KillLoop()
     for daemon in daemons:
         daemon.start()
-    for _ in range(kills):
+    for n in range(kills):
         if finished():
             break
         victim = rng.choice(list(daemons))
         wait_for(lambda v=victim: v.logged() or not v.alive, 30, f"{victim.log.name} to start", daemons)
         assert victim.alive, f"{victim.log.name} exited by itself:\n{victim.tail()}"
-        time.sleep(rng.uniform(*moment))  # a random moment; not a synchronisation
+        if n == 0:
+            time.sleep(rng.uniform(*moment))  # an early moment, to land in start-up work; not a synchronisation
+        else:
+            seen = progress()
+            step = max(1, (total - seen) // (kills - n + 1))
+            target = min(total - 1, seen + rng.randint(1, step))
+            if seen >= total - 1:
+                break  # nothing left to be written mid-way
+            wait_for(lambda: progress() >= target or finished() or not victim.alive, 90,
+                     f"{target} of {total} records written", daemons)
+            assert victim.alive, f"{victim.log.name} exited by itself:\n{victim.tail()}"
+            if finished():
+                break
         victim.kill()
         loop.kills += 1
         loop.progress_at_kill.append(progress())

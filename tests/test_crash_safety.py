@@ -1,4 +1,4 @@
-"""`crmhub run` SIGKILLed at random moments while it delivers, restarted, again and again, for each CRM.
+"""`crmhub run` SIGKILLed while it delivers (at observed progress), restarted, again and again, for each CRM.
 
 Nothing may be doubled in the CRM: every message is there exactly once (by
 its text and by crmhub's key), on the one case of its conversation, and no
@@ -32,7 +32,7 @@ class Plan:
     messages: int
     kills: int
     batch_size: int  # rows a delivery run claims at once
-    moment: tuple[float, float] = (0.2, 1.5)  # a kill comes this many seconds (uniform) after the run's first log
+    moment: tuple[float, float] = (0.2, 1.5)  # the first kill comes this many seconds after the run's first log
     delay: float = 0.1  # seconds each bulk write takes, so that kills land inside delivery runs
 
 
@@ -70,7 +70,8 @@ def test_sigkill_in_a_loop_doubles_nothing(crm: str, request: pytest.FixtureRequ
     rng = random.Random(SEED)
     try:
         loop = kill_loop([daemon], kills=plan.kills, rng=rng, progress=lambda: len(view.written()),
-                         finished=lambda: len(view.written()) >= plan.messages, moment=plan.moment)
+                         finished=lambda: len(view.written()) >= plan.messages, total=plan.messages,
+                         moment=plan.moment)
         drain_and_stop([daemon], db_url, lambda: len(view.written()) >= plan.messages)
     finally:
         daemon.ensure_dead()

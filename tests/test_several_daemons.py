@@ -85,7 +85,8 @@ def test_three_daemons_on_one_postgresql_store_write_each_message_once(
     rng = random.Random(SEED)
     try:
         loop = kill_loop(daemons, kills=KILLS, rng=rng, progress=delivered,
-                         finished=lambda: delivered() >= MESSAGES * len(views), moment=(0.5, 2.0))
+                         finished=lambda: delivered() >= MESSAGES * len(views), total=MESSAGES * len(views),
+                         moment=(0.5, 2.0))
         drain_and_stop(daemons, fresh_postgres_url, lambda: delivered() >= MESSAGES * len(views), deadline=90)
     finally:
         for daemon in daemons:
