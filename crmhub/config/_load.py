@@ -125,7 +125,7 @@ def _load(settings_path: str | Path | None, environ: Mapping[str, str], resolve_
     resolved: dict[Loc, SecretRef] = {}
     enabled: tuple[str, ...] | None = None
     configured: tuple[str, ...] | None = None
-    if settings_doc.tree is not None:
+    if not problems:
         settings, found = _validate(Settings, settings_doc, {"base_dir": state_dir})
         problems += found + _checks.check_settings(settings_doc)
         enabled = _checks.enabled_names(settings_doc.tree, "crms", CRMS)
@@ -141,7 +141,7 @@ def _load(settings_path: str | Path | None, environ: Mapping[str, str], resolve_
         visited.append(doc)
         found = _read(doc, MAPPING_FILES[kind])
         problems += found
-        if doc.tree is None:
+        if found:
             models[kind] = None
             continue
         models[kind], found = _validate(MAPPING_FILES[kind], doc, {})
@@ -171,13 +171,11 @@ def _lines(problems: list[Problem]) -> list[str]:
 
 
 def _read(doc: Document, model: type[BaseModel]) -> list[Problem]:
-    """Read `doc`, refusing values no check should see; a file with problems here is not validated further."""
-    problems = read(doc)
-    if doc.tree is not None:
-        problems = _checks.refused_values(doc, model)
-        if problems:
-            doc.tree = None
-    return problems
+    """Read `doc`, then refuse values no check should see; a file with problems here is not validated.
+
+    After refused values the tree stays, so the mapping files can still be found and checked.
+    """
+    return read(doc) or _checks.refused_values(doc, model)
 
 
 def _as(cls: type[M], value: BaseModel | None) -> M:

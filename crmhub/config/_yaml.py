@@ -116,6 +116,7 @@ class _BoundedComposer(Composer):  # type: ignore[misc]  # ruamel is untyped
     """
 
     def compose_document(self) -> Any:
+        self.warn_double_anchors = False  # legal YAML (the last wins); a warning would print beside the problems
         self._values = 0
         self._sizes: dict[int, int] = {}
         return super().compose_document()
