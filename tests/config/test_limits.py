@@ -163,3 +163,17 @@ def test_files_past_their_size_or_not_regular_are_refused_unread(cfg: ConfigDir)
         "mappings/history.yaml: the file is larger than 256 KiB; crmhub's files are a few KiB, "
         "check that this is the right file",
     ]
+
+
+def test_secret_files_must_be_regular_small_and_nameable(cfg: ConfigDir) -> None:
+    (cfg.root / "big-token").write_text("x" * (64 * 1024 + 1))
+    settings_with(cfg, **{"env:SF_CLIENT_ID": "file:/dev/zero", "env:SF_CLIENT_SECRET": "file:big-token",
+                          "env:TWILIO_AUTH_TOKEN": "file:" + "t" * 256})
+    assert cfg.problems() == [
+        "settings.yaml:5:18: crms.salesforce.auth.client_id: cannot read secret file /dev/zero (not a regular file); "
+        "create it or fix the path (relative paths start at the settings file's directory)",
+        "settings.yaml:6:22: crms.salesforce.auth.client_secret: cannot read secret file big-token "
+        "(larger than 64 KiB); create it or fix the path (relative paths start at the settings file's directory)",
+        "settings.yaml:10:17: channels.twilio.auth_token: a name in the path is longer than 255 bytes; "
+        "fix the path after file:",
+    ]
