@@ -9,15 +9,16 @@ the key or value that holds the reference.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from crmhub.config._messages import with_path
-from crmhub.config._types import CHANNELS, CRMS, format_duration, parse_duration, parse_time_of_day
-from crmhub.config._yaml import Document, Loc, Problem, find, locate
+from crmhub.config._messages import range_hint, with_path
+from crmhub.config._types import CHANNELS, CRMS, format_duration, parse_duration, parse_time_of_day, shown
+from crmhub.config._yaml import MAX_DIGITS, MAX_TEXT, Document, LargeNumber, Loc, Problem, find, locate, scalars
 
 _BOOL = TypeAdapter(bool)
 _CREATABLE = {"salesforce": ("Contact", "Lead"), "zendesk": ("user",), "hubspot": ("contacts",)}
@@ -51,6 +52,48 @@ def enabled_names(tree: Any, group: str, names: Iterable[str], *, include_disabl
 
 def _problem(doc: Document, loc: Loc, text: str, *, at_key: bool = False) -> Problem:
     return doc.problem(with_path(loc, text), loc, at="key" if at_key else "value")
+
+
+# --- any file --------------------------------------------------------------
+
+# C0 and C1 controls but tab, newline and carriage return; lone surrogates
+# ("\ud800" in double quotes), which no file, terminal or API can encode.
+_BAD_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def refused_values(doc: Document, model: type[BaseModel]) -> list[Problem]:
+    """Keys and values no check should see: control characters, lone surrogates, overlong text, huge numbers.
+
+    They break printing, paths and number conversions further on, so the
+    file is refused before validation, like a syntax error; each problem
+    names its key, and a huge number is measured against its key's range.
+    """
+    out: list[Problem] = []
+    for loc, is_key, value, line, col in scalars(doc.tree):
+        text = _refusal(value, loc, model, is_key)
+        if text:
+            out.append(Problem(doc.order, line, col, doc.display, with_path(loc, text)))
+    return out
+
+
+def _refusal(value: Any, loc: Loc, model: type[BaseModel], is_key: bool) -> str | None:
+    what = "a key " if is_key else ""
+    if isinstance(value, LargeNumber):
+        if is_key:
+            return f"key {shown(value.text)} is a number of more than {MAX_DIGITS} digits; quote it"
+        return f"{shown(value.text)} is out of range; {range_hint(loc, model, {}, digits=MAX_DIGITS)}"
+    if not isinstance(value, str):
+        return None
+    if len(value) > MAX_TEXT:
+        return f"{what}is {len(value)} characters long; write at most {MAX_TEXT}"
+    bad = _BAD_CHARACTER.search(value)
+    if bad is None:
+        return None
+    code = ord(bad[0])
+    if 0xD800 <= code <= 0xDFFF:
+        return (f"{what}holds \\u{code:04x}, half of a UTF-16 surrogate pair; "
+                "write the character itself or one \\U escape (e.g. \\U0001F600)")
+    return f"{what}holds the control character U+{code:04X}; remove it"
 
 
 # --- settings.yaml ---------------------------------------------------------

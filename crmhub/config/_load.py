@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import PydanticCustomError
 
 from crmhub.config import _checks, _messages
-from crmhub.config._types import CRMS, SecretRef, SecretUnavailable, display_path
+from crmhub.config._types import CRMS, SecretRef, SecretUnavailable, display_path, path_problem
 from crmhub.config._yaml import Document, Loc, Problem, find, plain, read
 from crmhub.config.mappings import HistoryMappings, IdentityMappings, RoutingRules
 from crmhub.config.settings import Settings
@@ -93,7 +93,21 @@ def load_config(settings_path: str | Path | None = None, *, environ: Mapping[str
         ConfigError: every problem found, one line each:
             `<file>:<line>:<col>: <key path>: <problem>; <fix>`.
     """
-    environ = os.environ if environ is None else environ
+    visited: list[Document] = []
+    try:
+        return _load(settings_path, os.environ if environ is None else environ, resolve_secrets, visited)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the last line of defence: a bug in a check must not reach people as a traceback
+        doc = visited[-1] if visited else Document(Path(os.fspath(settings_path or DEFAULT_SETTINGS)), 0)
+        # Not chained, like every ConfigError: the exception may quote a value, and values may be secrets.
+        raise ConfigError([str(Problem(doc.order, 1, 1, doc.display, f"internal error: {type(exc).__name__} while "
+                                       "checking this file; this is a bug in crmhub, please report it"))]) from None
+
+
+def _load(settings_path: str | Path | None, environ: Mapping[str, str], resolve_secrets: bool,
+          visited: list[Document]) -> Config:
+    """`load_config`, recording in `visited` each file as it gets to it (for the last line of defence)."""
     if settings_path is None:
         path, shown = DEFAULT_SETTINGS, display_path(DEFAULT_SETTINGS)
         # The embedded defaults' relative sqlite file goes in the working
@@ -105,12 +119,13 @@ def load_config(settings_path: str | Path | None = None, *, environ: Mapping[str
         shown = os.path.normpath(given) if not os.path.isabs(given) else display_path(path)
         state_dir = path.parent
     settings_doc = Document(path, 0, shown)
-    problems = read(settings_doc)
+    visited.append(settings_doc)
+    problems = _read(settings_doc, Settings)
     settings: Settings | None = None
     resolved: dict[Loc, SecretRef] = {}
     enabled: tuple[str, ...] | None = None
     configured: tuple[str, ...] | None = None
-    if settings_doc.tree is not None:
+    if not problems:
         settings, found = _validate(Settings, settings_doc, {"base_dir": state_dir})
         problems += found + _checks.check_settings(settings_doc)
         enabled = _checks.enabled_names(settings_doc.tree, "crms", CRMS)
@@ -123,9 +138,10 @@ def load_config(settings_path: str | Path | None = None, *, environ: Mapping[str
     problems += found
     models: dict[str, BaseModel | None] = {}
     for kind, doc in docs.items():
-        found = read(doc)
+        visited.append(doc)
+        found = _read(doc, MAPPING_FILES[kind])
         problems += found
-        if doc.tree is None:
+        if found:
             models[kind] = None
             continue
         models[kind], found = _validate(MAPPING_FILES[kind], doc, {})
@@ -137,6 +153,7 @@ def load_config(settings_path: str | Path | None = None, *, environ: Mapping[str
 
     if problems or settings is None or any(m is None for m in models.values()):
         raise ConfigError(_lines(problems))
+    visited.append(settings_doc)  # what is left builds the settings
     for loc, secret in resolved.items():
         settings = _replace(settings, loc, secret)
     return Config(
@@ -150,12 +167,15 @@ def load_config(settings_path: str | Path | None = None, *, environ: Mapping[str
 
 
 def _lines(problems: list[Problem]) -> list[str]:
-    out: list[str] = []
-    for problem in sorted(problems):
-        line = str(problem)
-        if line not in out:
-            out.append(line)
-    return out
+    return list(dict.fromkeys(str(problem) for problem in sorted(problems)))
+
+
+def _read(doc: Document, model: type[BaseModel]) -> list[Problem]:
+    """Read `doc`, then refuse values no check should see; a file with problems here is not validated.
+
+    After refused values the tree stays, so the mapping files can still be found and checked.
+    """
+    return read(doc) or _checks.refused_values(doc, model)
 
 
 def _as(cls: type[M], value: BaseModel | None) -> M:
@@ -185,6 +205,12 @@ def _mapping_docs(settings_doc: Document, settings_shown: str) -> tuple[Path, di
         shown_dir = os.path.normpath(os.path.join(os.path.dirname(settings_shown), relative.strip()))
     if tree is None:  # the settings file is the problem; do not guess further
         return directory, {}, []
+    reason = path_problem(relative.strip()) or path_problem(str(directory))
+    if reason:
+        text = (f"{reason}; point mappings: at the directory of the mapping files "
+                "(relative to the settings file)")
+        return settings_doc.path.parent, {}, [settings_doc.problem(_messages.with_path(("mappings",), text),
+                                                                   ("mappings",))]
     if not directory.is_dir():
         text = (f"directory {shown_dir.rstrip(os.sep) + os.sep} not found; create it with identities.yaml, routing.yaml and history.yaml, "
                 "or point mappings: at the right directory (relative to the settings file)")

@@ -147,7 +147,7 @@ def _standard(error: Any, loc: Loc, model: type[BaseModel]) -> str:
         noun = "channel" if set(choices) == set(CHANNEL_KINDS) else "value"
         return f"unknown {noun} {shown(value)}{did_you_mean(str(value), choices)}; use one of: {', '.join(choices)}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{shown(value)} is out of range; {_range(loc, model, ctx)}"
+        return f"{shown(value)} is out of range; {range_hint(loc, model, ctx)}"
     if kind == "too_short":
         return f"needs at least {ctx.get('min_length', 1)} item(s)"
     if kind == "too_long":
@@ -165,7 +165,8 @@ def _standard(error: Any, loc: Loc, model: type[BaseModel]) -> str:
     return f"{error['msg']} (got {got})"
 
 
-def _range(loc: Loc, model: type[BaseModel], ctx: dict[str, Any]) -> str:
+def range_hint(loc: Loc, model: type[BaseModel], ctx: dict[str, Any], *, digits: int | None = None) -> str:
+    """`use a number from 1 to 200`, from the field's bounds; `digits`: the loader's own bound on the length."""
     low = high = None
     info = _field_at(model, loc)
     for meta in info.metadata if info is not None else []:
@@ -178,10 +179,11 @@ def _range(loc: Loc, model: type[BaseModel], ctx: dict[str, Any]) -> str:
     if low is not None and high is not None:
         return f"use a number from {low} to {high}"
     if low is not None:
-        return f"use a number of at least {low}"
+        return f"use a number of at least {low}" + (f" (at most {digits} digits)" if digits else "")
     if high is not None:
         return f"use a number of at most {high}"
-    return "use a smaller or larger number"
+    return f"use a number of at most {digits} digits, or quote it if it is text" if digits else \
+        "use a smaller or larger number"
 
 
 def _flow(example: Any) -> str:

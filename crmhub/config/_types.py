@@ -8,8 +8,10 @@ Values are never echoed for secrets; other values are echoed, shortened.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
+import stat
 import string
 import zoneinfo
 from contextvars import ContextVar
@@ -56,11 +58,20 @@ def shown(value: object, limit: int = 60) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return repr(value)
+        text = _number(value)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
     text = str(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"'{text}'"
+
+
+def _number(value: int | float) -> str:
+    # Python refuses to print integers of more than 4300 digits (int_max_str_digits).
+    try:
+        return repr(value)
+    except ValueError:
+        return f"a number of about {int(abs(int(value)).bit_length() * 0.30103)} digits"
 
 
 def did_you_mean(word: str, choices: Iterable[object], form: str = "'{}'") -> str:
@@ -77,6 +88,8 @@ def did_you_mean(word: str, choices: Iterable[object], form: str = "'{}'") -> st
 # --- durations -------------------------------------------------------------
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = timedelta(days=3650)
+"""No interval crmhub waits for is longer; beyond it, `timedelta` overflows soon after (1e308, 9999999999999d)."""
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$|^\s*\d+(\.\d+)?\s*$"
 
@@ -89,16 +102,22 @@ def parse_duration(value: object) -> timedelta:
     """
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:  # nan is not >= 0
+        seconds = value
+    elif isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            return timedelta(seconds=float(text))
         parts = _DURATION_PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
-    raise ValueError(f"bad duration {shown(value)}; write e.g. 30s, 10m, 1h")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        elif parts and "".join(n + u for n, u in parts) == text:
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds is None:
+        raise ValueError(f"bad duration {shown(value)}; write e.g. 30s, 10m, 1h")
+    # Compared before `timedelta` is built: it overflows with a traceback, not a message.
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{shown(value)} is too long; use at most {format_duration(MAX_DURATION)} (10 years)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
@@ -166,7 +185,10 @@ def parse_percent(value: object) -> float:
     """
     result: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int past 1e308
+            result = None
     elif isinstance(value, str):
         text = value.strip()
         if re.fullmatch(PERCENT_PATTERN, text):
@@ -198,6 +220,69 @@ Percent = Annotated[
     }),
 ]
 """A share from 0 to 1, written `20%` or `0.2`."""
+
+
+# --- files -----------------------------------------------------------------
+
+MAX_NAME_BYTES = 255  # NAME_MAX: one name in a path
+MAX_PATH_BYTES = 4096  # PATH_MAX: a whole path
+MAX_SECRET_BYTES = 64 * 1024
+
+
+class FileRefused(Exception):
+    """A file crmhub will not read; the message (without a fix) is for people.
+
+    `kind` says which fix applies: "path" (no file can have it), "kind" (not a
+    regular file) or "size" (too large).
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` cannot name a file (None: it can), found before the system is asked.
+
+    The system's own answers are exceptions of several kinds (ValueError for
+    a NUL, OSError for a long name, UnicodeEncodeError for a lone surrogate).
+    """
+    if "\0" in path:
+        return "the path holds a NUL character"
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        return "the path holds a character no file name can hold"
+    if len(raw) > MAX_PATH_BYTES:
+        return f"the path is longer than {MAX_PATH_BYTES} bytes"
+    if any(len(name) > MAX_NAME_BYTES for name in raw.split(os.fsencode(os.sep))):
+        return f"a name in the path is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file `path`, refused past `limit` bytes.
+
+    Devices and pipes are refused before they are opened, so `/dev/zero` or a
+    FIFO with no writer cannot fill memory or block the loader.
+
+    Raises:
+        FileRefused: a path no file can have, not a regular file, or too large.
+        OSError: the system's answer (FileNotFoundError, IsADirectoryError, PermissionError...).
+    """
+    reason = path_problem(str(path))
+    if reason:
+        raise FileRefused("path", reason)
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not stat.S_ISREG(mode):
+        raise FileRefused("kind", "not a regular file")
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileRefused("size", f"larger than {limit // 1024} KiB")
+    return data
 
 
 # --- secrets ---------------------------------------------------------------
@@ -271,9 +356,12 @@ class SecretRef(SecretStr):
             return SecretRef(self._ref, value.strip())
         path = self.path(base_dir)
         try:
-            value = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            value = read_bounded(path, MAX_SECRET_BYTES).decode("utf-8")
+        except (OSError, UnicodeDecodeError, FileRefused) as exc:
+            if isinstance(exc, FileRefused):
+                reason = str(exc)
+            else:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
             raise SecretUnavailable(
                 f"cannot read secret file {display_path(path)} ({reason}); create it or fix the path "
                 "(relative paths start at the settings file's directory)") from None
@@ -324,6 +412,11 @@ class SecretRef(SecretStr):
             if _ENV_REF.fullmatch(text):
                 return cls(text)
             if text.startswith("file:") and text[5:].strip():
+                target = text[5:].strip()
+                # Checked before expanduser, which asks the system about `~name`.
+                reason = path_problem(target) or path_problem(os.path.expanduser(target))
+                if reason:  # the path is no secret: the key holds a reference
+                    raise problem("secret_path", f"{reason}; fix the path after file:")
                 return cls("file:" + text[5:].strip())
             if text.startswith("env:"):
                 # Only the prefix is shown: whatever follows may be the secret itself.
@@ -573,7 +666,8 @@ def kind_of(value: object) -> str:
     if isinstance(value, bool):
         return shown(value)
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        text = _number(value)
+        return text if " " in text else f"the number {text}"
     if isinstance(value, str):
         return f"text {shown(value)}"
     if isinstance(value, Mapping):
