@@ -588,8 +588,10 @@ def test_the_daemons_replies_job_sends_without_logging_the_text(
     tw.receive_message(CUSTOMER, OURS, "Is my order ready?")
     settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
                                       every="1s")
-    process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "daemon.log"  # a file, not a pipe: a pipe nobody reads fills up and blocks the daemon
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
+                                   stdout=subprocess.DEVNULL, stderr=out)
     try:
         wait_for(lambda: len(sf.records("Case")) == 1, 60, "the case")
         agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
@@ -602,7 +604,8 @@ def test_the_daemons_replies_job_sends_without_logging_the_text(
     finally:
         if process.poll() is None:
             process.kill()
-    _, stderr = process.communicate()
+            process.wait(timeout=10)
+    stderr = log.read_text()
     assert "reply sent" in stderr and "Ready for pickup" not in stderr
     [sent] = sent_messages(tw)
     assert (sent["from"], sent["to"], sent["body"]) == (OURS, CUSTOMER, "Ready for pickup, Jane.")
