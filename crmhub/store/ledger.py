@@ -113,7 +113,7 @@ def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
     if not rows:
         return 0, []
     try:
-        with _one_statement(session):
+        with isolated(session):
             return write(rows), []
     except Exception as exc:
         if not _item_fault(exc):
@@ -123,7 +123,7 @@ def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
     written, refused = 0, []
     for row in rows:
         try:
-            with _one_statement(session):
+            with isolated(session):
                 written += write([row])
         except Exception as exc:
             if not _item_fault(exc):
@@ -133,8 +133,8 @@ def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
 
 
 @contextmanager
-def _one_statement(session: Session) -> Iterator[None]:
-    """Keep the transaction usable after one failed statement.
+def isolated(session: Session) -> Iterator[None]:
+    """Keep the transaction usable after one failed statement (one item's, whose failure is handled).
 
     PostgreSQL aborts a transaction at its first failed statement, so the
     statement runs in a SAVEPOINT. SQLite undoes only the failed statement;
