@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from crmhub.config import Config
-from crmhub.errors import CrmhubError
+from crmhub.errors import CrmhubError, reason_of
 from crmhub.connectors._budget import SALESFORCE_LIMITS_EVERY, Budget, Window
 from crmhub.connectors._retry import Retrier, RetryPolicy, interruptible_sleep
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
@@ -73,12 +73,18 @@ class Cycle:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        """Run one step; a crmhub error is recorded and the cycle goes on with the other systems."""
+        """Run one step; whatever it raises is recorded and the cycle goes on with the other systems.
+
+        Not only crmhub's errors: a vendor answering in a shape its SDK does
+        not expect makes the SDK raise a KeyError or AttributeError, and that
+        must not stop the other CRMs. KeyboardInterrupt and SystemExit pass.
+        """
         try:
             yield
-        except CrmhubError as exc:
-            self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
-            log.error("step failed", step=name, error=type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001  # one system's failure, whatever it is, is that step's alone
+            reason = reason_of(exc)
+            self.failures.append(f"{name}: {reason}")
+            log.error("step failed", step=name, error=type(exc).__name__, reason=reason[:300])
 
 
 class Hub:

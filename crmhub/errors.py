@@ -18,6 +18,9 @@ for people (what happened, what to do) and never a secret or message body.
 
 from __future__ import annotations
 
+import traceback
+from pathlib import PurePath
+
 
 class CrmhubError(Exception):
     """Base of every error crmhub raises on purpose."""
@@ -84,3 +87,21 @@ class NotFound(PermanentError):
 
 class Rejected(PermanentError):
     """The API refused this item (validation, duplicate, bad field)."""
+
+
+def reason_of(exc: BaseException) -> str:
+    """What an error may say in logs, cycle failures and dead letters.
+
+    crmhub's own errors carry a message made for that (vendor values
+    redacted at the connector boundary). Any other exception may quote the
+    data it choked on (a KeyError names the key, a ValueError the value), so
+    only its type and the place it was raised are told.
+    """
+    if isinstance(exc, CrmhubError):
+        return f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    where = "/".join(PurePath(last.filename).parts[-2:])
+    return f"{type(exc).__name__} in {where}:{last.lineno} ({last.name})"

@@ -27,6 +27,11 @@ class Channel(StrEnum):
         """How people call the channel (used in CRM subjects)."""
         return _CHANNEL_LABELS[self]
 
+    @property
+    def source(self) -> str:
+        """The connector that reports it (a source of cursors and dead letters)."""
+        return "x" if self in (Channel.X_MENTION, Channel.X_DM) else "twilio"
+
 
 _CHANNEL_LABELS = {
     Channel.SMS: "SMS",

@@ -36,6 +36,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from crmhub.app import Hub
+from crmhub.errors import reason_of
 from crmhub.metrics import JobRecords
 from crmhub.serving import HttpServer
 
@@ -86,7 +87,7 @@ class RunningJobs:
             if self.stopping.is_set():
                 log.info("job cut short by the shutdown", job=job_id, error=type(exc).__name__)
                 return
-            log.error("job failed", job=job_id, error=type(exc).__name__, reason=str(exc)[:300])
+            log.error("job failed", job=job_id, error=type(exc).__name__, reason=reason_of(exc)[:300])
             if self.records is not None:
                 self.records.failed(job_id, exc)
         else:

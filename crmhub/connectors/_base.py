@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import requests
 import structlog
@@ -169,6 +169,37 @@ def classify_status(status: int, message: str, *, system: str, code: str = "",
     if status == 404:
         return NotFound(message, system=system, status=status, code=code)
     return Rejected(message, system=system, status=status, code=code)
+
+
+TRUNCATED = "… [truncated by crmhub]"
+
+
+def fit(values: Mapping[str, Any], limits: Mapping[str, int], *, utf8: bool = False) -> dict[str, Any]:
+    """`values` with every text longer than its field's limit cut to fit, ending in `TRUNCATED`.
+
+    The one place field lengths are applied, so a long message lands shortened
+    and visibly marked instead of failing with the vendor's length error.
+    Each connector passes its fields' published limits (in characters, or in
+    UTF-8 bytes with `utf8`).
+    """
+    fitted = dict(values)
+    for name, limit in limits.items():
+        value = fitted.get(name)
+        if isinstance(value, str):
+            fitted[name] = fit_text(value, limit, utf8=utf8)
+    return fitted
+
+
+def fit_text(text: str, limit: int, *, utf8: bool = False) -> str:
+    """`text` cut to `limit` (characters, or UTF-8 bytes), ending in `TRUNCATED` when cut."""
+    def size(value: str) -> int:
+        return len(value.encode()) if utf8 else len(value)
+
+    if size(text) <= limit:
+        return text
+    room = limit - size(TRUNCATED)
+    kept = text.encode()[:room].decode("utf-8", "ignore") if utf8 else text[:room]
+    return kept + TRUNCATED
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -75,7 +75,8 @@ import urllib3.exceptions
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
 
-from crmhub.connectors._base import Connector, classify_status, retry_after_seconds
+from crmhub.connectors._base import Connector, classify_status, fit, retry_after_seconds
+from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, PermanentError, Rejected, Timeout
@@ -108,6 +109,7 @@ CREATED_AT = "hs_createdate"  # engagements' creation time
 CREATED = "createdate"
 REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
                     "crmhub_key"]
+PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
 ASSOCIATION_GRACE = timedelta(minutes=5)  # a new communication's ticket association may come in a second call
 PROPERTY_GROUPS = {"tickets": "ticketinformation", "communications": "communication", "calls": "call",
                    "notes": "note"}
@@ -186,7 +188,9 @@ class HubSpotCrm(Connector):
         body = _error_body(getattr(exc, "body", None))
         headers = getattr(exc, "headers", None) or {}
         code = str(body.get("category") or body.get("errorType") or "")
-        text = f"HTTP {status} {code}: {str(body.get('message') or getattr(exc, 'reason', ''))[:300]}".strip()
+        fields = [name for entry in body.get("errors") or [] if isinstance(entry, dict)
+                  for name in _property_names(entry)]
+        text = f"HTTP {status} {vendor_error(code, str(body.get('message') or getattr(exc, 'reason', '')), fields)}"
         if status in (401, 403):
             text += "; check crms.hubspot.auth.access_token (a valid private app token with the CRM scopes)"
         hint = _rate_limit_hint(headers, body) if status == 429 else None
@@ -420,7 +424,7 @@ class HubSpotCrm(Connector):
     def add_case_note(self, note: CaseNote) -> None:
         """A note on the ticket, upserted by `crmhub_key` (written once), associated with the ticket."""
         self.ensure_key_property("notes", ACTIVITY_KEY)
-        props = {"hs_note_body": note.text, "hs_timestamp": _iso(datetime.now(UTC))}
+        props = _properties({"hs_note_body": note.text, "hs_timestamp": _iso(datetime.now(UTC))})
         [(record_id, error)] = self._upsert("notes", ACTIVITY_KEY, {note.key: props}).values()
         if error is not None or record_id is None:
             raise error or Rejected("no record id in HubSpot's answer", system=self.name)
@@ -448,6 +452,7 @@ class HubSpotCrm(Connector):
                 errors[write.key] = error
                 continue
             object_type, properties = self._activity(write)
+            properties = _properties(properties)
             by_type[object_type][write.key] = properties
         activities: dict[str, str] = {}
         activity_type: dict[str, str] = {}
@@ -581,7 +586,7 @@ class HubSpotCrm(Connector):
             props: Json = {"subject": f"{item.channel.label} conversation with {customer}", **spec.fields, **stage}
             if spec.target.priority:
                 props["hs_ticket_priority"] = spec.target.priority.upper()
-            inputs[spec.key] = props
+            inputs[spec.key] = _properties(props)
             contact_id = write.contact_id or contacts.get(write.person_id)
             if contact_id:
                 contact_of[spec.key] = contact_id
@@ -774,7 +779,8 @@ class HubSpotCrm(Connector):
 
     def _error(self, entry: Mapping[str, Any]) -> Rejected:
         code = str(entry.get("category") or entry.get("subCategory") or "")
-        return Rejected(f"{code}: {str(entry.get('message', ''))[:300]}", system=self.name, code=code)
+        return Rejected(vendor_error(code, str(entry.get("message", "")), _property_names(entry)),
+                        system=self.name, code=code)
 
     def _unexplained(self, answer: Mapping[str, Any]) -> Rejected:
         errors = answer.get("errors") or []
@@ -787,6 +793,17 @@ class HubSpotCrm(Connector):
 def _is_sdk_error(exc: Exception) -> bool:
     """Every generated package of hubspot-api-client has its own `ApiException` class."""
     return any(cls.__name__ == "ApiException" and cls.__module__.startswith("hubspot.") for cls in type(exc).__mro__)
+
+
+def _property_names(entry: Mapping[str, Any]) -> list[str]:
+    """The properties a HubSpot error entry names (`context.propertyName`)."""
+    names = (entry.get("context") or {}).get("propertyName") or []
+    return [str(name) for name in names] if isinstance(names, list) else []
+
+
+def _properties(props: Json) -> Json:
+    """`props` with every value cut to HubSpot's property length."""
+    return fit(props, dict.fromkeys(props, PROPERTY_LENGTH))
 
 
 def _error_body(raw: Any) -> Json:

@@ -40,8 +40,9 @@ from urllib.parse import urlsplit
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
 
-from crmhub.connectors._base import Connector, classify_status
+from crmhub.connectors._base import Connector, classify_status, fit, fit_text
 from crmhub.connectors._http import build_session
+from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.errors import AuthError, ConnectorError, RateLimited, Rejected
 from crmhub.identities import from_crm_field, mapping_kind
@@ -58,6 +59,11 @@ CONTACT_KEY_FIELD = "Crmhub_Person__c"  # on Contact and Lead: a repeated create
 CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateable
 CONTACT_PREFIX = "003"  # Contact ids start so; a Case's ContactId takes only those (not Leads)
 SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
+# Published lengths of the text fields crmhub writes (a longer value is STRING_TOO_LONG): cut to fit first.
+TASK_LIMITS = {"Subject": 255, "Description": 32_000}
+CASE_LIMITS = {"Subject": 255, "Description": 32_000}
+CONTACT_LIMITS = {"FirstName": 40, "LastName": 80}
+CASE_COMMENT_LIMITS = {"CommentBody": 4_000}
 OPEN_STATUS = "New"  # the Case Status crmhub opens and reopens Cases with
 
 
@@ -112,12 +118,12 @@ class SalesforceCrm(Connector):
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
         if isinstance(exc, SalesforceAuthenticationFailed):
-            return AuthError(f"login failed: {exc.code}: {exc.message}; check crms.salesforce.auth",
-                             system=self.name, code=str(exc.code))
+            return AuthError(f"login failed: {vendor_error(str(exc.code), str(exc.message))}; "
+                             "check crms.salesforce.auth", system=self.name, code=str(exc.code))
         if not isinstance(exc, SalesforceError):
             return None
-        code, message = _first_error(exc.content)
-        text = f"HTTP {exc.status} {code}: {message}".strip()
+        code, message, fields = _first_error(exc.content)
+        text = f"HTTP {exc.status} {vendor_error(code, message, fields, labelled=True)}"
         if code == "REQUEST_LIMIT_EXCEEDED":
             return RateLimited(text, system=self.name, status=exc.status, code=code)
         return classify_status(exc.status, text, system=self.name, code=code)
@@ -271,12 +277,14 @@ class SalesforceCrm(Connector):
         marker = f"[{note.key}]"
         soql = (f"SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{_soql_string(note.case_id)}' "
                 "AND IsPublished = false")
-        body = f"{note.text}\n{marker}"
+        # The key marker ends the body and must survive the cut, or a retry would not find the note.
+        room = CASE_COMMENT_LIMITS["CommentBody"] - len(marker) - 1
+        body = f"{fit_text(note.text, room)}\n{marker}"
 
         def write(sf: Salesforce) -> None:
             if any(marker in (r.get("CommentBody") or "") for r in sf.query_all(soql)["records"]):
                 return
-            sf.CaseComment.create({"ParentId": note.case_id, "CommentBody": body[:4000], "IsPublished": False})
+            sf.CaseComment.create({"ParentId": note.case_id, "CommentBody": body, "IsPublished": False})
 
         self.sf("casecomment.note", write)
 
@@ -369,7 +377,7 @@ class SalesforceCrm(Connector):
         fields["LastName"] = write.new_contact[0].display or write.new_contact[0].value
         if obj.name == "Lead":
             fields.setdefault("Company", "Unknown (created by crmhub)")
-        return fields
+        return fit(fields, CONTACT_LIMITS)
 
     def _upsert_cases(self, writes: Sequence[HistoryWrite], contacts: Mapping[int, str]
                       ) -> tuple[dict[str, str], dict[str, Exception]]:
@@ -383,6 +391,7 @@ class SalesforceCrm(Connector):
                 continue
             record: dict[str, Any] = {"attributes": {"type": "Case"}, CASE_KEY_FIELD: spec.key,
                                       "Status": OPEN_STATUS, "Origin": write.interaction.channel.label, **spec.fields}
+            record = fit(record, CASE_LIMITS)
             developer_name = self.queue_names.get(spec.target.queue, spec.target.queue)
             if developer_name not in queues and not refreshed:
                 self._queues, refreshed = None, True  # an admin may have created it since: look again, once
@@ -425,6 +434,7 @@ class SalesforceCrm(Connector):
             "WhatId": write.case_id or (cases.get(write.new_case.key) if write.new_case else None),
             **write.fields,
         }
+        task = fit(task, TASK_LIMITS)
         if item.call is not None:
             task["CallDurationInSeconds"] = item.call.duration_seconds
             task["CallType"] = "Inbound" if item.direction.value == "inbound" else "Outbound"
@@ -450,8 +460,9 @@ class SalesforceCrm(Connector):
                 if entry.get("success"):
                     results.append((entry.get("id"), None))
                 else:
-                    code, message = _first_error(entry.get("errors"))
-                    results.append((None, Rejected(f"{code}: {message}", system=self.name, code=code)))
+                    code, message, fields = _first_error(entry.get("errors"))
+                    results.append((None, Rejected(vendor_error(code, message, fields, labelled=True),
+                                                   system=self.name, code=code)))
         return results
 
 
@@ -462,12 +473,14 @@ def _domain(instance_url: str) -> str:
     return host.removesuffix(".salesforce.com") or "login"
 
 
-def _first_error(content: Any) -> tuple[str, str]:
-    """(errorCode, message) of Salesforce's error list, whatever shape came back."""
+def _first_error(content: Any) -> tuple[str, str, list[str]]:
+    """(errorCode, message, fields) of Salesforce's error list, whatever shape came back."""
     if isinstance(content, list) and content and isinstance(content[0], Mapping):
         first = content[0]
-        return str(first.get("errorCode") or first.get("statusCode") or ""), str(first.get("message", ""))
-    return "", str(content)[:200]
+        fields = first.get("fields")
+        return (str(first.get("errorCode") or first.get("statusCode") or ""), str(first.get("message", "")),
+                [str(f) for f in fields] if isinstance(fields, list) else [])
+    return "", str(content)[:200], []
 
 
 def _updatable(task: Mapping[str, Any]) -> dict[str, Any]:

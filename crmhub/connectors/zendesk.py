@@ -109,8 +109,9 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
-from crmhub.connectors._base import Connector, classify_status, retry_after_seconds
+from crmhub.connectors._base import Connector, classify_status, fit, retry_after_seconds
 from crmhub.connectors._http import build_session
+from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, RateLimited, Rejected, Timeout
@@ -139,6 +140,9 @@ ZENDESK_TIME = "%Y-%m-%dT%H:%M:%SZ"
 CASE_KEY = re.compile(r".+#\d+")  # crmhub's case keys, `<conversation>#<seq>`, in tickets' external_id
 OPEN_STATUSES = frozenset({"new", "open", "pending", "hold"})
 FINAL_STATUSES = frozenset({"closed", "deleted"})  # Zendesk refuses to update (reopen) these
+# What crmhub writes, cut to fit: comments take up to 64 KB (UTF-8); subjects are kept to 255 characters.
+TICKET_LIMITS = {"subject": 255}
+COMMENT_BYTES = {"body": 64_000}
 
 __all__ = ["ContactObject", "ZendeskAuth", "ZendeskCrm", "ZendeskGroup"]
 
@@ -211,12 +215,12 @@ class ZendeskCrm(Connector):
                                system=self.name, status=429)
         response = getattr(exc, "response", None)
         if isinstance(exc, APIException | requests.HTTPError) and isinstance(response, requests.Response):
-            code, message = _error_of(response)
-            text = f"HTTP {response.status_code} {code}: {message}".strip()
+            code, message, fields = _error_of(response)
+            text = f"HTTP {response.status_code} {vendor_error(code, message, fields)}"
             return classify_status(response.status_code, text, system=self.name, code=code,
                                    retry_after=_rate_hint(response.headers))
         if isinstance(exc, ZenpyException):
-            return Rejected(f"zenpy refused the call: {exc}", system=self.name)
+            return Rejected(f"zenpy refused the call: {vendor_error(type(exc).__name__, str(exc))}", system=self.name)
         return None
 
     def _observe(self, path: str, status: int, headers: Mapping[str, str]) -> None:
@@ -347,7 +351,9 @@ class ZendeskCrm(Connector):
         def write(zd: Zenpy) -> None:
             if note.key in self._comment_keys(zd, ticket_id):
                 return
-            zd.tickets.update(_zenpy_ticket({"id": ticket_id, "comment": {"body": note.text, "public": False},
+            zd.tickets.update(_zenpy_ticket({"id": ticket_id,
+                                             "comment": fit({"body": note.text, "public": False}, COMMENT_BYTES,
+                                                            utf8=True),
                                              "metadata": {KEY_FIELD: note.key}}))
 
         self.zd("tickets.note", write)
@@ -543,7 +549,7 @@ class ZendeskCrm(Connector):
         priority = spec.target.priority or target.priority
         if priority:
             record["priority"] = priority.lower()
-        return record
+        return fit(record, TICKET_LIMITS)
 
     def _create_tickets(self, firsts: list[HistoryWrite], users: Mapping[int, int], groups: Mapping[str, int]
                         ) -> list[tuple[int | None, Exception | None, bool]]:
@@ -581,7 +587,7 @@ class ZendeskCrm(Connector):
     # -- comments
     def _comment_fields(self, write: HistoryWrite, user_id: int | None) -> dict[str, Any]:
         inbound = write.interaction.direction is Direction.INBOUND
-        comment: dict[str, Any] = {"body": write.fields.get("body") or _body(write), "public": inbound}
+        comment = fit({"body": write.fields.get("body") or _body(write), "public": inbound}, COMMENT_BYTES, utf8=True)
         if inbound and user_id is not None:
             comment["author_id"] = user_id
         return {"comment": comment, "metadata": {KEY_FIELD: write.key}}
@@ -659,7 +665,8 @@ class ZendeskCrm(Connector):
             if status.status == "completed":
                 break
             if status.status in ("failed", "killed"):
-                raise Rejected(f"bulk job {job_id} {status.status}: {status.message}", system=self.name)
+                raise Rejected(f"bulk job {job_id} {vendor_error(str(status.status), str(status.message or ''))}",
+                               system=self.name)
             if waited >= self.job_timeout:
                 raise Timeout(f"bulk job {job_id} not completed after {waited:.0f} s; it may still complete",
                               system=self.name)
@@ -673,7 +680,7 @@ class ZendeskCrm(Connector):
                 continue
             if entry.get("status") == "Failed" or entry.get("success") is False or entry.get("error"):
                 code = str(entry.get("error") or "Failed")
-                outcomes[index] = (None, Rejected(f"{code}: {entry.get('details') or ''}".strip(),
+                outcomes[index] = (None, Rejected(vendor_error(code, str(entry.get("details") or "")),
                                                   system=self.name, code=code))
             else:
                 outcomes[index] = (int(entry["id"]), None)
@@ -759,23 +766,29 @@ def _field(record: Mapping[str, Any], name: str) -> Any:
     return (record.get("user_fields") or {}).get(name)
 
 
-def _error_of(response: requests.Response) -> tuple[str, str]:
-    """(error, description and details) of Zendesk's error envelope, or the text."""
+def _error_of(response: requests.Response) -> tuple[str, str, list[str]]:
+    """(error, description, fields) of Zendesk's error envelope, or the text.
+
+    A `details` entry's description quotes the refused value ("Email: <it> is
+    already being used..."), so only its field and its `error` code are taken.
+    """
     try:
         body = response.json()
     except ValueError:
-        return "", response.text[:200]
+        return "", response.text[:200], []
     if not isinstance(body, Mapping):
-        return "", str(body)[:200]
+        return "", str(body)[:200], []
     error = body.get("error")
     code = str(error.get("title", "")) if isinstance(error, Mapping) else str(error or "")
     message = str(body.get("description") or (error.get("message") if isinstance(error, Mapping) else "") or "")
     details = body.get("details")
+    fields: list[str] = []
     if isinstance(details, Mapping):
-        parts = [str(e.get("description", "")) for entries in details.values() if isinstance(entries, list)
+        fields = [str(name) for name in details]
+        kinds = [str(e.get("error", "")) for entries in details.values() if isinstance(entries, list)
                  for e in entries if isinstance(e, Mapping)]
-        message = "; ".join(p for p in [message, *parts] if p)
-    return code, message[:300]
+        message = "; ".join(p for p in [message, *kinds] if p)
+    return code, message, fields
 
 
 def _rate_hint(headers: Mapping[str, str]) -> float | None:

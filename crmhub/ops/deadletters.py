@@ -5,12 +5,15 @@ A dead letter is a delivery that a CRM refused for good (source
 not reach the customer (source `reply:<crm>`, payload `{"reply_id": N}`), or
 a source item that could not be translated (source `twilio` or `x`, payload =
 the raw item). Showing one never shows message text: values under body/text
-keys are redacted.
+keys are redacted, and a reason is printed without the item's text even if
+it was stored with a vendor's raw message quoting it (by an older crmhub;
+connectors now redact those, see `crmhub.connectors._redact`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,14 +53,14 @@ def list_open(session: Session, *, source: str | None = None, limit: int = 1000)
     if source:
         query = query.where((DeadLetterRow.source == source) | DeadLetterRow.source.startswith(f"{source}:"))
     rows = session.scalars(query.order_by(DeadLetterRow.id).limit(limit))
-    return [OpenDeadLetter(r.id, r.source, r.ref, r.reason, r.created_at) for r in rows]
+    return [OpenDeadLetter(r.id, r.source, r.ref, shown_reason(session, r), r.created_at) for r in rows]
 
 
 def show(session: Session, dead_letter_id: int) -> list[str]:
     """One dead letter, its state and its payload with every message text redacted."""
     row = _get(session, dead_letter_id)
     state = (f"resolved {row.resolution} at {row.resolved_at.isoformat()}" if row.resolved_at else "open")
-    lines = [f"Dead letter {row.id}", f"  source: {row.source}", f"  item: {row.ref}", f"  reason: {row.reason}",
+    lines = [f"Dead letter {row.id}", f"  source: {row.source}", f"  item: {row.ref}", f"  reason: {shown_reason(session, row)}",
              f"  created: {row.created_at.isoformat()}", f"  state: {state}"]
     outbox_id = row.payload.get("outbox_id") if row.source.startswith("deliver:") else None
     if outbox_id is not None:
@@ -156,7 +159,7 @@ def _replay_ingest(session: Session, row: DeadLetterRow, *, now: datetime) -> Re
     return Replay(False, (
         f"dead letter {row.id} ({row.source} {row.ref}) not replayed: crmhub cannot translate the stored item "
         f"again without the {row.source} connector, and {row.ref} is not in the ledger. Fix the cause "
-        f"(reason: {row.reason}), let the next poll or webhook bring the item in (a poll re-reads its overlap "
+        f"(reason: {shown_reason(session, row)}), let the next poll or webhook bring the item in (a poll re-reads its overlap "
         f"window), then run `crmhub deadletters replay {row.id}` again; or drop it with "
         f"`crmhub deadletters discard {row.id} --reason ...`"))
 
@@ -175,6 +178,63 @@ def _ledger_match(session: Session, source: str, ref: str) -> LedgerRow | None:
         if found is not None:
             return found
     return None
+
+
+def shown_reason(session: Session, row: DeadLetterRow) -> str:
+    """A dead letter's reason as printed: without any part of the customer's text it is about."""
+    return without_text(row.reason, *_texts_of(session, row))
+
+
+def _texts_of(session: Session, row: DeadLetterRow) -> list[str]:
+    """The customer's (or agent's) text a dead letter is about: the interaction's, the reply's, the payload's."""
+    if row.source.startswith("deliver:"):
+        box = session.get(OutboxRow, row.payload.get("outbox_id")) if isinstance(row.payload.get("outbox_id"),
+                                                                                  int) else None
+        item = session.get(LedgerRow, box.interaction_id) if box is not None else None
+        return [item.text] if item is not None else []
+    if row.source.startswith("reply:"):
+        reply_id = row.payload.get("reply_id")
+        reply = session.get(ReplyRow, reply_id) if isinstance(reply_id, int) else None
+        return [reply.text] if reply is not None else []
+    return list(_body_values(row.payload))
+
+
+def _body_values(value: Any) -> Iterator[str]:
+    """Every string under a body/text key of a payload, at any depth."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if str(key).lower() in BODY_KEYS and isinstance(item, str):
+                yield item
+            else:
+                yield from _body_values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _body_values(item)
+
+
+MIN_PIECE = 8  # shorter pieces of a text are too common to cut out of a reason ("Hi", "ok")
+
+
+def without_text(message: str, *texts: str) -> str:
+    """`message` with every part of `texts` it quotes replaced by "[redacted]".
+
+    Defence in depth for what is printed: a vendor echoes the value it
+    refused from its start, often cut short, so the longest prefix of each
+    text found in the message goes, then each sentence or line of the text.
+    """
+    for text in texts:
+        whole = text.strip()
+        if not whole:
+            continue
+        low, high = 0, len(whole)  # the longest prefix quoted (quoting a prefix means quoting the shorter ones)
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if whole[:middle] in message else (low, middle - 1)
+        pieces = {whole[:low]} if low >= min(MIN_PIECE, len(whole)) else set()
+        pieces |= {p.strip() for p in re.split(r"(?<=[.!?\n])", whole) if len(p.strip()) >= MIN_PIECE}
+        for piece in sorted(pieces, key=len, reverse=True):
+            message = message.replace(piece, REDACTED)
+    return message
 
 
 def redact(value: Any) -> Any:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import Channel
 from crmhub.ops import OpsError
+from crmhub.ops.deadletters import without_text
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow, PersonRow, RouteDecisionRow
 
 CHANNELS = tuple(c.value for c in Channel)
@@ -111,7 +112,8 @@ def explain(session: Session, ref: str) -> Explanation:
         result.person = _person(session, row.person_id)
     decision = session.get(RouteDecisionRow, row.id)
     rows = session.scalars(select(OutboxRow).where(OutboxRow.interaction_id == row.id).order_by(OutboxRow.crm))
-    result.outbox = [{"crm": o.crm, "status": o.status, "attempts": o.attempts, "last_error": o.last_error,
+    result.outbox = [{"crm": o.crm, "status": o.status, "attempts": o.attempts,
+                      "last_error": without_text(o.last_error, row.text) if o.last_error else None,
                       "record_id": o.result_ref, "outbox_id": o.id} for o in rows]
     written_to = {o["crm"] for o in result.outbox}  # the CRMs enabled when it was routed
     if decision is not None:

@@ -55,6 +55,7 @@ FaultKind = Literal[
     "expire_token",  # every issued token becomes invalid (emulator hook)
     "daily_limit",  # the daily allowance is used up (emulator decides the shape)
     "partial_failure",  # the records at `reject` of the next batch are refused
+    "odd_answer",  # a 200 in a shape the client does not expect (emulator decides; Salesforce's logins)
 ]
 GENERIC_FAULTS: tuple[FaultKind, ...] = ("rate_limit", "server_error", "reset", "slow", "expire_token")
 CALL_LOG_SIZE = 100_000  # call times kept per emulator (a long demo run forgets the oldest)

@@ -8,12 +8,16 @@ dropped by the unique key, whatever the path they came by (poll or webhook).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+import structlog
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,6 +25,7 @@ from crmhub.model import CallInfo, Channel, DeadLetter, Direction, Identity, Ide
 from crmhub.store.schema import CursorRow, DeadLetterRow, LedgerRow
 
 T = TypeVar("T")
+log = structlog.get_logger("crmhub.ledger")
 
 
 @dataclass(frozen=True)
@@ -73,33 +78,125 @@ def ingest_page(
 ) -> IngestResult:
     """Store a page: new interactions, dead letters, and (optionally) the cursor.
 
+    One item never keeps its page out: text the store cannot hold is stored
+    with U+FFFD in its place (`_storable`), and an item the store still
+    refuses becomes a dead letter naming it, while the others are stored and
+    the cursor moves on.
+
     Args:
         cursor: (source, stream, partition, value) to save in the same transaction.
     """
-    stored = 0
-    if interactions:
-        rows = _unique_rows(interactions, now)
-        statement = insert_ignoring_conflicts(session, LedgerRow, rows, ("channel", "external_id"))
-        stored = len(session.execute(statement.returning(LedgerRow.id)).all())
-    dead_lettered = sum(add_dead_letter(session, item.source, item.ref, item.reason, dict(item.raw), now=now)
-                        for item in malformed)
+    rows = _unique_rows(interactions, now)
+    stored, refused = _insert_each(session, rows, lambda batch: _insert_ledger(session, batch))
+    dead_lettered = sum(_dead_letter_refused(session, row, error, now=now) for row, error in refused)
+    dead_lettered += sum(add_dead_letter(session, item.source, item.ref, item.reason, dict(item.raw), now=now)
+                         for item in malformed)
     if cursor is not None:
         save_cursor(session, *cursor, now=now)
-    return IngestResult(stored=stored, repeats=len(interactions) - stored, dead_lettered=dead_lettered)
+    return IngestResult(stored=stored, repeats=len(interactions) - stored - len(refused),
+                        dead_lettered=dead_lettered)
+
+
+def _insert_ledger(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert ledger rows, repeats dropped by the unique key; returns how many were new."""
+    statement = insert_ignoring_conflicts(session, LedgerRow, rows, ("channel", "external_id"))
+    return len(session.execute(statement.returning(LedgerRow.id)).all())
+
+
+def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
+                 write: Callable[[Sequence[dict[str, Any]]], int]) -> tuple[int, list[tuple[dict[str, Any], Exception]]]:
+    """`write` the rows at once; if the store refuses that, row by row, so one bad row keeps none of the others out.
+
+    Returns (rows written, [(row, why) for each row the store refused]).
+    A failure of the store itself (connection, lock) is raised, never blamed on an item.
+    """
+    if not rows:
+        return 0, []
+    try:
+        with isolated(session):
+            return write(rows), []
+    except Exception as exc:
+        if not _item_fault(exc):
+            raise
+        if len(rows) == 1:
+            return 0, [(rows[0], exc)]
+    written, refused = 0, []
+    for row in rows:
+        try:
+            with isolated(session):
+                written += write([row])
+        except Exception as exc:
+            if not _item_fault(exc):
+                raise
+            refused.append((row, exc))
+    return written, refused
+
+
+@contextmanager
+def isolated(session: Session) -> Iterator[None]:
+    """Keep the transaction usable after one failed statement (one item's, whose failure is handled).
+
+    PostgreSQL aborts a transaction at its first failed statement, so the
+    statement runs in a SAVEPOINT. SQLite undoes only the failed statement;
+    and pysqlite would end the outer transaction at the RELEASE of a
+    SAVEPOINT opened as its first statement, so none is used there.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        with session.begin_nested():
+            yield
+    else:
+        yield
+
+
+def _item_fault(exc: Exception) -> bool:
+    """Whether the store refused these values (too long, not encodable, a constraint), not failed as a whole."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError)
+    return isinstance(exc, sa_exc.StatementError | ValueError | TypeError)
+
+
+def _error_name(error: Exception) -> str:
+    """The type name of what the store (or its driver) refused a row with; never its message, which holds values."""
+    cause = error.orig if isinstance(error, sa_exc.StatementError) and error.orig is not None else error
+    return type(cause).__name__
+
+
+def _dead_letter_refused(session: Session, row: Mapping[str, Any], error: Exception, *, now: datetime) -> bool:
+    """A dead letter for an interaction the store refused: its key and the error's type, never its values."""
+    channel = Channel(row["channel"])
+    key = f"{channel.value}:{row['external_id']}"
+    why = _error_name(error)
+    log.error("item not stored", item=key[:255], error=why)
+    reason = (f"interaction {key[:255]} could not be stored ({why}); the rest of its page was. "
+              "The next poll or webhook brings it again once the cause is fixed")
+    return add_dead_letter(session, channel.source, key, reason,
+                           {"channel": channel.value, "external_id": row["external_id"]}, now=now)
 
 
 def _unique_rows(interactions: Iterable[Interaction], now: datetime) -> list[dict[str, Any]]:
     """Rows to insert, a repeat inside the page itself kept once."""
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for item in interactions:
-        by_key.setdefault((item.channel.value, item.external_id), _to_row(item, now))
+        row = _to_row(item, now)
+        by_key.setdefault((row["channel"], row["external_id"]), row)
     return list(by_key.values())
 
 
+# A NUL (PostgreSQL text and JSON cannot hold it) or a UTF-16 surrogate (UTF-8 cannot: JSON's "\ud800" escape).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _storable(value: Any) -> Any:
-    """PostgreSQL text and JSON cannot hold NUL; keep the item, with U+FFFD in its place."""
+    """`value` with every string the store can hold: the item is kept, with U+FFFD in place of what it cannot.
+
+    A surrogate pair split in two code points is joined into its character
+    first; a lone half of one becomes U+FFFD.
+    """
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        if _UNSTORABLE.search(value) is None:
+            return value
+        joined = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return joined.replace("\x00", "\ufffd")
     if isinstance(value, dict):
         return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -174,15 +271,24 @@ def all_cursors(session: Session) -> list[CursorRow]:
 # ---- dead letters ------------------------------------------------------------
 def add_dead_letter(session: Session, source: str, ref: str, reason: str, payload: dict[str, Any],
                     *, now: datetime) -> bool:
-    """Record a failed item once; False when it is already open (overlapping polls re-read it)."""
+    """Record a failed item once; False when it is already open (overlapping polls re-read it).
+
+    A payload the store refuses (see `ingest_page`) is replaced by a note of why, so the dead letter is kept.
+    """
     ref = ref[:255]
     existing = session.scalar(select(DeadLetterRow.id).where(DeadLetterRow.source == source, DeadLetterRow.ref == ref,
                                                              DeadLetterRow.resolved_at.is_(None)))
     if existing is not None:
         return False
-    session.add(DeadLetterRow(source=source, ref=_storable(ref), reason=_storable(reason), payload=_storable(payload),
-                              created_at=now))
-    session.flush()
+    row = _storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
+
+    def write(rows: Sequence[dict[str, Any]]) -> int:
+        session.execute(insert(DeadLetterRow), list(rows))
+        return len(rows)
+
+    _, refused = _insert_each(session, [row], write)
+    if refused:
+        write([row | {"payload": {"not_stored": f"the store refused the payload ({_error_name(refused[0][1])})"}}])
     return True
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.orm import Session
 
-from crmhub.errors import Interrupted, TransientError
+from crmhub.errors import Interrupted, TransientError, reason_of
 from crmhub.model import CaseSpec, HistoryWrite, Interaction, QueueTarget, WriteOutcome, WritePriority
 from crmhub.store import StateStore, graph, ledger, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
@@ -111,12 +111,11 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             # In the order the messages were sent (channels page newest first): threading decides in that order.
             rows.sort(key=lambda row: (_sent_at(session, row), row.id))
             reopening: dict[int, datetime | None] = {}  # thread -> its state_at, for threads this batch reopens
-            writes = {row.id: _history_write(session, row, writer.name, policy, now=now, reopening=reopening)
-                      for row in rows}
-        if not writes:
+            writes = _prepare(session, rows, writer.name, policy, report, now=now, reopening=reopening)
+        if not rows:
             return allowed
         try:
-            outcomes = writer.write_history(list(writes.values()))
+            outcomes = writer.write_history(list(writes.values())) if writes else []
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
@@ -131,6 +130,35 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
                         reopening=reopening)
         if len(rows) < policy.batch_size:
             return allowed
+
+
+def _prepare(session: Session, rows: Sequence[OutboxRow], crm: str, policy: DeliveryPolicy,
+             report: DeliveryReport, *, now: datetime,
+             reopening: dict[int, datetime | None]) -> dict[int, HistoryWrite]:
+    """The batch's writes; a row that cannot even be prepared is dead-lettered, and the others go on.
+
+    E.g. a history template `{duration:d}` renders for calls and raises
+    ValueError for messages: that is the row's failure, not the batch's.
+    """
+    writes: dict[int, HistoryWrite] = {}
+    for row in rows:
+        try:
+            with ledger.isolated(session):
+                writes[row.id] = _history_write(session, row, crm, policy, now=now, reopening=reopening)
+        except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
+            reason = f"{row.idempotency_key} -> {crm}: not written, its write could not be prepared: {reason_of(exc)}"
+            _dead(session, row.id, row.idempotency_key, crm, reason, report, now=now)
+            log.error("write not prepared", crm=crm, item=row.idempotency_key, error=type(exc).__name__,
+                      reason=reason_of(exc)[:200])
+    return writes
+
+
+def _dead(session: Session, outbox_id: int, key: str, crm: str, reason: str, report: DeliveryReport, *,
+          now: datetime) -> None:
+    """The outbox row dead for good, with a dead letter ops can replay once the cause is fixed."""
+    outbox.mark_dead(session, outbox_id, reason, now=now)
+    ledger.add_dead_letter(session, f"deliver:{crm}", key, reason, {"outbox_id": outbox_id}, now=now)
+    report.dead += 1
 
 
 def _sent_at(session: Session, row: OutboxRow) -> datetime:
@@ -190,17 +218,15 @@ def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: Writ
         report.delivered += 1
         return
     error = outcome.error
-    reason = f"{write.key} -> {crm}: {error}"
+    reason = f"{write.key} -> {crm}: {reason_of(error)}"
     row = session.get(OutboxRow, outbox_id)
     attempts = row.attempts if row else policy.max_attempts
     if isinstance(error, TransientError) and attempts < policy.max_attempts:
         outbox.mark_retry(session, outbox_id, reason, retry_at=now + policy.retry_base * 2 ** (attempts - 1))
         report.retrying += 1
     else:
-        outbox.mark_dead(session, outbox_id, reason, now=now)
-        ledger.add_dead_letter(session, f"deliver:{crm}", write.key, reason, {"outbox_id": outbox_id}, now=now)
-        report.dead += 1
-    log.warning("write failed", crm=crm, item=write.key, error=type(error).__name__, reason=str(error)[:200])
+        _dead(session, outbox_id, write.key, crm, reason, report, now=now)
+    log.warning("write failed", crm=crm, item=write.key, error=type(error).__name__, reason=reason_of(error)[:200])
 
 
 def _template_context(item: Interaction, rule: str, queue: str) -> dict[str, Any]:

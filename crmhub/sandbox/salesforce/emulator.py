@@ -36,6 +36,8 @@ from crmhub.sandbox.salesforce.urls import ENDPOINTS
 
 CONCURRENCY_LIMIT_MESSAGE = "ConcurrentPerOrgLongTxn Limit exceeded."
 DAILY_LIMIT_MESSAGE = "TotalRequests Limit exceeded."
+# A 200 that is not Salesforce's answer (a proxy's or captive portal's JSON): no token, no instance_url.
+ODD_ANSWER = {"status": "ok", "message": "request accepted"}
 T = TypeVar("T")
 SeedOperation = Callable[[SalesforceBackend, SObjectSchema, str], T]
 
@@ -90,8 +92,10 @@ class SalesforceEmulator(AuthHandlers, RestHandlers, Emulator):
         """Session check, then the daily allowance, then count the call.
 
         The free endpoints (versions, OAuth token, SOAP login) are also the
-        ones that need no session.
+        ones that need no session. The `odd_answer` fault answers first.
         """
+        if self.take_fault("odd_answer", request) is not None:
+            return json_response(ODD_ANSWER)
         if not route.billable:
             return None
         kind, _, token = request.headers.get("Authorization", "").partition(" ")
