@@ -21,6 +21,7 @@ from twilio.request_validator import RequestValidator
 from typer.testing import CliRunner
 
 from crmhub.cli import app
+from crmhub.identities import x_account
 from crmhub.model import Channel, Direction, Identity, IdentityKind, Interaction, Malformed
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.settings import write_sandbox_settings
@@ -115,7 +116,8 @@ def test_a_signed_x_event_with_a_lone_surrogate_is_stored_and_acknowledged(
         x_sandbox: EmulatorServer, store: StateStore) -> None:
     x: Any = x_sandbox.emulator
     app_ = create_app(ledger_ingest(store, lambda: datetime.now(UTC)), twilio_auth_token=None, public_url=None,
-                      x_consumer_secret=DEFAULT_CONSUMER_SECRET, x_account=f"@{DEFAULT_ACCOUNT}")
+                      x_consumer_secret=DEFAULT_CONSUMER_SECRET,
+                      x_account=lambda: x_account(DEFAULT_ACCOUNT_ID, DEFAULT_ACCOUNT))
     with WebhookServer(app_) as server:
         assert x.set_webhook(server.url + "/webhooks/x", DEFAULT_CONSUMER_SECRET) is True
         jane = x.add_user("janedoe", "Jane")
