@@ -178,3 +178,25 @@ def test_an_item_the_store_refuses_is_dead_lettered_and_its_page_is_stored_with_
     assert "could not be stored" in letters["sms:SM2"].reason and "TypeError" in letters["sms:SM2"].reason
     assert letters["SM4"].reason.startswith("message SM4: no sender address")
     assert all("words" not in d.reason and "words" not in str(d.payload) for d in letters.values())
+
+
+@pytest.mark.parametrize("odd", [LONE, "\x00"], ids=["lone-surrogate", "nul"])
+def test_a_crm_record_with_text_the_store_cannot_hold_does_not_stop_the_mirror(
+        odd: str, queues: None, salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer,
+        tmp_path: Path) -> None:
+    """Text from a CRM (a contact's name, a routing field) goes through the same cleaning as a channel's."""
+    sf: Any = salesforce_sandbox.emulator
+    sf.insert("Contact", FirstName="Jane", LastName=f"Doe {odd}", Phone="(415) 555-0123", Tier__c=f"Gold{odd}",
+              Email=f"jane{odd}@example.com", X_Handle__c=f"jane{odd}")  # identity values are text columns
+    tw: Any = twilio_sandbox.emulator
+    tw.add_number(OURS)
+    tw.receive_message("+14155550123", OURS, "where is my parcel?", at=START)
+    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url})
+
+    first, again = sync(settings), sync(settings)
+
+    assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+    assert "failed" not in first.output + again.output
+    [contact] = sf.records("Contact")
+    [task] = sf.records("Task")
+    assert (task["WhoId"], task["Description"]) == (contact["Id"], "where is my parcel?")

@@ -8,7 +8,6 @@ dropped by the unique key, whatever the path they came by (poll or webhook).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import CallInfo, Channel, DeadLetter, Direction, Identity, IdentityKind, Interaction, Malformed
 from crmhub.store.schema import CursorRow, DeadLetterRow, LedgerRow
+from crmhub.store.text import storable
 
 T = TypeVar("T")
 log = structlog.get_logger("crmhub.ledger")
@@ -79,7 +79,7 @@ def ingest_page(
     """Store a page: new interactions, dead letters, and (optionally) the cursor.
 
     One item never keeps its page out: text the store cannot hold is stored
-    with U+FFFD in its place (`_storable`), and an item the store still
+    with U+FFFD in its place (`crmhub.store.text.storable`), and an item the store still
     refuses becomes a dead letter naming it, while the others are stored and
     the cursor moves on.
 
@@ -182,30 +182,8 @@ def _unique_rows(interactions: Iterable[Interaction], now: datetime) -> list[dic
     return list(by_key.values())
 
 
-# A NUL (PostgreSQL text and JSON cannot hold it) or a UTF-16 surrogate (UTF-8 cannot: JSON's "\ud800" escape).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _storable(value: Any) -> Any:
-    """`value` with every string the store can hold: the item is kept, with U+FFFD in place of what it cannot.
-
-    A surrogate pair split in two code points is joined into its character
-    first; a lone half of one becomes U+FFFD.
-    """
-    if isinstance(value, str):
-        if _UNSTORABLE.search(value) is None:
-            return value
-        joined = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return joined.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_storable(v) for v in value]
-    return value
-
-
 def _to_row(item: Interaction, now: datetime) -> dict[str, Any]:
-    return _storable({
+    return storable({
         "channel": item.channel.value,
         "external_id": item.external_id,
         "direction": item.direction.value,
@@ -280,7 +258,7 @@ def add_dead_letter(session: Session, source: str, ref: str, reason: str, payloa
                                                              DeadLetterRow.resolved_at.is_(None)))
     if existing is not None:
         return False
-    row = _storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
+    row = storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
 
     def write(rows: Sequence[dict[str, Any]]) -> int:
         session.execute(insert(DeadLetterRow), list(rows))

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import REPLY_STATUS_RANK, Channel, Identity, IdentityKind, OutboundMessage, ReplyStatus
 from crmhub.store.ledger import insert_ignoring_conflicts
+from crmhub.store.text import storable
 from crmhub.store.schema import LedgerRow, ReplyRow
 
 OPEN = (ReplyStatus.PENDING.value, ReplyStatus.SENDING.value)
@@ -46,7 +47,7 @@ def insert(session: Session, rows: Sequence[dict[str, Any]]) -> list[str]:
     """Insert new replies; one already known (same CRM and reply) is left as it is. Returns the new ones' channels."""
     if not rows:
         return []
-    statement = insert_ignoring_conflicts(session, ReplyRow, rows, ("crm", "reply_ref"))
+    statement = insert_ignoring_conflicts(session, ReplyRow, [storable(row) for row in rows], ("crm", "reply_ref"))
     return [channel for _, channel in session.execute(statement.returning(ReplyRow.id, ReplyRow.channel))]
 
 

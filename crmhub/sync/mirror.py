@@ -21,6 +21,7 @@ from crmhub.store import StateStore
 from crmhub.store.graph import upsert_mirror
 from crmhub.store.ledger import load_cursor, save_cursor
 from crmhub.store.locks import one_at_a_time
+from crmhub.store.text import storable_record
 
 log = structlog.get_logger("crmhub.mirror")
 
@@ -49,7 +50,8 @@ def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequen
         stream = f"mirror.{object_name}"
         with store.transaction() as session:
             cursor = load_cursor(session, source.name, stream)
-        for records, next_cursor in source.mirror_pages(object_name, cursor):
+        for page, next_cursor in source.mirror_pages(object_name, cursor):
+            records = [storable_record(record) for record in page]  # one odd character must not fail every refresh
             with store.transaction() as session:
                 one_at_a_time(session, f"mirror:{source.name}")
                 changed += upsert_mirror(session, records)
