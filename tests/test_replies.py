@@ -624,3 +624,16 @@ def test_deadletters_show_names_the_reply_but_never_its_text(zendesk: ZendeskKit
     [reply] = replies_of(zendesk.hub)
     assert any(f"reply {reply.id}: zendesk {reply.reply_ref}" in line and "dead" in line for line in lines)
     assert not any("private matter" in line for line in lines)
+
+
+def test_an_agents_reply_with_a_lone_surrogate_is_sent_with_a_replacement_character(zendesk: ZendeskKit) -> None:
+    """An agent's text is outside input too: a character the store cannot hold must not stop every replies run."""
+    zendesk.tw.receive_message(CUSTOMER, OURS, "My parcel is late")
+    zendesk.hub.sync_once()
+    zendesk.reply("Sorry \ud800 Jane")
+
+    first = zendesk.hub.sync_once()
+
+    assert not first.failures, first.failures
+    [sent] = sent_messages(zendesk.tw)
+    assert sent["body"] == "Sorry \ufffd Jane"
