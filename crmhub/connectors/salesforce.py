@@ -8,6 +8,8 @@ Writes are batched and idempotent by construction: Cases are upserted by
 `Crmhub_Conversation__c` (`<conversation>#<seq>`) and Tasks by
 `Crmhub_Key__c` (crmhub's interaction key) through sObject Collections, 200
 records per call, so a retry after a timeout updates instead of duplicating.
+TaskSubtype is create-only: a Task the upsert finds is refused for it and
+sent again without it, on any attempt (`_upsert_tasks`).
 A closed Case the engine asks to reopen gets `Status` back to `New` (the
 status crmhub opens Cases with) through one sObject Collections update per
 batch; setting it twice is harmless.
@@ -320,15 +322,21 @@ class SalesforceCrm(Connector):
                       ) -> list[tuple[str | None, Exception | None]]:
         """Upsert Tasks by crmhub's key; a Task that exists already is updated without its create-only fields.
 
-        TaskSubtype can be set only on insert. A relink always finds its Task;
-        a retry of an uncertain write may: those refused for a create-only
-        field are sent once more without it (one more call, only then).
+        TaskSubtype can be set only on insert, and an upsert that finds its
+        Task is an update. A relink always finds its Task. Any other write may
+        too, whatever its attempt counter says: an earlier try's answer was
+        lost (in this call or a former one), the state store is new in front
+        of an org crmhub wrote to, a dead letter is replayed. Salesforce
+        refuses just those records, naming the field; they are sent once more
+        without it in the same write. The common case (no Task yet) costs one
+        call, a found Task one more.
         """
         bodies = [_updatable(t) if w.relink else t for w, t in zip(writes, tasks, strict=True)]
-        results = self._collection_upsert("Task", TASK_KEY_FIELD, bodies)
-        again = [i for i, (w, (_, error)) in enumerate(zip(writes, results, strict=True))
-                 if not w.first_attempt and isinstance(error, Rejected)
-                 and error.code == "INVALID_FIELD_FOR_INSERT_UPDATE" and CREATE_ONLY_TASK_FIELDS & set(bodies[i])]
+        entries = self._collection_entries("PATCH", f"composite/sobjects/Task/{TASK_KEY_FIELD}", bodies)
+        results = [(record_id, error) for record_id, error, _ in entries]
+        again = [i for i, (_, error, fields) in enumerate(entries)
+                 if isinstance(error, Rejected) and error.code == "INVALID_FIELD_FOR_INSERT_UPDATE"
+                 and CREATE_ONLY_TASK_FIELDS & fields & set(bodies[i])]
         if again:
             for i, result in zip(again, self._collection_upsert("Task", TASK_KEY_FIELD,
                                                                 [_updatable(bodies[i]) for i in again]), strict=True):
@@ -450,7 +458,12 @@ class SalesforceCrm(Connector):
     def _collection(self, method: str, path: str, records: list[dict[str, Any]]
                     ) -> list[tuple[str | None, Exception | None]]:
         """Send records through sObject Collections, 200 per call, one result per record."""
-        results: list[tuple[str | None, Exception | None]] = []
+        return [(record_id, error) for record_id, error, _ in self._collection_entries(method, path, records)]
+
+    def _collection_entries(self, method: str, path: str, records: list[dict[str, Any]]
+                            ) -> list[tuple[str | None, Exception | None, frozenset[str]]]:
+        """As `_collection`, with the fields each refusal names (empty for a success)."""
+        results: list[tuple[str | None, Exception | None, frozenset[str]]] = []
         for start in range(0, len(records), COLLECTION_LIMIT):
             chunk = records[start:start + COLLECTION_LIMIT]
             body = {"allOrNone": False, "records": chunk}
@@ -458,11 +471,11 @@ class SalesforceCrm(Connector):
                              lambda sf, body=body: sf.restful(path, method=method, json=body))  # type: ignore[misc]
             for entry in answer or []:
                 if entry.get("success"):
-                    results.append((entry.get("id"), None))
+                    results.append((entry.get("id"), None, frozenset()))
                 else:
                     code, message, fields = _first_error(entry.get("errors"))
                     results.append((None, Rejected(vendor_error(code, message, fields, labelled=True),
-                                                   system=self.name, code=code)))
+                                                   system=self.name, code=code), frozenset(fields)))
         return results
 
 

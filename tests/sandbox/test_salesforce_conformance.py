@@ -287,6 +287,27 @@ def test_upsert_creates_then_updates_by_external_id(sf: Salesforce, em: Salesfor
     assert sf.Task.get_by_custom_id("Crmhub_Key__c", "sms:SM1")["Subject"] == "SMS in (edited)"
 
 
+def test_collection_upsert_of_an_existing_record_refuses_a_create_only_field(
+        sf: Salesforce, em: SalesforceEmulator) -> None:
+    """TaskSubtype is createable, not updateable: an upsert that finds the record refuses it, that record only."""
+    def upsert(*records: dict[str, Any]) -> list[dict[str, Any]]:
+        body = {"allOrNone": False, "records": [{"attributes": {"type": "Task"}, **r} for r in records]}
+        answer: list[dict[str, Any]] = sf.restful("composite/sobjects/Task/Crmhub_Key__c", method="PATCH",
+                                                  json=body)
+        return answer
+
+    [first] = upsert({"Crmhub_Key__c": "sms:SM1", "Subject": "in", "TaskSubtype": "Task"})
+    assert first["success"] is True and first["created"] is True
+    refused, other = upsert({"Crmhub_Key__c": "sms:SM1", "Subject": "again", "TaskSubtype": "Task"},
+                            {"Crmhub_Key__c": "sms:SM2", "Subject": "new", "TaskSubtype": "Call"})
+    assert refused["success"] is False and refused["errors"][0]["statusCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    assert refused["errors"][0]["fields"] == ["TaskSubtype"]
+    assert other["success"] is True and other["created"] is True
+    assert em.record(first["id"])["Subject"] == "in"  # type: ignore[index]  # the refused update changed nothing
+    [updated] = upsert({"Crmhub_Key__c": "sms:SM1", "Subject": "again"})
+    assert updated["success"] is True and updated["created"] is False and updated["id"] == first["id"]
+
+
 def test_unique_external_id_clash_is_duplicate_value(sf: Salesforce, em: SalesforceEmulator) -> None:
     em.insert("Task", Subject="a", Crmhub_Key__c="k1")
     other = em.insert("Task", Subject="b", Crmhub_Key__c="k2")
