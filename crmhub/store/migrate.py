@@ -15,6 +15,8 @@ from, and the next start simply migrates again (issue 13). PostgreSQL's DDL
 is transactional as it comes; SQLite's is too, but Python's sqlite3 driver
 runs a CREATE TABLE outside any transaction unless one was begun
 explicitly, so on SQLite the upgrade begins its own (`_one_transaction`).
+A store such a kill left half-created before this was fixed is cleared and
+created again at its next start (`_clear_a_half_created_first_schema`).
 """
 
 from __future__ import annotations
@@ -24,15 +26,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, func, inspect, select, table, text
 
 from crmhub.store.locks import one_at_a_time
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The tables migration 0001 creates, in its order (a table before those that refer to it).
+FIRST_TABLES = ("cursors", "dead_letters", "mirror", "persons", "threads", "crm_links", "identities", "ledger",
+                "mirror_identities", "outbox", "route_decisions")
+
+log = structlog.get_logger("crmhub.store")
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -46,8 +54,33 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config()
     with _one_transaction(engine) as connection:
         one_at_a_time(connection, "migrate")
+        _clear_a_half_created_first_schema(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def _clear_a_half_created_first_schema(connection: Connection) -> None:
+    """Drop what a first start killed before the fix of issue 13 left, so that the upgrade creates it whole.
+
+    Such a store holds an empty alembic_version (Alembic creates it before
+    0001 runs) and some of 0001's tables, and failed every later start on
+    "table cursors already exists". Only that is dropped: every other table
+    one of 0001's, and every one of them empty, so nothing is lost. Anything
+    else is left to Alembic as it is.
+    """
+    tables = set(inspect(connection).get_table_names())
+    leftovers = tables - {"alembic_version"}
+    if "alembic_version" not in tables or not leftovers or not leftovers <= set(FIRST_TABLES):
+        return
+    if connection.scalar(select(func.count()).select_from(table("alembic_version"))):
+        return
+    if any(connection.scalar(select(func.count()).select_from(table(name))) for name in leftovers):
+        return
+    for name in reversed(FIRST_TABLES):  # those that refer to others first
+        if name in leftovers:
+            connection.execute(text(f"DROP TABLE {name}"))  # a name from FIRST_TABLES, never from the database
+    log.warning("cleared a half-created schema that an interrupted first start left; creating it again",
+                tables=sorted(leftovers))
 
 
 @contextmanager

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from crmhub.cli import app
@@ -74,3 +75,39 @@ def test_a_kill_while_postgresql_is_migrated_leaves_a_store_the_next_start_migra
         twilio_sandbox: EmulatorServer) -> None:
     _die_at(fresh_postgres_url, nth)
     _starts_and_works(fresh_postgres_url, tmp_path, salesforce_sandbox, twilio_sandbox)
+
+
+def _half_created_before_the_fix(url: str, kept: int) -> None:
+    """The store a kill during the first start left before the fix: 0001's first `kept` tables, no revision."""
+    store = open_store(url, migrate_schema=False)
+    try:
+        migrate.upgrade(store.engine, "0001")
+        with store.engine.begin() as connection:
+            connection.execute(text("DELETE FROM alembic_version"))
+            for name in reversed(migrate.FIRST_TABLES[kept:]):
+                connection.execute(text(f"DROP TABLE {name}"))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kept", [1, 6, 11])
+def test_a_sqlite_store_left_half_created_before_the_fix_is_created_again_at_the_next_start(
+        kept: int, tmp_path: Path, salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _half_created_before_the_fix(url, kept)
+    _starts_and_works(url, tmp_path, salesforce_sandbox, twilio_sandbox)
+
+
+def test_a_half_created_store_that_holds_a_row_is_not_dropped(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _half_created_before_the_fix(url, 6)
+    store = open_store(url, migrate_schema=False)
+    try:
+        with store.engine.begin() as connection:
+            connection.execute(text("INSERT INTO cursors VALUES ('sms', 'messages', '', 'x', '2026-01-01')"))
+        with pytest.raises(OperationalError, match="table cursors already exists"):
+            migrate.upgrade(store.engine)
+        with store.engine.connect() as connection:
+            assert connection.scalar(text("SELECT value FROM cursors")) == "x"
+    finally:
+        store.close()
