@@ -24,9 +24,17 @@ Writes (`write_history`), per batch:
 
 1. Contacts: missing users are created with `users/create_many`, each with
    `external_id = crmhub-person-<person id>`, once per person. A create that
-   fails (for instance because a timed-out earlier attempt already created
-   the user, whose external id is unique) is looked up with one
-   `users/show_many?external_ids=` call; found users count as created.
+   fails is looked up with one `users/show_many?external_ids=` call (a
+   timed-out earlier attempt, or an earlier batch, already created the user,
+   whose external id is unique; the mirror does not list it for a minute,
+   as the incremental export leaves out the last minute's changes). One
+   refused because its phone or email is already used (a user an agent made
+   seconds ago) is then looked up with `users/search?query=phone:` (then
+   `email:`), and linked when exactly one end-user holds that very value
+   (issue 13). Found users count as created. `users/create_or_update_many`
+   would match by external id and email at the same cost, but not by phone,
+   and would overwrite the name (and external id) of a user crmhub did not
+   create, so crmhub does not use it.
 2. Cases: a new case is a ticket with `external_id = CaseSpec.key`,
    requester = the contact, group / priority / tags from the target, and
    the interaction as its first comment. Ticket external ids are *not*
@@ -145,6 +153,10 @@ TICKET_LIMITS = {"subject": 255}
 COMMENT_BYTES = {"body": 64_000}
 
 __all__ = ["ContactObject", "ZendeskAuth", "ZendeskCrm", "ZendeskGroup"]
+
+
+class DuplicateTaken(Rejected):
+    """A create refused because a unique value (email, phone, external id) is already another user's."""
 
 
 @dataclass(frozen=True)
@@ -431,11 +443,12 @@ class ZendeskCrm(Connector):
             elif write.new_contact:
                 wanted.setdefault(write.person_id, write)
         failed: dict[int, Exception] = {}
+        records = {p: self._user_fields(w) for p, w in wanted.items()}
         people = list(wanted)
         for start in range(0, len(people), self.batch_size):
             chunk = people[start:start + self.batch_size]
-            records = [self._user_fields(wanted[p]) for p in chunk]
-            results = self._run_job("users.create_many", lambda zd, r=records: zd.users.create(  # type: ignore[misc]
+            batch = [records[p] for p in chunk]
+            results = self._run_job("users.create_many", lambda zd, r=batch: zd.users.create(  # type: ignore[misc]
                 [User(**fields) for fields in r]))
             for person, (user_id, error) in zip(chunk, results, strict=True):
                 if error is None and user_id is not None:
@@ -443,22 +456,52 @@ class ZendeskCrm(Connector):
                 else:
                     failed[person] = error or Rejected("user not created", system=self.name)
         fresh = set(users) - {w.person_id for w in writes if w.contact_id is not None}
-        if failed:  # a timed-out earlier attempt may have created them: external ids are unique
-            external = [person_key(p) for p in failed]
-            found: dict[str, int] = {}
-            for start in range(0, len(external), MAX_BULK):
-                chunk_ids = external[start:start + MAX_BULK]
-                listed = self.zd("users.show_many", lambda zd, c=chunk_ids: [  # type: ignore[misc]
-                    (u.external_id, u.id) for u in zd.users(external_ids=c)])
-                found.update({str(ext): int(uid) for ext, uid in listed})
+        if failed:
+            users.update(self._existing_users(failed, records))
             for person, error in failed.items():
-                if person_key(person) in found:
-                    users[person] = found[person_key(person)]
-                else:
+                if person not in users:
                     for write in writes:
                         if write.person_id == person and write.contact_id is None:
                             errors[write.key] = error
         return users, fresh
+
+    def _existing_users(self, failed: Mapping[int, Exception], records: Mapping[int, Mapping[str, Any]]
+                        ) -> dict[int, int]:
+        """The users that already hold what a refused create asked for: person -> user id.
+
+        First by external id, with `users/show_many?external_ids=` (100 a call):
+        a timed-out earlier attempt, or an earlier batch whose user the mirror
+        does not list yet (the incremental export leaves out the last minute),
+        made it, and external ids are unique. Then, for a create refused because
+        its phone or email is already used (`DuplicateTaken`), the user holding
+        it, with `users/search?query=phone:` / `email:` (one call each): a user an
+        agent made seconds ago. Only an end-user whose phone (digits) or email
+        (case folded) is the very value crmhub sent counts, and only when exactly
+        one does; anything else keeps its refusal (an agent's or admin's number
+        is not a customer's).
+        """
+        found: dict[int, int] = {}
+        external = {person_key(p): p for p in failed}
+        keys = list(external)
+        for start in range(0, len(keys), MAX_BULK):
+            chunk_ids = keys[start:start + MAX_BULK]
+            listed = self.zd("users.show_many", lambda zd, c=chunk_ids: [  # type: ignore[misc]
+                (u.external_id, u.id) for u in zd.users(external_ids=c)])
+            found.update({external[str(ext)]: int(uid) for ext, uid in listed if str(ext) in external})
+        for person, error in failed.items():
+            if person in found or not isinstance(error, DuplicateTaken):
+                continue
+            for field in ("phone", "email"):
+                value = records[person].get(field)
+                if not value:
+                    continue
+                listed = self.zd("users.search", lambda zd, f=field, v=value: [  # type: ignore[misc]
+                    u.to_dict() for u in zd.users.search(query=f"{f}:{v}")])
+                holders = {int(u["id"]) for u in listed if _holds(u, field, str(value))}
+                if len(holders) == 1:
+                    found[person] = holders.pop()
+                    break
+        return found
 
     def _user_fields(self, write: HistoryWrite) -> dict[str, Any]:
         obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
@@ -680,8 +723,9 @@ class ZendeskCrm(Connector):
                 continue
             if entry.get("status") == "Failed" or entry.get("success") is False or entry.get("error"):
                 code = str(entry.get("error") or "Failed")
-                outcomes[index] = (None, Rejected(vendor_error(code, str(entry.get("details") or "")),
-                                                  system=self.name, code=code))
+                details = str(entry.get("details") or "")
+                kind = DuplicateTaken if _taken(code, details) else Rejected
+                outcomes[index] = (None, kind(vendor_error(code, details), system=self.name, code=code))
             else:
                 outcomes[index] = (int(entry["id"]), None)
         return outcomes
@@ -789,6 +833,30 @@ def _error_of(response: requests.Response) -> tuple[str, str, list[str]]:
                  for e in entries if isinstance(e, Mapping)]
         message = "; ".join(p for p in [message, *kinds] if p)
     return code, message, fields
+
+
+def _taken(code: str, details: str) -> bool:
+    """Whether a failed job item was refused for a value another user already holds.
+
+    Zendesk words it "Email: <value> is already being used by another user"
+    (code `DuplicateValue` in a single call's `details`), older accounts
+    "has already been taken"; a job result carries the sentence in `details`.
+    """
+    wording = details.lower()
+    return code == "DuplicateValue" or "already being used" in wording or "already been taken" in wording
+
+
+def _holds(user: Mapping[str, Any], field: str, value: str) -> bool:
+    """Whether a search hit is an active end-user whose `field` is `value` (search may match loosely)."""
+    if user.get("role", "end-user") != "end-user" or not user.get("active", True):
+        return False
+    if field == "phone":
+        return bool(_digits(value)) and _digits(str(user.get("phone") or "")) == _digits(value)
+    return str(user.get(field) or "").strip().lower() == value.strip().lower()
+
+
+def _digits(phone: str) -> str:
+    return re.sub(r"\D", "", phone)
 
 
 def _rate_hint(headers: Mapping[str, str]) -> float | None:

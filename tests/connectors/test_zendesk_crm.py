@@ -280,3 +280,26 @@ def test_first_attempts_skip_the_checks_for_an_earlier_copy(zendesk_sandbox: Emu
     assert make_crm(zendesk_sandbox).write_history([careful])[0].ok  # a retry: checks, finds it, writes nothing
     assert [e for e in emu.calls if "comments" in e]
     assert [c["body"] for c in emu.comments(ticket)].count("first time") == 1
+
+
+def test_a_create_refused_for_a_taken_phone_links_the_end_user_holding_it(zendesk_sandbox: EmulatorServer) -> None:
+    """Issue 13: an agent made the user seconds ago (no external id); the refused create finds it by phone."""
+    emu = emu_of(zendesk_sandbox)
+    held = emu.add_user("Jane Doe", phone="+14155550777")
+    [outcome] = make_crm(zendesk_sandbox).write_history([new_write(7, sms("SM777", "+14155550777", "hello"))])
+
+    assert outcome.ok and outcome.contact_id == str(held)
+    assert [u["id"] for u in emu.users() if u["role"] == "end-user"] == [held]
+    [ticket] = emu.tickets()
+    assert ticket["requester_id"] == held
+    assert emu.calls["GET /api/v2/users/search.json"] == 1  # one look-up, by phone
+
+
+def test_a_taken_phone_held_by_an_agent_stays_refused(zendesk_sandbox: EmulatorServer) -> None:
+    """An agent's number is not a customer's: the write is refused, nothing is linked to the agent."""
+    emu = emu_of(zendesk_sandbox)
+    emu.add_user("Agent Smith", "smith@sandbox.zendesk.test", role="agent", phone="+14155550778")
+    [outcome] = make_crm(zendesk_sandbox).write_history([new_write(8, sms("SM778", "+14155550778", "hello"))])
+
+    assert isinstance(outcome.error, Rejected)
+    assert emu.tickets() == []

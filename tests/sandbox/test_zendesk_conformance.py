@@ -311,6 +311,28 @@ def test_incremental_user_export_resumes_from_the_after_cursor(kit: Kit) -> None
     assert [u["name"] for u in later["users"]] == ["Jon"]
 
 
+def test_incremental_user_export_hides_users_younger_than_the_configured_delay(kit: Kit) -> None:
+    """A user made seconds ago is not exported yet (issue 13); `export_delay_seconds` sets the lag."""
+    def names() -> list[str]:
+        page = kit.http.get(kit.url("incremental/users/cursor.json"), params={"start_time": 0}).json()
+        return [u["name"] for u in page["users"]]
+
+    kit.emu.add_user("Lea", "lea@example.test")
+    kit.emu.clock.advance(5)
+    assert "Lea" not in names()
+    kit.emu.configure(export_delay_seconds=0)  # the fixture's reset restores Zendesk's 60
+    assert "Lea" in names()
+
+
+def test_a_user_create_with_a_taken_phone_is_refused_as_zendesk_words_it(kit: Kit) -> None:
+    kit.emu.add_user("Max", phone="+14155550999")
+    answer = kit.http.post(kit.url("users.json"), json={"user": {"name": "Max 2", "phone": "+14155550999"}})
+    assert answer.status_code == 422
+    assert answer.json() == {"error": "RecordInvalid", "description": "Record validation errors", "details": {
+        "phone": [{"description": "Phone: +14155550999 is already being used by another user",
+                   "error": "DuplicateValue"}]}}
+
+
 def test_incremental_user_export_through_zenpy(kit: Kit) -> None:
     kit.emu.add_user("Kim", "kim@example.test")
     kit.emu.clock.advance(61)

@@ -41,6 +41,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "incremental_per_minute": 10,
     "job_reads_per_step": 1,
     "job_autocomplete_seconds": 60,
+    "export_delay_seconds": 60,  # incremental exports leave out changes younger than this (Zendesk: a minute)
 }
 
 
@@ -229,7 +230,8 @@ class ZendeskEmulator(Emulator):
 
     def configure(self, **settings: Any) -> None:
         """Change limits and job timing: rate_limit_per_minute, incremental_per_minute,
-        job_reads_per_step (0: first poll completes; None: only finish_jobs), job_autocomplete_seconds."""
+        job_reads_per_step (0: first poll completes; None: only finish_jobs), job_autocomplete_seconds,
+        export_delay_seconds (incremental exports leave out younger changes; Zendesk's is 60)."""
         with self.lock:
             unknown = set(settings) - set(DEFAULT_CONFIG)
             if unknown:

@@ -13,7 +13,8 @@ Follows https://developer.zendesk.com/api-reference/ticketing/ticket-management/
   page made only of events at `start_time` moves `end_time` one second on,
   so paging always progresses.
 * Changes of the last minute are left out (Zendesk's one-minute delay), so a
-  test advances the sandbox clock past it.
+  test advances the sandbox clock past it. The delay is the emulator setting
+  `export_delay_seconds` (default 60, Zendesk's; 0 shows every change at once).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Exporter:
 
     def cutoff(self) -> int:
         """The newest change time an export may include now."""
-        return int(self.backend.clock.time()) - DELAY_SECONDS
+        delay = self.backend.state.get("config", {}).get("export_delay_seconds", DELAY_SECONDS)
+        return int(self.backend.clock.time()) - int(delay)
 
     def cursor_page(self, kind: str, after: Position, per_page: int) -> tuple[list[Record], Position, bool]:
         """Tickets or users changed after `after`: (page, new position, end_of_stream)."""
