@@ -75,9 +75,24 @@ tag per interaction). Before commenting on a ticket that existed before
 this call (a follow-up's `case_id`, or a ticket found by external id), its
 comments are read once and writes whose key is already there count as
 done. So writing the same batch twice, e.g. after a timeout, creates
-nothing twice. A bulk submission retried after an uncertain failure
-re-checks the same way (external id for tickets, comment metadata for
-comments) before sending again.
+nothing twice.
+
+Lost answers of bulk writes (issue 13): `create_many` / `update_many`
+answer with a job id, and the job runs later. When that answer is lost
+(reset or timeout after sending), the job may be queued, its effect not yet
+visible, so re-reading at once and resending would double it. The retry
+layer therefore never resends a bulk write blindly: each attempt after a
+failed one (`_submit_once`) first waits until no recent job of the same
+size is queued or working (`GET /api/v2/job_statuses`, polled like a job:
+its id is unknown, but it is among the newest jobs until it has run), then
+looks up what landed by crmhub's keys (`users/show_many?external_ids=`,
+tickets by `external_id`, comments' `crmhub_key`) and submits only the
+rest. The check runs inside the attempt, so retries stay in one layer.
+Moving a ticket to another requester (`_move_tickets`) sets a value and is
+harmless to repeat, so it is not checked. Left: a job whose polling gave up
+(`job_timeout`) or whose lease ended is not remembered; the engine's next
+attempt re-checks the keys but does not wait for that job (see
+docs/roadmap.md, Known limitations).
 
 Replies (`reply_pages`): agents' public comments, read from the time-based
 incremental ticket events export with comment events
@@ -447,10 +462,7 @@ class ZendeskCrm(Connector):
         people = list(wanted)
         for start in range(0, len(people), self.batch_size):
             chunk = people[start:start + self.batch_size]
-            batch = [records[p] for p in chunk]
-            results = self._run_job("users.create_many", lambda zd, r=batch: zd.users.create(  # type: ignore[misc]
-                [User(**fields) for fields in r]))
-            for person, (user_id, error) in zip(chunk, results, strict=True):
+            for person, (user_id, error) in zip(chunk, self._create_users([records[p] for p in chunk]), strict=True):
                 if error is None and user_id is not None:
                     users[person] = user_id
                 else:
@@ -464,6 +476,17 @@ class ZendeskCrm(Connector):
                         if write.person_id == person and write.contact_id is None:
                             errors[write.key] = error
         return users, fresh
+
+    def _create_users(self, batch: list[dict[str, Any]]) -> list[tuple[int | None, Exception | None]]:
+        """One users/create_many job: (user id, error) per record; a resend skips users already made."""
+        def made(zd: Zenpy, indexes: list[int]) -> dict[int, int]:
+            wanted = {str(batch[i]["external_id"]): i for i in indexes}
+            return {wanted[str(u.external_id)]: int(u.id) for u in zd.users(external_ids=list(wanted))
+                    if str(u.external_id) in wanted}
+
+        found, sent, job = self._submit_once(
+            "users.create_many", len(batch), made, lambda zd, todo: zd.users.create([User(**batch[i]) for i in todo]))
+        return self._merge_results(len(batch), found, sent, job)
 
     def _existing_users(self, failed: Mapping[int, Exception], records: Mapping[int, Mapping[str, Any]]
                         ) -> dict[int, int]:
@@ -602,30 +625,15 @@ class ZendeskCrm(Connector):
         by external id and creates only the missing ones.
         """
         records = [self._ticket(w, users, groups) for w in firsts]
-        found: dict[int, int] = {}  # index -> ticket found on a resubmission
-        attempts = 0
 
-        def submit(zd: Zenpy) -> Any:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                for index, record in enumerate(records):
-                    if index not in found and (ticket_id := self._ticket_by_key(zd, record["external_id"])):
-                        found[index] = ticket_id
-            todo = [r for i, r in enumerate(records) if i not in found]
-            return (todo, zd.tickets.create([_zenpy_ticket(r) for r in todo]) if todo else None)
+        def made(zd: Zenpy, indexes: list[int]) -> dict[int, int]:
+            return {i: ticket_id for i in indexes
+                    if (ticket_id := self._ticket_by_key(zd, records[i]["external_id"])) is not None}
 
-        todo, job = self.zd("tickets.create_many", submit)
-        results = self._job_results(job, len(todo)) if job is not None else []
-        by_record = {id(r): res for r, res in zip(todo, results, strict=True)}
-        out: list[tuple[int | None, Exception | None, bool]] = []
-        for index, record in enumerate(records):
-            if index in found:
-                out.append((found[index], None, False))
-            else:
-                ticket_id, error = by_record[id(record)]
-                out.append((ticket_id, error, True))
-        return out
+        found, sent, job = self._submit_once("tickets.create_many", len(records), made, lambda zd, todo: (
+            zd.tickets.create([_zenpy_ticket(records[i]) for i in todo])))
+        results = self._merge_results(len(records), found, sent, job)
+        return [(ticket_id, error, i not in found) for i, (ticket_id, error) in enumerate(results)]
 
     # -- comments
     def _comment_fields(self, write: HistoryWrite, user_id: int | None) -> dict[str, Any]:
@@ -669,29 +677,87 @@ class ZendeskCrm(Connector):
         """One update_many job adding one comment per ticket; re-checks comments before a resubmission."""
         updates = [{"id": t, **self._comment_fields(w, users.get(w.person_id)),
                     **({"status": "open"} if w.reopen is not None else {})} for w, t in chunk]
-        already: set[int] = set()  # indexes found written on a resubmission
-        attempts = 0
 
-        def submit(zd: Zenpy) -> Any:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                for ticket_id in {u["id"] for u in updates}:
-                    keys = self._comment_keys(zd, ticket_id)
-                    already.update(i for i, u in enumerate(updates)
-                                   if u["id"] == ticket_id and u["metadata"][KEY_FIELD] in keys)
-            todo = [u for i, u in enumerate(updates) if i not in already]
-            return (todo, zd.tickets.update([_zenpy_ticket(u) for u in todo]) if todo else None)
+        def written(zd: Zenpy, indexes: list[int]) -> dict[int, int]:
+            keys = {t: self._comment_keys(zd, t) for t in sorted({updates[i]["id"] for i in indexes})}
+            return {i: updates[i]["id"] for i in indexes
+                    if updates[i]["metadata"][KEY_FIELD] in keys[updates[i]["id"]]}
 
-        todo, job = self.zd("tickets.update_many", submit)
-        results = self._job_results(job, len(todo)) if job is not None else []
-        by_update = {id(u): error for u, (_, error) in zip(todo, results, strict=True)}
-        return [None if i in already else by_update[id(u)] for i, u in enumerate(updates)]
+        found, sent, job = self._submit_once("tickets.update_many", len(updates), written, lambda zd, todo: (
+            zd.tickets.update([_zenpy_ticket(updates[i]) for i in todo])))
+        return [error for _, error in self._merge_results(len(updates), found, sent, job)]
 
     # -- jobs
     def _run_job(self, operation: str, submit: Callable[[Zenpy], Any]) -> list[tuple[int | None, Exception | None]]:
         job = self.zd(operation, submit)
         return self._job_results(job, int(job.total or 0))
+
+    def _submit_once(self, operation: str, count: int, find_done: Callable[[Zenpy, list[int]], Mapping[int, int]],
+                     send: Callable[[Zenpy, list[int]], Any]) -> tuple[dict[int, int], list[int], Any]:
+        """Submit a bulk job over items `0..count-1` so each lands once, even when an answer is lost.
+
+        A bulk POST/PUT whose answer is lost (reset or timeout after sending)
+        may have queued a job that runs later, and its effect is not visible
+        until it has run. So an attempt that follows a failed one first waits
+        until no recent job of the same size is still queued or working
+        (`_await_jobs`), then asks `find_done` which of the items it sent are
+        in Zendesk now (index -> record id), and sends only the others. The
+        check runs inside the retry layer's attempt: the layer never resends
+        blindly, and retries stay in that one layer.
+
+        Args:
+            operation: the retry layer's name for the call.
+            count: how many items.
+            find_done: raw SDK look-up by crmhub's keys (external id, comment metadata).
+            send: submits the items at the given indexes; returns the job status.
+
+        Returns:
+            (index -> record id of items found done, indexes sent, the job status; None when nothing was sent).
+        """
+        found: dict[int, int] = {}
+        sent: list[int] = []
+
+        def submit(zd: Zenpy) -> tuple[list[int], Any]:
+            nonlocal sent
+            if sent:  # an earlier attempt sent these; its job may be queued although its answer was lost
+                self._await_jobs(zd, len(sent))
+                found.update(find_done(zd, sent))
+            todo = [i for i in range(count) if i not in found]
+            sent = todo
+            return todo, (send(zd, todo) if todo else None)
+
+        todo, job = self.zd(operation, submit)
+        return found, todo, job
+
+    def _merge_results(self, count: int, found: Mapping[int, int], sent: list[int], job: Any
+                       ) -> list[tuple[int | None, Exception | None]]:
+        """(record id, error) per item: found ones as done, sent ones from their job's results."""
+        results = dict(zip(sent, self._job_results(job, len(sent)) if job is not None else [], strict=True))
+        return [(found[i], None) if i in found else results[i] for i in range(count)]
+
+    def _await_jobs(self, zd: Zenpy, total: int) -> None:
+        """Wait until no recent job over `total` items is queued or working (raw SDK: inside an attempt).
+
+        Reads `GET /api/v2/job_statuses` (the newest jobs, one page), polling
+        like `_job_results`: a job whose id never came back is among them
+        until it has run. Jobs of other sizes are not ours and are not waited
+        for; another of the same size only makes the wait longer. Raises
+        `Timeout` after `job_timeout` seconds (the next attempt waits again).
+        """
+        wait, waited = self.job_poll_first, 0.0
+        while True:
+            listed = zd.job_status()
+            jobs = listed.get("job_statuses", []) if isinstance(listed, Mapping) else list(listed)
+            pending = [j for j in jobs if getattr(j, "total", None) == total
+                       and getattr(j, "status", None) in ("queued", "working")]
+            if not pending:
+                return
+            if waited >= self.job_timeout:
+                raise Timeout(f"{len(pending)} bulk job(s) of {total} items still queued after {waited:.0f} s; "
+                              "one may be the unanswered submission", system=self.name)
+            self.job_sleep(wait)
+            waited += wait
+            wait = min(self.job_poll_max, wait * 2)
 
     def _job_results(self, job: Any, total: int) -> list[tuple[int | None, Exception | None]]:
         """Poll a job status sparingly until completed: (record id, error) per submitted item."""

@@ -303,3 +303,61 @@ def test_a_taken_phone_held_by_an_agent_stays_refused(zendesk_sandbox: EmulatorS
 
     assert isinstance(outcome.error, Rejected)
     assert emu.tickets() == []
+
+
+# ---- lost answers of bulk jobs (issue 13) -----------------------------------------
+def _lose_answer(emu: ZendeskEmulator, path: str) -> None:
+    """The next bulk POST/PUT is queued as a job, then its answer (the job id) is lost."""
+    emu.faults.add(Fault("reset", after=True, path=path, times=1))
+
+
+def _land(emu: ZendeskEmulator) -> None:
+    """Zendesk's background worker runs every job still queued (the lost one included)."""
+    emu.faults.clear()
+    emu.finish_jobs()
+
+
+def test_lost_answer_of_tickets_create_many_makes_each_ticket_once(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    users = {n: emu.add_user(f"C{n}", phone=f"+1415555041{n}") for n in range(4)}
+    writes = [replace(new_write(n, sms(f"SM{n}", f"+1415555041{n}", f"hello {n}")), new_contact=(),
+                      contact_id=str(users[n])) for n in range(4)]
+    _lose_answer(emu, r"/tickets/create_many\.json")
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+    _land(emu)
+
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert sorted(t["external_id"] for t in emu.tickets()) == sorted(f"sms:+1415555041{n}#1" for n in range(4))
+    for ticket in emu.tickets():
+        assert [c["metadata"]["custom"]["crmhub_key"] for c in emu.comments(ticket["id"])] == [
+            f"sms:SM{ticket['external_id'][-3]}"]
+    assert sorted(o.case_id for o in outcomes) == sorted(str(t["id"]) for t in emu.tickets())
+
+
+def test_lost_answer_of_tickets_update_many_adds_each_comment_once(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    people = [(emu.add_user(f"P{n}", phone=f"+1415555042{n}"), n) for n in range(3)]
+    tickets = [emu.add_ticket("t", "first", user) for user, _ in people]
+    writes = [follow_up(10 + n, user, ticket, sms(f"SM{n}", f"+1415555042{n}", f"msg {n}"))
+              for (user, n), ticket in zip(people, tickets, strict=True)]
+    _lose_answer(emu, r"/tickets/update_many\.json")
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+    _land(emu)
+
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert [[c["body"] for c in emu.comments(t)] for t in tickets] == [["first", f"msg {n}"] for n in range(3)]
+
+
+def test_lost_answer_of_users_create_many_makes_each_user_once(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    writes = [new_write(n, sms(f"SM{n}", f"+1415555043{n}", f"hi {n}")) for n in range(3)]
+    _lose_answer(emu, r"/users/create_many\.json")
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+    _land(emu)
+
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    customers = [u for u in emu.users() if u["role"] == "end-user"]
+    assert sorted(u["external_id"] for u in customers) == [f"crmhub-person-{n}" for n in range(3)]
+    assert sorted(o.contact_id for o in outcomes) == sorted(str(u["id"]) for u in customers)
+    assert len(emu.tickets()) == 3 and sum(len(emu.comments(t["id"])) for t in emu.tickets()) == 3
+    assert emu.calls["POST /api/v2/users/create_many.json"] == 1  # the lost job was found, not sent again

@@ -183,3 +183,13 @@ def test_calls_are_counted_even_when_a_fault_answers(kit: Kit) -> None:
     kit.zd.users.me()
     assert zdk.total_calls == 2
     assert zdk.calls["GET /api/v2/users/me.json"] == 2
+
+
+def test_listing_job_statuses_shows_a_job_whose_answer_was_lost(kit: Kit) -> None:
+    kit.emu.faults.add(Fault("reset", after=True, path=r"/tickets/create_many\.json", times=1))
+    with pytest.raises(requests.ConnectionError):
+        create_many(kit.zd, 2)
+    listed = kit.zd.job_status()["job_statuses"]
+    assert [(j.status, j.total) for j in listed] == [("working", 2)]  # listing reads it: queued -> working
+    assert [j.status for j in kit.zd.job_status()["job_statuses"]] == ["completed"]
+    assert len(kit.emu.tickets()) == 2

@@ -72,6 +72,16 @@ class JobRunner:
                 self._step(job)
         return public_view(job)
 
+    def recent(self, reads_per_step: int | None, limit: int = 100) -> tuple[list[Record], bool]:
+        """The newest `limit` jobs, newest first, as `GET /job_statuses` lists them: (page, has_more).
+
+        Listing a job counts as a read of its status (it may move one step).
+        Only the first page is emulated (`has_more` says whether there are
+        older ones); a job is kept for the sandbox's life, not one day.
+        """
+        newest = list(reversed(self._jobs.values()))  # kept in submission order
+        return [self.read(job["id"], reads_per_step) for job in newest[:limit]], len(newest) > limit
+
     def finish(self, job_id: str | None = None) -> None:
         """Complete one job, or every unfinished job (the 'only when told' transition)."""
         for job in [self._job(job_id)] if job_id else list(self._jobs.values()):

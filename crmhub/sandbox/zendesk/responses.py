@@ -182,6 +182,13 @@ class ZendeskResponses:
         job = self.emulator.jobs.submit(kind, items, self.actor(request), fault.reject if fault else ())
         return json_response({"job_status": job})
 
+    def list_job_statuses(self, request: Request) -> Response:
+        reads = self.emulator.state["config"]["job_reads_per_step"]
+        jobs, more = self.emulator.jobs.recent(reads)
+        return json_response({"job_statuses": jobs, "meta": {"has_more": more, "after_cursor": None,
+                                                              "before_cursor": None},
+                              "links": {"next": None, "prev": None}})
+
     def show_job_status(self, request: Request, job_id: str) -> Response:
         reads = self.emulator.state["config"]["job_reads_per_step"]
         return json_response({"job_status": self.emulator.jobs.read(job_id, reads)})
