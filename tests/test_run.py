@@ -23,6 +23,13 @@ from tests.daemons import pending, wait_for
 OURS = "+14155550100"
 
 
+def start_crmhub(command: str, settings: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`crmhub <command> --config <settings>`, its log in a file: a pipe nobody reads fills up and blocks it."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "crmhub", command, "--config", str(settings)],
+                                stdout=subprocess.DEVNULL, stderr=out)
+
+
 def test_run_delivers_then_stops_cleanly_on_sigterm(salesforce_sandbox: EmulatorServer,
                                                     twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
     sf: Any = salesforce_sandbox.emulator
@@ -35,8 +42,8 @@ def test_run_delivers_then_stops_cleanly_on_sigterm(salesforce_sandbox: Emulator
     tw.receive_message("+14155550123", OURS, "Where is my parcel?", at=start)
     tw.receive_message("+14155550124", OURS, "Please refund me", at=start + timedelta(minutes=1))
     settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url})
-    process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process_log = tmp_path / "process.log"
+    process = start_crmhub("run", settings, process_log)
     try:
         wait_for(lambda: len(sf.records("Task")) == 2, 60, "both messages as Tasks")
         process.send_signal(signal.SIGTERM)
@@ -44,7 +51,7 @@ def test_run_delivers_then_stops_cleanly_on_sigterm(salesforce_sandbox: Emulator
     finally:
         if process.poll() is None:
             process.kill()
-    _, stderr = process.communicate()
+    stderr = process_log.read_text()
     assert "stopped" in stderr
     assert "Where is my parcel" not in stderr and "sandbox-secret" not in stderr  # no bodies, no secrets
     assert {t["Description"] for t in sf.records("Task")} == {"Where is my parcel?", "Please refund me"}
@@ -66,8 +73,8 @@ def test_run_takes_webhooks_and_polls_and_stores_each_message_once(
     tw.add_number(OURS, sms_url=f"http://127.0.0.1:{port}/webhooks/twilio/messages")
     settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
                                       webhooks_port=port, every="1s")
-    process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process_log = tmp_path / "process.log"
+    process = start_crmhub("run", settings, process_log)
     try:
         wait_for(lambda: _listening(port), 30, "the webhook server")
         tw.receive_message("+14155550123", OURS, "Sent while you listen")  # webhook now, poll within a second
@@ -81,7 +88,6 @@ def test_run_takes_webhooks_and_polls_and_stores_each_message_once(
     finally:
         if process.poll() is None:
             process.kill()
-    process.communicate()
     assert [t["Description"] for t in sf.records("Task")] == ["Sent while you listen"]
 
 
@@ -94,8 +100,8 @@ def test_webhooks_command_serves_the_receiver_alone(twilio_sandbox: EmulatorServ
     port, ops_port = free_port(), free_port()
     settings = write_sandbox_settings(tmp_path, {"salesforce": "http://127.0.0.1:9", "twilio": twilio_sandbox.url},
                                       webhooks_port=port, ops_port=ops_port)
-    process = subprocess.Popen([sys.executable, "-m", "crmhub", "webhooks", "--config", str(settings)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process_log = tmp_path / "process.log"
+    process = start_crmhub("webhooks", settings, process_log)
     try:
         wait_for(lambda: _listening(port), 30, "the webhook server")
         forged = requests.post(f"http://127.0.0.1:{port}/webhooks/twilio/messages", data={"MessageSid": "SMx"},
@@ -109,7 +115,6 @@ def test_webhooks_command_serves_the_receiver_alone(twilio_sandbox: EmulatorServ
     finally:
         if process.poll() is None:
             process.kill()
-    process.communicate()
 
 
 def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_delivers_each_once(
@@ -138,8 +143,8 @@ def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_deli
     with settings.open("w") as out:
         yaml.dump(data, out)
 
-    process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process_log = tmp_path / "process.log"
+    process = start_crmhub("run", settings, process_log)
     try:
         wait_for(lambda: slow.hits == 1 or process.poll() is not None, 60, "the first Task upsert in flight")
         signalled = time.monotonic()
@@ -149,7 +154,7 @@ def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_deli
     finally:
         if process.poll() is None:
             process.kill()
-    _, stderr = process.communicate()
+    stderr = process_log.read_text()
     print(f"\nSIGTERM to exit: {took:.1f} s (grace {grace:g} s)\n" + "\n".join(stderr.splitlines()[-4:]))
     assert took < grace + 5, f"exited {took:.1f} s after SIGTERM"
     assert "cut short" in stderr and "catch-up" in stderr and "safe to cut" in stderr, stderr[-2000:]
@@ -157,8 +162,8 @@ def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_deli
 
     # The cut request still lands in the CRM: crmhub never recorded it, so the restart writes it again.
     wait_for(lambda: len(sf.records("Task")) == 5, 30, "the in-flight upsert to land")
-    restart = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    restart_log = tmp_path / "restart.log"
+    restart = start_crmhub("run", settings, restart_log)
     try:
         wait_for(lambda: len(sf.records("Task")) >= 10 and pending(load_config(settings).database_url()) == 0, 60, "every message delivered")
         restart.send_signal(signal.SIGTERM)
@@ -166,7 +171,7 @@ def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_deli
     finally:
         if restart.poll() is None:
             restart.kill()
-    _, stderr = restart.communicate()
+    stderr = restart_log.read_text()
     assert "stopped" in stderr and "cut short" not in stderr
     tasks = sf.records("Task")
     assert Counter(t["Description"] for t in tasks) == Counter(bodies)  # each exactly once
