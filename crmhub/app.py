@@ -466,7 +466,7 @@ def build_policy(config: Config, crm: str, blocklist: Blocklist | None = None) -
     return DeliveryPolicy(
         task_templates=task, case_templates=case, create_contact_as=None if create == "none" else create,
         contact_object=CONTACT_OBJECTS[crm], batch_size=delivery.batch_size, max_attempts=delivery.max_attempts,
-        lease=delivery.lease, reopen_window=config.settings.threads.reopen_window,
+        max_claims=delivery.max_claims, lease=delivery.lease, reopen_window=config.settings.threads.reopen_window,
         blocklist=blocklist or Blocklist())
 
 
@@ -484,5 +484,5 @@ def _templates(config: Config, crm: str) -> tuple[dict[str, str], dict[str, str]
 def build_replier(hub: Hub) -> Replier:
     """The reply steps over the hub's CRMs and channels (settings `replies`, `delivery` for leases and attempts)."""
     delivery = hub.config.settings.delivery
-    policy = ReplyPolicy(max_attempts=delivery.max_attempts, lease=delivery.lease)
+    policy = ReplyPolicy(max_attempts=delivery.max_attempts, max_claims=delivery.max_claims, lease=delivery.lease)
     return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock)

@@ -111,14 +111,24 @@ def wait_for(condition: Callable[[], bool], deadline: float, what: str, daemons:
     raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what}\n{logs}")
 
 
-def pending(db_url: str) -> int:
-    """Outbox rows not yet written (any CRM), read from the daemons' state store."""
+def _counts(db_url: str) -> dict[tuple[str, str], int]:
+    """Outbox rows per (crm, status), read from the daemons' state store."""
     store = open_store(db_url, migrate_schema=False)
     try:
         with store.transaction() as session:
-            return sum(n for (_, status), n in outbox_counts(session).items() if status == "pending")
+            return outbox_counts(session)
     finally:
         store.close()
+
+
+def pending(db_url: str) -> int:
+    """Outbox rows not yet written (any CRM)."""
+    return sum(n for (_, status), n in _counts(db_url).items() if status == "pending")
+
+
+def dead_outbox_rows(db_url: str) -> dict[str, int]:
+    """Dead outbox rows per CRM (none when nothing was dead-lettered)."""
+    return {crm: n for (crm, status), n in _counts(db_url).items() if status == "dead"}
 
 
 def tune_settings(settings: Path, values: Mapping[str, object]) -> None:

@@ -225,6 +225,7 @@ def test_stopping_cuts_a_pacing_wait_and_gives_the_claimed_batch_back(
 
 
 def _claimed(hub: Hub) -> int:
-    """Pending outbox rows a delivery has claimed (tried once, lease running)."""
+    """Pending outbox rows a delivery has claimed (lease running, no outcome yet: a claim, not an attempt)."""
     with hub.store.transaction() as session:
-        return session.query(OutboxRow).filter(OutboxRow.status == "pending", OutboxRow.attempts == 1).count()
+        return session.query(OutboxRow).filter(OutboxRow.status == "pending", OutboxRow.claims == 1,
+                                               OutboxRow.attempts == 0).count()

@@ -335,7 +335,11 @@ class DeliverySettings(Model):
 
     every: PositiveDuration = Field(timedelta(seconds=10), description="How often to deliver pending outbox rows.")
     batch_size: int = Field(50, ge=1, le=1000, description="Outbox rows per delivery round.")
-    max_attempts: int = Field(8, ge=1, description="Rounds before a row goes to the dead-letter table.")
+    max_attempts: int = Field(8, ge=1, description="Rounds before a row goes to the dead-letter table; only a try "
+                              "that got an answer or timed out counts, not one the daemon died during.")
+    max_claims: int = Field(10, ge=1, description="Claims of one outbox row or reply in a row that ended with the "
+                            "daemon stopped (killed, crashed) before any answer; the next claim dead-letters it, "
+                            "so a row that crashes the daemon cannot do so forever.")
     lease: PositiveDuration = Field(timedelta(minutes=5), description="How long a claimed batch is reserved for "
                                     "its daemon; a daemon killed mid-batch leaves it to others after this.")
 

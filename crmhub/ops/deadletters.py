@@ -122,6 +122,9 @@ def _replay_delivery(session: Session, row: DeadLetterRow, *, now: datetime) -> 
         message = f"{box.idempotency_key} -> {box.crm} was delivered since; dead letter {row.id} marked replayed"
     else:
         box.status, box.next_attempt_at, box.attempts, box.done_at = OutboxStatus.PENDING.value, now, 0, None
+        # A fresh set of attempts, yet not a first one: an earlier try may have landed, so the next one checks
+        # the CRM first (a first attempt is a row's only claim ever); counted as one claim cut short.
+        box.claims = 1
         message = (f"{box.idempotency_key} -> {box.crm} is pending again (outbox {box.id}); "
                    "the next delivery (`crmhub sync`, or the running daemon) writes it")
     row.resolved_at, row.resolution = now, "replayed"
@@ -142,6 +145,7 @@ def _replay_reply(session: Session, row: DeadLetterRow, *, now: datetime) -> Rep
         tried = reply.claimed_at is not None
         reply.status = (ReplyStatus.SENDING if tried else ReplyStatus.PENDING).value
         reply.next_attempt_at, reply.attempts, reply.status_at, reply.noted_at = now, 0, now, None
+        reply.claims = 0  # its claims cut short were counted for the dead letter; `sending` keeps the doubt
         message = (f"reply {reply.crm}:{reply.reply_ref} is pending again; the next reply run (`crmhub sync`, or "
                    "the running daemon) sends it to the customer")
     row.resolved_at, row.resolution = now, "replayed"

@@ -7,6 +7,18 @@ transaction and records the outcome afterwards. A daemon killed mid-call
 leaves its rows to come due again when the lease ends; the CRM write is an
 upsert on crmhub's idempotency key, so the retry cannot double it.
 
+Attempts and claims are counted apart (issue 13). `attempts` counts the
+tries whose outcome was recorded: an answer (done, a refusal, a transient
+error) or a timeout; it drives the backoff and `max_attempts`. `claims`
+counts the claims since the last recorded outcome, the current one
+included: a claim whose lease simply ran out (the daemon died holding it)
+or that was given back (`release`) adds one and no attempt, so a crash loop
+neither dead-letters rows nor pushes their retries out. Any claim but the
+very first of a row (an earlier attempt or claim) is uncertain, and
+delivery asks the CRM before writing again (`HistoryWrite.first_attempt`).
+A row that stops the daemon every time it is written is bounded by
+delivery's `max_claims`.
+
 A conversation's case is opened by one write at a time: while a thread has
 no case record yet and a write of its conversation is claimed (or waiting
 to retry), the conversation's other writes are not claimed. Otherwise a
@@ -52,7 +64,7 @@ def enqueue(session: Session, interaction_id: int, crms: Sequence[str], key: str
         return int(priority.get(crm, WritePriority.FOLLOW_UP) if isinstance(priority, Mapping) else priority)
 
     rows = [{"idempotency_key": key, "interaction_id": interaction_id, "crm": crm, "status": PENDING,
-             "priority": rank(crm), "attempts": 0, "next_attempt_at": now, "created_at": now} for crm in crms]
+             "priority": rank(crm), "attempts": 0, "claims": 0, "next_attempt_at": now, "created_at": now} for crm in crms]
     if rows:
         session.execute(insert_ignoring_conflicts(session, OutboxRow, rows, ("crm", "idempotency_key")))
 
@@ -63,7 +75,9 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
 
     Highest priority first (lowest number), then the longest due, then the
     oldest row. A row whose conversation's case is being opened by a write
-    not due now (claimed, or waiting to retry) is left for later.
+    not due now (claimed, or waiting to retry) is left for later. A claim
+    counts in `claims`, not in `attempts`: it becomes an attempt when its
+    outcome is recorded (`mark_done`, `mark_retry`, `mark_dead`).
     """
     one_at_a_time(session, f"claim:{crm}")
     other, other_item = aliased(OutboxRow), aliased(LedgerRow)
@@ -83,15 +97,16 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     rows = list(session.scalars(query))
     for row in rows:
         row.next_attempt_at = now + lease
-        row.attempts += 1
+        row.claims += 1
     return rows
 
 
 def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> None:
     """End the lease of claimed rows (the daemon is stopping): due again at once, for the next start.
 
-    The claim still counts as an attempt: part of the batch may have reached
-    the CRM, and a later attempt must check for it as any retry does.
+    No answer came back, so it is no attempt; it stays counted as a claim,
+    like one whose lease ran out: part of the batch may have reached the
+    CRM, and the next claim is uncertain and checks for it as any retry does.
     """
     if outbox_ids:
         session.execute(update(OutboxRow)
@@ -113,21 +128,32 @@ def mark_done(session: Session, outbox_id: int, result_ref: str | None, *, now: 
     """The CRM confirmed the write, onto `contact_ref` (the record it landed on, None for no contact)."""
     row = session.get(OutboxRow, outbox_id)
     if row is not None:
+        _answered(row)
         row.status, row.done_at, row.last_error = OutboxStatus.DONE.value, now, None
         row.result_ref = result_ref or row.result_ref  # a relink may not name the record again
         row.contact_ref, row.relink = contact_ref, False
 
 
 def mark_retry(session: Session, outbox_id: int, error: str, *, retry_at: datetime) -> None:
+    """The try failed in a way worth another (a transient error, a timeout): due again at `retry_at`."""
     row = session.get(OutboxRow, outbox_id)
     if row is not None:
+        _answered(row)
         row.last_error, row.next_attempt_at = error, retry_at
 
 
-def mark_dead(session: Session, outbox_id: int, error: str, *, now: datetime) -> None:
+def mark_dead(session: Session, outbox_id: int, error: str, *, now: datetime, attempted: bool = True) -> None:
+    """Dead for good; `attempted`: False when no try of this claim was made (e.g. too many claims cut short)."""
     row = session.get(OutboxRow, outbox_id)
     if row is not None:
+        if attempted:
+            _answered(row)
         row.status, row.last_error, row.done_at = OutboxStatus.DEAD.value, error, now
+
+
+def _answered(row: OutboxRow) -> None:
+    """The claim's outcome is recorded: one more attempt, and no claim cut short since."""
+    row.attempts, row.claims = row.attempts + 1, 0
 
 
 def settle(session: Session, crm: str, key: str, result_ref: str, *, now: datetime) -> None:

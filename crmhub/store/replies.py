@@ -8,6 +8,12 @@ refused login). A row found `sending` when claimed again was left by a try
 whose outcome is unknown (a timeout, a daemon killed mid-call): the claim
 says so (`Claim.uncertain`), and the sender checks the channel before
 sending again. Statuses only move forward (`REPLY_STATUS_RANK`).
+
+As in the outbox, a claim is not an attempt: `claims` counts the claims
+since the last recorded outcome, and `attempts` goes up only when an
+outcome is recorded (`mark_sent`, `mark_retry`, `mark_dead`). A daemon that
+died holding a reply leaves it uncertain (still `sending`) but costs it no
+attempt and no backoff.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ class Claim:
     reply_id: int
     crm: str
     reply_ref: str
-    attempts: int
+    attempts: int  # this try's number, if it gets an outcome (the tries before it that got one, plus one)
     message: OutboundMessage
+    claims: int = 1  # claims since the last outcome, this one included (more than one: the daemon died holding it)
 
     @property
     def uncertain(self) -> bool:
@@ -60,10 +67,11 @@ def claim_due(session: Session, limit: int, *, now: datetime, lease: timedelta) 
     claims = []
     for row in list(session.scalars(query)):
         uncertain = row.status == ReplyStatus.SENDING.value and row.claimed_at is not None
-        row.status, row.attempts, row.next_attempt_at = ReplyStatus.SENDING.value, row.attempts + 1, now + lease
+        row.status, row.claims, row.next_attempt_at = ReplyStatus.SENDING.value, row.claims + 1, now + lease
         row.claimed_at = row.claimed_at or now
         others = _sent_in_conversation(session, row) if uncertain else ()
-        claims.append(Claim(row.id, row.crm, row.reply_ref, row.attempts, _message(row, uncertain, others)))
+        claims.append(Claim(row.id, row.crm, row.reply_ref, row.attempts + 1, _message(row, uncertain, others),
+                            claims=row.claims))
     return claims
 
 
@@ -87,6 +95,7 @@ def mark_sent(session: Session, reply_id: int, message_id: str | None, status: R
     row = session.get(ReplyRow, reply_id)
     if row is None:
         return
+    _answered(row)
     row.channel_message_id, row.sent_at, row.last_error = message_id, now, None
     _move(row, status if REPLY_STATUS_RANK[status] >= REPLY_STATUS_RANK[ReplyStatus.SENT] else ReplyStatus.SENT,
           now, channel_status)
@@ -97,16 +106,25 @@ def mark_retry(session: Session, reply_id: int, error: str, *, retry_at: datetim
     row = session.get(ReplyRow, reply_id)
     if row is None:
         return
+    _answered(row)
     row.last_error, row.next_attempt_at = error, retry_at
     if not uncertain:
         row.status = ReplyStatus.PENDING.value
 
 
-def mark_dead(session: Session, reply_id: int, error: str, *, now: datetime) -> None:
+def mark_dead(session: Session, reply_id: int, error: str, *, now: datetime, attempted: bool = True) -> None:
+    """Dead for good; `attempted`: False when this claim made no try (e.g. too many claims cut short)."""
     row = session.get(ReplyRow, reply_id)
     if row is not None:
+        if attempted:
+            _answered(row)
         row.last_error = error
         _move(row, ReplyStatus.DEAD, now, row.channel_status)
+
+
+def _answered(row: ReplyRow) -> None:
+    """The claim's outcome is recorded: one more attempt, and no claim cut short since."""
+    row.attempts, row.claims = row.attempts + 1, 0
 
 
 def record_status(session: Session, channels: Sequence[str], message_id: str, status: ReplyStatus, *,

@@ -242,7 +242,8 @@ class OutboxRow(Base):
     crm: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(8), default="pending")
     priority: Mapped[int] = mapped_column(default=2, server_default=text("2"))  # WritePriority.FOLLOW_UP
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # tries that got an answer (or timed out)
+    claims: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # claims since the last answer
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -312,7 +313,8 @@ class ReplyRow(Base):
     author: Mapped[str] = mapped_column(String(255), default="")
     status: Mapped[str] = mapped_column(String(16), default="pending")
     channel_status: Mapped[str] = mapped_column(String(32), default="")
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # tries that got an answer (or timed out)
+    claims: Mapped[int] = mapped_column(default=0, server_default="0")  # claims since the last answer
     next_attempt_at: Mapped[datetime]
     claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     channel_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)

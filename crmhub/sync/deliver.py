@@ -4,7 +4,11 @@ Claiming and recording are short transactions; the CRM call happens between
 them, outside any transaction. Per write: success -> done (and the contact
 link and case recorded); a transient failure -> due again after a backoff;
 a permanent one -> dead letter with the CRM's reason, and the rest of the
-batch goes on.
+batch goes on. Only these outcomes count as attempts (`max_attempts`, the
+backoff); a claim the daemon died holding counts only as a claim, and a row
+claimed more than `max_claims` times in a row without an outcome (it stops
+the daemon whenever it is written) is dead-lettered unwritten
+(`crmhub.store.outbox`).
 
 The writer's API budget decides how far down the priorities a run goes
 (`max_priority`, asked before every batch): rows ranked after it are held,
@@ -55,6 +59,7 @@ class DeliveryPolicy:
     blocklist: Blocklist = Blocklist()
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
+    max_claims: int = 10  # claims cut short in a row (the daemon stopped holding the row) before a dead letter
     retry_base: timedelta = timedelta(seconds=30)
     reopen_window: timedelta = outbox.DEFAULT_REOPEN_WINDOW  # a message this soon after its case closed reopens it
 
@@ -142,6 +147,9 @@ def _prepare(session: Session, rows: Sequence[OutboxRow], crm: str, policy: Deli
     """
     writes: dict[int, HistoryWrite] = {}
     for row in rows:
+        if row.claims > policy.max_claims:
+            _stopped_too_often(session, row, crm, report, now=now)
+            continue
         try:
             with ledger.isolated(session):
                 writes[row.id] = _history_write(session, row, crm, policy, now=now, reopening=reopening)
@@ -153,10 +161,25 @@ def _prepare(session: Session, rows: Sequence[OutboxRow], crm: str, policy: Deli
     return writes
 
 
+def _stopped_too_often(session: Session, row: OutboxRow, crm: str, report: DeliveryReport, *,
+                       now: datetime) -> None:
+    """A row whose every claim ended with the daemon gone (a poison row crashing it): not tried again.
+
+    Its earlier claims may have written it; a replay checks the CRM first, as any retry does.
+    """
+    stopped = row.claims - 1  # the claims before this one, all cut short
+    reason = (f"{row.idempotency_key} -> {crm}: not written again: the daemon stopped while writing it {stopped} "
+              "times in a row (killed, crashed or shut down before the CRM answered); see its log for a crash "
+              "while writing this item, then replay it")
+    _dead(session, row.id, row.idempotency_key, crm, reason, report, now=now, attempted=False)
+    log.error("write dead-lettered: the daemon stopped while writing it too often", crm=crm,
+              item=row.idempotency_key, claims=stopped)
+
+
 def _dead(session: Session, outbox_id: int, key: str, crm: str, reason: str, report: DeliveryReport, *,
-          now: datetime) -> None:
+          now: datetime, attempted: bool = True) -> None:
     """The outbox row dead for good, with a dead letter ops can replay once the cause is fixed."""
-    outbox.mark_dead(session, outbox_id, reason, now=now)
+    outbox.mark_dead(session, outbox_id, reason, now=now, attempted=attempted)
     ledger.add_dead_letter(session, f"deliver:{crm}", key, reason, {"outbox_id": outbox_id}, now=now)
     report.dead += 1
 
@@ -192,12 +215,14 @@ def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryP
     new_case = None if thread.record_id else CaseSpec(
         key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context),
         may_exist=tried_before)
+    # Only a row's very first claim is certain: an earlier attempt, or a claim cut short, may have written it.
+    first_attempt = row.attempts == 0 and row.claims == 1 and not row.relink
     return HistoryWrite(
         key=row.idempotency_key, person_id=ledger_row.person_id, interaction=item,
         fields=_render(policy.task_templates, context),
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
-        case_id=thread.record_id, new_case=new_case, first_attempt=row.attempts == 1 and not row.relink,
+        case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
         relink=row.relink, reopen=QueueTarget(thread.queue) if reopen else None)
 
 
@@ -220,9 +245,9 @@ def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: Writ
     error = outcome.error
     reason = f"{write.key} -> {crm}: {reason_of(error)}"
     row = session.get(OutboxRow, outbox_id)
-    attempts = row.attempts if row else policy.max_attempts
-    if isinstance(error, TransientError) and attempts < policy.max_attempts:
-        outbox.mark_retry(session, outbox_id, reason, retry_at=now + policy.retry_base * 2 ** (attempts - 1))
+    attempt = row.attempts + 1 if row else policy.max_attempts  # this one, counted as its outcome is recorded
+    if isinstance(error, TransientError) and attempt < policy.max_attempts:
+        outbox.mark_retry(session, outbox_id, reason, retry_at=now + policy.retry_base * 2 ** (attempt - 1))
         report.retrying += 1
     else:
         _dead(session, outbox_id, write.key, crm, reason, report, now=now)

@@ -213,8 +213,8 @@ class IdentityGraph:
             .where(OutboxRow.crm == crm, OutboxRow.status == OutboxStatus.DONE.value,
                    OutboxRow.interaction_id.in_(mine),
                    or_(OutboxRow.contact_ref.is_(None), OutboxRow.contact_ref != primary))
-            .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, next_attempt_at=self.now,
-                    done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
+            .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, claims=0,
+                    next_attempt_at=self.now, done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
             .execution_options(synchronize_session=False))
 
     def _link_grown(self) -> None:

@@ -92,6 +92,7 @@ class ReplyPolicy:
     batch_size: int = 20
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
+    max_claims: int = 10  # claims cut short in a row (the daemon stopped holding the reply) before it is dead
     retry_base: timedelta = timedelta(seconds=30)
     status_every: timedelta = timedelta(minutes=2)
     status_give_up: timedelta = timedelta(days=3)
@@ -186,11 +187,26 @@ def send_replies(store_: StateStore, senders: Mapping[Channel, ChannelSender], p
         with store_.transaction() as session:
             claims = store.claim_due(session, policy.batch_size, now=now, lease=policy.lease)
         for claim in claims:
+            if claim.claims > policy.max_claims:
+                with store_.transaction() as session:
+                    _stopped_too_often(session, claim, report, now=now)
+                continue
             outcome = _send(senders, claim)
             with store_.transaction() as session:
                 _record(session, claim, outcome, policy, report, now=now)
         if len(claims) < policy.batch_size:
             return report
+
+
+def _stopped_too_often(session: Session, claim: store.Claim, report: ReplyReport, *, now: datetime) -> None:
+    """A reply whose every claim ended with the daemon gone (it may crash it): dead, not sent again."""
+    stopped = claim.claims - 1
+    reason = (f"not sent again: the daemon stopped while sending it {stopped} times in a row (killed, crashed or "
+              "shut down before the channel answered); an earlier try may have reached the customer")
+    store.mark_dead(session, claim.reply_id, reason, now=now, attempted=False)
+    report.dead += 1
+    report.moved(claim.crm, claim.message.channel.value, ReplyStatus.DEAD)
+    log.error("reply dead: the daemon stopped while sending it too often", reply=claim.message.key, claims=stopped)
 
 
 def _send(senders: Mapping[Channel, ChannelSender], claim: store.Claim) -> SentMessage | Exception:

@@ -7,11 +7,14 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import select
 
-from crmhub.model import ReplyStatus
+from crmhub.errors import Timeout
+from crmhub.model import Channel, OutboundMessage, ReplyStatus, SentMessage
 from crmhub.store import StateStore
 from crmhub.store import replies
-from crmhub.store.schema import Base
+from crmhub.store.schema import Base, ReplyRow
+from crmhub.sync.replies import ReplyPolicy, send_replies
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -66,6 +69,71 @@ def test_a_try_that_may_have_gone_out_is_uncertain_when_claimed_again(store: Sta
         [fourth] = replies.claim_due(s, 10, now=NOW + timedelta(minutes=5), lease=LEASE)
     assert not fourth.uncertain
 
+
+
+def test_a_claim_the_daemon_died_holding_costs_no_attempt_but_leaves_the_reply_uncertain(store: StateStore) -> None:
+    with store.transaction() as s:
+        store_insert(s, [row("c1")])
+    for n in range(10):  # daemons that died holding the reply: no outcome recorded, the lease runs out
+        with store.transaction() as s:
+            [claim] = replies.claim_due(s, 10, now=NOW + n * LEASE, lease=LEASE)
+        assert (claim.attempts, claim.claims, claim.uncertain) == (1, n + 1, n > 0)
+    with store.transaction() as s:
+        replies.mark_retry(s, claim.reply_id, "429", retry_at=NOW + 10 * LEASE, uncertain=True)
+    with store.transaction() as s:
+        [again] = replies.claim_due(s, 10, now=NOW + 10 * LEASE, lease=LEASE)
+    assert (again.attempts, again.claims, again.uncertain) == (2, 1, True)
+
+
+class _Sender:
+    """An SMS sender that records what it was asked to send and answers with a timeout."""
+
+    tracks_delivery = False
+
+    def __init__(self) -> None:
+        self.sent: list[OutboundMessage] = []
+
+    def send(self, message: OutboundMessage) -> SentMessage:
+        self.sent.append(message)
+        raise Timeout("no answer")
+
+
+def _die_holding(store_: StateStore, times: int, since: datetime) -> datetime:
+    """`times` daemons that claim every due reply and die before recording anything; returns when the last
+    lease ran out."""
+    for n in range(1, times + 1):
+        with store_.transaction() as s:
+            assert replies.claim_due(s, 10, now=since + n * LEASE, lease=LEASE)
+    return since + (times + 1) * LEASE
+
+
+def test_a_crash_loop_longer_than_max_attempts_leaves_a_reply_retrying(store: StateStore) -> None:
+    policy = ReplyPolicy(max_attempts=3, lease=LEASE)
+    with store.transaction() as s:
+        store_insert(s, [row("c1")])
+    sender = _Sender()
+    send_replies(store, {Channel.SMS: sender}, policy, now=NOW)  # timed out: one attempt
+    later = _die_holding(store, policy.max_attempts + 1, NOW)
+    report = send_replies(store, {Channel.SMS: sender}, policy, now=later)
+    assert len(sender.sent) == 2 and sender.sent[-1].uncertain_since == NOW  # looked for on the channel first
+    assert (report.retrying, report.dead) == (1, 0)
+    with store.transaction() as s:
+        [found] = s.scalars(select(ReplyRow))
+        assert (found.status, found.attempts, found.claims) == ("sending", 2, 0)
+        assert found.next_attempt_at == later + policy.retry_base * 2  # the second attempt's backoff
+
+
+def test_a_reply_that_stops_the_daemon_every_time_is_dead_after_max_claims(store: StateStore) -> None:
+    policy = ReplyPolicy(max_claims=4, lease=LEASE)
+    with store.transaction() as s:
+        store_insert(s, [row("c1")])
+    sender = _Sender()
+    report = send_replies(store, {Channel.SMS: sender}, policy, now=_die_holding(store, policy.max_claims, NOW))
+    assert sender.sent == [] and report.dead == 1
+    with store.transaction() as s:
+        [found] = s.scalars(select(ReplyRow))
+        assert (found.status, found.attempts) == ("dead", 0)
+        assert "the daemon stopped while sending it 4 times in a row" in (found.last_error or "")
 
 def test_statuses_only_move_forward(store: StateStore) -> None:
     with store.transaction() as s:

@@ -135,7 +135,7 @@ def test_outbox_enqueue_is_idempotent_and_claims_lease_rows(store: StateStore) -
         outbox.enqueue(s, row.id, ["salesforce"], "sms:SM0", now=NOW)
     with store.transaction() as s:
         claimed = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=timedelta(minutes=5))
-        assert [c.attempts for c in claimed] == [1]
+        assert [(c.claims, c.attempts) for c in claimed] == [(1, 0)]  # an attempt once its outcome is recorded
     with store.transaction() as s:
         assert outbox.claim_due(s, "salesforce", 10, now=NOW, lease=timedelta(minutes=5)) == []
         later = outbox.claim_due(s, "salesforce", 10, now=NOW + timedelta(minutes=6), lease=timedelta(minutes=5))
@@ -144,6 +144,19 @@ def test_outbox_enqueue_is_idempotent_and_claims_lease_rows(store: StateStore) -
     with store.transaction() as s:
         assert outbox.outbox_counts(s) == {("salesforce", OutboxStatus.DONE.value): 1}
 
+
+
+def test_a_claim_whose_lease_ran_out_is_no_attempt_and_only_its_outcome_counts(store: StateStore) -> None:
+    _one_pending(store)
+    lease = timedelta(minutes=5)
+    for n in range(1, 4):  # daemons that died holding the row: no outcome recorded, the lease runs out
+        with store.transaction() as s:
+            [row] = outbox.claim_due(s, "salesforce", 10, now=NOW + n * lease, lease=lease)
+            assert (row.claims, row.attempts, row.next_attempt_at) == (n, 0, NOW + (n + 1) * lease)
+    with store.transaction() as s:
+        [row] = outbox.claim_due(s, "salesforce", 10, now=NOW + 4 * lease, lease=lease)
+        outbox.mark_retry(s, row.id, "503", retry_at=NOW + 4 * lease + timedelta(seconds=30))
+        assert (row.claims, row.attempts) == (0, 1)  # an answer: one attempt, no claim cut short since
 
 def test_claims_go_by_priority_and_leave_what_the_budget_does_not_allow(store: StateStore) -> None:
     lease = timedelta(minutes=5)
@@ -170,9 +183,9 @@ def test_claims_go_by_priority_and_leave_what_the_budget_does_not_allow(store: S
         assert [(b.crm, b.max_priority, b.daily_remaining) for b in outbox.allowances(s)] == [
             ("salesforce", WritePriority.NEW_CASE, 150), ("zendesk", WritePriority.BACKFILL, None)]
         outbox.release(s, [c.id for c in first], now=NOW)
-    with store.transaction() as s:  # released: due again at once, the claim still counted
+    with store.transaction() as s:  # released: due again at once, the claim still counted (as a claim)
         rest = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease)
-        assert [(c.priority, c.attempts) for c in rest] == [
+        assert [(c.priority, c.claims) for c in rest] == [
             (WritePriority.REPLY, 2), (WritePriority.NEW_CASE, 2), (WritePriority.FOLLOW_UP, 1),
             (WritePriority.FOLLOW_UP, 1), (WritePriority.BACKFILL, 1)]
         assert [c.priority for c in outbox.claim_due(s, "zendesk", 10, now=NOW, lease=lease)] == [
@@ -208,7 +221,7 @@ def test_concurrent_claims_on_postgresql_take_turns_and_never_share_a_row(store:
     assert len(claimed["first"]) == 15 and len(claimed["second"]) == 5
     assert not set(claimed["first"]) & set(claimed["second"])
     with store.transaction() as s:
-        assert all(r.attempts == 1 for r in s.scalars(select(OutboxRow)))
+        assert all((r.claims, r.attempts) == (1, 0) for r in s.scalars(select(OutboxRow)))
 
 
 Save = Callable[[Session, int, int], object]  # (session, which of the two daemons, a person's id)
