@@ -112,8 +112,7 @@ class Hub:
         self.crms: dict[str, SalesforceCrm | ZendeskCrm | HubSpotCrm] = {
             name: builders[name](config, retrier) for name in settings.crms.enabled_names() if name in builders}
         self.router = build_router(config)
-        blocked = config.identities.blocked
-        self.blocklist = Blocklist.of(blocked.values, blocked.patterns)
+        self.blocklist = build_blocklist(config)
         self.identity = build_identity_policy(config, self.blocklist)
         self.policies = {name: build_policy(config, name, self.blocklist) for name in self.crms}
         channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
@@ -408,11 +407,17 @@ def contact_objects(config: Config, crm: str) -> list[ContactObject]:
     return [ContactObject(name, match.by_kind(), extra) for name, match in identity.objects().items()]
 
 
+def build_blocklist(config: Config) -> Blocklist:
+    """identities.yaml `blocked`: shared values (switchboards, team mailboxes) that never link anyone."""
+    blocked = config.identities.blocked
+    return Blocklist.of(blocked.values, blocked.patterns)
+
+
 def build_identity_policy(config: Config, blocklist: Blocklist | None = None) -> IdentityPolicy:
     """identities.yaml for the engine; our own numbers and account are never a customer's statement."""
     mappings = config.identities
     if blocklist is None:
-        blocklist = Blocklist.of(mappings.blocked.values, mappings.blocked.patterns)
+        blocklist = build_blocklist(config)
     channels = config.settings.channels
     own: set[Identity] = set()
     if channels.twilio is not None:
