@@ -7,14 +7,16 @@ API call however messy the CRM's phone formats are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
-from crmhub.store.ledger import upsert
+from crmhub.store.ledger import insert_ignoring_conflicts, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
 
@@ -71,6 +73,18 @@ def identities_of(session: Session, person_id: int) -> list[Identity]:
     return [Identity(IdentityKind(r.kind), r.value, r.display) for r in rows]
 
 
+def identities_of_persons(session: Session, person_ids: Collection[int]) -> dict[int, list[Identity]]:
+    """`identities_of` for several persons in one query (every person given is a key)."""
+    found: dict[int, list[Identity]] = {person: [] for person in person_ids}
+    if found:
+        table = IdentityRow.__table__.c
+        query = (select(table.person_id, table.kind, table.value, table.display)
+                 .where(table.person_id.in_(sorted(found))).order_by(table.id))
+        for person, kind, value, display in session.execute(query):
+            found[person].append(Identity(IdentityKind(kind), value, display))
+    return found
+
+
 # ---- CRM links ---------------------------------------------------------------
 def link_of(session: Session, person_id: int, crm: str) -> CrmLinkRow | None:
     """The person's record in `crm` that crmhub writes to: the primary of `links_of`."""
@@ -97,6 +111,45 @@ def add_link(session: Session, person_id: int, crm: str, object_type: str, recor
     return upsert(session, CrmLinkRow, {"person_id": person_id, "crm": crm, "object_type": object_type,
                                         "record_id": record_id, "created_at": now}, ("crm", "record_id"),
                   update=False)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A person's record in one CRM, with the mirrored fields of that record ({} when not mirrored)."""
+
+    person_id: int
+    object_type: str
+    record_id: str
+    fields: Mapping[str, Any]
+
+
+def links_of_persons(session: Session, person_ids: Collection[int], crm: str) -> dict[int, list[Link]]:
+    """`links_of` for several persons in one query, primary first, each with its mirrored fields."""
+    found: dict[int, list[Link]] = {person: [] for person in person_ids}
+    if not found:
+        return found
+    created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
+    query = (select(CrmLinkRow.person_id, CrmLinkRow.object_type, CrmLinkRow.record_id, MirrorRow.fields)
+             .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
+             .where(CrmLinkRow.person_id.in_(sorted(found)), CrmLinkRow.crm == crm)
+             .order_by(CrmLinkRow.person_id, CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
+    for person, object_type, record_id, fields in session.execute(query):
+        found[person].append(Link(person, object_type, record_id, fields or {}))
+    return found
+
+
+def add_links(session: Session, crm: str, links: Sequence[tuple[int, str, str]], *, now: datetime) -> set[int]:
+    """`add_link` for several (person, object type, record id) at once; returns the persons given a new link.
+
+    A record linked already keeps its link, to whichever person; so does a
+    record given twice here (the first person keeps it).
+    """
+    rows = list({record: {"person_id": person, "crm": crm, "object_type": object_type, "record_id": record,
+                          "created_at": now} for person, object_type, record in reversed(links)}.values())
+    if not rows:
+        return set()
+    statement = insert_ignoring_conflicts(session, CrmLinkRow, rows, ("crm", "record_id"))
+    return set(session.scalars(statement.returning(CrmLinkRow.person_id)))
 
 
 # ---- contact mirror ----------------------------------------------------------
@@ -137,6 +190,30 @@ def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -
                     tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
              .order_by(MirrorRow.created_at, MirrorRow.id))
     return list({row.id: row for row in session.scalars(query)}.values())  # a record may hold several
+
+
+def mirror_matches_of(session: Session, crm: str, identities: Mapping[int, Sequence[Identity]]
+                      ) -> dict[int, list[tuple[str, str]]]:
+    """`mirror_matches` for several persons in one query: per person, (object type, record id) oldest first."""
+    found: dict[int, list[tuple[str, str]]] = {person: [] for person in identities}
+    wanted = sorted({(i.kind.value, i.value) for held in identities.values() for i in held})
+    if not wanted:
+        return found
+    query = (select(MirrorRow.id, MirrorRow.object_type, MirrorRow.record_id, MirrorIdentityRow.kind,
+                    MirrorIdentityRow.value)
+             .join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
+             .where(MirrorIdentityRow.crm == crm, tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
+             .order_by(MirrorRow.created_at, MirrorRow.id))
+    holding: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    order: dict[int, int] = {}  # mirror id -> its place in the query's order (oldest first)
+    for mirror_id, object_type, record_id, kind, value in session.execute(query):
+        holding.setdefault((kind, value), []).append((mirror_id, object_type, record_id))
+        order.setdefault(mirror_id, len(order))
+    for person, held in identities.items():
+        records = {e[0]: e for i in held for e in holding.get((i.kind.value, i.value), [])}
+        found[person] = [(object_type, record_id) for _, object_type, record_id
+                         in sorted(records.values(), key=lambda e: order[e[0]])]
+    return found
 
 
 def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[MirrorRow]:

@@ -207,8 +207,8 @@ def _to_row(item: Interaction, now: datetime) -> dict[str, Any]:
     })
 
 
-def to_interaction(row: LedgerRow) -> Interaction:
-    """A ledger row back as the canonical Interaction."""
+def to_interaction(row: LedgerRow | Any) -> Interaction:
+    """A ledger row (or a Core row of its columns, the raw payload optional) back as the canonical Interaction."""
     return Interaction(
         channel=Channel(row.channel),
         direction=Direction(row.direction),
@@ -220,7 +220,7 @@ def to_interaction(row: LedgerRow) -> Interaction:
         occurred_at=row.occurred_at,
         media=tuple(row.media or ()),
         call=CallInfo(**row.call) if row.call else None,
-        raw=row.raw or {},
+        raw=getattr(row, "raw", None) or {},
     )
 
 
@@ -253,21 +253,30 @@ def add_dead_letter(session: Session, source: str, ref: str, reason: str, payloa
 
     A payload the store refuses (see `ingest_page`) is replaced by a note of why, so the dead letter is kept.
     """
-    ref = ref[:255]
-    existing = session.scalar(select(DeadLetterRow.id).where(DeadLetterRow.source == source, DeadLetterRow.ref == ref,
-                                                             DeadLetterRow.resolved_at.is_(None)))
-    if existing is not None:
-        return False
-    row = storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
+    return bool(add_dead_letters(session, source, [(ref, reason, payload)], now=now))
 
-    def write(rows: Sequence[dict[str, Any]]) -> int:
-        session.execute(insert(DeadLetterRow), list(rows))
-        return len(rows)
 
-    _, refused = _insert_each(session, [row], write)
-    if refused:
-        write([row | {"payload": {"not_stored": f"the store refused the payload ({_error_name(refused[0][1])})"}}])
-    return True
+def add_dead_letters(session: Session, source: str, items: Sequence[tuple[str, str, dict[str, Any]]],
+                     *, now: datetime) -> int:
+    """`add_dead_letter` for several (ref, reason, payload) of one source: one query and one INSERT in the
+    common case; returns how many were recorded (an item already open, or given twice, is recorded once)."""
+    wanted = {ref[:255]: (reason, payload) for ref, reason, payload in reversed(items)}
+    if not wanted:
+        return 0
+    table = DeadLetterRow.__table__.c
+    already = set(session.scalars(select(table.ref).where(table.source == source, table.ref.in_(sorted(wanted)),
+                                                          table.resolved_at.is_(None))))
+    rows = [storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
+            for ref, (reason, payload) in reversed(wanted.items()) if ref not in already]
+
+    def write(batch: Sequence[dict[str, Any]]) -> int:
+        session.execute(insert(DeadLetterRow), list(batch))
+        return len(batch)
+
+    written, refused = _insert_each(session, rows, write)
+    for row, error in refused:
+        write([row | {"payload": {"not_stored": f"the store refused the payload ({_error_name(error)})"}}])
+    return written + len(refused)
 
 
 def open_dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:

@@ -4,11 +4,12 @@ Matching reads only the local mirror (no API call). When several records of
 one CRM match, the person is linked to all of them, the oldest is written to,
 and the conflict is flagged: merging them is an admin's decision, never
 crmhub's. A first link also re-points what was written before it (backfill).
+Persons are resolved a batch at a time: a few IN (...) queries for the lot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,28 +33,39 @@ class ContactMatch:
 def contact_for(session: Session, person_id: int, crm: str, *, now: datetime,
                 blocklist: Blocklist = Blocklist(), on_linked: Callable[[int, str], None] | None = None
                 ) -> ContactMatch | None:
-    """The person's record in `crm`, linking it on first match; None when unknown there.
+    """The person's record in `crm`, linking it on first match; None when unknown there (see `contacts_for`)."""
+    return contacts_for(session, [person_id], crm, now=now, blocklist=blocklist, on_linked=on_linked)[person_id]
 
+
+def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now: datetime,
+                 blocklist: Blocklist = Blocklist(), on_linked: Callable[[int, str], None] | None = None
+                 ) -> dict[int, ContactMatch | None]:
+    """Each person's record in `crm`, linking mirror matches on first sight; None when unknown there.
+
+    Every mirrored record holding one of a person's usable identities is
+    linked (a record linked already, to anyone, stays as it is; one matching
+    two persons here goes to the first given), and `on_linked` is called for
+    each person given a new link (it flags several records and re-points
+    earlier writes). The primary is the person's first link (`graph.links_of`).
     Blocked (shared) identities never match: they would put one caller's
     history on whichever customer happens to hold the switchboard number.
     """
-    usable = blocklist.usable(graph.identities_of(session, person_id))
-    links = graph.links_of(session, person_id, crm)
-    linked = {link.record_id for link in links}
-    added = False
-    for match in graph.mirror_matches(session, crm, matchable(usable)):
-        if match.record_id not in linked:
-            link = graph.add_link(session, person_id, crm, match.object_type, match.record_id, now=now)
-            added = added or link.person_id == person_id  # a record linked to another person stays theirs
+    persons = list(dict.fromkeys(person_ids))
+    usable = {person: matchable(blocklist.usable(held))
+              for person, held in graph.identities_of_persons(session, persons).items()}
+    links = graph.links_of_persons(session, persons, crm)
+    matches = graph.mirror_matches_of(session, crm, usable)
+    new = [(person, object_type, record) for person in persons
+           for object_type, record in matches[person] if record not in {link.record_id for link in links[person]}]
+    added = graph.add_links(session, crm, new, now=now)
     if added:
-        if on_linked is not None:  # flags several records, re-points earlier writes
-            on_linked(person_id, crm)
-        links = graph.links_of(session, person_id, crm)  # the primary may have changed
-    if not links:
-        return None
-    primary = links[0]
-    mirrored = graph.mirror_record(session, crm, primary.record_id)
-    return ContactMatch(primary.record_id, primary.object_type, mirrored.fields if mirrored else {})
+        linked = [person for person in persons if person in added]
+        if on_linked is not None:
+            for person in linked:
+                on_linked(person, crm)
+        links.update(graph.links_of_persons(session, linked, crm))  # the primary may have changed
+    return {person: ContactMatch(held[0].record_id, held[0].object_type, held[0].fields) if held else None
+            for person, held in links.items()}
 
 
 def matchable(identities: list[Identity]) -> list[Identity]:
