@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
-from crmhub.store.ledger import insert_ignoring_conflicts, upsert
+from crmhub.store.ledger import dialect_insert, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
 
@@ -148,8 +148,9 @@ def add_links(session: Session, crm: str, links: Sequence[tuple[int, str, str]],
                           "created_at": now} for person, object_type, record in reversed(links)}.values())
     if not rows:
         return set()
-    statement = insert_ignoring_conflicts(session, CrmLinkRow, rows, ("crm", "record_id"))
-    return set(session.scalars(statement.returning(CrmLinkRow.person_id)))
+    table = CrmLinkRow.__table__
+    statement = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["crm", "record_id"])
+    return set(session.connection().execute(statement.returning(table.c.person_id), rows).scalars())
 
 
 # ---- contact mirror ----------------------------------------------------------

@@ -40,7 +40,7 @@ class IngestResult:
 def insert_ignoring_conflicts(session: Session, table: Any, rows: Sequence[dict[str, Any]],
                               conflict_columns: Sequence[str]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING, for SQLite and PostgreSQL alike."""
-    return _insert(session)(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return dialect_insert(session)(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
 def upsert(session: Session, table: type[T], values: Mapping[str, Any], key: Sequence[str], *,
@@ -51,7 +51,7 @@ def upsert(session: Session, table: type[T], values: Mapping[str, Any], key: Seq
     fails the slower one on the unique key, this waits for the other and then
     updates. Returns the row as stored, refreshed in the session.
     """
-    statement = _insert(session)(table).values(**values)
+    statement = dialect_insert(session)(table).values(**values)
     if update:
         statement = statement.on_conflict_do_update(index_elements=list(key),
                                                     set_={k: v for k, v in values.items() if k not in key})
@@ -63,7 +63,7 @@ def upsert(session: Session, table: type[T], values: Mapping[str, Any], key: Seq
     return row
 
 
-def _insert(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
     """The dialect's INSERT, which has ON CONFLICT."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 

@@ -95,6 +95,7 @@ class Claim:
     targets: Mapping[str, Any] | None
 
 
+_OTHER, _OTHER_ITEM = aliased(OutboxRow), aliased(LedgerRow)  # the conversation's other writes (made once: costly)
 _ITEM_COLUMNS = ("channel", "direction", "external_id", "conversation_key", "sender_kind", "sender_value",
                  "sender_display", "recipient_kind", "recipient_value", "recipient_display", "text",
                  "occurred_at", "media", "call")
@@ -112,7 +113,7 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     (joined with the ledger and the decision) and one UPDATE, whatever the batch.
     """
     one_at_a_time(session, f"claim:{crm}")
-    other, other_item = aliased(OutboxRow), aliased(LedgerRow)
+    other, other_item = _OTHER, _OTHER_ITEM
     case_being_opened = (
         select(other.id)
         .join(other_item, other_item.id == other.interaction_id)
@@ -188,26 +189,29 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datet
     (`claims` back to 0); a done row forgets its relink, and keeps its
     `result_ref` when the CRM named no record (a relink may not name it again).
     """
+    kinds: dict[tuple[OutboxStatus, bool], list[dict[str, Any]]] = {}
+    for o in outcomes:
+        kinds.setdefault((o.status, o.attempted or o.status is not OutboxStatus.DEAD), []).append(
+            {"oid": o.outbox_id, "new_error": o.error, "new_result_ref": o.result_ref,
+             "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at})
+    for (status, attempted), params in kinds.items():
+        session.connection().execute(_outcome_update(status, attempted, now), params)
+
+
+def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime) -> Any:
+    """The UPDATE recording one kind of outcome, by outbox row (`oid`)."""
     table = OutboxRow.__table__
-    attempt = {"attempts": table.c.attempts + 1, "claims": 0}
-    statements = {
-        (OutboxStatus.DONE, True): update(table).where(table.c.id == bindparam("oid")).values(
-            status=OutboxStatus.DONE.value, done_at=now, last_error=None, relink=False,
-            result_ref=func.coalesce(bindparam("new_result_ref", type_=table.c.result_ref.type), table.c.result_ref),
-            contact_ref=bindparam("new_contact_ref"), **attempt),
-        (OutboxStatus.PENDING, True): update(table).where(table.c.id == bindparam("oid")).values(
-            last_error=bindparam("new_error"), next_attempt_at=bindparam("new_retry_at"), **attempt),
-        (OutboxStatus.DEAD, True): update(table).where(table.c.id == bindparam("oid")).values(
-            status=OutboxStatus.DEAD.value, last_error=bindparam("new_error"), done_at=now, **attempt),
-        (OutboxStatus.DEAD, False): update(table).where(table.c.id == bindparam("oid")).values(
-            status=OutboxStatus.DEAD.value, last_error=bindparam("new_error"), done_at=now),
-    }
-    for kind, statement in statements.items():
-        params = [{"oid": o.outbox_id, "new_error": o.error, "new_result_ref": o.result_ref,
-                   "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at}
-                  for o in outcomes if (o.status, o.attempted or o.status is not OutboxStatus.DEAD) == kind]
-        if params:
-            session.connection().execute(statement, params)
+    values: dict[str, Any] = {"attempts": table.c.attempts + 1, "claims": 0} if attempted else {}
+    if status is OutboxStatus.DONE:
+        values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False,
+                   "result_ref": func.coalesce(bindparam("new_result_ref", type_=table.c.result_ref.type),
+                                               table.c.result_ref),
+                   "contact_ref": bindparam("new_contact_ref")}
+    elif status is OutboxStatus.PENDING:
+        values |= {"last_error": bindparam("new_error"), "next_attempt_at": bindparam("new_retry_at")}
+    else:
+        values |= {"status": status.value, "last_error": bindparam("new_error"), "done_at": now}
+    return update(table).where(table.c.id == bindparam("oid")).values(**values)
 
 
 def mark_done(session: Session, outbox_id: int, result_ref: str | None, *, now: datetime,
