@@ -51,9 +51,9 @@ def main() -> None:
         twilio: Any = servers["twilio"].emulator
         twilio.add_number(OURS)
         twilio.clock.advance(120)  # Zendesk's export leaves out the last minute
+        start = twilio.clock.now() - timedelta(seconds=args.messages)
         for i in range(args.messages):
-            twilio.receive_message(f"+1{rng.choice(numbers)}", OURS, "Where is my order?",
-                                   at=twilio.clock.now().replace(microsecond=0) - (args.messages - i) * timedelta(seconds=1))
+            twilio.receive_message(f"+1{rng.choice(numbers)}", OURS, "Where is my order?", at=start + timedelta(seconds=i))
         settings = write_sandbox_settings(Path(tmp), {api: s.url for api, s in servers.items()},
                                           enabled=(*CRMS, "twilio"))
         clock = twilio.clock  # the emulators' shared clock: waits (pacing, job polls) pass at once

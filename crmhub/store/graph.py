@@ -144,13 +144,15 @@ def add_links(session: Session, crm: str, links: Sequence[tuple[int, str, str]],
     A record linked already keeps its link, to whichever person; so does a
     record given twice here (the first person keeps it).
     """
-    rows = list({record: {"person_id": person, "crm": crm, "object_type": object_type, "record_id": record,
-                          "created_at": now} for person, object_type, record in reversed(links)}.values())
+    rows: dict[str, dict[str, Any]] = {}  # in the order given: link ids break ties of age (`links_of`)
+    for person, object_type, record in links:
+        rows.setdefault(record, {"person_id": person, "crm": crm, "object_type": object_type, "record_id": record,
+                                 "created_at": now})
     if not rows:
         return set()
     table = CrmLinkRow.__table__
     statement = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["crm", "record_id"])
-    return set(session.connection().execute(statement.returning(table.c.person_id), rows).scalars())
+    return set(session.connection().execute(statement.returning(table.c.person_id), list(rows.values())).scalars())
 
 
 # ---- contact mirror ----------------------------------------------------------

@@ -258,16 +258,20 @@ def add_dead_letter(session: Session, source: str, ref: str, reason: str, payloa
 
 def add_dead_letters(session: Session, source: str, items: Sequence[tuple[str, str, dict[str, Any]]],
                      *, now: datetime) -> int:
-    """`add_dead_letter` for several (ref, reason, payload) of one source: one query and one INSERT in the
-    common case; returns how many were recorded (an item already open, or given twice, is recorded once)."""
-    wanted = {ref[:255]: (reason, payload) for ref, reason, payload in reversed(items)}
+    """`add_dead_letter` for several (ref, reason, payload) of one source; returns how many were recorded.
+
+    One query and one INSERT in the common case; an item already open, or given twice, is recorded once.
+    """
+    wanted: dict[str, tuple[str, dict[str, Any]]] = {}
+    for ref, reason, payload in items:
+        wanted.setdefault(ref[:255], (reason, payload))
     if not wanted:
         return 0
     table = DeadLetterRow.__table__.c
     already = set(session.scalars(select(table.ref).where(table.source == source, table.ref.in_(sorted(wanted)),
                                                           table.resolved_at.is_(None))))
     rows = [storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
-            for ref, (reason, payload) in reversed(wanted.items()) if ref not in already]
+            for ref, (reason, payload) in wanted.items() if ref not in already]
 
     def write(batch: Sequence[dict[str, Any]]) -> int:
         session.execute(insert(DeadLetterRow), list(batch))

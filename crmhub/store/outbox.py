@@ -387,7 +387,8 @@ def may_reopen(row: ThreadRow | Thread, occurred_at: datetime, window: timedelta
 DEFAULT_REOPEN_WINDOW = timedelta(days=3)  # `threads.reopen_window`'s default, for callers without settings
 
 
-def reopens(thread: ThreadRow | Thread | None, occurred_at: datetime, window: timedelta, reopened: Container[int]) -> bool:
+def reopens(thread: ThreadRow | Thread | None, occurred_at: datetime, window: timedelta,
+            reopened: Container[int]) -> bool:
     """Whether a message of `occurred_at` goes onto the thread's closed case, reopening it.
 
     Within `window` of the close (`may_reopen`), or after an earlier message of

@@ -179,8 +179,8 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             contact = contacts[claim.person_id]
             new_contact = tuple(policy.blocklist.usable(identities[claim.person_id])) if (
                 contact is None and policy.create_contact_as) else ()  # never a contact made of a shared number alone
-            write, thread = _history_write(claim, crm, policy, contact, new_contact, threads.get(claim.conversation_key),
-                                           now=now, batch=batch)
+            write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
+                                           threads.get(claim.conversation_key), now=now, batch=batch)
         except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
             reason = f"{claim.idempotency_key} -> {crm}: not written, its write could not be prepared: {reason_of(exc)}"
             batch.dead.append((claim, reason, True))
@@ -219,8 +219,8 @@ def _record_dead(session: Session, dead: Sequence[tuple[outbox.Claim, str, bool]
         report.dead += len(dead)
 
 
-def _history_write(claim: outbox.Claim, crm: str, policy: DeliveryPolicy, contact: ContactMatch | None,
-                   new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *, now: datetime,
+def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: DeliveryPolicy,
+                   contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *, now: datetime,
                    batch: _Batch) -> tuple[HistoryWrite, outbox.Thread]:
     """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made."""
     item = ledger.to_interaction(claim.item)
@@ -242,7 +242,7 @@ def _history_write(claim: outbox.Claim, crm: str, policy: DeliveryPolicy, contac
     # Only a row's very first claim is certain: an earlier attempt, or a claim cut short, may have written it.
     first_attempt = claim.attempts == 0 and claim.claims == 1 and not claim.relink
     return HistoryWrite(
-        key=claim.idempotency_key, person_id=claim.person_id or 0, interaction=item, fields=fields,
+        key=claim.idempotency_key, person_id=person_id, interaction=item, fields=fields,
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
