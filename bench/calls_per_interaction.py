@@ -54,6 +54,21 @@ def seed_contacts(servers: dict[str, Any], crms: tuple[str, ...], numbers: list[
             emulators["hubspot"].add("contacts", lastname=f"Customer {i}", phone=shown())
 
 
+def seed_traffic(servers: dict[str, Any], crms: tuple[str, ...], messages: int, customers: int,
+                 rng: random.Random) -> Any:
+    """`messages` inbound SMS over the last day from `customers` (half of them contacts already); returns Twilio."""
+    numbers = [f"415555{i:04d}" for i in range(1000, 1000 + customers)]
+    seed_contacts(servers, crms, numbers[: customers // 2], rng)
+    twilio: Any = servers["twilio"].emulator
+    twilio.add_number(OURS)
+    twilio.clock.advance(120)  # Zendesk's export leaves out the last minute
+    start = twilio.clock.now() - timedelta(days=1)
+    for i in range(messages):
+        body = rng.choice(["Where is my order?", "I need a refund", "Thanks!", "Can you call me back?"])
+        twilio.receive_message(f"+1{rng.choice(numbers)}", OURS, body, at=start + timedelta(seconds=20 * i))
+    return twilio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -65,15 +80,7 @@ def main() -> None:
     configure("warning")
     rng = random.Random(args.seed)
     with running_sandbox(apis=(*crms, "twilio")) as servers, tempfile.TemporaryDirectory() as tmp:
-        numbers = [f"415555{i:04d}" for i in range(1000, 1000 + args.customers)]
-        seed_contacts(servers, crms, numbers[: args.customers // 2], rng)
-        twilio: Any = servers["twilio"].emulator
-        twilio.add_number(OURS)
-        twilio.clock.advance(120)  # Zendesk's export leaves out the last minute
-        start = twilio.clock.now() - timedelta(days=1)
-        for i in range(args.messages):
-            body = rng.choice(["Where is my order?", "I need a refund", "Thanks!", "Can you call me back?"])
-            twilio.receive_message(f"+1{rng.choice(numbers)}", OURS, body, at=start + timedelta(seconds=20 * i))
+        twilio = seed_traffic(servers, crms, args.messages, args.customers, rng)
         before = {api: s.emulator.total_calls for api, s in servers.items()}
         settings = write_sandbox_settings(Path(tmp), {api: s.url for api, s in servers.items()},
                                           enabled=(*crms, "twilio"))

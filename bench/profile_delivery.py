@@ -19,7 +19,6 @@ import random
 import tempfile
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sync.deliver import deliver
 from crmhub.sync.process import process_pending
 
-from calls_per_interaction import CRMS, OURS, seed_contacts  # type: ignore[import-not-found]  # bench/ sibling
+from calls_per_interaction import CRMS, seed_traffic  # type: ignore[import-not-found]  # bench/ sibling
 
 
 def main() -> None:
@@ -46,14 +45,7 @@ def main() -> None:
     configure("warning")
     rng = random.Random(1)
     with running_sandbox(apis=(*CRMS, "twilio")) as servers, tempfile.TemporaryDirectory() as tmp:
-        numbers = [f"415555{i:04d}" for i in range(1000, 1000 + args.customers)]
-        seed_contacts(servers, CRMS, numbers[: args.customers // 2], rng)
-        twilio: Any = servers["twilio"].emulator
-        twilio.add_number(OURS)
-        twilio.clock.advance(120)  # Zendesk's export leaves out the last minute
-        start = twilio.clock.now() - timedelta(seconds=args.messages)
-        for i in range(args.messages):
-            twilio.receive_message(f"+1{rng.choice(numbers)}", OURS, "Where is my order?", at=start + timedelta(seconds=i))
+        twilio = seed_traffic(servers, CRMS, args.messages, args.customers, rng)
         settings = write_sandbox_settings(Path(tmp), {api: s.url for api, s in servers.items()},
                                           enabled=(*CRMS, "twilio"))
         clock = twilio.clock  # the emulators' shared clock: waits (pacing, job polls) pass at once

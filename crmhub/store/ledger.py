@@ -116,7 +116,7 @@ def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
         with isolated(session):
             return write(rows), []
     except Exception as exc:
-        if not _item_fault(exc):
+        if not item_fault(exc):
             raise
         if len(rows) == 1:
             return 0, [(rows[0], exc)]
@@ -126,7 +126,7 @@ def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
             with isolated(session):
                 written += write([row])
         except Exception as exc:
-            if not _item_fault(exc):
+            if not item_fault(exc):
                 raise
             refused.append((row, exc))
     return written, refused
@@ -148,7 +148,7 @@ def isolated(session: Session) -> Iterator[None]:
         yield
 
 
-def _item_fault(exc: Exception) -> bool:
+def item_fault(exc: Exception) -> bool:
     """Whether the store refused these values (too long, not encodable, a constraint), not failed as a whole."""
     if isinstance(exc, sa_exc.DBAPIError):
         return isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError)

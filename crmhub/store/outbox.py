@@ -40,9 +40,9 @@ from __future__ import annotations
 from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
@@ -51,6 +51,7 @@ from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
 PENDING = OutboxStatus.PENDING.value
+_OUTBOX, _THREADS = cast(Table, OutboxRow.__table__), cast(Table, ThreadRow.__table__)  # for Core statements
 
 
 def enqueue(session: Session, interaction_id: int, crms: Sequence[str], key: str, *, now: datetime,
@@ -114,13 +115,12 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     """
     one_at_a_time(session, f"claim:{crm}")
     other, other_item = _OTHER, _OTHER_ITEM
-    case_being_opened = (
-        select(other.id)
+    being_opened = (  # conversations whose case a write not due now opens (uncorrelated: evaluated once)
+        select(other_item.conversation_key)
+        .select_from(other)
         .join(other_item, other_item.id == other.interaction_id)
         .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
-        .where(other_item.conversation_key == LedgerRow.conversation_key, ThreadRow.record_id.is_(None),
-               other.crm == crm, other.status == PENDING, other.next_attempt_at > now)
-        .exists())
+        .where(ThreadRow.record_id.is_(None), other.crm == crm, other.status == PENDING, other.next_attempt_at > now))
     item = LedgerRow.__table__.c
     query = (select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.interaction_id, OutboxRow.priority,
                     OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, LedgerRow.person_id,
@@ -128,7 +128,7 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
              .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == OutboxRow.interaction_id)
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
-                    OutboxRow.next_attempt_at <= now, ~case_being_opened)
+                    OutboxRow.next_attempt_at <= now, LedgerRow.conversation_key.not_in(being_opened))
              .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxRow)
@@ -200,7 +200,7 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datet
 
 def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime) -> Any:
     """The UPDATE recording one kind of outcome, by outbox row (`oid`)."""
-    table = OutboxRow.__table__
+    table = _OUTBOX
     values: dict[str, Any] = {"attempts": table.c.attempts + 1, "claims": 0} if attempted else {}
     if status is OutboxStatus.DONE:
         values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False,
@@ -313,7 +313,7 @@ def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -
     """The threads of `conversation_keys` in `crm` that exist, by conversation, in one query."""
     if not conversation_keys:
         return {}
-    table = ThreadRow.__table__.c
+    table = _THREADS.c
     query = (select(table.id, table.conversation_key, table.seq, table.record_id, table.queue, table.opened_at,
                     table.closed_at, table.closed_final, table.state_at)
              .where(table.crm == crm, table.conversation_key.in_(sorted(set(conversation_keys)))))
@@ -331,7 +331,7 @@ def next_thread(thread: Thread | None, conversation_key: str, queue: str, *, now
 
 def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
     """Store threads `next_thread` opened: new ones in one INSERT, the next cases of closed ones in one UPDATE."""
-    table = ThreadRow.__table__
+    table = _THREADS
     new = [{"crm": crm, "conversation_key": t.conversation_key, "seq": t.seq, "record_id": None, "queue": t.queue,
             "opened_at": t.opened_at, "closed_at": None, "closed_final": False, "state_at": None}
            for t in threads if t.id is None]
@@ -350,7 +350,7 @@ def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
 def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
     """The case records the CRM created, by conversation, onto threads that had none yet (one UPDATE)."""
     if cases:
-        table = ThreadRow.__table__
+        table = _THREADS
         session.connection().execute(
             update(table).where(table.c.crm == crm, table.c.conversation_key == bindparam("conversation"),
                                 table.c.record_id.is_(None)).values(record_id=bindparam("new_record_id")),
@@ -360,7 +360,7 @@ def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
 def record_reopened(session: Session, reopened_from: Mapping[int, datetime | None]) -> None:
     """`mark_reopened` for several threads (by id) in one UPDATE."""
     if reopened_from:
-        table = ThreadRow.__table__
+        table = _THREADS
         session.connection().execute(
             update(table).where(table.c.id == bindparam("tid"),
                                 table.c.state_at.is_not_distinct_from(bindparam("was", type_=table.c.state_at.type)))

@@ -55,15 +55,16 @@ def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now
               for person, held in graph.identities_of_persons(session, persons).items()}
     links = graph.links_of_persons(session, persons, crm)
     matches = graph.mirror_matches_of(session, crm, usable)
+    linked = {person: {link.record_id for link in held} for person, held in links.items()}
     new = [(person, object_type, record) for person in persons
-           for object_type, record in matches[person] if record not in {link.record_id for link in links[person]}]
+           for object_type, record in matches[person] if record not in linked[person]]
     added = graph.add_links(session, crm, new, now=now)
     if added:
-        linked = [person for person in persons if person in added]
+        relinked = [person for person in persons if person in added]
         if on_linked is not None:
-            for person in linked:
+            for person in relinked:
                 on_linked(person, crm)
-        links.update(graph.links_of_persons(session, linked, crm))  # the primary may have changed
+        links.update(graph.links_of_persons(session, relinked, crm))  # the primary may have changed
     return {person: ContactMatch(held[0].record_id, held[0].object_type, held[0].fields) if held else None
             for person, held in links.items()}
 

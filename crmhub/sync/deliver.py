@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from crmhub.errors import Interrupted, TransientError, reason_of
-from crmhub.model import (CaseSpec, HistoryWrite, Interaction, OutboxStatus, QueueTarget, WriteOutcome,
+from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, OutboxStatus, QueueTarget, WriteOutcome,
                           WritePriority)
 from crmhub.store import StateStore, graph, ledger, outbox
 from crmhub.sync.blocklist import Blocklist
@@ -165,14 +166,11 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             batch.dead.append((claim, _stopped_too_often(claim, crm), False))
         else:
             live.append(claim)
-    persons = [claim.person_id for claim in live if claim.person_id is not None]
-    relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
-    contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink)
-    unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
-    identities = graph.identities_of_persons(session, unknown)
-    threads = outbox.threads_of(session, crm, [claim.conversation_key for claim in live])
+    contacts, identities, threads = _resolve_each(session, live, crm, policy, batch, now=now)
     opened: dict[str, outbox.Thread] = {}
     for claim in live:
+        if claim.person_id is not None and claim.person_id not in contacts:
+            continue  # its contact could not be resolved: dead already
         try:
             if claim.person_id is None:
                 raise ValueError("its interaction was never routed to a person")
@@ -182,16 +180,66 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
                                            threads.get(claim.conversation_key), now=now, batch=batch)
         except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
-            reason = f"{claim.idempotency_key} -> {crm}: not written, its write could not be prepared: {reason_of(exc)}"
-            batch.dead.append((claim, reason, True))
-            log.error("write not prepared", crm=crm, item=claim.idempotency_key, error=type(exc).__name__,
-                      reason=reason_of(exc)[:200])
+            _not_prepared(batch, claim, crm, exc)
             continue
         batch.claims[claim.id], batch.writes[claim.id] = claim, write
         if thread is not threads.get(claim.conversation_key):
             threads[claim.conversation_key] = opened[claim.conversation_key] = thread
     outbox.save_threads(session, crm, list(opened.values()))
     return batch
+
+
+Resolved = tuple[dict[int, ContactMatch | None], dict[int, list[Identity]], dict[str, outbox.Thread]]
+
+
+def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
+             now: datetime) -> Resolved:
+    """The claims' contacts, the identities of persons without one (to create it from), their threads."""
+    persons = [claim.person_id for claim in claims if claim.person_id is not None]
+    relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
+    contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink)
+    unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
+    identities = graph.identities_of_persons(session, unknown)
+    return contacts, identities, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])
+
+
+def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy,
+                  batch: _Batch, *, now: datetime) -> Resolved:
+    """`_resolve` for the batch; when the store refuses that, claim by claim, the refused ones dead.
+
+    A failure of the store itself (connection, lock) is raised: the batch's
+    claims are rolled back with it, never blamed on an item.
+    """
+    try:
+        with ledger.isolated(session):
+            return _resolve(session, claims, crm, policy, now=now)
+    except Exception as exc:  # noqa: BLE001  # one item's data; found below
+        if isinstance(exc, DBAPIError) and not ledger.item_fault(exc):
+            raise
+    contacts: dict[int, ContactMatch | None] = {}
+    identities: dict[int, list[Identity]] = {}
+    threads: dict[str, outbox.Thread] = {}
+    for claim in claims:
+        try:
+            with ledger.isolated(session):
+                found = _resolve(session, [claim], crm, policy, now=now)
+        except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
+            if isinstance(exc, DBAPIError) and not ledger.item_fault(exc):
+                raise
+            _not_prepared(batch, claim, crm, exc)
+            continue
+        contacts.update(found[0])
+        identities.update(found[1])
+        threads.update(found[2])
+    return contacts, identities, threads
+
+
+def _not_prepared(batch: _Batch, claim: outbox.Claim, crm: str, exc: Exception) -> None:
+    """The claim is dead: its write could not be prepared (the reason names the item and the CRM, not the text)."""
+    reason = f"{claim.idempotency_key} -> {crm}: not written, its write could not be prepared: {reason_of(exc)}"
+    batch.dead.append((claim, reason, True))
+    log.error("write not prepared", crm=crm, item=claim.idempotency_key, error=type(exc).__name__,
+              reason=reason_of(exc)[:200])
 
 
 def _stopped_too_often(claim: outbox.Claim, crm: str) -> str:
@@ -220,8 +268,8 @@ def _record_dead(session: Session, dead: Sequence[tuple[outbox.Claim, str, bool]
 
 
 def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: DeliveryPolicy,
-                   contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *, now: datetime,
-                   batch: _Batch) -> tuple[HistoryWrite, outbox.Thread]:
+                   contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *,
+                   now: datetime, batch: _Batch) -> tuple[HistoryWrite, outbox.Thread]:
     """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made."""
     item = ledger.to_interaction(claim.item)
     targets = claim.targets or {}
