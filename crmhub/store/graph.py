@@ -7,10 +7,11 @@ API call however messy the CRM's phone formats are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
@@ -34,6 +35,23 @@ def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
                             person_id=person.id))
     session.flush()
     return person.id
+
+
+def new_persons(session: Session, identities: Sequence[Identity], *, now: datetime) -> dict[tuple[str, str], int]:
+    """One new person for each of `identities`, which nobody holds yet; three statements for the lot.
+
+    Returns (kind, value) -> the new person. The caller holds the routing
+    turn (`crmhub.store.locks`), so no other daemon adds these identities meanwhile.
+    """
+    unique = list({(i.kind.value, i.value): i for i in identities}.values())
+    if not unique:
+        return {}
+    ids = session.scalars(insert(PersonRow.__table__).returning(PersonRow.id, sort_by_parameter_order=True),
+                          [{"created_at": now} for _ in unique]).all()
+    session.execute(insert(IdentityRow.__table__), [
+        {"kind": i.kind.value, "value": i.value, "display": i.display or "", "person_id": person}
+        for i, person in zip(unique, ids, strict=True)])
+    return {(i.kind.value, i.value): person for i, person in zip(unique, ids, strict=True)}
 
 
 def holder_of(session: Session, identity: Identity) -> int | None:
@@ -71,6 +89,17 @@ def identities_of(session: Session, person_id: int) -> list[Identity]:
     return [Identity(IdentityKind(r.kind), r.value, r.display) for r in rows]
 
 
+def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[int, list[Identity]]:
+    """`identities_of` for many persons in one query."""
+    found: dict[int, list[Identity]] = {}
+    if person_ids:
+        query = (select(IdentityRow.person_id, IdentityRow.kind, IdentityRow.value, IdentityRow.display)
+                 .where(IdentityRow.person_id.in_(sorted(person_ids))).order_by(IdentityRow.id))
+        for person, kind, value, display in session.execute(query):
+            found.setdefault(person, []).append(Identity(IdentityKind(kind), value, display))
+    return found
+
+
 # ---- CRM links ---------------------------------------------------------------
 def link_of(session: Session, person_id: int, crm: str) -> CrmLinkRow | None:
     """The person's record in `crm` that crmhub writes to: the primary of `links_of`."""
@@ -89,6 +118,28 @@ def links_of(session: Session, person_id: int, crm: str) -> list[CrmLinkRow]:
              .where(CrmLinkRow.person_id == person_id, CrmLinkRow.crm == crm)
              .order_by(CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
     return list(session.scalars(query))
+
+
+def links_of_many(session: Session, person_ids: Collection[int], crm: str) -> dict[int, list[Any]]:
+    """`links_of` for many persons in one query: person -> its links (record_id, object_type), primary first."""
+    found: dict[int, list[Any]] = {}
+    if person_ids:
+        created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
+        query = (select(CrmLinkRow.person_id, CrmLinkRow.record_id, CrmLinkRow.object_type)
+                 .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
+                 .where(CrmLinkRow.crm == crm, CrmLinkRow.person_id.in_(sorted(person_ids)))
+                 .order_by(CrmLinkRow.person_id, CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
+        for row in session.execute(query):
+            found.setdefault(row.person_id, []).append(row)
+    return found
+
+
+def linked_records(session: Session, crm: str, record_ids: Collection[str]) -> set[str]:
+    """Which of `crm`'s records are linked to a person already (whichever)."""
+    if not record_ids:
+        return set()
+    return set(session.scalars(select(CrmLinkRow.record_id).where(CrmLinkRow.crm == crm,
+                                                                   CrmLinkRow.record_id.in_(sorted(record_ids)))))
 
 
 def add_link(session: Session, person_id: int, crm: str, object_type: str, record_id: str,
@@ -139,6 +190,29 @@ def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -
     return list({row.id: row for row in session.scalars(query)}.values())  # a record may hold several
 
 
+def mirror_entries(session: Session, crm: str, identities: Collection[Identity]) -> list[Any]:
+    """`mirror_matches` for a batch: (kind, value, record_id, object_type) of each record of `crm` holding one of
+    `identities`, the oldest record first; one query."""
+    if not identities:
+        return []
+    wanted = sorted({(i.kind.value, i.value) for i in identities})
+    query = (select(MirrorIdentityRow.kind, MirrorIdentityRow.value, MirrorRow.record_id, MirrorRow.object_type)
+             .join(MirrorRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
+             .where(MirrorIdentityRow.crm == crm,
+                    tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
+             .order_by(MirrorRow.created_at, MirrorRow.id))
+    return list(session.execute(query))
+
+
+def mirror_fields(session: Session, crm: str, record_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The mirrored fields of these records of `crm`, by record id."""
+    if not record_ids:
+        return {}
+    query = select(MirrorRow.record_id, MirrorRow.fields).where(MirrorRow.crm == crm,
+                                                                 MirrorRow.record_id.in_(sorted(record_ids)))
+    return {record_id: dict(fields or {}) for record_id, fields in session.execute(query)}
+
+
 def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[MirrorRow]:
     """Mirrored records of any CRM holding any of `identities`."""
     if not identities:
@@ -148,6 +222,16 @@ def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[Mir
              .where(tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
              .order_by(MirrorRow.id))
     return list({row.id: row for row in session.scalars(query)}.values())
+
+
+def held_by_mirror(session: Session, crms: Collection[str], identities: Collection[Identity]) -> set[tuple[str, str]]:
+    """Which of `identities` ((kind, value)) a mirrored record of one of `crms` holds."""
+    if not identities or not crms:
+        return set()
+    wanted = sorted({(i.kind.value, i.value) for i in identities})
+    query = select(MirrorIdentityRow.kind, MirrorIdentityRow.value).where(
+        MirrorIdentityRow.crm.in_(sorted(crms)), tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
+    return {(kind, value) for kind, value in session.execute(query)}
 
 
 def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
