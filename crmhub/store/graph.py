@@ -46,7 +46,9 @@ def new_persons(session: Session, identities: Sequence[Identity], *, now: dateti
     unique = list({(i.kind.value, i.value): i for i in identities}.values())
     if not unique:
         return {}
-    ids = session.scalars(insert(PersonRow.__table__).returning(PersonRow.id, sort_by_parameter_order=True),
+    # The new persons are alike, so which id goes with which identity does not matter: no ordered
+    # RETURNING, which SQLite could only give one row per statement.
+    ids = session.scalars(insert(PersonRow.__table__).returning(PersonRow.id),
                           [{"created_at": now} for _ in unique]).all()
     session.execute(insert(IdentityRow.__table__), [
         {"kind": i.kind.value, "value": i.value, "display": i.display or "", "person_id": person}
