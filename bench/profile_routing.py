@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--customers", type=int, default=400)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--warm", action="store_true", help="route the same traffic once first, measure a second lot")
     args = parser.parse_args()
     configure("warning")
     rng = random.Random(1)
@@ -52,6 +53,14 @@ def main() -> None:
                 poll()
             for name in hub.crms:
                 hub.refresh_mirror(name)
+            if args.warm:
+                process_pending(hub.store, hub.router, list(hub.crms), now=hub.clock(), identity=hub.identity)
+                for i in range(args.messages):
+                    body = rng.choice(["Where is my order?", "I need a refund", "Thanks!", "Can you call me back?"])
+                    twilio.receive_message(f"+1{rng.choice(numbers)}", OURS, body,
+                                           at=start + timedelta(hours=12, seconds=10 * i))
+                for poll in hub.polls().values():
+                    poll()
             statements = [0]
             event.listen(hub.store.engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1))
             profiler = cProfile.Profile() if args.profile else None

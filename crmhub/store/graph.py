@@ -154,30 +154,45 @@ def add_link(session: Session, person_id: int, crm: str, object_type: str, recor
 
 # ---- contact mirror ----------------------------------------------------------
 def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
-    """Write refreshed contacts into the mirror (deleted ones leave it)."""
-    count = 0
-    for record in records:
-        row = session.scalar(select(MirrorRow).where(MirrorRow.crm == record.crm,
-                                                     MirrorRow.record_id == record.record_id))
-        if record.deleted:
-            if row is not None:
-                session.delete(row)
-            continue
-        if row is None:
-            row = MirrorRow(crm=record.crm, object_type=record.object_type, record_id=record.record_id,
-                            fields=dict(record.fields), created_at=record.created_at,
-                            modified_at=record.modified_at)
-            session.add(row)
-            session.flush()
-        else:
-            row.fields, row.modified_at = dict(record.fields), record.modified_at
-            session.execute(delete(MirrorIdentityRow).where(MirrorIdentityRow.mirror_id == row.id))
-        for identity in set(record.identities):
-            session.add(MirrorIdentityRow(mirror_id=row.id, crm=record.crm, kind=identity.kind.value,
-                                          value=identity.value))
-        count += 1
-    session.flush()
-    return count
+    """Write a page of refreshed contacts into the mirror (deleted ones leave it); returns how many were written.
+
+    A few statements per page, however many records: existing rows are read
+    in one query, new ones inserted, changed ones updated and their identity
+    index rewritten in bulk. A record twice in the page counts as its last.
+    """
+    latest = {(record.crm, record.record_id): record for record in records}
+    if not latest:
+        return 0
+    existing: dict[tuple[str, str], int] = {}
+    for crm in sorted({crm for crm, _ in latest}):
+        ids = sorted(record_id for c, record_id in latest if c == crm)
+        query = select(MirrorRow.record_id, MirrorRow.id).where(MirrorRow.crm == crm, MirrorRow.record_id.in_(ids))
+        existing.update({(crm, record_id): row_id for record_id, row_id in session.execute(query)})
+    gone = [existing[key] for key, record in latest.items() if record.deleted and key in existing]
+    changed = {key: existing[key] for key, record in latest.items() if not record.deleted and key in existing}
+    if gone or changed:
+        session.execute(delete(MirrorIdentityRow).where(MirrorIdentityRow.mirror_id.in_([*gone, *changed.values()])))
+    if gone:
+        session.execute(delete(MirrorRow).where(MirrorRow.id.in_(gone)))
+    if changed:
+        session.execute(update(MirrorRow).execution_options(synchronize_session=False), [
+            {"id": row_id, "fields": dict(latest[key].fields), "modified_at": latest[key].modified_at}
+            for key, row_id in changed.items()])
+    new = [record for key, record in latest.items() if not record.deleted and key not in existing]
+    ids = dict(changed)
+    if new:
+        inserted = session.execute(insert(MirrorRow.__table__).returning(MirrorRow.crm, MirrorRow.record_id,
+                                                                         MirrorRow.id), [
+            {"crm": r.crm, "object_type": r.object_type, "record_id": r.record_id, "fields": dict(r.fields),
+             "created_at": r.created_at, "modified_at": r.modified_at} for r in new])
+        ids.update({(crm, record_id): row_id for crm, record_id, row_id in inserted})
+    entries = [{"mirror_id": row_id, "crm": crm, "kind": kind, "value": value}
+               for (crm, record_id), row_id in ids.items()
+               for kind, value in dict.fromkeys((i.kind.value, i.value) for i in latest[(crm, record_id)].identities)]
+    if entries:
+        session.execute(insert(MirrorIdentityRow.__table__), entries)
+    session.expire_all()  # rows loaded before (ORM objects) must not shadow what was just written
+    return len(ids)
 
 
 def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -> list[MirrorRow]:

@@ -199,12 +199,17 @@ class IdentityGraph:
         if not usable:
             return
         held = self._holders(usable)
+        linked = self._linked_persons(records)
+        unchanged: set[tuple[int, str]] = set()
         for record in records:
             if record.deleted:
                 continue
             mine = self.policy.blocklist.usable(list(record.identities))
             persons = sorted({held[(i.kind, i.value)] for i in mine if (i.kind, i.value) in held})
             if not persons:
+                continue
+            if persons == [linked.get(record.record_id)] and all((i.kind, i.value) in held for i in mine):
+                unchanged.add((persons[0], record.crm))  # e.g. one crmhub created, read back: nothing to join
                 continue
             person = persons[0]
             for other in persons[1:]:
@@ -213,6 +218,8 @@ class IdentityGraph:
             if graph.links_of(self.session, person, record.crm):  # a further record of a linked person
                 graph.add_link(self.session, person, record.crm, record.object_type, record.record_id, now=self.now)
                 self.relink(person, record.crm)
+        for person, crm in sorted(unchanged):  # a write that landed on it while a join moved the person elsewhere
+            self.relink(person, crm)
         self._link_grown()
 
     # ---- joining ---------------------------------------------------------
@@ -346,6 +353,18 @@ class IdentityGraph:
         rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id)
                                     .where(IdentityRow.value.in_(sorted({v for _, v in wanted}))))
         return {(IdentityKind(k), v): p for k, v, p in rows if (k, v) in wanted}
+
+    def _linked_persons(self, records: Sequence[MirrorRecord]) -> dict[str, int]:
+        """The person each of these records (of one CRM page) is linked to, where it is: record id -> person."""
+        by_crm: dict[str, list[str]] = {}
+        for record in records:
+            by_crm.setdefault(record.crm, []).append(record.record_id)
+        linked: dict[str, int] = {}
+        for crm, record_ids in by_crm.items():
+            rows = self.session.execute(select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(
+                CrmLinkRow.crm == crm, CrmLinkRow.record_id.in_(sorted(set(record_ids)))))
+            linked.update({record_id: person for record_id, person in rows})
+        return linked
 
     def _without_display(self, identities: Sequence[Identity]) -> set[tuple[IdentityKind, str]]:
         """Which of the held identities have no display name stored yet (`person_of` stores the one seen)."""
