@@ -58,7 +58,7 @@ PHONE_FORMATS = ("({a}) {b}-{c}", "+1 {a}.{b}.{c}", "{a}-{b}-{c}", "+1{a}{b}{c}"
 TEXTS = ("Where is my order?", "I need a refund", "Thanks!", "Can you call me back?", "My parcel arrived damaged")
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 WEBHOOK_PATH = "/webhooks/twilio/messages"
-SENDER_THREADS = 32  # enough that a slow receiver makes sends late only when it is very slow
+WEBHOOK_TIMEOUT = 15.0  # seconds, as Twilio waits for a webhook's answer
 START_DEADLINE = 180.0  # seconds for `crmhub run` to listen and schedule its jobs on a loaded machine
 
 
@@ -99,6 +99,7 @@ class RunFigures:
     daemon_cpu_ms_per_interaction: float
     daemon_peak_rss_mb: float
     daemon_exit: int | None
+    load_average: tuple[float, float]  # the machine's 1-minute load at the start and at the end of the load
     crms: list[CrmFigures] = field(default_factory=list)
 
 
@@ -249,9 +250,6 @@ class Watcher:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def seen(self, crm: str, sid: str) -> bool:
-        return sid in self.first_seen[crm]
-
     def _run(self) -> None:
         while not self._stop.wait(self.period):
             self.look()
@@ -339,13 +337,17 @@ class Sender:
         count = max(1, round(rate * seconds))
         plan = [(self.rng.choice(self.senders), self.rng.choice(TEXTS)) for _ in range(count)]
         start = time.monotonic()
-        with ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="latency-sender") as pool:
+        threads = max(8, math.ceil(rate * WEBHOOK_TIMEOUT))  # each may wait its full timeout, delaying no other
+        with ThreadPoolExecutor(threads, thread_name_prefix="latency-sender") as pool:
+            futures = []
             for i, (phone, text) in enumerate(plan):
                 due = start + i / rate
                 pause = due - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)  # the open-loop schedule, not a synchronisation
-                pool.submit(self._send, due, phone, f"{text} (#{i})")
+                futures.append(pool.submit(self._send, due, phone, f"{text} (#{i})"))
+        for future in futures:
+            future.result()  # a send that could not even be made is the bench's own failure: say it
 
     def _send(self, due: float, phone: str, body: str) -> None:
         sid = self.tw.receive_message(phone, OURS, body)
@@ -363,7 +365,7 @@ class Sender:
             self.sent[sid] = record
         record.at = time.monotonic()
         try:
-            answer = self._session().post(self.url, data=params, headers=headers, timeout=15, allow_redirects=False)
+            answer = self._session().post(self.url, data=params, headers=headers, timeout=WEBHOOK_TIMEOUT, allow_redirects=False)
             record.status = str(answer.status_code)
         except requests.RequestException as exc:
             record.status = type(exc).__name__
@@ -398,7 +400,7 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
             daemon.wait_ready(webhook_url)
             sender = Sender(servers["twilio"], webhook_url, pool, rng)
             calls_before = {crm: Counter(servers[crm].emulator.calls) for crm in CRMS}
-            cpu_before = daemon.cpu_seconds()
+            cpu_before, load_before = daemon.cpu_seconds(), os.getloadavg()[0]
             with Watcher(servers, period) as watcher:
                 sender.run(rate, seconds)
                 last_send = time.monotonic()
@@ -409,22 +411,22 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
                     time.sleep(period)  # polling with a deadline
                 watcher.look()
                 drained_in = time.monotonic() - last_send
-            cpu = daemon.cpu_seconds() - cpu_before
+            cpu, load = daemon.cpu_seconds() - cpu_before, (load_before, os.getloadavg()[0])
             rss = daemon.peak_rss_mb()
             calls = {crm: Counter(servers[crm].emulator.calls) - calls_before[crm] for crm in CRMS}
         finally:
             exit_code = daemon.stop()
-    return _figures(store, rate, seconds, customers, sender, watcher, calls, cpu, rss, drained_in, exit_code)
+    return _figures(store, rate, seconds, customers, sender, watcher, calls, cpu, rss, drained_in, exit_code, load)
 
 
 def _all_seen(watcher: Watcher, sender: Sender) -> bool:
-    sids = list(sender.sent)
-    return all(watcher.seen(crm, sid) for crm in CRMS for sid in sids)
+    sids = set(sender.sent)
+    return all(len(sids - watcher.first_seen[crm].keys()) == 0 for crm in CRMS)
 
 
 def _figures(store: str, rate: float, seconds: float, customers: int, sender: Sender, watcher: Watcher,
              calls: dict[str, Counter[str]], cpu: float, rss: float, drained_in: float,
-             exit_code: int | None) -> RunFigures:
+             exit_code: int | None, load: tuple[float, float]) -> RunFigures:
     sent = sender.sent
     n = len(sent)
     acks = [s.ack for s in sent.values() if s.ack is not None]
@@ -435,7 +437,7 @@ def _figures(store: str, rate: float, seconds: float, customers: int, sender: Se
         ack_p50=percentile(acks, 50), ack_p95=percentile(acks, 95),
         send_late_p99=percentile(late, 99), send_late_max=max(late, default=None),
         drained_in=drained_in, daemon_cpu_seconds=cpu, daemon_cpu_ms_per_interaction=1000 * cpu / max(n, 1),
-        daemon_peak_rss_mb=rss, daemon_exit=exit_code)
+        daemon_peak_rss_mb=rss, daemon_exit=exit_code, load_average=load)
     for crm in CRMS:
         first = watcher.first_seen[crm]
         latencies = [first[sid] - s.at for sid, s in sent.items() if sid in first]
@@ -465,13 +467,14 @@ def markdown(runs: list[RunFigures]) -> str:
             lines.append(f"| {run.store} | {run.rate:g} | {c.crm} | {_s(c.p50)} | {_s(c.p95)} | {_s(c.p99)} | "
                          f"{_s(c.max)} | {c.missing} of {run.sent} | {c.calls_per_interaction:.3f} |")
     lines += ["", "| store | msg/s | sent | webhook answers | ack p50/p95 s | send late p99/max s | drained in s "
-                  "| daemon CPU ms/interaction | daemon peak RSS MB |",
-              "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| daemon CPU ms/interaction | daemon peak RSS MB | load avg start/end |",
+              "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for run in runs:
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(run.webhook_statuses.items()))
         lines.append(f"| {run.store} | {run.rate:g} | {run.sent} | {answers} | {_s(run.ack_p50)}/{_s(run.ack_p95)} "
                      f"| {_s(run.send_late_p99)}/{_s(run.send_late_max)} | {run.drained_in:.1f} "
-                     f"| {run.daemon_cpu_ms_per_interaction:.1f} | {run.daemon_peak_rss_mb:.0f} |")
+                     f"| {run.daemon_cpu_ms_per_interaction:.1f} | {run.daemon_peak_rss_mb:.0f} "
+                     f"| {run.load_average[0]:.1f}/{run.load_average[1]:.1f} |")
     return "\n".join(lines)
 
 
