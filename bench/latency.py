@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 from twilio.request_validator import RequestValidator
@@ -126,14 +126,19 @@ def seed_accounts(servers: dict[str, EmulatorServer], known: list[str], rng: ran
         sf.add_queue(name.replace("_", " "), name)
     zd.configure(rate_limit_per_minute=100_000)
     hs.set_limits(ten_second_max=100_000, daily_max=10_000_000, search_per_second=100)
-    servers["twilio"].emulator.add_number(OURS)  # no sms_url: this bench sends the webhooks itself
+    twilio: Any = servers["twilio"].emulator
+    twilio.add_number(OURS)  # no sms_url: this bench sends the webhooks itself
     for i, number in enumerate(known):
-        def shown() -> str:
-            return rng.choice(PHONE_FORMATS).format(a=number[2:5], b=number[5:8], c=number[8:])
-        sf.insert("Contact", LastName=f"Customer {i}", Phone=shown(), Tier__c=rng.choice(["Gold", "Standard"]))
-        zd.add_user(name=f"Customer {i}", phone=shown())
-        hs.add("contacts", lastname=f"Customer {i}", phone=shown())
+        sf.insert("Contact", LastName=f"Customer {i}", Phone=messy(number, rng),
+                  Tier__c=rng.choice(["Gold", "Standard"]))
+        zd.add_user(name=f"Customer {i}", phone=messy(number, rng))
+        hs.add("contacts", lastname=f"Customer {i}", phone=messy(number, rng))
     zd.clock.advance(120)  # Zendesk's incremental export leaves out the last minute: let the seed be seen
+
+
+def messy(e164: str, rng: random.Random) -> str:
+    """A US number written as people type it into a CRM."""
+    return rng.choice(PHONE_FORMATS).format(a=e164[2:5], b=e164[5:8], c=e164[8:])
 
 
 @contextmanager
@@ -240,27 +245,35 @@ class Watcher:
             "hubspot": self._hubspot_reader(servers["hubspot"].emulator),
         }
         self._stop = threading.Event()
+        self._looking = threading.Lock()
+        self.failure: Exception | None = None  # why the watcher stopped early
         self._thread = threading.Thread(target=self._run, name="latency-watcher", daemon=True)
 
-    def __enter__(self) -> Watcher:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self.failure is not None:
+            raise SystemExit(f"the watcher could not read the emulators' state: {self.failure!r}")
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            self.look()
+        try:
+            while not self._stop.wait(self.period):
+                self.look()
+        except (KeyError, TypeError, AttributeError) as exc:  # a state of another shape: fail, not "all missing"
+            self.failure = exc
 
     def look(self) -> None:
-        now = time.monotonic()
-        for crm, read in self._readers.items():
-            seen = self.first_seen[crm]
-            for key in read():
-                sid = key.rpartition(":")[2]
-                seen.setdefault(sid, now)
+        """One look at every CRM (from the watcher thread, or once more at the end)."""
+        with self._looking:  # each reader remembers how far it read: one look at a time
+            now = time.monotonic()
+            for crm, read in self._readers.items():
+                seen = self.first_seen[crm]
+                for key in read():
+                    seen.setdefault(key.rpartition(":")[2], now)  # crmhub's key is `<channel>:<MessageSid>`
 
     @staticmethod
     def _salesforce_reader(em: Any) -> Callable[[], list[str]]:
@@ -324,9 +337,10 @@ class Sender:
     signed, in the form Twilio sends; its send time is when its request goes out, late sends included."""
 
     def __init__(self, twilio: EmulatorServer, webhook_url: str, senders: list[str], rng: random.Random) -> None:
-        self.tw: Any = twilio.emulator
+        tw: Any = twilio.emulator
+        self.tw = tw
         self.url = webhook_url
-        self.validator = RequestValidator(self.tw.auth_token(DEFAULT_ACCOUNT_SID))
+        self.validator = RequestValidator(tw.auth_token(DEFAULT_ACCOUNT_SID))
         self.senders = senders
         self.rng = rng
         self.sent: dict[str, Sent] = {}
@@ -405,7 +419,7 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
                 sender.run(rate, seconds)
                 last_send = time.monotonic()
                 end = last_send + drain
-                while time.monotonic() < end and not _all_seen(watcher, sender):
+                while time.monotonic() < end and not _all_seen(watcher, sender) and watcher.failure is None:
                     if daemon.process.poll() is not None:
                         raise SystemExit(f"crmhub run died during the run:\n{daemon.tail()}")
                     time.sleep(period)  # polling with a deadline
@@ -466,8 +480,8 @@ def markdown(runs: list[RunFigures]) -> str:
         for c in run.crms:
             lines.append(f"| {run.store} | {run.rate:g} | {c.crm} | {_s(c.p50)} | {_s(c.p95)} | {_s(c.p99)} | "
                          f"{_s(c.max)} | {c.missing} of {run.sent} | {c.calls_per_interaction:.3f} |")
-    lines += ["", "| store | msg/s | sent | webhook answers | ack p50/p95 s | send late p99/max s | drained in s "
-                  "| daemon CPU ms/interaction | daemon peak RSS MB | load avg start/end |",
+    lines += ["", ("| store | msg/s | sent | webhook answers | ack p50/p95 s | send late p99/max s | drained in s "
+                   "| daemon CPU ms/interaction | daemon peak RSS MB | load avg start/end |"),
               "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for run in runs:
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(run.webhook_statuses.items()))
