@@ -239,10 +239,14 @@ class Watcher:
     def __init__(self, servers: dict[str, EmulatorServer], period: float) -> None:
         self.period = period
         self.first_seen: dict[str, dict[str, float]] = {crm: {} for crm in CRMS}
+        sf: Any = servers["salesforce"].emulator
+        hs: Any = servers["hubspot"].emulator
         self._readers: dict[str, Callable[[], list[str]]] = {
-            "salesforce": self._salesforce_reader(servers["salesforce"].emulator),
+            "salesforce": self._appended_reader(sf, lambda: sf.state["records"]["Task"],
+                                                lambda task: task.get("Crmhub_Key__c")),
             "zendesk": self._zendesk_reader(servers["zendesk"].emulator),
-            "hubspot": self._hubspot_reader(servers["hubspot"].emulator),
+            "hubspot": self._appended_reader(hs, lambda: hs.state["objects"]["communications"],
+                                             lambda record: record["properties"].get("crmhub_key")),
         }
         self._stop = threading.Event()
         self._looking = threading.Lock()
@@ -276,16 +280,17 @@ class Watcher:
                     seen.setdefault(key.rpartition(":")[2], now)  # crmhub's key is `<channel>:<MessageSid>`
 
     @staticmethod
-    def _salesforce_reader(em: Any) -> Callable[[], list[str]]:
-        """Tasks, in creation order, by `Crmhub_Key__c`."""
+    def _appended_reader(em: Any, records: Callable[[], dict[str, Any]],
+                         key: Callable[[dict[str, Any]], object]) -> Callable[[], list[str]]:
+        """The keys of the records appended to `records()` (a dict in creation order) since the last read."""
         done = 0
 
         def read() -> list[str]:
             nonlocal done
             with em.lock:
-                tasks = list(em.state["records"]["Task"].values())[done:]
-            done += len(tasks)
-            return [str(t["Crmhub_Key__c"]) for t in tasks if t.get("Crmhub_Key__c")]
+                new = list(records().values())[done:]
+            done += len(new)
+            return [str(k) for k in map(key, new) if k]
         return read
 
     @staticmethod
@@ -303,19 +308,6 @@ class Watcher:
             keys = [((a.get("metadata") or {}).get("custom") or {}).get("crmhub_key") for a in new
                     if any(e.get("type") == "Comment" for e in a.get("events", ()))]
             return [str(k) for k in keys if k]
-        return read
-
-    @staticmethod
-    def _hubspot_reader(em: Any) -> Callable[[], list[str]]:
-        """Communications, in creation order, by `crmhub_key`."""
-        done = 0
-
-        def read() -> list[str]:
-            nonlocal done
-            with em.lock:
-                records = list(em.state["objects"]["communications"].values())[done:]
-            done += len(records)
-            return [str(r["properties"]["crmhub_key"]) for r in records if r["properties"].get("crmhub_key")]
         return read
 
 
