@@ -94,7 +94,7 @@ class RunFigures:
     ack_p95: float | None
     send_late_p99: float | None  # how late the sender was against its schedule
     send_late_max: float | None
-    drained_in: float  # seconds after the last send until everything was seen (or the drain ran out)
+    drained_in: float  # seconds from the last send until everything was seen (or the drain ran out)
     daemon_cpu_seconds: float
     daemon_cpu_ms_per_interaction: float
     daemon_peak_rss_mb: float
@@ -371,7 +371,8 @@ class Sender:
             self.sent[sid] = record
         record.at = time.monotonic()
         try:
-            answer = self._session().post(self.url, data=params, headers=headers, timeout=WEBHOOK_TIMEOUT, allow_redirects=False)
+            answer = self._session().post(self.url, data=params, headers=headers, timeout=WEBHOOK_TIMEOUT,
+                                          allow_redirects=False)
             record.status = str(answer.status_code)
         except requests.RequestException as exc:
             record.status = type(exc).__name__
@@ -401,15 +402,14 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
                                           enabled=(*CRMS, "twilio"), webhooks_port=port)
         webhook_url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         daemon = Daemon(settings, workdir / "crmhub.log")
-        exit_code: int | None = None
         try:
             daemon.wait_ready(webhook_url)
             sender = Sender(servers["twilio"], webhook_url, pool, rng)
             calls_before = {crm: Counter(servers[crm].emulator.calls) for crm in CRMS}
             cpu_before, load_before = daemon.cpu_seconds(), os.getloadavg()[0]
             with Watcher(servers, period) as watcher:
-                sender.run(rate, seconds)
-                last_send = time.monotonic()
+                sender.run(rate, seconds)  # returns once every request has its answer or timed out
+                last_send = max(s.at for s in sender.sent.values())
                 end = last_send + drain
                 while time.monotonic() < end and not _all_seen(watcher, sender) and watcher.failure is None:
                     if daemon.process.poll() is not None:
