@@ -327,7 +327,7 @@ class Metrics:
             connectors[channel] = self._readiness("channel", last.get((channel, "poll")),
                                                   [f"poll:{channel}", "catch-up"], "last_poll_at")
         for crm in self.crms:
-            entry = self._readiness("crm", last.get((crm, "delivery")), [f"mirror:{crm}", "deliver", "catch-up"],
+            entry = self._readiness("crm", last.get((crm, "delivery")), [f"mirror:{crm}", "route", f"deliver:{crm}", "catch-up"],
                                     "last_delivery_at")
             entry["last_mirror_at"] = _iso(last.get((crm, "mirror")))
             connectors[crm] = entry
