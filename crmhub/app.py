@@ -248,27 +248,29 @@ class Hub:
 
     def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:
         """Route every new ledger row, then deliver every due outbox row to each CRM, each on its own."""
-        cycle = self.route(cycle)
-        if cycle.failures:  # the mirror is still loading: nothing was routed
+        cycle = cycle or Cycle()
+        if not self._mirrors_loaded(cycle):
             return cycle
+        self._route(cycle)
         for name in self.crms:
             if self.stopping.is_set():
                 break
             self.deliver_to(name, cycle)
         return cycle
 
-    def route(self, cycle: Cycle | None = None) -> Cycle:
-        """Route every new ledger row into the outbox (`cycle.processed` says how many)."""
-        cycle = cycle or Cycle()
+    def _mirrors_loaded(self, cycle: Cycle) -> bool:
+        """Whether every CRM's contact mirror had a first full load; if not, a failure in `cycle` says so."""
         waiting = [name for name, crm in self.crms.items() if not mirror_loaded(self.store, name, list(crm.objects))]
         if waiting:  # matching against a half-loaded mirror would create duplicates of existing contacts
             cycle.failures.append(f"route: waiting for a first full contact mirror of {', '.join(waiting)}")
             log.warning("routing waits for the contact mirror", crms=waiting)
-            return cycle
+        return not waiting
+
+    def _route(self, cycle: Cycle) -> None:
+        """Route every new ledger row into the outbox (`cycle.processed` says how many)."""
         cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
                                           identity=self.identity,
                                           reopen_window=self.config.settings.threads.reopen_window)
-        return cycle
 
     def deliver_to(self, name: str, cycle: Cycle) -> None:
         """Deliver every due outbox row of one CRM (its failure is recorded in `cycle` as `deliver:<crm>`)."""
@@ -283,10 +285,11 @@ class Hub:
             self._save_allowance(crm)
 
     def route_job(self) -> bool:
-        """`route` for the routing worker: whether it enqueued anything; a failed run raises `CycleFailed`."""
-        cycle = self.route()
-        if cycle.failures:
+        """The routing worker's run: whether it enqueued anything; raises `CycleFailed` while a mirror loads."""
+        cycle = Cycle()
+        if not self._mirrors_loaded(cycle):
             raise CycleFailed(cycle)
+        self._route(cycle)
         return cycle.processed > 0
 
     def delivery_job(self, name: str) -> Cycle:
