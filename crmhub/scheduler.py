@@ -31,8 +31,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from datetime import UTC, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
