@@ -34,7 +34,7 @@ from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
 from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.replying import Replier, senders_of
-from crmhub.store import StateStore, open_store, outbox
+from crmhub.store import StateStore, backlog, open_store, outbox
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
@@ -47,6 +47,7 @@ from crmhub.sync.routing import Router, Rule
 from crmhub.sync.threads import refresh_threads
 from crmhub.ops_listener import create_ops_app
 from crmhub.webhooks import create_app, ledger_ingest
+from crmhub.workers import Doorbell
 
 log = structlog.get_logger("crmhub.app")
 
@@ -114,7 +115,10 @@ class Hub:
         self.router = build_router(config)
         self.blocklist = build_blocklist(config)
         self.identity = build_identity_policy(config, self.blocklist)
-        self.policies = {name: build_policy(config, name, self.blocklist) for name in self.crms}
+        self.policies = {name: build_policy(config, name, self.blocklist, max_batch=crm.max_batch)
+                         for name, crm in self.crms.items()}
+        self.routing_bell = Doorbell()
+        """Rung when new ledger rows are committed (webhooks, polls): wakes `crmhub run`'s routing worker."""
         channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
         self.metrics = Metrics(store, crms=list(self.crms), channels=channels, webhook_sources=channels,
                                clock=self.clock)
@@ -180,9 +184,13 @@ class Hub:
         """Poll each stream of one source into the ledger, recording what it did."""
 
         def poll() -> list[PollReport]:
-            return [self.metrics.record_poll(poll_stream(self.store, source=source, stream=name, partition=partition,
-                                                         pages=self._until_stopping(pages), now=self.clock()))
-                    for name, pages in streams if not self.stopping.is_set()]
+            reports = [self.metrics.record_poll(poll_stream(self.store, source=source, stream=name,
+                                                            partition=partition, pages=self._until_stopping(pages),
+                                                            now=self.clock()))
+                       for name, pages in streams if not self.stopping.is_set()]
+            if any(report.stored for report in reports):
+                self.routing_bell.ring()
+            return reports
 
         return poll
 
@@ -206,7 +214,7 @@ class Hub:
         def secret(path: str, channel: str) -> str | None:
             return self.config.secret(path).get_secret_value() if channel in enabled else None
 
-        return create_app(ledger_ingest(self.store, self.clock),
+        return create_app(ledger_ingest(self.store, self.clock, on_stored=self.routing_bell.ring),
                           twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
                           public_url=str(hooks.public_url) if hooks.public_url else None,
                           x_consumer_secret=secret("channels.x.consumer_secret", "x"),
@@ -241,26 +249,61 @@ class Hub:
     def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:
         """Route every new ledger row, then deliver every due outbox row to each CRM, each on its own."""
         cycle = cycle or Cycle()
+        if not self._mirrors_loaded(cycle):
+            return cycle
+        self._route(cycle)
+        for name in self.crms:
+            if self.stopping.is_set():
+                break
+            self.deliver_to(name, cycle)
+        return cycle
+
+    def _mirrors_loaded(self, cycle: Cycle) -> bool:
+        """Whether every CRM's contact mirror had a first full load; if not, a failure in `cycle` says so."""
         waiting = [name for name, crm in self.crms.items() if not mirror_loaded(self.store, name, list(crm.objects))]
         if waiting:  # matching against a half-loaded mirror would create duplicates of existing contacts
             cycle.failures.append(f"route: waiting for a first full contact mirror of {', '.join(waiting)}")
             log.warning("routing waits for the contact mirror", crms=waiting)
-            return cycle
+        return not waiting
+
+    def _route(self, cycle: Cycle) -> None:
+        """Route every new ledger row into the outbox (`cycle.processed` says how many)."""
         cycle.processed = process_pending(self.store, self.router, list(self.crms), now=self.clock(),
                                           identity=self.identity,
                                           reopen_window=self.config.settings.threads.reopen_window)
-        for name, crm in self.crms.items():
-            if self.stopping.is_set():
-                break
-            with cycle.step(f"deliver:{name}"):
-                crm.refresh_allowance()  # the vendor's limits endpoint, at most every few minutes
-                report = deliver(self.store, crm, self.policies[name], now=self.clock(), clock=self.clock,
-                                 max_priority=crm.allowed_priority, stop=self.stopping)
-                if crm.allowed_priority() >= WritePriority.FOLLOW_UP:  # a note is a follow-up on a case
-                    report.noted = note_suggestions(self.store, crm, now=self.clock())
-                cycle.deliveries.append(self.metrics.record_delivery(report))
-                self._save_allowance(crm)
+
+    def deliver_to(self, name: str, cycle: Cycle) -> None:
+        """Deliver every due outbox row of one CRM (its failure is recorded in `cycle` as `deliver:<crm>`)."""
+        crm = self.crms[name]
+        with cycle.step(f"deliver:{name}"):
+            crm.refresh_allowance()  # the vendor's limits endpoint, at most every few minutes
+            report = deliver(self.store, crm, self.policies[name], now=self.clock(), clock=self.clock,
+                             max_priority=crm.allowed_priority, stop=self.stopping)
+            if crm.allowed_priority() >= WritePriority.FOLLOW_UP:  # a note is a follow-up on a case
+                report.noted = note_suggestions(self.store, crm, now=self.clock())
+            cycle.deliveries.append(self.metrics.record_delivery(report))
+            self._save_allowance(crm)
+
+    def route_job(self) -> bool:
+        """The routing worker's run: whether it enqueued anything; raises `CycleFailed` while a mirror loads."""
+        cycle = Cycle()
+        if not self._mirrors_loaded(cycle):
+            raise CycleFailed(cycle)
+        self._route(cycle)
+        return cycle.processed > 0
+
+    def delivery_job(self, name: str) -> Cycle:
+        """`deliver_to` for a CRM's delivery worker: a failure fails the job run."""
+        cycle = Cycle()
+        self.deliver_to(name, cycle)
+        if cycle.failures:
+            raise CycleFailed(cycle)
         return cycle
+
+    def due_count(self, name: str, limit: int) -> int:
+        """Outbox rows of CRM `name` due now, counted up to `limit` (a delivery worker's full-batch check)."""
+        with self.store.transaction() as session:
+            return backlog.due_count(session, name, now=self.clock(), limit=limit)
 
     def _save_allowance(self, crm: SalesforceCrm | ZendeskCrm | HubSpotCrm) -> None:
         """Record what the CRM's budget lets through, for `crmhub status` and `crmhub_outbox_held`."""
@@ -271,13 +314,6 @@ class Hub:
             outbox.save_allowance(session, crm.name, allowance.max_priority, now=self.clock(),
                                   daily_remaining=allowance.daily_remaining, daily_limit=allowance.daily_limit,
                                   reserve=allowance.reserve)
-
-    def deliver_job(self) -> Cycle:
-        """`route_and_deliver` for the scheduler: a failed CRM fails the job run (after the others ran)."""
-        cycle = self.route_and_deliver()
-        if cycle.failures:
-            raise CycleFailed(cycle)
-        return cycle
 
     def close(self) -> None:
         self.store.close()
@@ -463,14 +499,17 @@ def _as_list(value: Any) -> list[Any]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def build_policy(config: Config, crm: str, blocklist: Blocklist | None = None) -> DeliveryPolicy:
+def build_policy(config: Config, crm: str, blocklist: Blocklist | None = None, *,
+                 max_batch: int = 100) -> DeliveryPolicy:
+    """How `crm`'s writes are shaped; batches are the CRM's `max_batch`, or `delivery.batch_size` when smaller."""
     delivery = config.settings.delivery
+    batch_size = min(max_batch, delivery.batch_size or max_batch)
     identity = getattr(config.identities.crms, crm)
     create = identity.create_when_unmatched if identity is not None else "none"
     task, case = _templates(config, crm)
     return DeliveryPolicy(
         task_templates=task, case_templates=case, create_contact_as=None if create == "none" else create,
-        contact_object=CONTACT_OBJECTS[crm], batch_size=delivery.batch_size, max_attempts=delivery.max_attempts,
+        contact_object=CONTACT_OBJECTS[crm], batch_size=batch_size, max_attempts=delivery.max_attempts,
         max_claims=delivery.max_claims, lease=delivery.lease, reopen_window=config.settings.threads.reopen_window,
         blocklist=blocklist or Blocklist())
 

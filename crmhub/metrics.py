@@ -327,8 +327,8 @@ class Metrics:
             connectors[channel] = self._readiness("channel", last.get((channel, "poll")),
                                                   [f"poll:{channel}", "catch-up"], "last_poll_at")
         for crm in self.crms:
-            entry = self._readiness("crm", last.get((crm, "delivery")), [f"mirror:{crm}", "deliver", "catch-up"],
-                                    "last_delivery_at")
+            jobs_serving = [f"mirror:{crm}", "route", f"deliver:{crm}", "catch-up"]
+            entry = self._readiness("crm", last.get((crm, "delivery")), jobs_serving, "last_delivery_at")
             entry["last_mirror_at"] = _iso(last.get((crm, "mirror")))
             connectors[crm] = entry
         ok = bool(store["ok"])

@@ -8,7 +8,10 @@ missed runs coalesced into one:
 * `poll:twilio`   every `channels.twilio.poll_every` (messages, and calls when `calls: true`)
 * `poll:x`        every `channels.x.poll_every` (mentions, DMs)
 * `mirror:<crm>`  every `MIRROR_EVERY`: the contact mirror, then the case states (a setting comes with issue 6)
-* `deliver`       every `delivery.every`: route new ledger rows, then write the outbox
+* `route`         a worker thread: routes new ledger rows when a webhook or a poll stored some,
+                  and every `delivery.every` (rows stored by another process)
+* `deliver:<crm>` a worker thread per CRM: writes its outbox rows within `delivery.latency_budget`
+                  of being routed (a full batch at once), and every `delivery.every` (`crmhub.workers`)
 * `replies`       every `replies.every` (when `replies.enabled`): agents' replies out to customers
 
 SIGTERM and SIGINT stop it within `run.shutdown_grace`: no job starts any
@@ -29,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -39,6 +43,7 @@ from crmhub.app import Hub
 from crmhub.errors import reason_of
 from crmhub.metrics import JobRecords
 from crmhub.serving import HttpServer
+from crmhub.workers import DeliveryWorker, RoutingWorker, start_threads
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
@@ -123,10 +128,26 @@ def build_scheduler(hub: Hub, jobs: RunningJobs | None = None) -> BackgroundSche
         add(f"poll:{name}", hub.poll_interval(name), poll)
     for name in hub.crms:
         add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name))  # type: ignore[misc]
-    add("deliver", hub.config.settings.delivery.every, hub.deliver_job)
     if hub.replier is not None:
         add("replies", hub.config.settings.replies.every, hub.replies_job)
     return scheduler
+
+
+def build_workers(hub: Hub, jobs: RunningJobs) -> list[DeliveryWorker | RoutingWorker]:
+    """The routing worker (on `hub.routing_bell`) and one delivery worker per CRM, not yet started."""
+    delivery = hub.config.settings.delivery
+    every, budget = delivery.every.total_seconds(), delivery.latency_budget.total_seconds()
+
+    def run_job(job_id: str, fn: Callable[[], Any]) -> None:
+        jobs.wrap(job_id, fn)()
+
+    deliveries = [DeliveryWorker(job=f"deliver:{name}", deliver=partial(hub.delivery_job, name),
+                                 due=partial(hub.due_count, name), batch=hub.policies[name].batch_size,
+                                 every=every, budget=budget, run_job=run_job)
+                  for name in hub.crms]
+    routing = RoutingWorker(route=hub.route_job, deliveries=[worker.bell for worker in deliveries], every=every,
+                            run_job=run_job, bell=hub.routing_bell)
+    return [routing, *deliveries]
 
 
 def _stop_on_signals(stop: threading.Event | None) -> threading.Event:
@@ -191,6 +212,7 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
     servers = start_listeners(hub, webhooks=hub.config.settings.webhooks.enabled)
     jobs = RunningJobs(hub.metrics.jobs, hub.stopping)
     scheduler = build_scheduler(hub, jobs)
+    workers = build_workers(hub, jobs)
     starting = threading.Lock()
 
     def catch_up_then_schedule() -> None:
@@ -199,7 +221,9 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
             if hub.stopping.is_set():
                 return
             scheduler.start()
-        log.info("running", jobs=[job.id for job in scheduler.get_jobs()], listening=[s.url for s in servers])
+            start_threads(workers)
+        log.info("running", jobs=[job.id for job in scheduler.get_jobs()] + [worker.job for worker in workers],
+                 listening=[s.url for s in servers])
 
     threading.Thread(target=catch_up_then_schedule, name="crmhub-catch-up", daemon=True).start()
     stop.wait()
@@ -208,6 +232,8 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
         hub.stopping.set()  # no job starts any more; running ones end after their batch or page
         if scheduler.running:
             scheduler.shutdown(wait=False)
+        for worker in workers:
+            worker.bell.close()  # a worker mid-batch ends after it; an idle one at once
     stop_listeners(servers)
     cut = jobs.wait_idle(grace)
     if not cut:

@@ -123,11 +123,19 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
     return app
 
 
-def ledger_ingest(store: StateStore, clock: Callable[[], datetime]) -> IngestFn:
-    """The usual `ingest`: one ledger transaction per webhook."""
+def ledger_ingest(store: StateStore, clock: Callable[[], datetime],
+                  on_stored: Callable[[], None] | None = None) -> IngestFn:
+    """The usual `ingest`: one ledger transaction per webhook.
+
+    Args:
+        on_stored: called after a transaction that stored new items committed (the daemon wakes its routing).
+    """
     def ingest(interactions: list[Interaction], malformed: list[Malformed]) -> IngestResult:
         with store.transaction() as session:
-            return ingest_page(session, interactions, malformed, now=clock())
+            result = ingest_page(session, interactions, malformed, now=clock())
+        if result.stored and on_stored is not None:
+            on_stored()
+        return result
 
     return ingest
 

@@ -128,15 +128,15 @@ def test_healthz_reports_store_and_per_connector_readiness(hub: Hub) -> None:
     def rate_limited() -> None:
         raise RateLimited("HTTP 429: slow down for customer jane@example.com", system="salesforce", status=429)
 
-    jobs.wrap("deliver", rate_limited)()
+    jobs.wrap("deliver:salesforce", rate_limited)()
     after = client.get("/healthz").json()
     salesforce = after["checks"]["connectors"]["salesforce"]
     assert salesforce["ready"] is False
     assert {k: salesforce["last_error"][k] for k in ("job", "type", "system", "status")} == {
-        "job": "deliver", "type": "RateLimited", "system": "salesforce", "status": 429}
+        "job": "deliver:salesforce", "type": "RateLimited", "system": "salesforce", "status": 429}
     assert after["checks"]["connectors"]["twilio"]["ready"] is True  # a CRM failing is not the channel's problem
     assert "jane@example.com" not in client.get("/healthz").text  # error messages are not echoed
-    assert hub.metrics.sample("crmhub_job_runs_total", {"job": "deliver", "outcome": "failed"}) == 1.0
+    assert hub.metrics.sample("crmhub_job_runs_total", {"job": "deliver:salesforce", "outcome": "failed"}) == 1.0
     assert hub.metrics.sample("crmhub_job_runs_total", {"job": "catch-up", "outcome": "ok"}) == 1.0
 
 

@@ -333,8 +333,13 @@ def _is_loopback(host: str) -> bool:
 class DeliverySettings(Model):
     """The outbox worker writing to the CRMs."""
 
-    every: PositiveDuration = Field(timedelta(seconds=10), description="How often to deliver pending outbox rows.")
-    batch_size: int = Field(50, ge=1, le=1000, description="Outbox rows per delivery round.")
+    every: PositiveDuration = Field(timedelta(seconds=10), description="How often each CRM's delivery worker "
+                                    "runs without being woken: retries and backoff come due on it.")
+    latency_budget: Duration = Field(timedelta(seconds=1), description="How long a woken delivery worker may wait "
+                                     "for more routed items before it writes, counted from the oldest waiting "
+                                     "item's arrival; a full batch goes at once. 0s writes on every wake.")
+    batch_size: int | None = Field(None, ge=1, le=1000, description="A cap on outbox rows per batch; by default "
+                                   "each CRM's maximum (Salesforce 200, Zendesk 100, HubSpot 100).")
     max_attempts: int = Field(8, ge=1, description="Rounds before a row goes to the dead-letter table; only a try "
                               "that got an answer or timed out counts, not one the daemon died during.")
     max_claims: int = Field(10, ge=1, description="Claims of one outbox row or reply in a row that ended with the "

@@ -140,6 +140,7 @@ class HubSpotCrm(Connector):
     """One HubSpot account (private app token)."""
 
     name = "hubspot"
+    max_batch = BATCH_LIMIT  # outbox rows a delivery worker fills a batch with: one batch call
 
     def __init__(self, *, access_token: str, objects: Sequence[ContactObject],
                  queues: Mapping[str, TicketQueue] | None = None, base_url: str | None = None,

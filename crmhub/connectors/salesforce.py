@@ -93,6 +93,7 @@ class SalesforceCrm(Connector):
     """One Salesforce org."""
 
     name = "salesforce"
+    max_batch = COLLECTION_LIMIT  # outbox rows a delivery worker fills a batch with: one sObject Collections call
 
     def __init__(self, *, instance_url: str, auth: SalesforceAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, str] | None = None, base_url: str | None = None, api_version: str = "59.0",

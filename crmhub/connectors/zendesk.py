@@ -195,6 +195,7 @@ class ZendeskCrm(Connector):
     """One Zendesk Support account."""
 
     name = "zendesk"
+    max_batch = MAX_BULK  # outbox rows a delivery worker fills a batch with: one create_many/update_many job
 
     def __init__(self, *, subdomain: str, auth: ZendeskAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, ZendeskGroup] | None = None, base_url: str | None = None,

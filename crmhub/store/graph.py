@@ -7,12 +7,11 @@ API call however messy the CRM's phone formats are.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
@@ -36,6 +35,25 @@ def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
                             person_id=person.id))
     session.flush()
     return person.id
+
+
+def new_persons(session: Session, identities: Sequence[Identity], *, now: datetime) -> dict[tuple[str, str], int]:
+    """One new person for each of `identities`, which nobody holds yet; three statements for the lot.
+
+    Returns (kind, value) -> the new person. The caller holds the routing
+    turn (`crmhub.store.locks`), so no other daemon adds these identities meanwhile.
+    """
+    unique = list({(i.kind.value, i.value): i for i in identities}.values())
+    if not unique:
+        return {}
+    # The new persons are alike, so which id goes with which identity does not matter: no ordered
+    # RETURNING, which SQLite could only give one row per statement.
+    ids = session.scalars(insert(PersonRow.__table__).returning(PersonRow.id),
+                          [{"created_at": now} for _ in unique]).all()
+    session.execute(insert(IdentityRow.__table__), [
+        {"kind": i.kind.value, "value": i.value, "display": i.display or "", "person_id": person}
+        for i, person in zip(unique, ids, strict=True)])
+    return {(i.kind.value, i.value): person for i, person in zip(unique, ids, strict=True)}
 
 
 def holder_of(session: Session, identity: Identity) -> int | None:
@@ -73,15 +91,14 @@ def identities_of(session: Session, person_id: int) -> list[Identity]:
     return [Identity(IdentityKind(r.kind), r.value, r.display) for r in rows]
 
 
-def identities_of_persons(session: Session, person_ids: Collection[int]) -> dict[int, list[Identity]]:
-    """`identities_of` for several persons in one query (every person given is a key)."""
-    found: dict[int, list[Identity]] = {person: [] for person in person_ids}
-    if found:
-        table = IdentityRow.__table__.c
-        query = (select(table.person_id, table.kind, table.value, table.display)
-                 .where(table.person_id.in_(sorted(found))).order_by(table.id))
+def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[int, list[Identity]]:
+    """`identities_of` for many persons in one query."""
+    found: dict[int, list[Identity]] = {}
+    if person_ids:
+        query = (select(IdentityRow.person_id, IdentityRow.kind, IdentityRow.value, IdentityRow.display)
+                 .where(IdentityRow.person_id.in_(sorted(person_ids))).order_by(IdentityRow.id))
         for person, kind, value, display in session.execute(query):
-            found[person].append(Identity(IdentityKind(kind), value, display))
+            found.setdefault(person, []).append(Identity(IdentityKind(kind), value, display))
     return found
 
 
@@ -105,37 +122,34 @@ def links_of(session: Session, person_id: int, crm: str) -> list[CrmLinkRow]:
     return list(session.scalars(query))
 
 
+def links_of_many(session: Session, person_ids: Collection[int], crm: str) -> dict[int, list[Any]]:
+    """`links_of` for many persons in one query: person -> its links (record_id, object_type), primary first."""
+    found: dict[int, list[Any]] = {}
+    if person_ids:
+        created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
+        query = (select(CrmLinkRow.person_id, CrmLinkRow.record_id, CrmLinkRow.object_type)
+                 .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
+                 .where(CrmLinkRow.crm == crm, CrmLinkRow.person_id.in_(sorted(person_ids)))
+                 .order_by(CrmLinkRow.person_id, CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
+        for row in session.execute(query):
+            found.setdefault(row.person_id, []).append(row)
+    return found
+
+
+def linked_records(session: Session, crm: str, record_ids: Collection[str]) -> set[str]:
+    """Which of `crm`'s records are linked to a person already (whichever)."""
+    if not record_ids:
+        return set()
+    return set(session.scalars(select(CrmLinkRow.record_id).where(CrmLinkRow.crm == crm,
+                                                                   CrmLinkRow.record_id.in_(sorted(record_ids)))))
+
+
 def add_link(session: Session, person_id: int, crm: str, object_type: str, record_id: str,
              *, now: datetime) -> CrmLinkRow:
     """Link a CRM record to the person; a record linked already keeps its link (to whichever person)."""
     return upsert(session, CrmLinkRow, {"person_id": person_id, "crm": crm, "object_type": object_type,
                                         "record_id": record_id, "created_at": now}, ("crm", "record_id"),
                   update=False)
-
-
-@dataclass(frozen=True)
-class Link:
-    """A person's record in one CRM, with the mirrored fields of that record ({} when not mirrored)."""
-
-    person_id: int
-    object_type: str
-    record_id: str
-    fields: Mapping[str, Any]
-
-
-def links_of_persons(session: Session, person_ids: Collection[int], crm: str) -> dict[int, list[Link]]:
-    """`links_of` for several persons in one query, primary first, each with its mirrored fields."""
-    found: dict[int, list[Link]] = {person: [] for person in person_ids}
-    if not found:
-        return found
-    created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
-    query = (select(CrmLinkRow.person_id, CrmLinkRow.object_type, CrmLinkRow.record_id, MirrorRow.fields)
-             .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
-             .where(CrmLinkRow.person_id.in_(sorted(found)), CrmLinkRow.crm == crm)
-             .order_by(CrmLinkRow.person_id, CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
-    for person, object_type, record_id, fields in session.execute(query):
-        found[person].append(Link(person, object_type, record_id, fields or {}))
-    return found
 
 
 def add_links(session: Session, crm: str, links: Sequence[tuple[int, str, str]], *, now: datetime) -> set[int]:
@@ -157,30 +171,45 @@ def add_links(session: Session, crm: str, links: Sequence[tuple[int, str, str]],
 
 # ---- contact mirror ----------------------------------------------------------
 def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
-    """Write refreshed contacts into the mirror (deleted ones leave it)."""
-    count = 0
-    for record in records:
-        row = session.scalar(select(MirrorRow).where(MirrorRow.crm == record.crm,
-                                                     MirrorRow.record_id == record.record_id))
-        if record.deleted:
-            if row is not None:
-                session.delete(row)
-            continue
-        if row is None:
-            row = MirrorRow(crm=record.crm, object_type=record.object_type, record_id=record.record_id,
-                            fields=dict(record.fields), created_at=record.created_at,
-                            modified_at=record.modified_at)
-            session.add(row)
-            session.flush()
-        else:
-            row.fields, row.modified_at = dict(record.fields), record.modified_at
-            session.execute(delete(MirrorIdentityRow).where(MirrorIdentityRow.mirror_id == row.id))
-        for identity in set(record.identities):
-            session.add(MirrorIdentityRow(mirror_id=row.id, crm=record.crm, kind=identity.kind.value,
-                                          value=identity.value))
-        count += 1
-    session.flush()
-    return count
+    """Write a page of refreshed contacts into the mirror (deleted ones leave it); returns how many were written.
+
+    A few statements per page, however many records: existing rows are read
+    in one query, new ones inserted, changed ones updated and their identity
+    index rewritten in bulk. A record twice in the page counts as its last.
+    """
+    latest = {(record.crm, record.record_id): record for record in records}
+    if not latest:
+        return 0
+    existing: dict[tuple[str, str], int] = {}
+    for crm in sorted({crm for crm, _ in latest}):
+        ids = sorted(record_id for c, record_id in latest if c == crm)
+        query = select(MirrorRow.record_id, MirrorRow.id).where(MirrorRow.crm == crm, MirrorRow.record_id.in_(ids))
+        existing.update({(crm, record_id): row_id for record_id, row_id in session.execute(query)})
+    gone = [existing[key] for key, record in latest.items() if record.deleted and key in existing]
+    changed = {key: existing[key] for key, record in latest.items() if not record.deleted and key in existing}
+    if gone or changed:
+        session.execute(delete(MirrorIdentityRow).where(MirrorIdentityRow.mirror_id.in_([*gone, *changed.values()])))
+    if gone:
+        session.execute(delete(MirrorRow).where(MirrorRow.id.in_(gone)))
+    if changed:
+        session.execute(update(MirrorRow).execution_options(synchronize_session=False), [
+            {"id": row_id, "fields": dict(latest[key].fields), "modified_at": latest[key].modified_at}
+            for key, row_id in changed.items()])
+    new = [record for key, record in latest.items() if not record.deleted and key not in existing]
+    ids = dict(changed)
+    if new:
+        inserted = session.execute(insert(MirrorRow.__table__).returning(MirrorRow.crm, MirrorRow.record_id,
+                                                                         MirrorRow.id), [
+            {"crm": r.crm, "object_type": r.object_type, "record_id": r.record_id, "fields": dict(r.fields),
+             "created_at": r.created_at, "modified_at": r.modified_at} for r in new])
+        ids.update({(crm, record_id): row_id for crm, record_id, row_id in inserted})
+    entries = [{"mirror_id": row_id, "crm": crm, "kind": kind, "value": value}
+               for (crm, record_id), row_id in ids.items()
+               for kind, value in dict.fromkeys((i.kind.value, i.value) for i in latest[(crm, record_id)].identities)]
+    if entries:
+        session.execute(insert(MirrorIdentityRow.__table__), entries)
+    session.expire_all()  # rows loaded before (ORM objects) must not shadow what was just written
+    return len(ids)
 
 
 def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -> list[MirrorRow]:
@@ -195,28 +224,27 @@ def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -
     return list({row.id: row for row in session.scalars(query)}.values())  # a record may hold several
 
 
-def mirror_matches_of(session: Session, crm: str, identities: Mapping[int, Sequence[Identity]]
-                      ) -> dict[int, list[tuple[str, str]]]:
-    """`mirror_matches` for several persons in one query: per person, (object type, record id) oldest first."""
-    found: dict[int, list[tuple[str, str]]] = {person: [] for person in identities}
-    wanted = sorted({(i.kind.value, i.value) for held in identities.values() for i in held})
-    if not wanted:
-        return found
-    query = (select(MirrorRow.id, MirrorRow.object_type, MirrorRow.record_id, MirrorIdentityRow.kind,
-                    MirrorIdentityRow.value)
-             .join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
-             .where(MirrorIdentityRow.crm == crm, tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
+def mirror_entries(session: Session, crm: str, identities: Collection[Identity]) -> list[Any]:
+    """`mirror_matches` for a batch: (kind, value, record_id, object_type) of each record of `crm` holding one of
+    `identities`, the oldest record first; one query."""
+    if not identities:
+        return []
+    wanted = sorted({(i.kind.value, i.value) for i in identities})
+    query = (select(MirrorIdentityRow.kind, MirrorIdentityRow.value, MirrorRow.record_id, MirrorRow.object_type)
+             .join(MirrorRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
+             .where(MirrorIdentityRow.crm == crm,
+                    tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
              .order_by(MirrorRow.created_at, MirrorRow.id))
-    holding: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
-    order: dict[int, int] = {}  # mirror id -> its place in the query's order (oldest first)
-    for mirror_id, object_type, record_id, kind, value in session.execute(query):
-        holding.setdefault((kind, value), []).append((mirror_id, object_type, record_id))
-        order.setdefault(mirror_id, len(order))
-    for person, held in identities.items():
-        records = {e[0]: e for i in held for e in holding.get((i.kind.value, i.value), [])}
-        found[person] = [(object_type, record_id) for _, object_type, record_id
-                         in sorted(records.values(), key=lambda e: order[e[0]])]
-    return found
+    return list(session.execute(query))
+
+
+def mirror_fields(session: Session, crm: str, record_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The mirrored fields of these records of `crm`, by record id."""
+    if not record_ids:
+        return {}
+    query = select(MirrorRow.record_id, MirrorRow.fields).where(MirrorRow.crm == crm,
+                                                                 MirrorRow.record_id.in_(sorted(record_ids)))
+    return {record_id: dict(fields or {}) for record_id, fields in session.execute(query)}
 
 
 def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[MirrorRow]:
@@ -228,6 +256,16 @@ def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[Mir
              .where(tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
              .order_by(MirrorRow.id))
     return list({row.id: row for row in session.scalars(query)}.values())
+
+
+def held_by_mirror(session: Session, crms: Collection[str], identities: Collection[Identity]) -> set[tuple[str, str]]:
+    """Which of `identities` ((kind, value)) a mirrored record of one of `crms` holds."""
+    if not identities or not crms:
+        return set()
+    wanted = sorted({(i.kind.value, i.value) for i in identities})
+    query = select(MirrorIdentityRow.kind, MirrorIdentityRow.value).where(
+        MirrorIdentityRow.crm.in_(sorted(crms)), tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
+    return {(kind, value) for kind, value in session.execute(query)}
 
 
 def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:

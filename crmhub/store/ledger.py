@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,24 @@ def upsert(session: Session, table: type[T], values: Mapping[str, Any], key: Seq
     if row is None:  # the row was there, left as it was
         row = session.scalars(select(table).filter_by(**{k: values[k] for k in key})).one()
     return row
+
+
+def upsert_many(session: Session, table: Any, rows: Sequence[Mapping[str, Any]], key: Sequence[str]) -> None:
+    """`upsert` for many rows in one statement (their other values set on a conflict on `key`)."""
+    if not rows:
+        return
+    statement = dialect_insert(session)(table.__table__)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key), set_={column: statement.excluded[column] for column in rows[0] if column not in key})
+    session.execute(statement, [dict(row) for row in rows])  # executemany: compiled once, cached
+
+
+def insert_many_ignoring_conflicts(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
+                                   conflict_columns: Sequence[str]) -> None:
+    """`insert_ignoring_conflicts` as one executemany: one compiled statement however many rows (cached)."""
+    if rows:
+        statement = dialect_insert(session)(table.__table__).on_conflict_do_nothing(index_elements=list(conflict_columns))
+        session.execute(statement, [dict(row) for row in rows])
 
 
 def dialect_insert(session: Session) -> Any:
@@ -207,8 +225,8 @@ def _to_row(item: Interaction, now: datetime) -> dict[str, Any]:
     })
 
 
-def to_interaction(row: LedgerRow | Any) -> Interaction:
-    """A ledger row (or a Core row of its columns, the raw payload optional) back as the canonical Interaction."""
+def to_interaction(row: Any, *, raw: bool = True) -> Interaction:
+    """A ledger row (an ORM row or a selected row with its columns) back as the canonical Interaction."""
     return Interaction(
         channel=Channel(row.channel),
         direction=Direction(row.direction),
@@ -220,8 +238,31 @@ def to_interaction(row: LedgerRow | Any) -> Interaction:
         occurred_at=row.occurred_at,
         media=tuple(row.media or ()),
         call=CallInfo(**row.call) if row.call else None,
-        raw=getattr(row, "raw", None) or {},
+        raw=(row.raw or {}) if raw else {},
     )
+
+
+_ITEM_COLUMNS = (LedgerRow.id, LedgerRow.channel, LedgerRow.direction, LedgerRow.external_id,
+                 LedgerRow.conversation_key, LedgerRow.sender_kind, LedgerRow.sender_value, LedgerRow.sender_display,
+                 LedgerRow.recipient_kind, LedgerRow.recipient_value, LedgerRow.recipient_display, LedgerRow.text,
+                 LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call)
+
+
+def unprocessed_items(session: Session, limit: int) -> list[tuple[int, Interaction]]:
+    """(ledger id, interaction) of rows not yet through identity and routing, oldest first, in one query.
+
+    Columns only, no ORM objects, and without `raw` (the payload as the
+    channel sent it), which routing never reads and which costs most to load.
+    """
+    query = (select(*_ITEM_COLUMNS).where(LedgerRow.processed_at.is_(None)).order_by(LedgerRow.id).limit(limit))
+    return [(row.id, to_interaction(row, raw=False)) for row in session.execute(query)]
+
+
+def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetime) -> None:
+    """Ledger rows through routing, each with its person (one executemany UPDATE)."""
+    if persons:
+        session.execute(update(LedgerRow).execution_options(synchronize_session=False),
+                        [{"id": row_id, "person_id": person, "processed_at": now} for row_id, person in persons.items()])
 
 
 def unprocessed(session: Session, limit: int) -> list[LedgerRow]:

@@ -46,7 +46,7 @@ from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
-from crmhub.store.ledger import insert_ignoring_conflicts, upsert
+from crmhub.store.ledger import insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
@@ -61,13 +61,24 @@ def enqueue(session: Session, interaction_id: int, crms: Sequence[str], key: str
     Args:
         priority: one for every CRM, or one per CRM (a new case in one, a follow-up in another).
     """
+    enqueue_many(session, pending_writes(interaction_id, crms, key, now=now, priority=priority))
+
+
+def pending_writes(interaction_id: int, crms: Sequence[str], key: str, *, now: datetime,
+                   priority: WritePriority | Mapping[str, WritePriority] = WritePriority.FOLLOW_UP
+                   ) -> list[dict[str, Any]]:
+    """The outbox rows `enqueue` adds for one interaction, for `enqueue_many`."""
     def rank(crm: str) -> int:
         return int(priority.get(crm, WritePriority.FOLLOW_UP) if isinstance(priority, Mapping) else priority)
 
-    rows = [{"idempotency_key": key, "interaction_id": interaction_id, "crm": crm, "status": PENDING,
-             "priority": rank(crm), "attempts": 0, "claims": 0, "next_attempt_at": now, "created_at": now} for crm in crms]
-    if rows:
-        session.execute(insert_ignoring_conflicts(session, OutboxRow, rows, ("crm", "idempotency_key")))
+    return [{"idempotency_key": key, "interaction_id": interaction_id, "crm": crm, "status": PENDING,
+             "priority": rank(crm), "attempts": 0, "claims": 0, "next_attempt_at": now, "created_at": now}
+            for crm in crms]
+
+
+def enqueue_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert pending writes in one executemany; a key already queued for its CRM is left as it is."""
+    insert_many_ignoring_conflicts(session, OutboxRow, rows, ("crm", "idempotency_key"))
 
 
 @dataclass(frozen=True)
@@ -214,6 +225,16 @@ def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime) -> Any
     return update(table).where(table.c.id == bindparam("oid")).values(**values)
 
 
+def cases_pending(session: Session, crm: str, conversation_keys: Collection[str]) -> set[str]:
+    """Which of the conversations already have a pending new-case write of `crm` (`case_pending` for a batch)."""
+    if not conversation_keys:
+        return set()
+    query = (select(LedgerRow.conversation_key).join(OutboxRow, LedgerRow.id == OutboxRow.interaction_id)
+             .where(LedgerRow.conversation_key.in_(sorted(conversation_keys)), OutboxRow.crm == crm,
+                    OutboxRow.status == PENDING, OutboxRow.priority == int(WritePriority.NEW_CASE)).distinct())
+    return set(session.scalars(query))
+
+
 def mark_done(session: Session, outbox_id: int, result_ref: str | None, *, now: datetime,
               contact_ref: str | None = None) -> None:
     """The CRM confirmed the write, onto `contact_ref` (the record it landed on, None for no contact)."""
@@ -310,7 +331,8 @@ class Thread:
 
 
 def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -> dict[str, Thread]:
-    """The threads of `conversation_keys` in `crm` that exist, by conversation, in one query."""
+    """The threads of `conversation_keys` in `crm` that exist, by conversation, in one query (plain values, not
+    ORM objects: routing reads them, delivery plans its cases on them)."""
     if not conversation_keys:
         return {}
     table = _THREADS.c
@@ -459,6 +481,15 @@ def save_decision(session: Session, interaction_id: int, decision: RouteDecision
     else:
         row.rule, row.targets, row.tried, row.decided_at = (decision.rule, dict(targets),
                                                             [list(t) for t in decision.tried], now)
+
+
+def save_decisions(session: Session, decisions: Sequence[tuple[int, RouteDecision]], *, now: datetime) -> None:
+    """`save_decision` for a batch, in one statement."""
+    upsert_many(session, RouteDecisionRow, [
+        {"interaction_id": interaction_id, "rule": decision.rule,
+         "targets": {crm: asdict(target) for crm, target in decision.targets.items()},
+         "tried": [list(t) for t in decision.tried], "decided_at": now}
+        for interaction_id, decision in decisions], ("interaction_id",))
 
 
 def decision_of(session: Session, interaction_id: int) -> RouteDecisionRow | None:

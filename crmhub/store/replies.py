@@ -196,6 +196,27 @@ def echo_of(session: Session, channel: str, message_id: str) -> ReplyRow | None:
                                                  ReplyRow.channel_message_id == message_id))
 
 
+def echoes_of(session: Session, messages: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """`echo_of` for a batch: (channel, message id) -> (crm, reply_ref) of the reply it is the sent copy of."""
+    if not messages:
+        return {}
+    channels, ids = sorted({channel for channel, _ in messages}), sorted({message_id for _, message_id in messages})
+    query = select(ReplyRow.channel, ReplyRow.channel_message_id, ReplyRow.crm, ReplyRow.reply_ref).where(
+        ReplyRow.channel.in_(channels), ReplyRow.channel_message_id.in_(ids))  # ix_replies_message
+    wanted = set(messages)
+    return {(channel, message_id): (crm, ref) for channel, message_id, crm, ref in session.execute(query)
+            if (channel, message_id) in wanted}
+
+
+def unsettled_of(session: Session, conversation_keys: Sequence[str]) -> set[str]:
+    """Which of the conversations have a reply that may have gone out without its message id known yet."""
+    if not conversation_keys:
+        return set()
+    query = select(ReplyRow.conversation_key).where(ReplyRow.conversation_key.in_(sorted(set(conversation_keys))),
+                                                    ReplyRow.status == ReplyStatus.SENDING.value).distinct()
+    return set(session.scalars(query))
+
+
 def unsettled(session: Session, conversation_key: str) -> bool:
     """Whether a reply of the conversation may have gone out without its message id known yet."""
     return session.scalar(select(func.count()).where(ReplyRow.conversation_key == conversation_key,

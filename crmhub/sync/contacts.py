@@ -4,7 +4,6 @@ Matching reads only the local mirror (no API call). When several records of
 one CRM match, the person is linked to all of them, the oldest is written to,
 and the conflict is flagged: merging them is an admin's decision, never
 crmhub's. A first link also re-points what was written before it (backfill).
-Persons are resolved a batch at a time: a few IN (...) queries for the lot.
 """
 
 from __future__ import annotations
@@ -33,40 +32,51 @@ class ContactMatch:
 def contact_for(session: Session, person_id: int, crm: str, *, now: datetime,
                 blocklist: Blocklist = Blocklist(), on_linked: Callable[[int, str], None] | None = None
                 ) -> ContactMatch | None:
-    """The person's record in `crm`, linking it on first match; None when unknown there (see `contacts_for`)."""
+    """The person's record in `crm`, linking it on first match; None when unknown there (`contacts_for` of one)."""
     return contacts_for(session, [person_id], crm, now=now, blocklist=blocklist, on_linked=on_linked)[person_id]
 
 
 def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now: datetime,
                  blocklist: Blocklist = Blocklist(), on_linked: Callable[[int, str], None] | None = None
                  ) -> dict[int, ContactMatch | None]:
-    """Each person's record in `crm`, linking mirror matches on first sight; None when unknown there.
+    """Each person's record in `crm`, linking records on first match; None where unknown there.
 
-    Every mirrored record holding one of a person's usable identities is
-    linked (a record linked already, to anyone, stays as it is; one matching
-    two persons here goes to the first given), and `on_linked` is called for
-    each person given a new link (it flags several records and re-points
-    earlier writes). The primary is the person's first link (`graph.links_of`).
-    Blocked (shared) identities never match: they would put one caller's
-    history on whichever customer happens to hold the switchboard number.
+    A handful of queries for the whole batch, however many persons. Blocked
+    (shared) identities never match: they would put one caller's history on
+    whichever customer happens to hold the switchboard number. A record
+    already linked (to whichever person) keeps its link. `on_linked` runs for
+    each person who gained a link (it flags several records and re-points
+    earlier writes), and the primary is read again afterwards.
     """
-    persons = list(dict.fromkeys(person_ids))
-    usable = {person: matchable(blocklist.usable(held))
-              for person, held in graph.identities_of_persons(session, persons).items()}
-    links = graph.links_of_persons(session, persons, crm)
-    matches = graph.mirror_matches_of(session, crm, usable)
-    linked = {person: {link.record_id for link in held} for person, held in links.items()}
-    new = [(person, object_type, record) for person in persons
-           for object_type, record in matches[person] if record not in linked[person]]
-    added = graph.add_links(session, crm, new, now=now)
-    if added:
-        relinked = [person for person in persons if person in added]
+    persons = sorted(set(person_ids))
+    identities = graph.identities_of_many(session, persons)
+    links = graph.links_of_many(session, persons, crm)
+    wanted = {person: matchable(blocklist.usable(identities.get(person, []))) for person in persons}
+    holders: dict[tuple[str, str], list[int]] = {}
+    for person, mine in wanted.items():
+        for identity in mine:
+            holders.setdefault((identity.kind.value, identity.value), []).append(person)
+    entries = graph.mirror_entries(session, crm, [i for mine in wanted.values() for i in mine])
+    taken = graph.linked_records(session, crm, {entry.record_id for entry in entries})
+    gained: list[int] = []
+    for entry in entries:  # oldest record first
+        if entry.record_id in taken:
+            continue
+        taken.add(entry.record_id)  # one record, one person: the first whose identity it holds
+        for person in holders.get((entry.kind, entry.value), [])[:1]:
+            link = graph.add_link(session, person, crm, entry.object_type, entry.record_id, now=now)
+            if link.person_id == person and person not in gained:
+                gained.append(person)
+    if gained:
         if on_linked is not None:
-            for person in relinked:
+            for person in gained:
                 on_linked(person, crm)
-        links.update(graph.links_of_persons(session, relinked, crm))  # the primary may have changed
-    return {person: ContactMatch(held[0].record_id, held[0].object_type, held[0].fields) if held else None
-            for person, held in links.items()}
+        links.update(graph.links_of_many(session, gained, crm))  # the primary may have changed
+    primaries = {person: found[0] for person, found in links.items() if found}
+    fields = graph.mirror_fields(session, crm, {link.record_id for link in primaries.values()})
+    return {person: (ContactMatch(primaries[person].record_id, primaries[person].object_type,
+                                  fields.get(primaries[person].record_id, {})) if person in primaries else None)
+            for person in persons}
 
 
 def matchable(identities: list[Identity]) -> list[Identity]:

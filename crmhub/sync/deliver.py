@@ -175,7 +175,7 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             if claim.person_id is None:
                 raise ValueError("its interaction was never routed to a person")
             contact = contacts[claim.person_id]
-            new_contact = tuple(policy.blocklist.usable(identities[claim.person_id])) if (
+            new_contact = tuple(policy.blocklist.usable(identities.get(claim.person_id, []))) if (
                 contact is None and policy.create_contact_as) else ()  # never a contact made of a shared number alone
             write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
                                            threads.get(claim.conversation_key), now=now, batch=batch)
@@ -199,7 +199,7 @@ def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
     relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
     contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink)
     unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
-    identities = graph.identities_of_persons(session, unknown)
+    identities = graph.identities_of_many(session, unknown)
     return contacts, identities, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])
 
 
@@ -271,7 +271,7 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
                    contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *,
                    now: datetime, batch: _Batch) -> tuple[HistoryWrite, outbox.Thread]:
     """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made."""
-    item = ledger.to_interaction(claim.item)
+    item = ledger.to_interaction(claim.item, raw=False)
     targets = claim.targets or {}
     target = QueueTarget(**targets[crm]) if crm in targets else QueueTarget("")
     context = _template_context(item, claim.rule or "", target.queue)

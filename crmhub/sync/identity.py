@@ -19,7 +19,7 @@ past `max_per_kind` identities of one kind: such a join is flagged instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -112,6 +112,73 @@ class IdentityGraph:
         self._link_grown()
         return person
 
+    def persons_of(self, items: Sequence[tuple[int, Interaction]]) -> dict[int, int]:
+        """`person_of` for a batch of (ledger id, item), in order; returns ledger id -> person.
+
+        Most items come from a customer already known, claiming nothing new;
+        most of the others from a customer no CRM record knows either. Both
+        are settled for the whole batch in a few statements, and only the
+        rest (a CRM's contact writing for the first time, a new X handle, a
+        claim in the text) go through `person_of` one by one. The persons are
+        read again at the end, so an item whose person a later item merged
+        away gets the survivor.
+        """
+        claims = {interaction_id: self._claims(item) for interaction_id, item in items}
+        facts = [fact for _, item in items for fact in self._simple_facts(item)]
+        held = self._holders(facts)
+        undisplayed = self._without_display(facts)
+        held.update(self._create_plain(items, held, claims))
+        for interaction_id, item in items:
+            customer = item.customer
+            person = held.get((customer.kind, customer.value))
+            if (person is not None and not (customer.display and (customer.kind, customer.value) in undisplayed)
+                    and self._nothing_new(item, person, held, claims[interaction_id])):
+                continue
+            person = self.person_of(item, interaction_id=interaction_id)
+            held[(customer.kind, customer.value)] = person
+        final = self._holders([item.customer for _, item in items])
+        return {interaction_id: final[(item.customer.kind, item.customer.value)] for interaction_id, item in items}
+
+    def _create_plain(self, items: Sequence[tuple[int, Interaction]], held: Mapping[tuple[IdentityKind, str], int],
+                      claims: Mapping[int, list[Identity]]) -> dict[tuple[IdentityKind, str], int]:
+        """Persons for first-time customers `person_of` would create and leave alone, created at once.
+
+        That is a customer whose identity nobody holds, that no CRM record
+        holds (else the record's other identities join them), that carries no
+        X handle to join, and that no message of the batch claims (a claim is
+        settled in the order the messages came). A blocked value always is:
+        it joins nothing.
+        """
+        claimed = {(c.kind, c.value) for found in claims.values() for c in found}
+        fresh = {}
+        for interaction_id, item in items:
+            customer = item.customer
+            key = (customer.kind, customer.value)
+            if key in held or key in claimed or claims[interaction_id]:
+                continue
+            if self.policy.blocklist.blocks(customer) or len(self._simple_facts(item)) == 1:
+                fresh.setdefault(key, customer)
+        blocked = self.policy.blocklist.blocks
+        mirrored = graph.held_by_mirror(self.session, self.crms, [c for c in fresh.values() if not blocked(c)])
+        plain = [c for c in fresh.values() if blocked(c) or (c.kind.value, c.value) not in mirrored]
+        created = graph.new_persons(self.session, plain, now=self.now)
+        return {(IdentityKind(kind), value): person for (kind, value), person in created.items()}
+
+    def _simple_facts(self, item: Interaction) -> list[Identity]:
+        """The customer's identity and the X handle their account shows (what `person_of` always looks at)."""
+        customer = item.customer
+        if customer.kind is IdentityKind.X and customer.display:
+            return [customer, Identity(IdentityKind.X_HANDLE, customer.display, customer.display)]
+        return [customer]
+
+    def _nothing_new(self, item: Interaction, person: int, held: Mapping[tuple[IdentityKind, str], int],
+                     claims: Sequence[Identity]) -> bool:
+        """Whether `person_of` would find nothing to join or suggest for the item of a known customer."""
+        if self.policy.blocklist.blocks(item.customer):
+            return True
+        facts = self.policy.blocklist.usable(self._simple_facts(item)[1:])
+        return all(held.get((f.kind, f.value)) == person for f in facts) and not claims
+
     def confirm(self, sender: Identity, claimed: Identity) -> int:
         """A claim a person checked: `sender`'s person takes `claimed`, merging whoever holds it (with backfill).
 
@@ -132,12 +199,17 @@ class IdentityGraph:
         if not usable:
             return
         held = self._holders(usable)
+        linked = self._linked_persons(records)
+        unchanged: set[tuple[int, str]] = set()
         for record in records:
             if record.deleted:
                 continue
             mine = self.policy.blocklist.usable(list(record.identities))
             persons = sorted({held[(i.kind, i.value)] for i in mine if (i.kind, i.value) in held})
             if not persons:
+                continue
+            if persons == [linked.get(record.record_id)] and all((i.kind, i.value) in held for i in mine):
+                unchanged.add((persons[0], record.crm))  # e.g. one crmhub created, read back: nothing to join
                 continue
             person = persons[0]
             for other in persons[1:]:
@@ -146,6 +218,8 @@ class IdentityGraph:
             if graph.links_of(self.session, person, record.crm):  # a further record of a linked person
                 graph.add_link(self.session, person, record.crm, record.object_type, record.record_id, now=self.now)
                 self.relink(person, record.crm)
+        for person, crm in sorted(unchanged):  # a write that landed on it while a join moved the person elsewhere
+            self.relink(person, crm)
         self._link_grown()
 
     # ---- joining ---------------------------------------------------------
@@ -279,6 +353,27 @@ class IdentityGraph:
         rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id)
                                     .where(IdentityRow.value.in_(sorted({v for _, v in wanted}))))
         return {(IdentityKind(k), v): p for k, v, p in rows if (k, v) in wanted}
+
+    def _linked_persons(self, records: Sequence[MirrorRecord]) -> dict[str, int]:
+        """The person each of these records (of one CRM page) is linked to, where it is: record id -> person."""
+        by_crm: dict[str, list[str]] = {}
+        for record in records:
+            by_crm.setdefault(record.crm, []).append(record.record_id)
+        linked: dict[str, int] = {}
+        for crm, record_ids in by_crm.items():
+            rows = self.session.execute(select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(
+                CrmLinkRow.crm == crm, CrmLinkRow.record_id.in_(sorted(set(record_ids)))))
+            linked.update({record_id: person for record_id, person in rows})
+        return linked
+
+    def _without_display(self, identities: Sequence[Identity]) -> set[tuple[IdentityKind, str]]:
+        """Which of the held identities have no display name stored yet (`person_of` stores the one seen)."""
+        shown = [i for i in identities if i.display]
+        if not shown:
+            return set()
+        rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value).where(
+            IdentityRow.value.in_(sorted({i.value for i in shown})), or_(IdentityRow.display.is_(None), IdentityRow.display == "")))
+        return {(IdentityKind(kind), value) for kind, value in rows}
 
     def _regions(self, customer: Identity) -> list[str]:
         regions = [self.policy.default_region, *self.policy.other_regions]

@@ -7,6 +7,14 @@ store take turns (`crmhub.store.locks`): two processing the same new rows
 at once would both create their persons and decisions, and all but one
 would fail on the unique keys, and with it that daemon's delivery run.
 
+A batch is set-oriented (issue 13): its items are read in one query; the
+persons of known customers, each CRM's contacts and threads, pending new
+cases and reply echoes are read for the whole batch at once; routing runs in
+memory; decisions, outbox rows and the ledger's person and processed time
+are written with one statement each. Only an item that changes the identity
+graph (a first message, a new X handle, a claim in its text) takes the
+per-item path of `IdentityGraph.person_of`.
+
 Each write gets its priority per CRM: a new case where the conversation has
 no open thread there (and no earlier write waiting to open one), else a
 follow-up, so a low API budget holds follow-ups back before new cases.
@@ -20,15 +28,27 @@ waits (stays unprocessed) until the reply's message id is known.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from crmhub.model import Direction, WritePriority
+from sqlalchemy.orm import Session
+
+from crmhub.model import Direction, Interaction, RouteDecision, WritePriority
 from crmhub.store import StateStore, ledger, outbox, replies
 from crmhub.store.locks import one_at_a_time
-from crmhub.sync.contacts import contact_for
+from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.routing import Router
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A batch item that can be routed now, with the reply it echoes (crm, reply ref), if any."""
+
+    interaction_id: int
+    item: Interaction
+    echo: tuple[str, str] | None
 
 
 def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, now: datetime,
@@ -40,48 +60,84 @@ def process_pending(store: StateStore, router: Router, crms: Sequence[str], *, n
     case closed that recently counts, for routing, as one with a case open.
     """
     done = 0
-    blocklist = identity.blocklist
     reopening: set[int] = set()  # threads an earlier message of this run reopens
     while True:
         with store.transaction() as session:
             one_at_a_time(session, "route")
-            rows = ledger.unprocessed(session, batch_size)
-            people = IdentityGraph(session, crms, identity, now)
-            waiting = 0
+            rows = ledger.unprocessed_items(session, batch_size)
             # In the order they happened (a poll may store newest first), so a
             # conversation's first message is the one that opens its case.
-            for row in sorted(rows, key=lambda r: (r.occurred_at, r.id)):
-                item = ledger.to_interaction(row)
-                echo = None
-                if item.direction is Direction.OUTBOUND:
-                    echo = replies.echo_of(session, item.channel.value, item.external_id)
-                    if echo is None and replies.unsettled(session, item.conversation_key):
-                        waiting += 1  # it may be the sent copy of a reply not recorded yet: wait for it
-                        continue
-                person_id = people.person_of(item, interaction_id=row.id)
-                row.person_id = person_id
-                fields: dict[str, Any] = {}
-                case_open = False
-                priority: dict[str, WritePriority] = {}
-                for crm in crms:
-                    match = contact_for(session, person_id, crm, now=now, blocklist=blocklist,
-                                        on_linked=people.relink)
-                    if match is not None:
-                        fields = {**match.fields, **fields}
-                    thread = outbox.thread_of(session, crm, item.conversation_key)
-                    reopens = outbox.reopens(thread, item.occurred_at, reopen_window, reopening)
-                    if reopens and thread is not None:
-                        reopening.add(thread.id)  # what follows it threads onto it too
-                    is_open = reopens or (thread is not None and thread.closed_at is None)
-                    case_open = case_open or is_open
-                    opening = is_open or outbox.case_pending(session, crm, item.conversation_key)
-                    priority[crm] = WritePriority.FOLLOW_UP if opening else WritePriority.NEW_CASE
-                decision = router.decide(item, fields, case_open=case_open)
-                outbox.save_decision(session, row.id, decision, now=now)
-                outbox.enqueue(session, row.id, list(crms), item.key, now=now, priority=priority)
-                if echo is not None:  # the agent's reply is on that CRM's case already
-                    outbox.settle(session, echo.crm, item.key, f"reply:{echo.reply_ref}", now=now)
-                row.processed_at = now
-        done += len(rows) - waiting
+            rows.sort(key=lambda entry: (entry[1].occurred_at, entry[0]))
+            ready = _ready(session, rows)
+            if ready:
+                _route_batch(session, ready, router, crms, now=now, identity=identity,
+                             reopen_window=reopen_window, reopening=reopening)
+        waiting = len(rows) - len(ready)
+        done += len(ready)
         if len(rows) < batch_size or waiting == len(rows):
             return done
+
+
+def _ready(session: Session, rows: Sequence[tuple[int, Interaction]]) -> list[_Ready]:
+    """The rows that can be routed now: an outbound item that may be the sent copy of a reply not recorded
+    yet (its conversation has a reply being sent) waits."""
+    outbound = [(item.channel.value, item.external_id) for _, item in rows if item.direction is Direction.OUTBOUND]
+    echoes = replies.echoes_of(session, outbound)
+    unsettled = replies.unsettled_of(session, [item.conversation_key for _, item in rows
+                                               if item.direction is Direction.OUTBOUND])
+    ready = []
+    for interaction_id, item in rows:
+        echo = None
+        if item.direction is Direction.OUTBOUND:
+            echo = echoes.get((item.channel.value, item.external_id))
+            if echo is None and item.conversation_key in unsettled:
+                continue
+        ready.append(_Ready(interaction_id, item, echo))
+    return ready
+
+
+def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms: Sequence[str], *,
+                 now: datetime, identity: IdentityPolicy, reopen_window: timedelta, reopening: set[int]) -> None:
+    """Persons, contacts, threads and routing for a batch in memory; its writes in a few statements."""
+    people = IdentityGraph(session, crms, identity, now)
+    persons = people.persons_of([(entry.interaction_id, entry.item) for entry in batch])
+    conversations = {entry.item.conversation_key for entry in batch}
+    contacts: dict[str, dict[int, ContactMatch | None]] = {}
+    threads: dict[str, dict[str, Any]] = {}
+    opening: dict[str, set[str]] = {}  # per CRM: conversations with a new-case write pending (or queued now)
+    for crm in crms:
+        contacts[crm] = contacts_for(session, set(persons.values()), crm, now=now, blocklist=identity.blocklist,
+                                     on_linked=people.relink)
+        threads[crm] = outbox.threads_of(session, crm, conversations)
+        opening[crm] = outbox.cases_pending(session, crm, conversations)
+    decisions: list[tuple[int, RouteDecision]] = []
+    writes: list[dict[str, Any]] = []
+    for entry in batch:
+        item, person = entry.item, persons[entry.interaction_id]
+        fields: dict[str, Any] = {}
+        case_open = False
+        priority: dict[str, WritePriority] = {}
+        for crm in crms:
+            match = contacts[crm][person]
+            if match is not None:
+                fields = {**match.fields, **fields}  # the first CRM's value wins
+            thread = threads[crm].get(item.conversation_key)
+            reopens = outbox.reopens(thread, item.occurred_at, reopen_window, reopening)
+            if reopens and thread is not None:
+                reopening.add(thread.id)  # what follows it threads onto it too
+            is_open = reopens or (thread is not None and thread.closed_at is None)
+            case_open = case_open or is_open
+            if is_open or item.conversation_key in opening[crm]:
+                priority[crm] = WritePriority.FOLLOW_UP
+            else:
+                priority[crm] = WritePriority.NEW_CASE
+                opening[crm].add(item.conversation_key)  # this write opens it: the next ones follow up
+        decisions.append((entry.interaction_id, router.decide(item, fields, case_open=case_open)))
+        writes += outbox.pending_writes(entry.interaction_id, crms, item.key, now=now, priority=priority)
+    outbox.save_decisions(session, decisions, now=now)
+    outbox.enqueue_many(session, writes)
+    for entry in batch:
+        if entry.echo is not None:  # the agent's reply is on that CRM's case already
+            crm, reply_ref = entry.echo
+            outbox.settle(session, crm, entry.item.key, f"reply:{reply_ref}", now=now)
+    ledger.mark_processed(session, persons, now=now)

@@ -63,6 +63,7 @@ CLAIMED_HANDLE = re.compile(
     rf"(?:\s+{_AGAIN})*[\s,:;–—-]+@([A-Za-z0-9_]{{1,15}})(?![\w@]|[.'’]\w|['’])",
     re.IGNORECASE)
 ALL_REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+MIN_PHONE_DIGITS = 3  # no valid number of any region has fewer (the shortest, e.g. Niue's, have four)
 
 Known = Callable[[IdentityKind, list[str]], set[str]]
 """Which of these values crmhub knows as identities of this kind (graph or mirror)."""
@@ -70,8 +71,8 @@ Known = Callable[[IdentityKind, list[str]], set[str]]
 
 def stated_identities(text: str, *, regions: Iterable[str], own: Collection[Identity], known: Known) -> list[Identity]:
     """The identities `text` states, in order of appearance, without our own."""
-    if not text:
-        return []
+    if not text or ("@" not in text and sum(c.isdigit() for c in text) < MIN_PHONE_DIGITS):
+        return []  # no email or handle without an @, no phone number without digits: most messages stop here
     found: list[Identity] = []
     without_emails = text
     for match in EMAIL.finditer(text):

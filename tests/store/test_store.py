@@ -120,6 +120,38 @@ def test_mirror_matches_by_normalised_identity_oldest_first(store: StateStore) -
         assert graph.mirror_matches(s, "hubspot", [phone("4155550100")]) == []
 
 
+def test_a_mirror_page_costs_the_same_statements_for_10_records_as_for_300(store: StateStore) -> None:
+    """Issue 13: a refreshed page is written in a few statements, not a few per record; deletions leave it."""
+    from sqlalchemy import event
+
+    def page(first: int, count: int, version: int, deleted: frozenset[int] = frozenset()) -> list[MirrorRecord]:
+        return [MirrorRecord("zendesk", "User", f"{n}", (phone(f"+1415555{n:04d}"), email(f"c{n}.{version}@x.co")),
+                             {"v": version}, NOW, deleted=n in deleted) for n in range(first, first + count)]
+
+    def statements(records: list[MirrorRecord]) -> int:
+        count = [0]
+
+        def counted(*_: object) -> None:
+            count[0] += 1
+
+        event.listen(store.engine, "before_cursor_execute", counted)
+        try:
+            with store.transaction() as s:
+                graph.upsert_mirror(s, records)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", counted)
+        return count[0]
+
+    assert statements(page(0, 10, 1)) == statements(page(1000, 300, 1))  # new records only
+    # Changed records, some new, one deleted in the CRM:
+    assert statements(page(0, 20, 2, deleted=frozenset({7}))) == statements(page(1000, 400, 2, deleted=frozenset({1001})))
+    with store.transaction() as s:
+        assert [m.record_id for m in graph.mirror_matches(s, "zendesk", [email("c3.2@x.co")])] == ["3"]
+        assert graph.mirror_matches(s, "zendesk", [email("c3.1@x.co")]) == []  # its old identities left the index
+        assert graph.mirror_matches(s, "zendesk", [phone("+14155550007")]) == []  # deleted in the CRM
+        assert [m.fields for m in graph.mirror_matches(s, "zendesk", [phone("+14155551399")])] == [{"v": 2}]  # new
+
+
 def _one_pending(store: StateStore, count: int = 1) -> None:
     with store.transaction() as s:
         ledger.ingest_page(s, [sms(f"SM{i}") for i in range(count)], now=NOW)
