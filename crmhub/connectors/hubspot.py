@@ -224,6 +224,8 @@ class HubSpotCrm(Connector):
             if _is_sdk_error(exc) and getattr(exc, "status", None):  # an HTTP answer, not a dropped connection
                 self.observe_http(f"{api}.{method}", int(exc.status), getattr(exc, "headers", None) or {})  # type: ignore[attr-defined]  # SDK errors carry status and headers
             raise
+        finally:
+            self.after_http()
         self.observe_http(f"{api}.{method}", int(getattr(response, "status", 0) or 0),
                           getattr(response, "headers", None) or {})
         data = getattr(response, "data", b"")

@@ -259,7 +259,7 @@ class ZendeskCrm(Connector):
     def _client(self) -> Zenpy:
         if self._zenpy is None:
             session = build_session(base_url=self.base_url, observer=self._observe, timeout=60,
-                                    before=self.before_http)
+                                    before=self.before_http, after=self.after_http)
             credentials: dict[str, Any] = (
                 {"oauth_token": self.auth.oauth_token} if self.auth.oauth_token
                 else {"email": self.auth.email, "token": self.auth.token})
