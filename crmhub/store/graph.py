@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
@@ -129,25 +130,35 @@ def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
 
 def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -> list[MirrorRow]:
     """Mirrored records of `crm` holding any of `identities`, oldest first."""
-    if not identities:
-        return []
-    wanted = sorted({(i.kind.value, i.value) for i in identities})
-    query = (select(MirrorRow).join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
-             .where(MirrorIdentityRow.crm == crm,
-                    tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
-             .order_by(MirrorRow.created_at, MirrorRow.id))
-    return list({row.id: row for row in session.scalars(query)}.values())  # a record may hold several
+    return _mirror_holding(session, [crm], identities, order=(MirrorRow.created_at, MirrorRow.id))
 
 
-def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[MirrorRow]:
-    """Mirrored records of any CRM holding any of `identities`."""
-    if not identities:
+def mirror_holding(session: Session, crms: Sequence[str], identities: Sequence[Identity]) -> list[MirrorRow]:
+    """Mirrored records of any of `crms` holding any of `identities`."""
+    return _mirror_holding(session, crms, identities, order=(MirrorRow.id,))
+
+
+def _mirror_holding(session: Session, crms: Sequence[str], identities: Sequence[Identity],
+                    order: Sequence[Any]) -> list[MirrorRow]:
+    """Records of `crms` holding any of `identities`, in `order`, each once.
+
+    Every column of `ix_mirror_identities_lookup` (crm, kind, value) is bound
+    by an IN list, so the lookup is a few index probes; a row-value IN of
+    (kind, value) pairs is none on SQLite, which then read every mirrored
+    record. The IN lists admit pairs nobody asked for (one identity's kind
+    with another's value), dropped here.
+    """
+    wanted = {(i.kind.value, i.value) for i in identities}
+    if not wanted or not crms:
         return []
-    wanted = sorted({(i.kind.value, i.value) for i in identities})
-    query = (select(MirrorRow).join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
-             .where(tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
-             .order_by(MirrorRow.id))
-    return list({row.id: row for row in session.scalars(query)}.values())
+    query = (select(MirrorRow, MirrorIdentityRow.kind, MirrorIdentityRow.value)
+             .join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
+             .where(MirrorIdentityRow.crm.in_(sorted(set(crms))),
+                    MirrorIdentityRow.kind.in_(sorted({k for k, _ in wanted})),
+                    MirrorIdentityRow.value.in_(sorted({v for _, v in wanted})))
+             .order_by(*order))
+    found = {row.id: row for row, kind, value in session.execute(query) if (kind, value) in wanted}
+    return list(found.values())  # a record may hold several
 
 
 def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
@@ -156,12 +167,13 @@ def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
     return [Identity(IdentityKind(kind), value) for kind, value in rows]
 
 
-def known_values(session: Session, kind: IdentityKind, values: Sequence[str]) -> set[str]:
-    """Which of `values` crmhub knows as identities of `kind`, in the graph or any CRM's mirror."""
+def known_values(session: Session, kind: IdentityKind, values: Sequence[str], crms: Sequence[str]) -> set[str]:
+    """Which of `values` crmhub knows as identities of `kind`, in the graph or the mirror of one of `crms`."""
     if not values:
         return set()
     graph = select(IdentityRow.value).where(IdentityRow.kind == kind.value, IdentityRow.value.in_(values))
-    mirror = select(MirrorIdentityRow.value).where(MirrorIdentityRow.kind == kind.value,
+    mirror = select(MirrorIdentityRow.value).where(MirrorIdentityRow.crm.in_(sorted(set(crms))),
+                                                   MirrorIdentityRow.kind == kind.value,
                                                    MirrorIdentityRow.value.in_(values))
     return set(session.scalars(graph)) | set(session.scalars(mirror))
 
