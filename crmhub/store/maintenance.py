@@ -26,10 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import structlog
 from sqlalchemy import Connection, Engine, text
-
-log = structlog.get_logger("crmhub.store")
 
 ANALYSIS_LIMIT = 1000  # rows sampled per index by a SQLite ANALYZE (SQLite's advice: 100 to 1000)
 OPTIMIZE_EVERY = timedelta(hours=1)
@@ -37,13 +34,18 @@ OPTIMIZE_EVERY = timedelta(hours=1)
 PG_ANALYZE_THRESHOLD, PG_ANALYZE_SCALE = 50, 0.1
 
 
-def at_start(engine: Engine) -> None:
-    """Give the planner statistics before the first cycle (after migrations)."""
+def at_start(engine: Engine) -> list[str]:
+    """Give the planner statistics before the first cycle (after migrations); returns the tables analysed.
+
+    Silent: every CLI command opens the store, and its output (`--json`) must
+    stay its own, before logging is even configured.
+    """
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
-            _sqlite_at_start(connection)
-        elif connection.dialect.name == "postgresql":
-            _postgres_at_start(connection)
+            return _sqlite_at_start(connection)
+        if connection.dialect.name == "postgresql":
+            return _postgres_at_start(connection)
+    return []
 
 
 def optimize(engine: Engine) -> None:
@@ -72,14 +74,14 @@ class Statistics:
             return True
 
 
-def _sqlite_at_start(connection: Connection) -> None:
+def _sqlite_at_start(connection: Connection) -> list[str]:
     connection.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
     missing = _sqlite_tables_without_statistics(connection)
     if missing:
         connection.exec_driver_sql("ANALYZE")
-        log.info("planner statistics gathered", tables=sorted(missing))
     else:
         connection.exec_driver_sql("PRAGMA optimize")
+    return sorted(missing)
 
 
 def _sqlite_tables_without_statistics(connection: Connection) -> set[str]:
@@ -95,7 +97,7 @@ def _sqlite_tables_without_statistics(connection: Connection) -> set[str]:
             if connection.exec_driver_sql(f'SELECT 1 FROM "{name}" LIMIT 1').first() is not None}
 
 
-def _postgres_at_start(connection: Connection) -> None:
+def _postgres_at_start(connection: Connection) -> list[str]:
     stale = list(connection.execute(text(
         "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
         "WHERE s.schemaname = current_schema() AND ("
@@ -104,5 +106,4 @@ def _postgres_at_start(connection: Connection) -> None:
         {"threshold": PG_ANALYZE_THRESHOLD, "scale": PG_ANALYZE_SCALE}).scalars())
     for name in stale:  # names from the catalogue, quoted
         connection.exec_driver_sql(f'ANALYZE "{name}"')
-    if stale:
-        log.info("planner statistics gathered", tables=sorted(stale))
+    return sorted(stale)
