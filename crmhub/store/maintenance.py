@@ -104,6 +104,6 @@ def _postgres_at_start(connection: Connection) -> list[str]:
         " (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL)"
         " OR s.n_mod_since_analyze > :threshold + :scale * greatest(c.reltuples, 0))"),
         {"threshold": PG_ANALYZE_THRESHOLD, "scale": PG_ANALYZE_SCALE}).scalars())
-    for name in stale:  # names from the catalogue, quoted
-        connection.exec_driver_sql(f'ANALYZE "{name}"')
+    if stale:  # names from the catalogue, quoted; a table another daemon (or autovacuum) analyses is skipped
+        connection.exec_driver_sql("ANALYZE (SKIP_LOCKED) " + ", ".join(f'"{name}"' for name in sorted(stale)))
     return sorted(stale)
