@@ -97,10 +97,10 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
 def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
     """The conversations whose case in `crm` a write not due at `now` (claimed, or waiting to retry) is opening.
 
-    Uncorrelated, so the database computes it once per claim from the
-    pending rows not yet due (`ix_outbox_claim`), not once per candidate
-    row: its cost follows the rows in flight, never the history nor the
-    square of the backlog.
+    Uncorrelated, so the database computes it once per claim, from the
+    CRM's pending rows (`ix_outbox_claim`), instead of once per candidate
+    row through the conversation's whole history: its cost follows the
+    backlog once, never the history nor the square of the backlog.
     """
     other, other_item = aliased(OutboxRow), aliased(LedgerRow)
     return (select(other_item.conversation_key)
