@@ -63,6 +63,8 @@ ALLOWED: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Executed:
+    """A statement as the driver received it, with its parameters (to EXPLAIN it the same way)."""
+
     sql: str
     parameters: Any
 
