@@ -42,7 +42,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
@@ -91,17 +91,10 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     outcome is recorded (`mark_done`, `mark_retry`, `mark_dead`).
     """
     one_at_a_time(session, f"claim:{crm}")
-    other, other_item = aliased(OutboxRow), aliased(LedgerRow)
-    case_being_opened = (
-        select(other.id)
-        .join(other_item, other_item.id == other.interaction_id)
-        .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
-        .where(other_item.conversation_key == LedgerRow.conversation_key, ThreadRow.record_id.is_(None),
-               other.crm == crm, other.status == PENDING, other.next_attempt_at > now)
-        .exists())
     query = (select(OutboxRow).join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
-                    OutboxRow.next_attempt_at <= now, ~case_being_opened)
+                    OutboxRow.next_attempt_at <= now,
+                    LedgerRow.conversation_key.not_in(cases_being_opened(crm, now)))
              .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxRow)
@@ -110,6 +103,22 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
         row.next_attempt_at = now + lease
         row.claims += 1
     return rows
+
+
+def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
+    """The conversations whose case in `crm` a write not due at `now` (claimed, or waiting to retry) is opening.
+
+    Uncorrelated, so the database computes it once per claim, from the
+    CRM's pending rows (`ix_outbox_claim`), instead of once per candidate
+    row through the conversation's whole history: its cost follows the
+    backlog once, never the history nor the square of the backlog.
+    """
+    other, other_item = aliased(OutboxRow), aliased(LedgerRow)
+    return (select(other_item.conversation_key)
+            .join(other, other.interaction_id == other_item.id)
+            .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
+            .where(other.crm == crm, other.status == PENDING, other.next_attempt_at > now,
+                   ThreadRow.record_id.is_(None)))
 
 
 def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> None:
