@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -53,20 +55,26 @@ def run(messages: int, customers: int, crms: tuple[str, ...] = sb.CRMS, seed: in
             "failures": cycle.failures}
 
 
-def main() -> None:
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the command line and run; the result (bench/run.py --smoke calls this in its own process)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--customers", type=int, default=400)
     parser.add_argument("--crms", default=",".join(sb.CRMS), help="comma-separated: salesforce,zendesk,hubspot")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="one JSON line (for bench/run.py)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     configure("warning")
-    result = run(args.messages, args.customers, tuple(c for c in args.crms.split(",") if c), args.seed)
-    if args.json:
+    return run(args.messages, args.customers, tuple(c for c in args.crms.split(",") if c), args.seed)
+
+
+def main() -> None:
+    result = cli()
+    if "--json" in sys.argv:
         sb.emit(result, True)
         return
-    print(f"messages={args.messages} customers={args.customers} (half known to each CRM) crms={args.crms}")
+    print(f"messages={result['messages']} customers={result['customers']} (half known to each CRM) "
+          f"crms={','.join(result['crms'])}")
     for row in result["rows"]:
         if row["system"] == "twilio":
             print(f"{'twilio':<10} polled={row['delivered']:<5} API calls={row['calls']:<5} "

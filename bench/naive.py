@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -174,15 +175,20 @@ def run(messages: int, customers: int, seed: int = 1) -> dict[str, Any]:
             "cpu_ratio": round(naive["cpu"] / max(ours["cpu"], 1e-9), 2)}
 
 
-def main() -> None:
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the command line and run; the result (bench/run.py --smoke calls this in its own process)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--customers", type=int, default=100, help="half of them already contacts in every CRM")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="one JSON line (for bench/run.py)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     configure("warning")
-    sb.emit(run(args.messages, args.customers, args.seed), args.json)
+    return run(args.messages, args.customers, args.seed)
+
+
+def main() -> None:
+    sb.emit(cli(), "--json" in sys.argv)
 
 
 if __name__ == "__main__":

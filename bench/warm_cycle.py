@@ -20,58 +20,68 @@ statements per interaction, API calls per CRM and the process's peak RSS
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import _sandbox as sb
+import history
 from crmhub.logs import configure
 
 HISTORY = Path(__file__).with_name("history.py")
 
 
 @contextmanager
-def history_store(size: int, store: str, directory: Path) -> Iterator[str]:
-    """The URL of a store holding `size` interactions of history, made in a child process (its memory is not ours)."""
-    if store == "sqlite":
-        subprocess.run([sys.executable, str(HISTORY), "--size", str(size)], check=True, stdout=subprocess.DEVNULL)
-        from history import cached_path
+def history_store(size: int, store: str, directory: Path, *, child: bool = True) -> Iterator[str]:
+    """The URL of a store holding `size` interactions of history, made in a child process (its memory is not ours).
 
+    `child=False` builds it in this process: quicker to start (the smoke run), but the peak RSS then includes it.
+    """
+    def build(*args: str) -> None:
+        if child:
+            subprocess.run([sys.executable, str(HISTORY), *args], check=True, stdout=subprocess.DEVNULL)
+        elif "--url" in args:
+            history.build(args[-1], size)
+        else:
+            history.sqlite_history(size)
+
+    if store == "sqlite":
+        build("--size", str(size))
         copy = directory / "crmhub.db"
-        shutil.copyfile(cached_path(size), copy)
+        shutil.copyfile(history.cached_path(size), copy)
         yield f"sqlite:///{copy}"
         return
     import psycopg
 
-    name = f"crmhub_bench_{abs(hash((size, directory))) % 10**8}"
+    name = f"crmhub_bench_{os.getpid()}"
     with psycopg.connect(sb.POSTGRES_ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     try:
-        subprocess.run([sys.executable, str(HISTORY), "--size", str(size), "--url", url], check=True,
-                       stdout=subprocess.DEVNULL)
+        build("--size", str(size), "--url", url)
         yield url
     finally:
         with psycopg.connect(sb.POSTGRES_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run(size: int, store: str, interactions: int, seed: int = 1) -> dict[str, Any]:
+def run(size: int, store: str, interactions: int, seed: int = 1, *, child: bool = True) -> dict[str, Any]:
     """One warm cycle of `interactions` new SMS over `size` interactions of history; its figures."""
     rng = random.Random(seed)
     third = max(1, interactions // 3)
     known, following = sb.phones(1000, third), sb.phones(3000, third)
     new = sb.phones(5000, interactions - 2 * third)
     with tempfile.TemporaryDirectory(prefix="crmhub-bench-") as tmp, \
-            history_store(size, store, Path(tmp)) as url, sb.sandbox() as servers:
+            history_store(size, store, Path(tmp), child=child) as url, sb.sandbox() as servers:
         sb.seed_contacts(servers, sb.CRMS, known, rng)
         clock = servers["twilio"].emulator.clock
         clock.advance(120)  # Zendesk's export leaves out the last minute
@@ -111,16 +121,23 @@ def _check(cycle: Any, expected: int, label: str) -> None:
                          f"failures: {cycle.failures}")
 
 
-def main() -> None:
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the command line and run; the result (bench/run.py --smoke calls this in its own process)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10_000, help="interactions of history in the store")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--interactions", type=int, default=300, help="K: new interactions in the measured cycle")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--same-process", action="store_true",
+                        help="build the history in this process (quicker; the peak RSS then includes it)")
     parser.add_argument("--json", action="store_true", help="one JSON line (for bench/run.py)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     configure("warning")
-    sb.emit(run(args.size, args.store, args.interactions, args.seed), args.json)
+    return run(args.size, args.store, args.interactions, args.seed, child=not args.same_process)
+
+
+def main() -> None:
+    sb.emit(cli(), "--json" in sys.argv)
 
 
 if __name__ == "__main__":
