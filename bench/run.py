@@ -71,6 +71,14 @@ class Report:
         self.sections.append(section)
         print(section, flush=True)
 
+    def failure(self, title: str, intro: str, result: dict[str, Any]) -> bool:
+        """Whether the bench failed; if so its table is the one row saying why."""
+        if "error" not in result:
+            return False
+        self.failed = True
+        self.add(title, intro, ["error"], [[result["error"]]])
+        return True
+
 
 def bench(script: str, *args: str, same_process: bool = False) -> dict[str, Any]:
     """Run `bench/<script> --json ...` in a fresh process; its result, or {"error": why}.
@@ -96,9 +104,7 @@ def readme_scenario(report: Report, plan: Plan) -> None:
     intro = (f"One cold cycle: {plan.messages} inbound SMS from {plan.customers} customers (half already contacts in "
              "every CRM), polled, routed and written to the three CRMs. Calls per interaction include the first "
              "mirror load.")
-    if "error" in result:
-        report.failed = True
-        report.add("README scenario (calls_per_interaction.py)", intro, ["error"], [[result["error"]]])
+    if report.failure("README scenario (calls_per_interaction.py)", intro, result):
         return
     rows = [[r["system"], r["delivered"], r["dead"], r["calls"], r["per_interaction"]] for r in result["rows"]]
     rows.append(["hub CPU", f"{result['cpu_ms_per_interaction']} ms per interaction",
@@ -115,9 +121,7 @@ def naive_ratio(report: Report, plan: Plan) -> None:
              "recipe searches the contact by phone, creates it if missing, finds the open case, creates or updates "
              "it and logs the activity (same SDKs, same emulators); crmhub runs one cycle. Calls counted by the "
              "emulators; CPU of the thread doing the work.")
-    if "error" in result:
-        report.failed = True
-        report.add("Naive recipe beside crmhub (naive.py)", intro, ["error"], [[result["error"]]])
+    if report.failure("Naive recipe beside crmhub (naive.py)", intro, result):
         return
     rows = [[r["crm"], r["naive_calls"], r["crmhub_calls"], r["naive_per_message"], r["crmhub_per_message"],
              f"{r['ratio']}x"] for r in result["rows"]]
@@ -168,9 +172,7 @@ def latency(report: Report, plan: Plan) -> None:
         print("latency: bench/latency.py is not there yet; skipped\n", flush=True)
         return
     result = bench("latency.py", *plan.latency_args)
-    if "error" in result:
-        report.failed = True
-        report.add("Webhook latency (latency.py)", "", ["error"], [[result["error"]]])
+    if report.failure("Webhook latency (latency.py)", "", result):
         return
     rows = result.get("rows") if isinstance(result.get("rows"), list) else [result]
     header = list(dict.fromkeys(key for row in rows for key in row if key not in ("bench", "rows")))
