@@ -157,6 +157,7 @@ def warm_cycles(report: Report, plan: Plan) -> None:
             calls = " / ".join(f"{result['calls_per_interaction'][crm]}" for crm in sb.CRMS)
             rows.append([store, f"{size:,}", result["cpu_ms_per_interaction"], result["sql_per_interaction"], calls,
                          result["peak_rss_mb"], f"{time.perf_counter() - began:.0f} s"])
+            print("warm cycle:", " | ".join(str(cell) for cell in rows[-1]), flush=True)  # progress of a long run
         if len(cpu) > 1:
             low, high = min(cpu), max(cpu)
             rows.append([store, f"flatness {high:,} / {low:,}", f"{cpu[high] / max(cpu[low], 1e-9):.2f}x", "", "", "",
