@@ -186,6 +186,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="every bench at tiny sizes (seconds), no file written")
     parser.add_argument("--sizes", help="history sizes of the warm cycle, comma-separated (default 10k,100k,1M)")
     parser.add_argument("--stores", help="sqlite,postgresql (default both)")
+    parser.add_argument("--benches", default="readme,naive,warm,latency",
+                        help="which benches, comma-separated (default all: readme,naive,warm,latency)")
     parser.add_argument("--out", type=Path, help=f"write the tables here (default {LATEST.relative_to(HERE.parent)}; "
                                                  "with --smoke, nowhere)")
     args = parser.parse_args()
@@ -205,8 +207,9 @@ def main() -> None:
             f"{' --smoke' if args.smoke else ''}`).\n")
     print(head, flush=True)
     report = Report()
-    for step in (readme_scenario, naive_ratio, warm_cycles, latency):
-        step(report, plan)
+    steps = {"readme": readme_scenario, "naive": naive_ratio, "warm": warm_cycles, "latency": latency}
+    for name in args.benches.split(","):
+        steps[name](report, plan)
     took = f"All benches took {time.perf_counter() - began:.0f} s.\n"
     print(took)
     out = args.out or (None if args.smoke else LATEST)
