@@ -198,13 +198,16 @@ def main() -> None:
         plan = Plan(**{**plan.__dict__, "stores": tuple(args.stores.split(","))})
     began = time.perf_counter()
     info = sb.machine()
+    every = args.benches == parser.get_default("benches") and tuple(plan.stores) == Plan.stores
     label = "smoke run (tiny sizes)" if args.smoke else (
-        "full run" if tuple(plan.sizes) == FULL_SIZES else
-        f"smaller run: history sizes {', '.join(f'{s:,}' for s in plan.sizes)}")
+        ("full run" if tuple(plan.sizes) == FULL_SIZES else
+         f"smaller run: history sizes {', '.join(f'{s:,}' for s in plan.sizes)}")
+        + ("" if every else f" of {args.benches} on {', '.join(plan.stores)} only"))
+    command = " ".join([".venv/bin/python bench/run.py", *sys.argv[1:]])
+    command = f"`make bench` (`{command}`)" if len(sys.argv) == 1 else f"`{command}`"
     head = (f"# crmhub benchmarks\n\n{label}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{info['commit']}`. "
             f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, SQLite {info['sqlite']}, "
-            f"PostgreSQL {info['postgresql']}. Command: `make bench` (`.venv/bin/python bench/run.py"
-            f"{' --smoke' if args.smoke else ''}`).\n")
+            f"PostgreSQL {info['postgresql']}. Command: {command}.\n")
     print(head, flush=True)
     report = Report()
     steps = {"readme": readme_scenario, "naive": naive_ratio, "warm": warm_cycles, "latency": latency}
