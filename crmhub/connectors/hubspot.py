@@ -24,9 +24,10 @@ HubSpot sets when a ticket enters a closed stage, else its last modification.
 
 Writes are batched (100 inputs per call at most) and idempotent:
 
-* contacts: one search for the new persons' identity values, then one batch
-  create of the persons not found, run as one retried operation, so a retry
-  after a timeout finds what the first attempt created;
+* contacts: batch create under the unique custom property `crmhub_person`
+  (`person_key`), so a lost answer or a crash never makes a second one; a
+  create refused because another contact holds one of its unique values (an
+  email) uses the contact a search finds holding its identities;
 * tickets: batch create under the unique custom property
   `crmhub_conversation` (`CaseSpec.key`), routed to the queue's pipeline,
   stage and owner, associated with their contact inline; a closed ticket the
@@ -47,7 +48,7 @@ contact after an identity merge).
 
 Every object input carries an `objectWriteTraceId`, HubSpot's opt-in to
 multi-status answers, so one bad input fails alone instead of the batch. The
-two custom properties are created (unique text) the first time they are
+custom key properties are created (unique text) the first time they are
 missing.
 
 Replies (`reply_pages`): what an agent sends a customer in HubSpot is an
@@ -99,6 +100,7 @@ from crmhub.model import (
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
+    person_key,
 )
 
 BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
@@ -107,6 +109,7 @@ SEARCH_RESULT_CAP = 10_000  # results one search query can reach
 SEARCH_GROUPS_LIMIT = 5  # filterGroups per search request
 IN_VALUES_LIMIT = 100  # values of one IN filter
 CASE_KEY = "crmhub_conversation"
+PERSON_KEY = "crmhub_person"  # on contacts: crmhub's key of the contact it created for a person
 ACTIVITY_KEY = "crmhub_key"
 MODIFIED = "lastmodifieddate"
 TICKET_MODIFIED = "hs_lastmodifieddate"
@@ -117,7 +120,7 @@ REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "h
                     "crmhub_key"]
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
 ASSOCIATION_GRACE = timedelta(minutes=5)  # a new communication's ticket association may come in a second call
-PROPERTY_GROUPS = {"tickets": "ticketinformation", "communications": "communication", "calls": "call",
+PROPERTY_GROUPS = {"contacts": "contactinformation", "tickets": "ticketinformation", "communications": "communication", "calls": "call",
                    "notes": "note"}
 CALL_STATUSES = {"completed": "COMPLETED", "busy": "BUSY", "no-answer": "NO_ANSWER", "failed": "FAILED",
                  "canceled": "CANCELED", "in-progress": "IN_PROGRESS", "ringing": "RINGING", "queued": "QUEUED",
@@ -499,10 +502,18 @@ class HubSpotCrm(Connector):
 
     # contacts
     def _contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:
+        """Create the contacts of new persons under `crmhub_person`: ids and errors by person id.
+
+        A contact refused because another holds one of its unique values (an
+        email) is the contact that holds its identities, found by search.
+        """
         wanted: dict[int, HistoryWrite] = {}
+        maybe_written: set[int] = set()
         for write in writes:
             if write.contact_id is None and write.new_contact:
                 wanted.setdefault(write.person_id, write)
+                if not write.first_attempt:
+                    maybe_written.add(write.person_id)
         errors: dict[int, Exception] = {}
         properties: dict[int, Json] = {}
         for person_id, write in wanted.items():
@@ -521,10 +532,26 @@ class HubSpotCrm(Connector):
                 properties[person_id] = props
         if not properties:
             return {}, errors
-        # Search and create run as one retried operation: a retry after an
-        # uncertain create searches again and finds what that attempt made.
-        found, failed = self.call("contacts.find_or_create", lambda: self._find_or_create(properties))
-        return found, {**errors, **failed}
+        self.ensure_key_property("contacts", PERSON_KEY)
+        person_of = {person_key(pid): pid for pid in properties}
+        records = {key: NewRecord(properties[pid], maybe_written=pid in maybe_written) for key, pid in person_of.items()}
+        created: dict[int, str] = {}
+        taken: dict[int, Json] = {}  # another contact holds one of its unique values (an email)
+        for key, (record_id, error) in self._create_keyed("contacts", PERSON_KEY, records).items():
+            pid = person_of[key]
+            if record_id is not None and error is None:
+                created[pid] = record_id
+            elif getattr(error, "code", "") == "CONFLICT":
+                taken[pid] = properties[pid]
+            else:
+                errors[pid] = error or Rejected("no record id in HubSpot's answer", system=self.name)
+        if taken:
+            found = self.call("contacts.find", lambda: self._find_contacts(taken))
+            created.update(found)
+            errors.update({pid: Rejected("HubSpot refused the new contact: another contact holds one of its unique "
+                                         "values, and no contact holding its identities was found", system=self.name,
+                                         code="CONFLICT") for pid in taken if pid not in found})
+        return created, errors
 
     def _contact_properties(self, obj: ContactObject, identities: Sequence[Identity]) -> Json:
         """The identity properties of a new contact: the n-th identity of a kind in the n-th field of it."""
@@ -539,28 +566,6 @@ class HubSpotCrm(Connector):
             props[names[used[kind]]] = value
             used[kind] += 1
         return props
-
-    def _find_or_create(self, properties: Mapping[int, Json]) -> tuple[dict[int, str], dict[int, Exception]]:
-        found = self._find_contacts(properties)
-        missing = {pid: props for pid, props in properties.items() if pid not in found}
-        errors: dict[int, Exception] = {}
-        items = list(missing.items())
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
-            body = {"inputs": [{"properties": props, "objectWriteTraceId": f"person-{pid}"} for pid, props in chunk]}
-            answer = self._raw("batch", "create", "contacts", body) or {}
-            # Batch results come back in no promised order and without the trace id:
-            # match each one to the input whose identity properties it holds.
-            pending = {f"person-{pid}": props for pid, props in chunk}
-            for record in answer.get("results") or []:
-                trace = next((t for t, props in pending.items() if _holds(record, props)), None)
-                if trace is not None:
-                    found[int(trace.removeprefix("person-"))] = str(record["id"])
-                    del pending[trace]
-            failures = self._errors(answer)
-            for trace in pending:
-                errors[int(trace.removeprefix("person-"))] = failures.get(trace) or self._unexplained(answer)
-        return found, errors
 
     def _find_contacts(self, properties: Mapping[int, Json]) -> dict[int, str]:
         """Persons whose identity values a live contact already holds (the lowest contact id wins)."""
@@ -766,8 +771,9 @@ class HubSpotCrm(Connector):
                 found.update(self._read_keys(object_type, key_property, taken))
                 for key in taken:
                     if key not in found:
-                        out[key] = (None, Rejected(f"HubSpot says another {object_type} record holds this "
-                                                   f"{key_property} but none is found by it", system=self.name))
+                        out[key] = (None, Rejected(f"HubSpot refused the new {object_type} record: a unique value "
+                                                   f"it holds is taken, and no record holds its {key_property}",
+                                                   system=self.name, code="CONFLICT"))
 
         self.call(f"{object_type}.create", attempt)
         self._link_found(object_type, {key: (rid, records[key].links) for key, rid in found.items()}, out)
@@ -941,12 +947,6 @@ def _stage(pipelines: Mapping[str, Json], pipeline_id: str, stage_id: str) -> Js
     """A ticket stage by pipeline and stage id (any pipeline when the ticket names none)."""
     candidates = [pipelines[pipeline_id]] if pipeline_id in pipelines else list(pipelines.values())
     return next((s for p in candidates for s in p.get("stages") or [] if str(s["id"]) == stage_id), None)
-
-
-def _holds(record: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
-    have = record.get("properties") or {}
-    return all(str(have.get(k) or "").lower() == str(v).lower() for k, v in props.items())
-
 
 
 def _written_value(identity: Identity) -> str | None:

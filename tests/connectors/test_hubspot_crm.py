@@ -236,6 +236,33 @@ def test_an_uncertain_contact_create_is_found_again_not_doubled(hub: HubSpotEmul
     assert [c["id"] for c in hub.objects("contacts")] == [outcome.contact_id]
 
 
+def test_a_contact_crash_left_behind_is_found_by_crmhub_person(hub: HubSpotEmulator,
+                                                                hubspot_sandbox: EmulatorServer) -> None:
+    """The daemon died after HubSpot created the contact: the next attempt reads it by its key, never a second."""
+    crm = connector(hubspot_sandbox)
+    [first] = crm.write_history([replace(write(interaction(1)), first_attempt=True)])
+    hub.calls.clear()
+    again = write(interaction(1))  # the same write, no longer a first attempt (its outcome was never saved)
+    [outcome] = connector(hubspot_sandbox).write_history([again])
+    assert outcome.ok and outcome.contact_id == first.contact_id
+    [contact] = hub.objects("contacts")
+    assert contact["properties"]["crmhub_person"] == "crmhub-person-1"
+    assert calls_to(hub, "contacts/search") == 0 and calls_to(hub, "contacts/batch/create") == 0
+
+
+def test_a_new_persons_email_held_by_another_contact_links_that_contact(hub: HubSpotEmulator,
+                                                                          hubspot_sandbox: EmulatorServer) -> None:
+    """HubSpot emails are unique: the create is a 409 CONFLICT, and the contact holding the email is used."""
+    agent_made = hub.add("contacts", email="jane@example.com")  # created after crmhub's last mirror refresh
+    jane = Identity(IdentityKind.EMAIL, "jane@example.com")
+    [outcome] = connector(hubspot_sandbox).write_history(
+        [replace(write(interaction(1), new_contact=(jane,)), first_attempt=True)])
+    assert outcome.ok and outcome.contact_id == agent_made
+    assert [c["id"] for c in hub.objects("contacts")] == [agent_made]
+    [sms] = hub.objects("communications")
+    assert list(hub.associated("communications", sms["id"], "contacts")) == [agent_made]
+
+
 def test_a_partial_batch_failure_fails_only_that_write(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
     contact = hub.add("contacts", phone="+14155550123")
     ticket = hub.add("tickets", subject="open")
@@ -375,25 +402,26 @@ def test_api_calls_for_a_batch_of_20_writes(hub: HubSpotEmulator, hubspot_sandbo
     """20 messages from 10 new people, 10 new tickets, one batch, all first attempts.
 
     Upper bound, in calls as HubSpot bills them:
-      once per connector: GET pipelines, GET property crmhub_conversation + POST it
-        (missing in a fresh account), GET property crmhub_key + POST it     = 5
-      per batch: contacts search 1 + batch create 1, tickets batch create 1
-        (contact association inline), communications batch create 1
-        (contact and ticket associations inline)                            = 4
-    9 calls for 20 interactions (0.45 per interaction); a second batch of the
-    same shape costs 4 (0.2 each), and at 100 writes per batch 0.04 each.
+      once per connector: GET pipelines, and GET + POST (missing in a fresh
+        account) of the properties crmhub_person, crmhub_conversation and
+        crmhub_key                                                          = 7
+      per batch: contacts batch create 1 (keyed by crmhub_person), tickets
+        batch create 1 (contact association inline), communications batch
+        create 1 (contact and ticket associations inline)                   = 3
+    10 calls for 20 interactions (0.5 per interaction); a second batch of the
+    same shape costs 3 (0.15 each), and at 100 writes per batch 0.03 each.
     """
     writes = [replace(write(interaction(2 * p + m, customer=f"+1415555{p:04d}"), p), first_attempt=True)
               for p in range(10) for m in range(2)]
     crm = connector(hubspot_sandbox)
     outcomes = crm.write_history(writes)
     assert all(o.ok for o in outcomes)
-    assert hub.total_calls <= 9, dict(hub.calls)
-    assert calls_to(hub, "search") == 1 and calls_to(hub, "batch/create") == 3
+    assert hub.total_calls <= 10, dict(hub.calls)
+    assert calls_to(hub, "search") == 0 and calls_to(hub, "batch/create") == 3
     assert calls_to(hub, "/crm/v4/") == 0, dict(hub.calls)  # no association call
     assert holdings(hub)["links"] == 40
     hub.calls.clear()
     more = [replace(write(interaction(100 + 2 * p + m, customer=f"+1415556{p:04d}"), 100 + p), first_attempt=True)
             for p in range(10) for m in range(2)]
     assert all(o.ok for o in crm.write_history(more))
-    assert hub.total_calls <= 4, dict(hub.calls)
+    assert hub.total_calls <= 3, dict(hub.calls)
