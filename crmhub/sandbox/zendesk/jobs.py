@@ -72,6 +72,10 @@ class JobRunner:
                 self._step(job)
         return public_view(job)
 
+    def read_many(self, job_ids: list[str], reads_per_step: int | None) -> list[Record]:
+        """`show_many`: the known jobs among `job_ids`, in the order asked (expired or unknown ones left out)."""
+        return [self.read(job_id, reads_per_step) for job_id in dict.fromkeys(job_ids) if job_id in self._jobs]
+
     def recent(self, reads_per_step: int | None, limit: int = 100) -> tuple[list[Record], bool]:
         """The newest `limit` jobs, newest first, as `GET /job_statuses` lists them: (page, has_more).
 
