@@ -157,6 +157,7 @@ from crmhub.model import (
 T = TypeVar("T")
 MAX_BULK = 100  # items per create_many / update_many / show_many (Zendesk's limit)
 EXPORT_PAGE = 1000  # users (or ticket events) per incremental export page (Zendesk's maximum)
+MAX_CANDIDATES = 7  # job ids stored for one lost answer (the engine keeps 255 characters)
 AGENT_ROLES = frozenset({"agent", "admin"})
 CRMHUB_TAG = "crmhub"
 ZENDESK_TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -210,6 +211,7 @@ class ZendeskCrm(Connector):
     """One Zendesk Support account."""
 
     name = "zendesk"
+    reports_jobs = True  # write_history(..., on_submitted=): bulk jobs are stored by the engine as submitted
 
     def __init__(self, *, subdomain: str, auth: ZendeskAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, ZendeskGroup] | None = None, base_url: str | None = None,
@@ -790,17 +792,22 @@ class ZendeskCrm(Connector):
         def submit(zd: Zenpy) -> tuple[list[int], Any]:
             nonlocal sent
             if sent:  # an earlier attempt sent these; its job may be queued although its answer was lost
-                self._await_jobs(zd, len(sent))
+                self._await_jobs(zd, len(sent), [key for i in sent for key in keys[i]])
                 found.update(find_done(zd, sent))
             todo = [i for i in range(count) if i not in found]
             sent = todo
             return todo, (send(zd, todo) if todo else None)
 
         todo, job = self.zd(operation, submit)
-        hook = getattr(self._call, "on_submitted", None)
-        if job is not None and hook is not None:
-            hook([key for i in todo for key in keys[i]], str(job.id))
+        if job is not None:
+            self._report([key for i in todo for key in keys[i]], str(job.id))
         return _Submitted(count, found, todo, job)
+
+    def _report(self, keys: Sequence[str], job_ref: str) -> None:
+        """Tell the running write_history's caller which job(s) now carry these writes."""
+        hook = getattr(self._call, "on_submitted", None)
+        if hook is not None and keys:
+            hook(keys, job_ref)
 
     def _finish(self, jobs: Sequence[_Submitted]) -> list[list[tuple[int | None, Exception | None]]]:
         """(record id, error) per item of each job, once every job still running is done (polled together)."""
@@ -817,8 +824,9 @@ class ZendeskCrm(Connector):
         would miss them and send them again. Once it has run (or is gone: kept
         one day), its writes are found by key like any earlier attempt's.
         """
-        if refs:
-            self._poll(list(refs), first_wait=False, gone_ok=True)
+        ids = sorted({job_id for ref in refs for job_id in ref.split(",") if job_id})
+        if ids:
+            self._poll(ids, first_wait=False, gone_ok=True)
 
     def _poll(self, ids: Sequence[str], *, first_wait: bool = True, gone_ok: bool = False) -> dict[str, Any]:
         """Poll job statuses until each is completed: job id -> its status.
@@ -866,7 +874,7 @@ class ZendeskCrm(Connector):
                               "complete", system=self.name)
         return statuses
 
-    def _await_jobs(self, zd: Zenpy, total: int) -> None:
+    def _await_jobs(self, zd: Zenpy, total: int, keys: Sequence[str]) -> None:
         """Wait until no recent job over `total` items is queued or working (raw SDK: inside an attempt).
 
         Reads `GET /api/v2/job_statuses` (the newest jobs, one page), polling
@@ -874,8 +882,11 @@ class ZendeskCrm(Connector):
         until it has run. Jobs of other sizes are not ours and are not waited
         for; another of the same size only makes the wait longer. Raises
         `Timeout` after `job_timeout` seconds (the next attempt waits again).
+        The candidates are reported with the writes' `keys` (`on_submitted`)
+        before any wait, so an attempt after a crash waits for them too.
         """
         wait, waited = self.job_poll_first, 0.0
+        reported = False
         while True:
             listed = zd.job_status()
             jobs = listed.get("job_statuses", []) if isinstance(listed, Mapping) else list(listed)
@@ -883,6 +894,9 @@ class ZendeskCrm(Connector):
                        and getattr(j, "status", None) in ("queued", "working")]
             if not pending:
                 return
+            if not reported:
+                self._report(keys, ",".join(str(j.id) for j in pending[:MAX_CANDIDATES]))
+                reported = True
             if waited >= self.job_timeout:
                 raise Timeout(f"{len(pending)} bulk job(s) of {total} items still queued after {waited:.0f} s; "
                               "one may be the unanswered submission", system=self.name)
