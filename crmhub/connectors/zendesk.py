@@ -42,13 +42,18 @@ Writes (`write_history`), per batch:
    `GET /tickets.json?external_id=` (the list endpoint, consistent at once,
    unlike search, whose index lags). The look-up is skipped when the
    requester was created in this same call: such a user cannot have a
-   ticket yet. Missing tickets are created with `tickets/create_many`.
-3. Interactions: every other write becomes a comment, sent through
-   `tickets/update_many` (at most one comment per ticket per job, so one
-   job per "round"); inbound customer messages are public comments
-   authored by the customer, outbound ones are private notes authored by
-   the API agent (public agent comments are what the reply job sends back
-   out over the channel, and they would e-mail the requester).
+   ticket yet. Missing tickets are created with `tickets/create_many`,
+   each carrying its case's first run of writes as its first comment.
+3. Interactions: the other writes become comments, sent through
+   `tickets/update_many`, folded (`zendesk_comments`): a ticket's
+   consecutive writes of one visibility and author share one comment, and
+   a job takes one comment per ticket, so a ticket with several runs takes
+   one job per run ("rounds"). Inbound customer messages are public
+   comments authored by the customer, outbound ones are private notes
+   authored by the API agent (public agent comments are what the reply job
+   sends back out over the channel, and they would e-mail the requester).
+   Comments on tickets that exist, by authors that exist, need nothing
+   made first: their first round is submitted with the users job.
 
 Reopening: a write whose case the engine found closed (solved) within the
 reopen window sets the ticket's status back to `open` in the same
@@ -69,9 +74,9 @@ The first refresh starts at `start_time=0`, i.e. reads every ticket of the
 account once (1000 per call, 10 calls a minute at most).
 
 Idempotency key: every comment is written with the audit metadata
-`{"crmhub_key": HistoryWrite.key}` (shown on the comment as
-`metadata.custom.crmhub_key`, invisible to agents and customers, unlike a
-tag per interaction). Before commenting on a ticket that existed before
+`{"crmhub_key": HistoryWrite.key}`, plus `crmhub_keys` (every key) on a
+folded one (shown on the comment as `metadata.custom`, invisible to agents
+and customers, unlike a tag per interaction). Before commenting on a ticket that existed before
 this call (a follow-up's `case_id`, or a ticket found by external id), its
 comments are read once and writes whose key is already there count as
 done. So writing the same batch twice, e.g. after a timeout, creates
@@ -89,10 +94,17 @@ looks up what landed by crmhub's keys (`users/show_many?external_ids=`,
 tickets by `external_id`, comments' `crmhub_key`) and submits only the
 rest. The check runs inside the attempt, so retries stay in one layer.
 Moving a ticket to another requester (`_move_tickets`) sets a value and is
-harmless to repeat, so it is not checked. Left: a job whose polling gave up
-(`job_timeout`) or whose lease ended is not remembered; the engine's next
-attempt re-checks the keys but does not wait for that job (see
-docs/roadmap.md, Known limitations).
+harmless to repeat, so it is not checked.
+
+Jobs kept across attempts: each job's id is reported as soon as it is
+submitted (`write_history(..., on_submitted=)`, with the keys of the
+writes it carries; after a lost answer, the listed candidates), and the
+engine stores it on those outbox rows. A later attempt (the lease ran out,
+the daemon died, polling gave up after `job_timeout`) brings it back as
+`HistoryWrite.job_ref`, and the connector first waits for those jobs,
+then finds what they wrote by key, so a queued job is never submitted
+twice. Left: a daemon killed between a submit landing and its answer has
+no id to store (docs/roadmap.md).
 
 Replies (`reply_pages`): agents' public comments, read from the time-based
 incremental ticket events export with comment events
@@ -109,10 +121,12 @@ tickets are crmhub's is the engine's business (its threads).
 Notes (`add_case_note`): a private comment with the note's key in the audit
 metadata, written once (the ticket's comment keys are read first).
 
-Bulk jobs take at most `batch_size` (<= 100) items; their status is polled
-sparingly: first after `job_poll_first` seconds, then backing off
-(x2, at most `job_poll_max` apart) up to `job_timeout` seconds, after which
-the batch is an uncertain failure (`Timeout`). A failed item of a job
+Bulk jobs take at most `batch_size` (<= 100) items; all of a step's
+outstanding jobs are polled together with
+`GET /api/v2/job_statuses/show_many.json?ids=` (100 ids a call), first
+after `job_poll_first` seconds (0.5: jobs finish in a second or two), then
+backing off (x2, at most `job_poll_max` apart) up to `job_timeout` seconds,
+after which the batch is an uncertain failure (`Timeout`). A failed item of a job
 becomes that write's `Rejected`; the rest of the batch goes on.
 """
 
@@ -217,7 +231,7 @@ class ZendeskCrm(Connector):
                  queues: Mapping[str, ZendeskGroup] | None = None, base_url: str | None = None,
                  default_region: str = "US", other_regions: Sequence[str] = (),
                  batch_size: int = MAX_BULK, retrier: Retrier | None = None,
-                 job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 1.0,
+                 job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 0.5,
                  job_poll_max: float = 10.0, job_timeout: float = 120.0) -> None:
         """
         Args:
