@@ -65,6 +65,7 @@ def daemons(zendesk_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp
 
 
 def _comments(zd: Any) -> list[list[str]]:
+    """Each ticket's comments, as stored (a folded comment is one text)."""
     return [[c["body"] for c in zd.comments(t["id"])] for t in zd.tickets()]
 
 

@@ -878,7 +878,7 @@ class ZendeskCrm(Connector):
                     raise Timeout(f"bulk job {job_id} status is gone; the work may or may not be done",
                                   system=self.name)
                 elif state in ("failed", "killed"):
-                    raise Rejected(f"bulk job {job_id} {vendor_error(str(state), str(status.message or ''))}",
+                    raise Rejected(f"bulk job {job_id} {vendor_error(str(state), str(getattr(status, "message", None) or ""))}",
                                    system=self.name)
                 else:
                     still.append(job_id)

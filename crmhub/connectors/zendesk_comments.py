@@ -22,6 +22,7 @@ never truncates a message that fits on its own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 from crmhub.connectors._base import fit
@@ -53,7 +54,7 @@ def _paragraph(write: HistoryWrite) -> str:
     """One message of a folded comment: its time and sender, then its text."""
     item = write.interaction
     sender = item.sender.display or item.sender.value
-    return f"{item.occurred_at:%Y-%m-%d %H:%M:%S} UTC, {sender}:\n{_text(write)}"
+    return f"{item.occurred_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, {sender}:\n{_text(write)}"
 
 
 def comment_fields(writes: Sequence[HistoryWrite], author_id: int | None) -> dict[str, Any]:
