@@ -447,15 +447,16 @@ class ZendeskCrm(Connector):
             return [by_key[w.key] for w in writes]
         done: dict[str, int] = {}  # write key -> ticket id, for writes already on their ticket
         # Comments on known tickets by known authors need nothing created first: their first round goes out
-        # with the users job, and both are polled together.
+        # with the first job that must be waited for (users, else tickets), and they are polled together.
         known = [(w, int(w.case_id)) for w in writes if w.case_id and (
             w.contact_id is not None or w.interaction.direction is not Direction.INBOUND)]
         checked = self._skip_written(known, {t for _, t in known}, done)
         early = self._submit_round([(w, t) for w, t in known if w.key not in done],
                                    {w.person_id: int(w.contact_id) for w, _ in known if w.contact_id})
-        users, fresh = self._ensure_contacts(writes, errors, alongside=[s for _, s in early])
+        alongside = [job for _, job in early]  # polled once, by whichever step polls first
+        users, fresh = self._ensure_contacts(writes, errors, alongside)
+        tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors, alongside)
         self._collect_round(early, done, errors)
-        tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors)
         done.update(first_writes)
         pending: list[tuple[HistoryWrite, int]] = []
         for write in writes:
@@ -504,7 +505,7 @@ class ZendeskCrm(Connector):
                          alongside: Sequence[_Submitted] = ()) -> tuple[dict[int, int], set[int]]:
         """(person -> user id of every write's contact, persons created by this call).
 
-        The users jobs are polled together with the `alongside` jobs (submitted already).
+        The users jobs are polled together with the `alongside` jobs (submitted already), if there are any.
         """
         users: dict[int, int] = {}
         wanted: dict[int, HistoryWrite] = {}
@@ -522,7 +523,7 @@ class ZendeskCrm(Connector):
                 keys.setdefault(write.person_id, []).append(write.key)
         chunks = [people[start:start + self.batch_size] for start in range(0, len(people), self.batch_size)]
         jobs = [self._create_users([records[p] for p in chunk], [keys[p] for p in chunk]) for chunk in chunks]
-        results = self._finish([*jobs, *alongside])
+        results = self._finish([*jobs, *alongside]) if jobs else []  # no users job: `alongside` waits for the next
         for chunk, outcome in zip(chunks, results, strict=False):  # results of `alongside` come after
             for person, (user_id, error) in zip(chunk, outcome, strict=True):
                 if error is None and user_id is not None:
@@ -606,11 +607,13 @@ class ZendeskCrm(Connector):
 
     # -- tickets
     def _ensure_tickets(self, writes: Sequence[HistoryWrite], users: Mapping[int, int], fresh: set[int],
-                        errors: dict[str, Exception]) -> tuple[dict[str, int], set[int], dict[str, int]]:
+                        errors: dict[str, Exception], alongside: Sequence[_Submitted] = ()
+                        ) -> tuple[dict[str, int], set[int], dict[str, int]]:
         """(case key -> ticket id, ids of tickets that existed before, write key -> ticket for first comments).
 
         A new ticket's first comment carries the first run of its case's writes
-        (`zendesk_comments.runs`); all chunks' create jobs are polled together.
+        (`zendesk_comments.runs`); all chunks' create jobs are polled together,
+        with the `alongside` jobs not polled yet.
         """
         tickets: dict[str, int] = {}
         preexisting = {int(w.case_id) for w in writes if w.case_id and w.key not in errors}
@@ -644,7 +647,8 @@ class ZendeskCrm(Connector):
         firsts = {k: runs(of_case[k], users)[0] for k in keys}
         jobs = [self._create_tickets([firsts[k] for k in chunk], [[w.key for w in of_case[k]] for k in chunk],
                                      users, groups) for chunk in chunks]
-        for chunk, (job, results) in zip(chunks, zip(jobs, self._finish(jobs), strict=True), strict=True):
+        for chunk, (job, results) in zip(chunks, zip(jobs, self._finish([*jobs, *alongside]), strict=False),
+                                         strict=True):
             for i, (case_key, (ticket_id, error)) in enumerate(zip(chunk, results, strict=True)):
                 if error is not None or ticket_id is None:
                     case_errors[case_key] = error or Rejected("ticket not created", system=self.name)
@@ -878,7 +882,7 @@ class ZendeskCrm(Connector):
                     raise Timeout(f"bulk job {job_id} status is gone; the work may or may not be done",
                                   system=self.name)
                 elif state in ("failed", "killed"):
-                    raise Rejected(f"bulk job {job_id} {vendor_error(str(state), str(getattr(status, "message", None) or ""))}",
+                    raise Rejected(f"bulk job {job_id} {vendor_error(str(state), str(getattr(status, 'message', None) or ''))}",
                                    system=self.name)
                 else:
                     still.append(job_id)
