@@ -2,7 +2,8 @@
 
 Zendesk answers a bulk request at once with a queued job status and does the
 work in the background; clients poll `GET /api/v2/job_statuses/{id}.json`
-until it is `completed`, then read one result per item. As with moto's
+(or several at once with `show_many.json?ids=`) until it is `completed`,
+then read one result per item. As with moto's
 state manager, the job here moves queued -> working -> completed one step
 every `job_reads_per_step` reads of its status (0: the first read completes
 it; None: only `finish()` moves it). The work itself is done when the job
