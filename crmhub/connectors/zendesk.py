@@ -450,7 +450,8 @@ class ZendeskCrm(Connector):
         # with the first job that must be waited for (users, else tickets), and they are polled together.
         known = [(w, int(w.case_id)) for w in writes if w.case_id and (
             w.contact_id is not None or w.interaction.direction is not Direction.INBOUND)]
-        checked = self._skip_written(known, {t for _, t in known}, done)
+        # Every write on a ticket read here is checked now (the read is not repeated for later rounds).
+        checked = self._skip_written([(w, int(w.case_id)) for w in writes if w.case_id], {t for _, t in known}, done)
         early = self._submit_round([(w, t) for w, t in known if w.key not in done],
                                    {w.person_id: int(w.contact_id) for w, _ in known if w.contact_id})
         alongside = [job for _, job in early]  # polled once, by whichever step polls first

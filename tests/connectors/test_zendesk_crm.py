@@ -364,3 +364,42 @@ def test_lost_answer_of_users_create_many_makes_each_user_once(zendesk_sandbox: 
     assert sorted(o.contact_id for o in outcomes) == sorted(str(u["id"]) for u in customers)
     assert len(emu.tickets()) == 3 and sum(len(emu.comments(t["id"])) for t in emu.tickets()) == 3
     assert emu.calls["POST /api/v2/users/create_many.json"] == 1  # the lost job was found, not sent again
+
+
+# ---- folded comments (issue 13) ---------------------------------------------------
+def test_a_tickets_follow_ups_fold_into_one_comment_per_run_of_visibility_and_author(
+        zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    user, ticket = seeded(emu)
+    messages = [("a", Direction.INBOUND), ("b", Direction.INBOUND), ("c", Direction.OUTBOUND), ("d", Direction.INBOUND)]
+    writes = [follow_up(2, user, ticket, sms(f"R{n}", "+14155550199", text, way))
+              for n, (text, way) in enumerate(messages)]
+    emu.calls.clear()
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+
+    assert all(o.ok and o.case_id == str(ticket) for o in outcomes), [o.error for o in outcomes]
+    later = emu.comments(ticket)[1:]
+    assert [(c["public"], c["author_id"], c["metadata"]["custom"].get("crmhub_keys")) for c in later] == [
+        (True, user, ["sms:R0", "sms:R1"]), (False, emu.default_agent_id, None), (True, user, None)]
+    assert later[0]["body"].endswith("+14155550199:\na\n\n2024-05-01 12:00:00 UTC, +14155550199:\nb")
+    assert [c["body"] for c in later[1:]] == ["c", "d"]  # a comment carrying one message is that message
+    assert emu.calls["PUT /api/v2/tickets/update_many.json"] == 3  # one job per run: a, b | c | d
+
+
+def test_lost_answer_of_a_folded_update_finds_its_keys_and_adds_nothing_twice(zendesk_sandbox: EmulatorServer) -> None:
+    emu = emu_of(zendesk_sandbox)
+    people = [(emu.add_user(f"P{n}", phone=f"+1415555044{n}"), n) for n in range(2)]
+    tickets = [emu.add_ticket("t", "first", user) for user, _ in people]
+    writes = [follow_up(10 + n, user, ticket, sms(f"SM{n}{m}", f"+1415555044{n}", f"msg {n}{m}"))
+              for (user, n), ticket in zip(people, tickets, strict=True) for m in range(2)]
+    _lose_answer(emu, r"/tickets/update_many\.json")
+    outcomes = make_crm(zendesk_sandbox).write_history(writes)
+    _land(emu)
+
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    for (_, n), ticket in zip(people, tickets, strict=True):
+        [first, folded] = emu.comments(ticket)
+        assert folded["metadata"]["custom"]["crmhub_keys"] == [f"sms:SM{n}0", f"sms:SM{n}1"]
+    assert emu.calls["PUT /api/v2/tickets/update_many.json"] == 1  # the lost job was found by its keys
+    again = make_crm(zendesk_sandbox).write_history(writes)  # a later attempt reads the folded keys: nothing new
+    assert all(o.ok for o in again) and [len(emu.comments(t)) for t in tickets] == [2, 2]
