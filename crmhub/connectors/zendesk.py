@@ -929,7 +929,7 @@ class ZendeskCrm(Connector):
             (None, Rejected("missing from the job results", system=self.name))] * total
         for result in status.results or []:
             # the attributes zenpy set from the JSON, without serialising the object back (to_dict)
-            entry = dict(result) if isinstance(result, Mapping) else {
+            entry: dict[str, Any] = dict(result) if isinstance(result, Mapping) else {
                 name: getattr(result, name, None) for name in ("index", "id", "status", "success", "error", "details")}
             index = entry.get("index")
             if not isinstance(index, int) or not 0 <= index < total:
