@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session, aliased
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
 from crmhub.store.ledger import insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
-from crmhub.store.schema import ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
+from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
 PENDING = OutboxStatus.PENDING.value
 
@@ -132,6 +132,20 @@ def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> No
         session.execute(update(OutboxRow)
                         .where(OutboxRow.id.in_(list(outbox_ids)), OutboxRow.status == PENDING)
                         .values(next_attempt_at=now))
+
+
+def save_job_ref(session: Session, crm: str, keys: Sequence[str], job_ref: str) -> None:
+    """Store the bulk job just submitted with the pending writes it carries (one UPDATE per 500 keys).
+
+    A later attempt of these rows gets it back (`HistoryWrite.job_ref`) and
+    waits for that job instead of submitting them again.
+    """
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), 500):
+        session.execute(update(OutboxRow)
+                        .where(OutboxRow.crm == crm, OutboxRow.idempotency_key.in_(unique[start:start + 500]),
+                               OutboxRow.status == PENDING)
+                        .values(job_ref=job_ref[:JOB_REF_LENGTH]))
 
 
 def case_pending(session: Session, crm: str, conversation_key: str) -> bool:

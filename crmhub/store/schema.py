@@ -230,6 +230,9 @@ class RouteDecisionRow(Base):
     decided_at: Mapped[datetime]
 
 
+JOB_REF_LENGTH = 255  # a few job ids (a lost answer can leave more than one candidate)
+
+
 class OutboxRow(Base):
     """One (interaction, CRM) write; unique idempotency key per CRM.
 
@@ -259,6 +262,9 @@ class OutboxRow(Base):
     result_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     contact_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the record it landed on
     relink: Mapped[bool] = mapped_column(default=False)  # re-written after a merge: move it to the primary record
+    # An asynchronous bulk job the CRM accepted with this write, stored as submitted (the connector's reference):
+    # the next attempt waits for it instead of sending the write again.
+    job_ref: Mapped[str | None] = mapped_column(String(JOB_REF_LENGTH), nullable=True)
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
