@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   set up .venv, install crmhub, tell the whole story on the sandbox (no accounts, no credentials)
 #   make test   set up .venv with the test extras and run the whole suite
+#   make bench  every benchmark, one markdown table each, written to bench/results/latest.md (minutes; not a test)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -26,10 +27,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/calls_per_interaction.py
+	$(BIN)/python bench/run.py
 
 sandbox: $(VENV)/.installed
 	$(BIN)/crmhub sandbox
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis crmhub.db .crmhub
+	rm -rf $(VENV) .pytest_cache .hypothesis crmhub.db .crmhub .bench-cache

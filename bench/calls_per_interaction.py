@@ -1,9 +1,10 @@
-"""Benchmark: API calls, CPU and memory per interaction, for each CRM.
+"""Benchmark: API calls, CPU and memory per interaction, for each CRM (the README scenario).
 
 Seeds the sandbox with N inbound SMS from C customers (half of them already
 contacts in every CRM, phones in each CRM's messy formats), runs one sync
-cycle delivering to every chosen CRM, and prints the figures users compare
-us on. Not a test: nothing is asserted.
+cycle delivering to every chosen CRM on sandbox time (waits between Zendesk
+job polls move the sandbox clock instead of sleeping), and prints the
+figures users compare us on. Not a test: nothing is asserted.
 
     .venv/bin/python bench/calls_per_interaction.py --messages 2000 --customers 400
     .venv/bin/python bench/calls_per_interaction.py --crms salesforce --messages 2000
@@ -13,93 +14,77 @@ from __future__ import annotations
 
 import argparse
 import random
-import resource
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from crmhub.app import build_hub
-from crmhub.config import load_config
+import _sandbox as sb
 from crmhub.logs import configure
-from crmhub.sandbox.runner import running_sandbox
-from crmhub.sandbox.settings import write_sandbox_settings
-
-OURS = "+14155550100"
-FORMATS = ("({a}) {b}-{c}", "+1 {a}.{b}.{c}", "{a}-{b}-{c}", "+1{a}{b}{c}")
-CRMS = ("salesforce", "zendesk", "hubspot")
 
 
-def seed_contacts(servers: dict[str, Any], crms: tuple[str, ...], numbers: list[str], rng: random.Random) -> None:
-    """Half the customers already exist in every chosen CRM, each phone written its own way."""
-    emulators = {api: servers[api].emulator for api in crms}
-    if "salesforce" in emulators:
-        sf = emulators["salesforce"]
-        sf.set_api_limit(1_000_000)
-        for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
-            sf.add_queue(name.replace("_", " "), name)
-    if "zendesk" in emulators:
-        emulators["zendesk"].configure(rate_limit_per_minute=100_000)
-    if "hubspot" in emulators:
-        emulators["hubspot"].set_limits(ten_second_max=100_000, daily_max=10_000_000, search_per_second=100)
-    for i, number in enumerate(numbers):
-        shown = lambda: rng.choice(FORMATS).format(a=number[:3], b=number[3:6], c=number[6:])  # noqa: E731
-        if "salesforce" in emulators:
-            emulators["salesforce"].insert("Contact", LastName=f"Customer {i}", Phone=shown(),
-                                           Tier__c=rng.choice(["Gold", "Standard"]))
-        if "zendesk" in emulators:
-            emulators["zendesk"].add_user(name=f"Customer {i}", phone=shown())
-        if "hubspot" in emulators:
-            emulators["hubspot"].add("contacts", lastname=f"Customer {i}", phone=shown())
+def run(messages: int, customers: int, crms: tuple[str, ...] = sb.CRMS, seed: int = 1) -> dict[str, Any]:
+    """One cold sync cycle of `messages` SMS to `crms`: calls per interaction per system, CPU, memory."""
+    rng = random.Random(seed)
+    with sb.sandbox(crms) as servers, tempfile.TemporaryDirectory(prefix="crmhub-bench-") as tmp:
+        numbers = sb.phones(1000, customers)
+        sb.seed_contacts(servers, crms, numbers[: customers // 2], rng)
+        clock = servers["twilio"].emulator.clock
+        clock.advance(120)  # Zendesk's export leaves out the last minute
+        start = clock.now() - timedelta(days=1)
+        sb.send_messages(servers, [rng.choice(numbers) for _ in range(messages)], rng, start=start)
+        before = sb.calls(servers)
+        with sb.hub_on(servers, Path(tmp), crms=crms) as hub:
+            cpu, wall = sb.thread_cpu(), time.perf_counter()
+            cycle = hub.sync_once()
+            cpu, wall = sb.thread_cpu() - cpu, time.perf_counter() - wall
+        after = sb.calls(servers)
+    polled = sum(p.stored for p in cycle.polls)
+    rows = [{"system": r.crm, "delivered": r.delivered, "dead": r.dead, "calls": after[r.crm] - before[r.crm],
+             "per_interaction": round((after[r.crm] - before[r.crm]) / max(r.delivered, 1), 3)}
+            for r in cycle.deliveries]
+    rows.append({"system": "twilio", "delivered": polled, "dead": 0, "calls": after["twilio"] - before["twilio"],
+                 "per_interaction": round((after["twilio"] - before["twilio"]) / max(polled, 1), 3)})
+    delivered = sum(r.delivered for r in cycle.deliveries)
+    return {"bench": "calls_per_interaction", "messages": messages, "customers": customers, "crms": list(crms),
+            "rows": rows, "wall_s": round(wall, 1), "cpu_ms_per_interaction": round(1000 * cpu / max(messages, 1), 2),
+            "cpu_ms_per_write": round(1000 * cpu / max(delivered, 1), 2), "peak_rss_mb": round(sb.peak_rss_mb()),
+            "failures": cycle.failures}
 
 
-def seed_traffic(servers: dict[str, Any], crms: tuple[str, ...], messages: int, customers: int,
-                 rng: random.Random) -> Any:
-    """`messages` inbound SMS over the last day from `customers` (half of them contacts already); returns Twilio."""
-    numbers = [f"415555{i:04d}" for i in range(1000, 1000 + customers)]
-    seed_contacts(servers, crms, numbers[: customers // 2], rng)
-    twilio: Any = servers["twilio"].emulator
-    twilio.add_number(OURS)
-    twilio.clock.advance(120)  # Zendesk's export leaves out the last minute
-    start = twilio.clock.now() - timedelta(days=1)
-    for i in range(messages):
-        body = rng.choice(["Where is my order?", "I need a refund", "Thanks!", "Can you call me back?"])
-        twilio.receive_message(f"+1{rng.choice(numbers)}", OURS, body, at=start + timedelta(seconds=20 * i))
-    return twilio
-
-
-def main() -> None:
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the command line and run; the result (bench/run.py --smoke calls this in its own process)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--customers", type=int, default=400)
-    parser.add_argument("--crms", default=",".join(CRMS), help="comma-separated: salesforce,zendesk,hubspot")
+    parser.add_argument("--crms", default=",".join(sb.CRMS), help="comma-separated: salesforce,zendesk,hubspot")
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    crms = tuple(c for c in args.crms.split(",") if c)
+    parser.add_argument("--json", action="store_true", help="one JSON line (for bench/run.py)")
+    args = parser.parse_args(argv)
     configure("warning")
-    rng = random.Random(args.seed)
-    with running_sandbox(apis=(*crms, "twilio")) as servers, tempfile.TemporaryDirectory() as tmp:
-        twilio = seed_traffic(servers, crms, args.messages, args.customers, rng)
-        before = {api: s.emulator.total_calls for api, s in servers.items()}
-        settings = write_sandbox_settings(Path(tmp), {api: s.url for api, s in servers.items()},
-                                          enabled=(*crms, "twilio"))
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        with build_hub(load_config(settings)) as hub:
-            cycle = hub.sync_once()
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        print(f"messages={args.messages} customers={args.customers} (half known to each CRM) crms={','.join(crms)}")
-        for report in cycle.deliveries:
-            calls = servers[report.crm].emulator.total_calls - before[report.crm]
-            print(f"{report.crm:<10} delivered={report.delivered:<5} dead={report.dead:<3} API calls={calls:<5} "
-                  f"({calls / max(report.delivered, 1):.3f} per interaction, mirror load included)")
-        tw_calls = twilio.total_calls - before["twilio"]
-        print(f"{'twilio':<10} polled={cycle.polls[0].stored:<5} API calls={tw_calls:<5} "
-              f"({tw_calls / max(cycle.polls[0].stored, 1):.3f} per interaction)")
-        delivered = sum(r.delivered for r in cycle.deliveries)
-        print(f"wall {wall:.1f} s; CPU {cpu:.1f} s = {1000 * cpu / max(delivered, 1):.2f} ms per CRM write "
-              "(emulators run in the same process)")
-        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return run(args.messages, args.customers, tuple(c for c in args.crms.split(",") if c), args.seed)
+
+
+def main() -> None:
+    result = cli()
+    if "--json" in sys.argv:
+        sb.emit(result, True)
+        return
+    print(f"messages={result['messages']} customers={result['customers']} (half known to each CRM) "
+          f"crms={','.join(result['crms'])}")
+    for row in result["rows"]:
+        if row["system"] == "twilio":
+            print(f"{'twilio':<10} polled={row['delivered']:<5} API calls={row['calls']:<5} "
+                  f"({row['per_interaction']:.3f} per interaction)")
+            continue
+        print(f"{row['system']:<10} delivered={row['delivered']:<5} dead={row['dead']:<3} API calls={row['calls']:<5} "
+              f"({row['per_interaction']:.3f} per interaction, mirror load included)")
+    print(f"wall {result['wall_s']} s; hub CPU {result['cpu_ms_per_write']:.2f} ms per CRM write, "
+          f"{result['cpu_ms_per_interaction']:.2f} ms per interaction (the cycle's thread; emulators excluded)")
+    print(f"peak RSS {result['peak_rss_mb']} MB")
 
 
 if __name__ == "__main__":

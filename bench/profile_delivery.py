@@ -19,20 +19,16 @@ import random
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 
-from crmhub.app import build_hub
-from crmhub.config import load_config
+import _sandbox as sb
 from crmhub.logs import configure
-from crmhub.sandbox.runner import running_sandbox
-from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sync.deliver import deliver
 from crmhub.sync.process import process_pending
-
-from calls_per_interaction import CRMS, seed_traffic  # type: ignore[import-not-found]  # bench/ sibling
 
 
 def main() -> None:
@@ -44,12 +40,14 @@ def main() -> None:
     args = parser.parse_args()
     configure("warning")
     rng = random.Random(1)
-    with running_sandbox(apis=(*CRMS, "twilio")) as servers, tempfile.TemporaryDirectory() as tmp:
-        twilio = seed_traffic(servers, CRMS, args.messages, args.customers, rng)
-        settings = write_sandbox_settings(Path(tmp), {api: s.url for api, s in servers.items()},
-                                          enabled=(*CRMS, "twilio"))
-        clock = twilio.clock  # the emulators' shared clock: waits (pacing, job polls) pass at once
-        with build_hub(load_config(settings), clock=clock.now, sleep=clock.advance, monotonic=clock.time) as hub:
+    with sb.sandbox(sb.CRMS) as servers, tempfile.TemporaryDirectory() as tmp:
+        numbers = sb.phones(1000, args.customers)
+        sb.seed_contacts(servers, sb.CRMS, numbers[: args.customers // 2], rng)
+        clock = servers["twilio"].emulator.clock
+        clock.advance(120)  # Zendesk's export leaves out the last minute
+        sb.send_messages(servers, [rng.choice(numbers) for _ in range(args.messages)], rng,
+                         start=clock.now() - timedelta(days=1))
+        with sb.hub_on(servers, Path(tmp)) as hub:  # on sandbox time: waits (pacing, job polls) pass at once
             for poll in hub.polls().values():
                 poll()
             for name in hub.crms:

@@ -244,6 +244,7 @@ class Hub:
         changed = refresh_mirror(self.store, source, list(connector.objects), now=now, absorb=absorb)
         self.metrics.record_mirror(crm)
         refresh_threads(self.store, connector, now=self.clock())
+        self.store.keep_statistics(self.clock())  # SQLite's PRAGMA optimize, at most hourly
         return changed
 
     def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:

@@ -257,7 +257,10 @@ class HistoryWrite:
     falls within the reopen window: the connector sets the case open again
     (in the same batched calls, idempotently) before threading into it; the
     queue matters where the CRM's open states belong to a queue (HubSpot's
-    pipeline stages).
+    pipeline stages). `job_ref` is what the connector reported when an
+    earlier attempt submitted an asynchronous bulk job carrying this write
+    (`write_history(..., on_submitted=)`): the connector waits for that job
+    and looks at what it did instead of submitting again.
     """
 
     key: str
@@ -272,6 +275,7 @@ class HistoryWrite:
     first_attempt: bool = False  # True: never sent before, so nothing of it can be in the CRM yet
     relink: bool = False  # delivered before onto another record: move it (and its case) to `contact_id`
     reopen: QueueTarget | None = None  # set: `case_id` is closed in the CRM; reopen it (into this queue) first
+    job_ref: str | None = None  # a bulk job an earlier attempt submitted with this write (the connector's reference)
 
 
 @dataclass(frozen=True)

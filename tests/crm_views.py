@@ -11,6 +11,7 @@ did; and each view seeds what an account has before crmhub runs.
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,23 @@ from typing import Any, ClassVar
 from crmhub.sandbox import EmulatorServer
 
 OURS = "+14155550100"  # the sandbox's Twilio number (settings.yaml: channels.twilio.numbers)
+FOLD_HEADER = re.compile(r"(?:^|\n\n)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, [^\n]*:\n")
+
+
+def zendesk_messages(comment: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(text, crmhub key) of each message a Zendesk comment carries: one, or several folded (docs/connectors.md)."""
+    custom = (comment.get("metadata") or {}).get("custom") or {}
+    keys = custom.get("crmhub_keys")
+    if not keys:
+        return [(comment["body"], str(custom.get("crmhub_key", "")))]
+    texts = FOLD_HEADER.split(comment["body"])[1:]
+    assert len(texts) == len(keys), comment["body"]
+    return list(zip(texts, map(str, keys), strict=True))
+
+
+def zendesk_bodies(em: Any, ticket_id: int) -> list[str]:
+    """The texts of the messages on a Zendesk ticket, folded ones apart, in order."""
+    return [text for c in em.comments(ticket_id) for text, _ in zendesk_messages(c)]
 
 
 @dataclass(frozen=True)
@@ -104,9 +122,8 @@ class ZendeskView(CrmView):
         return {str(t["id"]): t["external_id"] for t in self.em.tickets() if t.get("external_id")}
 
     def written(self) -> list[Written]:
-        return [Written(c["body"], str(((c.get("metadata") or {}).get("custom") or {}).get("crmhub_key", "")),
-                        (str(t["id"]),))
-                for t in self.em.tickets() for c in self.em.comments(t["id"])]
+        return [Written(text, key, (str(t["id"]),))
+                for t in self.em.tickets() for c in self.em.comments(t["id"]) for text, key in zendesk_messages(c)]
 
     def phones(self) -> Counter[str]:
         return Counter(u["phone"] for u in self.em.users() if u.get("phone") and u.get("role") == "end-user")

@@ -23,6 +23,7 @@ from crmhub.model import WritePriority
 from crmhub.sandbox import EmulatorServer, SandboxClock
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.schema import OutboxRow
+from tests.crm_views import zendesk_bodies
 from tests.daemons import tune_settings, wait_for
 
 OURS = "+14155550100"
@@ -56,8 +57,8 @@ def delivered_bodies(crm: str, emulator: Any) -> Counter[str]:
     if crm == "salesforce":
         return Counter(t["Description"] for t in emulator.records("Task"))
     if crm == "zendesk":
-        return Counter(c["body"] for ticket in emulator.tickets() for c in emulator.comments(ticket["id"])
-                       if c["body"].startswith("budget message"))
+        return Counter(text for ticket in emulator.tickets() for text in zendesk_bodies(emulator, ticket["id"])
+                       if text.startswith("budget message"))
     return Counter(m["properties"]["hs_communication_body"] for m in emulator.objects("communications"))
 
 

@@ -10,6 +10,7 @@ from crmhub.app import build_hub
 from crmhub.config import load_config
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.settings import write_sandbox_settings
+from tests.crm_views import zendesk_bodies
 
 OURS = "+14155550100"
 
@@ -43,7 +44,7 @@ def test_messages_reach_every_crm_once(salesforce_sandbox: EmulatorServer, zende
     assert {t["WhoId"] for t in sf.records("Task")} == {contact} and len(sf.records("Task")) == 2
     [ticket] = zd.tickets()
     assert ticket["requester_id"] == user
-    bodies = [c["body"] for c in zd.comments(ticket["id"])]
+    bodies = zendesk_bodies(zd, ticket["id"])
     assert bodies.count("My parcel is late") == 1 and bodies.count("Any news?") == 1
     assert all(c["author_id"] == user and c["public"] for c in zd.comments(ticket["id"]))
 

@@ -33,6 +33,7 @@ from crmhub.sandbox.replay import replay_events, seed_crms
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.traffic import TrafficPlan, generate
 from crmhub.store import links
+from tests.crm_views import zendesk_messages
 
 SECRETS = Path(__file__).parents[1] / "crmhub" / "defaults" / "sandbox-secrets"
 
@@ -236,9 +237,7 @@ def _history(crm: str, emulator: Any) -> dict[str, list[str]]:
     if crm == "zendesk":
         for ticket in emulator.tickets():
             for comment in emulator.comments(ticket["id"]):
-                key = _interaction_key((comment.get("metadata") or {}).get("custom"))
-                if key:
-                    history[str(ticket["requester_id"])].append(key)
+                history[str(ticket["requester_id"])] += _comment_keys(comment)
         return history
     for object_type in ("communications", "calls", "notes"):
         for activity in emulator.objects(object_type):
@@ -254,13 +253,18 @@ def _interaction_key(fields: dict[str, Any] | None) -> str | None:
     return None if not key or str(key).startswith("crmhub-") else str(key)
 
 
+def _comment_keys(comment: dict[str, Any]) -> list[str]:
+    """crmhub's interaction keys on a Zendesk comment (several on a folded one)."""
+    return [key for _, k in zendesk_messages(comment) if (key := _interaction_key({"crmhub_key": k}))]
+
+
 def _written(crm: str, emulator: Any) -> list[str]:
     """crmhub's key of every activity record in the CRM (a HubSpot activity may be on several contacts)."""
     if crm == "salesforce":
         return [t["Crmhub_Key__c"] for t in emulator.records("Task")]
     if crm == "zendesk":
         return [key for ticket in emulator.tickets() for comment in emulator.comments(ticket["id"])
-                for key in [_interaction_key((comment.get("metadata") or {}).get("custom"))] if key]
+                for key in _comment_keys(comment)]
     return [key for object_type in ("communications", "calls", "notes") for a in emulator.objects(object_type)
             for key in [_interaction_key(a["properties"])] if key]
 
@@ -271,7 +275,7 @@ def _case_of(crm: str, emulator: Any) -> dict[str, str]:
         return {t["Crmhub_Key__c"]: t["WhatId"] for t in emulator.records("Task")}
     if crm == "zendesk":
         return {key: str(ticket["id"]) for ticket in emulator.tickets() for comment in emulator.comments(ticket["id"])
-                for key in [_interaction_key((comment.get("metadata") or {}).get("custom"))] if key}
+                for key in _comment_keys(comment)}
     out = {}
     for object_type in ("communications", "calls", "notes"):
         for activity in emulator.objects(object_type):

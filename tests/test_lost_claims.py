@@ -76,9 +76,9 @@ def _spy_writes(hub: Hub, crm: str) -> list[HistoryWrite]:
     connector: Any = hub.crms[crm]
     real = connector.write_history
 
-    def write_history(writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
+    def write_history(writes: Sequence[HistoryWrite], **options: Any) -> list[WriteOutcome]:
         seen.extend(writes)
-        outcomes: list[WriteOutcome] = real(writes)
+        outcomes: list[WriteOutcome] = real(writes, **options)  # e.g. Zendesk's on_submitted
         return outcomes
 
     connector.write_history = write_history

@@ -31,6 +31,7 @@ from crmhub.sandbox.x.models import DEFAULT_ACCOUNT_ID
 from crmhub.store.ledger import open_dead_letters
 from crmhub.store.schema import LedgerRow, OutboxRow, ReplyRow
 from crmhub.webhooks import WebhookServer
+from tests.crm_views import zendesk_messages
 
 OURS = "+14155550100"
 WHATSAPP = "+14155550199"
@@ -141,7 +142,7 @@ def test_a_zendesk_public_reply_is_texted_to_the_customer_once_from_the_number_t
         assert echo is not None and echo.direction == "outbound"
         box = session.scalar(select(OutboxRow).where(OutboxRow.interaction_id == echo.id))
         assert box is not None and (box.crm, box.status, box.result_ref) == ("zendesk", "done", f"reply:{reply.reply_ref}")
-    bodies = [c["body"] for c in zendesk.comments()]
+    bodies = [text for c in zendesk.comments() for text, _ in zendesk_messages(c)]
     assert bodies.count("Sorry Jane, it leaves the warehouse today.") == 1
 
 

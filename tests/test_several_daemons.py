@@ -37,7 +37,7 @@ from crmhub.store.outbox import outbox_counts
 from crmhub.store.schema import MirrorRow
 from crmhub.sync.process import process_pending
 from tests.crm_views import (
-    OURS, VIEWS, SalesforceView, ZendeskView, assert_each_message_once, duplicate_contacts, sms_traffic,
+    OURS, SalesforceView, VIEWS, ZendeskView, assert_each_message_once, duplicate_contacts, sms_traffic, zendesk_bodies,
 )
 from tests.daemons import Daemon, drain_and_stop, kill_loop, tune_settings, wait_for
 
@@ -139,7 +139,7 @@ def test_a_follow_up_waits_while_another_daemon_opens_the_zendesk_ticket(
             delivering.join(timeout=30)
         b.route_and_deliver()
     [ticket] = zd.tickets()
-    assert [c["body"] for c in zd.comments(ticket["id"])] == ["My parcel is late", "Any news?"]
+    assert zendesk_bodies(zd, ticket["id"]) == ["My parcel is late", "Any news?"]
 
 
 @pytest.mark.postgres

@@ -31,6 +31,7 @@ from crmhub.sandbox import EmulatorServer, SandboxClock
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.ledger import load_cursor
 from crmhub.sync.threads import STREAM, refresh_threads
+from tests.crm_views import zendesk_bodies
 
 OURS = "+14155550100"
 JANE = "+14155550123"
@@ -103,7 +104,7 @@ class ZendeskAgent(Agent):
         self.zd.tickets.update(Ticket(id=int(case_id), status=status))
 
     def texts(self, case_id: str) -> list[str]:
-        return [c["body"] for c in self.em.comments(int(case_id))]
+        return zendesk_bodies(self.em, int(case_id))
 
 
 class HubSpotAgent(Agent):

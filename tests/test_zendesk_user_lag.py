@@ -18,6 +18,7 @@ from crmhub.config import load_config
 from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.ledger import open_dead_letters
+from tests.crm_views import zendesk_bodies
 
 OURS = "+14155550100"
 CUSTOMER = "+14155550123"
@@ -28,7 +29,7 @@ def _customers(zd: Any) -> list[dict[str, Any]]:
 
 
 def _bodies(zd: Any) -> list[str]:
-    return [c["body"] for t in zd.tickets() for c in zd.comments(t["id"])]
+    return [text for t in zd.tickets() for text in zendesk_bodies(zd, t["id"])]
 
 
 def _settings(tmp_path: Path, zendesk: EmulatorServer, twilio: EmulatorServer) -> Path:

@@ -51,6 +51,11 @@ class Connector:
         if self.budget is not None:
             self.budget.before_request(path)
 
+    def after_http(self) -> None:
+        """The `build_session` post-request hook: the budget counts the call from when it was over."""
+        if self.budget is not None:
+            self.budget.after_request()
+
     def observe_http(self, path: str, status: int, headers: Mapping[str, str]) -> None:
         """The `build_session` observer of every connector: feeds the budget, then `http_observer`."""
         if self.budget is not None:

@@ -252,6 +252,27 @@ class Budget:
     def end_attempt(self) -> None:
         """An attempt is over: a token it did not use is not carried into the next one."""
         self._local.prepaid = False
+        self._local.slot = None
+
+    def after_request(self) -> None:
+        """A request of this thread is over (answered or not): its call counts from now, not from its booking.
+
+        The vendor counts a call when it arrives, somewhere between the two;
+        counting the later moment keeps every window within the pace however
+        late a busy machine gets the request out.
+        """
+        slot = getattr(self._local, "slot", None)
+        self._local.slot = None
+        if slot is None:
+            return
+        with self._lock:
+            now = self.clock()
+            for pacer in self._pacers:
+                if now <= slot or slot not in pacer.sent:
+                    continue
+                stamps = list(pacer.sent)
+                stamps[stamps.index(slot)] = now
+                pacer.sent = deque(sorted(stamps), maxlen=pacer.sent.maxlen)
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0:
@@ -290,6 +311,7 @@ class Budget:
                 for pacer in self._pacers:
                     pacer.sent.append(at)
                 self._last = at
+                self._local.slot = at  # stamped again when the request is over (`after_request`)
             return at - now
 
     # ---- what the vendor says ----------------------------------------------------

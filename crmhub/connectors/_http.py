@@ -65,6 +65,7 @@ def build_session(
     observer: HeaderObserver | None = None,
     timeout: float | None = None,
     before: RequestHook | None = None,
+    after: Callable[[], None] | None = None,
 ) -> requests.Session:
     """A `requests.Session` for one connector.
 
@@ -73,6 +74,7 @@ def build_session(
             (None: the vendor's real host, unchanged).
         observer: told the status and headers of every response.
         before: told the path of every request before it is sent.
+        after: told when each request is over (answered, refused or failed).
         timeout: default timeout for requests made without one (SDKs that
             take no timeout argument would otherwise wait forever).
     """
@@ -89,12 +91,12 @@ def build_session(
     if timeout is not None:
         _default_timeout(session, timeout)
     if before is not None:
-        _before_send(session, before)
+        _before_send(session, before, after)
     return session
 
 
-def _before_send(session: requests.Session, before: RequestHook) -> None:
-    """Call `before` ahead of every request of `session`.
+def _before_send(session: requests.Session, before: RequestHook, after: Callable[[], None] | None) -> None:
+    """Call `before` ahead of every request of `session` (and `after` once it is over).
 
     `Session.send` is the one method every request passes through: the
     `request()` helpers, redirects, and SDKs that prepare their own requests
@@ -104,7 +106,11 @@ def _before_send(session: requests.Session, before: RequestHook) -> None:
 
     def paced_send(request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         before(urlsplit(request.url or "").path)
-        return send(request, **kwargs)
+        try:
+            return send(request, **kwargs)
+        finally:
+            if after is not None:
+                after()
 
     session.send = paced_send  # type: ignore[method-assign]  # instance-level hook, not a patch of the SDK
 

@@ -24,24 +24,31 @@ HubSpot sets when a ticket enters a closed stage, else its last modification.
 
 Writes are batched (100 inputs per call at most) and idempotent:
 
-* contacts: one search for the new persons' identity values, then one batch
-  create of the persons not found, run as one retried operation, so a retry
-  after a timeout finds what the first attempt created;
-* tickets: batch upsert by the unique custom property `crmhub_conversation`
-  (`CaseSpec.key`), routed to the queue's pipeline, stage and owner; a
-  closed ticket the engine asks to reopen goes back to its queue's pipeline
-  and stage by batch update (its owner stays);
-* activities: batch upsert by the unique custom property `crmhub_key`
+* contacts: batch create under the unique custom property `crmhub_person`
+  (`person_key`), so a lost answer or a crash never makes a second one; a
+  create refused because another contact holds one of its unique values (an
+  email) uses the contact a search finds holding its identities;
+* tickets: batch create under the unique custom property
+  `crmhub_conversation` (`CaseSpec.key`), routed to the queue's pipeline,
+  stage and owner, associated with their contact inline; a closed ticket the
+  engine asks to reopen goes back to its queue's pipeline and stage by batch
+  update (its owner stays);
+* activities: batch create under the unique custom property `crmhub_key`
   (`HistoryWrite.key`) as communications (SMS, WhatsApp), calls, or notes
-  (anything else);
-* associations (ticket->contact, activity->contact, activity->ticket): v4
-  "associate default" batches, which merge, so repeating them is harmless.
-  HubSpot's batch upsert inputs cannot carry inline associations (only
-  `id`, `idProperty`, `properties`, `objectWriteTraceId`), hence these calls.
+  (anything else), associated with their contact and ticket inline (v3
+  create inputs take `associations`; upsert inputs do not, hence create).
+
+A create never makes a second copy: a record that may exist already (not
+the write's first attempt, a retry after a lost answer, a create refused
+with 409 CONFLICT because the key is taken) is looked for by its key with
+one batch read, and what is found gets its associations by v4 "associate
+default" batches, which merge, so repeating them is harmless. Association
+calls remain only there and for relinks (a ticket moved to the primary
+contact after an identity merge).
 
 Every object input carries an `objectWriteTraceId`, HubSpot's opt-in to
 multi-status answers, so one bad input fails alone instead of the batch. The
-two custom properties are created (unique text) the first time they are
+custom key properties are created (unique text) the first time they are
 missing.
 
 Replies (`reply_pages`): what an agent sends a customer in HubSpot is an
@@ -66,7 +73,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -93,6 +100,7 @@ from crmhub.model import (
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
+    person_key,
 )
 
 BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
@@ -101,6 +109,7 @@ SEARCH_RESULT_CAP = 10_000  # results one search query can reach
 SEARCH_GROUPS_LIMIT = 5  # filterGroups per search request
 IN_VALUES_LIMIT = 100  # values of one IN filter
 CASE_KEY = "crmhub_conversation"
+PERSON_KEY = "crmhub_person"  # on contacts: crmhub's key of the contact it created for a person
 ACTIVITY_KEY = "crmhub_key"
 MODIFIED = "lastmodifieddate"
 TICKET_MODIFIED = "hs_lastmodifieddate"
@@ -111,7 +120,7 @@ REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "h
                     "crmhub_key"]
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
 ASSOCIATION_GRACE = timedelta(minutes=5)  # a new communication's ticket association may come in a second call
-PROPERTY_GROUPS = {"tickets": "ticketinformation", "communications": "communication", "calls": "call",
+PROPERTY_GROUPS = {"contacts": "contactinformation", "tickets": "ticketinformation", "communications": "communication", "calls": "call",
                    "notes": "note"}
 CALL_STATUSES = {"completed": "COMPLETED", "busy": "BUSY", "no-answer": "NO_ANSWER", "failed": "FAILED",
                  "canceled": "CANCELED", "in-progress": "IN_PROGRESS", "ringing": "RINGING", "queued": "QUEUED",
@@ -120,8 +129,30 @@ _TRANSIENT_TRANSPORT = (urllib3.exceptions.MaxRetryError, urllib3.exceptions.Pro
                         urllib3.exceptions.TimeoutError, urllib3.exceptions.NewConnectionError,
                         urllib3.exceptions.SSLError, urllib3.exceptions.ProxyError)
 
+# HubSpot-defined (unlabeled) association type ids of what crmhub links on create, from the v4
+# "association type ID values" tables: (from object, to object) -> associationTypeId.
+LINK_TYPES: dict[tuple[str, str], int] = {
+    ("tickets", "contacts"): 16,
+    ("communications", "contacts"): 81, ("communications", "tickets"): 83,
+    ("calls", "contacts"): 194, ("calls", "tickets"): 220,
+    ("notes", "contacts"): 202, ("notes", "tickets"): 228,
+}
+
 Json = dict[str, Any]
 Result = tuple[str | None, Exception | None]  # (record id, error)
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record crmhub creates under its unique key, and the records it is linked to from birth.
+
+    `maybe_written`: an earlier attempt may have created it already (its
+    answer lost, or the process died), so it is looked for before creating.
+    """
+
+    properties: Json
+    links: tuple[tuple[str, str], ...] = ()  # (to object type, to record id)
+    maybe_written: bool = True
 
 
 @dataclass(frozen=True)
@@ -224,6 +255,8 @@ class HubSpotCrm(Connector):
             if _is_sdk_error(exc) and getattr(exc, "status", None):  # an HTTP answer, not a dropped connection
                 self.observe_http(f"{api}.{method}", int(exc.status), getattr(exc, "headers", None) or {})  # type: ignore[attr-defined]  # SDK errors carry status and headers
             raise
+        finally:
+            self.after_http()
         self.observe_http(f"{api}.{method}", int(getattr(response, "status", 0) or 0),
                           getattr(response, "headers", None) or {})
         data = getattr(response, "data", b"")
@@ -423,26 +456,26 @@ class HubSpotCrm(Connector):
         return out
 
     def add_case_note(self, note: CaseNote) -> None:
-        """A note on the ticket, upserted by `crmhub_key` (written once), associated with the ticket."""
+        """A note on the ticket, created under `crmhub_key` (written once) with its ticket association inline."""
         self.ensure_key_property("notes", ACTIVITY_KEY)
         props = _properties({"hs_note_body": note.text, "hs_timestamp": _iso(datetime.now(UTC))})
-        [(record_id, error)] = self._upsert("notes", ACTIVITY_KEY, {note.key: props}).values()
+        record = NewRecord(props, (("tickets", note.case_id),), maybe_written=True)
+        [(record_id, error)] = self._create_keyed("notes", ACTIVITY_KEY, {note.key: record}).values()
         if error is not None or record_id is None:
             raise error or Rejected("no record id in HubSpot's answer", system=self.name)
-        [linked] = self._associate("notes", "tickets", [(record_id, note.case_id)])
-        if linked is not None:
-            raise linked
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
-        """Create missing contacts, upsert new tickets, upsert one activity per write, associate them."""
+        """Create missing contacts, then new tickets and one activity per write, each with its associations inline."""
         if not writes:
             return []
         errors: dict[str, Exception] = {}
         contacts, contact_errors = self._contacts(writes)
-        tickets, ticket_errors = self._tickets(writes, contacts)
+        contact_of = {w.key: w.contact_id or contacts.get(w.person_id) for w in writes}
+        tickets, ticket_errors = self._tickets(writes, contact_of)
         reopen_errors = self._reopen_tickets(writes)
-        by_type: dict[str, dict[str, Json]] = defaultdict(dict)
+        ticket_of = {w.key: w.case_id or (tickets.get(w.new_case.key) if w.new_case else None) for w in writes}
+        by_type: dict[str, dict[str, NewRecord]] = defaultdict(dict)
         for write in writes:
             error = contact_errors.get(write.person_id) if write.contact_id is None else None
             if error is None and write.new_case is not None:
@@ -453,20 +486,18 @@ class HubSpotCrm(Connector):
                 errors[write.key] = error
                 continue
             object_type, properties = self._activity(write)
-            properties = _properties(properties)
-            by_type[object_type][write.key] = properties
+            links = tuple((to_type, to_id) for to_type, to_id in (("contacts", contact_of[write.key]),
+                                                                 ("tickets", ticket_of[write.key])) if to_id)
+            by_type[object_type][write.key] = NewRecord(_properties(properties), links,
+                                                        maybe_written=not write.first_attempt or write.relink)
         activities: dict[str, str] = {}
-        activity_type: dict[str, str] = {}
-        for object_type, inputs in by_type.items():
+        for object_type, records in by_type.items():
             self.ensure_key_property(object_type, ACTIVITY_KEY)
-            for key, (record_id, error) in self._upsert(object_type, ACTIVITY_KEY, inputs).items():
+            for key, (record_id, error) in self._create_keyed(object_type, ACTIVITY_KEY, records).items():
                 if error is not None or record_id is None:
                     errors[key] = error or Rejected("no record id in HubSpot's answer", system=self.name)
                 else:
-                    activities[key], activity_type[key] = record_id, object_type
-        contact_of = {w.key: w.contact_id or contacts.get(w.person_id) for w in writes}
-        ticket_of = {w.key: w.case_id or (tickets.get(w.new_case.key) if w.new_case else None) for w in writes}
-        self._associate_all(writes, activities, activity_type, contact_of, ticket_of, errors)
+                    activities[key] = record_id
         self._move_tickets([w for w in writes if w.relink and w.key not in errors], contact_of, ticket_of, errors)
         return [WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
                              contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
@@ -474,10 +505,18 @@ class HubSpotCrm(Connector):
 
     # contacts
     def _contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:
+        """Create the contacts of new persons under `crmhub_person`: ids and errors by person id.
+
+        A contact refused because another holds one of its unique values (an
+        email) is the contact that holds its identities, found by search.
+        """
         wanted: dict[int, HistoryWrite] = {}
+        maybe_written: set[int] = set()
         for write in writes:
             if write.contact_id is None and write.new_contact:
                 wanted.setdefault(write.person_id, write)
+                if not write.first_attempt:
+                    maybe_written.add(write.person_id)
         errors: dict[int, Exception] = {}
         properties: dict[int, Json] = {}
         for person_id, write in wanted.items():
@@ -496,10 +535,26 @@ class HubSpotCrm(Connector):
                 properties[person_id] = props
         if not properties:
             return {}, errors
-        # Search and create run as one retried operation: a retry after an
-        # uncertain create searches again and finds what that attempt made.
-        found, failed = self.call("contacts.find_or_create", lambda: self._find_or_create(properties))
-        return found, {**errors, **failed}
+        self.ensure_key_property("contacts", PERSON_KEY)
+        person_of = {person_key(pid): pid for pid in properties}
+        records = {key: NewRecord(properties[pid], maybe_written=pid in maybe_written) for key, pid in person_of.items()}
+        created: dict[int, str] = {}
+        taken: dict[int, Json] = {}  # another contact holds one of its unique values (an email)
+        for key, (record_id, error) in self._create_keyed("contacts", PERSON_KEY, records).items():
+            pid = person_of[key]
+            if record_id is not None and error is None:
+                created[pid] = record_id
+            elif getattr(error, "code", "") == "CONFLICT":
+                taken[pid] = properties[pid]
+            else:
+                errors[pid] = error or Rejected("no record id in HubSpot's answer", system=self.name)
+        if taken:
+            found = self.call("contacts.find", lambda: self._find_contacts(taken))
+            created.update(found)
+            errors.update({pid: Rejected("HubSpot refused the new contact: another contact holds one of its unique "
+                                         "values, and no contact holding its identities was found", system=self.name,
+                                         code="CONFLICT") for pid in taken if pid not in found})
+        return created, errors
 
     def _contact_properties(self, obj: ContactObject, identities: Sequence[Identity]) -> Json:
         """The identity properties of a new contact: the n-th identity of a kind in the n-th field of it."""
@@ -514,28 +569,6 @@ class HubSpotCrm(Connector):
             props[names[used[kind]]] = value
             used[kind] += 1
         return props
-
-    def _find_or_create(self, properties: Mapping[int, Json]) -> tuple[dict[int, str], dict[int, Exception]]:
-        found = self._find_contacts(properties)
-        missing = {pid: props for pid, props in properties.items() if pid not in found}
-        errors: dict[int, Exception] = {}
-        items = list(missing.items())
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
-            body = {"inputs": [{"properties": props, "objectWriteTraceId": f"person-{pid}"} for pid, props in chunk]}
-            answer = self._raw("batch", "create", "contacts", body) or {}
-            # Batch results come back in no promised order and without the trace id:
-            # match each one to the input whose identity properties it holds.
-            pending = {f"person-{pid}": props for pid, props in chunk}
-            for record in answer.get("results") or []:
-                trace = next((t for t, props in pending.items() if _holds(record, props)), None)
-                if trace is not None:
-                    found[int(trace.removeprefix("person-"))] = str(record["id"])
-                    del pending[trace]
-            failures = self._errors(answer)
-            for trace in pending:
-                errors[int(trace.removeprefix("person-"))] = failures.get(trace) or self._unexplained(answer)
-        return found, errors
 
     def _find_contacts(self, properties: Mapping[int, Json]) -> dict[int, str]:
         """Persons whose identity values a live contact already holds (the lowest contact id wins)."""
@@ -569,14 +602,18 @@ class HubSpotCrm(Connector):
         return found
 
     # tickets
-    def _tickets(self, writes: Sequence[HistoryWrite], contacts: Mapping[int, str]
+    def _tickets(self, writes: Sequence[HistoryWrite], contact_of: Mapping[str, str | None]
                  ) -> tuple[dict[str, str], dict[str, Exception]]:
-        inputs: dict[str, Json] = {}
+        """Create the new tickets (routed to their queue's stage, linked to their contact): ids and errors by case key."""
+        records: dict[str, NewRecord] = {}
         errors: dict[str, Exception] = {}
-        contact_of: dict[str, str] = {}  # ticket key -> the contact to associate it with
         for write in writes:
             spec = write.new_case
-            if spec is None or spec.key in inputs or spec.key in errors:
+            if spec is None or spec.key in errors:
+                continue
+            if spec.key in records:  # one ticket, several writes: it is new only if none was sent before
+                if not write.first_attempt:
+                    records[spec.key] = replace(records[spec.key], maybe_written=True)
                 continue
             stage = self._stage_properties(spec.target.queue)
             if isinstance(stage, Exception):
@@ -587,25 +624,18 @@ class HubSpotCrm(Connector):
             props: Json = {"subject": f"{item.channel.label} conversation with {customer}", **spec.fields, **stage}
             if spec.target.priority:
                 props["hs_ticket_priority"] = spec.target.priority.upper()
-            inputs[spec.key] = _properties(props)
-            contact_id = write.contact_id or contacts.get(write.person_id)
-            if contact_id:
-                contact_of[spec.key] = contact_id
-        if not inputs:
+            contact_id = contact_of[write.key]
+            records[spec.key] = NewRecord(_properties(props), (("contacts", contact_id),) if contact_id else (),
+                                          maybe_written=not write.first_attempt)
+        if not records:
             return {}, errors
         self.ensure_key_property("tickets", CASE_KEY)
         tickets: dict[str, str] = {}
-        for key, (record_id, error) in self._upsert("tickets", CASE_KEY, inputs).items():
+        for key, (record_id, error) in self._create_keyed("tickets", CASE_KEY, records).items():
             if error is not None or record_id is None:
                 errors[key] = error or Rejected("no record id in HubSpot's answer", system=self.name)
             else:
                 tickets[key] = record_id
-        keys = [k for k in contact_of if k in tickets]
-        pairs = [(tickets[k], contact_of[k]) for k in keys]
-        for key, error in zip(keys, self._associate("tickets", "contacts", pairs), strict=True):
-            if error is not None:
-                errors[key] = error
-                del tickets[key]
         return tickets, errors
 
     def _reopen_tickets(self, writes: Sequence[HistoryWrite]) -> dict[str, Exception]:
@@ -698,22 +728,6 @@ class HubSpotCrm(Connector):
                                          f"{item.customer.display or item.customer.value}: {text}",
                          "hs_timestamp": when, **write.fields}
 
-    def _associate_all(self, writes: Sequence[HistoryWrite], activities: Mapping[str, str],
-                       activity_type: Mapping[str, str], contact_of: Mapping[str, str | None],
-                       ticket_of: Mapping[str, str | None], errors: dict[str, Exception]) -> None:
-        """Link each written activity to its contact and its ticket; a failed link fails its write."""
-        for to_type, target_of in (("contacts", contact_of), ("tickets", ticket_of)):
-            by_type: dict[str, list[tuple[str, tuple[str, str]]]] = defaultdict(list)
-            for write in writes:
-                target = target_of[write.key]
-                if write.key in activities and target:
-                    by_type[activity_type[write.key]].append((write.key, (activities[write.key], target)))
-            for from_type, keyed in by_type.items():
-                results = self._associate(from_type, to_type, [pair for _, pair in keyed])
-                for (key, _), error in zip(keyed, results, strict=True):
-                    if error is not None:
-                        errors.setdefault(key, error)
-
     def _move_tickets(self, relinks: Sequence[HistoryWrite], contact_of: Mapping[str, str | None],
                       ticket_of: Mapping[str, str | None], errors: dict[str, Exception]) -> None:
         """After an identity merge: associate each relinked ticket with the primary contact too.
@@ -733,21 +747,95 @@ class HubSpotCrm(Connector):
                     errors.setdefault(key, error)
 
     # ---- batch plumbing ----------------------------------------------------------
-    def _upsert(self, object_type: str, id_property: str, inputs: Mapping[str, Json]) -> dict[str, Result]:
-        """Batch upsert by a unique property, `batch_size` inputs per call; one result per key."""
+    def _create_keyed(self, object_type: str, key_property: str,
+                      records: Mapping[str, NewRecord]) -> dict[str, Result]:
+        """Create records under crmhub's unique key, associations inline; one (id, error) per key.
+
+        A record an earlier attempt may have made is looked for by its key
+        first (one batch read per `batch_size` keys): those `maybe_written`,
+        every one still pending when the retry layer tries again after an
+        answer it never got, and any the create refuses because the key is
+        taken (409 CONFLICT). A record found is not created again; it gets its
+        associations by v4 batch (the earlier attempt's may be missing, and
+        associating twice is harmless).
+        """
         out: dict[str, Result] = {}
-        items = list(inputs.items())
+        found: dict[str, str] = {}
+        tries = [0]
+
+        def attempt() -> None:
+            todo = [key for key in records if key not in out and key not in found]
+            look = [key for key in todo if tries[0] or records[key].maybe_written]
+            tries[0] += 1
+            found.update(self._read_keys(object_type, key_property, look))
+            taken = self._create_batch(object_type, key_property,
+                                       {key: records[key] for key in todo if key not in found}, out)
+            if taken:
+                found.update(self._read_keys(object_type, key_property, taken))
+                for key in taken:
+                    if key not in found:
+                        out[key] = (None, Rejected(f"HubSpot refused the new {object_type} record: a unique value "
+                                                   f"it holds is taken, and no record holds its {key_property}",
+                                                   system=self.name, code="CONFLICT"))
+
+        self.call(f"{object_type}.create", attempt)
+        self._link_found(object_type, {key: (rid, records[key].links) for key, rid in found.items()}, out)
+        return out
+
+    def _create_batch(self, object_type: str, key_property: str, records: Mapping[str, NewRecord],
+                      out: dict[str, Result]) -> list[str]:
+        """One batch create per `batch_size` records (no retries here); fills `out`, returns the keys already taken."""
+        taken: list[str] = []
+        items = list(records.items())
         for start in range(0, len(items), self.batch_size):
             chunk = items[start:start + self.batch_size]
-            body = {"inputs": [{"idProperty": id_property, "id": key, "objectWriteTraceId": key, "properties": props}
-                               for key, props in chunk]}
-            answer = self.api(f"{object_type}.batch_upsert", "batch", "upsert", object_type, body) or {}
-            done = {str((r.get("properties") or {}).get(id_property)): str(r["id"])
-                    for r in answer.get("results") or []}
+            body = {"inputs": [{"properties": {**record.properties, key_property: key}, "objectWriteTraceId": key,
+                                **({"associations": [_link(object_type, *to) for to in record.links]}
+                                   if record.links else {})}
+                               for key, record in chunk]}
+            try:
+                answer = self._raw("batch", "create", object_type, body) or {}
+            except Exception as exc:
+                if _is_sdk_error(exc) and getattr(exc, "status", None) == 409:  # a whole-call conflict
+                    taken += [key for key, _ in chunk]
+                    continue
+                raise
+            # Results come in no promised order: each holds its key.
+            made = {str((r.get("properties") or {}).get(key_property)): str(r["id"]) for r in answer.get("results") or []}
             failures = self._errors(answer)
             for key, _ in chunk:
-                out[key] = (done[key], None) if key in done else (None, failures.get(key) or self._unexplained(answer))
-        return out
+                if key in made:
+                    out[key] = (made[key], None)
+                elif getattr(failures.get(key), "code", "") == "CONFLICT":
+                    taken.append(key)
+                else:
+                    out[key] = (None, failures.get(key) or self._unexplained(answer))
+        return taken
+
+    def _read_keys(self, object_type: str, key_property: str, keys: Sequence[str]) -> dict[str, str]:
+        """key -> record id of the keys a live record holds (batch read by the unique property; no retries here)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), self.batch_size):
+            body = {"idProperty": key_property, "properties": [key_property],
+                    "inputs": [{"id": key} for key in keys[start:start + self.batch_size]]}
+            answer = self._raw("batch", "read", object_type, body) or {}  # keys not found are 207 errors
+            found.update({str((r.get("properties") or {}).get(key_property)): str(r["id"])
+                          for r in answer.get("results") or []})
+        return found
+
+    def _link_found(self, object_type: str, found: Mapping[str, tuple[str, Sequence[tuple[str, str]]]],
+                    out: dict[str, Result]) -> None:
+        """Associate records found by key with what they link to (v4 batch per target type); a failed link fails its key."""
+        by_target: dict[str, list[tuple[str, tuple[str, str]]]] = defaultdict(list)
+        for key, (record_id, links) in found.items():
+            out[key] = (record_id, None)
+            for to_type, to_id in links:
+                by_target[to_type].append((key, (record_id, to_id)))
+        for to_type, keyed in by_target.items():
+            for (key, _), error in zip(keyed, self._associate(object_type, to_type, [p for _, p in keyed]),
+                                       strict=True):
+                if error is not None:
+                    out[key] = (None, error)
 
     def _associate(self, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]) -> list[Exception | None]:
         """Default (unlabeled) associations between pairs of ids, `batch_size` per call; one error slot per pair."""
@@ -791,6 +879,12 @@ class HubSpotCrm(Connector):
 
 
 # ---- helpers -------------------------------------------------------------------
+def _link(object_type: str, to_type: str, to_id: str) -> Json:
+    """One inline association of a v3 create input (`PublicAssociationsForObject`)."""
+    return {"to": {"id": to_id},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": LINK_TYPES[(object_type, to_type)]}]}
+
+
 def _is_sdk_error(exc: Exception) -> bool:
     """Every generated package of hubspot-api-client has its own `ApiException` class."""
     return any(cls.__name__ == "ApiException" and cls.__module__.startswith("hubspot.") for cls in type(exc).__mro__)
@@ -856,12 +950,6 @@ def _stage(pipelines: Mapping[str, Json], pipeline_id: str, stage_id: str) -> Js
     """A ticket stage by pipeline and stage id (any pipeline when the ticket names none)."""
     candidates = [pipelines[pipeline_id]] if pipeline_id in pipelines else list(pipelines.values())
     return next((s for p in candidates for s in p.get("stages") or [] if str(s["id"]) == stage_id), None)
-
-
-def _holds(record: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
-    have = record.get("properties") or {}
-    return all(str(have.get(k) or "").lower() == str(v).lower() for k, v in props.items())
-
 
 
 def _written_value(identity: Identity) -> str | None:

@@ -138,7 +138,7 @@ class SalesforceCrm(Connector):
 
     def _login(self) -> Salesforce:
         session = build_session(base_url=self.base_url, observer=self.observe_http, timeout=60,
-                                before=self.before_http)
+                                before=self.before_http, after=self.after_http)
         common: dict[str, Any] = {"session": session, "version": self.api_version,
                                   "consumer_key": self.auth.client_id, "consumer_secret": self.auth.client_secret,
                                   "domain": _domain(self.instance_url)}

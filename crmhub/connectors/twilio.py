@@ -116,7 +116,7 @@ class TwilioChannel(Connector):
         """
         super().__init__(retrier)
         http = TwilioHttpClient(timeout=timeout)
-        http.session = build_session(base_url=base_url, observer=self.observe_http, before=self.before_http)
+        http.session = build_session(base_url=base_url, observer=self.observe_http, before=self.before_http, after=self.after_http)
         self.account_sid = account_sid
         self.default_region = default_region
         self.page_size = page_size

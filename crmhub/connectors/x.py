@@ -123,7 +123,7 @@ class XChannel(Connector):
                                      consumer_secret=consumer_secret, access_token=access_token,
                                      access_token_secret=access_token_secret, wait_on_rate_limit=False)
         self._client.session = build_session(base_url=base_url, observer=self.observe_http, timeout=timeout,
-                                             before=self.before_http)
+                                             before=self.before_http, after=self.after_http)
         self._me: Identity | None = None
 
     def translate(self, exc: Exception) -> ConnectorError | None:

@@ -42,13 +42,18 @@ Writes (`write_history`), per batch:
    `GET /tickets.json?external_id=` (the list endpoint, consistent at once,
    unlike search, whose index lags). The look-up is skipped when the
    requester was created in this same call: such a user cannot have a
-   ticket yet. Missing tickets are created with `tickets/create_many`.
-3. Interactions: every other write becomes a comment, sent through
-   `tickets/update_many` (at most one comment per ticket per job, so one
-   job per "round"); inbound customer messages are public comments
-   authored by the customer, outbound ones are private notes authored by
-   the API agent (public agent comments are what the reply job sends back
-   out over the channel, and they would e-mail the requester).
+   ticket yet. Missing tickets are created with `tickets/create_many`,
+   each carrying its case's first run of writes as its first comment.
+3. Interactions: the other writes become comments, sent through
+   `tickets/update_many`, folded (`zendesk_comments`): a ticket's
+   consecutive writes of one visibility and author share one comment, and
+   a job takes one comment per ticket, so a ticket with several runs takes
+   one job per run ("rounds"). Inbound customer messages are public
+   comments authored by the customer, outbound ones are private notes
+   authored by the API agent (public agent comments are what the reply job
+   sends back out over the channel, and they would e-mail the requester).
+   Comments on tickets that exist, by authors that exist, need nothing
+   made first: their first round is submitted with the users job.
 
 Reopening: a write whose case the engine found closed (solved) within the
 reopen window sets the ticket's status back to `open` in the same
@@ -69,9 +74,9 @@ The first refresh starts at `start_time=0`, i.e. reads every ticket of the
 account once (1000 per call, 10 calls a minute at most).
 
 Idempotency key: every comment is written with the audit metadata
-`{"crmhub_key": HistoryWrite.key}` (shown on the comment as
-`metadata.custom.crmhub_key`, invisible to agents and customers, unlike a
-tag per interaction). Before commenting on a ticket that existed before
+`{"crmhub_key": HistoryWrite.key}`, plus `crmhub_keys` (every key) on a
+folded one (shown on the comment as `metadata.custom`, invisible to agents
+and customers, unlike a tag per interaction). Before commenting on a ticket that existed before
 this call (a follow-up's `case_id`, or a ticket found by external id), its
 comments are read once and writes whose key is already there count as
 done. So writing the same batch twice, e.g. after a timeout, creates
@@ -89,10 +94,17 @@ looks up what landed by crmhub's keys (`users/show_many?external_ids=`,
 tickets by `external_id`, comments' `crmhub_key`) and submits only the
 rest. The check runs inside the attempt, so retries stay in one layer.
 Moving a ticket to another requester (`_move_tickets`) sets a value and is
-harmless to repeat, so it is not checked. Left: a job whose polling gave up
-(`job_timeout`) or whose lease ended is not remembered; the engine's next
-attempt re-checks the keys but does not wait for that job (see
-docs/roadmap.md, Known limitations).
+harmless to repeat, so it is not checked.
+
+Jobs kept across attempts: each job's id is reported as soon as it is
+submitted (`write_history(..., on_submitted=)`, with the keys of the
+writes it carries; after a lost answer, the listed candidates), and the
+engine stores it on those outbox rows. A later attempt (the lease ran out,
+the daemon died, polling gave up after `job_timeout`) brings it back as
+`HistoryWrite.job_ref`, and the connector first waits for those jobs,
+then finds what they wrote by key, so a queued job is never submitted
+twice. Left: a daemon killed between a submit landing and its answer has
+no id to store (docs/roadmap.md).
 
 Replies (`reply_pages`): agents' public comments, read from the time-based
 incremental ticket events export with comment events
@@ -109,10 +121,12 @@ tickets are crmhub's is the engine's business (its threads).
 Notes (`add_case_note`): a private comment with the note's key in the audit
 metadata, written once (the ticket's comment keys are read first).
 
-Bulk jobs take at most `batch_size` (<= 100) items; their status is polled
-sparingly: first after `job_poll_first` seconds, then backing off
-(x2, at most `job_poll_max` apart) up to `job_timeout` seconds, after which
-the batch is an uncertain failure (`Timeout`). A failed item of a job
+Bulk jobs take at most `batch_size` (<= 100) items; all of a step's
+outstanding jobs are polled together with
+`GET /api/v2/job_statuses/show_many.json?ids=` (100 ids a call), first
+after `job_poll_first` seconds (0.5: jobs finish in a second or two), then
+backing off (x2, at most `job_poll_max` apart) up to `job_timeout` seconds,
+after which the batch is an uncertain failure (`Timeout`). A failed item of a job
 becomes that write's `Rejected`; the rest of the batch goes on.
 """
 
@@ -137,6 +151,7 @@ from crmhub.connectors._http import build_session
 from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
+from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
 from crmhub.errors import ConnectorError, NotFound, RateLimited, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
@@ -156,8 +171,8 @@ from crmhub.model import (
 T = TypeVar("T")
 MAX_BULK = 100  # items per create_many / update_many / show_many (Zendesk's limit)
 EXPORT_PAGE = 1000  # users (or ticket events) per incremental export page (Zendesk's maximum)
+MAX_CANDIDATES = 7  # job ids stored for one lost answer (the engine keeps 255 characters)
 AGENT_ROLES = frozenset({"agent", "admin"})
-KEY_FIELD = "crmhub_key"  # audit metadata key carrying HistoryWrite.key
 CRMHUB_TAG = "crmhub"
 ZENDESK_TIME = "%Y-%m-%dT%H:%M:%SZ"
 CASE_KEY = re.compile(r".+#\d+")  # crmhub's case keys, `<conversation>#<seq>`, in tickets' external_id
@@ -165,13 +180,28 @@ OPEN_STATUSES = frozenset({"new", "open", "pending", "hold"})
 FINAL_STATUSES = frozenset({"closed", "deleted"})  # Zendesk refuses to update (reopen) these
 # What crmhub writes, cut to fit: comments take up to 64 KB (UTF-8); subjects are kept to 255 characters.
 TICKET_LIMITS = {"subject": 255}
-COMMENT_BYTES = {"body": 64_000}
 
 __all__ = ["ContactObject", "ZendeskAuth", "ZendeskCrm", "ZendeskGroup"]
 
 
 class DuplicateTaken(Rejected):
     """A create refused because a unique value (email, phone, external id) is already another user's."""
+
+
+@dataclass
+class _Submitted:
+    """A bulk job over items 0..count-1: items found done before sending, items sent, its status and results."""
+
+    count: int
+    found: dict[int, int]  # index -> record id, already in Zendesk (an earlier, unanswered attempt made it)
+    sent: list[int]
+    job: Any  # zenpy's JobStatus as submitted; None when nothing was sent
+    results: list[tuple[int | None, Exception | None]] | None = None  # per sent item, once the job completed
+
+    def merged(self) -> list[tuple[int | None, Exception | None]]:
+        """(record id, error) per item: found ones as done, sent ones from the job's results."""
+        results = dict(zip(self.sent, self.results or [], strict=False))
+        return [(self.found[i], None) if i in self.found else results[i] for i in range(self.count)]
 
 
 @dataclass(frozen=True)
@@ -196,12 +226,13 @@ class ZendeskCrm(Connector):
 
     name = "zendesk"
     max_batch = MAX_BULK  # outbox rows a delivery worker fills a batch with: one create_many/update_many job
+    reports_jobs = True  # write_history(..., on_submitted=): bulk jobs are stored by the engine as submitted
 
     def __init__(self, *, subdomain: str, auth: ZendeskAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, ZendeskGroup] | None = None, base_url: str | None = None,
                  default_region: str = "US", other_regions: Sequence[str] = (),
                  batch_size: int = MAX_BULK, retrier: Retrier | None = None,
-                 job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 1.0,
+                 job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 0.5,
                  job_poll_max: float = 10.0, job_timeout: float = 120.0) -> None:
         """
         Args:
@@ -233,6 +264,7 @@ class ZendeskCrm(Connector):
         self._me: int | None = None
         self._roles: dict[int, str] = {}
         self._hints = threading.local()  # Retry-After of the last 429 seen by this thread
+        self._call = threading.local()  # the running write_history's `on_submitted`
 
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
@@ -259,7 +291,7 @@ class ZendeskCrm(Connector):
     def _client(self) -> Zenpy:
         if self._zenpy is None:
             session = build_session(base_url=self.base_url, observer=self._observe, timeout=60,
-                                    before=self.before_http)
+                                    before=self.before_http, after=self.after_http)
             credentials: dict[str, Any] = (
                 {"oauth_token": self.auth.oauth_token} if self.auth.oauth_token
                 else {"email": self.auth.email, "token": self.auth.token})
@@ -321,11 +353,9 @@ class ZendeskCrm(Connector):
 
     def _comment_keys(self, zd: Zenpy, ticket_id: int) -> set[str]:
         """crmhub keys already on a ticket's comments (raw SDK: call inside an attempt)."""
-        keys = set()
+        keys: set[str] = set()
         for comment in zd.tickets.comments(ticket=ticket_id):
-            custom = ((comment.to_dict().get("metadata") or {}).get("custom") or {})
-            if custom.get(KEY_FIELD):
-                keys.add(str(custom[KEY_FIELD]))
+            keys |= keys_of((comment.to_dict().get("metadata") or {}).get("custom"))  # folded ones carry several
         return keys
 
     @staticmethod
@@ -387,24 +417,49 @@ class ZendeskCrm(Connector):
         self.zd("tickets.note", write)
 
     # ---- writes --------------------------------------------------------------
-    def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
-        """Create missing users and tickets, then add each interaction as a ticket comment.
+    def write_history(self, writes: Sequence[HistoryWrite], *,
+                      on_submitted: Callable[[Sequence[str], str], None] | None = None) -> list[WriteOutcome]:
+        """Create missing users and tickets, then add each ticket's interactions as folded comments.
+
+        Args:
+            on_submitted: told (write keys, job id) as soon as a bulk job is
+                submitted, before waiting for it, so the engine can store the
+                job with its writes; a later attempt gets it back as
+                `HistoryWrite.job_ref` and waits for that job instead of
+                submitting again.
 
         Returns one outcome per write, in order; a write the account refused
         carries a `Rejected`. Raises a `TransientError` when the batch as a
         whole failed (nothing known about it), to be retried.
         """
+        self._call.on_submitted = on_submitted
+        try:
+            self._await_refs(sorted({w.job_ref for w in writes if w.job_ref}))
+            return self._write(writes)
+        finally:
+            self._call.on_submitted = None
+
+    def _write(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
         errors: dict[str, Exception] = {}
         moved = self._move_tickets([w for w in writes if w.relink and w.case_id and w.contact_id])
         if moved:
-            rest = self.write_history([w for w in writes if w.key not in moved]) if len(moved) < len(writes) else []
+            rest = self._write([w for w in writes if w.key not in moved]) if len(moved) < len(writes) else []
             by_key = {o.key: o for o in [*moved.values(), *rest]}
             return [by_key[w.key] for w in writes]
-        users, fresh = self._ensure_contacts(writes, errors)
-        tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors)
         done: dict[str, int] = {}  # write key -> ticket id, for writes already on their ticket
-        for key in first_writes:
-            done[key] = first_writes[key]
+        # Comments on known tickets by known authors need nothing created first: their first round goes out
+        # with the first job that must be waited for (users, else tickets), and they are polled together.
+        known = [(w, int(w.case_id)) for w in writes if w.case_id and (
+            w.contact_id is not None or w.interaction.direction is not Direction.INBOUND)]
+        # Every write on a ticket read here is checked now (the read is not repeated for later rounds).
+        checked = self._skip_written([(w, int(w.case_id)) for w in writes if w.case_id], {t for _, t in known}, done)
+        early = self._submit_round([(w, t) for w, t in known if w.key not in done],
+                                   {w.person_id: int(w.contact_id) for w, _ in known if w.contact_id})
+        alongside = [job for _, job in early]  # polled once, by whichever step polls first
+        users, fresh = self._ensure_contacts(writes, errors, alongside)
+        tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors, alongside)
+        self._collect_round(early, done, errors)
+        done.update(first_writes)
         pending: list[tuple[HistoryWrite, int]] = []
         for write in writes:
             if write.key in errors or write.key in done:
@@ -416,7 +471,7 @@ class ZendeskCrm(Connector):
             if ticket_id is None:
                 continue
             pending.append((write, ticket_id))
-        self._comment(pending, users, preexisting, done, errors)
+        self._comment(pending, users, preexisting - checked, done, errors)
         outcomes = []
         for write in writes:
             contact = write.contact_id or (str(users[write.person_id]) if write.person_id in users else None)
@@ -448,9 +503,12 @@ class ZendeskCrm(Connector):
                 for w in relinks}
 
     # -- contacts
-    def _ensure_contacts(self, writes: Sequence[HistoryWrite], errors: dict[str, Exception]
-                         ) -> tuple[dict[int, int], set[int]]:
-        """(person -> user id of every write's contact, persons created by this call)."""
+    def _ensure_contacts(self, writes: Sequence[HistoryWrite], errors: dict[str, Exception],
+                         alongside: Sequence[_Submitted] = ()) -> tuple[dict[int, int], set[int]]:
+        """(person -> user id of every write's contact, persons created by this call).
+
+        The users jobs are polled together with the `alongside` jobs (submitted already), if there are any.
+        """
         users: dict[int, int] = {}
         wanted: dict[int, HistoryWrite] = {}
         for write in writes:
@@ -461,9 +519,15 @@ class ZendeskCrm(Connector):
         failed: dict[int, Exception] = {}
         records = {p: self._user_fields(w) for p, w in wanted.items()}
         people = list(wanted)
-        for start in range(0, len(people), self.batch_size):
-            chunk = people[start:start + self.batch_size]
-            for person, (user_id, error) in zip(chunk, self._create_users([records[p] for p in chunk]), strict=True):
+        keys: dict[int, list[str]] = {}  # person -> the writes waiting for that user
+        for write in writes:
+            if write.person_id in wanted and write.contact_id is None:
+                keys.setdefault(write.person_id, []).append(write.key)
+        chunks = [people[start:start + self.batch_size] for start in range(0, len(people), self.batch_size)]
+        jobs = [self._create_users([records[p] for p in chunk], [keys[p] for p in chunk]) for chunk in chunks]
+        results = self._finish([*jobs, *alongside]) if jobs else []  # no users job: `alongside` waits for the next
+        for chunk, outcome in zip(chunks, results, strict=False):  # results of `alongside` come after
+            for person, (user_id, error) in zip(chunk, outcome, strict=True):
                 if error is None and user_id is not None:
                     users[person] = user_id
                 else:
@@ -478,16 +542,15 @@ class ZendeskCrm(Connector):
                             errors[write.key] = error
         return users, fresh
 
-    def _create_users(self, batch: list[dict[str, Any]]) -> list[tuple[int | None, Exception | None]]:
-        """One users/create_many job: (user id, error) per record; a resend skips users already made."""
+    def _create_users(self, batch: list[dict[str, Any]], keys: Sequence[Sequence[str]]) -> _Submitted:
+        """One users/create_many job (submitted, not awaited); a resend skips users already made."""
         def made(zd: Zenpy, indexes: list[int]) -> dict[int, int]:
             wanted = {str(batch[i]["external_id"]): i for i in indexes}
             return {wanted[str(u.external_id)]: int(u.id) for u in zd.users(external_ids=list(wanted))
                     if str(u.external_id) in wanted}
 
-        found, sent, job = self._submit_once(
-            "users.create_many", len(batch), made, lambda zd, todo: zd.users.create([User(**batch[i]) for i in todo]))
-        return self._merge_results(len(batch), found, sent, job)
+        return self._submit_once("users.create_many", keys, made,
+                                 lambda zd, todo: zd.users.create([User(**batch[i]) for i in todo]))
 
     def _existing_users(self, failed: Mapping[int, Exception], records: Mapping[int, Mapping[str, Any]]
                         ) -> dict[int, int]:
@@ -546,8 +609,14 @@ class ZendeskCrm(Connector):
 
     # -- tickets
     def _ensure_tickets(self, writes: Sequence[HistoryWrite], users: Mapping[int, int], fresh: set[int],
-                        errors: dict[str, Exception]) -> tuple[dict[str, int], set[int], dict[str, int]]:
-        """(case key -> ticket id, ids of tickets that existed before, write key -> ticket for first comments)."""
+                        errors: dict[str, Exception], alongside: Sequence[_Submitted] = ()
+                        ) -> tuple[dict[str, int], set[int], dict[str, int]]:
+        """(case key -> ticket id, ids of tickets that existed before, write key -> ticket for first comments).
+
+        A new ticket's first comment carries the first run of its case's writes
+        (`zendesk_comments.runs`); all chunks' create jobs are polled together,
+        with the `alongside` jobs not polled yet.
+        """
         tickets: dict[str, int] = {}
         preexisting = {int(w.case_id) for w in writes if w.case_id and w.key not in errors}
         case_errors: dict[str, Exception] = {}
@@ -572,19 +641,25 @@ class ZendeskCrm(Connector):
             else:
                 to_create[spec.key] = write
         first_writes: dict[str, int] = {}
+        of_case: dict[str, list[HistoryWrite]] = {}
+        for write in specs:
+            of_case.setdefault(write.new_case.key, []).append(write)  # type: ignore[union-attr]  # specs have one
         keys = list(to_create)
-        for start in range(0, len(keys), self.batch_size):
-            chunk = keys[start:start + self.batch_size]
-            results = self._create_tickets([to_create[k] for k in chunk], users, groups)
-            for case_key, (ticket_id, error, created) in zip(chunk, results, strict=True):
+        chunks = [keys[start:start + self.batch_size] for start in range(0, len(keys), self.batch_size)]
+        firsts = {k: runs(of_case[k], users)[0] for k in keys}
+        jobs = [self._create_tickets([firsts[k] for k in chunk], [[w.key for w in of_case[k]] for k in chunk],
+                                     users, groups) for chunk in chunks]
+        for chunk, (job, results) in zip(chunks, zip(jobs, self._finish([*jobs, *alongside]), strict=False),
+                                         strict=True):
+            for i, (case_key, (ticket_id, error)) in enumerate(zip(chunk, results, strict=True)):
                 if error is not None or ticket_id is None:
                     case_errors[case_key] = error or Rejected("ticket not created", system=self.name)
                     continue
                 tickets[case_key] = ticket_id
-                if created:
-                    first_writes[to_create[case_key].key] = ticket_id
-                else:
+                if i in job.found:  # it existed (an earlier attempt made it): its comments are checked
                     preexisting.add(ticket_id)
+                else:
+                    first_writes.update((w.key, ticket_id) for w in firsts[case_key])
         for write in specs:
             if write.new_case is not None and write.new_case.key in case_errors:
                 errors.setdefault(write.key, case_errors[write.new_case.key])
@@ -601,7 +676,10 @@ class ZendeskCrm(Connector):
                             system=self.name)
         return None
 
-    def _ticket(self, write: HistoryWrite, users: Mapping[int, int], groups: Mapping[str, int]) -> dict[str, Any]:
+    def _ticket(self, fold: Sequence[HistoryWrite], users: Mapping[int, int], groups: Mapping[str, int]
+                ) -> dict[str, Any]:
+        """A new ticket whose first comment carries `fold` (its case's first run of writes)."""
+        write = fold[0]
         spec = write.new_case
         assert spec is not None
         target = self.queues[spec.target.queue]
@@ -609,7 +687,7 @@ class ZendeskCrm(Connector):
             "subject": f"{write.interaction.channel.label} conversation", **spec.fields,
             "external_id": spec.key, "group_id": _group_id(target.group, groups),
             "tags": [CRMHUB_TAG, write.interaction.channel.value, *spec.target.tags],
-            **self._comment_fields(write, users.get(write.person_id)),
+            **comment_fields(fold, users.get(write.person_id)),
         }
         if write.person_id in users:  # none for a shared (blocked) number: the API agent is the requester
             record["requester_id"] = users[write.person_id]
@@ -618,83 +696,95 @@ class ZendeskCrm(Connector):
             record["priority"] = priority.lower()
         return fit(record, TICKET_LIMITS)
 
-    def _create_tickets(self, firsts: list[HistoryWrite], users: Mapping[int, int], groups: Mapping[str, int]
-                        ) -> list[tuple[int | None, Exception | None, bool]]:
-        """Create one ticket per first write: (ticket id, error, created now) each.
+    def _create_tickets(self, folds: list[list[HistoryWrite]], keys: Sequence[Sequence[str]],
+                        users: Mapping[int, int], groups: Mapping[str, int]) -> _Submitted:
+        """One tickets/create_many job, one ticket per fold (submitted, not awaited).
 
         A resubmission after an uncertain failure first looks each ticket up
-        by external id and creates only the missing ones.
+        by external id and creates only the missing ones (`_Submitted.found`).
         """
-        records = [self._ticket(w, users, groups) for w in firsts]
+        records = [self._ticket(fold, users, groups) for fold in folds]
 
         def made(zd: Zenpy, indexes: list[int]) -> dict[int, int]:
             return {i: ticket_id for i in indexes
                     if (ticket_id := self._ticket_by_key(zd, records[i]["external_id"])) is not None}
 
-        found, sent, job = self._submit_once("tickets.create_many", len(records), made, lambda zd, todo: (
+        return self._submit_once("tickets.create_many", keys, made, lambda zd, todo: (
             zd.tickets.create([_zenpy_ticket(records[i]) for i in todo])))
-        results = self._merge_results(len(records), found, sent, job)
-        return [(ticket_id, error, i not in found) for i, (ticket_id, error) in enumerate(results)]
 
     # -- comments
-    def _comment_fields(self, write: HistoryWrite, user_id: int | None) -> dict[str, Any]:
-        inbound = write.interaction.direction is Direction.INBOUND
-        comment = fit({"body": write.fields.get("body") or _body(write), "public": inbound}, COMMENT_BYTES, utf8=True)
-        if inbound and user_id is not None:
-            comment["author_id"] = user_id
-        return {"comment": comment, "metadata": {KEY_FIELD: write.key}}
+    def _skip_written(self, pending: Sequence[tuple[HistoryWrite, int]], tickets: set[int],
+                      done: dict[str, int]) -> set[int]:
+        """Mark done the pending writes whose key is on their ticket already; returns the tickets read.
 
-    def _comment(self, pending: list[tuple[HistoryWrite, int]], users: Mapping[int, int], preexisting: set[int],
-                 done: dict[str, int], errors: dict[str, Exception]) -> None:
-        """Write each pending interaction onto its ticket, skipping keys the ticket already holds."""
-        # Only a write sent before can already be on its ticket (the engine says which were).
-        check = sorted({t for w, t in pending if t in preexisting and not w.first_attempt})
+        Only tickets in `tickets` (ones that existed before this call) are read,
+        and only when one of their writes was sent before (the engine says which).
+        """
+        check = sorted({t for w, t in pending if t in tickets and not w.first_attempt})
         for ticket_id in check:
             written = self.zd("tickets.comments", lambda zd, t=ticket_id: self._comment_keys(zd, t))  # type: ignore[misc]
             for write, target in pending:
                 if target == ticket_id and write.key in written:
                     done[write.key] = ticket_id
+        return set(check)
+
+    def _comment(self, pending: list[tuple[HistoryWrite, int]], users: Mapping[int, int], check: set[int],
+                 done: dict[str, int], errors: dict[str, Exception]) -> None:
+        """Write each pending interaction onto its ticket, skipping keys the tickets in `check` already hold.
+
+        Each pass sends one folded comment per ticket (its next run of writes),
+        as `update_many` takes one comment per ticket per job.
+        """
+        self._skip_written(pending, check, done)
         todo = [(w, t) for w, t in pending if w.key not in done]
-        # Rounds: at most one comment per ticket per job, in the writes' order.
-        rounds: list[list[tuple[HistoryWrite, int]]] = []
-        depth: dict[int, int] = {}
-        for write, ticket_id in todo:
-            level = depth.get(ticket_id, 0)
-            depth[ticket_id] = level + 1
-            if level == len(rounds):
-                rounds.append([])
-            rounds[level].append((write, ticket_id))
-        for items in rounds:
-            for start in range(0, len(items), self.batch_size):
-                chunk = items[start:start + self.batch_size]
-                for (write, ticket_id), error in zip(chunk, self._update_tickets(chunk, users), strict=True):
+        while todo:
+            self._collect_round(self._submit_round(todo, users), done, errors)
+            todo = [(w, t) for w, t in todo if w.key not in done and w.key not in errors]
+
+    def _submit_round(self, items: Sequence[tuple[HistoryWrite, int]], authors: Mapping[int, int]
+                      ) -> list[tuple[list[tuple[list[HistoryWrite], int]], _Submitted]]:
+        """Submit the first run of each ticket's writes as one comment, `batch_size` tickets a job."""
+        of_ticket: dict[int, list[HistoryWrite]] = {}
+        for write, ticket_id in items:
+            of_ticket.setdefault(ticket_id, []).append(write)
+        folds = [(runs(writes, authors)[0], ticket_id) for ticket_id, writes in of_ticket.items()]
+        chunks = [folds[start:start + self.batch_size] for start in range(0, len(folds), self.batch_size)]
+        return [(chunk, self._update_tickets(chunk, authors)) for chunk in chunks]
+
+    def _collect_round(self, jobs: list[tuple[list[tuple[list[HistoryWrite], int]], _Submitted]],
+                       done: dict[str, int], errors: dict[str, Exception]) -> None:
+        """Wait for a round's jobs (polled together) and record each folded write's outcome."""
+        for (chunk, _), results in zip(jobs, self._finish([job for _, job in jobs]), strict=True):
+            for (fold, ticket_id), (_, error) in zip(chunk, results, strict=True):
+                for write in fold:
                     if error is None:
                         done[write.key] = ticket_id
                     else:
                         errors[write.key] = error
 
-    def _update_tickets(self, chunk: list[tuple[HistoryWrite, int]], users: Mapping[int, int]
-                        ) -> list[Exception | None]:
-        """One update_many job adding one comment per ticket; re-checks comments before a resubmission."""
-        updates = [{"id": t, **self._comment_fields(w, users.get(w.person_id)),
-                    **({"status": "open"} if w.reopen is not None else {})} for w, t in chunk]
+    def _update_tickets(self, chunk: list[tuple[list[HistoryWrite], int]], authors: Mapping[int, int]
+                        ) -> _Submitted:
+        """One update_many job adding one folded comment per ticket; re-checks comments before a resubmission."""
+        updates = [{"id": t, **comment_fields(fold, authors.get(fold[0].person_id)),
+                    **({"status": "open"} if any(w.reopen is not None for w in fold) else {})} for fold, t in chunk]
 
         def written(zd: Zenpy, indexes: list[int]) -> dict[int, int]:
             keys = {t: self._comment_keys(zd, t) for t in sorted({updates[i]["id"] for i in indexes})}
-            return {i: updates[i]["id"] for i in indexes
-                    if updates[i]["metadata"][KEY_FIELD] in keys[updates[i]["id"]]}
+            return {i: updates[i]["id"] for i in indexes if keys_of(updates[i]["metadata"]) & keys[updates[i]["id"]]}
 
-        found, sent, job = self._submit_once("tickets.update_many", len(updates), written, lambda zd, todo: (
-            zd.tickets.update([_zenpy_ticket(updates[i]) for i in todo])))
-        return [error for _, error in self._merge_results(len(updates), found, sent, job)]
+        return self._submit_once("tickets.update_many", [[w.key for w in fold] for fold, _ in chunk], written,
+                                 lambda zd, todo: zd.tickets.update([_zenpy_ticket(updates[i]) for i in todo]))
 
     # -- jobs
     def _run_job(self, operation: str, submit: Callable[[Zenpy], Any]) -> list[tuple[int | None, Exception | None]]:
+        """A job harmless to repeat (it sets values): submitted, reported and awaited."""
         job = self.zd(operation, submit)
-        return self._job_results(job, int(job.total or 0))
+        total = int(job.total or 0)
+        return self._finish([_Submitted(total, {}, list(range(total)), job)])[0]
 
-    def _submit_once(self, operation: str, count: int, find_done: Callable[[Zenpy, list[int]], Mapping[int, int]],
-                     send: Callable[[Zenpy, list[int]], Any]) -> tuple[dict[int, int], list[int], Any]:
+    def _submit_once(self, operation: str, keys: Sequence[Sequence[str]],
+                     find_done: Callable[[Zenpy, list[int]], Mapping[int, int]],
+                     send: Callable[[Zenpy, list[int]], Any]) -> _Submitted:
         """Submit a bulk job over items `0..count-1` so each lands once, even when an answer is lost.
 
         A bulk POST/PUT whose answer is lost (reset or timeout after sending)
@@ -706,37 +796,105 @@ class ZendeskCrm(Connector):
         check runs inside the retry layer's attempt: the layer never resends
         blindly, and retries stay in that one layer.
 
+        The job's id is reported at once (`on_submitted` of `write_history`)
+        with the keys of the writes its items carry, before anyone waits for it.
+
         Args:
             operation: the retry layer's name for the call.
-            count: how many items.
+            keys: per item, the keys of the writes that wait for it.
             find_done: raw SDK look-up by crmhub's keys (external id, comment metadata).
             send: submits the items at the given indexes; returns the job status.
-
-        Returns:
-            (index -> record id of items found done, indexes sent, the job status; None when nothing was sent).
         """
+        count = len(keys)
         found: dict[int, int] = {}
         sent: list[int] = []
 
         def submit(zd: Zenpy) -> tuple[list[int], Any]:
             nonlocal sent
             if sent:  # an earlier attempt sent these; its job may be queued although its answer was lost
-                self._await_jobs(zd, len(sent))
+                self._await_jobs(zd, len(sent), [key for i in sent for key in keys[i]])
                 found.update(find_done(zd, sent))
             todo = [i for i in range(count) if i not in found]
             sent = todo
             return todo, (send(zd, todo) if todo else None)
 
         todo, job = self.zd(operation, submit)
-        return found, todo, job
+        if job is not None:
+            self._report([key for i in todo for key in keys[i]], str(job.id))
+        return _Submitted(count, found, todo, job)
 
-    def _merge_results(self, count: int, found: Mapping[int, int], sent: list[int], job: Any
-                       ) -> list[tuple[int | None, Exception | None]]:
-        """(record id, error) per item: found ones as done, sent ones from their job's results."""
-        results = dict(zip(sent, self._job_results(job, len(sent)) if job is not None else [], strict=True))
-        return [(found[i], None) if i in found else results[i] for i in range(count)]
+    def _report(self, keys: Sequence[str], job_ref: str) -> None:
+        """Tell the running write_history's caller which job(s) now carry these writes."""
+        hook = getattr(self._call, "on_submitted", None)
+        if hook is not None and keys:
+            hook(keys, job_ref)
 
-    def _await_jobs(self, zd: Zenpy, total: int) -> None:
+    def _finish(self, jobs: Sequence[_Submitted]) -> list[list[tuple[int | None, Exception | None]]]:
+        """(record id, error) per item of each job, once every job still running is done (polled together)."""
+        running = [j for j in jobs if j.job is not None and j.results is None]
+        statuses = self._poll([str(j.job.id) for j in running])
+        for job in running:
+            job.results = self._job_results(statuses[str(job.job.id)], len(job.sent))
+        return [job.merged() for job in jobs]
+
+    def _await_refs(self, refs: Sequence[str]) -> None:
+        """Wait for the jobs an earlier attempt submitted (`HistoryWrite.job_ref`) before looking or sending.
+
+        A job still queued has not written yet, so looking up its writes by key
+        would miss them and send them again. Once it has run (or is gone: kept
+        one day), its writes are found by key like any earlier attempt's.
+        """
+        ids = sorted({job_id for ref in refs for job_id in ref.split(",") if job_id})
+        if ids:
+            self._poll(ids, first_wait=False, gone_ok=True)
+
+    def _poll(self, ids: Sequence[str], *, first_wait: bool = True, gone_ok: bool = False) -> dict[str, Any]:
+        """Poll job statuses until each is completed: job id -> its status.
+
+        All outstanding jobs are read together with
+        `GET /api/v2/job_statuses/show_many.json?ids=` (`MAX_BULK` ids a call),
+        first after `job_poll_first` seconds, then backing off (x2, at most
+        `job_poll_max` apart) up to `job_timeout` seconds (`Timeout`). A job
+        that failed is `Rejected`; one whose status is gone (expired, lost) a
+        `Timeout`, as whether it ran is unknown, unless `gone_ok` (an earlier
+        attempt's job: what it did is looked up by key anyway).
+        """
+        statuses: dict[str, Any] = {}
+        pending = list(ids)
+        wait, waited = self.job_poll_first, 0.0
+        first = True
+        while pending:
+            if first_wait or not first:
+                self.job_sleep(wait)
+                waited += wait
+                wait = min(self.job_poll_max, wait * 2)
+            first = False
+            listed: dict[str, Any] = {}
+            for start in range(0, len(pending), MAX_BULK):
+                chunk = pending[start:start + MAX_BULK]
+                page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
+                listed.update((str(j.id), j) for j in page.get("job_statuses", []))
+            still = []
+            for job_id in pending:
+                status = listed.get(job_id)
+                state = getattr(status, "status", None)
+                if state == "completed" or (gone_ok and state in (None, "failed", "killed")):
+                    statuses[job_id] = status
+                elif state is None:
+                    raise Timeout(f"bulk job {job_id} status is gone; the work may or may not be done",
+                                  system=self.name)
+                elif state in ("failed", "killed"):
+                    raise Rejected(f"bulk job {job_id} {vendor_error(str(state), str(getattr(status, 'message', None) or ''))}",
+                                   system=self.name)
+                else:
+                    still.append(job_id)
+            pending = still
+            if pending and waited >= self.job_timeout:
+                raise Timeout(f"{len(pending)} bulk job(s) not completed after {waited:.0f} s; they may still "
+                              "complete", system=self.name)
+        return statuses
+
+    def _await_jobs(self, zd: Zenpy, total: int, keys: Sequence[str]) -> None:
         """Wait until no recent job over `total` items is queued or working (raw SDK: inside an attempt).
 
         Reads `GET /api/v2/job_statuses` (the newest jobs, one page), polling
@@ -744,8 +902,11 @@ class ZendeskCrm(Connector):
         until it has run. Jobs of other sizes are not ours and are not waited
         for; another of the same size only makes the wait longer. Raises
         `Timeout` after `job_timeout` seconds (the next attempt waits again).
+        The candidates are reported with the writes' `keys` (`on_submitted`)
+        before any wait, so an attempt after a crash waits for them too.
         """
         wait, waited = self.job_poll_first, 0.0
+        reported = False
         while True:
             listed = zd.job_status()
             jobs = listed.get("job_statuses", []) if isinstance(listed, Mapping) else list(listed)
@@ -753,6 +914,9 @@ class ZendeskCrm(Connector):
                        and getattr(j, "status", None) in ("queued", "working")]
             if not pending:
                 return
+            if not reported:
+                self._report(keys, ",".join(str(j.id) for j in pending[:MAX_CANDIDATES]))
+                reported = True
             if waited >= self.job_timeout:
                 raise Timeout(f"{len(pending)} bulk job(s) of {total} items still queued after {waited:.0f} s; "
                               "one may be the unanswered submission", system=self.name)
@@ -760,31 +924,14 @@ class ZendeskCrm(Connector):
             waited += wait
             wait = min(self.job_poll_max, wait * 2)
 
-    def _job_results(self, job: Any, total: int) -> list[tuple[int | None, Exception | None]]:
-        """Poll a job status sparingly until completed: (record id, error) per submitted item."""
-        job_id = job.id
-        wait, waited = self.job_poll_first, 0.0
-        while True:
-            self.job_sleep(wait)
-            waited += wait
-            try:
-                status = self.zd("job_status", lambda zd: zd.job_status(id=job_id))
-            except NotFound as exc:  # expired or lost: whether the work was done is unknown
-                raise Timeout(f"bulk job {job_id} status is gone; the work may or may not be done",
-                              system=self.name) from exc
-            if status.status == "completed":
-                break
-            if status.status in ("failed", "killed"):
-                raise Rejected(f"bulk job {job_id} {vendor_error(str(status.status), str(status.message or ''))}",
-                               system=self.name)
-            if waited >= self.job_timeout:
-                raise Timeout(f"bulk job {job_id} not completed after {waited:.0f} s; it may still complete",
-                              system=self.name)
-            wait = min(self.job_poll_max, wait * 2)
+    def _job_results(self, status: Any, total: int) -> list[tuple[int | None, Exception | None]]:
+        """(record id, error) per submitted item of a completed job status."""
         outcomes: list[tuple[int | None, Exception | None]] = [
             (None, Rejected("missing from the job results", system=self.name))] * total
         for result in status.results or []:
-            entry = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+            # the attributes zenpy set from the JSON, without serialising the object back (to_dict)
+            entry: dict[str, Any] = dict(result) if isinstance(result, Mapping) else {
+                name: getattr(result, name, None) for name in ("index", "id", "status", "success", "error", "details")}
             index = entry.get("index")
             if not isinstance(index, int) or not 0 <= index < total:
                 continue
@@ -846,18 +993,6 @@ def _zenpy_ticket(fields: Mapping[str, Any]) -> Ticket:
     if comment is not None:
         ticket.comment = Comment(**comment)
     return ticket
-
-
-def _body(write: HistoryWrite) -> str:
-    """The comment text when history.yaml gives no `body` template."""
-    item = write.interaction
-    lines = [item.text] if item.text else []
-    if item.call is not None:
-        lines.append(f"{item.channel.label} {item.direction.value}, {item.call.duration_seconds} s, "
-                     f"{item.call.status}" + (f", recording: {item.call.recording_url}"
-                                              if item.call.recording_url else ""))
-    lines += [f"Attachment: {url}" for url in item.media]
-    return "\n".join(lines) or f"({item.channel.label} {item.direction.value} without text)"
 
 
 def _group_id(group: str, groups: Mapping[str, int]) -> int | None:

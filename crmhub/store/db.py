@@ -2,20 +2,22 @@
 
 SQLite is the default (one file, nothing to install); PostgreSQL is for
 production and for several daemons sharing one store. `open_store` migrates
-the schema to the newest revision before anything else touches it.
+the schema to the newest revision before anything else touches it, then
+gives the planner statistics (`crmhub.store.maintenance`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from crmhub.store import migrate
+from crmhub.store import maintenance, migrate
 
 
 @dataclass
@@ -24,6 +26,7 @@ class StateStore:
 
     engine: Engine
     sessions: sessionmaker[Session]
+    statistics: maintenance.Statistics = field(default_factory=maintenance.Statistics)
 
     @property
     def dialect(self) -> str:
@@ -34,6 +37,11 @@ class StateStore:
         """One unit of work: committed when the block ends, rolled back on error."""
         with self.sessions.begin() as session:
             yield session
+
+    def keep_statistics(self, now: datetime) -> None:
+        """Refresh the planner's statistics where they went stale, at most every `OPTIMIZE_EVERY` (cheap)."""
+        if self.statistics.due(now):
+            maintenance.optimize(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -46,6 +54,7 @@ def open_store(url: str, *, migrate_schema: bool = True) -> StateStore:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate_schema:
         migrate.upgrade(engine)
+        maintenance.at_start(engine)
     return StateStore(engine, sessionmaker(engine, expire_on_commit=False))
 
 

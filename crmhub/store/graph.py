@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
@@ -214,28 +214,20 @@ def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
 
 def mirror_matches(session: Session, crm: str, identities: Sequence[Identity]) -> list[MirrorRow]:
     """Mirrored records of `crm` holding any of `identities`, oldest first."""
-    if not identities:
-        return []
-    wanted = sorted({(i.kind.value, i.value) for i in identities})
-    query = (select(MirrorRow).join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
-             .where(MirrorIdentityRow.crm == crm,
-                    tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
-             .order_by(MirrorRow.created_at, MirrorRow.id))
-    return list({row.id: row for row in session.scalars(query)}.values())  # a record may hold several
+    return _mirror_holding(session, [crm], identities, order=(MirrorRow.created_at, MirrorRow.id))
 
 
 def mirror_entries(session: Session, crm: str, identities: Collection[Identity]) -> list[Any]:
     """`mirror_matches` for a batch: (kind, value, record_id, object_type) of each record of `crm` holding one of
     `identities`, the oldest record first; one query."""
-    if not identities:
+    wanted = {(i.kind.value, i.value) for i in identities}
+    if not wanted:
         return []
-    wanted = sorted({(i.kind.value, i.value) for i in identities})
     query = (select(MirrorIdentityRow.kind, MirrorIdentityRow.value, MirrorRow.record_id, MirrorRow.object_type)
              .join(MirrorRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
-             .where(MirrorIdentityRow.crm == crm,
-                    tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
+             .where(*_identity_lookup([crm], wanted))
              .order_by(MirrorRow.created_at, MirrorRow.id))
-    return list(session.execute(query))
+    return [row for row in session.execute(query) if (row.kind, row.value) in wanted]
 
 
 def mirror_fields(session: Session, crm: str, record_ids: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -247,25 +239,43 @@ def mirror_fields(session: Session, crm: str, record_ids: Collection[str]) -> di
     return {record_id: dict(fields or {}) for record_id, fields in session.execute(query)}
 
 
-def mirror_holding(session: Session, identities: Sequence[Identity]) -> list[MirrorRow]:
-    """Mirrored records of any CRM holding any of `identities`."""
-    if not identities:
+def mirror_holding(session: Session, crms: Sequence[str], identities: Sequence[Identity]) -> list[MirrorRow]:
+    """Mirrored records of any of `crms` holding any of `identities`."""
+    return _mirror_holding(session, crms, identities, order=(MirrorRow.id,))
+
+
+def _mirror_holding(session: Session, crms: Sequence[str], identities: Sequence[Identity],
+                    order: Sequence[Any]) -> list[MirrorRow]:
+    """Records of `crms` holding any of `identities`, in `order`, each once (`_identity_lookup`)."""
+    wanted = {(i.kind.value, i.value) for i in identities}
+    if not wanted or not crms:
         return []
-    wanted = sorted({(i.kind.value, i.value) for i in identities})
-    query = (select(MirrorRow).join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
-             .where(tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
-             .order_by(MirrorRow.id))
-    return list({row.id: row for row in session.scalars(query)}.values())
+    query = (select(MirrorRow, MirrorIdentityRow.kind, MirrorIdentityRow.value)
+             .join(MirrorIdentityRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
+             .where(*_identity_lookup(crms, wanted))
+             .order_by(*order))
+    found = {row.id: row for row, kind, value in session.execute(query) if (kind, value) in wanted}
+    return list(found.values())  # a record may hold several
 
 
 def held_by_mirror(session: Session, crms: Collection[str], identities: Collection[Identity]) -> set[tuple[str, str]]:
     """Which of `identities` ((kind, value)) a mirrored record of one of `crms` holds."""
-    if not identities or not crms:
+    wanted = {(i.kind.value, i.value) for i in identities}
+    if not wanted or not crms:
         return set()
-    wanted = sorted({(i.kind.value, i.value) for i in identities})
-    query = select(MirrorIdentityRow.kind, MirrorIdentityRow.value).where(
-        MirrorIdentityRow.crm.in_(sorted(crms)), tuple_(MirrorIdentityRow.kind, MirrorIdentityRow.value).in_(wanted))
-    return {(kind, value) for kind, value in session.execute(query)}
+    query = select(MirrorIdentityRow.kind, MirrorIdentityRow.value).where(*_identity_lookup(crms, wanted))
+    return {(kind, value) for kind, value in session.execute(query) if (kind, value) in wanted}
+
+
+def _identity_lookup(crms: Collection[str], wanted: Collection[tuple[str, str]]) -> tuple[Any, ...]:
+    """WHERE terms binding every column of `ix_mirror_identities_lookup` (crm, kind, value) by an IN list.
+
+    A row-value IN of (kind, value) pairs uses no index on SQLite, which then
+    reads every mirrored record; the IN lists admit pairs nobody asked for (one
+    identity's kind with another's value), which the caller drops.
+    """
+    return (MirrorIdentityRow.crm.in_(sorted(set(crms))), MirrorIdentityRow.kind.in_(sorted({k for k, _ in wanted})),
+            MirrorIdentityRow.value.in_(sorted({v for _, v in wanted})))
 
 
 def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
@@ -274,12 +284,13 @@ def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
     return [Identity(IdentityKind(kind), value) for kind, value in rows]
 
 
-def known_values(session: Session, kind: IdentityKind, values: Sequence[str]) -> set[str]:
-    """Which of `values` crmhub knows as identities of `kind`, in the graph or any CRM's mirror."""
+def known_values(session: Session, kind: IdentityKind, values: Sequence[str], crms: Sequence[str]) -> set[str]:
+    """Which of `values` crmhub knows as identities of `kind`, in the graph or the mirror of one of `crms`."""
     if not values:
         return set()
     graph = select(IdentityRow.value).where(IdentityRow.kind == kind.value, IdentityRow.value.in_(values))
-    mirror = select(MirrorIdentityRow.value).where(MirrorIdentityRow.kind == kind.value,
+    mirror = select(MirrorIdentityRow.value).where(MirrorIdentityRow.crm.in_(sorted(set(crms))),
+                                                   MirrorIdentityRow.kind == kind.value,
                                                    MirrorIdentityRow.value.in_(values))
     return set(session.scalars(graph)) | set(session.scalars(mirror))
 

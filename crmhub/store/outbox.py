@@ -42,13 +42,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
 from crmhub.store.ledger import insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
-from crmhub.store.schema import ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
+from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
 PENDING = OutboxStatus.PENDING.value
 _OUTBOX, _THREADS = cast(Table, OutboxRow.__table__), cast(Table, ThreadRow.__table__)  # for Core statements
@@ -105,6 +105,7 @@ class Claim:
     item: Any
     rule: str | None
     targets: Mapping[str, Any] | None
+    job_ref: str | None = None  # a bulk job an earlier attempt submitted with this row (`save_job_ref`)
 
 
 _OTHER, _OTHER_ITEM = aliased(OutboxRow), aliased(LedgerRow)  # the conversation's other writes (made once: costly)
@@ -125,21 +126,14 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     (joined with the ledger and the decision) and one UPDATE, whatever the batch.
     """
     one_at_a_time(session, f"claim:{crm}")
-    other, other_item = _OTHER, _OTHER_ITEM
-    being_opened = (  # conversations whose case a write not due now opens (uncorrelated: evaluated once)
-        select(other_item.conversation_key)
-        .select_from(other)
-        .join(other_item, other_item.id == other.interaction_id)
-        .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
-        .where(ThreadRow.record_id.is_(None), other.crm == crm, other.status == PENDING, other.next_attempt_at > now))
     item = LedgerRow.__table__.c
     query = (select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.interaction_id, OutboxRow.priority,
-                    OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, LedgerRow.person_id,
+                    OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, OutboxRow.job_ref, LedgerRow.person_id,
                     RouteDecisionRow.rule, RouteDecisionRow.targets, *(item[name] for name in _ITEM_COLUMNS))
              .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == OutboxRow.interaction_id)
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
-                    OutboxRow.next_attempt_at <= now, LedgerRow.conversation_key.not_in(being_opened))
+                    OutboxRow.next_attempt_at <= now, LedgerRow.conversation_key.not_in(cases_being_opened(crm, now)))
              .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxRow)
@@ -152,7 +146,23 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
                     .execution_options(synchronize_session=False))
     return [Claim(row.id, row.idempotency_key, row.interaction_id, row.priority, row.attempts, row.claims + 1,
                   row.relink, until, row.person_id, row.occurred_at, row.conversation_key, row, row.rule,
-                  row.targets) for row in rows]
+                  row.targets, row.job_ref) for row in rows]
+
+
+def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
+    """The conversations whose case in `crm` a write not due at `now` (claimed, or waiting to retry) is opening.
+
+    Uncorrelated, so the database computes it once per claim, from the
+    CRM's pending rows (`ix_outbox_claim`), instead of once per candidate
+    row through the conversation's whole history: its cost follows the
+    backlog once, never the history nor the square of the backlog.
+    """
+    other, other_item = _OTHER, _OTHER_ITEM
+    return (select(other_item.conversation_key)
+            .join(other, other.interaction_id == other_item.id)
+            .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
+            .where(other.crm == crm, other.status == PENDING, other.next_attempt_at > now,
+                   ThreadRow.record_id.is_(None)))
 
 
 def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> None:
@@ -166,6 +176,20 @@ def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> No
         session.execute(update(OutboxRow)
                         .where(OutboxRow.id.in_(list(outbox_ids)), OutboxRow.status == PENDING)
                         .values(next_attempt_at=now))
+
+
+def save_job_ref(session: Session, crm: str, keys: Sequence[str], job_ref: str) -> None:
+    """Store the bulk job just submitted with the pending writes it carries (one UPDATE per 500 keys).
+
+    A later attempt of these rows gets it back (`HistoryWrite.job_ref`) and
+    waits for that job instead of submitting them again.
+    """
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), 500):
+        session.execute(update(OutboxRow)
+                        .where(OutboxRow.crm == crm, OutboxRow.idempotency_key.in_(unique[start:start + 500]),
+                               OutboxRow.status == PENDING)
+                        .values(job_ref=job_ref[:JOB_REF_LENGTH]))
 
 
 def case_pending(session: Session, crm: str, conversation_key: str) -> bool:

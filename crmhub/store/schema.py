@@ -61,6 +61,9 @@ class LedgerRow(Base):
         UniqueConstraint("channel", "external_id", name="uq_ledger_channel_external_id"),
         Index("ix_ledger_conversation", "conversation_key"),
         Index("ix_ledger_person", "person_id"),
+        # Routing's queue (`ledger.unprocessed`): only the rows not yet processed, however long the history.
+        Index("ix_ledger_unprocessed", "id", sqlite_where=text("processed_at IS NULL"),
+              postgresql_where=text("processed_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -197,7 +200,11 @@ class ThreadRow(Base):
     """
 
     __tablename__ = "threads"
-    __table_args__ = (UniqueConstraint("crm", "conversation_key", name="uq_threads_crm_conversation"),)
+    __table_args__ = (
+        UniqueConstraint("crm", "conversation_key", name="uq_threads_crm_conversation"),
+        Index("ix_threads_record", "crm", "record_id"),  # a reply's case -> its conversation
+        Index("ix_threads_opened", "crm", "opened_at"),  # where a CRM's first reply read starts
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     crm: Mapped[str] = mapped_column(String(16))
@@ -223,17 +230,23 @@ class RouteDecisionRow(Base):
     decided_at: Mapped[datetime]
 
 
+JOB_REF_LENGTH = 255  # a few job ids (a lost answer can leave more than one candidate)
+
+
 class OutboxRow(Base):
     """One (interaction, CRM) write; unique idempotency key per CRM.
 
     `priority` is a `crmhub.model.WritePriority` (lower goes first); claims go
-    by it, then by due time, along `ix_outbox_claim`.
+    by it, then by due time, along `ix_outbox_claim`, which holds the pending
+    rows only: done rows (the history) are reached by their interaction
+    (`ix_outbox_interaction_id`) or key, never by a slice of a status.
     """
 
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("crm", "idempotency_key", name="uq_outbox_crm_key"),
-        Index("ix_outbox_claim", "status", "crm", "priority", "next_attempt_at"),
+        Index("ix_outbox_claim", "crm", "priority", "next_attempt_at", sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -249,6 +262,9 @@ class OutboxRow(Base):
     result_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     contact_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the record it landed on
     relink: Mapped[bool] = mapped_column(default=False)  # re-written after a merge: move it to the primary record
+    # An asynchronous bulk job the CRM accepted with this write, stored as submitted (the connector's reference):
+    # the next attempt waits for it instead of sending the write again.
+    job_ref: Mapped[str | None] = mapped_column(String(JOB_REF_LENGTH), nullable=True)
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
@@ -281,6 +297,10 @@ class DeadLetterRow(Base):
     resolution: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
+# Failed replies not yet written back onto their case: the predicate of the partial `ix_replies_failures`.
+NOT_NOTED_SQL = "status IN ('failed', 'dead') AND noted_at IS NULL"
+
+
 class ReplyRow(Base):
     """An agent's reply from a CRM, on its way out over the customer's channel (unique per CRM and reply).
 
@@ -296,6 +316,10 @@ class ReplyRow(Base):
         Index("ix_replies_due", "status", "next_attempt_at"),
         Index("ix_replies_message", "channel", "channel_message_id"),
         Index("ix_replies_conversation", "conversation_key"),
+        Index("ix_replies_sent", "status", "sent_at"),  # recent sent replies whose delivery is unsettled
+        # Failed replies not written back yet (`crmhub.store.replies.NOT_NOTED`): few, however many were sent.
+        Index("ix_replies_failures", "crm", "id", sqlite_where=text(NOT_NOTED_SQL),
+              postgresql_where=text(NOT_NOTED_SQL)),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 from sqlalchemy.exc import DBAPIError
@@ -46,6 +46,20 @@ class HistoryWriter(Protocol):
     name: str
 
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]: ...
+
+
+class JobReportingWriter(Protocol):
+    """A writer whose writes land through asynchronous bulk jobs (`reports_jobs = True`).
+
+    It calls `on_submitted(write keys, job reference)` as soon as a job is
+    accepted, before waiting for it; the reference comes back on those
+    writes' next attempt as `HistoryWrite.job_ref`.
+    """
+
+    reports_jobs: bool
+
+    def write_history(self, writes: Sequence[HistoryWrite], *,
+                      on_submitted: Callable[[Sequence[str], str], None] | None = None) -> list[WriteOutcome]: ...
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,7 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             return allowed
         writes = batch.writes
         try:
-            outcomes = writer.write_history(list(writes.values())) if writes else []
+            outcomes = _write(store, writer, list(writes.values())) if writes else []
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
@@ -146,6 +160,23 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             _record(session, batch, outcomes, writer.name, policy, report, now=now)
         if len(claims) < policy.batch_size:
             return allowed
+
+
+def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite]) -> list[WriteOutcome]:
+    """The CRM call; each bulk job a job-reporting writer submits is stored at once with its rows.
+
+    Stored in its own transaction, so it outlives a crash, a lease running
+    out or a timeout: the next attempt waits for that job instead of sending
+    the rows again (issue 13).
+    """
+    if not getattr(writer, "reports_jobs", False):
+        return writer.write_history(writes)
+
+    def submitted(keys: Sequence[str], job_ref: str) -> None:
+        with store.transaction() as session:
+            outbox.save_job_ref(session, writer.name, keys, job_ref)
+
+    return cast(JobReportingWriter, writer).write_history(writes, on_submitted=submitted)
 
 
 def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
@@ -294,7 +325,7 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
-        relink=claim.relink, reopen=QueueTarget(thread.queue) if reopen else None), thread
+        relink=claim.relink, reopen=QueueTarget(thread.queue) if reopen else None, job_ref=claim.job_ref), thread
 
 
 def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], crm: str, policy: DeliveryPolicy,

@@ -242,7 +242,7 @@ class IdentityGraph:
         seen: set[int] = set()
         for _ in range(MAX_CLOSURE_ROUNDS):
             identities = self.policy.blocklist.usable(graph.identities_of(self.session, person))
-            rows = [r for r in graph.mirror_holding(self.session, identities) if r.id not in seen]
+            rows = [r for r in graph.mirror_holding(self.session, self.crms, identities) if r.id not in seen]
             if not rows:
                 break
             for row in rows:
@@ -281,12 +281,15 @@ class IdentityGraph:
                            f"{len(records)} {crm} records belong to one customer; crmhub writes to {records[0]}",
                            now=self.now)
         primary = links[0].record_id
-        mine = select(LedgerRow.id).where(LedgerRow.person_id == person)
+        # By the person's ledger rows (`ix_ledger_person`), then their writes (`ix_outbox_interaction_id`):
+        # the person's history, never a slice of every done row of the CRM.
+        theirs = (select(OutboxRow.id).join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
+                  .where(LedgerRow.person_id == person, OutboxRow.crm == crm,
+                         OutboxRow.status == OutboxStatus.DONE.value,
+                         or_(OutboxRow.contact_ref.is_(None), OutboxRow.contact_ref != primary)))
         self.session.execute(
             update(OutboxRow)
-            .where(OutboxRow.crm == crm, OutboxRow.status == OutboxStatus.DONE.value,
-                   OutboxRow.interaction_id.in_(mine),
-                   or_(OutboxRow.contact_ref.is_(None), OutboxRow.contact_ref != primary))
+            .where(OutboxRow.id.in_(theirs.scalar_subquery()))
             .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, claims=0,
                     next_attempt_at=self.now, done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
             .execution_options(synchronize_session=False))
@@ -327,7 +330,8 @@ class IdentityGraph:
         if item.direction is not Direction.INBOUND or not item.text or not rules.reads:
             return []
         stated = stated_identities(item.text, regions=self._regions(item.customer), own=self._own(item),
-                                   known=lambda kind, values: graph.known_values(self.session, kind, values))
+                                   known=lambda kind, values: graph.known_values(self.session, kind, values,
+                                                                                  self.crms))
         return [i for i in self.policy.blocklist.usable(stated) if rules.of(i.kind) is not OnStatement.IGNORE]
 
     def _suggest(self, item: Interaction, person: int, claims: Sequence[Identity], interaction_id: int | None) -> None:
@@ -350,8 +354,10 @@ class IdentityGraph:
     # ---- helpers ---------------------------------------------------------
     def _holders(self, identities: Sequence[Identity]) -> dict[tuple[IdentityKind, str], int]:
         wanted = {(i.kind.value, i.value) for i in identities}
+        # kind IN and value IN: both columns of the unique key bound (a row-value IN is no index lookup on SQLite)
         rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id)
-                                    .where(IdentityRow.value.in_(sorted({v for _, v in wanted}))))
+                                    .where(IdentityRow.kind.in_(sorted({k for k, _ in wanted})),
+                                           IdentityRow.value.in_(sorted({v for _, v in wanted}))))
         return {(IdentityKind(k), v): p for k, v, p in rows if (k, v) in wanted}
 
     def _linked_persons(self, records: Sequence[MirrorRecord]) -> dict[str, int]:
@@ -371,9 +377,11 @@ class IdentityGraph:
         shown = [i for i in identities if i.display]
         if not shown:
             return set()
+        wanted = {(i.kind.value, i.value) for i in shown}
         rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value).where(
-            IdentityRow.value.in_(sorted({i.value for i in shown})), or_(IdentityRow.display.is_(None), IdentityRow.display == "")))
-        return {(IdentityKind(kind), value) for kind, value in rows}
+            IdentityRow.kind.in_(sorted({k for k, _ in wanted})), IdentityRow.value.in_(sorted({v for _, v in wanted})),
+            or_(IdentityRow.display.is_(None), IdentityRow.display == "")))
+        return {(IdentityKind(kind), value) for kind, value in rows if (kind, value) in wanted}
 
     def _regions(self, customer: Identity) -> list[str]:
         regions = [self.policy.default_region, *self.policy.other_regions]

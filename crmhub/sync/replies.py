@@ -133,7 +133,9 @@ def collect_replies(store_: StateStore, source: ReplySource, *, now: datetime,
     report = report or ReplyReport()
     with store_.transaction() as session:
         cursor = ledger.load_cursor(session, source.name, STREAM)
-        start = session.scalar(select(func.min(ThreadRow.opened_at)).where(ThreadRow.crm == source.name))
+        # Where the very first read starts (`ix_threads_opened`); once a cursor exists it is not needed.
+        start = (None if cursor is not None else
+                 session.scalar(select(func.min(ThreadRow.opened_at)).where(ThreadRow.crm == source.name)))
     if cursor is None and start is None:
         return report  # crmhub has opened no case there yet: no reply can be ours
     for page in source.reply_pages(cursor, start=start or now):

@@ -69,6 +69,26 @@ def test_a_second_request_inside_one_attempt_takes_its_own_token() -> None:
     assert busiest(sent, 60.0) == 3
 
 
+def test_a_request_slow_to_get_out_counts_from_when_it_was_over() -> None:
+    """A loaded machine may send a request long after its token was booked; the vendor counts its arrival.
+
+    Each call here arrives somewhere in the 2 s between its booking and its
+    end (the first one late, as on a busy machine): counting it from its booking let the next window open
+    too early and the vendor see 3 calls in 10 s against a pace of 2.
+    """
+    t = SimulatedTime()
+    b = budget("hubspot", t, windows=[Window(2, 10.0)])
+    arrived = []
+    for n in range(6):
+        b.acquire()
+        b.before_request("/crm/v3/objects/calls/batch/create")
+        t.sleep(2.0)  # on its way (the vendor sees it at the end of this, at the latest)
+        arrived.append(t.time())
+        b.after_request()
+        b.end_attempt()
+    assert busiest(arrived, 10.0) == 2
+
+
 def test_threads_share_the_windows() -> None:
     t = SimulatedTime()
     b = budget("zendesk", t, windows=[Window(4, 60.0)])

@@ -236,11 +236,38 @@ def test_an_uncertain_contact_create_is_found_again_not_doubled(hub: HubSpotEmul
     assert [c["id"] for c in hub.objects("contacts")] == [outcome.contact_id]
 
 
+def test_a_contact_crash_left_behind_is_found_by_crmhub_person(hub: HubSpotEmulator,
+                                                                hubspot_sandbox: EmulatorServer) -> None:
+    """The daemon died after HubSpot created the contact: the next attempt reads it by its key, never a second."""
+    crm = connector(hubspot_sandbox)
+    [first] = crm.write_history([replace(write(interaction(1)), first_attempt=True)])
+    hub.calls.clear()
+    again = write(interaction(1))  # the same write, no longer a first attempt (its outcome was never saved)
+    [outcome] = connector(hubspot_sandbox).write_history([again])
+    assert outcome.ok and outcome.contact_id == first.contact_id
+    [contact] = hub.objects("contacts")
+    assert contact["properties"]["crmhub_person"] == "crmhub-person-1"
+    assert calls_to(hub, "contacts/search") == 0 and calls_to(hub, "contacts/batch/create") == 0
+
+
+def test_a_new_persons_email_held_by_another_contact_links_that_contact(hub: HubSpotEmulator,
+                                                                          hubspot_sandbox: EmulatorServer) -> None:
+    """HubSpot emails are unique: the create is a 409 CONFLICT, and the contact holding the email is used."""
+    agent_made = hub.add("contacts", email="jane@example.com")  # created after crmhub's last mirror refresh
+    jane = Identity(IdentityKind.EMAIL, "jane@example.com")
+    [outcome] = connector(hubspot_sandbox).write_history(
+        [replace(write(interaction(1), new_contact=(jane,)), first_attempt=True)])
+    assert outcome.ok and outcome.contact_id == agent_made
+    assert [c["id"] for c in hub.objects("contacts")] == [agent_made]
+    [sms] = hub.objects("communications")
+    assert list(hub.associated("communications", sms["id"], "contacts")) == [agent_made]
+
+
 def test_a_partial_batch_failure_fails_only_that_write(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
     contact = hub.add("contacts", phone="+14155550123")
     ticket = hub.add("tickets", subject="open")
     writes = [write(interaction(i), contact_id=contact, case_id=ticket) for i in range(3)]
-    hub.faults.add(Fault("partial_failure", path="communications/batch/upsert", reject=[1]))
+    hub.faults.add(Fault("partial_failure", path="communications/batch/create", reject=[1]))
     outcomes = connector(hubspot_sandbox).write_history(writes)
     assert [o.ok for o in outcomes] == [True, False, True]
     assert isinstance(outcomes[1].error, Rejected)
@@ -251,19 +278,77 @@ def test_a_partial_batch_failure_fails_only_that_write(hub: HubSpotEmulator, hub
     assert retried.ok and len(hub.objects("communications")) == 3
 
 
-def test_a_failed_association_fails_only_its_write(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
+def test_an_activity_whose_ticket_is_gone_fails_alone(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
+    """The inline association names a ticket HubSpot no longer has: that input fails, the others land linked."""
     contact = hub.add("contacts", phone="+14155550123")
     ticket = hub.add("tickets", subject="open")
     writes = [write(interaction(i), contact_id=contact, case_id=ticket) for i in range(3)]
-    hub.faults.add(Fault("partial_failure", path="communications/tickets/batch", reject=[2]))
+    writes[2] = replace(writes[2], case_id="987654")
     outcomes = connector(hubspot_sandbox).write_history(writes)
     assert [o.ok for o in outcomes] == [True, True, False]
-    assert connector(hubspot_sandbox).write_history([writes[2]])[0].ok
-    assert len(hub.associated("tickets", ticket, "communications")) == 3
+    assert isinstance(outcomes[2].error, Rejected) and "987654 does not exist" in str(outcomes[2].error)
+    assert sorted(hub.associated("tickets", ticket, "communications")) == sorted(o.record_id for o in outcomes[:2])
+    assert all(list(hub.associated("communications", o.record_id, "contacts")) == [contact] for o in outcomes[:2])
+
+
+def test_a_record_found_by_its_key_gets_the_associations_it_lacks(hub: HubSpotEmulator,
+                                                                   hubspot_sandbox: EmulatorServer) -> None:
+    """An earlier attempt left the communication without its links: found by key, linked, not created again."""
+    contact = hub.add("contacts", phone="+14155550123")
+    ticket = hub.add("tickets", subject="open")
+    retried = write(interaction(1), contact_id=contact, case_id=ticket)  # not a first attempt: looked for first
+    crm = connector(hubspot_sandbox)
+    crm.ensure_key_property("communications", "crmhub_key")
+    earlier = hub.add("communications", crmhub_key=retried.key, hs_communication_body="message 1",
+                      hs_communication_channel_type="SMS")
+    hub.calls.clear()
+    [outcome] = crm.write_history([retried])
+    assert outcome.ok and outcome.record_id == earlier
+    assert [c["id"] for c in hub.objects("communications")] == [earlier]
+    assert list(hub.associated("communications", earlier, "contacts")) == [contact]
+    assert list(hub.associated("communications", earlier, "tickets")) == [ticket]
+    assert calls_to(hub, "batch/read") == 1 and calls_to(hub, "batch/create") == 0
+    assert calls_to(hub, "associate/default") == 2  # one v4 batch per target type
+
+
+def test_a_first_attempt_whose_key_is_taken_is_found_and_linked(hub: HubSpotEmulator,
+                                                                hubspot_sandbox: EmulatorServer) -> None:
+    """A create refused with 409 CONFLICT (the key exists) reads the record by its key instead of failing."""
+    contact = hub.add("contacts", phone="+14155550123")
+    ticket = hub.add("tickets", subject="open")
+    writes = [replace(write(interaction(i), contact_id=contact, case_id=ticket), first_attempt=True) for i in range(2)]
+    crm = connector(hubspot_sandbox)
+    crm.ensure_key_property("communications", "crmhub_key")
+    earlier = hub.add("communications", crmhub_key=writes[0].key, hs_communication_body="message 0",
+                      hs_communication_channel_type="SMS")
+    outcomes = crm.write_history(writes)
+    assert all(o.ok for o in outcomes) and outcomes[0].record_id == earlier
+    assert len(hub.objects("communications")) == 2
+    assert sorted(hub.associated("tickets", ticket, "communications")) == sorted(o.record_id for o in outcomes)
+    assert list(hub.associated("communications", earlier, "contacts")) == [contact]
+
+
+@pytest.mark.parametrize("path", ["contacts/batch/create", "tickets/batch/create", "communications/batch/create",
+                                  "calls/batch/create"])
+def test_a_create_whose_answer_is_lost_is_found_again_not_doubled(hub: HubSpotEmulator,
+                                                                  hubspot_sandbox: EmulatorServer, path: str) -> None:
+    """The create lands and its answer is lost: the retry finds it by crmhub's key, links it, writes nothing twice."""
+    hub.faults.add(Fault("reset", path=path, after=True, times=1))
+    sms = write(interaction(1))
+    call = write(replace(interaction(2, Channel.CALL, call=CallInfo(5, "completed")),
+                         conversation_key=sms.interaction.conversation_key))
+    waits: list[float] = []
+    outcomes = connector(hubspot_sandbox, waits).write_history([replace(w, first_attempt=True) for w in (sms, call)])
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert len(waits) == 1 and [f["hits"] for f in hub.faults.list()] == [1]
+    assert holdings(hub) == {"contacts": 1, "tickets": 1, "communications": 1, "calls": 1, "notes": 0, "links": 4}
+    [contact], [ticket] = hub.objects("contacts"), hub.objects("tickets")
+    assert list(hub.associated("tickets", ticket["id"], "contacts")) == [contact["id"]]
+    assert {o.case_id for o in outcomes} == {ticket["id"]} and {o.contact_id for o in outcomes} == {contact["id"]}
 
 
 def test_a_429_is_waited_out(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
-    hub.faults.add(Fault("rate_limit", path="batch/upsert", retry_after=7, times=1))
+    hub.faults.add(Fault("rate_limit", path="batch/create", retry_after=7, times=1))
     waits: list[float] = []
     outcomes = connector(hubspot_sandbox, waits).write_history([write(interaction(1))])
     assert outcomes[0].ok
@@ -305,8 +390,8 @@ def test_wrong_token_is_an_auth_error_at_once(hub: HubSpotEmulator, hubspot_sand
 
 
 def test_server_errors_and_resets_are_retried(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
-    hub.faults.add(Fault("server_error", path="tickets/batch/upsert", status=502, times=1))
-    hub.faults.add(Fault("reset", path="communications/batch/upsert", times=1))
+    hub.faults.add(Fault("server_error", path="tickets/batch/create", status=502, times=1))
+    hub.faults.add(Fault("reset", path="communications/batch/create", times=1))
     waits: list[float] = []
     [outcome] = connector(hubspot_sandbox, waits).write_history([write(interaction(1))])
     assert outcome.ok and len(waits) == 2
@@ -314,26 +399,29 @@ def test_server_errors_and_resets_are_retried(hub: HubSpotEmulator, hubspot_sand
 
 
 def test_api_calls_for_a_batch_of_20_writes(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
-    """20 messages from 10 new people, 10 new tickets, one batch.
+    """20 messages from 10 new people, 10 new tickets, one batch, all first attempts.
 
     Upper bound, in calls as HubSpot bills them:
-      once per connector: GET pipelines, GET property crmhub_conversation + POST it
-        (missing in a fresh account), GET property crmhub_key + POST it     = 5
-      per batch: contacts search 1 + batch create 1, tickets upsert 1 +
-        ticket->contact associations 1, communications upsert 1 + associations
-        to contacts 1 and to tickets 1                                       = 7
-    12 calls for 20 interactions (0.6 per interaction); a second batch of the
-    same shape costs 7 (0.35 each), and at 100 writes per batch 0.07 each.
+      once per connector: GET pipelines, and GET + POST (missing in a fresh
+        account) of the properties crmhub_person, crmhub_conversation and
+        crmhub_key                                                          = 7
+      per batch: contacts batch create 1 (keyed by crmhub_person), tickets
+        batch create 1 (contact association inline), communications batch
+        create 1 (contact and ticket associations inline)                   = 3
+    10 calls for 20 interactions (0.5 per interaction); a second batch of the
+    same shape costs 3 (0.15 each), and at 100 writes per batch 0.03 each.
     """
-    writes = [write(interaction(2 * p + m, customer=f"+1415555{p:04d}"), p) for p in range(10) for m in range(2)]
+    writes = [replace(write(interaction(2 * p + m, customer=f"+1415555{p:04d}"), p), first_attempt=True)
+              for p in range(10) for m in range(2)]
     crm = connector(hubspot_sandbox)
     outcomes = crm.write_history(writes)
     assert all(o.ok for o in outcomes)
-    assert hub.total_calls <= 12, dict(hub.calls)
-    assert calls_to(hub, "search") == 1 and calls_to(hub, "batch/create") == 1
+    assert hub.total_calls <= 10, dict(hub.calls)
+    assert calls_to(hub, "search") == 0 and calls_to(hub, "batch/create") == 3
+    assert calls_to(hub, "/crm/v4/") == 0, dict(hub.calls)  # no association call
+    assert holdings(hub)["links"] == 40
     hub.calls.clear()
-    more = [write(interaction(100 + 2 * p + m, customer=f"+1415556{p:04d}"), 100 + p)
+    more = [replace(write(interaction(100 + 2 * p + m, customer=f"+1415556{p:04d}"), 100 + p), first_attempt=True)
             for p in range(10) for m in range(2)]
     assert all(o.ok for o in crm.write_history(more))
-    assert hub.total_calls <= 7, dict(hub.calls)
-
+    assert hub.total_calls <= 3, dict(hub.calls)

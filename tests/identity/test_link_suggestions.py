@@ -83,7 +83,7 @@ def test_a_claimed_email_is_a_note_on_the_case_in_every_crm_once_and_joins_nobod
     # Each CRM loses the answer to the note's write once: the retry finds the note, never writes a second.
     crms.sf.faults.add(Fault("reset", method="POST", path="/sobjects/CaseComment", after=True))
     crms.zd.faults.add(Fault("reset", method="PUT", path=r"/tickets/\d+\.json", after=True))
-    crms.hs.faults.add(Fault("reset", method="POST", path="/objects/notes/batch/upsert", after=True))
+    crms.hs.faults.add(Fault("reset", method="POST", path="/objects/notes/batch/create", after=True))
     first = crms.hub.sync_once()
     second = crms.hub.sync_once()
     assert not second.failures, second.failures

@@ -122,6 +122,67 @@ def test_engagements_with_inline_associations(client: HubSpot, emu: HubSpotEmula
     assert [(a.id, a.type) for a in read.associations["contacts"].results] == [(contact_id, "note_to_contact")]
 
 
+def test_batch_create_with_inline_associations(client: HubSpot, emu: HubSpotEmulator) -> None:
+    """A ticket and a communication batch-created already linked: no association call needed."""
+    contact_id = emu.add("contacts", email="c@example.com")
+    batch = client.crm.objects.batch_api
+    [ticket] = batch.create("tickets", hs_objects.BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
+        {"properties": {"subject": "t", "hs_pipeline_stage": "1"}, "objectWriteTraceId": "t1",
+         "associations": linked_to(contact_id, 16)}])).results
+    [sms] = batch.create("communications", hs_objects.BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
+        {"properties": {"hs_communication_channel_type": "SMS", "hs_communication_body": "hi",
+                        "hs_timestamp": "2024-01-01T12:00:00.000Z", "hs_communication_logged_from": "CRM"},
+         "associations": [*linked_to(contact_id, 81), *linked_to(ticket.id, 83)]}])).results
+    assert emu.associated("tickets", ticket.id, "contacts") == {contact_id: [16]}
+    assert emu.associated("contacts", contact_id, "tickets") == {ticket.id: [15]}
+    assert emu.associated("communications", sms.id, "contacts") == {contact_id: [81]}
+    assert emu.associated("tickets", ticket.id, "communications") == {sms.id: [84]}
+    assert emu.calls.get("POST /crm/v4/associations/<from_type>/<to_type>/batch/associate/default") is None
+
+
+SMS = {"hs_communication_channel_type": "SMS", "hs_communication_body": "hi",
+       "hs_timestamp": "2024-01-01T12:00:00.000Z", "hs_communication_logged_from": "CRM"}
+
+
+@pytest.mark.parametrize(("associations", "fragment"), [
+    ([{"types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 81}]}], "to.id is required"),
+    ([{"to": {"id": "CONTACT"}, "types": []}], "types must be a non-empty list"),
+    ([{"to": {"id": "CONTACT"}, "types": [{"associationTypeId": 81}]}], "associationCategory must be one of"),
+    ([{"to": {"id": "CONTACT"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": "x"}]}],
+     "associationTypeId must be an integer"),
+    ([{"to": {"id": "CONTACT"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 82}]}],
+     "Invalid association types [82] for a communication"),  # contact->communication: the wrong direction
+    ([{"to": {"id": "CONTACT"}, "types": [{"associationCategory": "USER_DEFINED", "associationTypeId": 81}]}],
+     "custom association labels are not emulated"),
+    ([{"to": {"id": "424242"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 81}]}],
+     "object with id 424242 does not exist"),
+    ({"to": {"id": "CONTACT"}}, "associations must be a list"),
+])
+def test_malformed_inline_associations_are_refused(client: HubSpot, emu: HubSpotEmulator, associations: Any,
+                                                   fragment: str) -> None:
+    contact_id = emu.add("contacts", email="c@example.com")
+    associations = json.loads(json.dumps(associations).replace("CONTACT", contact_id))
+    with pytest.raises(hs_objects.ApiException) as exc:
+        client.crm.objects.batch_api.create("communications", hs_objects.BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[{"properties": SMS, "associations": associations}]))
+    body = error_body(exc)
+    assert exc.value.status == 400 and body["category"] == "VALIDATION_ERROR" and body["status"] == "error"
+    assert fragment in body["message"] and body["correlationId"]
+    assert emu.objects("communications") == []
+
+
+def test_a_bad_inline_association_fails_only_its_input_when_traced(client: HubSpot, emu: HubSpotEmulator) -> None:
+    contact_id = emu.add("contacts", email="c@example.com")
+    answer = client.crm.objects.batch_api.create("communications",
+                                                 hs_objects.BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
+        {"properties": SMS, "objectWriteTraceId": "good", "associations": linked_to(contact_id, 81)},
+        {"properties": SMS, "objectWriteTraceId": "bad", "associations": linked_to("424242", 81)}]))
+    assert len(answer.results) == 1 and answer.num_errors == 1
+    assert answer.errors[0].category == "VALIDATION_ERROR" and answer.errors[0].context == {"objectWriteTraceId": ["bad"]}
+    [sms] = emu.objects("communications")
+    assert emu.associated("communications", sms["id"], "contacts") == {contact_id: [81]}
+
+
 def test_list_pages_across_several_pages(client: HubSpot, emu: HubSpotEmulator) -> None:
     ids = [emu.add("contacts", email=f"p{i}@example.com") for i in range(23)]
     api = client.crm.objects.basic_api

@@ -228,6 +228,23 @@ def test_create_many_and_update_many_tickets_through_job_statuses(kit: Kit) -> N
     assert (stored[ids[0]]["status"], stored[ids[1]]["tags"]) == ("solved", ["done"])
 
 
+def test_show_many_job_statuses_reads_several_jobs_in_one_call(kit: Kit) -> None:
+    first = kit.zd.tickets.create([Ticket(subject="A", comment=Comment(body="x"))])
+    second = kit.zd.users.create([User(name="Bulk", email="bulk@example.test")])
+    asked = [second.id, "0" * 32, first.id]  # an unknown (expired) id is left out, the order kept
+    listed = kit.http.get(kit.url("job_statuses/show_many.json"), params={"ids": ",".join(asked)}).json()
+    assert [(j["id"], j["status"], j["total"]) for j in listed["job_statuses"]] == [
+        (second.id, "working", 1), (first.id, "working", 1)]  # each read moves a job one step, as a single read
+    assert set(listed["job_statuses"][0]) >= {"id", "url", "job_type", "status", "total", "progress", "results"}
+    done = kit.zd.job_status(ids=[first.id, second.id])["job_statuses"]  # zenpy's show_many
+    assert [(j.id, j.status) for j in done] == [(first.id, "completed"), (second.id, "completed")]
+    assert done[0].results[0].index == 0 and done[1].results[0].status == "Created"
+    none = kit.http.get(kit.url("job_statuses/show_many.json"))
+    assert (none.status_code, none.json()["error"]) == (400, "InvalidValue")
+    many = kit.http.get(kit.url("job_statuses/show_many.json"), params={"ids": ",".join(["a"] * 101)})
+    assert (many.status_code, many.json()["error"]) == (400, "TooManyValues")
+
+
 def test_update_many_by_ids_applies_one_change_to_all(kit: Kit) -> None:
     ids = [kit.emu.add_ticket(f"T{i}", "body") for i in range(2)]
     kit.emu.configure(job_reads_per_step=0)

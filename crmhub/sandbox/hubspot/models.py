@@ -164,6 +164,8 @@ class HubSpotBackend:
                associations: list[dict[str, Any]] | None = None) -> Record:
         """A new record from API properties, with its inline v3 `associations`."""
         cleaned = self.clean(otype, properties, None)
+        if associations is not None and not isinstance(associations, list):
+            raise errors.invalid_json("associations must be a list")
         links = [self._inline_association(otype, a) for a in associations or []]
         now, rid = self.now(), self._new_id()
         self._close_date(otype, cleaned, None, properties, now)
@@ -421,14 +423,19 @@ class HubSpotBackend:
         self._links(otype.name, rid).get(to.name, {}).pop(str(to_id), None)
         self._links(to.name, str(to_id)).get(otype.name, {}).pop(rid, None)
 
-    def _inline_association(self, otype: ObjectType, spec: dict[str, Any]) -> tuple[ObjectType, str, list[int]]:
-        """(target type, id, type ids) of one v3 create `associations` entry; the type id names the target."""
-        type_ids = [int(t.get("associationTypeId", 0)) for t in spec.get("types") or []]
+    def _inline_association(self, otype: ObjectType, spec: Any) -> tuple[ObjectType, str, list[int]]:
+        """(target type, id, type ids) of one v3 create `associations` entry; the type id names the target.
+
+        HubSpot's `PublicAssociationsForObject`: `{"to": {"id"}, "types":
+        [{"associationCategory", "associationTypeId"}]}`, both members required.
+        """
+        to_id, type_ids = _association_entry(spec)
         known = [catalog.ASSOCIATION_TYPES.get(t) for t in type_ids]
-        if not known or any(k is None or k.from_type != otype.name for k in known):
+        if any(k is None or k.from_type != otype.name for k in known):
             raise errors.invalid_input(f"Invalid association types {type_ids} for a {otype.singular}.")
-        to_id = str((spec.get("to") or {}).get("id"))
         to = catalog.OBJECT_TYPES[known[0].to_type]  # type: ignore[union-attr]  # None excluded just above
+        if any(k.to_type != to.name for k in known):  # type: ignore[union-attr]  # None excluded above
+            raise errors.invalid_input(f"Association types {type_ids} do not all lead to the same object type.")
         if self.find(to, to_id) is None:
             raise errors.invalid_input(f"{to.label} object with id {to_id} does not exist.")
         return to, to_id, type_ids
@@ -479,6 +486,33 @@ def _normalise(definition: dict[str, Any], value: str | None) -> str | None:
         moment = parse_datetime(value)
         return iso_millis(moment) if moment else value
     return value.lower() if definition["name"] == "email" else value
+
+
+CATEGORIES = ("HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED")
+
+
+def _association_entry(spec: Any) -> tuple[str, list[int]]:
+    """(target id, type ids) of an inline association, refused as HubSpot refuses malformed JSON input."""
+    to = spec.get("to") if isinstance(spec, dict) else None
+    types = spec.get("types") if isinstance(spec, dict) else None
+    if not isinstance(to, dict) or to.get("id") in (None, ""):
+        raise errors.invalid_json("associations[].to.id is required")
+    if not isinstance(types, list) or not types:
+        raise errors.invalid_json("associations[].types must be a non-empty list")
+    type_ids: list[int] = []
+    for entry in types:
+        category = entry.get("associationCategory") if isinstance(entry, dict) else None
+        type_id = entry.get("associationTypeId") if isinstance(entry, dict) else None
+        if category not in CATEGORIES:
+            raise errors.invalid_json(f"associationCategory must be one of {', '.join(CATEGORIES)}, "
+                                      f"got {category!r}")
+        if isinstance(type_id, bool) or not isinstance(type_id, int | str) or not str(type_id).isdigit():
+            raise errors.invalid_json(f"associationTypeId must be an integer, got {type_id!r}")
+        if category != "HUBSPOT_DEFINED":
+            raise errors.invalid_input(f"associationCategory {category!r} is not available: custom association "
+                                       "labels are not emulated.")
+        type_ids.append(int(type_id))
+    return str(to["id"]), type_ids
 
 
 def _naming(index: int, item: dict[str, Any]) -> dict[str, list[str]]:

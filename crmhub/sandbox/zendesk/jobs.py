@@ -2,7 +2,8 @@
 
 Zendesk answers a bulk request at once with a queued job status and does the
 work in the background; clients poll `GET /api/v2/job_statuses/{id}.json`
-until it is `completed`, then read one result per item. As with moto's
+(or several at once with `show_many.json?ids=`) until it is `completed`,
+then read one result per item. As with moto's
 state manager, the job here moves queued -> working -> completed one step
 every `job_reads_per_step` reads of its status (0: the first read completes
 it; None: only `finish()` moves it). The work itself is done when the job
@@ -71,6 +72,10 @@ class JobRunner:
                 job["_reads"] = 0
                 self._step(job)
         return public_view(job)
+
+    def read_many(self, job_ids: list[str], reads_per_step: int | None) -> list[Record]:
+        """`show_many`: the known jobs among `job_ids`, in the order asked (expired or unknown ones left out)."""
+        return [self.read(job_id, reads_per_step) for job_id in dict.fromkeys(job_ids) if job_id in self._jobs]
 
     def recent(self, reads_per_step: int | None, limit: int = 100) -> tuple[list[Record], bool]:
         """The newest `limit` jobs, newest first, as `GET /job_statuses` lists them: (page, has_more).

@@ -189,6 +189,14 @@ class ZendeskResponses:
                                                               "before_cursor": None},
                               "links": {"next": None, "prev": None}})
 
+    def show_many_job_statuses(self, request: Request) -> Response:
+        """`?ids=a,b,c` (up to 100, as every show_many): those jobs' statuses; unknown (expired) ids are left out.
+
+        Each read may move a job one step, as a single status read does.
+        """
+        reads = self.emulator.state["config"]["job_reads_per_step"]
+        return json_response({"job_statuses": self.emulator.jobs.read_many(id_list(request), reads)})
+
     def show_job_status(self, request: Request, job_id: str) -> Response:
         reads = self.emulator.state["config"]["job_reads_per_step"]
         return json_response({"job_status": self.emulator.jobs.read(job_id, reads)})
