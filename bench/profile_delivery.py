@@ -96,10 +96,10 @@ def _time_connector(crm: Any) -> list[float]:
     """Time the connector's `write_history` (thread CPU) apart from the engine's own work."""
     spent, write = [0.0], crm.write_history
 
-    def timed(writes: Any) -> Any:
+    def timed(writes: Any, **options: Any) -> Any:
         start = time.thread_time()
         try:
-            return write(writes)
+            return write(writes, **options)
         finally:
             spent[0] += time.thread_time() - start
 
