@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
-from crmhub.store.ledger import upsert
+from crmhub.store.ledger import dialect_insert, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
 
@@ -150,6 +150,23 @@ def add_link(session: Session, person_id: int, crm: str, object_type: str, recor
     return upsert(session, CrmLinkRow, {"person_id": person_id, "crm": crm, "object_type": object_type,
                                         "record_id": record_id, "created_at": now}, ("crm", "record_id"),
                   update=False)
+
+
+def add_links(session: Session, crm: str, links: Sequence[tuple[int, str, str]], *, now: datetime) -> set[int]:
+    """`add_link` for several (person, object type, record id) at once; returns the persons given a new link.
+
+    A record linked already keeps its link, to whichever person; so does a
+    record given twice here (the first person keeps it).
+    """
+    rows: dict[str, dict[str, Any]] = {}  # in the order given: link ids break ties of age (`links_of`)
+    for person, object_type, record in links:
+        rows.setdefault(record, {"person_id": person, "crm": crm, "object_type": object_type, "record_id": record,
+                                 "created_at": now})
+    if not rows:
+        return set()
+    table = CrmLinkRow.__table__
+    statement = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["crm", "record_id"])
+    return set(session.connection().execute(statement.returning(table.c.person_id), list(rows.values())).scalars())
 
 
 # ---- contact mirror ----------------------------------------------------------

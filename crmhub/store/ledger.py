@@ -40,7 +40,7 @@ class IngestResult:
 def insert_ignoring_conflicts(session: Session, table: Any, rows: Sequence[dict[str, Any]],
                               conflict_columns: Sequence[str]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING, for SQLite and PostgreSQL alike."""
-    return _insert(session)(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return dialect_insert(session)(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
 def upsert(session: Session, table: type[T], values: Mapping[str, Any], key: Sequence[str], *,
@@ -51,7 +51,7 @@ def upsert(session: Session, table: type[T], values: Mapping[str, Any], key: Seq
     fails the slower one on the unique key, this waits for the other and then
     updates. Returns the row as stored, refreshed in the session.
     """
-    statement = _insert(session)(table).values(**values)
+    statement = dialect_insert(session)(table).values(**values)
     if update:
         statement = statement.on_conflict_do_update(index_elements=list(key),
                                                     set_={k: v for k, v in values.items() if k not in key})
@@ -67,7 +67,7 @@ def upsert_many(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
     """`upsert` for many rows in one statement (their other values set on a conflict on `key`)."""
     if not rows:
         return
-    statement = _insert(session)(table.__table__)
+    statement = dialect_insert(session)(table.__table__)
     statement = statement.on_conflict_do_update(
         index_elements=list(key), set_={column: statement.excluded[column] for column in rows[0] if column not in key})
     session.execute(statement, [dict(row) for row in rows])  # executemany: compiled once, cached
@@ -77,11 +77,11 @@ def insert_many_ignoring_conflicts(session: Session, table: Any, rows: Sequence[
                                    conflict_columns: Sequence[str]) -> None:
     """`insert_ignoring_conflicts` as one executemany: one compiled statement however many rows (cached)."""
     if rows:
-        statement = _insert(session)(table.__table__).on_conflict_do_nothing(index_elements=list(conflict_columns))
+        statement = dialect_insert(session)(table.__table__).on_conflict_do_nothing(index_elements=list(conflict_columns))
         session.execute(statement, [dict(row) for row in rows])
 
 
-def _insert(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
     """The dialect's INSERT, which has ON CONFLICT."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -134,7 +134,7 @@ def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
         with isolated(session):
             return write(rows), []
     except Exception as exc:
-        if not _item_fault(exc):
+        if not item_fault(exc):
             raise
         if len(rows) == 1:
             return 0, [(rows[0], exc)]
@@ -144,7 +144,7 @@ def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
             with isolated(session):
                 written += write([row])
         except Exception as exc:
-            if not _item_fault(exc):
+            if not item_fault(exc):
                 raise
             refused.append((row, exc))
     return written, refused
@@ -166,7 +166,7 @@ def isolated(session: Session) -> Iterator[None]:
         yield
 
 
-def _item_fault(exc: Exception) -> bool:
+def item_fault(exc: Exception) -> bool:
     """Whether the store refused these values (too long, not encodable, a constraint), not failed as a whole."""
     if isinstance(exc, sa_exc.DBAPIError):
         return isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError)
@@ -294,21 +294,34 @@ def add_dead_letter(session: Session, source: str, ref: str, reason: str, payloa
 
     A payload the store refuses (see `ingest_page`) is replaced by a note of why, so the dead letter is kept.
     """
-    ref = ref[:255]
-    existing = session.scalar(select(DeadLetterRow.id).where(DeadLetterRow.source == source, DeadLetterRow.ref == ref,
-                                                             DeadLetterRow.resolved_at.is_(None)))
-    if existing is not None:
-        return False
-    row = storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
+    return bool(add_dead_letters(session, source, [(ref, reason, payload)], now=now))
 
-    def write(rows: Sequence[dict[str, Any]]) -> int:
-        session.execute(insert(DeadLetterRow), list(rows))
-        return len(rows)
 
-    _, refused = _insert_each(session, [row], write)
-    if refused:
-        write([row | {"payload": {"not_stored": f"the store refused the payload ({_error_name(refused[0][1])})"}}])
-    return True
+def add_dead_letters(session: Session, source: str, items: Sequence[tuple[str, str, dict[str, Any]]],
+                     *, now: datetime) -> int:
+    """`add_dead_letter` for several (ref, reason, payload) of one source; returns how many were recorded.
+
+    One query and one INSERT in the common case; an item already open, or given twice, is recorded once.
+    """
+    wanted: dict[str, tuple[str, dict[str, Any]]] = {}
+    for ref, reason, payload in items:
+        wanted.setdefault(ref[:255], (reason, payload))
+    if not wanted:
+        return 0
+    table = DeadLetterRow.__table__.c
+    already = set(session.scalars(select(table.ref).where(table.source == source, table.ref.in_(sorted(wanted)),
+                                                          table.resolved_at.is_(None))))
+    rows = [storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
+            for ref, (reason, payload) in wanted.items() if ref not in already]
+
+    def write(batch: Sequence[dict[str, Any]]) -> int:
+        session.execute(insert(DeadLetterRow), list(batch))
+        return len(batch)
+
+    written, refused = _insert_each(session, rows, write)
+    for row, error in refused:
+        write([row | {"payload": {"not_stored": f"the store refused the payload ({_error_name(error)})"}}])
+    return written + len(refused)
 
 
 def open_dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:

@@ -38,11 +38,11 @@ run, so status and metrics can count the held rows.
 from __future__ import annotations
 
 from collections.abc import Collection, Container, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
@@ -51,6 +51,7 @@ from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
 PENDING = OutboxStatus.PENDING.value
+_OUTBOX, _THREADS = cast(Table, OutboxRow.__table__), cast(Table, ThreadRow.__table__)  # for Core statements
 
 
 def enqueue(session: Session, interaction_id: int, crms: Sequence[str], key: str, *, now: datetime,
@@ -80,29 +81,72 @@ def enqueue_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     insert_many_ignoring_conflicts(session, OutboxRow, rows, ("crm", "idempotency_key"))
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A claimed outbox row with what delivery needs of its interaction and routing decision.
+
+    `claims` includes this claim and `next_attempt_at` is the end of its lease.
+    `item` holds the ledger columns `ledger.to_interaction` reads (not the raw
+    payload, which no writer reads); `rule` and `targets` are the routing
+    decision's (None: no decision recorded).
+    """
+
+    id: int
+    idempotency_key: str
+    interaction_id: int
+    priority: int
+    attempts: int
+    claims: int
+    relink: bool
+    next_attempt_at: datetime
+    person_id: int | None
+    occurred_at: datetime
+    conversation_key: str
+    item: Any
+    rule: str | None
+    targets: Mapping[str, Any] | None
+    job_ref: str | None = None  # a bulk job an earlier attempt submitted with this row (`save_job_ref`)
+
+
+_OTHER, _OTHER_ITEM = aliased(OutboxRow), aliased(LedgerRow)  # the conversation's other writes (made once: costly)
+_ITEM_COLUMNS = ("channel", "direction", "external_id", "conversation_key", "sender_kind", "sender_value",
+                 "sender_display", "recipient_kind", "recipient_value", "recipient_display", "text",
+                 "occurred_at", "media", "call")
+
+
 def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: timedelta,
-              max_priority: WritePriority = WritePriority.BACKFILL) -> list[OutboxRow]:
+              max_priority: WritePriority = WritePriority.BACKFILL) -> list[Claim]:
     """Claim up to `limit` due rows of `crm` ranked at or before `max_priority` for `lease`.
 
     Highest priority first (lowest number), then the longest due, then the
     oldest row. A row whose conversation's case is being opened by a write
     not due now (claimed, or waiting to retry) is left for later. A claim
     counts in `claims`, not in `attempts`: it becomes an attempt when its
-    outcome is recorded (`mark_done`, `mark_retry`, `mark_dead`).
+    outcome is recorded (`mark_done`, `mark_retry`, `mark_dead`). One SELECT
+    (joined with the ledger and the decision) and one UPDATE, whatever the batch.
     """
     one_at_a_time(session, f"claim:{crm}")
-    query = (select(OutboxRow).join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
+    item = LedgerRow.__table__.c
+    query = (select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.interaction_id, OutboxRow.priority,
+                    OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, OutboxRow.job_ref, LedgerRow.person_id,
+                    RouteDecisionRow.rule, RouteDecisionRow.targets, *(item[name] for name in _ITEM_COLUMNS))
+             .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
+             .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == OutboxRow.interaction_id)
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
-                    OutboxRow.next_attempt_at <= now,
-                    LedgerRow.conversation_key.not_in(cases_being_opened(crm, now)))
+                    OutboxRow.next_attempt_at <= now, LedgerRow.conversation_key.not_in(cases_being_opened(crm, now)))
              .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxRow)
-    rows = list(session.scalars(query))
-    for row in rows:
-        row.next_attempt_at = now + lease
-        row.claims += 1
-    return rows
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    until = now + lease
+    session.execute(update(OutboxRow).where(OutboxRow.id.in_([row.id for row in rows]))
+                    .values(next_attempt_at=until, claims=OutboxRow.claims + 1)
+                    .execution_options(synchronize_session=False))
+    return [Claim(row.id, row.idempotency_key, row.interaction_id, row.priority, row.attempts, row.claims + 1,
+                  row.relink, until, row.person_id, row.occurred_at, row.conversation_key, row, row.rule,
+                  row.targets, row.job_ref) for row in rows]
 
 
 def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
@@ -113,7 +157,7 @@ def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
     row through the conversation's whole history: its cost follows the
     backlog once, never the history nor the square of the backlog.
     """
-    other, other_item = aliased(OutboxRow), aliased(LedgerRow)
+    other, other_item = _OTHER, _OTHER_ITEM
     return (select(other_item.conversation_key)
             .join(other, other.interaction_id == other_item.id)
             .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
@@ -157,6 +201,54 @@ def case_pending(session: Session, crm: str, conversation_key: str) -> bool:
     return session.scalar(query) is not None
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A claim's recorded outcome: done (`result_ref`, `contact_ref`), a retry (`retry_at`) or dead (`error`).
+
+    `attempted`: the claim was tried (an answer or a timeout), so it counts as an attempt.
+    """
+
+    outbox_id: int
+    status: OutboxStatus
+    error: str | None = None
+    result_ref: str | None = None
+    contact_ref: str | None = None
+    retry_at: datetime | None = None
+    attempted: bool = True
+
+
+def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+    """Record claims' outcomes: one executemany UPDATE per kind of outcome, whatever the batch.
+
+    An attempted outcome is one more attempt and ends the claims cut short
+    (`claims` back to 0); a done row forgets its relink, and keeps its
+    `result_ref` when the CRM named no record (a relink may not name it again).
+    """
+    kinds: dict[tuple[OutboxStatus, bool], list[dict[str, Any]]] = {}
+    for o in outcomes:
+        kinds.setdefault((o.status, o.attempted or o.status is not OutboxStatus.DEAD), []).append(
+            {"oid": o.outbox_id, "new_error": o.error, "new_result_ref": o.result_ref,
+             "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at})
+    for (status, attempted), params in kinds.items():
+        session.connection().execute(_outcome_update(status, attempted, now), params)
+
+
+def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime) -> Any:
+    """The UPDATE recording one kind of outcome, by outbox row (`oid`)."""
+    table = _OUTBOX
+    values: dict[str, Any] = {"attempts": table.c.attempts + 1, "claims": 0} if attempted else {}
+    if status is OutboxStatus.DONE:
+        values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False,
+                   "result_ref": func.coalesce(bindparam("new_result_ref", type_=table.c.result_ref.type),
+                                               table.c.result_ref),
+                   "contact_ref": bindparam("new_contact_ref")}
+    elif status is OutboxStatus.PENDING:
+        values |= {"last_error": bindparam("new_error"), "next_attempt_at": bindparam("new_retry_at")}
+    else:
+        values |= {"status": status.value, "last_error": bindparam("new_error"), "done_at": now}
+    return update(table).where(table.c.id == bindparam("oid")).values(**values)
+
+
 def cases_pending(session: Session, crm: str, conversation_keys: Collection[str]) -> set[str]:
     """Which of the conversations already have a pending new-case write of `crm` (`case_pending` for a batch)."""
     if not conversation_keys:
@@ -170,34 +262,19 @@ def cases_pending(session: Session, crm: str, conversation_keys: Collection[str]
 def mark_done(session: Session, outbox_id: int, result_ref: str | None, *, now: datetime,
               contact_ref: str | None = None) -> None:
     """The CRM confirmed the write, onto `contact_ref` (the record it landed on, None for no contact)."""
-    row = session.get(OutboxRow, outbox_id)
-    if row is not None:
-        _answered(row)
-        row.status, row.done_at, row.last_error = OutboxStatus.DONE.value, now, None
-        row.result_ref = result_ref or row.result_ref  # a relink may not name the record again
-        row.contact_ref, row.relink = contact_ref, False
+    record_outcomes(session, [Outcome(outbox_id, OutboxStatus.DONE, result_ref=result_ref,
+                                      contact_ref=contact_ref)], now=now)
 
 
 def mark_retry(session: Session, outbox_id: int, error: str, *, retry_at: datetime) -> None:
     """The try failed in a way worth another (a transient error, a timeout): due again at `retry_at`."""
-    row = session.get(OutboxRow, outbox_id)
-    if row is not None:
-        _answered(row)
-        row.last_error, row.next_attempt_at = error, retry_at
+    record_outcomes(session, [Outcome(outbox_id, OutboxStatus.PENDING, error=error, retry_at=retry_at)],
+                    now=retry_at)
 
 
 def mark_dead(session: Session, outbox_id: int, error: str, *, now: datetime, attempted: bool = True) -> None:
     """Dead for good; `attempted`: False when no try of this claim was made (e.g. too many claims cut short)."""
-    row = session.get(OutboxRow, outbox_id)
-    if row is not None:
-        if attempted:
-            _answered(row)
-        row.status, row.last_error, row.done_at = OutboxStatus.DEAD.value, error, now
-
-
-def _answered(row: OutboxRow) -> None:
-    """The claim's outcome is recorded: one more attempt, and no claim cut short since."""
-    row.attempts, row.claims = row.attempts + 1, 0
+    record_outcomes(session, [Outcome(outbox_id, OutboxStatus.DEAD, error=error, attempted=attempted)], now=now)
 
 
 def settle(session: Session, crm: str, key: str, result_ref: str, *, now: datetime) -> None:
@@ -249,16 +326,6 @@ def thread_of(session: Session, crm: str, conversation_key: str) -> ThreadRow | 
                                                   ThreadRow.conversation_key == conversation_key))
 
 
-def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -> dict[str, Any]:
-    """The threads of `crm` for these conversations, read-only (columns, not ORM objects), by conversation key."""
-    if not conversation_keys:
-        return {}
-    query = select(ThreadRow.id, ThreadRow.conversation_key, ThreadRow.seq, ThreadRow.record_id, ThreadRow.queue,
-                   ThreadRow.closed_at, ThreadRow.closed_final, ThreadRow.state_at).where(
-        ThreadRow.crm == crm, ThreadRow.conversation_key.in_(sorted(conversation_keys)))
-    return {row.conversation_key: row for row in session.execute(query)}
-
-
 def open_thread(session: Session, crm: str, conversation_key: str, queue: str, *, now: datetime) -> ThreadRow:
     """The conversation's thread in `crm`; a closed one is replaced by the next case (seq + 1)."""
     row = thread_of(session, crm, conversation_key)
@@ -272,12 +339,87 @@ def open_thread(session: Session, crm: str, conversation_key: str, queue: str, *
     return row
 
 
+@dataclass
+class Thread:
+    """A conversation's thread as delivery plans it in memory (`id` None: not stored yet)."""
+
+    id: int | None
+    conversation_key: str
+    seq: int
+    record_id: str | None
+    queue: str
+    opened_at: datetime
+    closed_at: datetime | None = None
+    closed_final: bool = False
+    state_at: datetime | None = None
+
+
+def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -> dict[str, Thread]:
+    """The threads of `conversation_keys` in `crm` that exist, by conversation, in one query (plain values, not
+    ORM objects: routing reads them, delivery plans its cases on them)."""
+    if not conversation_keys:
+        return {}
+    table = _THREADS.c
+    query = (select(table.id, table.conversation_key, table.seq, table.record_id, table.queue, table.opened_at,
+                    table.closed_at, table.closed_final, table.state_at)
+             .where(table.crm == crm, table.conversation_key.in_(sorted(set(conversation_keys)))))
+    return {row.conversation_key: Thread(*row) for row in session.execute(query)}
+
+
+def next_thread(thread: Thread | None, conversation_key: str, queue: str, *, now: datetime) -> Thread:
+    """What `open_thread` makes of the thread: itself while open, else a first or next case (seq + 1), unsaved."""
+    if thread is None:
+        return Thread(None, conversation_key, 1, None, queue, now)
+    if thread.closed_at is None:
+        return thread
+    return Thread(thread.id, conversation_key, thread.seq + 1, None, queue, now)
+
+
+def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
+    """Store threads `next_thread` opened: new ones in one INSERT, the next cases of closed ones in one UPDATE."""
+    table = _THREADS
+    new = [{"crm": crm, "conversation_key": t.conversation_key, "seq": t.seq, "record_id": None, "queue": t.queue,
+            "opened_at": t.opened_at, "closed_at": None, "closed_final": False, "state_at": None}
+           for t in threads if t.id is None]
+    if new:
+        session.execute(insert(table), new)
+    renewed = [{"tid": t.id, "new_seq": t.seq, "new_queue": t.queue, "new_opened_at": t.opened_at}
+               for t in threads if t.id is not None]
+    if renewed:
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("tid")).values(
+                seq=bindparam("new_seq"), record_id=None, queue=bindparam("new_queue"),
+                opened_at=bindparam("new_opened_at"), closed_at=None, closed_final=False, state_at=None),
+            renewed)
+
+
+def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
+    """The case records the CRM created, by conversation, onto threads that had none yet (one UPDATE)."""
+    if cases:
+        table = _THREADS
+        session.connection().execute(
+            update(table).where(table.c.crm == crm, table.c.conversation_key == bindparam("conversation"),
+                                table.c.record_id.is_(None)).values(record_id=bindparam("new_record_id")),
+            [{"conversation": key, "new_record_id": record} for key, record in cases.items()])
+
+
+def record_reopened(session: Session, reopened_from: Mapping[int, datetime | None]) -> None:
+    """`mark_reopened` for several threads (by id) in one UPDATE."""
+    if reopened_from:
+        table = _THREADS
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("tid"),
+                                table.c.state_at.is_not_distinct_from(bindparam("was", type_=table.c.state_at.type)))
+            .values(closed_at=None, closed_final=False),
+            [{"tid": tid, "was": state_at} for tid, state_at in reopened_from.items()])
+
+
 def case_key(row: ThreadRow) -> str:
     """crmhub's key of the thread's current case, as the CRM holds it."""
     return f"{row.conversation_key}#{row.seq}"
 
 
-def may_reopen(row: ThreadRow, occurred_at: datetime, window: timedelta) -> bool:
+def may_reopen(row: ThreadRow | Thread, occurred_at: datetime, window: timedelta) -> bool:
     """Whether a message of `occurred_at` reopens the thread's closed case rather than opening the next.
 
     The message's own time counts, not when it is processed, so a backlog
@@ -291,7 +433,8 @@ def may_reopen(row: ThreadRow, occurred_at: datetime, window: timedelta) -> bool
 DEFAULT_REOPEN_WINDOW = timedelta(days=3)  # `threads.reopen_window`'s default, for callers without settings
 
 
-def reopens(thread: ThreadRow | None, occurred_at: datetime, window: timedelta, reopened: Container[int]) -> bool:
+def reopens(thread: ThreadRow | Thread | None, occurred_at: datetime, window: timedelta,
+            reopened: Container[int]) -> bool:
     """Whether a message of `occurred_at` goes onto the thread's closed case, reopening it.
 
     Within `window` of the close (`may_reopen`), or after an earlier message of

@@ -26,14 +26,15 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from crmhub.errors import Interrupted, TransientError, reason_of
-from crmhub.model import CaseSpec, HistoryWrite, Interaction, QueueTarget, WriteOutcome, WritePriority
+from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, OutboxStatus, QueueTarget, WriteOutcome,
+                          WritePriority)
 from crmhub.store import StateStore, graph, ledger, outbox
-from crmhub.store.schema import LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
-from crmhub.sync.contacts import contact_for
+from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 
 log = structlog.get_logger("crmhub.deliver")
@@ -113,6 +114,17 @@ def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *,
     return report
 
 
+@dataclass
+class _Batch:
+    """One claimed batch on its way: the writes by outbox row, and what recording their outcomes needs."""
+
+    claims: dict[int, outbox.Claim] = field(default_factory=dict)  # the claims written, by outbox row
+    writes: dict[int, HistoryWrite] = field(default_factory=dict)
+    reopening: dict[int, datetime | None] = field(default_factory=dict)  # thread -> its state_at, reopened here
+    reopened: dict[str, int] = field(default_factory=dict)  # conversation -> its thread, for the writes reopening it
+    dead: list[tuple[outbox.Claim, str, bool]] = field(default_factory=list)  # (claim, reason, attempted)
+
+
 def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, report: DeliveryReport, *,
            clock: Callable[[], datetime], max_priority: Callable[[], WritePriority] | None,
            stop: threading.Event | None) -> WritePriority:
@@ -125,14 +137,15 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
         allowed = max_priority() if max_priority is not None else WritePriority.BACKFILL
         now = clock()
         with store.transaction() as session:
-            rows = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
-                                    max_priority=allowed)
+            claims = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
+                                      max_priority=allowed)
             # In the order the messages were sent (channels page newest first): threading decides in that order.
-            rows.sort(key=lambda row: (_sent_at(session, row), row.id))
-            reopening: dict[int, datetime | None] = {}  # thread -> its state_at, for threads this batch reopens
-            writes = _prepare(session, rows, writer.name, policy, report, now=now, reopening=reopening)
-        if not rows:
+            claims.sort(key=lambda claim: (claim.occurred_at, claim.id))
+            batch = _prepare(session, claims, writer.name, policy, now=now)
+            _record_dead(session, batch.dead, writer.name, report, now=now)
+        if not claims:
             return allowed
+        writes = batch.writes
         try:
             outcomes = _write(store, writer, list(writes.values())) if writes else []
         except TransientError as exc:  # the whole batch failed; try again later
@@ -144,10 +157,8 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             return allowed
         now = clock()
         with store.transaction() as session:
-            for (outbox_id, write), outcome in zip(writes.items(), outcomes, strict=True):
-                _record(session, outbox_id, write, outcome, writer.name, policy, report, now=now,
-                        reopening=reopening)
-        if len(rows) < policy.batch_size:
+            _record(session, batch, outcomes, writer.name, policy, report, now=now)
+        if len(claims) < policy.batch_size:
             return allowed
 
 
@@ -168,121 +179,192 @@ def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite])
     return cast(JobReportingWriter, writer).write_history(writes, on_submitted=submitted)
 
 
-def _prepare(session: Session, rows: Sequence[OutboxRow], crm: str, policy: DeliveryPolicy,
-             report: DeliveryReport, *, now: datetime,
-             reopening: dict[int, datetime | None]) -> dict[int, HistoryWrite]:
-    """The batch's writes; a row that cannot even be prepared is dead-lettered, and the others go on.
+def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
+             now: datetime) -> _Batch:
+    """The batch's writes, resolved together; a row that cannot be prepared is dead, and the others go on.
 
-    E.g. a history template `{duration:d}` renders for calls and raises
-    ValueError for messages: that is the row's failure, not the batch's.
+    Contacts, identities and threads of the whole batch are read in a few
+    queries; threads are then decided in memory in the messages' order (a
+    conversation's first message opens its case, the next ones follow it)
+    and stored at once. A row that stopped the daemon too often is dead
+    unwritten. E.g. a history template `{duration:d}` renders for calls and
+    raises ValueError for messages: that is the row's failure, not the batch's.
     """
-    writes: dict[int, HistoryWrite] = {}
-    for row in rows:
-        if row.claims > policy.max_claims:
-            _stopped_too_often(session, row, crm, report, now=now)
+    batch = _Batch()
+    live = []
+    for claim in claims:
+        if claim.claims > policy.max_claims:
+            batch.dead.append((claim, _stopped_too_often(claim, crm), False))
+        else:
+            live.append(claim)
+    contacts, identities, threads = _resolve_each(session, live, crm, policy, batch, now=now)
+    opened: dict[str, outbox.Thread] = {}
+    for claim in live:
+        if claim.person_id is not None and claim.person_id not in contacts:
+            continue  # its contact could not be resolved: dead already
+        try:
+            if claim.person_id is None:
+                raise ValueError("its interaction was never routed to a person")
+            contact = contacts[claim.person_id]
+            new_contact = tuple(policy.blocklist.usable(identities.get(claim.person_id, []))) if (
+                contact is None and policy.create_contact_as) else ()  # never a contact made of a shared number alone
+            write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
+                                           threads.get(claim.conversation_key), now=now, batch=batch)
+        except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
+            _not_prepared(batch, claim, crm, exc)
             continue
+        batch.claims[claim.id], batch.writes[claim.id] = claim, write
+        if thread is not threads.get(claim.conversation_key):
+            threads[claim.conversation_key] = opened[claim.conversation_key] = thread
+    outbox.save_threads(session, crm, list(opened.values()))
+    return batch
+
+
+Resolved = tuple[dict[int, ContactMatch | None], dict[int, list[Identity]], dict[str, outbox.Thread]]
+
+
+def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
+             now: datetime) -> Resolved:
+    """The claims' contacts, the identities of persons without one (to create it from), their threads."""
+    persons = [claim.person_id for claim in claims if claim.person_id is not None]
+    relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
+    contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink)
+    unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
+    identities = graph.identities_of_many(session, unknown)
+    return contacts, identities, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])
+
+
+def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy,
+                  batch: _Batch, *, now: datetime) -> Resolved:
+    """`_resolve` for the batch; when the store refuses that, claim by claim, the refused ones dead.
+
+    A failure of the store itself (connection, lock) is raised: the batch's
+    claims are rolled back with it, never blamed on an item.
+    """
+    try:
+        with ledger.isolated(session):
+            return _resolve(session, claims, crm, policy, now=now)
+    except Exception as exc:  # noqa: BLE001  # one item's data; found below
+        if isinstance(exc, DBAPIError) and not ledger.item_fault(exc):
+            raise
+    contacts: dict[int, ContactMatch | None] = {}
+    identities: dict[int, list[Identity]] = {}
+    threads: dict[str, outbox.Thread] = {}
+    for claim in claims:
         try:
             with ledger.isolated(session):
-                writes[row.id] = _history_write(session, row, crm, policy, now=now, reopening=reopening)
+                found = _resolve(session, [claim], crm, policy, now=now)
         except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
-            reason = f"{row.idempotency_key} -> {crm}: not written, its write could not be prepared: {reason_of(exc)}"
-            _dead(session, row.id, row.idempotency_key, crm, reason, report, now=now)
-            log.error("write not prepared", crm=crm, item=row.idempotency_key, error=type(exc).__name__,
-                      reason=reason_of(exc)[:200])
-    return writes
+            if isinstance(exc, DBAPIError) and not ledger.item_fault(exc):
+                raise
+            _not_prepared(batch, claim, crm, exc)
+            continue
+        contacts.update(found[0])
+        identities.update(found[1])
+        threads.update(found[2])
+    return contacts, identities, threads
 
 
-def _stopped_too_often(session: Session, row: OutboxRow, crm: str, report: DeliveryReport, *,
-                       now: datetime) -> None:
-    """A row whose every claim ended with the daemon gone (a poison row crashing it): not tried again.
+def _not_prepared(batch: _Batch, claim: outbox.Claim, crm: str, exc: Exception) -> None:
+    """The claim is dead: its write could not be prepared (the reason names the item and the CRM, not the text)."""
+    reason = f"{claim.idempotency_key} -> {crm}: not written, its write could not be prepared: {reason_of(exc)}"
+    batch.dead.append((claim, reason, True))
+    log.error("write not prepared", crm=crm, item=claim.idempotency_key, error=type(exc).__name__,
+              reason=reason_of(exc)[:200])
+
+
+def _stopped_too_often(claim: outbox.Claim, crm: str) -> str:
+    """Why a row whose every claim ended with the daemon gone (a poison row crashing it) is not tried again.
 
     Its earlier claims may have written it; a replay checks the CRM first, as any retry does.
     """
-    stopped = row.claims - 1  # the claims before this one, all cut short
-    reason = (f"{row.idempotency_key} -> {crm}: not written again: the daemon stopped while writing it {stopped} "
-              "times in a row (killed, crashed or shut down before the CRM answered); see its log for a crash "
-              "while writing this item, then replay it")
-    _dead(session, row.id, row.idempotency_key, crm, reason, report, now=now, attempted=False)
+    stopped = claim.claims - 1  # the claims before this one, all cut short
     log.error("write dead-lettered: the daemon stopped while writing it too often", crm=crm,
-              item=row.idempotency_key, claims=stopped)
+              item=claim.idempotency_key, claims=stopped)
+    return (f"{claim.idempotency_key} -> {crm}: not written again: the daemon stopped while writing it {stopped} "
+            "times in a row (killed, crashed or shut down before the CRM answered); see its log for a crash "
+            "while writing this item, then replay it")
 
 
-def _dead(session: Session, outbox_id: int, key: str, crm: str, reason: str, report: DeliveryReport, *,
-          now: datetime, attempted: bool = True) -> None:
-    """The outbox row dead for good, with a dead letter ops can replay once the cause is fixed."""
-    outbox.mark_dead(session, outbox_id, reason, now=now, attempted=attempted)
-    ledger.add_dead_letter(session, f"deliver:{crm}", key, reason, {"outbox_id": outbox_id}, now=now)
-    report.dead += 1
+def _record_dead(session: Session, dead: Sequence[tuple[outbox.Claim, str, bool]], crm: str,
+                 report: DeliveryReport, *, now: datetime) -> None:
+    """Outbox rows dead for good, with dead letters ops can replay once the cause is fixed (in bulk)."""
+    if dead:
+        outbox.record_outcomes(session, [outbox.Outcome(claim.id, OutboxStatus.DEAD, error=reason,
+                                                        attempted=attempted) for claim, reason, attempted in dead],
+                               now=now)
+        ledger.add_dead_letters(session, f"deliver:{crm}", [(claim.idempotency_key, reason, {"outbox_id": claim.id})
+                                                            for claim, reason, _ in dead], now=now)
+        report.dead += len(dead)
 
 
-def _sent_at(session: Session, row: OutboxRow) -> datetime:
-    ledger_row = session.get(LedgerRow, row.interaction_id)
-    assert ledger_row is not None  # the outbox row's interaction
-    return ledger_row.occurred_at
-
-
-def _history_write(session: Session, row: OutboxRow, crm: str, policy: DeliveryPolicy,
-                   *, now: datetime, reopening: dict[int, datetime | None]) -> HistoryWrite:
-    ledger_row = session.get(LedgerRow, row.interaction_id)
-    assert ledger_row is not None and ledger_row.person_id is not None  # processed before enqueued
-    item = ledger.to_interaction(ledger_row)
-    decision = outbox.decision_of(session, row.interaction_id)
-    target = QueueTarget(**decision.targets[crm]) if decision and crm in decision.targets else QueueTarget("")
-    context = _template_context(item, decision.rule if decision else "", target.queue)
-    relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
-    contact = contact_for(session, ledger_row.person_id, crm, now=now, blocklist=policy.blocklist,
-                          on_linked=relinker.relink)
-    new_contact: tuple[Any, ...] = ()
-    if contact is None and policy.create_contact_as:  # never a contact made of a shared number alone
-        new_contact = tuple(policy.blocklist.usable(graph.identities_of(session, ledger_row.person_id)))
-    earlier = outbox.thread_of(session, crm, item.conversation_key)
+def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: DeliveryPolicy,
+                   contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *,
+                   now: datetime, batch: _Batch) -> tuple[HistoryWrite, outbox.Thread]:
+    """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made."""
+    item = ledger.to_interaction(claim.item, raw=False)
+    targets = claim.targets or {}
+    target = QueueTarget(**targets[crm]) if crm in targets else QueueTarget("")
+    context = _template_context(item, claim.rule or "", target.queue)
     tried_before = earlier is not None and earlier.closed_at is None  # an earlier write may have opened its case
     # A closed case reopens for a message within the window (or one following such a message in this batch).
-    if earlier is not None and outbox.reopens(earlier, item.occurred_at, policy.reopen_window, reopening):
-        thread, reopen = earlier, True
-        reopening.setdefault(thread.id, thread.state_at)
-    else:
-        thread, reopen = outbox.open_thread(session, crm, item.conversation_key, target.queue, now=now), False
+    reopen = earlier is not None and outbox.reopens(earlier, item.occurred_at, policy.reopen_window, batch.reopening)
+    thread = earlier if reopen and earlier is not None else outbox.next_thread(
+        earlier, item.conversation_key, target.queue, now=now)
     new_case = None if thread.record_id else CaseSpec(
         key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context),
         may_exist=tried_before)
+    fields = _render(policy.task_templates, context)
+    if reopen and thread.id is not None:
+        batch.reopening.setdefault(thread.id, thread.state_at)
+        batch.reopened[item.conversation_key] = thread.id
     # Only a row's very first claim is certain: an earlier attempt, or a claim cut short, may have written it.
-    first_attempt = row.attempts == 0 and row.claims == 1 and not row.relink
+    first_attempt = claim.attempts == 0 and claim.claims == 1 and not claim.relink
     return HistoryWrite(
-        key=row.idempotency_key, person_id=ledger_row.person_id, interaction=item,
-        fields=_render(policy.task_templates, context),
+        key=claim.idempotency_key, person_id=person_id, interaction=item, fields=fields,
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
-        relink=row.relink, reopen=QueueTarget(thread.queue) if reopen else None, job_ref=row.job_ref)
+        relink=claim.relink, reopen=QueueTarget(thread.queue) if reopen else None, job_ref=claim.job_ref), thread
 
 
-def _record(session: Session, outbox_id: int, write: HistoryWrite, outcome: WriteOutcome, crm: str,
-            policy: DeliveryPolicy, report: DeliveryReport, *, now: datetime,
-            reopening: Mapping[int, datetime | None]) -> None:
-    if outcome.ok:
-        outbox.mark_done(session, outbox_id, outcome.record_id, now=now,
-                         contact_ref=write.contact_id or outcome.contact_id)
-        if outcome.contact_id and write.contact_id is None:
-            graph.add_link(session, write.person_id, crm, write.contact_object, outcome.contact_id, now=now)
-        if outcome.case_id and write.new_case is not None:
-            thread = outbox.thread_of(session, crm, write.interaction.conversation_key)
-            if thread is not None:
-                outbox.set_thread_record(session, thread.id, outcome.case_id)
-        if write.reopen is not None:
-            outbox.mark_reopened(session, crm, write.interaction.conversation_key, reopening)
-        report.delivered += 1
-        return
-    error = outcome.error
-    reason = f"{write.key} -> {crm}: {reason_of(error)}"
-    row = session.get(OutboxRow, outbox_id)
-    attempt = row.attempts + 1 if row else policy.max_attempts  # this one, counted as its outcome is recorded
-    if isinstance(error, TransientError) and attempt < policy.max_attempts:
-        outbox.mark_retry(session, outbox_id, reason, retry_at=now + policy.retry_base * 2 ** (attempt - 1))
-        report.retrying += 1
-    else:
-        _dead(session, outbox_id, write.key, crm, reason, report, now=now)
-    log.warning("write failed", crm=crm, item=write.key, error=type(error).__name__, reason=reason_of(error)[:200])
+def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], crm: str, policy: DeliveryPolicy,
+            report: DeliveryReport, *, now: datetime) -> None:
+    """The batch's outcomes in bulk: outbox rows, new contact links, new case records, reopened cases."""
+    recorded: list[outbox.Outcome] = []
+    dead: list[tuple[outbox.Claim, str, bool]] = []
+    links: list[tuple[int, str, str]] = []
+    cases: dict[str, str] = {}
+    reopened: dict[int, datetime | None] = {}
+    for (outbox_id, write), outcome in zip(batch.writes.items(), outcomes, strict=True):
+        if outcome.ok:
+            recorded.append(outbox.Outcome(outbox_id, OutboxStatus.DONE, result_ref=outcome.record_id,
+                                           contact_ref=write.contact_id or outcome.contact_id))
+            if outcome.contact_id and write.contact_id is None:
+                links.append((write.person_id, write.contact_object, outcome.contact_id))
+            if outcome.case_id and write.new_case is not None:
+                cases.setdefault(write.interaction.conversation_key, outcome.case_id)
+            if write.reopen is not None:
+                thread = batch.reopened[write.interaction.conversation_key]
+                reopened[thread] = batch.reopening[thread]
+            report.delivered += 1
+            continue
+        error = outcome.error
+        reason = f"{write.key} -> {crm}: {reason_of(error)}"
+        attempt = batch.claims[outbox_id].attempts + 1  # this one, counted as its outcome is recorded
+        if isinstance(error, TransientError) and attempt < policy.max_attempts:
+            recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, error=reason,
+                                           retry_at=now + policy.retry_base * 2 ** (attempt - 1)))
+            report.retrying += 1
+        else:
+            dead.append((batch.claims[outbox_id], reason, True))
+        log.warning("write failed", crm=crm, item=write.key, error=type(error).__name__,
+                    reason=reason_of(error)[:200])
+    outbox.record_outcomes(session, recorded, now=now)
+    _record_dead(session, dead, crm, report, now=now)
+    graph.add_links(session, crm, links, now=now)
+    outbox.record_cases(session, crm, cases)
+    outbox.record_reopened(session, reopened)
 
 
 def _template_context(item: Interaction, rule: str, queue: str) -> dict[str, Any]:
