@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import cProfile
 import random
+import time
 import shutil
 import subprocess
 import sys
@@ -74,7 +76,8 @@ def history_store(size: int, store: str, directory: Path, *, child: bool = True)
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run(size: int, store: str, interactions: int, seed: int = 1, *, child: bool = True) -> dict[str, Any]:
+def run(size: int, store: str, interactions: int, seed: int = 1, *, child: bool = True,
+        profile: str | None = None) -> dict[str, Any]:
     """One warm cycle of `interactions` new SMS over `size` interactions of history; its figures."""
     rng = random.Random(seed)
     third = max(1, interactions // 3)
@@ -96,8 +99,14 @@ def run(size: int, store: str, interactions: int, seed: int = 1, *, child: bool 
             clock.advance(120)
             counter = sb.SqlCounter().attach(hub.store.engine)
             before, cases = sb.calls(servers), len(servers["salesforce"].emulator.records("Case"))
+            profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU, as measured
             cpu = sb.thread_cpu()
+            if profiler is not None:
+                profiler.enable()
             cycle = hub.sync_once()
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile)
             cpu = sb.thread_cpu() - cpu
             after = sb.calls(servers)
             _check(cycle, len(senders), "measured")
@@ -131,9 +140,11 @@ def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--same-process", action="store_true",
                         help="build the history in this process (quicker; the peak RSS then includes it)")
     parser.add_argument("--json", action="store_true", help="one JSON line (for bench/run.py)")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured cycle's thread here")
     args = parser.parse_args(argv)
     configure("warning")
-    return run(args.size, args.store, args.interactions, args.seed, child=not args.same_process)
+    return run(args.size, args.store, args.interactions, args.seed, child=not args.same_process,
+               profile=args.profile)
 
 
 def main() -> None:

@@ -117,8 +117,10 @@ def ingest_page(
 
 def _insert_ledger(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert ledger rows, repeats dropped by the unique key; returns how many were new."""
-    statement = insert_ignoring_conflicts(session, LedgerRow, rows, ("channel", "external_id"))
-    return len(session.execute(statement.returning(LedgerRow.id)).all())
+    table = LedgerRow.__table__
+    statement = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    # executemany: one statement compiled once (and cached) however many rows; only new rows come back
+    return len(session.connection().execute(statement.returning(table.c.id), [dict(row) for row in rows]).all())
 
 
 def _insert_each(session: Session, rows: Sequence[dict[str, Any]],

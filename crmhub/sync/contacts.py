@@ -8,7 +8,7 @@ crmhub's. A first link also re-points what was written before it (backfill).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,23 +30,23 @@ class ContactMatch:
 
 
 def contact_for(session: Session, person_id: int, crm: str, *, now: datetime,
-                blocklist: Blocklist = Blocklist(), on_linked: Callable[[int, str], None] | None = None
+                blocklist: Blocklist = Blocklist(), on_linked: Callable[[Sequence[int], str], None] | None = None
                 ) -> ContactMatch | None:
     """The person's record in `crm`, linking it on first match; None when unknown there (`contacts_for` of one)."""
     return contacts_for(session, [person_id], crm, now=now, blocklist=blocklist, on_linked=on_linked)[person_id]
 
 
 def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now: datetime,
-                 blocklist: Blocklist = Blocklist(), on_linked: Callable[[int, str], None] | None = None
+                 blocklist: Blocklist = Blocklist(), on_linked: Callable[[Sequence[int], str], None] | None = None
                  ) -> dict[int, ContactMatch | None]:
     """Each person's record in `crm`, linking records on first match; None where unknown there.
 
     A handful of queries for the whole batch, however many persons. Blocked
     (shared) identities never match: they would put one caller's history on
     whichever customer happens to hold the switchboard number. A record
-    already linked (to whichever person) keeps its link. `on_linked` runs for
-    each person who gained a link (it flags several records and re-points
-    earlier writes), and the primary is read again afterwards.
+    already linked (to whichever person) keeps its link. `on_linked` runs once
+    with the persons who gained a link (it flags several records and re-points
+    earlier writes), and their primary is read again afterwards.
     """
     persons = sorted(set(person_ids))
     identities = graph.identities_of_many(session, persons)
@@ -58,19 +58,17 @@ def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now
             holders.setdefault((identity.kind.value, identity.value), []).append(person)
     entries = graph.mirror_entries(session, crm, [i for mine in wanted.values() for i in mine])
     taken = graph.linked_records(session, crm, {entry.record_id for entry in entries})
-    gained: list[int] = []
+    new_links: list[tuple[int, str, str]] = []
     for entry in entries:  # oldest record first
         if entry.record_id in taken:
             continue
         taken.add(entry.record_id)  # one record, one person: the first whose identity it holds
         for person in holders.get((entry.kind, entry.value), [])[:1]:
-            link = graph.add_link(session, person, crm, entry.object_type, entry.record_id, now=now)
-            if link.person_id == person and person not in gained:
-                gained.append(person)
+            new_links.append((person, entry.object_type, entry.record_id))
+    gained = sorted(graph.add_links(session, crm, new_links, now=now)) if new_links else []
     if gained:
-        if on_linked is not None:
-            for person in gained:
-                on_linked(person, crm)
+        if on_linked is not None:  # flags several records, re-points earlier writes
+            on_linked(gained, crm)
         links.update(graph.links_of_many(session, gained, crm))  # the primary may have changed
     primaries = {person: found[0] for person, found in links.items() if found}
     fields = graph.mirror_fields(session, crm, {link.record_id for link in primaries.values()})

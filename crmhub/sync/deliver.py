@@ -228,7 +228,7 @@ def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
     """The claims' contacts, the identities of persons without one (to create it from), their threads."""
     persons = [claim.person_id for claim in claims if claim.person_id is not None]
     relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
-    contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink)
+    contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink_many)
     unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
     identities = graph.identities_of_many(session, unknown)
     return contacts, identities, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])

@@ -33,7 +33,7 @@ from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorR
 from crmhub.store import conflicts, graph, links
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
-from crmhub.sync.contacts import contact_for
+from crmhub.sync.contacts import contacts_for
 from crmhub.sync.statements import stated_identities
 
 log = structlog.get_logger("crmhub.identity")
@@ -87,6 +87,7 @@ class IdentityGraph:
     now: datetime
     merges: int = 0
     _grown: set[int] = field(default_factory=set)  # persons with new identities: they may match more records
+    _deferring: bool = False  # `persons_of` links grown persons once, at the end of its batch
 
     # ---- entry points ----------------------------------------------------
     def person_of(self, item: Interaction, *, interaction_id: int | None = None) -> int:
@@ -128,14 +129,19 @@ class IdentityGraph:
         held = self._holders(facts)
         undisplayed = self._without_display(facts)
         held.update(self._create_plain(items, held, claims))
-        for interaction_id, item in items:
-            customer = item.customer
-            person = held.get((customer.kind, customer.value))
-            if (person is not None and not (customer.display and (customer.kind, customer.value) in undisplayed)
-                    and self._nothing_new(item, person, held, claims[interaction_id])):
-                continue
-            person = self.person_of(item, interaction_id=interaction_id)
-            held[(customer.kind, customer.value)] = person
+        self._deferring = True
+        try:
+            for interaction_id, item in items:
+                customer = item.customer
+                person = held.get((customer.kind, customer.value))
+                if (person is not None and not (customer.display and (customer.kind, customer.value) in undisplayed)
+                        and self._nothing_new(item, person, held, claims[interaction_id])):
+                    continue
+                person = self.person_of(item, interaction_id=interaction_id)
+                held[(customer.kind, customer.value)] = person
+        finally:
+            self._deferring = False
+        self._link_grown()
         final = self._holders([item.customer for _, item in items])
         return {interaction_id: final[(item.customer.kind, item.customer.value)] for interaction_id, item in items}
 
@@ -218,8 +224,8 @@ class IdentityGraph:
             if graph.links_of(self.session, person, record.crm):  # a further record of a linked person
                 graph.add_link(self.session, person, record.crm, record.object_type, record.record_id, now=self.now)
                 self.relink(person, record.crm)
-        for person, crm in sorted(unchanged):  # a write that landed on it while a join moved the person elsewhere
-            self.relink(person, crm)
+        for crm in sorted({crm for _, crm in unchanged}):  # a write that landed on it while a join moved the person
+            self.relink_many(sorted(person for person, c in unchanged if c == crm), crm)
         self._link_grown()
 
     # ---- joining ---------------------------------------------------------
@@ -272,35 +278,49 @@ class IdentityGraph:
     # ---- consequences for the CRMs --------------------------------------
     def relink(self, person: int, crm: str) -> None:
         """Re-point the person's delivered interactions onto their primary record in `crm`; flag several records."""
-        links = graph.links_of(self.session, person, crm)
-        if not links:
+        self.relink_many([person], crm)
+
+    def relink_many(self, persons: Sequence[int], crm: str) -> None:
+        """`relink` for many persons: a few statements however many (first links of a batch's customers)."""
+        links = graph.links_of_many(self.session, persons, crm)
+        primary: dict[int, str] = {}
+        for person, found in sorted(links.items()):
+            if len(found) > 1:
+                records = [link.record_id for link in found]
+                conflicts.flag(self.session, crm, person, records,
+                               f"{len(records)} {crm} records belong to one customer; crmhub writes to {records[0]}",
+                               now=self.now)
+            primary[person] = found[0].record_id
+        if not primary:
             return
-        if len(links) > 1:
-            records = [link.record_id for link in links]
-            conflicts.flag(self.session, crm, person, records,
-                           f"{len(records)} {crm} records belong to one customer; crmhub writes to {records[0]}",
-                           now=self.now)
-        primary = links[0].record_id
-        # By the person's ledger rows (`ix_ledger_person`), then their writes (`ix_outbox_interaction_id`):
-        # the person's history, never a slice of every done row of the CRM.
-        theirs = (select(OutboxRow.id).join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
-                  .where(LedgerRow.person_id == person, OutboxRow.crm == crm,
-                         OutboxRow.status == OutboxStatus.DONE.value,
-                         or_(OutboxRow.contact_ref.is_(None), OutboxRow.contact_ref != primary)))
-        self.session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id.in_(theirs.scalar_subquery()))
-            .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, claims=0,
-                    next_attempt_at=self.now, done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
-            .execution_options(synchronize_session=False))
+        # By the persons' ledger rows (`ix_ledger_person`), then their writes (`ix_outbox_interaction_id`):
+        # their history, never a slice of every done row of the CRM.
+        done = self.session.execute(
+            select(OutboxRow.id, LedgerRow.person_id, OutboxRow.contact_ref)
+            .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
+            .where(LedgerRow.person_id.in_(sorted(primary)), OutboxRow.crm == crm,
+                   OutboxRow.status == OutboxStatus.DONE.value))
+        moved = [row_id for row_id, person, contact_ref in done if contact_ref != primary[person]]
+        if moved:
+            self.session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(moved))
+                .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, claims=0,
+                        next_attempt_at=self.now, done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
+                .execution_options(synchronize_session=False))
 
     def _link_grown(self) -> None:
-        """A person with new identities may now match records in any CRM: link them (and backfill onto them)."""
+        """A person with new identities may now match records in any CRM: link them (and backfill onto them).
+
+        Within `persons_of` this waits for the end of the batch, to link every grown person at once.
+        """
+        if self._deferring:
+            return
         grown, self._grown = sorted(self._grown), set()
-        for person in grown:
+        if grown:
             for crm in self.crms:
-                contact_for(self.session, person, crm, now=self.now, blocklist=self.policy.blocklist,
-                            on_linked=self.relink)
+                contacts_for(self.session, grown, crm, now=self.now, blocklist=self.policy.blocklist,
+                             on_linked=self.relink_many)
 
     def _unlink(self, crm: str, record_id: str) -> None:
         """A record gone from the CRM (deleted, or merged there by an admin): its person moves to what is left."""

@@ -107,7 +107,7 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
     opening: dict[str, set[str]] = {}  # per CRM: conversations with a new-case write pending (or queued now)
     for crm in crms:
         contacts[crm] = contacts_for(session, set(persons.values()), crm, now=now, blocklist=identity.blocklist,
-                                     on_linked=people.relink)
+                                     on_linked=people.relink_many)
         threads[crm] = outbox.threads_of(session, crm, conversations)
         opening[crm] = outbox.cases_pending(session, crm, conversations)
     decisions: list[tuple[int, RouteDecision]] = []
