@@ -37,12 +37,13 @@ class Plan:
     delay: float = 0.1  # seconds each bulk write takes, so that kills land inside delivery runs
 
 
-# Zendesk's bulk writes are jobs, first polled after a second: fewer, larger batches, and kills spread over
-# longer runs, so that they land in each of a batch's jobs (users, tickets, comments).
+# Zendesk's bulk writes are jobs (users, tickets, comments), polled together from half a second on, and a
+# batch's messages to one ticket fold into one comment, so its progress comes in steps: small batches and
+# more messages, so that kills still land between them.
 # Salesforce's first run routes all 120 messages (about 1.5 s) before it delivers: kills come later and
 # writes are slower there, so that they land in delivery runs, not only in routing.
 PLANS = {"salesforce": Plan(messages=120, kills=10, batch_size=5, moment=(1.0, 3.0), delay=0.25),
-         "zendesk": Plan(messages=60, kills=6, batch_size=10, moment=(0.5, 3.5)),
+         "zendesk": Plan(messages=90, kills=6, batch_size=5, moment=(0.5, 3.5)),
          "hubspot": Plan(messages=80, kills=6, batch_size=5)}
 
 
