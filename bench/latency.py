@@ -47,6 +47,7 @@ from typing import Any, Self
 import requests
 from twilio.request_validator import RequestValidator
 
+from crmhub.connectors.zendesk_comments import keys_of
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.runner import running_sandbox
 from crmhub.sandbox.settings import write_sandbox_settings
@@ -295,7 +296,7 @@ class Watcher:
 
     @staticmethod
     def _zendesk_reader(em: Any) -> Callable[[], list[str]]:
-        """Ticket comments (audits, appended per ticket) by their metadata `custom.crmhub_key`."""
+        """Ticket comments (audits, appended per ticket) by the crmhub keys of their metadata (`keys_of`)."""
         done: Counter[str] = Counter()
 
         def read() -> list[str]:
@@ -305,9 +306,8 @@ class Watcher:
                     if len(audits) > done[ticket]:
                         new.extend(audits[done[ticket]:])
                         done[ticket] = len(audits)
-            keys = [((a.get("metadata") or {}).get("custom") or {}).get("crmhub_key") for a in new
-                    if any(e.get("type") == "Comment" for e in a.get("events", ()))]
-            return [str(k) for k in keys if k]
+            return [key for a in new if any(e.get("type") == "Comment" for e in a.get("events", ()))
+                    for key in keys_of((a.get("metadata") or {}).get("custom"))]  # a folded comment holds several
         return read
 
 

@@ -56,6 +56,14 @@ def new_persons(session: Session, identities: Sequence[Identity], *, now: dateti
     return {(i.kind.value, i.value): person for i, person in zip(unique, ids, strict=True)}
 
 
+def add_identities(session: Session, identities: Sequence[tuple[int, Identity]]) -> None:
+    """`add_identity` for many (person, identity) at once: identities nobody holds yet."""
+    if identities:
+        session.execute(insert(IdentityRow.__table__), [
+            {"kind": i.kind.value, "value": i.value, "display": i.display or "", "person_id": person}
+            for person, i in identities])
+
+
 def holder_of(session: Session, identity: Identity) -> int | None:
     """The person holding `identity`, if any."""
     return session.scalar(select(IdentityRow.person_id).where(IdentityRow.kind == identity.kind.value,
@@ -256,6 +264,28 @@ def _mirror_holding(session: Session, crms: Sequence[str], identities: Sequence[
              .order_by(*order))
     found = {row.id: row for row, kind, value in session.execute(query) if (kind, value) in wanted}
     return list(found.values())  # a record may hold several
+
+
+def mirror_records_holding(session: Session, crms: Collection[str],
+                           identities: Collection[Identity]) -> list[tuple[int, str, str]]:
+    """(mirror row id, kind, value) of each record of `crms` holding one of `identities`; one query."""
+    wanted = {(i.kind.value, i.value) for i in identities}
+    if not wanted or not crms:
+        return []
+    query = select(MirrorIdentityRow.mirror_id, MirrorIdentityRow.kind, MirrorIdentityRow.value).where(
+        *_identity_lookup(crms, wanted))
+    return [(row_id, kind, value) for row_id, kind, value in session.execute(query) if (kind, value) in wanted]
+
+
+def mirror_identities_many(session: Session, mirror_ids: Collection[int]) -> dict[int, list[Identity]]:
+    """`mirror_identities` of many records in one query, by mirror row id."""
+    found: dict[int, list[Identity]] = {}
+    if mirror_ids:
+        query = (select(MirrorIdentityRow.mirror_id, MirrorIdentityRow.kind, MirrorIdentityRow.value)
+                 .where(MirrorIdentityRow.mirror_id.in_(sorted(mirror_ids))).order_by(MirrorIdentityRow.id))
+        for row_id, kind, value in session.execute(query):
+            found.setdefault(row_id, []).append(Identity(IdentityKind(kind), value))
+    return found
 
 
 def held_by_mirror(session: Session, crms: Collection[str], identities: Collection[Identity]) -> set[tuple[str, str]]:

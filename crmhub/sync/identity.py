@@ -168,7 +168,63 @@ class IdentityGraph:
         mirrored = graph.held_by_mirror(self.session, self.crms, [c for c in fresh.values() if not blocked(c)])
         plain = [c for c in fresh.values() if blocked(c) or (c.kind.value, c.value) not in mirrored]
         created = graph.new_persons(self.session, plain, now=self.now)
+        created.update(self._create_mirrored([c for c in fresh.values() if c not in plain]))
         return {(IdentityKind(kind), value): person for (kind, value), person in created.items()}
+
+    def _create_mirrored(self, customers: Sequence[Identity]) -> dict[tuple[str, str], int]:
+        """First-time customers a CRM record already holds: persons created at once, with what their records hold.
+
+        The closure `close_over_mirror` follows one person at a time (a record's
+        identities join the person, and those may reach further records), done
+        here for the batch round by round in a few statements. A person whose
+        closure meets someone else (an identity another person holds, a record
+        two of the new persons reach, the identity limit) is left out of the
+        answer: `person_of` then finishes its closure from where it stands,
+        joining and flagging as it always does.
+        """
+        persons = graph.new_persons(self.session, customers, now=self.now)
+        owner = dict(persons)  # (kind, value) -> the new person holding it
+        owned: dict[int, list[Identity]] = {persons[(c.kind.value, c.value)]: [c] for c in customers}
+        unsettled: set[int] = set()
+        frontier, seen = set(persons.values()), set()
+        for _ in range(MAX_CLOSURE_ROUNDS):
+            if not frontier:
+                break
+            reaching: dict[int, set[int]] = {}  # record -> the persons reaching it this round
+            lookups = [i for p in frontier for i in self.policy.blocklist.usable(owned[p])]
+            for record, kind, value in graph.mirror_records_holding(self.session, self.crms, lookups):
+                if record not in seen and owner.get((kind, value)) in frontier:
+                    reaching.setdefault(record, set()).add(owner[(kind, value)])
+            seen |= set(reaching)
+            facts: dict[int, list[Identity]] = {}
+            for record, identities in graph.mirror_identities_many(self.session, list(reaching)).items():
+                if len(reaching[record]) > 1:
+                    unsettled |= reaching[record]
+                    continue
+                person = next(iter(reaching[record]))
+                facts.setdefault(person, []).extend(self.policy.blocklist.usable(identities))
+            held_elsewhere = self._holders([i for found in facts.values() for i in found])
+            added: list[tuple[int, Identity]] = []
+            for person, found in facts.items():
+                fresh_facts = list({(i.kind, i.value): i for i in found
+                                    if owner.get((i.kind.value, i.value)) != person}.values())
+                if any((i.kind, i.value) in held_elsewhere or (i.kind.value, i.value) in owner for i in fresh_facts):
+                    unsettled.add(person)  # someone else holds it: a join, person_of's
+                    continue
+                kinds = [i.kind for i in owned[person] + fresh_facts]
+                if any(kinds.count(kind) > self.policy.max_per_kind for kind in set(kinds)):
+                    unsettled.add(person)  # past the limit: person_of flags it
+                    continue
+                for identity in fresh_facts:
+                    owner[(identity.kind.value, identity.value)] = person
+                    owned[person].append(identity)
+                    added.append((person, identity))
+            graph.add_identities(self.session, [(p, i) for p, i in added if p not in unsettled])
+            frontier = {p for p, _ in added} - unsettled
+            self._grown |= frontier
+        if frontier:  # the closure goes further than `person_of` follows in one go: let it decide
+            unsettled |= frontier
+        return {key: person for key, person in persons.items() if person not in unsettled}
 
     def _simple_facts(self, item: Interaction) -> list[Identity]:
         """The customer's identity and the X handle their account shows (what `person_of` always looks at)."""
