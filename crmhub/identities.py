@@ -9,6 +9,7 @@ matching CRM fields that hold only a handle.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import phonenumbers
@@ -35,8 +36,15 @@ def phone(raw: str, default_region: str = "US", other_regions: Sequence[str] = (
     text = raw.strip()
     if text.lower().startswith(WHATSAPP_PREFIX):
         text = text[len(WHATSAPP_PREFIX):].strip()
+    return Identity(IdentityKind.PHONE, _e164(text, default_region.upper(), tuple(other_regions)), display=text)
+
+
+@functools.lru_cache(maxsize=50_000)
+def _e164(text: str, default_region: str, other_regions: tuple[str, ...]) -> str:
+    """The E.164 form of `text` (see `phone`); cached, as a contact centre's numbers come again and again
+    (every page of messages and contacts) and parsing is the dearest step of reading them."""
     try:
-        parsed = phonenumbers.parse(text, default_region.upper())
+        parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
         parsed = _in_other_regions(text, other_regions)
         if parsed is None:
@@ -45,8 +53,7 @@ def phone(raw: str, default_region: str = "US", other_regions: Sequence[str] = (
         parsed = _in_other_regions(text, other_regions) or parsed
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidIdentity("not a possible phone number")
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return Identity(IdentityKind.PHONE, e164, display=text)
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
 def _in_other_regions(text: str, regions: Sequence[str]) -> phonenumbers.PhoneNumber | None:
