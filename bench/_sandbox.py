@@ -25,6 +25,7 @@ from sqlalchemy import Engine, event
 
 from crmhub.app import Hub, build_hub
 from crmhub.config import load_config
+from crmhub.sandbox.postgres import ADMIN
 from crmhub.sandbox.runner import running_sandbox
 from crmhub.sandbox.settings import write_sandbox_settings
 
@@ -32,7 +33,6 @@ OURS = "+14155550100"
 CRMS = ("salesforce", "zendesk", "hubspot")
 FORMATS = ("({a}) {b}-{c}", "+1 {a}.{b}.{c}", "{a}-{b}-{c}", "+1{a}{b}{c}")
 BODIES = ("Where is my order?", "I need a refund", "Thanks!", "Can you call me back?")
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 
 def phones(first: int, count: int) -> list[str]:
@@ -128,7 +128,7 @@ def postgres_version() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect(POSTGRES_ADMIN) as connection:
+        with psycopg.connect(ADMIN) as connection:
             row = connection.execute("SHOW server_version").fetchone()
             return str(row[0]).split()[0] if row else None
     except Exception:  # noqa: BLE001  # absent, refused, timed out: all mean "no PostgreSQL here"

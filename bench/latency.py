@@ -49,6 +49,7 @@ from twilio.request_validator import RequestValidator
 
 from crmhub.connectors.zendesk_comments import keys_of
 from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox.postgres import PostgresAbsent, throwaway_database
 from crmhub.sandbox.runner import running_sandbox
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.twilio.models import DEFAULT_ACCOUNT_SID  # the sandbox settings' account
@@ -57,7 +58,6 @@ OURS = "+14155550100"  # the sandbox settings' Twilio number
 CRMS = ("salesforce", "zendesk", "hubspot")
 PHONE_FORMATS = ("({a}) {b}-{c}", "+1 {a}.{b}.{c}", "{a}-{b}-{c}", "+1{a}{b}{c}")
 TEXTS = ("Where is my order?", "I need a refund", "Thanks!", "Can you call me back?", "My parcel arrived damaged")
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 WEBHOOK_PATH = "/webhooks/twilio/messages"
 WEBHOOK_TIMEOUT = 15.0  # seconds, as Twilio waits for a webhook's answer
 START_DEADLINE = 180.0  # seconds for `crmhub run` to listen and schedule its jobs on a loaded machine
@@ -149,21 +149,12 @@ def state_database(store: str, directory: Path) -> Iterator[str | None]:
     if store == "sqlite":
         yield f"sqlite:///{(directory / 'crmhub.db').resolve()}"
         return
-    import psycopg
-
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        print(f"PostgreSQL not reachable on 127.0.0.1:5432, skipped ({str(exc).strip()[:120]})", file=sys.stderr)
+        with throwaway_database("crmhub_bench") as url:
+            yield url
+    except PostgresAbsent as exc:
+        print(f"{exc}; skipped", file=sys.stderr)
         yield None
-        return
-    name = f"crmhub_bench_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 # ---- the daemon ------------------------------------------------------------------------------------------------

@@ -20,14 +20,13 @@ statements per interaction, API calls per CRM and the process's peak RSS
 from __future__ import annotations
 
 import argparse
-import os
 import cProfile
 import random
-import time
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -37,6 +36,7 @@ from typing import Any
 import _sandbox as sb
 import history
 from crmhub.logs import configure
+from crmhub.sandbox.postgres import throwaway_database
 
 HISTORY = Path(__file__).with_name("history.py")
 
@@ -61,19 +61,9 @@ def history_store(size: int, store: str, directory: Path, *, child: bool = True)
         shutil.copyfile(history.cached_path(size), copy)
         yield f"sqlite:///{copy}"
         return
-    import psycopg
-
-    name = f"crmhub_bench_{os.getpid()}"
-    with psycopg.connect(sb.POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
+    with throwaway_database("crmhub_bench") as url:
         build("--size", str(size), "--url", url)
         yield url
-    finally:
-        with psycopg.connect(sb.POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(size: int, store: str, interactions: int, seed: int = 1, *, child: bool = True,

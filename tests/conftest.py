@@ -39,30 +39,21 @@ for _api in EMULATORS:
 
 
 # ---- state stores: SQLite always, PostgreSQL where the local server runs -----
-import uuid  # noqa: E402  # grouped with the store fixtures it serves
 
-import psycopg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from crmhub.sandbox.postgres import PostgresAbsent, throwaway_database  # noqa: E402
 from crmhub.store import StateStore, open_store  # noqa: E402
 from crmhub.store.schema import Base  # noqa: E402
 
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-
 
 def _throwaway_database() -> Iterator[str]:
-    """Create a PostgreSQL database, yield its URL, drop it (skip, saying why, when the server is absent)."""
+    """A PostgreSQL database for the test (dropped afterwards), or a skip saying why the server is absent."""
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({str(exc).strip()[:120]})")
-    name = f"crmhub_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        with throwaway_database("crmhub_test") as url:
+            yield url
+    except PostgresAbsent as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
