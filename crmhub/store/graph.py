@@ -50,10 +50,8 @@ def new_persons(session: Session, identities: Sequence[Identity], *, now: dateti
     # RETURNING, which SQLite could only give one row per statement.
     ids = session.scalars(insert(PersonRow.__table__).returning(PersonRow.id),
                           [{"created_at": now} for _ in unique]).all()
-    session.execute(insert(IdentityRow.__table__), [
-        {"kind": i.kind.value, "value": i.value, "display": i.display or "", "person_id": person}
-        for i, person in zip(unique, ids, strict=True)])
-    return {(i.kind.value, i.value): person for i, person in zip(unique, ids, strict=True)}
+    add_identities(session, list(zip(ids, unique, strict=True)))
+    return {(i.kind.value, i.value): person for person, i in zip(ids, unique, strict=True)}
 
 
 def add_identities(session: Session, identities: Sequence[tuple[int, Identity]]) -> None:
@@ -95,8 +93,7 @@ def merge_persons(session: Session, keep: int, gone: int) -> None:
 
 
 def identities_of(session: Session, person_id: int) -> list[Identity]:
-    rows = session.scalars(select(IdentityRow).where(IdentityRow.person_id == person_id).order_by(IdentityRow.id))
-    return [Identity(IdentityKind(r.kind), r.value, r.display) for r in rows]
+    return identities_of_many(session, [person_id]).get(person_id, [])
 
 
 def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[int, list[Identity]]:
@@ -111,27 +108,22 @@ def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[in
 
 
 # ---- CRM links ---------------------------------------------------------------
-def link_of(session: Session, person_id: int, crm: str) -> CrmLinkRow | None:
+def link_of(session: Session, person_id: int, crm: str) -> Any | None:
     """The person's record in `crm` that crmhub writes to: the primary of `links_of`."""
     links = links_of(session, person_id, crm)
     return links[0] if links else None
 
 
-def links_of(session: Session, person_id: int, crm: str) -> list[CrmLinkRow]:
-    """The person's records in `crm`, primary first: an admin's pick, else the oldest record.
+def links_of(session: Session, person_id: int, crm: str) -> list[Any]:
+    """The person's records in `crm` (record_id, object_type), primary first: an admin's pick, else the oldest.
 
     "Oldest" is the CRM's own creation time where the mirror knows it, else when crmhub linked it.
     """
-    created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
-    query = (select(CrmLinkRow)
-             .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
-             .where(CrmLinkRow.person_id == person_id, CrmLinkRow.crm == crm)
-             .order_by(CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
-    return list(session.scalars(query))
+    return links_of_many(session, [person_id], crm).get(person_id, [])
 
 
 def links_of_many(session: Session, person_ids: Collection[int], crm: str) -> dict[int, list[Any]]:
-    """`links_of` for many persons in one query: person -> its links (record_id, object_type), primary first."""
+    """`links_of` for many persons in one query: person -> its links, primary first."""
     found: dict[int, list[Any]] = {}
     if person_ids:
         created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
@@ -144,12 +136,13 @@ def links_of_many(session: Session, person_ids: Collection[int], crm: str) -> di
     return found
 
 
-def linked_records(session: Session, crm: str, record_ids: Collection[str]) -> set[str]:
-    """Which of `crm`'s records are linked to a person already (whichever)."""
+def linked_persons(session: Session, crm: str, record_ids: Collection[str]) -> dict[str, int]:
+    """Which of `crm`'s records are linked to a person already, and to whom: record id -> person."""
     if not record_ids:
-        return set()
-    return set(session.scalars(select(CrmLinkRow.record_id).where(CrmLinkRow.crm == crm,
-                                                                   CrmLinkRow.record_id.in_(sorted(record_ids)))))
+        return {}
+    query = select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(CrmLinkRow.crm == crm,
+                                                                     CrmLinkRow.record_id.in_(sorted(set(record_ids))))
+    return {record_id: person for record_id, person in session.execute(query)}
 
 
 def add_link(session: Session, person_id: int, crm: str, object_type: str, record_id: str,
@@ -290,11 +283,7 @@ def mirror_identities_many(session: Session, mirror_ids: Collection[int]) -> dic
 
 def held_by_mirror(session: Session, crms: Collection[str], identities: Collection[Identity]) -> set[tuple[str, str]]:
     """Which of `identities` ((kind, value)) a mirrored record of one of `crms` holds."""
-    wanted = {(i.kind.value, i.value) for i in identities}
-    if not wanted or not crms:
-        return set()
-    query = select(MirrorIdentityRow.kind, MirrorIdentityRow.value).where(*_identity_lookup(crms, wanted))
-    return {(kind, value) for kind, value in session.execute(query) if (kind, value) in wanted}
+    return {(kind, value) for _, kind, value in mirror_records_holding(session, crms, identities)}
 
 
 def _identity_lookup(crms: Collection[str], wanted: Collection[tuple[str, str]]) -> tuple[Any, ...]:
@@ -309,9 +298,7 @@ def _identity_lookup(crms: Collection[str], wanted: Collection[tuple[str, str]])
 
 
 def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
-    rows = session.execute(select(MirrorIdentityRow.kind, MirrorIdentityRow.value)
-                           .where(MirrorIdentityRow.mirror_id == mirror_id).order_by(MirrorIdentityRow.id))
-    return [Identity(IdentityKind(kind), value) for kind, value in rows]
+    return mirror_identities_many(session, [mirror_id]).get(mirror_id, [])
 
 
 def known_values(session: Session, kind: IdentityKind, values: Sequence[str], crms: Sequence[str]) -> set[str]:

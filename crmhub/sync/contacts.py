@@ -57,7 +57,7 @@ def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now
         for identity in mine:
             holders.setdefault((identity.kind.value, identity.value), []).append(person)
     entries = graph.mirror_entries(session, crm, [i for mine in wanted.values() for i in mine])
-    taken = graph.linked_records(session, crm, {entry.record_id for entry in entries})
+    taken = set(graph.linked_persons(session, crm, {entry.record_id for entry in entries}))
     new_links: list[tuple[int, str, str]] = []
     for entry in entries:  # oldest record first
         if entry.record_id in taken:

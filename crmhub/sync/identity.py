@@ -26,7 +26,7 @@ from enum import StrEnum
 
 import phonenumbers
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
@@ -90,12 +90,14 @@ class IdentityGraph:
     _deferring: bool = False  # `persons_of` links grown persons once, at the end of its batch
 
     # ---- entry points ----------------------------------------------------
-    def person_of(self, item: Interaction, *, interaction_id: int | None = None) -> int:
+    def person_of(self, item: Interaction, *, interaction_id: int | None = None,
+                  claims: Sequence[Identity] | None = None) -> int:
         """The person of `item`'s customer, after joining every fact known about them.
 
         Identities the message claims become link suggestions (or joins, or
         nothing, as `statements` says); `interaction_id` is `item`'s ledger row
-        (looked up when not given), the evidence a suggestion points to.
+        (looked up when not given), the evidence a suggestion points to;
+        `claims` what the message claims when the caller has read it already.
         """
         customer = item.customer
         person = graph.person_for(self.session, customer, now=self.now)
@@ -104,7 +106,7 @@ class IdentityGraph:
         facts: list[Identity] = []
         if customer.kind is IdentityKind.X and customer.display:
             facts.append(Identity(IdentityKind.X_HANDLE, customer.display, customer.display))
-        claims = self._claims(item)
+        claims = self._claims(item) if claims is None else claims
         facts += [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.JOIN]
         person = self.close_over_mirror(self.join(person, facts))
         suggested = [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.SUGGEST]
@@ -126,8 +128,7 @@ class IdentityGraph:
         """
         claims = {interaction_id: self._claims(item) for interaction_id, item in items}
         facts = [fact for _, item in items for fact in self._simple_facts(item)]
-        held = self._holders(facts)
-        undisplayed = self._without_display(facts)
+        held, undisplayed = self._held(facts)
         held.update(self._create_plain(items, held, claims))
         self._deferring = True
         try:
@@ -137,7 +138,7 @@ class IdentityGraph:
                 if (person is not None and not (customer.display and (customer.kind, customer.value) in undisplayed)
                         and self._nothing_new(item, person, held, claims[interaction_id])):
                     continue
-                person = self.person_of(item, interaction_id=interaction_id)
+                person = self.person_of(item, interaction_id=interaction_id, claims=claims[interaction_id])
                 held[(customer.kind, customer.value)] = person
         finally:
             self._deferring = False
@@ -166,9 +167,10 @@ class IdentityGraph:
                 fresh.setdefault(key, customer)
         blocked = self.policy.blocklist.blocks
         mirrored = graph.held_by_mirror(self.session, self.crms, [c for c in fresh.values() if not blocked(c)])
+        known = [c for c in fresh.values() if not blocked(c) and (c.kind.value, c.value) in mirrored]
         plain = [c for c in fresh.values() if blocked(c) or (c.kind.value, c.value) not in mirrored]
         created = graph.new_persons(self.session, plain, now=self.now)
-        created.update(self._create_mirrored([c for c in fresh.values() if c not in plain]))
+        created.update(self._create_mirrored(known))
         return {(IdentityKind(kind), value): person for (kind, value), person in created.items()}
 
     def _create_mirrored(self, customers: Sequence[Identity]) -> dict[tuple[str, str], int]:
@@ -429,35 +431,33 @@ class IdentityGraph:
 
     # ---- helpers ---------------------------------------------------------
     def _holders(self, identities: Sequence[Identity]) -> dict[tuple[IdentityKind, str], int]:
+        return self._held(identities)[0]
+
+    def _held(self, identities: Sequence[Identity]
+              ) -> tuple[dict[tuple[IdentityKind, str], int], set[tuple[IdentityKind, str]]]:
+        """Who holds each of `identities`, and which held ones have no display name stored yet (`person_of`
+        stores the one seen); one query."""
         wanted = {(i.kind.value, i.value) for i in identities}
         # kind IN and value IN: both columns of the unique key bound (a row-value IN is no index lookup on SQLite)
-        rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id)
+        rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id,
+                                           IdentityRow.display)
                                     .where(IdentityRow.kind.in_(sorted({k for k, _ in wanted})),
                                            IdentityRow.value.in_(sorted({v for _, v in wanted}))))
-        return {(IdentityKind(k), v): p for k, v, p in rows if (k, v) in wanted}
+        holders: dict[tuple[IdentityKind, str], int] = {}
+        undisplayed: set[tuple[IdentityKind, str]] = set()
+        for kind, value, person, display in rows:
+            if (kind, value) in wanted:
+                holders[(IdentityKind(kind), value)] = person
+                if not display:
+                    undisplayed.add((IdentityKind(kind), value))
+        return holders, undisplayed
 
     def _linked_persons(self, records: Sequence[MirrorRecord]) -> dict[str, int]:
         """The person each of these records (of one CRM page) is linked to, where it is: record id -> person."""
-        by_crm: dict[str, list[str]] = {}
-        for record in records:
-            by_crm.setdefault(record.crm, []).append(record.record_id)
         linked: dict[str, int] = {}
-        for crm, record_ids in by_crm.items():
-            rows = self.session.execute(select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(
-                CrmLinkRow.crm == crm, CrmLinkRow.record_id.in_(sorted(set(record_ids)))))
-            linked.update({record_id: person for record_id, person in rows})
+        for crm in {record.crm for record in records}:
+            linked.update(graph.linked_persons(self.session, crm, [r.record_id for r in records if r.crm == crm]))
         return linked
-
-    def _without_display(self, identities: Sequence[Identity]) -> set[tuple[IdentityKind, str]]:
-        """Which of the held identities have no display name stored yet (`person_of` stores the one seen)."""
-        shown = [i for i in identities if i.display]
-        if not shown:
-            return set()
-        wanted = {(i.kind.value, i.value) for i in shown}
-        rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value).where(
-            IdentityRow.kind.in_(sorted({k for k, _ in wanted})), IdentityRow.value.in_(sorted({v for _, v in wanted})),
-            or_(IdentityRow.display.is_(None), IdentityRow.display == "")))
-        return {(IdentityKind(kind), value) for kind, value in rows if (kind, value) in wanted}
 
     def _regions(self, customer: Identity) -> list[str]:
         regions = [self.policy.default_region, *self.policy.other_regions]
