@@ -244,10 +244,11 @@ def to_interaction(row: Any, *, raw: bool = True) -> Interaction:
     )
 
 
-_ITEM_COLUMNS = (LedgerRow.id, LedgerRow.channel, LedgerRow.direction, LedgerRow.external_id,
-                 LedgerRow.conversation_key, LedgerRow.sender_kind, LedgerRow.sender_value, LedgerRow.sender_display,
-                 LedgerRow.recipient_kind, LedgerRow.recipient_value, LedgerRow.recipient_display, LedgerRow.text,
-                 LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call)
+INTERACTION_COLUMNS = (LedgerRow.channel, LedgerRow.direction, LedgerRow.external_id, LedgerRow.conversation_key,
+                       LedgerRow.sender_kind, LedgerRow.sender_value, LedgerRow.sender_display,
+                       LedgerRow.recipient_kind, LedgerRow.recipient_value, LedgerRow.recipient_display,
+                       LedgerRow.text, LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call)
+"""The ledger columns `to_interaction(row, raw=False)` reads: select them beside others, not whole ORM rows."""
 
 
 def unprocessed_items(session: Session, limit: int) -> list[tuple[int, Interaction]]:
@@ -256,7 +257,7 @@ def unprocessed_items(session: Session, limit: int) -> list[tuple[int, Interacti
     Columns only, no ORM objects, and without `raw` (the payload as the
     channel sent it), which routing never reads and which costs most to load.
     """
-    query = (select(*_ITEM_COLUMNS).where(LedgerRow.processed_at.is_(None)).order_by(LedgerRow.id).limit(limit))
+    query = (select(LedgerRow.id, *INTERACTION_COLUMNS).where(LedgerRow.processed_at.is_(None)).order_by(LedgerRow.id).limit(limit))
     return [(row.id, to_interaction(row, raw=False)) for row in session.execute(query)]
 
 

@@ -46,7 +46,7 @@ from sqlalchemy import Select, Table, and_, bindparam, func, insert, select, upd
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
-from crmhub.store.ledger import insert_many_ignoring_conflicts, upsert, upsert_many
+from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 
@@ -109,9 +109,6 @@ class Claim:
 
 
 _OTHER, _OTHER_ITEM = aliased(OutboxRow), aliased(LedgerRow)  # the conversation's other writes (made once: costly)
-_ITEM_COLUMNS = ("channel", "direction", "external_id", "conversation_key", "sender_kind", "sender_value",
-                 "sender_display", "recipient_kind", "recipient_value", "recipient_display", "text",
-                 "occurred_at", "media", "call")
 
 
 def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: timedelta,
@@ -126,10 +123,9 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     (joined with the ledger and the decision) and one UPDATE, whatever the batch.
     """
     one_at_a_time(session, f"claim:{crm}")
-    item = LedgerRow.__table__.c
     query = (select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.interaction_id, OutboxRow.priority,
                     OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, OutboxRow.job_ref, LedgerRow.person_id,
-                    RouteDecisionRow.rule, RouteDecisionRow.targets, *(item[name] for name in _ITEM_COLUMNS))
+                    RouteDecisionRow.rule, RouteDecisionRow.targets, *INTERACTION_COLUMNS)
              .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == OutboxRow.interaction_id)
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
@@ -194,11 +190,7 @@ def save_job_ref(session: Session, crm: str, keys: Sequence[str], job_ref: str) 
 
 def case_pending(session: Session, crm: str, conversation_key: str) -> bool:
     """Whether a pending new-case write of `crm` already exists for the conversation (it will open the case)."""
-    query = (select(OutboxRow.id).join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
-             .where(OutboxRow.crm == crm, OutboxRow.status == PENDING,
-                    OutboxRow.priority == int(WritePriority.NEW_CASE), LedgerRow.conversation_key == conversation_key)
-             .limit(1))
-    return session.scalar(query) is not None
+    return conversation_key in cases_pending(session, crm, [conversation_key])
 
 
 @dataclass(frozen=True)
@@ -496,19 +488,9 @@ def set_thread_record(session: Session, thread_id: int, record_id: str) -> None:
 
 
 # ---- routing decisions -------------------------------------------------------
-def save_decision(session: Session, interaction_id: int, decision: RouteDecision, *, now: datetime) -> None:
-    targets: Mapping[str, Any] = {crm: asdict(target) for crm, target in decision.targets.items()}
-    row = session.get(RouteDecisionRow, interaction_id)
-    if row is None:
-        session.add(RouteDecisionRow(interaction_id=interaction_id, rule=decision.rule, targets=dict(targets),
-                                     tried=[list(t) for t in decision.tried], decided_at=now))
-    else:
-        row.rule, row.targets, row.tried, row.decided_at = (decision.rule, dict(targets),
-                                                            [list(t) for t in decision.tried], now)
-
-
 def save_decisions(session: Session, decisions: Sequence[tuple[int, RouteDecision]], *, now: datetime) -> None:
-    """`save_decision` for a batch, in one statement."""
+    """Each interaction's routing decision (the rule and its targets, the rules tried before it), in one statement;
+    a decision saved before for the interaction is replaced."""
     upsert_many(session, RouteDecisionRow, [
         {"interaction_id": interaction_id, "rule": decision.rule,
          "targets": {crm: asdict(target) for crm, target in decision.targets.items()},

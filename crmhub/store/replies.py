@@ -193,12 +193,6 @@ def mark_noted(session: Session, reply_id: int, *, now: datetime, error: str | N
             row.last_error = error
 
 
-def echo_of(session: Session, channel: str, message_id: str) -> ReplyRow | None:
-    """The reply the channel message `message_id` is the sent copy of, if any."""
-    return session.scalar(select(ReplyRow).where(ReplyRow.channel == channel,
-                                                 ReplyRow.channel_message_id == message_id))
-
-
 def echoes_of(session: Session, messages: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
     """`echo_of` for a batch: (channel, message id) -> (crm, reply_ref) of the reply it is the sent copy of."""
     if not messages:
@@ -220,10 +214,14 @@ def unsettled_of(session: Session, conversation_keys: Sequence[str]) -> set[str]
     return set(session.scalars(query))
 
 
+def echo_of(session: Session, channel: str, message_id: str) -> tuple[str, str] | None:
+    """(crm, reply_ref) of the reply the channel message `message_id` is the sent copy of, if any."""
+    return echoes_of(session, [(channel, message_id)]).get((channel, message_id))
+
+
 def unsettled(session: Session, conversation_key: str) -> bool:
     """Whether a reply of the conversation may have gone out without its message id known yet."""
-    return session.scalar(select(func.count()).where(ReplyRow.conversation_key == conversation_key,
-                                                     ReplyRow.status == ReplyStatus.SENDING.value)) != 0
+    return conversation_key in unsettled_of(session, [conversation_key])
 
 
 def reply_counts(session: Session) -> dict[tuple[str, str, str], int]:
