@@ -269,11 +269,29 @@ def mark_dead(session: Session, outbox_id: int, error: str, *, now: datetime, at
     record_outcomes(session, [Outcome(outbox_id, OutboxStatus.DEAD, error=error, attempted=attempted)], now=now)
 
 
-def settle(session: Session, crm: str, key: str, result_ref: str, *, now: datetime) -> None:
-    """Mark `crm`'s write of `key` done without writing it (it is already there, e.g. an agent's own reply)."""
-    row = session.scalar(select(OutboxRow).where(OutboxRow.crm == crm, OutboxRow.idempotency_key == key))
-    if row is not None and row.status == OutboxStatus.PENDING.value:
-        row.status, row.result_ref, row.done_at, row.last_error = OutboxStatus.DONE.value, result_ref[:64], now, None
+REPLY_SETTLED = "reply:"
+"""`result_ref` prefix of a write settled by an agent's reply already in the CRM (its echo): never relinked."""
+
+
+def settle_replies(session: Session, echoes: Sequence[tuple[str, str, str]], *, now: datetime) -> None:
+    """Mark each (crm, key, reply ref) write done without writing it: the agent's own reply is already there.
+
+    One statement for the batch; only still-pending rows change.
+    """
+    if not echoes:
+        return
+    table = _OUTBOX
+    session.connection().execute(
+        update(table)
+        .where(table.c.crm == bindparam("b_crm"), table.c.idempotency_key == bindparam("b_key"),
+               table.c.status == OutboxStatus.PENDING.value)
+        .values(status=OutboxStatus.DONE.value, result_ref=bindparam("b_ref"), done_at=now, last_error=None),
+        [{"b_crm": crm, "b_key": key, "b_ref": (REPLY_SETTLED + ref)[:64]} for crm, key, ref in echoes])
+
+
+def settled_by_reply(result_ref: str | None) -> bool:
+    """Whether a done write is an agent's reply crmhub never wrote (see `settle_replies`)."""
+    return result_ref is not None and result_ref.startswith(REPLY_SETTLED)
 
 
 def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
