@@ -60,8 +60,10 @@ class StateSettings(Model):
     url: str = Field(
         "sqlite:///crmhub.db",
         description="SQLAlchemy URL of the state store: sqlite:///FILE (relative paths start at the settings "
-                    "file's directory) or postgresql+psycopg://USER@HOST:PORT/DB, without a password.",
+                    "file's directory, or at $STATE_DIRECTORY when systemd sets it) or "
+                    "postgresql+psycopg://USER@HOST:PORT/DB, without a password.",
         examples=["sqlite:///crmhub.db", "postgresql+psycopg://crmhub@db.internal:5432/crmhub"],
+        validate_default=True,  # the default file is placed like a written one, not in whatever the cwd is
     )
     password: SecretRef | None = Field(
         None, description="Database password as a secret reference (PostgreSQL); kept out of the URL.",
@@ -399,7 +401,9 @@ class RunSettings(Model):
 class Settings(Model):
     """`settings.yaml`."""
 
-    state: StateSettings = Field(default_factory=StateSettings, description="State store.")
+    # Built by validation, like a written `state:`, so a default SQLite file is placed as a written one is.
+    state: StateSettings = Field(default_factory=dict, validate_default=True,  # type: ignore[arg-type]
+                                 description="State store.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings, description="Local emulators.")
     crms: CrmSettings = Field(description="The CRMs (at least one enabled).",
