@@ -71,6 +71,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -249,16 +250,18 @@ class HubSpotCrm(Connector):
         """
         fn = getattr(getattr(self._client(), api), method)
         self.before_http(f"{api}.{method}")  # the budget paces each request (urllib3: no session hook)
+        started = time.monotonic()
         try:
             response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
         except Exception as exc:
             if _is_sdk_error(exc) and getattr(exc, "status", None):  # an HTTP answer, not a dropped connection
-                self.observe_http(f"{api}.{method}", int(exc.status), getattr(exc, "headers", None) or {})  # type: ignore[attr-defined]  # SDK errors carry status and headers
+                self.observe_http(f"{api}.{method}", int(exc.status), getattr(exc, "headers", None) or {},  # type: ignore[attr-defined]  # SDK errors carry status and headers
+                                  time.monotonic() - started)
             raise
         finally:
             self.after_http()
         self.observe_http(f"{api}.{method}", int(getattr(response, "status", 0) or 0),
-                          getattr(response, "headers", None) or {})
+                          getattr(response, "headers", None) or {}, time.monotonic() - started)
         data = getattr(response, "data", b"")
         return json.loads(data) if data else None
 

@@ -283,8 +283,8 @@ class ZendeskCrm(Connector):
             return Rejected(f"zenpy refused the call: {vendor_error(type(exc).__name__, str(exc))}", system=self.name)
         return None
 
-    def _observe(self, path: str, status: int, headers: Mapping[str, str]) -> None:
-        self.observe_http(path, status, headers)
+    def _observe(self, path: str, status: int, headers: Mapping[str, str], elapsed: float | None = None) -> None:
+        self.observe_http(path, status, headers, elapsed)
         if status == 429:
             self._hints.retry_after = _rate_hint(headers)
 

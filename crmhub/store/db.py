@@ -88,11 +88,13 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def _create_private(path: Path) -> None:
-    """An empty file, mode 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """An empty file, mode 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode.
+
+    A missing directory is left for SQLite to report: crmhub creates no directories behind the admin's back.
+    """
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:  # another process made it meanwhile: theirs stands
+    except (FileExistsError, FileNotFoundError):  # made meanwhile by another process; or no such directory
         pass
 
 

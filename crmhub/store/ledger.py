@@ -286,6 +286,18 @@ def save_cursor(session: Session, source: str, stream: str, partition: str, valu
                                 "updated_at": now}, ("source", "stream", "partition"))
 
 
+def touch_cursors(session: Session, source: str, streams: Sequence[str], partition: str = "", *,
+                  now: datetime) -> None:
+    """The streams were read to their end just now, whether or not they moved (a quiet stream is healthy).
+
+    Only `updated_at` changes, which `crmhub_lag_seconds` reads; a stream without a cursor yet has nothing to touch.
+    """
+    session.execute(update(CursorRow)
+                    .where(CursorRow.source == source, CursorRow.stream.in_(list(streams)),
+                           CursorRow.partition == partition)
+                    .values(updated_at=now).execution_options(synchronize_session=False))
+
+
 def all_cursors(session: Session) -> list[CursorRow]:
     return list(session.scalars(select(CursorRow).order_by(CursorRow.source, CursorRow.stream, CursorRow.partition)))
 

@@ -88,6 +88,8 @@ class DeliveryReport:
     held: int = 0  # pending rows ranked after what the budget allowed when the run ended
     cut_short: bool = False  # the daemon is stopping: the run ended before the outbox was drained
     noted: int = 0  # link suggestions noted on their case (`crmhub.sync.links`), after the writes
+    latencies: list[float] = field(default_factory=list)
+    """Seconds from each delivered item's channel time to the CRM's confirmation (relinks left out): metrics."""
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
@@ -348,6 +350,8 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
                 thread = batch.reopened[write.interaction.conversation_key]
                 reopened[thread] = batch.reopening[thread]
             report.delivered += 1
+            if not write.relink:
+                report.latencies.append(max(0.0, (now - write.interaction.occurred_at).total_seconds()))
             continue
         error = outcome.error
         reason = f"{write.key} -> {crm}: {reason_of(error)}"

@@ -50,6 +50,7 @@ def test_crmhub_config_names_the_settings_of_every_command(cfg: ConfigDir, monke
         monkeypatch.setenv(name, value)
     code, _, err = _status(env={"CRMHUB_CONFIG": str(settings)})
     assert code == 1 and f"no state store at {cfg.root / 'state' / 'crmhub.db'}" in err
+    (cfg.root / "state").mkdir()  # the admin's directory (systemd's StateDirectory= makes it)
     open_store(cfg.load().database_url()).close()  # what `crmhub run` does first
     code, out, err = _status("--json", env={"CRMHUB_CONFIG": str(settings)})
     assert (code, err) == (0, "") and '"outbox"' in out
