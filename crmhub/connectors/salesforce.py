@@ -350,7 +350,7 @@ class SalesforceCrm(Connector):
         """Each subrequest's per-record results, by reference id, through as few Composite calls as fit.
 
         A subrequest that fails as a whole (halted, refused) is sent again on
-        its own, as today's separate collections call for just its records:
+        its own, as a collections call for just its records:
         upserts by key and updates to the same values, safe to repeat.
         """
         results: dict[str, list[_Entry]] = {sub.reference_id: [] for sub in subrequests}
