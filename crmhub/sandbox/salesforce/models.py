@@ -283,6 +283,12 @@ class SalesforceBackend:
             if key == "attributes":
                 continue
             field = schema.get(key)
+            if field is None and isinstance(raw, dict):
+                try:
+                    field, raw = self._related(schema, key, raw, values)
+                except _FieldProblem as problem:
+                    problems.append(RecordError(problem.code, problem.detail, []))
+                    continue
             if field is None:
                 raise no_such_column(key, schema.name)
             allowed = field.createable if creating else field.updateable
@@ -340,6 +346,42 @@ class SalesforceBackend:
         if record is None or record["IsDeleted"]:
             raise _FieldProblem("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
         return record_id
+
+    def _related(self, schema: SObjectSchema, key: str, raw: dict[str, Any],
+                 values: dict[str, Any]) -> tuple[Field | None, str]:
+        """A relationship given by the parent's external id (`"Who": {"attributes": {"type": "Contact"},
+        "Ext__c": "v"}`): the reference field (WhoId) and the one live record's id.
+
+        (None, raw) when `key` names no relationship, so the caller answers INVALID_FIELD.
+        """
+        field = schema.get(f"{key}Id")
+        if field is None or field.type != "reference" or not key[:1].isalpha():
+            return None, ""
+        if any(k.lower() == field.name.lower() and v not in (None, "") for k, v in values.items()):
+            raise _FieldProblem("INVALID_FIELD", f"Cannot specify both an external ID reference {key} and a "
+                                f"salesforce id, {field.name}")
+        attributes = raw.get("attributes")
+        sobject = attributes.get("type") if isinstance(attributes, dict) else None
+        if sobject is None and len(field.reference_to) == 1:
+            sobject = field.reference_to[0]
+        parent = self.schema(str(sobject)) if sobject else None
+        if parent is None or parent.name not in field.reference_to:
+            raise _FieldProblem("INVALID_FIELD", f"Invalid type {sobject} for the relationship {key} "
+                                f"(one of {', '.join(field.reference_to)} in attributes.type)")
+        keys = [(k, v) for k, v in raw.items() if k != "attributes"]
+        ext = parent.get(keys[0][0]) if len(keys) == 1 else None
+        if ext is None or not ext.external_id:
+            raise _FieldProblem("INVALID_FIELD", f"The relationship {key} needs exactly one external ID field "
+                                f"of {parent.name}")
+        value = str(keys[0][1])
+        matches = self.match_external(parent, ext, value)
+        if not matches:
+            raise _FieldProblem("INVALID_FIELD", f"Foreign key external ID: {value} not found for field "
+                                f"{ext.name} in entity {parent.name}")
+        if len(matches) > 1:
+            raise _FieldProblem("INVALID_FIELD", f"Foreign key external ID: {value} matched more than one record "
+                                f"for field {ext.name} in entity {parent.name}")
+        return field, matches[0]
 
     def _check_complete(self, schema: SObjectSchema, record: dict[str, Any], own_id: str | None) -> None:
         """Required fields present and unique fields unique, over the whole record."""
