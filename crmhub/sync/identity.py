@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
-from crmhub.store import conflicts, graph, links
+from crmhub.store import conflicts, graph, links, outbox
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contacts_for
@@ -354,11 +354,14 @@ class IdentityGraph:
         # By the persons' ledger rows (`ix_ledger_person`), then their writes (`ix_outbox_interaction_id`):
         # their history, never a slice of every done row of the CRM.
         done = self.session.execute(
-            select(OutboxRow.id, LedgerRow.person_id, OutboxRow.contact_ref)
+            select(OutboxRow.id, LedgerRow.person_id, OutboxRow.contact_ref, OutboxRow.result_ref)
             .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
             .where(LedgerRow.person_id.in_(sorted(primary)), OutboxRow.crm == crm,
                    OutboxRow.status == OutboxStatus.DONE.value))
-        moved = [row_id for row_id, person, contact_ref in done if contact_ref != primary[person]]
+        # A write settled as an agent's own reply (`outbox.settle`, result "reply:…") was never written: the reply
+        # is on that CRM's case already. Moving it would write the reply back as history and reopen a closed case.
+        moved = [row_id for row_id, person, contact_ref, result in done
+                 if contact_ref != primary[person] and not (result or "").startswith(outbox.REPLY_SETTLED)]
         if moved:
             self.session.execute(
                 update(OutboxRow)
