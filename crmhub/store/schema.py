@@ -64,6 +64,7 @@ class LedgerRow(Base):
         # Routing's queue (`ledger.unprocessed`): only the rows not yet processed, however long the history.
         Index("ix_ledger_unprocessed", "id", sqlite_where=text("processed_at IS NULL"),
               postgresql_where=text("processed_at IS NULL")),
+        Index("ix_ledger_occurred", "occurred_at"),  # a support report's window (`crmhub.report`)
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -316,7 +317,8 @@ class ReplyRow(Base):
         Index("ix_replies_due", "status", "next_attempt_at"),
         Index("ix_replies_message", "channel", "channel_message_id"),
         Index("ix_replies_conversation", "conversation_key"),
-        Index("ix_replies_sent", "status", "sent_at"),  # recent sent replies whose delivery is unsettled
+        Index("ix_replies_sent", "status", "sent_at"),
+        Index("ix_replies_written", "written_at"),  # a support report's window (`crmhub.report`)  # recent sent replies whose delivery is unsettled
         # Failed replies not written back yet (`crmhub.store.replies.NOT_NOTED`): few, however many were sent.
         Index("ix_replies_failures", "crm", "id", sqlite_where=text(NOT_NOTED_SQL),
               postgresql_where=text(NOT_NOTED_SQL)),

@@ -20,6 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from crmhub.config import load_config
 from crmhub.connectors._http import build_session
 from crmhub.report.build import report_for
 from crmhub.sandbox import EmulatorServer, SandboxClock, emulator_class
+from crmhub.sandbox.postgres import PostgresAbsent, throwaway_database
 from crmhub.sandbox.settings import write_sandbox_settings
 
 OURS = "+14155550100"
@@ -102,8 +104,20 @@ def _dump(yaml: YAML, data: Any) -> str:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """The plan played once per store (the day and JSON expressions differ between SQLite and PostgreSQL)."""
+    with ExitStack() as stack:
+        state_url = None
+        if request.param == "postgresql":
+            try:
+                state_url = stack.enter_context(throwaway_database("crmhub_report"))
+            except PostgresAbsent as exc:
+                pytest.skip(str(exc))
+        yield from _played(tmp_path_factory, state_url)
+
+
+def _played(tmp_path_factory: pytest.TempPathFactory, state_url: str | None) -> Iterator[Run]:
     clock = StillClock(T0)
     with EmulatorServer(emulator_class("salesforce")(clock=clock)) as sf_server, \
             EmulatorServer(emulator_class("twilio")(clock=clock)) as tw_server:
@@ -116,7 +130,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                            session=build_session(base_url=sf_server.url))
         tw.add_number(OURS)
         settings = write_sandbox_settings(tmp_path_factory.mktemp("report"),
-                                          {"salesforce": sf_server.url, "twilio": tw_server.url})
+                                          {"salesforce": sf_server.url, "twilio": tw_server.url}, state_url=state_url)
         _tune(settings)
         with build_hub(load_config(settings), clock=clock.now) as hub:
             told = Run(hub, clock, sf, tw, agent, settings)
@@ -236,3 +250,16 @@ def test_bad_options_are_errors_for_people(run: Run, args: list[str], message: s
     result = CliRunner().invoke(app, ["report", "--config", str(run.settings), *args])
     assert result.exit_code == 1
     assert result.output.strip() == message
+
+
+def test_metrics_has_the_same_figures_as_gauges(run: Run) -> None:
+    """The hub's clock stands at 14:45, as the report of the first test; the gauges cover the last 7 days."""
+    sample = run.hub.metrics.sample
+    assert sample("crmhub_support_first_response_seconds", {"by": "channel", "group": "sms"}) == 1800.0
+    assert sample("crmhub_support_first_response_business_seconds", {"by": "queue", "group": "support"}) == 900.0
+    assert sample("crmhub_support_resolution_seconds", {"by": "queue", "group": "billing"}) == 7200.0
+    assert sample("crmhub_support_inbound", {"by": "crm", "group": "salesforce"}) == 5.0
+    assert sample("crmhub_support_reply_failure_ratio", {"by": "channel", "group": "sms"}) == 0.25
+    assert sample("crmhub_support_backlog_open", {"by": "queue", "group": "support"}) == 1.0
+    assert sample("crmhub_support_fcr_ratio", {"by": "channel", "group": "sms"}) == 0.5
+    assert sample("crmhub_support_backlog_age_max_seconds", {"by": "queue", "group": "billing"}) is None  # none open

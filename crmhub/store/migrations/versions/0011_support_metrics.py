@@ -44,7 +44,12 @@ def upgrade() -> None:
     op.create_index("ix_support_cases_record", "support_cases", ["crm", "record_id"])
     op.create_index("ix_support_cases_open", "support_cases", ["id"], sqlite_where=sa.text("closed_at IS NULL"),
                     postgresql_where=sa.text("closed_at IS NULL"))
+    # The report's windows over history: messages by their time, replies by when the agent wrote them.
+    op.create_index("ix_ledger_occurred", "ledger", ["occurred_at"])
+    op.create_index("ix_replies_written", "replies", ["written_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_replies_written", table_name="replies")
+    op.drop_index("ix_ledger_occurred", table_name="ledger")
     op.drop_table("support_cases")
