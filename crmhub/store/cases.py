@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.store.ledger import insert_many_ignoring_conflicts
@@ -89,13 +89,26 @@ def reopened(session: Session, reopened_from: Mapping[int, datetime | None]) -> 
 
     Runs before the threads themselves are marked open, with the same
     condition: a thread whose state the CRM changed since is left alone.
+    Two statements: the threads by id, then the cases by their unique key.
     """
-    if reopened_from:
-        cases, threads = _CASES.c, _THREADS.c
-        was: Any = bindparam("was", type_=threads.state_at.type)
-        current = exists().where(threads.id == bindparam("tid"), threads.crm == cases.crm,
-                                 threads.conversation_key == cases.conversation_key, threads.seq == cases.seq,
-                                 threads.closed_at.is_not(None), threads.state_at.is_not_distinct_from(was))
+    if not reopened_from:
+        return
+    threads = _THREADS.c
+    rows = session.execute(select(threads.id, threads.crm, threads.conversation_key, threads.seq, threads.closed_at,
+                                  threads.state_at).where(threads.id.in_(sorted(reopened_from))))
+    keys = [{"which": crm, "conversation": key, "number": seq}
+            for tid, crm, key, seq, closed_at, state_at in rows
+            if closed_at is not None and _same(state_at, reopened_from[tid])]
+    if keys:
+        cases = _CASES.c
         session.connection().execute(
-            update(_CASES).where(and_(current)).values(closed_at=None, reopens=cases.reopens + 1),
-            [{"tid": tid, "was": state_at} for tid, state_at in reopened_from.items()])
+            update(_CASES).where(cases.crm == bindparam("which"), cases.conversation_key == bindparam("conversation"),
+                                 cases.seq == bindparam("number"))
+            .values(closed_at=None, reopens=cases.reopens + 1), keys)
+
+
+def _same(stored: datetime | None, decided_on: datetime | None) -> bool:
+    """`state_at` unchanged since the reopen was decided (IS NOT DISTINCT FROM, as the threads' own update)."""
+    if stored is None or decided_on is None:
+        return stored is decided_on
+    return stored == decided_on

@@ -263,3 +263,13 @@ def test_metrics_has_the_same_figures_as_gauges(run: Run) -> None:
     assert sample("crmhub_support_backlog_open", {"by": "queue", "group": "support"}) == 1.0
     assert sample("crmhub_support_fcr_ratio", {"by": "channel", "group": "sms"}) == 0.5
     assert sample("crmhub_support_backlog_age_max_seconds", {"by": "queue", "group": "billing"}) is None  # none open
+
+
+def test_agents_replies_are_never_written_back_and_closed_cases_stay_closed(run: Run) -> None:
+    """The sent copy of a reply is settled for the CRM it came from, even once crmhub created the customer's
+    Contact in between (that first link used to relink the settled echo, write it as a Task and reopen the case)."""
+    tasks = [t["Description"] for t in run.sf.records("Task")]
+    assert tasks.count("It is on its way") == 0 and tasks.count("Refund sent") == 0
+    assert tasks.count("Refund checked") == 0
+    states = {c["Crmhub_Conversation__c"]: c["IsClosed"] for c in run.sf.records("Case")}
+    assert states == {f"sms:{OURS}:{JANE}#1": True, f"sms:{OURS}:{BOB}#1": True, f"sms:{OURS}:{ANN}#1": False}
