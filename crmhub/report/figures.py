@@ -98,12 +98,12 @@ def compute(session: Session, *, since: datetime, now: datetime, by: Sequence[st
     everything = _Cases()
     for dims, facts in _case_facts(session, since, now, reopen_window, hours):
         groups.setdefault(_key(dims, by), {})
-        for target in (cases.setdefault(_key(dims, by), _Cases()), everything):
-            _add(target, facts)
+        for group in (cases.setdefault(_key(dims, by), _Cases()), everything):
+            _add(group, facts)
     for dims, age in _backlog(session, now):
         groups.setdefault(_key(dims, by), {})
-        for target in (cases.setdefault(_key(dims, by), _Cases()), everything):
-            target.backlog_ages.append(age)
+        for group in (cases.setdefault(_key(dims, by), _Cases()), everything):
+            group.backlog_ages.append(age)
     rows = {key: _figures(values, cases.get(key, _Cases()), hours is not None) for key, values in groups.items()}
     return Report(since, now, by, hours is not None, rows, _figures(totals, everything, hours is not None))
 
@@ -173,7 +173,8 @@ def _volume(session: Session, since: datetime, now: datetime, by: Sequence[str],
              .join(OutboxRow, OutboxRow.interaction_id == LedgerRow.id)
              .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == LedgerRow.id)
              .where(window).group_by(LedgerRow.channel, day, OutboxRow.crm, queue, LedgerRow.direction))
-    for channel, on, crm, queue_name, direction, count in session.execute(query):
+    rows: Any = session.execute(query)  # six columns (mypy counts the overloads of select() up to four)
+    for channel, on, crm, queue_name, direction, count in rows:
         yield {"channel": channel, "day": on, "crm": crm, "queue": queue_name}, direction, int(count)
 
 

@@ -24,15 +24,6 @@ from crmhub.report.figures import FIGURES, Report
 
 log = structlog.get_logger("crmhub.metrics")
 GROUPINGS = ("channel", "queue", "crm")
-HELP = {
-    "inbound": "Messages from customers", "outbound": "Messages to customers", "cases": "Cases opened",
-    "first_response_s": "Median first response", "first_response_business_s": "Median first response, business time",
-    "resolution_s": "Median resolution time", "resolution_business_s": "Median resolution time, business time",
-    "fcr_rate": "First-contact resolution", "reopen_rate": "Reopen rate", "backlog_open": "Open cases now",
-    "backlog_age_max_s": "Age of the oldest open case", "backlog_age_median_s": "Median age of the open cases",
-    "replies_sent": "Agents' replies sent", "replies_failed": "Agents' replies that failed",
-    "reply_failure_rate": "Reply delivery failure rate",
-}
 
 
 def gauge_name(figure: str) -> str:
@@ -67,8 +58,9 @@ class SupportCollector(Collector):
         if reports is None:
             return
         for figure in FIGURES:
-            family = GaugeMetricFamily(gauge_name(figure), f"{HELP[figure]}, over the last {self.window.days} days "
-                                       "(docs/metrics.md); recomputed every few minutes.", labels=["by", "group"])
+            family = GaugeMetricFamily(gauge_name(figure), f"`crmhub report`'s {figure} over the last "
+                                       f"{self.window.days} days (docs/metrics.md); recomputed every few minutes.",
+                                       labels=["by", "group"])
             for by, report in reports.items():
                 for (group,), values in sorted(report.rows.items()):
                     if values[figure] is not None:
