@@ -188,6 +188,57 @@ def route(dry_run: Annotated[bool, typer.Option("--dry-run", help="Replay the ro
         _print_lines(replay_routing(loaded, store, since=window, now=datetime.now(UTC)).lines())
 
 
+@app.command()
+@for_people
+def report(since: Annotated[str, typer.Option(help="How far back (e.g. 7d, 12h).")] = "7d",
+           by: Annotated[str, typer.Option(help="Group by channel, queue, crm or day.")] = "channel",
+           as_json: Annotated[bool, typer.Option("--json", help="The figures as JSON instead of the table.")] = False,
+           as_csv: Annotated[bool, typer.Option("--csv", help="The figures as CSV instead of the table.")] = False,
+           html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report "
+                                                                    "with charts to this file.",
+                                                     dir_okay=False)] = None,
+           config: ConfigOption = None) -> None:
+    """Support figures: volume, first response, resolution, first-contact resolution, reopens, backlog,
+    reply failures (docs/metrics.md)."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from crmhub.config import parse_duration
+    from crmhub.ops import OpsError, opened
+    from crmhub.report import DIMENSIONS
+    from crmhub.report.build import report_for
+    from crmhub.report.render import print_table, to_csv, to_json
+
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise OpsError(f"--since: {exc}") from None
+    if by not in DIMENSIONS:
+        raise OpsError(f"--by: unknown grouping {by!r}; use one of {', '.join(DIMENSIONS)}")
+    if as_json and as_csv:
+        raise OpsError("--json and --csv: pick one")
+    now = datetime.now(UTC)
+    with opened(config) as (loaded, store):
+        figures = report_for(loaded, store, since=now - window, now=now, by=(by,))
+        if html is not None:
+            from crmhub.report.html import to_html
+
+            daily = report_for(loaded, store, since=now - window, now=now, by=("channel", "day"))
+            try:
+                html.write_text(to_html(figures, daily), encoding="utf-8")
+            except OSError as exc:
+                raise OpsError(f"--html: cannot write {html}: {exc.strerror}") from None
+    if as_json:
+        typer.echo(to_json(figures))
+    elif as_csv:
+        typer.echo(to_csv(figures), nl=False)
+    else:
+        print_table(figures, Console(soft_wrap=True))
+    if html is not None and not (as_json or as_csv):
+        typer.echo(f"HTML report written to {html}")
+
+
 deadletters_app = typer.Typer(no_args_is_help=True, help="List, show, replay or discard dead letters.")
 app.add_typer(deadletters_app, name="deadletters")
 

@@ -46,6 +46,7 @@ from sqlalchemy import Select, Table, and_, bindparam, func, insert, select, upd
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
+from crmhub.store import cases as support_cases
 from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
@@ -362,6 +363,7 @@ class Thread:
     closed_at: datetime | None = None
     closed_final: bool = False
     state_at: datetime | None = None
+    first_at: datetime | None = None  # a case opened now: the time of the message opening it (support metrics)
 
 
 def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -> dict[str, Thread]:
@@ -376,13 +378,17 @@ def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -
     return {row.conversation_key: Thread(*row) for row in session.execute(query)}
 
 
-def next_thread(thread: Thread | None, conversation_key: str, queue: str, *, now: datetime) -> Thread:
-    """What `open_thread` makes of the thread: itself while open, else a first or next case (seq + 1), unsaved."""
+def next_thread(thread: Thread | None, conversation_key: str, queue: str, *, now: datetime,
+                first_at: datetime | None = None) -> Thread:
+    """What `open_thread` makes of the thread: itself while open, else a first or next case (seq + 1), unsaved.
+
+    `first_at` is the time of the message that opens the case (default `now`).
+    """
     if thread is None:
-        return Thread(None, conversation_key, 1, None, queue, now)
+        return Thread(None, conversation_key, 1, None, queue, now, first_at=first_at or now)
     if thread.closed_at is None:
         return thread
-    return Thread(thread.id, conversation_key, thread.seq + 1, None, queue, now)
+    return Thread(thread.id, conversation_key, thread.seq + 1, None, queue, now, first_at=first_at or now)
 
 
 def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
@@ -401,6 +407,8 @@ def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
                 seq=bindparam("new_seq"), record_id=None, queue=bindparam("new_queue"),
                 opened_at=bindparam("new_opened_at"), closed_at=None, closed_final=False, state_at=None),
             renewed)
+    support_cases.opened(session, crm, [support_cases.Opened(
+        t.conversation_key, t.seq, t.queue, t.first_at or t.opened_at, t.opened_at) for t in threads])
 
 
 def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
@@ -411,11 +419,13 @@ def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
             update(table).where(table.c.crm == crm, table.c.conversation_key == bindparam("conversation"),
                                 table.c.record_id.is_(None)).values(record_id=bindparam("new_record_id")),
             [{"conversation": key, "new_record_id": record} for key, record in cases.items()])
+        support_cases.recorded(session, crm, cases)
 
 
 def record_reopened(session: Session, reopened_from: Mapping[int, datetime | None]) -> None:
     """`mark_reopened` for several threads (by id) in one UPDATE."""
     if reopened_from:
+        support_cases.reopened(session, reopened_from)  # first: it reads the threads' state before this
         table = _THREADS
         session.connection().execute(
             update(table).where(table.c.id == bindparam("tid"),
@@ -487,15 +497,21 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -
     rows = session.scalars(select(ThreadRow).where(ThreadRow.crm == crm,
                                                    ThreadRow.conversation_key.in_(list(wanted))))
     changed = 0
+    history: list[support_cases.StateChange] = []
     for row in rows:
         for seq, state in sorted(wanted[row.conversation_key], key=lambda entry: entry[1].modified_at):
             if seq != row.seq or (row.state_at is not None and state.modified_at <= row.state_at):
                 continue
             if (row.closed_at, row.closed_final) != (state.closed_at, state.final):
                 changed += 1
+            if row.closed_at != state.closed_at:
+                history.append(support_cases.StateChange(row.conversation_key, seq, state.closed_at,
+                                                         reopened=row.closed_at is not None
+                                                         and state.closed_at is None))
             row.closed_at, row.closed_final, row.state_at = state.closed_at, state.final, state.modified_at
             if row.record_id is None:  # a case whose creation was never recorded (a crash in between)
                 row.record_id = state.record_id
+    support_cases.states(session, crm, history)
     return changed
 
 

@@ -312,7 +312,7 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
     # A closed case reopens for a message within the window (or one following such a message in this batch).
     reopen = earlier is not None and outbox.reopens(earlier, item.occurred_at, policy.reopen_window, batch.reopening)
     thread = earlier if reopen and earlier is not None else outbox.next_thread(
-        earlier, item.conversation_key, target.queue, now=now)
+        earlier, item.conversation_key, target.queue, now=now, first_at=item.occurred_at)
     new_case = None if thread.record_id else CaseSpec(
         key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context),
         may_exist=tried_before)
