@@ -1,0 +1,137 @@
+"""The org changes under crmhub: an admin merges or deletes a contact in the CRM (issue 14 item 4).
+
+Each test drives a whole hub against the emulators through the real SDKs:
+a customer with two records of one CRM (a flagged conflict) writes, an agent
+replies from the CRM, then the admin merges the two records (as `crmhub
+conflicts list` advises) or deletes one, and the customer writes again. The
+next message lands on the record that is left, no write dead-letters, the
+conflict closes itself, and the agent's reply is never sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hubspot import HubSpot
+from urllib3.util.retry import Retry
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Comment, Ticket
+
+from crmhub.app import Hub, build_hub
+from crmhub.config import load_config
+from crmhub.connectors._http import build_session
+from crmhub.sandbox import EmulatorServer
+from crmhub.store import conflicts
+from crmhub.store.ledger import open_dead_letters
+from tests.test_replies import Clock, sent_messages, settings_for
+
+OURS = "+14155550100"
+CUSTOMER = "+14155550123"
+
+
+def _say(kit: Any, text: str, minutes_ago: int = 0) -> None:
+    kit.tw.receive_message(CUSTOMER, OURS, text, at=datetime.now(UTC) - timedelta(minutes=minutes_ago))
+
+
+def _settled(hub: Hub) -> tuple[list[Any], list[tuple[str, str | None]]]:
+    """The open dead letters and every conflict as (crm, resolution)."""
+    with hub.store.transaction() as session:
+        return (open_dead_letters(session),
+                [(c.crm, c.resolution) for c in conflicts.listing(session, include_resolved=True)])
+
+
+def _deliver_without_mirror(hub: Hub) -> None:
+    """Poll, route and deliver, without refreshing the mirror: the write itself meets the gone record."""
+    for poll in hub.polls().values():
+        poll()
+    hub.route_job()
+    for name in hub.crms:
+        hub.delivery_job(name)
+
+
+# ---- Salesforce ----------------------------------------------------------------------------------
+@dataclass
+class SalesforceOrg:
+    hub: Hub
+    sf: Any
+    tw: Any
+    agent: Any
+    older: str
+    twin: str
+
+    def reply(self, body: str) -> None:
+        [case] = self.sf.records("Case")
+        self.agent.CaseComment.create({"ParentId": case["Id"], "CommentBody": body, "IsPublished": True})
+
+
+@pytest.fixture
+def sforg(salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[SalesforceOrg]:
+    from simple_salesforce import Salesforce
+
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    older = sf.insert("Contact", LastName="Doe", FirstName="Jane", Phone="(415) 555-0123",
+                      CreatedDate="2024-01-01T00:00:00.000+0000")
+    twin = sf.insert("Contact", LastName="Doe", FirstName="J.", Phone="+1 415 555 0123")
+    sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
+    agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
+                       session=build_session(base_url=salesforce_sandbox.url))
+    tw.add_number(OURS)
+    urls = {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url}
+    with build_hub(load_config(settings_for(tmp_path, urls, ("salesforce", "twilio"))), clock=Clock()) as hub:
+        org = SalesforceOrg(hub, sf, tw, agent, older, twin)
+        _say(org, "My parcel is late", minutes_ago=2)
+        hub.sync_once()
+        org.reply("Sorry, it leaves the warehouse today.")
+        hub.sync_once()
+        assert {t["WhoId"] for t in sf.records("Task")} == {older}  # the conflict's primary: the older record
+        assert len(sent_messages(tw)) == 1
+        yield org
+
+
+def _assert_salesforce_moved(org: SalesforceOrg, fate: str) -> None:
+    tasks = org.sf.records("Task")
+    assert sorted(t["Description"] for t in tasks) == ["Any news?", "My parcel is late"]  # each once, no echo
+    assert {t["WhoId"] for t in tasks} == {org.twin}
+    [case] = org.sf.records("Case")
+    assert case["ContactId"] == org.twin and {t["WhatId"] for t in tasks} == {case["Id"]}
+    dead, flagged = _settled(org.hub)
+    assert dead == []
+    assert flagged == [("salesforce", f"{org.older} {fate} in salesforce; crmhub writes to {org.twin}")]
+    assert len(sent_messages(org.tw)) == 1  # the agent's reply went out once, and never again
+
+
+def test_a_salesforce_merge_moves_the_person_onto_the_surviving_contact(sforg: SalesforceOrg) -> None:
+    sforg.sf.merge("Contact", sforg.twin, sforg.older)  # the admin keeps the newer record
+    _say(sforg, "Any news?")
+    sforg.hub.sync_once()
+    sforg.hub.sync_once()
+    _assert_salesforce_moved(sforg, f"merged into {sforg.twin}")
+
+
+def test_a_salesforce_deletion_moves_the_person_onto_the_record_left(sforg: SalesforceOrg) -> None:
+    sforg.agent.Contact.delete(sforg.older)  # REST DELETE: to the recycle bin
+    _say(sforg, "Any news?")
+    sforg.hub.sync_once()
+    sforg.hub.sync_once()
+    _assert_salesforce_moved(sforg, "deleted")
+
+
+def test_a_salesforce_write_that_meets_a_merged_contact_retargets_instead_of_dead_lettering(
+        sforg: SalesforceOrg) -> None:
+    sforg.sf.merge("Contact", sforg.twin, sforg.older)
+    _say(sforg, "Any news?")
+    _deliver_without_mirror(sforg.hub)  # the Task names the merged-away contact: refused, its fate read back
+    assert not [t for t in sforg.sf.records("Task") if t["Description"] == "Any news?"]
+    _deliver_without_mirror(sforg.hub)  # due again at once, for the survivor
+    [task] = [t for t in sforg.sf.records("Task") if t["Description"] == "Any news?"]
+    assert task["WhoId"] == sforg.twin
+    sforg.hub.sync_once()
+    _assert_salesforce_moved(sforg, f"merged into {sforg.twin}")
