@@ -407,8 +407,10 @@ def _retarget(store: StateStore, writer: HistoryWriter, gone: Mapping[str, set[s
     for object_type, record_ids in sorted(gone.items()):
         ids = sorted(record_ids)
         found = {r.record_id: r for r in reader.record_fates(object_type, ids)} if reader is not None else {}
-        fates += [found.get(i) or MirrorRecord(crm=writer.name, object_type=object_type, record_id=i, identities=(),
-                                               fields={}, modified_at=now, deleted=True) for i in ids]
+        # A CRM may answer for more than was asked (the other records one merge absorbed, gone as well).
+        fates += [*found.values(), *(MirrorRecord(crm=writer.name, object_type=object_type, record_id=i, identities=(),
+                                                  fields={}, modified_at=now, deleted=True)
+                                     for i in ids if i not in found)]
     with store.transaction() as session:
         one_at_a_time(session, f"mirror:{writer.name}")
         graph.upsert_mirror(session, fates)

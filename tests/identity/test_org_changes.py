@@ -10,14 +10,16 @@ conflict closes itself, and the agent's reply is never sent again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from hubspot import HubSpot
+from hubspot.crm.contacts import PublicMergeInput
 from urllib3.util.retry import Retry
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
@@ -135,3 +137,106 @@ def test_a_salesforce_write_that_meets_a_merged_contact_retargets_instead_of_dea
     assert task["WhoId"] == sforg.twin
     sforg.hub.sync_once()
     _assert_salesforce_moved(sforg, f"merged into {sforg.twin}")
+
+
+# ---- HubSpot -------------------------------------------------------------------------------------
+@dataclass
+class HubSpotPortal:
+    hub: Hub
+    hs: Any
+    tw: Any
+    admin: HubSpot  # the admin's own API client
+    url: str
+    older: str
+    twin: str
+
+    def reply(self, body: str) -> None:
+        """An agent logs an outbound SMS on the ticket (Communications API), as in tests/test_replies.py."""
+        [ticket] = self.hs.objects("tickets")
+        answer = requests.post(f"{self.url}/crm/v3/objects/communications", timeout=10,
+                               headers={"Authorization": "Bearer sandbox-token"},
+                               json={"properties": {"hs_communication_channel_type": "SMS",
+                                                    "hs_communication_logged_from": "CRM",
+                                                    "hs_communication_body": body,
+                                                    "hs_timestamp": datetime.now(UTC).isoformat()},
+                                     "associations": [{"to": {"id": ticket["id"]}, "types": [
+                                         {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 83}]}]})
+        assert answer.status_code == 201, answer.text
+
+    def ours(self) -> list[dict[str, Any]]:
+        """crmhub's communications (they carry its key), oldest first."""
+        return [c for c in self.hs.objects("communications") if c["properties"].get("crmhub_key")]
+
+
+@pytest.fixture
+def hsportal(hubspot_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[HubSpotPortal]:
+    hs: Any = hubspot_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    older = hs.add("contacts", firstname="Jane", mobilephone="415.555.0123", createdate="2024-01-01T00:00:00.000Z")
+    twin = hs.add("contacts", firstname="J.", phone="+1 415 555 0123")
+    tw.add_number(OURS)
+    urls = {"hubspot": hubspot_sandbox.url, "twilio": twilio_sandbox.url}
+    admin = HubSpot(access_token="sandbox-token", host=hubspot_sandbox.url, base_url=hubspot_sandbox.url,
+                    retry=Retry(total=0))
+    with build_hub(load_config(settings_for(tmp_path, urls, ("hubspot", "twilio"))), clock=Clock()) as hub:
+        portal = HubSpotPortal(hub, hs, tw, admin, hubspot_sandbox.url, older, twin)
+        _say(portal, "My parcel is late", minutes_ago=2)
+        hub.sync_once()
+        portal.reply("Sorry, it leaves the warehouse today.")
+        hub.sync_once()
+        [first] = portal.ours()
+        assert set(hs.associated("communications", first["id"], "contacts")) == {older}
+        assert len(sent_messages(tw)) == 1
+        yield portal
+
+
+def _assert_hubspot_moved(portal: HubSpotPortal, survivor: str, fate: str) -> None:
+    ours = portal.ours()
+    assert sorted(c["properties"]["hs_communication_body"] for c in ours) == ["Any news?", "My parcel is late"]
+    for communication in ours:
+        assert set(portal.hs.associated("communications", communication["id"], "contacts")) == {survivor}
+    [ticket] = portal.hs.objects("tickets")
+    assert set(portal.hs.associated("tickets", ticket["id"], "contacts")) == {survivor}
+    dead, flagged = _settled(portal.hub)
+    assert dead == []
+    [(crm, resolution)] = flagged
+    assert crm == "hubspot" and resolution is not None
+    assert resolution.endswith(f"{fate} in hubspot; crmhub writes to {survivor}"), resolution
+    assert len(sent_messages(portal.tw)) == 1
+
+
+def _merge(portal: HubSpotPortal) -> str:
+    """The admin merges the older record into the twin: HubSpot makes a new record of both."""
+    merged = portal.admin.crm.contacts.basic_api.merge(
+        public_merge_input=PublicMergeInput(primary_object_id=portal.twin, object_id_to_merge=portal.older))
+    assert merged.id not in (portal.twin, portal.older)
+    return str(merged.id)
+
+
+def test_a_hubspot_merge_moves_the_person_onto_the_merged_record(hsportal: HubSpotPortal) -> None:
+    survivor = _merge(hsportal)
+    _say(hsportal, "Any news?")
+    hsportal.hub.sync_once()
+    hsportal.hub.sync_once()
+    _assert_hubspot_moved(hsportal, survivor, f"merged into {survivor}")
+
+
+def test_a_hubspot_deletion_moves_the_person_onto_the_record_left(hsportal: HubSpotPortal) -> None:
+    hsportal.admin.crm.contacts.basic_api.archive(contact_id=hsportal.older)
+    _say(hsportal, "Any news?")
+    hsportal.hub.sync_once()
+    hsportal.hub.sync_once()
+    _assert_hubspot_moved(hsportal, hsportal.twin, "deleted")
+
+
+def test_a_hubspot_write_that_meets_a_merged_contact_retargets_instead_of_dead_lettering(
+        hsportal: HubSpotPortal) -> None:
+    survivor = _merge(hsportal)
+    _say(hsportal, "Any news?")
+    _deliver_without_mirror(hsportal.hub)  # its contact is gone: refused, its fate read back
+    assert [c["properties"]["hs_communication_body"] for c in hsportal.ours()] == ["My parcel is late"]
+    _deliver_without_mirror(hsportal.hub)
+    [news] = [c for c in hsportal.ours() if c["properties"]["hs_communication_body"] == "Any news?"]
+    assert set(hsportal.hs.associated("communications", news["id"], "contacts")) == {survivor}
+    hsportal.hub.sync_once()
+    _assert_hubspot_moved(hsportal, survivor, f"merged into {survivor}")
