@@ -30,6 +30,7 @@ from crmhub.connectors._http import build_session
 from crmhub.sandbox import EmulatorServer
 from crmhub.store import conflicts
 from crmhub.store.ledger import open_dead_letters
+from tests.crm_views import zendesk_messages
 from tests.test_replies import Clock, sent_messages, settings_for
 
 OURS = "+14155550100"
@@ -240,3 +241,102 @@ def test_a_hubspot_write_that_meets_a_merged_contact_retargets_instead_of_dead_l
     assert set(hsportal.hs.associated("communications", news["id"], "contacts")) == {survivor}
     hsportal.hub.sync_once()
     _assert_hubspot_moved(hsportal, survivor, f"merged into {survivor}")
+
+
+# ---- Zendesk -------------------------------------------------------------------------------------
+@dataclass
+class ZendeskAccount:
+    hub: Hub
+    zd: Any
+    tw: Any
+    agent: Zenpy  # a human agent's (here: an admin's) own API client
+    older: int
+    twin: int
+
+    def ticket(self) -> int:
+        [ticket] = self.zd.tickets()
+        return int(ticket["id"])
+
+    def reply(self, body: str) -> None:
+        self.agent.tickets.update(Ticket(id=self.ticket(), comment=Comment(body=body, public=True)))
+        self.zd.clock.advance(61)  # the incremental exports leave out the last minute
+
+    def bodies(self) -> list[str]:
+        return [text for c in self.zd.comments(self.ticket()) for text, _ in zendesk_messages(c)]
+
+
+@pytest.fixture
+def zdaccount(zendesk_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer,
+              tmp_path: Path) -> Iterator[ZendeskAccount]:
+    zd: Any = zendesk_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    # Two end users sharing the customer's number (a family phone, a duplicate): one person to crmhub.
+    older = zd.add_user(name="Jane Doe", phone="+1 415 555 0123", shared_phone_number=True)
+    zd.clock.advance(5)
+    twin = zd.add_user(name="J. Doe", phone="(415) 555-0123", shared_phone_number=True)
+    zd.add_agent("alice@acme.test", "Alice", role="admin", token="alice-token")
+    zd.clock.advance(120)
+    tw.add_number(OURS)
+    urls = {"zendesk": zendesk_sandbox.url, "twilio": twilio_sandbox.url}
+    with build_hub(load_config(settings_for(tmp_path, urls, ("zendesk", "twilio"))), clock=Clock()) as hub:
+        for connector in hub.crms.values():
+            connector.job_poll_first = 0.05  # type: ignore[union-attr]  # Zendesk jobs finish on the first read
+        agent = Zenpy(subdomain="sandbox", email="alice@acme.test", token="alice-token",
+                      session=build_session(base_url=zendesk_sandbox.url))
+        account = ZendeskAccount(hub, zd, tw, agent, older, twin)
+        _say(account, "My parcel is late", minutes_ago=2)
+        hub.sync_once()
+        assert zd.tickets()[0]["requester_id"] == older
+        account.reply("Sorry, it leaves the warehouse today.")
+        hub.sync_once()
+        assert len(sent_messages(tw)) == 1
+        yield account
+
+
+def _assert_zendesk_moved(account: ZendeskAccount, fate: str) -> None:
+    [ticket] = account.zd.tickets()
+    assert ticket["requester_id"] == account.twin
+    bodies = account.bodies()
+    assert sorted(b for b in bodies if "warehouse" not in b) == ["Any news?", "My parcel is late"]  # each once
+    assert bodies.count("Sorry, it leaves the warehouse today.") == 1
+    dead, flagged = _settled(account.hub)
+    assert dead == []
+    assert flagged == [("zendesk", f"{account.older} {fate} in zendesk; crmhub writes to {account.twin}")]
+    assert len(sent_messages(account.tw)) == 1
+
+
+def test_a_zendesk_user_merge_moves_the_person_onto_the_user_merged_into(zdaccount: ZendeskAccount) -> None:
+    zdaccount.agent.users.merge(zdaccount.older, zdaccount.twin)  # PUT /users/{older}/merge {"user": {"id": twin}}
+    zdaccount.zd.clock.advance(61)
+    _say(zdaccount, "Any news?")
+    zdaccount.hub.sync_once()
+    zdaccount.hub.sync_once()
+    # Zendesk does not say which user absorbed the merged one: to crmhub it is deleted, and the twin left holds the person.
+    _assert_zendesk_moved(zdaccount, "deleted")
+
+
+def test_a_zendesk_user_deletion_moves_the_person_onto_the_user_left(zdaccount: ZendeskAccount) -> None:
+    zdaccount.agent.users.delete(zdaccount.agent.users(id=zdaccount.older))
+    zdaccount.zd.clock.advance(61)
+    _say(zdaccount, "Any news?")
+    zdaccount.hub.sync_once()
+    zdaccount.hub.sync_once()
+    _assert_zendesk_moved(zdaccount, "deleted")
+
+
+def test_a_zendesk_ticket_for_a_deleted_user_retargets_instead_of_dead_lettering(zdaccount: ZendeskAccount) -> None:
+    first = zdaccount.ticket()
+    zdaccount.agent.tickets.update(Ticket(id=first, status="closed"))
+    zdaccount.zd.clock.advance(61)
+    zdaccount.hub.sync_once()  # crmhub learns the ticket is closed: the next message opens a new one
+    zdaccount.agent.users.delete(zdaccount.agent.users(id=zdaccount.older))
+    _say(zdaccount, "Any news?")
+    _deliver_without_mirror(zdaccount.hub)  # the new ticket names the deleted requester: refused, its fate read back
+    _deliver_without_mirror(zdaccount.hub)
+    [second] = [t for t in zdaccount.zd.tickets() if t["id"] != first]
+    assert second["requester_id"] == zdaccount.twin
+    zdaccount.hub.sync_once()
+    dead, flagged = _settled(zdaccount.hub)
+    assert dead == []
+    assert flagged == [("zendesk", f"{zdaccount.older} deleted in zendesk; crmhub writes to {zdaccount.twin}")]
+    assert len(sent_messages(zdaccount.tw)) == 1
