@@ -118,7 +118,8 @@ CLOSED_DATE = "closed_date"
 CREATED_AT = "hs_createdate"  # engagements' creation time
 CREATED = "createdate"
 MERGED_IDS = "hs_merged_object_ids"  # on a merge's new record: the ids it absorbed, `;`-separated
-GONE_MESSAGE = re.compile(r"object with id \S+ does not exist", re.IGNORECASE)  # a link to a deleted/merged record
+# A link to a contact deleted or merged away since crmhub linked it (a ticket gone is refused as any other error).
+GONE_CONTACT = re.compile(r"\bcontact object with id \S+ does not exist", re.IGNORECASE)
 REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
                     "crmhub_key"]
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
@@ -939,11 +940,11 @@ class HubSpotCrm(Connector):
         return out
 
     def _error(self, entry: Mapping[str, Any]) -> Rejected | RecordGone:
-        """One 207/batch error; `RecordGone` when it names a linked record that no longer exists."""
+        """One 207/batch error; `RecordGone` when it names a linked contact that no longer exists."""
         code = str(entry.get("category") or entry.get("subCategory") or "")
         message = str(entry.get("message", ""))
         text = vendor_error(code, message, _property_names(entry))
-        if GONE_MESSAGE.search(message):
+        if GONE_CONTACT.search(message):
             return RecordGone(text, system=self.name, code=code)
         return Rejected(text, system=self.name, code=code)
 
