@@ -948,7 +948,7 @@ class HubSpotCrm(Connector):
             return RecordGone(text, system=self.name, code=code)
         return Rejected(text, system=self.name, code=code)
 
-    def _unexplained(self, answer: Mapping[str, Any]) -> Rejected:
+    def _unexplained(self, answer: Mapping[str, Any]) -> Rejected | RecordGone:
         errors = answer.get("errors") or []
         if errors:
             return self._error(errors[0])

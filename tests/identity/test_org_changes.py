@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ CUSTOMER = "+14155550123"
 
 
 def _say(kit: Any, text: str, minutes_ago: int = 0) -> None:
-    kit.tw.receive_message(CUSTOMER, OURS, text, at=datetime.now(UTC) - timedelta(minutes=minutes_ago))
+    """The customer texts us, at sandbox time: the session's one clock may be ahead of the wall clock."""
+    kit.tw.receive_message(CUSTOMER, OURS, text, at=kit.tw.clock.now() - timedelta(minutes=minutes_ago))
 
 
 def _settled(hub: Hub) -> tuple[list[Any], list[tuple[str, str | None]]]:
@@ -159,7 +160,7 @@ class HubSpotPortal:
                                json={"properties": {"hs_communication_channel_type": "SMS",
                                                     "hs_communication_logged_from": "CRM",
                                                     "hs_communication_body": body,
-                                                    "hs_timestamp": datetime.now(UTC).isoformat()},
+                                                    "hs_timestamp": self.hs.clock.now().isoformat()},
                                      "associations": [{"to": {"id": ticket["id"]}, "types": [
                                          {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 83}]}]})
         assert answer.status_code == 201, answer.text
