@@ -14,7 +14,11 @@ Mirror: the contacts search API, sorted by `lastmodifieddate` ascending with
 an inclusive (GTE) filter on the cursor, paged by `after`. A search query
 reaches 10,000 results at most, so past that the search starts again from the
 last `lastmodifieddate` seen. The first load is the same search without the
-filter.
+filter. Search never shows archived or merged-away contacts: a merge makes a
+new record whose `hs_merged_object_ids` names both old ids (gone, merged
+into it), and archived contacts come from the `archived=true` list after the
+search. An activity refused because its contact no longer exists is
+`RecordGone`.
 
 Case states: the same search over tickets that have `crmhub_conversation`,
 by `hs_lastmodifieddate`. A ticket is closed when its pipeline stage's

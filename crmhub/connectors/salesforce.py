@@ -14,6 +14,12 @@ A closed Case the engine asks to reopen gets `Status` back to `New` (the
 status crmhub opens Cases with) through one sObject Collections update per
 batch; setting it twice is harmless.
 
+Mirror (`mirror_pages`): Contacts and Leads by `SystemModstamp` through
+`queryAll`, so deleted ones come too (`IsDeleted`), and a merge's losers
+with `MasterRecordId`, the survivor (`/sobjects/{O}/deleted` names none). A
+Task or Case refused for its contact (`ENTITY_IS_DELETED`, or
+`INVALID_CROSS_REFERENCE_KEY` on `WhoId`/`ContactId`) is `RecordGone`.
+
 Case states (`case_pages`): crmhub's own Cases (`Crmhub_Conversation__c !=
 null`) changed since the cursor, by `SystemModstamp` like the contact
 mirror, with `IsClosed` and `ClosedDate` (which Salesforce sets when a Case

@@ -18,7 +18,10 @@ Mirror: the cursor-based incremental user export
 `start_time=0`, later runs resume from the saved `after_cursor`, one call
 per page (up to 1000 users), stopping at `end_of_stream`, because that
 export allows only 10 requests a minute. Agents, admins and deleted users
-leave the mirror (`MirrorRecord.deleted`): they are not customers.
+leave the mirror (`MirrorRecord.deleted`): they are not customers. A user
+merged into another (`PUT /users/{id}/merge`) shows as deleted: Zendesk
+names no survivor, whose identities and tickets the merge moved. A ticket
+refused for its requester (deleted since crmhub linked it) is `RecordGone`.
 
 Writes (`write_history`), per batch:
 
