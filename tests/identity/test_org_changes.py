@@ -341,3 +341,16 @@ def test_a_zendesk_ticket_for_a_deleted_user_retargets_instead_of_dead_lettering
     assert dead == []
     assert flagged == [("zendesk", f"{zdaccount.older} deleted in zendesk; crmhub writes to {zdaccount.twin}")]
     assert len(sent_messages(zdaccount.tw)) == 1
+
+
+def test_a_hubspot_write_that_meets_an_archived_contact_retargets_instead_of_dead_lettering(
+        hsportal: HubSpotPortal) -> None:
+    hsportal.admin.crm.contacts.basic_api.archive(contact_id=hsportal.older)
+    _say(hsportal, "Any news?")
+    _deliver_without_mirror(hsportal.hub)  # refused; the batch read with archived=true finds it in the bin
+    assert [c["properties"]["hs_communication_body"] for c in hsportal.ours()] == ["My parcel is late"]
+    _deliver_without_mirror(hsportal.hub)
+    [news] = [c for c in hsportal.ours() if c["properties"]["hs_communication_body"] == "Any news?"]
+    assert set(hsportal.hs.associated("communications", news["id"], "contacts")) == {hsportal.twin}
+    hsportal.hub.sync_once()
+    _assert_hubspot_moved(hsportal, hsportal.twin, "deleted")
