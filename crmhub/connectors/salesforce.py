@@ -16,6 +16,12 @@ back to `New` (the status crmhub opens Cases with), and a relinked Case its
 primary Contact, through one collections update in the same Composite;
 setting them twice is harmless.
 
+Mirror (`mirror_pages`): Contacts and Leads by `SystemModstamp` through
+`queryAll`, so deleted ones come too (`IsDeleted`), and a merge's losers
+with `MasterRecordId`, the survivor (`/sobjects/{O}/deleted` names none). A
+Task or Case refused for its contact (`ENTITY_IS_DELETED`, or
+`INVALID_CROSS_REFERENCE_KEY` on `WhoId`/`ContactId`) is `RecordGone`.
+
 Case states (`case_pages`): crmhub's own Cases (`Crmhub_Conversation__c !=
 null`) changed since the cursor, by `SystemModstamp` like the contact
 mirror, with `IsClosed` and `ClosedDate` (which Salesforce sets when a Case
@@ -51,7 +57,7 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce_composite import (
     COLLECTION_LIMIT, Subrequest, composite_bodies, relationship, subrequest_results,
 )
-from crmhub.errors import AuthError, ConnectorError, RateLimited, Rejected
+from crmhub.errors import AuthError, ConnectorError, PermanentError, RateLimited, RecordGone, Rejected
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, ReplyPage,
@@ -65,6 +71,7 @@ TASK_KEY_FIELD = "Crmhub_Key__c"
 CASE_KEY_FIELD = "Crmhub_Conversation__c"
 CONTACT_KEY_FIELD = "Crmhub_Person__c"  # on Contact and Lead: a repeated create (lost answer, crash) finds the first
 CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateable
+CONTACT_REFERENCES = frozenset({"WhoId", "ContactId"})  # a refused reference here: the contact is gone
 CONTACT_PREFIX = "003"  # Contact ids start so; a Case's ContactId takes only those (not Leads)
 SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
 # Published lengths of the text fields crmhub writes (a longer value is STRING_TOO_LONG): cut to fit first.
@@ -171,31 +178,54 @@ class SalesforceCrm(Connector):
         return int(daily["Max"]), int(daily["Remaining"])
 
     # ---- reads ---------------------------------------------------------------
-    def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
-        """Records of a SOQL query, one API page at a time."""
-        result = self.sf("query", lambda sf: sf.query(soql))
+    def query_pages(self, soql: str, *, include_deleted: bool = False) -> Iterator[list[dict[str, Any]]]:
+        """Records of a SOQL query, one API page at a time (`queryAll` with `include_deleted`)."""
+        operation = "query_all" if include_deleted else "query"
+        result = self.sf(operation, lambda sf: sf.query(soql, include_deleted=include_deleted))
         while True:
             yield [_plain(r) for r in result["records"]]
             if result.get("done", True):
                 return
             next_url = result["nextRecordsUrl"]
-            result = self.sf("query_more", lambda sf: sf.query_more(next_url, identifier_is_url=True))
+            result = self.sf(f"{operation}_more", lambda sf: sf.query_more(next_url, identifier_is_url=True))
 
     def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
-        """Contacts changed since the cursor, oldest change first, with the cursor after each page."""
+        """Contacts changed since the cursor, oldest change first, with the cursor after each page.
+
+        Read with `queryAll`, so records deleted or merged away since the
+        cursor come too (`IsDeleted`, and `MasterRecordId` naming a merge's
+        survivor): SOQL `query` never returns them. The first load skips them.
+        """
         obj = self.objects[object_name]
-        wanted = {"Id", "CreatedDate", "SystemModstamp", *obj.extra_fields,
-                  *(f for names in obj.fields_by_kind.values() for f in names)}
-        fields = sorted(wanted & self.field_names(object_name))
-        where = [f"SystemModstamp >= {since}"] if since else []
-        if object_name == "Lead":
-            where.append("IsConverted = false")
-        soql = (f"SELECT {', '.join(fields)} FROM {object_name}"
-                + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY SystemModstamp ASC")
-        for records in self.query_pages(soql):
+        where = [f"SystemModstamp >= {since}"] if since else ["IsDeleted = false"]
+        for records in self.query_pages(self._mirror_soql(obj, where), include_deleted=True):
             if records:
                 mirrored = [self._mirror_record(obj, r) for r in records]
                 yield mirrored, _soql_datetime(max(m.modified_at for m in mirrored))
+
+    def record_fates(self, object_type: str, record_ids: Sequence[str]) -> list[MirrorRecord]:
+        """These records as they stand now, deleted and merged ones included (one `queryAll` per 200 ids).
+
+        What a write that found its record gone asks (`crmhub.sync.deliver`).
+        """
+        obj = self.objects.get(object_type)
+        if obj is None:
+            return []
+        found: list[MirrorRecord] = []
+        for start in range(0, len(record_ids), COLLECTION_LIMIT):
+            ids = ", ".join(f"'{_soql_string(i)}'" for i in record_ids[start:start + COLLECTION_LIMIT])
+            for records in self.query_pages(self._mirror_soql(obj, [f"Id IN ({ids})"]), include_deleted=True):
+                found += [self._mirror_record(obj, r) for r in records]
+        return found
+
+    def _mirror_soql(self, obj: ContactObject, where: Sequence[str]) -> str:
+        wanted = {"Id", "CreatedDate", "SystemModstamp", "IsDeleted", "MasterRecordId", *obj.extra_fields,
+                  *(f for names in obj.fields_by_kind.values() for f in names)}
+        fields = sorted(wanted & self.field_names(obj.name))
+        # A converted Lead leaves the mirror (its Contact takes over); a deleted one is read to unlink it.
+        conditions = [*where, *(["(IsConverted = false OR IsDeleted = true)"] if obj.name == "Lead" else [])]
+        return (f"SELECT {', '.join(fields)} FROM {obj.name}"
+                + (f" WHERE {' AND '.join(conditions)}" if conditions else "") + " ORDER BY SystemModstamp ASC")
 
     def case_pages(self, since: str | None) -> Iterator[tuple[list[CaseState], str]]:
         """crmhub's Cases changed since the cursor (all of them when None), oldest change first.
@@ -232,6 +262,7 @@ class SalesforceCrm(Connector):
             fields={k: record.get(k) for k in obj.extra_fields},
             modified_at=_parse_datetime(record["SystemModstamp"]),
             created_at=_parse_datetime(record["CreatedDate"]) if record.get("CreatedDate") else None,
+            deleted=bool(record.get("IsDeleted")), merged_into=record.get("MasterRecordId") or None,
         )
 
     def field_names(self, object_name: str) -> frozenset[str]:
@@ -503,8 +534,14 @@ class SalesforceCrm(Connector):
         if entry.get("success"):
             return entry.get("id"), None, frozenset()
         code, message, fields = _first_error(entry.get("errors"))
-        return (None, Rejected(vendor_error(code, message, fields, labelled=True), system=self.name, code=code),
-                frozenset(fields))
+        return None, self._refusal(code, message, fields), frozenset(fields)
+
+    def _refusal(self, code: str, message: str, fields: Sequence[str]) -> PermanentError:
+        """A record Salesforce refused; `RecordGone` when the contact it points to was deleted or merged away."""
+        text = vendor_error(code, message, fields, labelled=True)
+        if code == "ENTITY_IS_DELETED" or (code == "INVALID_CROSS_REFERENCE_KEY" and CONTACT_REFERENCES & set(fields)):
+            return RecordGone(text, system=self.name, code=code)
+        return Rejected(text, system=self.name, code=code)
 
 
 # ---- helpers -------------------------------------------------------------------

@@ -18,7 +18,10 @@ Mirror: the cursor-based incremental user export
 `start_time=0`, later runs resume from the saved `after_cursor`, one call
 per page (up to 1000 users), stopping at `end_of_stream`, because that
 export allows only 10 requests a minute. Agents, admins and deleted users
-leave the mirror (`MirrorRecord.deleted`): they are not customers.
+leave the mirror (`MirrorRecord.deleted`): they are not customers. A user
+merged into another (`PUT /users/{id}/merge`) shows as deleted: Zendesk
+names no survivor, whose identities and tickets the merge moved. A ticket
+refused for its requester (deleted since crmhub linked it) is `RecordGone`.
 
 Writes (`write_history`), per batch:
 
@@ -152,7 +155,7 @@ from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
-from crmhub.errors import ConnectorError, NotFound, RateLimited, Rejected, Timeout
+from crmhub.errors import ConnectorError, NotFound, RateLimited, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply,
@@ -316,6 +319,24 @@ class ZendeskCrm(Connector):
             if end or not after or after == cursor:
                 return  # end_of_stream: the next request would only spend the 10/min allowance
             cursor = after
+
+    def record_fates(self, object_type: str, record_ids: Sequence[str]) -> list[MirrorRecord]:
+        """These users as they stand now (`users/show_many`, 100 a call): a deleted one shows `active: false`.
+
+        Zendesk does not record which user a merge absorbed a user into, so
+        a merged-away user is simply gone here; its identities moved to the
+        survivor, which the mirror then matches. What a write that found its
+        user gone asks (`crmhub.sync.deliver`).
+        """
+        obj = self.objects.get(object_type)
+        if obj is None:
+            return []
+        found: list[MirrorRecord] = []
+        for start in range(0, len(record_ids), MAX_BULK):
+            chunk = [int(i) for i in record_ids[start:start + MAX_BULK] if str(i).isdigit()]
+            users = self.zd("users.show_many", lambda zd, c=chunk: [u.to_dict() for u in zd.users(ids=c)])  # type: ignore[misc]
+            found += [self._mirror_record(obj, u) for u in users]
+        return found
 
     def case_pages(self, since: str | None) -> Iterator[tuple[list[CaseState], str]]:
         """crmhub's tickets changed since the cursor (every one when None), a page and the cursor after it at a time."""
@@ -938,7 +959,7 @@ class ZendeskCrm(Connector):
             if entry.get("status") == "Failed" or entry.get("success") is False or entry.get("error"):
                 code = str(entry.get("error") or "Failed")
                 details = str(entry.get("details") or "")
-                kind = DuplicateTaken if _taken(code, details) else Rejected
+                kind = DuplicateTaken if _taken(code, details) else RecordGone if _gone(details) else Rejected
                 outcomes[index] = (None, kind(vendor_error(code, details), system=self.name, code=code))
             else:
                 outcomes[index] = (int(entry["id"]), None)
@@ -1035,6 +1056,11 @@ def _error_of(response: requests.Response) -> tuple[str, str, list[str]]:
                  for e in entries if isinstance(e, Mapping)]
         message = "; ".join(p for p in [message, *kinds] if p)
     return code, message, fields
+
+
+def _gone(details: str) -> bool:
+    """Whether a failed job item was refused for its requester: deleted (or merged away) since crmhub linked it."""
+    return details.startswith("Requester:")
 
 
 def _taken(code: str, details: str) -> bool:

@@ -255,10 +255,13 @@ class IdentityGraph:
         return person
 
     def absorb_records(self, records: Sequence[MirrorRecord]) -> None:
-        """Mirror records just refreshed: each joins the persons holding its identities; a deleted one unlinks."""
+        """Mirror records just refreshed: each joins the persons holding its identities; a gone one unlinks.
+
+        A record merged away in the CRM (`merged_into`) hands its link to the survivor.
+        """
         for record in records:
             if record.deleted:
-                self._unlink(record.crm, record.record_id)
+                self._unlink(record.crm, record.record_id, survivor=record.merged_into)
         usable = [i for r in records if not r.deleted for i in self.policy.blocklist.usable(list(r.identities))]
         if not usable:
             return
@@ -382,18 +385,37 @@ class IdentityGraph:
                 contacts_for(self.session, grown, crm, now=self.now, blocklist=self.policy.blocklist,
                              on_linked=self.relink_many)
 
-    def _unlink(self, crm: str, record_id: str) -> None:
-        """A record gone from the CRM (deleted, or merged there by an admin): its person moves to what is left."""
+    def _unlink(self, crm: str, record_id: str, *, survivor: str | None = None) -> None:
+        """A record gone from the CRM (deleted, or merged there by an admin): its person moves to what is left.
+
+        A merge's `survivor` takes over the link (its person, if another one
+        holds it already, joins this one: the CRM says they are one). The
+        conflict flagged for the person's records closes itself once at most
+        one is left, saying why; delivered history is re-pointed (`relink`), and
+        pending writes follow the links when they are delivered.
+        """
         link = self.session.scalar(select(CrmLinkRow).where(CrmLinkRow.crm == crm, CrmLinkRow.record_id == record_id))
         if link is None:
             return
-        person = link.person_id
+        person, object_type, preferred = link.person_id, link.object_type, link.preferred
         self.session.delete(link)
         self.session.flush()
+        if survivor is not None:
+            holder = graph.linked_persons(self.session, crm, [survivor]).get(survivor)
+            if holder is None:
+                graph.add_link(self.session, person, crm, object_type, survivor, now=self.now)
+            elif holder != person:
+                person = self.merge(person, holder, why=f"{crm} record {record_id} merged into {survivor}")
+            if preferred:  # the admin's pick is gone into the survivor: the pick moves with it
+                self.session.execute(update(CrmLinkRow).where(CrmLinkRow.crm == crm, CrmLinkRow.record_id == survivor)
+                                     .values(preferred=True))
         remaining = graph.links_of(self.session, person, crm)
         conflict = conflicts.of(self.session, crm, person)
         if conflict is not None and conflict.resolved_at is None and len(remaining) <= 1:
-            conflict.resolved_at, conflict.resolution = self.now, f"{record_id} gone from {crm}"
+            fate = f"merged into {survivor}" if survivor else "deleted"
+            target = f"; crmhub writes to {remaining[0].record_id}" if remaining else ""
+            conflict.resolved_at, conflict.resolution = self.now, f"{record_id} {fate} in {crm}{target}"
+        log.info("crm record gone", crm=crm, record=record_id, survivor=survivor, person=person)
         self.relink(person, crm)
 
     def _flag_limit(self, person: int, kind: IdentityKind, *, other: int | None = None) -> None:

@@ -155,6 +155,15 @@ class SalesforceEmulator(AuthHandlers, RestHandlers, Emulator):
         with self.lock:
             self._seed(lambda b, s, u: b.delete(s, record_id, u), sobject)
 
+    def merge(self, sobject: str, master_id: str, *victim_ids: str) -> None:
+        """An admin's merge of duplicates (Salesforce's merge(): SOAP, Apex or the UI; REST has none).
+
+        The victims go to the recycle bin with MasterRecordId set; their Cases
+        and Tasks move to the master.
+        """
+        with self.lock:
+            self._seed(lambda b, s, u: b.merge(s, master_id, list(victim_ids), u), sobject)
+
     def records(self, sobject: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Copies of the records of `sobject` with every field (None if unset), in creation order."""
         with self.lock:

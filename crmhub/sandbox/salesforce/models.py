@@ -239,6 +239,38 @@ class SalesforceBackend:
         self._store(schema.name, {**existing, "IsDeleted": True, "LastModifiedDate": now,
                                   "LastModifiedById": user_id, "SystemModstamp": now})
 
+    def merge(self, schema: SObjectSchema, master_id: str, victim_ids: list[str], user_id: str) -> None:
+        """Salesforce's merge(): up to two victims into the master, of one object (Contact, Lead, Account).
+
+        Each victim's related records (Cases, Tasks by WhoId, Contacts of an
+        Account) are re-parented to the master, and the victim goes to the
+        recycle bin with `MasterRecordId` set, which is how queryAll tells a
+        merge from a delete. The master's own field values prevail.
+        """
+        if not 1 <= len(victim_ids) <= 2:
+            raise error(400, "INVALID_ARGUMENT", "merge takes one master and one or two records to merge", [])
+        master = self.find(schema.name, master_id)
+        victims = [self.find(schema.name, victim)["Id"] for victim in victim_ids]
+        if master["Id"] in victims:
+            raise error(400, "INVALID_ID_FIELD", "cannot merge a record with itself", [])
+        now = self.now()
+        for sobject in self.state["records"]:
+            child_schema = self.require_schema(sobject)
+            for name, field in child_schema.fields.items():
+                if field.type != "reference" or schema.name not in field.reference_to or name == "MasterRecordId" \
+                        or name in SYSTEM_FIELDS:
+                    continue
+                for record in self.records_of(sobject):
+                    if record.get(name) in victims:
+                        self._store(sobject, {**record, name: master["Id"], "LastModifiedDate": now,
+                                              "LastModifiedById": user_id, "SystemModstamp": now})
+        for victim in victims:
+            existing = self.find(schema.name, victim)
+            self._store(schema.name, {**existing, "IsDeleted": True, "MasterRecordId": master["Id"],
+                                      "LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
+        self._store(schema.name, {**self.find(schema.name, master["Id"]), "LastModifiedDate": now,
+                                  "LastModifiedById": user_id, "SystemModstamp": now})
+
     def upsert(self, schema: SObjectSchema, field_name: str, value: str, values: dict[str, Any],
                user_id: str) -> tuple[str, bool]:
         """Create or update by external id; returns (id, created). 300 if several match."""
