@@ -49,6 +49,7 @@ from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
 from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
+from crmhub.store.sets import among
 
 PENDING = OutboxStatus.PENDING.value
 _OUTBOX, _THREADS = cast(Table, OutboxRow.__table__), cast(Table, ThreadRow.__table__)  # for Core statements
@@ -137,7 +138,7 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     if not rows:
         return []
     until = now + lease
-    session.execute(update(OutboxRow).where(OutboxRow.id.in_([row.id for row in rows]))
+    session.execute(update(OutboxRow).where(among(OutboxRow.id, [row.id for row in rows]))
                     .values(next_attempt_at=until, claims=OutboxRow.claims + 1)
                     .execution_options(synchronize_session=False))
     return [Claim(row.id, row.idempotency_key, row.interaction_id, row.priority, row.attempts, row.claims + 1,
@@ -246,7 +247,7 @@ def cases_pending(session: Session, crm: str, conversation_keys: Collection[str]
     if not conversation_keys:
         return set()
     query = (select(LedgerRow.conversation_key).join(OutboxRow, LedgerRow.id == OutboxRow.interaction_id)
-             .where(LedgerRow.conversation_key.in_(sorted(conversation_keys)), OutboxRow.crm == crm,
+             .where(among(LedgerRow.conversation_key, sorted(conversation_keys)), OutboxRow.crm == crm,
                     OutboxRow.status == PENDING, OutboxRow.priority == int(WritePriority.NEW_CASE)).distinct())
     return set(session.scalars(query))
 
@@ -354,7 +355,7 @@ def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -
     table = _THREADS.c
     query = (select(table.id, table.conversation_key, table.seq, table.record_id, table.queue, table.opened_at,
                     table.closed_at, table.closed_final, table.state_at)
-             .where(table.crm == crm, table.conversation_key.in_(sorted(set(conversation_keys)))))
+             .where(table.crm == crm, among(table.conversation_key, sorted(set(conversation_keys)))))
     return {row.conversation_key: Thread(*row) for row in session.execute(query)}
 
 
@@ -467,7 +468,7 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -
     if not wanted:
         return 0
     rows = session.scalars(select(ThreadRow).where(ThreadRow.crm == crm,
-                                                   ThreadRow.conversation_key.in_(list(wanted))))
+                                                   among(ThreadRow.conversation_key, list(wanted))))
     changed = 0
     for row in rows:
         for seq, state in sorted(wanted[row.conversation_key], key=lambda entry: entry[1].modified_at):

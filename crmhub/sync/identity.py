@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
 from crmhub.store import conflicts, graph, links
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
+from crmhub.store.sets import among
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contacts_for
 from crmhub.sync.statements import stated_identities
@@ -356,13 +357,13 @@ class IdentityGraph:
         done = self.session.execute(
             select(OutboxRow.id, LedgerRow.person_id, OutboxRow.contact_ref)
             .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
-            .where(LedgerRow.person_id.in_(sorted(primary)), OutboxRow.crm == crm,
+            .where(among(LedgerRow.person_id, sorted(primary)), OutboxRow.crm == crm,
                    OutboxRow.status == OutboxStatus.DONE.value))
         moved = [row_id for row_id, person, contact_ref in done if contact_ref != primary[person]]
         if moved:
             self.session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id.in_(moved))
+                .where(among(OutboxRow.id, moved))
                 .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, claims=0,
                         next_attempt_at=self.now, done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
                 .execution_options(synchronize_session=False))
@@ -441,8 +442,8 @@ class IdentityGraph:
         # kind IN and value IN: both columns of the unique key bound (a row-value IN is no index lookup on SQLite)
         rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id,
                                            IdentityRow.display)
-                                    .where(IdentityRow.kind.in_(sorted({k for k, _ in wanted})),
-                                           IdentityRow.value.in_(sorted({v for _, v in wanted}))))
+                                    .where(among(IdentityRow.kind, sorted({k for k, _ in wanted})),
+                                           among(IdentityRow.value, sorted({v for _, v in wanted}))))
         holders: dict[tuple[IdentityKind, str], int] = {}
         undisplayed: set[tuple[IdentityKind, str]] = set()
         for kind, value, person, display in rows:
