@@ -38,14 +38,14 @@ run, so status and metrics can count the held rows.
 from __future__ import annotations
 
 from collections.abc import Collection, Container, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
-from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
+from crmhub.model import CaseState, OutboxStatus, QueueTarget, RouteDecision, WritePriority
 from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
@@ -494,9 +494,14 @@ def save_decisions(session: Session, decisions: Sequence[tuple[int, RouteDecisio
     a decision saved before for the interaction is replaced."""
     upsert_many(session, RouteDecisionRow, [
         {"interaction_id": interaction_id, "rule": decision.rule,
-         "targets": {crm: asdict(target) for crm, target in decision.targets.items()},
+         "targets": {crm: _fields(target) for crm, target in decision.targets.items()},
          "tried": [list(t) for t in decision.tried], "decided_at": now}
         for interaction_id, decision in decisions], ("interaction_id",))
+
+
+def _fields(target: QueueTarget) -> dict[str, Any]:
+    """A target's fields as stored (JSON): `asdict` without its deep copy, a tenth of routing's CPU (issue 13)."""
+    return {f.name: getattr(target, f.name) for f in fields(target)}
 
 
 def decision_of(session: Session, interaction_id: int) -> RouteDecisionRow | None:

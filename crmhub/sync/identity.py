@@ -35,7 +35,7 @@ from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.store.sets import among
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contacts_for
-from crmhub.sync.statements import stated_identities
+from crmhub.sync.statements import may_state, stated_identities
 
 log = structlog.get_logger("crmhub.identity")
 MAX_CLOSURE_ROUNDS = 10  # a chain of records longer than this is not followed in one go
@@ -406,7 +406,7 @@ class IdentityGraph:
     def _claims(self, item: Interaction) -> list[Identity]:
         """What an inbound message claims, of the kinds `statements` does not ignore."""
         rules = self.policy.statements
-        if item.direction is not Direction.INBOUND or not item.text or not rules.reads:
+        if item.direction is not Direction.INBOUND or not may_state(item.text) or not rules.reads:
             return []
         stated = stated_identities(item.text, regions=self._regions(item.customer), own=self._own(item),
                                    known=lambda kind, values: graph.known_values(self.session, kind, values,
