@@ -582,7 +582,13 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _parse_datetime(value: str) -> datetime:
-    """Salesforce's `2024-01-01T12:00:00.000+0000` as an aware datetime."""
+    """Salesforce's `2024-01-01T12:00:00.000+0000` as an aware datetime.
+
+    `fromisoformat` reads that shape in a fraction of `strptime`'s time (a
+    mirror page has up to 2000); anything else still goes through `strptime`.
+    """
+    if len(value) == 28 and value[10] == "T" and value[19] == "." and value[23] in "+-":
+        return datetime.fromisoformat(value)
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import CallInfo, Channel, DeadLetter, Direction, Identity, IdentityKind, Interaction, Malformed
 from crmhub.store.schema import CursorRow, DeadLetterRow, LedgerRow
+from crmhub.store.sets import among
 from crmhub.store.text import storable
 
 T = TypeVar("T")
@@ -324,7 +325,7 @@ def add_dead_letters(session: Session, source: str, items: Sequence[tuple[str, s
     if not wanted:
         return 0
     table = DeadLetterRow.__table__.c
-    already = set(session.scalars(select(table.ref).where(table.source == source, table.ref.in_(sorted(wanted)),
+    already = set(session.scalars(select(table.ref).where(table.source == source, among(table.ref, sorted(wanted)),
                                                           table.resolved_at.is_(None))))
     rows = [storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
             for ref, (reason, payload) in wanted.items() if ref not in already]

@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session
 from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
 from crmhub.store import conflicts, graph, links, outbox
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
+from crmhub.store.sets import among
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contacts_for
-from crmhub.sync.statements import stated_identities
+from crmhub.sync.statements import may_state, stated_identities
 
 log = structlog.get_logger("crmhub.identity")
 MAX_CLOSURE_ROUNDS = 10  # a chain of records longer than this is not followed in one go
@@ -359,7 +360,7 @@ class IdentityGraph:
         done = self.session.execute(
             select(OutboxRow.id, LedgerRow.person_id, OutboxRow.contact_ref, OutboxRow.result_ref)
             .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
-            .where(LedgerRow.person_id.in_(sorted(primary)), OutboxRow.crm == crm,
+            .where(among(LedgerRow.person_id, sorted(primary)), OutboxRow.crm == crm,
                    OutboxRow.status == OutboxStatus.DONE.value))
         # An agent's reply (its echo settled by the reply itself) stays where the agent wrote it: never re-sent.
         moved = [row_id for row_id, person, contact_ref, result_ref in done
@@ -367,7 +368,7 @@ class IdentityGraph:
         if moved:
             self.session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id.in_(moved))
+                .where(among(OutboxRow.id, moved))
                 .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, claims=0,
                         next_attempt_at=self.now, done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
                 .execution_options(synchronize_session=False))
@@ -429,7 +430,7 @@ class IdentityGraph:
     def _claims(self, item: Interaction) -> list[Identity]:
         """What an inbound message claims, of the kinds `statements` does not ignore."""
         rules = self.policy.statements
-        if item.direction is not Direction.INBOUND or not item.text or not rules.reads:
+        if item.direction is not Direction.INBOUND or not may_state(item.text) or not rules.reads:
             return []
         stated = stated_identities(item.text, regions=self._regions(item.customer), own=self._own(item),
                                    known=lambda kind, values: graph.known_values(self.session, kind, values,
@@ -465,8 +466,8 @@ class IdentityGraph:
         # kind IN and value IN: both columns of the unique key bound (a row-value IN is no index lookup on SQLite)
         rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id,
                                            IdentityRow.display)
-                                    .where(IdentityRow.kind.in_(sorted({k for k, _ in wanted})),
-                                           IdentityRow.value.in_(sorted({v for _, v in wanted}))))
+                                    .where(among(IdentityRow.kind, sorted({k for k, _ in wanted})),
+                                           among(IdentityRow.value, sorted({v for _, v in wanted}))))
         holders: dict[tuple[IdentityKind, str], int] = {}
         undisplayed: set[tuple[IdentityKind, str]] = set()
         for kind, value, person, display in rows:
