@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.store.ledger import insert_many_ignoring_conflicts
 from crmhub.store.schema import SupportCaseRow, ThreadRow
+from crmhub.store.sets import among
 
 _CASES, _THREADS = cast(Table, SupportCaseRow.__table__), cast(Table, ThreadRow.__table__)
 
@@ -95,7 +96,7 @@ def reopened(session: Session, reopened_from: Mapping[int, datetime | None]) -> 
         return
     threads = _THREADS.c
     rows = session.execute(select(threads.id, threads.crm, threads.conversation_key, threads.seq, threads.closed_at,
-                                  threads.state_at).where(threads.id.in_(sorted(reopened_from))))
+                                  threads.state_at).where(among(threads.id, sorted(reopened_from))))
     keys = [{"which": crm, "conversation": key, "number": seq}
             for tid, crm, key, seq, closed_at, state_at in rows
             if closed_at is not None and _same(state_at, reopened_from[tid])]
