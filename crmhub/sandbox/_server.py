@@ -410,9 +410,10 @@ def _run_action(what: str, action: ControlAction, request: Request) -> Response:
         return json_response({"error": f"POST {CONTROL_PREFIX}{what} wants a JSON object"}, 400)
     try:
         return json_response(action(body), 201)
-    except KeyError as exc:
-        return json_response({"error": f"bad {what} request: {exc.args[0]!s}" if exc.args and " " in str(exc.args[0])
-                              else f"bad {what} request: {exc} is missing"}, 400)
+    except KeyError as exc:  # a key of the body (a bare name), or a lookup's own sentence
+        said = str(exc.args[0]) if exc.args else ""
+        return json_response({"error": f"bad {what} request: {said if ' ' in said else repr(said) + ' is missing'}"},
+                             400)
     except (TypeError, ValueError) as exc:
         return json_response({"error": f"bad {what} request: {exc}"}, 400)
 

@@ -21,6 +21,7 @@ import requests
 from ruamel.yaml import YAML
 
 from crmhub.config import DEFAULT_SETTINGS
+from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.settings import CHANNELS, CRMS, write_sandbox_settings
 from tests.sandbox.test_sandbox_cli import free_base_port
 
@@ -157,3 +158,20 @@ def test_validate_refuses_a_base_port_that_does_not_fit(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "sandbox.base_port: 65532 does not fit: the five sandbox ports 65532..65536 must lie in 1024..65535" in (
         done.stderr)
+
+
+def test_every_seed_action_is_documented_and_says_what_is_missing(
+        salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
+        twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "sandbox"
+    for server in (salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, x_sandbox):
+        api = server.emulator.name
+        page = (docs / f"{api}.md").read_text()
+        for action in server.emulator.control_actions():
+            assert f"/_sandbox/{action}" in page, (api, action)
+            empty = requests.post(f"{server.url}/_sandbox/{action}", json={}, timeout=10)
+            assert empty.status_code == 400 and "is missing" in empty.json()["error"], (api, action, empty.text)
+    made = requests.post(f"{x_sandbox.url}/_sandbox/dms", json={"from": "@Brand_New", "text": "hi"}, timeout=10)
+    assert made.status_code == 201
+    [event] = x_sandbox.emulator.dm_events()  # type: ignore[attr-defined]  # an XEmulator
+    assert event["id"] == made.json()["id"] and event["text"] == "hi"
