@@ -141,17 +141,46 @@ def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite f
     run_demo(keep_state=keep_state)
 
 
-@app.command()
+sandbox_app = typer.Typer(help="The five API emulators with the demo org, and a customer to play against them.")
+app.add_typer(sandbox_app, name="sandbox")
+BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8704).")]
+
+
+@sandbox_app.callback(invoke_without_command=True)
 @for_people
 def sandbox(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the base URLs as JSON.")] = False,
-    base_port: Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8704).")] = None,
+    base_port: BasePortOption = None,
     state_dir: Annotated[Path | None, typer.Option(help="Persist each emulator's state here.")] = None,
+    empty: Annotated[bool, typer.Option("--empty", help="Start bare: no queues, contacts or numbers.")] = False,
+    traffic: Annotated[int | None, typer.Option(metavar="SEED", help="Also replay a generated day of traffic "
+                                                                     "drawn from SEED.")] = None,
 ) -> None:
-    """Run the five API emulators until interrupted."""
+    """Run the five API emulators, seeded with the demo org, until interrupted."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from crmhub.demo.org import sandbox_preparation
     from crmhub.sandbox.serve import serve_forever
 
-    serve_forever(base_port=base_port, state_dir=state_dir, as_json=as_json)
+    serve_forever(base_port=base_port, state_dir=state_dir, as_json=as_json,
+                  prepare=sandbox_preparation(seed=not empty, traffic=traffic))
+
+
+@sandbox_app.command("inbound")
+@for_people
+def sandbox_inbound(
+    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention or x-dm.")],
+    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164) or an X handle.")],
+    text: Annotated[str | None, typer.Option(help="What the customer writes (a call needs none).")] = None,
+    to: Annotated[str | None, typer.Option(help="Our number or X account (default: the embedded settings').")]
+    = None,
+    base_port: BasePortOption = None,
+) -> None:
+    """Play a customer against a running `crmhub sandbox`: an SMS, WhatsApp, call, X mention or DM."""
+    from crmhub.sandbox.inbound import play_inbound
+
+    typer.echo(play_inbound(kind, sender, text, to=to, base_port=base_port).line)
 
 
 @app.command()

@@ -36,6 +36,16 @@ from crmhub.config._types import (
 SANDBOX_HOST = "127.0.0.1"
 # The sandbox emulators' fixed ports (crmhub.sandbox.DEFAULT_PORTS; a test keeps them equal).
 SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704}
+MIN_SANDBOX_PORT, MAX_PORT = 1024, 65535  # the sandbox never takes a privileged port
+
+
+def base_port_problem(base: int) -> str | None:
+    """Why the sandbox cannot use `base` as its first port (the five must fit in 1024..65535), or None."""
+    last = MAX_PORT - len(SANDBOX_PORTS) + 1
+    if MIN_SANDBOX_PORT <= base <= last:
+        return None
+    return (f"{base} does not fit: the five sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
+            f"{MIN_SANDBOX_PORT}..{MAX_PORT}; use a base port from {MIN_SANDBOX_PORT} to {last}")
 
 
 class Model(BaseModel):
@@ -112,6 +122,23 @@ class SandboxSettings(Model):
     enabled: bool = Field(
         False, description="When true, every base_url left empty points at the local sandbox emulator "
                            f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x).")
+    base_port: int | None = Field(
+        None, description="First port of a sandbox started with `crmhub sandbox --base-port N` (salesforce N, "
+                          "zendesk N+1, hubspot N+2, twilio N+3, x N+4). Empty: 8700.")
+
+    @field_validator("base_port")
+    @classmethod
+    def _five_ports_fit(cls, value: int | None) -> int | None:
+        wrong = base_port_problem(value) if value is not None else None
+        if wrong is not None:
+            raise problem("port", wrong)
+        return value
+
+    def ports(self) -> dict[str, int]:
+        """Each emulator's port: the fixed ones, or the same layout from `base_port`."""
+        if self.base_port is None:
+            return dict(SANDBOX_PORTS)
+        return {api: self.base_port + i for i, api in enumerate(SANDBOX_PORTS)}
 
 
 # --- CRMs ------------------------------------------------------------------
@@ -425,11 +452,12 @@ class Settings(Model):
         if not self.sandbox.enabled:
             return self
         groups: dict[str, Any] = {}
+        ports = self.sandbox.ports()
         for group in ("crms", "channels"):
             section = getattr(self, group)
             changed = {
                 name: getattr(section, name).model_copy(
-                    update={"base_url": f"http://{SANDBOX_HOST}:{SANDBOX_PORTS[name]}"})
+                    update={"base_url": f"http://{SANDBOX_HOST}:{ports[name]}"})
                 for name in type(section).model_fields
                 if getattr(section, name) is not None and getattr(section, name).base_url is None
             }

@@ -57,7 +57,7 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce_composite import (
     COLLECTION_LIMIT, Subrequest, composite_bodies, relationship, subrequest_results,
 )
-from crmhub.errors import AuthError, ConnectorError, PermanentError, RateLimited, RecordGone, Rejected
+from crmhub.errors import AuthError, ConnectorError, PermanentError, RateLimited, RecordGone, Rejected, TransientError
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, ReplyPage,
@@ -74,6 +74,8 @@ CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateab
 CONTACT_REFERENCES = frozenset({"WhoId", "ContactId"})  # a refused reference here: the contact is gone
 CONTACT_PREFIX = "003"  # Contact ids start so; a Case's ContactId takes only those (not Leads)
 SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
+# OAuth token endpoint codes that mean "try later" (too many logins; RFC 6749's server errors), not bad credentials.
+LOGIN_TRANSIENT = frozenset({"rate_limit_exceeded", "server_error", "temporarily_unavailable"})
 # Published lengths of the text fields crmhub writes (a longer value is STRING_TOO_LONG): cut to fit first.
 TASK_LIMITS = {"Subject": 255, "Description": 32_000}
 CASE_LIMITS = {"Subject": 255, "Description": 32_000}
@@ -133,6 +135,10 @@ class SalesforceCrm(Connector):
 
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
+        if isinstance(exc, SalesforceAuthenticationFailed) and str(exc.code) in LOGIN_TRANSIENT:
+            # The token endpoint's own "try later" answers (OAuth shape): wait and log in again.
+            return TransientError(f"login: {vendor_error(str(exc.code), str(exc.message))}", system=self.name,
+                                  code=str(exc.code))
         if isinstance(exc, SalesforceAuthenticationFailed):
             return AuthError(f"login failed: {vendor_error(str(exc.code), str(exc.message))}; "
                              "check crms.salesforce.auth", system=self.name, code=str(exc.code))

@@ -30,6 +30,7 @@ from crmhub.app import Cycle, Hub, build_hub
 from crmhub.config import load_config
 from crmhub.connectors._http import build_session
 from crmhub.demo import cast
+from crmhub.demo.org import seed_org
 from crmhub.demo.tables import calls_line, landed_table, sent_table
 from crmhub.ops.deadletters import list_open
 from crmhub.ops.links import list_links
@@ -77,17 +78,9 @@ def tell(servers: Mapping[str, EmulatorServer], directory: Path, console: Consol
 
 
 def seed(servers: Mapping[str, EmulatorServer], start: datetime) -> None:
-    """The org (three queues, two Contacts, a Lead, an agent) and act 1's inbound items on every channel."""
-    salesforce: Any = servers["salesforce"].emulator
-    for developer_name in cast.QUEUES:
-        salesforce.add_queue(developer_name.replace("_", " "), developer_name)
-    for contact in cast.CONTACTS:
-        fields = dict(contact)
-        salesforce.insert(fields.pop("sobject"), **fields)
-    salesforce.add_user(cast.AGENT[0], "agent-password", name=cast.AGENT[1])
+    """The org (`seed_org`: three queues, two Contacts, a Lead, an agent, our numbers) and act 1's inbound items."""
+    seed_org({api: server.emulator for api, server in servers.items()})
     twilio: Any = servers["twilio"].emulator
-    twilio.add_number(cast.OUR_NUMBER)
-    twilio.add_number(cast.OUR_WHATSAPP)  # WhatsApp senders are numbers too
     for text in cast.FIRST_TEXTS:
         twilio.receive_message(text.sender, text.to, text.body, at=start + timedelta(minutes=text.minutes))
     twilio.add_call(cast.BOB_PHONE, cast.OUR_NUMBER, status="no-answer", duration=0,

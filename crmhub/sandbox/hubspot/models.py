@@ -18,7 +18,7 @@ from crmhub.sandbox._server import SandboxClock
 from crmhub.sandbox.hubspot import catalog, errors, search
 from crmhub.sandbox.hubspot.catalog import ObjectType
 from crmhub.sandbox.hubspot.errors import HubSpotError
-from crmhub.sandbox.hubspot.values import as_text, is_email, is_number, iso_millis, parse_datetime
+from crmhub.sandbox.hubspot.values import as_text, epoch_ms, is_email, is_number, iso_millis, parse_datetime
 
 Record = dict[str, Any]
 State = dict[str, Any]
@@ -39,6 +39,7 @@ def initial_state(now: str) -> State:
         "limits": {"ten_second_max": catalog.TEN_SECOND_MAX, "daily_max": catalog.DAILY_MAX,
                    "search_per_second": catalog.SEARCH_PER_SECOND},
         "usage": {"window": [], "search": [], "day": now[:10], "daily": 0},
+        "search_lag_seconds": 0,  # new records reach search this much later (HubSpot's index lags; 0: at once)
     }
 
 
@@ -362,12 +363,18 @@ class HubSpotBackend:
                                        f"results for any given query; after={offset} pages beyond them.")
         kinds = self.kinds(otype)
         groups = search.validate(body, kinds)
-        live = [r for r in self.records(otype).values() if not r["archived"]]
+        live = [r for r in self.records(otype).values() if not r["archived"] and self._indexed(r)]
         matched = search.select(live, groups, body.get("query"), otype=otype, kinds=kinds,
                                 associated=lambda rid, to: set(self._links(otype.name, rid).get(to, {})))
         ordered = search.sort(matched, body.get("sorts") or [], otype, kinds)
         end = offset + limit
         return ordered[offset:end], len(ordered), (str(end) if end < len(ordered) else None)
+
+    def _indexed(self, record: Record) -> bool:
+        """Whether search sees `record` yet: HubSpot's index lags behind writes by `search_lag_seconds`."""
+        lag = float(self.state.get("search_lag_seconds", 0))
+        created = epoch_ms(record["createdAt"]) if lag > 0 else None
+        return created is None or created / 1000 <= self.clock.time() - lag
 
     # ---- batches ---------------------------------------------------------------
     def batch(self, otype: ObjectType, inputs: list[dict[str, Any]], reject: set[int], step: BatchStep,

@@ -302,7 +302,7 @@ class ZendeskBackend:
 
     def create_ticket(self, fields: Mapping[str, Any], actor_id: int) -> tuple[Record, Record]:
         """Create a ticket with its first comment. Returns (ticket, audit)."""
-        spec = fields.get("comment")
+        spec = _first_comment(fields)
         if not isinstance(spec, Mapping) or not (spec.get("body") or spec.get("html_body")):
             raise errors.record_invalid("base", "Description: cannot be blank", "BlankValue")
         values = self._ticket_values(fields)
@@ -439,6 +439,18 @@ class ZendeskBackend:
 
 def _writable(fields: Mapping[str, Any]) -> Record:
     return {key: value for key, value in fields.items() if key in USER_WRITABLE}
+
+
+def _first_comment(fields: Mapping[str, Any]) -> Any:
+    """The new ticket's first comment: `comment`, else a `description` as its body.
+
+    Zendesk takes `description` as the first (public) comment when a ticket is
+    created without `comment`; with both, `comment` wins (docs/sandbox/zendesk.md).
+    """
+    spec = fields.get("comment")
+    if spec is None and isinstance(fields.get("description"), str) and fields["description"].strip():
+        return {"body": fields["description"]}
+    return spec
 
 
 def _copy(defaults: Record) -> Record:
