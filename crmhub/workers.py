@@ -30,6 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
+log = structlog.get_logger("crmhub.workers")
+
 RunJob = Callable[[str, Callable[[], Any]], None]
 """Runs one job by name (counted while it runs, its outcome recorded), e.g. `RunningJobs.wrap(name, fn)()`."""
 
@@ -180,7 +184,10 @@ class DeliveryWorker:
         before = self.filling.calls()
         handled = self.deliver()
         if handled:
-            self.filling.cost.add(self.filling.calls() - before, math.ceil(handled / self.batch))
+            spent = self.filling.calls() - before
+            self.filling.cost.add(spent, math.ceil(handled / self.batch))
+            log.info("delivery run", job=self.job, rows=handled, calls=spent,
+                     calls_per_batch=round(self.filling.cost.calls, 2))
 
     def _gathered(self, first_ring: float) -> bool:
         """Wait until a full batch is due, or the budget from `first_ring` is spent and the batch is worth
