@@ -49,6 +49,7 @@ from crmhub.workers import DeliveryWorker, Filling, RoutingWorker, start_threads
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
+ROUTING_GATHER = 0.25  # seconds, at most: the routing worker's wait for more rows after a ring (a budget's quarter)
 SAFE_TO_CUT = ("safe to cut: claimed outbox rows come due again when their lease ends, CRM writes are upserts "
                "by crmhub's keys, and polled pages commit with their cursors; the restart finishes the work")
 
@@ -148,7 +149,7 @@ def build_workers(hub: Hub, jobs: RunningJobs) -> list[DeliveryWorker | RoutingW
                                  every=every, budget=budget, run_job=run_job, filling=_filling(hub, name))
                   for name in hub.crms]
     routing = RoutingWorker(route=hub.route_job, deliveries=[worker.bell for worker in deliveries], every=every,
-                            run_job=run_job, bell=hub.routing_bell)
+                            run_job=run_job, bell=hub.routing_bell, gather=min(budget / 4, ROUTING_GATHER))
     return [routing, *deliveries]
 
 

@@ -223,3 +223,25 @@ def test_the_moving_average_starts_at_one_call_and_ignores_runs_without_batches(
     assert cost.calls == 1.0
     cost.add(6, 2)
     assert cost.calls == 1.5
+
+
+def test_routing_gathers_rings_for_its_gather_time_into_one_run() -> None:
+    clock = Clock()
+    bell = Doorbell(clock)
+    arrived: list[int] = []
+    routed: list[int] = []
+    runs = Runs(bell)
+    worker = RoutingWorker(route=lambda: routed.append(len(arrived)) is None, deliveries=[], every=HOUR,
+                           run_job=runs, bell=bell, gather=2.0)
+    for n in range(3):  # items stored (and rung for) at t=0
+        arrived.append(n)
+        bell.ring()
+    thread = threading.Thread(target=worker.loop, daemon=True)
+    thread.start()  # it waits: the clock stands at 0, inside the gather time, whatever the rings
+    arrived.append(3)
+    bell.ring()
+    clock.now = 2.5
+    bell.ring()  # past the gather time: the next wake routes
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert runs.names == ["route"] and routed == [4]  # one run for the four items, not one each
