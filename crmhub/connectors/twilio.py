@@ -11,9 +11,9 @@ and saved by the ingest loop with the last page of a run. While the
 message webhooks are healthy the poll is only a reconcile for what one
 missed, and re-reads a short window instead (`ReconcileWindow`); records
 the ledger already holds (`known`, one lookup per page) are skipped before
-they are translated. Calls work the
-same way by start time, with one twist: a call still ringing or in progress
-is not a call log yet, so the cursor stays close enough to its start for a
+they are translated. Calls work the same way by start time (always over
+the full overlap), with one twist: a call still ringing or in progress is
+not a call log yet, so the cursor stays close enough to its start for a
 later poll to re-read it once it has ended.
 
 The translations (`message_interaction`, `call_interaction`) are shared
