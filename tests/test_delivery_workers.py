@@ -120,7 +120,7 @@ def test_a_trickle_waits_past_the_budget_and_goes_in_one_batch_not_one_per_messa
         wait_for(lambda: len(sf.records("Task")) == 3, 60, "the trickle delivered at max_wait", [daemon])
         _stops_cleanly(daemon)
     assert sorted(t["Description"] for t in sf.records("Task")) == bodies
-    assert task_calls.hits == 1  # one sObject Collections call for the three
+    assert task_calls.hits == 1  # one write call for the three
 
 
 def test_a_zendesk_slow_to_run_its_jobs_does_not_hold_salesforce_back(
