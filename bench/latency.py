@@ -9,13 +9,15 @@ state every `--watch-period` seconds and notes when each message first shows
 up as a Salesforce Task, a Zendesk ticket comment and a HubSpot
 communication. After the last send it drains up to `--drain` seconds, then
 prints latency percentiles per CRM, what is missing, CRM API calls per
-interaction, and the daemon's CPU per interaction and peak RSS.
+interaction (writes and reads: read-backs, mirror, replies), the rows per
+delivery run (from the daemon's `delivery run` log lines), and the
+daemon's CPU per interaction and peak RSS.
 
 Not a test: nothing is asserted, nothing is timed against a target. It exits
 non-zero only when the bench itself cannot run (the daemon never listens, or
 dies).
 
-    .venv/bin/python bench/latency.py                          # 10 and 50 msg/s, 60 s, SQLite and PostgreSQL
+    .venv/bin/python bench/latency.py                          # 5, 10 and 50 msg/s, 60 s, SQLite and PostgreSQL
     .venv/bin/python bench/latency.py --stores sqlite --rates 10 --seconds 30 --json out.json
     .venv/bin/python bench/latency.py --smoke --json out.json   # seconds: 3 s at 5 msg/s on SQLite
 """
@@ -27,6 +29,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -59,6 +62,8 @@ CRMS = ("salesforce", "zendesk", "hubspot")
 PHONE_FORMATS = ("({a}) {b}-{c}", "+1 {a}.{b}.{c}", "{a}-{b}-{c}", "+1{a}{b}{c}")
 TEXTS = ("Where is my order?", "I need a refund", "Thanks!", "Can you call me back?", "My parcel arrived damaged")
 WEBHOOK_PATH = "/webhooks/twilio/messages"
+READ_PATHS = re.compile(r"/search\b|/batch/read\b")  # POSTs that only read (HubSpot)
+DELIVERY_RUN = re.compile(r"delivery run .*?job=deliver:(\w+) .*?rows=(\d+)")  # the workers' log line
 WEBHOOK_TIMEOUT = 15.0  # seconds, as Twilio waits for a webhook's answer
 START_DEADLINE = 180.0  # seconds for `crmhub run` to listen and schedule its jobs on a loaded machine
 
@@ -78,7 +83,11 @@ class CrmFigures:
     max: float | None
     api_calls: int
     calls_per_interaction: float
+    writes_per_interaction: float  # POST/PATCH/PUT/DELETE, searches and batch reads aside
+    reads_per_interaction: float  # GET, searches, batch reads: read-backs, job polls, the mirror, replies
     busiest_endpoints: dict[str, int]
+    delivery_runs: int = 0
+    rows_per_run: dict[str, float] = field(default_factory=dict)  # p50, p90, max of the rows a run delivered
 
 
 @dataclass
@@ -168,10 +177,13 @@ def free_port() -> int:
 class Daemon:
     """`crmhub run` in a subprocess, its log in a file (never an unread pipe, which would block it)."""
 
-    def __init__(self, settings: Path, log: Path) -> None:
+    def __init__(self, settings: Path, log: Path, profile: Path | None = None) -> None:
         self.log = log
+        command = [sys.executable, "-m", "crmhub"]
+        if profile is not None:  # yappi over every thread (bench/profiled_daemon.py)
+            command = [sys.executable, str(Path(__file__).with_name("profiled_daemon.py")), str(profile)]
         with log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "crmhub", "run", "--config", str(settings)],
+            self.process = subprocess.Popen([*command, "run", "--config", str(settings)],
                                             stdout=subprocess.DEVNULL, stderr=out)
 
     def wait_ready(self, webhook_url: str) -> None:
@@ -381,7 +393,7 @@ class Sender:
 # ---- one run ---------------------------------------------------------------------------------------------------
 
 def run_once(store: str, state_url: str, rate: float, seconds: float, drain: float, period: float,
-             customers: int, seed: int, workdir: Path) -> RunFigures:
+             customers: int, seed: int, workdir: Path, profile: Path | None = None) -> RunFigures:
     """A fresh sandbox, daemon and store; load at `rate` for `seconds`; drain; the figures."""
     rng = random.Random(seed)
     pool = [f"+1415{5_000_000 + i:07d}" for i in range(customers)]
@@ -392,7 +404,7 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
         settings = write_sandbox_settings(workdir, {api: s.url for api, s in servers.items()}, state_url=state_url,
                                           enabled=(*CRMS, "twilio"), webhooks_port=port)
         webhook_url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
-        daemon = Daemon(settings, workdir / "crmhub.log")
+        daemon = Daemon(settings, workdir / "crmhub.log", profile)
         try:
             daemon.wait_ready(webhook_url)
             sender = Sender(servers["twilio"], webhook_url, pool, rng)
@@ -413,7 +425,28 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
             calls = {crm: Counter(servers[crm].emulator.calls) - calls_before[crm] for crm in CRMS}
         finally:
             exit_code = daemon.stop()
-    return _figures(store, rate, seconds, customers, sender, watcher, calls, cpu, rss, drained_in, exit_code, load)
+    run = _figures(store, rate, seconds, customers, sender, watcher, calls, cpu, rss, drained_in, exit_code, load)
+    _delivery_runs(run, daemon.log.read_text(errors="replace"))
+    return run
+
+
+def is_read(endpoint: str) -> bool:
+    """Whether an emulator call key (`METHOD /path`) only reads."""
+    method, _, path = endpoint.partition(" ")
+    return method == "GET" or bool(READ_PATHS.search(path))
+
+
+def _delivery_runs(run: RunFigures, log: str) -> None:
+    """Rows per delivery run, per CRM, from the daemon's log (the start-up catch-up has no such line)."""
+    rows: dict[str, list[float]] = {crm: [] for crm in CRMS}
+    for crm, count in DELIVERY_RUN.findall(log):
+        rows.setdefault(crm, []).append(float(count))
+    for figures in run.crms:
+        sizes = rows.get(figures.crm, [])
+        figures.delivery_runs = len(sizes)
+        if sizes:
+            figures.rows_per_run = {"p50": percentile(sizes, 50) or 0.0, "p90": percentile(sizes, 90) or 0.0,
+                                    "max": max(sizes)}
 
 
 def _all_seen(watcher: Watcher, sender: Sender) -> bool:
@@ -440,11 +473,13 @@ def _figures(store: str, rate: float, seconds: float, customers: int, sender: Se
         latencies = [first[sid] - s.at for sid, s in sent.items() if sid in first]
         missing = n - len(latencies)
         total = sum(calls[crm].values())
+        reads = sum(count for endpoint, count in calls[crm].items() if is_read(endpoint))
         run.crms.append(CrmFigures(
             crm=crm, seen=len(latencies), missing=missing,
             p50=percentile(latencies, 50, missing), p95=percentile(latencies, 95, missing),
             p99=percentile(latencies, 99, missing), max=max(latencies) if not missing and latencies else None,
             api_calls=total, calls_per_interaction=total / max(n, 1),
+            writes_per_interaction=(total - reads) / max(n, 1), reads_per_interaction=reads / max(n, 1),
             busiest_endpoints=dict(calls[crm].most_common(6))))
     return run
 
@@ -457,12 +492,16 @@ def _s(value: float | None) -> str:
 
 def markdown(runs: list[RunFigures]) -> str:
     """Two tables: latency and calls per CRM, then the daemon and the sender per run."""
-    lines = ["| store | msg/s | CRM | p50 s | p95 s | p99 s | max s | missing | API calls/interaction |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [("| store | msg/s | CRM | p50 s | p95 s | p99 s | max s | missing | API calls/interaction "
+              "| writes | reads | delivery runs | rows/run p50/p90/max |"),
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for run in runs:
         for c in run.crms:
+            sizes = "/".join(f"{c.rows_per_run[k]:g}" for k in ("p50", "p90", "max")) if c.rows_per_run else "-"
             lines.append(f"| {run.store} | {run.rate:g} | {c.crm} | {_s(c.p50)} | {_s(c.p95)} | {_s(c.p99)} | "
-                         f"{_s(c.max)} | {c.missing} of {run.sent} | {c.calls_per_interaction:.3f} |")
+                         f"{_s(c.max)} | {c.missing} of {run.sent} | {c.calls_per_interaction:.3f} "
+                         f"| {c.writes_per_interaction:.3f} | {c.reads_per_interaction:.3f} | {c.delivery_runs} "
+                         f"| {sizes} |")
     lines += ["", ("| store | msg/s | sent | webhook answers | ack p50/p95 s | send late p99/max s | drained in s "
                    "| daemon CPU ms/interaction | daemon peak RSS MB | load avg start/end |"),
               "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -477,7 +516,7 @@ def markdown(runs: list[RunFigures]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="10,50", help="comma-separated messages per second")
+    parser.add_argument("--rates", default="5,10,50", help="comma-separated messages per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long each rate is sent")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for stragglers after sending")
     parser.add_argument("--stores", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
@@ -487,10 +526,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures there")
     parser.add_argument("--logs", type=Path, help="keep each run's daemon log there, as <store>-<rate>.log")
-    parser.add_argument("--smoke", action="store_true", help="3 s at 5 msg/s on SQLite, 10 s drain")
+    parser.add_argument("--profile", type=Path, help="profile the daemon with yappi (a dev tool: pip install "
+                        "yappi) into DIR/<store>-<rate>.prof and .txt")
+    parser.add_argument("--smoke", action="store_true",
+                        help="3 s at 5 msg/s on SQLite, up to 20 s drain (a trickle waits up to delivery.max_wait)")
     args = parser.parse_args()
     if args.smoke:
-        args.rates, args.seconds, args.drain, args.stores = "5", 3.0, 10.0, "sqlite"
+        args.rates, args.seconds, args.drain, args.stores = "5", 3.0, 20.0, "sqlite"
     rates = [float(r) for r in args.rates.split(",") if r]
     runs: list[RunFigures] = []
     for store in [s for s in args.stores.split(",") if s]:
@@ -502,8 +544,12 @@ def main() -> None:
                     continue
                 print(f"{store}: {rate:g} msg/s for {args.seconds:g} s ...", file=sys.stderr, flush=True)
                 try:
+                    profile = None
+                    if args.profile:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        profile = (args.profile / f"{store}-{rate:g}.prof").resolve()
                     runs.append(run_once(store, url, rate, args.seconds, args.drain, args.watch_period, customers,
-                                         args.seed, Path(tmp)))
+                                         args.seed, Path(tmp), profile))
                 finally:
                     if args.logs:
                         args.logs.mkdir(parents=True, exist_ok=True)

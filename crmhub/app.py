@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,16 +27,17 @@ from crmhub.connectors._budget import SALESFORCE_LIMITS_EVERY, Budget, Window
 from crmhub.connectors._retry import Retrier, RetryPolicy, interruptible_sleep
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
 from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
-from crmhub.connectors.twilio import TwilioChannel
+from crmhub.connectors.twilio import ReconcileWindow, TwilioChannel
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
-from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
+from crmhub.model import Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.replying import Replier, senders_of
 from crmhub.report.build import report_for
 from crmhub.report.gauges import SupportCollector
 from crmhub.store import StateStore, backlog, open_store, outbox
+from crmhub.store.ledger import known_external_ids
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
@@ -132,6 +133,20 @@ class Hub:
                                                 wall=lambda: self.clock().timestamp())
                 connector.http_observer = self.metrics.http_observer(connector.name)
         self.replier = build_replier(self) if settings.replies.enabled else None
+        if self.twilio is not None:
+            self.twilio.window = reconcile_window(config, monotonic or time.monotonic)
+            self.twilio.known = self._known_in_ledger
+
+    def _known_in_ledger(self, channels: Sequence[Channel], ids: Sequence[str]) -> set[str]:
+        """Which of a polled page's ids the ledger already holds (one query; the source skips them)."""
+        with self.store.transaction() as session:
+            return known_external_ids(session, channels, ids)
+
+    def _webhook_outcome(self, route: str, outcome: str) -> None:
+        """Every webhook's outcome: counted, and a Twilio message's tells the reconcile poll the hooks' health."""
+        self.metrics.webhook_outcome(route, outcome)
+        if route == "twilio.messages" and self.twilio is not None:
+            self.twilio.window.webhook(outcome)
 
     def sync_once(self) -> Cycle:
         """Poll every channel, refresh the mirrors, route, and deliver to every CRM.
@@ -224,7 +239,7 @@ class Hub:
                           x_consumer_secret=secret("channels.x.consumer_secret", "x"),
                           default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
                           x_account=partial(self.x.account, retry=False) if self.x else None,
-                          metrics=self.metrics.webhook_outcome,
+                          metrics=self._webhook_outcome,
                           on_status=self.replier.on_twilio_status if self.replier is not None else None)
 
     def ops_app(self) -> FastAPI:
@@ -383,6 +398,15 @@ def build_twilio(config: Config, retrier: Retrier) -> TwilioChannel:
                          base_url=twilio.base_url, default_region=twilio.default_region,
                          page_size=twilio.page_size, overlap=twilio.overlap, retrier=retrier,
                          status_callback=f"{str(public_url).rstrip('/')}/webhooks/twilio/status" if public_url else None)
+
+
+def reconcile_window(config: Config, clock: Callable[[], float]) -> ReconcileWindow:
+    """The Twilio message poll's overlap: in full, or, while the webhooks are healthy, two poll intervals
+    (a minute at least; never more than `overlap`)."""
+    twilio = config.settings.channels.twilio
+    assert twilio is not None
+    quiet = min(twilio.overlap, max(2 * twilio.poll_every, timedelta(minutes=1)))
+    return ReconcileWindow(full=twilio.overlap, quiet=quiet, clock=clock)
 
 
 def build_x(config: Config, retrier: Retrier) -> XChannel:

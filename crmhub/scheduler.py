@@ -10,8 +10,10 @@ missed runs coalesced into one:
 * `mirror:<crm>`  every `MIRROR_EVERY`: the contact mirror, then the case states (a setting comes with issue 6)
 * `route`         a worker thread: routes new ledger rows when a webhook or a poll stored some,
                   and every `delivery.every` (rows stored by another process)
-* `deliver:<crm>` a worker thread per CRM: writes its outbox rows within `delivery.latency_budget`
-                  of being routed (a full batch at once), and every `delivery.every` (`crmhub.workers`)
+* `deliver:<crm>` a worker thread per CRM: writes its outbox rows `delivery.latency_budget` after
+                  being routed, or later, up to `delivery.max_wait`, while the batch is too small for
+                  `delivery.calls_per_interaction` (a full batch at once); and every `delivery.every`
+                  (`crmhub.workers`)
 * `replies`       every `replies.every` (when `replies.enabled`): agents' replies out to customers
 
 SIGTERM and SIGINT stop it within `run.shutdown_grace`: no job starts any
@@ -39,14 +41,15 @@ import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from crmhub.app import Hub
+from crmhub.app import Cycle, Hub
 from crmhub.errors import reason_of
 from crmhub.metrics import JobRecords
 from crmhub.serving import HttpServer
-from crmhub.workers import DeliveryWorker, RoutingWorker, start_threads
+from crmhub.workers import DeliveryWorker, Filling, RoutingWorker, start_threads
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
+ROUTING_GATHER = 0.25  # seconds, at most: the routing worker's wait for more rows after a ring (a budget's quarter)
 SAFE_TO_CUT = ("safe to cut: claimed outbox rows come due again when their lease ends, CRM writes are upserts "
                "by crmhub's keys, and polled pages commit with their cursors; the restart finishes the work")
 
@@ -141,13 +144,32 @@ def build_workers(hub: Hub, jobs: RunningJobs) -> list[DeliveryWorker | RoutingW
     def run_job(job_id: str, fn: Callable[[], Any]) -> None:
         jobs.wrap(job_id, fn)()
 
-    deliveries = [DeliveryWorker(job=f"deliver:{name}", deliver=partial(hub.delivery_job, name),
+    deliveries = [DeliveryWorker(job=f"deliver:{name}", deliver=partial(_rows_delivered, hub, name),
                                  due=partial(hub.due_count, name), batch=hub.policies[name].batch_size,
-                                 every=every, budget=budget, run_job=run_job)
+                                 every=every, budget=budget, run_job=run_job, filling=_filling(hub, name))
                   for name in hub.crms]
     routing = RoutingWorker(route=hub.route_job, deliveries=[worker.bell for worker in deliveries], every=every,
-                            run_job=run_job, bell=hub.routing_bell)
+                            run_job=run_job, bell=hub.routing_bell, gather=min(budget / 4, ROUTING_GATHER))
     return [routing, *deliveries]
+
+
+def _filling(hub: Hub, name: str) -> Filling:
+    """How long CRM `name`'s worker lets a small batch fill: its target, `max_wait`, its connector's calls."""
+    delivery = hub.config.settings.delivery
+    crm = hub.crms[name]
+    budget = crm.budget
+
+    def allowance_low() -> bool:
+        return budget is not None and budget.allowance().low
+
+    return Filling(target=getattr(delivery.calls_per_interaction, name),
+                   max_wait=delivery.max_wait.total_seconds(), calls=crm.calls_here, allowance_low=allowance_low)
+
+
+def _rows_delivered(hub: Hub, name: str) -> int:
+    """A delivery worker's run: the outbox rows it handled (written, retrying or dead)."""
+    cycle: Cycle = hub.delivery_job(name)
+    return sum(r.delivered + r.retrying + r.dead for r in cycle.deliveries)
 
 
 def _stop_on_signals(stop: threading.Event | None) -> threading.Event:

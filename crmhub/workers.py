@@ -3,14 +3,20 @@
 Items reach a CRM within about a latency budget instead of a job interval:
 
 * the webhook receiver and the polls ring the routing bell once they have
-  committed new ledger rows; the routing worker routes everything pending
-  (`process_pending`, one daemon at a time) and rings the bell of every CRM
-  when it enqueued anything;
+  committed new ledger rows; the routing worker gathers for a quarter of
+  the latency budget (at most 0.25 s) from the first ring, since a run
+  costs about the same for one item as for fifty and at a few messages a
+  second it would otherwise run once per message; then it routes
+  everything pending (`process_pending`, one daemon at a time) and rings
+  the bell of every CRM when it enqueued anything;
 * a CRM's delivery worker, once rung, counts its due rows: a full batch (the
-  CRM's maximum) goes at once; otherwise it waits, until a full batch is due
-  or the budget since the first ring has passed, then delivers. Each worker
-  also runs on its interval (`delivery.every`), for retries and backoff and
-  rows another daemon routed. A slow CRM holds up only its own worker.
+  CRM's maximum) goes at once; otherwise it waits at least the latency
+  budget since the first ring, and then on while the batch is too small to
+  be worth its calls (`Filling`): while `due * target` is below what a
+  batch has been costing, until `max_wait` since the first ring. Each
+  worker also runs on its interval (`delivery.every`), for retries and
+  backoff and rows another daemon routed. A slow CRM holds up only its own
+  worker.
 
 The bells are in-process: several daemons on one store see each other's rows
 on their intervals. Every run goes through `run_job` (the scheduler's
@@ -20,11 +26,16 @@ and naming of cut jobs treat a worker's run as any job's.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger("crmhub.workers")
 
 RunJob = Callable[[str, Callable[[], Any]], None]
 """Runs one job by name (counted while it runs, its outcome recorded), e.g. `RunningJobs.wrap(name, fn)()`."""
@@ -92,27 +103,73 @@ class Doorbell:
             self._rung = False
 
 
+class BatchCost:
+    """A moving average of the API calls one batch has cost, measured over a worker's runs (seeded at 1)."""
+
+    WEIGHT = 0.25  # of the newest run: a few runs follow a change, one odd run does not swing it
+
+    def __init__(self, seed: float = 1.0) -> None:
+        self.calls = seed
+
+    def add(self, calls: int, batches: int) -> None:
+        """One run spent `calls` API calls on `batches` batches (a run with none teaches nothing)."""
+        if batches > 0:
+            self.calls += self.WEIGHT * (calls / batches - self.calls)
+
+
+@dataclass
+class Filling:
+    """When a partial batch is worth its calls: the `delivery.calls_per_interaction` rule.
+
+    After the latency budget, a worker keeps waiting while `due * target` is
+    below what a batch costs (`cost`, measured from the connector's call
+    count) and the first ring is less than `max_wait` old; the target halves
+    while the CRM's daily allowance is low, so a customer's shared allowance
+    lasts. The default (`max_wait` 0) never waits past the budget.
+
+    Args:
+        target: API calls per interaction the worker aims at (e.g. 0.025).
+        max_wait: seconds from the first ring after which a partial batch goes anyway.
+        calls: API calls the CRM's connector has made on this thread so far (a counter).
+        allowance_low: whether the CRM's daily allowance is running low now.
+    """
+
+    target: float = 1.0
+    max_wait: float = 0.0
+    calls: Callable[[], int] = lambda: 0
+    allowance_low: Callable[[], bool] = lambda: False
+    cost: BatchCost = field(default_factory=BatchCost)
+
+    def economical(self, due: int) -> bool:
+        """Whether `due` rows make a batch worth what a batch costs."""
+        target = self.target / 2 if self.allowance_low() else self.target
+        return due * target >= self.cost.calls
+
+
 @dataclass
 class DeliveryWorker:
-    """One CRM's delivery worker: batches within a latency budget, plus a run on every interval.
+    """One CRM's delivery worker: batches within a latency budget, stretched while too small; a run per interval.
 
     Args:
         job: the job's name (`deliver:<crm>`).
-        deliver: one delivery run for the CRM (drains what is due, batch after batch).
+        deliver: one delivery run for the CRM (drains what is due, batch after batch); returns the
+            rows it handled (None: not known, the run teaches `filling.cost` nothing).
         due: how many rows are due now, counted up to its argument.
         batch: rows in a full batch (the CRM's maximum, or `delivery.batch_size` when smaller).
         every: seconds between runs when nobody rings.
-        budget: seconds a rung worker may wait for a fuller batch, from the first ring.
+        budget: seconds a rung worker waits at least for a fuller batch, from the first ring.
+        filling: how much longer a small batch waits (`Filling`).
     """
 
     job: str
-    deliver: Callable[[], Any]
+    deliver: Callable[[], int | None]
     due: Callable[[int], int]
     batch: int
     every: float
     budget: float
     run_job: RunJob
     bell: Doorbell = field(default_factory=Doorbell)
+    filling: Filling = field(default_factory=Filling)
 
     def loop(self) -> None:
         """Until the bell is closed: wait for a ring or the interval, gather, deliver."""
@@ -123,20 +180,33 @@ class DeliveryWorker:
             if first_ring is not None and not self._gathered(first_ring):
                 continue  # rung for nothing due (another daemon or run took it)
             self.bell.answer()
-            self.run_job(self.job, self.deliver)
+            self.run_job(self.job, self._run)
+
+    def _run(self) -> None:
+        """One delivery run, its calls per batch fed to the moving average."""
+        before = self.filling.calls()
+        handled = self.deliver()
+        if handled:
+            spent = self.filling.calls() - before
+            self.filling.cost.add(spent, math.ceil(handled / self.batch))
+            log.info("delivery run", job=self.job, rows=handled, calls=spent,
+                     calls_per_batch=round(self.filling.cost.calls, 2))
 
     def _gathered(self, first_ring: float) -> bool:
-        """Wait until a full batch is due or the budget from `first_ring` is spent; False when nothing is due."""
-        deadline = first_ring + self.budget
+        """Wait until a full batch is due, or the budget from `first_ring` is spent and the batch is worth
+        its calls (or `max_wait` is spent); False when nothing is due or the bell closed (the rows wait
+        in the outbox for the next start's catch-up)."""
+        soonest = first_ring + self.budget
+        latest = first_ring + max(self.budget, self.filling.max_wait)
         while True:
             due = self.due(self.batch)
             if due == 0:
                 self.bell.settle()
                 return False
-            left = deadline - self.bell.clock()
-            if due >= self.batch or left <= 0:
+            now = self.bell.clock()
+            if due >= self.batch or now >= latest or (now >= soonest and self.filling.economical(due)):
                 return True
-            self.bell.wait(left)  # a ring means more rows: count again
+            self.bell.wait((soonest if now < soonest else latest) - now)  # a ring means more rows: count again
             if self.bell.closed:
                 return False
 
@@ -148,6 +218,8 @@ class RoutingWorker:
     Args:
         route: one routing run; returns whether it enqueued anything.
         deliveries: the delivery workers' bells, rung after a run that enqueued writes.
+        gather: seconds from the first ring to wait for more rows before a run (rings meanwhile
+            join it); under load a run lasts longer than this and the next one starts at once.
     """
 
     route: Callable[[], bool]
@@ -156,10 +228,16 @@ class RoutingWorker:
     run_job: RunJob
     bell: Doorbell = field(default_factory=Doorbell)
     job: str = "route"
+    gather: float = 0.0
 
     def loop(self) -> None:
         while not self.bell.closed:
-            self.bell.wait(self.every)
+            first_ring = self.bell.wait(self.every)
+            while first_ring is not None and not self.bell.closed:
+                left = first_ring + self.gather - self.bell.clock()
+                if left <= 0:
+                    break
+                self.bell.wait(left)
             if self.bell.closed:
                 return
             self.bell.answer()

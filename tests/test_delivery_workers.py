@@ -32,6 +32,19 @@ def _salesforce_org(sf: Any, senders: list[str]) -> None:
         sf.insert("Contact", LastName=f"Known{n}", Phone=phone)
 
 
+def _with_webhooks(salesforce: EmulatorServer, twilio: EmulatorServer, tmp_path: Path, senders: list[str],
+                   tuned: dict[str, object] | None = None) -> Path:
+    """Settings for Salesforce and Twilio with hour-long intervals, our number's webhooks sent to the daemon."""
+    _salesforce_org(salesforce.emulator, senders)
+    port = free_port()
+    twilio.emulator.add_number(OURS, sms_url=f"http://127.0.0.1:{port}/webhooks/twilio/messages")
+    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce.url, "twilio": twilio.url},
+                                      webhooks_port=port, every="1h")
+    if tuned:
+        tune_settings(settings, tuned)
+    return settings
+
+
 @contextmanager
 def _running(settings: Path, log: Path) -> Iterator[Daemon]:
     """A `crmhub run` past its catch-up cycle (its workers started); killed if the test fails midway."""
@@ -53,16 +66,12 @@ def test_a_webhook_reaches_salesforce_through_the_wake_path_with_hour_long_inter
         salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
     sf: Any = salesforce_sandbox.emulator
     tw: Any = twilio_sandbox.emulator
-    _salesforce_org(sf, [])
-    port = free_port()
-    tw.add_number(OURS, sms_url=f"http://127.0.0.1:{port}/webhooks/twilio/messages")
-    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
-                                      webhooks_port=port, every="1h")
+    settings = _with_webhooks(salesforce_sandbox, twilio_sandbox, tmp_path, [])
     with _running(settings, tmp_path / "run.log") as daemon:
         tw.receive_message("+14155550123", OURS, "Woken by the webhook")
         assert tw.wait_for_webhooks(timeout=10)
         assert [h["status"] for h in tw.webhook_log()] == [200]
-        wait_for(lambda: len(sf.records("Task")) == 1, 30, "the message as a Task", [daemon])
+        wait_for(lambda: len(sf.records("Task")) == 1, 60, "the message as a Task (after max_wait)", [daemon])
         _stops_cleanly(daemon)
     assert [t["Description"] for t in sf.records("Task")] == ["Woken by the webhook"]
     assert tw.calls["GET /2010-04-01/Accounts/<account_sid>/Messages.json"] == 1  # the catch-up's poll, no other
@@ -77,7 +86,8 @@ def test_a_full_batch_goes_at_once_in_one_task_collection_call_despite_an_hour_l
     tw.add_number(OURS)
     settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
                                       every="1h")
-    tune_settings(settings, {"delivery.latency_budget": "1h", "channels.twilio.poll_every": "1s",
+    tune_settings(settings, {"delivery.latency_budget": "1h", "delivery.max_wait": "1h",
+                             "channels.twilio.poll_every": "1s",
                              "channels.twilio.page_size": 1000})
     task_calls = sf.faults.add(Fault(kind="slow", path=TASK_UPSERTS, times=None, delay=0.0))  # counts, no delay
     with _running(settings, tmp_path / "run.log") as daemon:
@@ -89,6 +99,28 @@ def test_a_full_batch_goes_at_once_in_one_task_collection_call_despite_an_hour_l
         _stops_cleanly(daemon)
     assert Counter(t["Description"] for t in sf.records("Task")) == Counter(bodies)
     assert task_calls.hits == 1  # one Composite call for 200, sent without waiting out the budget
+
+
+def test_a_trickle_waits_past_the_budget_and_goes_in_one_batch_not_one_per_message(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    senders = [f"+1415555{6100 + n}" for n in range(3)]
+    # No budget at all: before issue 13's rule each message went in a call of its own, as soon as it was routed.
+    settings = _with_webhooks(salesforce_sandbox, twilio_sandbox, tmp_path, senders,
+                              {"delivery.latency_budget": "0s", "delivery.max_wait": "30s"})
+    db_url = load_config(settings).database_url()
+    task_calls = sf.faults.add(Fault(kind="slow", path=TASK_UPSERTS, times=None, delay=0.0))  # counts, no delay
+    bodies = [f"trickle message {n}" for n in range(3)]
+    with _running(settings, tmp_path / "run.log") as daemon:
+        for n, (sender, body) in enumerate(zip(senders, bodies, strict=True)):
+            tw.receive_message(sender, OURS, body)
+            wait_for(lambda n=n: pending(db_url) == n + 1, 20, f"message {n} routed and waiting", [daemon])
+        assert not sf.records("Task")  # three waiting items are far from worth a call (0.025 a message)
+        wait_for(lambda: len(sf.records("Task")) == 3, 60, "the trickle delivered at max_wait", [daemon])
+        _stops_cleanly(daemon)
+    assert sorted(t["Description"] for t in sf.records("Task")) == bodies
+    assert task_calls.hits == 1  # one write call for the three
 
 
 def test_a_zendesk_slow_to_run_its_jobs_does_not_hold_salesforce_back(
@@ -134,12 +166,8 @@ def test_sigterm_with_a_worker_mid_batch_exits_0_and_the_restart_delivers_the_ba
     sf: Any = salesforce_sandbox.emulator
     tw: Any = twilio_sandbox.emulator
     senders = [f"+1415555{7000 + n}" for n in range(5)]
-    _salesforce_org(sf, senders)
-    port = free_port()
-    tw.add_number(OURS, sms_url=f"http://127.0.0.1:{port}/webhooks/twilio/messages")
-    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
-                                      webhooks_port=port, every="1h")
-    tune_settings(settings, {"run.shutdown_grace": "1s", "delivery.lease": "2s"})
+    settings = _with_webhooks(salesforce_sandbox, twilio_sandbox, tmp_path, senders,
+                              {"run.shutdown_grace": "1s", "delivery.lease": "2s", "delivery.max_wait": "1s"})
     # The worker's Task upsert answers only after 6 s: SIGTERM finds it in flight.
     slow = sf.faults.add(Fault(kind="slow", path=TASK_UPSERTS, times=1, delay=6.0))
     bodies = [f"worker message {n}" for n in range(5)]

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from crmhub.workers import DeliveryWorker, Doorbell, RoutingWorker
+from crmhub.workers import BatchCost, DeliveryWorker, Doorbell, Filling, RoutingWorker
 
 HOUR = 3600.0
 
@@ -114,3 +114,134 @@ def test_closing_a_bell_ends_a_worker_waiting_for_its_interval() -> None:
     bell.close()
     thread.join(timeout=30)
     assert not thread.is_alive() and runs.names == []
+
+
+# ---- stretching a small batch until it is worth its calls (`Filling`) ------------------------------------------
+
+class Clock:
+    """Monotonic seconds that move only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Trickle:
+    """Fake outbox and CRM: each count of the due rows is one second later, with `per_second` more rows
+    routed (and the bell rung, as routing does); a run delivers every row, spending `calls_per_batch`."""
+
+    def __init__(self, bell: Doorbell, clock: Clock, per_second: int, calls_per_batch: int = 1,
+                 batch: int = 200) -> None:
+        self.bell, self.clock, self.per_second = bell, clock, per_second
+        self.calls_per_batch, self.batch = calls_per_batch, batch
+        self.rows = per_second
+        self.calls = 0
+        self.runs: list[tuple[float, int]] = []  # (when, rows delivered)
+
+    def due(self, limit: int) -> int:
+        self.clock.now += 1
+        self.rows += self.per_second
+        self.bell.ring()
+        return min(self.rows, limit)
+
+    def deliver(self) -> int:
+        handled, self.rows = self.rows, 0
+        self.runs.append((self.clock.now, handled))
+        self.calls += self.calls_per_batch * -(-handled // self.batch)
+        self.rows = self.per_second  # the next item arrives meanwhile: a new wait starts from its ring
+        self.bell.ring()
+        return handled
+
+    def worker(self, runs: Runs, *, target: float, max_wait: float, low: bool = False) -> DeliveryWorker:
+        filling = Filling(target=target, max_wait=max_wait, calls=lambda: self.calls, allowance_low=lambda: low)
+        return DeliveryWorker(job="deliver:crm", deliver=self.deliver, due=self.due, batch=self.batch, every=HOUR,
+                              budget=1.0, run_job=runs, bell=self.bell, filling=filling)
+
+
+def _trickle(per_second: int, *, runs: int = 1, target: float = 0.025, max_wait: float = 15.0, low: bool = False,
+             calls_per_batch: int = 1) -> Trickle:
+    clock = Clock()
+    bell = Doorbell(clock)
+    work = Trickle(bell, clock, per_second, calls_per_batch)
+    worker = work.worker(Runs(bell, stop_after=runs), target=target, max_wait=max_wait, low=low)
+    bell.ring()
+    _run_until_closed(worker.loop)
+    return work
+
+
+def test_a_small_batch_waits_past_the_budget_until_it_is_worth_one_call() -> None:
+    work = _trickle(5)  # 5 rows a second; a batch costs 1 call (the seed); 0.025 a row: 40 rows
+    assert work.runs == [(7.0, 40)]  # not at the 1 s budget with 10 rows
+
+
+def test_a_busy_crm_goes_at_the_budget() -> None:
+    work = _trickle(50)
+    assert work.runs == [(1.0, 100)]  # worth it at once: the budget is the shortest wait
+
+
+def test_a_trickle_goes_at_max_wait_in_one_batch() -> None:
+    work = _trickle(1, max_wait=15.0)
+    assert work.runs == [(15.0, 16)]
+
+
+def test_what_a_batch_costs_is_measured_from_the_calls_the_runs_made() -> None:
+    work = _trickle(5, runs=3, calls_per_batch=3)
+    # First the seed (1 call): 40 rows. Each run then costs 3 calls, and the average moves a quarter of the way.
+    assert [rows for _, rows in work.runs] == [40, 60, 75]
+
+
+def test_a_low_allowance_halves_the_target() -> None:
+    work = _trickle(5, low=True)
+    assert work.runs == [(15.0, 80)]  # 0.0125 a row: 80 rows, and max_wait came first
+
+
+def test_a_closed_bell_ends_a_stretched_wait_without_delivering() -> None:
+    clock = Clock()
+    bell = Doorbell(clock)
+    work = Trickle(bell, clock, 1)
+    counted = 0
+
+    def due(limit: int) -> int:
+        nonlocal counted
+        counted += 1
+        if counted == 3:
+            bell.close()  # SIGTERM: the rows wait in the outbox for the next start's catch-up
+        return work.due(limit)
+
+    worker = work.worker(Runs(bell), target=0.025, max_wait=15.0)
+    worker.due = due
+    bell.ring()
+    _run_until_closed(worker.loop)
+    assert work.runs == [] and counted == 3
+
+
+def test_the_moving_average_starts_at_one_call_and_ignores_runs_without_batches() -> None:
+    cost = BatchCost()
+    cost.add(5, 0)
+    assert cost.calls == 1.0
+    cost.add(6, 2)
+    assert cost.calls == 1.5
+
+
+def test_routing_gathers_rings_for_its_gather_time_into_one_run() -> None:
+    clock = Clock()
+    bell = Doorbell(clock)
+    arrived: list[int] = []
+    routed: list[int] = []
+    runs = Runs(bell)
+    worker = RoutingWorker(route=lambda: routed.append(len(arrived)) is None, deliveries=[], every=HOUR,
+                           run_job=runs, bell=bell, gather=2.0)
+    for n in range(3):  # items stored (and rung for) at t=0
+        arrived.append(n)
+        bell.ring()
+    thread = threading.Thread(target=worker.loop, daemon=True)
+    thread.start()  # it waits: the clock stands at 0, inside the gather time, whatever the rings
+    arrived.append(3)
+    bell.ring()
+    clock.now = 2.5
+    bell.ring()  # past the gather time: the next wake routes
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert runs.names == ["route"] and routed == [4]  # one run for the four items, not one each

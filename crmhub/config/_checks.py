@@ -117,6 +117,12 @@ def check_settings(doc: Document) -> list[Problem]:
     if initial is not None and longest is not None and longest < initial:
         out.append(_problem(doc, ("retry", "max_wait"), f"{format_duration(longest)} is shorter than retry.initial_wait "
                                                         f"({format_duration(initial)}); make it at least that long"))
+    budget, stretch = (_duration(tree, ("delivery", "latency_budget"), "1s"),
+                       _duration(tree, ("delivery", "max_wait"), "15s"))
+    if budget is not None and stretch is not None and stretch < budget:
+        out.append(_problem(doc, ("delivery", "max_wait"),
+                            f"{format_duration(stretch)} is shorter than delivery.latency_budget "
+                            f"({format_duration(budget)}); make it at least that long"))
     return out
 
 

@@ -167,15 +167,20 @@ def _standard(error: Any, loc: Loc, model: type[BaseModel]) -> str:
 
 def range_hint(loc: Loc, model: type[BaseModel], ctx: dict[str, Any], *, digits: int | None = None) -> str:
     """`use a number from 1 to 200`, from the field's bounds; `digits`: the loader's own bound on the length."""
-    low = high = None
+    low = high = above = None
     info = _field_at(model, loc)
     for meta in info.metadata if info is not None else []:
         if isinstance(meta, annotated_types.Ge):
             low = meta.ge
+        elif isinstance(meta, annotated_types.Gt):
+            above = meta.gt
         elif isinstance(meta, annotated_types.Le):
             high = meta.le
     low = ctx.get("ge", low)
     high = ctx.get("le", high)
+    above = ctx.get("gt", above)
+    if above is not None:
+        return f"use a number above {above:g}" + (f" and at most {high}" if high is not None else "")
     if low is not None and high is not None:
         return f"use a number from {low} to {high}"
     if low is not None:

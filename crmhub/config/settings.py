@@ -359,6 +359,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class CallsPerInteraction(Model):
+    """Per CRM, the API calls per interaction a delivery worker aims at (`delivery.calls_per_interaction`)."""
+
+    keyed_by: ClassVar[str] = "CRM"
+
+    salesforce: float = Field(0.025, gt=0, le=10, description="Salesforce's target (0.025: a batch of 40 for one "
+                                                               "call).")
+    zendesk: float = Field(0.04, gt=0, le=10, description="Zendesk's target.")
+    hubspot: float = Field(0.04, gt=0, le=10, description="HubSpot's target.")
+
+
 class DeliverySettings(Model):
     """The outbox worker writing to the CRMs."""
 
@@ -366,7 +377,17 @@ class DeliverySettings(Model):
                                     "runs without being woken: retries and backoff come due on it.")
     latency_budget: Duration = Field(timedelta(seconds=1), description="How long a woken delivery worker may wait "
                                      "for more routed items before it writes, counted from the oldest waiting "
-                                     "item's arrival; a full batch goes at once. 0s writes on every wake.")
+                                     "item's arrival; a full batch goes at once. 0s writes on every wake. The "
+                                     "shortest wait: a batch too small for calls_per_interaction waits longer, "
+                                     "up to max_wait.")
+    calls_per_interaction: CallsPerInteraction = Field(
+        default_factory=CallsPerInteraction,
+        description="Per CRM, the API calls per interaction to aim at: after latency_budget a worker waits on while "
+                    "the due items times this stay below the calls a batch has been costing (halved while the "
+                    "CRM's daily allowance is low). Leave room for the mirror's and read-back calls.")
+    max_wait: Duration = Field(timedelta(seconds=15), description="The longest a woken delivery worker waits for "
+                               "a batch worth its calls, from the oldest waiting item's arrival; at least "
+                               "latency_budget (equal to it: never wait past the budget).")
     batch_size: int | None = Field(None, ge=1, le=1000, description="A cap on outbox rows per batch; by default "
                                    "each CRM's maximum (Salesforce 200, Zendesk 100, HubSpot 100).")
     max_attempts: int = Field(8, ge=1, description="Rounds before a row goes to the dead-letter table; only a try "

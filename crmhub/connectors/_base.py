@@ -12,6 +12,7 @@ exception type.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -45,9 +46,15 @@ class Connector:
         """Paces calls and reads the vendor's rate-limit headers (None: unpaced); set any time."""
         self.http_observer: Callable[[str, int, Mapping[str, str], float | None], None] | None = None
         """Told (path, status, headers, seconds) of every HTTP response, e.g. `Metrics.http_observer`; set any time."""
+        self._requests = threading.local()
+
+    def calls_here(self) -> int:
+        """HTTP requests this thread has made through this connector so far (a delivery worker's calls per batch)."""
+        return int(getattr(self._requests, "count", 0))
 
     def before_http(self, path: str) -> None:
-        """The `build_session` pre-request hook of every connector: the budget paces each request."""
+        """The `build_session` pre-request hook of every connector: counted, and the budget paces each request."""
+        self._requests.count = self.calls_here() + 1
         if self.budget is not None:
             self.budget.before_request(path)
 

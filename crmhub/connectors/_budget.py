@@ -92,6 +92,14 @@ class Allowance:
     daily_limit: int | None = None
     reserve: int | None = None  # calls kept for the customer's other integrations
 
+    @property
+    def low(self) -> bool:
+        """At most twice the reserve left (a fifth of the day's allowance without one): delivery workers then
+        halve their calls-per-interaction target, so batches fill up more and the shared allowance lasts."""
+        if self.daily_remaining is None or not self.daily_limit:
+            return False
+        return self.daily_remaining <= (2 * self.reserve if self.reserve else self.daily_limit / 5)
+
 
 def read_headroom(system: str, headers: Mapping[str, str], *, path: str = "",
                   now: float | None = None) -> Headroom | None:

@@ -92,6 +92,7 @@ class XPage:
     malformed: Sequence[Malformed]
     cursor: str | None
     last: bool
+    known: int = 0  # X pages skip nothing: the ledger drops repeats
 
 
 class _Unusable(Exception):

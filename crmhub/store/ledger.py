@@ -269,6 +269,16 @@ def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetim
                         [{"id": row_id, "person_id": person, "processed_at": now} for row_id, person in persons.items()])
 
 
+def known_external_ids(session: Session, channels: Sequence[Channel], ids: Sequence[str]) -> set[str]:
+    """Which of `ids` the ledger already holds on one of `channels`: one indexed query for a polled page,
+    whose known items a source then skips before translating them (a reconcile poll re-reads its overlap)."""
+    if not ids:
+        return set()
+    query = select(LedgerRow.external_id).where(LedgerRow.channel.in_([str(c) for c in channels]),
+                                                LedgerRow.external_id.in_(list(ids)))
+    return set(session.scalars(query))
+
+
 def unprocessed(session: Session, limit: int) -> list[LedgerRow]:
     """Ledger rows not yet through identity and routing, oldest first."""
     query = select(LedgerRow).where(LedgerRow.processed_at.is_(None)).order_by(LedgerRow.id).limit(limit)

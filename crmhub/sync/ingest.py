@@ -34,6 +34,9 @@ class SourcePage(Protocol):
         """Where the next run starts if this run ended with this page (None: unchanged)."""
     @property
     def last(self) -> bool: ...
+    @property
+    def known(self) -> int:
+        """Items the source skipped untranslated because the ledger holds them (repeats)."""
 
 
 @dataclass
@@ -68,9 +71,9 @@ def poll_stream(
         with store.transaction() as session:
             result = ingest_page(session, page.interactions, page.malformed, now=now, cursor=save)
         report.pages += 1
-        report.seen += len(page.interactions) + len(page.malformed)
+        report.seen += len(page.interactions) + len(page.malformed) + page.known
         report.stored += result.stored
-        report.repeats += result.repeats
+        report.repeats += result.repeats + page.known
         report.dead_lettered += result.dead_lettered
         if save:
             report.cursor = save[3]

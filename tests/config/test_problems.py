@@ -247,6 +247,25 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         """, [
         "settings.yaml:5:17: crms.salesforce.batch_size: 500 is out of range; use a number from 1 to 200",
     ]),
+    "delivery waits out of order": ("settings", """\
+        crms:
+          salesforce:
+            instance_url: https://acme.my.salesforce.com
+            auth: { client_id: env:SF_CLIENT_ID, client_secret: env:SF_CLIENT_SECRET }
+        channels:
+          twilio: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token: env:TWILIO_AUTH_TOKEN, numbers: ["+14155550100"] }
+        delivery:
+          latency_budget: 20s
+          max_wait: 10s
+          calls_per_interaction: { salesforce: -0.1, zendesk: 0 }
+        """, [
+        "settings.yaml:9:13: delivery.max_wait: 10s is shorter than delivery.latency_budget (20s); make it at least "
+        "that long",
+        "settings.yaml:10:40: delivery.calls_per_interaction.salesforce: -0.1 is out of range; use a number above 0 "
+        "and at most 10",
+        "settings.yaml:10:55: delivery.calls_per_interaction.zendesk: 0 is out of range; use a number above 0 and at "
+        "most 10",
+    ]),
     "account_sid pattern (value not echoed)": ("settings", """\
         crms:
           salesforce:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from crmhub.connectors._budget import Budget, Headroom, Window, read_headroom
+from crmhub.connectors._budget import Allowance, Budget, Headroom, Window, read_headroom
 from crmhub.errors import RateLimited
 from crmhub.model import WritePriority
 
@@ -208,3 +208,12 @@ def test_the_vendors_documented_headers_are_read() -> None:
                          ) == Headroom(remaining=449, limit=450, resets_in=900.0, scope="/2/users/1/mentions")
     assert read_headroom("twilio", {"x-rate-limit-remaining": "1"}) is None
     assert read_headroom("salesforce", {"Sforce-Limit-Info": "api-usage=garbage"}) is None
+
+
+def test_an_allowance_is_low_at_twice_its_reserve_or_a_fifth_of_the_day_without_one() -> None:
+    def low(remaining: int | None, limit: int | None, reserve: int | None) -> bool:
+        return Allowance(WritePriority.BACKFILL, remaining, limit, reserve).low
+
+    assert low(400, 1000, 200) and not low(401, 1000, 200)  # Salesforce's 20% reserve: low from 40% left
+    assert low(200, 1000, None) and not low(201, 1000, None)
+    assert not low(None, 1000, 200) and not low(10, None, None)  # no daily figure (Zendesk): never low
