@@ -191,3 +191,22 @@ def test_a_lost_answer_on_submit_or_on_the_status_read_still_writes_each_message
         daemon.deliver()
     assert daemon.dead() == []
     assert _on_tickets(zd, texts) == _once(texts)
+
+
+def test_a_follow_up_claimed_while_its_customer_s_user_is_being_made_waits_for_that_job(
+        daemon: Daemon, twilio_sandbox: EmulatorServer) -> None:
+    zd = daemon.zd
+    texts = _receive(twilio_sandbox, daemon, [(NEW[0], "new from the newcomer")])
+    daemon.collect()
+    assert daemon.deliver() == {CREATE_USERS: 1}
+    texts += _receive(twilio_sandbox, daemon, [(NEW[0], "more from the newcomer")])
+    daemon.collect()
+    # Both rows are due: the first still waits in its users job, the follow-up waits after it (no second user).
+    assert daemon.deliver() == {SHOW_MANY: 1}
+    zd.finish_jobs()
+    assert daemon.deliver() == {SHOW_MANY: 1, CREATE_TICKETS: 1}  # one ticket carrying both messages
+    zd.finish_jobs()
+    assert daemon.deliver() == {SHOW_MANY: 1}
+    assert daemon.dead() == []
+    assert _on_tickets(zd, texts) == _once(texts)
+    assert len(zd.tickets()) == 3 and len([u for u in zd.users() if u["role"] == "end-user"]) == 3

@@ -106,6 +106,25 @@ then finds what they wrote by key, so a queued job is never submitted
 twice. Left: a daemon killed between a submit landing and its answer has
 no id to store (docs/roadmap.md).
 
+Without waiting (`write_history(..., settle_later=True)`, the daemon's
+delivery workers; issue 13): no job is polled on the delivery path. Each
+write goes one stage further per call (its user, else its ticket, else its
+comment), the job is submitted, and the write is reported `waiting` with
+its place in the job (`zendesk_jobs`: `<stage>:<job id>:<index>`), which
+the engine stores on the row. The call that next gets the row (due after
+`job_settle_first` seconds, doubling while the job runs, at most
+`job_poll_max`) reads every job its writes wait on with one
+`job_statuses/show_many` (100 ids a call), takes each item's result from
+the job (user id, ticket id, comment done) without looking anything up,
+and submits the next stage at once. A batch in steady state thus costs its
+submits plus one read. A ticket whose comment job is out, and a case whose
+ticket job is out, take further writes only once that job has finished
+(they wait `after` it), so comments keep their order and no ticket is
+opened twice. A job gone or failed, a reference without a place, or a
+claim cut short (`first_attempt` false) falls back to the careful path:
+found by crmhub's keys, like any retry. `sync_once` (and every caller
+without `settle_later`) still waits for its jobs as below.
+
 Replies (`reply_pages`): agents' public comments, read from the time-based
 incremental ticket events export with comment events
 (`/api/v2/incremental/ticket_events.json?start_time=&include=comment_events`),
@@ -234,7 +253,7 @@ class ZendeskCrm(Connector):
                  default_region: str = "US", other_regions: Sequence[str] = (),
                  batch_size: int = MAX_BULK, retrier: Retrier | None = None,
                  job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 0.5,
-                 job_poll_max: float = 10.0, job_timeout: float = 120.0, job_settle_first: float = 1.0) -> None:
+                 job_poll_max: float = 10.0, job_timeout: float = 120.0, job_settle_first: float = 0.5) -> None:
         """
         Args:
             subdomain: the account's subdomain (acme for acme.zendesk.com).
@@ -266,6 +285,7 @@ class ZendeskCrm(Connector):
         self._checks: dict[str, int] = {}  # job id -> reads that found it still running (settle_later)
         self._inflight: dict[int, str] = {}  # ticket id -> the comment job on it not seen finished (settle_later)
         self._opening: dict[str, str] = {}  # case key -> the ticket job creating it, not seen finished (settle_later)
+        self._creating: dict[int, str] = {}  # person -> the users job creating its user, not seen finished
         self._zenpy: Zenpy | None = None
         self._groups: dict[str, int] | None = None
         self._me: int | None = None
@@ -464,6 +484,7 @@ class ZendeskCrm(Connector):
         refused: dict[int, tuple[Exception, HistoryWrite]] = {}  # person -> why its user was not created
         results: dict[str, list[tuple[int | None, Exception | None]]] = {}  # per completed job, read once
         opened: dict[str, int] = {}  # case key -> its ticket, made by a job settled here
+        made: dict[int, int] = {}  # person -> its user, made by a job settled here
         for write in writes:
             if write.key not in places:
                 ready.append(write)
@@ -473,6 +494,8 @@ class ZendeskCrm(Connector):
                 outcomes[write.key] = self._waiting(write, str(write.job_ref), jobs)
                 if place is not None and place.stage in (FIRST, TICKET) and write.new_case is not None:
                     self._opening.setdefault(write.new_case.key, place.job)
+                if place is not None and place.stage == USERS:
+                    self._creating.setdefault(write.person_id, place.job)
                 continue
             status = statuses.get(place.job) if place is not None else None
             if place is None or getattr(status, "status", None) != "completed":
@@ -485,12 +508,15 @@ class ZendeskCrm(Connector):
                 results[place.job] = self._job_results(status, int(status.total or 0))
             record, error = results[place.job][place.index] if 0 <= place.index < len(results[place.job]) else (
                 None, Rejected("missing from the job results", system=self.name))
-            if error is not None or record is None:
-                if place.stage == USERS:
+            if place.stage == USERS and write.contact_id is not None:  # linked meanwhile (another write's user)
+                ready.append(self._with_contact(write, int(write.contact_id)))
+            elif error is not None or record is None:
+                if place.stage == USERS and write.new_contact:
                     refused[write.person_id] = (error or Rejected("user not created", system=self.name), write)
                 outcomes[write.key] = WriteOutcome(write.key, error=error)
             elif place.stage == USERS:  # the customer exists now: on to its ticket or comment
                 ready.append(self._with_contact(write, record))
+                made.setdefault(write.person_id, record)
             elif place.stage == FIRST:
                 outcomes[write.key] = WriteOutcome(write.key, record_id=str(record), contact_id=write.contact_id,
                                                    case_id=str(record))
@@ -508,6 +534,8 @@ class ZendeskCrm(Connector):
                 if write.person_id in found and write.key in outcomes and outcomes[write.key].error is not None:
                     del outcomes[write.key]
                     ready.append(self._with_contact(write, found[write.person_id]))
+        ready = [self._with_contact(w, made[w.person_id]) if w.contact_id is None and w.person_id in made else w
+                 for w in ready]
         outcomes.update(self._submit_later(self._join_cases(ready, opened, outcomes)))
         nowhere = Rejected("no ticket to write on", system=self.name)
         return [outcomes.get(w.key) or WriteOutcome(w.key, error=nowhere) for w in writes]
@@ -561,6 +589,8 @@ class ZendeskCrm(Connector):
                     del self._inflight[ticket]
                 for case in [k for k, j in self._opening.items() if j == job]:
                     del self._opening[case]
+                for person in [p for p, j in self._creating.items() if j == job]:
+                    del self._creating[person]
         return statuses
 
     def _submit_later(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
@@ -569,7 +599,11 @@ class ZendeskCrm(Connector):
         rest = [w for w in writes if w.key not in out]
         users: dict[int, int] = {w.person_id: int(w.contact_id) for w in rest if w.contact_id is not None}
         need_user = [w for w in rest if w.contact_id is None and w.new_contact and w.person_id not in users]
-        made = self._users_later(need_user, out)
+        for write in need_user:  # its user is being made by a job out already: after that job
+            if write.person_id in self._creating:
+                job_id = self._creating[write.person_id]
+                out[write.key] = self._waiting(write, str(JobRef(AFTER, job_id)), [job_id])
+        made = self._users_later([w for w in need_user if w.key not in out], out)
         users.update(made)
         ready = [self._with_contact(w, made[w.person_id]) if w.person_id in made else w
                  for w in rest if w.key not in out]
@@ -593,6 +627,7 @@ class ZendeskCrm(Connector):
                     found[person] = job.found[i]
                     continue
                 ref = str(JobRef(USERS, str(job.job.id), job.sent.index(i)))
+                self._creating[person] = str(job.job.id)
                 out.update((w.key, self._waiting(w, ref, [])) for w in of_person[person])
         return found
 
