@@ -172,7 +172,7 @@ class _SettleAlarm:
         if waits:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = threading.Timer(min(waits) + SETTLE_MARGIN, partial(self.bell.ring, overdue=True))
+            self._timer = threading.Timer(min(waits) + SETTLE_MARGIN, self.bell.ring)
             self._timer.daemon = True  # a stopping daemon closes the bell; the alarm never holds it up
             self._timer.start()
         return cycle

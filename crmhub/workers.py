@@ -20,7 +20,6 @@ and naming of cut jobs treat a worker's run as any job's.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -45,16 +44,10 @@ class Doorbell:
         self._rung = False
         self._closed = False
 
-    def ring(self, *, overdue: bool = False) -> None:
-        """New work is there (committed before the ring).
-
-        `overdue`: the work was due already (rows that waited on a CRM's jobs): the worker
-        delivers at once instead of waiting out its budget for a fuller batch.
-        """
+    def ring(self) -> None:
+        """New work is there (committed before the ring)."""
         with self._changed:
-            if overdue:
-                self._first_ring = -math.inf
-            elif self._first_ring is None:
+            if self._first_ring is None:
                 self._first_ring = self.clock()
             self._rung = True
             self._changed.notify_all()

@@ -210,3 +210,18 @@ def test_a_follow_up_claimed_while_its_customer_s_user_is_being_made_waits_for_t
     assert daemon.dead() == []
     assert _on_tickets(zd, texts) == _once(texts)
     assert len(zd.tickets()) == 3 and len([u for u in zd.users() if u["role"] == "end-user"]) == 3
+
+
+def test_a_sync_cycle_after_a_worker_left_jobs_open_waits_for_them_and_writes_nothing_twice(
+        daemon: Daemon, twilio_sandbox: EmulatorServer) -> None:
+    zd = daemon.zd
+    texts = _receive(twilio_sandbox, daemon, [(NEW[0], "new from the newcomer"), (KNOWN[0], "more from known 0")])
+    daemon.collect()
+    assert daemon.deliver() == {CREATE_USERS: 1, UPDATE_MANY: 1}
+    zd.configure(job_reads_per_step=1)  # the jobs run as they are read
+    daemon.now += timedelta(seconds=30)
+    assert daemon.hub is not None
+    daemon.hub.sync_once()  # `crmhub sync` (or a catch-up cycle): waits for the stored jobs, then checks by key
+    assert daemon.dead() == []
+    assert _on_tickets(zd, texts) == _once(texts)
+    assert len([u for u in zd.users() if u["role"] == "end-user"]) == 3

@@ -470,7 +470,8 @@ class ZendeskCrm(Connector):
             if settle_later:
                 return self._write_later(writes)
             self._await_refs(sorted({w.job_ref for w in writes if w.job_ref}))
-            return self._write(writes)
+            # A write that waited in a job (a worker's, then `crmhub sync`) was sent: found by key, never resent.
+            return self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes])
         finally:
             self._call.on_submitted = None
 
