@@ -576,11 +576,7 @@ class ZendeskCrm(Connector):
 
     def _read_jobs(self, ids: Sequence[str]) -> dict[str, Any]:
         """Job id -> its status now (`show_many`, 100 ids a call; a gone job is left out). No wait."""
-        statuses: dict[str, Any] = {}
-        for start in range(0, len(ids), MAX_BULK):
-            chunk = list(ids[start:start + MAX_BULK])
-            page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
-            statuses.update((str(j.id), j) for j in page.get("job_statuses", []))
+        statuses = self._show_jobs(ids)
         for job in ids:
             if getattr(statuses.get(job), "status", None) in RUNNING:
                 self._checks[job] = self._checks.get(job, 0) + 1
@@ -1126,11 +1122,7 @@ class ZendeskCrm(Connector):
                 waited += wait
                 wait = min(self.job_poll_max, wait * 2)
             first = False
-            listed: dict[str, Any] = {}
-            for start in range(0, len(pending), MAX_BULK):
-                chunk = pending[start:start + MAX_BULK]
-                page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
-                listed.update((str(j.id), j) for j in page.get("job_statuses", []))
+            listed = self._show_jobs(pending)
             still = []
             for job_id in pending:
                 status = listed.get(job_id)
@@ -1150,6 +1142,15 @@ class ZendeskCrm(Connector):
                 raise Timeout(f"{len(pending)} bulk job(s) not completed after {waited:.0f} s; they may still "
                               "complete", system=self.name)
         return statuses
+
+    def _show_jobs(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Job id -> status, read with `job_statuses/show_many` (`MAX_BULK` ids a call); gone jobs are left out."""
+        listed: dict[str, Any] = {}
+        for start in range(0, len(ids), MAX_BULK):
+            chunk = list(ids[start:start + MAX_BULK])
+            page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
+            listed.update((str(j.id), j) for j in page.get("job_statuses", []))
+        return listed
 
     def _await_jobs(self, zd: Zenpy, total: int, keys: Sequence[str]) -> None:
         """Wait until no recent job over `total` items is queued or working (raw SDK: inside an attempt).
