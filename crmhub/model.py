@@ -308,17 +308,32 @@ class CaseState:
 
 @dataclass(frozen=True)
 class WriteOutcome:
-    """What the CRM did with one HistoryWrite; `error` set when it did not take."""
+    """What the CRM did with one HistoryWrite; `error` set when it did not take.
+
+    `job_ref` set (and no error): the write went into an asynchronous job
+    (or waits for one) and is not settled yet. The engine keeps the row
+    pending with that reference, records the `contact_id` / `case_id` known
+    so far, and offers the row again after `settle_after` seconds; the
+    connector then settles it from the job (`HistoryWrite.job_ref`) without
+    submitting it again. Neither an attempt nor a failure.
+    """
 
     key: str
     record_id: str | None = None
     contact_id: str | None = None
     case_id: str | None = None
     error: Exception | None = None
+    job_ref: str | None = None
+    settle_after: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.job_ref is None
+
+    @property
+    def waiting(self) -> bool:
+        """Submitted in a job that has not finished: to be settled by a later run."""
+        return self.error is None and self.job_ref is not None
 
 
 # ---- replies: CRM -> engine -> channel ----------------------------------------

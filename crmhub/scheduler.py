@@ -45,11 +45,12 @@ from crmhub.app import Cycle, Hub
 from crmhub.errors import reason_of
 from crmhub.metrics import JobRecords
 from crmhub.serving import HttpServer
-from crmhub.workers import DeliveryWorker, Filling, RoutingWorker, start_threads
+from crmhub.workers import DeliveryWorker, Doorbell, Filling, RoutingWorker, start_threads
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
 ROUTING_GATHER = 0.25  # seconds, at most: the routing worker's wait for more rows after a ring (a budget's quarter)
+SETTLE_MARGIN = 0.05  # seconds after rows waiting on CRM jobs are due before their worker is rung
 SAFE_TO_CUT = ("safe to cut: claimed outbox rows come due again when their lease ends, CRM writes are upserts "
                "by crmhub's keys, and polled pages commit with their cursors; the restart finishes the work")
 
@@ -144,10 +145,14 @@ def build_workers(hub: Hub, jobs: RunningJobs) -> list[DeliveryWorker | RoutingW
     def run_job(job_id: str, fn: Callable[[], Any]) -> None:
         jobs.wrap(job_id, fn)()
 
-    deliveries = [DeliveryWorker(job=f"deliver:{name}", deliver=partial(_rows_delivered, hub, name),
-                                 due=partial(hub.due_count, name), batch=hub.policies[name].batch_size,
-                                 every=every, budget=budget, run_job=run_job, filling=_filling(hub, name))
-                  for name in hub.crms]
+    deliveries = []
+    for name in hub.crms:
+        bell = Doorbell()
+        alarm = _SettleAlarm(partial(hub.delivery_job, name), bell)
+        deliveries.append(DeliveryWorker(job=f"deliver:{name}", deliver=partial(_rows_delivered, alarm),
+                                         due=partial(hub.due_count, name), batch=hub.policies[name].batch_size,
+                                         every=every, budget=budget, run_job=run_job, bell=bell,
+                                         filling=_filling(hub, name)))
     routing = RoutingWorker(route=hub.route_job, deliveries=[worker.bell for worker in deliveries], every=every,
                             run_job=run_job, bell=hub.routing_bell, gather=min(budget / 4, ROUTING_GATHER))
     return [routing, *deliveries]
@@ -166,10 +171,38 @@ def _filling(hub: Hub, name: str) -> Filling:
                    max_wait=delivery.max_wait.total_seconds(), calls=crm.calls_here, allowance_low=allowance_low)
 
 
-def _rows_delivered(hub: Hub, name: str) -> int:
-    """A delivery worker's run: the outbox rows it handled (written, retrying or dead)."""
-    cycle: Cycle = hub.delivery_job(name)
+def _rows_delivered(run: Callable[[], Cycle]) -> int:
+    """A delivery worker's run: the outbox rows it settled (written, retrying or dead).
+
+    Rows it left waiting on CRM jobs are counted when a later run settles them; the calls spent
+    meanwhile are carried to that run (`DeliveryWorker._run`).
+    """
+    cycle = run()
     return sum(r.delivered + r.retrying + r.dead for r in cycle.deliveries)
+
+
+class _SettleAlarm:
+    """A delivery run that rings its worker's bell again when the writes it left in CRM jobs are due.
+
+    The run submits jobs without waiting for them (`Hub.delivery_job`); their
+    rows come due after the connector's `settle_after`, which may be long
+    before the worker's interval.
+    """
+
+    def __init__(self, run: Callable[[], Any], bell: Doorbell) -> None:
+        self.run, self.bell = run, bell
+        self._timer: threading.Timer | None = None
+
+    def __call__(self) -> Any:
+        cycle = self.run()
+        waits = [report.settle_in for report in cycle.deliveries if report.settle_in is not None]
+        if waits:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(min(waits) + SETTLE_MARGIN, self.bell.ring)
+            self._timer.daemon = True  # a stopping daemon closes the bell; the alarm never holds it up
+            self._timer.start()
+        return cycle
 
 
 def _stop_on_signals(stop: threading.Event | None) -> threading.Event:

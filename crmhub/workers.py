@@ -170,6 +170,7 @@ class DeliveryWorker:
     run_job: RunJob
     bell: Doorbell = field(default_factory=Doorbell)
     filling: Filling = field(default_factory=Filling)
+    _unsettled_calls: int = field(default=0, init=False, repr=False)
 
     def loop(self) -> None:
         """Until the bell is closed: wait for a ring or the interval, gather, deliver."""
@@ -183,11 +184,16 @@ class DeliveryWorker:
             self.run_job(self.job, self._run)
 
     def _run(self) -> None:
-        """One delivery run, its calls per batch fed to the moving average."""
+        """One delivery run, its calls per batch fed to the moving average.
+
+        A run that settles no row (it only submitted CRM jobs, say) carries its
+        calls to the next run that does, so a batch costs what all its runs spent.
+        """
         before = self.filling.calls()
         handled = self.deliver()
+        self._unsettled_calls += self.filling.calls() - before
         if handled:
-            spent = self.filling.calls() - before
+            spent, self._unsettled_calls = self._unsettled_calls, 0
             self.filling.cost.add(spent, math.ceil(handled / self.batch))
             log.info("delivery run", job=self.job, rows=handled, calls=spent,
                      calls_per_batch=round(self.filling.cost.calls, 2))

@@ -109,6 +109,25 @@ then finds what they wrote by key, so a queued job is never submitted
 twice. Left: a daemon killed between a submit landing and its answer has
 no id to store (docs/roadmap.md).
 
+Without waiting (`write_history(..., settle_later=True)`, the daemon's
+delivery workers; issue 13): no job is polled on the delivery path. Each
+write goes one stage further per call (its user, else its ticket, else its
+comment), the job is submitted, and the write is reported `waiting` with
+its place in the job (`zendesk_jobs`: `<stage>:<job id>:<index>`), which
+the engine stores on the row. The call that next gets the row (due after
+`job_settle_first` seconds, doubling while the job runs, at most
+`job_poll_max`) reads every job its writes wait on with one
+`job_statuses/show_many` (100 ids a call), takes each item's result from
+the job (user id, ticket id, comment done) without looking anything up,
+and submits the next stage at once. A batch in steady state thus costs its
+submits plus one read. A ticket whose comment job is out, and a case whose
+ticket job is out, take further writes only once that job has finished
+(they wait `after` it), so comments keep their order and no ticket is
+opened twice. A job gone or failed, a reference without a place, or a
+claim cut short (`first_attempt` false) falls back to the careful path:
+found by crmhub's keys, like any retry. `sync_once` (and every caller
+without `settle_later`) still waits for its jobs as below.
+
 Replies (`reply_pages`): agents' public comments, read from the time-based
 incremental ticket events export with comment events
 (`/api/v2/incremental/ticket_events.json?start_time=&include=comment_events`),
@@ -139,7 +158,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -155,6 +174,7 @@ from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
+from crmhub.connectors.zendesk_jobs import AFTER, COMMENT, FIRST, RUNNING, TICKET, USERS, JobRef, parse
 from crmhub.errors import ConnectorError, NotFound, RateLimited, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
@@ -236,7 +256,7 @@ class ZendeskCrm(Connector):
                  default_region: str = "US", other_regions: Sequence[str] = (),
                  batch_size: int = MAX_BULK, retrier: Retrier | None = None,
                  job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 0.5,
-                 job_poll_max: float = 10.0, job_timeout: float = 120.0) -> None:
+                 job_poll_max: float = 10.0, job_timeout: float = 120.0, job_settle_first: float = 0.5) -> None:
         """
         Args:
             subdomain: the account's subdomain (acme for acme.zendesk.com).
@@ -246,6 +266,8 @@ class ZendeskCrm(Connector):
             base_url: where to send requests instead of https://{subdomain}.zendesk.com.
             batch_size: items per bulk job (1..100).
             job_sleep: how to wait between job status polls (tests pass a fake).
+            job_settle_first: seconds before a job submitted without waiting is read
+                (`settle_later`); then twice as long each time it is still running, up to `job_poll_max`.
         """
         super().__init__(retrier)
         if not 1 <= batch_size <= MAX_BULK:
@@ -262,6 +284,11 @@ class ZendeskCrm(Connector):
         self.job_poll_first = job_poll_first
         self.job_poll_max = job_poll_max
         self.job_timeout = job_timeout
+        self.job_settle_first = job_settle_first
+        self._checks: dict[str, int] = {}  # job id -> reads that found it still running (settle_later)
+        self._inflight: dict[int, str] = {}  # ticket id -> the comment job on it not seen finished (settle_later)
+        self._opening: dict[str, str] = {}  # case key -> the ticket job creating it, not seen finished (settle_later)
+        self._creating: dict[int, str] = {}  # person -> the users job creating its user, not seen finished
         self._zenpy: Zenpy | None = None
         self._groups: dict[str, int] | None = None
         self._me: int | None = None
@@ -441,7 +468,8 @@ class ZendeskCrm(Connector):
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite], *,
-                      on_submitted: Callable[[Sequence[str], str], None] | None = None) -> list[WriteOutcome]:
+                      on_submitted: Callable[[Sequence[str], str], None] | None = None,
+                      settle_later: bool = False) -> list[WriteOutcome]:
         """Create missing users and tickets, then add each ticket's interactions as folded comments.
 
         Args:
@@ -450,6 +478,11 @@ class ZendeskCrm(Connector):
                 job with its writes; a later attempt gets it back as
                 `HistoryWrite.job_ref` and waits for that job instead of
                 submitting again.
+            settle_later: submit and return without waiting for any job: each
+                write goes one stage further (user, ticket, comment) and is
+                reported `waiting` on its job (`zendesk_jobs`); the call
+                settles the writes whose jobs earlier calls left first, from
+                one `job_statuses/show_many` read.
 
         Returns one outcome per write, in order; a write the account refused
         carries a `Rejected`. Raises a `TransientError` when the batch as a
@@ -457,10 +490,230 @@ class ZendeskCrm(Connector):
         """
         self._call.on_submitted = on_submitted
         try:
+            if settle_later:
+                return self._write_later(writes)
             self._await_refs(sorted({w.job_ref for w in writes if w.job_ref}))
-            return self._write(writes)
+            # A write that waited in a job (a worker's, then `crmhub sync`) was sent: found by key, never resent.
+            return self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes])
         finally:
             self._call.on_submitted = None
+
+    # -- without waiting (settle_later)
+    def _write_later(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
+        """Settle what earlier calls' jobs did, then submit each write's next stage (no job is waited for)."""
+        places = {w.key: parse(w.job_ref) for w in writes if w.job_ref}
+        statuses = self._read_jobs(sorted({job for jobs, _ in places.values() for job in jobs}))
+        outcomes: dict[str, WriteOutcome] = {}
+        ready: list[HistoryWrite] = []
+        refused: dict[int, tuple[Exception, HistoryWrite]] = {}  # person -> why its user was not created
+        results: dict[str, list[tuple[int | None, Exception | None]]] = {}  # per completed job, read once
+        opened: dict[str, int] = {}  # case key -> its ticket, made by a job settled here
+        made: dict[int, int] = {}  # person -> its user, made by a job settled here
+        for write in writes:
+            if write.key not in places:
+                ready.append(write)
+                continue
+            jobs, place = places[write.key]
+            if any(getattr(statuses.get(job), "status", None) in RUNNING for job in jobs):
+                outcomes[write.key] = self._waiting(write, str(write.job_ref), jobs)
+                if place is not None and place.stage in (FIRST, TICKET) and write.new_case is not None:
+                    self._opening.setdefault(write.new_case.key, place.job)
+                if place is not None and place.stage == USERS:
+                    self._creating.setdefault(write.person_id, place.job)
+                continue
+            status = statuses.get(place.job) if place is not None else None
+            if place is None or getattr(status, "status", None) != "completed":
+                ready.append(replace(write, first_attempt=False))  # gone, failed or unplaced: found by key
+                continue
+            if place.stage == AFTER:
+                ready.append(write)
+                continue
+            if place.job not in results:
+                results[place.job] = self._job_results(status, int(status.total or 0))
+            record, error = results[place.job][place.index] if 0 <= place.index < len(results[place.job]) else (
+                None, Rejected("missing from the job results", system=self.name))
+            if place.stage == USERS and write.contact_id is not None:  # linked meanwhile (another write's user)
+                ready.append(self._with_contact(write, int(write.contact_id)))
+            elif error is not None or record is None:
+                if place.stage == USERS and write.new_contact:
+                    refused[write.person_id] = (error or Rejected("user not created", system=self.name), write)
+                outcomes[write.key] = WriteOutcome(write.key, error=error)
+            elif place.stage == USERS:  # the customer exists now: on to its ticket or comment
+                ready.append(self._with_contact(write, record))
+                made.setdefault(write.person_id, record)
+            elif place.stage == FIRST:
+                outcomes[write.key] = WriteOutcome(write.key, record_id=str(record), contact_id=write.contact_id,
+                                                   case_id=str(record))
+                opened.setdefault(write.new_case.key if write.new_case else "", record)
+            elif place.stage == TICKET:
+                ready.append(replace(write, case_id=str(record), new_case=None))
+                opened.setdefault(write.new_case.key if write.new_case else "", record)
+            else:  # COMMENT
+                outcomes[write.key] = WriteOutcome(write.key, record_id=write.case_id, contact_id=write.contact_id,
+                                                   case_id=write.case_id)
+        if refused:  # made meanwhile (an earlier attempt, an agent): look the users up as a waited create does
+            found = self._existing_users({p: e for p, (e, _) in refused.items()},
+                                         {p: self._user_fields(w) for p, (_, w) in refused.items()})
+            for write in writes:
+                if write.person_id in found and write.key in outcomes and outcomes[write.key].error is not None:
+                    del outcomes[write.key]
+                    ready.append(self._with_contact(write, found[write.person_id]))
+        ready = [self._with_contact(w, made[w.person_id]) if w.contact_id is None and w.person_id in made else w
+                 for w in ready]
+        outcomes.update(self._submit_later(self._join_cases(ready, opened, outcomes)))
+        nowhere = Rejected("no ticket to write on", system=self.name)
+        return [outcomes.get(w.key) or WriteOutcome(w.key, error=nowhere) for w in writes]
+
+    def _join_cases(self, writes: Sequence[HistoryWrite], opened: Mapping[str, int],
+                    outcomes: dict[str, WriteOutcome]) -> list[HistoryWrite]:
+        """Writes opening a case another write's ticket job opened (or is opening): onto that ticket, or after it.
+
+        A conversation's next write is claimed once its first one waits in a
+        job (its row is due again to be settled); its ticket must not be
+        created twice.
+        """
+        ready = []
+        for write in writes:
+            key = write.new_case.key if write.new_case is not None else None
+            if key is not None and key in opened:
+                ready.append(replace(write, case_id=str(opened[key]), new_case=None))
+            elif key is not None and key in self._opening:
+                job = self._opening[key]
+                outcomes[write.key] = self._waiting(write, str(JobRef(AFTER, job)), [job])
+            else:
+                ready.append(write)
+        return ready
+
+    @staticmethod
+    def _with_contact(write: HistoryWrite, user_id: int) -> HistoryWrite:
+        """The write once its customer's user exists. Its ticket was never sent unless a claim was cut short."""
+        case = write.new_case
+        return replace(write, contact_id=str(user_id), new_contact=(),
+                       new_case=replace(case, may_exist=not write.first_attempt) if case is not None else None)
+
+    def _waiting(self, write: HistoryWrite, ref: str, jobs: Sequence[str]) -> WriteOutcome:
+        """`write` waits in (or for) `jobs`: read again after a wait that doubles each time they are running."""
+        checks = max((self._checks.get(job, 0) for job in jobs), default=0)
+        return WriteOutcome(write.key, contact_id=write.contact_id, case_id=write.case_id, job_ref=ref,
+                            settle_after=min(self.job_poll_max, self.job_settle_first * 2 ** checks))
+
+    def _read_jobs(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Job id -> its status now (`show_many`, 100 ids a call; a gone job is left out). No wait."""
+        statuses = self._show_jobs(ids)
+        for job in ids:
+            if getattr(statuses.get(job), "status", None) in RUNNING:
+                self._checks[job] = self._checks.get(job, 0) + 1
+            else:
+                self._checks.pop(job, None)
+                for ticket in [t for t, j in self._inflight.items() if j == job]:
+                    del self._inflight[ticket]
+                for case in [k for k, j in self._opening.items() if j == job]:
+                    del self._opening[case]
+                for person in [p for p, j in self._creating.items() if j == job]:
+                    del self._creating[person]
+        return statuses
+
+    def _submit_later(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """Each write's next stage, submitted: its user, else its ticket, else its comment; none waited for."""
+        out = self._move_tickets([w for w in writes if w.relink and w.case_id and w.contact_id])  # rare: waited
+        rest = [w for w in writes if w.key not in out]
+        users: dict[int, int] = {w.person_id: int(w.contact_id) for w in rest if w.contact_id is not None}
+        need_user = [w for w in rest if w.contact_id is None and w.new_contact and w.person_id not in users]
+        for write in need_user:  # its user is being made by a job out already: after that job
+            if write.person_id in self._creating:
+                job_id = self._creating[write.person_id]
+                out[write.key] = self._waiting(write, str(JobRef(AFTER, job_id)), [job_id])
+        made = self._users_later([w for w in need_user if w.key not in out], out)
+        users.update(made)
+        ready = [self._with_contact(w, made[w.person_id]) if w.person_id in made else w
+                 for w in rest if w.key not in out]
+        opened = self._tickets_later([w for w in ready if w.new_case is not None], users, out)
+        self._comments_later([opened.get(w.key, w) for w in ready if w.key not in out], users, out)
+        return out
+
+    def _users_later(self, writes: Sequence[HistoryWrite], out: dict[str, WriteOutcome]) -> dict[int, int]:
+        """users/create_many for the writes' customers; returns the users found made already (person -> id)."""
+        of_person: dict[int, list[HistoryWrite]] = {}
+        for write in writes:
+            of_person.setdefault(write.person_id, []).append(write)
+        people = list(of_person)
+        found: dict[int, int] = {}
+        for start in range(0, len(people), self.batch_size):
+            chunk = people[start:start + self.batch_size]
+            job = self._create_users([self._user_fields(of_person[p][0]) for p in chunk],
+                                     [[w.key for w in of_person[p]] for p in chunk])
+            for i, person in enumerate(chunk):
+                if i in job.found:
+                    found[person] = job.found[i]
+                    continue
+                ref = str(JobRef(USERS, str(job.job.id), job.sent.index(i)))
+                self._creating[person] = str(job.job.id)
+                out.update((w.key, self._waiting(w, ref, [])) for w in of_person[person])
+        return found
+
+    def _tickets_later(self, writes: Sequence[HistoryWrite], users: Mapping[int, int],
+                       out: dict[str, WriteOutcome]) -> dict[str, HistoryWrite]:
+        """tickets/create_many for the writes' new cases; returns the writes whose ticket exists already."""
+        of_case: dict[str, list[HistoryWrite]] = {}
+        for write in writes:
+            of_case.setdefault(write.new_case.key, []).append(write)  # type: ignore[union-attr]  # all have one
+        groups = self.group_ids() if of_case else {}
+        exists: dict[str, HistoryWrite] = {}
+        to_create: list[str] = []
+        for key, case_writes in of_case.items():
+            spec = case_writes[0].new_case
+            assert spec is not None
+            problem = self._route_problem(spec.target.queue, groups)
+            found = None if problem is not None or not spec.may_exist else self.zd(
+                "tickets.by_external_id", lambda zd, k=key: self._ticket_by_key(zd, k))  # type: ignore[misc]
+            if problem is not None:
+                out.update((w.key, WriteOutcome(w.key, error=problem)) for w in case_writes)
+            elif found is not None:
+                exists.update((w.key, replace(w, case_id=str(found), new_case=None, first_attempt=False))
+                              for w in case_writes)
+            else:
+                to_create.append(key)
+        for start in range(0, len(to_create), self.batch_size):
+            chunk = to_create[start:start + self.batch_size]
+            firsts = [runs(of_case[k], users)[0] for k in chunk]
+            job = self._create_tickets(firsts, [[w.key for w in of_case[k]] for k in chunk], users, groups)
+            for i, key in enumerate(chunk):
+                if i in job.found:  # an earlier attempt made it: its comments are checked
+                    exists.update((w.key, replace(w, case_id=str(job.found[i]), new_case=None, first_attempt=False))
+                                  for w in of_case[key])
+                    continue
+                index = job.sent.index(i)
+                self._opening[key] = str(job.job.id)
+                first = {w.key for w in firsts[i]}
+                out.update((w.key, self._waiting(w, str(JobRef(FIRST if w.key in first else TICKET, str(job.job.id),
+                                                                     index)), []))
+                           for w in of_case[key])
+        return exists
+
+    def _comments_later(self, writes: Sequence[HistoryWrite], users: Mapping[int, int],
+                        out: dict[str, WriteOutcome]) -> None:
+        """tickets/update_many with each ticket's next run of writes; later runs wait for that job."""
+        done: dict[str, int] = {}
+        pending = [(w, int(w.case_id)) for w in writes if w.case_id and w.key not in out]
+        self._skip_written(pending, {t for _, t in pending}, done)
+        out.update((w.key, WriteOutcome(w.key, record_id=w.case_id, contact_id=w.contact_id, case_id=w.case_id))
+                   for w, _ in pending if w.key in done)
+        todo = [(w, t) for w, t in pending if w.key not in done and t not in self._inflight]
+        while todo:
+            for chunk, job in self._submit_round(todo, users):
+                for i, (fold, ticket) in enumerate(chunk):
+                    if i in job.found:
+                        out.update((w.key, WriteOutcome(w.key, record_id=str(ticket), contact_id=w.contact_id,
+                                                        case_id=str(ticket))) for w in fold)
+                        continue
+                    self._inflight[ticket] = str(job.job.id)
+                    ref = str(JobRef(COMMENT, str(job.job.id), job.sent.index(i)))
+                    out.update((w.key, self._waiting(w, ref, [])) for w in fold)
+            todo = [(w, t) for w, t in todo if w.key not in out and t not in self._inflight]
+        for write, ticket in pending:  # a later run on a ticket whose comment job is out: after that job
+            if write.key not in out:
+                job_id = self._inflight[ticket]
+                out[write.key] = self._waiting(write, str(JobRef(AFTER, job_id)), [job_id])
 
     def _write(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
         errors: dict[str, Exception] = {}
@@ -867,7 +1120,7 @@ class ZendeskCrm(Connector):
         would miss them and send them again. Once it has run (or is gone: kept
         one day), its writes are found by key like any earlier attempt's.
         """
-        ids = sorted({job_id for ref in refs for job_id in ref.split(",") if job_id})
+        ids = sorted({job_id for ref in refs for job_id in parse(ref)[0]})
         if ids:
             self._poll(ids, first_wait=False, gone_ok=True)
 
@@ -892,11 +1145,7 @@ class ZendeskCrm(Connector):
                 waited += wait
                 wait = min(self.job_poll_max, wait * 2)
             first = False
-            listed: dict[str, Any] = {}
-            for start in range(0, len(pending), MAX_BULK):
-                chunk = pending[start:start + MAX_BULK]
-                page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
-                listed.update((str(j.id), j) for j in page.get("job_statuses", []))
+            listed = self._show_jobs(pending)
             still = []
             for job_id in pending:
                 status = listed.get(job_id)
@@ -916,6 +1165,15 @@ class ZendeskCrm(Connector):
                 raise Timeout(f"{len(pending)} bulk job(s) not completed after {waited:.0f} s; they may still "
                               "complete", system=self.name)
         return statuses
+
+    def _show_jobs(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Job id -> status, read with `job_statuses/show_many` (`MAX_BULK` ids a call); gone jobs are left out."""
+        listed: dict[str, Any] = {}
+        for start in range(0, len(ids), MAX_BULK):
+            chunk = list(ids[start:start + MAX_BULK])
+            page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
+            listed.update((str(j.id), j) for j in page.get("job_statuses", []))
+        return listed
 
     def _await_jobs(self, zd: Zenpy, total: int, keys: Sequence[str]) -> None:
         """Wait until no recent job over `total` items is queued or working (raw SDK: inside an attempt).

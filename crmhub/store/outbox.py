@@ -209,6 +209,7 @@ class Outcome:
     contact_ref: str | None = None
     retry_at: datetime | None = None
     attempted: bool = True
+    job_ref: str | None = None  # PENDING with a job: submitted, settled by a later claim (`WriteOutcome.waiting`)
 
 
 def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datetime) -> None:
@@ -217,21 +218,28 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datet
     An attempted outcome is one more attempt and ends the claims cut short
     (`claims` back to 0); a done row forgets its relink, and keeps its
     `result_ref` when the CRM named no record (a relink may not name it again).
+    A row waiting on a job (`job_ref`) is answered, so its claims end, but it
+    is no attempt: it stays pending with the job, due again at `retry_at`.
     """
-    kinds: dict[tuple[OutboxStatus, bool], list[dict[str, Any]]] = {}
+    kinds: dict[tuple[OutboxStatus, bool, bool], list[dict[str, Any]]] = {}
     for o in outcomes:
-        kinds.setdefault((o.status, o.attempted or o.status is not OutboxStatus.DEAD), []).append(
+        waiting = o.status is OutboxStatus.PENDING and o.job_ref is not None
+        attempted = not waiting and (o.attempted or o.status is not OutboxStatus.DEAD)
+        kinds.setdefault((o.status, attempted, waiting), []).append(
             {"oid": o.outbox_id, "new_error": o.error, "new_result_ref": o.result_ref,
-             "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at})
-    for (status, attempted), params in kinds.items():
-        session.connection().execute(_outcome_update(status, attempted, now), params)
+             "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at,
+             "new_job_ref": o.job_ref[:JOB_REF_LENGTH] if o.job_ref else None})
+    for (status, attempted, waiting), params in kinds.items():
+        session.connection().execute(_outcome_update(status, attempted, now, waiting=waiting), params)
 
 
-def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime) -> Any:
+def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime, *, waiting: bool = False) -> Any:
     """The UPDATE recording one kind of outcome, by outbox row (`oid`)."""
     table = _OUTBOX
     values: dict[str, Any] = {"attempts": table.c.attempts + 1, "claims": 0} if attempted else {}
-    if status is OutboxStatus.DONE:
+    if waiting:
+        values |= {"claims": 0, "next_attempt_at": bindparam("new_retry_at"), "job_ref": bindparam("new_job_ref")}
+    elif status is OutboxStatus.DONE:
         values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False,
                    "result_ref": func.coalesce(bindparam("new_result_ref", type_=table.c.result_ref.type),
                                                table.c.result_ref),

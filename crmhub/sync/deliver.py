@@ -22,6 +22,13 @@ The writer's API budget decides how far down the priorities a run goes
 neither attempted nor failed, until the allowance recovers. A `stop` event
 set by the daemon ends the run between batches; a batch cut inside (its
 waits raise `Interrupted`) is given back to be due at once.
+
+Asynchronous jobs (issue 13): with `settle_later`, a job-reporting writer
+submits and returns without waiting for its jobs; a write it reports
+`waiting` stays pending with the job's reference (no attempt, its claim
+ended), the contact and case known so far recorded, and is due again after
+the writer's `settle_after`; that later claim brings the reference back
+(`HistoryWrite.job_ref`) and the writer settles it from the job.
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ class JobReportingWriter(Protocol):
     reports_jobs: bool
 
     def write_history(self, writes: Sequence[HistoryWrite], *,
-                      on_submitted: Callable[[Sequence[str], str], None] | None = None) -> list[WriteOutcome]: ...
+                      on_submitted: Callable[[Sequence[str], str], None] | None = None,
+                      settle_later: bool = False) -> list[WriteOutcome]: ...
 
 
 class FateReader(Protocol):
@@ -105,11 +113,13 @@ class DeliveryReport:
     retargeted: int = 0  # writes whose contact was gone from the CRM, due again for what is left
     latencies: list[float] = field(default_factory=list)
     """Seconds from each delivered item's channel time to the CRM's confirmation (relinks left out): metrics."""
+    waiting: int = 0  # writes left in the CRM's asynchronous jobs, to be settled by a later run
+    settle_in: float | None = None  # seconds until the soonest of them is due again
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
             max_priority: Callable[[], WritePriority] | None = None, stop: threading.Event | None = None,
-            clock: Callable[[], datetime] | None = None) -> DeliveryReport:
+            clock: Callable[[], datetime] | None = None, settle_later: bool = False) -> DeliveryReport:
     """Deliver due outbox rows of `writer`'s CRM, batch after batch, until none is due.
 
     Args:
@@ -118,10 +128,12 @@ def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *,
         stop: when set, no further batch starts.
         clock: read before each claim and each record (pacing may make a batch take a while,
             and leases and retry times count from then); None: `now` throughout.
+        settle_later: a job-reporting writer submits without waiting for its jobs (the daemon's
+            workers); a later run settles them.
     """
     report = DeliveryReport(writer.name)
     allowed = _drain(store, writer, policy, report, clock=clock or (lambda: now), max_priority=max_priority,
-                     stop=stop)
+                     stop=stop, settle_later=settle_later)
     if allowed < WritePriority.BACKFILL:
         with store.transaction() as session:
             report.held = outbox.count_held(session, writer.name, allowed)
@@ -145,7 +157,7 @@ class _Batch:
 
 def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, report: DeliveryReport, *,
            clock: Callable[[], datetime], max_priority: Callable[[], WritePriority] | None,
-           stop: threading.Event | None) -> WritePriority:
+           stop: threading.Event | None, settle_later: bool = False) -> WritePriority:
     """The batches of one run; returns what the budget allowed last."""
     allowed = WritePriority.BACKFILL
     while True:
@@ -165,7 +177,7 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             return allowed
         writes = batch.writes
         try:
-            outcomes = _write(store, writer, list(writes.values())) if writes else []
+            outcomes = _write(store, writer, list(writes.values()), settle_later) if writes else []
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
@@ -182,7 +194,8 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             return allowed
 
 
-def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite]) -> list[WriteOutcome]:
+def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite],
+           settle_later: bool = False) -> list[WriteOutcome]:
     """The CRM call; each bulk job a job-reporting writer submits is stored at once with its rows.
 
     Stored in its own transaction, so it outlives a crash, a lease running
@@ -196,7 +209,10 @@ def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite])
         with store.transaction() as session:
             outbox.save_job_ref(session, writer.name, keys, job_ref)
 
-    return cast(JobReportingWriter, writer).write_history(writes, on_submitted=submitted)
+    job_writer = cast(JobReportingWriter, writer)
+    if settle_later:
+        return job_writer.write_history(writes, on_submitted=submitted, settle_later=True)
+    return job_writer.write_history(writes, on_submitted=submitted)
 
 
 def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
@@ -357,6 +373,17 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     cases: dict[str, str] = {}
     reopened: dict[int, datetime | None] = {}
     for (outbox_id, write), outcome in zip(batch.writes.items(), outcomes, strict=True):
+        if outcome.waiting:  # in a job: what is known so far is recorded, the row waits to be settled
+            recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, job_ref=outcome.job_ref,
+                                           retry_at=now + timedelta(seconds=outcome.settle_after)))
+            if outcome.contact_id and write.contact_id is None:
+                links.append((write.person_id, write.contact_object, outcome.contact_id))
+            if outcome.case_id and write.new_case is not None:
+                cases.setdefault(write.interaction.conversation_key, outcome.case_id)
+            report.waiting += 1
+            soonest = report.settle_in
+            report.settle_in = outcome.settle_after if soonest is None else min(soonest, outcome.settle_after)
+            continue
         if outcome.ok:
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.DONE, result_ref=outcome.record_id,
                                            contact_ref=write.contact_id or outcome.contact_id))
