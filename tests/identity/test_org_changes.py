@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
 
-from crmhub.app import Hub, build_hub
+from crmhub.app import Cycle, Hub, build_hub
 from crmhub.config import load_config
 from crmhub.connectors._http import build_session
 from crmhub.sandbox import EmulatorServer
@@ -50,12 +50,17 @@ def _settled(hub: Hub) -> tuple[list[Any], list[tuple[str, str | None]]]:
 
 
 def _deliver_without_mirror(hub: Hub) -> None:
-    """Poll, route and deliver, without refreshing the mirror: the write itself meets the gone record."""
+    """Poll, route and deliver, without refreshing the mirror: the write itself meets the gone record.
+
+    Zendesk's jobs are waited for, as `crmhub sync` does, so one call is one whole delivery.
+    """
     for poll in hub.polls().values():
         poll()
     hub.route_job()
     for name in hub.crms:
-        hub.delivery_job(name)
+        cycle = Cycle()
+        hub.deliver_to(name, cycle)
+        assert not cycle.failures, cycle.failures
 
 
 # ---- Salesforce ----------------------------------------------------------------------------------
