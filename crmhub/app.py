@@ -32,6 +32,7 @@ from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
+from crmhub.language import LanguageDetector
 from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.replying import Replier, senders_of
 from crmhub.store import StateStore, backlog, open_store, outbox
@@ -485,7 +486,11 @@ def build_router(config: Config) -> Router:
         )
         for rule in routing.rules
     )
-    return Router(rules, _targets(routing.default, []), routing.in_business_hours)
+    languages = config.settings.languages
+    expected = frozenset(languages.expected) or frozenset(code for rule in rules for code in rule.languages or ())
+    detector = LanguageDetector(expected, min_confidence=languages.min_confidence) if expected else None
+    return Router(rules, _targets(routing.default, []), routing.in_business_hours, detector=detector,
+                  contact_language=tuple(routing.contact_language))
 
 
 def _targets(routes: Any, tags: list[str]) -> dict[str, QueueTarget]:

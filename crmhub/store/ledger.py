@@ -241,13 +241,14 @@ def to_interaction(row: Any, *, raw: bool = True) -> Interaction:
         media=tuple(row.media or ()),
         call=CallInfo(**row.call) if row.call else None,
         raw=(row.raw or {}) if raw else {},
+        language=getattr(row, "language", None),
     )
 
 
 INTERACTION_COLUMNS = (LedgerRow.channel, LedgerRow.direction, LedgerRow.external_id, LedgerRow.conversation_key,
                        LedgerRow.sender_kind, LedgerRow.sender_value, LedgerRow.sender_display,
                        LedgerRow.recipient_kind, LedgerRow.recipient_value, LedgerRow.recipient_display,
-                       LedgerRow.text, LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call)
+                       LedgerRow.text, LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call, LedgerRow.language)
 """The ledger columns `to_interaction(row, raw=False)` reads: select them beside others, not whole ORM rows."""
 
 
@@ -261,11 +262,28 @@ def unprocessed_items(session: Session, limit: int) -> list[tuple[int, Interacti
     return [(row.id, to_interaction(row, raw=False)) for row in session.execute(query)]
 
 
-def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetime) -> None:
-    """Ledger rows through routing, each with its person (one executemany UPDATE)."""
+def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetime,
+                   languages: Mapping[int, str | None] | None = None) -> None:
+    """Ledger rows through routing, each with its person and, when detection is on, its language (one
+    executemany UPDATE)."""
     if persons:
-        session.execute(update(LedgerRow).execution_options(synchronize_session=False),
-                        [{"id": row_id, "person_id": person, "processed_at": now} for row_id, person in persons.items()])
+        rows = [{"id": row_id, "person_id": person, "processed_at": now} for row_id, person in persons.items()]
+        if languages is not None:
+            for row in rows:
+                row["language"] = languages.get(row["id"])
+        session.execute(update(LedgerRow).execution_options(synchronize_session=False), rows)
+
+
+def conversation_languages(session: Session, conversations: Iterable[str]) -> dict[str, str]:
+    """The language of each conversation's latest message with a known one (one query: a tie-breaker)."""
+    keys = sorted(set(conversations))
+    if not keys:
+        return {}
+    latest = (select(LedgerRow.conversation_key, func.max(LedgerRow.id).label("id"))
+              .where(LedgerRow.conversation_key.in_(keys), LedgerRow.language.is_not(None))
+              .group_by(LedgerRow.conversation_key).subquery())
+    query = select(LedgerRow.conversation_key, LedgerRow.language).join(latest, LedgerRow.id == latest.c.id)
+    return {key: language for key, language in session.execute(query)}
 
 
 def unprocessed(session: Session, limit: int) -> list[LedgerRow]:
