@@ -534,5 +534,6 @@ def _templates(config: Config, crm: str) -> tuple[dict[str, str], dict[str, str]
 def build_replier(hub: Hub) -> Replier:
     """The reply steps over the hub's CRMs and channels (settings `replies`, `delivery` for leases and attempts)."""
     delivery = hub.config.settings.delivery
-    policy = ReplyPolicy(max_attempts=delivery.max_attempts, max_claims=delivery.max_claims, lease=delivery.lease)
+    policy = ReplyPolicy(max_attempts=delivery.max_attempts, max_claims=delivery.max_claims, lease=delivery.lease,
+                         default_language=hub.config.settings.languages.default)
     return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock)

@@ -275,14 +275,20 @@ def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetim
 
 
 def conversation_languages(session: Session, conversations: Iterable[str]) -> dict[str, str]:
-    """The language of each conversation's latest message with a known one (one query: a tie-breaker)."""
+    """The language of each conversation's latest message with a known one (one query: a tie-breaker).
+
+    Latest by the time it happened, not by ledger id: a poll may store a page newest first.
+    """
     keys = sorted(set(conversations))
     if not keys:
         return {}
-    latest = (select(LedgerRow.conversation_key, func.max(LedgerRow.id).label("id"))
+    latest = (select(LedgerRow.conversation_key, func.max(LedgerRow.occurred_at).label("at"))
               .where(LedgerRow.conversation_key.in_(keys), LedgerRow.language.is_not(None))
               .group_by(LedgerRow.conversation_key).subquery())
-    query = select(LedgerRow.conversation_key, LedgerRow.language).join(latest, LedgerRow.id == latest.c.id)
+    query = (select(LedgerRow.conversation_key, LedgerRow.language)
+             .join(latest, (LedgerRow.conversation_key == latest.c.conversation_key)
+                   & (LedgerRow.occurred_at == latest.c.at))
+             .where(LedgerRow.language.is_not(None)).order_by(LedgerRow.id))
     return {key: language for key, language in session.execute(query)}
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from crmhub.identities import fold
 from crmhub.language import Detection, Hint, LanguageDetector, suggestion
 from crmhub.model import Interaction, QueueTarget, RouteDecision
 
@@ -57,8 +58,9 @@ class Rule:
 
 
 def _has_keyword(text: str, keywords: Sequence[str]) -> bool:
-    words = set(re.findall(r"\w+", text.lower()))
-    return any(k.lower() in words for k in keywords)
+    """Whether a keyword is a word of `text`, compared caselessly in any script (`fold`)."""
+    words = set(re.findall(r"\w+", fold(text)))
+    return any(fold(k) in words for k in keywords)
 
 
 @dataclass(frozen=True)

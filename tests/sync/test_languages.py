@@ -114,3 +114,10 @@ def test_the_contact_language_field_breaks_a_tie_when_there_is_no_conversation_y
 def test_codes_people_write_are_read_as_the_detectors() -> None:
     assert [suggestion(c) for c in ("EN", "pt-BR", "en_US", "pes", "zho", "english")] == [
         "en", "pt", "en", "fa", "zh", None]
+
+
+def test_the_codes_crmhub_accepts_are_the_ones_the_shipped_model_knows() -> None:
+    from crmhub.language import SUPPORTED, _model
+
+    labels, _ = _model().predict("hello", k=-1)
+    assert SUPPORTED == {label.removeprefix("__label__") for label in labels if len(label) == len("__label__xx")}
