@@ -105,10 +105,9 @@ class LanguageDetector:
             return Detection(best, confidence, f"{confidence:.2f}, detected")
         close = {code for code, share in ranked if confidence - share < TIE_MARGIN}
         if confidence >= self.min_confidence:  # a tie: a hint among the tied wins, else the best
-            hint = next((h for h in hints if h[1] in close), None)
-            if hint is not None:
-                return Detection(hint[1], dict(ranked)[hint[1]], f"tie with {best} {confidence:.2f}, "
-                                                                 f"the {hint[0]}'s language")
+            source, code = next(((s, c) for s, c in hints if c is not None and c in close), ("", None))
+            if code is not None:
+                return Detection(code, dict(ranked)[code], f"tie with {best} {confidence:.2f}, the {source}'s language")
             return Detection(best, confidence, f"{confidence:.2f}, detected")
         return self._hinted(hints, f"best {best} {confidence:.2f}, below the floor {self.min_confidence:.2f}")
 

@@ -267,7 +267,8 @@ def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetim
     """Ledger rows through routing, each with its person and, when detection is on, its language (one
     executemany UPDATE)."""
     if persons:
-        rows = [{"id": row_id, "person_id": person, "processed_at": now} for row_id, person in persons.items()]
+        rows: list[dict[str, Any]] = [{"id": row_id, "person_id": person, "processed_at": now}
+                                      for row_id, person in persons.items()]
         if languages is not None:
             for row in rows:
                 row["language"] = languages.get(row["id"])
@@ -289,7 +290,7 @@ def conversation_languages(session: Session, conversations: Iterable[str]) -> di
              .join(latest, (LedgerRow.conversation_key == latest.c.conversation_key)
                    & (LedgerRow.occurred_at == latest.c.at))
              .where(LedgerRow.language.is_not(None)).order_by(LedgerRow.id))
-    return {key: language for key, language in session.execute(query)}
+    return {key: language for key, language in session.execute(query) if language is not None}
 
 
 def unprocessed(session: Session, limit: int) -> list[LedgerRow]:
