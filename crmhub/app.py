@@ -487,7 +487,8 @@ def build_router(config: Config) -> Router:
         for rule in routing.rules
     )
     languages = config.settings.languages
-    expected = frozenset(languages.expected) or frozenset(code for rule in rules for code in rule.languages or ())
+    # A language a rule names is always expected: a rule on a language the detector never considers could not match.
+    expected = frozenset(languages.expected) | {code for rule in rules for code in rule.languages or ()}
     detector = LanguageDetector(expected, min_confidence=languages.min_confidence) if expected else None
     return Router(rules, _targets(routing.default, []), routing.in_business_hours, detector=detector,
                   contact_language=tuple(routing.contact_language))

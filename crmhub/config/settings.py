@@ -373,7 +373,7 @@ class LanguageSettings(Model):
 
     expected: list[LanguageCode] = Field(
         [], description="Languages the detector chooses among (only these are considered; fewer is more accurate). "
-                        "Empty: the languages routing.yaml's rules name, and detection is off when they name none.",
+                        "The languages routing.yaml's rules name are always added; detection is off when both are empty.",
         examples=[["en", "es", "tr", "az", "ru"]])
     min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1, description=(
         "Below this share of the expected languages' probability a message's language is unknown, unless the "
