@@ -35,6 +35,8 @@ from crmhub.identities import normal_handle
 from crmhub.language import LanguageDetector
 from crmhub.model import Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.replying import Replier, senders_of
+from crmhub.report.build import report_for
+from crmhub.report.gauges import SupportCollector
 from crmhub.store import StateStore, backlog, open_store, outbox
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
@@ -123,6 +125,8 @@ class Hub:
         channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
         self.metrics = Metrics(store, crms=list(self.crms), channels=channels, webhook_sources=channels,
                                clock=self.clock)
+        self.metrics.registry.register(SupportCollector(
+            lambda since, now, by: report_for(config, store, since=since, now=now, by=by), self.clock))
         for connector in (self.twilio, self.x, *self.crms.values()):
             if connector is not None:
                 connector.budget = build_budget(config, connector.name, retrier,

@@ -24,8 +24,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="settings.yaml to use (default: the embedded sandbox defaults).",
+    "--config", "-c", envvar="CRMHUB_CONFIG",
+    help="settings.yaml to use (default: $CRMHUB_CONFIG, else the embedded sandbox defaults; commands that "
+         "inspect or change a state store want --sandbox for those).",
     exists=False, dir_okay=False)]
+SandboxOption = Annotated[bool, typer.Option(
+    "--sandbox", help="Use the embedded sandbox defaults (./crmhub.db) when no --config or CRMHUB_CONFIG is given.")]
 
 
 def for_people(fn: F) -> F:
@@ -79,13 +83,13 @@ def schema(out: Annotated[Path, typer.Option("--out", "-o", help="Directory to w
 
 @app.command()
 @for_people
-def status(config: ConfigOption = None,
+def status(config: ConfigOption = None, sandbox: SandboxOption = False,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Print cursors, ledger, outbox and dead-letter counts of the state store."""
     from crmhub.ops import opened
     from crmhub.status import print_status, store_status
 
-    with opened(config) as (_, store):
+    with opened(config, sandbox=sandbox) as (_, store):
         report = store_status(store)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -137,28 +141,57 @@ def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite f
     run_demo(keep_state=keep_state)
 
 
-@app.command()
+sandbox_app = typer.Typer(help="The five API emulators with the demo org, and a customer to play against them.")
+app.add_typer(sandbox_app, name="sandbox")
+BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8704).")]
+
+
+@sandbox_app.callback(invoke_without_command=True)
 @for_people
 def sandbox(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the base URLs as JSON.")] = False,
-    base_port: Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8704).")] = None,
+    base_port: BasePortOption = None,
     state_dir: Annotated[Path | None, typer.Option(help="Persist each emulator's state here.")] = None,
+    empty: Annotated[bool, typer.Option("--empty", help="Start bare: no queues, contacts or numbers.")] = False,
+    traffic: Annotated[int | None, typer.Option(metavar="SEED", help="Also replay a generated day of traffic "
+                                                                     "drawn from SEED.")] = None,
 ) -> None:
-    """Run the five API emulators until interrupted."""
+    """Run the five API emulators, seeded with the demo org, until interrupted."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from crmhub.demo.org import sandbox_preparation
     from crmhub.sandbox.serve import serve_forever
 
-    serve_forever(base_port=base_port, state_dir=state_dir, as_json=as_json)
+    serve_forever(base_port=base_port, state_dir=state_dir, as_json=as_json,
+                  prepare=sandbox_preparation(seed=not empty, traffic=traffic))
+
+
+@sandbox_app.command("inbound")
+@for_people
+def sandbox_inbound(
+    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention or x-dm.")],
+    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164) or an X handle.")],
+    text: Annotated[str | None, typer.Option(help="What the customer writes (a call needs none).")] = None,
+    to: Annotated[str | None, typer.Option(help="Our number or X account (default: the embedded settings').")]
+    = None,
+    base_port: BasePortOption = None,
+) -> None:
+    """Play a customer against a running `crmhub sandbox`: an SMS, WhatsApp, call, X mention or DM."""
+    from crmhub.sandbox.inbound import play_inbound
+
+    typer.echo(play_inbound(kind, sender, text, to=to, base_port=base_port).line)
 
 
 @app.command()
 @for_people
 def explain(interaction: Annotated[str, typer.Argument(help="A ledger id, or channel:external_id (e.g. sms:SM...).")],
-            config: ConfigOption = None) -> None:
+            config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Why an interaction went where it went: person, links, rules tried, targets, outbox state."""
     from crmhub.ops import opened
     from crmhub.ops.explain import explain as explain_interaction
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         _print_lines(explain_interaction(session, interaction).lines())
 
 
@@ -166,7 +199,7 @@ def explain(interaction: Annotated[str, typer.Argument(help="A ledger id, or cha
 @for_people
 def route(dry_run: Annotated[bool, typer.Option("--dry-run", help="Replay the routing; write nothing.")] = False,
           since: Annotated[str, typer.Option(help="How far back to replay (e.g. 7d, 12h).")] = "7d",
-          config: ConfigOption = None) -> None:
+          config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Replay recent routing decisions against the current rules and print what would change."""
     from datetime import UTC, datetime
 
@@ -180,8 +213,59 @@ def route(dry_run: Annotated[bool, typer.Option("--dry-run", help="Replay the ro
         window = parse_duration(since)
     except ValueError as exc:
         raise OpsError(f"--since: {exc}") from None
-    with opened(config) as (loaded, store):
+    with opened(config, sandbox=sandbox) as (loaded, store):
         _print_lines(replay_routing(loaded, store, since=window, now=datetime.now(UTC)).lines())
+
+
+@app.command()
+@for_people
+def report(since: Annotated[str, typer.Option(help="How far back (e.g. 7d, 12h).")] = "7d",
+           by: Annotated[str, typer.Option(help="Group by channel, queue, crm or day.")] = "channel",
+           as_json: Annotated[bool, typer.Option("--json", help="The figures as JSON instead of the table.")] = False,
+           as_csv: Annotated[bool, typer.Option("--csv", help="The figures as CSV instead of the table.")] = False,
+           html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report "
+                                                                    "with charts to this file.",
+                                                     dir_okay=False)] = None,
+           config: ConfigOption = None) -> None:
+    """Support figures: volume, first response, resolution, first-contact resolution, reopens, backlog,
+    reply failures (docs/metrics.md)."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from crmhub.config import parse_duration
+    from crmhub.ops import OpsError, opened
+    from crmhub.report import DIMENSIONS
+    from crmhub.report.build import report_for
+    from crmhub.report.render import print_table, to_csv, to_json
+
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise OpsError(f"--since: {exc}") from None
+    if by not in DIMENSIONS:
+        raise OpsError(f"--by: unknown grouping {by!r}; use one of {', '.join(DIMENSIONS)}")
+    if as_json and as_csv:
+        raise OpsError("--json and --csv: pick one")
+    now = datetime.now(UTC)
+    with opened(config) as (loaded, store):
+        figures = report_for(loaded, store, since=now - window, now=now, by=(by,))
+        if html is not None:
+            from crmhub.report.html import to_html
+
+            daily = report_for(loaded, store, since=now - window, now=now, by=("channel", "day"))
+            try:
+                html.write_text(to_html(figures, daily), encoding="utf-8")
+            except OSError as exc:
+                raise OpsError(f"--html: cannot write {html}: {exc.strerror}") from None
+    if as_json:
+        typer.echo(to_json(figures))
+    elif as_csv:
+        typer.echo(to_csv(figures), nl=False)
+    else:
+        print_table(figures, Console(soft_wrap=True))
+    if html is not None and not (as_json or as_csv):
+        typer.echo(f"HTML report written to {html}")
 
 
 deadletters_app = typer.Typer(no_args_is_help=True, help="List, show, replay or discard dead letters.")
@@ -193,7 +277,7 @@ app.add_typer(deadletters_app, name="deadletters")
 def deadletters_list(source: Annotated[str | None, typer.Option(
                          help="Only this source (twilio, x, deliver:salesforce, or deliver for every CRM; "
                               "reply:zendesk, or reply for replies that did not reach the customer).")] = None,
-                     config: ConfigOption = None) -> None:
+                     config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Open dead letters: id, source, item, reason, age."""
     from datetime import UTC, datetime
 
@@ -203,7 +287,7 @@ def deadletters_list(source: Annotated[str | None, typer.Option(
     from crmhub.ops import opened
     from crmhub.ops.deadletters import list_open
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         rows = list_open(session, source=source)
     console = Console(soft_wrap=True)
     if not rows:
@@ -221,26 +305,26 @@ def deadletters_list(source: Annotated[str | None, typer.Option(
 @deadletters_app.command("show")
 @for_people
 def deadletters_show(dead_letter: Annotated[int, typer.Argument(help="The dead letter's id.")],
-                     config: ConfigOption = None) -> None:
+                     config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """One dead letter with its payload (message text redacted)."""
     from crmhub.ops import opened
     from crmhub.ops.deadletters import show
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         _print_lines(show(session, dead_letter))
 
 
 @deadletters_app.command("replay")
 @for_people
 def deadletters_replay(dead_letter: Annotated[int, typer.Argument(help="The dead letter's id.")],
-                       config: ConfigOption = None) -> None:
+                       config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Deliveries: back to pending for the next sync. Source items: resolved once they are in the ledger."""
     from datetime import UTC, datetime
 
     from crmhub.ops import OpsError, opened
     from crmhub.ops.deadletters import replay
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         done = replay(session, dead_letter, now=datetime.now(UTC))
     if not done.resolved:
         raise OpsError(done.message)
@@ -251,14 +335,14 @@ def deadletters_replay(dead_letter: Annotated[int, typer.Argument(help="The dead
 @for_people
 def deadletters_discard(dead_letter: Annotated[int, typer.Argument(help="The dead letter's id.")],
                         reason: Annotated[str | None, typer.Option(help="Why, kept with the dead letter.")] = None,
-                        config: ConfigOption = None) -> None:
+                        config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Mark a dead letter resolved as 'discarded'."""
     from datetime import UTC, datetime
 
     from crmhub.ops import opened
     from crmhub.ops.deadletters import discard
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         _print_lines([discard(session, dead_letter, now=datetime.now(UTC), reason=reason)])
 
 
@@ -271,7 +355,7 @@ app.add_typer(conflicts_app, name="conflicts")
 @for_people
 def conflicts_list(include_resolved: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
                    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-                   config: ConfigOption = None) -> None:
+                   config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Open conflicts: the records, the one crmhub writes to, and the identities that tie them."""
     from rich.console import Console
     from rich.table import Table
@@ -279,7 +363,7 @@ def conflicts_list(include_resolved: Annotated[bool, typer.Option("--all", help=
     from crmhub.ops import opened
     from crmhub.ops.conflicts import list_conflicts
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         rows = list_conflicts(session, include_resolved=include_resolved)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
@@ -303,14 +387,14 @@ def conflicts_list(include_resolved: Annotated[bool, typer.Option("--all", help=
 @for_people
 def conflicts_resolve(conflict: Annotated[int, typer.Argument(help="The conflict's id.")],
                       keep: Annotated[str, typer.Option(help="The record crmhub writes to from now on.")],
-                      config: ConfigOption = None) -> None:
+                      config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Pick the record to keep writing to; crmhub moves what it wrote onto it."""
     from datetime import UTC, datetime
 
     from crmhub.ops import opened
     from crmhub.ops.conflicts import resolve
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         _print_lines([resolve(session, conflict, keep, now=datetime.now(UTC))])
 
 
@@ -324,7 +408,7 @@ app.add_typer(links_app, name="links")
 def links_list(status: Annotated[str | None, typer.Option(
                    help="Only links in this status: pending, confirmed or rejected.")] = None,
                as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-               config: ConfigOption = None) -> None:
+               config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Link suggestions: who claimed which identity, in which message, who holds it, and what was decided."""
     from rich.console import Console
     from rich.table import Table
@@ -337,7 +421,7 @@ def links_list(status: Annotated[str | None, typer.Option(
         wanted = LinkStatus(status) if status is not None else None
     except ValueError:
         raise OpsError(f"--status: unknown status {status!r}; use pending, confirmed or rejected") from None
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         rows = list_links(session, wanted)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
@@ -360,7 +444,7 @@ def links_list(status: Annotated[str | None, typer.Option(
 @links_app.command("confirm")
 @for_people
 def links_confirm(link: Annotated[int, typer.Argument(help="The suggestion's id (crmhub links list).")],
-                  config: ConfigOption = None) -> None:
+                  config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """Join the claimed identity to the sender: their histories merge onto one record per CRM at the next sync."""
     from datetime import UTC, datetime
 
@@ -368,7 +452,7 @@ def links_confirm(link: Annotated[int, typer.Argument(help="The suggestion's id 
     from crmhub.ops import opened
     from crmhub.ops.links import confirm
 
-    with opened(config) as (loaded, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (loaded, store), store.transaction() as session:
         _print_lines([confirm(session, link, policy=build_identity_policy(loaded),
                               crms=loaded.settings.crms.enabled_names(), now=datetime.now(UTC))])
 
@@ -376,14 +460,14 @@ def links_confirm(link: Annotated[int, typer.Argument(help="The suggestion's id 
 @links_app.command("reject")
 @for_people
 def links_reject(link: Annotated[int, typer.Argument(help="The suggestion's id (crmhub links list).")],
-                 config: ConfigOption = None) -> None:
+                 config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     """The claim is false: nothing joins, and it is never suggested again."""
     from datetime import UTC, datetime
 
     from crmhub.ops import opened
     from crmhub.ops.links import reject
 
-    with opened(config) as (_, store), store.transaction() as session:
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
         _print_lines([reject(session, link, now=datetime.now(UTC))])
 
 

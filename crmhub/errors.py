@@ -10,6 +10,7 @@
         └── PermanentError          retrying cannot help
             ├── AuthError           401/403: fix credentials
             ├── NotFound            404: our bug or a deleted record
+            │   └── RecordGone      the addressed CRM record was deleted or merged away
             └── Rejected            400/422: the API refused this item
 
 Programming mistakes stay outside the tree. Every error carries a message
@@ -83,6 +84,15 @@ class AuthError(PermanentError):
 
 class NotFound(PermanentError):
     """The addressed record or endpoint does not exist."""
+
+
+class RecordGone(NotFound):
+    """The CRM record a write addressed is gone (deleted, or merged into another by an admin).
+
+    Connectors raise it for their CRM's own ways of saying so; the engine
+    re-reads the record's fate and writes again to what is left, instead of
+    dead-lettering (`crmhub.sync.deliver`).
+    """
 
 
 class Rejected(PermanentError):

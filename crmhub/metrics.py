@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
@@ -37,11 +37,14 @@ from crmhub.store.ledger import all_cursors, open_dead_letter_count
 from crmhub.store.outbox import held_counts, outbox_counts
 from crmhub.sync.deliver import DeliveryReport
 from crmhub.sync.ingest import PollReport
+from crmhub.sync.mirror import is_marker
 from crmhub.sync.replies import ReplyReport
 
 log = structlog.get_logger("crmhub.metrics")
 
 INGEST_OUTCOMES = ("stored", "repeat", "dead_lettered")
+API_CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+DELIVERY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 WRITE_OUTCOMES = ("delivered", "retrying", "dead")
 
 
@@ -162,8 +165,8 @@ class StoreCollector(Collector):
         open_letters.add_metric([], float(dead_letters))
         yield open_letters
         lag = GaugeMetricFamily("crmhub_lag_seconds",
-                                "Now minus the cursor's time, per source and stream (time cursors only).",
-                                labels=["source", "stream"])
+                                "Seconds since crmhub last read the stream to its end (its cursor saved), per "
+                                "source and stream; the oldest partition.", labels=["source", "stream"])
         for (source, stream), seconds in sorted(lags.items()):
             lag.add_metric([source, stream], seconds)
         yield lag
@@ -177,23 +180,12 @@ class StoreCollector(Collector):
             dead_letters = open_dead_letter_count(session)
             lags: dict[tuple[str, str], float] = {}
             for cursor in all_cursors(session):
-                at = cursor_time(cursor.value)
-                if at is None:
-                    continue  # an id cursor (X post ids, exports' opaque tokens): no time to compare
+                if is_marker(cursor.stream):
+                    continue  # a one-time mark (the mirror's first load done), not a stream that is read
+                at = cursor.updated_at if cursor.updated_at.tzinfo else cursor.updated_at.replace(tzinfo=UTC)
                 key = (cursor.source, cursor.stream)
                 lags[key] = max(lags.get(key, 0.0), max(0.0, (now - at).total_seconds()))  # oldest partition
         return depth, held, dead_letters, lags
-
-
-def cursor_time(value: str | None) -> datetime | None:
-    """A cursor as a time when it is an ISO 8601 timestamp; None for ids and anything else."""
-    if not value or not value[:4].isdigit() or len(value) < 10 or value[4] != "-":
-        return None
-    try:
-        at = datetime.fromisoformat(value)  # 3.11 reads a trailing Z too
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def check_store(store: StateStore) -> dict[str, Any]:
@@ -225,9 +217,9 @@ class Metrics:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.registry = CollectorRegistry()
         r = self.registry
-        self.items_ingested = Counter("crmhub_items_ingested", "Items a channel reported, by how they reached "
-                                      "crmhub and what the ledger did with them.", ["channel", "path", "outcome"],
-                                      registry=r)
+        self.items_ingested = Counter("crmhub_items_ingested", "Items a source (twilio, x) reported, by how they "
+                                      "reached crmhub and what the ledger did with them.",
+                                      ["source", "path", "outcome"], registry=r)
         self.crm_writes = Counter("crmhub_crm_writes", "Outbox rows handled by delivery, by outcome.",
                                   ["crm", "outcome"], registry=r)
         self.webhook_rejected = Counter("crmhub_webhook_rejected", "Webhooks refused with 403 (missing or bad "
@@ -240,6 +232,13 @@ class Metrics:
         self.job_runs = Counter("crmhub_job_runs", "Scheduler job runs, by outcome.", ["job", "outcome"], registry=r)
         self.replies = Counter("crmhub_replies", "Agents' replies entering a status (pending when collected, sent, "
                                "delivered, failed, dead).", ["crm", "channel", "status"], registry=r)
+        self.api_call_seconds = Histogram("crmhub_api_call_duration_seconds", "How long each HTTP call to an "
+                                          "external API took, answer included.", ["system"],
+                                          buckets=API_CALL_BUCKETS, registry=r)
+        self.delivery_latency = Histogram("crmhub_delivery_latency_seconds", "From an item's time on its channel to "
+                                          "the CRM confirming its write (webhook or poll, routing, batching, "
+                                          "retries); relinks of old history left out.", ["crm"],
+                                          buckets=DELIVERY_BUCKETS, registry=r)
         self.api_budget = Gauge("crmhub_api_budget_remaining", "Calls left in the vendor's rate-limit window, from "
                                 "its last response's headers.", ["system"], registry=r)
         for crm in self.crms:
@@ -271,6 +270,9 @@ class Metrics:
         for outcome, count in (("delivered", report.delivered), ("retrying", report.retrying), ("dead", report.dead)):
             if count:
                 self.crm_writes.labels(report.crm, outcome).inc(count)
+        latency = self.delivery_latency.labels(report.crm)
+        for seconds in report.latencies:
+            latency.observe(seconds)
         self._done(report.crm, "delivery")
         return report
 
@@ -292,10 +294,12 @@ class Metrics:
         elif outcome in INGEST_OUTCOMES:
             self.items_ingested.labels(source, "webhook", outcome).inc()
 
-    def http_observer(self, system: str) -> Callable[[str, int, Mapping[str, str]], None]:
-        """A `build_session` observer counting `system`'s responses and reading its rate-limit headers."""
-        def observe(path: str, status: int, headers: Mapping[str, str]) -> None:
+    def http_observer(self, system: str) -> Callable[[str, int, Mapping[str, str], float | None], None]:
+        """A `build_session` observer counting `system`'s responses, timing them and reading rate-limit headers."""
+        def observe(path: str, status: int, headers: Mapping[str, str], elapsed: float | None = None) -> None:
             self.api_calls.labels(system, str(status)).inc()
+            if elapsed is not None:
+                self.api_call_seconds.labels(system).observe(elapsed)
             remaining = budget_remaining(system, headers or {})
             if remaining is not None:
                 self.api_budget.labels(system).set(remaining)

@@ -145,7 +145,12 @@ class CrmLink:
 
 @dataclass(frozen=True)
 class MirrorRecord:
-    """A CRM contact as the local mirror keeps it: identities plus routing fields."""
+    """A CRM contact as the local mirror keeps it: identities plus routing fields.
+
+    `deleted` records are gone from the CRM (deleted, archived, or merged
+    away); `merged_into` names the record that absorbed it when the CRM says
+    (a merge's survivor), so the person's link moves there.
+    """
 
     crm: str
     object_type: str
@@ -155,6 +160,7 @@ class MirrorRecord:
     modified_at: datetime
     created_at: datetime | None = None
     deleted: bool = False
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ class SalesforceView(CrmView):
     """Cases keyed by `Crmhub_Conversation__c`; messages are Tasks keyed by `Crmhub_Key__c` on their Case."""
 
     name = "salesforce"
-    bulk_writes = "/composite/sobjects"
+    bulk_writes = "/composite"  # the Composite call and any collections call on its own
 
     def seed(self) -> None:
         for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):

@@ -21,7 +21,7 @@ from tests.daemons import Daemon, pending, tune_settings, wait_for
 from tests.test_run import free_port
 
 OURS = "+14155550100"
-TASK_UPSERTS = "/composite/sobjects/Task/"
+TASK_UPSERTS = "/composite$"  # the batch's one Composite call, which carries the Task upsert
 
 
 def _salesforce_org(sf: Any, senders: list[str]) -> None:
@@ -88,7 +88,7 @@ def test_a_full_batch_goes_at_once_in_one_task_collection_call_despite_an_hour_l
         wait_for(lambda: len(sf.records("Task")) == 200, 60, "the 200 messages as Tasks", [daemon])
         _stops_cleanly(daemon)
     assert Counter(t["Description"] for t in sf.records("Task")) == Counter(bodies)
-    assert task_calls.hits == 1  # one sObject Collections call of 200, sent without waiting out the budget
+    assert task_calls.hits == 1  # one Composite call for 200, sent without waiting out the budget
 
 
 def test_a_zendesk_slow_to_run_its_jobs_does_not_hold_salesforce_back(

@@ -89,9 +89,12 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     assert "Any update" not in act_three  # the claim is shown, never the message
     assert "Conflicts (1)" in output and "x_handle:janeonx" in output
     assert "replies sent: 1, 0 to retry, 0 dead" in output
-    last_cycle = output.split("5. Run it again")[1]
+    last_cycle = output.split("5. Run it again")[1].split("6. What the support lead reads")[0]
     assert "0 new" in last_cycle and "delivered to salesforce: 0 written" in last_cycle
     assert "Routing: rule 'vip-customers'" in last_cycle  # `crmhub explain` of Jane's first SMS
+    report = output.split("6. What the support lead reads")[1]
+    assert "first response (median)" in report and "HTML report written to" in report
+    assert (settings.parent / "report.html").read_text().count("<svg") == 2
     assert settings.exists()
 
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from crmhub.app import Hub, build_hub
 from crmhub.config import load_config
 from crmhub.errors import RateLimited
-from crmhub.metrics import Metrics, budget_remaining, cursor_time
+from crmhub.metrics import Metrics, budget_remaining
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.x.models import DEFAULT_ACCOUNT_ID
@@ -90,11 +90,11 @@ def test_metrics_after_a_sync_a_signed_webhook_and_a_forged_one(hub: Hub, twilio
     assert content_type.startswith("text/plain") and "version=" in content_type
     assert value(samples, "crmhub_crm_writes_total", crm="salesforce", outcome="delivered") == 5.0 == delivered
     assert value(samples, "crmhub_crm_writes_total", crm="salesforce", outcome="dead") == 0.0
-    assert value(samples, "crmhub_items_ingested_total", channel="twilio", path="poll", outcome="stored") == 5.0
-    assert value(samples, "crmhub_items_ingested_total", channel="twilio", path="webhook", outcome="stored") == 1.0
+    assert value(samples, "crmhub_items_ingested_total", source="twilio", path="poll", outcome="stored") == 5.0
+    assert value(samples, "crmhub_items_ingested_total", source="twilio", path="webhook", outcome="stored") == 1.0
     assert value(samples, "crmhub_webhook_rejected_total", source="twilio") == 1.0
     assert value(samples, "crmhub_outbox_depth", crm="salesforce") == 0.0
-    assert value(samples, "crmhub_items_ingested_total", channel="twilio", path="poll", outcome="dead_lettered") == 1.0
+    assert value(samples, "crmhub_items_ingested_total", source="twilio", path="poll", outcome="dead_lettered") == 1.0
     assert value(samples, "crmhub_dead_letters_open") == 1.0  # the empty message
     assert value(samples, "crmhub_store_up") == 1.0
     assert (value(samples, "crmhub_api_calls_total", system="salesforce", status="200") or 0) > 0
@@ -102,7 +102,11 @@ def test_metrics_after_a_sync_a_signed_webhook_and_a_forged_one(hub: Hub, twilio
     budget = value(samples, "crmhub_api_budget_remaining", system="salesforce")
     assert budget is not None and budget > 0  # from Sforce-Limit-Info
     lag = value(samples, "crmhub_lag_seconds", source="twilio", stream="messages")
-    assert lag is not None and lag >= 0
+    assert lag is not None and 0 <= lag < 60  # read to its end moments ago
+    assert not [labels for name, labels in samples if name == "crmhub_lag_seconds" and "loaded" in str(labels)]
+    latency = value(samples, "crmhub_delivery_latency_seconds_count", crm="salesforce")
+    assert latency == 5.0  # one observation per delivered item
+    assert (value(samples, "crmhub_api_call_duration_seconds_count", system="salesforce") or 0) > 0
     # no bodies, numbers or secrets in any label
     text = " ".join(str(labels) for _, labels in samples)
     for secret_or_body in ("order", "Sent to the webhook", "+1415", "forged", "sandbox-secret"):
@@ -173,11 +177,12 @@ def test_zendesk_hubspot_and_x_calls_are_counted(salesforce_sandbox: EmulatorSer
         m = hub.metrics
         for system in ("salesforce", "zendesk", "hubspot", "x"):
             assert (m.sample("crmhub_api_calls_total", {"system": system, "status": "200"}) or 0) > 0, system
-        assert m.sample("crmhub_items_ingested_total", {"channel": "x", "path": "poll", "outcome": "stored"}) == 2.0
+        assert m.sample("crmhub_items_ingested_total", {"source": "x", "path": "poll", "outcome": "stored"}) == 2.0
         for crm in ("salesforce", "zendesk", "hubspot"):
             assert m.sample("crmhub_crm_writes_total", {"crm": crm, "outcome": "delivered"}) == 2.0, crm
         assert m.sample("crmhub_api_budget_remaining", {"system": "x"}) is not None
-        assert m.sample("crmhub_lag_seconds", {"source": "x", "stream": "mentions"}) is None  # an id cursor
+        lag = m.sample("crmhub_lag_seconds", {"source": "x", "stream": "mentions"})  # id cursors have a lag too
+        assert lag is not None and lag >= 0
 
 
 def test_two_hubs_do_not_share_counts() -> None:
@@ -185,7 +190,7 @@ def test_two_hubs_do_not_share_counts() -> None:
     one.webhook_outcome("twilio.messages", "rejected")
     one.webhook_outcome("x.events", "stored")
     assert one.sample("crmhub_webhook_rejected_total", {"source": "twilio"}) == 1.0
-    assert one.sample("crmhub_items_ingested_total", {"channel": "x", "path": "webhook", "outcome": "stored"}) == 1.0
+    assert one.sample("crmhub_items_ingested_total", {"source": "x", "path": "webhook", "outcome": "stored"}) == 1.0
     assert two.sample("crmhub_webhook_rejected_total", {"source": "twilio"}) is None
 
 
@@ -204,9 +209,22 @@ def test_budget_from_rate_limit_headers(system: str, headers: dict[str, str], ex
     assert budget_remaining(system, headers) == expected
 
 
-def test_only_time_cursors_have_a_lag() -> None:
-    assert cursor_time("2026-01-05T08:00:00+00:00") == datetime(2026, 1, 5, 8, tzinfo=UTC)
-    assert cursor_time("2026-01-05T08:00:00Z") == datetime(2026, 1, 5, 8, tzinfo=UTC)
-    assert cursor_time("2026-01-05T08:00:00") == datetime(2026, 1, 5, 8, tzinfo=UTC)
-    for id_cursor in ("1460323737035677698", "1736930000", "", None, "abc", "2026-13-45T00:00:00"):
-        assert cursor_time(id_cursor) is None
+def test_a_quiet_stream_has_no_lag_and_a_stuck_one_does(salesforce_sandbox: EmulatorServer,
+                                                          twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    """Lag is the time since a stream was last read to its end, not the age of its newest item."""
+    twilio_sandbox.emulator.add_number(OURS)
+    twilio_sandbox.emulator.receive_message("+14155550123", OURS, "hello", at=START)
+    salesforce_sandbox.emulator.add_queue("Support_Queue", "Support_Queue")
+    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url})
+    now = [datetime.now(UTC)]
+    with build_hub(load_config(settings), clock=lambda: now[0]) as hub:
+        hub.sync_once()
+        now[0] += timedelta(hours=6)  # six quiet hours: nobody writes in
+        hub.sync_once()
+        quiet = hub.metrics.sample("crmhub_lag_seconds", {"source": "twilio", "stream": "messages"})
+        assert quiet is not None and quiet < 60  # read moments ago, though its newest message is hours old
+        assert hub.metrics.sample("crmhub_lag_seconds", {"source": "salesforce", "stream": "mirror.Contact"}) < 60
+        now[0] += timedelta(hours=1)  # an hour in which no poll ran: that is lag
+        stuck = hub.metrics.sample("crmhub_lag_seconds", {"source": "twilio", "stream": "messages"})
+        assert stuck is not None and stuck >= 3600
+        assert hub.metrics.sample("crmhub_lag_seconds", {"source": "salesforce", "stream": "mirror.Contact.loaded"}) is None

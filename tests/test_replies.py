@@ -638,3 +638,21 @@ def test_an_agents_reply_with_a_lone_surrogate_is_sent_with_a_replacement_charac
     assert not first.failures, first.failures
     [sent] = sent_messages(zendesk.tw)
     assert sent["body"] == "Sorry \ufffd Jane"
+
+
+def test_a_relink_after_a_reply_never_writes_the_agents_reply_back_as_a_task(salesforce: SalesforceKit) -> None:
+    """The echo of an agent's reply is settled by the reply already on the Case: a later relink must not resend it."""
+    salesforce.tw.receive_message(CUSTOMER, OURS, "My parcel is late")
+    salesforce.hub.sync_once()
+    salesforce.comment("Sorry, it leaves the warehouse today.")
+    salesforce.hub.sync_once()
+    salesforce.hub.sync_once()  # the sent SMS comes back as an outbound echo and is settled
+    assert len(sent_messages(salesforce.tw)) == 1
+    # An admin adds a second Contact with the customer's number: the person now has two records (a conflict),
+    # and crmhub re-points their history onto the primary one.
+    salesforce.sf.insert("Contact", LastName="Doe (duplicate)", Phone="+1 415 555 0123")
+    salesforce.hub.sync_once()
+    salesforce.hub.sync_once()
+    tasks = [t["Description"] for t in salesforce.sf.records("Task")]
+    assert tasks == ["My parcel is late"]
+    assert len(sent_messages(salesforce.tw)) == 1

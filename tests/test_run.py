@@ -132,7 +132,7 @@ def test_sigterm_mid_delivery_exits_0_within_the_grace_period_and_a_restart_deli
     for n, body in enumerate(bodies):
         tw.receive_message(senders[n % 5], OURS, body, at=start + timedelta(seconds=10 * n))
     # The first batch's Task upsert answers only after 6 s: SIGTERM finds it in flight.
-    slow = sf.faults.add(Fault(kind="slow", path="/composite/sobjects/Task", times=1, delay=6.0))
+    slow = sf.faults.add(Fault(kind="slow", path="/composite$", times=1, delay=6.0))
     settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
                                       every="1s")
     yaml = YAML()

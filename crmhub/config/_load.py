@@ -118,6 +118,10 @@ def _load(settings_path: str | Path | None, environ: Mapping[str, str], resolve_
         path = Path(os.path.abspath(given))
         shown = os.path.normpath(given) if not os.path.isabs(given) else display_path(path)
         state_dir = path.parent
+    # Under systemd's StateDirectory= (the unit in deploy/), a relative SQLite file lives in the state
+    # directory, never next to settings in a read-only /etc.
+    if environ.get("STATE_DIRECTORY"):
+        state_dir = Path(environ["STATE_DIRECTORY"].split(":")[0])
     settings_doc = Document(path, 0, shown)
     visited.append(settings_doc)
     problems = _read(settings_doc, Settings)

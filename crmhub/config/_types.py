@@ -290,15 +290,40 @@ def read_bounded(path: Path, limit: int) -> bytes:
 # --- secrets ---------------------------------------------------------------
 
 _ENV_REF = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
-SECRET_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$"
+_CREDENTIAL_REF = re.compile(r"credential:([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+SECRET_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|credential:[A-Za-z0-9_][A-Za-z0-9_.-]*)$"
 
 
 class SecretUnavailable(Exception):
     """A secret reference points at nothing readable; the message is for people."""
 
 
+def _read_secret_file(path: Path) -> str:
+    """A secret file's stripped text.
+
+    Raises:
+        SecretUnavailable: unreadable, not UTF-8, too large or empty (the message names the file, never its content).
+    """
+    try:
+        value = read_bounded(path, MAX_SECRET_BYTES).decode("utf-8")
+    except (OSError, UnicodeDecodeError, FileRefused) as exc:
+        if isinstance(exc, FileRefused):
+            reason = str(exc)
+        else:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise SecretUnavailable(
+            f"cannot read secret file {display_path(path)} ({reason}); create it or fix the path "
+            "(relative paths start at the settings file's directory)") from None
+    if not value.strip():
+        raise SecretUnavailable(f"secret file {display_path(path)} is empty; write the secret in it")
+    return value.strip()
+
+
 class SecretRef(SecretStr):
-    """A secret written by reference, `env:NAME` or `file:PATH`, resolved at load.
+    """A secret written by reference, `env:NAME`, `file:PATH` or `credential:NAME`, resolved at load.
+
+    `credential:NAME` is systemd's `LoadCredential=NAME:...`: the file NAME in
+    `$CREDENTIALS_DIRECTORY`, readable by the service alone (deploy/crmhub.service).
 
     It is a `pydantic.SecretStr`: `get_secret_value()` returns the resolved
     value, while `repr`, `str` and dumps show only the reference. A value
@@ -317,7 +342,7 @@ class SecretRef(SecretStr):
 
     @property
     def source(self) -> str:
-        """`env` or `file`."""
+        """`env`, `file` or `credential`."""
         return self._ref.partition(":")[0]
 
     @property
@@ -356,20 +381,14 @@ class SecretRef(SecretStr):
                 raise SecretUnavailable(
                     f"environment variable {self.target} is empty; export the secret in it or point to a file with file:PATH")
             return SecretRef(self._ref, value.strip())
-        path = self.path(base_dir)
-        try:
-            value = read_bounded(path, MAX_SECRET_BYTES).decode("utf-8")
-        except (OSError, UnicodeDecodeError, FileRefused) as exc:
-            if isinstance(exc, FileRefused):
-                reason = str(exc)
-            else:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-            raise SecretUnavailable(
-                f"cannot read secret file {display_path(path)} ({reason}); create it or fix the path "
-                "(relative paths start at the settings file's directory)") from None
-        if not value.strip():
-            raise SecretUnavailable(f"secret file {display_path(path)} is empty; write the secret in it")
-        return SecretRef(self._ref, value.strip())
+        if self.source == "credential":
+            directory = environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise SecretUnavailable(
+                    f"credential {self.target}: $CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with "
+                    f"LoadCredential={self.target}:PATH); run under that unit or use env:NAME or file:PATH")
+            return SecretRef(self._ref, _read_secret_file(Path(directory) / self.target))
+        return SecretRef(self._ref, _read_secret_file(self.path(base_dir)))
 
     def path(self, base_dir: Path) -> Path:
         """For `file:` references, the file (relative paths start at `base_dir`)."""
@@ -401,7 +420,8 @@ class SecretRef(SecretStr):
         return {
             "type": "string",
             "pattern": SECRET_REF_PATTERN,
-            "description": "A secret reference: env:VARIABLE or file:PATH (relative to the settings file). "
+            "description": "A secret reference: env:VARIABLE, file:PATH (relative to the settings file) or "
+                           "credential:NAME (systemd's LoadCredential=). "
                            "Secret values are never written inline.",
         }
 
@@ -420,6 +440,8 @@ class SecretRef(SecretStr):
                 if reason:  # the path is no secret: the key holds a reference
                     raise problem("secret_path", f"{reason}; fix the path after file:")
                 return cls("file:" + text[5:].strip())
+            if _CREDENTIAL_REF.fullmatch(text):
+                return cls(text)
             if text.startswith("env:"):
                 # Only the prefix is shown: whatever follows may be the secret itself.
                 raise PydanticCustomError("crmhub_bad_env_ref", "bad env: reference", {})

@@ -39,6 +39,16 @@ from crmhub.language import DEFAULT_MIN_CONFIDENCE
 SANDBOX_HOST = "127.0.0.1"
 # The sandbox emulators' fixed ports (crmhub.sandbox.DEFAULT_PORTS; a test keeps them equal).
 SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704}
+MIN_SANDBOX_PORT, MAX_PORT = 1024, 65535  # the sandbox never takes a privileged port
+
+
+def base_port_problem(base: int) -> str | None:
+    """Why the sandbox cannot use `base` as its first port (the five must fit in 1024..65535), or None."""
+    last = MAX_PORT - len(SANDBOX_PORTS) + 1
+    if MIN_SANDBOX_PORT <= base <= last:
+        return None
+    return (f"{base} does not fit: the five sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
+            f"{MIN_SANDBOX_PORT}..{MAX_PORT}; use a base port from {MIN_SANDBOX_PORT} to {last}")
 
 
 class Model(BaseModel):
@@ -63,8 +73,10 @@ class StateSettings(Model):
     url: str = Field(
         "sqlite:///crmhub.db",
         description="SQLAlchemy URL of the state store: sqlite:///FILE (relative paths start at the settings "
-                    "file's directory) or postgresql+psycopg://USER@HOST:PORT/DB, without a password.",
+                    "file's directory, or at $STATE_DIRECTORY when systemd sets it) or "
+                    "postgresql+psycopg://USER@HOST:PORT/DB, without a password.",
         examples=["sqlite:///crmhub.db", "postgresql+psycopg://crmhub@db.internal:5432/crmhub"],
+        validate_default=True,  # the default file is placed like a written one, not in whatever the cwd is
     )
     password: SecretRef | None = Field(
         None, description="Database password as a secret reference (PostgreSQL); kept out of the URL.",
@@ -113,6 +125,23 @@ class SandboxSettings(Model):
     enabled: bool = Field(
         False, description="When true, every base_url left empty points at the local sandbox emulator "
                            f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x).")
+    base_port: int | None = Field(
+        None, description="First port of a sandbox started with `crmhub sandbox --base-port N` (salesforce N, "
+                          "zendesk N+1, hubspot N+2, twilio N+3, x N+4). Empty: 8700.")
+
+    @field_validator("base_port")
+    @classmethod
+    def _five_ports_fit(cls, value: int | None) -> int | None:
+        wrong = base_port_problem(value) if value is not None else None
+        if wrong is not None:
+            raise problem("port", wrong)
+        return value
+
+    def ports(self) -> dict[str, int]:
+        """Each emulator's port: the fixed ones, or the same layout from `base_port`."""
+        if self.base_port is None:
+            return dict(SANDBOX_PORTS)
+        return {api: self.base_port + i for i, api in enumerate(SANDBOX_PORTS)}
 
 
 # --- CRMs ------------------------------------------------------------------
@@ -416,7 +445,9 @@ class RunSettings(Model):
 class Settings(Model):
     """`settings.yaml`."""
 
-    state: StateSettings = Field(default_factory=StateSettings, description="State store.")
+    # Built by validation, like a written `state:`, so a default SQLite file is placed as a written one is.
+    state: StateSettings = Field(default_factory=dict, validate_default=True,  # type: ignore[arg-type]
+                                 description="State store.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings, description="Local emulators.")
     crms: CrmSettings = Field(description="The CRMs (at least one enabled).",
@@ -439,11 +470,12 @@ class Settings(Model):
         if not self.sandbox.enabled:
             return self
         groups: dict[str, Any] = {}
+        ports = self.sandbox.ports()
         for group in ("crms", "channels"):
             section = getattr(self, group)
             changed = {
                 name: getattr(section, name).model_copy(
-                    update={"base_url": f"http://{SANDBOX_HOST}:{SANDBOX_PORTS[name]}"})
+                    update={"base_url": f"http://{SANDBOX_HOST}:{ports[name]}"})
                 for name in type(section).model_fields
                 if getattr(section, name) is not None and getattr(section, name).base_url is None
             }

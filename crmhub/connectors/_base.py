@@ -44,8 +44,8 @@ class Connector:
         self.retrier = retrier or Retrier()
         self.budget = budget
         """Paces calls and reads the vendor's rate-limit headers (None: unpaced); set any time."""
-        self.http_observer: Callable[[str, int, Mapping[str, str]], None] | None = None
-        """Told (path, status, headers) of every HTTP response, e.g. `Metrics.http_observer`; set any time."""
+        self.http_observer: Callable[[str, int, Mapping[str, str], float | None], None] | None = None
+        """Told (path, status, headers, seconds) of every HTTP response, e.g. `Metrics.http_observer`; set any time."""
 
     def before_http(self, path: str) -> None:
         """The `build_session` pre-request hook of every connector: the budget paces each request."""
@@ -57,12 +57,12 @@ class Connector:
         if self.budget is not None:
             self.budget.after_request()
 
-    def observe_http(self, path: str, status: int, headers: Mapping[str, str]) -> None:
+    def observe_http(self, path: str, status: int, headers: Mapping[str, str], elapsed: float | None = None) -> None:
         """The `build_session` observer of every connector: feeds the budget, then `http_observer`."""
         if self.budget is not None:
             self.budget.observe(path, status, headers)
         if self.http_observer is not None:
-            self.http_observer(path, status, headers)
+            self.http_observer(path, status, headers, elapsed)
 
     # ---- the daily allowance -----------------------------------------------------
     def read_daily_allowance(self) -> tuple[int, int] | None:

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-HeaderObserver = Callable[[str, int, Mapping[str, str]], None]
-"""Called as observer(url_path, status_code, headers) after every response."""
+HeaderObserver = Callable[[str, int, Mapping[str, str], float], None]
+"""Called as observer(url_path, status_code, headers, seconds the request took) after every response."""
 
 RequestHook = Callable[[str], None]
 """Called as before(url_path) before every request is sent (it may wait, or raise to not send it)."""
@@ -72,7 +72,7 @@ def build_session(
     Args:
         base_url: where to send every request instead of the vendor's host
             (None: the vendor's real host, unchanged).
-        observer: told the status and headers of every response.
+        observer: told the status, headers and duration of every response.
         before: told the path of every request before it is sent.
         after: told when each request is over (answered, refused or failed).
         timeout: default timeout for requests made without one (SDKs that
@@ -85,7 +85,8 @@ def build_session(
         session.mount("http://", adapter)
     if observer is not None:
         def _observe(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-            observer(urlsplit(response.url).path, response.status_code, response.headers)
+            observer(urlsplit(response.url).path, response.status_code, response.headers,
+                     response.elapsed.total_seconds())
 
         session.hooks["response"].append(_observe)
     if timeout is not None:

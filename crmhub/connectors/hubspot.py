@@ -14,7 +14,11 @@ Mirror: the contacts search API, sorted by `lastmodifieddate` ascending with
 an inclusive (GTE) filter on the cursor, paged by `after`. A search query
 reaches 10,000 results at most, so past that the search starts again from the
 last `lastmodifieddate` seen. The first load is the same search without the
-filter.
+filter. Search never shows archived or merged-away contacts: a merge makes a
+new record whose `hs_merged_object_ids` names both old ids (gone, merged
+into it), and archived contacts come from the `archived=true` list after the
+search. An activity refused because its contact no longer exists is
+`RecordGone`.
 
 Case states: the same search over tickets that have `crmhub_conversation`,
 by `hs_lastmodifieddate`. A ticket is closed when its pipeline stage's
@@ -71,6 +75,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -86,7 +91,7 @@ from crmhub.connectors._base import Connector, classify_status, fit, retry_after
 from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
-from crmhub.errors import ConnectorError, NotFound, PermanentError, Rejected, Timeout
+from crmhub.errors import ConnectorError, NotFound, PermanentError, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind, normal_handle
 from crmhub.model import (
     AgentReply,
@@ -116,6 +121,9 @@ TICKET_MODIFIED = "hs_lastmodifieddate"
 CLOSED_DATE = "closed_date"
 CREATED_AT = "hs_createdate"  # engagements' creation time
 CREATED = "createdate"
+MERGED_IDS = "hs_merged_object_ids"  # on a merge's new record: the ids it absorbed, `;`-separated
+# A link to a contact deleted or merged away since crmhub linked it (a ticket gone is refused as any other error).
+GONE_CONTACT = re.compile(r"\bcontact object with id \S+ does not exist", re.IGNORECASE)
 REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
                     "crmhub_key"]
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
@@ -237,6 +245,7 @@ class HubSpotCrm(Connector):
             client = HubSpot(**config)
             self._apis = SimpleNamespace(
                 batch=client.crm.objects.batch_api, search=client.crm.objects.search_api,
+                basic=client.crm.objects.basic_api,
                 properties=client.crm.properties.core_api, pipelines=client.crm.pipelines.pipelines_api,
                 owners=client.crm.owners.owners_api, associations=client.crm.associations.v4.batch_api)
         return self._apis
@@ -249,16 +258,18 @@ class HubSpotCrm(Connector):
         """
         fn = getattr(getattr(self._client(), api), method)
         self.before_http(f"{api}.{method}")  # the budget paces each request (urllib3: no session hook)
+        started = time.monotonic()
         try:
             response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
         except Exception as exc:
             if _is_sdk_error(exc) and getattr(exc, "status", None):  # an HTTP answer, not a dropped connection
-                self.observe_http(f"{api}.{method}", int(exc.status), getattr(exc, "headers", None) or {})  # type: ignore[attr-defined]  # SDK errors carry status and headers
+                self.observe_http(f"{api}.{method}", int(exc.status), getattr(exc, "headers", None) or {},  # type: ignore[attr-defined]  # SDK errors carry status and headers
+                                  time.monotonic() - started)
             raise
         finally:
             self.after_http()
         self.observe_http(f"{api}.{method}", int(getattr(response, "status", 0) or 0),
-                          getattr(response, "headers", None) or {})
+                          getattr(response, "headers", None) or {}, time.monotonic() - started)
         data = getattr(response, "data", b"")
         return json.loads(data) if data else None
 
@@ -276,9 +287,75 @@ class HubSpotCrm(Connector):
     def mirror_pages(self, object_name: str, since: str | None) -> Iterator[tuple[list[MirrorRecord], str]]:
         """Contacts changed since the cursor (inclusive), oldest change first, with the cursor after each page."""
         obj = self.objects[object_name]
-        properties = [CREATED, *obj.extra_fields, *(f for names in obj.fields_by_kind.values() for f in names)]
-        for results, newest in self._changed_since(object_name, MODIFIED, properties, since):
-            yield [self._mirror_record(obj, r) for r in results], newest
+        newest = since
+        for results, newest in self._changed_since(object_name, MODIFIED, self._mirror_properties(obj), since):
+            yield [gone for r in results for gone in self._merged_away(obj, r)] + [
+                self._mirror_record(obj, r) for r in results], newest
+        if since is not None and newest is not None:
+            for archived in self._archived_since(obj, since):
+                yield archived, newest
+
+    def _mirror_properties(self, obj: ContactObject) -> list[str]:
+        return [CREATED, MERGED_IDS, *obj.extra_fields, *(f for names in obj.fields_by_kind.values() for f in names)]
+
+    def _merged_away(self, obj: ContactObject, record: Mapping[str, Any]) -> list[MirrorRecord]:
+        """The records a merge's new record absorbed (`hs_merged_object_ids`): gone, merged into it.
+
+        HubSpot makes a new record with a new id when it merges two contacts;
+        search never shows the old ids again.
+        """
+        props = record.get("properties") or {}
+        modified = _parse_datetime(props.get(MODIFIED) or record["updatedAt"])
+        return [MirrorRecord(crm=self.name, object_type=obj.name, record_id=old, identities=(), fields={},
+                             modified_at=modified, deleted=True, merged_into=str(record["id"]))
+                for old in str(props.get(MERGED_IDS) or "").split(";") if old and old != str(record["id"])]
+
+    def _archived_since(self, obj: ContactObject, since: str) -> Iterator[list[MirrorRecord]]:
+        """Records archived (deleted) at or after `since`: `archived=true` lists, a page at a time.
+
+        Search never returns archived records, and their list has no filter:
+        it is read whole and filtered here (HubSpot empties it after 90 days).
+        """
+        floor, after = _parse_datetime(since), None
+        while True:
+            answer = self.api("archived", "basic", "get_page", obj.name, limit=BATCH_LIMIT, after=after,
+                              archived=True, properties=[MODIFIED]) or {}
+            gone = [MirrorRecord(crm=self.name, object_type=obj.name, record_id=str(r["id"]), identities=(), fields={},
+                                 modified_at=_parse_datetime(r["archivedAt"]), deleted=True)
+                    for r in answer.get("results") or [] if r.get("archivedAt")
+                    and _parse_datetime(r["archivedAt"]) >= floor]
+            if gone:
+                yield gone
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    def record_fates(self, object_type: str, record_ids: Sequence[str]) -> list[MirrorRecord]:
+        """These records as they stand now: live, merged into a new record, or archived (batch reads).
+
+        A read by a merged-away id answers with the merged record, whose
+        `hs_merged_object_ids` names the id asked for and every other it
+        absorbed (gone as well, so answered too). What a write that found its
+        record gone asks (`crmhub.sync.deliver`).
+        """
+        obj = self.objects.get(object_type)
+        if obj is None:
+            return []
+        found: dict[str, MirrorRecord] = {}
+        for archived in (False, True):
+            todo = [i for i in record_ids if i not in found]
+            for start in range(0, len(todo), self.batch_size):
+                body = {"properties": self._mirror_properties(obj),
+                        "inputs": [{"id": i} for i in todo[start:start + self.batch_size]]}
+                answer = self.api("batch.read", "batch", "read", obj.name, body, archived=archived) or {}
+                for r in answer.get("results") or []:
+                    if archived:
+                        found[str(r["id"])] = replace(self._mirror_record(obj, r), deleted=True)
+                    elif str(r["id"]) in todo:
+                        found[str(r["id"])] = self._mirror_record(obj, r)
+                    # Every id the merged record absorbed is gone too, not only the one asked for.
+                    found.update({m.record_id: m for m in self._merged_away(obj, r)})
+        return list(found.values())
 
     def case_pages(self, since: str | None) -> Iterator[tuple[list[CaseState], str]]:
         """crmhub's tickets changed since the cursor (inclusive; all of them when None), with the cursor after each page.
@@ -866,12 +943,16 @@ class HubSpotCrm(Connector):
                 out[str(name)] = self._error(entry)
         return out
 
-    def _error(self, entry: Mapping[str, Any]) -> Rejected:
+    def _error(self, entry: Mapping[str, Any]) -> Rejected | RecordGone:
+        """One 207/batch error; `RecordGone` when it names a linked contact that no longer exists."""
         code = str(entry.get("category") or entry.get("subCategory") or "")
-        return Rejected(vendor_error(code, str(entry.get("message", "")), _property_names(entry)),
-                        system=self.name, code=code)
+        message = str(entry.get("message", ""))
+        text = vendor_error(code, message, _property_names(entry))
+        if GONE_CONTACT.search(message):
+            return RecordGone(text, system=self.name, code=code)
+        return Rejected(text, system=self.name, code=code)
 
-    def _unexplained(self, answer: Mapping[str, Any]) -> Rejected:
+    def _unexplained(self, answer: Mapping[str, Any]) -> Rejected | RecordGone:
         errors = answer.get("errors") or []
         if errors:
             return self._error(errors[0])

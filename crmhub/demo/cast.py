@@ -27,6 +27,8 @@ CONTACTS: tuple[dict[str, Any], ...] = (
     {"sobject": "Contact", "FirstName": "Bob", "LastName": "Lee", "MobilePhone": "+1 415.555.0124"},
     {"sobject": "Lead", "FirstName": "Ana", "LastName": "Ruiz", "Phone": "415 555 0126", "Company": "Ruiz SL"},
 )
+# The same customers in Zendesk and HubSpot (first name, last name, phone), for `crmhub sandbox`.
+CUSTOMERS: tuple[tuple[str, str, str], ...] = (("Jane", "Doe", JANE_PHONE), ("Bob", "Lee", BOB_PHONE))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`crmhub demo`: the whole product on the sandbox, told in five short acts.
+"""`crmhub demo`: the whole product on the sandbox, told in six short acts.
 
 It starts the Salesforce, Twilio and X emulators on free ports, seeds a
 small org, then lets customers write in over SMS, WhatsApp, a phone call and
@@ -12,7 +12,8 @@ same commands ops would type (`crmhub deadletters`, `conflicts`, `explain`,
    message is no proof) and notes it on her case; once an admin confirms
    it, her two identities merge and the X history moves onto her Contact;
 4. an agent answers in Salesforce and the customer gets an SMS;
-5. a run over the same items writes nothing twice.
+5. a run over the same items writes nothing twice;
+6. `crmhub report` prints the support figures and writes the HTML report.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from crmhub.app import Cycle, Hub, build_hub
 from crmhub.config import load_config
 from crmhub.connectors._http import build_session
 from crmhub.demo import cast
+from crmhub.demo.org import seed_org
 from crmhub.demo.tables import calls_line, landed_table, sent_table
 from crmhub.ops.deadletters import list_open
 from crmhub.ops.links import list_links
@@ -60,7 +62,7 @@ def run_demo(*, keep_state: bool = False, directory: Path = DEMO_DIR, console: C
 
 
 def tell(servers: Mapping[str, EmulatorServer], directory: Path, console: Console) -> Path:
-    """Seed the running emulators, write the settings, tell the five acts; returns the settings path."""
+    """Seed the running emulators, write the settings, tell the six acts; returns the settings path."""
     start = datetime.now(UTC) - timedelta(hours=1)
     seed(servers, start)
     urls = {api: servers[api].url for api in APIS}
@@ -76,17 +78,9 @@ def tell(servers: Mapping[str, EmulatorServer], directory: Path, console: Consol
 
 
 def seed(servers: Mapping[str, EmulatorServer], start: datetime) -> None:
-    """The org (three queues, two Contacts, a Lead, an agent) and act 1's inbound items on every channel."""
-    salesforce: Any = servers["salesforce"].emulator
-    for developer_name in cast.QUEUES:
-        salesforce.add_queue(developer_name.replace("_", " "), developer_name)
-    for contact in cast.CONTACTS:
-        fields = dict(contact)
-        salesforce.insert(fields.pop("sobject"), **fields)
-    salesforce.add_user(cast.AGENT[0], "agent-password", name=cast.AGENT[1])
+    """The org (`seed_org`: three queues, two Contacts, a Lead, an agent, our numbers) and act 1's inbound items."""
+    seed_org({api: server.emulator for api, server in servers.items()})
     twilio: Any = servers["twilio"].emulator
-    twilio.add_number(cast.OUR_NUMBER)
-    twilio.add_number(cast.OUR_WHATSAPP)  # WhatsApp senders are numbers too
     for text in cast.FIRST_TEXTS:
         twilio.receive_message(text.sender, text.to, text.body, at=start + timedelta(minutes=text.minutes))
     twilio.add_call(cast.BOB_PHONE, cast.OUR_NUMBER, status="no-answer", duration=0,
@@ -115,6 +109,7 @@ class Story:
         self.act_three()
         self.act_four()
         self.act_five()
+        self.act_six()
 
     def act_one(self) -> None:
         self._act(1, "Customers write in",
@@ -167,6 +162,12 @@ class Story:
                            "the other CRMs, never written back to the Salesforce it came from.")
         jane_first = self._ledger_ref(cast.FIRST_TEXTS[0].body)
         self._command("explain", jane_first)
+
+    def act_six(self) -> None:
+        self._act(6, "What the support lead reads",
+                  "crmhub holds every message, reply and case state, so it reports the figures support leads "
+                  "staff by: volume, first response, resolution, reopens, backlog, reply failures.")
+        self._command("report", "--since", "1d", "--html", str(self.settings.parent / "report.html"))
 
     # ---- helpers -----------------------------------------------------------------------------------
     def _act(self, number: int, title: str, what: str) -> None:

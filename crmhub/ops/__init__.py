@@ -21,16 +21,27 @@ class OpsError(CrmhubError):
 
 
 @contextmanager
-def opened(settings: Path | None) -> Iterator[tuple[Config, StateStore]]:
-    """The configuration and its state store, closed afterwards.
+def opened(settings: Path | None, *, sandbox: bool = False) -> Iterator[tuple[Config, StateStore]]:
+    """The configuration and its existing state store, closed afterwards.
 
     Secrets are resolved only when the store needs one (`state.password`), so
     an ops shell without the CRMs' credentials can still inspect the store.
+    Without settings the embedded sandbox defaults are used only when asked
+    (`sandbox`): an operator who forgot `--config` must not be shown, or
+    change, an empty sandbox store instead of production's. A missing SQLite
+    file is never created here.
+
+    Raises:
+        OpsError: no settings and not `sandbox`.
+        StoreMissing: the store the settings point at does not exist.
     """
+    if settings is None and not sandbox:
+        raise OpsError("no settings given: pass --config /etc/crmhub/settings.yaml or set CRMHUB_CONFIG; "
+                       "add --sandbox to use the embedded sandbox defaults (./crmhub.db)")
     config = load_config(settings, resolve_secrets=False)
     if config.settings.state.password is not None:
         config = load_config(settings)
-    store = open_store(config.database_url())
+    store = open_store(config.database_url(), create=False)
     try:
         yield config, store
     finally:

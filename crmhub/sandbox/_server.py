@@ -9,7 +9,9 @@ path to handler. This module adds what every emulator needs the same way:
 * a real threaded HTTP server on 127.0.0.1 (port 0 by default, so tests never
   collide with a running `crmhub sandbox`);
 * control endpoints under `/_sandbox/`: `GET state`, `POST reset`,
-  `GET calls`, `GET|POST|DELETE faults`, `GET|POST clock`, `GET routes`;
+  `GET calls`, `GET|POST|DELETE faults`, `GET|POST clock`, `GET routes`,
+  plus each API's own seed actions (`control_actions`: `POST numbers`,
+  `POST mentions`...), so a sandbox in another process can be played over HTTP;
 * a per-endpoint call counter, counting each request the way the vendor
   bills it (`billable()` decides, e.g. OAuth token calls are free), plus the
   sandbox time of each counted call (`call_times`, `busiest`), so a test can
@@ -161,6 +163,7 @@ class FaultPlan:
 
 
 Handler = Callable[..., Response]
+ControlAction = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,14 @@ class Emulator:
     def extra_control(self, request: Request, what: str) -> Response | None:
         """This API's own `/_sandbox/<what>` endpoints; None lets the shared ones answer."""
         return None
+
+    def control_actions(self) -> dict[str, ControlAction]:
+        """This API's seed actions, `POST /_sandbox/<name>` with a JSON body (docs/sandbox/<api>.md).
+
+        Each takes the body and returns what it created (answered 201); a
+        KeyError, TypeError or ValueError is the caller's mistake (400).
+        """
+        return {}
 
     def decorate(self, request: Request, response: Response) -> Response:
         """Add headers the vendor sends on every answer (e.g. rate-limit info)."""
@@ -354,6 +365,9 @@ class Emulator:
         if own is not None:
             return own
         method = request.method
+        action = self.control_actions().get(what) if method == "POST" else None
+        if action is not None:
+            return _run_action(what, action, request)
         if what == "state" and method == "GET":
             return json_response(self.snapshot())
         if what == "reset" and method == "POST":
@@ -387,6 +401,21 @@ class Emulator:
         if what == "routes" and method == "GET":
             return json_response(self.route_table())
         return json_response({"error": f"unknown control endpoint {method} {request.path}"}, 404)
+
+
+def _run_action(what: str, action: ControlAction, request: Request) -> Response:
+    """A seed action's answer: 201 with what it made, or 400 saying what was wrong with the body."""
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        return json_response({"error": f"POST {CONTROL_PREFIX}{what} wants a JSON object"}, 400)
+    try:
+        return json_response(action(body), 201)
+    except KeyError as exc:  # a key of the body (a bare name), or a lookup's own sentence
+        said = str(exc.args[0]) if exc.args else ""
+        return json_response({"error": f"bad {what} request: {said if ' ' in said else repr(said) + ' is missing'}"},
+                             400)
+    except (TypeError, ValueError) as exc:
+        return json_response({"error": f"bad {what} request: {exc}"}, 400)
 
 
 def _seconds(value: float) -> str:

@@ -6,7 +6,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from crmhub.config.settings import base_port_problem
+from crmhub.errors import CrmhubError
 from crmhub.sandbox import DEFAULT_PORTS, EMULATORS, EmulatorServer, SandboxClock, emulator_class
+
+
+class SandboxError(CrmhubError):
+    """A sandbox that cannot start or be reached; the message says what to do."""
 
 
 @contextmanager
@@ -33,4 +39,7 @@ def fixed_ports(base: int | None = None) -> dict[str, int]:
     """The demo ports (8700-8704), or the same layout from another base port."""
     if base is None:
         return dict(DEFAULT_PORTS)
+    wrong = base_port_problem(base)
+    if wrong is not None:
+        raise SandboxError(f"--base-port {wrong}")
     return {api: base + i for i, api in enumerate(DEFAULT_PORTS)}

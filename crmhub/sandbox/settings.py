@@ -23,7 +23,7 @@ CHANNELS = ("twilio", "x")
 
 def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_url: str | None = None,
                            enabled: Iterable[str] = ("salesforce", "twilio"), webhooks_port: int | None = None,
-                           every: str | None = None, ops_port: int = 0) -> Path:
+                           every: str | None = None, ops_port: int = 0, base_port: int | None = None) -> Path:
     """Write `settings.yaml` and `mappings/` into `directory`; returns the settings path.
 
     Args:
@@ -33,12 +33,16 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
         webhooks_port: serve webhooks there (None: webhooks off; the polls find everything).
         every: one interval for every poll and delivery job (e.g. "1s" for tests).
         ops_port: the ops listener's port (default 0: a free one, so daemons side by side never collide).
+        base_port: instead of `urls`, point at a `crmhub sandbox --base-port N` through
+            `sandbox: {enabled: true, base_port: N}`, as an admin would write it.
     """
     directory.mkdir(parents=True, exist_ok=True)
     yaml = YAML()
     settings = yaml.load(DEFAULT_SETTINGS.read_text())
     settings["state"]["url"] = state_url or f"sqlite:///{(directory / 'crmhub.db').resolve()}"
-    settings["sandbox"]["enabled"] = False  # every base_url is explicit below
+    settings["sandbox"]["enabled"] = base_port is not None  # else every base_url is explicit below
+    if base_port is not None:
+        settings["sandbox"]["base_port"] = base_port
     on = set(enabled)
     for group, names in (("crms", CRMS), ("channels", CHANNELS)):
         for name in names:

@@ -8,16 +8,23 @@ gives the planner statistics (`crmhub.store.maintenance`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from crmhub.errors import CrmhubError
 from crmhub.store import maintenance, migrate
+
+
+class StoreMissing(CrmhubError):
+    """A command that only reads or changes a state store found none where the settings point."""
 
 
 @dataclass
@@ -47,8 +54,22 @@ class StateStore:
         self.engine.dispose()
 
 
-def open_store(url: str, *, migrate_schema: bool = True) -> StateStore:
-    """Connect to `url` and bring its schema up to date."""
+def open_store(url: str, *, migrate_schema: bool = True, create: bool = True) -> StateStore:
+    """Connect to `url` and bring its schema up to date.
+
+    A new SQLite file is created readable by its owner only (it holds message
+    text); with `create=False` (ops commands) a missing file is an error, never
+    a new empty store.
+
+    Raises:
+        StoreMissing: `create` is False and the SQLite file does not exist.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        if not create:
+            raise StoreMissing(f"no state store at {path}: `crmhub run` or `crmhub sync` creates it; check --config, "
+                               "CRMHUB_CONFIG or state.url")
+        _create_private(path)
     engine = create_engine(url, **_engine_options(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -56,6 +77,25 @@ def open_store(url: str, *, migrate_schema: bool = True) -> StateStore:
         migrate.upgrade(engine)
         maintenance.at_start(engine)
     return StateStore(engine, sessionmaker(engine, expire_on_commit=False))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _create_private(path: Path) -> None:
+    """An empty file, mode 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode.
+
+    A missing directory is left for SQLite to report: crmhub creates no directories behind the admin's back.
+    """
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except (FileExistsError, FileNotFoundError):  # made meanwhile by another process; or no such directory
+        pass
 
 
 def _engine_options(url: str) -> dict[str, Any]:

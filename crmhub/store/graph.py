@@ -18,6 +18,7 @@ from crmhub.model import Identity, IdentityKind, MirrorRecord
 from crmhub.store.ledger import dialect_insert, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
+from crmhub.store.sets import among
 
 
 def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
@@ -101,7 +102,7 @@ def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[in
     found: dict[int, list[Identity]] = {}
     if person_ids:
         query = (select(IdentityRow.person_id, IdentityRow.kind, IdentityRow.value, IdentityRow.display)
-                 .where(IdentityRow.person_id.in_(sorted(person_ids))).order_by(IdentityRow.id))
+                 .where(among(IdentityRow.person_id, sorted(person_ids))).order_by(IdentityRow.id))
         for person, kind, value, display in session.execute(query):
             found.setdefault(person, []).append(Identity(IdentityKind(kind), value, display))
     return found
@@ -129,7 +130,7 @@ def links_of_many(session: Session, person_ids: Collection[int], crm: str) -> di
         created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
         query = (select(CrmLinkRow.person_id, CrmLinkRow.record_id, CrmLinkRow.object_type)
                  .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
-                 .where(CrmLinkRow.crm == crm, CrmLinkRow.person_id.in_(sorted(person_ids)))
+                 .where(CrmLinkRow.crm == crm, among(CrmLinkRow.person_id, sorted(person_ids)))
                  .order_by(CrmLinkRow.person_id, CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
         for row in session.execute(query):
             found.setdefault(row.person_id, []).append(row)
@@ -140,8 +141,8 @@ def linked_persons(session: Session, crm: str, record_ids: Collection[str]) -> d
     """Which of `crm`'s records are linked to a person already, and to whom: record id -> person."""
     if not record_ids:
         return {}
-    query = select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(CrmLinkRow.crm == crm,
-                                                                     CrmLinkRow.record_id.in_(sorted(set(record_ids))))
+    query = select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(
+        CrmLinkRow.crm == crm, among(CrmLinkRow.record_id, sorted(set(record_ids))))
     return {record_id: person for record_id, person in session.execute(query)}
 
 
@@ -184,7 +185,7 @@ def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
     existing: dict[tuple[str, str], int] = {}
     for crm in sorted({crm for crm, _ in latest}):
         ids = sorted(record_id for c, record_id in latest if c == crm)
-        query = select(MirrorRow.record_id, MirrorRow.id).where(MirrorRow.crm == crm, MirrorRow.record_id.in_(ids))
+        query = select(MirrorRow.record_id, MirrorRow.id).where(MirrorRow.crm == crm, among(MirrorRow.record_id, ids))
         existing.update({(crm, record_id): row_id for record_id, row_id in session.execute(query)})
     gone = [existing[key] for key, record in latest.items() if record.deleted and key in existing]
     changed = {key: existing[key] for key, record in latest.items() if not record.deleted and key in existing}
@@ -236,7 +237,7 @@ def mirror_fields(session: Session, crm: str, record_ids: Collection[str]) -> di
     if not record_ids:
         return {}
     query = select(MirrorRow.record_id, MirrorRow.fields).where(MirrorRow.crm == crm,
-                                                                 MirrorRow.record_id.in_(sorted(record_ids)))
+                                                                 among(MirrorRow.record_id, sorted(record_ids)))
     return {record_id: dict(fields or {}) for record_id, fields in session.execute(query)}
 
 
@@ -275,7 +276,7 @@ def mirror_identities_many(session: Session, mirror_ids: Collection[int]) -> dic
     found: dict[int, list[Identity]] = {}
     if mirror_ids:
         query = (select(MirrorIdentityRow.mirror_id, MirrorIdentityRow.kind, MirrorIdentityRow.value)
-                 .where(MirrorIdentityRow.mirror_id.in_(sorted(mirror_ids))).order_by(MirrorIdentityRow.id))
+                 .where(among(MirrorIdentityRow.mirror_id, sorted(mirror_ids))).order_by(MirrorIdentityRow.id))
         for row_id, kind, value in session.execute(query):
             found.setdefault(row_id, []).append(Identity(IdentityKind(kind), value))
     return found
@@ -293,8 +294,9 @@ def _identity_lookup(crms: Collection[str], wanted: Collection[tuple[str, str]])
     reads every mirrored record; the IN lists admit pairs nobody asked for (one
     identity's kind with another's value), which the caller drops.
     """
-    return (MirrorIdentityRow.crm.in_(sorted(set(crms))), MirrorIdentityRow.kind.in_(sorted({k for k, _ in wanted})),
-            MirrorIdentityRow.value.in_(sorted({v for _, v in wanted})))
+    return (among(MirrorIdentityRow.crm, sorted(set(crms))),
+            among(MirrorIdentityRow.kind, sorted({k for k, _ in wanted})),
+            among(MirrorIdentityRow.value, sorted({v for _, v in wanted})))
 
 
 def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
@@ -305,10 +307,10 @@ def known_values(session: Session, kind: IdentityKind, values: Sequence[str], cr
     """Which of `values` crmhub knows as identities of `kind`, in the graph or the mirror of one of `crms`."""
     if not values:
         return set()
-    graph = select(IdentityRow.value).where(IdentityRow.kind == kind.value, IdentityRow.value.in_(values))
-    mirror = select(MirrorIdentityRow.value).where(MirrorIdentityRow.crm.in_(sorted(set(crms))),
+    graph = select(IdentityRow.value).where(IdentityRow.kind == kind.value, among(IdentityRow.value, values))
+    mirror = select(MirrorIdentityRow.value).where(among(MirrorIdentityRow.crm, sorted(set(crms))),
                                                    MirrorIdentityRow.kind == kind.value,
-                                                   MirrorIdentityRow.value.in_(values))
+                                                   among(MirrorIdentityRow.value, values))
     return set(session.scalars(graph)) | set(session.scalars(mirror))
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import CallInfo, Channel, DeadLetter, Direction, Identity, IdentityKind, Interaction, Malformed
 from crmhub.store.schema import CursorRow, DeadLetterRow, LedgerRow
+from crmhub.store.sets import among
 from crmhub.store.text import storable
 
 T = TypeVar("T")
@@ -311,6 +312,18 @@ def save_cursor(session: Session, source: str, stream: str, partition: str, valu
                                 "updated_at": now}, ("source", "stream", "partition"))
 
 
+def touch_cursors(session: Session, source: str, streams: Sequence[str], partition: str = "", *,
+                  now: datetime) -> None:
+    """The streams were read to their end just now, whether or not they moved (a quiet stream is healthy).
+
+    Only `updated_at` changes, which `crmhub_lag_seconds` reads; a stream without a cursor yet has nothing to touch.
+    """
+    session.execute(update(CursorRow)
+                    .where(CursorRow.source == source, CursorRow.stream.in_(list(streams)),
+                           CursorRow.partition == partition)
+                    .values(updated_at=now).execution_options(synchronize_session=False))
+
+
 def all_cursors(session: Session) -> list[CursorRow]:
     return list(session.scalars(select(CursorRow).order_by(CursorRow.source, CursorRow.stream, CursorRow.partition)))
 
@@ -337,7 +350,7 @@ def add_dead_letters(session: Session, source: str, items: Sequence[tuple[str, s
     if not wanted:
         return 0
     table = DeadLetterRow.__table__.c
-    already = set(session.scalars(select(table.ref).where(table.source == source, table.ref.in_(sorted(wanted)),
+    already = set(session.scalars(select(table.ref).where(table.source == source, among(table.ref, sorted(wanted)),
                                                           table.resolved_at.is_(None))))
     rows = [storable({"source": source, "ref": ref, "reason": reason, "payload": payload, "created_at": now})
             for ref, (reason, payload) in wanted.items() if ref not in already]

@@ -38,17 +38,19 @@ run, so status and metrics can count the held rows.
 from __future__ import annotations
 
 from collections.abc import Collection, Container, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
-from crmhub.model import CaseState, OutboxStatus, RouteDecision, WritePriority
+from crmhub.model import CaseState, OutboxStatus, QueueTarget, RouteDecision, WritePriority
+from crmhub.store import cases as support_cases
 from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
+from crmhub.store.sets import among
 
 PENDING = OutboxStatus.PENDING.value
 _OUTBOX, _THREADS = cast(Table, OutboxRow.__table__), cast(Table, ThreadRow.__table__)  # for Core statements
@@ -137,7 +139,7 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     if not rows:
         return []
     until = now + lease
-    session.execute(update(OutboxRow).where(OutboxRow.id.in_([row.id for row in rows]))
+    session.execute(update(OutboxRow).where(among(OutboxRow.id, [row.id for row in rows]))
                     .values(next_attempt_at=until, claims=OutboxRow.claims + 1)
                     .execution_options(synchronize_session=False))
     return [Claim(row.id, row.idempotency_key, row.interaction_id, row.priority, row.attempts, row.claims + 1,
@@ -246,7 +248,7 @@ def cases_pending(session: Session, crm: str, conversation_keys: Collection[str]
     if not conversation_keys:
         return set()
     query = (select(LedgerRow.conversation_key).join(OutboxRow, LedgerRow.id == OutboxRow.interaction_id)
-             .where(LedgerRow.conversation_key.in_(sorted(conversation_keys)), OutboxRow.crm == crm,
+             .where(among(LedgerRow.conversation_key, sorted(conversation_keys)), OutboxRow.crm == crm,
                     OutboxRow.status == PENDING, OutboxRow.priority == int(WritePriority.NEW_CASE)).distinct())
     return set(session.scalars(query))
 
@@ -269,11 +271,29 @@ def mark_dead(session: Session, outbox_id: int, error: str, *, now: datetime, at
     record_outcomes(session, [Outcome(outbox_id, OutboxStatus.DEAD, error=error, attempted=attempted)], now=now)
 
 
-def settle(session: Session, crm: str, key: str, result_ref: str, *, now: datetime) -> None:
-    """Mark `crm`'s write of `key` done without writing it (it is already there, e.g. an agent's own reply)."""
-    row = session.scalar(select(OutboxRow).where(OutboxRow.crm == crm, OutboxRow.idempotency_key == key))
-    if row is not None and row.status == OutboxStatus.PENDING.value:
-        row.status, row.result_ref, row.done_at, row.last_error = OutboxStatus.DONE.value, result_ref[:64], now, None
+REPLY_SETTLED = "reply:"
+"""`result_ref` prefix of a write settled by an agent's reply already in the CRM (its echo): never relinked."""
+
+
+def settle_replies(session: Session, echoes: Sequence[tuple[str, str, str]], *, now: datetime) -> None:
+    """Mark each (crm, key, reply ref) write done without writing it: the agent's own reply is already there.
+
+    One statement for the batch; only still-pending rows change.
+    """
+    if not echoes:
+        return
+    table = _OUTBOX
+    session.connection().execute(
+        update(table)
+        .where(table.c.crm == bindparam("b_crm"), table.c.idempotency_key == bindparam("b_key"),
+               table.c.status == OutboxStatus.PENDING.value)
+        .values(status=OutboxStatus.DONE.value, result_ref=bindparam("b_ref"), done_at=now, last_error=None),
+        [{"b_crm": crm, "b_key": key, "b_ref": (REPLY_SETTLED + ref)[:64]} for crm, key, ref in echoes])
+
+
+def settled_by_reply(result_ref: str | None) -> bool:
+    """Whether a done write is an agent's reply crmhub never wrote (see `settle_replies`)."""
+    return result_ref is not None and result_ref.startswith(REPLY_SETTLED)
 
 
 def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
@@ -344,6 +364,7 @@ class Thread:
     closed_at: datetime | None = None
     closed_final: bool = False
     state_at: datetime | None = None
+    first_at: datetime | None = None  # a case opened now: the time of the message opening it (support metrics)
 
 
 def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -> dict[str, Thread]:
@@ -354,17 +375,21 @@ def threads_of(session: Session, crm: str, conversation_keys: Collection[str]) -
     table = _THREADS.c
     query = (select(table.id, table.conversation_key, table.seq, table.record_id, table.queue, table.opened_at,
                     table.closed_at, table.closed_final, table.state_at)
-             .where(table.crm == crm, table.conversation_key.in_(sorted(set(conversation_keys)))))
+             .where(table.crm == crm, among(table.conversation_key, sorted(set(conversation_keys)))))
     return {row.conversation_key: Thread(*row) for row in session.execute(query)}
 
 
-def next_thread(thread: Thread | None, conversation_key: str, queue: str, *, now: datetime) -> Thread:
-    """What `open_thread` makes of the thread: itself while open, else a first or next case (seq + 1), unsaved."""
+def next_thread(thread: Thread | None, conversation_key: str, queue: str, *, now: datetime,
+                first_at: datetime | None = None) -> Thread:
+    """What `open_thread` makes of the thread: itself while open, else a first or next case (seq + 1), unsaved.
+
+    `first_at` is the time of the message that opens the case (default `now`).
+    """
     if thread is None:
-        return Thread(None, conversation_key, 1, None, queue, now)
+        return Thread(None, conversation_key, 1, None, queue, now, first_at=first_at or now)
     if thread.closed_at is None:
         return thread
-    return Thread(thread.id, conversation_key, thread.seq + 1, None, queue, now)
+    return Thread(thread.id, conversation_key, thread.seq + 1, None, queue, now, first_at=first_at or now)
 
 
 def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
@@ -383,6 +408,8 @@ def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
                 seq=bindparam("new_seq"), record_id=None, queue=bindparam("new_queue"),
                 opened_at=bindparam("new_opened_at"), closed_at=None, closed_final=False, state_at=None),
             renewed)
+    support_cases.opened(session, crm, [support_cases.Opened(
+        t.conversation_key, t.seq, t.queue, t.first_at or t.opened_at, t.opened_at) for t in threads])
 
 
 def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
@@ -393,11 +420,13 @@ def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
             update(table).where(table.c.crm == crm, table.c.conversation_key == bindparam("conversation"),
                                 table.c.record_id.is_(None)).values(record_id=bindparam("new_record_id")),
             [{"conversation": key, "new_record_id": record} for key, record in cases.items()])
+        support_cases.recorded(session, crm, cases)
 
 
 def record_reopened(session: Session, reopened_from: Mapping[int, datetime | None]) -> None:
     """`mark_reopened` for several threads (by id) in one UPDATE."""
     if reopened_from:
+        support_cases.reopened(session, reopened_from)  # first: it reads the threads' state before this
         table = _THREADS
         session.connection().execute(
             update(table).where(table.c.id == bindparam("tid"),
@@ -467,17 +496,23 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -
     if not wanted:
         return 0
     rows = session.scalars(select(ThreadRow).where(ThreadRow.crm == crm,
-                                                   ThreadRow.conversation_key.in_(list(wanted))))
+                                                   among(ThreadRow.conversation_key, list(wanted))))
     changed = 0
+    history: list[support_cases.StateChange] = []
     for row in rows:
         for seq, state in sorted(wanted[row.conversation_key], key=lambda entry: entry[1].modified_at):
             if seq != row.seq or (row.state_at is not None and state.modified_at <= row.state_at):
                 continue
             if (row.closed_at, row.closed_final) != (state.closed_at, state.final):
                 changed += 1
+            if row.closed_at != state.closed_at:
+                history.append(support_cases.StateChange(row.conversation_key, seq, state.closed_at,
+                                                         reopened=row.closed_at is not None
+                                                         and state.closed_at is None))
             row.closed_at, row.closed_final, row.state_at = state.closed_at, state.final, state.modified_at
             if row.record_id is None:  # a case whose creation was never recorded (a crash in between)
                 row.record_id = state.record_id
+    support_cases.states(session, crm, history)
     return changed
 
 
@@ -493,9 +528,14 @@ def save_decisions(session: Session, decisions: Sequence[tuple[int, RouteDecisio
     a decision saved before for the interaction is replaced."""
     upsert_many(session, RouteDecisionRow, [
         {"interaction_id": interaction_id, "rule": decision.rule,
-         "targets": {crm: asdict(target) for crm, target in decision.targets.items()},
+         "targets": {crm: _fields(target) for crm, target in decision.targets.items()},
          "tried": [list(t) for t in decision.tried], "decided_at": now}
         for interaction_id, decision in decisions], ("interaction_id",))
+
+
+def _fields(target: QueueTarget) -> dict[str, Any]:
+    """A target's fields as stored (JSON): `asdict` without its deep copy, a tenth of routing's CPU (issue 13)."""
+    return {f.name: getattr(target, f.name) for f in fields(target)}
 
 
 def decision_of(session: Session, interaction_id: int) -> RouteDecisionRow | None:

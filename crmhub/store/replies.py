@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import REPLY_STATUS_RANK, Channel, Identity, IdentityKind, OutboundMessage, ReplyStatus
 from crmhub.store.ledger import insert_ignoring_conflicts
-from crmhub.store.text import storable
 from crmhub.store.schema import LedgerRow, ReplyRow
+from crmhub.store.sets import among
+from crmhub.store.text import storable
 
 OPEN = (ReplyStatus.PENDING.value, ReplyStatus.SENDING.value)
 FAILED = (ReplyStatus.FAILED.value, ReplyStatus.DEAD.value)
@@ -199,7 +200,7 @@ def echoes_of(session: Session, messages: Sequence[tuple[str, str]]) -> dict[tup
         return {}
     channels, ids = sorted({channel for channel, _ in messages}), sorted({message_id for _, message_id in messages})
     query = select(ReplyRow.channel, ReplyRow.channel_message_id, ReplyRow.crm, ReplyRow.reply_ref).where(
-        ReplyRow.channel.in_(channels), ReplyRow.channel_message_id.in_(ids))  # ix_replies_message
+        ReplyRow.channel.in_(channels), among(ReplyRow.channel_message_id, ids))  # ix_replies_message
     wanted = set(messages)
     return {(channel, message_id): (crm, ref) for channel, message_id, crm, ref in session.execute(query)
             if (channel, message_id) in wanted}
@@ -209,7 +210,7 @@ def unsettled_of(session: Session, conversation_keys: Sequence[str]) -> set[str]
     """Which of the conversations have a reply that may have gone out without its message id known yet."""
     if not conversation_keys:
         return set()
-    query = select(ReplyRow.conversation_key).where(ReplyRow.conversation_key.in_(sorted(set(conversation_keys))),
+    query = select(ReplyRow.conversation_key).where(among(ReplyRow.conversation_key, sorted(set(conversation_keys))),
                                                     ReplyRow.status == ReplyStatus.SENDING.value).distinct()
     return set(session.scalars(query))
 

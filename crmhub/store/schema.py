@@ -64,6 +64,7 @@ class LedgerRow(Base):
         # Routing's queue (`ledger.unprocessed`): only the rows not yet processed, however long the history.
         Index("ix_ledger_unprocessed", "id", sqlite_where=text("processed_at IS NULL"),
               postgresql_where=text("processed_at IS NULL")),
+        Index("ix_ledger_occurred", "occurred_at"),  # a support report's window (`crmhub.report`)
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -317,7 +318,8 @@ class ReplyRow(Base):
         Index("ix_replies_due", "status", "next_attempt_at"),
         Index("ix_replies_message", "channel", "channel_message_id"),
         Index("ix_replies_conversation", "conversation_key"),
-        Index("ix_replies_sent", "status", "sent_at"),  # recent sent replies whose delivery is unsettled
+        Index("ix_replies_sent", "status", "sent_at"),
+        Index("ix_replies_written", "written_at"),  # a support report's window (`crmhub.report`)  # recent sent replies whose delivery is unsettled
         # Failed replies not written back yet (`crmhub.store.replies.NOT_NOTED`): few, however many were sent.
         Index("ix_replies_failures", "crm", "id", sqlite_where=text(NOT_NOTED_SQL),
               postgresql_where=text(NOT_NOTED_SQL)),
@@ -393,3 +395,35 @@ class LinkNoteRow(Base):
     case_id: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     noted_at: Mapped[datetime]
+
+
+class SupportCaseRow(Base):
+    """One case (or ticket) crmhub opened, per CRM, kept after the thread moves on: the facts support metrics need.
+
+    `threads` holds only a conversation's current case; this keeps each one
+    (`seq`), with the time of the message that opened it, the close the CRM
+    last reported and how often it reopened (an agent, or a customer's
+    message within the reopen window). Written where the pipeline learns
+    each fact (`crmhub.store.cases`), in the same batch statements.
+    """
+
+    __tablename__ = "support_cases"
+    __table_args__ = (
+        UniqueConstraint("crm", "conversation_key", "seq", name="uq_support_cases_case"),
+        Index("ix_support_cases_first", "first_message_at"),  # a report's window
+        Index("ix_support_cases_record", "crm", "record_id"),  # a reply's case
+        Index("ix_support_cases_open", "id", sqlite_where=text("closed_at IS NULL"),
+              postgresql_where=text("closed_at IS NULL")),  # the backlog, however long the history
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int]
+    channel: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str] = mapped_column(String(64), default="")
+    record_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_message_at: Mapped[datetime]  # the message's own time, not when crmhub wrote it
+    opened_at: Mapped[datetime]  # when crmhub opened it
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the last close the CRM reported; None: open
+    reopens: Mapped[int] = mapped_column(default=0, server_default=text("0"))

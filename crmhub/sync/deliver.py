@@ -10,6 +10,13 @@ claimed more than `max_claims` times in a row without an outcome (it stops
 the daemon whenever it is written) is dead-lettered unwritten
 (`crmhub.store.outbox`).
 
+A write refused because its contact is gone from the CRM (`RecordGone`: an
+admin deleted it, or merged it into another) is not a dead letter: the
+record's fate is read back from the CRM (`FateReader.record_fates`: deleted,
+or merged into a survivor), the mirror and the person's links follow it
+(`IdentityGraph.absorb_records`), and the write is due again at once, to go
+where the person's history now lives.
+
 The writer's API budget decides how far down the priorities a run goes
 (`max_priority`, asked before every batch): rows ranked after it are held,
 neither attempted nor failed, until the allowance recovers. A `stop` event
@@ -29,10 +36,11 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from crmhub.errors import Interrupted, TransientError, reason_of
-from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, OutboxStatus, QueueTarget, WriteOutcome,
-                          WritePriority)
+from crmhub.errors import Interrupted, RecordGone, TransientError, reason_of
+from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, MirrorRecord, OutboxStatus, QueueTarget,
+                          WriteOutcome, WritePriority)
 from crmhub.store import StateStore, graph, ledger, outbox
+from crmhub.store.locks import one_at_a_time
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
@@ -62,6 +70,12 @@ class JobReportingWriter(Protocol):
                       on_submitted: Callable[[Sequence[str], str], None] | None = None) -> list[WriteOutcome]: ...
 
 
+class FateReader(Protocol):
+    """A writer that can say what became of records a write found gone (deleted, merged into a survivor)."""
+
+    def record_fates(self, object_type: str, record_ids: Sequence[str]) -> list[MirrorRecord]: ...
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     """How one CRM's writes are shaped: templates, contact creation, batching."""
@@ -88,6 +102,9 @@ class DeliveryReport:
     held: int = 0  # pending rows ranked after what the budget allowed when the run ended
     cut_short: bool = False  # the daemon is stopping: the run ended before the outbox was drained
     noted: int = 0  # link suggestions noted on their case (`crmhub.sync.links`), after the writes
+    retargeted: int = 0  # writes whose contact was gone from the CRM, due again for what is left
+    latencies: list[float] = field(default_factory=list)
+    """Seconds from each delivered item's channel time to the CRM's confirmation (relinks left out): metrics."""
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
@@ -123,6 +140,7 @@ class _Batch:
     reopening: dict[int, datetime | None] = field(default_factory=dict)  # thread -> its state_at, reopened here
     reopened: dict[str, int] = field(default_factory=dict)  # conversation -> its thread, for the writes reopening it
     dead: list[tuple[outbox.Claim, str, bool]] = field(default_factory=list)  # (claim, reason, attempted)
+    gone: dict[str, set[str]] = field(default_factory=dict)  # contact object -> records writes found gone
 
 
 def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, report: DeliveryReport, *,
@@ -158,6 +176,8 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
         now = clock()
         with store.transaction() as session:
             _record(session, batch, outcomes, writer.name, policy, report, now=now)
+        if batch.gone:
+            _retarget(store, writer, batch.gone, policy, now=clock())
         if len(claims) < policy.batch_size:
             return allowed
 
@@ -310,7 +330,7 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
     # A closed case reopens for a message within the window (or one following such a message in this batch).
     reopen = earlier is not None and outbox.reopens(earlier, item.occurred_at, policy.reopen_window, batch.reopening)
     thread = earlier if reopen and earlier is not None else outbox.next_thread(
-        earlier, item.conversation_key, target.queue, now=now)
+        earlier, item.conversation_key, target.queue, now=now, first_at=item.occurred_at)
     new_case = None if thread.record_id else CaseSpec(
         key=f"{item.conversation_key}#{thread.seq}", target=target, fields=_render(policy.case_templates, context),
         may_exist=tried_before)
@@ -348,11 +368,18 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
                 thread = batch.reopened[write.interaction.conversation_key]
                 reopened[thread] = batch.reopening[thread]
             report.delivered += 1
+            if not write.relink:
+                report.latencies.append(max(0.0, (now - write.interaction.occurred_at).total_seconds()))
             continue
         error = outcome.error
         reason = f"{write.key} -> {crm}: {reason_of(error)}"
         attempt = batch.claims[outbox_id].attempts + 1  # this one, counted as its outcome is recorded
-        if isinstance(error, TransientError) and attempt < policy.max_attempts:
+        if isinstance(error, RecordGone) and write.contact_id and attempt < policy.max_attempts:
+            # Due again at once: by then its person's links follow the record's fate (`_retarget`).
+            recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, error=reason, retry_at=now))
+            batch.gone.setdefault(write.contact_object, set()).add(write.contact_id)
+            report.retargeted += 1
+        elif isinstance(error, TransientError) and attempt < policy.max_attempts:
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, error=reason,
                                            retry_at=now + policy.retry_base * 2 ** (attempt - 1)))
             report.retrying += 1
@@ -365,6 +392,32 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     graph.add_links(session, crm, links, now=now)
     outbox.record_cases(session, crm, cases)
     outbox.record_reopened(session, reopened)
+
+
+def _retarget(store: StateStore, writer: HistoryWriter, gone: Mapping[str, set[str]], policy: DeliveryPolicy, *,
+              now: datetime) -> None:
+    """Records writes found gone: read their fate from the CRM, and let the mirror and the links follow it.
+
+    A writer that cannot say (no `record_fates`) has them taken as deleted;
+    a record the CRM still shows alive changes nothing (the write's next
+    failure counts towards `max_attempts` as any other).
+    """
+    fates: list[MirrorRecord] = []
+    reader = cast(FateReader, writer) if hasattr(writer, "record_fates") else None
+    for object_type, record_ids in sorted(gone.items()):
+        ids = sorted(record_ids)
+        found = {r.record_id: r for r in reader.record_fates(object_type, ids)} if reader is not None else {}
+        # A CRM may answer for more than was asked (the other records one merge absorbed, gone as well).
+        fates += [*found.values(), *(MirrorRecord(crm=writer.name, object_type=object_type, record_id=i, identities=(),
+                                                  fields={}, modified_at=now, deleted=True)
+                                     for i in ids if i not in found)]
+    with store.transaction() as session:
+        one_at_a_time(session, f"mirror:{writer.name}")
+        graph.upsert_mirror(session, fates)
+        IdentityGraph(session, [writer.name], IdentityPolicy(blocklist=policy.blocklist), now).absorb_records(fates)
+    log.info("writes re-targeted: their contact is gone from the CRM", crm=writer.name,
+             records=sum(len(ids) for ids in gone.values()),
+             merged=sum(1 for r in fates if r.deleted and r.merged_into), deleted=sum(1 for r in fates if r.deleted))
 
 
 def _template_context(item: Interaction, rule: str, queue: str) -> dict[str, Any]:

@@ -30,11 +30,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
-from crmhub.store import conflicts, graph, links
+from crmhub.store import conflicts, graph, links, outbox
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
+from crmhub.store.sets import among
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import contacts_for
-from crmhub.sync.statements import stated_identities
+from crmhub.sync.statements import may_state, stated_identities
 
 log = structlog.get_logger("crmhub.identity")
 MAX_CLOSURE_ROUNDS = 10  # a chain of records longer than this is not followed in one go
@@ -255,10 +256,13 @@ class IdentityGraph:
         return person
 
     def absorb_records(self, records: Sequence[MirrorRecord]) -> None:
-        """Mirror records just refreshed: each joins the persons holding its identities; a deleted one unlinks."""
+        """Mirror records just refreshed: each joins the persons holding its identities; a gone one unlinks.
+
+        A record merged away in the CRM (`merged_into`) hands its link to the survivor.
+        """
         for record in records:
             if record.deleted:
-                self._unlink(record.crm, record.record_id)
+                self._unlink(record.crm, record.record_id, survivor=record.merged_into)
         usable = [i for r in records if not r.deleted for i in self.policy.blocklist.usable(list(r.identities))]
         if not usable:
             return
@@ -354,15 +358,17 @@ class IdentityGraph:
         # By the persons' ledger rows (`ix_ledger_person`), then their writes (`ix_outbox_interaction_id`):
         # their history, never a slice of every done row of the CRM.
         done = self.session.execute(
-            select(OutboxRow.id, LedgerRow.person_id, OutboxRow.contact_ref)
+            select(OutboxRow.id, LedgerRow.person_id, OutboxRow.contact_ref, OutboxRow.result_ref)
             .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
-            .where(LedgerRow.person_id.in_(sorted(primary)), OutboxRow.crm == crm,
+            .where(among(LedgerRow.person_id, sorted(primary)), OutboxRow.crm == crm,
                    OutboxRow.status == OutboxStatus.DONE.value))
-        moved = [row_id for row_id, person, contact_ref in done if contact_ref != primary[person]]
+        # An agent's reply (its echo settled by the reply itself) stays where the agent wrote it: never re-sent.
+        moved = [row_id for row_id, person, contact_ref, result_ref in done
+                 if contact_ref != primary[person] and not outbox.settled_by_reply(result_ref)]
         if moved:
             self.session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id.in_(moved))
+                .where(among(OutboxRow.id, moved))
                 .values(status=OutboxStatus.PENDING.value, relink=True, attempts=0, claims=0,
                         next_attempt_at=self.now, done_at=None, priority=int(WritePriority.BACKFILL))  # after new items, within the budget
                 .execution_options(synchronize_session=False))
@@ -380,18 +386,37 @@ class IdentityGraph:
                 contacts_for(self.session, grown, crm, now=self.now, blocklist=self.policy.blocklist,
                              on_linked=self.relink_many)
 
-    def _unlink(self, crm: str, record_id: str) -> None:
-        """A record gone from the CRM (deleted, or merged there by an admin): its person moves to what is left."""
+    def _unlink(self, crm: str, record_id: str, *, survivor: str | None = None) -> None:
+        """A record gone from the CRM (deleted, or merged there by an admin): its person moves to what is left.
+
+        A merge's `survivor` takes over the link (its person, if another one
+        holds it already, joins this one: the CRM says they are one). The
+        conflict flagged for the person's records closes itself once at most
+        one is left, saying why; delivered history is re-pointed (`relink`), and
+        pending writes follow the links when they are delivered.
+        """
         link = self.session.scalar(select(CrmLinkRow).where(CrmLinkRow.crm == crm, CrmLinkRow.record_id == record_id))
         if link is None:
             return
-        person = link.person_id
+        person, object_type, preferred = link.person_id, link.object_type, link.preferred
         self.session.delete(link)
         self.session.flush()
+        if survivor is not None:
+            holder = graph.linked_persons(self.session, crm, [survivor]).get(survivor)
+            if holder is None:
+                graph.add_link(self.session, person, crm, object_type, survivor, now=self.now)
+            elif holder != person:
+                person = self.merge(person, holder, why=f"{crm} record {record_id} merged into {survivor}")
+            if preferred:  # the admin's pick is gone into the survivor: the pick moves with it
+                self.session.execute(update(CrmLinkRow).where(CrmLinkRow.crm == crm, CrmLinkRow.record_id == survivor)
+                                     .values(preferred=True))
         remaining = graph.links_of(self.session, person, crm)
         conflict = conflicts.of(self.session, crm, person)
         if conflict is not None and conflict.resolved_at is None and len(remaining) <= 1:
-            conflict.resolved_at, conflict.resolution = self.now, f"{record_id} gone from {crm}"
+            fate = f"merged into {survivor}" if survivor else "deleted"
+            target = f"; crmhub writes to {remaining[0].record_id}" if remaining else ""
+            conflict.resolved_at, conflict.resolution = self.now, f"{record_id} {fate} in {crm}{target}"
+        log.info("crm record gone", crm=crm, record=record_id, survivor=survivor, person=person)
         self.relink(person, crm)
 
     def _flag_limit(self, person: int, kind: IdentityKind, *, other: int | None = None) -> None:
@@ -405,7 +430,7 @@ class IdentityGraph:
     def _claims(self, item: Interaction) -> list[Identity]:
         """What an inbound message claims, of the kinds `statements` does not ignore."""
         rules = self.policy.statements
-        if item.direction is not Direction.INBOUND or not item.text or not rules.reads:
+        if item.direction is not Direction.INBOUND or not may_state(item.text) or not rules.reads:
             return []
         stated = stated_identities(item.text, regions=self._regions(item.customer), own=self._own(item),
                                    known=lambda kind, values: graph.known_values(self.session, kind, values,
@@ -441,8 +466,8 @@ class IdentityGraph:
         # kind IN and value IN: both columns of the unique key bound (a row-value IN is no index lookup on SQLite)
         rows = self.session.execute(select(IdentityRow.kind, IdentityRow.value, IdentityRow.person_id,
                                            IdentityRow.display)
-                                    .where(IdentityRow.kind.in_(sorted({k for k, _ in wanted})),
-                                           IdentityRow.value.in_(sorted({v for _, v in wanted}))))
+                                    .where(among(IdentityRow.kind, sorted({k for k, _ in wanted})),
+                                           among(IdentityRow.value, sorted({v for _, v in wanted}))))
         holders: dict[tuple[IdentityKind, str], int] = {}
         undisplayed: set[tuple[IdentityKind, str]] = set()
         for kind, value, person, display in rows:

@@ -17,7 +17,7 @@ import structlog
 
 from crmhub.model import Interaction, Malformed
 from crmhub.store import StateStore
-from crmhub.store.ledger import ingest_page, load_cursor
+from crmhub.store.ledger import ingest_page, load_cursor, touch_cursors
 
 log = structlog.get_logger("crmhub.ingest")
 
@@ -74,6 +74,8 @@ def poll_stream(
         report.dead_lettered += result.dead_lettered
         if save:
             report.cursor = save[3]
+    with store.transaction() as session:
+        touch_cursors(session, source, [stream], partition, now=now)
     log.info("polled", source=source, stream=stream, pages=report.pages, stored=report.stored,
              repeats=report.repeats, dead_lettered=report.dead_lettered)
     return report

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from crmhub.model import MirrorRecord
 from crmhub.store import StateStore
 from crmhub.store.graph import upsert_mirror
-from crmhub.store.ledger import load_cursor, save_cursor
+from crmhub.store.ledger import load_cursor, save_cursor, touch_cursors
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.text import storable_record
 
@@ -60,8 +60,9 @@ def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequen
                 save_cursor(session, source.name, stream, "", next_cursor, now=now)
         with store.transaction() as session:
             one_at_a_time(session, f"mirror:{source.name}")
-            if load_cursor(session, source.name, f"{stream}.loaded") is None:
-                save_cursor(session, source.name, f"{stream}.loaded", "", now.isoformat(), now=now)
+            if load_cursor(session, source.name, loaded_marker(stream)) is None:
+                save_cursor(session, source.name, loaded_marker(stream), "", now.isoformat(), now=now)
+            touch_cursors(session, source.name, [stream], now=now)
     log.info("mirror refreshed", crm=source.name, changed=changed)
     return changed
 
@@ -69,4 +70,17 @@ def refresh_mirror(store: StateStore, source: MirrorSource, object_names: Sequen
 def mirror_loaded(store: StateStore, crm: str, object_names: Sequence[str]) -> bool:
     """Whether every object of `crm` has been mirrored in full at least once."""
     with store.transaction() as session:
-        return all(load_cursor(session, crm, f"mirror.{name}.loaded") is not None for name in object_names)
+        return all(load_cursor(session, crm, loaded_marker(f"mirror.{name}")) is not None for name in object_names)
+
+
+def loaded_marker(stream: str) -> str:
+    """The cursor row marking that `stream` was read in full once (a one-time mark, never read again)."""
+    return f"{stream}{_LOADED}"
+
+
+def is_marker(stream: str) -> bool:
+    """Whether a cursor row is a `loaded_marker`, not a stream being read."""
+    return stream.endswith(_LOADED)
+
+
+_LOADED = ".loaded"

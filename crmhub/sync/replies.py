@@ -155,6 +155,8 @@ def collect_replies(store_: StateStore, source: ReplySource, *, now: datetime,
         report.collected[source.name] += len(new)
         for channel in new:
             report.moved(source.name, channel, ReplyStatus.PENDING)
+    with store_.transaction() as session:
+        ledger.touch_cursors(session, source.name, [STREAM], now=now)
     log.info("replies collected", crm=source.name, new=report.collected[source.name],
              ignored=report.ignored[source.name])
     return report

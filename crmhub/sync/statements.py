@@ -69,10 +69,16 @@ Known = Callable[[IdentityKind, list[str]], set[str]]
 """Which of these values crmhub knows as identities of this kind (graph or mirror)."""
 
 
+def may_state(text: str) -> bool:
+    """Whether `text` can state an identity at all: no email or handle without an @, no phone number without
+    digits. Most messages stop here, before their sender's regions are worked out."""
+    return bool(text) and ("@" in text or sum(c.isdigit() for c in text) >= MIN_PHONE_DIGITS)
+
+
 def stated_identities(text: str, *, regions: Iterable[str], own: Collection[Identity], known: Known) -> list[Identity]:
     """The identities `text` states, in order of appearance, without our own."""
-    if not text or ("@" not in text and sum(c.isdigit() for c in text) < MIN_PHONE_DIGITS):
-        return []  # no email or handle without an @, no phone number without digits: most messages stop here
+    if not may_state(text):
+        return []
     found: list[Identity] = []
     without_emails = text
     for match in EMAIL.finditer(text):

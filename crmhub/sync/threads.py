@@ -18,7 +18,7 @@ import structlog
 
 from crmhub.model import CaseState
 from crmhub.store import StateStore
-from crmhub.store.ledger import load_cursor, save_cursor
+from crmhub.store.ledger import load_cursor, save_cursor, touch_cursors
 from crmhub.store.outbox import apply_case_states
 
 log = structlog.get_logger("crmhub.threads")
@@ -43,5 +43,7 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime) -> 
             changed += apply_case_states(session, source.name, states)
             save_cursor(session, source.name, STREAM, "", next_cursor, now=now)
         pages += 1
+    with store.transaction() as session:
+        touch_cursors(session, source.name, [STREAM], now=now)
     log.info("case states refreshed", crm=source.name, pages=pages, changed=changed)
     return changed

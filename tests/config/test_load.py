@@ -216,7 +216,7 @@ def test_json_schema_has_one_schema_per_file_kind() -> None:
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["additionalProperties"] is False
     secret = schemas["settings"]["$defs"]["HubSpotAuth"]["properties"]["access_token"]
-    assert secret["pattern"] == "^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$"
+    assert secret["pattern"] == "^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|credential:[A-Za-z0-9_][A-Za-z0-9_.-]*)$"
 
 
 def test_write_schemas(tmp_path: Path) -> None:
@@ -302,7 +302,7 @@ def test_json_schema_rejects_what_the_loader_rejects() -> None:
     settings["crms"]["hubspot"]["auth"]["access_token"] = "inline-value"
     errors = _check(schemas["settings"], settings, schemas["settings"]["$defs"], "settings")
     assert errors == [
-        "settings.crms.hubspot.auth.access_token: 'inline-value' does not match ^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$",
+        "settings.crms.hubspot.auth.access_token: 'inline-value' does not match ^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|credential:[A-Za-z0-9_][A-Za-z0-9_.-]*)$",
         "settings.channels.twilio.overlap: no anyOf option fits '10 minutes'",
         "settings.channels.twilio.poll_evry: not allowed",
     ]

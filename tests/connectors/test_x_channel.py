@@ -155,10 +155,11 @@ def test_dms_take_direction_from_the_sender_and_the_customer_from_the_conversati
     answered = x.send_dm(ME, jane, "on its way")
     other = store_dm(x, bob, ME, "", attachments={"media_keys": ["3_1700000000000000001"]})
 
-    [page] = list(channel(x_sandbox).dm_pages(None))
+    page, end = list(channel(x_sandbox).dm_pages(None))  # X's next_token on the last page leads to an empty one
 
     got = {i.external_id: i for i in page.interactions}
-    assert set(got) == {asked, answered, other} and page.last and page.cursor == other
+    assert set(got) == {asked, answered, other} and not page.last and page.cursor == other
+    assert (end.interactions, end.last, end.cursor) == ([], True, other)
     low, high = sorted((jane, ME), key=int)
     assert {got[asked].conversation_key, got[answered].conversation_key} == {f"x_dm:{low}-{high}"}
     assert (got[asked].channel, got[asked].direction) == (Channel.X_DM, Direction.INBOUND)
@@ -174,7 +175,7 @@ def test_unusable_dms_are_malformed_with_their_reason(x: XEmulator, x_sandbox: E
     empty = x.send_dm(jane, ME, " ")
     group = store_dm(x, ME, jane, "to you both", participant_ids=[ME, jane, bob])
     fine = x.send_dm(bob, ME, "hi")
-    [page] = list(channel(x_sandbox).dm_pages(None))
+    page, _ = list(channel(x_sandbox).dm_pages(None))
     assert [i.external_id for i in page.interactions] == [fine]
     reasons = {bad.ref: bad.reason for bad in page.malformed}
     assert reasons == {f"x_dm:{empty}": f"X DM {empty}: empty message: no text and no attachments",
@@ -189,7 +190,8 @@ def test_dm_paging_stops_at_the_cursor_so_a_quiet_poll_costs_one_call(x: XEmulat
     x_channel = channel(x_sandbox, page_size=3)
 
     first = list(x_channel.dm_pages(None))
-    assert [len(p.interactions) for p in first] == [3, 3, 1] and first[-1].cursor == sent[-1]
+    # X hands out a next_token on the oldest page too; the empty page it leads to ends the poll.
+    assert [len(p.interactions) for p in first] == [3, 3, 1, 0] and first[-1].cursor == sent[-1]
 
     before = x.calls[DMS]
     quiet = list(x_channel.dm_pages(sent[-1]))
@@ -269,7 +271,7 @@ def test_every_item_is_stored_once_however_often_it_is_polled(x: XEmulator, x_sa
                              pages=x_channel.dm_pages, now=now)
         return mentions.stored + direct.stored, mentions.pages + direct.pages
 
-    assert poll() == (12, 3)  # mentions on two pages of 5, DMs on one
+    assert poll() == (12, 4)  # mentions on two pages of 5, DMs on one and the empty page X's next_token leads to
     assert poll() == (0, 2)  # one call per stream, nothing new
     later = x.post_mention(jane, "and again")
     assert poll() == (1, 2)

@@ -403,3 +403,27 @@ def test_lost_answer_of_a_folded_update_finds_its_keys_and_adds_nothing_twice(ze
     assert emu.calls["PUT /api/v2/tickets/update_many.json"] == 1  # the lost job was found by its keys
     again = make_crm(zendesk_sandbox).write_history(writes)  # a later attempt reads the folded keys: nothing new
     assert all(o.ok for o in again) and [len(emu.comments(t)) for t in tickets] == [2, 2]
+
+
+def test_history_lands_on_a_ticket_another_integration_opened_with_a_description(
+        zendesk_sandbox: EmulatorServer) -> None:
+    """Zendesk takes `description` as a new ticket's first comment (no metadata, not crmhub's): crmhub's key
+    check reads such a ticket's comments, adds its own after it, and a retry adds nothing twice."""
+    from zenpy import Zenpy
+    from zenpy.lib.api_objects import Ticket
+
+    from crmhub.connectors._http import build_session
+
+    emu = emu_of(zendesk_sandbox)
+    eve = emu.add_user("Eve", phone="+14155550199")
+    other = Zenpy(subdomain="sandbox", email="agent@sandbox.zendesk.test", token="sandbox-token",
+                  session=build_session(base_url=zendesk_sandbox.url), disable_cache=True)
+    opened = other.tickets.create(Ticket(subject="From the web form", description="My parcel never came",
+                                         requester_id=eve)).ticket
+    write = replace(follow_up(2, eve, opened.id, sms("SM9", "+14155550199", "any news?")), first_attempt=False)
+    crm = make_crm(zendesk_sandbox)
+    for _ in range(2):
+        [outcome] = crm.write_history([write])
+        assert outcome.ok and outcome.case_id == str(opened.id), outcome.error
+    assert [(c["body"], c["author_id"]) for c in emu.comments(opened.id)] == [
+        ("My parcel never came", emu.default_agent_id), ("any news?", eve)]

@@ -21,7 +21,7 @@ from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.ledger import DeadLetter, open_dead_letters
 from tests.ops.conftest import TEXTS, cli
 
-TASK_UPSERTS = "/composite/sobjects/Task/Crmhub_Key__c"
+TASK_UPSERTS = "/composite$"  # the batch's one Composite call, which carries the Task upsert
 
 
 def _settings(directory: Path, salesforce: EmulatorServer, twilio: EmulatorServer,

@@ -531,9 +531,9 @@ def test_malformed_json_is_a_validation_error(hubspot_sandbox: EmulatorServer) -
 def test_unemulated_objects_and_paths_say_so(client: HubSpot, hubspot_sandbox: EmulatorServer) -> None:
     deals = client.api_request({"method": "GET", "path": "/crm/v3/objects/deals"})
     assert deals.status_code == 501 and deals.json()["path"] == "/crm/v3/objects/deals"
-    merge = requests.post(f"{hubspot_sandbox.url}/crm/v3/objects/contacts/merge", json={},
-                          headers={"Authorization": f"Bearer {TOKEN}"})
-    assert (merge.status_code, merge.json()["method"]) == (501, "POST")
+    gdpr = requests.post(f"{hubspot_sandbox.url}/crm/v3/objects/contacts/gdpr-delete", json={},
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (gdpr.status_code, gdpr.json()["method"]) == (501, "POST")
     routes = requests.get(f"{hubspot_sandbox.url}/_sandbox/routes").json()
     assert {"methods": ["POST"], "path": "/crm/v3/objects/<object_type>/search", "billable": True} in routes
 

@@ -569,6 +569,72 @@ def test_composite_without_all_or_none_skips_only_dependents(sf: Salesforce, em:
     assert [a["Name"] for a in em.records("Account")] == ["Fine"] and em.records("Task") == []
 
 
+def test_composite_subrequest_limits(sf: Salesforce, em: SalesforceEmulator) -> None:
+    upsert = "composite/sobjects/Task/Crmhub_Key__c"
+    heavy = [sub(f"r{n}", "PATCH", upsert, {"records": []}) for n in range(5)]
+    for extra in (sub("q", "GET", "query?q=SELECT+Id+FROM+Task"), sub("c", "PATCH", "composite/sobjects",
+                                                                      {"records": []})):
+        with pytest.raises(SalesforceMalformedRequest) as exc:
+            sf.restful("composite", method="POST", json={"compositeRequest": [*heavy, extra]})
+        assert error_of(exc)["errorCode"] == "LIMIT_EXCEEDED"
+    many = [sub(f"a{n}", "POST", "sobjects/Account", {"Name": f"{n}"}) for n in range(26)]
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sf.restful("composite", method="POST", json={"compositeRequest": many})
+    assert error_of(exc)["errorCode"] == "LIMIT_EXCEEDED"
+    answer = sf.restful("composite", method="POST", json={"compositeRequest": [*heavy, *many[:20]],
+                                                          "collateSubrequests": False})
+    assert [r["httpStatusCode"] for r in answer["compositeResponse"]] == [200] * 5 + [201] * 20  # type: ignore[index]
+    assert em.calls[f"POST {API}/composite"] == 4 and em.total_calls == 4  # subrequests are not calls
+
+
+def test_composite_references_use_dots_and_brackets_into_collection_answers(sf: Salesforce,
+                                                                            em: SalesforceEmulator) -> None:
+    answer = sf.restful("composite", method="POST", json={"compositeRequest": [
+        sub("people", "PATCH", "composite/sobjects/Contact/Crmhub_Person__c", {"records": collection(
+            {"type": "Contact", "Crmhub_Person__c": "p1", "LastName": "One"},
+            {"type": "Contact", "Crmhub_Person__c": "p2", "LastName": "Two"})}),
+        sub("task", "POST", "sobjects/Task", {"WhoId": "@{people[1].id}", "Subject": "to two"}),
+        sub("missing", "POST", "sobjects/Task", {"WhoId": "@{people[2].id}"}),
+    ]})
+    results = answer["compositeResponse"]  # type: ignore[index]
+    assert [(r["referenceId"], r["httpStatusCode"]) for r in results] == [
+        ("people", 200), ("task", 201), ("missing", 400)]
+    assert [r["created"] for r in results[0]["body"]] == [True, True]
+    assert em.records("Task")[0]["WhoId"] == results[0]["body"][1]["id"]
+    halted = results[2]["body"][0]
+    assert halted["errorCode"] == "PROCESSING_HALTED"
+    assert halted["message"].startswith("Invalid reference specified. No value for people[2].id found in people.")
+
+
+def test_relationship_references_by_external_id_fail_per_record(sf: Salesforce, em: SalesforceEmulator) -> None:
+    contact = em.insert("Contact", LastName="Known", Crmhub_Person__c="p1")
+    lead = em.insert("Lead", LastName="Lead", Company="X", Crmhub_Person__c="p2")
+    case = em.insert("Case", Subject="open", Crmhub_Conversation__c="conv#1")
+    results = sf.restful("composite/sobjects/Task/Crmhub_Key__c", method="PATCH", json={"records": collection(
+        {"type": "Task", "Crmhub_Key__c": "t1", "Who": {"attributes": {"type": "Contact"}, "Crmhub_Person__c": "p1"},
+         "What": {"attributes": {"type": "Case"}, "Crmhub_Conversation__c": "CONV#1"}},
+        {"type": "Task", "Crmhub_Key__c": "t2", "Who": {"attributes": {"type": "Lead"}, "Crmhub_Person__c": "p2"}},
+        {"type": "Task", "Crmhub_Key__c": "t3", "Who": {"attributes": {"type": "Contact"}, "Crmhub_Person__c": "p9"}},
+        {"type": "Task", "Crmhub_Key__c": "t4", "WhoId": contact,
+         "Who": {"attributes": {"type": "Contact"}, "Crmhub_Person__c": "p1"}},
+        {"type": "Task", "Crmhub_Key__c": "t5", "Who": {"attributes": {"type": "Case"}, "Crmhub_Conversation__c": "x"}},
+    )})
+    assert [r["success"] for r in results] == [True, True, False, False, False]  # type: ignore[index]
+    assert results[2]["errors"] == [{"statusCode": "INVALID_FIELD", "fields": [],  # type: ignore[index]
+                                     "message": "Foreign key external ID: p9 not found for field Crmhub_Person__c "
+                                                "in entity Contact"}]
+    assert results[3]["errors"][0]["message"] == (  # type: ignore[index]
+        "Cannot specify both an external ID reference Who and a salesforce id, WhoId")
+    assert results[4]["errors"][0]["statusCode"] == "INVALID_FIELD"  # type: ignore[index]
+    tasks = {t["Crmhub_Key__c"]: t for t in em.records("Task")}
+    assert (tasks["t1"]["WhoId"], tasks["t1"]["WhatId"], tasks["t2"]["WhoId"]) == (contact, case, lead)
+    cased = sf.restful("composite/sobjects/Case/Crmhub_Conversation__c", method="PATCH", json={"records": [
+        {"attributes": {"type": "Case"}, "Crmhub_Conversation__c": "conv#2",
+         "Contact": {"Crmhub_Person__c": "p1"}}]})  # one possible parent: the type may be left out
+    assert cased[0]["success"] is True  # type: ignore[index]
+    assert em.record(cased[0]["id"])["ContactId"] == contact  # type: ignore[index]
+
+
 # ---- limits and the unemulated ------------------------------------------------------------------------
 def test_limits_and_limit_info_header_track_billable_calls(sf: Salesforce, em: SalesforceEmulator) -> None:
     em.set_api_limit(500)

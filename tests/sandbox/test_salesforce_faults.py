@@ -161,3 +161,24 @@ def test_call_counter_counts_billable_calls_per_endpoint(salesforce_sandbox: Emu
                                                  f"GET {API}/sobjects/<sobject>/<record_id>": 1,
                                                  f"POST {API}/composite": 1}}
     assert sf.limits()["DailyApiRequests"]["Remaining"] == 15_000 - 4
+
+
+def test_server_error_aimed_at_a_subrequest_fails_it_alone_inside_the_composite(sf: Salesforce,
+                                                                                em: SalesforceEmulator) -> None:
+    em.faults.add(Fault("server_error", status=500, path="/sobjects/Account$"))
+    answer = sf.restful("composite", method="POST", json={"compositeRequest": [
+        {"method": "POST", "url": f"{API}/sobjects/Account", "referenceId": "failing", "body": {"Name": "A"}},
+        {"method": "POST", "url": f"{API}/sobjects/Contact", "referenceId": "fine", "body": {"LastName": "B"}},
+    ]})
+    results = answer["compositeResponse"]  # type: ignore[index]
+    assert [(r["httpStatusCode"], r["body"][0]["errorCode"] if r["httpStatusCode"] >= 400 else None)
+            for r in results] == [(500, "UNKNOWN_EXCEPTION"), (201, None)]
+    assert em.records("Account") == [] and len(em.records("Contact")) == 1
+
+
+def test_a_composite_whose_answer_is_lost_did_its_work(sf: Salesforce, em: SalesforceEmulator) -> None:
+    em.faults.add(Fault("reset", path="/composite$", after=True))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        sf.restful("composite", method="POST", json={"compositeRequest": [
+            {"method": "POST", "url": f"{API}/sobjects/Account", "referenceId": "a", "body": {"Name": "A"}}]})
+    assert [a["Name"] for a in em.records("Account")] == ["A"]

@@ -274,8 +274,13 @@ def test_dm_events_all_with_participant_and_by_conversation(client: tweepy.Clien
 
 def test_dm_events_page_through_paginator(client: tweepy.Client, conversations: dict[str, list[str]]) -> None:
     pages = list(tweepy.Paginator(client.get_direct_message_events, max_results=2))
-    assert [p.meta["result_count"] for p in pages] == [2, 2, 1]
-    assert sorted(int(e.id) for p in pages for e in p.data) == sorted(
+    # As X does: the oldest page still carries a next_token; it leads to an empty page with only a previous_token.
+    assert [p.meta["result_count"] for p in pages] == [2, 2, 1, 0]
+    assert "next_token" in pages[-2].meta and pages[-1].data is None
+    assert set(pages[-1].meta) == {"result_count", "previous_token"}
+    back = client.get_direct_message_events(max_results=2, pagination_token=pages[-1].meta["previous_token"])
+    assert back.data[-1].id == pages[-2].data[-1].id  # back to the oldest events
+    assert sorted(int(e.id) for p in pages[:-1] for e in p.data) == sorted(
         int(i) for i in conversations["alice"] + conversations["bob"])
 
 

@@ -124,6 +124,7 @@ DEFAULT_PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
           "evangelist", "other"), False, False),
         ("createdate", "Create date", *_DT, (), False, False),
         ("lastmodifieddate", "Last modified date", *_DT, (), False, True),
+        ("hs_merged_object_ids", "Merged record IDs", "enumeration", "checkbox", (), False, True),
         _OWNER,
         *_READ_ONLY_META,
     ),

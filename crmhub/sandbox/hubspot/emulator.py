@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from werkzeug.wrappers import Request, Response
 
-from crmhub.sandbox._server import CONTROL_PREFIX, Emulator, Fault, Route
+from crmhub.sandbox._server import CONTROL_PREFIX, ControlAction, Emulator, Fault, Route
 from crmhub.sandbox.hubspot import catalog, errors, models
 from crmhub.sandbox.hubspot.limits import RateLimiter
 from crmhub.sandbox.hubspot.models import HubSpotBackend
@@ -91,6 +91,21 @@ class HubSpotEmulator(Emulator):
         response.headers.setdefault(errors.CORRELATION_HEADER, errors.correlation_id())
         return response
 
+    def control_actions(self) -> dict[str, ControlAction]:
+        """`POST /_sandbox/owners`, `pipelines`, `objects` and `search_lag` (docs/sandbox/hubspot.md)."""
+        return {
+            "owners": lambda body: {"id": self.add_owner(body["email"], body.get("first_name", ""),
+                                                         body.get("last_name", ""))},
+            "pipelines": lambda body: {"id": self.add_pipeline(body["label"], [tuple(s) for s in body["stages"]])
+                                       if "stages" in body else self.add_pipeline(body["label"])},
+            "objects": lambda body: {"id": self.add(body["object_type"], **dict(body.get("properties") or {}))},
+            "search_lag": lambda body: self._lag(float(body["seconds"])),
+        }
+
+    def _lag(self, seconds: float) -> dict[str, Any]:
+        self.set_search_lag(seconds)
+        return {"search_lag_seconds": seconds}
+
     # ---- seed API (no HTTP, no limits, no faults) -----------------------------
     def add(self, object_type: str, **properties: Any) -> str:
         """Create a record (validated like the API) and return its id.
@@ -164,6 +179,15 @@ class HubSpotEmulator(Emulator):
         """Accept another private app token (e.g. a rotated one after `expire_token`)."""
         with self.lock:
             self.state["tokens"][token] = {"expired_at": None}
+            self.persist()
+
+    def set_search_lag(self, seconds: float) -> None:
+        """New records show in search only `seconds` of sandbox time after their creation, as
+        HubSpot's search index lags behind writes (default 0: at once, so tests keep their behaviour)."""
+        if seconds < 0:
+            raise ValueError("the search lag is zero or more seconds")
+        with self.lock:
+            self.state["search_lag_seconds"] = seconds
             self.persist()
 
     def set_limits(self, *, ten_second_max: int | None = None, daily_max: int | None = None,

@@ -18,7 +18,7 @@ from crmhub.sandbox._server import SandboxClock
 from crmhub.sandbox.hubspot import catalog, errors, search
 from crmhub.sandbox.hubspot.catalog import ObjectType
 from crmhub.sandbox.hubspot.errors import HubSpotError
-from crmhub.sandbox.hubspot.values import as_text, is_email, is_number, iso_millis, parse_datetime
+from crmhub.sandbox.hubspot.values import as_text, epoch_ms, is_email, is_number, iso_millis, parse_datetime
 
 Record = dict[str, Any]
 State = dict[str, Any]
@@ -39,6 +39,7 @@ def initial_state(now: str) -> State:
         "limits": {"ten_second_max": catalog.TEN_SECOND_MAX, "daily_max": catalog.DAILY_MAX,
                    "search_per_second": catalog.SEARCH_PER_SECOND},
         "usage": {"window": [], "search": [], "day": now[:10], "daily": 0},
+        "search_lag_seconds": 0,  # new records reach search this much later (HubSpot's index lags; 0: at once)
     }
 
 
@@ -203,6 +204,43 @@ class HubSpotBackend:
             for to_id in list(targets):
                 self.dissociate(otype, record["id"], catalog.OBJECT_TYPES[to_type], to_id)
 
+    def merge(self, otype: ObjectType, primary_id: str, merged_id: str) -> Record:
+        """`POST /crm/v3/objects/{type}/merge`, as HubSpot merges contacts since its 2023 change.
+
+        A new record with a new id is made from both: the primary's values
+        win, the other's fill the gaps, and `hs_merged_object_ids` lists both
+        old ids (and any they had absorbed before). Both records' associations
+        move to it. The old ids stop being records (search and lists no longer
+        show them) but still lead to the new one when read (`follow_merge`).
+        """
+        primary, other = self.get(otype, primary_id), self.get(otype, merged_id)
+        if primary["id"] == other["id"]:
+            raise errors.invalid_input("The primary object and the object to merge must be different.")
+        now, rid = self.now(), self._new_id()
+        earlier = [i for r in (primary, other) for i in (r["properties"].get("hs_merged_object_ids") or "").split(";")
+                   if i]
+        props = {**other["properties"], **primary["properties"]}
+        props.update({"hs_object_id": rid, "hs_merged_object_ids": ";".join([primary["id"], other["id"], *earlier]),
+                      otype.modified: now, "hs_lastmodifieddate": now})
+        record: Record = {"id": rid, "properties": props, "createdAt": primary["createdAt"], "updatedAt": now,
+                          "archived": False}
+        self.records(otype)[rid] = record
+        aliases: dict[str, str] = self.state.setdefault("merged", {}).setdefault(otype.name, {})
+        for old in (primary, other):
+            for to_type, targets in list(self._links(otype.name, old["id"]).items()):
+                to = catalog.OBJECT_TYPES[to_type]
+                for to_id, type_ids in list(targets.items()):
+                    self.dissociate(otype, old["id"], to, to_id)
+                    self.associate(otype, rid, to, to_id, type_ids)
+            del self.records(otype)[old["id"]]
+            aliases.update({alias: rid for alias, target in aliases.items() if target == old["id"]})
+            aliases[old["id"]] = rid
+        return record
+
+    def follow_merge(self, otype: ObjectType, key: str) -> str:
+        """The id a merged-away id now leads to when read (itself when not merged)."""
+        return str(self.state.get("merged", {}).get(otype.name, {}).get(str(key), key))
+
     def _close_date(self, otype: ObjectType, cleaned: dict[str, str | None], record: Record | None,
                     given: dict[str, Any], now: str) -> None:
         """A ticket's `closed_date` follows its stage: set on entering a closed stage, cleared on leaving it.
@@ -325,12 +363,18 @@ class HubSpotBackend:
                                        f"results for any given query; after={offset} pages beyond them.")
         kinds = self.kinds(otype)
         groups = search.validate(body, kinds)
-        live = [r for r in self.records(otype).values() if not r["archived"]]
+        live = [r for r in self.records(otype).values() if not r["archived"] and self._indexed(r)]
         matched = search.select(live, groups, body.get("query"), otype=otype, kinds=kinds,
                                 associated=lambda rid, to: set(self._links(otype.name, rid).get(to, {})))
         ordered = search.sort(matched, body.get("sorts") or [], otype, kinds)
         end = offset + limit
         return ordered[offset:end], len(ordered), (str(end) if end < len(ordered) else None)
+
+    def _indexed(self, record: Record) -> bool:
+        """Whether search sees `record` yet: HubSpot's index lags behind writes by `search_lag_seconds`."""
+        lag = float(self.state.get("search_lag_seconds", 0))
+        created = epoch_ms(record["createdAt"]) if lag > 0 else None
+        return created is None or created / 1000 <= self.clock.time() - lag
 
     # ---- batches ---------------------------------------------------------------
     def batch(self, otype: ObjectType, inputs: list[dict[str, Any]], reject: set[int], step: BatchStep,

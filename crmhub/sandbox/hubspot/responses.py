@@ -213,7 +213,9 @@ class HubSpotResponses:
 
     def get_object(self, request: Request, object_type: str, object_id: str) -> Response:
         otype = catalog.object_type(object_type)
-        record = self.backend.get(otype, object_id, request.args.get("idProperty"), _flag(request, "archived"))
+        id_property, archived = request.args.get("idProperty"), _flag(request, "archived")
+        key = self._read_key(otype, object_id, id_property, archived)
+        record = self.backend.get(otype, key, id_property, archived)
         view = self._view(otype, _names(request, "properties"), _names(request, "associations"))
         return json_response(view(record))
 
@@ -267,9 +269,22 @@ class HubSpotResponses:
         id_property, archived = body.get("idProperty"), _flag(request, "archived")
         result = self.backend.batch(
             otype, _inputs(body), self._reject(request),
-            lambda item: (self.backend.get(otype, str(item.get("id")), id_property, archived), {}), atomic=False)
+            lambda item: (self.backend.get(otype, self._read_key(otype, str(item.get("id")), id_property, archived),
+                                           id_property, archived), {}), atomic=False)
         view = self._view(otype, body.get("properties") or None)
         return _batch_answer(result, started, self.backend.now(), 200, view)
+
+    def _read_key(self, otype: ObjectType, key: str, id_property: str | None, archived: bool) -> str:
+        """A read by a merged-away id answers with the merged record (HubSpot's merge changelog)."""
+        return key if id_property not in (None, "", "hs_object_id") or archived else self.backend.follow_merge(otype, key)
+
+    def merge_objects(self, request: Request, object_type: str) -> Response:
+        """POST /crm/v3/objects/{type}/merge {primaryObjectId, objectIdToMerge}: the new merged record."""
+        otype, body = catalog.object_type(object_type), _body(request)
+        primary, merged = body.get("primaryObjectId"), body.get("objectIdToMerge")
+        if not primary or not merged:
+            raise errors.invalid_input("primaryObjectId and objectIdToMerge are required.")
+        return json_response(self._view(otype, ALL)(self.backend.merge(otype, str(primary), str(merged))))
 
     def batch_archive(self, request: Request, object_type: str) -> Response:
         otype, inputs = catalog.object_type(object_type), _inputs(_body(request))

@@ -34,6 +34,7 @@ def _objects(r: HubSpotResponses) -> list[Entry]:
         ("POST", f"{objects}/batch/upsert", r.batch_upsert),
         ("POST", f"{objects}/batch/archive", r.batch_archive),
         ("POST", f"{objects}/search", r.search_objects),
+        ("POST", f"{objects}/merge", r.merge_objects),
         ("GET", f"/crm/v3/properties/{OBJ}", r.list_properties),
         ("POST", f"/crm/v3/properties/{OBJ}", r.create_property),
         ("GET", f"/crm/v3/properties/{OBJ}/<property_name>", r.get_property),

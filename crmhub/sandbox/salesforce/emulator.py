@@ -16,9 +16,15 @@ from typing import Any, TypeVar
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from crmhub.sandbox._server import Emulator, Fault, Route, json_response
+from crmhub.sandbox._server import ControlAction, Emulator, Fault, Route, json_response
 from crmhub.sandbox.salesforce.auth import AuthHandlers
-from crmhub.sandbox.salesforce.errors import SalesforceApiError, invalid_session, request_limit_exceeded
+from crmhub.sandbox.salesforce.errors import (
+    OAUTH_RATE_LIMITED,
+    SalesforceApiError,
+    invalid_session,
+    oauth_error,
+    request_limit_exceeded,
+)
 from crmhub.sandbox.salesforce.ids import normalize_id
 from crmhub.sandbox.salesforce.models import (
     DEFAULT_API_MAX,
@@ -38,6 +44,7 @@ CONCURRENCY_LIMIT_MESSAGE = "ConcurrentPerOrgLongTxn Limit exceeded."
 DAILY_LIMIT_MESSAGE = "TotalRequests Limit exceeded."
 # A 200 that is not Salesforce's answer (a proxy's or captive portal's JSON): no token, no instance_url.
 ODD_ANSWER = {"status": "ok", "message": "request accepted"}
+OAUTH_TOKEN_PATH = "/services/oauth2/token"
 T = TypeVar("T")
 SeedOperation = Callable[[SalesforceBackend, SObjectSchema, str], T]
 
@@ -119,10 +126,18 @@ class SalesforceEmulator(AuthHandlers, RestHandlers, Emulator):
         return response
 
     def rate_limited_response(self, request: Request, fault: Fault) -> Response:
-        """Salesforce has no REST 429: too many long-running requests get this 403."""
+        """Salesforce has no REST 429: too many long-running requests get this 403.
+
+        The OAuth token endpoint answers in the OAuth error shape instead, as all its errors are.
+        """
+        if request.path.rstrip("/") == OAUTH_TOKEN_PATH:
+            return oauth_error(OAUTH_RATE_LIMITED, "too many login attempts; try again later")
         return request_limit_exceeded(CONCURRENCY_LIMIT_MESSAGE).response()
 
     def server_error_response(self, request: Request, fault: Fault) -> Response:
+        if request.path.rstrip("/") == OAUTH_TOKEN_PATH:  # RFC 6749's codes, the OAuth error shape
+            code = "temporarily_unavailable" if fault.status == 503 else "server_error"
+            return oauth_error(code, "the authorization server could not answer; try again later", fault.status)
         if fault.status == 500:
             message = "An unexpected error occurred. Please include this ErrorId if you contact support: 1425263-1 (-1)"
             return json_response([{"message": message, "errorCode": "UNKNOWN_EXCEPTION"}], 500)
@@ -133,6 +148,16 @@ class SalesforceEmulator(AuthHandlers, RestHandlers, Emulator):
         detail = f"the crmhub sandbox does not emulate {request.method} {request.path}"
         return json_response([{"message": detail, "errorCode": "NOT_EMULATED", "method": request.method,
                                "path": request.path}], 501)
+
+    def control_actions(self) -> dict[str, ControlAction]:
+        """`POST /_sandbox/queues`, `users` and `records` (any sObject, e.g. a Contact), as an admin would add them."""
+        return {
+            "queues": lambda body: {"id": self.add_queue(body.get("name") or body["developer_name"].replace("_", " "),
+                                                         body["developer_name"])},
+            "users": lambda body: {"id": self.add_user(body["username"], body["password"], name=body.get("name", ""),
+                                                       email=body.get("email", ""))},
+            "records": lambda body: {"id": self.insert(body["sobject"], **dict(body.get("fields") or {}))},
+        }
 
     # ---- seed API (no HTTP, no call counted) ----------------------------------------
     def insert(self, sobject: str, **fields: Any) -> str:
@@ -154,6 +179,15 @@ class SalesforceEmulator(AuthHandlers, RestHandlers, Emulator):
         """Send a record to the recycle bin (IsDeleted true, still seen by queryAll)."""
         with self.lock:
             self._seed(lambda b, s, u: b.delete(s, record_id, u), sobject)
+
+    def merge(self, sobject: str, master_id: str, *victim_ids: str) -> None:
+        """An admin's merge of duplicates (Salesforce's merge(): SOAP, Apex or the UI; REST has none).
+
+        The victims go to the recycle bin with MasterRecordId set; their Cases
+        and Tasks move to the master.
+        """
+        with self.lock:
+            self._seed(lambda b, s, u: b.merge(s, master_id, list(victim_ids), u), sobject)
 
     def records(self, sobject: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Copies of the records of `sobject` with every field (None if unset), in creation order."""

@@ -26,6 +26,7 @@ INVALID_TYPE_HINT = (
 )
 ROLLED_BACK_MESSAGE = "Record rolled back because not all records were valid and the request was using AllOrNone header"
 HALTED_MESSAGE = "The transaction was rolled back since another operation in the same transaction failed."
+OAUTH_RATE_LIMITED = "rate_limit_exceeded"  # the token endpoint's code for too many logins (400)
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,38 @@ class SalesforceBackend:
         self._store(schema.name, {**existing, "IsDeleted": True, "LastModifiedDate": now,
                                   "LastModifiedById": user_id, "SystemModstamp": now})
 
+    def merge(self, schema: SObjectSchema, master_id: str, victim_ids: list[str], user_id: str) -> None:
+        """Salesforce's merge(): up to two victims into the master, of one object (Contact, Lead, Account).
+
+        Each victim's related records (Cases, Tasks by WhoId, Contacts of an
+        Account) are re-parented to the master, and the victim goes to the
+        recycle bin with `MasterRecordId` set, which is how queryAll tells a
+        merge from a delete. The master's own field values prevail.
+        """
+        if not 1 <= len(victim_ids) <= 2:
+            raise error(400, "INVALID_ARGUMENT", "merge takes one master and one or two records to merge", [])
+        master = self.find(schema.name, master_id)
+        victims = [self.find(schema.name, victim)["Id"] for victim in victim_ids]
+        if master["Id"] in victims:
+            raise error(400, "INVALID_ID_FIELD", "cannot merge a record with itself", [])
+        now = self.now()
+        for sobject in self.state["records"]:
+            child_schema = self.require_schema(sobject)
+            for name, field in child_schema.fields.items():
+                if field.type != "reference" or schema.name not in field.reference_to or name == "MasterRecordId" \
+                        or name in SYSTEM_FIELDS:
+                    continue
+                for record in self.records_of(sobject):
+                    if record.get(name) in victims:
+                        self._store(sobject, {**record, name: master["Id"], "LastModifiedDate": now,
+                                              "LastModifiedById": user_id, "SystemModstamp": now})
+        for victim in victims:
+            existing = self.find(schema.name, victim)
+            self._store(schema.name, {**existing, "IsDeleted": True, "MasterRecordId": master["Id"],
+                                      "LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
+        self._store(schema.name, {**self.find(schema.name, master["Id"]), "LastModifiedDate": now,
+                                  "LastModifiedById": user_id, "SystemModstamp": now})
+
     def upsert(self, schema: SObjectSchema, field_name: str, value: str, values: dict[str, Any],
                user_id: str) -> tuple[str, bool]:
         """Create or update by external id; returns (id, created). 300 if several match."""
@@ -283,6 +315,12 @@ class SalesforceBackend:
             if key == "attributes":
                 continue
             field = schema.get(key)
+            if field is None and isinstance(raw, dict):
+                try:
+                    field, raw = self._related(schema, key, raw, values)
+                except _FieldProblem as problem:
+                    problems.append(RecordError(problem.code, problem.detail, []))
+                    continue
             if field is None:
                 raise no_such_column(key, schema.name)
             allowed = field.createable if creating else field.updateable
@@ -340,6 +378,42 @@ class SalesforceBackend:
         if record is None or record["IsDeleted"]:
             raise _FieldProblem("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
         return record_id
+
+    def _related(self, schema: SObjectSchema, key: str, raw: dict[str, Any],
+                 values: dict[str, Any]) -> tuple[Field | None, str]:
+        """A relationship given by the parent's external id (`"Who": {"attributes": {"type": "Contact"},
+        "Ext__c": "v"}`): the reference field (WhoId) and the one live record's id.
+
+        (None, raw) when `key` names no relationship, so the caller answers INVALID_FIELD.
+        """
+        field = schema.get(f"{key}Id")
+        if field is None or field.type != "reference" or not key[:1].isalpha():
+            return None, ""
+        if any(k.lower() == field.name.lower() and v not in (None, "") for k, v in values.items()):
+            raise _FieldProblem("INVALID_FIELD", f"Cannot specify both an external ID reference {key} and a "
+                                f"salesforce id, {field.name}")
+        attributes = raw.get("attributes")
+        sobject = attributes.get("type") if isinstance(attributes, dict) else None
+        if sobject is None and len(field.reference_to) == 1:
+            sobject = field.reference_to[0]
+        parent = self.schema(str(sobject)) if sobject else None
+        if parent is None or parent.name not in field.reference_to:
+            raise _FieldProblem("INVALID_FIELD", f"Invalid type {sobject} for the relationship {key} "
+                                f"(one of {', '.join(field.reference_to)} in attributes.type)")
+        keys = [(k, v) for k, v in raw.items() if k != "attributes"]
+        ext = parent.get(keys[0][0]) if len(keys) == 1 else None
+        if ext is None or not ext.external_id:
+            raise _FieldProblem("INVALID_FIELD", f"The relationship {key} needs exactly one external ID field "
+                                f"of {parent.name}")
+        value = str(keys[0][1])
+        matches = self.match_external(parent, ext, value)
+        if not matches:
+            raise _FieldProblem("INVALID_FIELD", f"Foreign key external ID: {value} not found for field "
+                                f"{ext.name} in entity {parent.name}")
+        if len(matches) > 1:
+            raise _FieldProblem("INVALID_FIELD", f"Foreign key external ID: {value} matched more than one record "
+                                f"for field {ext.name} in entity {parent.name}")
+        return field, matches[0]
 
     def _check_complete(self, schema: SObjectSchema, record: dict[str, Any], own_id: str | None) -> None:
         """Required fields present and unique fields unique, over the whole record."""

@@ -45,9 +45,11 @@ USER_KEY = "crmhub.salesforce.user"  # environ key: the session's user id, set b
 FORCE_ALL_OR_NONE = "crmhub.salesforce.all_or_none"  # environ key: a Composite allOrNone applies inside
 COLLECTION_MAX = 200
 COMPOSITE_MAX = 25
+COMPOSITE_HEAVY_MAX = 5  # of the 25, at most 5 sObject Collections or query (queryAll) subrequests
 INJECTED_REJECTION = RecordError(  # what a customer's validation rule answers; fault partial_failure
     "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Rejected by the crmhub sandbox (injected fault).", [])
 _REFERENCE = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
+_HEAVY_SUBREQUEST = re.compile(r"/(composite/sobjects|query|queryAll)(/|\?|$)")
 _REFERENCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 Handler = Callable[..., Response]
 
@@ -61,6 +63,7 @@ class RestHandlers:
 
     if TYPE_CHECKING:  # provided by SalesforceEmulator / Emulator
         def take_fault(self, kind: FaultKind, request: Request) -> Fault | None: ...
+        def server_error_response(self, request: Request, fault: Fault) -> Response: ...
         def handler(self, name: str) -> Handler: ...
         def not_emulated_response(self, request: Request) -> Response: ...
 
@@ -322,7 +325,9 @@ class RestHandlers:
         except HTTPException:  # NotFound / MethodNotAllowed: not a composite resource
             response = self.not_emulated_response(sub_request)
         else:
-            response = self.handler(str(name))(sub_request, **args)
+            fault = self.take_fault("server_error", sub_request)  # a subrequest failing alone, inside the answer
+            response = (self.server_error_response(sub_request, fault) if fault is not None
+                        else self.handler(str(name))(sub_request, **args))
         location = response.headers.get("Location")
         return response.status_code, response.get_json(silent=True), {"Location": location} if location else {}
 
@@ -425,6 +430,10 @@ def _composite_subrequests(body: dict[str, Any]) -> list[dict[str, Any]]:
         raise malformed_request("compositeRequest must be a non-empty list")
     if len(subs) > COMPOSITE_MAX:
         raise error(400, "LIMIT_EXCEEDED", f"Limit Exceeded: exceeded the maximum of {COMPOSITE_MAX} subrequests")
+    heavy = sum(1 for sub in subs if isinstance(sub, dict) and _HEAVY_SUBREQUEST.search(str(sub.get("url", ""))))
+    if heavy > COMPOSITE_HEAVY_MAX:
+        raise error(400, "LIMIT_EXCEEDED", f"Limit Exceeded: exceeded the maximum of {COMPOSITE_HEAVY_MAX} "
+                    "sObject Collections or query subrequests")
     seen: set[str] = set()
     for sub in subs:
         ok = (isinstance(sub, dict) and sub.get("method") in ("GET", "POST", "PATCH", "PUT", "DELETE")

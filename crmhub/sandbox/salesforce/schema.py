@@ -128,9 +128,11 @@ OBJECTS: dict[str, SObjectType] = {o.name: o for o in (
     SObjectType("Account", "Account", "Accounts", "001", (_f("Name", "string", "Account Name", required=True), _OWNER)),
     SObjectType("Contact", "Contact", "Contacts", "003", (
         *_PERSON, _f("AccountId", "reference", "Account ID", reference_to=("Account",)),
+        _read_only("MasterRecordId", "reference", "Master Record ID", reference_to=("Contact",)),
     )),
     SObjectType("Lead", "Lead", "Leads", "00Q", (
         *_PERSON,
+        _read_only("MasterRecordId", "reference", "Master Record ID", reference_to=("Lead",)),
         _f("Company", "string", required=True),
         _f("Status", "picklist", "Status", required=True, default="Open - Not Contacted",
            picklist=("Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted")),

@@ -20,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from werkzeug.wrappers import Request, Response
 
-from crmhub.sandbox._server import Emulator, Fault, Route, SandboxClock, json_response
+from crmhub.sandbox._server import ControlAction, Emulator, Fault, Route, SandboxClock, json_response
 from crmhub.sandbox.twilio import errors, models
 from crmhub.sandbox.twilio.models import DEFAULT_ACCOUNT_SID, DEFAULT_API_KEY_SECRET, TwilioBackend, new_sid
 from crmhub.sandbox.twilio.responses import Handler
@@ -149,6 +149,21 @@ class TwilioEmulator(Emulator):
             return json_response(self._run_control(what, body))
         except (KeyError, TypeError, ValueError) as exc:
             return json_response({"error": f"bad {what} request: {exc}"}, 400)
+
+    def control_actions(self) -> dict[str, ControlAction]:
+        """`POST /_sandbox/numbers` (one of our numbers) and `POST /_sandbox/calls` (a customer calls one)."""
+        return {"numbers": lambda body: {"sid": self.add_number(body["phone"], body.get("sms_url"),
+                                                                body.get("voice_status_url"))},
+                "calls": self._inbound_call}
+
+    def _inbound_call(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A customer's call to one of our numbers (an unanswered one with status "no-answer")."""
+        if self.backend.find_number(body["to"]) is None:
+            raise ValueError(f"{body['to']} is not an IncomingPhoneNumber of any account; add it first "
+                             f"(POST /_sandbox/numbers)")
+        status = str(body.get("status", "completed"))
+        duration = int(body.get("duration", 60 if status == "completed" else 0))
+        return {"sid": self.add_call(body["from"], body["to"], status=status, duration=duration)}
 
     def _run_control(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
         if what == "transitions":

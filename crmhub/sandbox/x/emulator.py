@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from werkzeug.wrappers import Request, Response
 
-from crmhub.sandbox._server import Emulator, Fault, Route, SandboxClock
+from crmhub.sandbox._server import ControlAction, Emulator, Fault, Route, SandboxClock
 from crmhub.sandbox.x import models, urls
 from crmhub.sandbox.x.errors import (
     TooManyRequests,
@@ -133,6 +133,23 @@ class XEmulator(Emulator):
             caller = self._caller(request, verified=False)
             return self.limiter.peek(caller, endpoint.name, endpoint.limits) if caller else None
 
+    def control_actions(self) -> dict[str, ControlAction]:
+        """`POST /_sandbox/users`, `mentions` and `dms`; an unknown handle becomes a new account on the fly."""
+        return {
+            "users": lambda body: {"id": self.add_user(_handle(body["username"]), body.get("name"))},
+            "mentions": lambda body: {"id": self.post_mention(self.user_id(body["from"]), str(body["text"]),
+                                                              body.get("in_reply_to"))},
+            "dms": lambda body: {"id": self.send_dm(self.user_id(body["from"]),
+                                                    self.user_id(body.get("to") or models.DEFAULT_ACCOUNT),
+                                                    str(body["text"]))},
+        }
+
+    def user_id(self, handle: str) -> str:
+        """The id of the account `handle` (@ optional), created first if X does not know it."""
+        with self._seeding():
+            found = self.backend.user_by_username(_handle(handle))
+            return str(found["id"]) if found else self.backend.add_user(_handle(handle))
+
     # ---- seed API ------------------------------------------------------------------
     @contextmanager
     def _seeding(self) -> Iterator[None]:
@@ -217,6 +234,10 @@ class XEmulator(Emulator):
         """The log of CRC checks and delivery attempts, oldest first."""
         attempts: list[dict[str, Any]] = self.snapshot()["webhook_attempts"]
         return attempts
+
+
+def _handle(value: str) -> str:
+    return str(value).strip().removeprefix("@")
 
 
 def _oldest_first(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -214,6 +214,21 @@ def paginate(items: list[dict[str, Any]], max_results: int, token: PageToken | N
     )
 
 
+def dm_quirk(page: Page, token: PageToken | None) -> Page:
+    """DM event lookups as X answers them: a `next_token` on the last page too, and after it an empty page.
+
+    X's DM endpoints hand out a `next_token` whenever a page has events, even
+    the oldest one; following it gives `result_count: 0`, no `data` and a
+    `previous_token` back, and no `next_token`. A client must stop on the empty
+    page, not on a missing token alone.
+    """
+    if page.items and page.next_token is None:
+        return Page(page.items, PageToken("next", int(page.items[-1]["id"])).encode(), page.previous_token)
+    if not page.items and token is not None and token.direction == "next":
+        return Page([], None, PageToken("previous", token.boundary - 1).encode())
+    return page
+
+
 def page_meta(page: Page, *, with_ids: bool) -> dict[str, Any]:
     """The `meta` object of a list answer (posts also carry newest/oldest ids)."""
     meta: dict[str, Any] = {"result_count": len(page.items)}

@@ -27,6 +27,7 @@ from crmhub.sandbox.x.fields import (
     Renderer,
     envelope,
     page_meta,
+    dm_quirk,
     paginate,
 )
 from crmhub.sandbox.x.limits import Principal
@@ -198,7 +199,7 @@ class XHandlers:
         query.done()
         events = [e for e in self.backend.dm_events(user_id, dm_conversation_id)
                   if not event_types or e["event_type"] in event_types]
-        page = paginate(events, max_results, token)
+        page = dm_quirk(paginate(events, max_results, token), token)
         data = [renderer.event(e) for e in page.items]
         return json_response(envelope(data, renderer.includes, meta=page_meta(page, with_ids=False)))
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from crmhub.sandbox._server import Emulator, Fault, Route, SandboxClock
+from crmhub.sandbox._server import ControlAction, Emulator, Fault, Route, SandboxClock
 from crmhub.sandbox.zendesk import errors
 from crmhub.sandbox.zendesk.exports import Exporter
 from crmhub.sandbox.zendesk.jobs import JobRunner
@@ -104,6 +104,8 @@ class ZendeskEmulator(Emulator):
             window = self.state["windows"].get("account") or {"start": self.clock.time(), "count": 0}
             remaining = 0 if response.status_code == 429 else max(0, limit - int(window["count"]))
             reset = max(0, math.ceil(window["start"] + WINDOW_SECONDS - self.clock.time()))
+        if response.status_code == 429 and "Retry-After" in response.headers:
+            reset = int(response.headers["Retry-After"])  # a 429 (limit or fault) resets when its wait ends
         response.headers["X-Rate-Limit"] = str(limit)
         response.headers["X-Rate-Limit-Remaining"] = str(remaining)
         if request.method == "GET":
@@ -151,6 +153,14 @@ class ZendeskEmulator(Emulator):
             return math.ceil(float(window["start"]) + WINDOW_SECONDS - now)
         window["count"] += 1
         return None
+
+    def control_actions(self) -> dict[str, ControlAction]:
+        """`POST /_sandbox/groups` and `users` (end-users, or agents with `role`)."""
+        return {
+            "groups": lambda body: {"id": self.add_group(body["name"])},
+            "users": lambda body: {"id": self.add_user(body["name"], body.get("email"),
+                                                       **{k: v for k, v in body.items() if k not in ("name", "email")})},
+        }
 
     # ---- seed API (for tests, the demo and the traffic generator) -----------------
     @property

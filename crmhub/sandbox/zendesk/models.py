@@ -145,6 +145,46 @@ class ZendeskBackend:
             return self.create_user(fields), True
         return self.update_user(match["id"], fields), False
 
+    def delete_user(self, user_id: object) -> Record:
+        """`DELETE /api/v2/users/{id}`: the user stays, inactive (`active: false`), until permanently deleted.
+
+        Their tickets keep them as requester; the incremental export shows the
+        change (`updated_at`).
+        """
+        user = self.user(user_id)
+        if not user.get("active", True):
+            raise errors.not_found()
+        user.update(active=False, updated_at=self.now())
+        return user
+
+    def merge_user(self, source_id: object, target_id: object) -> Record:
+        """`PUT /api/v2/users/{id}/merge` `{"user": {"id": target}}`: the source end user into the target.
+
+        Only end users merge. The source's identities (emails, phone numbers)
+        and requested tickets move to the target, and the source is deleted
+        (inactive). Zendesk records nowhere which user absorbed it: the export
+        shows the source inactive and the target changed.
+        """
+        source, target = self.user(source_id), self.user(target_id)
+        if source["id"] == target["id"]:
+            raise errors.record_invalid("user", "User: cannot be merged into itself")
+        for user in (source, target):
+            if user.get("role", "end-user") != "end-user" or not user.get("active", True):
+                raise errors.record_invalid("user", f"User: {user['id']} cannot be merged (only active end users)")
+        now = self.now()
+        kinds = {i["type"] for i in self.identities(target["id"]) if i["primary"]}
+        for identity in self.identities(source["id"]):
+            identity.update(user_id=target["id"], primary=identity["primary"] and identity["type"] not in kinds,
+                            updated_at=now)
+            if identity["primary"] and identity["type"] in ("email", "phone_number"):
+                target["email" if identity["type"] == "email" else "phone"] = identity["value"]
+        for ticket in self.tickets():
+            if ticket["requester_id"] == source["id"]:
+                ticket.update(requester_id=target["id"], updated_at=now)
+        source.update(active=False, email=None, phone=None, updated_at=now)
+        target["updated_at"] = now
+        return target
+
     def _check_user(self, values: Mapping[str, Any], owner: int | None) -> None:
         """Validate role and uniqueness before anything is written."""
         if "role" in values and values["role"] not in ROLES:
@@ -262,7 +302,7 @@ class ZendeskBackend:
 
     def create_ticket(self, fields: Mapping[str, Any], actor_id: int) -> tuple[Record, Record]:
         """Create a ticket with its first comment. Returns (ticket, audit)."""
-        spec = fields.get("comment")
+        spec = _first_comment(fields)
         if not isinstance(spec, Mapping) or not (spec.get("body") or spec.get("html_body")):
             raise errors.record_invalid("base", "Description: cannot be blank", "BlankValue")
         values = self._ticket_values(fields)
@@ -331,7 +371,10 @@ class ZendeskBackend:
     def _requester(self, fields: Mapping[str, Any], actor_id: int) -> int:
         """The requester's id: given, found by email, created from `requester`, or the caller."""
         if fields.get("requester_id") is not None:
-            return int(self._must_exist("users", fields["requester_id"], "requester", "Requester")["id"])
+            requester = self._must_exist("users", fields["requester_id"], "requester", "Requester")
+            if not requester.get("active", True):  # deleted (or merged away): no new tickets for them
+                raise errors.record_invalid("requester", f"Requester: {fields['requester_id']} is invalid")
+            return int(requester["id"])
         spec = fields.get("requester")
         if not isinstance(spec, Mapping):
             return actor_id
@@ -396,6 +439,18 @@ class ZendeskBackend:
 
 def _writable(fields: Mapping[str, Any]) -> Record:
     return {key: value for key, value in fields.items() if key in USER_WRITABLE}
+
+
+def _first_comment(fields: Mapping[str, Any]) -> Any:
+    """The new ticket's first comment: `comment`, else a `description` as its body.
+
+    Zendesk takes `description` as the first (public) comment when a ticket is
+    created without `comment`; with both, `comment` wins (docs/sandbox/zendesk.md).
+    """
+    spec = fields.get("comment")
+    if spec is None and isinstance(fields.get("description"), str) and fields["description"].strip():
+        return {"body": fields["description"]}
+    return spec
 
 
 def _copy(defaults: Record) -> Record:

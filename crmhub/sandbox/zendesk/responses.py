@@ -100,6 +100,15 @@ class ZendeskResponses:
     def update_user(self, request: Request, user_id: int) -> Response:
         return json_response({"user": self.backend.update_user(user_id, record_of(request, "user"))})
 
+    def delete_user(self, request: Request, user_id: int) -> Response:
+        return json_response({"user": self.backend.delete_user(user_id)})
+
+    def merge_user(self, request: Request, user_id: int) -> Response:
+        target = record_of(request, "user").get("id")
+        if target is None:
+            raise errors.invalid_parameter("user.id (the user to merge into) is required")
+        return json_response({"user": self.backend.merge_user(user_id, target)})
+
     def search_users(self, request: Request) -> Response:
         if "external_id" in request.args:
             user = self.backend.user_by_external_id(request.args["external_id"])

@@ -45,6 +45,8 @@ def route_table(h: ZendeskResponses) -> list[Route]:
         ("POST", "/users/create_or_update_many.json", h.create_or_update_many_users),
         ("GET", "/users/<int:user_id>.json", h.show_user),
         ("PUT", "/users/<int:user_id>.json", h.update_user),
+        ("DELETE", "/users/<int:user_id>.json", h.delete_user),
+        ("PUT", "/users/<int:user_id>/merge.json", h.merge_user),
         ("GET", "/users/<int:user_id>/identities.json", h.list_identities),
         ("POST", "/users/<int:user_id>/identities.json", h.create_identity),
         ("GET", "/groups.json", h.list_groups),

@@ -6,7 +6,7 @@ history templates' {language}, and a short follow-up ("ok") keep the
 language of its conversation's earlier messages. NULL: unknown, or detection off.
 
 Revision ID: 0010_interaction_language
-Revises: 0009_job_refs
+Revises: 0011_support_metrics (chained after main's head when main was merged in; the lead may re-chain)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_interaction_language"
-down_revision = "0009_job_refs"
+down_revision = "0011_support_metrics"
 branch_labels = None
 depends_on = None
 
