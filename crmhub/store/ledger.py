@@ -285,7 +285,7 @@ def conversation_languages(session: Session, conversations: Iterable[str]) -> di
     if not keys:
         return {}
     latest = (select(LedgerRow.conversation_key, func.max(LedgerRow.occurred_at).label("at"))
-              .where(LedgerRow.conversation_key.in_(keys), LedgerRow.language.is_not(None))
+              .where(among(LedgerRow.conversation_key, keys), LedgerRow.language.is_not(None))
               .group_by(LedgerRow.conversation_key).subquery())
     query = (select(LedgerRow.conversation_key, LedgerRow.language)
              .join(latest, (LedgerRow.conversation_key == latest.c.conversation_key)

@@ -90,7 +90,7 @@ def test_below_the_floor_the_default_route_wins_and_explain_says_why(store: Stat
         "  tried speaks-ar: language unknown (best "), tried
 
 
-@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 def test_an_unclear_follow_up_keeps_its_conversations_language_also_across_batches(store: StateStore) -> None:
     first = sms(1, 7, "Приложение вылетает при входе")
     routed(store, [first], router())
