@@ -88,11 +88,16 @@ def calls(servers: dict[str, Any]) -> dict[str, int]:
 
 @contextmanager
 def hub_on(servers: dict[str, Any], directory: Path, *, crms: Sequence[str] = CRMS,
-           state_url: str | None = None) -> Iterator[Hub]:
-    """A hub for the running sandbox, on sandbox time: its waits (Zendesk job polls, pacing) move that clock."""
+           state_url: str | None = None, languages: Sequence[str] = ()) -> Iterator[Hub]:
+    """A hub for the running sandbox, on sandbox time: its waits (Zendesk job polls, pacing) move that clock.
+
+    `languages`: settings `languages.expected` (language detection on at routing); none: detection off.
+    """
     clock = servers["twilio"].emulator.clock
     settings = write_sandbox_settings(directory, {api: s.url for api, s in servers.items()},
                                       enabled=(*crms, "twilio"), state_url=state_url)
+    if languages:
+        settings.write_text(settings.read_text() + f"languages: {{expected: [{', '.join(languages)}]}}\n")
     with build_hub(load_config(settings), clock=clock.now, sleep=clock.advance, monotonic=clock.time) as hub:
         yield hub
 

@@ -32,6 +32,7 @@ from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
+from crmhub.language import LanguageDetector
 from crmhub.model import Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.replying import Replier, senders_of
 from crmhub.report.build import report_for
@@ -520,7 +521,12 @@ def build_router(config: Config) -> Router:
         )
         for rule in routing.rules
     )
-    return Router(rules, _targets(routing.default, []), routing.in_business_hours)
+    languages = config.settings.languages
+    # A language a rule names is always expected: a rule on a language the detector never considers could not match.
+    expected = frozenset(languages.expected) | {code for rule in rules for code in rule.languages or ()}
+    detector = LanguageDetector(expected, min_confidence=languages.min_confidence) if expected else None
+    return Router(rules, _targets(routing.default, []), routing.in_business_hours, detector=detector,
+                  contact_language=tuple(routing.contact_language))
 
 
 def _targets(routes: Any, tags: list[str]) -> dict[str, QueueTarget]:
@@ -564,5 +570,6 @@ def _templates(config: Config, crm: str) -> tuple[dict[str, str], dict[str, str]
 def build_replier(hub: Hub) -> Replier:
     """The reply steps over the hub's CRMs and channels (settings `replies`, `delivery` for leases and attempts)."""
     delivery = hub.config.settings.delivery
-    policy = ReplyPolicy(max_attempts=delivery.max_attempts, max_claims=delivery.max_claims, lease=delivery.lease)
+    policy = ReplyPolicy(max_attempts=delivery.max_attempts, max_claims=delivery.max_claims, lease=delivery.lease,
+                         default_language=hub.config.settings.languages.default)
     return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock)

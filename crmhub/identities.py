@@ -2,14 +2,16 @@
 
 Phones become E.164 through Google's libphonenumber rules (`phonenumbers`),
 so `(415) 555-0100`, `+1 415.555.0100` and `whatsapp:+14155550100` are one
-identity; emails are trimmed and lower-cased; X accounts are keyed by their
-numeric user id (handles change), with the handle kept for display and for
-matching CRM fields that hold only a handle.
+identity, in any digits (Arabic-Indic, Persian, fullwidth); emails are
+compared as the mail providers and the three CRMs compare them (`email`); X
+accounts are keyed by their numeric user id (handles change), with the
+handle kept for display and for matching CRM fields that hold only a handle.
 """
 
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Sequence
 
 import phonenumbers
@@ -78,16 +80,35 @@ def try_phone(raw: str | None, default_region: str = "US", other_regions: Sequen
 
 
 def email(raw: str) -> Identity:
-    """A lower-cased email identity.
+    """An email identity in the form every service compares it in.
+
+    The domain is case-insensitive (DNS) and may be written in Unicode or as
+    its IDNA `xn--` form: both become the lower-case Unicode name. The local
+    part is the mailbox provider's to interpret (RFC 5321), but the major
+    providers and Salesforce, Zendesk and HubSpot all match it
+    case-insensitively, so it is lower-cased too (not case-folded: `ß` and
+    `ss` are different mailboxes), after NFC, so a name typed with combining
+    accents is the same address as one typed precomposed.
 
     Raises:
         InvalidIdentity: the text has no single '@' between non-empty parts.
     """
-    text = raw.strip().lower()
+    text = unicodedata.normalize("NFC", raw.strip())
     local, at, domain = text.rpartition("@")
     if not at or not local or "." not in domain or " " in text:
         raise InvalidIdentity("not an email address")
-    return Identity(IdentityKind.EMAIL, text, display=raw.strip())
+    return Identity(IdentityKind.EMAIL, f"{local.lower()}@{_domain(domain)}", display=raw.strip())
+
+
+def _domain(domain: str) -> str:
+    """`Exämple.COM` and `xn--exmple-cua.com` -> `exämple.com`."""
+    lowered = domain.lower().rstrip(".")
+    if "xn--" in lowered:
+        try:
+            return unicodedata.normalize("NFC", lowered.encode("ascii").decode("idna"))
+        except UnicodeError:  # not valid IDNA: compare it as written
+            return lowered
+    return lowered
 
 
 def try_email(raw: str | None) -> Identity | None:
@@ -108,8 +129,18 @@ def x_account(user_id: str, handle: str = "") -> Identity:
 
 
 def normal_handle(handle: str) -> str:
-    """`@Jane_Doe ` -> `jane_doe`: how X handles compare (case-insensitively)."""
-    return handle.strip().lstrip("@").lower()
+    """`@Jane_Doe ` -> `jane_doe`: how X handles compare (case-insensitively; handles are ASCII, so a
+    fullwidth `＠Ｊａｎｅ` typed on a CJK keyboard is NFKC-folded to the same handle)."""
+    return unicodedata.normalize("NFKC", handle).strip().lstrip("@").lower()
+
+
+def fold(text: str) -> str:
+    """`text` for caseless matching in any script (keywords): NFKC, then Unicode case folding.
+
+    Turkish and Azerbaijani `İ` folds to `i` plus a combining dot; the dot is
+    dropped so `İADE` matches `iade` (and `ı` stays its own letter).
+    """
+    return unicodedata.normalize("NFKC", text).casefold().replace("i\u0307", "i")
 
 
 def from_crm_field(kind: str, value: object, default_region: str = "US",

@@ -102,6 +102,7 @@ class Interaction:
     media: tuple[str, ...] = ()
     call: CallInfo | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    language: str | None = field(default=None, compare=False)  # detected at routing (ISO 639-1), None: unknown
 
     @property
     def customer(self) -> Identity:

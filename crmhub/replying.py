@@ -78,7 +78,8 @@ class Replier:
             refresh_statuses(self.store, self.senders, self.policy, now=self.clock(), report=report)
         for name, crm in self.crms.items():
             with step(f"replies:write-back:{name}"):
-                write_back_failures(self.store, crm, self.senders, now=self.clock(), report=report)
+                write_back_failures(self.store, crm, self.senders, now=self.clock(), report=report,
+                                    default_language=self.policy.default_language)
         self.metrics.record_replies(report)
         return report
 

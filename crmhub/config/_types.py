@@ -36,13 +36,15 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from crmhub.language import SUPPORTED, suggestion
+
 CRMS = ("salesforce", "zendesk", "hubspot")
 CHANNELS = ("twilio", "x")
 CHANNEL_KINDS = ("sms", "whatsapp", "call", "x_mention", "x_dm")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PLACEHOLDERS = (
     "channel", "channel_label", "direction", "sender", "recipient", "text", "occurred_at",
-    "duration", "media_count", "conversation", "rule", "queue",
+    "duration", "media_count", "conversation", "rule", "queue", "language",
 )
 
 
@@ -464,6 +466,24 @@ Region = Annotated[
                     "description": "ISO 3166 alpha-2 region known to phonenumbers (US, GB, DE...)."}),
 ]
 """A region code for parsing phone numbers written without a country code."""
+
+
+def _language(value: object) -> str:
+    if isinstance(value, str) and value in SUPPORTED:
+        return value
+    close = suggestion(value) if isinstance(value, str) else None
+    hint = f" (did you mean '{close}'?)" if close else ""
+    raise problem("language", f"{shown(value)} is not a language the detector knows{hint}; write an ISO 639-1 code "
+                              "in lower case from the list in docs/languages.md, e.g. en, es, tr, ru, zh")
+
+
+LanguageCode = Annotated[
+    str,
+    PlainValidator(_language),
+    WithJsonSchema({"type": "string", "pattern": "^[a-z]{2}$",
+                    "description": "ISO 639-1 code the language detector supports (docs/languages.md)."}),
+]
+"""A language crmhub can detect, route by and write texts in."""
 
 
 def normalize_phone(value: object, region: str) -> str:

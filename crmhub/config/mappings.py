@@ -18,6 +18,7 @@ from crmhub.config._types import (
     DAYS,
     PHONE_REGION,
     IdentityValue,
+    LanguageCode,
     Regex,
     Region,
     Scalar,
@@ -294,8 +295,8 @@ class When(Model):
     text_matches: Regex | None = Field(None, description="Regular expression searched in the text.",
                                        examples=["(?i)refund|chargeback"])
     keywords: one_or_many(str) = Field([], description="Any of these words in the text (case-insensitive).")
-    language: one_or_many(Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]) | None = Field(
-        None, description="ISO 639-1 codes of the detected language.", examples=[["en", "es"]])
+    language: one_or_many(LanguageCode) | None = Field(
+        None, description="ISO 639-1 codes of the detected language (settings `languages`).", examples=[["en", "es"]])
     contact: dict[str, Scalar] = Field({}, description="Contact fields (from the CRM mirror) and the value each must "
                                                        "have.", examples=[{"Tier__c": "gold"}])
     business_hours: bool | None = Field(None, description="true: only inside business hours; false: only outside.")
@@ -320,6 +321,10 @@ class RoutingRules(Model):
     rules: list[Rule] = Field([], description="Ordered; the first match wins.")
     default: Routes = Field(description="Where everything else goes (every enabled CRM).",
                             examples=[{"salesforce": {"queue": "support"}}])
+    contact_language: one_or_many(str) = Field(
+        [], description="Contact fields (from the CRM mirror) holding the customer's language (en, en_US, pt-BR...); "
+                        "the first one set breaks a tie when a message's own language is unclear.",
+        examples=[["Language__c", "hs_language", "locale"]])
 
     @property
     def tzinfo(self) -> ZoneInfo:
@@ -334,7 +339,7 @@ class RoutingRules(Model):
 
     def contact_fields(self) -> frozenset[str]:
         """Contact fields the rules look at (the CRM mirrors must copy them)."""
-        return frozenset(name for rule in self.rules for name in rule.when.contact)
+        return frozenset(name for rule in self.rules for name in rule.when.contact) | frozenset(self.contact_language)
 
 
 # --- history.yaml ----------------------------------------------------------

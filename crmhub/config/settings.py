@@ -23,6 +23,7 @@ from crmhub.config._types import (
     CRMS,
     Percent,
     Duration,
+    LanguageCode,
     Phone,
     PositiveDuration,
     Region,
@@ -32,6 +33,8 @@ from crmhub.config._types import (
     format_duration,
     problem,
 )
+
+from crmhub.language import DEFAULT_MIN_CONFIDENCE
 
 SANDBOX_HOST = "127.0.0.1"
 # The sandbox emulators' fixed ports (crmhub.sandbox.DEFAULT_PORTS; a test keeps them equal).
@@ -415,6 +418,20 @@ class ReplySettings(Model):
                                     "and follow their delivery.")
 
 
+class LanguageSettings(Model):
+    """Which languages customers write in (detected per message) and the one crmhub falls back to."""
+
+    expected: list[LanguageCode] = Field(
+        [], description="Languages the detector chooses among (only these are considered; fewer is more accurate). "
+                        "The languages routing.yaml's rules name are always added; detection is off when both are empty.",
+        examples=[["en", "es", "tr", "az", "ru"]])
+    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1, description=(
+        "Below this share of the expected languages' probability a message's language is unknown, unless the "
+        "conversation's earlier messages or the contact's language field say which."))
+    default: LanguageCode = Field("en", description="The language of texts crmhub sends when a conversation's "
+                                                    "language is unknown or has no text of its own.")
+
+
 class RetrySettings(Model):
     """The one retry layer around every API call."""
 
@@ -463,6 +480,7 @@ class Settings(Model):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
     threads: ThreadSettings = Field(default_factory=ThreadSettings, description="Threading into cases.")
     replies: ReplySettings = Field(default_factory=ReplySettings, description="Agents' replies back to customers.")
+    languages: LanguageSettings = Field(default_factory=LanguageSettings, description="Customers' languages.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries of API calls.")
     run: RunSettings = Field(default_factory=RunSettings, description="The daemon.")
     mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, TypeVar
 
+import regex
 import requests
 import structlog
 
@@ -186,32 +187,54 @@ def classify_status(status: int, message: str, *, system: str, code: str = "",
 TRUNCATED = "… [truncated by crmhub]"
 
 
-def fit(values: Mapping[str, Any], limits: Mapping[str, int], *, utf8: bool = False) -> dict[str, Any]:
+def fit(values: Mapping[str, Any], limits: Mapping[str, int], *, utf8: bool = False,
+        utf16: bool = False) -> dict[str, Any]:
     """`values` with every text longer than its field's limit cut to fit, ending in `TRUNCATED`.
 
     The one place field lengths are applied, so a long message lands shortened
     and visibly marked instead of failing with the vendor's length error.
-    Each connector passes its fields' published limits (in characters, or in
-    UTF-8 bytes with `utf8`).
+    Each connector passes its fields' published limits, in the unit the
+    vendor counts: characters (code points), UTF-8 bytes (`utf8`, Zendesk
+    comments) or UTF-16 code units (`utf16`, Salesforce, whose Java strings
+    count an emoji or a rare CJK character outside the BMP as two).
     """
     fitted = dict(values)
     for name, limit in limits.items():
         value = fitted.get(name)
         if isinstance(value, str):
-            fitted[name] = fit_text(value, limit, utf8=utf8)
+            fitted[name] = fit_text(value, limit, utf8=utf8, utf16=utf16)
     return fitted
 
 
-def fit_text(text: str, limit: int, *, utf8: bool = False) -> str:
-    """`text` cut to `limit` (characters, or UTF-8 bytes), ending in `TRUNCATED` when cut."""
-    def size(value: str) -> int:
-        return len(value.encode()) if utf8 else len(value)
+_GRAPHEME = regex.compile(r"\X")  # an extended grapheme cluster (UAX #29): what a reader sees as one character
 
-    if size(text) <= limit:
+
+def text_size(text: str, *, utf8: bool = False, utf16: bool = False) -> int:
+    """`text`'s length in code points, UTF-8 bytes or UTF-16 code units."""
+    if utf8:
+        return len(text.encode("utf-8", "surrogatepass"))
+    if utf16:
+        return len(text.encode("utf-16-le", "surrogatepass")) // 2
+    return len(text)
+
+
+def fit_text(text: str, limit: int, *, utf8: bool = False, utf16: bool = False) -> str:
+    """`text` cut to `limit` (see `fit` for the units), ending in `TRUNCATED` when cut.
+
+    The cut falls between grapheme clusters, so it never splits a character,
+    a surrogate pair, an emoji sequence (👩‍👩‍👧, 🇹🇷) or a letter from its
+    combining marks (Devanagari, Arabic vowel signs).
+    """
+    if text_size(text, utf8=utf8, utf16=utf16) <= limit:
         return text
-    room = limit - size(TRUNCATED)
-    kept = text.encode()[:room].decode("utf-8", "ignore") if utf8 else text[:room]
-    return kept + TRUNCATED
+    room = limit - text_size(TRUNCATED, utf8=utf8, utf16=utf16)
+    end = used = 0
+    for grapheme in _GRAPHEME.finditer(text):
+        used += text_size(grapheme.group(), utf8=utf8, utf16=utf16)
+        if used > room:
+            break
+        end = grapheme.end()
+    return text[:end] + TRUNCATED
 
 
 def retry_after_seconds(value: str | None) -> float | None:

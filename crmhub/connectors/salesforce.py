@@ -325,7 +325,7 @@ class SalesforceCrm(Connector):
                 "AND IsPublished = false")
         # The key marker ends the body and must survive the cut, or a retry would not find the note.
         room = CASE_COMMENT_LIMITS["CommentBody"] - len(marker) - 1
-        body = f"{fit_text(note.text, room)}\n{marker}"
+        body = f"{fit_text(note.text, room, utf16=True)}\n{marker}"
 
         def write(sf: Salesforce) -> None:
             if any(marker in (r.get("CommentBody") or "") for r in sf.query_all(soql)["records"]):
@@ -447,7 +447,7 @@ class SalesforceCrm(Connector):
         fields["LastName"] = write.new_contact[0].display or write.new_contact[0].value
         if obj.name == "Lead":
             fields.setdefault("Company", "Unknown (created by crmhub)")
-        return fit(fields, CONTACT_LIMITS)
+        return fit(fields, CONTACT_LIMITS, utf16=True)
 
     def _case_records(self, writes: Sequence[HistoryWrite], new_people: Mapping[int, str]
                       ) -> tuple[dict[str, dict[str, Any]], dict[str, Exception]]:
@@ -462,7 +462,7 @@ class SalesforceCrm(Connector):
                 continue
             record: dict[str, Any] = {"attributes": {"type": "Case"}, CASE_KEY_FIELD: spec.key,
                                       "Status": OPEN_STATUS, "Origin": write.interaction.channel.label, **spec.fields}
-            record = fit(record, CASE_LIMITS)
+            record = fit(record, CASE_LIMITS, utf16=True)
             developer_name = self.queue_names.get(spec.target.queue, spec.target.queue)
             if developer_name not in queues and not refreshed:
                 self._queues, refreshed = None, True  # an admin may have created it since: look again, once
@@ -513,7 +513,7 @@ class SalesforceCrm(Connector):
             task["WhatId"] = write.case_id
         else:
             task["What"] = relationship("Case", CASE_KEY_FIELD, write.new_case.key)
-        task = fit(task, TASK_LIMITS)
+        task = fit(task, TASK_LIMITS, utf16=True)
         if item.call is not None:
             task["CallDurationInSeconds"] = item.call.duration_seconds
             task["CallType"] = "Inbound" if item.direction.value == "inbound" else "Outbound"

@@ -960,7 +960,7 @@ class ZendeskCrm(Connector):
         assert spec is not None
         target = self.queues[spec.target.queue]
         record: dict[str, Any] = {
-            "subject": f"{write.interaction.channel.label} conversation", **spec.fields,
+            "subject": f"{write.interaction.channel.label} conversation", **_with_custom_fields(spec.fields),
             "external_id": spec.key, "group_id": _group_id(target.group, groups),
             "tags": [CRMHUB_TAG, write.interaction.channel.value, *spec.target.tags],
             **comment_fields(fold, users.get(write.person_id)),
@@ -1257,6 +1257,20 @@ def _cursor_export(api: Any, plural: str, cursor: str | None) -> tuple[list[dict
 def _export_page(zd: Zenpy, cursor: str | None) -> tuple[list[dict[str, Any]], str, bool]:
     """One page of the incremental user export: (users, after_cursor, end_of_stream)."""
     return _cursor_export(zd.users, "users", cursor)
+
+
+CUSTOM_FIELD = "custom_field:"  # history.yaml's key for a ticket field by id: "custom_field:360001234"
+
+
+def _with_custom_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """history.yaml's ticket fields in the API's shape: `custom_field:<id>` keys become `custom_fields` entries.
+
+    https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#setting-custom-field-values
+    """
+    plain = {k: v for k, v in fields.items() if not (k.startswith(CUSTOM_FIELD) and k.removeprefix(CUSTOM_FIELD).isdigit())}
+    custom = [{"id": int(k.removeprefix(CUSTOM_FIELD)), "value": v} for k, v in fields.items()
+              if k.startswith(CUSTOM_FIELD) and k.removeprefix(CUSTOM_FIELD).isdigit()]
+    return {**plain, "custom_fields": custom} if custom else plain
 
 
 def _ticket_export_page(zd: Zenpy, cursor: str | None) -> tuple[list[dict[str, Any]], str, bool]:

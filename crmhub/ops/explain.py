@@ -58,7 +58,8 @@ class Explanation:
                f"  direction: {i['direction']}",
                f"  when: {i['occurred_at']}",
                f"  customer: {i['customer']}",
-               f"  conversation: {i['conversation']}"]
+               f"  conversation: {i['conversation']}",
+               f"  language: {i['language'] or ('unknown' if i['processed_at'] else 'not detected yet')}"]
         if i["media"]:
             out.append(f"  media: {i['media']} item(s)")
         if i["call"]:
@@ -102,7 +103,7 @@ def explain(session: Session, ref: str) -> Explanation:
     call = row.call or {}
     result = Explanation(interaction={
         "id": row.id, "key": f"{row.channel}:{row.external_id}", "channel": row.channel,
-        "direction": row.direction, "occurred_at": row.occurred_at.isoformat(),
+        "direction": row.direction, "occurred_at": row.occurred_at.isoformat(), "language": row.language,
         "customer": _identity(*customer), "conversation": row.conversation_key, "media": len(row.media or ()),
         "call": (f"{call.get('status')}, {call.get('duration_seconds')}s" if call else ""),
         "ingested_at": row.ingested_at.isoformat(),

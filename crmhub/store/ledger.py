@@ -242,13 +242,14 @@ def to_interaction(row: Any, *, raw: bool = True) -> Interaction:
         media=tuple(row.media or ()),
         call=CallInfo(**row.call) if row.call else None,
         raw=(row.raw or {}) if raw else {},
+        language=getattr(row, "language", None),
     )
 
 
 INTERACTION_COLUMNS = (LedgerRow.channel, LedgerRow.direction, LedgerRow.external_id, LedgerRow.conversation_key,
                        LedgerRow.sender_kind, LedgerRow.sender_value, LedgerRow.sender_display,
                        LedgerRow.recipient_kind, LedgerRow.recipient_value, LedgerRow.recipient_display,
-                       LedgerRow.text, LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call)
+                       LedgerRow.text, LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call, LedgerRow.language)
 """The ledger columns `to_interaction(row, raw=False)` reads: select them beside others, not whole ORM rows."""
 
 
@@ -262,11 +263,35 @@ def unprocessed_items(session: Session, limit: int) -> list[tuple[int, Interacti
     return [(row.id, to_interaction(row, raw=False)) for row in session.execute(query)]
 
 
-def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetime) -> None:
-    """Ledger rows through routing, each with its person (one executemany UPDATE)."""
+def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetime,
+                   languages: Mapping[int, str | None] | None = None) -> None:
+    """Ledger rows through routing, each with its person and, when detection is on, its language (one
+    executemany UPDATE)."""
     if persons:
-        session.execute(update(LedgerRow).execution_options(synchronize_session=False),
-                        [{"id": row_id, "person_id": person, "processed_at": now} for row_id, person in persons.items()])
+        rows: list[dict[str, Any]] = [{"id": row_id, "person_id": person, "processed_at": now}
+                                      for row_id, person in persons.items()]
+        if languages is not None:
+            for row in rows:
+                row["language"] = languages.get(row["id"])
+        session.execute(update(LedgerRow).execution_options(synchronize_session=False), rows)
+
+
+def conversation_languages(session: Session, conversations: Iterable[str]) -> dict[str, str]:
+    """The language of each conversation's latest message with a known one (one query: a tie-breaker).
+
+    Latest by the time it happened, not by ledger id: a poll may store a page newest first.
+    """
+    keys = sorted(set(conversations))
+    if not keys:
+        return {}
+    latest = (select(LedgerRow.conversation_key, func.max(LedgerRow.occurred_at).label("at"))
+              .where(among(LedgerRow.conversation_key, keys), LedgerRow.language.is_not(None))
+              .group_by(LedgerRow.conversation_key).subquery())
+    query = (select(LedgerRow.conversation_key, LedgerRow.language)
+             .join(latest, (LedgerRow.conversation_key == latest.c.conversation_key)
+                   & (LedgerRow.occurred_at == latest.c.at))
+             .where(LedgerRow.language.is_not(None)).order_by(LedgerRow.id))
+    return {key: language for key, language in session.execute(query) if language is not None}
 
 
 def known_external_ids(session: Session, channels: Sequence[Channel], ids: Sequence[str]) -> set[str]:

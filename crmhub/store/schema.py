@@ -79,6 +79,7 @@ class LedgerRow(Base):
     recipient_value: Mapped[str] = mapped_column(String(255))
     recipient_display: Mapped[str] = mapped_column(String(255), default="")
     text: Mapped[str] = mapped_column(Text, default="")
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)  # detected at routing; None: unknown
     media: Mapped[list[Any]] = mapped_column(default=list)
     call: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     occurred_at: Mapped[datetime]

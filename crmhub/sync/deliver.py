@@ -453,7 +453,7 @@ def _template_context(item: Interaction, rule: str, queue: str) -> dict[str, Any
         "sender": item.sender.display or item.sender.value, "recipient": item.recipient.display or item.recipient.value,
         "text": item.text, "occurred_at": item.occurred_at.isoformat(),
         "duration": item.call.duration_seconds if item.call else "", "media_count": len(item.media),
-        "conversation": item.conversation_key, "rule": rule, "queue": queue,
+        "conversation": item.conversation_key, "rule": rule, "queue": queue, "language": item.language or "",
     }
 
 

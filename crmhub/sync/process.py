@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from crmhub.language import Detection
 from crmhub.model import Direction, Interaction, RouteDecision, WritePriority
 from crmhub.store import StateStore, ledger, outbox, replies
 from crmhub.store.locks import one_at_a_time
@@ -112,6 +113,7 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
         opening[crm] = outbox.cases_pending(session, crm, conversations)
     decisions: list[tuple[int, RouteDecision]] = []
     writes: list[dict[str, Any]] = []
+    routed: list[tuple[_Ready, dict[str, Any], bool]] = []
     for entry in batch:
         item, person = entry.item, persons[entry.interaction_id]
         fields: dict[str, Any] = {}
@@ -132,11 +134,26 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
             else:
                 priority[crm] = WritePriority.NEW_CASE
                 opening[crm].add(item.conversation_key)  # this write opens it: the next ones follow up
-        decisions.append((entry.interaction_id, router.decide(item, fields, case_open=case_open)))
+        routed.append((entry, fields, case_open))
         writes += outbox.pending_writes(entry.interaction_id, crms, item.key, now=now, priority=priority)
+    detected = _languages(session, router, routed)
+    for i, (entry, fields, case_open) in enumerate(routed):
+        language = detected[i] if detected is not None else None
+        decisions.append((entry.interaction_id, router.decide(entry.item, fields, case_open=case_open,
+                                                              language=language)))
     outbox.save_decisions(session, decisions, now=now)
     outbox.enqueue_many(session, writes)
     # The agent's reply is on that CRM's case already: its echo is settled there, not written.
     outbox.settle_replies(session, [(entry.echo[0], entry.item.key, entry.echo[1])
                                     for entry in batch if entry.echo is not None], now=now)
-    ledger.mark_processed(session, persons, now=now)
+    ledger.mark_processed(session, persons, now=now, languages=None if detected is None else {
+        entry.interaction_id: found.language for (entry, _, _), found in zip(routed, detected, strict=True)})
+
+
+def _languages(session: Session, router: Router, routed: Sequence[tuple[_Ready, dict[str, Any], bool]]
+               ) -> list[Detection] | None:
+    """Each item's language for the batch (None when detection is off), its conversation's earlier one read once."""
+    if router.detector is None:
+        return None
+    earlier = ledger.conversation_languages(session, {entry.item.conversation_key for entry, _, _ in routed})
+    return router.languages([entry.item for entry, _, _ in routed], [fields for _, fields, _ in routed], earlier)

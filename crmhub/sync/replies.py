@@ -57,6 +57,7 @@ from crmhub.store import StateStore, ledger
 from crmhub.store import replies as store
 from crmhub.store.schema import ThreadRow
 from crmhub.sync.notes import NoteOutcome, NoteWriter, put_note
+from crmhub.texts import DEFAULT_LANGUAGE, pick
 
 log = structlog.get_logger("crmhub.replies")
 STREAM = "replies"
@@ -97,6 +98,7 @@ class ReplyPolicy:
     status_every: timedelta = timedelta(minutes=2)
     status_give_up: timedelta = timedelta(days=3)
     status_batch: int = 50
+    default_language: str = DEFAULT_LANGUAGE  # settings `languages.default`: the note's language when unknown
 
 
 @dataclass
@@ -313,16 +315,23 @@ class _Failure:
     to_address: str
     message_id: str | None
     reason: str | None
+    language: str | None = None  # the conversation's, so the note speaks the language of the agents it routed to
 
 
 def write_back_failures(store_: StateStore, writer: NoteWriter, senders: Mapping[Channel, ChannelSender], *,
-                        now: datetime, limit: int = 50, report: ReplyReport | None = None) -> ReplyReport:
-    """Each failed or dead reply of `writer`'s CRM: a dead letter, then an internal note on its case, once."""
+                        now: datetime, limit: int = 50, report: ReplyReport | None = None,
+                        default_language: str = DEFAULT_LANGUAGE) -> ReplyReport:
+    """Each failed or dead reply of `writer`'s CRM: a dead letter, then an internal note on its case, once.
+
+    The note is in the conversation's language (`crmhub.texts.pick`), else `default_language`.
+    """
     report = report or ReplyReport()
     with store_.transaction() as session:
+        rows = store.failures_to_note(session, writer.name, limit)
+        languages = ledger.conversation_languages(session, {r.conversation_key for r in rows})
         failures = [_Failure(r.id, r.reply_ref, r.case_id, Channel(r.channel), ReplyStatus(r.status), r.to_address,
-                             r.channel_message_id, r.last_error)
-                    for r in store.failures_to_note(session, writer.name, limit)]
+                             r.channel_message_id, r.last_error, languages.get(r.conversation_key))
+                    for r in rows]
     for failure in failures:
         reason = failure.reason or _ask_why(senders.get(failure.channel), failure.message_id)
         with store_.transaction() as session:
@@ -330,7 +339,7 @@ def write_back_failures(store_: StateStore, writer: NoteWriter, senders: Mapping
                                    f"{writer.name}:{failure.reply_ref} -> {failure.channel.value}: {reason}",
                                    {"reply_id": failure.reply_id}, now=now)
         note = CaseNote(case_id=failure.case_id, key=f"crmhub-reply:{writer.name}:{failure.reply_ref}",
-                        text=_note_text(failure, reason))
+                        text=_note_text(failure, reason, default_language))
         outcome = put_note(writer, note, about=f"reply {failure.reply_ref}")
         if outcome is NoteOutcome.RETRY:  # the next run tries again
             continue
@@ -357,10 +366,44 @@ def _ask_why(sender: ChannelSender | None, message_id: str | None) -> str:
     return "the channel reported the message undelivered and gave no reason"
 
 
-def _note_text(failure: _Failure, reason: str) -> str:
-    channel = failure.channel.label
-    to = failure.to_address if failure.channel in (Channel.SMS, Channel.WHATSAPP) else "the customer"
-    outcome = ("could not be delivered" if failure.status is ReplyStatus.FAILED else "was not sent")
-    return (f"crmhub: the reply above {outcome} to {to} over {channel}; the customer has not received it.\n"
-            f"Reason: {reason}\n"
-            f"(crmhub dead letter for reply {failure.reply_ref}; see `crmhub deadletters list --source reply`.)")
+# The note after a failed reply, per language: (template, "could not be delivered", "was not sent", "the customer").
+NOTE_TEXTS: dict[str, tuple[str, str, str, str]] = {
+    "en": ("crmhub: the reply above {outcome} to {to} over {channel}; the customer has not received it.\n"
+           "Reason: {reason}\n"
+           "(crmhub dead letter for reply {ref}; see `crmhub deadletters list --source reply`.)",
+           "could not be delivered", "was not sent", "the customer"),
+    "es": ("crmhub: la respuesta anterior {outcome} a {to} por {channel}; el cliente no la ha recibido.\n"
+           "Motivo: {reason}\n"
+           "(carta muerta de crmhub para la respuesta {ref}; ver `crmhub deadletters list --source reply`.)",
+           "no se pudo entregar", "no se envió", "el cliente"),
+    "fr": ("crmhub : la réponse ci-dessus {outcome} à {to} par {channel} ; le client ne l'a pas reçue.\n"
+           "Raison : {reason}\n"
+           "(lettre morte crmhub pour la réponse {ref} ; voir `crmhub deadletters list --source reply`.)",
+           "n'a pas pu être remise", "n'a pas été envoyée", "le client"),
+    "de": ("crmhub: Die Antwort oben {outcome} an {to} über {channel}; der Kunde hat sie nicht erhalten.\n"
+           "Grund: {reason}\n"
+           "(crmhub-Dead-Letter für Antwort {ref}; siehe `crmhub deadletters list --source reply`.)",
+           "konnte nicht zugestellt werden", "wurde nicht gesendet", "den Kunden"),
+    "pt": ("crmhub: a resposta acima {outcome} para {to} por {channel}; o cliente não a recebeu.\n"
+           "Motivo: {reason}\n"
+           "(dead letter do crmhub para a resposta {ref}; veja `crmhub deadletters list --source reply`.)",
+           "não pôde ser entregue", "não foi enviada", "o cliente"),
+    "tr": ("crmhub: yukarıdaki yanıt {channel} üzerinden {to} alıcısına {outcome}; müşteri yanıtı almadı.\n"
+           "Neden: {reason}\n"
+           "(yanıt {ref} için crmhub dead letter kaydı; bkz. `crmhub deadletters list --source reply`.)",
+           "teslim edilemedi", "gönderilmedi", "müşteri"),
+    "ru": ("crmhub: ответ выше {outcome} ({to}, {channel}); клиент его не получил.\n"
+           "Причина: {reason}\n"
+           "(dead letter crmhub для ответа {ref}; см. `crmhub deadletters list --source reply`.)",
+           "не удалось доставить", "не был отправлен", "клиент"),
+}
+
+
+def _note_text(failure: _Failure, reason: str, default_language: str = DEFAULT_LANGUAGE) -> str:
+    """The note in the conversation's language, else the default (`crmhub.texts.pick` chooses)."""
+    code = pick({code: code for code in NOTE_TEXTS}, failure.language, default_language)
+    template, failed, unsent, customer = NOTE_TEXTS[code]
+    to = failure.to_address if failure.channel in (Channel.SMS, Channel.WHATSAPP) else customer
+    outcome = failed if failure.status is ReplyStatus.FAILED else unsent
+    return template.format(outcome=outcome, to=to, channel=failure.channel.label, reason=reason,
+                           ref=failure.reply_ref)

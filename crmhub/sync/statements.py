@@ -33,7 +33,7 @@ from crmhub.model import Identity, IdentityKind
 EMAIL = re.compile(r"[\w.+%'-]+@[\w-]+(?:\.[\w-]+)+")
 
 # Phrases after which an @handle is the writer's own, per language crmhub's routing
-# knows (`crmhub.sync.language`); matched case-insensitively, at a word start.
+# knew before detection moved to `crmhub.language`; matched case-insensitively, at a word start.
 FIRST_PERSON: dict[str, tuple[str, ...]] = {
     "en": (r"i['’]?m", r"i am", r"this is", r"it['’]?s me", r"it is me", r"same person as",
            r"my (?:x |twitter )?(?:handle|account|username|user name|profile)(?: on (?:x|twitter))? is",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.config.conftest import ConfigDir
+from tests.config.conftest import SETTINGS, ConfigDir
 
 # (file, content, expected problem lines). Contents are dedented by ConfigDir.write;
 # the line numbers in the expectations count from the first line of each text.
@@ -581,7 +581,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         """, [
         "mappings/history.yaml:3:14: salesforce.task.Subject: unknown placeholder {senderr} (did you mean {sender}?); "
         "use {channel}, {channel_label}, {direction}, {sender}, {recipient}, {text}, {occurred_at}, {duration}, "
-        "{media_count}, {conversation}, {rule}, {queue}",
+        "{media_count}, {conversation}, {rule}, {queue}, {language}",
     ]),
     "reopen window moved from routing.yaml to settings.yaml": ("routing", """\
         queues:
@@ -624,6 +624,37 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         """, [
         "mappings/identities.yaml:1:31: unknown identity kind 'handle' in statements (did you mean 'x_handle'?); "
         "crmhub supports phone, email, x_handle",
+    ]),
+    "language the detector does not know, in a rule": ("routing", """\
+        queues:
+          salesforce:
+            support: { queue: Support_Queue }
+        rules:
+          - name: farsi
+            when: { language: [fa, pes] }
+            route: { salesforce: { queue: support } }
+          - name: brazil
+            when: { language: pt-BR }
+            route: { salesforce: { queue: support } }
+        default:
+          salesforce: { queue: support }
+        """, [
+        "mappings/routing.yaml:6:28: rules[0].when.language[1]: 'pes' is not a language the detector knows (did you "
+        "mean 'fa'?); write an ISO 639-1 code in lower case from the list in docs/languages.md, e.g. en, es, tr, ru, zh",
+        "mappings/routing.yaml:9:23: rules[1].when.language[0]: 'pt-BR' is not a language the detector knows (did you "
+        "mean 'pt'?); write an ISO 639-1 code in lower case from the list in docs/languages.md, e.g. en, es, tr, ru, zh",
+    ]),
+    "language the detector does not know, in settings": ("settings", SETTINGS.rstrip(" ") + """\
+    languages:
+      expected: [en, EN, xx]
+      default: english
+    """, [
+        "settings.yaml:13:18: languages.expected[1]: 'EN' is not a language the detector knows (did you mean 'en'?); "
+        "write an ISO 639-1 code in lower case from the list in docs/languages.md, e.g. en, es, tr, ru, zh",
+        "settings.yaml:13:22: languages.expected[2]: 'xx' is not a language the detector knows; write an ISO 639-1 "
+        "code in lower case from the list in docs/languages.md, e.g. en, es, tr, ru, zh",
+        "settings.yaml:14:12: languages.default: 'english' is not a language the detector knows; write an ISO 639-1 "
+        "code in lower case from the list in docs/languages.md, e.g. en, es, tr, ru, zh",
     ]),
     "unknown record in history": ("history", """\
         salesforce:
@@ -669,7 +700,7 @@ def test_paths_are_shown_as_given(cfg: ConfigDir) -> None:
     assert cfg.problems("./conf/settings.yaml") == [
         "conf/mappings/history.yaml:1:30: salesforce.case.Subject: unknown placeholder {nope}; use {channel}, "
         "{channel_label}, {direction}, {sender}, {recipient}, {text}, {occurred_at}, {duration}, {media_count}, "
-        "{conversation}, {rule}, {queue}",
+        "{conversation}, {rule}, {queue}, {language}",
     ]
 
 

@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision = "0011_support_metrics"
-down_revision = "0009_job_refs"  # the lead re-chains at merge
+down_revision = "0009_job_refs"
 branch_labels = None
 depends_on = None
 
