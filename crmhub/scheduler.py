@@ -199,7 +199,9 @@ class _SettleAlarm:
         if waits:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = threading.Timer(min(waits) + SETTLE_MARGIN, self.bell.ring)
+            # Urgent: those writes were paid for when their jobs were submitted; reading the outcome (and
+            # submitting a new customer's next stage) must not wait for a fuller batch as new rows do.
+            self._timer = threading.Timer(min(waits) + SETTLE_MARGIN, partial(self.bell.ring, urgent=True))
             self._timer.daemon = True  # a stopping daemon closes the bell; the alarm never holds it up
             self._timer.start()
         return cycle

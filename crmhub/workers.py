@@ -53,15 +53,22 @@ class Doorbell:
         self._changed = threading.Condition()
         self._first_ring: float | None = None
         self._rung = False
+        self._urgent = False
         self._closed = False
 
-    def ring(self) -> None:
-        """New work is there (committed before the ring)."""
+    def ring(self, *, urgent: bool = False) -> None:
+        """New work is there (committed before the ring); `urgent`: run without waiting for a fuller batch."""
         with self._changed:
             if self._first_ring is None:
                 self._first_ring = self.clock()
             self._rung = True
+            self._urgent = self._urgent or urgent
             self._changed.notify_all()
+
+    @property
+    def urgent(self) -> bool:
+        """An urgent ring came since the worker last took the work (`answer`)."""
+        return self._urgent
 
     def close(self) -> None:
         """The daemon is stopping: every wait returns at once, for good."""
@@ -95,12 +102,14 @@ class Doorbell:
         with self._changed:
             if not self._rung:
                 self._first_ring = None
+                self._urgent = False
 
     def answer(self) -> None:
         """The worker takes all the work rung for so far (it is about to run): the next ring starts a new wait."""
         with self._changed:
             self._first_ring = None
             self._rung = False
+            self._urgent = False
 
 
 class BatchCost:
@@ -210,7 +219,8 @@ class DeliveryWorker:
                 self.bell.settle()
                 return False
             now = self.bell.clock()
-            if due >= self.batch or now >= latest or (now >= soonest and self.filling.economical(due)):
+            if due >= self.batch or self.bell.urgent or now >= latest or (
+                    now >= soonest and self.filling.economical(due)):
                 return True
             self.bell.wait((soonest if now < soonest else latest) - now)  # a ring means more rows: count again
             if self.bell.closed:

@@ -245,3 +245,35 @@ def test_routing_gathers_rings_for_its_gather_time_into_one_run() -> None:
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert runs.names == ["route"] and routed == [4]  # one run for the four items, not one each
+
+
+def test_an_urgent_ring_runs_at_once_however_small_the_batch() -> None:
+    """Rows waiting on CRM jobs that came due (the settle alarm) are read at once, not held for a fuller batch."""
+    clock = Clock()
+    bell = Doorbell(clock)
+    work = Trickle(bell, clock, 1)
+    worker = work.worker(Runs(bell), target=0.025, max_wait=15.0)
+    bell.ring(urgent=True)
+    _run_until_closed(worker.loop)
+    assert [rows for _, rows in work.runs] == [2]  # one count of the due rows, then the run: no 15 s wait
+    assert not bell.urgent  # taken: the next ring waits as usual
+
+
+def test_calls_of_runs_that_settle_no_row_count_towards_the_next_that_does() -> None:
+    """A run that only submitted jobs settles nothing; its calls are part of what the batch cost."""
+    clock = Clock()
+    bell = Doorbell(clock)
+    calls = [0]
+    handled = iter([0, 40])
+
+    def deliver() -> int:
+        calls[0] += 2  # a submit run, then a settling run: two calls each
+        bell.ring()  # the jobs' alarm (or new rows) wakes the worker again
+        return next(handled)
+
+    worker = DeliveryWorker(job="deliver:crm", deliver=deliver, due=lambda limit: 40, batch=200, every=HOUR,
+                            budget=0.0, run_job=Runs(bell, stop_after=2), bell=bell,
+                            filling=Filling(target=1.0, max_wait=0.0, calls=lambda: calls[0]))
+    bell.ring()
+    _run_until_closed(worker.loop)
+    assert worker.filling.cost.calls == 1.0 + BatchCost.WEIGHT * (4 - 1.0)  # 4 calls for the one batch settled
