@@ -293,7 +293,7 @@ class Hub:
                                           identity=self.identity,
                                           reopen_window=self.config.settings.threads.reopen_window)
 
-    def deliver_to(self, name: str, cycle: Cycle, *, settle_later: bool = False) -> None:
+    def deliver_to(self, name: str, cycle: Cycle, *, settle_later: bool = False, waiting_only: bool = False) -> None:
         """Deliver every due outbox row of one CRM (its failure is recorded in `cycle` as `deliver:<crm>`).
 
         `settle_later`: asynchronous bulk jobs are submitted, not waited for; a later run settles them.
@@ -302,7 +302,8 @@ class Hub:
         with cycle.step(f"deliver:{name}"):
             crm.refresh_allowance()  # the vendor's limits endpoint, at most every few minutes
             report = deliver(self.store, crm, self.policies[name], now=self.clock(), clock=self.clock,
-                             max_priority=crm.allowed_priority, stop=self.stopping, settle_later=settle_later)
+                             max_priority=crm.allowed_priority, stop=self.stopping, settle_later=settle_later,
+                             waiting_only=waiting_only)
             if crm.allowed_priority() >= WritePriority.FOLLOW_UP:  # a note is a follow-up on a case
                 report.noted = note_suggestions(self.store, crm, now=self.clock())
             cycle.deliveries.append(self.metrics.record_delivery(report))
@@ -316,14 +317,14 @@ class Hub:
         self._route(cycle)
         return cycle.processed > 0
 
-    def delivery_job(self, name: str) -> Cycle:
+    def delivery_job(self, name: str, *, waiting_only: bool = False) -> Cycle:
         """`deliver_to` for a CRM's delivery worker: a failure fails the job run.
 
         Jobs are settled by later runs (`settle_later`), so a CRM's slow jobs never hold its next batch;
         `Cycle.deliveries[...].settle_in` says when the worker should look again.
         """
         cycle = Cycle()
-        self.deliver_to(name, cycle, settle_later=True)
+        self.deliver_to(name, cycle, settle_later=True, waiting_only=waiting_only)
         if cycle.failures:
             raise CycleFailed(cycle)
         return cycle

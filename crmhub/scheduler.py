@@ -149,10 +149,11 @@ def build_workers(hub: Hub, jobs: RunningJobs) -> list[DeliveryWorker | RoutingW
     for name in hub.crms:
         bell = Doorbell()
         alarm = _SettleAlarm(partial(hub.delivery_job, name), bell)
+        settling = _SettleAlarm(partial(hub.delivery_job, name, waiting_only=True), bell)
         deliveries.append(DeliveryWorker(job=f"deliver:{name}", deliver=partial(_rows_delivered, alarm),
                                          due=partial(hub.due_count, name), batch=hub.policies[name].batch_size,
                                          every=every, budget=budget, run_job=run_job, bell=bell,
-                                         filling=_filling(hub, name)))
+                                         filling=_filling(hub, name), settle=partial(_rows_delivered, settling)))
     routing = RoutingWorker(route=hub.route_job, deliveries=[worker.bell for worker in deliveries], every=every,
                             run_job=run_job, bell=hub.routing_bell, gather=min(budget / 4, ROUTING_GATHER))
     return [routing, *deliveries]

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -168,6 +169,8 @@ class DeliveryWorker:
         every: seconds between runs when nobody rings.
         budget: seconds a rung worker waits at least for a fuller batch, from the first ring.
         filling: how much longer a small batch waits (`Filling`).
+        settle: a run for an urgent ring alone (rows whose CRM jobs came due, `Doorbell.ring(urgent=True)`):
+            it takes only those rows, so new rows still wait for their batch (None: `deliver`).
     """
 
     job: str
@@ -179,6 +182,7 @@ class DeliveryWorker:
     run_job: RunJob
     bell: Doorbell = field(default_factory=Doorbell)
     filling: Filling = field(default_factory=Filling)
+    settle: Callable[[], int | None] | None = None
     _unsettled_calls: int = field(default=0, init=False, repr=False)
 
     def loop(self) -> None:
@@ -189,17 +193,27 @@ class DeliveryWorker:
                 return
             if first_ring is not None and not self._gathered(first_ring):
                 continue  # rung for nothing due (another daemon or run took it)
+            settling = self.settle is not None and self.bell.urgent and not self._worth_a_batch(first_ring)
             self.bell.answer()
-            self.run_job(self.job, self._run)
+            self.run_job(self.job, partial(self._run, self.settle if settling else self.deliver))
+            if settling:
+                self.bell.ring()  # new rows it left: their wait for a batch goes on
 
-    def _run(self) -> None:
+    def _worth_a_batch(self, first_ring: float | None) -> bool:
+        """Whether new rows would go now anyway (a full batch, or past the budget and worth its calls)."""
+        due = self.due(self.batch)
+        now = self.bell.clock()
+        return first_ring is None or due >= self.batch or now >= first_ring + max(self.budget, self.filling.max_wait) \
+            or (now >= first_ring + self.budget and self.filling.economical(due))
+
+    def _run(self, deliver: Callable[[], int | None]) -> None:
         """One delivery run, its calls per batch fed to the moving average.
 
         A run that settles no row (it only submitted CRM jobs, say) carries its
         calls to the next run that does, so a batch costs what all its runs spent.
         """
         before = self.filling.calls()
-        handled = self.deliver()
+        handled = deliver()
         self._unsettled_calls += self.filling.calls() - before
         if handled:
             spent, self._unsettled_calls = self._unsettled_calls, 0

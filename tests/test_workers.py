@@ -277,3 +277,22 @@ def test_calls_of_runs_that_settle_no_row_count_towards_the_next_that_does() -> 
     bell.ring()
     _run_until_closed(worker.loop)
     assert worker.filling.cost.calls == 1.0 + BatchCost.WEIGHT * (4 - 1.0)  # 4 calls for the one batch settled
+
+
+def test_an_urgent_ring_settles_waiting_rows_alone_and_new_rows_keep_filling() -> None:
+    """The settle alarm's run takes only rows whose CRM jobs came due; new rows still wait for their batch."""
+    clock = Clock()
+    bell = Doorbell(clock)
+    work = Trickle(bell, clock, 1)
+    settled: list[float] = []
+
+    def settle() -> int:
+        settled.append(clock.now)
+        return 3  # the rows whose jobs were read
+
+    worker = work.worker(Runs(bell, stop_after=2), target=0.025, max_wait=15.0)
+    worker.settle = settle
+    bell.ring(urgent=True)
+    _run_until_closed(worker.loop)
+    assert len(settled) == 1 and settled[0] < 15.0  # at once, not after max_wait
+    assert work.runs and work.runs[0][0] >= 15.0  # the new rows went at max_wait, as a trickle does

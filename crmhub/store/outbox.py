@@ -114,8 +114,10 @@ _OTHER, _OTHER_ITEM = aliased(OutboxRow), aliased(LedgerRow)  # the conversation
 
 
 def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: timedelta,
-              max_priority: WritePriority = WritePriority.BACKFILL) -> list[Claim]:
+              max_priority: WritePriority = WritePriority.BACKFILL, waiting_only: bool = False) -> list[Claim]:
     """Claim up to `limit` due rows of `crm` ranked at or before `max_priority` for `lease`.
+
+    `waiting_only`: just the rows an earlier attempt left in a CRM job (`job_ref` set).
 
     Highest priority first (lowest number), then the longest due, then the
     oldest row. A row whose conversation's case is being opened by a write
@@ -133,6 +135,8 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
                     OutboxRow.next_attempt_at <= now, LedgerRow.conversation_key.not_in(cases_being_opened(crm, now)))
              .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
+    if waiting_only:
+        query = query.where(OutboxRow.job_ref.is_not(None))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxRow)
     rows = session.execute(query).all()

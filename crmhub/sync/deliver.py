@@ -119,7 +119,8 @@ class DeliveryReport:
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
             max_priority: Callable[[], WritePriority] | None = None, stop: threading.Event | None = None,
-            clock: Callable[[], datetime] | None = None, settle_later: bool = False) -> DeliveryReport:
+            clock: Callable[[], datetime] | None = None, settle_later: bool = False,
+            waiting_only: bool = False) -> DeliveryReport:
     """Deliver due outbox rows of `writer`'s CRM, batch after batch, until none is due.
 
     Args:
@@ -130,10 +131,12 @@ def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *,
             and leases and retry times count from then); None: `now` throughout.
         settle_later: a job-reporting writer submits without waiting for its jobs (the daemon's
             workers); a later run settles them.
+        waiting_only: only rows waiting on a job already submitted (a settling run: new rows wait
+            for their batch to fill).
     """
     report = DeliveryReport(writer.name)
     allowed = _drain(store, writer, policy, report, clock=clock or (lambda: now), max_priority=max_priority,
-                     stop=stop, settle_later=settle_later)
+                     stop=stop, settle_later=settle_later, waiting_only=waiting_only)
     if allowed < WritePriority.BACKFILL:
         with store.transaction() as session:
             report.held = outbox.count_held(session, writer.name, allowed)
@@ -157,7 +160,7 @@ class _Batch:
 
 def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, report: DeliveryReport, *,
            clock: Callable[[], datetime], max_priority: Callable[[], WritePriority] | None,
-           stop: threading.Event | None, settle_later: bool = False) -> WritePriority:
+           stop: threading.Event | None, settle_later: bool = False, waiting_only: bool = False) -> WritePriority:
     """The batches of one run; returns what the budget allowed last."""
     allowed = WritePriority.BACKFILL
     while True:
@@ -168,7 +171,7 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
         now = clock()
         with store.transaction() as session:
             claims = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
-                                      max_priority=allowed)
+                                      max_priority=allowed, waiting_only=waiting_only)
             # In the order the messages were sent (channels page newest first): threading decides in that order.
             claims.sort(key=lambda claim: (claim.occurred_at, claim.id))
             batch = _prepare(session, claims, writer.name, policy, now=now)
