@@ -114,10 +114,11 @@ def sync(config: ConfigOption = None) -> None:
 @for_people
 def run(config: ConfigOption = None) -> None:
     """Run as a service: poll, mirror and deliver on their intervals until SIGTERM."""
-    from crmhub.scheduler import run_forever
+    from crmhub.scheduler import leave_promptly, run_forever
 
     with _hub(config) as hub:
         run_forever(hub)
+    leave_promptly()
 
 
 @app.command()

@@ -249,6 +249,27 @@ def serve_webhooks_forever(hub: Hub, *, stop: threading.Event | None = None) -> 
     log.info("stopped")
 
 
+def leave_promptly(wait: float = 5.0) -> None:
+    """After a clean stop: give threads still working `wait` seconds, then exit without them, naming them.
+
+    The interpreter's exit waits for every non-daemon thread (a pool thread
+    of the scheduler, an SDK's); one stuck in a call would hold a stopping
+    daemon past its grace period until systemd kills it. Its work is safe to
+    cut, as any job's is (SAFE_TO_CUT).
+    """
+    deadline = time.monotonic() + wait
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [thread.name for thread in threading.enumerate()
+            if thread is not threading.current_thread() and not thread.daemon and thread.is_alive()]
+    if busy:
+        log.warning("threads still busy after the stop; exiting without them", threads=busy, note=SAFE_TO_CUT)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut: bool = True) -> list[str]:
     """Run the listeners (ops; webhooks when enabled) and the jobs until SIGTERM/SIGINT (or `stop`), then stop.
 
