@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -53,12 +54,19 @@ def _table(report: Report) -> str:
     return f'<table id="figures"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _series(report: Report, figure: str, scale: float = 1.0) -> tuple[list[str], dict[str, list[float]]]:
-    """Days in order, and per channel the figure on each day (0 where it has none)."""
+def _series(report: Report, figure: str, scale: float = 1.0, missing: float = 0.0
+            ) -> tuple[list[str], dict[str, list[float]]]:
+    """Days in order, and per channel the figure on each day (`missing` where it has none).
+
+    Counts take 0 for a day without any; a duration takes NaN, which matplotlib leaves out: a channel
+    with no reply yet has no first response, not one of zero hours.
+    """
     days = sorted({day for _, day in report.rows})
     channels = sorted({channel for channel, _ in report.rows})
-    values = {channel: [float(report.rows.get((channel, day), {}).get(figure) or 0) / scale for day in days]
-              for channel in channels}
+    values: dict[str, list[float]] = {}
+    for channel in channels:
+        found = [report.rows.get((channel, day), {}).get(figure) for day in days]
+        values[channel] = [missing if value is None else float(value) / scale for value in found]
     return days, values
 
 
@@ -81,7 +89,7 @@ def _volume_chart(report: Report) -> str:
 def _response_chart(report: Report) -> str:
     from matplotlib.figure import Figure
 
-    days, hours = _series(report, "first_response_s", scale=3600)
+    days, hours = _series(report, "first_response_s", scale=3600, missing=math.nan)
     figure = Figure(figsize=(8, 3.2))
     axes = figure.subplots()
     for channel, values in hours.items():
