@@ -86,6 +86,7 @@ class CrmFigures:
     writes_per_interaction: float  # POST/PATCH/PUT/DELETE, searches and batch reads aside
     reads_per_interaction: float  # GET, searches, batch reads: read-backs, job polls, the mirror, replies
     busiest_endpoints: dict[str, int]
+    steady_calls_per_interaction: float | None = None  # calls in the steady window over the items sent in it
     delivery_runs: int = 0
     rows_per_run: dict[str, float] = field(default_factory=dict)  # p50, p90, max of the rows a run delivered
 
@@ -409,9 +410,11 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
             daemon.wait_ready(webhook_url)
             sender = Sender(servers["twilio"], webhook_url, pool, rng)
             calls_before = {crm: Counter(servers[crm].emulator.calls) for crm in CRMS}
+            sending_from = {crm: servers[crm].emulator.clock.time() for crm in CRMS}
             cpu_before, load_before = daemon.cpu_seconds(), os.getloadavg()[0]
             with Watcher(servers, period) as watcher:
                 sender.run(rate, seconds)  # returns once every request has its answer or timed out
+                steady = {crm: _steady(servers[crm].emulator, sending_from[crm], rate, seconds) for crm in CRMS}
                 last_send = max(s.at for s in sender.sent.values())
                 end = last_send + drain
                 while time.monotonic() < end and not _all_seen(watcher, sender) and watcher.failure is None:
@@ -426,8 +429,25 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
         finally:
             exit_code = daemon.stop()
     run = _figures(store, rate, seconds, customers, sender, watcher, calls, cpu, rss, drained_in, exit_code, load)
+    for figures in run.crms:
+        figures.steady_calls_per_interaction = steady[figures.crm]
     _delivery_runs(run, daemon.log.read_text(errors="replace"))
     return run
+
+
+def _steady(emulator: Any, sending_from: float, rate: float, seconds: float) -> float | None:
+    """Calls per interaction in the steady window: from a third of the sending time (at most 20 s) after
+    it began to its end, over the items sent in that window; start-up and the drain are left out.
+
+    Writes trail their items by at most `delivery.max_wait`, so the window's writes are about its items'.
+    """
+    warm = min(20.0, seconds / 3)
+    start, end = sending_from + warm, emulator.clock.time()
+    if end - start <= 0:
+        return None
+    with emulator.lock:
+        calls = sum(1 for at in emulator.call_times if start <= at < end)
+    return calls / (rate * (end - start))
 
 
 def is_read(endpoint: str) -> bool:
@@ -490,17 +510,22 @@ def _s(value: float | None) -> str:
     return "missing" if value is None else f"{value:.2f}"
 
 
+def _s3(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def markdown(runs: list[RunFigures]) -> str:
     """Two tables: latency and calls per CRM, then the daemon and the sender per run."""
     lines = [("| store | msg/s | CRM | p50 s | p95 s | p99 s | max s | missing | API calls/interaction "
-              "| writes | reads | delivery runs | rows/run p50/p90/max |"),
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| writes | reads | steady calls/interaction | delivery runs | rows/run p50/p90/max |"),
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for run in runs:
         for c in run.crms:
             sizes = "/".join(f"{c.rows_per_run[k]:g}" for k in ("p50", "p90", "max")) if c.rows_per_run else "-"
             lines.append(f"| {run.store} | {run.rate:g} | {c.crm} | {_s(c.p50)} | {_s(c.p95)} | {_s(c.p99)} | "
                          f"{_s(c.max)} | {c.missing} of {run.sent} | {c.calls_per_interaction:.3f} "
-                         f"| {c.writes_per_interaction:.3f} | {c.reads_per_interaction:.3f} | {c.delivery_runs} "
+                         f"| {c.writes_per_interaction:.3f} | {c.reads_per_interaction:.3f} "
+                         f"| {_s3(c.steady_calls_per_interaction)} | {c.delivery_runs} "
                          f"| {sizes} |")
     lines += ["", ("| store | msg/s | sent | webhook answers | ack p50/p95 s | send late p99/max s | drained in s "
                    "| daemon CPU ms/interaction | daemon peak RSS MB | load avg start/end |"),
