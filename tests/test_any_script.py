@@ -28,22 +28,28 @@ TEXTS = {
 }
 
 
+def _every_crm(salesforce: EmulatorServer, zendesk: EmulatorServer, hubspot: EmulatorServer,
+               twilio: EmulatorServer, directory: Path, texts: dict[str, str]) -> Path:
+    """The org's queues, our number, one SMS per sender a minute apart, and settings for all three CRMs."""
+    sf: Any = salesforce.emulator
+    tw: Any = twilio.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    tw.add_number(OURS)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for n, (sender, text) in enumerate(texts.items()):
+        tw.receive_message(sender, OURS, text, at=start + timedelta(minutes=n))
+    urls = {"salesforce": salesforce.url, "zendesk": zendesk.url, "hubspot": hubspot.url, "twilio": twilio.url}
+    return write_sandbox_settings(directory, urls, enabled=("salesforce", "zendesk", "hubspot", "twilio"))
+
+
 def test_a_message_in_each_script_lands_intact_in_every_crm(
         salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
         twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
     sf: Any = salesforce_sandbox.emulator
     zd: Any = zendesk_sandbox.emulator
     hs: Any = hubspot_sandbox.emulator
-    tw: Any = twilio_sandbox.emulator
-    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
-        sf.add_queue(name, name)
-    tw.add_number(OURS)
-    start = datetime.now(UTC) - timedelta(hours=1)
-    for n, (sender, text) in enumerate(TEXTS.items()):
-        tw.receive_message(sender, OURS, text, at=start + timedelta(minutes=n))
-    urls = {"salesforce": salesforce_sandbox.url, "zendesk": zendesk_sandbox.url, "hubspot": hubspot_sandbox.url,
-            "twilio": twilio_sandbox.url}
-    settings = write_sandbox_settings(tmp_path, urls, enabled=("salesforce", "zendesk", "hubspot", "twilio"))
+    settings = _every_crm(salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, tmp_path, TEXTS)
     with build_hub(load_config(settings)) as hub:
         report = hub.sync_once()
     assert [d.delivered for d in report.deliveries] == [len(TEXTS)] * 3
@@ -72,21 +78,13 @@ def test_the_detected_language_lands_on_each_crms_case_through_the_mapped_field(
     sf: Any = salesforce_sandbox.emulator
     zd: Any = zendesk_sandbox.emulator
     hs: Any = hubspot_sandbox.emulator
-    tw: Any = twilio_sandbox.emulator
-    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
-        sf.add_queue(name, name)
     sf.define_field("Case", "Language__c", "string")
     hs.define_property("tickets", "customer_language")
-    tw.add_number(OURS)
-    start = datetime.now(UTC) - timedelta(hours=1)
     said = {"+14155550141": ("aboneliğimi iptal etmek istiyorum", "tr"),
             "+14155550142": ("Можете перезвонить мне завтра?", "ru"),
             "+14155550143": ("我想取消订阅", "zh")}
-    for n, (sender, (text, _)) in enumerate(said.items()):
-        tw.receive_message(sender, OURS, text, at=start + timedelta(minutes=n))
-    urls = {"salesforce": salesforce_sandbox.url, "zendesk": zendesk_sandbox.url, "hubspot": hubspot_sandbox.url,
-            "twilio": twilio_sandbox.url}
-    settings = write_sandbox_settings(tmp_path, urls, enabled=("salesforce", "zendesk", "hubspot", "twilio"))
+    settings = _every_crm(salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, tmp_path,
+                          {sender: text for sender, (text, _) in said.items()})
     settings.write_text(settings.read_text() + "languages:\n  expected: [en, tr, ru, zh]\n")
     (tmp_path / "mappings" / "history.yaml").write_text(HISTORY)
     with build_hub(load_config(settings)) as hub:
