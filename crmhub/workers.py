@@ -156,6 +156,10 @@ class Filling:
         return due * target >= self.cost.calls
 
 
+BATCH = "batch"  # a delivery worker's gathering ended with a batch worth its calls
+SETTLE = "settle"  # ... with an urgent ring alone: only the rows whose CRM jobs came due go
+
+
 @dataclass
 class DeliveryWorker:
     """One CRM's delivery worker: batches within a latency budget, stretched while too small; a run per interval.
@@ -191,20 +195,14 @@ class DeliveryWorker:
             first_ring = self.bell.wait(self.every)
             if self.bell.closed:
                 return
-            if first_ring is not None and not self._gathered(first_ring):
+            gathered = self._gathered(first_ring) if first_ring is not None else BATCH
+            if gathered is None:
                 continue  # rung for nothing due (another daemon or run took it)
-            settling = self.settle is not None and self.bell.urgent and not self._worth_a_batch(first_ring)
+            settling = gathered is SETTLE and self.settle is not None
             self.bell.answer()
             self.run_job(self.job, partial(self._run, self.settle if settling else self.deliver))
             if settling:
                 self.bell.ring()  # new rows it left: their wait for a batch goes on
-
-    def _worth_a_batch(self, first_ring: float | None) -> bool:
-        """Whether new rows would go now anyway (a full batch, or past the budget and worth its calls)."""
-        due = self.due(self.batch)
-        now = self.bell.clock()
-        return first_ring is None or due >= self.batch or now >= first_ring + max(self.budget, self.filling.max_wait) \
-            or (now >= first_ring + self.budget and self.filling.economical(due))
 
     def _run(self, deliver: Callable[[], int | None]) -> None:
         """One delivery run, its calls per batch fed to the moving average.
@@ -221,24 +219,26 @@ class DeliveryWorker:
             log.info("delivery run", job=self.job, rows=handled, calls=spent,
                      calls_per_batch=round(self.filling.cost.calls, 2))
 
-    def _gathered(self, first_ring: float) -> bool:
+    def _gathered(self, first_ring: float) -> str | None:
         """Wait until a full batch is due, or the budget from `first_ring` is spent and the batch is worth
-        its calls (or `max_wait` is spent); False when nothing is due or the bell closed (the rows wait
-        in the outbox for the next start's catch-up)."""
+        its calls (or `max_wait` is spent): `BATCH`. An urgent ring before that: `SETTLE` (the rows whose
+        CRM jobs came due go alone). None when nothing is due or the bell closed (the rows wait in the
+        outbox for the next start's catch-up)."""
         soonest = first_ring + self.budget
         latest = first_ring + max(self.budget, self.filling.max_wait)
         while True:
             due = self.due(self.batch)
             if due == 0:
                 self.bell.settle()
-                return False
+                return None
             now = self.bell.clock()
-            if due >= self.batch or self.bell.urgent or now >= latest or (
-                    now >= soonest and self.filling.economical(due)):
-                return True
+            if due >= self.batch or now >= latest or (now >= soonest and self.filling.economical(due)):
+                return BATCH
+            if self.bell.urgent:
+                return SETTLE
             self.bell.wait((soonest if now < soonest else latest) - now)  # a ring means more rows: count again
             if self.bell.closed:
-                return False
+                return None
 
 
 @dataclass
