@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.agent_api import views
 from crmhub.agent_api.auth import AgentAuth
+from crmhub.agent_api.pages import add_pages
 from crmhub.agent_api.signing import Agent
 from crmhub.ops import OpsError
 from crmhub.store import StateStore
@@ -39,18 +40,21 @@ class ReplyIn(BaseModel):
 
 
 def create_agent_app(store: StateStore, auth: AgentAuth, *, confirm: DecideFn, reject: DecideFn,
-                     crms: Sequence[str], on_reply: Callable[[], None] = lambda: None) -> FastAPI:
+                     crms: Sequence[str], on_reply: Callable[[], None] = lambda: None,
+                     frame_ancestors: Sequence[str] = ()) -> FastAPI:
     """The API behind the agents' plugins.
 
     Args:
         confirm, reject: decide a link suggestion (`crmhub.ops.links`), as the calling agent.
         crms: the enabled CRMs (a record lookup names one of them).
         on_reply: called after a reply was queued (the daemon sends replies at once rather than at its interval).
+        frame_ancestors: the origins whose pages may frame the plugin pages (Content-Security-Policy).
     """
     app = FastAPI(title="crmhub agents' API", version="1", docs_url=None, redoc_url=None,
                   description="What the CRM plugins show and do: the person behind a record, their timeline on "
                               "every channel, identity suggestions, replies. See docs/agent-api.md.")
     signed_in = Depends(auth)
+    add_pages(app, auth, frame_ancestors)
 
     @app.post("/session/{crm}", summary="Exchange a CRM app's signed launch for a session token")
     def session(crm: str, token: Annotated[str | None, Form()] = None,

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from crmhub.agent_api.auth import AgentAuth, SalesforceApp, ZendeskApp
+from crmhub.agent_api.pages import default_ancestors
 from crmhub.agent_api.routes import create_agent_app
 from crmhub.agent_api.sessions import Sessions
 from crmhub.config import Config
@@ -46,4 +47,8 @@ def agent_app(config: Config, store: StateStore, *, clock: Callable[[], datetime
     def reject(session: Session, suggestion_id: int, actor: str) -> str:
         return links.reject(session, suggestion_id, now=clock(), by=actor)
 
-    return create_agent_app(store, auth, confirm=confirm, reject=reject, crms=crms, on_reply=on_reply)
+    ancestors = list(api.frame_ancestors) or default_ancestors(
+        settings.crms.zendesk.subdomain if api.zendesk is not None and settings.crms.zendesk is not None else None,
+        salesforce=api.salesforce is not None)
+    return create_agent_app(store, auth, confirm=confirm, reject=reject, crms=crms, on_reply=on_reply,
+                            frame_ancestors=ancestors)

@@ -392,6 +392,11 @@ class AgentApiSettings(Model):
                                                                "plugins out). Set it when several daemons serve.",
                                              examples=["env:CRMHUB_SESSION_SECRET"])
     session_ttl: PositiveDuration = Field(timedelta(hours=8), description="How long a plugin session lasts.")
+    frame_ancestors: list[Annotated[str, Field(pattern=r"^https?://[^\s;,']+$")]] = Field(
+        default_factory=list, description="Origins whose pages may frame the plugin pages. Empty: the enabled "
+                                          "apps' CRMs (https://<subdomain>.zendesk.com, Salesforce's Lightning "
+                                          "and Visualforce domains).",
+        examples=[["https://acme.zendesk.com"]])
     zendesk: ZendeskAppSettings | None = Field(None, description="The Zendesk sidebar app.")
     hubspot: HubSpotAppSettings | None = Field(None, description="The HubSpot app card.")
     salesforce: SalesforceAppSettings | None = Field(None, description="The Salesforce component (Canvas).")

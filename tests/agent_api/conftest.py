@@ -88,7 +88,7 @@ class Panel:
         return {"Authorization": f"Bearer {OPS_TOKEN}"}
 
 
-def _settings(tmp_path: Path, urls: dict[str, str], zendesk_pem: bytes) -> Path:
+def _settings(tmp_path: Path, urls: dict[str, str], zendesk_pem: bytes, frame_ancestors: list[str]) -> Path:
     path = write_sandbox_settings(tmp_path, urls, enabled=("salesforce", "zendesk", "hubspot", "twilio"),
                                   webhooks_port=18080)
     secrets = tmp_path / "secrets"
@@ -105,6 +105,7 @@ def _settings(tmp_path: Path, urls: dict[str, str], zendesk_pem: bytes) -> Path:
         "zendesk": {"public_key": f"file:{secrets / 'zendesk.pem'}", "installation_id": INSTALLATION},
         "hubspot": {"client_secret": f"file:{secrets / 'hubspot'}"},
         "salesforce": {"consumer_secret": f"file:{secrets / 'canvas'}", "organization_id": ORG_ID},
+        "frame_ancestors": frame_ancestors,
     }
     with path.open("w") as out:
         yaml.dump(settings, out)
@@ -113,7 +114,7 @@ def _settings(tmp_path: Path, urls: dict[str, str], zendesk_pem: bytes) -> Path:
 
 @pytest.fixture
 def panel(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
-          twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[Panel]:
+          twilio_sandbox: EmulatorServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Panel]:
     sf: Any = salesforce_sandbox.emulator
     zd: Any = zendesk_sandbox.emulator
     hs: Any = hubspot_sandbox.emulator
@@ -125,7 +126,9 @@ def panel(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, h
     key = rsa_key()
     urls = {"salesforce": salesforce_sandbox.url, "zendesk": zendesk_sandbox.url, "hubspot": hubspot_sandbox.url,
             "twilio": twilio_sandbox.url}
-    with build_hub(load_config(_settings(tmp_path, urls, public_pem(key)))) as hub:
+    marker = request.node.get_closest_marker("frame_ancestors")  # a browser test's host page frames the plugin
+    ancestors = list(marker.args) if marker else []
+    with build_hub(load_config(_settings(tmp_path, urls, public_pem(key), ancestors))) as hub:
         zendesk = hub.crms["zendesk"]
         zendesk.job_poll_first = 0.01  # type: ignore[union-attr]  # the emulator's jobs finish at once
         with TestClient(hub.webhook_app(), base_url=PUBLIC_URL) as client:
