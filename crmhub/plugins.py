@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from crmhub.errors import CrmhubError
 
 PLACEHOLDER = "{{CRMHUB_URL}}"
+EMAIL_PLACEHOLDER = "{{ADMIN_EMAIL}}"
 TEXT_SUFFIXES = {".json", ".xml", ".html", ".js", ".css", ".page", ".md", ".yaml", ".yml", ".jsx", ".ts", ".tsx"}
 FIXED_TIME = (2026, 1, 1, 0, 0, 0)
 
@@ -25,8 +26,12 @@ class PackagingError(CrmhubError):
     """The plugin cannot be packaged as asked; the message says what to change."""
 
 
-def package(name: str, *, url: str, plugins_dir: Path, out: Path) -> Path:
-    """Write `<out>/crmhub-<name>.zip` from `plugins_dir/<name>` for crmhub at `url`; returns its path."""
+def package(name: str, *, url: str, plugins_dir: Path, out: Path, contact_email: str | None = None) -> Path:
+    """Write `<out>/crmhub-<name>.zip` from `plugins_dir/<name>` for crmhub at `url`; returns its path.
+
+    Args:
+        contact_email: fills `{{ADMIN_EMAIL}}` (a Salesforce connected app's contact); required where used.
+    """
     source = plugins_dir / name
     if not source.is_dir():
         known = sorted(p.name for p in plugins_dir.iterdir() if p.is_dir()) if plugins_dir.is_dir() else []
@@ -41,6 +46,11 @@ def package(name: str, *, url: str, plugins_dir: Path, out: Path) -> Path:
         data = path.read_bytes()
         if path.suffix in TEXT_SUFFIXES:
             data = data.replace(PLACEHOLDER.encode(), base.encode())
+            if EMAIL_PLACEHOLDER.encode() in data:
+                if not contact_email or "@" not in contact_email:
+                    raise PackagingError(f"the {name} plugin names its admin ({relative}): pass --contact-email "
+                                         "with the address the vendor shows for the app")
+                data = data.replace(EMAIL_PLACEHOLDER.encode(), contact_email.encode())
         files[relative] = data
     EXTRAS.get(name, lambda _: None)(files)
     out.mkdir(parents=True, exist_ok=True)

@@ -63,13 +63,15 @@ class Panel:
         return jwt.encode(claims, key or self.zendesk_key, algorithm="RS256")
 
     @staticmethod
-    def canvas(*, secret: str = CANVAS_SECRET, org: str = ORG_ID, issued: datetime | None = None) -> str:
+    def canvas(*, secret: str = CANVAS_SECRET, org: str = ORG_ID, issued: datetime | None = None,
+               record: str | None = None) -> str:
         at = issued or datetime.now(UTC)
         return canvas_signed_request(secret, {
             "algorithm": "HMACSHA256", "issuedAt": int(at.timestamp() * 1000), "userId": "005000000000001AAA",
             "client": {"instanceUrl": "https://acme.my.salesforce.com", "oauthToken": "not-used"},
             "context": {"user": {"userId": "005000000000001AAA", "userName": "alice@acme.test"},
-                        "organization": {"organizationId": org}}})
+                        "organization": {"organizationId": org},
+                        "environment": {"parameters": {"recordId": record} if record else {}}}})
 
     def hubspot_headers(self, method: str, path_and_query: str, body: bytes = b"", *, secret: str = HUBSPOT_SECRET,
                         age: timedelta = timedelta()) -> dict[str, str]:

@@ -72,43 +72,65 @@ def browser_page() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.mark.frame_ancestors("http://127.0.0.1:*")
-def test_the_zendesk_sidebar_shows_the_timeline_confirms_a_suggestion_and_replies_once(
-        panel: Panel, browser_page: Any, host: ThreadingHTTPServer) -> None:
+def _conversation(panel: Panel) -> None:
+    """A generated run: a customer writes; a stranger claims the customer's number (a suggestion)."""
     panel.tw.receive_message(CUSTOMER, OURS, "Where is my parcel?")
     panel.tw.receive_message(STRANGER, OURS, "Hello, I'm +1 415 555 0123 on my other phone")
     panel.hub.sync_once()
-    [ticket] = [t for t in panel.zd.tickets() if "other phone" in str(t.get("description"))]
 
-    with HttpServer(panel.hub.webhook_app()) as crmhub:
-        host.html = ((BROWSER_DIR / "zendesk_host.html").read_text()  # type: ignore[attr-defined]
-                     .replace("__CRMHUB__", crmhub.url.rstrip("/")).replace("__TOKEN__", panel.zendesk_token())
-                     .replace("__TICKET__", str(ticket["id"])))
-        browser_page.route(ZAF_SDK, lambda route: route.fulfill(path=BROWSER_DIR / "zaf_stub.js",
-                                                                content_type="application/javascript"))
-        browser_page.goto(f"http://127.0.0.1:{host.server_address[1]}/agent/tickets/{ticket['id']}")
-        sidebar = browser_page.frame_locator("#sidebar")
 
-        sidebar.locator("#timeline li", has_text="on my other phone").wait_for()
-        sidebar.locator("#suggestions li").wait_for()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        browser_page.screenshot(path=ARTIFACTS / "zendesk-sidebar.png")
+def _work_in_the_panel(panel: Panel, page: Any, host: ThreadingHTTPServer, host_html: str, crm: str, actor: str,
+                       reply: str) -> None:
+    """Open the host page, wait for the timeline, confirm the suggestion, send `reply`; screenshots on the way."""
+    host.html = host_html  # type: ignore[attr-defined]
+    page.route(ZAF_SDK, lambda route: route.fulfill(path=BROWSER_DIR / "zaf_stub.js",
+                                                    content_type="application/javascript"))
+    page.goto(f"http://127.0.0.1:{host.server_address[1]}/record")
+    sidebar = page.frame_locator("#sidebar")
+    sidebar.locator("#timeline li", has_text="on my other phone").wait_for()
+    sidebar.locator("#suggestions li").wait_for()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{crm}-panel.png")
 
-        sidebar.locator("#suggestions button[data-action=confirm]").click()
-        sidebar.locator("#sent", has_text="confirmed").wait_for()
-        sidebar.locator("#suggestions").wait_for(state="hidden")  # the panel read the suggestions again
-        with panel.hub.store.transaction() as session:
-            [row] = session.scalars(select(LinkSuggestionRow))
-            assert (row.status, row.decided_by) == ("confirmed", "agent 361 in zendesk")
+    sidebar.locator("#suggestions button[data-action=confirm]").click()
+    sidebar.locator("#sent", has_text="confirmed").wait_for()
+    sidebar.locator("#suggestions").wait_for(state="hidden")  # the panel read the suggestions again
+    with panel.hub.store.transaction() as session:
+        [row] = session.scalars(select(LinkSuggestionRow))
+        assert (row.status, row.decided_by) == ("confirmed", actor)
 
-        sidebar.locator("#text").fill("We found it: it leaves today.")
-        sidebar.locator("#send").click()
-        sidebar.locator("#sent", has_text="Reply queued on sms").wait_for()
-        sidebar.locator("#timeline li[data-kind=reply]", has_text="it leaves today").wait_for()
-        panel.hub.sync_once()
-        panel.hub.sync_once()
-        browser_page.screenshot(path=ARTIFACTS / "zendesk-sidebar-replied.png")
-
+    sidebar.locator("#text").fill(reply)
+    sidebar.locator("#send").click()
+    sidebar.locator("#sent", has_text="Reply queued on sms").wait_for()
+    sidebar.locator("#timeline li[data-kind=reply]", has_text=reply).wait_for()
+    panel.hub.sync_once()
+    panel.hub.sync_once()
+    page.screenshot(path=ARTIFACTS / f"{crm}-panel-replied.png")
     sent = [m for m in panel.tw.snapshot()["messages"].values()
-            if m["direction"] == "outbound-api" and m["body"] == "We found it: it leaves today."]
+            if m["direction"] == "outbound-api" and m["body"] == reply]
     assert len(sent) == 1 and sent[0]["from"] == OURS
+
+
+@pytest.mark.frame_ancestors("http://127.0.0.1:*")
+def test_the_zendesk_sidebar_shows_the_timeline_confirms_a_suggestion_and_replies_once(
+        panel: Panel, browser_page: Any, host: ThreadingHTTPServer) -> None:
+    _conversation(panel)
+    [ticket] = [t for t in panel.zd.tickets() if "other phone" in str(t.get("description"))]
+    with HttpServer(panel.hub.webhook_app()) as crmhub:
+        html = ((BROWSER_DIR / "zendesk_host.html").read_text().replace("__CRMHUB__", crmhub.url.rstrip("/"))
+                .replace("__TOKEN__", panel.zendesk_token()).replace("__TICKET__", str(ticket["id"])))
+        _work_in_the_panel(panel, browser_page, host, html, "zendesk", "agent 361 in zendesk",
+                           "We found it: it leaves today.")
+
+
+@pytest.mark.frame_ancestors("http://127.0.0.1:*")
+def test_the_salesforce_canvas_panel_shows_the_timeline_confirms_a_suggestion_and_replies_once(
+        panel: Panel, browser_page: Any, host: ThreadingHTTPServer) -> None:
+    _conversation(panel)
+    [task] = [t for t in panel.sf.records("Task") if "other phone" in str(t.get("Description"))]
+    case = {"Id": task["WhatId"]}
+    with HttpServer(panel.hub.webhook_app()) as crmhub:
+        html = ((BROWSER_DIR / "salesforce_host.html").read_text().replace("__CRMHUB__", crmhub.url.rstrip("/"))
+                .replace("__TOKEN__", panel.canvas(record=case["Id"])).replace("__RECORD__", case["Id"]))
+        _work_in_the_panel(panel, browser_page, host, html, "salesforce",
+                           "agent 005000000000001AAA in salesforce (alice@acme.test)", "Found it, it ships today.")

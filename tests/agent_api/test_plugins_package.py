@@ -37,3 +37,19 @@ def test_packaging_refuses_a_plain_http_url_and_an_unknown_plugin(tmp_path: Path
     unknown = CliRunner().invoke(app, ["plugins", "package", "zendesks", "--url", "https://hooks.acme.test",
                                        "--out", str(tmp_path), "--plugins-dir", str(PLUGINS)])
     assert unknown.exit_code == 1 and "no plugin 'zendesks'" in unknown.output and "zendesk" in unknown.output
+
+
+def test_the_salesforce_sources_name_our_canvas_url_and_need_a_contact_email(tmp_path: Path) -> None:
+    base = ["plugins", "package", "salesforce", "--url", "https://hooks.acme.test", "--out", str(tmp_path),
+            "--plugins-dir", str(PLUGINS)]
+    missing = CliRunner().invoke(app, base)
+    assert missing.exit_code == 1 and "--contact-email" in missing.output
+    result = CliRunner().invoke(app, [*base, "--contact-email", "admin@acme.test"])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(tmp_path / "crmhub-salesforce.zip") as archive:
+        names = set(archive.namelist())
+        connected = archive.read("force-app/main/default/connectedApps/crmhub.connectedApp-meta.xml").decode()
+    assert {"sfdx-project.json", "force-app/main/default/lwc/crmhubPanel/crmhubPanel.js",
+            "force-app/main/default/pages/CrmhubCanvas.page"} <= names
+    assert "<canvasUrl>https://hooks.acme.test/agent/salesforce/canvas</canvasUrl>" in connected
+    assert "<accessMethod>Post</accessMethod>" in connected and "admin@acme.test" in connected
