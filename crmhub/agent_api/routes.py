@@ -37,6 +37,9 @@ class ReplyIn(BaseModel):
                               min_length=1, max_length=255)
     text: str = Field(description="What the customer gets.", min_length=1, max_length=MAX_REPLY_CHARS)
     crm: str | None = Field(None, description="With the ops token: the CRM whose case gets a note if it fails.")
+    idempotency_key: str | None = Field(None, min_length=8, max_length=128,
+                                        description="Instead of the Idempotency-Key header, for callers that "
+                                                    "cannot set headers (HubSpot's hubspot.fetch).")
 
 
 def create_agent_app(store: StateStore, auth: AgentAuth, *, confirm: DecideFn, reject: DecideFn,
@@ -116,8 +119,13 @@ def create_agent_app(store: StateStore, auth: AgentAuth, *, confirm: DecideFn, r
 
     @app.post("/api/v1/persons/{person_id}/replies", status_code=202,
               summary="Send a reply on the conversation's channel, once per Idempotency-Key")
-    def reply(person_id: int, body: ReplyIn, idempotency_key: Annotated[str, Header(min_length=8, max_length=128)],
+    def reply(person_id: int, body: ReplyIn,
+              idempotency_key: Annotated[str | None, Header(min_length=8, max_length=128)] = None,
               agent: Agent = signed_in) -> Any:
+        idempotency_key = idempotency_key or body.idempotency_key
+        if not idempotency_key:
+            raise HTTPException(422, "send an Idempotency-Key header (or idempotency_key in the body): one per reply, "
+                                     "so a retried request never sends it twice")
         crm = agent.crm if agent.crm in CRMS else body.crm
         if crm not in crms:
             raise HTTPException(422, f"crm: name the CRM whose case gets a note if the reply fails ({', '.join(crms)})")

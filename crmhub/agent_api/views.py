@@ -164,7 +164,9 @@ def _reply_statuses(session: Session, messages: Sequence[tuple[str, str]]) -> di
 def _unechoed(session: Session, person_id: int) -> list[TimelineItem]:
     """Replies to the person whose sent copy the ledger does not hold yet (queued, sending, failed)."""
     keys = select(LedgerRow.conversation_key).where(LedgerRow.person_id == person_id).distinct()
-    echoed = exists().where(LedgerRow.channel == ReplyRow.channel, LedgerRow.external_id == ReplyRow.channel_message_id)
+    # Echoed: its sent copy is in the ledger with a person (an echo not routed yet has none, so is not listed).
+    echoed = exists().where(LedgerRow.channel == ReplyRow.channel, LedgerRow.external_id == ReplyRow.channel_message_id,
+                            LedgerRow.person_id.is_not(None))
     query = (select(ReplyRow).where(ReplyRow.conversation_key.in_(keys), ~echoed)
              .order_by(ReplyRow.written_at.desc(), ReplyRow.id.desc()).limit(50))
     return [TimelineItem("reply", f"{r.crm}:{r.reply_ref}", r.channel, "outbound", r.written_at, r.text, r.status,

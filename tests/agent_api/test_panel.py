@@ -3,6 +3,7 @@ every channel, confirm an identity suggestion, and send a reply that reaches the
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,3 +109,30 @@ def test_a_reply_from_the_panel_reaches_the_customer_once_even_when_the_answer_i
     [out] = [i for i in timeline if i["direction"] == "outbound"]
     assert (out["kind"], out["text"], out["status"]) == ("message", "It leaves the warehouse today.", "delivered")
     assert out["author"] == "agent 361 in zendesk"
+
+
+def test_a_hubspot_card_replies_with_its_key_in_the_body_once_and_a_reply_without_a_key_is_refused(
+        panel: Panel) -> None:
+    panel.tw.receive_message(CUSTOMER, OURS, "Where is my parcel?")
+    panel.hub.sync_once()
+    [contact] = panel.hs.objects("contacts")
+    lookup = f"/agent/api/v1/records/hubspot/{contact['id']}?userId=77&userEmail=alice%40acme.test&portalId=123"
+    shown = panel.client.get(lookup, headers=panel.hubspot_headers("GET", lookup))
+    assert shown.status_code == 200, shown.text
+    person, conversation = shown.json()["id"], shown.json()["conversations"][0]["key"]
+    path = f"/agent/api/v1/persons/{person}/replies?userId=77&userEmail=alice%40acme.test&portalId=123"
+    for attempt in range(2):  # HubSpot retries a request once on a 5xx: the key in the body keeps it one reply
+        body = json.dumps({"conversation": conversation, "text": "On its way.",
+                           "idempotency_key": "card-7f1c2a9e"}).encode()
+        answer = panel.client.post(path, content=body, headers={**panel.hubspot_headers("POST", path, body),
+                                                                "Content-Type": "application/json"})
+        assert answer.status_code == 202, (attempt, answer.text)
+    keyless = json.dumps({"conversation": conversation, "text": "again"}).encode()
+    refused = panel.client.post(path, content=keyless, headers={**panel.hubspot_headers("POST", path, keyless),
+                                                                "Content-Type": "application/json"})
+    assert refused.status_code == 422 and "Idempotency-Key" in refused.text
+    panel.hub.sync_once()
+    assert [m["body"] for m in _sent(panel)] == ["On its way."]
+    [row] = [r for r in panel.client.get(f"/agent/api/v1/persons/{person}/timeline", headers=panel.ops()).json()[
+        "items"] if r["direction"] == "outbound"]
+    assert row["author"] == "agent 77 in hubspot (alice@acme.test)"
