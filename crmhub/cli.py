@@ -514,7 +514,7 @@ app.add_typer(plugins_app, name="plugins")
 @plugins_app.command("package")
 @for_people
 def plugins_package(
-        name: Annotated[str, typer.Argument(help="zendesk or salesforce (the folder in plugins/).")],
+        name: Annotated[str, typer.Argument(help="zendesk, salesforce or hubspot (a folder in plugins/).")],
         url: Annotated[str, typer.Option(help="crmhub's public URL, as the CRM reaches it (webhooks.public_url).")],
         out: Annotated[Path, typer.Option(help="Where to write crmhub-<name>.zip.")] = Path("dist"),
         plugins_dir: Annotated[Path, typer.Option(help="The plugins' sources (a crmhub checkout's plugins/).")]

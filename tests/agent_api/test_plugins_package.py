@@ -53,3 +53,15 @@ def test_the_salesforce_sources_name_our_canvas_url_and_need_a_contact_email(tmp
             "force-app/main/default/pages/CrmhubCanvas.page"} <= names
     assert "<canvasUrl>https://hooks.acme.test/agent/salesforce/canvas</canvasUrl>" in connected
     assert "<accessMethod>Post</accessMethod>" in connected and "admin@acme.test" in connected
+
+
+def test_the_hubspot_project_lets_its_card_fetch_only_our_url(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["plugins", "package", "hubspot", "--url", "https://hooks.acme.test",
+                                      "--out", str(tmp_path), "--plugins-dir", str(PLUGINS)])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(tmp_path / "crmhub-hubspot.zip") as archive:
+        application = json.loads(archive.read("src/app/app.json"))
+        card = archive.read("src/app/extensions/CrmhubCard.jsx").decode()
+        assert json.loads(archive.read("hsproject.json"))["srcDir"] == "src"
+    assert application["permittedUrls"]["fetch"] == ["https://hooks.acme.test"]
+    assert 'const CRMHUB = "https://hooks.acme.test/agent/api/v1"' in card and "hubspot.fetch" in card
