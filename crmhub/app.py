@@ -121,6 +121,8 @@ class Hub:
         self.identity = build_identity_policy(config, self.blocklist)
         self.policies = {name: build_policy(config, name, self.blocklist, max_batch=crm.max_batch)
                          for name, crm in self.crms.items()}
+        self.replies_soon: Callable[[], None] = lambda: None
+        """Asks for the replies job to run now (a reply was queued by the agents' panel); the scheduler sets it."""
         self.routing_bell = Doorbell()
         """Rung when new ledger rows are committed (webhooks, polls): wakes `crmhub run`'s routing worker."""
         channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
@@ -234,14 +236,24 @@ class Hub:
         def secret(path: str, channel: str) -> str | None:
             return self.config.secret(path).get_secret_value() if channel in enabled else None
 
-        return create_app(ledger_ingest(self.store, self.clock, on_stored=self.routing_bell.ring),
-                          twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
-                          public_url=str(hooks.public_url) if hooks.public_url else None,
-                          x_consumer_secret=secret("channels.x.consumer_secret", "x"),
-                          default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
-                          x_account=partial(self.x.account, retry=False) if self.x else None,
-                          metrics=self._webhook_outcome,
-                          on_status=self.replier.on_twilio_status if self.replier is not None else None)
+        app = create_app(ledger_ingest(self.store, self.clock, on_stored=self.routing_bell.ring),
+                         twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
+                         public_url=str(hooks.public_url) if hooks.public_url else None,
+                         x_consumer_secret=secret("channels.x.consumer_secret", "x"),
+                         default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
+                         x_account=partial(self.x.account, retry=False) if self.x else None,
+                         metrics=self._webhook_outcome,
+                         on_status=self.replier.on_twilio_status if self.replier is not None else None)
+        if settings.agent_api.enabled:
+            app.mount("/agent", self.agent_app())
+        return app
+
+    def agent_app(self) -> FastAPI:
+        """The agents' API for the CRM plugins (`crmhub.agent_api`), deciding suggestions as `crmhub links` does."""
+        from crmhub.agent_api.wiring import agent_app
+
+        return agent_app(self.config, self.store, clock=self.clock, policy=self.identity,
+                         on_reply=lambda: self.replies_soon())
 
     def ops_app(self) -> FastAPI:
         """/metrics and /healthz for the ops listener, behind `ops.token` when one is set."""

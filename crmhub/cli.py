@@ -505,3 +505,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+plugins_app = typer.Typer(no_args_is_help=True, help="The CRM plugins (agents' panel): build what you upload.")
+app.add_typer(plugins_app, name="plugins")
+
+
+@plugins_app.command("package")
+@for_people
+def plugins_package(
+        name: Annotated[str, typer.Argument(help="zendesk, salesforce or hubspot (a folder in plugins/).")],
+        url: Annotated[str, typer.Option(help="crmhub's public URL, as the CRM reaches it (webhooks.public_url).")],
+        out: Annotated[Path, typer.Option(help="Where to write crmhub-<name>.zip.")] = Path("dist"),
+        plugins_dir: Annotated[Path, typer.Option(help="The plugins' sources (a crmhub checkout's plugins/).")]
+        = Path("plugins"),
+        contact_email: Annotated[str | None, typer.Option(help="Salesforce: the connected app's contact email.")]
+        = None) -> None:
+    """Build a plugin's uploadable zip for your crmhub URL; its README says how to install it."""
+    from crmhub.plugins import package
+
+    target = package(name, url=url, plugins_dir=plugins_dir, out=out, contact_email=contact_email)
+    typer.echo(f"Wrote {target}; install it as {plugins_dir / name / 'README.md'} says.")

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -134,7 +134,16 @@ def build_scheduler(hub: Hub, jobs: RunningJobs | None = None) -> BackgroundSche
         add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name))  # type: ignore[misc]
     if hub.replier is not None:
         add("replies", hub.config.settings.replies.every, hub.replies_job)
+        hub.replies_soon = partial(_run_soon, scheduler, "replies")
     return scheduler
+
+
+def _run_soon(scheduler: BackgroundScheduler, job_id: str) -> None:
+    """Move the job's next run to now (it still runs once at a time); nothing when the daemon is stopping."""
+    try:
+        scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+    except Exception as exc:  # noqa: BLE001  # JobLookupError or a scheduler shut down: the interval run will do
+        log.debug("job not moved forward", job=job_id, reason=type(exc).__name__)
 
 
 def build_workers(hub: Hub, jobs: RunningJobs) -> list[DeliveryWorker | RoutingWorker]:

@@ -178,7 +178,7 @@ def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, prog
         if finished():
             break
         victim = rng.choice(list(daemons))
-        wait_for(lambda v=victim: v.logged() or not v.alive, 30, f"{victim.log.name} to start", daemons)
+        wait_for(lambda v=victim: v.logged() or not v.alive, 120, f"{victim.log.name} to start", daemons)  # a bound on failure only: a loaded machine starts Python slowly
         assert victim.alive, f"{victim.log.name} exited by itself:\n{victim.tail()}"
         if n == 0:
             time.sleep(rng.uniform(*moment))  # an early moment, to land in start-up work; not a synchronisation
