@@ -102,7 +102,9 @@ def _print_check(report: Any, *, as_json: bool) -> None:
     elif report.ok:
         report.print_table(Console(soft_wrap=True))
     else:
-        _print_lines(report.lines())
+        for line in report.lines():
+            typer.echo(line)
+        sys.stdout.flush()  # the lines before the count on stderr, in a terminal too
         count = len(report.problems)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found by crmhub check.", err=True)
     if not report.ok:

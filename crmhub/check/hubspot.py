@@ -107,8 +107,15 @@ def _pipelines(crm: HubSpotCrm, config: Config, where: Where) -> Iterator[Findin
     queues = config.routing.queues.hubspot
     if not queues:
         return
-    pipelines = {str(p["id"]): p for p in (crm.api("check.pipelines", "pipelines", "get_all", "tickets") or {})
-                 .get("results") or []}
+    try:
+        answer = crm.api("check.pipelines", "pipelines", "get_all", "tickets") or {}
+    except AuthError as exc:
+        if exc.code != "MISSING_SCOPES":
+            raise
+        yield failed(SYSTEM, "scope: tickets pipelines", f"the private app may not read tickets pipelines ({exc})",
+                     SCOPES_FIX)
+        return
+    pipelines = {str(p["id"]): p for p in answer.get("results") or []}
     choices = [_labelled(pid, p) for pid, p in pipelines.items()]
     for name, queue in queues.items():
         pipeline = pipelines.get(queue.pipeline)
