@@ -136,8 +136,9 @@ def _field(need: Need, describe: dict[str, Any]) -> Finding:
     if lacks:
         return failed(SYSTEM, label, f"field {need.obj}.{need.name} named in {need.where} is not "
                                      f"{' or '.join(r + 'able' for r in lacks)} by the integration user",
-                      "make it editable in the run-as user's field-level security (profile or permission set), "
-                      "or remove it from the mapping")
+                      "make it editable in the run-as user's field-level security (profile or permission set)"
+                      + ("; crmhub writes it on every record of this kind" if need.where == OWN
+                         else ", or remove it from the mapping"))
     if need.key and not info.get("externalId"):
         return failed(SYSTEM, label, f"field {need.obj}.{need.name} is not an External ID; crmhub upserts by it",
                       "edit the field and tick External ID" + (" and Unique" if need.unique else ""))

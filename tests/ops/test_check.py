@@ -242,3 +242,19 @@ def test_a_flaky_answer_is_retried_not_reported(settings: Path, servers: dict[st
     report = run_check(load_config(settings), retrier=Retrier(CHECK_RETRY, sleep=lambda _: None))
     assert report.ok, report.lines()
     assert [fault.hits for fault in faults] == [1, 1]
+
+
+def test_salesforce_fields_the_integration_user_cannot_see_or_edit(settings: Path,
+                                                                   servers: dict[str, EmulatorServer]) -> None:
+    salesforce = servers["salesforce"]
+    control(salesforce, "field_security", {"sobject": "Contact", "field": "X_Handle__c", "access": "hidden"})
+    control(salesforce, "field_security", {"sobject": "Task", "field": "Crmhub_Key__c", "access": "read"})
+    lines = problem_lines(check(settings))
+    identities = settings.parent / "mappings" / "identities.yaml"
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("salesforce: field Contact.X_Handle__c named in ")
+    assert f"identities.yaml line {line_of(identities, 'X_Handle__c')} does not exist or is hidden" in lines[0]
+    assert "Fix: create the custom field X_Handle__c on Contact" in lines[0]
+    assert lines[1] == ("salesforce: field Task.Crmhub_Key__c named in crmhub's own writes is not createable or "
+                        "updateable by the integration user. Fix: make it editable in the run-as user's field-level "
+                        "security (profile or permission set); crmhub writes it on every record of this kind")
