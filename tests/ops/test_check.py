@@ -258,3 +258,17 @@ def test_salesforce_fields_the_integration_user_cannot_see_or_edit(settings: Pat
     assert lines[1] == ("salesforce: field Task.Crmhub_Key__c named in crmhub's own writes is not createable or "
                         "updateable by the integration user. Fix: make it editable in the run-as user's field-level "
                         "security (profile or permission set); crmhub writes it on every record of this kind")
+
+
+def test_check_passes_against_a_running_crmhub_sandbox(tmp_path: Path) -> None:
+    """The README's session: `crmhub sandbox` in one process, `crmhub check` in another, over real ports."""
+    from tests.sandbox.test_playground import Sandbox, crmhub
+
+    running = Sandbox()
+    try:
+        settings = write_sandbox_settings(tmp_path, {}, base_port=running.base, enabled=EMULATORS)
+        done = crmhub("check", "--config", str(settings))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "checks passed" in done.stdout
+    finally:
+        running.stop()
