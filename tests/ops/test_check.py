@@ -272,3 +272,24 @@ def test_check_passes_against_a_running_crmhub_sandbox(tmp_path: Path) -> None:
         assert "checks passed" in done.stdout
     finally:
         running.stop()
+
+
+def test_an_x_token_of_another_account_is_named(settings: Path) -> None:
+    edit(settings, lambda tree: tree["channels"]["x"].update(account="acme_help"))
+    lines = problem_lines(check(settings))
+    assert lines == ["x: channels.x.account: 'acme_help' but the access token belongs to @crmhub_support; set the "
+                     "account's handle or use its access token. Fix: check channels.x: the app's bearer token, "
+                     "consumer key and secret, and the account's access token and secret (developer portal > your "
+                     "app > Keys and tokens)"]
+
+
+def test_a_hubspot_key_property_that_is_not_unique(settings: Path, servers: dict[str, EmulatorServer]) -> None:
+    made = requests.post(f"{servers['hubspot'].url}/crm/v3/properties/notes", timeout=10,
+                         headers={"Authorization": "Bearer sandbox-token"},
+                         json={"name": "crmhub_key", "label": "crmhub key", "type": "string", "fieldType": "text",
+                               "groupName": "note"})
+    assert made.status_code == 201, made.text
+    lines = problem_lines(check(settings))
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("hubspot: property 'crmhub_key' of notes exists but is not unique")
+    assert "Fix: delete the property crmhub_key of notes" in lines[0]
