@@ -119,11 +119,17 @@ def _field(need: Need, describe: dict[str, Any]) -> Finding:
     info = fields.get(need.name.lower())
     if info is None:
         hint = did_you_mean(need.name, [f["name"] for f in fields.values()])
-        fix = (f"create the custom field {need.name} on {need.obj} (Setup > Object Manager) and give the run-as "
-               "user access to it" if need.name.endswith("__c") else f"use the field's API name")
-        if need.where == OWN:
-            fix = f"create {need.name} on {need.obj}: Text(255), External ID" + (", Unique" if need.unique else "") + \
-                  " (docs/setup/salesforce.md), visible and editable for the run-as user"
+        if need.key:
+            fix = (f"create {need.name} on {need.obj}: Text(255), External ID" + (", Unique" if need.unique else "")
+                   + " (docs/setup/salesforce.md), visible and editable for the run-as user")
+        elif need.name.endswith("__c"):
+            fix = (f"create the custom field {need.name} on {need.obj} (Setup > Object Manager) and give the run-as "
+                   "user access to it")
+        elif need.where == OWN:
+            fix = (f"give the run-as user access to {need.obj}.{need.name} (field-level security in its profile or "
+                   "a permission set); crmhub writes it")
+        else:
+            fix = "use the field's API name (Setup > Object Manager > the object > Fields & Relationships)"
         return failed(SYSTEM, label, f"field {need.obj}.{need.name} named in {need.where} does not exist "
                                      f"or is hidden from the integration user{hint}", fix)
     kind = str(info.get("type"))

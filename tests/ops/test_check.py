@@ -293,3 +293,11 @@ def test_a_hubspot_key_property_that_is_not_unique(settings: Path, servers: dict
     assert len(lines) == 1, lines
     assert lines[0].startswith("hubspot: property 'crmhub_key' of notes exists but is not unique")
     assert "Fix: delete the property crmhub_key of notes" in lines[0]
+
+
+def test_a_missing_key_field_says_how_to_create_it(settings: Path, servers: dict[str, EmulatorServer]) -> None:
+    control(servers["salesforce"], "field_security", {"sobject": "Task", "field": "Crmhub_Key__c", "access": "hidden"})
+    assert problem_lines(check(settings)) == [
+        "salesforce: field Task.Crmhub_Key__c named in crmhub's own writes does not exist or is hidden from the "
+        "integration user. Fix: create Crmhub_Key__c on Task: Text(255), External ID, Unique "
+        "(docs/setup/salesforce.md), visible and editable for the run-as user"]
