@@ -104,38 +104,44 @@ def _keys(config: Config, properties: dict[str, dict[str, Any]]) -> Iterator[Fin
 
 
 def _pipelines(crm: HubSpotCrm, config: Config, where: Where) -> Iterator[Finding]:
+    """Each queue's pipeline and stage, by id or label as the connector resolves them (`_stage_properties`)."""
     queues = config.routing.queues.hubspot
     if not queues:
         return
     try:
-        answer = crm.api("check.pipelines", "pipelines", "get_all", "tickets") or {}
+        pipelines = crm.ticket_pipelines()
     except AuthError as exc:
         if exc.code != "MISSING_SCOPES":
             raise
         yield failed(SYSTEM, "scope: tickets pipelines", f"the private app may not read tickets pipelines ({exc})",
                      SCOPES_FIX)
         return
-    pipelines = {str(p["id"]): p for p in answer.get("results") or []}
-    choices = [_labelled(pid, p) for pid, p in pipelines.items()]
     for name, queue in queues.items():
-        pipeline = pipelines.get(queue.pipeline)
+        pipeline = _by_id_or_label(pipelines, queue.pipeline)
         if pipeline is None:
             hint = did_you_mean(queue.pipeline, [*pipelines, *(str(p.get("label")) for p in pipelines.values())])
             yield failed(SYSTEM, f"pipeline {queue.pipeline}",
                          f"ticket pipeline {queue.pipeline!r} named in "
                          f"{where('routing', ('queues', 'hubspot', name, 'pipeline'))} does not exist{hint}",
-                         f"write the pipeline's id, not its label: one of {listed(choices)}")
+                         f"write the pipeline's id (or label): one of "
+                         f"{listed([_labelled(k, p) for k, p in pipelines.items()])}")
             continue
-        yield passed(SYSTEM, f"pipeline {queue.pipeline}", str(pipeline.get("label")))
+        yield passed(SYSTEM, f"pipeline {queue.pipeline}", _labelled(str(pipeline["id"]), pipeline))
         stages = {str(s["id"]): s for s in pipeline.get("stages") or []}
-        if queue.stage in stages:
-            yield passed(SYSTEM, f"stage {queue.pipeline}/{queue.stage}", str(stages[queue.stage].get("label")))
+        stage = _by_id_or_label(stages, queue.stage)
+        if stage is not None:
+            yield passed(SYSTEM, f"stage {queue.pipeline}/{queue.stage}", _labelled(str(stage["id"]), stage))
             continue
         hint = did_you_mean(queue.stage, [*stages, *(str(s.get("label")) for s in stages.values())])
         yield failed(SYSTEM, f"stage {queue.pipeline}/{queue.stage}",
                      f"stage {queue.stage!r} named in {where('routing', ('queues', 'hubspot', name, 'stage'))} is not "
-                     f"a stage of pipeline {pipeline.get('label')} ({queue.pipeline}){hint}",
-                     f"write the stage's id: one of {listed([_labelled(k, s) for k, s in stages.items()])}")
+                     f"a stage of pipeline {pipeline.get('label')} ({pipeline['id']}){hint}",
+                     f"write the stage's id (or label): one of {listed([_labelled(k, s) for k, s in stages.items()])}")
+
+
+def _by_id_or_label(items: dict[str, Any], wanted: str) -> Any:
+    return items.get(wanted) or next((i for i in items.values()
+                                      if str(i.get("label", "")).lower() == wanted.lower()), None)
 
 
 def _owners(crm: HubSpotCrm, config: Config, where: Where) -> Iterator[Finding]:
@@ -143,29 +149,24 @@ def _owners(crm: HubSpotCrm, config: Config, where: Where) -> Iterator[Finding]:
     if not wanted:
         return
     try:
-        answer = crm.api("check.owners", "owners", "get_page", limit=500) or {}
+        owners = crm.owner_ids()
     except AuthError as exc:
         if exc.code != "MISSING_SCOPES":
             raise
         yield failed(SYSTEM, "scope: owners", f"the private app may not read owners ({exc})", SCOPES_FIX)
         return
-    owners = {str(o["id"]): o for o in answer.get("results") or []}
     for name, owner in wanted.items():
         if owner in owners:
-            yield passed(SYSTEM, f"owner {owner}", str(owners[owner].get("email")))
+            yield passed(SYSTEM, f"owner {owner}", "active owner")
         else:
             yield failed(SYSTEM, f"owner {owner}", f"owner {owner!r} named in "
                                                    f"{where('routing', ('queues', 'hubspot', name, 'owner'))} is not "
-                                                   "an owner of the account",
-                         f"write an owner's id: one of {listed([_owner(k, o) for k, o in owners.items()])}")
+                                                   "an active owner of the account",
+                         f"write an active owner's id: one of {listed(sorted(owners))} (Settings > Users & Teams)")
 
 
 def _labelled(item_id: str, item: dict[str, Any]) -> str:
     return f"{item_id} ({item.get('label')})"
-
-
-def _owner(owner_id: str, owner: dict[str, Any]) -> str:
-    return f"{owner_id} ({owner.get('email')})"
 
 
 def _priorities(config: Config, where: Where, tickets: dict[str, Any]) -> Iterator[Finding]:

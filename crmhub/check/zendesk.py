@@ -1,7 +1,8 @@
 """Zendesk preflight: the API user, groups, user fields and ticket fields (zenpy).
 
-Reads `users/me` (the token's user must be an agent or admin), `groups`,
-`user_fields` and `ticket_fields` through the connector's zenpy client.
+Reads `users/me` (the token's user must be an admin: the incremental
+exports crmhub reads are admin-only), `groups`, `user_fields` and
+`ticket_fields` through the connector's zenpy client.
 crmhub keys users and tickets on `external_id`, a built-in attribute, so
 there is no key field to create.
 """
@@ -28,16 +29,23 @@ HANDLE_TYPES = frozenset({"text", "regexp"})  # a field crmhub writes an @handle
 def check(crm: ZendeskCrm, config: Config, where: Where) -> Iterator[Finding]:
     me: Any = crm.zd("check.me", lambda zd: zd.users.me())
     role = str(getattr(me, "role", "") or "")
-    if role not in ("agent", "admin"):
-        yield failed(SYSTEM, "credentials", f"the API user {getattr(me, 'email', '?')} is an {role or 'anonymous'} "
-                                            "user; crmhub needs an agent (it writes tickets and comments)",
-                     "set crms.zendesk.auth.email to an agent's email and use that agent's API token")
+    if role != "admin":
+        yield failed(SYSTEM, "credentials", f"the API user {getattr(me, 'email', '?')} is {_a(role or 'anonymous')} "
+                                            "user, not an admin; crmhub's user mirror, case states and agents' "
+                                            "replies come from Zendesk's incremental exports, which only admins "
+                                            "may read",
+                     "set crms.zendesk.auth.email to an admin's email and use that admin's API token "
+                     "(docs/setup/zendesk.md)")
         return
     yield passed(SYSTEM, "credentials", f"{me.email} ({role})")
     yield from _groups(crm, config, where)
     yield from _user_fields(crm, config, where)
     yield from _ticket_fields(crm, config, where)
     yield passed(SYSTEM, "key external_id", "built-in on users and tickets")
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _groups(crm: ZendeskCrm, config: Config, where: Where) -> Iterator[Finding]:

@@ -301,3 +301,19 @@ def test_a_missing_key_field_says_how_to_create_it(settings: Path, servers: dict
         "salesforce: field Task.Crmhub_Key__c named in crmhub's own writes does not exist or is hidden from the "
         "integration user. Fix: create Crmhub_Key__c on Task: Text(255), External ID, Unique "
         "(docs/setup/salesforce.md), visible and editable for the run-as user"]
+
+
+def test_a_zendesk_agent_is_not_enough(settings: Path, servers: dict[str, EmulatorServer], tmp_path: Path) -> None:
+    zendesk: Any = servers["zendesk"].emulator
+    zendesk.add_user("Pat Agent", "pat@sandbox.zendesk.test", role="agent")
+    edit(settings, lambda tree: tree["crms"]["zendesk"]["auth"].update(email="pat@sandbox.zendesk.test"))
+    lines = problem_lines(check(settings))
+    assert len(lines) == 1 and lines[0].startswith("zendesk: the API user pat@sandbox.zendesk.test is an agent user, "
+                                                   "not an admin;"), lines
+
+
+def test_hubspot_pipelines_and_stages_may_be_named_by_label(settings: Path) -> None:
+    edit(settings.parent / "mappings" / "routing.yaml",
+         lambda tree: tree["queues"]["hubspot"]["support"].update(pipeline="Support Pipeline", stage="new"))
+    result = check(settings)
+    assert result.exit_code == 0, result.stdout
