@@ -58,16 +58,57 @@ def validate(config: ConfigOption = None,
              offline_secrets: Annotated[bool, typer.Option(
                  "--offline-secrets", help="Check only how secrets are referenced, not that they resolve "
                                            "(where the env vars and files are absent, e.g. in CI).")] = False,
+             online: Annotated[bool, typer.Option(
+                 "--online", help="Then run `crmhub check` against the configured systems.")] = False,
              ) -> None:
     """Check settings.yaml and the mappings offline; print every problem with file and line."""
     from crmhub.config import load_config
 
     from crmhub.config.warnings import config_warnings
 
+    if online and offline_secrets:
+        raise CrmhubError("--online needs the secrets to reach the systems; drop --offline-secrets")
     loaded = load_config(config, resolve_secrets=not offline_secrets)
     for warning in config_warnings(loaded):  # risky but valid: shown, never an exit 1
         typer.echo(warning, err=True)
     typer.echo(f"{config or loaded.source}: OK ({_summary(loaded)})")
+    if online:
+        from crmhub.check import run_check
+
+        _print_check(run_check(loaded), as_json=False)
+
+
+@app.command()
+@for_people
+def check(config: ConfigOption = None, sandbox: SandboxOption = False,
+          as_json: Annotated[bool, typer.Option("--json", help="Every check as JSON.")] = False) -> None:
+    """Preflight, read-only: credentials, objects, fields, queues, pipelines, numbers and webhook URLs
+    in the configured systems; one line per problem with its fix (docs/check.md)."""
+    from crmhub.check import run_check
+    from crmhub.config import load_config
+
+    if config is None and not sandbox:
+        raise CrmhubError("no settings given: pass --config /etc/crmhub/settings.yaml or set CRMHUB_CONFIG; "
+                          "add --sandbox to check the embedded sandbox defaults against a running `crmhub sandbox`")
+    _print_check(run_check(load_config(config)), as_json=as_json)
+
+
+def _print_check(report: Any, *, as_json: bool) -> None:
+    """The problems one per line (exit 1), or the table of what passed; or all of it as JSON."""
+    from rich.console import Console
+
+    if as_json:
+        typer.echo(report.to_json())
+    elif report.ok:
+        report.print_table(Console(soft_wrap=True))
+    else:
+        for line in report.lines():
+            typer.echo(line)
+        sys.stdout.flush()  # the lines before the count on stderr, in a terminal too
+        count = len(report.problems)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''} found by crmhub check.", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
