@@ -155,18 +155,21 @@ class Hub:
         if route == "twilio.messages" and self.twilio is not None:
             self.twilio.window.webhook(outcome)
 
-    def sync_once(self) -> Cycle:
+    def sync_once(self, *, after_polls: Callable[[], None] | None = None) -> Cycle:
         """Poll every channel, refresh the mirrors, route, and deliver to every CRM.
 
         One system's failure does not hold up the others: each step's error is
-        recorded in `Cycle.failures` and the cycle goes on.
+        recorded in `Cycle.failures` and the cycle goes on. `after_polls` is
+        called once the polls are done (`crmhub run` starts its poll jobs then).
         """
         cycle = Cycle()
-        for name, poll in self.polls().items():
+        for name, poll_job in self.polls().items():
             if self.stopping.is_set():  # the daemon is stopping: the rest waits for the restart
                 return cycle
             with cycle.step(f"poll:{name}"):
-                cycle.polls.extend(poll())
+                cycle.polls.extend(poll_job())
+        if after_polls is not None:
+            after_polls()
         for name in self.crms:
             if self.stopping.is_set():
                 return cycle

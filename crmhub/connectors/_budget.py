@@ -214,8 +214,13 @@ class _Cap:
 class SharedPace(Protocol):
     """A pace several daemons share (`crmhub.store.budgets.SharedPace`)."""
 
-    def reserve(self, system: str, seconds: float, limit: int, want: int, now: float) -> tuple[int, float]:
-        """Up to `want` calls of `limit` per `seconds` at epoch `now`: (calls granted, epoch end of the grant)."""
+    def reserve(self, system: str, seconds: float, limit: int, want: int, now: float) -> tuple[int, float, float]:
+        """Up to `want` calls of `limit` per `seconds` at epoch `now`: (calls granted, epoch start and end of
+        the grant's slot)."""
+        ...
+
+    def charge(self, system: str, seconds: float, now: float) -> None:
+        """Count one more call at epoch `now`, whatever the pace (a call made later than granted)."""
         ...
 
 
@@ -225,6 +230,7 @@ class _Grant:
 
     size: int
     left: int
+    start: float
     until: float
 
     def next_chunk(self, most: int) -> int:
@@ -300,6 +306,7 @@ class Budget:
         """An attempt is over: a token it did not use is not carried into the next one."""
         self._local.prepaid = False
         self._local.slot = None
+        self._local.late_after = None
 
     def after_request(self) -> None:
         """A request of this thread is over (answered or not): its call counts from now, not from its booking.
@@ -308,6 +315,7 @@ class Budget:
         counting the later moment keeps every window within the pace however
         late a busy machine gets the request out.
         """
+        self._charge_if_late()
         slot = getattr(self._local, "slot", None)
         self._local.slot = None
         if slot is None:
@@ -328,35 +336,58 @@ class Budget:
             self.sleep(seconds)
 
     def _take_shared(self) -> None:
-        """One call from each window's shared pace (several daemons), waiting until one fits."""
+        """One call from each window's shared pace (several daemons), waiting until one fits.
+
+        The call is to reach the vendor within the slot after its grant's (the shared pace's
+        margin); `after_request` charges it again where it ended when it ended later.
+        """
         if self.shared is None:
             return
         with self._lock:
             windows = [(p.window.seconds, p.calls) for p in self._pacers]
+        late_after: list[tuple[float, float]] = []
         for seconds, calls in windows:
-            while (wait := self._take_from(seconds, calls)) is not None:
-                self._wait(max(wait, SHARED_RETRY))
+            while True:
+                taken = self._take_from(seconds, calls)
+                if isinstance(taken, _Grant):
+                    late_after.append((seconds, 2 * taken.until - taken.start))  # the end of the next slot
+                    break
+                self._wait(max(taken, SHARED_RETRY))
+        self._local.late_after = late_after
 
-    def _take_from(self, seconds: float, calls: int) -> float | None:
+    def _charge_if_late(self) -> None:
+        """A call that ended past its grant's margin counts again in the slot it ended in, so the
+        reservations after it see it (a busy host can hold a request back for seconds)."""
+        late_after = getattr(self._local, "late_after", None)
+        self._local.late_after = None
+        if not late_after or self.shared is None:
+            return
+        now = self.wall()
+        for seconds, deadline in late_after:
+            if now >= deadline:
+                log.debug("a call ended past its shared slot; counted again", system=self.system)
+                self.shared.charge(self.system, seconds, now)
+
+    def _take_from(self, seconds: float, calls: int) -> _Grant | float:
         """Spend one call of the grant for window `seconds`, reserving a new chunk when it is spent or
-        lapsed; None when done, else seconds to wait before asking again (the window is used up)."""
+        lapsed: the grant, or seconds to wait before asking again (the window is used up)."""
         assert self.shared is not None
         with self._shared_lock:
             now = self.wall()
             grant = self._grants.get(seconds)
             if grant is not None and grant.left > 0 and now < grant.until:
                 grant.left -= 1
-                return None
+                return grant
             most = max(1, calls // (2 * SHARED_SLOTS_PER_WINDOW))
             want = grant.next_chunk(most) if grant is not None else 1
-            granted, until = self.shared.reserve(self.system, seconds, calls, want, now)
+            granted, start, until = self.shared.reserve(self.system, seconds, calls, want, now)
             if not granted:
                 if grant is not None:
                     grant.left = 0
                 log.debug("shared pace used up", system=self.system, wait_seconds=round(until - now, 2))
                 return until - now
-            self._grants[seconds] = _Grant(size=granted, left=granted - 1, until=until)
-            return None
+            self._grants[seconds] = fresh = _Grant(size=granted, left=granted - 1, start=start, until=until)
+            return fresh
 
     def _reserve(self, *, scope: str, windows: bool = True) -> float:
         """Book the next free moment for one call; returns how long to wait for it."""
