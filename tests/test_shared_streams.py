@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ import pytest
 from crmhub.app import build_hub
 from crmhub.config import load_config
 from crmhub.connectors.x_signing import crc_response
-from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox import EmulatorServer, SandboxClock
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.twilio.models import DEFAULT_AUTH_TOKEN
 from crmhub.serving import HttpServer
@@ -51,6 +52,7 @@ from crmhub.store.leases import stream_owners
 from crmhub.store.ledger import ledger_counts
 from tests.crm_views import OURS, VIEWS, assert_each_message_once, sms_traffic
 from tests.daemons import Daemon, drain_and_stop, tune_settings, wait_for
+from tests.test_budgets import KNOWN, delivered_bodies, send, simulated_hub
 from tests.test_webhooks import signed
 
 DAEMONS = 3
@@ -237,6 +239,34 @@ def test_a_second_daemon_leaves_the_streams_the_first_holds_until_it_stops(
             b.close()
         with a.store.transaction() as session:
             assert ledger_counts(session) == {"sms": 1}
+
+
+@pytest.mark.postgres
+def test_a_daemon_taking_over_keeps_within_the_pace_the_first_one_spent(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, sandbox_clock: SandboxClock,
+        fresh_postgres_url: str, tmp_path: Path) -> None:
+    """Daemon a delivers paced at 6 calls a minute (sandbox time); b takes over the moment a stops and
+    delivers more. Pacing alone, b would spend a fresh 6 in a's last minute; sharing, no minute holds more."""
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    tw.add_number(OURS)
+    settings = write_sandbox_settings(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
+                                      state_url=fresh_postgres_url)
+    tune_settings(settings, {"crms.salesforce.budget.requests_per_minute": 6, "delivery.batch_size": 2})
+    first, then = send(tw, sandbox_clock, KNOWN, 8), send(tw, sandbox_clock, KNOWN, 8, first=8)
+    with simulated_hub(settings, sandbox_clock) as a:
+        assert not a.sync_once().failures
+    with simulated_hub(settings, sandbox_clock) as b:
+        wait_for(lambda: all(b.owns(stream) for stream in ("poll:twilio:messages", "mirror:salesforce")), 30,
+                 "the server ending a's session")
+        assert not b.sync_once().failures
+    assert delivered_bodies("salesforce", sf) == Counter(first + then)
+    print(f"\ntwo daemons in turn: {sf.total_calls} Salesforce calls, at most {sf.busiest(60.0)} in a minute "
+          f"(allowed 6)")
+    assert sf.total_calls > 2 * 6
+    assert sf.busiest(60.0) <= 6
 
 
 @pytest.mark.postgres

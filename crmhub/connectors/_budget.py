@@ -69,7 +69,7 @@ log = structlog.get_logger("crmhub.budget")
 DEFAULT_CAP_SECONDS = 60.0  # how long a "remaining" figure holds when the vendor gives no reset
 PACING_MARGIN = 0.25  # seconds added to each window: a request reaches the vendor a little after its token
 SALESFORCE_LIMITS_EVERY = 300.0  # seconds between reads of GET /limits
-SHARED_SLOTS_PER_WINDOW = 12  # a window's slots a shared reservation fits in (`crmhub.store.budgets.SPAN`)
+SHARED_MOST = 1 / 24  # the largest chunk reserved from a shared pace, as a share of it (half of one of its 12 slots)
 SHARED_RETRY = 0.05  # seconds, at least, before asking the shared pace again
 
 
@@ -378,7 +378,7 @@ class Budget:
             if grant is not None and grant.left > 0 and now < grant.until:
                 grant.left -= 1
                 return grant
-            most = max(1, calls // (2 * SHARED_SLOTS_PER_WINDOW))
+            most = max(1, int(calls * SHARED_MOST))
             want = grant.next_chunk(most) if grant is not None else 1
             granted, start, until = self.shared.reserve(self.system, seconds, calls, want, now)
             if not granted:
