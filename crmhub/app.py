@@ -30,7 +30,7 @@ from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
 from crmhub.connectors.twilio import ReconcileWindow, TwilioChannel
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.connectors.x import XChannel
-from crmhub.metrics import Metrics, check_store
+from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
 from crmhub.language import LanguageDetector
 from crmhub.model import Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
@@ -255,8 +255,7 @@ class Hub:
                           default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
                           x_account=partial(self.x.account, retry=False) if self.x else None,
                           metrics=self._webhook_outcome,
-                          on_status=self.replier.on_twilio_status if self.replier is not None else None,
-                          can_store=lambda: bool(check_store(self.store)["ok"]))
+                          on_status=self.replier.on_twilio_status if self.replier is not None else None)
 
     def ops_app(self) -> FastAPI:
         """/metrics and /healthz for the ops listener, behind `ops.token` when one is set."""

@@ -27,12 +27,11 @@ nested deeper than `MAX_DEPTH`) is a dead letter with a placeholder payload,
 answered 200, so X does not retry it forever.
 
 `/metrics` and `/healthz` are not served here but on the ops listener
-(`crmhub.ops_listener`), which need not be reachable by the vendors. A load
-balancer in front of several daemons' receivers checks `GET
-/webhooks/healthz` instead: 200 while this receiver can store, 503 when it
-cannot, and nothing more (no counts, no versions). Every receiver accepts
-every webhook: signatures need only the shared secrets and `public_url`,
-X's CRC only the consumer secret, and storing goes to the shared store.
+(`crmhub.ops_listener`), which need not be reachable by the vendors; a load
+balancer in front of several daemons' receivers probes that `/healthz`
+(nothing on this port reveals state). Every receiver accepts every webhook:
+signatures need only the shared secrets and `public_url`, X's CRC only the
+consumer secret, and storing goes to the shared store.
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
                x_consumer_secret: str | None, metrics: MetricsFn | None = None,
                on_status: StatusFn | None = None, on_x_event: XEventFn | None = None,
                default_region: str = "US", clock: Callable[[], datetime] | None = None,
-               x_account: XAccountFn | None = None, can_store: Callable[[], bool] | None = None) -> FastAPI:
+               x_account: XAccountFn | None = None) -> FastAPI:
     """The webhook app; a source whose secret is None answers 404 on its routes.
 
     Args:
@@ -109,7 +108,6 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
         x_account: who we are on X, from our credentials (e.g. `XChannel.account`): the default X
             handling stores events whose `for_user_id` is that account's id, and answers 503 while it
             cannot be resolved.
-        can_store: whether the store answers, for `GET /webhooks/healthz` (None: always 200).
     """
     receiver = _Receiver(ingest, twilio_auth_token=twilio_auth_token, public_url=public_url,
                          x_consumer_secret=x_consumer_secret, metrics=metrics,
@@ -126,12 +124,6 @@ def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: s
     app.add_api_route("/webhooks/twilio/calls", receiver.twilio_call, methods=["POST"])
     app.add_api_route("/webhooks/x", receiver.x_crc, methods=["GET"])
     app.add_api_route("/webhooks/x", receiver.x_event, methods=["POST"])
-
-    async def healthz() -> JSONResponse:
-        ok = can_store is None or await run_in_threadpool(can_store)
-        return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
-
-    app.add_api_route("/webhooks/healthz", healthz, methods=["GET"])
     return app
 
 
