@@ -134,19 +134,16 @@ def test_three_daemons_read_each_stream_once_and_keep_one_budget(
 
     def owner_of(stream: str) -> int | None:
         """The daemon holding `stream` now, as the store says."""
-        store = open_store(fresh_postgres_url, migrate_schema=False)
-        try:
-            owner = stream_owners(store, [stream])[stream]
-        finally:
-            store.close()
+        owner = stream_owners(watching, [stream])[stream]
         pids = {d.process.pid: n for n, d in enumerate(daemons) if d.process is not None and d.alive}
         return None if owner is None else pids.get(int(owner.daemon.rsplit(":", 1)[1]))
 
     messages = STREAMS["poll:twilio:messages"][1]
+    watching = open_store(fresh_postgres_url)  # migrated here first, so owner_of can ask before a daemon runs
     try:
         for daemon in daemons:
             daemon.start()
-        wait_for(lambda: delivered() >= total // 3 and owner_of("poll:twilio:messages") is not None, 120,
+        wait_for(lambda: delivered() >= total // 3 and owner_of("poll:twilio:messages") is not None, 240,
                  "a third of the messages delivered", daemons)
         victim = owner_of("poll:twilio:messages")
         assert victim is not None
@@ -160,12 +157,13 @@ def test_three_daemons_read_each_stream_once_and_keep_one_budget(
         wait_for(lambda: any(r.daemon != victim and r.at > killed_at for r in recorders["twilio"].of(messages)),
                  60, "another daemon polling the messages", daemons)
         daemons[victim].start()
-        stopped = drain_and_stop(daemons, fresh_postgres_url, lambda: delivered() >= total, deadline=180)
+        stopped = drain_and_stop(daemons, fresh_postgres_url, lambda: delivered() >= total, deadline=300)
     finally:
         for daemon in daemons:
             daemon.ensure_dead()
         for front in fronts.values():
             front.stop()
+        watching.close()
 
     for view in views:
         assert_each_message_once(view, traffic.senders)
