@@ -129,9 +129,10 @@ def status(config: ConfigOption = None, sandbox: SandboxOption = False,
     """Print cursors, ledger, outbox and dead-letter counts of the state store."""
     from crmhub.ops import opened
     from crmhub.status import print_status, store_status
+    from crmhub.streams import all_streams
 
-    with opened(config, sandbox=sandbox) as (_, store):
-        report = store_status(store)
+    with opened(config, sandbox=sandbox) as (loaded, store):
+        report = store_status(store, all_streams(loaded.settings, list(loaded.settings.crms.enabled_names())))
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:

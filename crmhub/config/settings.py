@@ -169,7 +169,8 @@ class SalesforceBudget(Model):
 
     daily_reserve: Percent = Field(
         0.2, description="Share of the org's rolling 24 h allowance left to other integrations: 20% or 0.2.")
-    requests_per_minute: int = Field(600, ge=1, description="Pace crmhub's own calls to at most this many per minute.")
+    requests_per_minute: int = Field(600, ge=1, description="Pace crmhub's own calls to at most this many per minute "
+                                     "(all daemons on one store together).")
 
 
 class SalesforceSettings(Model):
@@ -199,7 +200,8 @@ class ZendeskAuth(Model):
 class ZendeskBudget(Model):
     """How much of the account's allowance crmhub may use."""
 
-    requests_per_minute: int = Field(400, ge=1, description="Pace crmhub's calls to at most this many per minute.")
+    requests_per_minute: int = Field(400, ge=1, description="Pace crmhub's calls to at most this many per minute "
+                                     "(all daemons on one store together).")
 
 
 class ZendeskSettings(Model):
@@ -224,7 +226,8 @@ class HubSpotAuth(Model):
 class HubSpotBudget(Model):
     """How much of the app's and account's allowance crmhub may use."""
 
-    requests_per_10s: int = Field(100, ge=1, description="Burst limit: calls per 10 seconds.")
+    requests_per_10s: int = Field(100, ge=1, description="Burst limit: calls per 10 seconds "
+                                  "(all daemons on one store together).")
     daily: int = Field(250_000, ge=1, description="Calls per day (HubSpot's X-HubSpot-RateLimit-Daily header, "
                                                   "when sent, wins).")
     daily_reserve: Percent = Field(
