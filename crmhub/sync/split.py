@@ -90,7 +90,7 @@ def undo_join(session: Session, event_id: int, *, crms: Sequence[str], by: str, 
         _close_conflict(session, crm, keep, event_id, now=now)
         relinker.relink_many([keep, gone], crm)  # flags a person left with several records of one CRM
     session.expire_all()
-    log.info("join undone", event=event_id, split=done.split, person=keep, returned_to=gone,
+    log.info("join undone", link_event=event_id, split=done.split, person=keep, returned_to=gone,
              requeued=sum(done.requeued.values()))
     return done
 

@@ -1,0 +1,209 @@
+"""Undoing a wrong join: the history moves back onto the right records in every CRM, once; the CLI explains.
+
+A stranger claims a customer's number, an admin confirms it by mistake, and
+`crmhub links undo` splits them again. The hub runs against the three CRM
+emulators; the assertions are on which contact each CRM shows each message on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from crmhub.app import Hub, build_hub
+from crmhub.cli import app
+from crmhub.config import load_config
+from crmhub.sandbox import EmulatorServer, Fault
+from crmhub.sandbox.settings import write_sandbox_settings
+from crmhub.store.schema import LinkSuggestionRow
+from tests.crm_views import zendesk_messages
+
+OURS = "+14155550100"
+CUSTOMER = "+14155550142"
+STRANGER = "+14155550124"
+THIRD = "+14155550177"
+
+
+@dataclass
+class Org:
+    hub: Hub
+    settings: Path
+    sf: Any
+    zd: Any
+    hs: Any
+    tw: Any
+
+    def cli(self, *args: str) -> Any:
+        return CliRunner().invoke(app, [*args, "--config", str(self.settings)])
+
+    def say(self, sender: str, text: str, minutes_ago: float = 1) -> None:
+        self.tw.receive_message(sender, OURS, text, at=datetime.now(UTC) - timedelta(minutes=minutes_ago))
+
+    def sync(self) -> None:
+        """Until nothing is left to write (Zendesk's jobs settle in a later run)."""
+        for _ in range(6):
+            report = self.hub.sync_once()
+            assert not report.failures, report.failures
+            if not any(d.waiting or d.retrying for d in report.deliveries) and not self._pending():
+                return
+        raise AssertionError("writes still pending after 6 runs")
+
+    def _pending(self) -> int:
+        from crmhub.store.outbox import outbox_counts
+        with self.hub.store.transaction() as session:
+            return sum(n for (_, status), n in outbox_counts(session).items() if status == "pending")
+
+    def suggestion_of(self, sender: str) -> int:
+        with self.hub.store.transaction() as session:
+            return session.scalar(select(LinkSuggestionRow.id).where(LinkSuggestionRow.sender_value == sender))
+
+    def holders(self) -> dict[str, dict[str, list[str]]]:
+        """Per CRM: each message's word (its first word) -> the phones of the contacts it shows on, once per copy."""
+        sf_phone = {c["Id"]: c.get("MobilePhone") or c.get("Phone") for c in self.sf.records("Contact")}
+        zd_phone = {u["id"]: u.get("phone") for u in self.zd.users()}
+        hs_phone = {c["id"]: c["properties"].get("mobilephone") or c["properties"].get("phone")
+                    for c in self.hs.objects("contacts")}
+        out: dict[str, dict[str, list[str]]] = {"salesforce": {}, "zendesk": {}, "hubspot": {}}
+        for task in self.sf.records("Task"):
+            out["salesforce"].setdefault(_word(task["Description"]), []).append(sf_phone[task["WhoId"]])
+        for ticket in self.zd.tickets():
+            for comment in self.zd.comments(ticket["id"]):
+                for text, _ in zendesk_messages(comment):
+                    if comment["public"]:
+                        out["zendesk"].setdefault(_word(text), []).append(zd_phone[ticket["requester_id"]])
+        for message in self.hs.objects("communications"):  # on its contacts, and on its ticket's
+            contacts = set(map(str, self.hs.associated("communications", message["id"], "contacts")))
+            for ticket in self.hs.associated("communications", message["id"], "tickets"):
+                contacts |= set(map(str, self.hs.associated("tickets", str(ticket), "contacts")))
+            out["hubspot"].setdefault(_word(message["properties"]["hs_communication_body"]), []).append(
+                "+".join(sorted(hs_phone[c] for c in contacts)))
+        return out
+
+
+def _word(text: str) -> str:
+    return next(word for word in text.replace(":", " ").split() if word.startswith("w-"))
+
+
+@pytest.fixture
+def org(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
+        twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[Org]:
+    sf: Any = salesforce_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    tw: Any = twilio_sandbox.emulator
+    tw.add_number(OURS)
+    zendesk_sandbox.emulator.configure(incremental_per_minute=1000)  # type: ignore[attr-defined]  # many short syncs
+    urls = {"salesforce": salesforce_sandbox.url, "zendesk": zendesk_sandbox.url, "hubspot": hubspot_sandbox.url,
+            "twilio": twilio_sandbox.url}
+    settings = write_sandbox_settings(tmp_path, urls, enabled=("salesforce", "zendesk", "hubspot", "twilio"))
+    with build_hub(load_config(settings)) as hub:
+        for connector in hub.crms.values():
+            if connector.name == "zendesk":
+                connector.job_poll_first = 0.01  # type: ignore[union-attr]  # the emulator's jobs finish at once
+        yield Org(hub, settings, sf, zendesk_sandbox.emulator, hubspot_sandbox.emulator, tw)
+
+
+def wrongly_joined(org: Org) -> int:
+    """The customer writes, a stranger claims the customer's number and writes twice, an admin confirms the claim,
+    the stranger writes again; returns the join's link event."""
+    org.say(CUSTOMER, "w-c1 my parcel is late", minutes_ago=5)
+    org.sync()
+    org.say(STRANGER, f"w-s1 hi, this is {CUSTOMER}", minutes_ago=4)
+    org.say(STRANGER, "w-s2 any news?", minutes_ago=3.5)
+    org.sync()
+    confirmed = org.cli("links", "confirm", str(org.suggestion_of(STRANGER)))
+    assert confirmed.exit_code == 0, confirmed.output
+    org.sync()
+    org.say(STRANGER, "w-s3 still waiting", minutes_ago=3)  # after the join: written onto the customer's record
+    org.sync()
+    joined = org.holders()
+    for crm in ("salesforce", "zendesk"):
+        assert joined[crm]["w-s3"] == [CUSTOMER], (crm, joined[crm])
+        assert joined[crm]["w-s1"] == [CUSTOMER], (crm, joined[crm])
+    listed = org.cli("links", "list", f"phone:{STRANGER}", "--json")
+    assert listed.exit_code == 0, listed.output
+    [event] = [e for e in json.loads(listed.output)["events"] if e["action"] == "join"]
+    assert (event["evidence"], event["actor"], event["concerning"]) == ("statement", "admin via CLI",
+                                                                        f"phone:{CUSTOMER}")
+    return int(event["id"])
+
+
+def test_an_undone_join_moves_the_history_back_in_every_crm_once_even_when_answers_are_lost(org: Org) -> None:
+    event = wrongly_joined(org)
+    # Each CRM loses the answer to the writes that move history back: the retry finds what they did.
+    org.sf.faults.add(Fault("reset", method="POST", path="/composite", after=True))
+    org.zd.faults.add(Fault("reset", method="PUT", path=r"/tickets/update_many\.json", after=True))
+    org.hs.faults.add(Fault("reset", method="POST", path=r"/associations/.*/batch/archive", after=True))
+
+    undone = org.cli("links", "undo", str(event), "--by", "ops@example.com")
+    assert undone.exit_code == 0, undone.output
+    assert f"Link event {event} undone" in undone.output
+    assert "Given back: 1 identities, 3 CRM records, 3 messages." in undone.output, undone.output
+    org.sync()
+    assert [f["hits"] for e in (org.sf, org.zd, org.hs) for f in e.faults.list()] == [1, 1, 1]
+
+    held = org.holders()
+    for crm, messages in held.items():
+        assert messages == {"w-c1": [CUSTOMER], "w-s1": [STRANGER], "w-s2": [STRANGER], "w-s3": [STRANGER]}, (
+            crm, messages)
+    with org.hub.store.transaction() as session:
+        from crmhub.store.schema import ConflictRow
+        assert all(c.resolved_at is not None for c in session.scalars(select(ConflictRow)))
+
+    # The split is in the log; the same undo again is refused; the claim is rejected for good.
+    shown = org.cli("links", "show", str(event + 1))
+    assert shown.exit_code == 0 and f"undoes #{event}" in shown.output and "ops@example.com" in shown.output
+    assert f"moved: identity phone {STRANGER}" in shown.output, shown.output
+    again = org.cli("links", "undo", str(event))
+    assert again.exit_code == 1 and f"was undone already by event {event + 1}" in again.output
+    [suggestion] = json.loads(org.cli("links", "list", "--json").output)
+    assert suggestion["status"] == "rejected" and "ops@example.com" in suggestion["decided"]
+
+    # The stranger's next message is theirs alone.
+    org.say(STRANGER, "w-s4 hello again", minutes_ago=0.5)
+    org.sync()
+    assert all(messages["w-s4"] == [STRANGER] for messages in org.holders().values())
+
+
+def test_a_join_with_a_later_join_on_top_is_refused_until_that_one_is_undone(org: Org) -> None:
+    first = wrongly_joined(org)
+    org.say(THIRD, f"w-t1 me too, I am {CUSTOMER}", minutes_ago=2)
+    org.sync()
+    assert org.cli("links", "confirm", str(org.suggestion_of(THIRD))).exit_code == 0
+    org.sync()
+    events = json.loads(org.cli("links", "list", f"phone:{CUSTOMER}", "--json").output)["events"]
+    second = max(e["id"] for e in events if e["action"] == "join")
+    assert second > first
+
+    refused = org.cli("links", "undo", str(first))
+    assert refused.exit_code == 1
+    assert f"later join event {second}" in refused.output and f"crmhub links undo {second}" in refused.output
+    assert org.cli("links", "undo", str(second)).exit_code == 0
+    assert org.cli("links", "undo", str(first)).exit_code == 0
+    org.sync()
+    for crm, messages in org.holders().items():
+        assert messages == {"w-c1": [CUSTOMER], "w-s1": [STRANGER], "w-s2": [STRANGER], "w-s3": [STRANGER],
+                            "w-t1": [THIRD]}, (crm, messages)
+
+
+def test_the_cli_explains_what_it_cannot_do(org: Org) -> None:
+    org.say(CUSTOMER, "w-c1 hello", minutes_ago=2)
+    org.sync()
+    alone = org.cli("links", "list", f"phone:{CUSTOMER}")
+    assert alone.exit_code == 0 and "no joins or splits" in alone.output
+    unknown = org.cli("links", "list", "phone:+14155550111")
+    assert unknown.exit_code == 1 and "knows no customer with phone +14155550111" in unknown.output
+    nonsense = org.cli("links", "list", "fax:123")
+    assert nonsense.exit_code == 1 and "neither a person id nor an identity" in nonsense.output
+    mixed = org.cli("links", "list", "1", "--status", "pending")
+    assert mixed.exit_code == 1 and "--status filters link suggestions" in mixed.output
+    assert org.cli("links", "undo", "99").exit_code == 1
+    assert "no link event 99" in org.cli("links", "show", "99").output
