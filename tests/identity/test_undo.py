@@ -8,7 +8,8 @@ emulators; the assertions are on which contact each CRM shows each message on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,8 @@ from crmhub.config import load_config
 from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.schema import LinkSuggestionRow
-from tests.crm_views import zendesk_messages
+from tests.crm_views import VIEWS, zendesk_messages
+from tests.daemons import Daemon, dead_outbox_rows, drain_and_stop, kill_loop, tune_settings
 
 OURS = "+14155550100"
 CUSTOMER = "+14155550142"
@@ -65,27 +67,33 @@ class Org:
         with self.hub.store.transaction() as session:
             return session.scalar(select(LinkSuggestionRow.id).where(LinkSuggestionRow.sender_value == sender))
 
-    def holders(self) -> dict[str, dict[str, list[str]]]:
-        """Per CRM: each message's word (its first word) -> the phones of the contacts it shows on, once per copy."""
-        sf_phone = {c["Id"]: c.get("MobilePhone") or c.get("Phone") for c in self.sf.records("Contact")}
-        zd_phone = {u["id"]: u.get("phone") for u in self.zd.users()}
+    def holders(self, crms: Sequence[str] = ("salesforce", "zendesk", "hubspot")) -> dict[str, dict[str, list[str]]]:
+        """Per CRM: each message's word (`w-...`) -> the phones of the contacts it shows on, once per copy."""
+        out: dict[str, dict[str, list[str]]] = {crm: {} for crm in crms}
+        if "salesforce" in crms:
+            sf_phone = {c["Id"]: c.get("MobilePhone") or c.get("Phone") for c in self.sf.records("Contact")}
+            for task in self.sf.records("Task"):
+                out["salesforce"].setdefault(_word(task["Description"]), []).append(sf_phone[task["WhoId"]])
+        if "zendesk" in crms:
+            zd_phone = {u["id"]: u.get("phone") for u in self.zd.users()}
+            for ticket in self.zd.tickets():
+                for comment in self.zd.comments(ticket["id"]):
+                    for text, _ in zendesk_messages(comment):
+                        if comment["public"]:
+                            out["zendesk"].setdefault(_word(text), []).append(zd_phone[ticket["requester_id"]])
+        if "hubspot" in crms:
+            self._hubspot(out["hubspot"])
+        return out
+
+    def _hubspot(self, out: dict[str, list[str]]) -> None:
         hs_phone = {c["id"]: c["properties"].get("mobilephone") or c["properties"].get("phone")
                     for c in self.hs.objects("contacts")}
-        out: dict[str, dict[str, list[str]]] = {"salesforce": {}, "zendesk": {}, "hubspot": {}}
-        for task in self.sf.records("Task"):
-            out["salesforce"].setdefault(_word(task["Description"]), []).append(sf_phone[task["WhoId"]])
-        for ticket in self.zd.tickets():
-            for comment in self.zd.comments(ticket["id"]):
-                for text, _ in zendesk_messages(comment):
-                    if comment["public"]:
-                        out["zendesk"].setdefault(_word(text), []).append(zd_phone[ticket["requester_id"]])
         for message in self.hs.objects("communications"):  # on its contacts, and on its ticket's
             contacts = set(map(str, self.hs.associated("communications", message["id"], "contacts")))
             for ticket in self.hs.associated("communications", message["id"], "tickets"):
                 contacts |= set(map(str, self.hs.associated("tickets", str(ticket), "contacts")))
-            out["hubspot"].setdefault(_word(message["properties"]["hs_communication_body"]), []).append(
+            out.setdefault(_word(message["properties"]["hs_communication_body"]), []).append(
                 "+".join(sorted(hs_phone[c] for c in contacts)))
-        return out
 
 
 def _word(text: str) -> str:
@@ -207,3 +215,58 @@ def test_the_cli_explains_what_it_cannot_do(org: Org) -> None:
     assert mixed.exit_code == 1 and "--status filters link suggestions" in mixed.output
     assert org.cli("links", "undo", "99").exit_code == 1
     assert "no link event 99" in org.cli("links", "show", "99").output
+
+
+MOVED = 30  # the stranger's messages an undo moves back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+def test_an_undo_delivered_by_a_daemon_killed_as_it_moves_history_back_ends_exactly_once(
+        crm: str, request: pytest.FixtureRequest, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    """The undo is one store transaction; its writes are outbox rows, so SIGKILLs while a daemon delivers them
+    (at k of n moved, from observed progress) and restarts leave every message once, on the right contact."""
+    server: EmulatorServer = request.getfixturevalue(f"{crm}_sandbox")
+    em: Any = server.emulator
+    if crm == "salesforce":
+        for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+            em.add_queue(name, name)
+    twilio_sandbox.emulator.add_number(OURS)  # type: ignore[attr-defined]
+    settings = write_sandbox_settings(tmp_path, {crm: server.url, "twilio": twilio_sandbox.url},
+                                      enabled=(crm, "twilio"), every="1s")
+    tune_settings(settings, {"delivery.batch_size": 4, "run.shutdown_grace": "10s", "delivery.lease": "3s"})
+    org = Org(build_hub(load_config(settings)), settings, em, None, em, twilio_sandbox.emulator)
+    with org.hub:
+        org.say(CUSTOMER, "w-c1 my parcel is late", minutes_ago=40)
+        org.say(STRANGER, f"w-s0 hi, this is {CUSTOMER}", minutes_ago=39)
+        for n in range(1, MOVED):
+            org.say(STRANGER, f"w-s{n} news?", minutes_ago=39 - n)
+        org.sync()
+        assert org.cli("links", "confirm", str(org.suggestion_of(STRANGER))).exit_code == 0
+        org.sync()
+        [join] = [e for e in json.loads(org.cli("links", "list", f"phone:{STRANGER}", "--json").output)["events"]]
+    assert org.cli("links", "undo", str(join["id"])).exit_code == 0
+
+    def on_stranger() -> int:
+        """How many of the stranger's messages the CRM shows on the stranger's own contact (only)."""
+        held = _holders_of(org, crm)
+        return sum(1 for word, phones in held.items() if word.startswith("w-s") and phones == [STRANGER])
+
+    assert on_stranger() == 0
+    em.faults.add(Fault(kind="slow", path=VIEWS[crm].bulk_writes, times=None, delay=0.25))
+    db_url = f"sqlite:///{(tmp_path / 'crmhub.db').resolve()}"
+    daemon = Daemon(settings, tmp_path / "daemon.log")
+    try:
+        loop = kill_loop([daemon], kills=4, rng=random.Random(3), progress=on_stranger,
+                         finished=lambda: on_stranger() >= MOVED, total=MOVED, moment=(0.5, 1.5))
+        drain_and_stop([daemon], db_url, lambda: on_stranger() >= MOVED)
+    finally:
+        daemon.ensure_dead()
+    held = _holders_of(org, crm)
+    assert held == {"w-c1": [CUSTOMER], **{f"w-s{n}": [STRANGER] for n in range(MOVED)}}, held
+    assert dead_outbox_rows(db_url) == {}
+    assert loop.kills >= 2 and any(0 < n < MOVED for n in loop.progress_at_kill), loop.progress_at_kill
+
+
+def _holders_of(org: Org, crm: str) -> dict[str, list[str]]:
+    return org.holders(crms=(crm,))[crm]
