@@ -149,6 +149,7 @@ def test_an_undone_join_moves_the_history_back_in_every_crm_once_even_when_answe
     # Each CRM loses the answer to the writes that move history back: the retry finds what they did.
     org.sf.faults.add(Fault("reset", method="POST", path="/composite", after=True))
     org.zd.faults.add(Fault("reset", method="PUT", path=r"/tickets/update_many\.json", after=True))
+    org.zd.faults.add(Fault("reset", method="PUT", path=r"/tickets/\d+\.json", after=True))  # the note
     org.hs.faults.add(Fault("reset", method="POST", path=r"/associations/.*/batch/archive", after=True))
 
     undone = org.cli("links", "undo", str(event), "--by", "ops@example.com")
@@ -156,12 +157,18 @@ def test_an_undone_join_moves_the_history_back_in_every_crm_once_even_when_answe
     assert f"Link event {event} undone" in undone.output
     assert "Given back: 1 identities, 3 CRM records, 3 messages." in undone.output, undone.output
     org.sync()
-    assert [f["hits"] for e in (org.sf, org.zd, org.hs) for f in e.faults.list()] == [1, 1, 1]
+    assert [f["hits"] for e in (org.sf, org.zd, org.hs) for f in e.faults.list()] == [1, 1, 1, 1]
 
     held = org.holders()
     for crm, messages in held.items():
         assert messages == {"w-c1": [CUSTOMER], "w-s1": [STRANGER], "w-s2": [STRANGER], "w-s3": [STRANGER]}, (
             crm, messages)
+    # Zendesk keeps a comment's author: the stranger's ticket, given back, says whose its comments are, once.
+    [stranger_ticket] = [t for t in org.zd.tickets() if any(c["public"] and "w-s1" in c["body"]
+                                                            for c in org.zd.comments(t["id"]))]
+    notes = [c["body"] for t in org.zd.tickets() for c in org.zd.comments(t["id"])
+             if not c["public"] and c["body"].startswith("crmhub: this ticket is its requester's again")]
+    assert len(notes) == 1 and notes[0] in [c["body"] for c in org.zd.comments(stranger_ticket["id"])]
     with org.hub.store.transaction() as session:
         from crmhub.store.schema import ConflictRow
         assert all(c.resolved_at is not None for c in session.scalars(select(ConflictRow)))
