@@ -133,8 +133,7 @@ def _requeue(session: Session, crm: str, keep: int, gone: int, *, now: datetime)
             continue
         if person == keep and contact_ref not in records[gone]:
             continue  # keep's own history on one of its own records: not this undo's business
-        moves.append({"oid": row_id, "wrong": contact_ref if contact_ref in records[other] or person == gone
-                      else None})
+        moves.append({"oid": row_id, "wrong": contact_ref if contact_ref in records[other] else None})
     if moves:
         session.connection().execute(
             update(OutboxRow).where(OutboxRow.id == bindparam("oid"))
