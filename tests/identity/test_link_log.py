@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select, update
 
-from crmhub.identities import phone
-from crmhub.model import Channel, Direction, Interaction
+from crmhub.identities import email, phone
+from crmhub.model import Channel, Direction, Identity, IdentityKind, Interaction, MirrorRecord
 from crmhub.store import StateStore, graph, ledger, linklog
 from crmhub.store.schema import LedgerRow, LinkEventRow, PersonRow
-from crmhub.sync.identity import IdentityGraph, IdentityPolicy
+from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
 from crmhub.sync.split import UndoRefused, undo_join
 from tests.identity.test_undo import CUSTOMER, STRANGER, Org, org  # noqa: F401  # the fixture
 
@@ -98,3 +98,36 @@ def test_a_crm_record_holding_two_customers_numbers_joins_them_as_crm_field_evid
     assert listed.exit_code == 0 and f"#{join['id']} " in listed.output and "(crm_field, crmhub daemon)" in listed.output
     shown = org.cli("links", "show", str(join["id"]))
     assert shown.exit_code == 0 and "moved: 1 messages (their history in every CRM)" in shown.output, shown.output
+
+
+def _events(store: StateStore) -> list[tuple[str, str, str, str]]:
+    with store.transaction() as s:
+        return [(e.action, e.evidence, e.actor, e.concerning) for e in s.scalars(select(LinkEventRow)
+                                                                                 .order_by(LinkEventRow.id))]
+
+
+def test_every_join_path_logs_its_evidence_and_actor(store: StateStore) -> None:
+    """A claim joined unchecked (`statements: join`), an X account's handle, a merge in the CRM."""
+    with store.transaction() as s:
+        jane = graph.person_for(s, email("jane@example.com"), now=NOW)
+        handle = graph.person_for(s, Identity(IdentityKind.X_HANDLE, "janeonx"), now=NOW)
+        unchecked = IdentityPolicy(statements=StatementPolicy(email=OnStatement.JOIN))
+        claim = Interaction(Channel.SMS, Direction.INBOUND, "SM1", f"sms:{OURS.value}:{ALICE.value}", ALICE, OURS,
+                            "hi, I'm jane@example.com", NOW)
+        IdentityGraph(s, [], unchecked, NOW).person_of(claim)
+        dm = Interaction(Channel.X_DM, Direction.INBOUND, "DM1", "x_dm:1-42", Identity(IdentityKind.X, "42", "janeonx"),
+                         Identity(IdentityKind.X, "1", "crmhub_support"), "hello", NOW)
+        IdentityGraph(s, [], IdentityPolicy(), NOW).person_of(dm)
+        bob = graph.person_for(s, BOB, now=NOW)
+        graph.add_link(s, jane, "salesforce", "Contact", "003A", now=NOW)
+        graph.add_link(s, bob, "salesforce", "Contact", "003B", now=NOW)
+        IdentityGraph(s, ["salesforce"], IdentityPolicy(), NOW).absorb_records([MirrorRecord(
+            "salesforce", "Contact", "003A", (), {}, NOW, deleted=True, merged_into="003B")])
+        assert graph.holder_of(s, BOB) == jane and graph.holder_of(s, ALICE) == jane
+    assert handle > jane
+    assert _events(store) == [
+        ("join", "statement", "crmhub daemon (statements: join)", "email:jane@example.com"),
+        ("join", "channel", "crmhub daemon", "x_handle:janeonx"),
+        ("unlink_record", "crm_merge", "crmhub daemon", "salesforce record 003A"),
+        ("join", "crm_merge", "crmhub daemon", "salesforce record 003A merged into 003B"),
+    ]
