@@ -627,6 +627,8 @@ class ZendeskCrm(Connector):
         users.update(made)
         ready = [self._with_contact(w, made[w.person_id]) if w.person_id in made else w
                  for w in rest if w.key not in out]
+        out.update(self._move_tickets([w for w in ready if w.relink and w.case_id and w.contact_id]))  # user just made
+        ready = [w for w in ready if w.key not in out]
         opened = self._tickets_later([w for w in ready if w.new_case is not None], users, out)
         self._comments_later([opened.get(w.key, w) for w in ready if w.key not in out], users, out)
         return out
@@ -733,6 +735,14 @@ class ZendeskCrm(Connector):
                                    {w.person_id: int(w.contact_id) for w, _ in known if w.contact_id})
         alongside = [job for _, job in early]  # polled once, by whichever step polls first
         users, fresh = self._ensure_contacts(writes, errors, alongside)
+        # A relink whose customer had no user (given back by an undo): its ticket moves to the user just made.
+        late = [replace(w, contact_id=str(users[w.person_id])) for w in writes
+                if w.relink and w.case_id and w.contact_id is None and w.person_id in users and w.key not in errors]
+        for key, outcome in self._move_tickets(late).items():
+            if outcome.error is not None:
+                errors[key] = outcome.error
+            else:
+                done[key] = int(outcome.case_id)  # type: ignore[arg-type]  # a relink has its case
         tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors, alongside)
         self._collect_round(early, done, errors)
         done.update(first_writes)

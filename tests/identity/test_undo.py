@@ -100,9 +100,10 @@ def _word(text: str) -> str:
     return next(word for word in text.replace(":", " ").split() if word.startswith("w-"))
 
 
-@pytest.fixture
-def org(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
-        twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[Org]:
+@pytest.fixture(params=["suggest"])
+def org(request: pytest.FixtureRequest, salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer,
+        hubspot_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> Iterator[Org]:
+    """The three CRMs and Twilio; `statements` in identities.yaml is the param (indirect, default `suggest`)."""
     sf: Any = salesforce_sandbox.emulator
     for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
         sf.add_queue(name, name)
@@ -112,6 +113,8 @@ def org(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hub
     urls = {"salesforce": salesforce_sandbox.url, "zendesk": zendesk_sandbox.url, "hubspot": hubspot_sandbox.url,
             "twilio": twilio_sandbox.url}
     settings = write_sandbox_settings(tmp_path, urls, enabled=("salesforce", "zendesk", "hubspot", "twilio"))
+    identities = tmp_path / "mappings" / "identities.yaml"
+    identities.write_text(identities.read_text().replace("statements: suggest", f"statements: {request.param}"))
     with build_hub(load_config(settings)) as hub:
         for connector in hub.crms.values():
             if connector.name == "zendesk":
@@ -186,6 +189,23 @@ def test_an_undone_join_moves_the_history_back_in_every_crm_once_even_when_answe
     org.say(STRANGER, "w-s4 hello again", minutes_ago=0.5)
     org.sync()
     assert all(messages["w-s4"] == [STRANGER] for messages in org.holders().values())
+
+
+@pytest.mark.parametrize("org", ["join"], indirect=True)
+def test_an_undo_creates_the_records_of_a_customer_joined_before_any_crm_knew_them(org: Org) -> None:
+    """`statements: join` joins the stranger at their first message: no CRM ever had a record of them."""
+    org.say(CUSTOMER, "w-c1 my parcel is late", minutes_ago=5)
+    org.sync()
+    org.say(STRANGER, f"w-s1 hi, this is {CUSTOMER}", minutes_ago=4)
+    org.sync()
+    assert all(messages["w-s1"] == [CUSTOMER] for messages in org.holders().values())
+    [join] = json.loads(org.cli("links", "list", f"phone:{STRANGER}", "--json").output)["events"]
+    assert (join["evidence"], join["actor"]) == ("statement", "crmhub daemon (statements: join)")
+    undone = org.cli("links", "undo", str(join["id"]))
+    assert undone.exit_code == 0 and "Given back: 1 identities, 0 CRM records, 1 messages." in undone.output
+    org.sync()
+    for crm, messages in org.holders().items():
+        assert messages == {"w-c1": [CUSTOMER], "w-s1": [STRANGER]}, (crm, messages)
 
 
 def test_a_join_with_a_later_join_on_top_is_refused_until_that_one_is_undone(org: Org) -> None:
