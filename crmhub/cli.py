@@ -442,17 +442,22 @@ def conflicts_resolve(conflict: Annotated[int, typer.Argument(help="The conflict
 
 
 links_app = typer.Typer(no_args_is_help=True,
-                        help="Identities customers claimed in messages (\"I'm @jane\"): list, confirm, reject.")
+                        help="Identities customers claimed in messages (\"I'm @jane\"): list, confirm, reject; "
+                             "the link log of joins and splits: list PERSON, show, undo.")
 app.add_typer(links_app, name="links")
 
 
 @links_app.command("list")
 @for_people
-def links_list(status: Annotated[str | None, typer.Option(
-                   help="Only links in this status: pending, confirmed or rejected.")] = None,
+def links_list(who: Annotated[str | None, typer.Argument(
+                   help="A customer: a person id or an identity (phone:+1..., email:..., x:ID, x:@handle). "
+                        "Given: the link log of that customer's joins and splits; else the link suggestions.",
+                   show_default=False)] = None,
+               status: Annotated[str | None, typer.Option(
+                   help="Only suggestions in this status: pending, confirmed or rejected.")] = None,
                as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
                config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
-    """Link suggestions: who claimed which identity, in which message, who holds it, and what was decided."""
+    """Link suggestions (who claimed which identity, and what was decided); with PERSON|IDENTITY, the link log."""
     from rich.console import Console
     from rich.table import Table
 
@@ -460,6 +465,11 @@ def links_list(status: Annotated[str | None, typer.Option(
     from crmhub.ops.links import list_links
     from crmhub.store.links import LinkStatus
 
+    if who is not None:
+        if status is not None:
+            raise OpsError("--status filters link suggestions; leave it out with PERSON|IDENTITY (the link log)")
+        _links_log(who, as_json=as_json, config=config, sandbox=sandbox)
+        return
     try:
         wanted = LinkStatus(status) if status is not None else None
     except ValueError:
@@ -498,6 +508,56 @@ def links_confirm(link: Annotated[int, typer.Argument(help="The suggestion's id 
     with opened(config, sandbox=sandbox) as (loaded, store), store.transaction() as session:
         _print_lines([confirm(session, link, policy=build_identity_policy(loaded),
                               crms=loaded.settings.crms.enabled_names(), now=datetime.now(UTC))])
+
+
+def _links_log(who: str, *, as_json: bool, config: Path | None, sandbox: bool) -> None:
+    """`links list PERSON|IDENTITY`: the customer's link events, oldest first."""
+    from crmhub.ops import opened
+    from crmhub.ops.linklog import list_events, person_of
+
+    with opened(config, sandbox=sandbox) as (loaded, store), store.transaction() as session:
+        person = person_of(session, who, default_region=loaded.identities.default_region)
+        events = list_events(session, person)
+    if as_json:
+        typer.echo(json.dumps({"person": person, "events": [e.as_dict() for e in events]}, indent=2))
+        return
+    if not events:
+        _print_lines([f"Person {person}: no joins or splits; crmhub has never joined this customer with another."])
+        return
+    _print_lines([f"Link log of person {person} ({len(events)} events):", *(e.line() for e in events),
+                  "crmhub links show ID: what an event moved; crmhub links undo ID: split a wrong join."])
+
+
+@links_app.command("show")
+@for_people
+def links_show(event: Annotated[int, typer.Argument(help="The link event's id (crmhub links list PERSON).")],
+               as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+               config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
+    """One link event: what it joined or split, on what evidence, by whom, and the rows it moved."""
+    from crmhub.ops import opened
+    from crmhub.ops.linklog import show
+
+    with opened(config, sandbox=sandbox) as (_, store), store.transaction() as session:
+        view, moved = show(session, event)
+    if as_json:
+        typer.echo(json.dumps({**view.as_dict(), "moved_rows": moved}, indent=2))
+        return
+    _print_lines([view.line(), *(f"  moved: {line}" for line in moved or ["nothing"])])
+
+
+@links_app.command("undo")
+@for_people
+def links_undo(event: Annotated[int, typer.Argument(help="The join event's id (crmhub links list PERSON).")],
+               by: Annotated[str, typer.Option(help="Who undoes it, for the log.")] = "admin via CLI",
+               config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
+    """Split a wrong join: the identities, records and history it moved go back, in every CRM at the next sync."""
+    from datetime import UTC, datetime
+
+    from crmhub.ops import opened
+    from crmhub.ops.linklog import undo
+
+    with opened(config, sandbox=sandbox) as (loaded, store), store.transaction() as session:
+        _print_lines(undo(session, event, crms=loaded.settings.crms.enabled_names(), now=datetime.now(UTC), by=by))
 
 
 @links_app.command("reject")

@@ -267,7 +267,9 @@ class HistoryWrite:
     pipeline stages). `job_ref` is what the connector reported when an
     earlier attempt submitted an asynchronous bulk job carrying this write
     (`write_history(..., on_submitted=)`): the connector waits for that job
-    and looks at what it did instead of submitting again.
+    and looks at what it did instead of submitting again. `detach_from`
+    (with `relink`): the join that put the activity on that contact was
+    undone; a CRM that keeps old associations on a relink removes those.
     """
 
     key: str
@@ -283,6 +285,7 @@ class HistoryWrite:
     relink: bool = False  # delivered before onto another record: move it (and its case) to `contact_id`
     reopen: QueueTarget | None = None  # set: `case_id` is closed in the CRM; reopen it (into this queue) first
     job_ref: str | None = None  # a bulk job an earlier attempt submitted with this write (the connector's reference)
+    detach_from: str | None = None  # a relink after an undone join: the wrong contact it leaves (`crmhub links undo`)
 
 
 @dataclass(frozen=True)

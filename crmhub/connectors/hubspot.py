@@ -579,6 +579,9 @@ class HubSpotCrm(Connector):
                 else:
                     activities[key] = record_id
         self._move_tickets([w for w in writes if w.relink and w.key not in errors], contact_of, ticket_of, errors)
+        type_of = {key: object_type for object_type, records in by_type.items() for key in records}
+        self._detach([w for w in writes if w.detach_from and w.key in activities], type_of, activities, ticket_of,
+                     contact_of)
         return [WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
                              contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
                 for w in writes]
@@ -825,6 +828,30 @@ class HubSpotCrm(Connector):
             if error is not None:
                 for key in keys:
                     errors.setdefault(key, error)
+
+    def _detach(self, writes: Sequence[HistoryWrite], type_of: Mapping[str, str], activities: Mapping[str, str],
+                ticket_of: Mapping[str, str | None], contact_of: Mapping[str, str | None]) -> None:
+        """After an undone join: take each activity and its ticket off the contact the join put them on.
+
+        A relink keeps old associations (as HubSpot's merge does), but the
+        contact an undone join used is another customer's. One v4 batch
+        archive per object type pair; archiving an absent association is a no-op, so a retry is harmless.
+        """
+        pairs: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+        for write in writes:
+            wrong = write.detach_from
+            if not wrong or wrong == contact_of[write.key]:
+                continue
+            pairs[(type_of[write.key], "contacts")].add((activities[write.key], wrong))
+            if ticket_of[write.key]:
+                pairs[("tickets", "contacts")].add((str(ticket_of[write.key]), wrong))
+        for (from_type, to_type), found in pairs.items():
+            chunk_list = sorted(found)
+            for start in range(0, len(chunk_list), self.batch_size):
+                chunk = chunk_list[start:start + self.batch_size]
+                body = {"inputs": [{"from": {"id": f}, "to": [{"id": t}]} for f, t in chunk]}
+                self.api(f"associations.{from_type}.{to_type}.archive", "associations", "archive",
+                         from_type, to_type, body)
 
     # ---- batch plumbing ----------------------------------------------------------
     def _create_keyed(self, object_type: str, key_property: str,

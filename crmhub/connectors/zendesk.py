@@ -627,6 +627,8 @@ class ZendeskCrm(Connector):
         users.update(made)
         ready = [self._with_contact(w, made[w.person_id]) if w.person_id in made else w
                  for w in rest if w.key not in out]
+        out.update(self._move_tickets([w for w in ready if w.relink and w.case_id and w.contact_id]))  # user just made
+        ready = [w for w in ready if w.key not in out]
         opened = self._tickets_later([w for w in ready if w.new_case is not None], users, out)
         self._comments_later([opened.get(w.key, w) for w in ready if w.key not in out], users, out)
         return out
@@ -733,6 +735,14 @@ class ZendeskCrm(Connector):
                                    {w.person_id: int(w.contact_id) for w, _ in known if w.contact_id})
         alongside = [job for _, job in early]  # polled once, by whichever step polls first
         users, fresh = self._ensure_contacts(writes, errors, alongside)
+        # A relink whose customer had no user (given back by an undo): its ticket moves to the user just made.
+        late = [replace(w, contact_id=str(users[w.person_id])) for w in writes
+                if w.relink and w.case_id and w.contact_id is None and w.person_id in users and w.key not in errors]
+        for key, outcome in self._move_tickets(late).items():
+            if outcome.error is not None:
+                errors[key] = outcome.error
+            else:
+                done[key] = int(outcome.case_id)  # type: ignore[arg-type]  # a relink has its case
         tickets, preexisting, first_writes = self._ensure_tickets(writes, users, fresh, errors, alongside)
         self._collect_round(early, done, errors)
         done.update(first_writes)
@@ -774,9 +784,31 @@ class ZendeskCrm(Connector):
             updates = [Ticket(id=t, requester_id=moves[t]) for t in chunk]
             outcome = self._run_job("tickets.update_many", lambda zd, u=updates: zd.tickets.update(u))  # type: ignore[misc]
             results.update((t, error) for t, (_, error) in zip(chunk, outcome, strict=True))
+        for write in {(w.case_id, w.detach_from): w for w in relinks if w.detach_from}.values():
+            if results.get(int(write.case_id)) is None:  # type: ignore[arg-type]  # set
+                results[int(write.case_id)] = self._note_undone(write)  # type: ignore[arg-type]  # set
         return {w.key: WriteOutcome(w.key, record_id=w.case_id, contact_id=w.contact_id, case_id=w.case_id,
                                     error=results.get(int(w.case_id)))  # type: ignore[arg-type]
                 for w in relinks}
+
+    def _note_undone(self, write: HistoryWrite) -> Exception | None:
+        """A ticket given back after an undone join: a private note says whose its comments are.
+
+        Zendesk never changes a comment's author, so the comments the customer
+        wrote while joined still show the other customer's user; the ticket,
+        one conversation's, is the right one again, so they stay (written
+        again they would show twice). The note is keyed, so it is written once.
+        """
+        note = CaseNote(case_id=str(write.case_id), key=f"crmhub-split:{write.case_id}:{write.detach_from}",
+                        text=(f"crmhub: this ticket is its requester's again. crmhub had joined them with another "
+                              f"customer (Zendesk user {write.detach_from}) by mistake, and an admin undid that. "
+                              f"Public comments here shown as written by user {write.detach_from} came from this "
+                              "ticket's requester: Zendesk does not let crmhub change a comment's author."))
+        try:
+            self.add_case_note(note)
+        except ConnectorError as exc:
+            return exc
+        return None
 
     # -- contacts
     def _ensure_contacts(self, writes: Sequence[HistoryWrite], errors: dict[str, Exception],

@@ -70,7 +70,7 @@ def confirm(session: Session, suggestion_id: int, *, policy: IdentityPolicy, crm
     if policy.blocklist.blocks(claimed):
         raise OpsError(f"{shown(claimed)} is blocked in identities.yaml (a shared value): it links nobody; "
                        f"reject the link (`crmhub links reject {suggestion_id}`)")
-    person = IdentityGraph(session, list(crms), policy, now).confirm(sender, claimed)
+    person = IdentityGraph(session, list(crms), policy, now).confirm(sender, claimed, by=by)
     if graph.holder_of(session, claimed) != person:
         raise OpsError(f"link {suggestion_id} not joined: it would give one customer more than "
                        f"{policy.max_per_kind} identities of a kind; raise max_identities_per_kind in "
@@ -86,8 +86,10 @@ def reject(session: Session, suggestion_id: int, *, now: datetime, by: str = BY_
     row = _get(session, suggestion_id)
     if row.status != LinkStatus.PENDING:
         raise OpsError(f"link {suggestion_id} was {row.status} already ({row.decided_by}, "
-                       f"{row.decided_at:%Y-%m-%d})" + ("; crmhub cannot split customers yet"
-                                                         if row.status == LinkStatus.CONFIRMED else ""))
+                       f"{row.decided_at:%Y-%m-%d})" + (
+                           f"; to split them, undo its join (`crmhub links list {store.sender_of(row).kind.value}:"
+                           f"{store.sender_of(row).value}` shows the event)" if row.status == LinkStatus.CONFIRMED
+                           else ""))
     store.decide(session, row, LinkStatus.REJECTED, by=by, now=now)
     return (f"Link {suggestion_id} rejected: {shown(store.claimed_of(row))} stays apart from "
             f"{shown(store.sender_of(row))}, and the claim will not be suggested again.")

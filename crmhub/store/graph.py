@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord
+from crmhub.store import linklog
 from crmhub.store.ledger import dialect_insert, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
@@ -81,8 +82,14 @@ def count_of_kind(session: Session, person_id: int, kind: IdentityKind) -> int:
                           .where(IdentityRow.person_id == person_id, IdentityRow.kind == kind.value)) or 0
 
 
-def merge_persons(session: Session, keep: int, gone: int) -> None:
-    """Move everything of person `gone` onto `keep`: identities, CRM links, interactions, conflicts."""
+def merge_persons(session: Session, keep: int, gone: int, *, evidence: str, actor: str, now: datetime,
+                  concerning: str = "") -> int:
+    """Move everything of person `gone` onto `keep`: identities, CRM links, interactions, conflicts.
+
+    The join is logged first (`linklog.record_join`: the event with its
+    evidence and actor, and the rows it moves), so it can be undone. Returns the event's id.
+    """
+    event = linklog.record_join(session, keep, gone, evidence=evidence, actor=actor, concerning=concerning, now=now)
     for table in (IdentityRow, CrmLinkRow, LedgerRow):
         session.execute(update(table).where(table.person_id == gone).values(person_id=keep))
     for conflict in session.scalars(select(ConflictRow).where(ConflictRow.person_id == gone)):
@@ -91,6 +98,7 @@ def merge_persons(session: Session, keep: int, gone: int) -> None:
     if gone_row is not None:
         gone_row.merged_into = keep
     session.flush()
+    return event
 
 
 def identities_of(session: Session, person_id: int) -> list[Identity]:

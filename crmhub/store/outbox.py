@@ -108,6 +108,7 @@ class Claim:
     rule: str | None
     targets: Mapping[str, Any] | None
     job_ref: str | None = None  # a bulk job an earlier attempt submitted with this row (`save_job_ref`)
+    detach_from: str | None = None  # a relink an undo queued: the wrong record the activity leaves
 
 
 _OTHER, _OTHER_ITEM = aliased(OutboxRow), aliased(LedgerRow)  # the conversation's other writes (made once: costly)
@@ -128,7 +129,8 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     """
     one_at_a_time(session, f"claim:{crm}")
     query = (select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.interaction_id, OutboxRow.priority,
-                    OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, OutboxRow.job_ref, LedgerRow.person_id,
+                    OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, OutboxRow.job_ref,
+                    OutboxRow.detach_from, LedgerRow.person_id,
                     RouteDecisionRow.rule, RouteDecisionRow.targets, *INTERACTION_COLUMNS)
              .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == OutboxRow.interaction_id)
@@ -148,7 +150,7 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
                     .execution_options(synchronize_session=False))
     return [Claim(row.id, row.idempotency_key, row.interaction_id, row.priority, row.attempts, row.claims + 1,
                   row.relink, until, row.person_id, row.occurred_at, row.conversation_key, row, row.rule,
-                  row.targets, row.job_ref) for row in rows]
+                  row.targets, row.job_ref, row.detach_from) for row in rows]
 
 
 def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
@@ -244,7 +246,7 @@ def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime, *, wai
     if waiting:
         values |= {"claims": 0, "next_attempt_at": bindparam("new_retry_at"), "job_ref": bindparam("new_job_ref")}
     elif status is OutboxStatus.DONE:
-        values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False,
+        values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False, "detach_from": None,
                    "result_ref": func.coalesce(bindparam("new_result_ref", type_=table.c.result_ref.type),
                                                table.c.result_ref),
                    "contact_ref": bindparam("new_contact_ref")}

@@ -139,6 +139,46 @@ class CrmLinkRow(Base):
     preferred: Mapped[bool] = mapped_column(default=False)  # an admin's pick in a conflict (`crmhub conflicts`)
 
 
+class LinkEventRow(Base):
+    """The identity graph's append-only log: every join, split and record link move, with evidence and actor.
+
+    `action` is join, split, link_record or unlink_record; `kept` the person
+    that stays, `absorbed` the one joined into it (a split gives it back);
+    `concerning` the identity or CRM record the evidence is about;
+    `evidence` channel, crm_field, statement, agent, admin, crm_merge or
+    crm_delete; `undoes` the join a split undid. Rows are never updated.
+    """
+
+    __tablename__ = "link_events"
+    __table_args__ = (Index("ix_link_events_kept", "kept_person_id"),
+                      Index("ix_link_events_absorbed", "absorbed_person_id"),
+                      Index("ix_link_events_undoes", "undoes"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(16))
+    kept_person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)
+    absorbed_person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)
+    concerning: Mapped[str] = mapped_column(String(300), default="")
+    evidence: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(255))
+    undoes: Mapped[int | None] = mapped_column(ForeignKey("link_events.id"), nullable=True)
+
+
+class LinkEventMoveRow(Base):
+    """A row a link event moved from one person to another (`table`: identities, crm_links or ledger).
+
+    Filled by one INSERT ... SELECT per table as persons join, so an undo
+    knows exactly what moved, while lookups keep reading `person_id` directly.
+    """
+
+    __tablename__ = "link_event_rows"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("link_events.id"), primary_key=True)
+    table: Mapped[str] = mapped_column(String(16), primary_key=True)
+    row_id: Mapped[int] = mapped_column(Id, primary_key=True)
+
+
 class ConflictRow(Base):
     """Several records of one CRM turned out to be one person: an admin decides, crmhub never merges them.
 
@@ -264,6 +304,9 @@ class OutboxRow(Base):
     result_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     contact_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the record it landed on
     relink: Mapped[bool] = mapped_column(default=False)  # re-written after a merge: move it to the primary record
+    # A relink after an undone join (`crmhub links undo`): the wrong record the activity leaves, where the CRM
+    # keeps old associations (HubSpot) and they must go.
+    detach_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # An asynchronous bulk job the CRM accepted with this write, stored as submitted (the connector's reference):
     # the next attempt waits for it instead of sending the write again.
     job_ref: Mapped[str | None] = mapped_column(String(JOB_REF_LENGTH), nullable=True)

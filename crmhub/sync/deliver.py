@@ -364,7 +364,8 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
-        relink=claim.relink, reopen=QueueTarget(thread.queue) if reopen else None, job_ref=claim.job_ref), thread
+        relink=claim.relink, reopen=QueueTarget(thread.queue) if reopen else None, job_ref=claim.job_ref,
+        detach_from=claim.detach_from if claim.relink else None), thread
 
 
 def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], crm: str, policy: DeliveryPolicy,

@@ -30,7 +30,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
-from crmhub.store import conflicts, graph, links, outbox
+from crmhub.store import conflicts, graph, linklog, links, outbox
+from crmhub.store.linklog import DAEMON, Action, Evidence
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.store.sets import among
 from crmhub.sync.blocklist import Blocklist
@@ -39,6 +40,7 @@ from crmhub.sync.statements import may_state, stated_identities
 
 log = structlog.get_logger("crmhub.identity")
 MAX_CLOSURE_ROUNDS = 10  # a chain of records longer than this is not followed in one go
+UNCHECKED = f"{DAEMON} (statements: join)"  # who joins a claim an admin set to be taken unchecked
 
 
 class OnStatement(StrEnum):
@@ -104,12 +106,13 @@ class IdentityGraph:
         person = graph.person_for(self.session, customer, now=self.now)
         if self.policy.blocklist.blocks(customer):
             return person  # a switchboard number joins nobody
-        facts: list[Identity] = []
-        if customer.kind is IdentityKind.X and customer.display:
-            facts.append(Identity(IdentityKind.X_HANDLE, customer.display, customer.display))
+        if customer.kind is IdentityKind.X and customer.display:  # the handle X shows with the account id
+            person = self.join(person, [Identity(IdentityKind.X_HANDLE, customer.display, customer.display)],
+                               evidence=Evidence.CHANNEL, actor=DAEMON)
         claims = self._claims(item) if claims is None else claims
-        facts += [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.JOIN]
-        person = self.close_over_mirror(self.join(person, facts))
+        person = self.join(person, [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.JOIN],
+                           evidence=Evidence.STATEMENT, actor=UNCHECKED)
+        person = self.close_over_mirror(person)
         suggested = [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.SUGGEST]
         if suggested:
             self._suggest(item, person, suggested, interaction_id)
@@ -244,14 +247,15 @@ class IdentityGraph:
         facts = self.policy.blocklist.usable(self._simple_facts(item)[1:])
         return all(held.get((f.kind, f.value)) == person for f in facts) and not claims
 
-    def confirm(self, sender: Identity, claimed: Identity) -> int:
+    def confirm(self, sender: Identity, claimed: Identity, *, by: str) -> int:
         """A claim a person checked: `sender`'s person takes `claimed`, merging whoever holds it (with backfill).
 
         Returns the sender's person afterwards; it does not hold `claimed` when
         the join was refused (a blocked value, or the identity limit, flagged).
+        The join is logged as a confirmed statement, made by `by`.
         """
         person = graph.person_for(self.session, sender, now=self.now)
-        person = self.close_over_mirror(self.join(person, [claimed]))
+        person = self.close_over_mirror(self.join(person, [claimed], evidence=Evidence.STATEMENT, actor=by))
         self._link_grown()
         return person
 
@@ -281,8 +285,10 @@ class IdentityGraph:
                 continue
             person = persons[0]
             for other in persons[1:]:
-                person = self.merge(person, other, why=f"{record.crm} record {record.record_id}")
-            person = self.close_over_mirror(self.join(person, mine))
+                person = self.merge(person, other, why=f"{record.crm} record {record.record_id}",
+                                    evidence=Evidence.CRM_FIELD, actor=DAEMON)
+            person = self.close_over_mirror(self.join(person, mine, evidence=Evidence.CRM_FIELD, actor=DAEMON,
+                                                      record=f"{record.crm} record {record.record_id}"))
             if graph.links_of(self.session, person, record.crm):  # a further record of a linked person
                 graph.add_link(self.session, person, record.crm, record.object_type, record.record_id, now=self.now)
                 self.relink(person, record.crm)
@@ -291,8 +297,12 @@ class IdentityGraph:
         self._link_grown()
 
     # ---- joining ---------------------------------------------------------
-    def join(self, person: int, facts: Sequence[Identity]) -> int:
-        """Add `facts` to `person`; a fact another person holds merges the two. Returns the surviving person."""
+    def join(self, person: int, facts: Sequence[Identity], *, evidence: Evidence, actor: str,
+             record: str = "") -> int:
+        """Add `facts` to `person`; a fact another person holds merges the two. Returns the surviving person.
+
+        A merge is logged with `evidence` and `actor`, about the fact (and the CRM `record` holding it, if any).
+        """
         for fact in self.policy.blocklist.usable(list(facts)):
             holder = graph.holder_of(self.session, fact)
             if holder is None:
@@ -302,7 +312,8 @@ class IdentityGraph:
                 graph.add_identity(self.session, person, fact)
                 self._grown.add(person)
             elif holder != person:
-                person = self.merge(person, holder, why=f"{fact.kind.value} {fact.value}")
+                why = f"{fact.kind.value}:{fact.value}" + (f" in {record}" if record else "")
+                person = self.merge(person, holder, why=why, evidence=evidence, actor=actor)
         return person
 
     def close_over_mirror(self, person: int) -> int:
@@ -315,11 +326,15 @@ class IdentityGraph:
                 break
             for row in rows:
                 seen.add(row.id)
-                person = self.join(person, graph.mirror_identities(self.session, row.id))
+                person = self.join(person, graph.mirror_identities(self.session, row.id), evidence=Evidence.CRM_FIELD,
+                                   actor=DAEMON, record=f"{row.crm} record {row.record_id}")
         return person
 
-    def merge(self, a: int, b: int, *, why: str) -> int:
-        """Join persons `a` and `b` into the older one and backfill; refused (and flagged) past the identity limit."""
+    def merge(self, a: int, b: int, *, why: str, evidence: Evidence, actor: str) -> int:
+        """Join persons `a` and `b` into the older one and backfill; refused (and flagged) past the identity limit.
+
+        The join goes into the link log with `evidence`, `actor` and `why` (what it concerns).
+        """
         keep, gone = min(a, b), max(a, b)
         if keep == gone:
             return keep
@@ -328,11 +343,11 @@ class IdentityGraph:
             if sum(1 for i in combined if i.kind is kind) > self.policy.max_per_kind:
                 self._flag_limit(keep, kind, other=gone)
                 return a
-        graph.merge_persons(self.session, keep, gone)
+        graph.merge_persons(self.session, keep, gone, evidence=evidence, actor=actor, now=self.now, concerning=why)
         self._grown.discard(gone)
         self._grown.add(keep)
         self.merges += 1
-        log.info("persons joined", person=keep, joined=gone, fact_kind=why.split(" ")[0])
+        log.info("persons joined", person=keep, joined=gone, evidence=str(evidence))
         for crm in self.crms:
             self.relink(keep, crm)
         return keep
@@ -401,12 +416,18 @@ class IdentityGraph:
         person, object_type, preferred = link.person_id, link.object_type, link.preferred
         self.session.delete(link)
         self.session.flush()
+        evidence = Evidence.CRM_MERGE if survivor is not None else Evidence.CRM_DELETE
+        linklog.record(self.session, Action.UNLINK_RECORD, evidence=evidence, actor=DAEMON, now=self.now,
+                       kept=person, concerning=f"{crm} record {record_id}")
         if survivor is not None:
             holder = graph.linked_persons(self.session, crm, [survivor]).get(survivor)
             if holder is None:
                 graph.add_link(self.session, person, crm, object_type, survivor, now=self.now)
+                linklog.record(self.session, Action.LINK_RECORD, evidence=evidence, actor=DAEMON, now=self.now,
+                               kept=person, concerning=f"{crm} record {survivor}")
             elif holder != person:
-                person = self.merge(person, holder, why=f"{crm} record {record_id} merged into {survivor}")
+                person = self.merge(person, holder, why=f"{crm} record {record_id} merged into {survivor}",
+                                    evidence=Evidence.CRM_MERGE, actor=DAEMON)
             if preferred:  # the admin's pick is gone into the survivor: the pick moves with it
                 self.session.execute(update(CrmLinkRow).where(CrmLinkRow.crm == crm, CrmLinkRow.record_id == survivor)
                                      .values(preferred=True))
