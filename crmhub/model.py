@@ -267,7 +267,12 @@ class HistoryWrite:
     pipeline stages). `job_ref` is what the connector reported when an
     earlier attempt submitted an asynchronous bulk job carrying this write
     (`write_history(..., on_submitted=)`): the connector waits for that job
-    and looks at what it did instead of submitting again.
+    and looks at what it did instead of submitting again. `adopt` says the
+    interaction is older than the CRM's adoption horizon (this state store is
+    new or restored in front of an org crmhub wrote to): the connector looks
+    for the activity by crmhub's key before writing, and one it finds is
+    adopted as the CRM holds it (not moved, its case not reopened), reported
+    with `WriteOutcome.adopted`.
     """
 
     key: str
@@ -283,6 +288,7 @@ class HistoryWrite:
     relink: bool = False  # delivered before onto another record: move it (and its case) to `contact_id`
     reopen: QueueTarget | None = None  # set: `case_id` is closed in the CRM; reopen it (into this queue) first
     job_ref: str | None = None  # a bulk job an earlier attempt submitted with this write (the connector's reference)
+    adopt: bool = False  # an earlier state store may have written it: found by key, it is taken as it is (issue 14)
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,7 @@ class WriteOutcome:
     error: Exception | None = None
     job_ref: str | None = None
     settle_after: float = 0.0
+    adopted: str | None = None  # found written by an earlier state store: the object counted (e.g. "tasks")
 
     @property
     def ok(self) -> bool:

@@ -543,9 +543,35 @@ class HubSpotCrm(Connector):
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
-        """Create missing contacts, then new tickets and one activity per write, each with its associations inline."""
+        """Create missing contacts, then new tickets and one activity per write, each with its associations inline.
+
+        Writes marked `adopt` (an earlier state store may have made them) are
+        first looked for by `crmhub_key`, one batch read per 100 and activity
+        type (`_adopted`): one found is adopted as it is (its ticket not
+        reopened, nothing associated anew); only the others are written.
+        """
+        adopted = self._adopted([w for w in writes if w.adopt])
+        outcomes = self._write([w for w in writes if w.key not in adopted])
+        return [adopted.get(w.key) or outcomes[w.key] for w in writes]
+
+    def _adopted(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """The writes whose activity the portal holds already, by crmhub's key, as adopted outcomes."""
+        keys: dict[str, list[str]] = defaultdict(list)
+        for write in writes:
+            keys[self._activity(write)[0]].append(write.key)
+        found: dict[str, tuple[str, str]] = {}  # write key -> (activity type, record id)
+        for object_type, of_type in sorted(keys.items()):
+            self.ensure_key_property(object_type, ACTIVITY_KEY)
+            read = self.call(f"{object_type}.read", lambda t=object_type, k=of_type: self._read_keys(  # type: ignore[misc]
+                t, ACTIVITY_KEY, k))
+            found.update((key, (object_type, record_id)) for key, record_id in read.items())
+        return {w.key: WriteOutcome(w.key, record_id=found[w.key][1], contact_id=w.contact_id, case_id=w.case_id,
+                                    adopted=found[w.key][0]) for w in writes if w.key in found}
+
+    def _write(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """`write_history` for the writes to send: one outcome per write key."""
         if not writes:
-            return []
+            return {}
         errors: dict[str, Exception] = {}
         contacts, contact_errors = self._contacts(writes)
         contact_of = {w.key: w.contact_id or contacts.get(w.person_id) for w in writes}
@@ -576,9 +602,9 @@ class HubSpotCrm(Connector):
                 else:
                     activities[key] = record_id
         self._move_tickets([w for w in writes if w.relink and w.key not in errors], contact_of, ticket_of, errors)
-        return [WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
-                             contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
-                for w in writes]
+        return {w.key: WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
+                                    contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
+                for w in writes}
 
     # contacts
     def _contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:

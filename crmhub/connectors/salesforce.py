@@ -344,7 +344,36 @@ class SalesforceCrm(Connector):
         own Case and Tasks. Every write is an upsert by crmhub's keys or an
         update to the same values, so a Composite resent after a lost answer
         finds what the first one did.
+
+        Writes marked `adopt` (an earlier state store may have made them) are
+        first looked for by key, one query per 200 (`_adopted`): a Task found
+        is adopted as it is, not written again (its case not reopened, the
+        Task not moved); only the others are sent.
         """
+        adopted = self._adopted([w for w in writes if w.adopt])
+        outcomes = self._write([w for w in writes if w.key not in adopted])
+        return [adopted.get(w.key) or outcomes[w.key] for w in writes]
+
+    def _adopted(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """The writes whose Task the org holds already (by `Crmhub_Key__c`), as adopted outcomes."""
+        if not writes:
+            return {}
+        found: dict[str, Mapping[str, Any]] = {}
+        keys = sorted({w.key for w in writes})
+        for start in range(0, len(keys), COLLECTION_LIMIT):
+            listed = ", ".join(f"'{_soql_string(k)}'" for k in keys[start:start + COLLECTION_LIMIT])
+            soql = f"SELECT Id, {TASK_KEY_FIELD}, WhoId, WhatId FROM Task WHERE {TASK_KEY_FIELD} IN ({listed})"
+            for records in self.query_pages(soql):
+                found.update((str(r[TASK_KEY_FIELD]), r) for r in records)
+        return {w.key: WriteOutcome(w.key, record_id=str(found[w.key]["Id"]),
+                                    contact_id=w.contact_id or found[w.key].get("WhoId"),
+                                    case_id=w.case_id or found[w.key].get("WhatId"), adopted="tasks")
+                for w in writes if w.key in found}
+
+    def _write(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """`write_history` for the writes to send: one outcome per write key."""
+        if not writes:
+            return {}
         new_people = self._new_people(writes)
         contacts = {sobject: {p: self._contact_fields(w) for p, w in of_person.items()}
                     for sobject, of_person in new_people.items()}
@@ -381,7 +410,7 @@ class SalesforceCrm(Connector):
                 write.key, record_id=record_id, error=error,
                 contact_id=write.contact_id or created.get(write.person_id),
                 case_id=write.case_id or (case_ids.get(write.new_case.key) if write.new_case else None))
-        return [outcomes[w.key] for w in writes]
+        return outcomes
 
     def _send(self, subrequests: Sequence[Subrequest]) -> dict[str, list[_Entry]]:
         """Each subrequest's per-record results, by reference id, through as few Composite calls as fit.

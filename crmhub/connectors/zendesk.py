@@ -287,6 +287,7 @@ class ZendeskCrm(Connector):
         self.job_settle_first = job_settle_first
         self._checks: dict[str, int] = {}  # job id -> reads that found it still running (settle_later)
         self._inflight: dict[int, str] = {}  # ticket id -> the comment job on it not seen finished (settle_later)
+        self._adopted: set[str] = set()  # keys of `adopt` writes found on their ticket in this call (issue 14)
         self._opening: dict[str, str] = {}  # case key -> the ticket job creating it, not seen finished (settle_later)
         self._creating: dict[int, str] = {}  # person -> the users job creating its user, not seen finished
         self._zenpy: Zenpy | None = None
@@ -489,14 +490,19 @@ class ZendeskCrm(Connector):
         whole failed (nothing known about it), to be retried.
         """
         self._call.on_submitted = on_submitted
+        self._adopted = set()
         try:
             if settle_later:
-                return self._write_later(writes)
+                return self._adoptions(self._write_later(writes))
             self._await_refs(sorted({w.job_ref for w in writes if w.job_ref}))
             # A write that waited in a job (a worker's, then `crmhub sync`) was sent: found by key, never resent.
-            return self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes])
+            return self._adoptions(self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes]))
         finally:
             self._call.on_submitted = None
+
+    def _adoptions(self, outcomes: list[WriteOutcome]) -> list[WriteOutcome]:
+        """Outcomes of `adopt` writes whose comment an earlier state store made, marked adopted."""
+        return [replace(o, adopted="comments") if o.key in self._adopted and o.ok else o for o in outcomes]
 
     # -- without waiting (settle_later)
     def _write_later(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
@@ -1002,6 +1008,8 @@ class ZendeskCrm(Connector):
             for write, target in pending:
                 if target == ticket_id and write.key in written:
                     done[write.key] = ticket_id
+                    if write.adopt:
+                        self._adopted.add(write.key)
         return set(check)
 
     def _comment(self, pending: list[tuple[HistoryWrite, int]], users: Mapping[int, int], check: set[int],

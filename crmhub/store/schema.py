@@ -427,3 +427,21 @@ class SupportCaseRow(Base):
     opened_at: Mapped[datetime]  # when crmhub opened it
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the last close the CRM reported; None: open
     reopens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+
+class AdoptionRow(Base):
+    """What a state store found an earlier store had written in one CRM, by object: adopted, not written again.
+
+    `until` is the CRM's adoption horizon: a write of an interaction from before
+    it may have been made by an earlier store (this one is new, or was restored
+    from a backup), so the connector finds it by crmhub's key before writing
+    (issue 14). The row with `object_type` '' carries only the horizon.
+    """
+
+    __tablename__ = "adoptions"
+
+    crm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    object_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+    until: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime]

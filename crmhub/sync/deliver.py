@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from crmhub.errors import Interrupted, RecordGone, TransientError, reason_of
 from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, MirrorRecord, OutboxStatus, QueueTarget,
                           WriteOutcome, WritePriority)
-from crmhub.store import StateStore, graph, ledger, outbox
+from crmhub.store import StateStore, adoption, graph, ledger, outbox
 from crmhub.store.locks import one_at_a_time
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import ContactMatch, contacts_for
@@ -113,6 +113,7 @@ class DeliveryReport:
     retargeted: int = 0  # writes whose contact was gone from the CRM, due again for what is left
     latencies: list[float] = field(default_factory=list)
     """Seconds from each delivered item's channel time to the CRM's confirmation (relinks left out): metrics."""
+    adopted: int = 0  # of `delivered`, writes found in the CRM as an earlier state store made them (issue 14)
     waiting: int = 0  # writes left in the CRM's asynchronous jobs, to be settled by a later run
     settle_in: float | None = None  # seconds until the soonest of them is due again
 
@@ -237,6 +238,7 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
         else:
             live.append(claim)
     contacts, identities, threads = _resolve_each(session, live, crm, policy, batch, now=now)
+    horizon = adoption.horizon(session, crm) if live else None
     opened: dict[str, outbox.Thread] = {}
     for claim in live:
         if claim.person_id is not None and claim.person_id not in contacts:
@@ -248,7 +250,8 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             new_contact = tuple(policy.blocklist.usable(identities.get(claim.person_id, []))) if (
                 contact is None and policy.create_contact_as) else ()  # never a contact made of a shared number alone
             write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
-                                           threads.get(claim.conversation_key), now=now, batch=batch)
+                                           threads.get(claim.conversation_key), now=now, batch=batch,
+                                           horizon=horizon)
         except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
             _not_prepared(batch, claim, crm, exc)
             continue
@@ -339,13 +342,19 @@ def _record_dead(session: Session, dead: Sequence[tuple[outbox.Claim, str, bool]
 
 def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: DeliveryPolicy,
                    contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *,
-                   now: datetime, batch: _Batch) -> tuple[HistoryWrite, outbox.Thread]:
-    """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made."""
+                   now: datetime, batch: _Batch, horizon: datetime | None = None) -> tuple[HistoryWrite, outbox.Thread]:
+    """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made.
+
+    An interaction from before the CRM's adoption `horizon` may have been
+    written by an earlier state store: its write is marked `adopt`.
+    """
     item = ledger.to_interaction(claim.item, raw=False)
     targets = claim.targets or {}
     target = QueueTarget(**targets[crm]) if crm in targets else QueueTarget("")
     context = _template_context(item, claim.rule or "", target.queue)
-    tried_before = earlier is not None and earlier.closed_at is None  # an earlier write may have opened its case
+    adopt = horizon is not None and item.occurred_at <= horizon and not claim.relink
+    # an earlier write (of this store, or of an earlier one) may have opened its case
+    tried_before = (earlier is not None and earlier.closed_at is None) or adopt
     # A closed case reopens for a message within the window (or one following such a message in this batch).
     reopen = earlier is not None and outbox.reopens(earlier, item.occurred_at, policy.reopen_window, batch.reopening)
     thread = earlier if reopen and earlier is not None else outbox.next_thread(
@@ -358,13 +367,14 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
         batch.reopening.setdefault(thread.id, thread.state_at)
         batch.reopened[item.conversation_key] = thread.id
     # Only a row's very first claim is certain: an earlier attempt, or a claim cut short, may have written it.
-    first_attempt = claim.attempts == 0 and claim.claims == 1 and not claim.relink
+    first_attempt = claim.attempts == 0 and claim.claims == 1 and not claim.relink and not adopt
     return HistoryWrite(
         key=claim.idempotency_key, person_id=person_id, interaction=item, fields=fields,
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
-        relink=claim.relink, reopen=QueueTarget(thread.queue) if reopen else None, job_ref=claim.job_ref), thread
+        relink=claim.relink, reopen=QueueTarget(thread.queue or target.queue) if reopen else None,
+        job_ref=claim.job_ref, adopt=adopt), thread
 
 
 def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], crm: str, policy: DeliveryPolicy,
@@ -375,6 +385,7 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     links: list[tuple[int, str, str]] = []
     cases: dict[str, str] = {}
     reopened: dict[int, datetime | None] = {}
+    adopted: dict[str, int] = {}
     for (outbox_id, write), outcome in zip(batch.writes.items(), outcomes, strict=True):
         if outcome.waiting:  # in a job: what is known so far is recorded, the row waits to be settled
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, job_ref=outcome.job_ref,
@@ -392,9 +403,12 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
                                            contact_ref=write.contact_id or outcome.contact_id))
             if outcome.contact_id and write.contact_id is None:
                 links.append((write.person_id, write.contact_object, outcome.contact_id))
-            if outcome.case_id and write.new_case is not None:
+            if outcome.case_id and write.new_case is not None and not outcome.adopted:  # adopted: on its old case
                 cases.setdefault(write.interaction.conversation_key, outcome.case_id)
-            if write.reopen is not None:
+            if outcome.adopted:  # found as an earlier store wrote it: taken as it is, its case left as it is
+                adopted[outcome.adopted] = adopted.get(outcome.adopted, 0) + 1
+                report.adopted += 1
+            elif write.reopen is not None:
                 thread = batch.reopened[write.interaction.conversation_key]
                 reopened[thread] = batch.reopening[thread]
             report.delivered += 1
@@ -422,6 +436,7 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     graph.add_links(session, crm, links, now=now)
     outbox.record_cases(session, crm, cases)
     outbox.record_reopened(session, reopened)
+    adoption.add(session, crm, adopted, now=now)
 
 
 def _retarget(store: StateStore, writer: HistoryWriter, gone: Mapping[str, set[str]], policy: DeliveryPolicy, *,

@@ -1,0 +1,37 @@
+"""adoptions: what a new or restored state store found an earlier one wrote, per CRM and object (issue 14)
+
+A store in front of an org crmhub already wrote to adopts cases, activities
+and contacts by crmhub's keys instead of writing them again; `crmhub status`
+says how many. The row with object_type '' holds the CRM's adoption horizon.
+
+Revision ID: 0018_identity_kinds
+Revises: 0012_interaction_language (the lead re-chains at merge)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018_identity_kinds"
+down_revision = "0012_interaction_language"
+branch_labels = None
+depends_on = None
+
+When = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "adoptions",
+        sa.Column("crm", sa.String(16), nullable=False),
+        sa.Column("object_type", sa.String(32), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("until", When, nullable=True),
+        sa.Column("updated_at", When, nullable=False),
+        sa.PrimaryKeyConstraint("crm", "object_type", name="pk_adoptions"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("adoptions")
