@@ -6,6 +6,7 @@ sync engine and the state store see only these.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -244,8 +245,20 @@ PERSON_KEY_PREFIX = "crmhub-person-"
 
 
 def person_key(person_id: int) -> str:
-    """crmhub's key of the contact it creates for a person, so a repeated create finds the first one."""
+    """The key of the contact crmhub created for a person before keys were derived (`persons.key` of older stores)."""
     return f"{PERSON_KEY_PREFIX}{person_id}"
+
+
+def identity_person_key(identity: Identity) -> str:
+    """crmhub's key of the contact it creates for a person first seen with `identity`.
+
+    The same in every state store, so a new store in front of an org finds
+    (adopts) the contact an earlier store created for that customer, and
+    never gives it to another person; a digest, so the key carries no
+    phone number or address.
+    """
+    digest = hashlib.sha256(f"{identity.kind.value}:{identity.value}".encode()).hexdigest()[:24]
+    return f"{PERSON_KEY_PREFIX}{digest}"
 
 
 @dataclass(frozen=True)
@@ -289,6 +302,11 @@ class HistoryWrite:
     reopen: QueueTarget | None = None  # set: `case_id` is closed in the CRM; reopen it (into this queue) first
     job_ref: str | None = None  # a bulk job an earlier attempt submitted with this write (the connector's reference)
     adopt: bool = False  # an earlier state store may have written it: found by key, it is taken as it is (issue 14)
+    contact_key: str = ""  # crmhub's key of the contact to create (`persons.key`); "" : `person_key(person_id)`
+
+    def person_key(self) -> str:
+        """The key the contact of `new_contact` is created under, so a repeated create finds the first one."""
+        return self.contact_key or person_key(self.person_id)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,6 @@ from crmhub.model import (
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
-    person_key,
 )
 
 BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
@@ -639,7 +638,7 @@ class HubSpotCrm(Connector):
         if not properties:
             return {}, errors
         self.ensure_key_property("contacts", PERSON_KEY)
-        person_of = {person_key(pid): pid for pid in properties}
+        person_of = {wanted[pid].person_key(): pid for pid in properties}
         records = {key: NewRecord(properties[pid], maybe_written=pid in maybe_written) for key, pid in person_of.items()}
         created: dict[int, str] = {}
         taken: dict[int, Json] = {}  # another contact holds one of its unique values (an email)

@@ -61,7 +61,7 @@ from crmhub.errors import AuthError, ConnectorError, PermanentError, RateLimited
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, ReplyPage,
-    WriteOutcome, person_key,
+    WriteOutcome,
 )
 
 T = TypeVar("T")
@@ -468,7 +468,7 @@ class SalesforceCrm(Connector):
 
     def _contact_fields(self, write: HistoryWrite) -> dict[str, Any]:
         obj = self.objects[write.contact_object]
-        fields: dict[str, Any] = {"attributes": {"type": obj.name}, CONTACT_KEY_FIELD: person_key(write.person_id)}
+        fields: dict[str, Any] = {"attributes": {"type": obj.name}, CONTACT_KEY_FIELD: write.person_key()}
         for identity in write.new_contact:
             names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if names and names[0] not in fields:
@@ -508,7 +508,7 @@ class SalesforceCrm(Connector):
                 if write.contact_id.startswith(CONTACT_PREFIX):  # a Case's ContactId takes Contacts, not Leads
                     record["ContactId"] = write.contact_id
             elif new_people.get(write.person_id) == "Contact":
-                record["Contact"] = relationship("Contact", CONTACT_KEY_FIELD, person_key(write.person_id))
+                record["Contact"] = relationship("Contact", CONTACT_KEY_FIELD, write.person_key())
             specs[spec.key] = record
         return specs, errors
 
@@ -537,7 +537,7 @@ class SalesforceCrm(Connector):
         if write.contact_id or write.person_id not in new_people:
             task["WhoId"] = write.contact_id
         else:
-            task["Who"] = relationship(new_people[write.person_id], CONTACT_KEY_FIELD, person_key(write.person_id))
+            task["Who"] = relationship(new_people[write.person_id], CONTACT_KEY_FIELD, write.person_key())
         if write.case_id or write.new_case is None:
             task["WhatId"] = write.case_id
         else:

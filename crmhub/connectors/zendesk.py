@@ -188,7 +188,6 @@ from crmhub.model import (
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
-    person_key,
 )
 
 T = TypeVar("T")
@@ -850,7 +849,7 @@ class ZendeskCrm(Connector):
         is not a customer's).
         """
         found: dict[int, int] = {}
-        external = {person_key(p): p for p in failed}
+        external = {str(records[p]["external_id"]): p for p in failed}
         keys = list(external)
         for start in range(0, len(keys), MAX_BULK):
             chunk_ids = keys[start:start + MAX_BULK]
@@ -874,7 +873,7 @@ class ZendeskCrm(Connector):
 
     def _user_fields(self, write: HistoryWrite) -> dict[str, Any]:
         obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
-        fields: dict[str, Any] = {"external_id": person_key(write.person_id)}
+        fields: dict[str, Any] = {"external_id": write.person_key()}
         for identity in write.new_contact:
             names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if not names:

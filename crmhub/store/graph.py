@@ -7,14 +7,14 @@ API call however messy the CRM's phone formats are.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from crmhub.model import Identity, IdentityKind, MirrorRecord
+from crmhub.model import Identity, IdentityKind, MirrorRecord, identity_person_key
 from crmhub.store.ledger import dialect_insert, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
@@ -106,6 +106,27 @@ def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[in
         for person, kind, value, display in session.execute(query):
             found.setdefault(person, []).append(Identity(IdentityKind(kind), value, display))
     return found
+
+
+def contact_keys(session: Session, identities: Mapping[int, Sequence[Identity]]) -> dict[int, str]:
+    """crmhub's key of the contact to create for each person (`persons.key`), fixed on first need.
+
+    A person without one yet gets the key of the identity it was first seen
+    with (`identity_person_key`, its first identity by id), stored at once so
+    every later attempt creates under the same key whatever joins the person
+    meanwhile. Two statements for the lot.
+    """
+    if not identities:
+        return {}
+    keys = {person: key for person, key in session.execute(
+        select(PersonRow.id, PersonRow.key).where(among(PersonRow.id, sorted(identities))))}
+    fixed = {person: identity_person_key(held[0]) for person, held in identities.items()
+             if not keys.get(person) and held}
+    if fixed:
+        session.connection().execute(
+            update(PersonRow.__table__).where(PersonRow.__table__.c.id == bindparam("person"))
+            .values(key=bindparam("new_key")), [{"person": p, "new_key": k} for p, k in fixed.items()])
+    return {person: key for person, key in {**keys, **fixed}.items() if key}
 
 
 # ---- CRM links ---------------------------------------------------------------

@@ -109,6 +109,8 @@ class PersonRow(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime]
     merged_into: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)
+    # crmhub's key of the contact it creates for the person, fixed when first needed (`graph.contact_keys`)
+    key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IdentityRow(Base):

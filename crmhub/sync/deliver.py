@@ -237,7 +237,7 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             batch.dead.append((claim, _stopped_too_often(claim, crm), False))
         else:
             live.append(claim)
-    contacts, identities, threads = _resolve_each(session, live, crm, policy, batch, now=now)
+    contacts, identities, keys, threads = _resolve_each(session, live, crm, policy, batch, now=now)
     horizon = adoption.horizon(session, crm) if live else None
     opened: dict[str, outbox.Thread] = {}
     for claim in live:
@@ -251,7 +251,7 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
                 contact is None and policy.create_contact_as) else ()  # never a contact made of a shared number alone
             write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
                                            threads.get(claim.conversation_key), now=now, batch=batch,
-                                           horizon=horizon)
+                                           horizon=horizon, contact_key=keys.get(claim.person_id, ""))
         except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
             _not_prepared(batch, claim, crm, exc)
             continue
@@ -262,18 +262,19 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
     return batch
 
 
-Resolved = tuple[dict[int, ContactMatch | None], dict[int, list[Identity]], dict[str, outbox.Thread]]
+Resolved = tuple[dict[int, ContactMatch | None], dict[int, list[Identity]], dict[int, str], dict[str, outbox.Thread]]
 
 
 def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
              now: datetime) -> Resolved:
-    """The claims' contacts, the identities of persons without one (to create it from), their threads."""
+    """The claims' contacts, the identities and contact keys of persons without one (to create it), their threads."""
     persons = [claim.person_id for claim in claims if claim.person_id is not None]
     relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
     contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink_many)
     unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
     identities = graph.identities_of_many(session, unknown)
-    return contacts, identities, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])
+    keys = graph.contact_keys(session, identities)
+    return contacts, identities, keys, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])
 
 
 def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy,
@@ -291,6 +292,7 @@ def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, po
             raise
     contacts: dict[int, ContactMatch | None] = {}
     identities: dict[int, list[Identity]] = {}
+    keys: dict[int, str] = {}
     threads: dict[str, outbox.Thread] = {}
     for claim in claims:
         try:
@@ -303,8 +305,9 @@ def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, po
             continue
         contacts.update(found[0])
         identities.update(found[1])
-        threads.update(found[2])
-    return contacts, identities, threads
+        keys.update(found[2])
+        threads.update(found[3])
+    return contacts, identities, keys, threads
 
 
 def _not_prepared(batch: _Batch, claim: outbox.Claim, crm: str, exc: Exception) -> None:
@@ -342,7 +345,8 @@ def _record_dead(session: Session, dead: Sequence[tuple[outbox.Claim, str, bool]
 
 def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: DeliveryPolicy,
                    contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *,
-                   now: datetime, batch: _Batch, horizon: datetime | None = None) -> tuple[HistoryWrite, outbox.Thread]:
+                   now: datetime, batch: _Batch, horizon: datetime | None = None,
+                   contact_key: str = "") -> tuple[HistoryWrite, outbox.Thread]:
     """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made.
 
     An interaction from before the CRM's adoption `horizon` may have been
@@ -374,7 +378,7 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
         relink=claim.relink, reopen=QueueTarget(thread.queue or target.queue) if reopen else None,
-        job_ref=claim.job_ref, adopt=adopt), thread
+        job_ref=claim.job_ref, adopt=adopt, contact_key=contact_key if new_contact else ""), thread
 
 
 def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], crm: str, policy: DeliveryPolicy,

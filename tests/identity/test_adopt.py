@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from typer.testing import CliRunner
 
@@ -86,3 +86,39 @@ def test_a_fresh_store_adopts_what_an_earlier_store_wrote(crm: str, twilio_sandb
     assert shown.exit_code == 0, shown.output
     conversations = len(set(traffic.senders.values())) - 1
     assert f"adopted from {crm}: {conversations} {cases_word}, 12 {activities_word}" in shown.output, shown.output
+
+
+def test_a_fresh_store_never_takes_an_earlier_stores_contact_for_a_new_person(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer,
+        tmp_path: Path) -> None:
+    """Person ids are the store's own: a new store numbers its persons afresh, so the contact crmhub creates for
+    a new person must not carry a key an earlier store gave another person's contact (it would be upserted onto it).
+
+    The earlier store read SMS and X; the fresh one reads SMS only (the admin switched X off with it). Its persons
+    are fewer, and a stranger who writes now is numbered as the X user was.
+    """
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    x: Any = x_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue", "Social_Queue"):
+        sf.add_queue(name, name)
+    tw.add_number(OURS)
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    tw.receive_message("+14155552001", OURS, "a stranger writes", at=start)
+    x.post_mention(x.add_user("xuser", "X User"), "hello from X", at=start + timedelta(minutes=1))
+    urls = {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url, "x": x_sandbox.url}
+    with build_hub(load_config(settings_for(tmp_path / "lost", urls, ("salesforce", "twilio", "x"))),
+                   clock=Clock()) as first:
+        _settle(first, salesforce_sandbox)
+    contacts = {c["Id"]: (c["LastName"], c.get("Phone"), c.get("X_Handle__c")) for c in sf.records("Contact")}
+    assert sorted(str(c[1]) for c in contacts.values()) == ["+14155552001", "None"]
+    with _hub(tmp_path / "fresh", urls, "salesforce") as fresh:
+        _settle(fresh, salesforce_sandbox)
+        tw.receive_message("+14155552002", OURS, "a new stranger writes", at=datetime.now(UTC))
+        _settle(fresh, salesforce_sandbox)
+    after = {c["Id"]: (c["LastName"], c.get("Phone"), c.get("X_Handle__c")) for c in sf.records("Contact")}
+    assert {i: after[i] for i in contacts} == contacts  # the earlier contacts as they were
+    [made] = [i for i in after if i not in contacts]
+    assert after[made][1] == "+14155552002"
+    [task] = [t for t in sf.records("Task") if t["Description"] == "a new stranger writes"]
+    assert task["WhoId"] == made
