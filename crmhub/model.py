@@ -303,6 +303,8 @@ class HistoryWrite:
     job_ref: str | None = None  # a bulk job an earlier attempt submitted with this write (the connector's reference)
     adopt: bool = False  # an earlier state store may have written it: found by key, it is taken as it is (issue 14)
     contact_key: str = ""  # crmhub's key of the contact to create (`persons.key`); "" : `person_key(person_id)`
+    # identity fields of `contact_id` to set first, by identities.yaml kind: {"x_handle": "jane_new"} after a rename
+    contact_update: Mapping[str, str] = field(default_factory=dict)
 
     def person_key(self) -> str:
         """The key the contact of `new_contact` is created under, so a repeated create finds the first one."""

@@ -83,6 +83,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import structlog
 import urllib3.exceptions
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
@@ -107,6 +108,7 @@ from crmhub.model import (
     WriteOutcome,
 )
 
+log = structlog.get_logger("crmhub.hubspot")
 BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
 SEARCH_PAGE_LIMIT = 200  # results per search page
 SEARCH_RESULT_CAP = 10_000  # results one search query can reach
@@ -574,6 +576,7 @@ class HubSpotCrm(Connector):
         errors: dict[str, Exception] = {}
         contacts, contact_errors = self._contacts(writes)
         contact_of = {w.key: w.contact_id or contacts.get(w.person_id) for w in writes}
+        self._update_contacts(writes)
         tickets, ticket_errors = self._tickets(writes, contact_of)
         reopen_errors = self._reopen_tickets(writes)
         ticket_of = {w.key: w.case_id or (tickets.get(w.new_case.key) if w.new_case else None) for w in writes}
@@ -739,6 +742,35 @@ class HubSpotCrm(Connector):
             else:
                 tickets[key] = record_id
         return tickets, errors
+
+    def _update_contacts(self, writes: Sequence[HistoryWrite]) -> None:
+        """Set the identity properties the engine asks to (a renamed X handle), one batch update per 100 contacts.
+
+        Setting a value twice is harmless. A refusal is logged, not the write's
+        failure: the history still lands, and the next write sets it again.
+        """
+        inputs: dict[str, Json] = {}
+        for write in writes:
+            obj = self.objects.get(write.contact_object)
+            if not write.contact_update or not write.contact_id or obj is None:
+                continue
+            for kind, value in write.contact_update.items():
+                names = obj.fields_by_kind.get(kind, ())
+                if names:
+                    inputs.setdefault(write.contact_id, {})[names[0]] = value
+        items = list(inputs.items())
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            body = {"inputs": [{"id": cid, "objectWriteTraceId": cid, "properties": props} for cid, props in chunk]}
+            try:
+                answer = self.api("contacts.batch_update", "batch", "update", "contacts", body) or {}
+            except PermanentError as exc:  # e.g. the property is gone: the history still lands
+                log.warning("contact properties not updated", crm=self.name, records=len(chunk), reason=str(exc)[:200])
+                continue
+            done = {str(r["id"]) for r in answer.get("results") or []}
+            for cid, _ in chunk:
+                if cid not in done:
+                    log.warning("contact property not updated", crm=self.name, record=cid)
 
     def _reopen_tickets(self, writes: Sequence[HistoryWrite]) -> dict[str, Exception]:
         """Move the closed tickets the writes reopen back to their queue's stage: errors by ticket id.

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import structlog
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
 
@@ -66,6 +67,7 @@ from crmhub.model import (
 
 T = TypeVar("T")
 K = TypeVar("K")
+log = structlog.get_logger("crmhub.salesforce")
 _Entry = tuple[str | None, Exception | None, frozenset[str]]  # (id, refusal, fields the refusal names)
 TASK_KEY_FIELD = "Crmhub_Key__c"
 CASE_KEY_FIELD = "Crmhub_Conversation__c"
@@ -385,7 +387,9 @@ class SalesforceCrm(Connector):
         bodies = [_updatable(t) if w.relink else t for w, t in zip(ready, tasks, strict=True)]
         subrequests = [Subrequest(f"contacts_{sobject}", "PATCH", f"composite/sobjects/{sobject}/{CONTACT_KEY_FIELD}",
                                   list(records.values())) for sobject, records in contacts.items()]
-        subrequests += [Subrequest("cases", "PATCH", f"composite/sobjects/Case/{CASE_KEY_FIELD}", list(cases.values())),
+        renamed = self._contact_updates(writes)
+        subrequests += [Subrequest("contact_updates", "PATCH", "composite/sobjects", list(renamed.values())),
+                        Subrequest("cases", "PATCH", f"composite/sobjects/Case/{CASE_KEY_FIELD}", list(cases.values())),
                         Subrequest("case_updates", "PATCH", "composite/sobjects", list(updates.values())),
                         Subrequest("tasks", "PATCH", f"composite/sobjects/Task/{TASK_KEY_FIELD}", bodies)]
         results = self._send(subrequests)
@@ -394,6 +398,10 @@ class SalesforceCrm(Connector):
         errors_of_person: dict[int, Exception] = {}
         for sobject, records in contacts.items():
             _split(zip(records, results[f"contacts_{sobject}"], strict=True), created, errors_of_person)
+        refused: dict[str, Exception] = {}
+        _split(zip(renamed, results["contact_updates"], strict=True), {}, refused)
+        for record_id, error in refused.items():  # the history goes on; the field is set again with the next write
+            log.warning("contact field not updated", crm=self.name, record=record_id, reason=str(error)[:200])
         case_ids: dict[str, str] = {}
         _split(zip(cases, results["cases"], strict=True), case_ids, case_errors)
         update_errors: dict[str, Exception] = {}
@@ -511,6 +519,21 @@ class SalesforceCrm(Connector):
                 record["Contact"] = relationship("Contact", CONTACT_KEY_FIELD, write.person_key())
             specs[spec.key] = record
         return specs, errors
+
+    def _contact_updates(self, writes: Sequence[HistoryWrite]) -> dict[str, dict[str, Any]]:
+        """One update per existing Contact or Lead whose identity fields the engine asks to set (a renamed X
+        handle into the object's first field of that kind); setting them twice is harmless."""
+        updates: dict[str, dict[str, Any]] = {}
+        for write in writes:
+            obj = self.objects.get(write.contact_object)
+            if not write.contact_update or not write.contact_id or obj is None:
+                continue
+            for kind, value in write.contact_update.items():
+                names = obj.fields_by_kind.get(kind, ())
+                if names:
+                    updates.setdefault(write.contact_id, {"attributes": {"type": obj.name}, "id": write.contact_id}
+                                       )[names[0]] = value
+        return updates
 
     def _case_updates(self, writes: Sequence[HistoryWrite]) -> dict[str, dict[str, Any]]:
         """One update per Case: `OPEN_STATUS` for a reopen, the primary Contact after an identity merge."""

@@ -164,6 +164,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
+import structlog
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
@@ -175,7 +176,7 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
 from crmhub.connectors.zendesk_jobs import AFTER, COMMENT, FIRST, RUNNING, TICKET, USERS, JobRef, parse
-from crmhub.errors import ConnectorError, NotFound, RateLimited, RecordGone, Rejected, Timeout
+from crmhub.errors import ConnectorError, NotFound, PermanentError, RateLimited, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply,
@@ -191,6 +192,7 @@ from crmhub.model import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("crmhub.zendesk")
 MAX_BULK = 100  # items per create_many / update_many / show_many (Zendesk's limit)
 EXPORT_PAGE = 1000  # users (or ticket events) per incremental export page (Zendesk's maximum)
 MAX_CANDIDATES = 7  # job ids stored for one lost answer (the engine keeps 255 characters)
@@ -490,6 +492,7 @@ class ZendeskCrm(Connector):
         """
         self._call.on_submitted = on_submitted
         self._adopted = set()
+        self._update_users(writes)
         try:
             if settle_later:
                 return self._adoptions(self._write_later(writes))
@@ -498,6 +501,37 @@ class ZendeskCrm(Connector):
             return self._adoptions(self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes]))
         finally:
             self._call.on_submitted = None
+
+    def _update_users(self, writes: Sequence[HistoryWrite]) -> None:
+        """Set the identity fields the engine asks to (a renamed X handle): one update_many job, waited (rare).
+
+        Setting a value twice is harmless; a refusal is logged, not the
+        write's failure (the history still lands, and the next write sets it again).
+        """
+        fields: dict[int, dict[str, Any]] = {}
+        for write in writes:
+            obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
+            if not write.contact_update or not write.contact_id:
+                continue
+            for kind, value in write.contact_update.items():
+                names = obj.fields_by_kind.get(kind, ())
+                if not names:
+                    continue
+                user = fields.setdefault(int(write.contact_id), {})
+                if names[0].startswith("user_fields."):
+                    user.setdefault("user_fields", {})[names[0].removeprefix("user_fields.")] = value
+                else:
+                    user[names[0]] = value
+        users = [User(id=user_id, **changes) for user_id, changes in sorted(fields.items())]
+        for start in range(0, len(users), self.batch_size):
+            chunk = users[start:start + self.batch_size]
+            try:
+                results = self._run_job("users.update_many", lambda zd, c=chunk: zd.users.update(c))  # type: ignore[misc]
+            except PermanentError as exc:
+                results = [(None, exc)] * len(chunk)
+            for user, (_, error) in zip(chunk, results, strict=False):
+                if error is not None:
+                    log.warning("user fields not updated", crm=self.name, record=user.id, reason=str(error)[:200])
 
     def _adoptions(self, outcomes: list[WriteOutcome]) -> list[WriteOutcome]:
         """Outcomes of `adopt` writes whose comment an earlier state store made, marked adopted."""

@@ -38,6 +38,56 @@ def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
     return person.id
 
 
+def follow_handle(session: Session, account: Identity, at: datetime) -> bool:
+    """Whether `account`'s handle (an X identity's display) is its current one, renaming it if it is newer.
+
+    X keeps an account's id when it is renamed: the identity stays, its
+    display becomes the handle of the newest item seen (`display_at`), and
+    the old handle stops being one of the person's identities (anyone may
+    take it now). An older item showing the old handle changes nothing and
+    is not current.
+    """
+    row = session.scalar(select(IdentityRow).where(IdentityRow.kind == account.kind.value,
+                                                   IdentityRow.value == account.value))
+    if row is None or not account.display or row.display == account.display:
+        return True
+    if row.display_at is not None and at < row.display_at:
+        return False
+    old, row.display, row.display_at = row.display, account.display, at
+    if old:
+        session.execute(delete(IdentityRow).where(IdentityRow.kind == IdentityKind.X_HANDLE.value,
+                                                  IdentityRow.value == old, IdentityRow.person_id == row.person_id))
+    session.flush()
+    return True
+
+
+def renamed_handles(session: Session, crm: str, records: Mapping[int, str]) -> dict[int, str]:
+    """Persons (with their record in `crm`) whose record holds an X handle that is not their account's current one.
+
+    After a rename (`follow_handle`) the CRM field still shows the old
+    handle: person -> the current handle to write there. Only a record that
+    holds a handle, of a person with one X account, is changed. Two queries.
+    """
+    if not records:
+        return {}
+    current: dict[int, list[str]] = {}
+    for person, display in session.execute(select(IdentityRow.person_id, IdentityRow.display).where(
+            IdentityRow.kind == IdentityKind.X.value, among(IdentityRow.person_id, sorted(records)))):
+        current.setdefault(person, []).append(display)
+    ids = {records[p] for p, shown in current.items() if len(shown) == 1 and shown[0]}
+    if not ids:
+        return {}
+    held: dict[str, set[str]] = {}
+    for record_id, value in session.execute(
+            select(MirrorRow.record_id, MirrorIdentityRow.value).join(MirrorIdentityRow,
+                                                                      MirrorIdentityRow.mirror_id == MirrorRow.id)
+            .where(MirrorRow.crm == crm, among(MirrorRow.record_id, sorted(ids)),
+                   MirrorIdentityRow.kind == IdentityKind.X_HANDLE.value)):
+        held.setdefault(record_id, set()).add(value)
+    return {person: shown[0] for person, shown in current.items()
+            if len(shown) == 1 and held.get(records[person]) and shown[0] not in held[records[person]]}
+
+
 def new_persons(session: Session, identities: Sequence[Identity], *, now: datetime) -> dict[tuple[str, str], int]:
     """One new person for each of `identities`, which nobody holds yet; three statements for the lot.
 

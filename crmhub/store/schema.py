@@ -124,6 +124,8 @@ class IdentityRow(Base):
     value: Mapped[str] = mapped_column(String(255))
     display: Mapped[str] = mapped_column(String(255), default="")
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    # the time of the item that last changed `display` (an X account's handle): an older item never changes it back
+    display_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class CrmLinkRow(Base):

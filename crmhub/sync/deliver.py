@@ -53,6 +53,7 @@ from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 
 log = structlog.get_logger("crmhub.deliver")
+X_CONVERSATIONS = ("x_mention:", "x_dm:")  # conversation keys on X, whose items show the account's current handle
 
 
 class HistoryWriter(Protocol):
@@ -237,7 +238,8 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             batch.dead.append((claim, _stopped_too_often(claim, crm), False))
         else:
             live.append(claim)
-    contacts, identities, keys, threads = _resolve_each(session, live, crm, policy, batch, now=now)
+    resolved = _resolve_each(session, live, crm, policy, batch, now=now)
+    contacts, identities, threads = resolved.contacts, resolved.identities, resolved.threads
     horizon = adoption.horizon(session, crm) if live else None
     opened: dict[str, outbox.Thread] = {}
     for claim in live:
@@ -251,7 +253,8 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
                 contact is None and policy.create_contact_as) else ()  # never a contact made of a shared number alone
             write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
                                            threads.get(claim.conversation_key), now=now, batch=batch,
-                                           horizon=horizon, contact_key=keys.get(claim.person_id, ""))
+                                           horizon=horizon, contact_key=resolved.keys.get(claim.person_id, ""),
+                                           handle=resolved.handles.get(claim.person_id, ""))
         except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
             _not_prepared(batch, claim, crm, exc)
             continue
@@ -262,19 +265,35 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
     return batch
 
 
-Resolved = tuple[dict[int, ContactMatch | None], dict[int, list[Identity]], dict[int, str], dict[str, outbox.Thread]]
+@dataclass
+class Resolved:
+    """What a batch's writes need from the store, read together for the batch (by person, by conversation)."""
+
+    contacts: dict[int, ContactMatch | None] = field(default_factory=dict)
+    identities: dict[int, list[Identity]] = field(default_factory=dict)  # of persons without a contact
+    keys: dict[int, str] = field(default_factory=dict)  # the key each such person's contact is created under
+    handles: dict[int, str] = field(default_factory=dict)  # X handles renamed since their contact's field was set
+    threads: dict[str, outbox.Thread] = field(default_factory=dict)
+
+    def update(self, other: Resolved) -> None:
+        for name in ("contacts", "identities", "keys", "handles", "threads"):
+            getattr(self, name).update(getattr(other, name))
 
 
 def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
              now: datetime) -> Resolved:
-    """The claims' contacts, the identities and contact keys of persons without one (to create it), their threads."""
+    """The claims' contacts, the identities and contact keys of persons without one (to create it), renamed X
+    handles of persons with one, and the claims' threads."""
     persons = [claim.person_id for claim in claims if claim.person_id is not None]
     relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
     contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink_many)
     unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
     identities = graph.identities_of_many(session, unknown)
-    keys = graph.contact_keys(session, identities)
-    return contacts, identities, keys, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])
+    on_x = {claim.person_id for claim in claims if claim.conversation_key.startswith(X_CONVERSATIONS)}
+    handles = graph.renamed_handles(session, crm, {person: contact.record_id for person, contact in contacts.items()
+                                                   if contact is not None and person in on_x})
+    return Resolved(contacts, identities, graph.contact_keys(session, identities), handles,
+                    outbox.threads_of(session, crm, [claim.conversation_key for claim in claims]))
 
 
 def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy,
@@ -290,10 +309,7 @@ def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, po
     except Exception as exc:  # noqa: BLE001  # one item's data; found below
         if isinstance(exc, DBAPIError) and not ledger.item_fault(exc):
             raise
-    contacts: dict[int, ContactMatch | None] = {}
-    identities: dict[int, list[Identity]] = {}
-    keys: dict[int, str] = {}
-    threads: dict[str, outbox.Thread] = {}
+    resolved = Resolved()
     for claim in claims:
         try:
             with ledger.isolated(session):
@@ -303,11 +319,8 @@ def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, po
                 raise
             _not_prepared(batch, claim, crm, exc)
             continue
-        contacts.update(found[0])
-        identities.update(found[1])
-        keys.update(found[2])
-        threads.update(found[3])
-    return contacts, identities, keys, threads
+        resolved.update(found)
+    return resolved
 
 
 def _not_prepared(batch: _Batch, claim: outbox.Claim, crm: str, exc: Exception) -> None:
@@ -346,7 +359,7 @@ def _record_dead(session: Session, dead: Sequence[tuple[outbox.Claim, str, bool]
 def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: DeliveryPolicy,
                    contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *,
                    now: datetime, batch: _Batch, horizon: datetime | None = None,
-                   contact_key: str = "") -> tuple[HistoryWrite, outbox.Thread]:
+                   contact_key: str = "", handle: str = "") -> tuple[HistoryWrite, outbox.Thread]:
     """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made.
 
     An interaction from before the CRM's adoption `horizon` may have been
@@ -378,7 +391,8 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
         relink=claim.relink, reopen=QueueTarget(thread.queue or target.queue) if reopen else None,
-        job_ref=claim.job_ref, adopt=adopt, contact_key=contact_key if new_contact else ""), thread
+        job_ref=claim.job_ref, adopt=adopt, contact_key=contact_key if new_contact else "",
+        contact_update={"x_handle": handle} if handle and contact else {}), thread
 
 
 def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], crm: str, policy: DeliveryPolicy,

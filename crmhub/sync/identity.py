@@ -105,7 +105,8 @@ class IdentityGraph:
         if self.policy.blocklist.blocks(customer):
             return person  # a switchboard number joins nobody
         facts: list[Identity] = []
-        if customer.kind is IdentityKind.X and customer.display:
+        if (customer.kind is IdentityKind.X and customer.display
+                and graph.follow_handle(self.session, customer, item.occurred_at)):  # renamed: the new handle
             facts.append(Identity(IdentityKind.X_HANDLE, customer.display, customer.display))
         claims = self._claims(item) if claims is None else claims
         facts += [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.JOIN]

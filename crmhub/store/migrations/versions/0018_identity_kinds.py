@@ -11,6 +11,10 @@ that key) landed on that person's contact. New persons get a key derived from
 the identity they were first seen with; persons already stored keep the key
 their contacts may carry.
 
+identities.display_at: an X account keeps its id when renamed, and the
+handle (`display`) follows the newest item seen; this is that item's time,
+so a backlog item with the old handle never renames it back.
+
 Revision ID: 0018_identity_kinds
 Revises: 0012_interaction_language (the lead re-chains at merge)
 """
@@ -31,6 +35,8 @@ When = sa.DateTime(timezone=True)
 def upgrade() -> None:
     with op.batch_alter_table("persons") as batch:
         batch.add_column(sa.Column("key", sa.String(64), nullable=True))
+    with op.batch_alter_table("identities") as batch:
+        batch.add_column(sa.Column("display_at", When, nullable=True))
     persons = sa.table("persons", sa.column("id", sa.Integer()), sa.column("key", sa.String(64)))
     op.execute(persons.update().values(key=sa.literal("crmhub-person-") + sa.cast(persons.c.id, sa.String())))
     op.create_table(
@@ -48,3 +54,5 @@ def downgrade() -> None:
     op.drop_table("adoptions")
     with op.batch_alter_table("persons") as batch:
         batch.drop_column("key")
+    with op.batch_alter_table("identities") as batch:
+        batch.drop_column("display_at")
