@@ -55,6 +55,7 @@ class IdentityKind(StrEnum):
     EMAIL = "email"
     X = "x"
     X_HANDLE = "x_handle"  # what CRMs hold instead of the id; used to match the mirror
+    WHATSAPP_USER = "wa_user"  # a WhatsApp business-scoped user id (BSUID): a user known by username, no phone
 
 
 @dataclass(frozen=True, order=True)

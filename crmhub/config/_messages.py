@@ -22,7 +22,8 @@ from crmhub.config._types import CHANNEL_KINDS, CHANNELS, CRMS, did_you_mean, ki
 from crmhub.config._yaml import Document, Loc, Problem
 
 # What each kind of mapping key lists as valid names.
-_KEYED_NAMES = {"CRM": CRMS, "channel": CHANNELS, "identity kind": ("phone", "email", "x_handle")}
+_KEYED_NAMES = {"CRM": CRMS, "channel": CHANNELS,
+                "identity kind": ("phone", "email", "x_handle", "whatsapp_user")}
 
 # Fields whose pattern is best explained in words (the value is not echoed
 # for account_sid: people paste the auth token there by mistake).

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from simple_salesforce import Salesforce
 
 from crmhub.app import build_hub
 from crmhub.config import load_config
+from crmhub.connectors._http import build_session
 from crmhub.sandbox import EmulatorServer
 from crmhub.store.ledger import open_dead_letters
 from tests.crm_views import VIEWS, zendesk_messages
-from tests.test_replies import Clock, settings_for
+from tests.test_replies import Clock, sent_messages, settings_for
 
 
 def _fast_jobs(hub: Any) -> None:
@@ -109,3 +112,39 @@ def test_a_renamed_x_account_stays_one_person_and_its_handle_follows_in_the_crm(
     [hello] = [text for text in on if "new here" in text]
     assert on[hello] != jane
     assert len([text for text, contact in on.items() if contact == jane]) == 2
+
+
+WHATSAPP = "+14155550199"  # the sandbox's WhatsApp sender (settings.yaml: channels.twilio.numbers)
+BSUID = "US.13491208655302741918"  # a WhatsApp user who hides their number behind a username
+
+
+def test_a_whatsapp_user_known_by_username_only_is_an_identity_of_its_own(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    tw.add_number(WHATSAPP)
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    tw.receive_message(f"whatsapp:{BSUID}", f"whatsapp:{WHATSAPP}", "Hola, ¿tienen tienda?", at=start)
+    tw.receive_message(f"whatsapp:{BSUID}", f"whatsapp:{WHATSAPP}", "¿Y en Madrid?", at=start + timedelta(minutes=1))
+    urls = {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url}
+    with build_hub(load_config(settings_for(tmp_path, urls, ("salesforce", "twilio"))), clock=Clock()) as hub:
+        _sync(hub, sf)
+        # One person, one contact made for them: no phone read out of the id, both messages on one case.
+        [contact] = sf.records("Contact")
+        assert contact["LastName"] == BSUID and not contact.get("Phone") and not contact.get("MobilePhone")
+        tasks = sf.records("Task")
+        assert sorted(t["Description"] for t in tasks) == ["Hola, ¿tienen tienda?", "¿Y en Madrid?"]
+        assert {t["WhoId"] for t in tasks} == {contact["Id"]} and len({t["WhatId"] for t in tasks}) == 1
+        [case] = sf.records("Case")
+        assert case["Crmhub_Conversation__c"] == f"whatsapp:{WHATSAPP}:{BSUID}#1"
+        # An agent's answer goes back to the same WhatsApp user, by that id.
+        sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
+        agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
+                           session=build_session(base_url=salesforce_sandbox.url))
+        agent.CaseComment.create({"ParentId": case["Id"], "CommentBody": "Sí, en la Gran Vía.", "IsPublished": True})
+        _sync(hub, sf)
+    [sent] = sent_messages(tw)
+    assert (sent["to"], sent["from"], sent["body"]) == (f"whatsapp:{BSUID}", f"whatsapp:{WHATSAPP}",
+                                                        "Sí, en la Gran Vía.")
