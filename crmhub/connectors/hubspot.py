@@ -563,8 +563,8 @@ class HubSpotCrm(Connector):
         found: dict[str, tuple[str, str]] = {}  # write key -> (activity type, record id)
         for object_type, of_type in sorted(keys.items()):
             self.ensure_key_property(object_type, ACTIVITY_KEY)
-            read = self.call(f"{object_type}.read", lambda t=object_type, k=of_type: self._read_keys(  # type: ignore[misc]
-                t, ACTIVITY_KEY, k))
+            read = self.call(f"{object_type}.read",
+                             lambda t=object_type, k=of_type: self._read_keys(t, ACTIVITY_KEY, k))  # type: ignore[misc]
             found.update((key, (object_type, record_id)) for key, record_id in read.items())
         return {w.key: WriteOutcome(w.key, record_id=found[w.key][1], contact_id=w.contact_id, case_id=w.case_id,
                                     adopted=found[w.key][0]) for w in writes if w.key in found}

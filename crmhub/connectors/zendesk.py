@@ -526,7 +526,8 @@ class ZendeskCrm(Connector):
         for start in range(0, len(users), self.batch_size):
             chunk = users[start:start + self.batch_size]
             try:
-                results = self._run_job("users.update_many", lambda zd, c=chunk: zd.users.update(c))  # type: ignore[misc]
+                results = self._run_job("users.update_many",
+                                        lambda zd, c=chunk: zd.users.update(c))  # type: ignore[misc]
             except PermanentError as exc:
                 results = [(None, exc)] * len(chunk)
             for user, (_, error) in zip(chunk, results, strict=False):

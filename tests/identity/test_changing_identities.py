@@ -22,7 +22,7 @@ from simple_salesforce import Salesforce
 from crmhub.app import build_hub
 from crmhub.config import load_config
 from crmhub.connectors._http import build_session
-from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.store.ledger import open_dead_letters
 from tests.crm_views import VIEWS, zendesk_messages
 from tests.test_replies import Clock, sent_messages, settings_for
@@ -50,6 +50,7 @@ class XHandleField:
     add: Callable[[Any], str]  # a contact holding @JaneDoe; returns its id
     handle: Callable[[Any, str], str]  # the handle the CRM holds now for that contact
     tasks: Callable[[Any], dict[str, str]]  # each message text -> the contact it is on
+    lost: Fault  # the call setting the new handle, its answer lost
 
 
 def _zendesk_tasks(zd: Any) -> dict[str, str]:
@@ -68,15 +69,16 @@ FIELDS = {
     "salesforce": XHandleField(
         add=lambda sf: sf.insert("Contact", LastName="Doe", FirstName="Jane", X_Handle__c="@JaneDoe"),
         handle=lambda sf, rid: next(c["X_Handle__c"] for c in sf.records("Contact") if c["Id"] == rid),
-        tasks=lambda sf: {t["Description"]: t["WhoId"] for t in sf.records("Task")}),
+        tasks=lambda sf: {t["Description"]: t["WhoId"] for t in sf.records("Task")},
+        lost=Fault("reset", method="POST", path="/composite$", after=True)),
     "zendesk": XHandleField(
         add=lambda zd: str(zd.add_user(name="Jane Doe", user_fields={"x_handle": "@JaneDoe"})),
         handle=lambda zd, rid: next(u["user_fields"]["x_handle"] for u in zd.users() if str(u["id"]) == rid),
-        tasks=_zendesk_tasks),
+        tasks=_zendesk_tasks, lost=Fault("reset", method="PUT", path="/users/update_many", after=True)),
     "hubspot": XHandleField(
         add=lambda hs: str(hs.add("contacts", firstname="Jane", twitterhandle="@JaneDoe")),
         handle=lambda hs, rid: next(c["properties"]["twitterhandle"] for c in hs.objects("contacts") if c["id"] == rid),
-        tasks=_hubspot_tasks),
+        tasks=_hubspot_tasks, lost=Fault("reset", method="POST", path="/objects/contacts/batch/update", after=True)),
 }
 
 
@@ -99,7 +101,9 @@ def test_a_renamed_x_account_stays_one_person_and_its_handle_follows_in_the_crm(
         _sync(hub, em)
         x.rename_user(account, "JaneRenamed")
         x.post_mention(account, "any news on my order?")
+        lost = em.faults.add(field.lost)  # the update lands, its answer does not: set again, harmlessly
         _sync(hub, em)
+        assert lost.hits == 1
         # Mentions by the new handle reach the same person and contact; the CRM's field shows the new handle.
         on = field.tasks(em)
         assert {on[text] for text in on if "order" in text} == {jane}, on

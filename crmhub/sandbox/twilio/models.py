@@ -569,7 +569,9 @@ class TwilioBackend:
             params[f"MediaContentType{index}"] = media["content_type"]
         channel, sender = split_address(message["from"])
         if channel == WHATSAPP:  # a username-only user (BSUID) has no WhatsApp phone id to give
-            params.update(ProfileName=profile_name or "", **({"WaId": sender.lstrip("+")} if E164.match(sender) else {}))
+            params.update(ProfileName=profile_name or "")
+            if E164.match(sender):
+                params.update(WaId=sender.lstrip("+"))
         else:
             params.update(_geo("From", sender) | _geo("To", split_address(message["to"])[1]))
         return params
