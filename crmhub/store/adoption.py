@@ -11,7 +11,7 @@ object, for `crmhub status`. Each call is one statement.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 from sqlalchemy import Table, select
@@ -22,6 +22,7 @@ from crmhub.store.schema import AdoptionRow
 
 _TABLE = cast(Table, AdoptionRow.__table__)
 HORIZON = ""  # the object_type of the row holding a CRM's horizon
+NOTHING_BEFORE = datetime(1970, 1, 1, tzinfo=UTC)  # the horizon of a CRM that held nothing of crmhub's
 
 
 def horizon(session: Session, crm: str) -> datetime | None:

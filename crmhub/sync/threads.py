@@ -11,9 +11,11 @@ Adoption (issue 14): a case this store never opened was opened by an
 earlier store in front of the same org; its thread takes it on
 (`outbox.adopt_threads`), it is counted, and the CRM's adoption horizon
 moves to now (`crmhub.store.adoption`): everything older may have been
-written, so it is looked for by key before writing. A store's first full
-read sets the horizon too, and delivery waits for it (`threads_loaded`),
-so no case is opened again before crmhub knows what the CRM holds.
+written, so it is looked for by key before writing. A store's first full read
+sets the horizon too (to the epoch when the CRM holds no case of
+crmhub's: nothing to look for), and delivery waits for it
+(`threads_loaded`), so no case is opened again before crmhub knows what
+the CRM holds.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime) -> 
         adopted += done.adopted
     with store.transaction() as session:
         touch_cursors(session, source.name, [STREAM], now=now)
-        if adoption.horizon(session, source.name) is None:  # this store's first full read of the CRM's cases
-            adoption.extend_horizon(session, source.name, now, now=now)
+        if adoption.horizon(session, source.name) is None:  # a first full read that found no case of crmhub's:
+            # nothing to adopt (every write crmhub makes threads into a case), so no write looks first
+            adoption.extend_horizon(session, source.name, adoption.NOTHING_BEFORE, now=now)
     log.info("case states refreshed", crm=source.name, pages=pages, changed=changed, adopted=adopted)
     return changed
 
