@@ -51,7 +51,7 @@ from crmhub.sync.mirror import mirror_loaded, refresh_mirror
 from crmhub.sync.process import process_pending
 from crmhub.sync.replies import ReplyPolicy, ReplyReport
 from crmhub.sync.routing import Router, Rule
-from crmhub.sync.threads import refresh_threads
+from crmhub.sync.threads import refresh_threads, threads_loaded
 from crmhub.ops_listener import create_ops_app
 from crmhub.webhooks import create_app, ledger_ingest
 from crmhub.workers import Doorbell
@@ -313,8 +313,9 @@ class Hub:
 
     def _mirrors_loaded(self, cycle: Cycle) -> bool:
         """Whether every CRM's contact mirror had a first full load; if not, a failure in `cycle` says so."""
-        waiting = [name for name, crm in self.crms.items() if not mirror_loaded(self.store, name, list(crm.objects))]
-        if waiting:  # matching against a half-loaded mirror would create duplicates of existing contacts
+        waiting = [name for name, crm in self.crms.items() if not mirror_loaded(self.store, name, list(crm.objects))
+                   or not threads_loaded(self.store, name)]
+        if waiting:  # a half-loaded mirror would duplicate contacts, unread cases would be opened again
             cycle.failures.append(f"route: waiting for a first full contact mirror of {', '.join(waiting)}")
             log.warning("routing waits for the contact mirror", crms=waiting)
         return not waiting

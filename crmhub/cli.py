@@ -141,6 +141,24 @@ def status(config: ConfigOption = None, sandbox: SandboxOption = False,
 
 @app.command()
 @for_people
+def adopt(config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
+    """After restoring the state store from a backup: look for everything before now in the CRMs before writing."""
+    from datetime import UTC, datetime
+
+    from crmhub.ops import opened
+    from crmhub.store import adoption
+
+    with opened(config, sandbox=sandbox) as (loaded, store), store.transaction() as session:
+        now = datetime.now(UTC)
+        crms = loaded.settings.crms.enabled_names()
+        for crm in crms:
+            adoption.extend_horizon(session, crm, now, now=now)
+    typer.echo(f"{', '.join(crms) or 'no CRM'}: items from before {now.isoformat(timespec='seconds')} are looked "
+               "for by crmhub's keys before they are written (an earlier store may have written them)")
+
+
+@app.command()
+@for_people
 def sync(config: ConfigOption = None) -> None:
     """Run one full cycle: poll channels, refresh mirrors, route, deliver to the CRMs."""
     from crmhub.status import print_cycle

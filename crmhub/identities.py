@@ -6,11 +6,15 @@ identity, in any digits (Arabic-Indic, Persian, fullwidth); emails are
 compared as the mail providers and the three CRMs compare them (`email`); X
 accounts are keyed by their numeric user id (handles change), with the
 handle kept for display and for matching CRM fields that hold only a handle.
+A WhatsApp user who adopted a username and hides their number writes from a
+business-scoped user id (BSUID, e.g. `US.13491208655302741918`): an identity
+of its own kind, kept exactly as WhatsApp gave it and never read as a phone.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -19,6 +23,9 @@ import phonenumbers
 from crmhub.model import Identity, IdentityKind
 
 WHATSAPP_PREFIX = "whatsapp:"
+# Meta's business-scoped user id: an ISO country code, a period, up to 128 letters and digits ("ENT." for a
+# parent BSUID shared by a business's portfolios), e.g. US.13491208655302741918 or US.ENT.11815799212886844830.
+BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
 
 
 class InvalidIdentity(ValueError):
@@ -67,6 +74,28 @@ def _in_other_regions(text: str, regions: Sequence[str]) -> phonenumbers.PhoneNu
         if phonenumbers.is_valid_number(parsed):
             return parsed
     return None
+
+
+def whatsapp_user(raw: str, display: str = "") -> Identity:
+    """A WhatsApp sender known by a business-scoped user id (`whatsapp:` prefix optional), kept as given.
+
+    Raises:
+        InvalidIdentity: the text is not a BSUID.
+    """
+    text = raw.strip()
+    if text.lower().startswith(WHATSAPP_PREFIX):
+        text = text[len(WHATSAPP_PREFIX):].strip()
+    if not BSUID.fullmatch(text):
+        raise InvalidIdentity("not a WhatsApp business-scoped user id")
+    return Identity(IdentityKind.WHATSAPP_USER, text, display=display or text)
+
+
+def is_whatsapp_user(raw: str) -> bool:
+    """Whether a `whatsapp:` address names a BSUID rather than a phone number."""
+    text = raw.strip()
+    if text.lower().startswith(WHATSAPP_PREFIX):
+        text = text[len(WHATSAPP_PREFIX):].strip()
+    return BSUID.fullmatch(text) is not None
 
 
 def try_phone(raw: str | None, default_region: str = "US", other_regions: Sequence[str] = ()) -> Identity | None:
@@ -157,9 +186,16 @@ def from_crm_field(kind: str, value: object, default_region: str = "US",
         return try_email(value)
     if kind == "x_handle":
         return Identity(IdentityKind.X_HANDLE, normal_handle(value), display=value)
+    if kind == "whatsapp_user":
+        try:
+            return whatsapp_user(value)
+        except InvalidIdentity:
+            return None
     return None
 
 
 def mapping_kind(kind: IdentityKind) -> str:
-    """The identities.yaml key (phone, email, x_handle) whose fields hold identities of `kind`."""
+    """The identities.yaml key (phone, email, x_handle, whatsapp_user) whose fields hold identities of `kind`."""
+    if kind is IdentityKind.WHATSAPP_USER:
+        return "whatsapp_user"
     return "x_handle" if kind in (IdentityKind.X, IdentityKind.X_HANDLE) else kind.value

@@ -6,6 +6,7 @@ sync engine and the state store see only these.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +55,7 @@ class IdentityKind(StrEnum):
     EMAIL = "email"
     X = "x"
     X_HANDLE = "x_handle"  # what CRMs hold instead of the id; used to match the mirror
+    WHATSAPP_USER = "wa_user"  # a WhatsApp business-scoped user id (BSUID): a user known by username, no phone
 
 
 @dataclass(frozen=True, order=True)
@@ -244,8 +246,20 @@ PERSON_KEY_PREFIX = "crmhub-person-"
 
 
 def person_key(person_id: int) -> str:
-    """crmhub's key of the contact it creates for a person, so a repeated create finds the first one."""
+    """The key of the contact crmhub created for a person before keys were derived (`persons.key` of older stores)."""
     return f"{PERSON_KEY_PREFIX}{person_id}"
+
+
+def identity_person_key(identity: Identity) -> str:
+    """crmhub's key of the contact it creates for a person first seen with `identity`.
+
+    The same in every state store, so a new store in front of an org finds
+    (adopts) the contact an earlier store created for that customer, and
+    never gives it to another person; a digest, so the key carries no
+    phone number or address.
+    """
+    digest = hashlib.sha256(f"{identity.kind.value}:{identity.value}".encode()).hexdigest()[:24]
+    return f"{PERSON_KEY_PREFIX}{digest}"
 
 
 @dataclass(frozen=True)
@@ -270,6 +284,12 @@ class HistoryWrite:
     and looks at what it did instead of submitting again. `detach_from`
     (with `relink`): the join that put the activity on that contact was
     undone; a CRM that keeps old associations on a relink removes those.
+    `adopt` says the
+    interaction is older than the CRM's adoption horizon (this state store is
+    new or restored in front of an org crmhub wrote to): the connector looks
+    for the activity by crmhub's key before writing, and one it finds is
+    adopted as the CRM holds it (not moved, its case not reopened), reported
+    with `WriteOutcome.adopted`.
     """
 
     key: str
@@ -286,6 +306,14 @@ class HistoryWrite:
     reopen: QueueTarget | None = None  # set: `case_id` is closed in the CRM; reopen it (into this queue) first
     job_ref: str | None = None  # a bulk job an earlier attempt submitted with this write (the connector's reference)
     detach_from: str | None = None  # a relink after an undone join: the wrong contact it leaves (`crmhub links undo`)
+    adopt: bool = False  # an earlier state store may have written it: found by key, it is taken as it is (issue 14)
+    contact_key: str = ""  # crmhub's key of the contact to create (`persons.key`); "" : `person_key(person_id)`
+    # identity fields of `contact_id` to set first, by identities.yaml kind: {"x_handle": "jane_new"} after a rename
+    contact_update: Mapping[str, str] = field(default_factory=dict)
+
+    def person_key(self) -> str:
+        """The key the contact of `new_contact` is created under, so a repeated create finds the first one."""
+        return self.contact_key or person_key(self.person_id)
 
 
 @dataclass(frozen=True)
@@ -329,6 +357,7 @@ class WriteOutcome:
     error: Exception | None = None
     job_ref: str | None = None
     settle_after: float = 0.0
+    adopted: str | None = None  # found written by an earlier state store: the object counted (e.g. "tasks")
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crmhub.model import WritePriority
-from crmhub.store import StateStore
+from crmhub.store import StateStore, adoption
 from crmhub.store.leases import stream_owners
 from crmhub.store.ledger import all_cursors, ledger_counts, open_dead_letter_count
 from crmhub.store.outbox import allowances, held_counts, outbox_counts
@@ -51,7 +51,14 @@ def _store_counts(store: StateStore) -> dict[str, Any]:
             "replies": [{"crm": crm, "channel": channel, "status": status, "count": count}
                         for (crm, channel, status), count in sorted(reply_counts(session).items())],
             "dead_letters": open_dead_letter_count(session),
+            "adopted": adoption.counts(session),
         }
+
+
+def adoption_line(crm: str, counts: dict[str, int]) -> str:
+    """What this store found an earlier one had written in a CRM, for people (issue 14)."""
+    found = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    return f"adopted from {crm}: {found} (written by an earlier state store, found by crmhub's keys, not written again)"
 
 
 def budget_line(budget: dict[str, Any]) -> str:
@@ -92,6 +99,8 @@ def print_status(report: dict[str, Any], console: Console | None = None) -> None
     for row in report["replies"]:
         replies.add_row(row["crm"], row["channel"], row["status"], str(row["count"]))
     console.print(replies)
+    for crm, counts in sorted(report.get("adopted", {}).items()):
+        console.print(adoption_line(crm, counts), highlight=False)
     console.print(f"Open dead letters: [bold]{report['dead_letters']}[/]")
     if "streams" in report:
         owners = Table(title="Streams (each read by one daemon)")
@@ -114,7 +123,9 @@ def print_cycle(cycle: Any, console: Console | None = None) -> None:
     console.print(f"routed {cycle.processed} interaction(s)")
     for report in cycle.deliveries:
         console.print(f"delivered to {report.crm}: {report.delivered} written, {report.retrying} to retry, "
-                      f"{report.dead} dead-lettered" + (f", {report.held} held by the API budget"
+                      f"{report.dead} dead-lettered" + (f", {report.adopted} of them adopted (an earlier store's)"
+                                                        if report.adopted else "")
+                      + (f", {report.held} held by the API budget"
                                                         if report.held else "")
                       + (f", {report.noted} link suggestion(s) noted on their case" if report.noted else ""))
     for line in cycle.replies.lines() if getattr(cycle, "replies", None) is not None else []:

@@ -22,7 +22,7 @@ from crmhub.config._types import CHANNEL_KINDS, CHANNELS, CRMS, did_you_mean, ki
 from crmhub.config._yaml import Document, Loc, Problem
 
 # What each kind of mapping key lists as valid names.
-_KEYED_NAMES = {"CRM": CRMS, "channel": CHANNELS, "identity kind": ("phone", "email", "x_handle")}
+_KEYED_NAMES = {"CRM": CRMS, "channel": CHANNELS, "identity kind": ()}  # identity kinds: the section's own keys
 
 # Fields whose pattern is best explained in words (the value is not echoed
 # for account_sid: people paste the auth token there by mistake).
@@ -106,7 +106,7 @@ def _unknown_key(name: str, parent: Loc, model: type[BaseModel]) -> str:
         return f"unknown key '{name}' {where}: {moved}"
     keyed_by = getattr(holder, "keyed_by", "") if holder is not None else ""
     if keyed_by in _KEYED_NAMES:
-        names = _KEYED_NAMES[keyed_by]
+        names = _KEYED_NAMES[keyed_by] or tuple(valid)  # match fields take whatsapp_user, statements do not
         return (f"unknown {keyed_by} '{name}' {where}{did_you_mean(name, names)}; "
                 f"crmhub supports {', '.join(names)}")
     hint = did_you_mean(name, valid)

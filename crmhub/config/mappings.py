@@ -32,7 +32,7 @@ from crmhub.config._types import (
 )
 from crmhub.config.settings import Model
 
-IdentityKindName = Literal["phone", "email", "x_handle"]
+IdentityKindName = Literal["phone", "email", "x_handle", "whatsapp_user"]
 ChannelKind = Literal["sms", "whatsapp", "call", "x_mention", "x_dm"]
 _FULL_DAYS = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri",
               "saturday": "sat", "sunday": "sun"}
@@ -70,10 +70,14 @@ class MatchFields(Model):
     phone: list[FieldName] = Field([], description="Fields holding phone numbers.", examples=[["Phone", "MobilePhone"]])
     email: list[FieldName] = Field([], description="Fields holding email addresses.", examples=[["Email"]])
     x_handle: list[FieldName] = Field([], description="Fields holding X handles.", examples=[["X_Handle__c"]])
+    whatsapp_user: list[FieldName] = Field(
+        [], description="Fields holding WhatsApp business-scoped user ids (a user known by username, no phone).",
+        examples=[["WhatsApp_User__c"]])
 
     def by_kind(self) -> dict[str, tuple[str, ...]]:
         """`{"phone": ("Phone", "MobilePhone"), ...}` for the kinds with fields."""
-        return {kind: tuple(getattr(self, kind)) for kind in ("phone", "email", "x_handle") if getattr(self, kind)}
+        return {kind: tuple(getattr(self, kind)) for kind in ("phone", "email", "x_handle", "whatsapp_user")
+                if getattr(self, kind)}
 
 
 class SalesforceObjects(Model):

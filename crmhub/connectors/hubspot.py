@@ -83,6 +83,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import structlog
 import urllib3.exceptions
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
@@ -105,9 +106,9 @@ from crmhub.model import (
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
-    person_key,
 )
 
+log = structlog.get_logger("crmhub.hubspot")
 BATCH_LIMIT = 100  # inputs per batch call (objects and v4 associations)
 SEARCH_PAGE_LIMIT = 200  # results per search page
 SEARCH_RESULT_CAP = 10_000  # results one search query can reach
@@ -546,12 +547,39 @@ class HubSpotCrm(Connector):
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
-        """Create missing contacts, then new tickets and one activity per write, each with its associations inline."""
+        """Create missing contacts, then new tickets and one activity per write, each with its associations inline.
+
+        Writes marked `adopt` (an earlier state store may have made them) are
+        first looked for by `crmhub_key`, one batch read per 100 and activity
+        type (`_adopted`): one found is adopted as it is (its ticket not
+        reopened, nothing associated anew); only the others are written.
+        """
+        adopted = self._adopted([w for w in writes if w.adopt])
+        outcomes = self._write([w for w in writes if w.key not in adopted])
+        return [adopted.get(w.key) or outcomes[w.key] for w in writes]
+
+    def _adopted(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """The writes whose activity the portal holds already, by crmhub's key, as adopted outcomes."""
+        keys: dict[str, list[str]] = defaultdict(list)
+        for write in writes:
+            keys[self._activity(write)[0]].append(write.key)
+        found: dict[str, tuple[str, str]] = {}  # write key -> (activity type, record id)
+        for object_type, of_type in sorted(keys.items()):
+            self.ensure_key_property(object_type, ACTIVITY_KEY)
+            read = self.call(f"{object_type}.read",
+                             lambda t=object_type, k=of_type: self._read_keys(t, ACTIVITY_KEY, k))  # type: ignore[misc]
+            found.update((key, (object_type, record_id)) for key, record_id in read.items())
+        return {w.key: WriteOutcome(w.key, record_id=found[w.key][1], contact_id=w.contact_id, case_id=w.case_id,
+                                    adopted=found[w.key][0]) for w in writes if w.key in found}
+
+    def _write(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """`write_history` for the writes to send: one outcome per write key."""
         if not writes:
-            return []
+            return {}
         errors: dict[str, Exception] = {}
         contacts, contact_errors = self._contacts(writes)
         contact_of = {w.key: w.contact_id or contacts.get(w.person_id) for w in writes}
+        self._update_contacts(writes)
         tickets, ticket_errors = self._tickets(writes, contact_of)
         reopen_errors = self._reopen_tickets(writes)
         ticket_of = {w.key: w.case_id or (tickets.get(w.new_case.key) if w.new_case else None) for w in writes}
@@ -582,9 +610,9 @@ class HubSpotCrm(Connector):
         type_of = {key: object_type for object_type, records in by_type.items() for key in records}
         self._detach([w for w in writes if w.detach_from and w.key in activities], type_of, activities, ticket_of,
                      contact_of)
-        return [WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
-                             contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
-                for w in writes]
+        return {w.key: WriteOutcome(w.key, record_id=activities.get(w.key) if w.key not in errors else None,
+                                    contact_id=contact_of[w.key], case_id=ticket_of[w.key], error=errors.get(w.key))
+                for w in writes}
 
     # contacts
     def _contacts(self, writes: Sequence[HistoryWrite]) -> tuple[dict[int, str], dict[int, Exception]]:
@@ -619,7 +647,7 @@ class HubSpotCrm(Connector):
         if not properties:
             return {}, errors
         self.ensure_key_property("contacts", PERSON_KEY)
-        person_of = {person_key(pid): pid for pid in properties}
+        person_of = {wanted[pid].person_key(): pid for pid in properties}
         records = {key: NewRecord(properties[pid], maybe_written=pid in maybe_written) for key, pid in person_of.items()}
         created: dict[int, str] = {}
         taken: dict[int, Json] = {}  # another contact holds one of its unique values (an email)
@@ -720,6 +748,35 @@ class HubSpotCrm(Connector):
             else:
                 tickets[key] = record_id
         return tickets, errors
+
+    def _update_contacts(self, writes: Sequence[HistoryWrite]) -> None:
+        """Set the identity properties the engine asks to (a renamed X handle), one batch update per 100 contacts.
+
+        Setting a value twice is harmless. A refusal is logged, not the write's
+        failure: the history still lands, and the next write sets it again.
+        """
+        inputs: dict[str, Json] = {}
+        for write in writes:
+            obj = self.objects.get(write.contact_object)
+            if not write.contact_update or not write.contact_id or obj is None:
+                continue
+            for kind, value in write.contact_update.items():
+                names = obj.fields_by_kind.get(kind, ())
+                if names:
+                    inputs.setdefault(write.contact_id, {})[names[0]] = value
+        items = list(inputs.items())
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            body = {"inputs": [{"id": cid, "objectWriteTraceId": cid, "properties": props} for cid, props in chunk]}
+            try:
+                answer = self.api("contacts.batch_update", "batch", "update", "contacts", body) or {}
+            except PermanentError as exc:  # e.g. the property is gone: the history still lands
+                log.warning("contact properties not updated", crm=self.name, records=len(chunk), reason=str(exc)[:200])
+                continue
+            done = {str(r["id"]) for r in answer.get("results") or []}
+            for cid, _ in chunk:
+                if cid not in done:
+                    log.warning("contact property not updated", crm=self.name, record=cid)
 
     def _reopen_tickets(self, writes: Sequence[HistoryWrite]) -> dict[str, Exception]:
         """Move the closed tickets the writes reopen back to their queue's stage: errors by ticket id.

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import structlog
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
 
@@ -61,11 +62,12 @@ from crmhub.errors import AuthError, ConnectorError, PermanentError, RateLimited
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, ReplyPage,
-    WriteOutcome, person_key,
+    WriteOutcome,
 )
 
 T = TypeVar("T")
 K = TypeVar("K")
+log = structlog.get_logger("crmhub.salesforce")
 _Entry = tuple[str | None, Exception | None, frozenset[str]]  # (id, refusal, fields the refusal names)
 TASK_KEY_FIELD = "Crmhub_Key__c"
 CASE_KEY_FIELD = "Crmhub_Conversation__c"
@@ -344,7 +346,36 @@ class SalesforceCrm(Connector):
         own Case and Tasks. Every write is an upsert by crmhub's keys or an
         update to the same values, so a Composite resent after a lost answer
         finds what the first one did.
+
+        Writes marked `adopt` (an earlier state store may have made them) are
+        first looked for by key, one query per 200 (`_adopted`): a Task found
+        is adopted as it is, not written again (its case not reopened, the
+        Task not moved); only the others are sent.
         """
+        adopted = self._adopted([w for w in writes if w.adopt])
+        outcomes = self._write([w for w in writes if w.key not in adopted])
+        return [adopted.get(w.key) or outcomes[w.key] for w in writes]
+
+    def _adopted(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """The writes whose Task the org holds already (by `Crmhub_Key__c`), as adopted outcomes."""
+        if not writes:
+            return {}
+        found: dict[str, Mapping[str, Any]] = {}
+        keys = sorted({w.key for w in writes})
+        for start in range(0, len(keys), COLLECTION_LIMIT):
+            listed = ", ".join(f"'{_soql_string(k)}'" for k in keys[start:start + COLLECTION_LIMIT])
+            soql = f"SELECT Id, {TASK_KEY_FIELD}, WhoId, WhatId FROM Task WHERE {TASK_KEY_FIELD} IN ({listed})"
+            for records in self.query_pages(soql):
+                found.update((str(r[TASK_KEY_FIELD]), r) for r in records)
+        return {w.key: WriteOutcome(w.key, record_id=str(found[w.key]["Id"]),
+                                    contact_id=w.contact_id or found[w.key].get("WhoId"),
+                                    case_id=w.case_id or found[w.key].get("WhatId"), adopted="tasks")
+                for w in writes if w.key in found}
+
+    def _write(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
+        """`write_history` for the writes to send: one outcome per write key."""
+        if not writes:
+            return {}
         new_people = self._new_people(writes)
         contacts = {sobject: {p: self._contact_fields(w) for p, w in of_person.items()}
                     for sobject, of_person in new_people.items()}
@@ -356,7 +387,9 @@ class SalesforceCrm(Connector):
         bodies = [_updatable(t) if w.relink else t for w, t in zip(ready, tasks, strict=True)]
         subrequests = [Subrequest(f"contacts_{sobject}", "PATCH", f"composite/sobjects/{sobject}/{CONTACT_KEY_FIELD}",
                                   list(records.values())) for sobject, records in contacts.items()]
-        subrequests += [Subrequest("cases", "PATCH", f"composite/sobjects/Case/{CASE_KEY_FIELD}", list(cases.values())),
+        renamed = self._contact_updates(writes)
+        subrequests += [Subrequest("contact_updates", "PATCH", "composite/sobjects", list(renamed.values())),
+                        Subrequest("cases", "PATCH", f"composite/sobjects/Case/{CASE_KEY_FIELD}", list(cases.values())),
                         Subrequest("case_updates", "PATCH", "composite/sobjects", list(updates.values())),
                         Subrequest("tasks", "PATCH", f"composite/sobjects/Task/{TASK_KEY_FIELD}", bodies)]
         results = self._send(subrequests)
@@ -365,6 +398,10 @@ class SalesforceCrm(Connector):
         errors_of_person: dict[int, Exception] = {}
         for sobject, records in contacts.items():
             _split(zip(records, results[f"contacts_{sobject}"], strict=True), created, errors_of_person)
+        refused: dict[str, Exception] = {}
+        _split(zip(renamed, results["contact_updates"], strict=True), {}, refused)
+        for record_id, error in refused.items():  # the history goes on; the field is set again with the next write
+            log.warning("contact field not updated", crm=self.name, record=record_id, reason=str(error)[:200])
         case_ids: dict[str, str] = {}
         _split(zip(cases, results["cases"], strict=True), case_ids, case_errors)
         update_errors: dict[str, Exception] = {}
@@ -381,7 +418,7 @@ class SalesforceCrm(Connector):
                 write.key, record_id=record_id, error=error,
                 contact_id=write.contact_id or created.get(write.person_id),
                 case_id=write.case_id or (case_ids.get(write.new_case.key) if write.new_case else None))
-        return [outcomes[w.key] for w in writes]
+        return outcomes
 
     def _send(self, subrequests: Sequence[Subrequest]) -> dict[str, list[_Entry]]:
         """Each subrequest's per-record results, by reference id, through as few Composite calls as fit.
@@ -439,7 +476,7 @@ class SalesforceCrm(Connector):
 
     def _contact_fields(self, write: HistoryWrite) -> dict[str, Any]:
         obj = self.objects[write.contact_object]
-        fields: dict[str, Any] = {"attributes": {"type": obj.name}, CONTACT_KEY_FIELD: person_key(write.person_id)}
+        fields: dict[str, Any] = {"attributes": {"type": obj.name}, CONTACT_KEY_FIELD: write.person_key()}
         for identity in write.new_contact:
             names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if names and names[0] not in fields:
@@ -479,9 +516,24 @@ class SalesforceCrm(Connector):
                 if write.contact_id.startswith(CONTACT_PREFIX):  # a Case's ContactId takes Contacts, not Leads
                     record["ContactId"] = write.contact_id
             elif new_people.get(write.person_id) == "Contact":
-                record["Contact"] = relationship("Contact", CONTACT_KEY_FIELD, person_key(write.person_id))
+                record["Contact"] = relationship("Contact", CONTACT_KEY_FIELD, write.person_key())
             specs[spec.key] = record
         return specs, errors
+
+    def _contact_updates(self, writes: Sequence[HistoryWrite]) -> dict[str, dict[str, Any]]:
+        """One update per existing Contact or Lead whose identity fields the engine asks to set (a renamed X
+        handle into the object's first field of that kind); setting them twice is harmless."""
+        updates: dict[str, dict[str, Any]] = {}
+        for write in writes:
+            obj = self.objects.get(write.contact_object)
+            if not write.contact_update or not write.contact_id or obj is None:
+                continue
+            for kind, value in write.contact_update.items():
+                names = obj.fields_by_kind.get(kind, ())
+                if names:
+                    updates.setdefault(write.contact_id, {"attributes": {"type": obj.name}, "id": write.contact_id}
+                                       )[names[0]] = value
+        return updates
 
     def _case_updates(self, writes: Sequence[HistoryWrite]) -> dict[str, dict[str, Any]]:
         """One update per Case: `OPEN_STATUS` for a reopen, the primary Contact after an identity merge."""
@@ -508,7 +560,7 @@ class SalesforceCrm(Connector):
         if write.contact_id or write.person_id not in new_people:
             task["WhoId"] = write.contact_id
         else:
-            task["Who"] = relationship(new_people[write.person_id], CONTACT_KEY_FIELD, person_key(write.person_id))
+            task["Who"] = relationship(new_people[write.person_id], CONTACT_KEY_FIELD, write.person_key())
         if write.case_id or write.new_case is None:
             task["WhatId"] = write.case_id
         else:

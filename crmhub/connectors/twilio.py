@@ -48,7 +48,7 @@ from crmhub.connectors._base import Connector, classify_status, retry_after_seco
 from crmhub.connectors._http import build_session
 from crmhub.connectors._retry import Retrier
 from crmhub.errors import ConnectorError
-from crmhub.identities import WHATSAPP_PREFIX, InvalidIdentity, phone
+from crmhub.identities import WHATSAPP_PREFIX, InvalidIdentity, is_whatsapp_user, phone, whatsapp_user
 from crmhub.model import (
     CallInfo,
     Channel,
@@ -430,16 +430,22 @@ def _phone_interaction(channel: Channel, sid: str, sender: str | None, recipient
                        media: tuple[str, ...] = (), call: CallInfo | None = None) -> Interaction:
     """Addresses to identities, and the conversation key: (channel, our number, the customer's)."""
     way = DIRECTIONS.get(direction, Direction.OUTBOUND)
-    source, target = _address(sender, "sender", region), _address(recipient, "recipient", region)
+    customer_name = str(raw.get("profile_name") or raw.get("ProfileName") or "")
+    source = _address(sender, "sender", region, channel, customer_name if way is Direction.INBOUND else "")
+    target = _address(recipient, "recipient", region, channel, customer_name if way is Direction.OUTBOUND else "")
     ours, customer = (target, source) if way is Direction.INBOUND else (source, target)
     return Interaction(channel=channel, direction=way, external_id=sid,
                        conversation_key=f"{channel}:{ours.value}:{customer.value}", sender=source,
                        recipient=target, text=text, occurred_at=occurred_at, media=media, call=call, raw=raw)
 
 
-def _address(value: str | None, role: str, region: str) -> Identity:
+def _address(value: str | None, role: str, region: str, channel: Channel = Channel.SMS, name: str = "") -> Identity:
+    """A phone number; on WhatsApp, a user known by username only (a BSUID, `whatsapp:US.1349...`) is its own
+    identity kind, never read as a phone number."""
     if not value:
         raise InvalidIdentity(f"no {role} address")
+    if channel is Channel.WHATSAPP and is_whatsapp_user(value):
+        return whatsapp_user(value, display=name)
     try:
         return phone(value, region)
     except InvalidIdentity as exc:

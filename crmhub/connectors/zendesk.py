@@ -164,6 +164,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
+import structlog
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
@@ -175,7 +176,7 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
 from crmhub.connectors.zendesk_jobs import AFTER, COMMENT, FIRST, RUNNING, TICKET, USERS, JobRef, parse
-from crmhub.errors import ConnectorError, NotFound, RateLimited, RecordGone, Rejected, Timeout
+from crmhub.errors import ConnectorError, NotFound, PermanentError, RateLimited, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
     AgentReply,
@@ -188,10 +189,10 @@ from crmhub.model import (
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
-    person_key,
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("crmhub.zendesk")
 MAX_BULK = 100  # items per create_many / update_many / show_many (Zendesk's limit)
 EXPORT_PAGE = 1000  # users (or ticket events) per incremental export page (Zendesk's maximum)
 MAX_CANDIDATES = 7  # job ids stored for one lost answer (the engine keeps 255 characters)
@@ -287,6 +288,7 @@ class ZendeskCrm(Connector):
         self.job_settle_first = job_settle_first
         self._checks: dict[str, int] = {}  # job id -> reads that found it still running (settle_later)
         self._inflight: dict[int, str] = {}  # ticket id -> the comment job on it not seen finished (settle_later)
+        self._adopted: set[str] = set()  # keys of `adopt` writes found on their ticket in this call (issue 14)
         self._opening: dict[str, str] = {}  # case key -> the ticket job creating it, not seen finished (settle_later)
         self._creating: dict[int, str] = {}  # person -> the users job creating its user, not seen finished
         self._zenpy: Zenpy | None = None
@@ -489,14 +491,52 @@ class ZendeskCrm(Connector):
         whole failed (nothing known about it), to be retried.
         """
         self._call.on_submitted = on_submitted
+        self._adopted = set()
+        self._update_users(writes)
         try:
             if settle_later:
-                return self._write_later(writes)
+                return self._adoptions(self._write_later(writes))
             self._await_refs(sorted({w.job_ref for w in writes if w.job_ref}))
             # A write that waited in a job (a worker's, then `crmhub sync`) was sent: found by key, never resent.
-            return self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes])
+            return self._adoptions(self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes]))
         finally:
             self._call.on_submitted = None
+
+    def _update_users(self, writes: Sequence[HistoryWrite]) -> None:
+        """Set the identity fields the engine asks to (a renamed X handle): one update_many job, waited (rare).
+
+        Setting a value twice is harmless; a refusal is logged, not the
+        write's failure (the history still lands, and the next write sets it again).
+        """
+        fields: dict[int, dict[str, Any]] = {}
+        for write in writes:
+            obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
+            if not write.contact_update or not write.contact_id:
+                continue
+            for kind, value in write.contact_update.items():
+                names = obj.fields_by_kind.get(kind, ())
+                if not names:
+                    continue
+                user = fields.setdefault(int(write.contact_id), {})
+                if names[0].startswith("user_fields."):
+                    user.setdefault("user_fields", {})[names[0].removeprefix("user_fields.")] = value
+                else:
+                    user[names[0]] = value
+        users = [User(id=user_id, **changes) for user_id, changes in sorted(fields.items())]
+        for start in range(0, len(users), self.batch_size):
+            chunk = users[start:start + self.batch_size]
+            try:
+                results = self._run_job("users.update_many",
+                                        lambda zd, c=chunk: zd.users.update(c))  # type: ignore[misc]
+            except PermanentError as exc:
+                results = [(None, exc)] * len(chunk)
+            for user, (_, error) in zip(chunk, results, strict=False):
+                if error is not None:
+                    log.warning("user fields not updated", crm=self.name, record=user.id, reason=str(error)[:200])
+
+    def _adoptions(self, outcomes: list[WriteOutcome]) -> list[WriteOutcome]:
+        """Outcomes of `adopt` writes whose comment an earlier state store made, marked adopted."""
+        return [replace(o, adopted="comments") if o.key in self._adopted and o.ok else o for o in outcomes]
 
     # -- without waiting (settle_later)
     def _write_later(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
@@ -876,7 +916,7 @@ class ZendeskCrm(Connector):
         is not a customer's).
         """
         found: dict[int, int] = {}
-        external = {person_key(p): p for p in failed}
+        external = {str(records[p]["external_id"]): p for p in failed}
         keys = list(external)
         for start in range(0, len(keys), MAX_BULK):
             chunk_ids = keys[start:start + MAX_BULK]
@@ -900,7 +940,7 @@ class ZendeskCrm(Connector):
 
     def _user_fields(self, write: HistoryWrite) -> dict[str, Any]:
         obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
-        fields: dict[str, Any] = {"external_id": person_key(write.person_id)}
+        fields: dict[str, Any] = {"external_id": write.person_key()}
         for identity in write.new_contact:
             names = obj.fields_by_kind.get(mapping_kind(identity.kind), ())
             if not names:
@@ -1034,6 +1074,8 @@ class ZendeskCrm(Connector):
             for write, target in pending:
                 if target == ticket_id and write.key in written:
                     done[write.key] = ticket_id
+                    if write.adopt:
+                        self._adopted.add(write.key)
         return set(check)
 
     def _comment(self, pending: list[tuple[HistoryWrite, int]], users: Mapping[int, int], check: set[int],

@@ -7,14 +7,14 @@ API call however messy the CRM's phone formats are.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from crmhub.model import Identity, IdentityKind, MirrorRecord
+from crmhub.model import Identity, IdentityKind, MirrorRecord, identity_person_key
 from crmhub.store import linklog
 from crmhub.store.ledger import dialect_insert, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
@@ -37,6 +37,56 @@ def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
                             person_id=person.id))
     session.flush()
     return person.id
+
+
+def follow_handle(session: Session, account: Identity, at: datetime) -> bool:
+    """Whether `account`'s handle (an X identity's display) is its current one, renaming it if it is newer.
+
+    X keeps an account's id when it is renamed: the identity stays, its
+    display becomes the handle of the newest item seen (`display_at`), and
+    the old handle stops being one of the person's identities (anyone may
+    take it now). An older item showing the old handle changes nothing and
+    is not current.
+    """
+    row = session.scalar(select(IdentityRow).where(IdentityRow.kind == account.kind.value,
+                                                   IdentityRow.value == account.value))
+    if row is None or not account.display or row.display == account.display:
+        return True
+    if row.display_at is not None and at < row.display_at:
+        return False
+    old, row.display, row.display_at = row.display, account.display, at
+    if old:
+        session.execute(delete(IdentityRow).where(IdentityRow.kind == IdentityKind.X_HANDLE.value,
+                                                  IdentityRow.value == old, IdentityRow.person_id == row.person_id))
+    session.flush()
+    return True
+
+
+def renamed_handles(session: Session, crm: str, records: Mapping[int, str]) -> dict[int, str]:
+    """Persons (with their record in `crm`) whose record holds an X handle that is not their account's current one.
+
+    After a rename (`follow_handle`) the CRM field still shows the old
+    handle: person -> the current handle to write there. Only a record that
+    holds a handle, of a person with one X account, is changed. Two queries.
+    """
+    if not records:
+        return {}
+    current: dict[int, list[str]] = {}
+    for person, display in session.execute(select(IdentityRow.person_id, IdentityRow.display).where(
+            IdentityRow.kind == IdentityKind.X.value, among(IdentityRow.person_id, sorted(records)))):
+        current.setdefault(person, []).append(display)
+    ids = {records[p] for p, shown in current.items() if len(shown) == 1 and shown[0]}
+    if not ids:
+        return {}
+    held: dict[str, set[str]] = {}
+    for record_id, value in session.execute(
+            select(MirrorRow.record_id, MirrorIdentityRow.value).join(MirrorIdentityRow,
+                                                                      MirrorIdentityRow.mirror_id == MirrorRow.id)
+            .where(MirrorRow.crm == crm, among(MirrorRow.record_id, sorted(ids)),
+                   MirrorIdentityRow.kind == IdentityKind.X_HANDLE.value)):
+        held.setdefault(record_id, set()).add(value)
+    return {person: shown[0] for person, shown in current.items()
+            if len(shown) == 1 and held.get(records[person]) and shown[0] not in held[records[person]]}
 
 
 def new_persons(session: Session, identities: Sequence[Identity], *, now: datetime) -> dict[tuple[str, str], int]:
@@ -114,6 +164,27 @@ def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[in
         for person, kind, value, display in session.execute(query):
             found.setdefault(person, []).append(Identity(IdentityKind(kind), value, display))
     return found
+
+
+def contact_keys(session: Session, identities: Mapping[int, Sequence[Identity]]) -> dict[int, str]:
+    """crmhub's key of the contact to create for each person (`persons.key`), fixed on first need.
+
+    A person without one yet gets the key of the identity it was first seen
+    with (`identity_person_key`, its first identity by id), stored at once so
+    every later attempt creates under the same key whatever joins the person
+    meanwhile. Two statements for the lot.
+    """
+    if not identities:
+        return {}
+    keys = {person: key for person, key in session.execute(
+        select(PersonRow.id, PersonRow.key).where(among(PersonRow.id, sorted(identities))))}
+    fixed = {person: identity_person_key(held[0]) for person, held in identities.items()
+             if not keys.get(person) and held}
+    if fixed:
+        session.connection().execute(
+            update(PersonRow.__table__).where(PersonRow.__table__.c.id == bindparam("person"))
+            .values(key=bindparam("new_key")), [{"person": p, "new_key": k} for p, k in fixed.items()])
+    return {person: key for person, key in {**keys, **fixed}.items() if key}
 
 
 # ---- CRM links ---------------------------------------------------------------

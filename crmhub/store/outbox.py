@@ -494,13 +494,18 @@ def mark_reopened(session: Session, crm: str, conversation_key: str,
         row.closed_at, row.closed_final = None, False
 
 
-def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -> int:
-    """Record what the CRM says of crmhub's cases; returns how many threads changed state.
+def apply_case_states(session: Session, crm: str, states: Sequence[CaseState], *,
+                      now: datetime | None = None) -> CaseStates:
+    """Record what the CRM says of crmhub's cases: how many threads changed state, how many cases were adopted.
 
     Only a state of a thread's current case counts (an older case of the
     conversation, `#1` when the thread is at `#2`, is history). A state no
     newer than the last one applied is skipped: a page read before crmhub
-    reopened a case must not close it again.
+    reopened a case must not close it again. A case this store never opened
+    (no thread for its conversation, or a later case than the thread's) was
+    opened by an earlier store in front of the same org: it is **adopted**,
+    the thread taking it as its current case (`adopt_threads`), so the next
+    message threads into it instead of opening `#1` again (issue 14).
     """
     wanted: dict[str, list[tuple[int, CaseState]]] = {}
     for state in states:
@@ -508,9 +513,10 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -
         if conversation and number.isdigit():
             wanted.setdefault(conversation, []).append((int(number), state))
     if not wanted:
-        return 0
-    rows = session.scalars(select(ThreadRow).where(ThreadRow.crm == crm,
-                                                   among(ThreadRow.conversation_key, list(wanted))))
+        return CaseStates(0, 0)
+    rows = list(session.scalars(select(ThreadRow).where(ThreadRow.crm == crm,
+                                                        among(ThreadRow.conversation_key, list(wanted)))))
+    adopted = adopt_threads(session, crm, rows, wanted, now=now or max(s.modified_at for s in states))
     changed = 0
     history: list[support_cases.StateChange] = []
     for row in rows:
@@ -527,7 +533,44 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -
             if row.record_id is None:  # a case whose creation was never recorded (a crash in between)
                 row.record_id = state.record_id
     support_cases.states(session, crm, history)
-    return changed
+    return CaseStates(changed, adopted)
+
+
+@dataclass(frozen=True)
+class CaseStates:
+    """What one page of case states did: threads whose case closed or reopened, cases adopted."""
+
+    changed: int
+    adopted: int
+
+
+def adopt_threads(session: Session, crm: str, rows: list[ThreadRow], wanted: Mapping[str, list[tuple[int, CaseState]]],
+                  *, now: datetime) -> int:
+    """Threads take on the cases an earlier store opened (new threads added to `rows`); returns how many.
+
+    A conversation without a thread gets one at the newest case the CRM
+    holds; a thread behind the CRM (it is at `#1`, the CRM has `#2`) moves
+    up to it. The state itself is applied by the caller, so an adopted case
+    keeps the CRM's open or closed state. `opened_at` is now: this store
+    took the case on now, and the first read of agents' replies starts there.
+    """
+    by_conversation = {row.conversation_key: row for row in rows}
+    adopted = 0
+    for conversation, numbered in wanted.items():
+        seq, state = max(numbered, key=lambda entry: entry[0])
+        row = by_conversation.get(conversation)
+        if row is not None and seq <= row.seq:
+            continue
+        if row is None:
+            row = ThreadRow(crm=crm, conversation_key=conversation, queue="", opened_at=now, closed_final=False)
+            session.add(row)
+            rows.append(row)
+        row.seq, row.record_id, row.state_at = seq, state.record_id, None
+        row.closed_at, row.closed_final = None, False
+        adopted += 1
+    if adopted:
+        session.flush()
+    return adopted
 
 
 def set_thread_record(session: Session, thread_id: int, record_id: str) -> None:

@@ -109,6 +109,8 @@ class PersonRow(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime]
     merged_into: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)
+    # crmhub's key of the contact it creates for the person, fixed when first needed (`graph.contact_keys`)
+    key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IdentityRow(Base):
@@ -122,6 +124,8 @@ class IdentityRow(Base):
     value: Mapped[str] = mapped_column(String(255))
     display: Mapped[str] = mapped_column(String(255), default="")
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    # the time of the item that last changed `display` (an X account's handle): an older item never changes it back
+    display_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class CrmLinkRow(Base):
@@ -486,3 +490,21 @@ class SupportCaseRow(Base):
     opened_at: Mapped[datetime]  # when crmhub opened it
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the last close the CRM reported; None: open
     reopens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+
+class AdoptionRow(Base):
+    """What a state store found an earlier store had written in one CRM, by object: adopted, not written again.
+
+    `until` is the CRM's adoption horizon: a write of an interaction from before
+    it may have been made by an earlier store (this one is new, or was restored
+    from a backup), so the connector finds it by crmhub's key before writing
+    (issue 14). The row with `object_type` '' carries only the horizon.
+    """
+
+    __tablename__ = "adoptions"
+
+    crm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    object_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+    until: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime]

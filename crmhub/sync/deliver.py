@@ -46,13 +46,14 @@ from sqlalchemy.orm import Session
 from crmhub.errors import Interrupted, RecordGone, TransientError, reason_of
 from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, MirrorRecord, OutboxStatus, QueueTarget,
                           WriteOutcome, WritePriority)
-from crmhub.store import StateStore, graph, ledger, outbox
+from crmhub.store import StateStore, adoption, graph, ledger, outbox
 from crmhub.store.locks import one_at_a_time
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 
 log = structlog.get_logger("crmhub.deliver")
+X_CONVERSATIONS = ("x_mention:", "x_dm:")  # conversation keys on X, whose items show the account's current handle
 
 
 class HistoryWriter(Protocol):
@@ -113,6 +114,7 @@ class DeliveryReport:
     retargeted: int = 0  # writes whose contact was gone from the CRM, due again for what is left
     latencies: list[float] = field(default_factory=list)
     """Seconds from each delivered item's channel time to the CRM's confirmation (relinks left out): metrics."""
+    adopted: int = 0  # of `delivered`, writes found in the CRM as an earlier state store made them (issue 14)
     waiting: int = 0  # writes left in the CRM's asynchronous jobs, to be settled by a later run
     settle_in: float | None = None  # seconds until the soonest of them is due again
 
@@ -236,7 +238,9 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             batch.dead.append((claim, _stopped_too_often(claim, crm), False))
         else:
             live.append(claim)
-    contacts, identities, threads = _resolve_each(session, live, crm, policy, batch, now=now)
+    resolved = _resolve_each(session, live, crm, policy, batch, now=now)
+    contacts, identities, threads = resolved.contacts, resolved.identities, resolved.threads
+    horizon = adoption.horizon(session, crm) if live else None
     opened: dict[str, outbox.Thread] = {}
     for claim in live:
         if claim.person_id is not None and claim.person_id not in contacts:
@@ -248,7 +252,9 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
             new_contact = tuple(policy.blocklist.usable(identities.get(claim.person_id, []))) if (
                 contact is None and policy.create_contact_as) else ()  # never a contact made of a shared number alone
             write, thread = _history_write(claim, claim.person_id, crm, policy, contact, new_contact,
-                                           threads.get(claim.conversation_key), now=now, batch=batch)
+                                           threads.get(claim.conversation_key), now=now, batch=batch,
+                                           horizon=horizon, contact_key=resolved.keys.get(claim.person_id, ""),
+                                           handle=resolved.handles.get(claim.person_id, ""))
         except Exception as exc:  # noqa: BLE001  # whatever one row raises, the batch goes on
             _not_prepared(batch, claim, crm, exc)
             continue
@@ -259,18 +265,35 @@ def _prepare(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
     return batch
 
 
-Resolved = tuple[dict[int, ContactMatch | None], dict[int, list[Identity]], dict[str, outbox.Thread]]
+@dataclass
+class Resolved:
+    """What a batch's writes need from the store, read together for the batch (by person, by conversation)."""
+
+    contacts: dict[int, ContactMatch | None] = field(default_factory=dict)
+    identities: dict[int, list[Identity]] = field(default_factory=dict)  # of persons without a contact
+    keys: dict[int, str] = field(default_factory=dict)  # the key each such person's contact is created under
+    handles: dict[int, str] = field(default_factory=dict)  # X handles renamed since their contact's field was set
+    threads: dict[str, outbox.Thread] = field(default_factory=dict)
+
+    def update(self, other: Resolved) -> None:
+        for name in ("contacts", "identities", "keys", "handles", "threads"):
+            getattr(self, name).update(getattr(other, name))
 
 
 def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy, *,
              now: datetime) -> Resolved:
-    """The claims' contacts, the identities of persons without one (to create it from), their threads."""
+    """The claims' contacts, the identities and contact keys of persons without one (to create it), renamed X
+    handles of persons with one, and the claims' threads."""
     persons = [claim.person_id for claim in claims if claim.person_id is not None]
     relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
     contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink_many)
     unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
     identities = graph.identities_of_many(session, unknown)
-    return contacts, identities, outbox.threads_of(session, crm, [claim.conversation_key for claim in claims])
+    on_x = {claim.person_id for claim in claims if claim.conversation_key.startswith(X_CONVERSATIONS)}
+    handles = graph.renamed_handles(session, crm, {person: contact.record_id for person, contact in contacts.items()
+                                                   if contact is not None and person in on_x})
+    return Resolved(contacts, identities, graph.contact_keys(session, identities), handles,
+                    outbox.threads_of(session, crm, [claim.conversation_key for claim in claims]))
 
 
 def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, policy: DeliveryPolicy,
@@ -286,9 +309,7 @@ def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, po
     except Exception as exc:  # noqa: BLE001  # one item's data; found below
         if isinstance(exc, DBAPIError) and not ledger.item_fault(exc):
             raise
-    contacts: dict[int, ContactMatch | None] = {}
-    identities: dict[int, list[Identity]] = {}
-    threads: dict[str, outbox.Thread] = {}
+    resolved = Resolved()
     for claim in claims:
         try:
             with ledger.isolated(session):
@@ -298,10 +319,8 @@ def _resolve_each(session: Session, claims: Sequence[outbox.Claim], crm: str, po
                 raise
             _not_prepared(batch, claim, crm, exc)
             continue
-        contacts.update(found[0])
-        identities.update(found[1])
-        threads.update(found[2])
-    return contacts, identities, threads
+        resolved.update(found)
+    return resolved
 
 
 def _not_prepared(batch: _Batch, claim: outbox.Claim, crm: str, exc: Exception) -> None:
@@ -339,13 +358,20 @@ def _record_dead(session: Session, dead: Sequence[tuple[outbox.Claim, str, bool]
 
 def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: DeliveryPolicy,
                    contact: ContactMatch | None, new_contact: tuple[Any, ...], earlier: outbox.Thread | None, *,
-                   now: datetime, batch: _Batch) -> tuple[HistoryWrite, outbox.Thread]:
-    """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made."""
+                   now: datetime, batch: _Batch, horizon: datetime | None = None,
+                   contact_key: str = "", handle: str = "") -> tuple[HistoryWrite, outbox.Thread]:
+    """The claim's write and the thread it goes onto (unsaved when it opens one); raises when it cannot be made.
+
+    An interaction from before the CRM's adoption `horizon` may have been
+    written by an earlier state store: its write is marked `adopt`.
+    """
     item = ledger.to_interaction(claim.item, raw=False)
     targets = claim.targets or {}
     target = QueueTarget(**targets[crm]) if crm in targets else QueueTarget("")
     context = _template_context(item, claim.rule or "", target.queue)
-    tried_before = earlier is not None and earlier.closed_at is None  # an earlier write may have opened its case
+    adopt = horizon is not None and item.occurred_at <= horizon and not claim.relink
+    # an earlier write (of this store, or of an earlier one) may have opened its case
+    tried_before = (earlier is not None and earlier.closed_at is None) or adopt
     # A closed case reopens for a message within the window (or one following such a message in this batch).
     reopen = earlier is not None and outbox.reopens(earlier, item.occurred_at, policy.reopen_window, batch.reopening)
     thread = earlier if reopen and earlier is not None else outbox.next_thread(
@@ -358,13 +384,15 @@ def _history_write(claim: outbox.Claim, person_id: int, crm: str, policy: Delive
         batch.reopening.setdefault(thread.id, thread.state_at)
         batch.reopened[item.conversation_key] = thread.id
     # Only a row's very first claim is certain: an earlier attempt, or a claim cut short, may have written it.
-    first_attempt = claim.attempts == 0 and claim.claims == 1 and not claim.relink
+    first_attempt = claim.attempts == 0 and claim.claims == 1 and not claim.relink and not adopt
     return HistoryWrite(
         key=claim.idempotency_key, person_id=person_id, interaction=item, fields=fields,
         contact_object=contact.object_type if contact else (policy.create_contact_as or policy.contact_object),
         contact_id=contact.record_id if contact else None, new_contact=new_contact,
         case_id=thread.record_id, new_case=new_case, first_attempt=first_attempt,
-        relink=claim.relink, reopen=QueueTarget(thread.queue) if reopen else None, job_ref=claim.job_ref,
+        relink=claim.relink, reopen=QueueTarget(thread.queue or target.queue) if reopen else None,
+        job_ref=claim.job_ref, adopt=adopt, contact_key=contact_key if new_contact else "",
+        contact_update={"x_handle": handle} if handle and contact else {},
         detach_from=claim.detach_from if claim.relink else None), thread
 
 
@@ -376,6 +404,7 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     links: list[tuple[int, str, str]] = []
     cases: dict[str, str] = {}
     reopened: dict[int, datetime | None] = {}
+    adopted: dict[str, int] = {}
     for (outbox_id, write), outcome in zip(batch.writes.items(), outcomes, strict=True):
         if outcome.waiting:  # in a job: what is known so far is recorded, the row waits to be settled
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, job_ref=outcome.job_ref,
@@ -393,9 +422,12 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
                                            contact_ref=write.contact_id or outcome.contact_id))
             if outcome.contact_id and write.contact_id is None:
                 links.append((write.person_id, write.contact_object, outcome.contact_id))
-            if outcome.case_id and write.new_case is not None:
+            if outcome.case_id and write.new_case is not None and not outcome.adopted:  # adopted: on its old case
                 cases.setdefault(write.interaction.conversation_key, outcome.case_id)
-            if write.reopen is not None:
+            if outcome.adopted:  # found as an earlier store wrote it: taken as it is, its case left as it is
+                adopted[outcome.adopted] = adopted.get(outcome.adopted, 0) + 1
+                report.adopted += 1
+            elif write.reopen is not None:
                 thread = batch.reopened[write.interaction.conversation_key]
                 reopened[thread] = batch.reopening[thread]
             report.delivered += 1
@@ -423,6 +455,7 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     graph.add_links(session, crm, links, now=now)
     outbox.record_cases(session, crm, cases)
     outbox.record_reopened(session, reopened)
+    adoption.add(session, crm, adopted, now=now)
 
 
 def _retarget(store: StateStore, writer: HistoryWriter, gone: Mapping[str, set[str]], policy: DeliveryPolicy, *,

@@ -106,7 +106,8 @@ class IdentityGraph:
         person = graph.person_for(self.session, customer, now=self.now)
         if self.policy.blocklist.blocks(customer):
             return person  # a switchboard number joins nobody
-        if customer.kind is IdentityKind.X and customer.display:  # the handle X shows with the account id
+        if (customer.kind is IdentityKind.X and customer.display
+                and graph.follow_handle(self.session, customer, item.occurred_at)):  # the handle X shows now
             person = self.join(person, [Identity(IdentityKind.X_HANDLE, customer.display, customer.display)],
                                evidence=Evidence.CHANNEL, actor=DAEMON)
         claims = self._claims(item) if claims is None else claims

@@ -6,6 +6,16 @@ window) reopens it; a later one opens the next case. Only the CRM knows
 when an agent closed a case, so each refresh reads the cases changed since
 the saved cursor and records their state on the threads. Each page and its
 cursor commit together, so a crash re-reads instead of skipping.
+
+Adoption (issue 14): a case this store never opened was opened by an
+earlier store in front of the same org; its thread takes it on
+(`outbox.adopt_threads`), it is counted, and the CRM's adoption horizon
+moves to now (`crmhub.store.adoption`): everything older may have been
+written, so it is looked for by key before writing. A store's first full read
+sets the horizon too (to the epoch when the CRM holds no case of
+crmhub's: nothing to look for), and delivery waits for it
+(`threads_loaded`), so no case is opened again before crmhub knows what
+the CRM holds.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import structlog
 
 from crmhub.model import CaseState
 from crmhub.store import StateStore
+from crmhub.store import adoption
 from crmhub.store.ledger import load_cursor, save_cursor, touch_cursors
 from crmhub.store.outbox import apply_case_states
 
@@ -37,13 +48,27 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime) -> 
     """Bring the threads of `source`'s CRM up to date; returns how many changed state (closed or reopened)."""
     with store.transaction() as session:
         cursor = load_cursor(session, source.name, STREAM)
-    changed = pages = 0
+    changed = pages = adopted = 0
     for states, next_cursor in source.case_pages(cursor):
         with store.transaction() as session:
-            changed += apply_case_states(session, source.name, states)
+            done = apply_case_states(session, source.name, states, now=now)
+            if done.adopted:
+                adoption.add(session, source.name, {"cases": done.adopted}, now=now)
+                adoption.extend_horizon(session, source.name, now, now=now)
             save_cursor(session, source.name, STREAM, "", next_cursor, now=now)
         pages += 1
+        changed += done.changed
+        adopted += done.adopted
     with store.transaction() as session:
         touch_cursors(session, source.name, [STREAM], now=now)
-    log.info("case states refreshed", crm=source.name, pages=pages, changed=changed)
+        if adoption.horizon(session, source.name) is None:  # a first full read that found no case of crmhub's:
+            # nothing to adopt (every write crmhub makes threads into a case), so no write looks first
+            adoption.extend_horizon(session, source.name, adoption.NOTHING_BEFORE, now=now)
+    log.info("case states refreshed", crm=source.name, pages=pages, changed=changed, adopted=adopted)
     return changed
+
+
+def threads_loaded(store: StateStore, crm: str) -> bool:
+    """Whether this store has read `crm`'s cases in full once (before that, a write could open a case again)."""
+    with store.transaction() as session:
+        return adoption.horizon(session, crm) is not None

@@ -562,7 +562,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
               Contact: { phone: [Phone], fax: [Fax] }
         """, [
         "mappings/identities.yaml:4:34: unknown identity kind 'fax' in crms.salesforce.match.Contact; crmhub "
-        "supports phone, email, x_handle",
+        "supports phone, email, x_handle, whatsapp_user",
     ]),
     "creating an object that is not matched": ("identities", """\
         crms:

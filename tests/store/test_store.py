@@ -347,6 +347,24 @@ def test_threads_open_then_move_to_the_next_case_after_closing(store: StateStore
         assert (reopened.seq, reopened.record_id, reopened.queue) == (2, None, "billing")
 
 
+def test_cases_an_earlier_store_opened_are_adopted_as_the_threads_current_cases(store: StateStore) -> None:
+    hour = timedelta(hours=1)
+    with store.transaction() as s:
+        thread = outbox.open_thread(s, "zendesk", "sms:a:b", "support", now=NOW)
+        outbox.set_thread_record(s, thread.id, "17")
+    states = [CaseState("sms:a:b#1", "17", None, NOW), CaseState("sms:a:b#2", "18", NOW, NOW + hour),
+              CaseState("sms:x:y#1", "19", None, NOW), CaseState("sms:x:y#3", "21", NOW + hour, NOW + hour)]
+    with store.transaction() as s:
+        done = outbox.apply_case_states(s, "zendesk", states, now=NOW + 2 * hour)
+        assert done.adopted == 2
+        known, unknown = outbox.thread_of(s, "zendesk", "sms:a:b"), outbox.thread_of(s, "zendesk", "sms:x:y")
+        assert known is not None and (known.seq, known.record_id, known.closed_at) == (2, "18", NOW)
+        assert unknown is not None and (unknown.seq, unknown.record_id, unknown.closed_at) == (3, "21", NOW + hour)
+        assert unknown.opened_at == NOW + 2 * hour  # taken on now: agents' replies are read from here
+    with store.transaction() as s:  # read again: nothing more to adopt
+        assert outbox.apply_case_states(s, "zendesk", states).adopted == 0
+
+
 def test_case_states_close_and_reopen_the_current_case_only(store: StateStore) -> None:
     hour = timedelta(hours=1)
     with store.transaction() as s:
@@ -354,11 +372,9 @@ def test_case_states_close_and_reopen_the_current_case_only(store: StateStore) -
         outbox.set_thread_record(s, thread.id, "17")
     closed = CaseState("sms:a:b#1", "17", closed_at=NOW + hour, modified_at=NOW + hour)
     with store.transaction() as s:
-        # another CRM's, an unknown conversation's, and a later case's states change nothing
-        others = [CaseState("sms:a:b#2", "18", NOW, NOW + hour), CaseState("sms:x:y#1", "19", NOW, NOW + hour)]
-        assert outbox.apply_case_states(s, "zendesk", others) == 0
-        assert outbox.apply_case_states(s, "hubspot", [closed]) == 0
-        assert outbox.apply_case_states(s, "zendesk", [closed]) == 1
+        # another CRM's state changes nothing of this one's (there, it is a case an earlier store opened)
+        assert outbox.apply_case_states(s, "hubspot", [closed]).adopted == 1
+        assert outbox.apply_case_states(s, "zendesk", [closed]).changed == 1
         row = outbox.thread_of(s, "zendesk", "sms:a:b")
         assert row is not None and (row.closed_at, row.closed_final, row.state_at) == (NOW + hour, False, NOW + hour)
         window = timedelta(hours=2)
@@ -367,11 +383,11 @@ def test_case_states_close_and_reopen_the_current_case_only(store: StateStore) -
         assert not outbox.may_reopen(row, NOW + 3 * hour + timedelta(seconds=1), window)
         # crmhub reopens it; the same closed state read again (a page read before the reopen) is stale
         outbox.mark_reopened(s, "zendesk", "sms:a:b", {row.id: NOW + hour})
-        assert outbox.apply_case_states(s, "zendesk", [closed]) == 0
+        assert outbox.apply_case_states(s, "zendesk", [closed]).changed == 0
         assert row.closed_at is None
         # closed for good later: never reopened, whatever the window
         final = CaseState("sms:a:b#1", "17", closed_at=NOW + 2 * hour, modified_at=NOW + 2 * hour, final=True)
-        assert outbox.apply_case_states(s, "zendesk", [final]) == 1
+        assert outbox.apply_case_states(s, "zendesk", [final]).changed == 1
         assert not outbox.may_reopen(row, NOW + 2 * hour, window)
         # a reopen decided before that newer close does not clear it when it is recorded
         outbox.mark_reopened(s, "zendesk", "sms:a:b", {row.id: NOW + hour})

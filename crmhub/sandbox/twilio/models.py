@@ -41,6 +41,9 @@ DEFAULT_AUTH_TOKEN = "sandbox-auth-token"
 DEFAULT_API_KEY_SECRET = "sandbox-api-secret"
 WHATSAPP = "whatsapp"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# A WhatsApp user who hides their number behind a username: Meta's business-scoped user id (BSUID), which the
+# sandbox takes as the `whatsapp:` address in place of the number (e.g. whatsapp:US.13491208655302741918).
+BSUID = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")
 MAX_BODY = 1600
 
 TRANSITION_MODES = ("immediate", "reads", "manual")
@@ -356,7 +359,7 @@ class TwilioBackend:
         if len(body) > MAX_BODY:
             raise errors.body_too_long()
         channel, number = split_address(to)
-        if not E164.match(number):
+        if not (E164.match(number) or (channel == WHATSAPP and BSUID.match(number))):
             raise errors.invalid_to(to)
         sender = from_ or self._pool_sender(account_sid, service_sid, channel)
         self._check_sender(account_sid, sender, channel)
@@ -542,8 +545,9 @@ class TwilioBackend:
         number = self.find_number(to)
         if number is None:
             raise ValueError(f"{to} is not an IncomingPhoneNumber of any account; add_number() it first")
-        if not E164.match(split_address(from_)[1]):
-            raise ValueError(f"the sender must be E.164 (optionally whatsapp:), got {from_!r}")
+        channel, address = split_address(from_)
+        if not (E164.match(address) or (channel == WHATSAPP and BSUID.match(address))):
+            raise ValueError(f"the sender must be E.164 (optionally whatsapp:), or whatsapp:<BSUID>, got {from_!r}")
         when = utc(at) if at is not None else self.now()
         message = self._new_message(number["account_sid"], from_, to, body, "inbound", "received", when, media_urls)
         self._note_inbound(from_, to, body, when)
@@ -564,8 +568,10 @@ class TwilioBackend:
             params[f"MediaUrl{index}"] = API_HOST + media["uri"][: -len(".json")]
             params[f"MediaContentType{index}"] = media["content_type"]
         channel, sender = split_address(message["from"])
-        if channel == WHATSAPP:
-            params.update(ProfileName=profile_name or "", WaId=sender.lstrip("+"))
+        if channel == WHATSAPP:  # a username-only user (BSUID) has no WhatsApp phone id to give
+            params.update(ProfileName=profile_name or "")
+            if E164.match(sender):
+                params.update(WaId=sender.lstrip("+"))
         else:
             params.update(_geo("From", sender) | _geo("To", split_address(message["to"])[1]))
         return params

@@ -177,6 +177,15 @@ class XEmulator(Emulator):
         with self._seeding():
             return self.backend.add_user(username, name, user_id, **profile)
 
+    def rename_user(self, user_id: str, username: str) -> None:
+        """The account changes its username (Settings > Your account > Username): same id, new handle.
+
+        Posts and DM events keep their author id; the `users` expansion of any
+        later read shows the new username, as on X.
+        """
+        with self._seeding():
+            self.backend.rename_user(user_id, username)
+
     def post_mention(self, author_id: str, text: str, in_reply_to: str | None = None,
                      at: datetime | None = None) -> str:
         """A post by `author_id` mentioning the support account (prefixed with @crmhub_support

@@ -205,6 +205,15 @@ class XBackend:
         self.state["users"][user_id] = record
         return user_id
 
+    def rename_user(self, user_id: str, username: str) -> None:
+        """The account takes a new username (X keeps its id; the old name is free for others to take)."""
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,15}", username):
+            raise ValueError(f"not a valid X username: {username!r}")
+        holder = self.user_by_username(username)
+        if holder is not None and holder["id"] != user_id:
+            raise ValueError(f"username already taken: {username!r}")
+        self.require_user(user_id)["username"] = username
+
     def user(self, user_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.state["users"].get(user_id)
         return found

@@ -30,6 +30,7 @@ from crmhub.sandbox.zendesk.records import Record, api_url, public_view
 JOB_TYPES = {
     "tickets.create": "bulk_create_tickets", "tickets.update": "bulk_update_tickets",
     "users.create": "bulk_create_users", "users.create_or_update": "bulk_create_or_update_users",
+    "users.update": "bulk_update_users",
 }
 Work = Callable[[ZendeskBackend, Record, int], Record]
 
@@ -165,7 +166,12 @@ def _create_or_update_user(backend: ZendeskBackend, item: Record, actor: int) ->
     return {"id": user["id"], "status": "Created" if created else "Updated", "email": user["email"]}
 
 
+def _update_user(backend: ZendeskBackend, item: Record, actor: int) -> Record:
+    user = backend.update_user(item.get("id"), {k: v for k, v in item.items() if k != "id"})
+    return {"id": user["id"], "action": "update", "status": "Updated", "success": True}
+
+
 WORK: dict[str, Work] = {
     "tickets.create": _create_ticket, "tickets.update": _update_ticket,
-    "users.create": _create_user, "users.create_or_update": _create_or_update_user,
+    "users.create": _create_user, "users.create_or_update": _create_or_update_user, "users.update": _update_user,
 }

@@ -136,6 +136,15 @@ class ZendeskResponses:
     def create_or_update_many_users(self, request: Request) -> Response:
         return self._submit(request, "users.create_or_update", batch_of(request, "users"))
 
+    def update_many_users(self, request: Request) -> Response:
+        """`{"users": [{id, ...}]}`, or `?ids=` with one `{"user": {...}}` for all (Update Many Users)."""
+        if "ids" in request.args:
+            change = record_of(request, "user")
+            items = [{**change, "id": int(x)} for x in id_list(request) if x.isdigit()]
+        else:
+            items = batch_of(request, "users")
+        return self._submit(request, "users.update", items)
+
     def list_identities(self, request: Request, user_id: int) -> Response:
         return json_response(unpaged("identities", self.backend.identities(user_id)))
 

@@ -43,6 +43,7 @@ def route_table(h: ZendeskResponses) -> list[Route]:
         ("POST", "/users/create_or_update.json", h.create_or_update_user),
         ("POST", "/users/create_many.json", h.create_many_users),
         ("POST", "/users/create_or_update_many.json", h.create_or_update_many_users),
+        ("PUT", "/users/update_many.json", h.update_many_users),
         ("GET", "/users/<int:user_id>.json", h.show_user),
         ("PUT", "/users/<int:user_id>.json", h.update_user),
         ("DELETE", "/users/<int:user_id>.json", h.delete_user),

@@ -1,0 +1,62 @@
+"""Adoption: what this state store found an earlier one had written in a CRM (issue 14 item 6).
+
+A store that is new, or restored from a backup, in front of an org crmhub
+already wrote to must not write the same cases and activities again. Two
+facts per CRM live here (`adoptions`): the **horizon**, before which an
+interaction may have been written by an earlier store (its write finds the
+record by crmhub's key first), and **counts** of what was adopted, by
+object, for `crmhub status`. Each call is one statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from crmhub.store.ledger import dialect_insert
+from crmhub.store.schema import AdoptionRow
+
+_TABLE = cast(Table, AdoptionRow.__table__)
+HORIZON = ""  # the object_type of the row holding a CRM's horizon
+NOTHING_BEFORE = datetime(1970, 1, 1, tzinfo=UTC)  # the horizon of a CRM that held nothing of crmhub's
+
+
+def horizon(session: Session, crm: str) -> datetime | None:
+    """Interactions from before this time may have been written to `crm` by an earlier store (None: not yet known)."""
+    return cast(datetime | None, session.scalar(select(AdoptionRow.until).where(
+        AdoptionRow.crm == crm, AdoptionRow.object_type == HORIZON)))
+
+
+def extend_horizon(session: Session, crm: str, until: datetime, *, now: datetime) -> None:
+    """Move `crm`'s horizon forward to `until` (never back)."""
+    statement = dialect_insert(session)(_TABLE).values(crm=crm, object_type=HORIZON, count=0, until=until,
+                                                       updated_at=now)
+    later = _TABLE.c.until.is_(None) | (_TABLE.c.until < statement.excluded.until)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["crm", "object_type"], set_={"until": statement.excluded.until,
+                                                     "updated_at": statement.excluded.updated_at}, where=later))
+
+
+def add(session: Session, crm: str, counts: Mapping[str, int], *, now: datetime) -> None:
+    """Count records adopted in `crm`, by object (e.g. {"cases": 3, "tasks": 12}); one statement."""
+    rows = [{"crm": crm, "object_type": name, "count": n, "until": None, "updated_at": now}
+            for name, n in sorted(counts.items()) if n]
+    if rows:
+        statement = dialect_insert(session)(_TABLE)
+        session.execute(statement.on_conflict_do_update(
+            index_elements=["crm", "object_type"], set_={"count": _TABLE.c.count + statement.excluded.count,
+                                                         "updated_at": statement.excluded.updated_at}), rows)
+
+
+def counts(session: Session) -> dict[str, dict[str, int]]:
+    """crm -> object -> records adopted so far."""
+    found: dict[str, dict[str, int]] = {}
+    for crm, name, n in session.execute(select(AdoptionRow.crm, AdoptionRow.object_type, AdoptionRow.count)
+                                        .where(AdoptionRow.object_type != HORIZON)
+                                        .order_by(AdoptionRow.crm, AdoptionRow.object_type)):
+        found.setdefault(crm, {})[name] = n
+    return found
