@@ -589,6 +589,9 @@ class ZendeskCrm(Connector):
         """The batch's new customers' users job, submitted first and read after `job_settle_first` with the jobs
         the batch's other rows wait on (one status read), so that their tickets go in this same run.
 
+        Only in a batch that is not full: a full one may have more rows due behind it (50 msg/s), which
+        must not wait a second per batch; its users are settled by a later run, as any job.
+
         Without it a new customer's ticket costs a run of its own, and a read, after its user's job. A job
         still running at that read is settled later, as any. The writes come back placed in the job
         (`u:<job>:<index>`), or linked to a user an earlier attempt made, with the jobs submitted.
@@ -596,7 +599,7 @@ class ZendeskCrm(Connector):
         known = {w.person_id for w in writes if w.contact_id is not None}
         need = [w for w in writes if w.job_ref is None and w.contact_id is None and w.new_contact
                 and w.person_id not in known and w.person_id not in self._creating]
-        if not need:
+        if not need or sum(w.job_ref is None for w in writes) >= self.batch_size:  # a full batch: more may be due
             return list(writes), []
         out: dict[str, WriteOutcome] = {}
         made, jobs = self._users_later(need, out)
