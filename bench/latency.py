@@ -65,6 +65,8 @@ WEBHOOK_PATH = "/webhooks/twilio/messages"
 READ_PATHS = re.compile(r"/search\b|/batch/read\b")  # POSTs that only read (HubSpot)
 DELIVERY_RUN = re.compile(r"delivery run .*?job=deliver:(\w+) .*?rows=(\d+)")  # the workers' log line
 WEBHOOK_TIMEOUT = 15.0  # seconds, as Twilio waits for a webhook's answer
+VERSION_PART = re.compile(r"v\d+(\.\d+)?")  # /api/v2, /crm/v3, /services/data/v59.0
+ZENDESK_JOB_SECONDS = 1.0  # a bulk job's run time in the background ("a second or two"; docs/latency-bench.md)
 START_DEADLINE = 180.0  # seconds for `crmhub run` to listen and schedule its jobs on a loaded machine
 
 
@@ -87,6 +89,7 @@ class CrmFigures:
     reads_per_interaction: float  # GET, searches, batch reads: read-backs, job polls, the mirror, replies
     busiest_endpoints: dict[str, int]
     steady_calls_per_interaction: float | None = None  # calls in the steady window over the items sent in it
+    steady_endpoints: dict[str, int] = field(default_factory=dict)  # calls in the steady window, by endpoint
     delivery_runs: int = 0
     rows_per_run: dict[str, float] = field(default_factory=dict)  # p50, p90, max of the rows a run delivered
 
@@ -126,9 +129,11 @@ def percentile(values: list[float], pct: float, missing: int = 0) -> float | Non
 
 # ---- the sandbox -----------------------------------------------------------------------------------------------
 
-def seed_accounts(servers: dict[str, EmulatorServer], known: list[str], rng: random.Random) -> None:
+def seed_accounts(servers: dict[str, EmulatorServer], known: list[str], rng: random.Random,
+                  zendesk_jobs: float = 0.0) -> None:
     """Queues, our Twilio number, limits too high to throttle, and the known customers in every CRM,
-    each phone written in its own messy format."""
+    each phone written in its own messy format; Zendesk's bulk jobs complete `zendesk_jobs` seconds
+    after their submission, whoever reads them (0: the emulator's default, a step per status read)."""
     sf: Any = servers["salesforce"].emulator
     zd: Any = servers["zendesk"].emulator
     hs: Any = servers["hubspot"].emulator
@@ -136,6 +141,8 @@ def seed_accounts(servers: dict[str, EmulatorServer], known: list[str], rng: ran
     for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
         sf.add_queue(name.replace("_", " "), name)
     zd.configure(rate_limit_per_minute=100_000)
+    if zendesk_jobs > 0:
+        zd.configure(job_reads_per_step=None, job_autocomplete_seconds=zendesk_jobs)
     hs.set_limits(ten_second_max=100_000, daily_max=10_000_000, search_per_second=100)
     twilio: Any = servers["twilio"].emulator
     twilio.add_number(OURS)  # no sms_url: this bench sends the webhooks itself
@@ -300,12 +307,17 @@ class Watcher:
 
     @staticmethod
     def _zendesk_reader(em: Any) -> Callable[[], list[str]]:
-        """Ticket comments (audits, appended per ticket) by the crmhub keys of their metadata (`keys_of`)."""
+        """Ticket comments (audits, appended per ticket) by the crmhub keys of their metadata (`keys_of`).
+
+        Bulk jobs old enough are completed first, as Zendesk's background worker would have done by then
+        (the emulator otherwise does it on the next request).
+        """
         done: Counter[str] = Counter()
 
         def read() -> list[str]:
             new: list[Any] = []
             with em.lock:
+                em.run_due_jobs()  # what Zendesk's background worker has done by now
                 for ticket, audits in em.state["audits"].items():
                     if len(audits) > done[ticket]:
                         new.extend(audits[done[ticket]:])
@@ -394,13 +406,14 @@ class Sender:
 # ---- one run ---------------------------------------------------------------------------------------------------
 
 def run_once(store: str, state_url: str, rate: float, seconds: float, drain: float, period: float,
-             customers: int, seed: int, workdir: Path, profile: Path | None = None) -> RunFigures:
+             customers: int, seed: int, workdir: Path, profile: Path | None = None,
+             zendesk_jobs: float = 0.0) -> RunFigures:
     """A fresh sandbox, daemon and store; load at `rate` for `seconds`; drain; the figures."""
     rng = random.Random(seed)
     pool = [f"+1415{5_000_000 + i:07d}" for i in range(customers)]
     known = pool[: customers // 2]  # half the customers are already contacts in every CRM; the rest are new
     with running_sandbox(apis=(*CRMS, "twilio")) as servers:
-        seed_accounts(servers, known, rng)
+        seed_accounts(servers, known, rng, zendesk_jobs)
         port = free_port()
         settings = write_sandbox_settings(workdir, {api: s.url for api, s in servers.items()}, state_url=state_url,
                                           enabled=(*CRMS, "twilio"), webhooks_port=port)
@@ -430,24 +443,26 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
             exit_code = daemon.stop()
     run = _figures(store, rate, seconds, customers, sender, watcher, calls, cpu, rss, drained_in, exit_code, load)
     for figures in run.crms:
-        figures.steady_calls_per_interaction = steady[figures.crm]
+        figures.steady_calls_per_interaction, endpoints = steady[figures.crm]
+        figures.steady_endpoints = dict(endpoints.most_common())
     _delivery_runs(run, daemon.log.read_text(errors="replace"))
     return run
 
 
-def _steady(emulator: Any, sending_from: float, rate: float, seconds: float) -> float | None:
-    """Calls per interaction in the steady window: from a third of the sending time (at most 20 s) after
-    it began to its end, over the items sent in that window; start-up and the drain are left out.
+def _steady(emulator: Any, sending_from: float, rate: float, seconds: float) -> tuple[float | None, Counter[str]]:
+    """Calls per interaction in the steady window, and its calls by endpoint: from a third of the sending
+    time (at most 20 s) after it began to its end, over the items sent in that window; start-up and the
+    drain are left out.
 
     Writes trail their items by at most `delivery.max_wait`, so the window's writes are about its items'.
     """
     warm = min(20.0, seconds / 3)
     start, end = sending_from + warm, emulator.clock.time()
     if end - start <= 0:
-        return None
+        return None, Counter()
     with emulator.lock:
-        calls = sum(1 for at in emulator.call_times if start <= at < end)
-    return calls / (rate * (end - start))
+        calls = Counter(key for at, key in emulator.call_log if start <= at < end)
+    return sum(calls.values()) / (rate * (end - start)), calls
 
 
 def is_read(endpoint: str) -> bool:
@@ -514,6 +529,13 @@ def _s3(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _short(endpoint: str) -> str:
+    """`GET /api/v2/job_statuses/show_many.json` as `GET job_statuses/show_many`: the table stays readable."""
+    method, _, path = endpoint.partition(" ")
+    parts = [p for p in path.removesuffix(".json").split("/") if p and not VERSION_PART.fullmatch(p)]
+    return f"{method} {'/'.join(parts[-2:])}"
+
+
 def markdown(runs: list[RunFigures]) -> str:
     """Two tables: latency and calls per CRM, then the daemon and the sender per run."""
     lines = [("| store | msg/s | CRM | p50 s | p95 s | p99 s | max s | missing | API calls/interaction "
@@ -527,6 +549,11 @@ def markdown(runs: list[RunFigures]) -> str:
                          f"| {c.writes_per_interaction:.3f} | {c.reads_per_interaction:.3f} "
                          f"| {_s3(c.steady_calls_per_interaction)} | {c.delivery_runs} "
                          f"| {sizes} |")
+    lines += ["", "| store | msg/s | CRM | calls in the steady window, by endpoint |", "| --- | ---: | --- | --- |"]
+    for run in runs:
+        for c in run.crms:
+            split = ", ".join(f"{_short(e)} {n}" for e, n in c.steady_endpoints.items()) or "-"
+            lines.append(f"| {run.store} | {run.rate:g} | {c.crm} | {split} |")
     lines += ["", ("| store | msg/s | sent | webhook answers | ack p50/p95 s | send late p99/max s | drained in s "
                    "| daemon CPU ms/interaction | daemon peak RSS MB | load avg start/end |"),
               "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -553,6 +580,9 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, help="keep each run's daemon log there, as <store>-<rate>.log")
     parser.add_argument("--profile", type=Path, help="profile the daemon with yappi (a dev tool: pip install "
                         "yappi) into DIR/<store>-<rate>.prof and .txt")
+    parser.add_argument("--zendesk-jobs", type=float, default=ZENDESK_JOB_SECONDS,
+                        help="seconds a Zendesk bulk job takes to complete in the background, whoever reads it "
+                        "(0: the emulator's default, one step per status read, so a job is done at its second read)")
     parser.add_argument("--smoke", action="store_true",
                         help="3 s at 5 msg/s on SQLite, up to 20 s drain (a trickle waits up to delivery.max_wait)")
     args = parser.parse_args()
@@ -574,13 +604,16 @@ def main() -> None:
                         args.profile.mkdir(parents=True, exist_ok=True)
                         profile = (args.profile / f"{store}-{rate:g}.prof").resolve()
                     runs.append(run_once(store, url, rate, args.seconds, args.drain, args.watch_period, customers,
-                                         args.seed, Path(tmp), profile))
+                                         args.seed, Path(tmp), profile, args.zendesk_jobs))
                 finally:
                     if args.logs:
                         args.logs.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(Path(tmp) / "crmhub.log", args.logs / f"{store}-{rate:g}.log")
+    jobs = f"Zendesk jobs done {args.zendesk_jobs:g} s after submission" if args.zendesk_jobs > 0 else (
+        "Zendesk jobs done at their second status read")
     print(f"webhook -> record latency under `crmhub run` ({os.cpu_count()} cores; "
-          f"{args.seconds:g} s per rate, drain {args.drain:g} s; percentiles count missing messages as 'missing')")
+          f"{args.seconds:g} s per rate, drain {args.drain:g} s; {jobs}; "
+          "percentiles count missing messages as 'missing')")
     print(markdown(runs))
     if args.json:
         args.json.write_text(json.dumps({"command": " ".join(sys.argv), "runs": [asdict(r) for r in runs]},

@@ -348,6 +348,13 @@ class WriteOutcome:
     so far, and offers the row again after `settle_after` seconds; the
     connector then settles it from the job (`HistoryWrite.job_ref`) without
     submitting it again. Neither an attempt nor a failure.
+
+    `urgent` (the default): the worker runs for the write as soon as it is
+    due, since its next step waits on the job. False: the write is done in
+    the CRM once its job has run, and only the engine's books wait; the row
+    rides the next delivery run that comes (a batch, the interval), whose
+    single status read it shares, instead of costing a run and a read of
+    its own.
     """
 
     key: str
@@ -358,6 +365,7 @@ class WriteOutcome:
     job_ref: str | None = None
     settle_after: float = 0.0
     adopted: str | None = None  # found written by an earlier state store: the object counted (e.g. "tasks")
+    urgent: bool = True
 
     @property
     def ok(self) -> bool:

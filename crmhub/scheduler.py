@@ -49,7 +49,7 @@ from crmhub.app import Cycle, Hub
 from crmhub.errors import reason_of
 from crmhub.metrics import JobRecords
 from crmhub.serving import HttpServer
-from crmhub.workers import DeliveryWorker, Doorbell, Filling, RoutingWorker, start_threads
+from crmhub.workers import BatchCost, DeliveryWorker, Doorbell, Filling, RoutingWorker, start_threads
 
 log = structlog.get_logger("crmhub.scheduler")
 MIRROR_EVERY = timedelta(minutes=5)
@@ -198,7 +198,8 @@ def _filling(hub: Hub, name: str) -> Filling:
         return budget is not None and budget.allowance().low
 
     return Filling(target=getattr(delivery.calls_per_interaction, name),
-                   max_wait=delivery.max_wait.total_seconds(), calls=crm.calls_here, allowance_low=allowance_low)
+                   max_wait=delivery.max_wait.total_seconds(), calls=crm.calls_here, allowance_low=allowance_low,
+                   cost=BatchCost(seed=crm.batch_calls))
 
 
 def _rows_delivered(run: Callable[[], Cycle]) -> int:
@@ -216,25 +217,33 @@ class _SettleAlarm:
 
     The run submits jobs without waiting for them (`Hub.delivery_job`); their
     rows come due after the connector's `settle_after`, which may be long
-    before the worker's interval.
+    before the worker's interval. Rows whose next step waits on their job
+    ring urgently (a run at once); the others (`WriteOutcome.urgent` False)
+    ring as new rows do, so the next batch takes them along and a follow-up
+    held back by one of them is not left for the interval.
     """
 
     def __init__(self, run: Callable[[], Any], bell: Doorbell) -> None:
         self.run, self.bell = run, bell
-        self._timer: threading.Timer | None = None
+        self._timers: dict[bool, threading.Timer] = {}  # urgent? -> its pending ring
 
     def __call__(self) -> Any:
         cycle = self.run()
-        waits = [report.settle_in for report in cycle.deliveries if report.settle_in is not None]
-        if waits:
-            if self._timer is not None:
-                self._timer.cancel()
-            # Urgent: those writes were paid for when their jobs were submitted; reading the outcome (and
-            # submitting a new customer's next stage) must not wait for a fuller batch as new rows do.
-            self._timer = threading.Timer(min(waits) + SETTLE_MARGIN, partial(self.bell.ring, urgent=True))
-            self._timer.daemon = True  # a stopping daemon closes the bell; the alarm never holds it up
-            self._timer.start()
+        for urgent, waits in ((True, [r.settle_in for r in cycle.deliveries if r.settle_in is not None]),
+                              (False, [r.ride_in for r in cycle.deliveries if r.ride_in is not None])):
+            if waits:
+                self._ring_in(min(waits) + SETTLE_MARGIN, urgent=urgent)
         return cycle
+
+    def _ring_in(self, seconds: float, *, urgent: bool) -> None:
+        if (timer := self._timers.get(urgent)) is not None:
+            timer.cancel()
+        # Urgent: those writes were paid for when their jobs were submitted; reading the outcome (and
+        # submitting a new customer's next stage) must not wait for a fuller batch as new rows do.
+        timer = threading.Timer(seconds, partial(self.bell.ring, urgent=urgent))
+        timer.daemon = True  # a stopping daemon closes the bell; the alarm never holds it up
+        timer.start()
+        self._timers[urgent] = timer
 
 
 def _stop_on_signals(stop: threading.Event | None) -> threading.Event:

@@ -188,6 +188,7 @@ class DeliveryWorker:
     filling: Filling = field(default_factory=Filling)
     settle: Callable[[], int | None] | None = None
     _unsettled_calls: int = field(default=0, init=False, repr=False)
+    _settled_rows: int = field(default=0, init=False, repr=False)
 
     def loop(self) -> None:
         """Until the bell is closed: wait for a ring or the interval, gather, deliver."""
@@ -200,23 +201,30 @@ class DeliveryWorker:
                 continue  # rung for nothing due (another daemon or run took it)
             settling = gathered is SETTLE and self.settle is not None
             self.bell.answer()
-            self.run_job(self.job, partial(self._run, self.settle if settling else self.deliver))
+            self.run_job(self.job, partial(self._run, self.settle, settling=True) if settling else
+                         partial(self._run, self.deliver))
             if settling:
                 self.bell.ring()  # new rows it left: their wait for a batch goes on
 
-    def _run(self, deliver: Callable[[], int | None]) -> None:
+    def _run(self, deliver: Callable[[], int | None], *, settling: bool = False) -> None:
         """One delivery run, its calls per batch fed to the moving average.
 
         A run that settles no row (it only submitted CRM jobs, say) carries its
-        calls to the next run that does, so a batch costs what all its runs spent.
+        calls to the next run that does, and a settling run (an urgent ring:
+        jobs read, a new customer's next stage submitted) carries its calls and
+        rows to the next batch run: a batch costs what all its runs spent, not
+        a batch run's calls and then a settling run's as if each were a batch.
         """
         before = self.filling.calls()
-        handled = deliver()
+        handled = deliver() or 0
         self._unsettled_calls += self.filling.calls() - before
+        self._settled_rows += handled
+        if self._settled_rows and not settling:
+            spent, rows = self._unsettled_calls, self._settled_rows
+            self._unsettled_calls, self._settled_rows = 0, 0
+            self.filling.cost.add(spent, math.ceil(rows / self.batch))
         if handled:
-            spent, self._unsettled_calls = self._unsettled_calls, 0
-            self.filling.cost.add(spent, math.ceil(handled / self.batch))
-            log.info("delivery run", job=self.job, rows=handled, calls=spent,
+            log.info("delivery run", job=self.job, rows=handled, settling=settling,
                      calls_per_batch=round(self.filling.cost.calls, 2))
 
     def _gathered(self, first_ring: float) -> str | None:
@@ -227,12 +235,12 @@ class DeliveryWorker:
         soonest = first_ring + self.budget
         latest = first_ring + max(self.budget, self.filling.max_wait)
         while True:
-            due = self.due(self.batch)
-            if due == 0:
+            due = self.due(self.batch)  # new rows: rows waiting on CRM jobs are rung for (urgent), not counted
+            if due == 0 and not self.bell.urgent:
                 self.bell.settle()
                 return None
             now = self.bell.clock()
-            if due >= self.batch or now >= latest or (now >= soonest and self.filling.economical(due)):
+            if due > 0 and (due >= self.batch or now >= latest or (now >= soonest and self.filling.economical(due))):
                 return BATCH
             if self.bell.urgent:
                 return SETTLE

@@ -296,3 +296,24 @@ def test_an_urgent_ring_settles_waiting_rows_alone_and_new_rows_keep_filling() -
     _run_until_closed(worker.loop)
     assert len(settled) == 1 and settled[0] < 15.0  # at once, not after max_wait
     assert work.runs and work.runs[0][0] >= 15.0  # the new rows went at max_wait, as a trickle does
+
+
+def test_settling_runs_count_towards_their_batch_not_as_batches_of_their_own() -> None:
+    """A Zendesk batch is a submit run and then settling runs (its jobs read, the next stage submitted):
+    all their calls are what the batch cost, or the stretch would take a batch for cheaper than it is."""
+    calls = [0]
+
+    def run(spent: int, settled: int) -> Callable[[], int]:
+        def deliver() -> int:
+            calls[0] += spent
+            return settled
+        return deliver
+
+    worker = DeliveryWorker(job="deliver:crm", deliver=run(2, 0), due=lambda limit: 0, batch=100, every=HOUR,
+                            budget=0.0, run_job=lambda job, fn: fn(), filling=Filling(calls=lambda: calls[0]))
+    worker._run(run(2, 0))  # the batch run: users and comments jobs submitted, nothing settled
+    worker._run(run(2, 30), settling=True)  # their jobs read (comments settled), the tickets job submitted
+    worker._run(run(1, 40), settling=True)  # the tickets job read
+    assert worker.filling.cost.calls == 1.0  # settling runs close no batch ...
+    worker._run(run(2, 0))  # ... the next batch run does, with every call since: 7 for 70 rows, one batch
+    assert worker.filling.cost.calls == 1.0 + BatchCost.WEIGHT * (7 - 1.0)

@@ -119,8 +119,8 @@ def test_a_batch_of_new_customers_and_follow_ups_costs_one_submit_per_stage_and_
                      + [(phone, f"new again from {phone}") for phone in NEW])
     daemon.collect()
 
-    first = daemon.deliver()  # the new customers' users, and the known customers' comments: submitted
-    assert first == {CREATE_USERS: 1, UPDATE_MANY: 1}
+    first = daemon.deliver()  # the new customers' users (read once in the run: still queued), the comments
+    assert first == {CREATE_USERS: 1, SHOW_MANY: 1, UPDATE_MANY: 1}
     zd.finish_jobs()
     second = daemon.deliver()  # one read settles both jobs; the new tickets go out, carrying both messages
     assert second == {SHOW_MANY: 1, CREATE_TICKETS: 1}
@@ -132,6 +132,49 @@ def test_a_batch_of_new_customers_and_follow_ups_costs_one_submit_per_stage_and_
     assert daemon.dead() == []
     assert _on_tickets(zd, texts) == _once(texts)
     assert len(zd.tickets()) == 5 and len([u for u in zd.users() if u["role"] == "end-user"]) == 5
+
+
+def _known_without_ticket(d: Daemon) -> str:
+    """A customer Zendesk knows (the mirror has read it) who has no ticket yet."""
+    phone = "+14155550125"
+    d.zd.add_user(name="Known 2", phone=phone)
+    d.zd.clock.advance(120)  # past the export's lag
+    return phone
+
+
+def test_a_users_job_done_within_the_run_sends_every_ticket_of_the_batch_in_it(
+        daemon: Daemon, twilio_sandbox: EmulatorServer) -> None:
+    """Issue 13: a new customer's user, its ticket and the batch's other writes cost one run and one read."""
+    zd = daemon.zd
+    zd.configure(job_reads_per_step=0)  # a job is done by its first status read (as one a second old is)
+    known = _known_without_ticket(daemon)
+    texts = _receive(twilio_sandbox, daemon, [(NEW[0], "new from the newcomer"), (known, "new from known 2"),
+                                             (KNOWN[0], "more from known 0")])
+    daemon.collect()
+    # Users, then one read (users done), then both new tickets in one job and the follow-up: all in one run.
+    assert daemon.deliver() == {CREATE_USERS: 1, SHOW_MANY: 1, CREATE_TICKETS: 1, UPDATE_MANY: 1}
+    assert daemon.hub is not None and daemon.hub.due_count("zendesk", 10) == 0  # waiting rows fill no batch
+    assert daemon.deliver() == {SHOW_MANY: 1}  # the next run reads the last jobs, settling every row
+    assert daemon.deliver() == {}
+    assert daemon.dead() == []
+    assert _on_tickets(zd, texts) == _once(texts)
+    assert len(zd.tickets()) == 4
+
+
+def test_a_known_customer_s_new_ticket_waits_for_the_batch_s_users_job_to_go_in_one_tickets_job(
+        daemon: Daemon, twilio_sandbox: EmulatorServer) -> None:
+    zd = daemon.zd
+    known = _known_without_ticket(daemon)
+    texts = _receive(twilio_sandbox, daemon, [(NEW[0], "new from the newcomer"), (known, "new from known 2")])
+    daemon.collect()
+    assert daemon.deliver() == {CREATE_USERS: 1, SHOW_MANY: 1}  # the users job still queued: no ticket yet
+    zd.finish_jobs()
+    assert daemon.deliver() == {SHOW_MANY: 1, CREATE_TICKETS: 1}  # both tickets, one job
+    zd.finish_jobs()
+    assert daemon.deliver() == {SHOW_MANY: 1}
+    assert daemon.dead() == []
+    assert _on_tickets(zd, texts) == _once(texts)
+    assert len(zd.tickets()) == 4
 
 
 def test_the_next_batch_goes_out_while_the_first_batch_s_job_is_still_queued(
@@ -164,7 +207,7 @@ def test_a_daemon_killed_with_its_job_open_settles_it_once_at_the_next_start(
     texts = _receive(twilio_sandbox, daemon, [(phone, f"new from {phone}") for phone in NEW[:2]]
                      + [(KNOWN[0], "more from known 0")])
     daemon.collect()
-    assert daemon.deliver() == {CREATE_USERS: 1, UPDATE_MANY: 1}
+    assert daemon.deliver() == {CREATE_USERS: 1, SHOW_MANY: 1, UPDATE_MANY: 1}
     daemon.stop()  # killed: the jobs are open, their ids stored with the rows
 
     zd.finish_jobs()
@@ -198,7 +241,7 @@ def test_a_follow_up_claimed_while_its_customer_s_user_is_being_made_waits_for_t
     zd = daemon.zd
     texts = _receive(twilio_sandbox, daemon, [(NEW[0], "new from the newcomer")])
     daemon.collect()
-    assert daemon.deliver() == {CREATE_USERS: 1}
+    assert daemon.deliver() == {CREATE_USERS: 1, SHOW_MANY: 1}
     texts += _receive(twilio_sandbox, daemon, [(NEW[0], "more from the newcomer")])
     daemon.collect()
     # Both rows are due: the first still waits in its users job, the follow-up waits after it (no second user).
@@ -217,7 +260,7 @@ def test_a_sync_cycle_after_a_worker_left_jobs_open_waits_for_them_and_writes_no
     zd = daemon.zd
     texts = _receive(twilio_sandbox, daemon, [(NEW[0], "new from the newcomer"), (KNOWN[0], "more from known 0")])
     daemon.collect()
-    assert daemon.deliver() == {CREATE_USERS: 1, UPDATE_MANY: 1}
+    assert daemon.deliver() == {CREATE_USERS: 1, SHOW_MANY: 1, UPDATE_MANY: 1}
     zd.configure(job_reads_per_step=1)  # the jobs run as they are read
     daemon.now += timedelta(seconds=30)
     assert daemon.hub is not None

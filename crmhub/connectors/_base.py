@@ -40,6 +40,8 @@ class Connector:
     """Base of every connector: SDK error mapping, the single retry layer, and pacing by budget."""
 
     name: ClassVar[str] = "connector"
+    batch_calls: ClassVar[float] = 1.0
+    """API calls a delivery batch costs before any is measured: the seed of the worker's `BatchCost`."""
 
     def __init__(self, retrier: Retrier | None = None, budget: Budget | None = None) -> None:
         self.retrier = retrier or Retrier()

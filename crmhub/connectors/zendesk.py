@@ -175,7 +175,18 @@ from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
-from crmhub.connectors.zendesk_jobs import AFTER, COMMENT, FIRST, RUNNING, TICKET, USERS, JobRef, parse
+from crmhub.connectors.zendesk_jobs import (
+    AFTER,
+    COMMENT,
+    FIRST,
+    HELD,
+    LAST_STAGES,
+    RUNNING,
+    TICKET,
+    USERS,
+    JobRef,
+    parse,
+)
 from crmhub.errors import ConnectorError, NotFound, PermanentError, RateLimited, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.model import (
@@ -250,6 +261,9 @@ class ZendeskCrm(Connector):
 
     name = "zendesk"
     max_batch = MAX_BULK  # outbox rows a delivery worker fills a batch with: one create_many/update_many job
+    # A batch with new customers: users, a status read, tickets and comments (its last jobs are read with
+    # the next batch's read): the stretch's estimate until calls are measured.
+    batch_calls = 4.0
     reports_jobs = True  # write_history(..., on_submitted=): bulk jobs are stored by the engine as submitted
 
     def __init__(self, *, subdomain: str, auth: ZendeskAuth, objects: Sequence[ContactObject],
@@ -257,7 +271,7 @@ class ZendeskCrm(Connector):
                  default_region: str = "US", other_regions: Sequence[str] = (),
                  batch_size: int = MAX_BULK, retrier: Retrier | None = None,
                  job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 0.5,
-                 job_poll_max: float = 10.0, job_timeout: float = 120.0, job_settle_first: float = 0.5) -> None:
+                 job_poll_max: float = 10.0, job_timeout: float = 120.0, job_settle_first: float = 1.0) -> None:
         """
         Args:
             subdomain: the account's subdomain (acme for acme.zendesk.com).
@@ -540,7 +554,9 @@ class ZendeskCrm(Connector):
 
     # -- without waiting (settle_later)
     def _write_later(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
-        """Settle what earlier calls' jobs did, then submit each write's next stage (no job is waited for)."""
+        """Settle what earlier calls' jobs did, then submit each write's next stage (only a users job is waited
+        for, once: `_users_first`)."""
+        writes, submitted = self._users_first(writes)
         places = {w.key: parse(w.job_ref) for w in writes if w.job_ref}
         statuses = self._read_jobs(sorted({job for jobs, _ in places.values() for job in jobs}))
         outcomes: dict[str, WriteOutcome] = {}
@@ -549,6 +565,7 @@ class ZendeskCrm(Connector):
         results: dict[str, list[tuple[int | None, Exception | None]]] = {}  # per completed job, read once
         opened: dict[str, int] = {}  # case key -> its ticket, made by a job settled here
         made: dict[int, int] = {}  # person -> its user, made by a job settled here
+        users_job: str | None = None  # this call's users job, still running: new tickets go after it (`HELD`)
         for write in writes:
             if write.key not in places:
                 ready.append(write)
@@ -560,6 +577,7 @@ class ZendeskCrm(Connector):
                     self._opening.setdefault(write.new_case.key, place.job)
                 if place is not None and place.stage == USERS:
                     self._creating.setdefault(write.person_id, place.job)
+                    users_job = place.job if place.job in submitted else users_job
                 continue
             status = statuses.get(place.job) if place is not None else None
             if place is None or getattr(status, "status", None) != "completed":
@@ -567,6 +585,9 @@ class ZendeskCrm(Connector):
                 continue
             if place.stage == AFTER:
                 ready.append(write)
+                continue
+            if place.stage == HELD and write.new_case is not None:  # never sent, unless a claim was cut short
+                ready.append(replace(write, new_case=replace(write.new_case, may_exist=not write.first_attempt)))
                 continue
             if place.job not in results:
                 results[place.job] = self._job_results(status, int(status.total or 0))
@@ -600,9 +621,33 @@ class ZendeskCrm(Connector):
                     ready.append(self._with_contact(write, found[write.person_id]))
         ready = [self._with_contact(w, made[w.person_id]) if w.contact_id is None and w.person_id in made else w
                  for w in ready]
-        outcomes.update(self._submit_later(self._join_cases(ready, opened, outcomes)))
+        outcomes.update(self._submit_later(self._join_cases(ready, opened, outcomes), users_job))
         nowhere = Rejected("no ticket to write on", system=self.name)
         return [outcomes.get(w.key) or WriteOutcome(w.key, error=nowhere) for w in writes]
+
+    def _users_first(self, writes: Sequence[HistoryWrite]) -> tuple[list[HistoryWrite], list[str]]:
+        """The batch's new customers' users job, submitted first and read after `job_settle_first` with the jobs
+        the batch's other rows wait on (one status read), so that their tickets go in this same run.
+
+        Only in a batch that is not full: a full one may have more rows due behind it (50 msg/s), which
+        must not wait a second per batch; its users are settled by a later run, as any job.
+
+        Without it a new customer's ticket costs a run of its own, and a read, after its user's job. A job
+        still running at that read is settled later, as any. The writes come back placed in the job
+        (`u:<job>:<index>`), or linked to a user an earlier attempt made, with the jobs submitted.
+        """
+        known = {w.person_id for w in writes if w.contact_id is not None}
+        need = [w for w in writes if w.job_ref is None and w.contact_id is None and w.new_contact
+                and w.person_id not in known and w.person_id not in self._creating]
+        if not need or sum(w.job_ref is None for w in writes) >= self.batch_size:  # a full batch: more may be due
+            return list(writes), []
+        out: dict[str, WriteOutcome] = {}
+        made, jobs = self._users_later(need, out)
+        if jobs:
+            self.job_sleep(self.job_settle_first)
+        return [replace(w, job_ref=out[w.key].job_ref) if w.key in out else
+                self._with_contact(w, made[w.person_id]) if w.person_id in made and w.contact_id is None else w
+                for w in writes], jobs
 
     def _join_cases(self, writes: Sequence[HistoryWrite], opened: Mapping[str, int],
                     outcomes: dict[str, WriteOutcome]) -> list[HistoryWrite]:
@@ -632,10 +677,16 @@ class ZendeskCrm(Connector):
                        new_case=replace(case, may_exist=not write.first_attempt) if case is not None else None)
 
     def _waiting(self, write: HistoryWrite, ref: str, jobs: Sequence[str]) -> WriteOutcome:
-        """`write` waits in (or for) `jobs`: read again after a wait that doubles each time they are running."""
+        """`write` waits in (or for) `jobs`: read again after a wait that doubles each time they are running.
+
+        A write whose job is its last stage (its comment, or its new ticket's first comment) is in the
+        ticket once the job has run: it is not urgent, and rides the next run's status read.
+        """
         checks = max((self._checks.get(job, 0) for job in jobs), default=0)
+        place = parse(ref)[1]
         return WriteOutcome(write.key, contact_id=write.contact_id, case_id=write.case_id, job_ref=ref,
-                            settle_after=min(self.job_poll_max, self.job_settle_first * 2 ** checks))
+                            settle_after=min(self.job_poll_max, self.job_settle_first * 2 ** checks),
+                            urgent=place is None or place.stage not in LAST_STAGES)
 
     def _read_jobs(self, ids: Sequence[str]) -> dict[str, Any]:
         """Job id -> its status now (`show_many`, 100 ids a call; a gone job is left out). No wait."""
@@ -653,8 +704,12 @@ class ZendeskCrm(Connector):
                     del self._creating[person]
         return statuses
 
-    def _submit_later(self, writes: Sequence[HistoryWrite]) -> dict[str, WriteOutcome]:
-        """Each write's next stage, submitted: its user, else its ticket, else its comment; none waited for."""
+    def _submit_later(self, writes: Sequence[HistoryWrite], users_job: str | None = None) -> dict[str, WriteOutcome]:
+        """Each write's next stage, submitted: its user, else its ticket, else its comment; none waited for.
+
+        While a users job of the batch runs (`users_job`, or one submitted here), the batch's other new
+        tickets wait for it (`HELD`): all of them then go in one tickets job, with its customers' tickets.
+        """
         out = self._move_tickets([w for w in writes if w.relink and w.case_id and w.contact_id])  # rare: waited
         rest = [w for w in writes if w.key not in out]
         users: dict[int, int] = {w.person_id: int(w.contact_id) for w in rest if w.contact_id is not None}
@@ -663,27 +718,35 @@ class ZendeskCrm(Connector):
             if write.person_id in self._creating:
                 job_id = self._creating[write.person_id]
                 out[write.key] = self._waiting(write, str(JobRef(AFTER, job_id)), [job_id])
-        made = self._users_later([w for w in need_user if w.key not in out], out)
+        made, jobs = self._users_later([w for w in need_user if w.key not in out], out)
         users.update(made)
         ready = [self._with_contact(w, made[w.person_id]) if w.person_id in made else w
                  for w in rest if w.key not in out]
         out.update(self._move_tickets([w for w in ready if w.relink and w.case_id and w.contact_id]))  # user just made
         ready = [w for w in ready if w.key not in out]
-        opened = self._tickets_later([w for w in ready if w.new_case is not None], users, out)
+        users_job = jobs[-1] if jobs else users_job
+        if users_job is not None:  # new tickets wait for the users job, then go in one tickets job with its users'
+            out.update((w.key, self._waiting(w, str(JobRef(HELD, users_job)), [users_job])) for w in ready
+                       if w.new_case is not None)
+        opened = self._tickets_later([w for w in ready if w.new_case is not None and w.key not in out], users, out)
         self._comments_later([opened.get(w.key, w) for w in ready if w.key not in out], users, out)
         return out
 
-    def _users_later(self, writes: Sequence[HistoryWrite], out: dict[str, WriteOutcome]) -> dict[int, int]:
-        """users/create_many for the writes' customers; returns the users found made already (person -> id)."""
+    def _users_later(self, writes: Sequence[HistoryWrite], out: dict[str, WriteOutcome]
+                     ) -> tuple[dict[int, int], list[str]]:
+        """users/create_many for the writes' customers: (the users found made already, person -> id; the jobs)."""
         of_person: dict[int, list[HistoryWrite]] = {}
         for write in writes:
             of_person.setdefault(write.person_id, []).append(write)
         people = list(of_person)
         found: dict[int, int] = {}
+        jobs: list[str] = []
         for start in range(0, len(people), self.batch_size):
             chunk = people[start:start + self.batch_size]
             job = self._create_users([self._user_fields(of_person[p][0]) for p in chunk],
                                      [[w.key for w in of_person[p]] for p in chunk])
+            if job.job is not None:
+                jobs.append(str(job.job.id))
             for i, person in enumerate(chunk):
                 if i in job.found:
                     found[person] = job.found[i]
@@ -691,7 +754,7 @@ class ZendeskCrm(Connector):
                 ref = str(JobRef(USERS, str(job.job.id), job.sent.index(i)))
                 self._creating[person] = str(job.job.id)
                 out.update((w.key, self._waiting(w, ref, [])) for w in of_person[person])
-        return found
+        return found, jobs
 
     def _tickets_later(self, writes: Sequence[HistoryWrite], users: Mapping[int, int],
                        out: dict[str, WriteOutcome]) -> dict[str, HistoryWrite]:

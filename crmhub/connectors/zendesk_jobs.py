@@ -7,7 +7,10 @@ comment may carry it) and its comment (`tickets/update_many`). After each
 submit the engine stores `<stage>:<job id>:<item index>`, so the next run
 reads the job once (`job_statuses/show_many`) and takes that item's result
 without looking anything up. A write that waits for a job it is not in
-(a ticket's later comments wait for its earlier one) stores `after:<job id>:-1`.
+(a ticket's later comments wait for its earlier one) stores `after:<job id>:-1`;
+a known customer's new ticket held back while its batch's users job runs, so
+that every new ticket of the batch goes in one `tickets/create_many`, stores
+`held:<job id>:-1`.
 
 References without a stage are a submission's job id, or the candidate ids
 found after a lost answer (`a,b,c`): they name the jobs to wait for, and
@@ -23,7 +26,9 @@ FIRST = "T"  # the item is the write's new ticket, whose first comment carries t
 TICKET = "t"  # the item is the write's new ticket; the write is a later comment on it
 COMMENT = "c"  # the item is the ticket update whose comment carries the write
 AFTER = "after"  # the write is in no item: it waits for the job, then goes on
-STAGES = frozenset({USERS, FIRST, TICKET, COMMENT, AFTER})
+HELD = "held"  # the write's new ticket, never sent, waits for the users job its batch submitted (one tickets job)
+STAGES = frozenset({USERS, FIRST, TICKET, COMMENT, AFTER, HELD})
+LAST_STAGES = frozenset({FIRST, COMMENT})  # the write is in the ticket once this job has run: nothing follows
 RUNNING = frozenset({"queued", "working"})
 
 

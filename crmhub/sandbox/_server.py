@@ -214,6 +214,8 @@ class Emulator:
         self.calls: Counter[str] = Counter()
         self.call_times: deque[float] = deque(maxlen=CALL_LOG_SIZE)
         """Sandbox time of each counted call, oldest first (the last CALL_LOG_SIZE)."""
+        self.call_log: deque[tuple[float, str]] = deque(maxlen=CALL_LOG_SIZE)
+        """(sandbox time, `METHOD rule`) of each counted call, oldest first: calls by endpoint in a window."""
         self.lock = threading.RLock()
         self.state_file = Path(state_file) if state_file else None
         self.state: dict[str, Any] = self.initial_state()
@@ -281,6 +283,7 @@ class Emulator:
             self.state = self.initial_state()
             self.calls.clear()
             self.call_times.clear()
+            self.call_log.clear()
             self.faults.clear()
             self.persist()
 
@@ -322,8 +325,10 @@ class Emulator:
         route = self._routes[int(index)]
         if route.billable:
             with self.lock:
-                self.calls[f"{request.method} {route.rule}"] += 1
-                self.call_times.append(self.clock.time())
+                key, now = f"{request.method} {route.rule}", self.clock.time()
+                self.calls[key] += 1
+                self.call_times.append(now)
+                self.call_log.append((now, key))
         fault = self.faults.take(GENERIC_FAULTS, request.method, request.path)
         lose_answer = False
         if fault is not None:
@@ -380,6 +385,7 @@ class Emulator:
             with self.lock:
                 self.calls.clear()
                 self.call_times.clear()
+                self.call_log.clear()
             return json_response(None, 204)
         if what == "faults":
             if method == "GET":

@@ -20,9 +20,14 @@ from crmhub.store.schema import OutboxRow
 
 
 def due_count(session: Session, crm: str, *, now: datetime, limit: int) -> int:
-    """Pending rows of `crm` due at `now`, counted up to `limit`."""
+    """Pending rows of `crm` due at `now` that wait on no CRM job, counted up to `limit`.
+
+    Rows waiting on a job were paid for when it was submitted: they do not
+    fill a new batch; the runs that settle them are rung for them (urgent)
+    or take them along (`WriteOutcome.urgent`).
+    """
     due = (select(OutboxRow.id)
            .where(OutboxRow.status == OutboxStatus.PENDING.value, OutboxRow.crm == crm,
-                  OutboxRow.next_attempt_at <= now)
+                  OutboxRow.next_attempt_at <= now, OutboxRow.job_ref.is_(None))
            .limit(limit).subquery())
     return int(session.scalar(select(func.count()).select_from(due)) or 0)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, insert, not_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmhub.model import CaseState, OutboxStatus, QueueTarget, RouteDecision, WritePriority
@@ -115,10 +115,13 @@ _OTHER, _OTHER_ITEM = aliased(OutboxRow), aliased(LedgerRow)  # the conversation
 
 
 def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: timedelta,
-              max_priority: WritePriority = WritePriority.BACKFILL, waiting_only: bool = False) -> list[Claim]:
+              max_priority: WritePriority = WritePriority.BACKFILL, waiting_only: bool = False,
+              new_only: bool = False, besides: Sequence[int] = ()) -> list[Claim]:
     """Claim up to `limit` due rows of `crm` ranked at or before `max_priority` for `lease`.
 
-    `waiting_only`: just the rows an earlier attempt left in a CRM job (`job_ref` set).
+    `waiting_only`: just the rows an earlier attempt left in a CRM job (`job_ref` set); `new_only`: just
+    the others. `besides`: rows this transaction claimed already, which open no case for this claim (a
+    batch claimed in two parts, as of one moment).
 
     Highest priority first (lowest number), then the longest due, then the
     oldest row. A row whose conversation's case is being opened by a write
@@ -135,10 +138,13 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
              .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == OutboxRow.interaction_id)
              .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
-                    OutboxRow.next_attempt_at <= now, LedgerRow.conversation_key.not_in(cases_being_opened(crm, now)))
+                    OutboxRow.next_attempt_at <= now,
+                    LedgerRow.conversation_key.not_in(cases_being_opened(crm, now, besides)))
              .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
     if waiting_only:
         query = query.where(OutboxRow.job_ref.is_not(None))
+    elif new_only:
+        query = query.where(OutboxRow.job_ref.is_(None))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxRow)
     rows = session.execute(query).all()
@@ -153,8 +159,9 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
                   row.targets, row.job_ref, row.detach_from) for row in rows]
 
 
-def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
-    """The conversations whose case in `crm` a write not due at `now` (claimed, or waiting to retry) is opening.
+def cases_being_opened(crm: str, now: datetime, besides: Sequence[int] = ()) -> Select[tuple[str]]:
+    """The conversations whose case in `crm` a write not due at `now` (claimed, or waiting to retry) is opening;
+    the rows `besides` (claimed in this transaction) do not count.
 
     Uncorrelated, so the database computes it once per claim, from the
     CRM's pending rows (`ix_outbox_claim`), instead of once per candidate
@@ -162,11 +169,12 @@ def cases_being_opened(crm: str, now: datetime) -> Select[tuple[str]]:
     backlog once, never the history nor the square of the backlog.
     """
     other, other_item = _OTHER, _OTHER_ITEM
-    return (select(other_item.conversation_key)
-            .join(other, other.interaction_id == other_item.id)
-            .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
-            .where(other.crm == crm, other.status == PENDING, other.next_attempt_at > now,
-                   ThreadRow.record_id.is_(None)))
+    query = (select(other_item.conversation_key)
+             .join(other, other.interaction_id == other_item.id)
+             .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
+             .where(other.crm == crm, other.status == PENDING, other.next_attempt_at > now,
+                    ThreadRow.record_id.is_(None)))
+    return query.where(not_(among(other.id, besides))) if besides else query
 
 
 def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> None:

@@ -116,7 +116,8 @@ class DeliveryReport:
     """Seconds from each delivered item's channel time to the CRM's confirmation (relinks left out): metrics."""
     adopted: int = 0  # of `delivered`, writes found in the CRM as an earlier state store made them (issue 14)
     waiting: int = 0  # writes left in the CRM's asynchronous jobs, to be settled by a later run
-    settle_in: float | None = None  # seconds until the soonest of them is due again
+    settle_in: float | None = None  # seconds until the soonest urgent one of them is due again
+    ride_in: float | None = None  # ... the soonest of the others (`WriteOutcome.urgent` False)
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
@@ -172,8 +173,16 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
         allowed = max_priority() if max_priority is not None else WritePriority.BACKFILL
         now = clock()
         with store.transaction() as session:
+            # New rows fill the batch; rows waiting on CRM jobs come along (up to as many again) without taking
+            # its places: settling them submits little or nothing. Both as of one moment: a follow-up and the
+            # write opening its case, each in its own part, go together.
             claims = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
-                                      max_priority=allowed, waiting_only=waiting_only)
+                                      max_priority=allowed, waiting_only=waiting_only, new_only=not waiting_only)
+            fresh = len(claims)
+            if not waiting_only:
+                claims += outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
+                                           max_priority=allowed, waiting_only=True,
+                                           besides=[claim.id for claim in claims])
             # In the order the messages were sent (channels page newest first): threading decides in that order.
             claims.sort(key=lambda claim: (claim.occurred_at, claim.id))
             batch = _prepare(session, claims, writer.name, policy, now=now)
@@ -195,7 +204,7 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             _record(session, batch, outcomes, writer.name, policy, report, now=now)
         if batch.gone:
             _retarget(store, writer, batch.gone, policy, now=clock())
-        if len(claims) < policy.batch_size:
+        if max(fresh, len(claims) - fresh) < policy.batch_size:
             return allowed
 
 
@@ -414,8 +423,12 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
             if outcome.case_id and write.new_case is not None:
                 cases.setdefault(write.interaction.conversation_key, outcome.case_id)
             report.waiting += 1
-            soonest = report.settle_in
-            report.settle_in = outcome.settle_after if soonest is None else min(soonest, outcome.settle_after)
+            if outcome.urgent:
+                soonest = report.settle_in
+                report.settle_in = outcome.settle_after if soonest is None else min(soonest, outcome.settle_after)
+            else:  # it rides the next run that comes
+                soonest = report.ride_in
+                report.ride_in = outcome.settle_after if soonest is None else min(soonest, outcome.settle_after)
             continue
         if outcome.ok:
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.DONE, result_ref=outcome.record_id,

@@ -71,7 +71,7 @@ class ZendeskEmulator(Emulator):
 
     def authenticate(self, request: Request, route: Route) -> Response | None:
         """Admission: credentials, then limits, then role (see the module docstring)."""
-        self.jobs.complete_stale(self.state["config"]["job_autocomplete_seconds"])
+        self.run_due_jobs()
         user = self._caller(request)
         if user is None:
             return errors.unauthorized().response()
@@ -260,8 +260,18 @@ class ZendeskEmulator(Emulator):
         with self.lock:
             self.jobs.finish(job_id)
 
+    def run_due_jobs(self) -> None:
+        """Complete the jobs `job_autocomplete_seconds` old, as Zendesk's background worker has by then.
+
+        Run on every request and every look at the state (`users()`, `tickets()`, ...): a job's work is
+        there once it is old enough, whoever looks, not only once someone asks the API.
+        """
+        with self.lock:
+            self.jobs.complete_stale(self.state["config"]["job_autocomplete_seconds"])
+
     def _read(self, fetch: Any) -> list[Record]:
         with self.lock:
+            self.run_due_jobs()
             return copy.deepcopy(fetch())
 
     def _backend_at(self, when: float | str | datetime | None) -> ZendeskBackend:
