@@ -48,6 +48,7 @@ from crmhub.sync.mirror import mirror_loaded, refresh_mirror
 from crmhub.sync.process import process_pending
 from crmhub.sync.replies import ReplyPolicy, ReplyReport
 from crmhub.sync.routing import Router, Rule
+from crmhub.sync.surveys import policy_of
 from crmhub.sync.threads import refresh_threads
 from crmhub.ops_listener import create_ops_app
 from crmhub.webhooks import create_app, ledger_ingest
@@ -133,6 +134,9 @@ class Hub:
                 connector.budget = build_budget(config, connector.name, retrier,
                                                 wall=lambda: self.clock().timestamp())
                 connector.http_observer = self.metrics.http_observer(connector.name)
+        survey_policy = policy_of(settings)
+        # Questions go out through the replier: with replies off, no survey is asked (nor left pending).
+        self.surveys = survey_policy if settings.replies.enabled and survey_policy.enabled else None
         self.replier = build_replier(self) if settings.replies.enabled else None
         if self.twilio is not None:
             self.twilio.window = reconcile_window(config, monotonic or time.monotonic)
@@ -263,7 +267,7 @@ class Hub:
         source = _StoppableMirror(connector.name, self._until_stopping(connector.mirror_pages))
         changed = refresh_mirror(self.store, source, list(connector.objects), now=now, absorb=absorb)
         self.metrics.record_mirror(crm)
-        refresh_threads(self.store, connector, now=self.clock())
+        refresh_threads(self.store, connector, now=self.clock(), surveys=self.surveys)
         self.store.keep_statistics(self.clock())  # SQLite's PRAGMA optimize, at most hourly
         return changed
 

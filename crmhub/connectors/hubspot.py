@@ -541,6 +541,34 @@ class HubSpotCrm(Connector):
         if error is not None or record_id is None:
             raise error or Rejected("no record id in HubSpot's answer", system=self.name)
 
+    SURVEY_PROPERTIES = {"csat": "crmhub_csat", "nps": "crmhub_nps"}  # number properties on tickets
+
+    def set_survey_score(self, record_id: str, kind: str, score: int) -> None:
+        """The survey's score onto the ticket (a property update: repeating it after a lost answer changes nothing)."""
+        name = self.SURVEY_PROPERTIES[kind]
+        self._ensure_number_property("tickets", name)
+        body = {"inputs": [{"id": record_id, "objectWriteTraceId": record_id, "properties": {name: str(score)}}]}
+        answer = self.api("tickets.survey", "batch", "update", "tickets", body) or {}
+        if not any(str(r.get("id")) == record_id for r in answer.get("results") or []):
+            raise self._errors(answer).get(record_id) or self._unexplained(answer)
+
+    def _ensure_number_property(self, object_type: str, name: str) -> None:
+        """Create the number property `name` on `object_type` unless it exists (checked once)."""
+        if (object_type, name) in self._key_properties:
+            return
+        try:
+            self.api("properties.get", "properties", "get_by_name", object_type, name)
+        except NotFound:
+            body = {"name": name, "label": f"crmhub {name.removeprefix('crmhub_').upper()}", "type": "number",
+                    "fieldType": "number", "groupName": PROPERTY_GROUPS.get(object_type, object_type),
+                    "description": "A customer's survey answer, set by crmhub."}
+            try:
+                self.api("properties.create", "properties", "create", object_type, body)
+            except Rejected as exc:
+                if exc.status != 409:  # 409: another process created it meanwhile
+                    raise
+        self._key_properties.add((object_type, name))
+
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
         """Create missing contacts, then new tickets and one activity per write, each with its associations inline."""

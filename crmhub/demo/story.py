@@ -66,7 +66,7 @@ def tell(servers: Mapping[str, EmulatorServer], directory: Path, console: Consol
     start = datetime.now(UTC) - timedelta(hours=1)
     seed(servers, start)
     urls = {api: servers[api].url for api in APIS}
-    settings = write_sandbox_settings(directory, urls, enabled=APIS)
+    settings = write_sandbox_settings(directory, urls, enabled=APIS, surveys=True)
     _route_social_to(settings.parent / "mappings" / "routing.yaml", cast.LATE_QUEUE)
     console.rule("[bold]crmhub demo[/]: SMS, WhatsApp, calls and X -> Salesforce, on the local sandbox")
     console.print(f"sandbox: {', '.join(f'{api} {url}' for api, url in urls.items())}")

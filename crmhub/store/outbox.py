@@ -492,13 +492,15 @@ def mark_reopened(session: Session, crm: str, conversation_key: str,
         row.closed_at, row.closed_final = None, False
 
 
-def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -> int:
+def apply_case_states(session: Session, crm: str, states: Sequence[CaseState],
+                      closes: list[support_cases.Closed] | None = None) -> int:
     """Record what the CRM says of crmhub's cases; returns how many threads changed state.
 
     Only a state of a thread's current case counts (an older case of the
     conversation, `#1` when the thread is at `#2`, is history). A state no
     newer than the last one applied is skipped: a page read before crmhub
-    reopened a case must not close it again.
+    reopened a case must not close it again. `closes`, when given, receives
+    the cases this batch saw close (where surveys are asked, in the same transaction).
     """
     wanted: dict[str, list[tuple[int, CaseState]]] = {}
     for state in states:
@@ -521,6 +523,9 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState]) -
                 history.append(support_cases.StateChange(row.conversation_key, seq, state.closed_at,
                                                          reopened=row.closed_at is not None
                                                          and state.closed_at is None))
+                if closes is not None and state.closed_at is not None:
+                    closes.append(support_cases.Closed(row.conversation_key, seq, row.queue,
+                                                       row.record_id or state.record_id, state.closed_at))
             row.closed_at, row.closed_final, row.state_at = state.closed_at, state.final, state.modified_at
             if row.record_id is None:  # a case whose creation was never recorded (a crash in between)
                 row.record_id = state.record_id

@@ -427,3 +427,64 @@ class SupportCaseRow(Base):
     opened_at: Mapped[datetime]  # when crmhub opened it
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the last close the CRM reported; None: open
     reopens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+
+# Surveys waiting for an answer: the predicate of the partial `ix_surveys_awaiting`.
+SURVEY_AWAITING_SQL = "status = 'asked'"
+SCORE_PENDING_SQL = "status = 'pending'"
+
+
+class SurveyRow(Base):
+    """A CSAT or NPS question crmhub asked (or decided not to ask) a customer, and their answer.
+
+    Unique per (`kind`, `subject`): a CSAT survey's subject is its case
+    (`conversation#seq`), so several CRMs closing the case, or a close read
+    again after a crash, ask once; an NPS question's is the person and period
+    (`person:<id>@<period>`). The question itself goes out as a `replies` row
+    (`reply_ref` `survey:<id>`) in the same transaction. `status`: asked,
+    skipped (`reason` says why: opted out, WhatsApp window...), answered.
+    """
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject", name="uq_surveys_subject"),
+        Index("ix_surveys_awaiting", "conversation_key", sqlite_where=text(SURVEY_AWAITING_SQL),
+              postgresql_where=text(SURVEY_AWAITING_SQL)),  # an inbound message's open question
+        Index("ix_surveys_asked", "asked_at"),  # a report's window
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(255))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int]
+    crm: Mapped[str] = mapped_column(String(16))  # the CRM whose close asked it: its reply row's
+    channel: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str] = mapped_column(String(64), default="")
+    person_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    asked_at: Mapped[datetime]
+    answer_by: Mapped[datetime]
+    score: Mapped[int | None] = mapped_column(nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    answer_id: Mapped[int | None] = mapped_column(Id, nullable=True)  # the ledger row of the answer
+
+
+class SurveyScoreRow(Base):
+    """An answer to write onto the surveyed case in one CRM (a field set: repeating it changes nothing)."""
+
+    __tablename__ = "survey_scores"
+    __table_args__ = (
+        Index("ix_survey_scores_pending", "crm", "next_attempt_at", sqlite_where=text(SCORE_PENDING_SQL),
+              postgresql_where=text(SCORE_PENDING_SQL)),
+    )
+
+    survey_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, done, dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime]
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -1,0 +1,215 @@
+"""CSAT and NPS surveys through the sandbox: asked once on a case's close, answered without opening a case,
+the score on the case in the CRM, never to a customer who opted out.
+
+The emulators and the hub share a clock that moves only when the test moves it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+from simple_salesforce import Salesforce
+from sqlalchemy import select
+
+from crmhub.app import Hub, build_hub
+from crmhub.config import load_config
+from crmhub.connectors._http import build_session
+from crmhub.sandbox import EmulatorServer, emulator_class
+from crmhub.sandbox._server import Fault
+from crmhub.sandbox.settings import write_sandbox_settings
+from crmhub.store.schema import ReplyRow, SurveyRow
+from crmhub.sync.survey_answers import score_of
+from tests.report.test_report_sandbox import StillClock
+
+OURS = "+14155550100"
+JANE, ANN = "+14155550123", "+14155550125"
+T0 = datetime(2026, 11, 30, 8, 45, tzinfo=UTC)
+CSAT_QUESTION = "How did we do?"
+
+
+@dataclass
+class Run:
+    hub: Hub
+    clock: StillClock
+    sf: Any
+    tw: Any
+    agent: Any
+
+    def later(self, minutes: float) -> None:
+        self.clock.advance(minutes * 60)
+
+    def sync(self) -> None:
+        cycle = self.hub.sync_once()
+        assert cycle.failures == [], cycle.failures
+
+    def cases_of(self, phone: str) -> list[dict[str, Any]]:
+        return [c for c in self.sf.records("Case") if phone in c["Crmhub_Conversation__c"]]
+
+    def case_of(self, phone: str) -> str:
+        return str(self.cases_of(phone)[-1]["Id"])
+
+    def reply(self, phone: str, body: str) -> None:
+        self.agent.CaseComment.create({"ParentId": self.case_of(phone), "CommentBody": body, "IsPublished": True})
+
+    def close(self, phone: str) -> None:
+        self.agent.Case.update(self.case_of(phone), {"Status": "Closed"})
+
+    def texts(self, phone: str, body: str) -> None:
+        self.tw.receive_message(phone, OURS, body, at=self.clock.now())
+
+    def sent_to(self, phone: str) -> list[str]:
+        messages = [m for m in self.tw.snapshot()["messages"].values()
+                    if m["direction"] == "outbound-api" and m["to"] == phone]
+        return [m["body"] for m in sorted(messages, key=lambda m: m["_seq"])]
+
+    def surveys(self) -> list[SurveyRow]:
+        with self.hub.store.transaction() as session:
+            return list(session.scalars(select(SurveyRow).order_by(SurveyRow.id)))
+
+    def handled_to_close(self, phone: str, first: str = "My parcel is late") -> None:
+        """The customer writes, an agent answers and closes the case, crmhub reads the close back."""
+        self.texts(phone, first)
+        self.later(5)
+        self.sync()
+        self.reply(phone, "It is on its way")
+        self.later(5)
+        self.sync()
+        self.close(phone)
+        self.later(5)
+        self.sync()
+
+
+def _settings(directory: Path, urls: dict[str, str], **surveys: Any) -> Path:
+    path = write_sandbox_settings(directory, urls, surveys=True)
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    data["retry"].update({"initial_wait": "10ms", "max_wait": "50ms", "max_total": "10s", "max_attempts": 1})
+    for kind, values in surveys.items():
+        data["surveys"][kind].update(values)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    path.write_text(out.getvalue())
+    return path
+
+
+@pytest.fixture
+def run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Run]:
+    surveys = getattr(request, "param", {})
+    clock = StillClock(T0)
+    with EmulatorServer(emulator_class("salesforce")(clock=clock)) as sf_server, \
+            EmulatorServer(emulator_class("twilio")(clock=clock)) as tw_server:
+        sf: Any = sf_server.emulator
+        tw: Any = tw_server.emulator
+        for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+            sf.add_queue(name, name)
+        sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
+        agent = Salesforce(instance_url=sf_server.url, session_id=sf.issue_token("alice@acme.test"),
+                           session=build_session(base_url=sf_server.url))
+        tw.add_number(OURS)
+        settings = _settings(tmp_path, {"salesforce": sf_server.url, "twilio": tw_server.url}, **surveys)
+        with build_hub(load_config(settings), clock=clock.now) as hub:
+            yield Run(hub, clock, sf, tw, agent)
+
+
+def test_a_closed_case_gets_one_survey_and_its_answer_lands_on_the_case_without_opening_one(run: Run) -> None:
+    run.handled_to_close(JANE)
+    assert [body for body in run.sent_to(JANE) if CSAT_QUESTION in body] == [
+        "How did we do? Reply with a number from 1 (bad) to 5 (great)."]
+    run.later(5)
+    run.sync()  # the close read again, a second refresh: still one question
+    assert len([b for b in run.sent_to(JANE) if CSAT_QUESTION in b]) == 1
+    run.texts(JANE, "5 stars, thanks!")
+    run.later(5)
+    run.sync()
+    [case] = run.cases_of(JANE)
+    assert case["Status"] == "Closed" and case["Crmhub_CSAT__c"] == 5
+    [survey] = run.surveys()
+    assert (survey.kind, survey.status, survey.score) == ("csat", "answered", 5)
+    # the question's copy and the answer are on no case as history: the closed case got no new Task
+    tasks = [t for t in run.sf.records("Task") if t.get("WhatId") == case["Id"]]
+    assert len(tasks) == 1  # the customer's first message (the agent's reply is its own CaseComment)
+
+
+def test_a_message_that_is_no_answer_reopens_the_case_as_usual(run: Run) -> None:
+    run.handled_to_close(JANE)
+    run.texts(JANE, "5 days and still no parcel?")
+    run.later(5)
+    run.sync()
+    [case] = run.cases_of(JANE)
+    assert case["Status"] != "Closed" and case.get("Crmhub_CSAT__c") is None
+    [survey] = run.surveys()
+    assert survey.status == "asked"
+
+
+def test_a_customer_who_opted_out_is_never_surveyed(run: Run) -> None:
+    run.texts(ANN, "Hello")
+    run.texts(ANN, "STOP")
+    run.later(5)
+    run.sync()
+    run.close(ANN)
+    run.later(5)
+    run.sync()
+    run.later(5)
+    run.sync()
+    assert run.sent_to(ANN) == []
+    [survey] = run.surveys()
+    assert survey.status == "skipped" and "opted out" in (survey.reason or "")
+    with run.hub.store.transaction() as session:
+        assert session.scalars(select(ReplyRow.reply_ref)).all() == []
+
+
+def test_a_survey_whose_send_answer_was_lost_goes_out_once(run: Run) -> None:
+    run.texts(JANE, "My parcel is late")
+    run.later(5)
+    run.sync()
+    run.reply(JANE, "It is on its way")
+    run.later(5)
+    run.sync()
+    run.close(JANE)
+    run.tw.faults.add(Fault("reset", method="POST", path="Messages.json$", after=True))
+    run.later(5)
+    run.hub.sync_once()  # the question reached Twilio, its answer was lost
+    [question] = [r for r in _replies(run) if r.reply_ref.startswith("survey:")]
+    assert (question.status, question.channel_message_id) == ("sending", None)
+    run.later(10)  # the retry is due: it finds the sent message instead of sending again
+    run.sync()
+    assert len([b for b in run.sent_to(JANE) if CSAT_QUESTION in b]) == 1
+    [question] = [r for r in _replies(run) if r.reply_ref.startswith("survey:")]
+    assert question.status in ("sent", "delivered") and question.channel_message_id is not None
+
+
+@pytest.mark.parametrize("run", [{"nps": {"enabled": True, "every": "90d"}}], indirect=True)
+def test_nps_is_asked_once_per_person_per_period_and_csat_otherwise(run: Run) -> None:
+    run.handled_to_close(JANE)
+    run.texts(JANE, "9")
+    run.later(5)
+    run.sync()
+    run.later(120)  # later, within the period: a new case closes
+    run.handled_to_close(JANE, first="Another question")
+    kinds = [(s.kind, s.status, s.score) for s in run.surveys()]
+    assert kinds == [("nps", "answered", 9), ("csat", "asked", None)]
+    cases = run.cases_of(JANE)
+    assert len(cases) == 2 and cases[0]["Crmhub_NPS__c"] == 9
+
+
+@pytest.mark.parametrize(("text", "kind", "score"), [
+    ("5", "csat", 5), ("five", "csat", 5), ("Excellent!", "csat", 5), ("👍", "csat", 5), ("😡", "csat", 1),
+    ("cinco", "csat", 5), ("4/5", "csat", 4), ("⭐⭐⭐", "csat", 3), ("пять", "csat", 5), ("kötü", "csat", 2),
+    ("9", "nps", 9), ("10/10", "nps", 10), ("cero", "nps", 0),
+    ("6", "csat", None), ("Where is my refund?", "csat", None), ("5 days late", "csat", None), ("thanks", "csat", None),
+    ("11", "nps", None), ("4 or 5", "csat", None),
+])
+def test_answers_are_read_in_digits_words_and_emoji(text: str, kind: str, score: int | None) -> None:
+    assert score_of(text, kind) == score
+
+
+def _replies(run: Run) -> list[ReplyRow]:
+    with run.hub.store.transaction() as session:
+        return list(session.scalars(select(ReplyRow).order_by(ReplyRow.id)))
