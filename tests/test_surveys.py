@@ -90,6 +90,7 @@ def _settings(directory: Path, urls: dict[str, str], **surveys: Any) -> Path:
     path = write_sandbox_settings(directory, urls, surveys=True)
     yaml = YAML()
     data = yaml.load(path.read_text())
+    data["threads"]["reopen_window"] = "30m"
     data["retry"].update({"initial_wait": "10ms", "max_wait": "50ms", "max_total": "10s", "max_attempts": 1})
     for kind, values in surveys.items():
         data["surveys"][kind].update(values)
@@ -191,12 +192,25 @@ def test_nps_is_asked_once_per_person_per_period_and_csat_otherwise(run: Run) ->
     run.texts(JANE, "9")
     run.later(5)
     run.sync()
-    run.later(120)  # later, within the period: a new case closes
+    run.later(60)  # past the reopen window, within the NPS period: a new case closes
     run.handled_to_close(JANE, first="Another question")
     kinds = [(s.kind, s.status, s.score) for s in run.surveys()]
     assert kinds == [("nps", "answered", 9), ("csat", "asked", None)]
     cases = run.cases_of(JANE)
     assert len(cases) == 2 and cases[0]["Crmhub_NPS__c"] == 9
+
+
+def test_a_case_reopened_and_closed_again_is_not_asked_again(run: Run) -> None:
+    run.handled_to_close(JANE)
+    run.texts(JANE, "One more thing: the address")  # within the window: reopens the case
+    run.later(5)
+    run.sync()
+    run.close(JANE)
+    run.later(5)
+    run.sync()
+    assert len(run.cases_of(JANE)) == 1
+    assert len([b for b in run.sent_to(JANE) if CSAT_QUESTION in b]) == 1
+    assert [s.status for s in run.surveys()] == ["asked"]
 
 
 @pytest.mark.parametrize(("text", "kind", "score"), [

@@ -83,6 +83,15 @@ def refused_conversations(session: Session, conversations: Iterable[str], channe
     return set(session.scalars(query))
 
 
+def surveyed_cases(session: Session, conversations: Iterable[str]) -> set[tuple[str, int]]:
+    """(conversation, seq) of the conversations' cases that already have a question of any kind."""
+    keys = sorted(set(conversations))
+    if not keys:
+        return set()
+    query = select(SurveyRow.conversation_key, SurveyRow.seq).where(among(SurveyRow.conversation_key, keys))
+    return {(key, seq) for key, seq in session.execute(query)}
+
+
 def insert_questions(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Insert questions; one already there (same kind and subject) is left alone. Returns the new ids by subject."""
     if not rows:

@@ -77,6 +77,8 @@ def ask_on_close(session: Session, crm: str, closes: Sequence[Closed], policy: S
     wanted = [c for c in closes if _surveyed(c, policy)]
     if not wanted or not policy.enabled:
         return 0
+    done = store.surveyed_cases(session, {c.conversation_key for c in wanted})  # a reopened case closing again
+    wanted = [c for c in wanted if (c.conversation_key, c.seq) not in done]
     keys = {c.conversation_key for c in wanted}
     latest = store.latest_inbound(session, keys)
     why_not = _reasons_not_to_ask(session, keys, latest, now)
