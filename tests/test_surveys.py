@@ -7,6 +7,8 @@ The emulators and the hub share a clock that moves only when the test moves it.
 from __future__ import annotations
 
 import io
+import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,8 @@ from sqlalchemy import select
 from crmhub.app import Hub, build_hub
 from crmhub.config import load_config
 from crmhub.connectors._http import build_session
+from crmhub.report.build import report_for
+from crmhub.report.html import to_html
 from crmhub.sandbox import EmulatorServer, emulator_class
 from crmhub.sandbox._server import Fault
 from crmhub.sandbox.settings import write_sandbox_settings
@@ -227,3 +231,55 @@ def test_answers_are_read_in_digits_words_and_emoji(text: str, kind: str, score:
 def _replies(run: Run) -> list[ReplyRow]:
     with run.hub.store.transaction() as session:
         return list(session.scalars(select(ReplyRow).order_by(ReplyRow.id)))
+
+
+ANSWERS = [("5", 5), ("five", 5), ("Excellent!", 5), ("👍", 5), ("4", 4), ("bueno", 4), ("3", 3), ("bad", 2),
+           ("😡", 1), ("1", 1), ("Where is my refund?", None), ("And the invoice?", None)]
+
+
+def test_the_report_s_csat_is_the_plan_s(run: Run) -> None:
+    """A seeded plan of customers (opted out, silent, answering or writing something else) and the report's
+    CSAT worked out from the plan alone, never from crmhub's tables."""
+    rng = random.Random(1)  # a mix: opted out, silent, answering, writing something else
+    plan = [(f"+1415555{200 + i:04d}", rng.random() < 0.2, rng.choice([*ANSWERS, None])) for i in range(10)]
+    for phone, opted_out, _ in plan:
+        run.texts(phone, "My parcel is late")
+        if opted_out:
+            run.texts(phone, "STOP")
+    run.later(5)
+    run.sync()
+    for phone, _, _ in plan:
+        run.reply(phone, "It is on its way")
+    run.later(5)
+    run.sync()
+    for phone, _, _ in plan:
+        run.close(phone)
+    run.later(5)
+    run.sync()
+    for phone, opted_out, answer in plan:
+        if answer is not None and not opted_out:
+            run.texts(phone, answer[0])
+    run.later(5)
+    run.sync()
+
+    asked = [answer for _, opted_out, answer in plan if not opted_out]
+    scores = [answer[1] for answer in asked if answer is not None and answer[1] is not None]
+    report = report_for(run.hub.config, run.hub.store, since=T0 - timedelta(days=1), now=run.clock.now(),
+                        by=("channel",))
+    assert {k: report.totals[k] for k in ("csat_asked", "csat_answers", "csat_average", "csat_response_rate")} == {
+        "csat_asked": len(asked), "csat_answers": len(scores),
+        "csat_average": round(sum(scores) / len(scores), 2) if scores else None,
+        "csat_response_rate": round(len(scores) / len(asked), 4) if asked else None}
+    assert report.csat_distribution == dict(sorted(Counter(scores).items()))
+    assert report.totals["replies_sent"] == len(asked)  # agents' replies only: the questions are not counted
+    daily = report_for(run.hub.config, run.hub.store, since=T0 - timedelta(days=1), now=run.clock.now(),
+                       by=("channel", "day"))
+    page = to_html(report, daily, csat=report.csat_distribution)
+    assert ("CSAT answers by score" in page) == bool(scores)
+    # an answer opens no case; a message that is no answer reopens the closed one
+    for phone, opted_out, answer in plan:
+        [case] = run.cases_of(phone)
+        reopened = answer is not None and answer[1] is None and not opted_out
+        assert (case["Status"] != "Closed") == reopened, (phone, answer)
+        expected = answer[1] if answer is not None and not opted_out else None
+        assert case.get("Crmhub_CSAT__c") == expected, (phone, answer)

@@ -180,6 +180,8 @@ def test_the_figures_are_those_of_the_plan(run: Run) -> None:
         "reopen_rate": 0.5,
         "backlog_open": 1, "backlog_age_max_s": 21600.0, "backlog_age_median_s": 21600.0,  # Ann's, 6 h old
         "replies_sent": 3, "replies_failed": 1, "reply_failure_rate": 0.25,
+        "csat_asked": 0, "csat_answers": 0, "csat_average": None, "csat_response_rate": None,  # surveys off
+        "nps_asked": 0, "nps_answers": 0, "nps": None,
     }
     support, billing = report.rows[("support",)], report.rows[("billing",)]
     assert (support["inbound"], support["outbound"], support["cases"]) == (3, 1, 2)
@@ -209,7 +211,7 @@ def test_json_csv_and_table_carry_the_same_figures(run: Run) -> None:
     result = _cli(run, "--json", "--by", "crm")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"since", "until", "by", "business_hours", "rows", "totals"}
+    assert set(data) == {"since", "until", "by", "business_hours", "rows", "totals", "csat_distribution"}
     assert data["by"] == ["crm"] and data["business_hours"] is True
     [row] = data["rows"]
     assert row["group"] == {"crm": "salesforce"}
