@@ -460,10 +460,12 @@ def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
 
     auth = ZendeskAuth(email=zd.auth.email, token=secret("token"), oauth_token=secret("oauth_token"))
     queues = {name: ZendeskGroup(q.group, q.priority) for name, q in config.routing.queues.zendesk.items()}
-    return ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
-                      base_url=zd.base_url, default_region=config.identities.default_region,
-                      other_regions=config.identities.other_regions,
-                      batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep)
+    crm = ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
+                     base_url=zd.base_url, default_region=config.identities.default_region,
+                     other_regions=config.identities.other_regions,
+                     batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep)
+    crm.survey_fields = {kind: field for kind, field in zd.survey_fields.model_dump().items() if field is not None}
+    return crm
 
 
 def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:

@@ -30,7 +30,9 @@ from crmhub.sandbox._server import Fault
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.schema import ReplyRow, SurveyRow
 from crmhub.sync.survey_answers import score_of
+from tests.daemons import tune_settings
 from tests.report.test_report_sandbox import StillClock
+from tests.test_threads import AGENTS, Agent
 
 OURS = "+14155550100"
 JANE, ANN = "+14155550123", "+14155550125"
@@ -283,3 +285,50 @@ def test_the_report_s_csat_is_the_plan_s(run: Run) -> None:
         assert (case["Status"] != "Closed") == reopened, (phone, answer)
         expected = answer[1] if answer is not None and not opted_out else None
         assert case.get("Crmhub_CSAT__c") == expected, (phone, answer)
+
+
+def _score_in(agent: Agent, case_id: str) -> object:
+    """The CSAT score the CRM holds on the case: Salesforce's custom field, Zendesk's ticket field (id in the
+    sandbox settings), HubSpot's ticket property."""
+    if agent.crm == "salesforce":
+        return agent.em.record(case_id).get("Crmhub_CSAT__c")
+    if agent.crm == "zendesk":
+        [ticket] = [t for t in agent.em.tickets() if str(t["id"]) == case_id]
+        return next((f["value"] for f in ticket["custom_fields"] if f["id"] == 9000001), None)
+    [ticket] = [t for t in agent.em.objects("tickets") if t["id"] == case_id]
+    return ticket["properties"].get("crmhub_csat")
+
+
+@pytest.mark.parametrize("crm", list(AGENTS))
+def test_the_answer_lands_on_the_case_in_each_crm_and_opens_none(crm: str, request: pytest.FixtureRequest,
+                                                                 twilio_sandbox: EmulatorServer,
+                                                                 sandbox_clock: Any, tmp_path: Path) -> None:
+    server: EmulatorServer = request.getfixturevalue(f"{crm}_sandbox")
+    agent = AGENTS[crm](server)
+    tw: Any = twilio_sandbox.emulator
+    tw.add_number(OURS)
+    agent.seed()
+    settings = _settings(tmp_path, {crm: server.url, "twilio": twilio_sandbox.url})
+    tune_settings(settings, {f"crms.{name}.enabled": name == crm for name in AGENTS})
+
+    def sync() -> None:
+        sandbox_clock.advance(120)  # Zendesk's exports leave out the last minute's changes
+        cycle = hub.sync_once()
+        assert cycle.failures == [], cycle.failures
+
+    with build_hub(load_config(settings), clock=sandbox_clock.now) as hub:
+        tw.receive_message(JANE, OURS, "My parcel is late", at=sandbox_clock.now())
+        sync()
+        [case] = agent.cases().values()
+        agent.set_state(case["id"], "closed")
+        sync()
+        sync()  # the question goes out in the run after the close is read (or the same one)
+        questions = [m for m in tw.snapshot()["messages"].values()
+                     if m["direction"] == "outbound-api" and CSAT_QUESTION in m["body"]]
+        assert len(questions) == 1
+        tw.receive_message(JANE, OURS, "👍", at=sandbox_clock.now())
+        sync()
+        sync()
+    [after] = agent.cases().values()
+    assert not after["open"], "the answer reopened the case"
+    assert str(_score_in(agent, case["id"])) in ("5", "5.0")

@@ -202,6 +202,13 @@ class ZendeskBudget(Model):
     requests_per_minute: int = Field(400, ge=1, description="Pace crmhub's calls to at most this many per minute.")
 
 
+class ZendeskSurveyFields(Model):
+    """The custom ticket fields crmhub sets survey scores in (an admin creates them: Admin Center > Ticket fields)."""
+
+    csat: int | None = Field(None, gt=0, description="Id of the Number ticket field for CSAT (1-5); null: none.")
+    nps: int | None = Field(None, gt=0, description="Id of the Number ticket field for NPS (0-10); null: none.")
+
+
 class ZendeskSettings(Model):
     """One Zendesk Support account."""
 
@@ -213,6 +220,9 @@ class ZendeskSettings(Model):
                               examples=[{"email": "agent@acme.com", "token": "env:ZENDESK_TOKEN"}])
     batch_size: int = Field(100, ge=1, le=100, description="Items per create_many/update_many job (1..100).")
     budget: ZendeskBudget = Field(default_factory=ZendeskBudget, description="API allowance.")
+    survey_fields: ZendeskSurveyFields = Field(default_factory=lambda: ZendeskSurveyFields(), description=(
+        "Ticket fields (Number type) that receive survey answers, by id: Zendesk's own satisfaction rating is "
+        "good/bad and only the requester may set it."))
 
 
 class HubSpotAuth(Model):
