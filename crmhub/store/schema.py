@@ -429,8 +429,7 @@ class SupportCaseRow(Base):
     reopens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
 
-# Surveys waiting for an answer: the predicate of the partial `ix_surveys_awaiting`.
-SURVEY_AWAITING_SQL = "status = 'asked'"
+# Score writes not done yet: the predicate of the partial `ix_survey_scores_pending`.
 SCORE_PENDING_SQL = "status = 'pending'"
 
 
@@ -448,8 +447,7 @@ class SurveyRow(Base):
     __tablename__ = "surveys"
     __table_args__ = (
         UniqueConstraint("kind", "subject", name="uq_surveys_subject"),
-        Index("ix_surveys_awaiting", "conversation_key", sqlite_where=text(SURVEY_AWAITING_SQL),
-              postgresql_where=text(SURVEY_AWAITING_SQL)),  # an inbound message's open question
+        Index("ix_surveys_conversation", "conversation_key"),  # a message's open question, a case's survey
         Index("ix_surveys_asked", "asked_at"),  # a report's window
     )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, and_, bindparam, cast as sql_cast, func, literal, select, update
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, ReplyStatus
@@ -113,17 +113,26 @@ class Awaiting:
 
 
 def awaiting(session: Session, conversations: Iterable[str]) -> dict[str, Awaiting]:
-    """Each conversation's newest question that went out and waits for its answer (`ix_surveys_awaiting`)."""
+    """Each conversation's newest question that went out and waits for its answer.
+
+    Two lookups by index: the conversations' open questions (`ix_surveys_conversation`), then which of them
+    the channel took (`uq_replies_crm_ref`).
+    """
     keys = sorted(set(conversations))
     if not keys:
         return {}
     survey = SurveyRow
-    ref = literal(REPLY_PREFIX) + sql_cast(survey.id, String)
-    query = (select(survey.id, survey.kind, survey.conversation_key, survey.seq, survey.asked_at, survey.answer_by)
-             .join(ReplyRow, and_(ReplyRow.crm == survey.crm, ReplyRow.reply_ref == ref))
-             .where(among(survey.conversation_key, keys), survey.status == ASKED, ReplyRow.status.in_(_SENT))
-             .order_by(survey.asked_at, survey.id))
-    return {row.conversation_key: Awaiting(*row) for row in session.execute(query)}
+    rows = session.execute(
+        select(survey.id, survey.kind, survey.conversation_key, survey.seq, survey.asked_at, survey.answer_by,
+               survey.crm)
+        .where(among(survey.conversation_key, keys), survey.status == ASKED)
+        .order_by(survey.asked_at, survey.id)).all()
+    if not rows:
+        return {}
+    sent = set(session.execute(select(ReplyRow.crm, ReplyRow.reply_ref).where(
+        ReplyRow.crm.in_(sorted({row.crm for row in rows})),
+        among(ReplyRow.reply_ref, sorted({reply_ref(row.id) for row in rows})), ReplyRow.status.in_(_SENT))))
+    return {row.conversation_key: Awaiting(*row[:6]) for row in rows if (row.crm, reply_ref(row.id)) in sent}
 
 
 @dataclass(frozen=True)
@@ -134,8 +143,11 @@ class Answer:
     answered_at: datetime
 
 
-def record_answers(session: Session, answers: Sequence[Answer], *, now: datetime) -> None:
-    """The answers onto their questions, and one score write per CRM case of the surveyed case (two statements)."""
+def record_answers(session: Session, answers: Sequence[Answer], crms: Sequence[str], *, now: datetime) -> None:
+    """The answers onto their questions, and one score write per CRM case of the surveyed case (three statements).
+
+    `crms` are the enabled CRMs: the cases are read by (crm, conversation), along `uq_support_cases_case`.
+    """
     if not answers:
         return
     table = cast(Table, SurveyRow.__table__)
@@ -147,7 +159,8 @@ def record_answers(session: Session, answers: Sequence[Answer], *, now: datetime
     cases = SupportCaseRow
     wanted = {(a.survey.conversation_key, a.survey.seq): a.survey.id for a in answers}
     rows = session.execute(select(cases.crm, cases.conversation_key, cases.seq, cases.record_id).where(
-        among(cases.conversation_key, sorted({key for key, _ in wanted})), cases.record_id.is_not(None)))
+        cases.crm.in_(list(crms)), among(cases.conversation_key, sorted({key for key, _ in wanted})),
+        cases.record_id.is_not(None)))
     scores = [{"survey_id": wanted[(key, seq)], "crm": crm, "record_id": record, "status": PENDING, "attempts": 0,
                "next_attempt_at": now} for crm, key, seq, record in rows if (key, seq) in wanted]
     if scores:

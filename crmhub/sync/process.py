@@ -106,7 +106,7 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
     """Persons, contacts, threads and routing for a batch in memory; its writes in a few statements."""
     people = IdentityGraph(session, crms, identity, now)
     persons = people.persons_of([(entry.interaction_id, entry.item) for entry in batch])
-    answers = take_answers(session, [(entry.interaction_id, entry.item) for entry in batch], now=now)
+    answers = take_answers(session, [(entry.interaction_id, entry.item) for entry in batch], crms, now=now)
     # An answer opens no case; a survey question's own copy is crmhub's text on a closed case, written nowhere.
     batch = [entry for entry in batch if entry.interaction_id not in answers
              and not (entry.echo is not None and is_survey(entry.echo[1]))]

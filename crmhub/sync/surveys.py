@@ -160,7 +160,8 @@ def _reply_row(survey_id: int, row: Mapping[str, Any], close: Closed, last: Any,
 
 
 # ---- 2. answers ------------------------------------------------------------------
-def take_answers(session: Session, items: Sequence[tuple[int, Interaction]], *, now: datetime) -> set[int]:
+def take_answers(session: Session, items: Sequence[tuple[int, Interaction]], crms: Sequence[str], *,
+                 now: datetime) -> set[int]:
     """The batch's survey answers, recorded; returns their ledger ids (routing leaves them out)."""
     inbound = [(iid, item) for iid, item in items if item.direction is Direction.INBOUND]
     if not inbound:
@@ -175,7 +176,7 @@ def take_answers(session: Session, items: Sequence[tuple[int, Interaction]], *, 
         if score is not None:
             answers.append(store.Answer(question, score, iid, item.occurred_at))
             del open_[item.conversation_key]  # one answer per question; what follows is an ordinary message
-    store.record_answers(session, answers, now=now)
+    store.record_answers(session, answers, crms, now=now)
     if answers:
         log.info("survey answers", answers=len(answers))
     return {a.interaction_id for a in answers}

@@ -20,7 +20,7 @@ depends_on = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 When = sa.DateTime(timezone=True)
-AWAITING, PENDING = sa.text("status = 'asked'"), sa.text("status = 'pending'")
+PENDING = sa.text("status = 'pending'")
 
 
 def upgrade() -> None:
@@ -45,8 +45,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_surveys"),
         sa.UniqueConstraint("kind", "subject", name="uq_surveys_subject"),
     )
-    op.create_index("ix_surveys_awaiting", "surveys", ["conversation_key"], sqlite_where=AWAITING,
-                    postgresql_where=AWAITING)
+    op.create_index("ix_surveys_conversation", "surveys", ["conversation_key"])
     op.create_index("ix_surveys_asked", "surveys", ["asked_at"])
     op.create_table(
         "survey_scores",
