@@ -17,21 +17,19 @@ from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
-from simple_salesforce import Salesforce
 from sqlalchemy import select
 
 from crmhub.app import Hub, build_hub
 from crmhub.config import load_config
-from crmhub.connectors._http import build_session
 from crmhub.report.build import report_for
 from crmhub.report.html import to_html
-from crmhub.sandbox import EmulatorServer, emulator_class
+from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox._server import Fault
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.schema import ReplyRow, SurveyRow
 from crmhub.sync.survey_answers import score_of
 from tests.daemons import tune_settings
-from tests.report.test_report_sandbox import StillClock
+from tests.report.test_report_sandbox import StillClock, salesforce_and_twilio
 from tests.test_threads import AGENTS, Agent
 
 OURS = "+14155550100"
@@ -110,19 +108,10 @@ def _settings(directory: Path, urls: dict[str, str], **surveys: Any) -> Path:
 def run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Run]:
     surveys = getattr(request, "param", {})
     clock = StillClock(T0)
-    with EmulatorServer(emulator_class("salesforce")(clock=clock)) as sf_server, \
-            EmulatorServer(emulator_class("twilio")(clock=clock)) as tw_server:
-        sf: Any = sf_server.emulator
-        tw: Any = tw_server.emulator
-        for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
-            sf.add_queue(name, name)
-        sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
-        agent = Salesforce(instance_url=sf_server.url, session_id=sf.issue_token("alice@acme.test"),
-                           session=build_session(base_url=sf_server.url))
-        tw.add_number(OURS)
+    with salesforce_and_twilio(clock) as (sf_server, tw_server, agent):
         settings = _settings(tmp_path, {"salesforce": sf_server.url, "twilio": tw_server.url}, **surveys)
         with build_hub(load_config(settings), clock=clock.now) as hub:
-            yield Run(hub, clock, sf, tw, agent)
+            yield Run(hub, clock, sf_server.emulator, tw_server.emulator, agent)
 
 
 def test_a_closed_case_gets_one_survey_and_its_answer_lands_on_the_case_without_opening_one(run: Run) -> None:

@@ -474,15 +474,20 @@ class HubSpotCrm(Connector):
                                "crmhub upserts by it: make it unique in HubSpot (or delete it so crmhub creates it)",
                                system=self.name)
         except NotFound:
-            body = {"name": name, "label": f"crmhub {name.removeprefix('crmhub_')}", "type": "string",
-                    "fieldType": "text", "groupName": PROPERTY_GROUPS.get(object_type, object_type),
-                    "hasUniqueValue": True, "description": "Set by crmhub to find its records again; do not edit."}
-            try:
-                self.api("properties.create", "properties", "create", object_type, body)
-            except Rejected as exc:
-                if exc.status != 409:  # 409: another process created it meanwhile
-                    raise
+            self._create_property(object_type, {
+                "name": name, "label": f"crmhub {name.removeprefix('crmhub_')}", "type": "string",
+                "fieldType": "text", "hasUniqueValue": True,
+                "description": "Set by crmhub to find its records again; do not edit."})
         self._key_properties.add((object_type, name))
+
+    def _create_property(self, object_type: str, body: Mapping[str, Any]) -> None:
+        """Create a custom property in crmhub's group; one another process created meanwhile (409) is fine."""
+        try:
+            self.api("properties.create", "properties", "create", object_type,
+                     {**body, "groupName": PROPERTY_GROUPS.get(object_type, object_type)})
+        except Rejected as exc:
+            if exc.status != 409:
+                raise
 
     # ---- replies -------------------------------------------------------------
     def reply_pages(self, cursor: str | None, *, start: datetime) -> Iterator[ReplyPage]:
@@ -559,14 +564,9 @@ class HubSpotCrm(Connector):
         try:
             self.api("properties.get", "properties", "get_by_name", object_type, name)
         except NotFound:
-            body = {"name": name, "label": f"crmhub {name.removeprefix('crmhub_').upper()}", "type": "number",
-                    "fieldType": "number", "groupName": PROPERTY_GROUPS.get(object_type, object_type),
-                    "description": "A customer's survey answer, set by crmhub."}
-            try:
-                self.api("properties.create", "properties", "create", object_type, body)
-            except Rejected as exc:
-                if exc.status != 409:  # 409: another process created it meanwhile
-                    raise
+            self._create_property(object_type, {
+                "name": name, "label": f"crmhub {name.removeprefix('crmhub_').upper()}", "type": "number",
+                "fieldType": "number", "description": "A customer's survey answer, set by crmhub."})
         self._key_properties.add((object_type, name))
 
     # ---- writes --------------------------------------------------------------

@@ -20,7 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,18 +117,27 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield from _played(tmp_path_factory, state_url)
 
 
-def _played(tmp_path_factory: pytest.TempPathFactory, state_url: str | None) -> Iterator[Run]:
-    clock = StillClock(T0)
+@contextmanager
+def salesforce_and_twilio(clock: SandboxClock) -> Iterator[tuple[EmulatorServer, EmulatorServer, Any]]:
+    """The Salesforce (three queues, an agent) and Twilio (our number) emulators on `clock`, and the agent's
+    Salesforce session."""
     with EmulatorServer(emulator_class("salesforce")(clock=clock)) as sf_server, \
             EmulatorServer(emulator_class("twilio")(clock=clock)) as tw_server:
         sf: Any = sf_server.emulator
-        tw: Any = tw_server.emulator
         for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
             sf.add_queue(name, name)
         sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
         agent = Salesforce(instance_url=sf_server.url, session_id=sf.issue_token("alice@acme.test"),
                            session=build_session(base_url=sf_server.url))
-        tw.add_number(OURS)
+        tw_server.emulator.add_number(OURS)
+        yield sf_server, tw_server, agent
+
+
+def _played(tmp_path_factory: pytest.TempPathFactory, state_url: str | None) -> Iterator[Run]:
+    clock = StillClock(T0)
+    with salesforce_and_twilio(clock) as (sf_server, tw_server, agent):
+        sf: Any = sf_server.emulator
+        tw: Any = tw_server.emulator
         settings = write_sandbox_settings(tmp_path_factory.mktemp("report"),
                                           {"salesforce": sf_server.url, "twilio": tw_server.url}, state_url=state_url)
         _tune(settings)
