@@ -26,7 +26,7 @@ from crmhub.report.html import to_html
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox._server import Fault
 from crmhub.sandbox.settings import write_sandbox_settings
-from crmhub.store.schema import ReplyRow, SurveyRow
+from crmhub.store.schema import ReplyRow, RouteDecisionRow, SurveyRow
 from crmhub.sync.survey_answers import score_of
 from tests.daemons import tune_settings
 from tests.report.test_report_sandbox import StillClock, salesforce_and_twilio
@@ -128,6 +128,10 @@ def test_a_closed_case_gets_one_survey_and_its_answer_lands_on_the_case_without_
     assert case["Status"] == "Closed" and case["Crmhub_CSAT__c"] == 5
     [survey] = run.surveys()
     assert (survey.kind, survey.status, survey.score) == ("csat", "answered", 5)
+    with run.hub.store.transaction() as session:  # `crmhub explain` tells why neither went to a case
+        rules = {rule: targets for rule, targets in session.execute(
+            select(RouteDecisionRow.rule, RouteDecisionRow.targets).where(RouteDecisionRow.rule.like("survey%")))}
+    assert rules == {"survey question": {}, "survey answer": {}}
     # the question's copy and the answer are on no case as history: the closed case got no new Task
     tasks = [t for t in run.sf.records("Task") if t.get("WhatId") == case["Id"]]
     assert len(tasks) == 1  # the customer's first message (the agent's reply is its own CaseComment)

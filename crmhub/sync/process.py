@@ -46,6 +46,8 @@ from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.routing import Router
 from crmhub.sync.surveys import take_answers
 
+SURVEY_ANSWER, SURVEY_QUESTION = "survey answer", "survey question"  # decisions of items routed nowhere
+
 
 @dataclass(frozen=True)
 class _Ready:
@@ -108,8 +110,13 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
     persons = people.persons_of([(entry.interaction_id, entry.item) for entry in batch])
     answers = take_answers(session, [(entry.interaction_id, entry.item) for entry in batch], crms, now=now)
     # An answer opens no case; a survey question's own copy is crmhub's text on a closed case, written nowhere.
-    batch = [entry for entry in batch if entry.interaction_id not in answers
-             and not (entry.echo is not None and is_survey(entry.echo[1]))]
+    # Each keeps a decision naming why (`crmhub explain`), with no target.
+    unrouted = [(entry.interaction_id, RouteDecision(SURVEY_ANSWER if entry.interaction_id in answers
+                                                     else SURVEY_QUESTION, {}, ()))
+                for entry in batch if entry.interaction_id in answers
+                or (entry.echo is not None and is_survey(entry.echo[1]))]
+    skipped = {interaction_id for interaction_id, _ in unrouted}
+    batch = [entry for entry in batch if entry.interaction_id not in skipped]
     conversations = {entry.item.conversation_key for entry in batch}
     contacts: dict[str, dict[int, ContactMatch | None]] = {}
     threads: dict[str, dict[str, Any]] = {}
@@ -119,7 +126,7 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
                                      on_linked=people.relink_many)
         threads[crm] = outbox.threads_of(session, crm, conversations)
         opening[crm] = outbox.cases_pending(session, crm, conversations)
-    decisions: list[tuple[int, RouteDecision]] = []
+    decisions: list[tuple[int, RouteDecision]] = unrouted
     writes: list[dict[str, Any]] = []
     routed: list[tuple[_Ready, dict[str, Any], bool]] = []
     for entry in batch:
