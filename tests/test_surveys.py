@@ -325,3 +325,37 @@ def test_the_answer_lands_on_the_case_in_each_crm_and_opens_none(crm: str, reque
     [after] = agent.cases().values()
     assert not after["open"], "the answer reopened the case"
     assert str(_score_in(agent, case["id"])) in ("5", "5.0")
+
+
+def test_a_case_closed_in_two_crms_gets_one_question_and_the_answer_lands_in_both(
+        salesforce_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer,
+        sandbox_clock: Any, tmp_path: Path) -> None:
+    agents = [AGENTS["salesforce"](salesforce_sandbox), AGENTS["hubspot"](hubspot_sandbox)]
+    tw: Any = twilio_sandbox.emulator
+    tw.add_number(OURS)
+    for agent in agents:
+        agent.seed()
+    settings = _settings(tmp_path, {"salesforce": salesforce_sandbox.url, "hubspot": hubspot_sandbox.url,
+                                    "twilio": twilio_sandbox.url})
+    tune_settings(settings, {"crms.hubspot.enabled": True})
+    with build_hub(load_config(settings), clock=sandbox_clock.now) as hub:
+        def sync() -> None:
+            sandbox_clock.advance(120)
+            cycle = hub.sync_once()
+            assert cycle.failures == [], cycle.failures
+
+        tw.receive_message(JANE, OURS, "My parcel is late", at=sandbox_clock.now())
+        sync()
+        cases = [next(iter(agent.cases().values()))["id"] for agent in agents]
+        for agent, case_id in zip(agents, cases, strict=True):
+            agent.set_state(case_id, "closed")
+            sync()  # each CRM's close read in its own refresh
+        sync()
+        questions = [m for m in tw.snapshot()["messages"].values()
+                     if m["direction"] == "outbound-api" and CSAT_QUESTION in m["body"]]
+        assert len(questions) == 1
+        tw.receive_message(JANE, OURS, "four", at=sandbox_clock.now())
+        sync()
+        sync()
+    assert [str(_score_in(agent, case_id)) for agent, case_id in zip(agents, cases, strict=True)] == ["4.0", "4"]
+    assert all(not next(iter(agent.cases().values()))["open"] for agent in agents)
