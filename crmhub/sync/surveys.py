@@ -170,7 +170,8 @@ def take_answers(session: Session, items: Sequence[tuple[int, Interaction]], crm
     answers: list[store.Answer] = []
     for iid, item in inbound:
         question = open_.get(item.conversation_key)
-        if question is None or not question.asked_at <= item.occurred_at <= question.answer_by:
+        # Channels date messages to the second (Twilio): the question's second counts as after it.
+        if question is None or not question.asked_at.replace(microsecond=0) <= item.occurred_at <= question.answer_by:
             continue
         score = score_of(item.text, question.kind)
         if score is not None:
