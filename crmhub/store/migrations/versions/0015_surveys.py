@@ -5,7 +5,7 @@ and period for NPS), asked or skipped with the reason; `survey_scores` the
 answer's write onto the case in each CRM.
 
 Revision ID: 0015_surveys
-Revises: 0012_interaction_language (the lead re-chains at merge)
+Revises: 0014_shared_budget (chained after main's head when main was merged in; the lead may re-chain)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_surveys"
-down_revision = "0012_interaction_language"
+down_revision = "0014_shared_budget"
 branch_labels = None
 depends_on = None
 
