@@ -51,6 +51,7 @@ from crmhub.sync.mirror import mirror_loaded, refresh_mirror
 from crmhub.sync.process import process_pending
 from crmhub.sync.replies import ReplyPolicy, ReplyReport
 from crmhub.sync.routing import Router, Rule
+from crmhub.sync.surveys import policy_of
 from crmhub.sync.threads import refresh_threads, threads_loaded
 from crmhub.ops_listener import create_ops_app
 from crmhub.webhooks import create_app, ledger_ingest
@@ -141,6 +142,9 @@ class Hub:
                 connector.budget = build_budget(config, connector.name, retrier,
                                                 wall=lambda: self.clock().timestamp(), shared=shared)
                 connector.http_observer = self.metrics.http_observer(connector.name)
+        survey_policy = policy_of(settings)
+        # Questions go out through the replier: with replies off, no survey is asked (nor left pending).
+        self.surveys = survey_policy if settings.replies.enabled and survey_policy.enabled else None
         self.replier = build_replier(self) if settings.replies.enabled else None
         if self.twilio is not None:
             self.twilio.window = reconcile_window(config, monotonic or time.monotonic)
@@ -295,7 +299,7 @@ class Hub:
         else:
             self.metrics.read_elsewhere(crm, "mirror")
         if self.owns(streams.cases(crm)):
-            refresh_threads(self.store, connector, now=self.clock())
+            refresh_threads(self.store, connector, now=self.clock(), surveys=self.surveys)
         self.store.keep_statistics(self.clock())  # SQLite's PRAGMA optimize, at most hourly
         return changed
 
@@ -494,10 +498,12 @@ def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
 
     auth = ZendeskAuth(email=zd.auth.email, token=secret("token"), oauth_token=secret("oauth_token"))
     queues = {name: ZendeskGroup(q.group, q.priority) for name, q in config.routing.queues.zendesk.items()}
-    return ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
-                      base_url=zd.base_url, default_region=config.identities.default_region,
-                      other_regions=config.identities.other_regions,
-                      batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep)
+    crm = ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
+                     base_url=zd.base_url, default_region=config.identities.default_region,
+                     other_regions=config.identities.other_regions,
+                     batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep)
+    crm.survey_fields = {kind: field for kind, field in zd.survey_fields.model_dump().items() if field is not None}
+    return crm
 
 
 def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:

@@ -316,7 +316,7 @@ def report(since: Annotated[str, typer.Option(help="How far back (e.g. 7d, 12h).
 
             daily = report_for(loaded, store, since=now - window, now=now, by=("channel", "day"))
             try:
-                html.write_text(to_html(figures, daily), encoding="utf-8")
+                html.write_text(to_html(figures, daily, csat=figures.csat_distribution), encoding="utf-8")
             except OSError as exc:
                 raise OpsError(f"--html: cannot write {html}: {exc.strerror}") from None
     if as_json:

@@ -1,9 +1,9 @@
 """Wiring of agents' replies: the hub's CRMs and channels to the reply steps of `crmhub.sync.replies`.
 
 One run (`Replier.run`, the scheduler's `replies` job and the end of every
-`crmhub sync`) reads new replies from each CRM, sends what is due, asks the
-channels about deliveries no callback has settled, and writes failures back
-onto their cases. Each CRM's and channel's step runs on its own: one
+`crmhub sync`) reads new replies from each CRM, sends what is due (survey
+questions too), asks the channels about deliveries no callback has settled,
+writes failures back onto their cases and survey answers onto theirs. Each CRM's and channel's step runs on its own: one
 system's failure is recorded and the others go on. Twilio's status callbacks
 reach the reply rows through `on_twilio_status`, given to the webhook receiver.
 """
@@ -23,6 +23,7 @@ from crmhub.metrics import Metrics
 from crmhub.model import Channel, Delivery
 from crmhub.store import StateStore
 from crmhub.sync.notes import NoteWriter
+from crmhub.sync.surveys import ScoreWriter, write_scores
 from crmhub.sync.replies import (
     ChannelSender,
     ReplyPolicy,
@@ -41,8 +42,8 @@ Step = Callable[[str], AbstractContextManager[None]]
 TWILIO_CHANNELS = [Channel.SMS, Channel.WHATSAPP]
 
 
-class ReplyCrm(ReplySource, NoteWriter, Protocol):
-    """What the replies need of a CRM connector: reading replies, writing notes."""
+class ReplyCrm(ReplySource, NoteWriter, ScoreWriter, Protocol):
+    """What the replies need of a CRM connector: reading replies, writing notes, setting survey scores."""
 
 
 class Replier:
@@ -87,6 +88,8 @@ class Replier:
             with step(f"replies:write-back:{name}"):
                 write_back_failures(self.store, crm, self.senders, now=self.clock(), report=report,
                                     default_language=self.policy.default_language)
+            with step(f"surveys:scores:{name}"):
+                write_scores(self.store, crm, now=self.clock())
         self.metrics.record_replies(report)
         return report
 

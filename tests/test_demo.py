@@ -65,14 +65,20 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
 
     # The agent's comment reached Jane once, by SMS from the number she wrote to.
     sent = [m for m in tw.snapshot()["messages"].values() if m["direction"] == "outbound-api"]
-    assert [(m["from"], m["to"], m["body"]) for m in sent] == [(cast.OUR_NUMBER, cast.JANE_PHONE, cast.AGENT_REPLY)]
+    questions = [m for m in sent if m["body"].startswith("How did we do?")]
+    assert [(m["from"], m["to"], m["body"]) for m in sent if m not in questions] == [
+        (cast.OUR_NUMBER, cast.JANE_PHONE, cast.AGENT_REPLY)]
+    # Act 6: one question to each customer whose case closed; the answers are on their cases, which stay closed.
+    assert sorted(m["to"] for m in questions) == sorted(phone for phone, _ in cast.SURVEY_ANSWERS)
+    closed = [records[by_text[t.body]["WhatId"]] for t in cast.FIRST_TEXTS[:2]]
+    assert [(c["IsClosed"], c["Crmhub_CSAT__c"]) for c in closed] == [(True, 5), (True, 4)]  # "5", "good, thanks"
     assert not any(t["Description"] == cast.AGENT_REPLY for t in tasks)  # never echoed back to Salesforce
 
     store = open_store(f"sqlite:///{(tmp_path / 'crmhub.db').resolve()}", migrate_schema=False)
     try:
         with store.transaction() as session:
             dead = {d.source: d.resolved_at is None for d in session.scalars(select(DeadLetterRow))}
-            [echo] = [row.id for row in session.scalars(select(LedgerRow)) if row.direction == "outbound"]
+            [echo] = [row.id for row in session.scalars(select(LedgerRow)) if row.text == cast.AGENT_REPLY]
             echo_writes = [(row.crm, row.status, row.result_ref[:6]) for row in session.scalars(
                 select(OutboxRow).where(OutboxRow.interaction_id == echo))]
     finally:
@@ -94,7 +100,8 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     assert "Routing: rule 'vip-customers'" in last_cycle  # `crmhub explain` of Jane's first SMS
     report = output.split("6. What the support lead reads")[1]
     assert "first response (median)" in report and "HTML report written to" in report
-    assert (settings.parent / "report.html").read_text().count("<svg") == 2
+    assert "CSAT (average, 1-5)" in report
+    assert (settings.parent / "report.html").read_text().count("<svg") == 3  # volume, first response, CSAT
     assert settings.exists()
 
 

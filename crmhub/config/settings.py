@@ -204,6 +204,13 @@ class ZendeskBudget(Model):
                                      "(all daemons on one store together).")
 
 
+class ZendeskSurveyFields(Model):
+    """The custom ticket fields crmhub sets survey scores in (an admin creates them: Admin Center > Ticket fields)."""
+
+    csat: int | None = Field(None, gt=0, description="Id of the Number ticket field for CSAT (1-5); null: none.")
+    nps: int | None = Field(None, gt=0, description="Id of the Number ticket field for NPS (0-10); null: none.")
+
+
 class ZendeskSettings(Model):
     """One Zendesk Support account."""
 
@@ -215,6 +222,9 @@ class ZendeskSettings(Model):
                               examples=[{"email": "agent@acme.com", "token": "env:ZENDESK_TOKEN"}])
     batch_size: int = Field(100, ge=1, le=100, description="Items per create_many/update_many job (1..100).")
     budget: ZendeskBudget = Field(default_factory=ZendeskBudget, description="API allowance.")
+    survey_fields: ZendeskSurveyFields = Field(default_factory=lambda: ZendeskSurveyFields(), description=(
+        "Ticket fields (Number type) that receive survey answers, by id: Zendesk's own satisfaction rating is "
+        "good/bad and only the requester may set it."))
 
 
 class HubSpotAuth(Model):
@@ -477,6 +487,61 @@ class ReplySettings(Model):
                                     "and follow their delivery.")
 
 
+WRITABLE_CHANNELS = ("sms", "whatsapp", "x_mention", "x_dm")  # the channel kinds crmhub can send a survey on
+SurveyChannel = Literal["sms", "whatsapp", "x_mention", "x_dm"]
+
+CSAT_TEXTS = {
+    "en": "How did we do? Reply with a number from 1 (bad) to 5 (great).",
+    "es": "¿Qué tal lo hicimos? Responda con un número del 1 (mal) al 5 (excelente).",
+    "fr": "Comment s'est passé notre échange ? Répondez par un chiffre de 1 (mauvais) à 5 (excellent).",
+    "de": "Wie waren wir? Antworten Sie mit einer Zahl von 1 (schlecht) bis 5 (sehr gut).",
+    "pt": "Como nos saímos? Responda com um número de 1 (ruim) a 5 (ótimo).",
+    "tr": "Nasıldık? 1 (kötü) ile 5 (harika) arasında bir sayıyla yanıtlayın.",
+    "ru": "Как мы справились? Ответьте числом от 1 (плохо) до 5 (отлично).",
+}
+NPS_TEXTS = {
+    "en": "How likely are you to recommend us to a friend? Reply 0 (not at all) to 10 (very likely).",
+    "es": "¿Qué probabilidad hay de que nos recomiende a un amigo? Responda de 0 (nada) a 10 (mucha).",
+    "fr": "Quelle est la probabilité que vous nous recommandiez à un ami ? Répondez de 0 (aucune) à 10 (très forte).",
+    "de": "Wie wahrscheinlich empfehlen Sie uns einem Freund? Antworten Sie von 0 (gar nicht) bis 10 (sehr).",
+    "pt": "Qual a probabilidade de nos recomendar a um amigo? Responda de 0 (nenhuma) a 10 (muita).",
+    "tr": "Bizi bir arkadaşınıza önerme olasılığınız nedir? 0 (hiç) ile 10 (çok yüksek) arasında yanıtlayın.",
+    "ru": "Насколько вероятно, что вы порекомендуете нас другу? Ответьте от 0 (никак) до 10 (очень).",
+}
+
+
+class CsatSettings(Model):
+    """The satisfaction survey sent when a case closes (1-5)."""
+
+    enabled: bool = Field(False, description="Ask the customer how it went when an agent closes their case.")
+    channels: list[SurveyChannel] = Field(list(WRITABLE_CHANNELS), description="Channels a survey is sent on.")
+    queues: list[str] | None = Field(None, description="Queues whose closed cases are surveyed (routing.yaml's "
+                                                       "queue names); null: every queue.")
+    texts: dict[LanguageCode, str] = Field(dict(CSAT_TEXTS), min_length=1, description=(
+        "The question per language (the conversation's language, else `languages.default`, else any)."))
+    window: PositiveDuration = Field(timedelta(days=3), description="How long after the survey an answer counts; "
+                                     "a later message is an ordinary message.")
+
+
+class NpsSettings(Model):
+    """The net promoter question (0-10), asked of a person at most once per period, when one of their cases closes."""
+
+    enabled: bool = Field(False, description="Ask the NPS question instead of the CSAT one when a person's case "
+                                             "closes and they were not asked in the current period.")
+    every: PositiveDuration = Field(timedelta(days=90), description="At most one NPS question per person in each "
+                                    "period of this length (periods counted from 1970-01-01 UTC).")
+    channels: list[SurveyChannel] = Field(list(WRITABLE_CHANNELS), description="Channels the question is sent on.")
+    texts: dict[LanguageCode, str] = Field(dict(NPS_TEXTS), min_length=1, description="The question per language.")
+    window: PositiveDuration = Field(timedelta(days=3), description="How long after the question an answer counts.")
+
+
+class SurveySettings(Model):
+    """CSAT and NPS surveys over the customer's own channel (issue 16)."""
+
+    csat: CsatSettings = Field(default_factory=CsatSettings, description="Satisfaction survey on a case's close.")
+    nps: NpsSettings = Field(default_factory=NpsSettings, description="Net promoter score, per person and period.")
+
+
 class LanguageSettings(Model):
     """Which languages customers write in (detected per message) and the one crmhub falls back to."""
 
@@ -542,6 +607,7 @@ class Settings(Model):
     threads: ThreadSettings = Field(default_factory=ThreadSettings, description="Threading into cases.")
     replies: ReplySettings = Field(default_factory=ReplySettings, description="Agents' replies back to customers.")
     languages: LanguageSettings = Field(default_factory=LanguageSettings, description="Customers' languages.")
+    surveys: SurveySettings = Field(default_factory=SurveySettings, description="CSAT and NPS surveys.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries of API calls.")
     run: RunSettings = Field(default_factory=RunSettings, description="The daemon.")
     mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "

@@ -478,15 +478,20 @@ class HubSpotCrm(Connector):
                                "crmhub upserts by it: make it unique in HubSpot (or delete it so crmhub creates it)",
                                system=self.name)
         except NotFound:
-            body = {"name": name, "label": f"crmhub {name.removeprefix('crmhub_')}", "type": "string",
-                    "fieldType": "text", "groupName": PROPERTY_GROUPS.get(object_type, object_type),
-                    "hasUniqueValue": True, "description": "Set by crmhub to find its records again; do not edit."}
-            try:
-                self.api("properties.create", "properties", "create", object_type, body)
-            except Rejected as exc:
-                if exc.status != 409:  # 409: another process created it meanwhile
-                    raise
+            self._create_property(object_type, {
+                "name": name, "label": f"crmhub {name.removeprefix('crmhub_')}", "type": "string",
+                "fieldType": "text", "hasUniqueValue": True,
+                "description": "Set by crmhub to find its records again; do not edit."})
         self._key_properties.add((object_type, name))
+
+    def _create_property(self, object_type: str, body: Mapping[str, Any]) -> None:
+        """Create a custom property in crmhub's group; one another process created meanwhile (409) is fine."""
+        try:
+            self.api("properties.create", "properties", "create", object_type,
+                     {**body, "groupName": PROPERTY_GROUPS.get(object_type, object_type)})
+        except Rejected as exc:
+            if exc.status != 409:
+                raise
 
     # ---- replies -------------------------------------------------------------
     def reply_pages(self, cursor: str | None, *, start: datetime) -> Iterator[ReplyPage]:
@@ -544,6 +549,29 @@ class HubSpotCrm(Connector):
         [(record_id, error)] = self._create_keyed("notes", ACTIVITY_KEY, {note.key: record}).values()
         if error is not None or record_id is None:
             raise error or Rejected("no record id in HubSpot's answer", system=self.name)
+
+    SURVEY_PROPERTIES = {"csat": "crmhub_csat", "nps": "crmhub_nps"}  # number properties on tickets
+
+    def set_survey_score(self, record_id: str, kind: str, score: int) -> None:
+        """The survey's score onto the ticket (a property update: repeating it after a lost answer changes nothing)."""
+        name = self.SURVEY_PROPERTIES[kind]
+        self._ensure_number_property("tickets", name)
+        body = {"inputs": [{"id": record_id, "objectWriteTraceId": record_id, "properties": {name: str(score)}}]}
+        answer = self.api("tickets.survey", "batch", "update", "tickets", body) or {}
+        if not any(str(r.get("id")) == record_id for r in answer.get("results") or []):
+            raise self._errors(answer).get(record_id) or self._unexplained(answer)
+
+    def _ensure_number_property(self, object_type: str, name: str) -> None:
+        """Create the number property `name` on `object_type` unless it exists (checked once)."""
+        if (object_type, name) in self._key_properties:
+            return
+        try:
+            self.api("properties.get", "properties", "get_by_name", object_type, name)
+        except NotFound:
+            self._create_property(object_type, {
+                "name": name, "label": f"crmhub {name.removeprefix('crmhub_').upper()}", "type": "number",
+                "fieldType": "number", "description": "A customer's survey answer, set by crmhub."})
+        self._key_properties.add((object_type, name))
 
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:

@@ -336,6 +336,13 @@ class SalesforceCrm(Connector):
 
         self.sf("casecomment.note", write)
 
+    SURVEY_FIELDS = {"csat": "Crmhub_CSAT__c", "nps": "Crmhub_NPS__c"}  # Number(2, 0) custom fields on Case
+
+    def set_survey_score(self, record_id: str, kind: str, score: int) -> None:
+        """The survey's score onto the Case (an update to a value: repeating it after a lost answer changes nothing)."""
+        field = self.SURVEY_FIELDS[kind]
+        self.sf("case.survey", lambda sf: sf.Case.update(record_id, {field: score}))
+
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
         """Create missing contacts, upsert new cases, reopen or move cases, upsert one Task per write.

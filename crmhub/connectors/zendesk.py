@@ -468,6 +468,18 @@ class ZendeskCrm(Connector):
                 self._roles[int(user["id"])] = str(user.get("role") or "end-user")
         return {i: self._roles.get(i, "end-user") for i in ids}
 
+    survey_fields: Mapping[str, int] = {}  # settings `crms.zendesk.survey_fields`: kind -> Number ticket field id
+
+    def set_survey_score(self, record_id: str, kind: str, score: int) -> None:
+        """The survey's score into its ticket field (an update to a value: repeating it after a lost answer changes
+        nothing). Zendesk's own satisfaction rating is good/bad and only the requester may set it."""
+        field = self.survey_fields.get(kind)
+        if field is None:
+            raise Rejected(f"no Zendesk ticket field for {kind.upper()} scores: create a Number ticket field "
+                           f"and set crms.zendesk.survey_fields.{kind} to its id in settings.yaml", system=self.name)
+        ticket = _zenpy_ticket({"id": int(record_id), "custom_fields": [{"id": field, "value": score}]})
+        self.zd("tickets.survey", lambda zd: zd.tickets.update(ticket))
+
     def add_case_note(self, note: CaseNote) -> None:
         """A private comment on the ticket, keyed in the audit metadata so it is written once."""
         ticket_id = int(note.case_id)

@@ -56,3 +56,5 @@ JANE_MENTION_MINUTES = 10
 JANE_STATES_HANDLE = Text(JANE_PHONE, OUR_NUMBER, f"Any update? I also wrote to you on X, I'm @{JANE_ON_X}", 40)
 # Act 4: an agent answers her in Salesforce.
 AGENT_REPLY = "Hi Jane, order 1234 left our warehouse this morning. Sorry for the wait!"
+# Act 6: Jane and Bob answer the satisfaction question crmhub sends when their cases close.
+SURVEY_ANSWERS: tuple[tuple[str, str], ...] = ((JANE_PHONE, "5"), (BOB_PHONE, "good, thanks"))

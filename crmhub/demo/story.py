@@ -13,7 +13,9 @@ same commands ops would type (`crmhub deadletters`, `conflicts`, `explain`,
    it, her two identities merge and the X history moves onto her Contact;
 4. an agent answers in Salesforce and the customer gets an SMS;
 5. a run over the same items writes nothing twice;
-6. `crmhub report` prints the support figures and writes the HTML report.
+6. an agent closes two cases, the customers answer crmhub's satisfaction
+   question, and `crmhub report` prints the support figures and writes the
+   HTML report, CSAT included.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def tell(servers: Mapping[str, EmulatorServer], directory: Path, console: Consol
     start = datetime.now(UTC) - timedelta(hours=1)
     seed(servers, start)
     urls = {api: servers[api].url for api in APIS}
-    settings = write_sandbox_settings(directory, urls, enabled=APIS)
+    settings = write_sandbox_settings(directory, urls, enabled=APIS, surveys=True)
     _route_social_to(settings.parent / "mappings" / "routing.yaml", cast.LATE_QUEUE)
     console.rule("[bold]crmhub demo[/]: SMS, WhatsApp, calls and X -> Salesforce, on the local sandbox")
     console.print(f"sandbox: {', '.join(f'{api} {url}' for api, url in urls.items())}")
@@ -165,8 +167,17 @@ class Story:
 
     def act_six(self) -> None:
         self._act(6, "What the support lead reads",
-                  "crmhub holds every message, reply and case state, so it reports the figures support leads "
-                  "staff by: volume, first response, resolution, reopens, backlog, reply failures.")
+                  f"{cast.AGENT[1]} closes Jane's and Bob's cases. crmhub texts each of them one short question; "
+                  "their answers land on the case in Salesforce (Crmhub_CSAT__c) and open no new case. crmhub "
+                  "holds every message, reply, case state and answer, so it reports the figures support leads "
+                  "staff by: volume, first response, resolution, reopens, backlog, reply failures, CSAT.")
+        for text in cast.FIRST_TEXTS[:2]:
+            self._agent_close(self._case_of(text.body))
+        self._sync()
+        answered = self.twilio.clock.now()  # Twilio's time (a shared emulator's may run ahead of the wall's)
+        for phone, answer in cast.SURVEY_ANSWERS:
+            self.twilio.receive_message(phone, cast.OUR_NUMBER, answer, at=answered)
+        self._sync()
         self._command("report", "--since", "1d", "--html", str(self.settings.parent / "report.html"))
 
     # ---- helpers -----------------------------------------------------------------------------------
@@ -198,13 +209,18 @@ class Story:
                      if m["body"] == body and m["direction"] == "inbound"]
         return f"sms:{message['sid']}"
 
-    def _agent_comment(self, case_id: str, body: str) -> None:
-        """The agent writes through Salesforce's own API, as a logged-in human user would."""
+    def _agent(self) -> Any:
+        """The agent's Salesforce session, through Salesforce's own API, as a logged-in human user works."""
         from simple_salesforce.api import Salesforce
 
-        agent: Any = Salesforce(instance_url=self.salesforce_url, session_id=self.salesforce.issue_token(cast.AGENT[0]),
-                           session=build_session(base_url=self.salesforce_url))
-        agent.CaseComment.create({"ParentId": case_id, "CommentBody": body, "IsPublished": True})
+        return Salesforce(instance_url=self.salesforce_url, session_id=self.salesforce.issue_token(cast.AGENT[0]),
+                          session=build_session(base_url=self.salesforce_url))
+
+    def _agent_comment(self, case_id: str, body: str) -> None:
+        self._agent().CaseComment.create({"ParentId": case_id, "CommentBody": body, "IsPublished": True})
+
+    def _agent_close(self, case_id: str) -> None:
+        self._agent().Case.update(case_id, {"Status": "Closed"})
 
 
 def _epilogue(servers: Mapping[str, EmulatorServer], console: Console) -> None:

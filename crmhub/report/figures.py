@@ -1,10 +1,11 @@
 """Support figures per channel, queue, CRM or day, from the state store in a few set queries.
 
-Four reads, whatever the size of the window: the volume (ledger rows, or
+Five reads, whatever the size of the window: the volume (ledger rows, or
 (interaction, CRM) writes when grouped by CRM or queue) and the replies'
 outcomes as grouped counts; the cases opened in the window with their first
 agent reply sent (one join on an aggregate of the replies); the open cases
-(the backlog, along a partial index). Medians and business time are then
+(the backlog, along a partial index); the survey questions asked in the window
+with their scores. Survey questions are not agents' replies. Medians and business time are then
 worked out in memory over the case rows. The definitions, each with a
 worked example, are in docs/metrics.md.
 """
@@ -21,16 +22,19 @@ from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from crmhub.report.hours import BusinessHours
-from crmhub.store.schema import LedgerRow, OutboxRow, ReplyRow, RouteDecisionRow, SupportCaseRow
+from crmhub.store.schema import LedgerRow, OutboxRow, ReplyRow, RouteDecisionRow, SupportCaseRow, SurveyRow
+from crmhub.store.surveys import REPLY_PREFIX
 
 DIMENSIONS = ("channel", "queue", "crm", "day")
 FIGURES = (
     "inbound", "outbound", "cases", "first_response_s", "first_response_business_s", "resolution_s",
     "resolution_business_s", "fcr_rate", "reopen_rate", "backlog_open", "backlog_age_max_s",
     "backlog_age_median_s", "replies_sent", "replies_failed", "reply_failure_rate",
+    "csat_asked", "csat_answers", "csat_average", "csat_response_rate", "nps_asked", "nps_answers", "nps",
 )
 SENT = ("sent", "delivered")  # the customer got it (as far as the channel says)
 FAILED = ("failed", "dead")  # the customer did not
+AGENTS = ReplyRow.reply_ref.not_like(f"{REPLY_PREFIX}%")  # agents' replies, not crmhub's survey questions
 
 
 @dataclass
@@ -49,6 +53,14 @@ class _Cases:
     backlog_ages: list[float] = field(default_factory=list)
 
 
+@dataclass
+class _Surveys:
+    """The survey questions of one group: asked (not skipped) and the answers' scores, per kind."""
+
+    asked: dict[str, int] = field(default_factory=lambda: {"csat": 0, "nps": 0})
+    scores: dict[str, list[int]] = field(default_factory=lambda: {"csat": [], "nps": []})
+
+
 @dataclass(frozen=True)
 class Report:
     """Figures per group (a tuple of values of `by`), and for everything (`totals`)."""
@@ -59,6 +71,7 @@ class Report:
     business_hours: bool
     rows: dict[tuple[str, ...], dict[str, float | int | None]]
     totals: dict[str, float | int | None]
+    csat_distribution: dict[int, int] = field(default_factory=dict)  # every answer of the window: score -> answers
 
     def as_json(self) -> dict[str, Any]:
         """The report as JSON values (the schema is in docs/metrics.md)."""
@@ -66,7 +79,7 @@ class Report:
                 "business_hours": self.business_hours,
                 "rows": [{"group": dict(zip(self.by, key, strict=True)), **figures}
                          for key, figures in sorted(self.rows.items())],
-                "totals": self.totals}
+                "totals": self.totals, "csat_distribution": {str(k): v for k, v in sorted(self.csat_distribution.items())}}
 
 
 def compute(session: Session, *, since: datetime, now: datetime, by: Sequence[str], crms: Sequence[str],
@@ -104,8 +117,19 @@ def compute(session: Session, *, since: datetime, now: datetime, by: Sequence[st
         groups.setdefault(_key(dims, by), {})
         for group in (cases.setdefault(_key(dims, by), _Cases()), everything):
             group.backlog_ages.append(age)
-    rows = {key: _figures(values, cases.get(key, _Cases()), hours is not None) for key, values in groups.items()}
-    return Report(since, now, by, hours is not None, rows, _figures(totals, everything, hours is not None))
+    surveys: dict[tuple[str, ...], _Surveys] = {}
+    all_surveys = _Surveys()
+    for dims, kind, score in _surveys(session, since, now):
+        groups.setdefault(_key(dims, by), {})
+        for target in (surveys.setdefault(_key(dims, by), _Surveys()), all_surveys):
+            target.asked[kind] += 1
+            if score is not None:
+                target.scores[kind].append(score)
+    rows = {key: {**_figures(values, cases.get(key, _Cases()), hours is not None),
+                  **_survey_figures(surveys.get(key, _Surveys()))} for key, values in groups.items()}
+    distribution = {score: all_surveys.scores["csat"].count(score) for score in sorted(set(all_surveys.scores["csat"]))}
+    return Report(since, now, by, hours is not None, rows,
+                  {**_figures(totals, everything, hours is not None), **_survey_figures(all_surveys)}, distribution)
 
 
 def _key(dims: dict[str, str], by: Sequence[str]) -> tuple[str, ...]:
@@ -137,6 +161,20 @@ def _figures(counts: dict[str, Any], cases: _Cases, business: bool) -> dict[str,
         "replies_sent": sent, "replies_failed": failed, "reply_failure_rate": _rate(failed, sent + failed),
     }
     return figures
+
+
+def _survey_figures(surveys: _Surveys) -> dict[str, float | int | None]:
+    """CSAT: questions asked, answers, average score (1-5), answers per question; NPS: % promoters (9-10)
+    minus % detractors (0-6) of the answers, -100..100."""
+    csat, nps = surveys.scores["csat"], surveys.scores["nps"]
+    promoters, detractors = sum(1 for s in nps if s >= 9), sum(1 for s in nps if s <= 6)
+    return {
+        "csat_asked": surveys.asked["csat"], "csat_answers": len(csat),
+        "csat_average": round(sum(csat) / len(csat), 2) if csat else None,
+        "csat_response_rate": _rate(len(csat), surveys.asked["csat"]),
+        "nps_asked": surveys.asked["nps"], "nps_answers": len(nps),
+        "nps": round(100 * (promoters - detractors) / len(nps), 1) if nps else None,
+    }
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -184,7 +222,7 @@ def _replies(session: Session, since: datetime, now: datetime) -> Iterable[tuple
     query = (select(ReplyRow.channel, ReplyRow.crm, SupportCaseRow.queue, day, ReplyRow.status, func.count())
              .outerjoin(SupportCaseRow, and_(SupportCaseRow.crm == ReplyRow.crm,
                                              SupportCaseRow.record_id == ReplyRow.case_id))
-             .where(ReplyRow.written_at >= since, ReplyRow.written_at < now)
+             .where(ReplyRow.written_at >= since, ReplyRow.written_at < now, AGENTS)
              .group_by(ReplyRow.channel, ReplyRow.crm, SupportCaseRow.queue, day, ReplyRow.status))
     for channel, crm, queue, on, status, count in session.execute(query):
         yield {"channel": channel, "crm": crm, "queue": queue or "", "day": on}, status, int(count)
@@ -195,7 +233,7 @@ def _case_facts(session: Session, since: datetime, now: datetime, window: timede
     """Each case whose first message is in the window, with its first reply sent and how many were sent."""
     sent = (select(ReplyRow.crm, ReplyRow.case_id, func.min(ReplyRow.sent_at).label("first"),
                    func.count().label("replies"))
-            .where(ReplyRow.status.in_(SENT), ReplyRow.sent_at >= since)
+            .where(ReplyRow.status.in_(SENT), ReplyRow.sent_at >= since, AGENTS)
             .group_by(ReplyRow.crm, ReplyRow.case_id).subquery())
     c = SupportCaseRow
     query = (select(c.crm, c.channel, c.queue, c.first_message_at, c.closed_at, c.reopens, sent.c.first,
@@ -217,6 +255,15 @@ def _case_facts(session: Session, since: datetime, now: datetime, window: timede
         facts["fcr_eligible"] = int(settled)
         facts["fcr"] = int(settled and reopens == 0 and (replies or 0) == 1)
         yield {"channel": channel, "queue": queue, "crm": crm, "day": first_at.date().isoformat()}, facts
+
+
+def _surveys(session: Session, since: datetime, now: datetime) -> Iterable[tuple[dict[str, str], str, int | None]]:
+    """Each question asked in the window (skipped ones left out) with its score (None: no answer)."""
+    s = SurveyRow
+    query = (select(s.channel, s.queue, s.crm, s.asked_at, s.kind, s.score)
+             .where(s.asked_at >= since, s.asked_at < now, s.status != "skipped"))
+    for channel, queue, crm, asked_at, kind, score in session.execute(query):
+        yield {"channel": channel, "queue": queue, "crm": crm, "day": asked_at.date().isoformat()}, kind, score
 
 
 def _backlog(session: Session, now: datetime) -> Iterable[tuple[dict[str, str], float]]:

@@ -19,6 +19,9 @@ TITLES = {
     "fcr_rate": "first-contact resolution", "reopen_rate": "reopen rate", "backlog_open": "open cases now",
     "backlog_age_max_s": "oldest open case", "backlog_age_median_s": "open case age (median)",
     "replies_sent": "replies sent", "replies_failed": "replies failed", "reply_failure_rate": "reply failure rate",
+    "csat_asked": "CSAT surveys sent", "csat_answers": "CSAT answers", "csat_average": "CSAT (average, 1-5)",
+    "csat_response_rate": "CSAT response rate", "nps_asked": "NPS questions sent", "nps_answers": "NPS answers",
+    "nps": "NPS (-100..100)",
 }
 
 

@@ -23,7 +23,8 @@ CHANNELS = ("twilio", "x")
 
 def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_url: str | None = None,
                            enabled: Iterable[str] = ("salesforce", "twilio"), webhooks_port: int | None = None,
-                           every: str | None = None, ops_port: int = 0, base_port: int | None = None) -> Path:
+                           every: str | None = None, ops_port: int = 0, base_port: int | None = None,
+                           surveys: bool = False) -> Path:
     """Write `settings.yaml` and `mappings/` into `directory`; returns the settings path.
 
     Args:
@@ -35,6 +36,7 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
         ops_port: the ops listener's port (default 0: a free one, so daemons side by side never collide).
         base_port: instead of `urls`, point at a `crmhub sandbox --base-port N` through
             `sandbox: {enabled: true, base_port: N}`, as an admin would write it.
+        surveys: keep the embedded settings' CSAT survey on (the demo); tests switch it on where they test it.
     """
     directory.mkdir(parents=True, exist_ok=True)
     yaml = YAML()
@@ -54,6 +56,7 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
     if webhooks_port is not None:
         settings["webhooks"]["port"] = webhooks_port
     settings["ops"]["port"] = ops_port
+    settings["surveys"]["csat"]["enabled"] = surveys
     if every is not None:
         settings["delivery"]["every"] = every
         settings["replies"]["every"] = every

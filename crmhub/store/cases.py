@@ -72,6 +72,17 @@ class StateChange:
     reopened: bool  # it was closed and the CRM says it is open again (an agent reopened it)
 
 
+@dataclass(frozen=True)
+class Closed:
+    """A case the CRM reported closed (its current state differed): where a satisfaction survey is asked."""
+
+    conversation_key: str
+    seq: int
+    queue: str
+    record_id: str | None
+    closed_at: datetime
+
+
 def states(session: Session, crm: str, changes: Sequence[StateChange]) -> None:
     """Closes and agents' reopens read back from the CRM."""
     if changes:

@@ -502,8 +502,8 @@ def mark_reopened(session: Session, crm: str, conversation_key: str,
         row.closed_at, row.closed_final = None, False
 
 
-def apply_case_states(session: Session, crm: str, states: Sequence[CaseState], *,
-                      now: datetime | None = None) -> CaseStates:
+def apply_case_states(session: Session, crm: str, states: Sequence[CaseState],
+                      closes: list[support_cases.Closed] | None = None, *, now: datetime | None = None) -> CaseStates:
     """Record what the CRM says of crmhub's cases: how many threads changed state, how many cases were adopted.
 
     Only a state of a thread's current case counts (an older case of the
@@ -514,6 +514,9 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState], *
     opened by an earlier store in front of the same org: it is **adopted**,
     the thread taking it as its current case (`adopt_threads`), so the next
     message threads into it instead of opening `#1` again (issue 14).
+    `closes`, when given, receives the cases this batch saw close (where
+    surveys are asked, in the same transaction); an adopted case's close is
+    an earlier store's history, never a new close.
     """
     wanted: dict[str, list[tuple[int, CaseState]]] = {}
     for state in states:
@@ -524,6 +527,7 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState], *
         return CaseStates(0, 0)
     rows = list(session.scalars(select(ThreadRow).where(ThreadRow.crm == crm,
                                                         among(ThreadRow.conversation_key, list(wanted)))))
+    known = {(row.conversation_key, row.seq) for row in rows}
     adopted = adopt_threads(session, crm, rows, wanted, now=now or max(s.modified_at for s in states))
     changed = 0
     history: list[support_cases.StateChange] = []
@@ -537,6 +541,9 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState], *
                 history.append(support_cases.StateChange(row.conversation_key, seq, state.closed_at,
                                                          reopened=row.closed_at is not None
                                                          and state.closed_at is None))
+                if closes is not None and state.closed_at is not None and (row.conversation_key, seq) in known:
+                    closes.append(support_cases.Closed(row.conversation_key, seq, row.queue,
+                                                       row.record_id or state.record_id, state.closed_at))
             row.closed_at, row.closed_final, row.state_at = state.closed_at, state.final, state.modified_at
             if row.record_id is None:  # a case whose creation was never recorded (a crash in between)
                 row.record_id = state.record_id

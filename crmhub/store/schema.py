@@ -508,3 +508,62 @@ class AdoptionRow(Base):
     count: Mapped[int] = mapped_column(default=0)
     until: Mapped[datetime | None] = mapped_column(nullable=True)
     updated_at: Mapped[datetime]
+
+
+# Score writes not done yet: the predicate of the partial `ix_survey_scores_pending`.
+SCORE_PENDING_SQL = "status = 'pending'"
+
+
+class SurveyRow(Base):
+    """A CSAT or NPS question crmhub asked (or decided not to ask) a customer, and their answer.
+
+    Unique per (`kind`, `subject`): a CSAT survey's subject is its case
+    (`conversation#seq`), so several CRMs closing the case, or a close read
+    again after a crash, ask once; an NPS question's is the person and period
+    (`person:<id>@<period>`). The question itself goes out as a `replies` row
+    (`reply_ref` `survey:<id>`) in the same transaction. `status`: asked,
+    skipped (`reason` says why: opted out, WhatsApp window...), answered.
+    """
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject", name="uq_surveys_subject"),
+        Index("ix_surveys_conversation", "conversation_key"),  # a message's open question, a case's survey
+        Index("ix_surveys_asked", "asked_at"),  # a report's window
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(255))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int]
+    crm: Mapped[str] = mapped_column(String(16))  # the CRM whose close asked it: its reply row's
+    channel: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str] = mapped_column(String(64), default="")
+    person_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    asked_at: Mapped[datetime]
+    answer_by: Mapped[datetime]
+    score: Mapped[int | None] = mapped_column(nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    answer_id: Mapped[int | None] = mapped_column(Id, nullable=True)  # the ledger row of the answer
+
+
+class SurveyScoreRow(Base):
+    """An answer to write onto the surveyed case in one CRM (a field set: repeating it changes nothing)."""
+
+    __tablename__ = "survey_scores"
+    __table_args__ = (
+        Index("ix_survey_scores_pending", "crm", "next_attempt_at", sqlite_where=text(SCORE_PENDING_SQL),
+              postgresql_where=text(SCORE_PENDING_SQL)),
+    )
+
+    survey_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, done, dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime]
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)

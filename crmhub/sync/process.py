@@ -23,6 +23,8 @@ on a reply row) goes to every CRM except the one the reply came from, whose
 write is marked done at once: the agent's comment is already on that case.
 An outbound item of a conversation with a reply whose send is unsettled
 waits (stays unprocessed) until the reply's message id is known.
+A survey answer (`crmhub.sync.surveys.take_answers`) and the sent copy of a
+survey question are processed but not routed: no case opens or reopens.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ from crmhub.language import Detection
 from crmhub.model import Direction, Interaction, RouteDecision, WritePriority
 from crmhub.store import StateStore, ledger, outbox, replies
 from crmhub.store.locks import one_at_a_time
+from crmhub.store.surveys import is_survey
 from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.routing import Router
+from crmhub.sync.surveys import take_answers
+
+SURVEY_ANSWER, SURVEY_QUESTION = "survey answer", "survey question"  # decisions of items routed nowhere
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,15 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
     """Persons, contacts, threads and routing for a batch in memory; its writes in a few statements."""
     people = IdentityGraph(session, crms, identity, now)
     persons = people.persons_of([(entry.interaction_id, entry.item) for entry in batch])
+    answers = take_answers(session, [(entry.interaction_id, entry.item) for entry in batch], crms, now=now)
+    # An answer opens no case; a survey question's own copy is crmhub's text on a closed case, written nowhere.
+    # Each keeps a decision naming why (`crmhub explain`), with no target.
+    unrouted = [(entry.interaction_id, RouteDecision(SURVEY_ANSWER if entry.interaction_id in answers
+                                                     else SURVEY_QUESTION, {}, ()))
+                for entry in batch if entry.interaction_id in answers
+                or (entry.echo is not None and is_survey(entry.echo[1]))]
+    skipped = {interaction_id for interaction_id, _ in unrouted}
+    batch = [entry for entry in batch if entry.interaction_id not in skipped]
     conversations = {entry.item.conversation_key for entry in batch}
     contacts: dict[str, dict[int, ContactMatch | None]] = {}
     threads: dict[str, dict[str, Any]] = {}
@@ -111,7 +126,7 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
                                      on_linked=people.relink_many)
         threads[crm] = outbox.threads_of(session, crm, conversations)
         opening[crm] = outbox.cases_pending(session, crm, conversations)
-    decisions: list[tuple[int, RouteDecision]] = []
+    decisions: list[tuple[int, RouteDecision]] = unrouted
     writes: list[dict[str, Any]] = []
     routed: list[tuple[_Ready, dict[str, Any], bool]] = []
     for entry in batch:

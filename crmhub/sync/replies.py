@@ -56,6 +56,7 @@ from crmhub.model import (
 from crmhub.store import StateStore, ledger
 from crmhub.store import replies as store
 from crmhub.store.schema import ThreadRow
+from crmhub.store.surveys import is_survey
 from crmhub.sync.notes import NoteOutcome, NoteWriter, put_note
 from crmhub.texts import DEFAULT_LANGUAGE, pick
 
@@ -349,6 +350,9 @@ def write_back_failures(store_: StateStore, writer: NoteWriter, senders: Mapping
             ledger.add_dead_letter(session, f"reply:{writer.name}", failure.reply_ref,
                                    f"{writer.name}:{failure.reply_ref} -> {failure.channel.value}: {reason}",
                                    {"reply_id": failure.reply_id}, now=now)
+            if is_survey(failure.reply_ref):  # crmhub's own question: no agent waits for a note about it
+                store.mark_noted(session, failure.reply_id, now=now, error=reason)
+                continue
         note = CaseNote(case_id=failure.case_id, key=f"crmhub-reply:{writer.name}:{failure.reply_ref}",
                         text=_note_text(failure, reason, default_language))
         outcome = put_note(writer, note, about=f"reply {failure.reply_ref}")

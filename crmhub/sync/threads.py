@@ -30,7 +30,9 @@ from crmhub.model import CaseState
 from crmhub.store import StateStore
 from crmhub.store import adoption
 from crmhub.store.ledger import load_cursor, save_cursor, touch_cursors
+from crmhub.store.cases import Closed
 from crmhub.store.outbox import apply_case_states
+from crmhub.sync.surveys import SurveyPolicy, ask_on_close
 
 log = structlog.get_logger("crmhub.threads")
 STREAM = "cases"
@@ -44,17 +46,24 @@ class CaseSource(Protocol):
     def case_pages(self, since: str | None) -> Iterator[tuple[list[CaseState], str]]: ...
 
 
-def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime) -> int:
-    """Bring the threads of `source`'s CRM up to date; returns how many changed state (closed or reopened)."""
+def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
+                    surveys: SurveyPolicy | None = None) -> int:
+    """Bring the threads of `source`'s CRM up to date; returns how many changed state (closed or reopened).
+
+    With `surveys`, the cases a page closes get their survey question in the page's transaction.
+    """
     with store.transaction() as session:
         cursor = load_cursor(session, source.name, STREAM)
     changed = pages = adopted = 0
     for states, next_cursor in source.case_pages(cursor):
         with store.transaction() as session:
-            done = apply_case_states(session, source.name, states, now=now)
+            closes: list[Closed] = []
+            done = apply_case_states(session, source.name, states, closes, now=now)
             if done.adopted:
                 adoption.add(session, source.name, {"cases": done.adopted}, now=now)
                 adoption.extend_horizon(session, source.name, now, now=now)
+            if surveys is not None and closes:
+                ask_on_close(session, source.name, closes, surveys, now=now)
             save_cursor(session, source.name, STREAM, "", next_cursor, now=now)
         pages += 1
         changed += done.changed

@@ -20,7 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,18 +117,27 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield from _played(tmp_path_factory, state_url)
 
 
-def _played(tmp_path_factory: pytest.TempPathFactory, state_url: str | None) -> Iterator[Run]:
-    clock = StillClock(T0)
+@contextmanager
+def salesforce_and_twilio(clock: SandboxClock) -> Iterator[tuple[EmulatorServer, EmulatorServer, Any]]:
+    """The Salesforce (three queues, an agent) and Twilio (our number) emulators on `clock`, and the agent's
+    Salesforce session."""
     with EmulatorServer(emulator_class("salesforce")(clock=clock)) as sf_server, \
             EmulatorServer(emulator_class("twilio")(clock=clock)) as tw_server:
         sf: Any = sf_server.emulator
-        tw: Any = tw_server.emulator
         for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
             sf.add_queue(name, name)
         sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
         agent = Salesforce(instance_url=sf_server.url, session_id=sf.issue_token("alice@acme.test"),
                            session=build_session(base_url=sf_server.url))
-        tw.add_number(OURS)
+        tw_server.emulator.add_number(OURS)
+        yield sf_server, tw_server, agent
+
+
+def _played(tmp_path_factory: pytest.TempPathFactory, state_url: str | None) -> Iterator[Run]:
+    clock = StillClock(T0)
+    with salesforce_and_twilio(clock) as (sf_server, tw_server, agent):
+        sf: Any = sf_server.emulator
+        tw: Any = tw_server.emulator
         settings = write_sandbox_settings(tmp_path_factory.mktemp("report"),
                                           {"salesforce": sf_server.url, "twilio": tw_server.url}, state_url=state_url)
         _tune(settings)
@@ -180,6 +189,8 @@ def test_the_figures_are_those_of_the_plan(run: Run) -> None:
         "reopen_rate": 0.5,
         "backlog_open": 1, "backlog_age_max_s": 21600.0, "backlog_age_median_s": 21600.0,  # Ann's, 6 h old
         "replies_sent": 3, "replies_failed": 1, "reply_failure_rate": 0.25,
+        "csat_asked": 0, "csat_answers": 0, "csat_average": None, "csat_response_rate": None,  # surveys off
+        "nps_asked": 0, "nps_answers": 0, "nps": None,
     }
     support, billing = report.rows[("support",)], report.rows[("billing",)]
     assert (support["inbound"], support["outbound"], support["cases"]) == (3, 1, 2)
@@ -209,7 +220,7 @@ def test_json_csv_and_table_carry_the_same_figures(run: Run) -> None:
     result = _cli(run, "--json", "--by", "crm")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"since", "until", "by", "business_hours", "rows", "totals"}
+    assert set(data) == {"since", "until", "by", "business_hours", "rows", "totals", "csat_distribution"}
     assert data["by"] == ["crm"] and data["business_hours"] is True
     [row] = data["rows"]
     assert row["group"] == {"crm": "salesforce"}

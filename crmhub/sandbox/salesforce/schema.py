@@ -151,6 +151,9 @@ OBJECTS: dict[str, SObjectType] = {o.name: o for o in (
         _OWNER,
         _f("ContactId", "reference", "Contact ID", reference_to=("Contact",)),
         _f("Crmhub_Conversation__c", "string", "crmhub Conversation", external_id=True),
+        # crmhub's survey scores: Number(2, 0) custom fields, which the API types as double.
+        _f("Crmhub_CSAT__c", "double", "crmhub CSAT"),
+        _f("Crmhub_NPS__c", "double", "crmhub NPS"),
     )),
     SObjectType("Task", "Task", "Tasks", "00T", (
         _f("Subject", "combobox"),
