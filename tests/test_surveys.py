@@ -45,6 +45,7 @@ class Run:
     sf: Any
     tw: Any
     agent: Any
+    urls: dict[str, str]
 
     def later(self, minutes: float) -> None:
         self.clock.advance(minutes * 60)
@@ -111,7 +112,8 @@ def run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Run]:
     with salesforce_and_twilio(clock) as (sf_server, tw_server, agent):
         settings = _settings(tmp_path, {"salesforce": sf_server.url, "twilio": tw_server.url}, **surveys)
         with build_hub(load_config(settings), clock=clock.now) as hub:
-            yield Run(hub, clock, sf_server.emulator, tw_server.emulator, agent)
+            yield Run(hub, clock, sf_server.emulator, tw_server.emulator, agent,
+                      {"salesforce": sf_server.url, "twilio": tw_server.url})
 
 
 def test_a_closed_case_gets_one_survey_and_its_answer_lands_on_the_case_without_opening_one(run: Run) -> None:
@@ -135,6 +137,20 @@ def test_a_closed_case_gets_one_survey_and_its_answer_lands_on_the_case_without_
     # the question's copy and the answer are on no case as history: the closed case got no new Task
     tasks = [t for t in run.sf.records("Task") if t.get("WhatId") == case["Id"]]
     assert len(tasks) == 1  # the customer's first message (the agent's reply is its own CaseComment)
+
+
+def test_a_new_store_adopting_a_closed_case_asks_no_survey_for_its_old_close(run: Run, tmp_path: Path) -> None:
+    run.handled_to_close(JANE)
+    assert [t for t in run.sent_to(JANE) if CSAT_QUESTION in t] != []
+    sent = run.sent_to(JANE)
+    # The store is lost; a new one in front of the same org adopts the case, closed as an earlier store saw it.
+    with build_hub(load_config(_settings(tmp_path / "fresh", run.urls)), clock=run.clock.now) as fresh:
+        for _ in range(2):
+            run.later(5)
+            assert fresh.sync_once().failures == []
+        with fresh.store.transaction() as session:
+            assert list(session.scalars(select(SurveyRow))) == []
+    assert run.sent_to(JANE) == sent
 
 
 def test_a_message_that_is_no_answer_reopens_the_case_as_usual(run: Run) -> None:
