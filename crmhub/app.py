@@ -33,7 +33,8 @@ from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
 from crmhub.language import LanguageDetector
-from crmhub.model import Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
+from crmhub.model import CaseState, Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
+from crmhub.ops import links
 from crmhub.replying import Replier, senders_of
 from crmhub.report.build import report_for
 from crmhub.report.gauges import SupportCollector
@@ -263,9 +264,15 @@ class Hub:
         source = _StoppableMirror(connector.name, self._until_stopping(connector.mirror_pages))
         changed = refresh_mirror(self.store, source, list(connector.objects), now=now, absorb=absorb)
         self.metrics.record_mirror(crm)
-        refresh_threads(self.store, connector, now=self.clock())
+        refresh_threads(self.store, connector, now=self.clock(), on_states=partial(
+            self._link_marks, crm, now=self.clock()))
         self.store.keep_statistics(self.clock())  # SQLite's PRAGMA optimize, at most hourly
         return changed
+
+    def _link_marks(self, crm: str, session: Session, states: list[CaseState], *, now: datetime) -> None:
+        """Agents' confirmations and rejections of link suggestions, read back with `crm`'s cases."""
+        if links.decide_marks(session, crm, states, policy=self.identity, crms=list(self.crms), now=now):
+            self.routing_bell.ring()  # a join re-queues history onto one record: deliver it soon
 
     def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:
         """Route every new ledger row, then deliver every due outbox row to each CRM, each on its own."""
@@ -444,7 +451,7 @@ def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
     return SalesforceCrm(instance_url=sf.instance_url, auth=auth, objects=objects, queues=queues,
                          base_url=sf.base_url, api_version=sf.api_version,
                          default_region=config.identities.default_region,
-                         other_regions=config.identities.other_regions, retrier=retrier)
+                         other_regions=config.identities.other_regions, link_field=sf.link_field, retrier=retrier)
 
 
 def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
@@ -459,7 +466,8 @@ def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
     return ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
                       base_url=zd.base_url, default_region=config.identities.default_region,
                       other_regions=config.identities.other_regions,
-                      batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep)
+                      batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep,
+                      link_tag_prefix=zd.link_tag_prefix)
 
 
 def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:
@@ -469,7 +477,8 @@ def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:
     return HubSpotCrm(access_token=config.secret("crms.hubspot.auth.access_token").get_secret_value(),
                       objects=contact_objects(config, "hubspot"), queues=queues, base_url=hs.base_url,
                       default_region=config.identities.default_region,
-                      other_regions=config.identities.other_regions, batch_size=hs.batch_size, retrier=retrier)
+                      other_regions=config.identities.other_regions, batch_size=hs.batch_size,
+                      link_property=hs.link_property, retrier=retrier)
 
 
 def contact_objects(config: Config, crm: str) -> list[ContactObject]:

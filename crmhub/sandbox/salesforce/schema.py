@@ -150,6 +150,7 @@ OBJECTS: dict[str, SObjectType] = {o.name: o for o in (
         _OWNER,
         _f("ContactId", "reference", "Contact ID", reference_to=("Contact",)),
         _f("Crmhub_Conversation__c", "string", "crmhub Conversation", external_id=True),
+        _f("Crmhub_Link__c", "string", "crmhub Link"),  # agents confirm link suggestions in it (docs/identity.md)
     )),
     SObjectType("Task", "Task", "Tasks", "00T", (
         _f("Subject", "combobox"),
