@@ -41,7 +41,8 @@ from crmhub.report.gauges import SupportCollector
 from crmhub.store import StateStore, backlog, open_store, outbox
 from crmhub.store.ledger import known_external_ids
 from crmhub.sync.blocklist import Blocklist
-from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
+from crmhub.store.codes import CodeRules
+from crmhub.sync.identity import CodePolicy, IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
 from crmhub.sync.ingest import PollReport, poll_stream
 from crmhub.sync.links import note_suggestions
@@ -508,10 +509,14 @@ def build_identity_policy(config: Config, blocklist: Blocklist | None = None) ->
     if channels.x is not None:
         own.add(Identity(IdentityKind.X_HANDLE, normal_handle(channels.x.account)))
     statements = StatementPolicy(**{kind: OnStatement(action) for kind, action in mappings.statements})
+    rules = mappings.codes
+    twilio = channels.twilio
+    sms_from = twilio.numbers[0] if twilio is not None and twilio.enabled and twilio.numbers else None
+    codes = CodePolicy(rules=CodeRules(rules.expire_after, rules.max_tries, rules.max_per_claim), sms_from=sms_from)
     return IdentityPolicy(blocklist=blocklist, max_per_kind=mappings.max_identities_per_kind,
                           statements=statements, default_region=mappings.default_region,
                           other_regions=tuple(mappings.other_regions),
-                          own=frozenset(own))
+                          own=frozenset(own), codes=codes)
 
 
 def build_router(config: Config) -> Router:
