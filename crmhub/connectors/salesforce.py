@@ -141,7 +141,7 @@ class SalesforceCrm(Connector):
         self._fields: dict[str, frozenset[str]] = {}
         self._me: str | None = None
         self.link_field = link_field
-        self._warned_link_field = False
+        self._no_link_field = False  # the org refused the field: case states are read without it
 
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
@@ -250,7 +250,21 @@ class SalesforceCrm(Connector):
         in the cursor's second is read again rather than skipped.
         """
         where = [f"{CASE_KEY_FIELD} != null"] + ([f"SystemModstamp >= {since}"] if since else [])
-        link = self._link_field()
+        link = None if self._no_link_field else self.link_field
+        try:
+            yield from self._case_state_pages(where, link)
+        except Rejected as exc:
+            # Asked for without a describe (no call spent in the usual case); an org without the field refuses the
+            # query before its first page, so it is read again without it.
+            if link is None or exc.code != "INVALID_FIELD":
+                raise
+            self._no_link_field = True
+            log.warning("case field for link confirmations missing", crm=self.name, field=link,
+                        fix=f"create the Text(255) custom field {link} on Case, or set crms.salesforce.link_field "
+                            "to the one you have; until then agents cannot confirm links in Salesforce")
+            yield from self._case_state_pages(where, None)
+
+    def _case_state_pages(self, where: Sequence[str], link: str | None) -> Iterator[tuple[list[CaseState], str]]:
         soql = (f"SELECT Id, {CASE_KEY_FIELD}, IsClosed, ClosedDate, SystemModstamp, LastModifiedById"
                 f"{', ' + link if link else ''} FROM Case WHERE {' AND '.join(where)} ORDER BY SystemModstamp ASC")
         for records in self.query_pages(soql):
@@ -268,17 +282,6 @@ class SalesforceCrm(Connector):
                          modified_at=modified, link_marks=tuple(
                              LinkMark(number, confirm, self._editor(record.get("LastModifiedById")))
                              for number, confirm in marks))
-
-    def _link_field(self) -> str | None:
-        """The Case field agents confirm links in, when the org has it (else agents cannot, and the log says so once)."""
-        if self.link_field in self.field_names("Case"):
-            return self.link_field
-        if not self._warned_link_field:
-            self._warned_link_field = True
-            log.warning("case field for link confirmations missing", crm=self.name, field=self.link_field,
-                        fix=f"create the Text(255) custom field {self.link_field} on Case, or set "
-                            "crms.salesforce.link_field to the one you have")
-        return None
 
     def _editor(self, user_id: object) -> str:
         """Who set a Case's link field: its last modifier, unless that was crmhub itself (then just an agent)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crmhub.model import Channel, Identity, ReplyStatus
@@ -97,10 +97,6 @@ def matches(row: LinkCodeRow, candidates: Sequence[str]) -> bool:
 
 def close(row: LinkCodeRow, status: CodeStatus, *, now: datetime) -> None:
     row.status, row.decided_at = status.value, now
-
-
-def issued(session: Session, suggestion_id: int) -> int:
-    return int(session.scalar(select(func.count()).where(LinkCodeRow.suggestion_id == suggestion_id)) or 0)
 
 
 def _hash(salt: str, code: str) -> str:

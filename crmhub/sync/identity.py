@@ -4,7 +4,8 @@ Facts that join two identities: a CRM record holding both (the contact
 mirror), an X account's handle, and a claim someone confirmed. An identity a
 customer states in a message (`statements`) is only a claim: by default it
 becomes a link suggestion (`crmhub links`) for an agent or admin to confirm,
-since anyone can write anyone's address; the admin may ignore claims of a
+since anyone can write anyone's address (`statements: confirm_by_code` also
+texts a one-time code to a claimed phone); the admin may ignore claims of a
 kind, or join them unchecked (`statements: join`). When a fact joins two persons, the older person keeps
 everything and every interaction of both is re-pointed onto the person's
 primary record in each CRM (the backfill): the outbox rows already delivered
@@ -63,6 +64,11 @@ class StatementPolicy:
 
     def of(self, kind: IdentityKind) -> OnStatement:
         return OnStatement(getattr(self, kind.value, OnStatement.IGNORE))
+
+    @property
+    def sends_codes(self) -> bool:
+        """Whether a claim may get a one-time code (so answers to codes are looked for at routing)."""
+        return any(self.of(kind) is OnStatement.CONFIRM_BY_CODE for kind in IdentityKind)
 
     @property
     def reads(self) -> bool:

@@ -37,6 +37,8 @@ CANDIDATE = re.compile(r"(?<![\d])\d{3}[ -]?\d{3}(?![\d])")
 def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, policy: IdentityPolicy,
                  crms: Sequence[str], now: datetime) -> int:
     """Check the inbound items of a batch against the codes sent to their senders; returns how many joined."""
+    if not policy.statements.sends_codes:
+        return 0  # the default policies send no codes: routing pays no query for them
     inbound = [item for _, item in items if item.direction is Direction.INBOUND]
     pending = codes.pending_for(session, [item.customer for item in inbound])
     if not pending:
@@ -50,7 +52,8 @@ def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, 
         for row in by_target.get((item.customer.kind.value, item.customer.value), []):
             if row.status != CodeStatus.PENDING:
                 continue
-            if row.expires_at <= now or row.expires_at <= item.occurred_at:
+            # By crmhub's clock, when it reads the answer: a channel's timestamps may run on another clock.
+            if row.expires_at <= now:
                 codes.close(row, CodeStatus.EXPIRED, now=now)
                 log.info("link code expired", suggestion=row.suggestion_id)
                 continue

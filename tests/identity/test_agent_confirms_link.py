@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+from ruamel.yaml import YAML
 from simple_salesforce import Salesforce
 from sqlalchemy import select
 
@@ -164,3 +165,39 @@ def test_a_mark_for_a_suggestion_noted_on_another_case_decides_nothing(org: Org)
     org.sf_agent.Case.update(other, {"Crmhub_Link__c": f"confirm {suggestion}"})
     _sync(org)
     assert org.suggestion().status == "pending"
+
+
+@pytest.mark.parametrize("defined", [True, False], ids=["renamed field", "field missing in the org"])
+def test_the_salesforce_field_is_a_setting_and_an_org_without_it_still_reads_its_cases(
+        salesforce_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path, defined: bool) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    victim = sf.insert("Contact", LastName="Victim", Email="victim@example.com")
+    if defined:
+        sf.define_field("Case", "Agent_Confirms__c", "string")
+    tw.add_number(OURS)
+    settings = settings_for(tmp_path, {"salesforce": salesforce_sandbox.url, "twilio": twilio_sandbox.url},
+                            ("salesforce", "twilio"))
+    yaml = YAML()
+    tree = yaml.load(settings.read_text())
+    tree["crms"]["salesforce"]["link_field"] = "Agent_Confirms__c"
+    with settings.open("w") as out:
+        yaml.dump(tree, out)
+    with build_hub(load_config(settings)) as hub:
+        tw.receive_message(STRANGER, OURS, CLAIM, at=datetime.now(UTC) - timedelta(minutes=2))
+        for _ in range(2):
+            assert not hub.sync_once().failures
+        [note] = [c["CommentBody"] for c in sf.records("CaseComment") if not c["IsPublished"]]
+        assert "set the Case field Agent_Confirms__c to \"confirm 1\"" in note
+        [case] = sf.records("Case")
+        if defined:
+            sf.update("Case", case["Id"], Agent_Confirms__c="confirm 1")
+        for _ in range(2):  # without the field, the case states are read without it: no step fails
+            assert not hub.sync_once().failures
+        with hub.store.transaction() as session:
+            [row] = session.scalars(select(LinkSuggestionRow))
+            assert row.status == ("confirmed" if defined else "pending")
+    [task] = sf.records("Task")
+    assert (task["WhoId"] == victim) is defined
