@@ -24,6 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/crmhub demo
 
 test: $(VENV)/.installed-test
+	@scripts/install-chromium.sh
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-test

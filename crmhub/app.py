@@ -38,7 +38,10 @@ from crmhub.ops import links
 from crmhub.replying import Replier, senders_of
 from crmhub.report.build import report_for
 from crmhub.report.gauges import SupportCollector
+from crmhub import streams
 from crmhub.store import StateStore, backlog, open_store, outbox
+from crmhub.store.budgets import SharedPace
+from crmhub.store.leases import StreamLeases
 from crmhub.store.ledger import known_external_ids
 from crmhub.sync.blocklist import Blocklist
 from crmhub.store.codes import CodeRules
@@ -110,6 +113,8 @@ class Hub:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.stopping = threading.Event()
         """Set when the daemon stops: jobs end after their current batch or page, waits are cut."""
+        self.leases = StreamLeases(store)
+        """The periodic readers this process owns (several daemons on PostgreSQL: one reads each)."""
         settings = config.settings
         retrier = Retrier(_retry_policy(config), sleep=sleep or interruptible_sleep(self.stopping),
                           clock=monotonic or time.monotonic)
@@ -123,6 +128,8 @@ class Hub:
         self.identity = build_identity_policy(config, self.blocklist)
         self.policies = {name: build_policy(config, name, self.blocklist, max_batch=crm.max_batch)
                          for name, crm in self.crms.items()}
+        self.replies_soon: Callable[[], None] = lambda: None
+        """Asks for the replies job to run now (a reply was queued by the agents' panel); the scheduler sets it."""
         self.routing_bell = Doorbell()
         """Rung when new ledger rows are committed (webhooks, polls): wakes `crmhub run`'s routing worker."""
         channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
@@ -130,10 +137,11 @@ class Hub:
                                clock=self.clock)
         self.metrics.registry.register(SupportCollector(
             lambda since, now, by: report_for(config, store, since=since, now=now, by=by), self.clock))
+        shared = SharedPace(store) if store.dialect == "postgresql" else None  # SQLite: one daemon
         for connector in (self.twilio, self.x, *self.crms.values()):
             if connector is not None:
                 connector.budget = build_budget(config, connector.name, retrier,
-                                                wall=lambda: self.clock().timestamp())
+                                                wall=lambda: self.clock().timestamp(), shared=shared)
                 connector.http_observer = self.metrics.http_observer(connector.name)
         self.replier = build_replier(self) if settings.replies.enabled else None
         if self.twilio is not None:
@@ -151,18 +159,21 @@ class Hub:
         if route == "twilio.messages" and self.twilio is not None:
             self.twilio.window.webhook(outcome)
 
-    def sync_once(self) -> Cycle:
+    def sync_once(self, *, after_polls: Callable[[], None] | None = None) -> Cycle:
         """Poll every channel, refresh the mirrors, route, and deliver to every CRM.
 
         One system's failure does not hold up the others: each step's error is
-        recorded in `Cycle.failures` and the cycle goes on.
+        recorded in `Cycle.failures` and the cycle goes on. `after_polls` is
+        called once the polls are done (`crmhub run` starts its poll jobs then).
         """
         cycle = Cycle()
-        for name, poll in self.polls().items():
+        for name, poll_job in self.polls().items():
             if self.stopping.is_set():  # the daemon is stopping: the rest waits for the restart
                 return cycle
             with cycle.step(f"poll:{name}"):
-                cycle.polls.extend(poll())
+                cycle.polls.extend(poll_job())
+        if after_polls is not None:
+            after_polls()
         for name in self.crms:
             if self.stopping.is_set():
                 return cycle
@@ -184,32 +195,37 @@ class Hub:
         return cycle
 
     def polls(self) -> dict[str, Callable[[], list[PollReport]]]:
-        """One poll job per enabled channel: every stream of it, into the ledger."""
+        """One poll job per enabled channel: every stream of it this process owns, into the ledger."""
         jobs: dict[str, Callable[[], list[PollReport]]] = {}
+        wanted = streams.channel_streams(self.config.settings)
         if self.twilio is not None:
-            twilio_streams = [("messages", self.twilio.message_pages)]
-            if self.config.settings.channels.twilio.calls:  # type: ignore[union-attr]  # twilio is enabled
-                twilio_streams.append(("calls", self.twilio.call_pages))
-            jobs["twilio"] = self._poll_job("twilio", self.twilio.account_sid, twilio_streams)
+            pages = {"messages": self.twilio.message_pages, "calls": self.twilio.call_pages}
+            jobs["twilio"] = self._poll_job("twilio", self.twilio.account_sid,
+                                            [(name, pages[name]) for name in wanted["twilio"]])
         if self.x is not None:
-            wanted = self.config.settings.channels.x
-            x_streams = [(name, pages) for name, pages, on in (
-                ("mentions", self.x.mention_pages, wanted.mentions),  # type: ignore[union-attr]  # x is enabled
-                ("dm_events", self.x.dm_pages, wanted.direct_messages),  # type: ignore[union-attr]
-                ("own_posts", self.x.own_post_pages, wanted.own_replies),  # type: ignore[union-attr]
-            ) if on]
-            jobs["x"] = self._poll_job("x", self.x.account_handle, x_streams)
+            pages = {"mentions": self.x.mention_pages, "dm_events": self.x.dm_pages,
+                     "own_posts": self.x.own_post_pages}
+            jobs["x"] = self._poll_job("x", self.x.account_handle, [(name, pages[name]) for name in wanted["x"]])
         return jobs
 
+    def owns(self, stream: str) -> bool:
+        """Whether this process reads `stream` now (it holds its lease; always on SQLite), as a metric too."""
+        held = self.leases.holds(stream)
+        self.metrics.record_lease(stream, held)
+        return held
+
     def _poll_job(self, source: str, partition: str,
-                  streams: list[tuple[str, Callable[[str | None], Any]]]) -> Callable[[], list[PollReport]]:
-        """Poll each stream of one source into the ledger, recording what it did."""
+                  streams_: list[tuple[str, Callable[[str | None], Any]]]) -> Callable[[], list[PollReport]]:
+        """Poll each stream of one source this process owns into the ledger, recording what it did."""
 
         def poll() -> list[PollReport]:
+            mine = [(name, pages) for name, pages in streams_ if self.owns(streams.poll(source, name))]
             reports = [self.metrics.record_poll(poll_stream(self.store, source=source, stream=name,
                                                             partition=partition, pages=self._until_stopping(pages),
                                                             now=self.clock()))
-                       for name, pages in streams if not self.stopping.is_set()]
+                       for name, pages in mine if not self.stopping.is_set()]
+            if not mine:
+                self.metrics.read_elsewhere(source, "poll")
             if any(report.stored for report in reports):
                 self.routing_bell.ring()
             return reports
@@ -236,14 +252,24 @@ class Hub:
         def secret(path: str, channel: str) -> str | None:
             return self.config.secret(path).get_secret_value() if channel in enabled else None
 
-        return create_app(ledger_ingest(self.store, self.clock, on_stored=self.routing_bell.ring),
-                          twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
-                          public_url=str(hooks.public_url) if hooks.public_url else None,
-                          x_consumer_secret=secret("channels.x.consumer_secret", "x"),
-                          default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
-                          x_account=partial(self.x.account, retry=False) if self.x else None,
-                          metrics=self._webhook_outcome,
-                          on_status=self.replier.on_twilio_status if self.replier is not None else None)
+        app = create_app(ledger_ingest(self.store, self.clock, on_stored=self.routing_bell.ring),
+                         twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
+                         public_url=str(hooks.public_url) if hooks.public_url else None,
+                         x_consumer_secret=secret("channels.x.consumer_secret", "x"),
+                         default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
+                         x_account=partial(self.x.account, retry=False) if self.x else None,
+                         metrics=self._webhook_outcome,
+                         on_status=self.replier.on_twilio_status if self.replier is not None else None)
+        if settings.agent_api.enabled:
+            app.mount("/agent", self.agent_app())
+        return app
+
+    def agent_app(self) -> FastAPI:
+        """The agents' API for the CRM plugins (`crmhub.agent_api`), deciding suggestions as `crmhub links` does."""
+        from crmhub.agent_api.wiring import agent_app
+
+        return agent_app(self.config, self.store, clock=self.clock, policy=self.identity,
+                         on_reply=lambda: self.replies_soon())
 
     def ops_app(self) -> FastAPI:
         """/metrics and /healthz for the ops listener, behind `ops.token` when one is set."""
@@ -255,18 +281,24 @@ class Hub:
         return section.poll_every  # type: ignore[no-any-return]  # a timedelta by the settings model
 
     def refresh_mirror(self, crm: str) -> int:
-        """Refresh `crm`'s contact mirror, then its case states (closed/reopened); returns contacts changed."""
+        """Refresh `crm`'s contact mirror, then its case states (closed/reopened), each when this process owns
+        it; returns contacts changed."""
         connector = self.crms[crm]
         now = self.clock()
 
         def absorb(session: Session, records: list[MirrorRecord]) -> None:
             IdentityGraph(session, list(self.crms), self.identity, now).absorb_records(records)
 
-        source = _StoppableMirror(connector.name, self._until_stopping(connector.mirror_pages))
-        changed = refresh_mirror(self.store, source, list(connector.objects), now=now, absorb=absorb)
-        self.metrics.record_mirror(crm)
-        refresh_threads(self.store, connector, now=self.clock(), on_states=partial(
-            self._link_marks, crm, now=self.clock()))
+        changed = 0
+        if self.owns(streams.mirror(crm)):
+            source = _StoppableMirror(connector.name, self._until_stopping(connector.mirror_pages))
+            changed = refresh_mirror(self.store, source, list(connector.objects), now=now, absorb=absorb)
+            self.metrics.record_mirror(crm)
+        else:
+            self.metrics.read_elsewhere(crm, "mirror")
+        if self.owns(streams.cases(crm)):
+            refresh_threads(self.store, connector, now=self.clock(), on_states=partial(
+                self._link_marks, crm, now=self.clock()))
         self.store.keep_statistics(self.clock())  # SQLite's PRAGMA optimize, at most hourly
         return changed
 
@@ -353,6 +385,7 @@ class Hub:
                                   reserve=allowance.reserve)
 
     def close(self) -> None:
+        self.leases.close()  # the streams go to another daemon at its next run
         self.store.close()
 
     def __enter__(self) -> Hub:
@@ -380,11 +413,15 @@ def build_hub(config: Config, *, clock: Callable[[], datetime] | None = None,
     return Hub(config, open_store(config.database_url()), clock=clock, sleep=sleep, monotonic=monotonic)
 
 
-def build_budget(config: Config, system: str, retrier: Retrier, *, wall: Callable[[], float]) -> Budget | None:
-    """The API budget of one system, from `crms.<crm>.budget` (X: the vendor's headers only; Twilio: none)."""
+def build_budget(config: Config, system: str, retrier: Retrier, *, wall: Callable[[], float],
+                 shared: SharedPace | None = None) -> Budget | None:
+    """The API budget of one system, from `crms.<crm>.budget` (X: the vendor's headers only; Twilio: none).
+
+    `shared`: the paces the daemons on one PostgreSQL store share (None: this process alone).
+    """
     crms = config.settings.crms
     common: dict[str, Any] = {"clock": retrier.clock, "sleep": retrier.sleep, "wall": wall,
-                              "max_wait": retrier.policy.max_wait}
+                              "max_wait": retrier.policy.max_wait, "shared": shared}
     if system == "salesforce" and crms.salesforce is not None:
         sf = crms.salesforce.budget
         return Budget(system, windows=[Window(sf.requests_per_minute, 60.0)], daily_reserve=sf.daily_reserve,
@@ -587,4 +624,5 @@ def build_replier(hub: Hub) -> Replier:
     delivery = hub.config.settings.delivery
     policy = ReplyPolicy(max_attempts=delivery.max_attempts, max_claims=delivery.max_claims, lease=delivery.lease,
                          default_language=hub.config.settings.languages.default)
-    return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock)
+    return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock,
+                   owns=hub.owns)

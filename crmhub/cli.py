@@ -58,16 +58,57 @@ def validate(config: ConfigOption = None,
              offline_secrets: Annotated[bool, typer.Option(
                  "--offline-secrets", help="Check only how secrets are referenced, not that they resolve "
                                            "(where the env vars and files are absent, e.g. in CI).")] = False,
+             online: Annotated[bool, typer.Option(
+                 "--online", help="Then run `crmhub check` against the configured systems.")] = False,
              ) -> None:
     """Check settings.yaml and the mappings offline; print every problem with file and line."""
     from crmhub.config import load_config
 
     from crmhub.config.warnings import config_warnings
 
+    if online and offline_secrets:
+        raise CrmhubError("--online needs the secrets to reach the systems; drop --offline-secrets")
     loaded = load_config(config, resolve_secrets=not offline_secrets)
     for warning in config_warnings(loaded):  # risky but valid: shown, never an exit 1
         typer.echo(warning, err=True)
     typer.echo(f"{config or loaded.source}: OK ({_summary(loaded)})")
+    if online:
+        from crmhub.check import run_check
+
+        _print_check(run_check(loaded), as_json=False)
+
+
+@app.command()
+@for_people
+def check(config: ConfigOption = None, sandbox: SandboxOption = False,
+          as_json: Annotated[bool, typer.Option("--json", help="Every check as JSON.")] = False) -> None:
+    """Preflight, read-only: credentials, objects, fields, queues, pipelines, numbers and webhook URLs
+    in the configured systems; one line per problem with its fix (docs/check.md)."""
+    from crmhub.check import run_check
+    from crmhub.config import load_config
+
+    if config is None and not sandbox:
+        raise CrmhubError("no settings given: pass --config /etc/crmhub/settings.yaml or set CRMHUB_CONFIG; "
+                          "add --sandbox to check the embedded sandbox defaults against a running `crmhub sandbox`")
+    _print_check(run_check(load_config(config)), as_json=as_json)
+
+
+def _print_check(report: Any, *, as_json: bool) -> None:
+    """The problems one per line (exit 1), or the table of what passed; or all of it as JSON."""
+    from rich.console import Console
+
+    if as_json:
+        typer.echo(report.to_json())
+    elif report.ok:
+        report.print_table(Console(soft_wrap=True))
+    else:
+        for line in report.lines():
+            typer.echo(line)
+        sys.stdout.flush()  # the lines before the count on stderr, in a terminal too
+        count = len(report.problems)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''} found by crmhub check.", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -88,9 +129,10 @@ def status(config: ConfigOption = None, sandbox: SandboxOption = False,
     """Print cursors, ledger, outbox and dead-letter counts of the state store."""
     from crmhub.ops import opened
     from crmhub.status import print_status, store_status
+    from crmhub.streams import all_streams
 
-    with opened(config, sandbox=sandbox) as (_, store):
-        report = store_status(store)
+    with opened(config, sandbox=sandbox) as (loaded, store):
+        report = store_status(store, all_streams(loaded.settings, list(loaded.settings.crms.enabled_names())))
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -505,3 +547,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+plugins_app = typer.Typer(no_args_is_help=True, help="The CRM plugins (agents' panel): build what you upload.")
+app.add_typer(plugins_app, name="plugins")
+
+
+@plugins_app.command("package")
+@for_people
+def plugins_package(
+        name: Annotated[str, typer.Argument(help="zendesk, salesforce or hubspot (a folder in plugins/).")],
+        url: Annotated[str, typer.Option(help="crmhub's public URL, as the CRM reaches it (webhooks.public_url).")],
+        out: Annotated[Path, typer.Option(help="Where to write crmhub-<name>.zip.")] = Path("dist"),
+        plugins_dir: Annotated[Path, typer.Option(help="The plugins' sources (a crmhub checkout's plugins/).")]
+        = Path("plugins"),
+        contact_email: Annotated[str | None, typer.Option(help="Salesforce: the connected app's contact email.")]
+        = None) -> None:
+    """Build a plugin's uploadable zip for your crmhub URL; its README says how to install it."""
+    from crmhub.plugins import package
+
+    target = package(name, url=url, plugins_dir=plugins_dir, out=out, contact_email=contact_email)
+    typer.echo(f"Wrote {target}; install it as {plugins_dir / name / 'README.md'} says.")

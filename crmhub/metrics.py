@@ -241,6 +241,9 @@ class Metrics:
                                           buckets=DELIVERY_BUCKETS, registry=r)
         self.api_budget = Gauge("crmhub_api_budget_remaining", "Calls left in the vendor's rate-limit window, from "
                                 "its last response's headers.", ["system"], registry=r)
+        self.stream_owned = Gauge("crmhub_stream_owned", "1 while this daemon holds the stream's lease and reads "
+                                  "it, 0 while another daemon does (several daemons on one PostgreSQL store).",
+                                  ["stream"], registry=r)
         for crm in self.crms:
             for outcome in WRITE_OUTCOMES:
                 self.crm_writes.labels(crm, outcome)
@@ -284,6 +287,14 @@ class Metrics:
 
     def record_mirror(self, crm: str) -> None:
         self._done(crm, "mirror")
+
+    def record_lease(self, stream: str, held: bool) -> None:
+        """Whether this daemon holds `stream` (checked before each read of it)."""
+        self.stream_owned.labels(stream).set(1 if held else 0)
+
+    def read_elsewhere(self, connector: str, what: str) -> None:
+        """Another daemon reads this connector's streams: nothing is overdue here ("poll" or "mirror")."""
+        self._done(connector, what)
 
     def webhook_outcome(self, route: str, outcome: str) -> None:
         """The webhook receiver's `metrics=` hook: route is "<source>.<kind>" (twilio.messages, x.events)."""

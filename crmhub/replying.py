@@ -17,6 +17,7 @@ from typing import Protocol
 
 import structlog
 
+from crmhub import streams
 from crmhub.connectors.twilio import REPLY_STATUSES
 from crmhub.metrics import Metrics
 from crmhub.model import Channel, Delivery
@@ -50,11 +51,15 @@ class Replier:
     Args:
         crms: the enabled CRM connectors by name (each reads replies and writes notes).
         senders: the channel connector serving each channel (Twilio: SMS and WhatsApp; X: mentions and DMs).
+        owns: whether this process reads a stream now (`Hub.owns`): replies and statuses are read by
+            one daemon at a time; sends and write-backs are claimed row by row, by any daemon.
     """
 
     def __init__(self, store: StateStore, crms: Mapping[str, ReplyCrm], senders: Mapping[Channel, ChannelSender],
-                 policy: ReplyPolicy, metrics: Metrics, clock: Callable[[], datetime]) -> None:
+                 policy: ReplyPolicy, metrics: Metrics, clock: Callable[[], datetime],
+                 owns: Callable[[str], bool] = lambda stream: True) -> None:
         self.store = store
+        self.owns = owns  # the periodic reads (replies, statuses) go to one daemon at a time (`crmhub.streams`)
         self.crms = dict(crms)
         self.senders = dict(senders)
         self.policy = policy
@@ -66,16 +71,18 @@ class Replier:
         """Collect, send, follow and write back; each system's part inside `step(name)`."""
         report = ReplyReport()
         for name, crm in self.crms.items():
-            with step(f"replies:collect:{name}"):
-                collect_replies(self.store, crm, now=self.clock(), report=report)
+            if self.owns(streams.replies(name)):
+                with step(f"replies:collect:{name}"):
+                    collect_replies(self.store, crm, now=self.clock(), report=report)
         with step("replies:send"):
             send_replies(self.store, self.senders, self.policy, now=self.clock(), report=report)
         for channel, message_id in report.sent_ids:  # callbacks that came before the message id was recorded
             early = self._statuses.get(message_id) if channel in TWILIO_CHANNELS else None
             if early is not None:
                 self.on_twilio_status(message_id, early)
-        with step("replies:status"):
-            refresh_statuses(self.store, self.senders, self.policy, now=self.clock(), report=report)
+        if self.owns(streams.REPLY_STATUSES):
+            with step("replies:status"):
+                refresh_statuses(self.store, self.senders, self.policy, now=self.clock(), report=report)
         for name, crm in self.crms.items():
             with step(f"replies:write-back:{name}"):
                 write_back_failures(self.store, crm, self.senders, now=self.clock(), report=report,

@@ -3,7 +3,10 @@
 At start one full cycle runs in order (poll, mirror, route, deliver), so a
 restart catches up at once; then one job per concern runs on its interval
 from settings, never two runs of the same job at once (`max_instances=1`),
-missed runs coalesced into one:
+missed runs coalesced into one. The poll jobs start as soon as the cycle's
+polls are done, without waiting for the rest of it: a daemon holding a
+stream's lease (several daemons on one store) must read it on time however
+long its mirrors take to load.
 
 * `poll:twilio`   every `channels.twilio.poll_every` (messages, and calls when `calls: true`)
 * `poll:x`        every `channels.x.poll_every` (mentions, DMs)
@@ -33,13 +36,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.util import undefined
 
 from crmhub.app import Cycle, Hub
 from crmhub.errors import reason_of
@@ -119,22 +123,47 @@ class RunningJobs:
             return sorted(self._running)
 
 
-def build_scheduler(hub: Hub, jobs: RunningJobs | None = None) -> BackgroundScheduler:
-    """A scheduler holding every job of `hub`, not yet started."""
+def build_scheduler(hub: Hub, jobs: RunningJobs | None = None, *, polls_first: bool = False) -> BackgroundScheduler:
+    """A scheduler holding every job of `hub`, not yet started.
+
+    `polls_first`: only the poll jobs run once it starts; the others are added paused, for
+    `resume_after_catch_up` once the catch-up cycle has done their work.
+    """
     jobs = jobs or RunningJobs(hub.metrics.jobs, hub.stopping)
     scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)}, timezone=UTC,
                                     job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None})
 
-    def add(job_id: str, every: timedelta, fn: Callable[[], Any]) -> None:
-        scheduler.add_job(jobs.wrap(job_id, fn), "interval", seconds=every.total_seconds(), id=job_id, name=job_id)
+    def add(job_id: str, every: timedelta, fn: Callable[[], Any], first: Any = undefined) -> None:
+        scheduler.add_job(jobs.wrap(job_id, fn), "interval", seconds=every.total_seconds(), id=job_id, name=job_id,
+                          next_run_time=first)
 
+    later = None if polls_first else undefined  # next_run_time None: added paused
     for name, poll in hub.polls().items():
         add(f"poll:{name}", hub.poll_interval(name), poll)
     for name in hub.crms:
-        add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name))  # type: ignore[misc]
+        add(f"mirror:{name}", MIRROR_EVERY, lambda name=name: hub.refresh_mirror(name), later)  # type: ignore[misc]
     if hub.replier is not None:
-        add("replies", hub.config.settings.replies.every, hub.replies_job)
+        add("replies", hub.config.settings.replies.every, hub.replies_job, later)
+        hub.replies_soon = partial(_run_soon, scheduler, "replies")
     return scheduler
+
+
+def resume_after_catch_up(scheduler: BackgroundScheduler) -> None:
+    """Resume the jobs `build_scheduler(polls_first=True)` added paused: each runs next after its interval."""
+    for job in scheduler.get_jobs():
+        if job.next_run_time is None:
+            job.resume()
+
+
+def _run_soon(scheduler: BackgroundScheduler, job_id: str) -> None:
+    """Move the job's next run to now (it still runs once at a time); nothing while it waits for the catch-up
+    cycle (paused) or when the daemon is stopping."""
+    try:
+        job = scheduler.get_job(job_id)
+        if job is not None and job.next_run_time is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+    except Exception as exc:  # noqa: BLE001  # a scheduler shut down: the interval run will do
+        log.debug("job not moved forward", job=job_id, reason=type(exc).__name__)
 
 
 def build_workers(hub: Hub, jobs: RunningJobs) -> list[DeliveryWorker | RoutingWorker]:
@@ -290,16 +319,23 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
     grace = hub.config.settings.run.shutdown_grace.total_seconds()
     servers = start_listeners(hub, webhooks=hub.config.settings.webhooks.enabled)
     jobs = RunningJobs(hub.metrics.jobs, hub.stopping)
-    scheduler = build_scheduler(hub, jobs)
+    scheduler = build_scheduler(hub, jobs, polls_first=True)
     workers = build_workers(hub, jobs)
     starting = threading.Lock()
 
+    def start_polling() -> None:
+        with starting:
+            if not hub.stopping.is_set():
+                scheduler.start()  # the polls on their intervals; the other jobs wait for the catch-up
+
     def catch_up_then_schedule() -> None:
-        jobs.wrap("catch-up", hub.sync_once)()
+        jobs.wrap("catch-up", partial(hub.sync_once, after_polls=start_polling))()
         with starting:
             if hub.stopping.is_set():
                 return
-            scheduler.start()
+            if not scheduler.running:  # the catch-up ended before its polls did (they failed)
+                scheduler.start()
+            resume_after_catch_up(scheduler)
             start_threads(workers)
         log.info("running", jobs=[job.id for job in scheduler.get_jobs()] + [worker.job for worker in workers],
                  listening=[s.url for s in servers])

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from crmhub.model import WritePriority
 from crmhub.store import StateStore
+from crmhub.store.leases import stream_owners
 from crmhub.store.ledger import all_cursors, ledger_counts, open_dead_letter_count
 from crmhub.store.outbox import allowances, held_counts, outbox_counts
 from crmhub.store.replies import reply_counts
@@ -22,7 +23,19 @@ ALLOWED = {
 }
 
 
-def store_status(store: StateStore) -> dict[str, Any]:
+def store_status(store: StateStore, streams: list[str] | None = None) -> dict[str, Any]:
+    """What the store holds; with `streams` (`crmhub.streams.all_streams`), which daemon reads each.
+
+    The stream owners are only known on PostgreSQL (on SQLite, the one daemon reads every stream)."""
+    report = _store_counts(store)
+    if streams is not None and store.dialect == "postgresql":
+        report["streams"] = [{"stream": name, "daemon": owner.daemon if owner else None,
+                              "since": owner.since.isoformat() if owner else None}
+                             for name, owner in stream_owners(store, streams).items()]
+    return report
+
+
+def _store_counts(store: StateStore) -> dict[str, Any]:
     with store.transaction() as session:
         held = held_counts(session)
         return {
@@ -80,6 +93,14 @@ def print_status(report: dict[str, Any], console: Console | None = None) -> None
         replies.add_row(row["crm"], row["channel"], row["status"], str(row["count"]))
     console.print(replies)
     console.print(f"Open dead letters: [bold]{report['dead_letters']}[/]")
+    if "streams" in report:
+        owners = Table(title="Streams (each read by one daemon)")
+        for column in ("stream", "daemon", "session since"):
+            owners.add_column(column)
+        for row in report["streams"]:
+            owners.add_row(row["stream"], row["daemon"] or "nobody now: the next daemon to run it takes it",
+                           row["since"] or "-")
+        console.print(owners)
 
 
 def print_cycle(cycle: Any, console: Console | None = None) -> None:

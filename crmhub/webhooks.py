@@ -27,7 +27,11 @@ nested deeper than `MAX_DEPTH`) is a dead letter with a placeholder payload,
 answered 200, so X does not retry it forever.
 
 `/metrics` and `/healthz` are not served here but on the ops listener
-(`crmhub.ops_listener`), which need not be reachable by the vendors.
+(`crmhub.ops_listener`), which need not be reachable by the vendors; a load
+balancer in front of several daemons' receivers probes that `/healthz`
+(nothing on this port reveals state). Every receiver accepts every webhook:
+signatures need only the shared secrets and `public_url`, X's CRC only the
+consumer secret, and storing goes to the shared store.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, prog
         if finished():
             break
         victim = rng.choice(list(daemons))
-        wait_for(lambda v=victim: v.logged() or not v.alive, 30, f"{victim.log.name} to start", daemons)
+        wait_for(lambda v=victim: v.logged() or not v.alive, 120, f"{victim.log.name} to start", daemons)  # a bound on failure only: a loaded machine starts Python slowly
         assert victim.alive, f"{victim.log.name} exited by itself:\n{victim.tail()}"
         if n == 0:
             time.sleep(rng.uniform(*moment))  # an early moment, to land in start-up work; not a synchronisation
@@ -200,11 +200,19 @@ def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, prog
     return loop
 
 
-def drain_and_stop(daemons: Sequence[Daemon], db_url: str, done: Callable[[], bool], deadline: float = 60) -> None:
+def drain_and_stop(daemons: Sequence[Daemon], db_url: str, done: Callable[[], bool],
+                   deadline: float = 60) -> list[float]:
     """Wait until `done()`, the outbox holds no pending row and every daemon runs its jobs (a run restarted
-    after the last kill may still be importing), then SIGTERM each: each exits 0, logging it."""
+    after the last kill may still be importing), then SIGTERM each: each exits 0, logging it.
+
+    Returns:
+        When each daemon was asked to stop (`time.monotonic()`), in the order of `daemons`.
+    """
     wait_for(lambda: done() and all(d.running() for d in daemons) and pending(db_url) == 0, deadline,
              "the outbox to drain", daemons)
+    stopped = []
     for daemon in daemons:
+        stopped.append(time.monotonic())
         status = daemon.stop()
         assert status == 0 and "stopped" in daemon.tail(3), f"{daemon.log.name}: exit {status}\n{daemon.tail()}"
+    return stopped

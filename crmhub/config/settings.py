@@ -169,7 +169,8 @@ class SalesforceBudget(Model):
 
     daily_reserve: Percent = Field(
         0.2, description="Share of the org's rolling 24 h allowance left to other integrations: 20% or 0.2.")
-    requests_per_minute: int = Field(600, ge=1, description="Pace crmhub's own calls to at most this many per minute.")
+    requests_per_minute: int = Field(600, ge=1, description="Pace crmhub's own calls to at most this many per minute "
+                                     "(all daemons on one store together).")
 
 
 class SalesforceSettings(Model):
@@ -202,7 +203,8 @@ class ZendeskAuth(Model):
 class ZendeskBudget(Model):
     """How much of the account's allowance crmhub may use."""
 
-    requests_per_minute: int = Field(400, ge=1, description="Pace crmhub's calls to at most this many per minute.")
+    requests_per_minute: int = Field(400, ge=1, description="Pace crmhub's calls to at most this many per minute "
+                                     "(all daemons on one store together).")
 
 
 class ZendeskSettings(Model):
@@ -230,7 +232,8 @@ class HubSpotAuth(Model):
 class HubSpotBudget(Model):
     """How much of the app's and account's allowance crmhub may use."""
 
-    requests_per_10s: int = Field(100, ge=1, description="Burst limit: calls per 10 seconds.")
+    requests_per_10s: int = Field(100, ge=1, description="Burst limit: calls per 10 seconds "
+                                  "(all daemons on one store together).")
     daily: int = Field(250_000, ge=1, description="Calls per day (HubSpot's X-HubSpot-RateLimit-Daily header, "
                                                   "when sent, wins).")
     daily_reserve: Percent = Field(
@@ -363,6 +366,62 @@ class OpsSettings(Model):
         return self
 
 
+class ZendeskAppSettings(Model):
+    """The crmhub sidebar app installed in Zendesk Support (plugins/zendesk)."""
+
+    public_key: SecretRef = Field(description="The app's public key (PEM), which checks its signed-URL tokens: "
+                                              "GET /api/v2/apps/{app_id}/public_key.pem.",
+                                  examples=["file:/etc/crmhub/zendesk-app.pem"])
+    installation_id: int = Field(ge=1, description="The app installation's id (Admin Center > Apps, or "
+                                                   "GET /api/v2/apps/installations.json); tokens name it.")
+
+
+class HubSpotAppSettings(Model):
+    """The crmhub app card installed in HubSpot (plugins/hubspot)."""
+
+    client_secret: SecretRef = Field(description="The app's client secret, which signs its cards' requests "
+                                                 "(X-HubSpot-Signature-v3).", examples=["env:HUBSPOT_APP_SECRET"])
+
+
+class SalesforceAppSettings(Model):
+    """The crmhub component in Salesforce (plugins/salesforce), signed as a Canvas app."""
+
+    consumer_secret: SecretRef = Field(description="The connected app's consumer secret, which signs Canvas "
+                                                   "requests.", examples=["env:SALESFORCE_CANVAS_SECRET"])
+    organization_id: str | None = Field(None, pattern=r"^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$",
+                                        description="Only requests from this org (15 or 18 characters).",
+                                        examples=["00D5g000004XyZaEAK"])
+
+
+class AgentApiSettings(Model):
+    """The agents' API behind the CRM plugins, served on the webhook port under /agent (docs/agent-api.md)."""
+
+    enabled: bool = Field(False, description="Serve /agent on the webhook receiver (needs webhooks.enabled).")
+    token: SecretRef | None = Field(None, description="An ops API token: requests with 'Authorization: Bearer "
+                                                      "<token>' act as ops (scripts, tests).",
+                                    examples=["env:CRMHUB_AGENT_API_TOKEN"])
+    session_secret: SecretRef | None = Field(None, description="Signs the sessions a verified plugin launch gets. "
+                                                               "Unset: a new one per process (a restart signs "
+                                                               "plugins out). Set it when several daemons serve.",
+                                             examples=["env:CRMHUB_SESSION_SECRET"])
+    session_ttl: PositiveDuration = Field(timedelta(hours=8), description="How long a plugin session lasts.")
+    frame_ancestors: list[Annotated[str, Field(pattern=r"^https?://[^\s;,']+$")]] = Field(
+        default_factory=list, description="Origins whose pages may frame the plugin pages. Empty: the enabled "
+                                          "apps' CRMs (https://<subdomain>.zendesk.com, Salesforce's Lightning "
+                                          "and Visualforce domains).",
+        examples=[["https://acme.zendesk.com"]])
+    zendesk: ZendeskAppSettings | None = Field(None, description="The Zendesk sidebar app.")
+    hubspot: HubSpotAppSettings | None = Field(None, description="The HubSpot app card.")
+    salesforce: SalesforceAppSettings | None = Field(None, description="The Salesforce component (Canvas).")
+
+    @model_validator(mode="after")
+    def _a_way_in(self) -> AgentApiSettings:
+        if self.enabled and not (self.token or self.zendesk or self.hubspot or self.salesforce):
+            raise problem("agent_api_closed", "enabled, but nobody can sign in: configure agent_api.zendesk, "
+                                              "hubspot or salesforce for the plugins, or agent_api.token")
+        return self
+
+
 def _is_loopback(host: str) -> bool:
     if host.strip().lower() == "localhost":
         return True
@@ -487,6 +546,8 @@ class Settings(Model):
                                       examples=[{"twilio": {"account_sid": "AC...", "numbers": ["+14155550100"]}}])
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook server.")
     ops: OpsSettings = Field(default_factory=OpsSettings, description="Ops listener (/metrics, /healthz).")
+    agent_api: AgentApiSettings = Field(default_factory=AgentApiSettings,
+                                        description="The agents' API for the CRM plugins (under /agent).")
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="Outbox delivery.")
     threads: ThreadSettings = Field(default_factory=ThreadSettings, description="Threading into cases.")
     replies: ReplySettings = Field(default_factory=ReplySettings, description="Agents' replies back to customers.")
@@ -495,6 +556,14 @@ class Settings(Model):
     run: RunSettings = Field(default_factory=RunSettings, description="The daemon.")
     mappings: str = Field("mappings/", min_length=1, description="Directory of identities.yaml, routing.yaml and "
                                                                  "history.yaml, relative to the settings file.")
+
+    @model_validator(mode="after")
+    def _agent_api_on_webhooks(self) -> Settings:
+        if self.agent_api.enabled and not self.webhooks.enabled:
+            raise problem("agent_api_unserved", "agent_api is enabled but it is served on the webhook receiver, "
+                                                "which is off: set webhooks.enabled: true, or agent_api.enabled: "
+                                                "false")
+        return self
 
     def with_sandbox_urls(self) -> Settings:
         """A copy where, when `sandbox.enabled`, every empty base_url points at its local emulator."""

@@ -21,6 +21,14 @@ consulted by `Connector` (the one call path), so no call site paces itself:
   15-minute and 24-hour windows) is not waited out here: the call fails as
   `RateLimited` without being made, and the retry layer or the next run
   deals with it, as with a 429.
+* **One pace for several daemons.** On a PostgreSQL store shared by several
+  daemons, each call also takes a token from a pace they share
+  (`SharedPace`, kept in the store by `crmhub.store.budgets`): a daemon
+  reserves a chunk of calls at a time (one short transaction per chunk, not
+  per call), spends it within its slot, and waits for the next slot when
+  the daemons together used the window up. The chunk grows while a daemon
+  uses it up and shrinks to what it used, so an idle daemon holds back
+  little. On SQLite (one daemon) the pace stays in memory.
 * **The daily allowance.** Salesforce's rolling 24 hours (`Sforce-Limit-Info`
   on every answer, plus `GET /limits` at start and every few minutes) and
   HubSpot's day (`X-HubSpot-RateLimit-Daily(-Remaining)`, else crmhub's own
@@ -49,6 +57,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
@@ -60,6 +69,8 @@ log = structlog.get_logger("crmhub.budget")
 DEFAULT_CAP_SECONDS = 60.0  # how long a "remaining" figure holds when the vendor gives no reset
 PACING_MARGIN = 0.25  # seconds added to each window: a request reaches the vendor a little after its token
 SALESFORCE_LIMITS_EVERY = 300.0  # seconds between reads of GET /limits
+SHARED_MOST = 1 / 24  # the largest chunk reserved from a shared pace, as a share of it (half of one of its 12 slots)
+SHARED_RETRY = 0.05  # seconds, at least, before asking the shared pace again
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,33 @@ class _Cap:
     until: float
 
 
+class SharedPace(Protocol):
+    """A pace several daemons share (`crmhub.store.budgets.SharedPace`)."""
+
+    def reserve(self, system: str, seconds: float, limit: int, want: int, now: float) -> tuple[int, float, float]:
+        """Up to `want` calls of `limit` per `seconds` at epoch `now`: (calls granted, epoch start and end of
+        the grant's slot)."""
+        ...
+
+    def charge(self, system: str, seconds: float, now: float) -> None:
+        """Count one more call at epoch `now`, whatever the pace (a call made later than granted)."""
+        ...
+
+
+@dataclass
+class _Grant:
+    """Calls reserved from the shared pace, to be made before `until` (epoch seconds)."""
+
+    size: int
+    left: int
+    start: float
+    until: float
+
+    def next_chunk(self, most: int) -> int:
+        """The next reservation's size: twice this one when it was used up, else what was used of it."""
+        return max(1, min(most, 2 * self.size if self.left <= 0 else self.size - self.left))
+
+
 class Budget:
     """The pacing and daily allowance of one external system (thread-safe).
 
@@ -213,12 +251,14 @@ class Budget:
         wall: epoch seconds, for the vendors' absolute reset times and the day's count.
         max_wait: the longest a vendor's used-up window is waited out before a call.
         limits_every: seconds between reads of the vendor's limits endpoint (None: it has none).
+        shared: the pace several daemons share (None: this process alone calls the system).
     """
 
     def __init__(self, system: str, *, windows: Sequence[Window] = (), daily_reserve: float = 0.0,
                  daily_limit: int | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, wall: Callable[[], float] = time.time,
-                 max_wait: float = 300.0, limits_every: float | None = None) -> None:
+                 max_wait: float = 300.0, limits_every: float | None = None,
+                 shared: SharedPace | None = None) -> None:
         self.system = system
         self.daily_reserve = daily_reserve
         self.clock = clock
@@ -236,6 +276,9 @@ class Budget:
         self._daily_remaining: int | None = None  # from the vendor
         self._own: tuple[str, int] = ("", 0)  # (UTC day, responses seen that day)
         self._limits_read_at: float | None = None
+        self.shared = shared
+        self._grants: dict[float, _Grant] = {}  # window seconds -> calls reserved from the shared pace
+        self._shared_lock = threading.Lock()
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -247,6 +290,7 @@ class Budget:
     def acquire(self) -> None:
         """Take one call's token before an attempt, waiting for it if needed (`Connector.call`)."""
         self._wait(self._reserve(scope=""))
+        self._take_shared()
         self._local.prepaid = True
 
     def before_request(self, path: str) -> None:
@@ -256,11 +300,13 @@ class Budget:
             self._wait(self._reserve(scope=path, windows=False))
         else:
             self._wait(self._reserve(scope=path))
+            self._take_shared()
 
     def end_attempt(self) -> None:
         """An attempt is over: a token it did not use is not carried into the next one."""
         self._local.prepaid = False
         self._local.slot = None
+        self._local.late_after = None
 
     def after_request(self) -> None:
         """A request of this thread is over (answered or not): its call counts from now, not from its booking.
@@ -269,6 +315,7 @@ class Budget:
         counting the later moment keeps every window within the pace however
         late a busy machine gets the request out.
         """
+        self._charge_if_late()
         slot = getattr(self._local, "slot", None)
         self._local.slot = None
         if slot is None:
@@ -287,6 +334,60 @@ class Budget:
             if seconds >= 1:
                 log.debug("pacing", system=self.system, wait_seconds=round(seconds, 2))
             self.sleep(seconds)
+
+    def _take_shared(self) -> None:
+        """One call from each window's shared pace (several daemons), waiting until one fits.
+
+        The call is to reach the vendor within the slot after its grant's (the shared pace's
+        margin); `after_request` charges it again where it ended when it ended later.
+        """
+        if self.shared is None:
+            return
+        with self._lock:
+            windows = [(p.window.seconds, p.calls) for p in self._pacers]
+        late_after: list[tuple[float, float]] = []
+        for seconds, calls in windows:
+            while True:
+                taken = self._take_from(seconds, calls)
+                if isinstance(taken, _Grant):
+                    late_after.append((seconds, 2 * taken.until - taken.start))  # the end of the next slot
+                    break
+                self._wait(max(taken, SHARED_RETRY))
+        self._local.late_after = late_after
+
+    def _charge_if_late(self) -> None:
+        """A call that ended past its grant's margin counts again in the slot it ended in, so the
+        reservations after it see it (a busy host can hold a request back for seconds)."""
+        late_after = getattr(self._local, "late_after", None)
+        self._local.late_after = None
+        if not late_after or self.shared is None:
+            return
+        now = self.wall()
+        for seconds, deadline in late_after:
+            if now >= deadline:
+                log.debug("a call ended past its shared slot; counted again", system=self.system)
+                self.shared.charge(self.system, seconds, now)
+
+    def _take_from(self, seconds: float, calls: int) -> _Grant | float:
+        """Spend one call of the grant for window `seconds`, reserving a new chunk when it is spent or
+        lapsed: the grant, or seconds to wait before asking again (the window is used up)."""
+        assert self.shared is not None
+        with self._shared_lock:
+            now = self.wall()
+            grant = self._grants.get(seconds)
+            if grant is not None and grant.left > 0 and now < grant.until:
+                grant.left -= 1
+                return grant
+            most = max(1, int(calls * SHARED_MOST))
+            want = grant.next_chunk(most) if grant is not None else 1
+            granted, start, until = self.shared.reserve(self.system, seconds, calls, want, now)
+            if not granted:
+                if grant is not None:
+                    grant.left = 0
+                log.debug("shared pace used up", system=self.system, wait_seconds=round(until - now, 2))
+                return until - now
+            self._grants[seconds] = fresh = _Grant(size=granted, left=granted - 1, start=start, until=until)
+            return fresh
 
     def _reserve(self, *, scope: str, windows: bool = True) -> float:
         """Book the next free moment for one call; returns how long to wait for it."""

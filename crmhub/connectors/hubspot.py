@@ -239,7 +239,10 @@ class HubSpotCrm(Connector):
         fields = [name for entry in body.get("errors") or [] if isinstance(entry, dict)
                   for name in _property_names(entry)]
         text = f"HTTP {status} {vendor_error(code, str(body.get('message') or getattr(exc, 'reason', '')), fields)}"
-        if status in (401, 403):
+        if code == "MISSING_SCOPES":
+            text = (f"HTTP {status} MISSING_SCOPES: the private app lacks scope {' or '.join(_scopes(body)) or '?'}; "
+                    "add it to the app (Settings > Integrations > Private apps > Scopes)")
+        elif status in (401, 403):
             text += "; check crms.hubspot.auth.access_token (a valid private app token with the CRM scopes)"
         hint = _rate_limit_hint(headers, body) if status == 429 else None
         return classify_status(status, text, system=self.name, code=code, retry_after=hint)
@@ -995,6 +998,16 @@ def _property_names(entry: Mapping[str, Any]) -> list[str]:
     """The properties a HubSpot error entry names (`context.propertyName`)."""
     names = (entry.get("context") or {}).get("propertyName") or []
     return [str(name) for name in names] if isinstance(names, list) else []
+
+
+def _scopes(body: Mapping[str, Any]) -> list[str]:
+    """The scopes a MISSING_SCOPES answer names (`errors[].context.requiredGranularScopes`, or `requiredScopes`)."""
+    found: list[str] = []
+    for entry in body.get("errors") or []:
+        context = entry.get("context") or {} if isinstance(entry, dict) else {}
+        for key in ("requiredGranularScopes", "requiredScopes"):
+            found += [str(s) for s in context.get(key) or [] if str(s) not in found]
+    return found
 
 
 def _properties(props: Json) -> Json:

@@ -189,6 +189,11 @@ class TwilioChannel(Connector):
         self.status_callback = status_callback
         self._client = Client(account_sid, auth_token, http_client=http)
 
+    @property
+    def sdk(self) -> Client:
+        """The twilio client, for read-only calls made through `call` (`crmhub check`)."""
+        return self._client
+
     def translate(self, exc: Exception) -> ConnectorError | None:
         if isinstance(exc, TwilioRestException):
             message = f"HTTP {exc.status} code {exc.code}: {exc.msg}"

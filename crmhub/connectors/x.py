@@ -127,6 +127,11 @@ class XChannel(Connector):
                                              before=self.before_http, after=self.after_http)
         self._me: Identity | None = None
 
+    @property
+    def sdk(self) -> tweepy.Client:
+        """The tweepy client, for read-only calls made through `call` (`crmhub check`)."""
+        return self._client
+
     def translate(self, exc: Exception) -> ConnectorError | None:
         """tweepy's HTTP errors by status; a 429 carries the wait until `x-rate-limit-reset`.
 

@@ -38,6 +38,14 @@ FAILED = (ReplyStatus.FAILED.value, ReplyStatus.DEAD.value)
 # uses a partial index only for a condition it can prove from the query's text, so the values are inline.
 NOT_NOTED = and_(ReplyRow.status.in_(bindparam("failed_states", FAILED, expanding=True, literal_execute=True)),
                  ReplyRow.noted_at.is_(None))
+# A reply an agent wrote in crmhub's panel rather than in the CRM (`crmhub.agent_api`): its sent copy is written
+# into every CRM's history, the agent's own included, since no CRM holds it yet.
+PANEL_REF = "panel:"
+
+
+def written_in_crm(reply_ref: str) -> bool:
+    """Whether the reply is already on its case in the CRM it came from (so its echo is not written there)."""
+    return not reply_ref.startswith(PANEL_REF)
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,22 @@ class ApiBudgetRow(Base):
     updated_at: Mapped[datetime]
 
 
+class ApiBudgetSlotRow(Base):
+    """Calls several daemons reserved from one system's shared pace in one slot of its window (PostgreSQL only).
+
+    A window of `seconds` is cut into slots (`crmhub.store.budgets.SLOTS`); a
+    reservation fits when the last slots together stay within the pace, so any
+    stretch of `seconds` holds no more calls than configured, whichever daemon made them.
+    """
+
+    __tablename__ = "api_budget_slots"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seconds: Mapped[int] = mapped_column(Integer, primary_key=True)  # the window's length
+    slot: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds // the slot's length
+    used: Mapped[int]  # calls reserved in it
+
+
 class DeadLetterRow(Base):
     """An item that failed for good, with the reason and the payload to replay."""
 

@@ -151,10 +151,12 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
                                                               language=language)))
     outbox.save_decisions(session, decisions, now=now)
     outbox.enqueue_many(session, writes)
-    # The agent's reply is on that CRM's case already: its echo is settled there, not written.
-    outbox.settle_replies(session, [(entry.echo[0], entry.item.key, entry.echo[1])
-                                    for entry in batch if entry.echo is not None and entry.echo[0] != codes.SENDER],
-                          now=now)
+    # The agent's reply is on that CRM's case already: its echo is settled there, not written. A reply
+    # written outside the CRM (the agents' panel) is history that CRM needs like every other; a one-time
+    # code's echo has no write at all.
+    outbox.settle_replies(session, [(entry.echo[0], entry.item.key, entry.echo[1]) for entry in batch
+                                    if entry.echo is not None and entry.echo[0] != codes.SENDER
+                                    and replies.written_in_crm(entry.echo[1])], now=now)
     ledger.mark_processed(session, persons, now=now, languages=None if detected is None else {
         entry.interaction_id: found.language for (entry, _, _), found in zip(routed, detected, strict=True)})
 

@@ -167,7 +167,18 @@ def _reply_row(session: Session, reply: AgentReply, now: datetime) -> dict[str, 
     thread = session.scalar(select(ThreadRow).where(ThreadRow.crm == reply.crm, ThreadRow.record_id == reply.case_id))
     if thread is None or not reply.text.strip():
         return None
-    latest = store.latest_of_conversation(session, thread.conversation_key)
+    return addressed_reply(session, thread.conversation_key, crm=reply.crm, reply_ref=reply.reply_ref,
+                           case_id=reply.case_id, text=reply.text, author=reply.author,
+                           written_at=reply.written_at, now=now)
+
+
+def addressed_reply(session: Session, conversation_key: str, *, crm: str, reply_ref: str, case_id: str, text: str,
+                    author: str, written_at: datetime, now: datetime) -> dict[str, Any] | None:
+    """A `replies` row answering the conversation where the customer last wrote, from our side of it.
+
+    None when the ledger holds nothing of the conversation. Used for agents' CRM replies and the panel's.
+    """
+    latest = store.latest_of_conversation(session, conversation_key)
     if latest is None:
         return None
     item = ledger.to_interaction(latest)
@@ -175,12 +186,12 @@ def _reply_row(session: Session, reply: AgentReply, now: datetime) -> dict[str, 
     customer = item.customer
     answering = item.external_id if item.channel is Channel.X_MENTION and item.direction is Direction.INBOUND else None
     return {
-        "crm": reply.crm, "reply_ref": reply.reply_ref[:128], "case_id": reply.case_id,
-        "conversation_key": thread.conversation_key, "channel": item.channel.value,
+        "crm": crm, "reply_ref": reply_ref[:128], "case_id": case_id,
+        "conversation_key": conversation_key, "channel": item.channel.value,
         "to_kind": customer.kind.value, "to_address": customer.value,
         "from_kind": ours.kind.value, "from_address": ours.value, "in_reply_to": answering,
-        "text": reply.text, "author": reply.author[:255], "status": ReplyStatus.PENDING.value, "channel_status": "",
-        "attempts": 0, "next_attempt_at": now, "written_at": reply.written_at, "created_at": now, "status_at": now,
+        "text": text, "author": author[:255], "status": ReplyStatus.PENDING.value, "channel_status": "",
+        "attempts": 0, "next_attempt_at": now, "written_at": written_at, "created_at": now, "status_at": now,
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from werkzeug.wrappers import Request, Response
 
 from crmhub.sandbox._server import CONTROL_PREFIX, ControlAction, Emulator, Fault, Route
-from crmhub.sandbox.hubspot import catalog, errors, models
+from crmhub.sandbox.hubspot import catalog, errors, models, scopes
 from crmhub.sandbox.hubspot.limits import RateLimiter
 from crmhub.sandbox.hubspot.models import HubSpotBackend
 from crmhub.sandbox.hubspot.responses import HubSpotResponses
@@ -56,6 +56,10 @@ class HubSpotEmulator(Emulator):
             return errors.unauthorized().response()
         if entry["expired_at"] is not None:
             return errors.expired(int(self.clock.time() - entry["expired_at"])).response()
+        granted = entry.get("scopes")
+        needed = scopes.required(request.method, request.path) if granted is not None else []
+        if needed and not set(needed) & set(granted):
+            return errors.missing_scopes(needed).response()
         if self.take_fault("daily_limit", request) is not None:
             return errors.rate_limited("DAILY", self.limiter.headers(daily_remaining=0))
         policy = self.limiter.admit(is_search=request.path.endswith("/search"))
@@ -92,7 +96,7 @@ class HubSpotEmulator(Emulator):
         return response
 
     def control_actions(self) -> dict[str, ControlAction]:
-        """`POST /_sandbox/owners`, `pipelines`, `objects` and `search_lag` (docs/sandbox/hubspot.md)."""
+        """`POST /_sandbox/owners`, `pipelines`, `objects`, `search_lag` and `tokens` (docs/sandbox/hubspot.md)."""
         return {
             "owners": lambda body: {"id": self.add_owner(body["email"], body.get("first_name", ""),
                                                          body.get("last_name", ""))},
@@ -100,7 +104,16 @@ class HubSpotEmulator(Emulator):
                                        if "stages" in body else self.add_pipeline(body["label"])},
             "objects": lambda body: {"id": self.add(body["object_type"], **dict(body.get("properties") or {}))},
             "search_lag": lambda body: self._lag(float(body["seconds"])),
+            "tokens": self._token,
         }
+
+    def _token(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A private app token with only `scopes` (null: every scope), e.g. to take one away in a test."""
+        granted = body.get("scopes")
+        with self.lock:
+            self.state["tokens"][str(body["token"])] = {"expired_at": None,
+                                                         "scopes": None if granted is None else list(granted)}
+        return {"token": body["token"], "scopes": granted}
 
     def _lag(self, seconds: float) -> dict[str, Any]:
         self.set_search_lag(seconds)

@@ -123,6 +123,14 @@ def unauthorized() -> HubSpotError:
     return HubSpotError(401, "INVALID_AUTHENTICATION", AUTH_HELP)
 
 
+def missing_scopes(scopes: list[str]) -> HubSpotError:
+    """A private app token without any of `scopes` (what the endpoint needs)."""
+    return HubSpotError(403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call. "
+                                               "Read more about required scopes here: https://developers.hubspot.com/scopes.",
+                        errors=[{"message": "One or more of the following scopes are required.",
+                                 "context": {"requiredGranularScopes": scopes}}])
+
+
 def expired(seconds_ago: int) -> HubSpotError:
     return HubSpotError(401, "EXPIRED_AUTHENTICATION",
                         f"The OAuth token used to make this call expired {seconds_ago} second(s) ago.")

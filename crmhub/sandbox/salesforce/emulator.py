@@ -150,14 +150,19 @@ class SalesforceEmulator(AuthHandlers, RestHandlers, Emulator):
                                "path": request.path}], 501)
 
     def control_actions(self) -> dict[str, ControlAction]:
-        """`POST /_sandbox/queues`, `users` and `records` (any sObject, e.g. a Contact), as an admin would add them."""
+        """`POST /_sandbox/queues`, `users`, `records` (any sObject, e.g. a Contact) and `field_security`, as an admin would."""
         return {
             "queues": lambda body: {"id": self.add_queue(body.get("name") or body["developer_name"].replace("_", " "),
                                                          body["developer_name"])},
             "users": lambda body: {"id": self.add_user(body["username"], body["password"], name=body.get("name", ""),
                                                        email=body.get("email", ""))},
             "records": lambda body: {"id": self.insert(body["sobject"], **dict(body.get("fields") or {}))},
+            "field_security": lambda body: self._field_access(body["sobject"], body["field"], body["access"]),
         }
+
+    def _field_access(self, sobject: str, field: str, access: str) -> dict[str, str]:
+        self.set_field_access(sobject, field, access)
+        return {"field": f"{sobject}.{field}", "access": access}
 
     # ---- seed API (no HTTP, no call counted) ----------------------------------------
     def insert(self, sobject: str, **fields: Any) -> str:
@@ -235,6 +240,13 @@ class SalesforceEmulator(AuthHandlers, RestHandlers, Emulator):
         with self.lock:
             self.backend.define_field(sobject, {"name": name, "type": type, "external_id": external_id,
                                                 "unique": unique})
+
+    def set_field_access(self, sobject: str, field: str, access: str) -> None:
+        """The integration user's field-level security: "hidden" (gone from describe, SOQL and writes for it),
+        "read" (not createable or updateable) or "edit" (the default)."""
+        with self.lock:
+            self.backend.set_field_access(sobject, field, access)
+            self.persist()
 
     def set_api_limit(self, maximum: int) -> None:
         """Change DailyApiRequests Max (until the next reset)."""

@@ -119,7 +119,8 @@ class SalesforceBackend:
         """The schema of `sobject` (case-insensitive name), or None if not emulated."""
         for name, sobject_type in OBJECTS.items():
             if name.lower() == sobject.lower():
-                return SObjectSchema.build(sobject_type, self.state["custom_fields"].get(name, []))
+                return SObjectSchema.build(sobject_type, self.state["custom_fields"].get(name, []),
+                                           self.state.get("field_security", {}).get(name))
         return None
 
     def require_schema(self, sobject: str) -> SObjectSchema:
@@ -137,6 +138,17 @@ class SalesforceBackend:
         if schema.get(spec["name"]) is not None:
             raise ValueError(f"{sobject}.{spec['name']} already exists")
         self.state["custom_fields"].setdefault(schema.name, []).append(spec)
+
+    def set_field_access(self, sobject: str, name: str, access: str) -> None:
+        """The integration user's field-level security on one field: "hidden", "read" or "edit" (the default)."""
+        schema = self.schema(sobject)
+        if schema is None or access not in ("hidden", "read", "edit"):
+            raise ValueError(f"cannot set {access!r} on {sobject}.{name}: an emulated object and hidden, read or edit")
+        rules = self.state.setdefault("field_security", {}).setdefault(schema.name, {})
+        if access == "edit":
+            rules.pop(name, None)
+        else:
+            rules[name] = access
 
     # ---- transactions -------------------------------------------------------
     @contextmanager

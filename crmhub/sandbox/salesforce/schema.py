@@ -8,7 +8,7 @@ and are merged in by `SObjectSchema.build`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 API_VERSION = "59.0"
@@ -62,6 +62,7 @@ class Field:
             "defaultedOnCreate": self.default is not None or self.name in _SYSTEM_DEFAULTED,
             "defaultValue": self.default, "calculated": not (self.createable or self.updateable),
             "filterable": True, "sortable": self.type != "textarea", "idLookup": self.name == "Id",
+            "restrictedPicklist": False,
             "referenceTo": list(self.reference_to),
             "relationshipName": self.name[:-2] if self.type == "reference" and self.name.endswith("Id") else None,
             "picklistValues": [
@@ -201,10 +202,20 @@ class SObjectSchema:
     _by_lower: dict[str, Field] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, sobject: SObjectType, custom: list[dict[str, Any]]) -> SObjectSchema:
-        """The object's schema with the custom fields defined at run time appended."""
+    def build(cls, sobject: SObjectType, custom: list[dict[str, Any]],
+              security: dict[str, str] | None = None) -> SObjectSchema:
+        """The object's schema with the custom fields defined at run time appended.
+
+        `security` is the integration user's field-level security (field name
+        -> "hidden" or "read"): a hidden field is absent for it everywhere
+        (describe, SOQL, writes), a read-only one is neither createable nor
+        updateable.
+        """
+        security = {name.lower(): access for name, access in (security or {}).items()}
         all_fields = (*_SYSTEM, *sobject.fields, *(custom_field(**spec) for spec in custom))
-        fields = {f.name: f for f in all_fields}
+        fields = {f.name: replace(f, createable=False, updateable=False)
+                  if security.get(f.name.lower()) == "read" else f
+                  for f in all_fields if security.get(f.name.lower()) != "hidden"}
         return cls(sobject, fields, {name.lower(): f for name, f in fields.items()})
 
     @property

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 from crmhub.sandbox._server import ControlAction, Emulator, Fault, Route, SandboxClock
 from crmhub.sandbox.x import models, urls
 from crmhub.sandbox.x.errors import (
+    ClientNotEnrolled,
     TooManyRequests,
     Unauthorized,
     UnsupportedAuthentication,
@@ -67,6 +68,9 @@ class XEmulator(Emulator):
                 raise Unauthorized()
             if caller.kind not in endpoint.auth:
                 raise UnsupportedAuthentication()
+            app = self.state["apps"].get(caller.consumer_key) or {}
+            if "/dm_" in endpoint.rule and not app.get("dm_access", True):  # dm_events, dm_conversations
+                raise ClientNotEnrolled(str(app.get("app_id", "")))
             request.environ[PRINCIPAL] = caller
             request.environ[RATE] = self.limiter.admit(caller, endpoint.name, endpoint.limits)
             if self.take_fault("daily_limit", request) is not None:
@@ -134,15 +138,24 @@ class XEmulator(Emulator):
             return self.limiter.peek(caller, endpoint.name, endpoint.limits) if caller else None
 
     def control_actions(self) -> dict[str, ControlAction]:
-        """`POST /_sandbox/users`, `mentions` and `dms`; an unknown handle becomes a new account on the fly."""
+        """`POST /_sandbox/users`, `mentions`, `dms` and `access`; an unknown handle becomes a new account on the fly."""
         return {
             "users": lambda body: {"id": self.add_user(_handle(body["username"]), body.get("name"))},
             "mentions": lambda body: {"id": self.post_mention(self.user_id(body["from"]), str(body["text"]),
                                                               body.get("in_reply_to"))},
+            "access": self._access,
             "dms": lambda body: {"id": self.send_dm(self.user_id(body["from"]),
                                                     self.user_id(body.get("to") or models.DEFAULT_ACCOUNT),
                                                     str(body["text"]))},
         }
+
+    def _access(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"dm": false}`: every app's access level lacks DMs (403 client-not-enrolled), as on a tier without them."""
+        allowed = bool(body["dm"])
+        with self.lock:
+            for app in self.state["apps"].values():
+                app["dm_access"] = allowed
+        return {"dm": allowed}
 
     def user_id(self, handle: str) -> str:
         """The id of the account `handle` (@ optional), created first if X does not know it."""

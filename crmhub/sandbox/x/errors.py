@@ -52,6 +52,25 @@ class Forbidden(XApiError):
         return {**generic_problem(403), "detail": self.detail}
 
 
+class ClientNotEnrolled(XApiError):
+    """403: the app's access level does not include the endpoint (DMs on a tier without them)."""
+
+    status = 403
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__("client-not-enrolled")
+        self.client_id = client_id
+
+    def body(self) -> dict[str, Any]:
+        return {"client_id": self.client_id,
+                "detail": "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens "
+                          "from a Twitter developer App that is attached to a Project. You can create a project via "
+                          "the developer portal.",
+                "registration_url": "https://developer.twitter.com/en/docs/projects/overview",
+                "title": "Client Forbidden", "required_enrollment": "Appropriate Level of API Access",
+                "reason": "client-not-enrolled", "type": "https://api.twitter.com/2/problems/client-forbidden"}
+
+
 class UnsupportedAuthentication(XApiError):
     """403: an app-only Bearer token on a user-context-only endpoint."""
 

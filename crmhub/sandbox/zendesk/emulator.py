@@ -26,7 +26,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from crmhub.sandbox._server import ControlAction, Emulator, Fault, Route, SandboxClock
-from crmhub.sandbox.zendesk import errors
+from crmhub.sandbox.zendesk import errors, fields
 from crmhub.sandbox.zendesk.exports import Exporter
 from crmhub.sandbox.zendesk.jobs import JobRunner
 from crmhub.sandbox.zendesk.models import ZendeskBackend, FixedClock, empty_account
@@ -63,6 +63,7 @@ class ZendeskEmulator(Emulator):
     def initial_state(self) -> dict[str, Any]:
         state = empty_account(self.clock.time())
         state.update(config=dict(DEFAULT_CONFIG), windows={})
+        fields.initial_fields(state, self.clock.time())
         return state
 
     def routes(self) -> list[Route]:
@@ -155,12 +156,18 @@ class ZendeskEmulator(Emulator):
         return None
 
     def control_actions(self) -> dict[str, ControlAction]:
-        """`POST /_sandbox/groups` and `users` (end-users, or agents with `role`)."""
+        """`POST /_sandbox/groups`, `users` (end-users, or agents with `role`), `user_fields` and `ticket_fields`."""
         return {
             "groups": lambda body: {"id": self.add_group(body["name"])},
             "users": lambda body: {"id": self.add_user(body["name"], body.get("email"),
                                                        **{k: v for k, v in body.items() if k not in ("name", "email")})},
+            "user_fields": lambda body: self._fields("user_fields", body),
+            "ticket_fields": lambda body: self._fields("ticket_fields", body),
         }
+
+    def _fields(self, table: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            return fields.control(self.state, table, body, self.clock.time())
 
     # ---- seed API (for tests, the demo and the traffic generator) -----------------
     @property

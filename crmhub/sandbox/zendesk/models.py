@@ -83,6 +83,10 @@ class ZendeskBackend:
     def _all(self, table: str) -> list[Record]:
         return sorted(self.state[table].values(), key=lambda record: int(record["id"]))
 
+    def schema_fields(self, table: str) -> list[Record]:
+        """The account's `user_fields` or `ticket_fields` (crmhub.sandbox.zendesk.fields), by id."""
+        return self._all(table)
+
     # ---- users ---------------------------------------------------------------
     def user(self, user_id: object) -> Record:
         return self._get("users", user_id)

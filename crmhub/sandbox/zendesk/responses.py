@@ -150,6 +150,13 @@ class ZendeskResponses:
     def show_group(self, request: Request, group_id: int) -> Response:
         return json_response({"group": self.backend.group(group_id)})
 
+    # ---- schema: user and ticket fields ---------------------------------------
+    def list_user_fields(self, request: Request) -> Response:
+        return json_response(paginate(request, "user_fields", self.backend.schema_fields("user_fields")))
+
+    def list_ticket_fields(self, request: Request) -> Response:
+        return json_response(paginate(request, "ticket_fields", self.backend.schema_fields("ticket_fields")))
+
     # ---- tickets ---------------------------------------------------------------
     def list_tickets(self, request: Request) -> Response:
         tickets = self.backend.tickets()

@@ -51,6 +51,8 @@ def route_table(h: ZendeskResponses) -> list[Route]:
         ("POST", "/users/<int:user_id>/identities.json", h.create_identity),
         ("GET", "/groups.json", h.list_groups),
         ("GET", "/groups/<int:group_id>.json", h.show_group),
+        ("GET", "/user_fields.json", h.list_user_fields),
+        ("GET", "/ticket_fields.json", h.list_ticket_fields),
         ("GET", "/tickets.json", h.list_tickets),
         ("POST", "/tickets.json", h.create_ticket),
         ("GET", "/tickets/show_many.json", h.show_many_tickets),

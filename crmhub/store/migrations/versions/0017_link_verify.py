@@ -5,7 +5,7 @@ customer claimed; an answer from that phone with the code confirms the
 claim (issue 14 item 2). Only a salted hash of each code is stored here.
 
 Revision ID: 0017_link_verify
-Revises: 0012_interaction_language (main's head when this was written; the lead re-chains at merge)
+Revises: 0014_shared_budget (main's head when main was merged in; the lead may re-chain)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017_link_verify"
-down_revision = "0012_interaction_language"
+down_revision = "0014_shared_budget"
 branch_labels = None
 depends_on = None
 
