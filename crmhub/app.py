@@ -33,7 +33,8 @@ from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
 from crmhub.identities import normal_handle
 from crmhub.language import LanguageDetector
-from crmhub.model import Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
+from crmhub.model import CaseState, Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
+from crmhub.ops import links
 from crmhub.replying import Replier, senders_of
 from crmhub.report.build import report_for
 from crmhub.report.gauges import SupportCollector
@@ -43,7 +44,8 @@ from crmhub.store.budgets import SharedPace
 from crmhub.store.leases import StreamLeases
 from crmhub.store.ledger import known_external_ids
 from crmhub.sync.blocklist import Blocklist
-from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
+from crmhub.store.codes import CodeRules
+from crmhub.sync.identity import CodePolicy, IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
 from crmhub.sync.deliver import DeliveryPolicy, DeliveryReport, deliver
 from crmhub.sync.ingest import PollReport, poll_stream
 from crmhub.sync.links import note_suggestions
@@ -299,9 +301,15 @@ class Hub:
         else:
             self.metrics.read_elsewhere(crm, "mirror")
         if self.owns(streams.cases(crm)):
-            refresh_threads(self.store, connector, now=self.clock(), surveys=self.surveys)
+            refresh_threads(self.store, connector, now=self.clock(), surveys=self.surveys, on_states=partial(
+                self._link_marks, crm, now=self.clock()))
         self.store.keep_statistics(self.clock())  # SQLite's PRAGMA optimize, at most hourly
         return changed
+
+    def _link_marks(self, crm: str, session: Session, states: list[CaseState], *, now: datetime) -> None:
+        """Agents' confirmations and rejections of link suggestions, read back with `crm`'s cases."""
+        if links.decide_marks(session, crm, states, policy=self.identity, crms=list(self.crms), now=now):
+            self.routing_bell.ring()  # a join re-queues history onto one record: deliver it soon
 
     def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:
         """Route every new ledger row, then deliver every due outbox row to each CRM, each on its own."""
@@ -486,7 +494,7 @@ def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
     return SalesforceCrm(instance_url=sf.instance_url, auth=auth, objects=objects, queues=queues,
                          base_url=sf.base_url, api_version=sf.api_version,
                          default_region=config.identities.default_region,
-                         other_regions=config.identities.other_regions, retrier=retrier)
+                         other_regions=config.identities.other_regions, link_field=sf.link_field, retrier=retrier)
 
 
 def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
@@ -501,7 +509,8 @@ def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:
     crm = ZendeskCrm(subdomain=zd.subdomain, auth=auth, objects=contact_objects(config, "zendesk"), queues=queues,
                      base_url=zd.base_url, default_region=config.identities.default_region,
                      other_regions=config.identities.other_regions,
-                     batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep)
+                     batch_size=zd.batch_size, retrier=retrier, job_sleep=retrier.sleep,
+                     link_tag_prefix=zd.link_tag_prefix)
     crm.survey_fields = {kind: field for kind, field in zd.survey_fields.model_dump().items() if field is not None}
     return crm
 
@@ -513,7 +522,8 @@ def build_hubspot(config: Config, retrier: Retrier) -> HubSpotCrm:
     return HubSpotCrm(access_token=config.secret("crms.hubspot.auth.access_token").get_secret_value(),
                       objects=contact_objects(config, "hubspot"), queues=queues, base_url=hs.base_url,
                       default_region=config.identities.default_region,
-                      other_regions=config.identities.other_regions, batch_size=hs.batch_size, retrier=retrier)
+                      other_regions=config.identities.other_regions, batch_size=hs.batch_size,
+                      link_property=hs.link_property, retrier=retrier)
 
 
 def contact_objects(config: Config, crm: str) -> list[ContactObject]:
@@ -543,10 +553,14 @@ def build_identity_policy(config: Config, blocklist: Blocklist | None = None) ->
     if channels.x is not None:
         own.add(Identity(IdentityKind.X_HANDLE, normal_handle(channels.x.account)))
     statements = StatementPolicy(**{kind: OnStatement(action) for kind, action in mappings.statements})
+    rules = mappings.codes
+    twilio = channels.twilio
+    sms_from = twilio.numbers[0] if twilio is not None and twilio.enabled and twilio.numbers else None
+    codes = CodePolicy(rules=CodeRules(rules.expire_after, rules.max_tries, rules.max_per_claim), sms_from=sms_from)
     return IdentityPolicy(blocklist=blocklist, max_per_kind=mappings.max_identities_per_kind,
                           statements=statements, default_region=mappings.default_region,
                           other_regions=tuple(mappings.other_regions),
-                          own=frozenset(own))
+                          own=frozenset(own), codes=codes)
 
 
 def build_router(config: Config) -> Router:

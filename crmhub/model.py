@@ -317,6 +317,19 @@ class HistoryWrite:
 
 
 @dataclass(frozen=True)
+class LinkMark:
+    """An agent's decision on a link suggestion, set on a case in the CRM (`crmhub.link_marks`).
+
+    `actor` is the agent as the CRM names them (`salesforce user 005…`), or
+    `agent in <crm>` where the API does not say who set it.
+    """
+
+    suggestion_id: int
+    confirm: bool  # False: reject
+    actor: str
+
+
+@dataclass(frozen=True)
 class CaseState:
     """One of crmhub's cases as the CRM holds it now: open, or closed since `closed_at`.
 
@@ -325,6 +338,7 @@ class CaseState:
     agent); `modified_at` is the CRM's last change of the record, so an older
     state read late never overrides a newer one. `final`: closed for good,
     the CRM refuses to reopen it (a Zendesk ticket in status `closed`).
+    `link_marks`: what an agent set on the case about link suggestions.
     """
 
     case_key: str
@@ -332,6 +346,7 @@ class CaseState:
     closed_at: datetime | None
     modified_at: datetime
     final: bool = False
+    link_marks: tuple[LinkMark, ...] = ()  # agents' confirmations or rejections of link suggestions set on it
 
     @property
     def closed(self) -> bool:

@@ -207,6 +207,7 @@ def fields_in_mappings(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 def test_salesforce_custom_fields_are_crmhubs_own_or_named_in_mappings(fields_in_mappings: set[str]) -> None:
     keys = {salesforce.TASK_KEY_FIELD, salesforce.CASE_KEY_FIELD, salesforce.CONTACT_KEY_FIELD}
     text = GUIDES["salesforce.md"]
+    assert f"| `{salesforce.LINK_FIELD}` | Text(255) |" in text, "salesforce.md does not list the link field"
     for key in keys:
         assert re.search(rf"\| `{key}` \| Text\(255\) \| \*\*External ID\*\*, \*\*Unique\*\*", text), (
             f"salesforce.md does not list {key} as an External ID, unique Text field")
@@ -218,7 +219,7 @@ def test_salesforce_custom_fields_are_crmhubs_own_or_named_in_mappings(fields_in
             if field in MISSPELT_EXAMPLES:
                 assert f"`{field}` → `{MISSPELT_EXAMPLES[field]}`" in guide
                 continue
-            assert field in keys | fields_in_mappings, (
+            assert field in keys | {salesforce.LINK_FIELD} | fields_in_mappings, (
                 f"docs/setup/{name} names {field}, which neither crmhub's connectors nor any mapping use")
 
 

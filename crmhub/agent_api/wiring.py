@@ -15,6 +15,7 @@ from crmhub.agent_api.sessions import Sessions
 from crmhub.config import Config
 from crmhub.ops import links
 from crmhub.store import StateStore
+from crmhub.store.links import Evidence
 from crmhub.sync.identity import IdentityPolicy
 
 
@@ -42,7 +43,8 @@ def agent_app(config: Config, store: StateStore, *, clock: Callable[[], datetime
                      salesforce=salesforce, public_url=str(hooks.public_url) if hooks.public_url else None)
 
     def confirm(session: Session, suggestion_id: int, actor: str) -> str:
-        return links.confirm(session, suggestion_id, policy=policy, crms=crms, now=clock(), by=actor)
+        return links.confirm(session, suggestion_id, policy=policy, crms=crms, now=clock(), by=actor,
+                             evidence=Evidence.AGENT)
 
     def reject(session: Session, suggestion_id: int, actor: str) -> str:
         return links.reject(session, suggestion_id, now=clock(), by=actor)

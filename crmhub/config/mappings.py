@@ -8,7 +8,7 @@ enabled in settings.yaml, rule names are unique) live in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from crmhub.config._types import (
     DAYS,
     PHONE_REGION,
     IdentityValue,
+    PositiveDuration,
     LanguageCode,
     Regex,
     Region,
@@ -150,8 +151,17 @@ class IdentityCrms(Model):
     hubspot: HubSpotIdentity | None = Field(None, description="HubSpot matching.")
 
 
-StatementAction = Literal["suggest", "ignore", "join"]
-STATEMENT_ACTIONS: tuple[str, ...] = ("suggest", "ignore", "join")
+StatementAction = Literal["suggest", "confirm_by_code", "ignore", "join"]
+STATEMENT_ACTIONS: tuple[str, ...] = ("suggest", "confirm_by_code", "ignore", "join")
+
+
+class StatementCodes(Model):
+    """One-time codes of `statements: confirm_by_code`."""
+
+    expire_after: PositiveDuration = Field(timedelta(minutes=15), description="How long a code may be answered.")
+    max_tries: int = Field(5, ge=1, le=20, description="Wrong answers from the phone before its code is void.")
+    max_per_claim: int = Field(3, ge=1, le=10, description="Codes sent at most for one claim (the claim repeated "
+                                                           "after a code expired sends another).")
 
 
 class Statements(Model):
@@ -193,9 +203,13 @@ class IdentityMappings(Model):
     statements: StatementsOrOne = Field(
         default_factory=Statements,
         description="What an identity a customer states in a message (\"btw my number is ...\") does: suggest (a "
-                    "link for an agent or admin to confirm, `crmhub links`), ignore, or join (unchecked: anyone "
-                    "could claim anyone's identity). One value for every kind, or one per kind.",
-        examples=["suggest", {"phone": "suggest", "email": "suggest", "x_handle": "ignore"}])
+                    "link for an agent or admin to confirm, `crmhub links`), confirm_by_code (a suggestion, and a "
+                    "one-time code texted to a claimed phone: answered from it, it confirms; other kinds stay "
+                    "suggestions), ignore, or join (unchecked: anyone could claim anyone's identity). One value for "
+                    "every kind, or one per kind.",
+        examples=["suggest", {"phone": "confirm_by_code", "email": "suggest", "x_handle": "ignore"}])
+    codes: StatementCodes = Field(default_factory=StatementCodes,
+                                  description="One-time codes of statements: confirm_by_code.")
     crms: IdentityCrms = Field(default_factory=IdentityCrms, description="Per CRM, where identities live.")
 
     @model_validator(mode="wrap")

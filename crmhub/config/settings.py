@@ -185,6 +185,9 @@ class SalesforceSettings(Model):
                                  examples=[{"client_id": "env:SALESFORCE_CLIENT_ID",
                                             "client_secret": "env:SALESFORCE_CLIENT_SECRET"}])
     batch_size: int = Field(200, ge=1, le=200, description="Records per sObject Collections call (1..200).")
+    link_field: str = Field("Crmhub_Link__c", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,36}__c$",
+                            description="Text custom field on Case where agents confirm or reject crmhub's link "
+                                        "suggestions (\"confirm 12\" / \"reject 12\"; docs/identity.md).")
     budget: SalesforceBudget = Field(default_factory=SalesforceBudget, description="API allowance.")
 
 
@@ -221,6 +224,9 @@ class ZendeskSettings(Model):
     auth: ZendeskAuth = Field(description="email + token, or oauth_token.",
                               examples=[{"email": "agent@acme.com", "token": "env:ZENDESK_TOKEN"}])
     batch_size: int = Field(100, ge=1, le=100, description="Items per create_many/update_many job (1..100).")
+    link_tag_prefix: str = Field("crmhub_", pattern=r"^[a-z0-9_]{1,40}$",
+                                 description="Agents confirm or reject crmhub's link suggestion 12 with the ticket "
+                                             "tag <prefix>confirm_12 / <prefix>reject_12 (docs/identity.md).")
     budget: ZendeskBudget = Field(default_factory=ZendeskBudget, description="API allowance.")
     survey_fields: ZendeskSurveyFields = Field(default_factory=lambda: ZendeskSurveyFields(), description=(
         "Ticket fields (Number type) that receive survey answers, by id: Zendesk's own satisfaction rating is "
@@ -251,6 +257,10 @@ class HubSpotSettings(Model):
     base_url: Url | None = Field(None, description=_BASE_URL)
     auth: HubSpotAuth = Field(description="Private app token.", examples=[{"access_token": "env:HUBSPOT_TOKEN"}])
     batch_size: int = Field(100, ge=1, le=100, description="Inputs per batch call (1..100).")
+    link_property: str = Field("crmhub_link", pattern=r"^[a-z][a-z0-9_]{0,99}$",
+                               description="Ticket text property (created if missing) where agents confirm or reject "
+                                           "crmhub's link suggestions (\"confirm 12\" / \"reject 12\"; "
+                                           "docs/identity.md).")
     budget: HubSpotBudget = Field(default_factory=HubSpotBudget, description="API allowance.")
 
 

@@ -12,17 +12,25 @@ from crmhub.config._yaml import Document, read
 
 def config_warnings(config: Config) -> list[str]:
     """Lines `<file>:<line>:<col>: warning: <key>: <why>; <what instead>`, in file order."""
-    joins = [kind for kind, action in config.identities.statements if action == "join"]
-    if not joins:
+    statements = dict(config.identities.statements)
+    joins = [kind for kind, action in statements.items() if action == "join"]
+    twilio = config.settings.channels.twilio
+    texts = bool(twilio is not None and twilio.enabled and twilio.numbers)
+    unsent = statements.get("phone") == "confirm_by_code" and not texts
+    if not joins and not unsent:
         return []
     doc = Document(config.mappings_dir / "identities.yaml", 1)
     read(doc)
+    explicit = isinstance(doc.tree, dict) and isinstance(doc.tree.get("statements"), dict)
     lines = []
     for kind in joins:
-        explicit = isinstance(doc.tree, dict) and isinstance(doc.tree.get("statements"), dict)
-        where = ("statements", kind) if explicit else ("statements",)
         text = (f"warning: statements.{kind}: join takes what a customer writes as proof: anyone who writes "
                 f"someone else's {kind.replace('_', ' ')} gets that customer's history; use suggest (an agent or "
                 "admin confirms each claim with `crmhub links confirm`)")
-        lines.append(str(doc.problem(text, where)))
+        lines.append(str(doc.problem(text, ("statements", kind) if explicit else ("statements",))))
+    if unsent:
+        text = ("warning: statements.phone: confirm_by_code texts a code from our Twilio number, and "
+                "channels.twilio is not enabled with a number in settings.yaml: claimed phones stay suggestions; "
+                "enable Twilio, or use suggest")
+        lines.append(str(doc.problem(text, ("statements", "phone") if explicit else ("statements",))))
     return sorted(set(lines), key=lines.index)

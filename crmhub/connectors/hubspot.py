@@ -25,6 +25,8 @@ by `hs_lastmodifieddate`. A ticket is closed when its pipeline stage's
 metadata says `ticketState: CLOSED` (pipelines are read once, and again when
 a ticket names a stage not seen yet); its close time is `closed_date`, which
 HubSpot sets when a ticket enters a closed stage, else its last modification.
+The ticket property `crmhub_link` (created if missing, not unique) holds an
+agent's "confirm N" / "reject N" on link suggestion N.
 
 Writes are batched (100 inputs per call at most) and idempotent:
 
@@ -94,10 +96,12 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import ConnectorError, NotFound, PermanentError, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind, normal_handle
+from crmhub.link_marks import read_field
 from crmhub.model import (
     AgentReply,
     CaseNote,
     CaseState,
+    LinkMark,
     Channel,
     Direction,
     HistoryWrite,
@@ -117,6 +121,7 @@ IN_VALUES_LIMIT = 100  # values of one IN filter
 CASE_KEY = "crmhub_conversation"
 PERSON_KEY = "crmhub_person"  # on contacts: crmhub's key of the contact it created for a person
 ACTIVITY_KEY = "crmhub_key"
+LINK_PROPERTY = "crmhub_link"  # ticket text property: an agent's "confirm N" / "reject N" on link suggestion N
 MODIFIED = "lastmodifieddate"
 TICKET_MODIFIED = "hs_lastmodifieddate"
 CLOSED_DATE = "closed_date"
@@ -186,7 +191,7 @@ class HubSpotCrm(Connector):
                  queues: Mapping[str, TicketQueue] | None = None, base_url: str | None = None,
                  default_region: str = "US", other_regions: Sequence[str] = (),
                  batch_size: int = BATCH_LIMIT, page_size: int = SEARCH_PAGE_LIMIT,
-                 timeout: float = 60.0, retrier: Retrier | None = None) -> None:
+                 timeout: float = 60.0, link_property: str = LINK_PROPERTY, retrier: Retrier | None = None) -> None:
         """
         Args:
             access_token: the private app's token (scopes: contacts, tickets, and the
@@ -197,6 +202,8 @@ class HubSpotCrm(Connector):
             batch_size: inputs per batch call, 1..100.
             page_size: contacts per mirror search page, 1..200.
             timeout: seconds to wait for each HTTP answer.
+            link_property: the ticket text property agents confirm link suggestions in (`crmhub.link_marks`),
+                created if missing.
         """
         super().__init__(retrier)
         self.access_token = access_token
@@ -211,6 +218,7 @@ class HubSpotCrm(Connector):
         self.timeout = timeout
         self._apis: SimpleNamespace | None = None
         self._key_properties: set[tuple[str, str]] = set()
+        self.link_property = link_property
         self._pipelines: dict[str, Json] | None = None
         self._owners: set[str] | None = None
 
@@ -369,7 +377,10 @@ class HubSpotCrm(Connector):
         stage), else its last modification.
         """
         self.ensure_key_property("tickets", CASE_KEY)  # a search filter on a missing property is refused
-        properties = [CASE_KEY, "hs_pipeline", "hs_pipeline_stage", CLOSED_DATE]
+        self.ensure_key_property("tickets", self.link_property, unique=False,
+                                 description="Agents: \"confirm N\" or \"reject N\" decides crmhub's link "
+                                             "suggestion N (see its note on the ticket).")
+        properties = [CASE_KEY, "hs_pipeline", "hs_pipeline_stage", CLOSED_DATE, self.link_property]
         ours = {"propertyName": CASE_KEY, "operator": "HAS_PROPERTY"}
         reread = [False]  # pipelines are read again once per refresh when a stage is unknown (an admin added it)
         for results, newest in self._changed_since("tickets", TICKET_MODIFIED, properties, since, [ours]):
@@ -416,8 +427,16 @@ class HubSpotCrm(Connector):
         closed = self._stage_closed(str(props.get("hs_pipeline") or ""), str(props.get("hs_pipeline_stage") or ""),
                                     reread)
         closed_at = (_parse_datetime(props[CLOSED_DATE]) if props.get(CLOSED_DATE) else modified) if closed else None
+        # Search results carry no per-property author (only `propertiesWithHistory` reads do): "agent in hubspot".
+        marks = tuple(LinkMark(number, confirm, "agent in hubspot")
+                      for number, confirm in read_field(props.get(self.link_property)))
         return CaseState(case_key=str(props[CASE_KEY]), record_id=str(record["id"]), closed_at=closed_at,
-                         modified_at=modified)
+                         modified_at=modified, link_marks=marks)
+
+    def link_instruction(self, suggestion_id: int) -> str:
+        """What an agent sets on the ticket to confirm or reject a suggestion (the words `crmhub.link_marks` reads)."""
+        return (f"To confirm, set the ticket property {self.link_property} to \"confirm {suggestion_id}\"; "
+                f"to reject, \"reject {suggestion_id}\".")
 
     def _stage_closed(self, pipeline_id: str, stage_id: str, reread: list[bool]) -> bool:
         """Whether a ticket stage is a closed one (its metadata's `ticketState` is CLOSED)."""
@@ -467,21 +486,21 @@ class HubSpotCrm(Connector):
             self._owners = owners
         return self._owners
 
-    def ensure_key_property(self, object_type: str, name: str) -> None:
-        """Create the unique text property `name` on `object_type` unless it exists (checked once)."""
+    def ensure_key_property(self, object_type: str, name: str, *, unique: bool = True,
+                            description: str = "Set by crmhub to find its records again; do not edit.") -> None:
+        """Create the (unique) text property `name` on `object_type` unless it exists (checked once)."""
         if (object_type, name) in self._key_properties:
             return
         try:
             found = self.api("properties.get", "properties", "get_by_name", object_type, name) or {}
-            if not found.get("hasUniqueValue"):
+            if unique and not found.get("hasUniqueValue"):
                 raise Rejected(f"property {name!r} of {object_type} exists but does not require unique values; "
                                "crmhub upserts by it: make it unique in HubSpot (or delete it so crmhub creates it)",
                                system=self.name)
         except NotFound:
             self._create_property(object_type, {
                 "name": name, "label": f"crmhub {name.removeprefix('crmhub_')}", "type": "string",
-                "fieldType": "text", "hasUniqueValue": True,
-                "description": "Set by crmhub to find its records again; do not edit."})
+                "fieldType": "text", "hasUniqueValue": unique, "description": description})
         self._key_properties.add((object_type, name))
 
     def _create_property(self, object_type: str, body: Mapping[str, Any]) -> None:

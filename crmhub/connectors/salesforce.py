@@ -25,7 +25,9 @@ Task or Case refused for its contact (`ENTITY_IS_DELETED`, or
 Case states (`case_pages`): crmhub's own Cases (`Crmhub_Conversation__c !=
 null`) changed since the cursor, by `SystemModstamp` like the contact
 mirror, with `IsClosed` and `ClosedDate` (which Salesforce sets when a Case
-closes and clears when it is reopened).
+closes and clears when it is reopened), and the link field agents confirm
+link suggestions in (`Crmhub_Link__c`, when the org has it) with
+`LastModifiedById`, who set it.
 
 Replies (`reply_pages`): published CaseComments (`IsPublished = true`) by
 `SystemModstamp` (so a comment published after it was written is read then),
@@ -60,10 +62,13 @@ from crmhub.connectors.salesforce_composite import (
 )
 from crmhub.errors import AuthError, ConnectorError, PermanentError, RateLimited, RecordGone, Rejected, TransientError
 from crmhub.identities import from_crm_field, mapping_kind
+from crmhub.link_marks import read_field
 from crmhub.model import (
-    AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, MirrorRecord, ReplyPage,
-    WriteOutcome,
+    AgentReply, CaseNote, CaseState, Channel, HistoryWrite, Identity, IdentityKind, LinkMark, MirrorRecord,
+    ReplyPage, WriteOutcome,
 )
+
+log = structlog.get_logger("crmhub.salesforce")
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -71,6 +76,7 @@ log = structlog.get_logger("crmhub.salesforce")
 _Entry = tuple[str | None, Exception | None, frozenset[str]]  # (id, refusal, fields the refusal names)
 TASK_KEY_FIELD = "Crmhub_Key__c"
 CASE_KEY_FIELD = "Crmhub_Conversation__c"
+LINK_FIELD = "Crmhub_Link__c"  # the default Case text field agents confirm link suggestions in
 CONTACT_KEY_FIELD = "Crmhub_Person__c"  # on Contact and Lead: a repeated create (lost answer, crash) finds the first
 CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateable
 CONTACT_REFERENCES = frozenset({"WhoId", "ContactId"})  # a refused reference here: the contact is gone
@@ -115,11 +121,12 @@ class SalesforceCrm(Connector):
     def __init__(self, *, instance_url: str, auth: SalesforceAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, str] | None = None, base_url: str | None = None, api_version: str = "59.0",
                  default_region: str = "US", other_regions: Sequence[str] = (),
-                 retrier: Retrier | None = None) -> None:
+                 link_field: str = LINK_FIELD, retrier: Retrier | None = None) -> None:
         """
         Args:
             objects: the contact-like objects to mirror and match (Contact, Lead).
             queues: routing queue name -> the queue's Group DeveloperName.
+            link_field: the Case text field agents confirm link suggestions in (`crmhub.link_marks`).
         """
         super().__init__(retrier)
         self.instance_url = instance_url.rstrip("/")
@@ -134,6 +141,8 @@ class SalesforceCrm(Connector):
         self._queues: dict[str, str] | None = None
         self._fields: dict[str, frozenset[str]] = {}
         self._me: str | None = None
+        self.link_field = link_field
+        self._no_link_field = False  # the org refused the field: case states are read without it
 
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
@@ -242,21 +251,49 @@ class SalesforceCrm(Connector):
         in the cursor's second is read again rather than skipped.
         """
         where = [f"{CASE_KEY_FIELD} != null"] + ([f"SystemModstamp >= {since}"] if since else [])
-        soql = (f"SELECT Id, {CASE_KEY_FIELD}, IsClosed, ClosedDate, SystemModstamp FROM Case "
-                f"WHERE {' AND '.join(where)} ORDER BY SystemModstamp ASC")
+        link = None if self._no_link_field else self.link_field
+        try:
+            yield from self._case_state_pages(where, link)
+        except Rejected as exc:
+            # Asked for without a describe (no call spent in the usual case); an org without the field refuses the
+            # query before its first page, so it is read again without it.
+            if link is None or exc.code != "INVALID_FIELD":
+                raise
+            self._no_link_field = True
+            log.warning("case field for link confirmations missing", crm=self.name, field=link,
+                        fix=f"create the Text(255) custom field {link} on Case, or set crms.salesforce.link_field "
+                            "to the one you have; until then agents cannot confirm links in Salesforce")
+            yield from self._case_state_pages(where, None)
+
+    def _case_state_pages(self, where: Sequence[str], link: str | None) -> Iterator[tuple[list[CaseState], str]]:
+        soql = (f"SELECT Id, {CASE_KEY_FIELD}, IsClosed, ClosedDate, SystemModstamp, LastModifiedById"
+                f"{', ' + link if link else ''} FROM Case WHERE {' AND '.join(where)} ORDER BY SystemModstamp ASC")
         for records in self.query_pages(soql):
             if records:
-                states = [self._case_state(r) for r in records]
+                states = [self._case_state(r, link) for r in records]
                 yield states, _soql_datetime(max(s.modified_at for s in states))
 
-    @staticmethod
-    def _case_state(record: Mapping[str, Any]) -> CaseState:
+    def _case_state(self, record: Mapping[str, Any], link: str | None) -> CaseState:
         modified = _parse_datetime(record["SystemModstamp"])
         closed_at = None
         if record.get("IsClosed"):
             closed_at = _parse_datetime(record["ClosedDate"]) if record.get("ClosedDate") else modified
+        marks = read_field(record.get(link)) if link else []
         return CaseState(case_key=str(record[CASE_KEY_FIELD]), record_id=str(record["Id"]), closed_at=closed_at,
-                         modified_at=modified)
+                         modified_at=modified, link_marks=tuple(
+                             LinkMark(number, confirm, self._editor(record.get("LastModifiedById")))
+                             for number, confirm in marks))
+
+    def _editor(self, user_id: object) -> str:
+        """Who set a Case's link field: its last modifier, unless that was crmhub itself (then just an agent)."""
+        if isinstance(user_id, str) and user_id and user_id != self.my_user_id():
+            return f"salesforce user {user_id}"
+        return "agent in salesforce"
+
+    def link_instruction(self, suggestion_id: int) -> str:
+        """What an agent sets on the Case to confirm or reject a suggestion (the words `crmhub.link_marks` reads)."""
+        return (f"To confirm, set the Case field {self.link_field} to \"confirm {suggestion_id}\"; "
+                f"to reject, \"reject {suggestion_id}\".")
 
     def _mirror_record(self, obj: ContactObject, record: Mapping[str, Any]) -> MirrorRecord:
         identities: list[Identity] = []

@@ -69,7 +69,8 @@ tickets a page, resumed from the saved `after_cursor`, stopping at
 `end_of_stream`), keeping the tickets whose `external_id` is a crmhub case
 key. `new`, `open`, `pending` and `hold` are open; `solved` is closed and
 can be reopened; `closed` (and `deleted`) is closed for good, as Zendesk
-refuses to update such a ticket. The close time is the ticket's
+refuses to update such a ticket. Tags `crmhub_confirm_N` / `crmhub_reject_N`
+on the ticket are an agent's decision on link suggestion N. The close time is the ticket's
 `updated_at`: the export's ticket carries no solve time of its own
 (`include=metric_sets` would add `solved_at`, but zenpy drops the export's
 side-loads), and a solved ticket is rarely edited without being reopened.
@@ -189,10 +190,12 @@ from crmhub.connectors.zendesk_jobs import (
 )
 from crmhub.errors import ConnectorError, NotFound, PermanentError, RateLimited, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind
+from crmhub.link_marks import read_tags
 from crmhub.model import (
     AgentReply,
     CaseNote,
     CaseState,
+    LinkMark,
     Direction,
     HistoryWrite,
     Identity,
@@ -209,6 +212,7 @@ EXPORT_PAGE = 1000  # users (or ticket events) per incremental export page (Zend
 MAX_CANDIDATES = 7  # job ids stored for one lost answer (the engine keeps 255 characters)
 AGENT_ROLES = frozenset({"agent", "admin"})
 CRMHUB_TAG = "crmhub"
+LINK_TAG_PREFIX = "crmhub_"  # tags crmhub_confirm_12 / crmhub_reject_12: an agent's decision on link suggestion 12
 ZENDESK_TIME = "%Y-%m-%dT%H:%M:%SZ"
 CASE_KEY = re.compile(r".+#\d+")  # crmhub's case keys, `<conversation>#<seq>`, in tickets' external_id
 OPEN_STATUSES = frozenset({"new", "open", "pending", "hold"})
@@ -271,7 +275,8 @@ class ZendeskCrm(Connector):
                  default_region: str = "US", other_regions: Sequence[str] = (),
                  batch_size: int = MAX_BULK, retrier: Retrier | None = None,
                  job_sleep: Callable[[float], None] = time.sleep, job_poll_first: float = 0.5,
-                 job_poll_max: float = 10.0, job_timeout: float = 120.0, job_settle_first: float = 1.0) -> None:
+                 job_poll_max: float = 10.0, job_timeout: float = 120.0, job_settle_first: float = 1.0,
+                 link_tag_prefix: str = LINK_TAG_PREFIX) -> None:
         """
         Args:
             subdomain: the account's subdomain (acme for acme.zendesk.com).
@@ -283,6 +288,8 @@ class ZendeskCrm(Connector):
             job_sleep: how to wait between job status polls (tests pass a fake).
             job_settle_first: seconds before a job submitted without waiting is read
                 (`settle_later`); then twice as long each time it is still running, up to `job_poll_max`.
+            link_tag_prefix: tags `<prefix>confirm_N` / `<prefix>reject_N` on a ticket are an agent's decision
+                on link suggestion N (`crmhub.link_marks`).
         """
         super().__init__(retrier)
         if not 1 <= batch_size <= MAX_BULK:
@@ -300,6 +307,7 @@ class ZendeskCrm(Connector):
         self.job_poll_max = job_poll_max
         self.job_timeout = job_timeout
         self.job_settle_first = job_settle_first
+        self.link_tag_prefix = link_tag_prefix
         self._checks: dict[str, int] = {}  # job id -> reads that found it still running (settle_later)
         self._inflight: dict[int, str] = {}  # ticket id -> the comment job on it not seen finished (settle_later)
         self._adopted: set[str] = set()  # keys of `adopt` writes found on their ticket in this call (issue 14)
@@ -388,7 +396,7 @@ class ZendeskCrm(Connector):
             page = self.zd("incremental_tickets", lambda zd, c=cursor: _ticket_export_page(zd, c))  # type: ignore[misc]
             tickets, after, end = page
             if tickets or after != cursor:
-                yield [state for t in tickets if (state := _case_state(t)) is not None], after
+                yield [state for t in tickets if (state := _case_state(t, self.link_tag_prefix)) is not None], after
             if end or not after or after == cursor:
                 return  # end_of_stream: the next request would only spend the 10/min allowance
             cursor = after
@@ -479,6 +487,11 @@ class ZendeskCrm(Connector):
                            f"and set crms.zendesk.survey_fields.{kind} to its id in settings.yaml", system=self.name)
         ticket = _zenpy_ticket({"id": int(record_id), "custom_fields": [{"id": field, "value": score}]})
         self.zd("tickets.survey", lambda zd: zd.tickets.update(ticket))
+
+    def link_instruction(self, suggestion_id: int) -> str:
+        """What an agent sets on the ticket to confirm or reject a suggestion (tags `crmhub.link_marks` reads)."""
+        return (f"To confirm, add the tag {self.link_tag_prefix}confirm_{suggestion_id} to this ticket; "
+                f"to reject, {self.link_tag_prefix}reject_{suggestion_id}.")
 
     def add_case_note(self, note: CaseNote) -> None:
         """A private comment on the ticket, keyed in the audit metadata so it is written once."""
@@ -1427,15 +1440,22 @@ def _ticket_export_page(zd: Zenpy, cursor: str | None) -> tuple[list[dict[str, A
     return _cursor_export(zd.tickets, "tickets", cursor)
 
 
-def _case_state(ticket: Mapping[str, Any]) -> CaseState | None:
-    """A ticket of the export as a case state; None for tickets crmhub did not open."""
+def _case_state(ticket: Mapping[str, Any], link_tag_prefix: str) -> CaseState | None:
+    """A ticket of the export as a case state; None for tickets crmhub did not open.
+
+    The export does not say who added a tag (only the ticket's audits do), so a link mark's actor is
+    "agent in zendesk".
+    """
     key = ticket.get("external_id")
     if not isinstance(key, str) or not CASE_KEY.fullmatch(key):
         return None
     modified = _parse_time(ticket.get("updated_at") or ticket["created_at"])
     status = str(ticket.get("status") or "open")
+    marks = tuple(LinkMark(number, confirm, "agent in zendesk")
+                  for number, confirm in read_tags(ticket.get("tags") or [], link_tag_prefix))
     return CaseState(case_key=key, record_id=str(ticket["id"]), modified_at=modified,
-                     closed_at=None if status in OPEN_STATUSES else modified, final=status in FINAL_STATUSES)
+                     closed_at=None if status in OPEN_STATUSES else modified, final=status in FINAL_STATUSES,
+                     link_marks=marks)
 
 
 def _events_page(zd: Zenpy, start_time: int) -> tuple[list[dict[str, Any]], int | None, bool]:

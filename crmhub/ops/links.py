@@ -6,6 +6,10 @@ Confirming joins the two identities through the identity graph's usual path:
 the persons merge, their history is backfilled onto each CRM's primary
 record, and several records of one CRM are flagged as a conflict. Rejecting
 keeps the pair from being suggested again. Both record who decided and when.
+An agent decides the same way from inside the CRM (`decide_marks`, fed by
+the case states each CRM's refresh reads back), and a one-time code answered
+from the claimed channel confirms through `confirm` too
+(`crmhub.sync.link_codes`): this module is the one path a claim joins by.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+import structlog
+
+from crmhub.model import CaseState
 from crmhub.ops import OpsError
 from crmhub.store import graph
 from crmhub.store import links as store
-from crmhub.store.links import LinkStatus
+from crmhub.store.links import Evidence, LinkStatus
 from crmhub.store.schema import LedgerRow, LinkSuggestionRow
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.links import shown
 
 BY_CLI = "admin via CLI"
+log = structlog.get_logger("crmhub.links")
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,12 @@ def list_links(session: Session, status: LinkStatus | None = None) -> list[LinkV
 
 
 def confirm(session: Session, suggestion_id: int, *, policy: IdentityPolicy, crms: Sequence[str], now: datetime,
-            by: str = BY_CLI) -> str:
-    """Join the claimed identity to the sender's person (merge and backfill as for any join); record who did."""
+            by: str = BY_CLI, evidence: Evidence = Evidence.ADMIN) -> str:
+    """Join the claimed identity to the sender's person (merge and backfill as for any join); record who did.
+
+    `by` is who decided (`admin via CLI`, `salesforce user 005…`, `agent in zendesk`, the code's channel);
+    `evidence` what made the claim trustworthy, for the link log.
+    """
     row = _get(session, suggestion_id)
     if row.status == LinkStatus.CONFIRMED:
         raise OpsError(f"link {suggestion_id} was confirmed already ({row.decided_by}, {row.decided_at:%Y-%m-%d})")
@@ -76,6 +88,7 @@ def confirm(session: Session, suggestion_id: int, *, policy: IdentityPolicy, crm
                        f"{policy.max_per_kind} identities of a kind; raise max_identities_per_kind in "
                        "identities.yaml, then confirm again")
     store.decide(session, row, LinkStatus.CONFIRMED, by=by, now=now)
+    log.info("link confirmed", suggestion=suggestion_id, person=person, evidence=evidence.value)
     return (f"Link {suggestion_id} confirmed: {shown(claimed)} is now the same customer as {shown(sender)}. "
             "The next sync moves their history onto one record per CRM (`crmhub conflicts list` shows any CRM "
             "holding two records of them).")
@@ -93,6 +106,45 @@ def reject(session: Session, suggestion_id: int, *, now: datetime, by: str = BY_
     store.decide(session, row, LinkStatus.REJECTED, by=by, now=now)
     return (f"Link {suggestion_id} rejected: {shown(store.claimed_of(row))} stays apart from "
             f"{shown(store.sender_of(row))}, and the claim will not be suggested again.")
+
+
+def decide_marks(session: Session, crm: str, states: Sequence[CaseState], *, policy: IdentityPolicy,
+                 crms: Sequence[str], now: datetime) -> int:
+    """Apply what agents set on cases of `crm` about link suggestions; returns how many decisions it made.
+
+    A mark counts only on the case whose note named that suggestion (`link_notes`): a number typed on
+    another case, or one crmhub never noted, decides nothing. A decision already made is left alone, so
+    reading the same case again changes nothing; a confirmed link is not split by a later reject (that is
+    an undo). A confirmation crmhub refuses (a blocked value, too many identities) is logged and the
+    suggestion stays pending.
+    """
+    marks = [(state.record_id, mark) for state in states for mark in state.link_marks]
+    if not marks:
+        return 0
+    noted = store.noted_cases(session, crm, sorted({mark.suggestion_id for _, mark in marks}))
+    decided = 0
+    for case_id, mark in marks:
+        if noted.get(mark.suggestion_id) != case_id:
+            log.warning("link mark ignored: not on the case of its note", crm=crm, case=case_id,
+                        suggestion=mark.suggestion_id)
+            continue
+        row = _get(session, mark.suggestion_id)
+        wanted = LinkStatus.CONFIRMED if mark.confirm else LinkStatus.REJECTED
+        if row.status == wanted.value:
+            continue
+        if row.status == LinkStatus.CONFIRMED:
+            log.warning("link mark ignored: the link was confirmed already", crm=crm, suggestion=row.id)
+            continue
+        try:
+            if mark.confirm:
+                confirm(session, row.id, policy=policy, crms=crms, now=now, by=mark.actor, evidence=Evidence.AGENT)
+            else:
+                reject(session, row.id, now=now, by=mark.actor)
+        except OpsError as exc:
+            log.warning("link mark not applied", crm=crm, suggestion=row.id, reason=str(exc)[:300])
+            continue
+        decided += 1
+    return decided
 
 
 def _get(session: Session, suggestion_id: int) -> LinkSuggestionRow:

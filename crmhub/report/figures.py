@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from crmhub.report.hours import BusinessHours
+from crmhub.store import codes
 from crmhub.store.schema import LedgerRow, OutboxRow, ReplyRow, RouteDecisionRow, SupportCaseRow, SurveyRow
 from crmhub.store.surveys import REPLY_PREFIX
 
@@ -222,7 +223,8 @@ def _replies(session: Session, since: datetime, now: datetime) -> Iterable[tuple
     query = (select(ReplyRow.channel, ReplyRow.crm, SupportCaseRow.queue, day, ReplyRow.status, func.count())
              .outerjoin(SupportCaseRow, and_(SupportCaseRow.crm == ReplyRow.crm,
                                              SupportCaseRow.record_id == ReplyRow.case_id))
-             .where(ReplyRow.written_at >= since, ReplyRow.written_at < now, AGENTS)
+             .where(ReplyRow.written_at >= since, ReplyRow.written_at < now, AGENTS,
+                    ReplyRow.crm != codes.SENDER)  # a one-time code is no agent's reply
              .group_by(ReplyRow.channel, ReplyRow.crm, SupportCaseRow.queue, day, ReplyRow.status))
     for channel, crm, queue, on, status, count in session.execute(query):
         yield {"channel": channel, "crm": crm, "queue": queue or "", "day": on}, status, int(count)

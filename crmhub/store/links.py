@@ -18,12 +18,21 @@ from sqlalchemy.orm import Session
 from crmhub.model import Identity, IdentityKind, OutboxStatus
 from crmhub.store.ledger import upsert
 from crmhub.store.schema import LedgerRow, LinkNoteRow, LinkSuggestionRow, OutboxRow, ThreadRow
+from crmhub.store.sets import among
 
 
 class LinkStatus(StrEnum):
     PENDING = "pending"
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
+
+
+class Evidence(StrEnum):
+    """What made a confirmed claim trustworthy (the link log's `evidence`)."""
+
+    ADMIN = "admin"  # `crmhub links confirm`
+    AGENT = "agent"  # a field or tag an agent set on the case
+    CODE = "code"  # a one-time code answered from the claimed channel
 
 
 def suggest(session: Session, *, interaction_id: int, sender: Identity, sender_person: int, claimed: Identity,
@@ -94,3 +103,13 @@ def noted_in(session: Session, suggestion_id: int) -> list[str]:
     return list(session.scalars(select(LinkNoteRow.crm).where(LinkNoteRow.suggestion_id == suggestion_id,
                                                               LinkNoteRow.outcome == "written")
                                 .order_by(LinkNoteRow.crm)))
+
+
+def noted_cases(session: Session, crm: str, suggestion_ids: list[int]) -> dict[int, str]:
+    """The case of `crm` each suggestion's note was written on (one query)."""
+    if not suggestion_ids:
+        return {}
+    rows = session.execute(select(LinkNoteRow.suggestion_id, LinkNoteRow.case_id)
+                           .where(LinkNoteRow.crm == crm, LinkNoteRow.outcome == "written",
+                                  among(LinkNoteRow.suggestion_id, suggestion_ids)))
+    return {suggestion_id: case_id for suggestion_id, case_id in rows}

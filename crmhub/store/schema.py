@@ -460,6 +460,34 @@ class LinkNoteRow(Base):
     noted_at: Mapped[datetime]
 
 
+class LinkCodeRow(Base):
+    """A one-time code sent over a claimed channel: answered from there, it confirms the claim.
+
+    Only a salted hash of the code is kept here (`crmhub.store.codes`); the
+    message carrying it is a row of `replies` (crm `crmhub`), sent and found
+    again after a lost answer like an agent's reply. `status`: pending, used,
+    expired, or void (too many wrong answers, or the claim decided otherwise).
+    """
+
+    __tablename__ = "link_codes"
+    __table_args__ = (
+        Index("ix_link_codes_target", "target_kind", "target_value", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("link_suggestions.id"), index=True)
+    target_kind: Mapped[str] = mapped_column(String(8))
+    target_value: Mapped[str] = mapped_column(String(255))
+    reply_ref: Mapped[str] = mapped_column(String(128))
+    salt: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    tries: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class SupportCaseRow(Base):
     """One case (or ticket) crmhub opened, per CRM, kept after the thread moves on: the facts support metrics need.
 

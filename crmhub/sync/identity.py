@@ -4,7 +4,8 @@ Facts that join two identities: a CRM record holding both (the contact
 mirror), an X account's handle, and a claim someone confirmed. An identity a
 customer states in a message (`statements`) is only a claim: by default it
 becomes a link suggestion (`crmhub links`) for an agent or admin to confirm,
-since anyone can write anyone's address; the admin may ignore claims of a
+since anyone can write anyone's address (`statements: confirm_by_code` also
+texts a one-time code to a claimed phone); the admin may ignore claims of a
 kind, or join them unchecked (`statements: join`). When a fact joins two persons, the older person keeps
 everything and every interaction of both is re-pointed onto the person's
 primary record in each CRM (the backfill): the outbox rows already delivered
@@ -29,8 +30,11 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crmhub.model import Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority
-from crmhub.store import conflicts, graph, linklog, links, outbox
+from crmhub.model import (
+    Channel, Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority,
+)
+from crmhub.store import codes, conflicts, graph, linklog, links, outbox
+from crmhub.store.codes import CodeRules
 from crmhub.store.linklog import DAEMON, Action, Evidence
 from crmhub.store.schema import CrmLinkRow, IdentityRow, LedgerRow, OutboxRow
 from crmhub.store.sets import among
@@ -47,6 +51,7 @@ class OnStatement(StrEnum):
     """What an identity a customer states in a message does (identities.yaml `statements`)."""
 
     SUGGEST = "suggest"  # a link suggestion for a person to confirm
+    CONFIRM_BY_CODE = "confirm_by_code"  # a suggestion, and a one-time code sent over the claimed channel
     IGNORE = "ignore"
     JOIN = "join"  # joined unchecked: the text is taken as proof
 
@@ -63,9 +68,24 @@ class StatementPolicy:
         return OnStatement(getattr(self, kind.value, OnStatement.IGNORE))
 
     @property
+    def sends_codes(self) -> bool:
+        """Whether a claim may get a one-time code (so answers to codes are looked for at routing)."""
+        return any(self.of(kind) is OnStatement.CONFIRM_BY_CODE for kind in IdentityKind)
+
+    @property
     def reads(self) -> bool:
         """Whether any statement counts at all (else messages are not parsed)."""
         return any(self.of(kind) is not OnStatement.IGNORE for kind in IdentityKind)
+
+
+@dataclass(frozen=True)
+class CodePolicy:
+    """How `confirm_by_code` sends its codes: the rules, our number that texts them (None: no SMS channel)."""
+
+    rules: CodeRules = CodeRules()
+    sms_from: str | None = None
+    text: str = ("Your code is {code}. Reply with it from this phone to link it with the conversation you "
+                 "mentioned it in. If that was not you, ignore this message.")
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,7 @@ class IdentityPolicy:
     default_region: str = "US"
     other_regions: tuple[str, ...] = ()
     own: frozenset[Identity] = frozenset()  # our numbers and accounts: never a customer's
+    codes: CodePolicy = CodePolicy()
 
 
 @dataclass
@@ -114,7 +135,8 @@ class IdentityGraph:
         person = self.join(person, [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.JOIN],
                            evidence=Evidence.STATEMENT, actor=UNCHECKED)
         person = self.close_over_mirror(person)
-        suggested = [c for c in claims if self.policy.statements.of(c.kind) is OnStatement.SUGGEST]
+        suggested = [c for c in claims
+                     if self.policy.statements.of(c.kind) in (OnStatement.SUGGEST, OnStatement.CONFIRM_BY_CODE)]
         if suggested:
             self._suggest(item, person, suggested, interaction_id)
         self._link_grown()
@@ -475,6 +497,27 @@ class IdentityGraph:
             if row.interaction_id == interaction_id and row.status == links.LinkStatus.PENDING:
                 log.info("link suggested", suggestion=row.id, person=person, holder=holder,
                          claimed_kind=claim.kind.value)
+            if (row.status == links.LinkStatus.PENDING
+                    and self.policy.statements.of(claim.kind) is OnStatement.CONFIRM_BY_CODE):
+                self._send_code(row.id, claim, item)
+
+    def _send_code(self, suggestion_id: int, claim: Identity, item: Interaction) -> None:
+        """Queue a one-time code to a claimed phone, from the number the claim came in on (else our first).
+
+        Only phones get codes: crmhub has no email channel, and an X handle is
+        no address an X DM can reach before its account id is known; those
+        claims stay suggestions for an agent or admin.
+        """
+        if claim.kind is not IdentityKind.PHONE:
+            return
+        ours = item.recipient.value if item.channel is Channel.SMS and item.recipient.kind is IdentityKind.PHONE \
+            else self.policy.codes.sms_from
+        if ours is None:
+            return
+        if codes.issue(self.session, suggestion_id=suggestion_id, target=claim,
+                       ours=Identity(IdentityKind.PHONE, ours), channel=Channel.SMS, text=self.policy.codes.text,
+                       rules=self.policy.codes.rules, now=self.now):
+            log.info("link code queued", suggestion=suggestion_id, channel=Channel.SMS.value)
 
     # ---- helpers ---------------------------------------------------------
     def _holders(self, identities: Sequence[Identity]) -> dict[tuple[IdentityKind, str], int]:

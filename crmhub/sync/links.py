@@ -1,7 +1,8 @@
 """Telling agents about link suggestions: an internal note on the case of the message that made the claim.
 
 The note names the sender's identity and the claimed one, never the message
-text, and says how to confirm (`crmhub links confirm ID`). It goes on the
+text, and says how to confirm: what the agent sets on that very case (each
+CRM's connector words it, `link_instruction`), or `crmhub links confirm ID`. It goes on the
 case once the message itself is there (its outbox row done), once per
 suggestion and CRM: `link_notes` records it, and the connectors find a note
 by its key before writing (`crmhub.sync.notes`), so a lost answer never
@@ -11,6 +12,7 @@ doubles it. Only pending suggestions are noted: a decided one needs nobody.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
@@ -22,12 +24,18 @@ from crmhub.sync.notes import NoteOutcome, NoteWriter, put_note
 log = structlog.get_logger("crmhub.links")
 
 
-def note_suggestions(store_: StateStore, writer: NoteWriter, *, now: datetime, limit: int = 50) -> int:
+class LinkNoteWriter(NoteWriter, Protocol):
+    """A CRM connector that writes notes and says what agents set on a case to decide a suggestion."""
+
+    def link_instruction(self, suggestion_id: int) -> str: ...
+
+
+def note_suggestions(store_: StateStore, writer: LinkNoteWriter, *, now: datetime, limit: int = 50) -> int:
     """Put a note about each pending suggestion on its case in `writer`'s CRM; returns how many were written."""
     with store_.transaction() as session:
         due = [(d.suggestion.id, d.case_id, d.interaction_key, store.claimed_of(d.suggestion),
                 _note_text(d.suggestion.id, store.sender_of(d.suggestion), store.claimed_of(d.suggestion),
-                           d.suggestion.holder_person_id))
+                           d.suggestion.holder_person_id, writer.link_instruction(d.suggestion.id)))
                for d in store.notes_due(session, writer.name, limit)]
     written = 0
     for suggestion_id, case_id, interaction_key, claimed, text in due:
@@ -53,10 +61,12 @@ def shown(identity: Identity) -> str:
     return f"{identity.kind.value} {identity.value}"
 
 
-def _note_text(suggestion_id: int, sender: Identity, claimed: Identity, holder: int | None) -> str:
+def _note_text(suggestion_id: int, sender: Identity, claimed: Identity, holder: int | None, instruction: str) -> str:
     known = ("crmhub knows it as another customer: confirming joins their histories" if holder is not None
              else "crmhub has had no message from it yet")
     return (f"crmhub: the customer writing from {shown(sender)} says that {shown(claimed)} is theirs too "
-            f"({known}). A claim in a message is no proof, so crmhub has not linked them.\n"
-            f"Once you have checked it with the customer, an admin confirms it with `crmhub links confirm "
-            f"{suggestion_id}` (or `crmhub links reject {suggestion_id}`).")
+            f"({known}). A claim in a message is no proof, so crmhub has not linked them (link suggestion "
+            f"{suggestion_id}).\n"
+            f"Once you have checked it with the customer: {instruction} crmhub reads it at its next refresh. "
+            f"An admin can also run `crmhub links confirm {suggestion_id}` (or `crmhub links reject "
+            f"{suggestion_id}`).")

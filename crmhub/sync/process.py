@@ -24,7 +24,10 @@ write is marked done at once: the agent's comment is already on that case.
 An outbound item of a conversation with a reply whose send is unsettled
 waits (stays unprocessed) until the reply's message id is known.
 A survey answer (`crmhub.sync.surveys.take_answers`) and the sent copy of a
-survey question are processed but not routed: no case opens or reopens.
+survey question are processed but not routed: no case opens or reopens. The
+sent copy of a one-time code (`crmhub.store.codes`) goes into no CRM at all,
+and an inbound item carrying a code is checked before the batch's persons
+are resolved (`crmhub.sync.link_codes`).
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from sqlalchemy.orm import Session
 
 from crmhub.language import Detection
 from crmhub.model import Direction, Interaction, RouteDecision, WritePriority
-from crmhub.store import StateStore, ledger, outbox, replies
+from crmhub.store import StateStore, codes, ledger, outbox, replies
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.surveys import is_survey
 from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
+from crmhub.sync.link_codes import answer_codes
 from crmhub.sync.routing import Router
 from crmhub.sync.surveys import take_answers
 
@@ -106,9 +110,11 @@ def _ready(session: Session, rows: Sequence[tuple[int, Interaction]]) -> list[_R
 def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms: Sequence[str], *,
                  now: datetime, identity: IdentityPolicy, reopen_window: timedelta, reopening: set[int]) -> None:
     """Persons, contacts, threads and routing for a batch in memory; its writes in a few statements."""
+    items = [(entry.interaction_id, entry.item) for entry in batch]
+    answer_codes(session, items, policy=identity, crms=crms, now=now)  # a proven claim joins before resolving
     people = IdentityGraph(session, crms, identity, now)
-    persons = people.persons_of([(entry.interaction_id, entry.item) for entry in batch])
-    answers = take_answers(session, [(entry.interaction_id, entry.item) for entry in batch], crms, now=now)
+    persons = people.persons_of(items)
+    answers = take_answers(session, items, crms, now=now)
     # An answer opens no case; a survey question's own copy is crmhub's text on a closed case, written nowhere.
     # Each keeps a decision naming why (`crmhub explain`), with no target.
     unrouted = [(entry.interaction_id, RouteDecision(SURVEY_ANSWER if entry.interaction_id in answers
@@ -150,6 +156,8 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
                 priority[crm] = WritePriority.NEW_CASE
                 opening[crm].add(item.conversation_key)  # this write opens it: the next ones follow up
         routed.append((entry, fields, case_open))
+        if entry.echo is not None and entry.echo[0] == codes.SENDER:
+            continue  # the sent copy of a one-time code: it goes into no CRM's history
         writes += outbox.pending_writes(entry.interaction_id, crms, item.key, now=now, priority=priority)
     detected = _languages(session, router, routed)
     for i, (entry, fields, case_open) in enumerate(routed):
@@ -159,9 +167,11 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
     outbox.save_decisions(session, decisions, now=now)
     outbox.enqueue_many(session, writes)
     # The agent's reply is on that CRM's case already: its echo is settled there, not written. A reply
-    # written outside the CRM (the agents' panel) is history that CRM needs like every other.
+    # written outside the CRM (the agents' panel) is history that CRM needs like every other; a one-time
+    # code's echo has no write at all.
     outbox.settle_replies(session, [(entry.echo[0], entry.item.key, entry.echo[1]) for entry in batch
-                                    if entry.echo is not None and replies.written_in_crm(entry.echo[1])], now=now)
+                                    if entry.echo is not None and entry.echo[0] != codes.SENDER
+                                    and replies.written_in_crm(entry.echo[1])], now=now)
     ledger.mark_processed(session, persons, now=now, languages=None if detected is None else {
         entry.interaction_id: found.language for (entry, _, _), found in zip(routed, detected, strict=True)})
 

@@ -4,7 +4,8 @@ Threading needs it: a message of a conversation whose case is open goes
 onto it; one whose case was closed shortly before (within the reopen
 window) reopens it; a later one opens the next case. Only the CRM knows
 when an agent closed a case, so each refresh reads the cases changed since
-the saved cursor and records their state on the threads. Each page and its
+the saved cursor and records their state on the threads (and hands what
+agents set about link suggestions to `on_states`). Each page and its
 cursor commit together, so a crash re-reads instead of skipping.
 
 Adoption (issue 14): a case this store never opened was opened by an
@@ -20,11 +21,12 @@ the CRM holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Protocol
 
 import structlog
+from sqlalchemy.orm import Session
 
 from crmhub.model import CaseState
 from crmhub.store import StateStore
@@ -47,10 +49,13 @@ class CaseSource(Protocol):
 
 
 def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
-                    surveys: SurveyPolicy | None = None) -> int:
+                    surveys: SurveyPolicy | None = None,
+                    on_states: Callable[[Session, list[CaseState]], object] | None = None) -> int:
     """Bring the threads of `source`'s CRM up to date; returns how many changed state (closed or reopened).
 
     With `surveys`, the cases a page closes get their survey question in the page's transaction.
+    `on_states` sees each page in its transaction, before the cursor moves: what agents set on the cases
+    about link suggestions is applied there (`crmhub.ops.links.decide_marks`), so a crash re-reads it.
     """
     with store.transaction() as session:
         cursor = load_cursor(session, source.name, STREAM)
@@ -64,6 +69,8 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
                 adoption.extend_horizon(session, source.name, now, now=now)
             if surveys is not None and closes:
                 ask_on_close(session, source.name, closes, surveys, now=now)
+            if on_states is not None:
+                on_states(session, states)
             save_cursor(session, source.name, STREAM, "", next_cursor, now=now)
         pages += 1
         changed += done.changed

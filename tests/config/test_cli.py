@@ -91,3 +91,53 @@ def test_validate_warns_about_statements_join_and_still_exits_0(cfg: ConfigDir, 
     assert CliRunner().invoke(app, ["validate", "--config", "settings.yaml"]).exit_code == 0
     cfg.write()
     assert CliRunner().invoke(app, ["validate", "--config", "settings.yaml"]).stderr == ""  # suggest: no warning
+
+
+def test_validate_warns_when_confirm_by_code_has_no_number_to_text_from(cfg: ConfigDir, env: None) -> None:
+    identities = """\
+        statements: { phone: confirm_by_code, email: suggest, x_handle: suggest }
+        crms:
+          salesforce:
+            match:
+              Contact: { phone: [Phone], email: [Email] }
+        """
+    cfg.write(identities=identities)
+    assert CliRunner().invoke(app, ["validate", "--config", "settings.yaml"]).stderr == ""  # Twilio has a number
+    cfg.write(identities=identities, settings="""\
+        crms:
+          salesforce:
+            instance_url: https://acme.my.salesforce.com
+            auth:
+              client_id: env:SF_CLIENT_ID
+              client_secret: env:SF_CLIENT_SECRET
+        channels:
+          twilio:
+            account_sid: AC0123456789abcdef0123456789abcdef
+            auth_token: env:TWILIO_AUTH_TOKEN
+            whatsapp_senders: ["+14155550199"]
+        """)
+    result = CliRunner().invoke(app, ["validate", "--config", "settings.yaml"])
+    assert result.exit_code == 0, result.output
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("mappings/identities.yaml:1:22: warning: statements.phone: confirm_by_code texts a code")
+    assert "enable Twilio, or use suggest" in warning
+
+
+def test_validate_refuses_a_link_field_no_crm_could_have(cfg: ConfigDir, env: None) -> None:
+    cfg.write(settings="""\
+        crms:
+          salesforce:
+            instance_url: https://acme.my.salesforce.com
+            link_field: Crmhub Link
+            auth:
+              client_id: env:SF_CLIENT_ID
+              client_secret: env:SF_CLIENT_SECRET
+        channels:
+          twilio:
+            account_sid: AC0123456789abcdef0123456789abcdef
+            auth_token: env:TWILIO_AUTH_TOKEN
+            numbers: ["+14155550100"]
+        """)
+    result = CliRunner().invoke(app, ["validate", "--config", "settings.yaml"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].startswith("settings.yaml:4:17: crms.salesforce.link_field: ")

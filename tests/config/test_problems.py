@@ -612,7 +612,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
             match:
               Contact: { phone: [Phone] }
         """, [
-        "mappings/identities.yaml:1:13: statements: unknown value 'merge'; use one of: suggest, ignore, join, or one "
+        "mappings/identities.yaml:1:13: statements: unknown value 'merge'; use one of: suggest, confirm_by_code, ignore, join, or one "
         "per kind: {phone: suggest, email: suggest, x_handle: suggest}",
     ]),
     "unknown statements kind": ("identities", """\

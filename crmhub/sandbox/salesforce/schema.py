@@ -154,6 +154,7 @@ OBJECTS: dict[str, SObjectType] = {o.name: o for o in (
         # crmhub's survey scores: Number(2, 0) custom fields, which the API types as double.
         _f("Crmhub_CSAT__c", "double", "crmhub CSAT"),
         _f("Crmhub_NPS__c", "double", "crmhub NPS"),
+        _f("Crmhub_Link__c", "string", "crmhub Link"),  # agents confirm link suggestions in it (docs/identity.md)
     )),
     SObjectType("Task", "Task", "Tasks", "00T", (
         _f("Subject", "combobox"),

@@ -1,0 +1,88 @@
+"""Answers to one-time codes: a message from a claimed phone that carries its code confirms the claim.
+
+Runs at routing, before the batch's persons are resolved, so the message
+that proves the claim already lands on the joined person. One query finds
+the pending codes of every sender in the batch; most batches have none.
+A code counts only from the identity it was sent to, before it expires,
+once; every candidate in the text is compared in constant time; a message
+with digits that are not the code is a wrong try, and `max_tries` of them
+void the code. The join goes through `crmhub.ops.links.confirm`, the one
+path a claim joins by (evidence: code).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+import structlog
+from sqlalchemy.orm import Session
+
+from crmhub.model import Direction, Interaction
+from crmhub.ops import OpsError
+from crmhub.ops.links import confirm
+from crmhub.store import codes
+from crmhub.store import links as store
+from crmhub.store.codes import CodeStatus
+from crmhub.store.links import Evidence, LinkStatus
+from crmhub.sync.identity import IdentityPolicy
+from crmhub.sync.links import shown
+
+log = structlog.get_logger("crmhub.link_codes")
+# Six digits, also written "123 456" or "123-456"; no longer run of digits (an order number) counts.
+CANDIDATE = re.compile(r"(?<![\d])\d{3}[ -]?\d{3}(?![\d])")
+
+
+def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, policy: IdentityPolicy,
+                 crms: Sequence[str], now: datetime) -> int:
+    """Check the inbound items of a batch against the codes sent to their senders; returns how many joined."""
+    if not policy.statements.sends_codes:
+        return 0  # the default policies send no codes: routing pays no query for them
+    inbound = [item for _, item in items if item.direction is Direction.INBOUND]
+    pending = codes.pending_for(session, [item.customer for item in inbound])
+    if not pending:
+        return 0
+    by_target: dict[tuple[str, str], list[codes.LinkCodeRow]] = {}
+    for row in pending:
+        by_target.setdefault((row.target_kind, row.target_value), []).append(row)
+    joined = 0
+    for item in sorted(inbound, key=lambda i: i.occurred_at):
+        candidates = [re.sub(r"[ -]", "", m) for m in CANDIDATE.findall(item.text or "")]
+        for row in by_target.get((item.customer.kind.value, item.customer.value), []):
+            if row.status != CodeStatus.PENDING:
+                continue
+            # By crmhub's clock, when it reads the answer: a channel's timestamps may run on another clock.
+            if row.expires_at <= now:
+                codes.close(row, CodeStatus.EXPIRED, now=now)
+                log.info("link code expired", suggestion=row.suggestion_id)
+                continue
+            if not candidates:
+                continue  # a message without a code is no try
+            if codes.matches(row, candidates):
+                joined += _confirm(session, row, item, policy=policy, crms=crms, now=now)
+                continue
+            row.tries += 1
+            if row.tries >= policy.codes.rules.max_tries:
+                codes.close(row, CodeStatus.VOID, now=now)
+            log.warning("link code answered wrong", suggestion=row.suggestion_id, tries=row.tries,
+                        void=row.status == CodeStatus.VOID)
+    session.flush()
+    return joined
+
+
+def _confirm(session: Session, row: codes.LinkCodeRow, item: Interaction, *, policy: IdentityPolicy,
+             crms: Sequence[str], now: datetime) -> int:
+    """The code came back from its target: join through the one confirm path; the code is spent either way."""
+    suggestion = store.get(session, row.suggestion_id)
+    if suggestion is None or suggestion.status != LinkStatus.PENDING:
+        codes.close(row, CodeStatus.VOID, now=now)  # decided meanwhile by an agent or admin
+        return 0
+    codes.close(row, CodeStatus.USED, now=now)
+    try:
+        confirm(session, row.suggestion_id, policy=policy, crms=crms, now=now,
+                by=f"one-time code answered from {shown(item.customer)}", evidence=Evidence.CODE)
+    except OpsError as exc:
+        log.warning("link code right but not joined", suggestion=row.suggestion_id, reason=str(exc)[:300])
+        return 0
+    return 1
