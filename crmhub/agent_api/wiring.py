@@ -15,7 +15,7 @@ from crmhub.agent_api.sessions import Sessions
 from crmhub.config import Config
 from crmhub.ops import links
 from crmhub.store import StateStore
-from crmhub.store.links import Evidence
+from crmhub.store.linklog import Evidence
 from crmhub.sync.identity import IdentityPolicy
 
 

@@ -26,7 +26,8 @@ from crmhub.model import CaseState
 from crmhub.ops import OpsError
 from crmhub.store import graph
 from crmhub.store import links as store
-from crmhub.store.links import Evidence, LinkStatus
+from crmhub.store.links import LinkStatus
+from crmhub.store.linklog import Evidence
 from crmhub.store.schema import LedgerRow, LinkSuggestionRow
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
 from crmhub.sync.links import shown
@@ -73,7 +74,7 @@ def confirm(session: Session, suggestion_id: int, *, policy: IdentityPolicy, crm
     """Join the claimed identity to the sender's person (merge and backfill as for any join); record who did.
 
     `by` is who decided (`admin via CLI`, `salesforce user 005…`, `agent in zendesk`, the code's channel);
-    `evidence` what made the claim trustworthy, for the link log.
+    `evidence` what made the claim trustworthy: the link log records the join with it.
     """
     row = _get(session, suggestion_id)
     if row.status == LinkStatus.CONFIRMED:
@@ -82,7 +83,7 @@ def confirm(session: Session, suggestion_id: int, *, policy: IdentityPolicy, crm
     if policy.blocklist.blocks(claimed):
         raise OpsError(f"{shown(claimed)} is blocked in identities.yaml (a shared value): it links nobody; "
                        f"reject the link (`crmhub links reject {suggestion_id}`)")
-    person = IdentityGraph(session, list(crms), policy, now).confirm(sender, claimed, by=by)
+    person = IdentityGraph(session, list(crms), policy, now).confirm(sender, claimed, by=by, evidence=evidence)
     if graph.holder_of(session, claimed) != person:
         raise OpsError(f"link {suggestion_id} not joined: it would give one customer more than "
                        f"{policy.max_per_kind} identities of a kind; raise max_identities_per_kind in "

@@ -34,8 +34,9 @@ class Evidence(StrEnum):
     CHANNEL = "channel"  # an identity the channel verified: the X account's own handle
     CRM_FIELD = "crm_field"  # a CRM record holding both identities
     STATEMENT = "statement"  # a claim in a message, confirmed (or `statements: join`)
-    AGENT = "agent"  # an agent's decision in the CRM
-    ADMIN = "admin"  # an admin's command (`crmhub links undo`, `conflicts resolve`)
+    AGENT = "agent"  # an agent's decision: a claim confirmed in the CRM or the agents' panel
+    ADMIN = "admin"  # an admin's command (`crmhub links confirm|undo`, `conflicts resolve`)
+    CODE = "code"  # a claim confirmed by a one-time code answered from the claimed channel
     CRM_MERGE = "crm_merge"  # records merged in the CRM
     CRM_DELETE = "crm_delete"  # a record deleted in the CRM
 

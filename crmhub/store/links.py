@@ -27,14 +27,6 @@ class LinkStatus(StrEnum):
     REJECTED = "rejected"
 
 
-class Evidence(StrEnum):
-    """What made a confirmed claim trustworthy (the link log's `evidence`)."""
-
-    ADMIN = "admin"  # `crmhub links confirm`
-    AGENT = "agent"  # a field or tag an agent set on the case
-    CODE = "code"  # a one-time code answered from the claimed channel
-
-
 def suggest(session: Session, *, interaction_id: int, sender: Identity, sender_person: int, claimed: Identity,
             holder: int | None, now: datetime) -> LinkSuggestionRow:
     """Record that `sender` claimed `claimed`; the same claim again (in any status) leaves the first as it is."""

@@ -270,15 +270,15 @@ class IdentityGraph:
         facts = self.policy.blocklist.usable(self._simple_facts(item)[1:])
         return all(held.get((f.kind, f.value)) == person for f in facts) and not claims
 
-    def confirm(self, sender: Identity, claimed: Identity, *, by: str) -> int:
+    def confirm(self, sender: Identity, claimed: Identity, *, by: str, evidence: Evidence = Evidence.ADMIN) -> int:
         """A claim a person checked: `sender`'s person takes `claimed`, merging whoever holds it (with backfill).
 
         Returns the sender's person afterwards; it does not hold `claimed` when
         the join was refused (a blocked value, or the identity limit, flagged).
-        The join is logged as a confirmed statement, made by `by`.
+        The join is logged with `evidence`, what confirmed the statement (an admin, an agent, a code), made by `by`.
         """
         person = graph.person_for(self.session, sender, now=self.now)
-        person = self.close_over_mirror(self.join(person, [claimed], evidence=Evidence.STATEMENT, actor=by))
+        person = self.close_over_mirror(self.join(person, [claimed], evidence=evidence, actor=by))
         self._link_grown()
         return person
 

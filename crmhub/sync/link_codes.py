@@ -25,7 +25,8 @@ from crmhub.ops.links import confirm
 from crmhub.store import codes
 from crmhub.store import links as store
 from crmhub.store.codes import CodeStatus
-from crmhub.store.links import Evidence, LinkStatus
+from crmhub.store.links import LinkStatus
+from crmhub.store.linklog import Evidence
 from crmhub.sync.identity import IdentityPolicy
 from crmhub.sync.links import shown
 

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from crmhub.identities import email, phone
 from crmhub.model import Channel, Direction, Identity, IdentityKind, Interaction, MirrorRecord
 from crmhub.store import StateStore, graph, ledger, linklog
+from crmhub.store.linklog import Evidence
 from crmhub.store.schema import LedgerRow, LinkEventRow, PersonRow
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy, OnStatement, StatementPolicy
 from crmhub.sync.split import UndoRefused, undo_join
@@ -53,12 +54,13 @@ def test_a_join_logs_what_it_moved_and_its_undo_gives_exactly_that_back(store: S
     bob = _route(store, {"SM2": BOB.value, "SM3": BOB.value})["SM2"]
     with store.transaction() as s:
         graph.add_link(s, bob, "salesforce", "Contact", "003BOB", now=NOW)
-        person = IdentityGraph(s, [], IdentityPolicy(), NOW).confirm(ALICE, BOB, by="agent jane (salesforce)")
+        person = IdentityGraph(s, [], IdentityPolicy(), NOW).confirm(ALICE, BOB, by="agent jane (salesforce)",
+                                                                     evidence=Evidence.AGENT)
     assert person == alice
     with store.transaction() as s:
         [event] = s.scalars(select(LinkEventRow)).all()
         assert (event.action, event.kept_person_id, event.absorbed_person_id, event.evidence, event.actor,
-                event.concerning) == ("join", alice, bob, "statement", "agent jane (salesforce)", f"phone:{BOB.value}")
+                event.concerning) == ("join", alice, bob, "agent", "agent jane (salesforce)", f"phone:{BOB.value}")
         assert linklog.moved_counts(s, event.id) == {"identities": 1, "crm_links": 1, "ledger": 2}
         event_id = event.id
     _route(store, {"SM4": BOB.value})  # Bob writes after the join: his message goes to the joined person

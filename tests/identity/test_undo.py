@@ -142,7 +142,7 @@ def wrongly_joined(org: Org) -> int:
     listed = org.cli("links", "list", f"phone:{STRANGER}", "--json")
     assert listed.exit_code == 0, listed.output
     [event] = [e for e in json.loads(listed.output)["events"] if e["action"] == "join"]
-    assert (event["evidence"], event["actor"], event["concerning"]) == ("statement", "admin via CLI",
+    assert (event["evidence"], event["actor"], event["concerning"]) == ("admin", "admin via CLI",
                                                                         f"phone:{CUSTOMER}")
     return int(event["id"])
 
