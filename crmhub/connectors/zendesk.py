@@ -611,8 +611,9 @@ class ZendeskCrm(Connector):
             if place.stage == AFTER:
                 ready.append(write)
                 continue
-            if place.stage == HELD and write.new_case is not None:  # never sent, unless a claim was cut short
-                ready.append(replace(write, new_case=replace(write.new_case, may_exist=not write.first_attempt)))
+            if place.stage == HELD:  # never sent (the write waited for its batch's users job): it goes now
+                ready.append(write if write.new_case is None else  # its case opened meanwhile: a follow-up now
+                             replace(write, new_case=replace(write.new_case, may_exist=not write.first_attempt)))
                 continue
             if place.job not in results:
                 results[place.job] = self._job_results(status, int(status.total or 0))
