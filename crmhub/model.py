@@ -105,6 +105,7 @@ class Interaction:
     call: CallInfo | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     language: str | None = field(default=None, compare=False)  # detected at routing (ISO 639-1), None: unknown
+    customer_name: str = field(default="", compare=False)  # the name the channel showed for the customer; no proof
 
     @property
     def customer(self) -> Identity:
@@ -455,6 +456,13 @@ class OutboundMessage:
     `in_reply_to` is the post a mention reply answers. `uncertain_since` is
     set when an earlier try may have gone out: the connector first looks for a
     message it sent since then with the same text, and sends only if none.
+
+    `last_inbound_at` is when the customer last wrote in the conversation (None:
+    never), `asked_at` when the send was claimed: channels with a session window
+    (WhatsApp's 24 hours) decide from them whether free text may go out.
+    `customer_name` (the name the channel reported for the customer) and
+    `case_id` are what an approved template may show; `survey` marks crmhub's
+    own survey question (never replaced by a template).
     """
 
     key: str
@@ -466,6 +474,12 @@ class OutboundMessage:
     in_reply_to: str | None = None
     uncertain_since: datetime | None = None
     already_sent: tuple[str, ...] = ()  # message ids of the conversation's other replies: never "found" as this one
+    last_inbound_at: datetime | None = None
+    asked_at: datetime | None = None
+    customer_name: str = ""
+    case_id: str = ""
+    language: str | None = None  # the conversation's, when routing detected one
+    survey: bool = False
 
 
 @dataclass(frozen=True)

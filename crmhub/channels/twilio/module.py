@@ -12,6 +12,7 @@ from crmhub.config import Config
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.twilio import REPLY_STATUSES, ReconcileWindow, TwilioChannel
 from crmhub.connectors.twilio_hooks import status_advances
+from crmhub.connectors.whatsapp_window import Template
 from crmhub.model import Channel, Identity, IdentityKind, ReplyStatus
 from crmhub.sync.replies import ChannelSender
 
@@ -28,7 +29,9 @@ class TwilioModule(ChannelModule):
                              base_url=twilio.base_url, default_region=twilio.default_region,
                              page_size=twilio.page_size, overlap=twilio.overlap, retrier=retrier,
                              status_callback=f"{str(public_url).rstrip('/')}/webhooks/twilio/status"
-                             if public_url else None)
+                             if public_url else None,
+                             whatsapp_templates=[Template(t.name, t.content_sid, dict(t.variables), tuple(t.languages))
+                                                 for t in twilio.whatsapp_templates])
 
     def block_problems(self, block: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
         if block.get("numbers") or block.get("whatsapp_senders"):
