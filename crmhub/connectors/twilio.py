@@ -177,12 +177,13 @@ class TwilioChannel(Connector):
     def __init__(self, *, account_sid: str, auth_token: str, base_url: str | None = None,
                  default_region: str = "US", page_size: int = 100, overlap: timedelta = timedelta(minutes=10),
                  timeout: float = 30.0, retrier: Retrier | None = None, status_callback: str | None = None,
-                 whatsapp_templates: Sequence[Template] = ()) -> None:
+                 whatsapp_templates: Sequence[Template] = (), default_language: str | None = None) -> None:
         """
         Args:
             status_callback: the URL Twilio POSTs sent messages' statuses to (the webhook receiver's
                 `/webhooks/twilio/status` at its public URL); None: statuses are read by fetching.
             whatsapp_templates: approved templates for replies outside WhatsApp's 24-hour window, in order.
+            default_language: the templates' fallback language (settings `languages.default`).
         """
         super().__init__(retrier)
         http = TwilioHttpClient(timeout=timeout)
@@ -197,6 +198,7 @@ class TwilioChannel(Connector):
         """The ledger's lookup, to skip records it holds before translating them (None: translate all)."""
         self.status_callback = status_callback
         self.whatsapp_templates = tuple(whatsapp_templates)
+        self.default_language = default_language
         self._client = Client(account_sid, auth_token, http_client=http)
 
     @property
@@ -344,7 +346,7 @@ class TwilioChannel(Connector):
         fields: dict[str, Any] = {"to": to, "from_": from_, "body": message.text}
         text: str | None = message.text  # what a copy sent earlier reads (None: Twilio renders a template)
         if whatsapp and not window_open(message):
-            chosen = fitting(self.whatsapp_templates, message) if not message.survey else None
+            chosen = fitting(self.whatsapp_templates, message, self.default_language) if not message.survey else None
             if chosen is None:  # nothing is sent: WhatsApp would refuse free text (63016)
                 raise Rejected(closed_reason(self.whatsapp_templates, message), system=self.name,
                                code="whatsapp_window")

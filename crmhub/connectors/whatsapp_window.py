@@ -40,19 +40,22 @@ def window_open(message: OutboundMessage) -> bool:
     return message.asked_at - message.last_inbound_at < WINDOW - MARGIN
 
 
-def fitting(templates: Sequence[Template], message: OutboundMessage) -> tuple[Template, str] | None:
+def fitting(templates: Sequence[Template], message: OutboundMessage,
+            default_language: str | None = None) -> tuple[Template, str] | None:
     """The first template that fits the reply, with its ContentVariables (JSON); None when none fits.
 
-    A template fits when it is written in the conversation's language (or names none) and every one of its
-    variables has a value for this reply.
+    A template fits when every one of its variables has a value for this reply and it is written in the
+    conversation's language or names none; failing that, one in `default_language` (settings
+    `languages.default`, as the failed-reply note falls back).
     """
     values = {"customer_name": message.customer_name.strip(), "case_id": message.case_id.strip()}
-    for template in templates:
-        if template.languages and message.language not in template.languages:
-            continue
-        filled = {number: values.get(field, "") for number, field in template.variables.items()}
-        if all(filled.values()):
-            return template, json.dumps(filled, ensure_ascii=False, sort_keys=True)
+    for wanted in (message.language, default_language):
+        for template in templates:
+            if template.languages and wanted not in template.languages:
+                continue
+            filled = {number: values.get(field, "") for number, field in template.variables.items()}
+            if all(filled.values()):
+                return template, json.dumps(filled, ensure_ascii=False, sort_keys=True)
     return None
 
 
@@ -67,6 +70,6 @@ def closed_reason(templates: Sequence[Template], message: OutboundMessage) -> st
                "settings.yaml")
     else:
         why = (f"none of the configured templates ({', '.join(t.name for t in templates)}) fits this conversation "
-               "(its language, or a value a variable needs such as the customer's name, is missing)")
+               "(none in its language, or a value a variable needs, such as the customer's name, is unknown)")
     return (f"WhatsApp's 24-hour window is closed ({when}) and WhatsApp then takes only approved templates; {why}. "
             "The reply was not sent: send it again once the customer writes, or reach them another way")

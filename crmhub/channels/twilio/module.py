@@ -31,7 +31,8 @@ class TwilioModule(ChannelModule):
                              status_callback=f"{str(public_url).rstrip('/')}/webhooks/twilio/status"
                              if public_url else None,
                              whatsapp_templates=[Template(t.name, t.content_sid, dict(t.variables), tuple(t.languages))
-                                                 for t in twilio.whatsapp_templates])
+                                                 for t in twilio.whatsapp_templates],
+                             default_language=config.settings.languages.default)
 
     def block_problems(self, block: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
         if block.get("numbers") or block.get("whatsapp_senders"):
