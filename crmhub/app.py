@@ -32,7 +32,7 @@ from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.metrics import Metrics
 from crmhub.language import LanguageDetector
-from crmhub.model import CaseState, Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
+from crmhub.model import CaseState, Channel, Identity, MirrorRecord, QueueTarget, WritePriority
 from crmhub.ops import links
 from crmhub.replying import Replier
 from crmhub.report.build import report_for

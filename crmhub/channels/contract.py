@@ -94,8 +94,9 @@ class ChannelModule(ABC):
 
     # ---- building ----------------------------------------------------------------------------
     @abstractmethod
-    def build(self, config: Config, retrier: Retrier) -> ChannelConnector:
-        """The connector, from the validated configuration (secrets via `config.secret`) and the shared retrier."""
+    def build(self, config: Config, retrier: Retrier) -> Any:
+        """The connector (a `ChannelConnector`), from the validated configuration (secrets via `config.secret`)
+        and the shared retrier."""
 
     def block_problems(self, block: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
         """Cross-key problems of its enabled `channels.<name>` block as written (YAML, before the model checks
@@ -133,7 +134,7 @@ class ChannelModule(ABC):
         """Told every outcome of its webhook routes (e.g. the poll re-reads less while webhooks are healthy)."""
 
     # ---- replying ----------------------------------------------------------------------------
-    def senders(self, connector: Any) -> Mapping[Channel, ChannelSender]:
+    def senders(self, connector: Any) -> Mapping[Channel, ChannelSender | Any]:
         """The connector replying on each of its channels (`send` finds before it resends; see ChannelSender)."""
         return {}
 

@@ -13,7 +13,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationInfo, create_model, field_validator, model_validator
@@ -26,9 +26,7 @@ from crmhub.config._types import (
     Percent,
     Duration,
     LanguageCode,
-    Phone,
     PositiveDuration,
-    Region,
     SecretRef,
     TextId,
     Url,
@@ -271,14 +269,13 @@ class CrmSettings(Model):
 
 # --- channels --------------------------------------------------------------
 
-def _channel_settings() -> type[Model]:
+def _channel_settings() -> type[_ChannelBase]:
     """`channels:`: one optional block per channel module, its model declared by the module (the registry)."""
     fields: dict[str, Any] = {
         name: (registry.settings_model(name) | None,
                Field(None, description=(registry.settings_model(name).__doc__ or "").strip().splitlines()[0]))
         for name in registry.names()}
-    model = create_model("ChannelSettings", __base__=_ChannelBase, __doc__=_ChannelBase.__doc__, **fields)
-    return model
+    return create_model("ChannelSettings", __base__=_ChannelBase, __doc__=_ChannelBase.__doc__, **fields)
 
 
 class _ChannelBase(Model):
@@ -286,12 +283,18 @@ class _ChannelBase(Model):
 
     keyed_by: ClassVar[str] = "channel"
 
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any: ...  # a channel module's block (None when absent)
+
     def enabled_names(self) -> tuple[str, ...]:
         """Names of the channels present and enabled, in the registry's order."""
         return tuple(name for name in CHANNELS if (s := getattr(self, name)) is not None and s.enabled)
 
 
-ChannelSettings = _channel_settings()
+if TYPE_CHECKING:
+    ChannelSettings = _ChannelBase  # each block is `Any` to the type checker: its model is the module's
+else:
+    ChannelSettings = _channel_settings()
 
 
 # --- service ---------------------------------------------------------------

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, ReplyStatus
 from crmhub.store import replies
-from crmhub.store.ledger import INTERACTION_COLUMNS, dialect_insert, insert_ignoring_conflicts, latest_inbound
+from crmhub.store.ledger import dialect_insert, insert_ignoring_conflicts
+from crmhub.store.ledger import latest_inbound as latest_inbound  # the surveys' window reads it here
 from crmhub.store.schema import LedgerRow, ReplyRow, SupportCaseRow, SurveyRow, SurveyScoreRow
 from crmhub.store.sets import among
 

@@ -64,7 +64,7 @@ class TwilioModule(ChannelModule):
         if route == "twilio.messages":  # the message webhooks' health sets how far the reconcile poll re-reads
             connector.window.webhook(outcome)
 
-    def senders(self, connector: TwilioChannel) -> Mapping[Channel, ChannelSender]:
+    def senders(self, connector: TwilioChannel) -> Mapping[Channel, ChannelSender | Any]:
         return {Channel.SMS: connector, Channel.WHATSAPP: connector}
 
     def reply_status(self, status: str) -> ReplyStatus | None:

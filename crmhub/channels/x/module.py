@@ -52,7 +52,7 @@ class XModule(ChannelModule):
         return XHooks(config.secret("channels.x.consumer_secret").get_secret_value(),
                       account=partial(connector.account, retry=False) if connector is not None else None)
 
-    def senders(self, connector: XChannel) -> Mapping[Channel, ChannelSender]:
+    def senders(self, connector: XChannel) -> Mapping[Channel, ChannelSender | Any]:
         return {Channel.X_MENTION: connector, Channel.X_DM: connector}
 
     def own_identities(self, block: Any) -> set[Identity]:
