@@ -15,32 +15,30 @@ from typing import Any
 
 
 class Channel(StrEnum):
-    """Where a customer wrote or called."""
+    """Where a customer wrote or called. Which channel module reports each: `crmhub.channels.registry`."""
 
     SMS = "sms"
     WHATSAPP = "whatsapp"
     CALL = "call"
     X_MENTION = "x_mention"
     X_DM = "x_dm"
+    EMAIL = "email"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
 
     @property
     def label(self) -> str:
-        """How people call the channel (used in CRM subjects)."""
-        return _CHANNEL_LABELS[self]
+        """How people call the channel (used in CRM subjects), as its channel module's registry entry says."""
+        from crmhub.channels.registry import label_of  # plain data; imported late, the registry names Channel values
+
+        return label_of(self.value)
 
     @property
     def source(self) -> str:
-        """The connector that reports it (a source of cursors and dead letters)."""
-        return "x" if self in (Channel.X_MENTION, Channel.X_DM) else "twilio"
+        """The channel module that reports it (a source of cursors and dead letters)."""
+        from crmhub.channels.registry import source_of
 
-
-_CHANNEL_LABELS = {
-    Channel.SMS: "SMS",
-    Channel.WHATSAPP: "WhatsApp",
-    Channel.CALL: "Call",
-    Channel.X_MENTION: "X mention",
-    Channel.X_DM: "X DM",
-}
+        return source_of(self.value)
 
 
 class Direction(StrEnum):
@@ -56,6 +54,8 @@ class IdentityKind(StrEnum):
     X = "x"
     X_HANDLE = "x_handle"  # what CRMs hold instead of the id; used to match the mirror
     WHATSAPP_USER = "wa_user"  # a WhatsApp business-scoped user id (BSUID): a user known by username, no phone
+    MESSENGER = "fb_psid"  # a Facebook page-scoped id: one person has one per page
+    INSTAGRAM = "ig_sid"  # an Instagram-scoped id: one person has one per Instagram professional account
 
 
 @dataclass(frozen=True, order=True)
@@ -105,6 +105,7 @@ class Interaction:
     call: CallInfo | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     language: str | None = field(default=None, compare=False)  # detected at routing (ISO 639-1), None: unknown
+    customer_name: str = field(default="", compare=False)  # the name the channel showed for the customer; no proof
 
     @property
     def customer(self) -> Identity:
@@ -455,6 +456,13 @@ class OutboundMessage:
     `in_reply_to` is the post a mention reply answers. `uncertain_since` is
     set when an earlier try may have gone out: the connector first looks for a
     message it sent since then with the same text, and sends only if none.
+
+    `last_inbound_at` is when the customer last wrote in the conversation (None:
+    never), `asked_at` when the send was claimed: channels with a session window
+    (WhatsApp's 24 hours) decide from them whether free text may go out.
+    `customer_name` (the name the channel reported for the customer) and
+    `case_id` are what an approved template may show; `survey` marks crmhub's
+    own survey question (never replaced by a template).
     """
 
     key: str
@@ -466,6 +474,12 @@ class OutboundMessage:
     in_reply_to: str | None = None
     uncertain_since: datetime | None = None
     already_sent: tuple[str, ...] = ()  # message ids of the conversation's other replies: never "found" as this one
+    last_inbound_at: datetime | None = None
+    asked_at: datetime | None = None
+    customer_name: str = ""
+    case_id: str = ""
+    language: str | None = None  # the conversation's, when routing detected one
+    survey: bool = False
 
 
 @dataclass(frozen=True)

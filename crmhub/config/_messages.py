@@ -28,6 +28,8 @@ _KEYED_NAMES = {"CRM": CRMS, "channel": CHANNELS, "identity kind": ()}  # identi
 # for account_sid: people paste the auth token there by mistake).
 _PATTERN_HINTS = {
     "account_sid": ("the value is not a Twilio account SID", "write AC followed by 32 hex digits, from the Twilio console"),
+    "content_sid": ("{value} is not a Twilio Content SID", "write HX followed by 32 hex digits, from the Content "
+                                                          "Template Builder (Messaging > Content Template Builder)"),
     "subdomain": ("{value} is not a Zendesk subdomain", "write only the first part of acme.zendesk.com: lower-case letters, "
                                                         "digits and -"),
     "account": ("{value} is not an X handle", "write up to 15 letters, digits or _, without @"),

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -47,7 +48,8 @@ from twilio.rest import Client
 from crmhub.connectors._base import Connector, classify_status, retry_after_seconds
 from crmhub.connectors._http import build_session
 from crmhub.connectors._retry import Retrier
-from crmhub.errors import ConnectorError
+from crmhub.connectors.whatsapp_window import Template, closed_reason, fitting, window_open
+from crmhub.errors import ConnectorError, Rejected
 from crmhub.identities import WHATSAPP_PREFIX, InvalidIdentity, is_whatsapp_user, phone, whatsapp_user
 from crmhub.model import (
     CallInfo,
@@ -61,6 +63,8 @@ from crmhub.model import (
     ReplyStatus,
     SentMessage,
 )
+
+log = structlog.get_logger("crmhub.twilio")
 
 DIRECTIONS = {"inbound": Direction.INBOUND}  # outbound-api, outbound-call, outbound-reply, outbound-dial: outbound
 # A call is a call log once it has ended (https://www.twilio.com/docs/voice/api/call-resource#call-status-values).
@@ -89,6 +93,9 @@ ERROR_FIXES = {
     30006: "the number is a landline or its carrier cannot take texts; call the customer or use another channel",
     30007: "the carrier filtered the message as spam; rephrase it (no shortened links) or use another channel",
     30008: "the carrier gave no reason; try again later or use another channel",
+    21655: ("the template's Content SID is not one of this account's templates; copy it again from the Content "
+            "Template Builder into channels.twilio.whatsapp_templates"),
+    21656: "the template's variables were refused; check the variables of channels.twilio.whatsapp_templates",
     63016: ("WhatsApp's 24-hour window is closed: the customer last wrote more than 24 hours ago, and WhatsApp then "
             "only takes approved templates; reply after the customer writes again"),
 }
@@ -169,11 +176,14 @@ class TwilioChannel(Connector):
 
     def __init__(self, *, account_sid: str, auth_token: str, base_url: str | None = None,
                  default_region: str = "US", page_size: int = 100, overlap: timedelta = timedelta(minutes=10),
-                 timeout: float = 30.0, retrier: Retrier | None = None, status_callback: str | None = None) -> None:
+                 timeout: float = 30.0, retrier: Retrier | None = None, status_callback: str | None = None,
+                 whatsapp_templates: Sequence[Template] = (), default_language: str | None = None) -> None:
         """
         Args:
             status_callback: the URL Twilio POSTs sent messages' statuses to (the webhook receiver's
                 `/webhooks/twilio/status` at its public URL); None: statuses are read by fetching.
+            whatsapp_templates: approved templates for replies outside WhatsApp's 24-hour window, in order.
+            default_language: the templates' fallback language (settings `languages.default`).
         """
         super().__init__(retrier)
         http = TwilioHttpClient(timeout=timeout)
@@ -187,6 +197,8 @@ class TwilioChannel(Connector):
         self.known: KnownFn | None = None
         """The ledger's lookup, to skip records it holds before translating them (None: translate all)."""
         self.status_callback = status_callback
+        self.whatsapp_templates = tuple(whatsapp_templates)
+        self.default_language = default_language
         self._client = Client(account_sid, auth_token, http_client=http)
 
     @property
@@ -331,25 +343,41 @@ class TwilioChannel(Connector):
         whatsapp = message.channel is Channel.WHATSAPP
         prefix = WHATSAPP_PREFIX if whatsapp else ""
         to, from_ = prefix + message.recipient.value, prefix + message.sender.value
+        fields: dict[str, Any] = {"to": to, "from_": from_, "body": message.text}
+        text: str | None = message.text  # what a copy sent earlier reads (None: Twilio renders a template)
+        if whatsapp and not window_open(message):
+            chosen = fitting(self.whatsapp_templates, message, self.default_language) if not message.survey else None
+            if chosen is None:  # nothing is sent: WhatsApp would refuse free text (63016)
+                raise Rejected(closed_reason(self.whatsapp_templates, message), system=self.name,
+                               code="whatsapp_window")
+            template, variables = chosen
+            fields = {"to": to, "from_": from_, "content_sid": template.content_sid, "content_variables": variables}
+            text = None
+            log.info("whatsapp window closed: sending a template", reply=message.key, template=template.name)
+        if self.status_callback:
+            fields["status_callback"] = self.status_callback
+
         def send() -> SentMessage:
-            fields: dict[str, Any] = {"to": to, "from_": from_, "body": message.text}
-            if self.status_callback:
-                fields["status_callback"] = self.status_callback
             return self._sent(self._client.messages.create(**fields), found=False)
 
         def find_sent(floor: datetime) -> SentMessage | None:
-            earlier = self._sent_since(from_, to, message, floor)
+            earlier = self._sent_since(from_, to, message, floor, text)
             return self._sent(earlier, found=True) if earlier is not None else None
 
         return self.send_checked("messages.create", message.uncertain_since, find_sent, send)
 
-    def _sent_since(self, from_: str, to: str, message: OutboundMessage, floor: datetime) -> Any | None:
-        """Our message to the customer created since `floor` with the reply's text (raw SDK: inside an attempt)."""
+    def _sent_since(self, from_: str, to: str, message: OutboundMessage, floor: datetime,
+                    text: str | None) -> Any | None:
+        """Our message to the customer created since `floor` with the reply's text (raw SDK: inside an attempt).
+
+        `text` None: a template, whose words Twilio fills in; then any message of ours to the customer since
+        `floor` that is no other reply's is this one (a conversation's replies are sent one after another).
+        """
         page = self._client.messages.page(from_=from_, to=to, page_size=min(self.page_size, 50))
         for _ in range(CHECK_PAGES):
             recent = [m for m in page if m.date_created is None or m.date_created >= floor]
             for sent in recent:
-                if (sent.body == message.text and str(sent.direction).startswith("outbound")
+                if ((text is None or sent.body == text) and str(sent.direction).startswith("outbound")
                         and str(sent.sid) not in message.already_sent):
                     return sent
             if not recent:
@@ -436,7 +464,8 @@ def _phone_interaction(channel: Channel, sid: str, sender: str | None, recipient
     ours, customer = (target, source) if way is Direction.INBOUND else (source, target)
     return Interaction(channel=channel, direction=way, external_id=sid,
                        conversation_key=f"{channel}:{ours.value}:{customer.value}", sender=source,
-                       recipient=target, text=text, occurred_at=occurred_at, media=media, call=call, raw=raw)
+                       recipient=target, text=text, occurred_at=occurred_at, media=media, call=call, raw=raw,
+                       customer_name=customer_name)
 
 
 def _address(value: str | None, role: str, region: str, channel: Channel = Channel.SMS, name: str = "") -> Identity:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -215,6 +215,7 @@ def _to_row(item: Interaction, now: datetime) -> dict[str, Any]:
         "recipient_kind": item.recipient.kind.value,
         "recipient_value": item.recipient.value,
         "recipient_display": item.recipient.display,
+        "customer_name": item.customer_name[:255],
         "text": item.text,
         "media": list(item.media),
         "call": None if item.call is None else {
@@ -243,14 +244,31 @@ def to_interaction(row: Any, *, raw: bool = True) -> Interaction:
         call=CallInfo(**row.call) if row.call else None,
         raw=(row.raw or {}) if raw else {},
         language=getattr(row, "language", None),
+        customer_name=getattr(row, "customer_name", "") or "",
     )
 
 
 INTERACTION_COLUMNS = (LedgerRow.channel, LedgerRow.direction, LedgerRow.external_id, LedgerRow.conversation_key,
                        LedgerRow.sender_kind, LedgerRow.sender_value, LedgerRow.sender_display,
                        LedgerRow.recipient_kind, LedgerRow.recipient_value, LedgerRow.recipient_display,
-                       LedgerRow.text, LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call, LedgerRow.language)
+                       LedgerRow.text, LedgerRow.occurred_at, LedgerRow.media, LedgerRow.call, LedgerRow.language,
+                       LedgerRow.customer_name)
 """The ledger columns `to_interaction(row, raw=False)` reads: select them beside others, not whole ORM rows."""
+
+
+def latest_inbound(session: Session, conversations: Iterable[str]) -> dict[str, Any]:
+    """Each conversation's newest message from the customer (ledger columns and `person_id`), in one query."""
+    keys = sorted(set(conversations))
+    if not keys:
+        return {}
+    newest = (select(LedgerRow.conversation_key, func.max(LedgerRow.occurred_at).label("at"))
+              .where(among(LedgerRow.conversation_key, keys), LedgerRow.direction == Direction.INBOUND.value)
+              .group_by(LedgerRow.conversation_key).subquery())
+    query = (select(LedgerRow.id, LedgerRow.person_id, *INTERACTION_COLUMNS)
+             .join(newest, and_(LedgerRow.conversation_key == newest.c.conversation_key,
+                                LedgerRow.occurred_at == newest.c.at))
+             .where(LedgerRow.direction == Direction.INBOUND.value).order_by(LedgerRow.id))
+    return {row.conversation_key: row for row in session.execute(query)}  # a tie: the last stored wins
 
 
 def unprocessed_items(session: Session, limit: int) -> list[tuple[int, Interaction]]:

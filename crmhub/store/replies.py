@@ -19,7 +19,7 @@ attempt and no backoff.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from crmhub.model import REPLY_STATUS_RANK, Channel, Identity, IdentityKind, OutboundMessage, ReplyStatus
-from crmhub.store.ledger import insert_ignoring_conflicts
+from crmhub.store.ledger import insert_ignoring_conflicts, latest_inbound
 from crmhub.store.schema import LedgerRow, ReplyRow
 from crmhub.store.sets import among
 from crmhub.store.text import storable
@@ -47,6 +47,8 @@ def written_in_crm(reply_ref: str) -> bool:
     """Whether the reply is already on its case in the CRM it came from (so its echo is not written there)."""
     return not reply_ref.startswith(PANEL_REF)
 
+
+SURVEY_PREFIX = "survey:"  # the reply_ref of a survey question (`crmhub.store.surveys`): survey:<id>
 
 @dataclass(frozen=True)
 class Claim:
@@ -79,14 +81,25 @@ def claim_due(session: Session, limit: int, *, now: datetime, lease: timedelta) 
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     claims = []
-    for row in list(session.scalars(query)):
+    rows = list(session.scalars(query))
+    # When each customer last wrote (one query for the batch): channels with a session window need it.
+    latest = latest_inbound(session, {row.conversation_key for row in rows})
+    for row in rows:
         uncertain = row.status == ReplyStatus.SENDING.value and row.claimed_at is not None
         row.status, row.claims, row.next_attempt_at = ReplyStatus.SENDING.value, row.claims + 1, now + lease
         row.claimed_at = row.claimed_at or now
         others = _sent_in_conversation(session, row) if uncertain else ()
-        claims.append(Claim(row.id, row.crm, row.reply_ref, row.attempts + 1, _message(row, uncertain, others),
-                            claims=row.claims))
+        message = replace(_message(row, uncertain, others), asked_at=now,
+                          **_customer_side(latest.get(row.conversation_key)))
+        claims.append(Claim(row.id, row.crm, row.reply_ref, row.attempts + 1, message, claims=row.claims))
     return claims
+
+
+def _customer_side(last: Any) -> dict[str, Any]:
+    """What the conversation's newest inbound ledger row tells a send: when, who, which language."""
+    if last is None:
+        return {}
+    return {"last_inbound_at": last.occurred_at, "customer_name": last.customer_name or "", "language": last.language}
 
 
 def _sent_in_conversation(session: Session, row: ReplyRow) -> tuple[str, ...]:
@@ -101,7 +114,8 @@ def _message(row: ReplyRow, uncertain: bool, already_sent: tuple[str, ...] = ())
         key=f"{row.crm}:{row.reply_ref}", channel=Channel(row.channel), conversation_key=row.conversation_key,
         sender=Identity(IdentityKind(row.from_kind), row.from_address),
         recipient=Identity(IdentityKind(row.to_kind), row.to_address), text=row.text, in_reply_to=row.in_reply_to,
-        uncertain_since=row.claimed_at if uncertain else None, already_sent=already_sent)
+        uncertain_since=row.claimed_at if uncertain else None, already_sent=already_sent, case_id=row.case_id,
+        survey=row.reply_ref.startswith(SURVEY_PREFIX))
 
 
 def mark_sent(session: Session, reply_id: int, message_id: str | None, status: ReplyStatus, *, now: datetime,

@@ -78,6 +78,7 @@ class LedgerRow(Base):
     recipient_kind: Mapped[str] = mapped_column(String(8))
     recipient_value: Mapped[str] = mapped_column(String(255))
     recipient_display: Mapped[str] = mapped_column(String(255), default="")
+    customer_name: Mapped[str] = mapped_column(String(255), default="", server_default="")  # as the channel shows it
     text: Mapped[str] = mapped_column(Text, default="")
     language: Mapped[str | None] = mapped_column(String(8), nullable=True)  # detected at routing; None: unknown
     media: Mapped[list[Any]] = mapped_column(default=list)

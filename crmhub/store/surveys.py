@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Direction, ReplyStatus
 from crmhub.store import replies
-from crmhub.store.ledger import INTERACTION_COLUMNS, dialect_insert, insert_ignoring_conflicts
+from crmhub.store.ledger import dialect_insert, insert_ignoring_conflicts
+from crmhub.store.ledger import latest_inbound as latest_inbound  # the surveys' window reads it here
 from crmhub.store.schema import LedgerRow, ReplyRow, SupportCaseRow, SurveyRow, SurveyScoreRow
 from crmhub.store.sets import among
 
 ASKED, SKIPPED, ANSWERED = "asked", "skipped", "answered"
 PENDING, DONE, DEAD = "pending", "done", "dead"
-REPLY_PREFIX = "survey:"  # `replies.reply_ref` of a survey question: survey:<id>
+REPLY_PREFIX = replies.SURVEY_PREFIX  # `replies.reply_ref` of a survey question: survey:<id>
 _SCORES = cast(Table, SurveyScoreRow.__table__)
 _SENT = (ReplyStatus.SENT.value, ReplyStatus.DELIVERED.value)
 
@@ -39,21 +40,6 @@ def reply_ref(survey_id: int) -> str:
 def is_survey(reply_ref_: str) -> bool:
     """Whether a reply row is a survey question (crmhub's own text, not an agent's)."""
     return reply_ref_.startswith(REPLY_PREFIX)
-
-
-def latest_inbound(session: Session, conversations: Iterable[str]) -> dict[str, Any]:
-    """Each conversation's newest message from the customer (ledger columns and `person_id`), in one query."""
-    keys = sorted(set(conversations))
-    if not keys:
-        return {}
-    newest = (select(LedgerRow.conversation_key, func.max(LedgerRow.occurred_at).label("at"))
-              .where(among(LedgerRow.conversation_key, keys), LedgerRow.direction == Direction.INBOUND.value)
-              .group_by(LedgerRow.conversation_key).subquery())
-    query = (select(LedgerRow.id, LedgerRow.person_id, *INTERACTION_COLUMNS)
-             .join(newest, and_(LedgerRow.conversation_key == newest.c.conversation_key,
-                                LedgerRow.occurred_at == newest.c.at))
-             .where(LedgerRow.direction == Direction.INBOUND.value).order_by(LedgerRow.id))
-    return {row.conversation_key: row for row in session.execute(query)}  # a tie: the last stored wins
 
 
 def keyword_messages(session: Session, conversations: Iterable[str], words: Iterable[str]

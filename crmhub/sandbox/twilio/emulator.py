@@ -230,6 +230,14 @@ class TwilioEmulator(Emulator):
         return self.backend.advance_message(sid, status)
 
     @_seed
+    def add_content(self, friendly_name: str, body: str, variables: dict[str, str] | None = None, *,
+                    language: str = "en", whatsapp_approved: bool = True,
+                    account_sid: str = DEFAULT_ACCOUNT_SID) -> str:
+        """A Content Template (HX...), `body` with {{1}}-style placeholders; returns its ContentSid."""
+        return self.backend.add_content(friendly_name, body, variables, language=language,
+                                        whatsapp_approved=whatsapp_approved, account_sid=account_sid)
+
+    @_seed
     def receive_message(self, from_: str, to: str, body: str, media_urls: Sequence[str] = (),
                         at: datetime | None = None, profile_name: str | None = None) -> str:
         """An inbound SMS/WhatsApp to one of our numbers; POSTs its sms_url, signed. Returns the SID."""

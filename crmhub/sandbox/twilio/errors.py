@@ -119,6 +119,20 @@ def unsubscribed() -> TwilioError:
     return bad_request(21610, "Attempt to send to unsubscribed recipient")
 
 
+def content_sid_required() -> TwilioError:
+    return bad_request(21654, "A ContentSid must be specified if ContentVariables are provided in the request.")
+
+
+def invalid_content_sid() -> TwilioError:
+    """21655: not HX + 32 hex digits, deleted, or another account's template."""
+    return bad_request(21655, "The ContentSid is Invalid")
+
+
+def invalid_content_variables() -> TwilioError:
+    """21656: not a JSON object of strings, an empty or null value, or a placeholder left without a value."""
+    return bad_request(21656, "The ContentVariables Parameter is invalid")
+
+
 def invalid_messaging_service(sid: str) -> TwilioError:
     return bad_request(21705, f"The Messaging Service {sid} is invalid.")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hmac
+import json
 import mimetypes
 import re
 import uuid
@@ -43,6 +44,8 @@ WHATSAPP = "whatsapp"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # A WhatsApp user who hides their number behind a username: Meta's business-scoped user id (BSUID), which the
 # sandbox takes as the `whatsapp:` address in place of the number (e.g. whatsapp:US.13491208655302741918).
+CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
+PLACEHOLDER = re.compile(r"\{\{\s*([0-9A-Za-z_]+)\s*\}\}")
 BSUID = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")
 MAX_BODY = 1600
 
@@ -180,7 +183,7 @@ def initial_state(now: datetime) -> dict[str, Any]:
     """A fresh Twilio: the default sandbox account and nothing else."""
     state: dict[str, Any] = {
         "accounts": {}, "api_keys": {}, "numbers": {}, "services": {}, "messages": {}, "media": {},
-        "calls": {}, "recordings": {}, "undeliverable": {}, "opted_out": {}, "whatsapp_sessions": {},
+        "calls": {}, "recordings": {}, "undeliverable": {}, "opted_out": {}, "whatsapp_sessions": {}, "contents": {},
         "webhooks": [], "seq": 0,
         "transitions": {"mode": "immediate", "reads": 1},
     }
@@ -328,14 +331,31 @@ class TwilioBackend:
         self.state["undeliverable"][split_address(number)[1]] = {"status": status, "error_code": code}
 
     # ---- outbound messages --------------------------------------------------
+    def add_content(self, friendly_name: str, body: str, variables: dict[str, str] | None = None, *,
+                    language: str = "en", whatsapp_approved: bool = True, account_sid: str = DEFAULT_ACCOUNT_SID) -> str:
+        """A Content Template (HX...) as the Content Template Builder makes it: `body` with {{1}} placeholders,
+        `variables` their sample values; `whatsapp_approved` as WhatsApp's review left it."""
+        sid = new_sid("HX")
+        self.state.setdefault("contents", {})[sid] = {
+            "sid": sid, "account_sid": account_sid, "friendly_name": friendly_name, "language": language,
+            "variables": dict(variables or {}), "types": {"twilio/text": {"body": body}},
+            "whatsapp_approved": whatsapp_approved}
+        return sid
+
     def create_message(
         self, account_sid: str, *, to: str, from_: str, service_sid: str, body: str,
-        media_urls: Sequence[str], status_callback: str,
+        media_urls: Sequence[str], status_callback: str, content_sid: str = "", content_variables: str | None = None,
     ) -> Record:
         """POST Messages.json: validate as Twilio does, store, return the created record."""
-        sender = self._check_outbound(account_sid, to, from_, service_sid, body, media_urls)
+        sender = self._check_outbound(account_sid, to, from_, service_sid, body or content_sid or content_variables or "",
+                                      media_urls)  # a template needs no Body
+        template = None
+        if content_sid or content_variables is not None:
+            template = self._content(account_sid, content_sid, content_variables)
+            body = template["body"]
         outcome = self.state["undeliverable"].get(split_address(to)[1], {"status": "delivered", "error_code": None})
-        if split_address(to)[0] == WHATSAPP and not self._in_whatsapp_window(to, sender):
+        approved = template is not None and template["whatsapp_approved"]
+        if split_address(to)[0] == WHATSAPP and not approved and not self._in_whatsapp_window(to, sender):
             outcome = {"status": "failed", "error_code": OUTSIDE_WINDOW}  # accepted, then failed (asynchronous)
         path = (["accepted"] if service_sid else []) + list(MESSAGE_PATHS[outcome["status"]])
         message = self._new_message(account_sid, sender, to, body, "outbound-api", path[0], self.now(), media_urls)
@@ -366,6 +386,28 @@ class TwilioBackend:
         if channel != WHATSAPP and _pair(number, sender) in self.state.setdefault("opted_out", {}):
             raise errors.unsubscribed()
         return sender
+
+    def _content(self, account_sid: str, content_sid: str, content_variables: str | None) -> dict[str, Any]:
+        """The Content Template a message names, rendered with its ContentVariables (Twilio's 21654/21655/21656)."""
+        if not content_sid:
+            raise errors.content_sid_required()
+        content = self.state.setdefault("contents", {}).get(content_sid)
+        if not CONTENT_SID.match(content_sid) or content is None or content["account_sid"] != account_sid:
+            raise errors.invalid_content_sid()
+        values = dict(content["variables"])
+        if content_variables is not None:
+            try:
+                given = json.loads(content_variables)
+            except ValueError:
+                raise errors.invalid_content_variables() from None
+            if not isinstance(given, dict) or any(not isinstance(v, str) or not v for v in given.values()):
+                raise errors.invalid_content_variables()
+            values.update({str(k): v for k, v in given.items()})
+        text = content["types"]["twilio/text"]["body"]
+        rendered = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+        if PLACEHOLDER.search(rendered):  # a placeholder with no value at all
+            raise errors.invalid_content_variables()
+        return {"body": rendered, "whatsapp_approved": content["whatsapp_approved"]}
 
     def _in_whatsapp_window(self, to: str, sender: str) -> bool:
         """Whether the customer wrote to this sender in the last 24 h (WhatsApp's customer service window)."""

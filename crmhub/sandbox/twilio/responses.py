@@ -146,6 +146,7 @@ def create_message(backend: TwilioBackend, request: Request, account_sid: str) -
         account_sid, to=form.get("To", ""), from_=form.get("From", ""),
         service_sid=form.get("MessagingServiceSid", ""), body=form.get("Body", ""),
         media_urls=form.getlist("MediaUrl"), status_callback=form.get("StatusCallback", ""),
+        content_sid=form.get("ContentSid", ""), content_variables=form.get("ContentVariables"),
     )
     return json_response(public(message), 201)
 
