@@ -22,6 +22,7 @@ class Channel(StrEnum):
     CALL = "call"
     X_MENTION = "x_mention"
     X_DM = "x_dm"
+    EMAIL = "email"
 
     @property
     def label(self) -> str:
@@ -31,6 +32,8 @@ class Channel(StrEnum):
     @property
     def source(self) -> str:
         """The connector that reports it (a source of cursors and dead letters)."""
+        if self is Channel.EMAIL:
+            return "email"
         return "x" if self in (Channel.X_MENTION, Channel.X_DM) else "twilio"
 
 
@@ -40,6 +43,7 @@ _CHANNEL_LABELS = {
     Channel.CALL: "Call",
     Channel.X_MENTION: "X mention",
     Channel.X_DM: "X DM",
+    Channel.EMAIL: "Email",
 }
 
 

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.email.mailserver import MailServer, MailServerAbsent, start
+from crmhub.connectors._retry import Retrier, RetryPolicy
+from crmhub.connectors.email import EmailChannel, Endpoint
 
-SUPPORT = "support@crmhub.test"  # crmhub's mailbox
-OTHER_SUPPORT = "help@crmhub.test"  # a second mailbox of ours
-CUSTOMERS = ("jane@customers.test", "bob@customers.test")
+from tests.email.mailserver import MailServer, MailServerAbsent, start
+from tests.email.messages import CUSTOMERS, OTHER_SUPPORT, SUPPORT
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +30,15 @@ def mail_server(_mail_server: MailServer) -> MailServer:
     """Dovecot (IMAP with IDLE, LMTP) and Postfix (SMTP with AUTH) on free ports, every mailbox empty."""
     _mail_server.clear()
     return _mail_server
+
+
+@pytest.fixture
+def email_channel(mail_server: MailServer) -> Iterator[EmailChannel]:
+    """crmhub's email connector on the support mailbox of `mail_server` (plain IMAP/SMTP on loopback, AUTH)."""
+    channel = EmailChannel(
+        address=SUPPORT, display_name="Acme Support",
+        imap=Endpoint("127.0.0.1", mail_server.imap_port, "none", SUPPORT, mail_server.password),
+        smtp=Endpoint("127.0.0.1", mail_server.smtp_port, "none", SUPPORT, mail_server.password),
+        retrier=Retrier(RetryPolicy(max_attempts=3), sleep=lambda _s: None))
+    yield channel
+    channel.close()

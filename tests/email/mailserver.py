@@ -98,6 +98,26 @@ class MailServer:
             fetched = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
             return [fetched[uid][b"BODY[]"] for uid in sorted(fetched)]
 
+    def await_messages(self, user: str, count: int, folder: str = "INBOX", timeout: float = 60) -> list[bytes]:
+        """`user`'s messages once there are at least `count` (Postfix delivers after it answers).
+
+        Waits in IMAP IDLE, a second at a time, looking again after each: mail
+        that arrived just before IDLE began is not announced in it.
+        """
+        with self.imap(user) as client:
+            client.select_folder(folder, readonly=True)
+            for _ in range(int(timeout)):
+                if len(client.search("ALL")) >= count:
+                    break
+                client.idle()
+                try:
+                    client.idle_check(timeout=1)
+                finally:
+                    client.idle_done()
+            else:
+                raise AssertionError(f"{user} got fewer than {count} messages in {timeout} s")
+        return self.messages(user, folder)
+
     def clear(self) -> None:
         """Empty every user's mailboxes (and UID state), between tests."""
         for user in self.users:
