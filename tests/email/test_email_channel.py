@@ -3,6 +3,7 @@ what opens no case, and replies out once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email import message_from_bytes, policy
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from crmhub.connectors.email import EmailChannel, EmailPage
 from crmhub.connectors.email_parse import reply_message_id
 from crmhub.model import Channel, Direction, Identity, IdentityKind, Interaction, OutboundMessage
+from tests.email.lost_answer import LostAnswerRelay
 from tests.email.mailserver import MailServer
 from tests.email.messages import BOB, JANE, SUPPORT, auto_reply, bounce, customer_mail
 
@@ -193,3 +195,26 @@ def test_a_reply_to_an_address_that_bounces_reads_as_failed(mail_server: MailSer
     [bounced] = [s for p in pages for s in p.skipped if s.reason == "bounce"]
     assert bounced.about == sent.message_id
     assert email_channel.delivery(sent.message_id).status.value == "failed"
+
+
+def test_a_lost_smtp_answer_does_not_send_twice(mail_server: MailServer, email_channel: EmailChannel) -> None:
+    mail_server.deliver(customer_mail(JANE, "m1@customers.test"), SUPPORT, sender=JANE)
+    relay = LostAnswerRelay(mail_server.smtp_port)
+    email_channel.smtp_endpoint = replace(email_channel.smtp_endpoint, port=relay.port)
+    try:
+        sent = email_channel.send(reply())  # the first try's answer is lost; the retry looks before sending
+    finally:
+        relay.close()
+    assert relay.lost.is_set() and relay.server_answer.startswith(b"250")
+    assert sent.found_earlier and sent.message_id == reply_message_id("reply:salesforce:00a1", "crmhub.test")
+    [raw] = mail_server.await_messages(JANE, 1)
+    assert mail_server.messages(JANE) == [raw]  # after our copy arrived (it did: it was found), still one
+
+
+def test_a_reply_whose_earlier_try_never_reached_the_server_is_sent(mail_server: MailServer,
+                                                                    email_channel: EmailChannel) -> None:
+    from datetime import UTC, datetime, timedelta
+    email_channel.lost_answer_wait = timedelta(0)
+    sent = email_channel.send(reply(uncertain_since=datetime.now(UTC)))
+    assert not sent.found_earlier
+    assert len(mail_server.await_messages(JANE, 1)) == 1
