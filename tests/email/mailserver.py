@@ -15,6 +15,7 @@ without them, `MailServerAbsent` says what is missing and the tests skip.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import shutil
@@ -25,6 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -72,6 +74,11 @@ class MailServer:
     users: tuple[str, ...]
     password: str = PASSWORD
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def ca_file(self) -> str:
+        """The servers' self-signed certificate, to verify their TLS with."""
+        return str(self.root / "tls" / "cert.pem")
 
     # ---- what tests do -----------------------------------------------------------
     def deliver(self, message: EmailMessage | bytes, to: str, *, sender: str = "") -> None:
@@ -163,7 +170,9 @@ state_dir = {root}/state
 protocols = imap lmtp
 listen = 127.0.0.1
 log_path = {root}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{root}/tls/cert.pem
+ssl_key = <{root}/tls/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -224,6 +233,7 @@ lmtp      unix  - - n - - lmtp
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
+tlsmgr    unix  - - n 1000 1 tlsmgr
 """
 
 
@@ -254,11 +264,39 @@ smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = inet:127.0.0.1:{auth_port}
 smtpd_relay_restrictions = permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination
+smtpd_tls_cert_file = {root}/tls/cert.pem
+smtpd_tls_key_file = {root}/tls/key.pem
+smtpd_tls_security_level = may
 smtputf8_enable = no
 biff = no
 alias_maps =
 alias_database =
 """
+
+
+def _self_signed(directory: Path) -> None:
+    """A key and a certificate for 127.0.0.1 and localhost; the certificate is also the tests' CA file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crmhub test mail server")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir()
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").chmod(0o644)  # read by Postfix's smtpd as user postfix (a throw-away test key)
 
 
 def start(users: tuple[str, ...]) -> MailServer:
@@ -271,6 +309,7 @@ def start(users: tuple[str, ...]) -> MailServer:
     uid, gid = _mail_account()
     for sub in ("run", "state", "home"):
         (root / sub).mkdir()
+    _self_signed(root / "tls")
     os.chown(root / "home", uid, gid)
     for user in users:
         home = server._home(user)

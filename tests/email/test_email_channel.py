@@ -10,6 +10,7 @@ import pytest
 
 from crmhub.connectors.email import EmailChannel, EmailPage
 from crmhub.connectors.email_parse import reply_message_id
+from crmhub.errors import PermanentError
 from crmhub.model import Channel, Direction, Identity, IdentityKind, Interaction, OutboundMessage
 from tests.email.lost_answer import LostAnswerRelay
 from tests.email.mailserver import MailServer
@@ -218,3 +219,20 @@ def test_a_reply_whose_earlier_try_never_reached_the_server_is_sent(mail_server:
     sent = email_channel.send(reply(uncertain_since=datetime.now(UTC)))
     assert not sent.found_earlier
     assert len(mail_server.await_messages(JANE, 1)) == 1
+
+
+def test_starttls_to_both_servers_verified_against_a_private_ca(mail_server: MailServer,
+                                                                email_channel: EmailChannel) -> None:
+    email_channel.imap_endpoint = replace(email_channel.imap_endpoint, security="starttls", ca_file=mail_server.ca_file)
+    email_channel.smtp_endpoint = replace(email_channel.smtp_endpoint, security="starttls", ca_file=mail_server.ca_file)
+    mail_server.deliver(customer_mail(JANE, "m1@customers.test"), SUPPORT, sender=JANE)
+    assert [i.external_id for i in interactions(read_all(email_channel)[0])] == ["m1@customers.test"]
+    email_channel.send(reply())
+    assert len(mail_server.await_messages(JANE, 1)) == 1
+
+
+def test_a_server_certificate_nobody_vouches_for_is_refused(mail_server: MailServer,
+                                                            email_channel: EmailChannel) -> None:
+    email_channel.imap_endpoint = replace(email_channel.imap_endpoint, security="starttls")  # the system's CAs
+    with pytest.raises(PermanentError, match="TLS with the mail server failed"):
+        list(email_channel.pages(None))
