@@ -75,6 +75,21 @@ def test_replies_thread_into_the_first_message_of_their_thread(mail_server: Mail
     assert items[1].text == "Any news?"  # a reply's subject is not repeated into its text
 
 
+def test_a_reply_keeps_what_the_customer_wrote_not_what_they_quoted(mail_server: MailServer,
+                                                                   email_channel: EmailChannel) -> None:
+    mail_server.deliver(customer_mail(JANE, "r1@customers.test", "Thanks, and the invoice?\n\nOn Mon, 7 Dec 2026 "
+                                      "at 10:00, Acme Support <support@crmhub.test> wrote:\n> It ships tomorrow.\n",
+                                      in_reply_to="root@customers.test"), SUPPORT, sender=JANE)
+    mail_server.deliver(customer_mail(BOB, "r2@customers.test", in_reply_to="root2@customers.test",
+                                      html='<div>Yes please</div><div class="gmail_quote"><div>On Mon, Acme '
+                                           'wrote:</div><blockquote>It ships tomorrow.</blockquote></div>'),
+                        SUPPORT, sender=BOB)
+    mail_server.deliver(customer_mail(BOB, "r3@customers.test", "> all quoted", in_reply_to="root2@customers.test"),
+                        SUPPORT, sender=BOB)
+    texts = [i.text for i in interactions(read_all(email_channel)[0])]
+    assert texts == ["Thanks, and the invoice?", "Yes please", "> all quoted"]  # nothing left: all of it kept
+
+
 def test_html_becomes_text_and_attachments_are_recorded_not_kept(mail_server: MailServer,
                                                                   email_channel: EmailChannel) -> None:
     message = customer_mail(JANE, "h1@customers.test", subject="Broken",
