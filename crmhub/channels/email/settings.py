@@ -1,4 +1,4 @@
-"""The `channels.email` block of settings.yaml, and the connector built from it.
+"""The `channels.email` block of settings.yaml (the registry's `settings` for email).
 
 A mailbox the customers write to, read by IMAP and answered by SMTP. The
 passwords are secret references (`env:` / `file:`), never inline. Plain
@@ -8,20 +8,14 @@ mailbox's password over the network in the clear.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from crmhub.config._types import PositiveDuration, SecretRef, problem
-from crmhub.config.settings import Model, _is_loopback
-from crmhub.connectors._retry import Retrier
-from crmhub.connectors.email import EmailChannel, Endpoint
+from crmhub.config._model import Model
+from crmhub.config._types import PositiveDuration, SecretRef, is_loopback, problem
 from crmhub.identities import InvalidIdentity, email
-
-DEFAULT_PORTS = {"imap": {"ssl": 993, "starttls": 143, "none": 143},
-                 "smtp": {"ssl": 465, "starttls": 587, "none": 25}}
 
 
 class MailServerSettings(Model):
@@ -33,7 +27,8 @@ class MailServerSettings(Model):
     security: Literal["ssl", "starttls", "none"] = Field(
         "ssl", description="ssl: TLS from the start (IMAPS 993, SMTPS 465); starttls: upgrade a plain "
                            "connection (IMAP 143, submission 587); none: loopback only.")
-    username: str | None = Field(None, description="Login name; default: the mailbox address.")
+    username: str | None = Field(None, description="Login name; default: the mailbox address (for SMTP: the IMAP "
+                                                           "login name).")
     password: SecretRef | None = Field(None, description="Password or app password (env:/file:); the SMTP "
                                                          "server's default is the IMAP one.",
                                        examples=["env:EMAIL_PASSWORD"])
@@ -42,7 +37,7 @@ class MailServerSettings(Model):
 
     @model_validator(mode="after")
     def _no_plain_text_off_loopback(self) -> MailServerSettings:
-        if self.security == "none" and not _is_loopback(self.host):
+        if self.security == "none" and not is_loopback(self.host):
             raise problem("mail_plaintext", f"security: none would send the password to {self.host} in the clear; "
                                             "use security: ssl (or starttls), or a server on 127.0.0.1")
         return self
@@ -85,21 +80,3 @@ class EmailSettings(Model):
                                             "(the mailbox's password or app password)")
         return self
 
-
-def build_email(settings: EmailSettings, *, secret: Callable[[str], str], retrier: Retrier | None = None,
-                timeout: float = 30.0) -> EmailChannel:
-    """The connector for `settings`; `secret(path)` reads a resolved secret (`Config.secret`, unwrapped)."""
-    imap_password = secret("channels.email.imap.password")
-    smtp_password = secret("channels.email.smtp.password") if settings.smtp.password else imap_password
-    return EmailChannel(
-        address=settings.address, display_name=settings.display_name,
-        imap=_endpoint(settings.imap, "imap", settings.address, imap_password),
-        smtp=_endpoint(settings.smtp, "smtp", settings.imap.username or settings.address, smtp_password),
-        folder=settings.folder, sent_folder=settings.sent_folder, page_size=settings.page_size,
-        max_message_bytes=settings.max_message_bytes, timeout=timeout, lost_answer_wait=settings.lost_answer_wait,
-        retrier=retrier)
-
-
-def _endpoint(server: MailServerSettings, kind: str, default_user: str, password: str) -> Endpoint:
-    return Endpoint(server.host, server.port or DEFAULT_PORTS[kind][server.security], server.security,
-                    server.username or default_user, password, server.ca_file)
