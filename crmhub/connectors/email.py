@@ -132,6 +132,9 @@ class EmailChannel(Connector):
         if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
             return Timeout(f"the mail server went away ({type(exc).__name__}); the message may or may not "
                            "have been accepted", system=self.name)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return PermanentError("the SMTP server offers no AUTH on this connection; use the provider's submission "
+                                  "port (587 with security: starttls, or 465 with ssl)", system=self.name)
         if isinstance(exc, smtplib.SMTPResponseException):
             message = f"SMTP {exc.smtp_code}: {_server_text(exc.smtp_error)}"
             if 400 <= exc.smtp_code < 500:
@@ -325,16 +328,23 @@ class EmailChannel(Connector):
 
     def _submit(self, outgoing: EmailMessage, recipient: str) -> None:
         """One SMTP transaction: to the customer, and a copy to our own mailbox (envelope only)."""
+        with self._smtp() as smtp:
+            recipients = [recipient] if recipient == self.ours.value else [recipient, self.ours.value]
+            smtp.send_message(outgoing, from_addr=self.ours.value, to_addrs=recipients)
+
+    @contextmanager
+    def _smtp(self) -> Iterator[smtplib.SMTP]:
+        """A logged-in SMTP session (TLS as `security` says), closed with QUIT."""
         endpoint = self.smtp_endpoint
         smtp_class = smtplib.SMTP_SSL if endpoint.security == "ssl" else smtplib.SMTP
         kwargs: dict[str, Any] = {"context": self._context(endpoint)} if endpoint.security == "ssl" else {}
         with smtp_class(endpoint.host, endpoint.port, timeout=self.timeout, **kwargs) as smtp:
             if endpoint.security == "starttls":
                 smtp.starttls(context=self._context(endpoint))
+            smtp.ehlo_or_helo_if_needed()
             if endpoint.username:
                 smtp.login(endpoint.username, endpoint.password)
-            recipients = [recipient] if recipient == self.ours.value else [recipient, self.ours.value]
-            smtp.send_message(outgoing, from_addr=self.ours.value, to_addrs=recipients)
+            yield smtp
 
     def _find_copy(self, message_id: str) -> bool:
         """Whether our copy of the message `message_id` is in the mailbox, waiting for it up to `lost_answer_wait`."""
@@ -432,3 +442,26 @@ def _server_text(text: object) -> str:
     """A server's answer for an error message: decoded, one line, short."""
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
     return " ".join(raw.split())[:200]
+
+
+@dataclass(frozen=True)
+class MailboxProbe:
+    """What `crmhub check` reads of the servers, read only: IMAP capabilities and folders, SMTP extensions."""
+
+    imap_capabilities: frozenset[str]
+    folders: tuple[str, ...]
+    smtp_extensions: frozenset[str]
+
+
+def probe(channel: EmailChannel) -> MailboxProbe:
+    """Log in to both servers and read what they offer; nothing is sent, selected read-write or changed.
+
+    Raises:
+        AuthError: a login was refused; Timeout / PermanentError: a server is unreachable or its TLS fails.
+    """
+    with channel.map_errors("check.imap"), channel._imap() as client:
+        capabilities = frozenset(c.decode("ascii", "replace").upper() for c in client.capabilities())
+        folders = tuple(str(name) for _flags, _delimiter, name in client.list_folders())
+    with channel.map_errors("check.smtp"), channel._smtp() as smtp:
+        extensions = frozenset(name.upper() for name in smtp.esmtp_features)
+    return MailboxProbe(capabilities, folders, extensions)
