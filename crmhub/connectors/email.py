@@ -118,6 +118,7 @@ class EmailChannel(Connector):
         """Messages read that opened no case, by reason (bounce, auto-reply...): for status and tests."""
         self._idle: imapclient.IMAPClient | None = None
         self._idle_exists = 0  # messages in the folder when the IDLE connection last looked
+        self._idle_unsupported = False
         self._idle_lock = threading.Lock()
 
     # ---- errors ----------------------------------------------------------------
@@ -244,10 +245,14 @@ class EmailChannel(Connector):
         waiting is an optimisation, never a source of truth.
         """
         with self._idle_lock:
+            if self._idle_unsupported:
+                return False
             try:
                 if self._idle is None:
                     client = self._connect()
                     if not client.has_capability("IDLE"):
+                        self._idle_unsupported = True
+                        log.info("the IMAP server has no IDLE: new mail is read at each poll")
                         client.logout()
                         return False
                     self._idle_exists = int(client.select_folder(self.folder, readonly=True).get(b"EXISTS", 0))
@@ -282,9 +287,11 @@ class EmailChannel(Connector):
                 client.shutdown()
 
     def close(self) -> None:
-        """Leave IDLE and log out (the daemon's shutdown)."""
-        with self._idle_lock:
-            self._drop_idle()
+        """Drop the IDLE connection (the daemon's shutdown); a wait in it ends at once, from any thread."""
+        client = self._idle
+        if client is not None:
+            with suppress(Exception):
+                client.shutdown()
 
     # ---- sending --------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SentMessage:

@@ -8,6 +8,7 @@ the same case.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from crmhub.connectors._http import build_session
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.settings import write_sandbox_settings
 from tests.crm_views import zendesk_bodies
+from tests.daemons import wait_for
 from crmhub.store.schema import ReplyRow
 from tests.email.lost_answer import LostAnswerRelay
 from tests.email.mailserver import MailServer
 from tests.email.messages import JANE, SUPPORT, auto_reply, bounce, customer_mail
+from tests.test_run import start_crmhub
 
 
 def email_settings(tmp_path: Path, urls: dict[str, str], mail: MailServer, crms: tuple[str, ...],
@@ -186,3 +189,29 @@ def test_a_reply_whose_smtp_answer_is_lost_goes_out_once(mail_server: MailServer
     [raw] = mail_server.await_messages(JANE, 1)
     assert message_from_bytes(raw, policy=policy.default)["Message-ID"] == f"<{message_id}>"
     assert reply_status == "sent" and len(mail_server.messages(JANE)) == 1
+
+
+def test_crmhub_run_reads_mail_as_it_arrives_through_idle(mail_server: MailServer,
+                                                         salesforce_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    sf: Any = salesforce_sandbox.emulator
+    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
+        sf.add_queue(name, name)
+    path = email_settings(tmp_path, {"salesforce": salesforce_sandbox.url}, mail_server, ("salesforce",))
+    yaml = YAML()
+    settings = yaml.load(path.read_text())
+    settings["channels"]["email"]["poll_every"] = "1h"  # only IDLE can bring the mail in within this test
+    with path.open("w") as out:
+        yaml.dump(settings, out)
+    log = tmp_path / "run.log"
+    process = start_crmhub("run", path, log)
+    try:
+        wait_for(lambda: "running" in log.read_text(), 60, "the daemon's first cycle")
+        mail_server.deliver(customer_mail(JANE, "live@customers.test", "Are you there?"), SUPPORT, sender=JANE)
+        wait_for(lambda: len(sf.records("Task")) == 1, 60, "the mail as a Task, long before the hourly poll")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert "Are you there" not in text and mail_server.password not in text  # no bodies, no secrets

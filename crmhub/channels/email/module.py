@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from crmhub.channels.contract import ChannelModule, PagesFn
@@ -43,6 +43,12 @@ class EmailModule(ChannelModule):
 
     def partition(self, connector: EmailChannel) -> str:
         return f"{connector.ours.value}/{connector.folder}"
+
+    def waiter(self, connector: EmailChannel, block: Any) -> Callable[[float], bool] | None:
+        return connector.wait_for_mail if block.idle else None
+
+    def close(self, connector: EmailChannel) -> None:
+        connector.close()
 
     def senders(self, connector: EmailChannel) -> Mapping[Channel, ChannelSender]:
         return {Channel.EMAIL: connector}
