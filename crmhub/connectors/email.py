@@ -57,12 +57,12 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.email_parse import (
     Skipped, conversation_key, is_ours, msg_ids, read_message, reply_message_id,
 )
-from crmhub.identities import email as email_identity
 from crmhub.errors import AuthError, ConnectorError, PermanentError, Rejected, Timeout
-from crmhub.store.surveys import is_survey
+from crmhub.identities import email as email_identity
 from crmhub.model import (
     Channel, Delivery, Direction, Identity, Interaction, Malformed, OutboundMessage, ReplyStatus, SentMessage,
 )
+from crmhub.store.surveys import is_survey
 
 Security = Literal["ssl", "starttls", "none"]
 log = structlog.get_logger("crmhub.connectors.email")
