@@ -381,6 +381,8 @@ class Hub:
                                   reserve=allowance.reserve)
 
     def close(self) -> None:
+        for name, module in self.channel_modules.items():
+            module.close(self.channels[name])
         self.leases.close()  # the streams go to another daemon at its next run
         self.store.close()
 

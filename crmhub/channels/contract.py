@@ -126,6 +126,18 @@ class ChannelModule(ABC):
     def poll_every(self, block: Any) -> timedelta:
         return block.poll_every  # type: ignore[no-any-return]
 
+    def waiter(self, connector: Any, block: Any) -> Callable[[float], bool] | None:
+        """A blocking wait for new items (IMAP IDLE): `wait(seconds)` is True when the poll should run now.
+
+        `crmhub run` keeps one thread in it per channel that has one and moves
+        the channel's poll job forward when it says so; the interval poll still
+        runs (None: the channel is polled on its interval only).
+        """
+        return None
+
+    def close(self, connector: Any) -> None:
+        """Let go of what the connector holds open (a waiter's connection), when the hub closes."""
+
     def hooks(self, config: Config, connector: Any, on_status: StatusFn | None) -> Hooks | None:
         """Its webhook handlers (None: it has none); `on_status` records delivery-status callbacks."""
         return None

@@ -45,8 +45,9 @@ ENTRIES: dict[str, Entry] = {
                     {"sms": "SMS", "whatsapp": "WhatsApp", "call": "Call"}, ("phone", "wa_user"), ("sms", "whatsapp")),
     "x": Entry("x", "crmhub.channels.x.module:MODULE", "crmhub.channels.x.settings:XSettings",
                {"x_mention": "X mention", "x_dm": "X DM"}, ("x", "x_handle"), ("x_mention", "x_dm")),
+    "email": Entry("email", "crmhub.channels.email.module:MODULE", "crmhub.channels.email.settings:EmailSettings",
+                   {"email": "Email"}, ("email",), ("email",)),
     # Reserved for the channel modules being built (issue 18): their values, labels and kinds are shared now.
-    "email": Entry("email", None, None, {"email": "Email"}, ("email",), ("email",)),
     "meta": Entry("meta", None, None, {"messenger": "Messenger", "instagram": "Instagram"}, ("fb_psid", "ig_sid"),
                   ("messenger", "instagram")),
 }

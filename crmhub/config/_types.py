@@ -7,6 +7,8 @@ Values are never echoed for secrets; other values are echoed, shortened.
 
 from __future__ import annotations
 
+import ipaddress
+
 import difflib
 import errno
 import os
@@ -729,3 +731,13 @@ def display_path(path: Path | str) -> str:
     if absolute.startswith(cwd.rstrip(os.sep) + os.sep):
         return os.path.relpath(absolute, cwd)
     return absolute
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only (localhost, 127.0.0.0/8, ::1); a host name may resolve to anything."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -9,7 +9,6 @@ which knows the YAML positions.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, create_model, field
 
 from crmhub.channels import registry
 from crmhub.config._model import BASE_URL_HELP, Model
+from crmhub.config._types import is_loopback as _is_loopback
 from crmhub.config._types import (
     CHANNELS,
     CRMS,
@@ -385,13 +385,6 @@ class AgentApiSettings(Model):
         return self
 
 
-def _is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 class CallsPerInteraction(Model):
