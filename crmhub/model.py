@@ -22,6 +22,8 @@ class Channel(StrEnum):
     CALL = "call"
     X_MENTION = "x_mention"
     X_DM = "x_dm"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
 
     @property
     def label(self) -> str:
@@ -31,6 +33,8 @@ class Channel(StrEnum):
     @property
     def source(self) -> str:
         """The connector that reports it (a source of cursors and dead letters)."""
+        if self in (Channel.MESSENGER, Channel.INSTAGRAM):
+            return "meta"
         return "x" if self in (Channel.X_MENTION, Channel.X_DM) else "twilio"
 
 
@@ -40,6 +44,8 @@ _CHANNEL_LABELS = {
     Channel.CALL: "Call",
     Channel.X_MENTION: "X mention",
     Channel.X_DM: "X DM",
+    Channel.MESSENGER: "Messenger",
+    Channel.INSTAGRAM: "Instagram",
 }
 
 
@@ -56,6 +62,8 @@ class IdentityKind(StrEnum):
     X = "x"
     X_HANDLE = "x_handle"  # what CRMs hold instead of the id; used to match the mirror
     WHATSAPP_USER = "wa_user"  # a WhatsApp business-scoped user id (BSUID): a user known by username, no phone
+    MESSENGER = "fb_psid"  # a Facebook page-scoped id: one person has one per page
+    INSTAGRAM = "ig_sid"  # an Instagram-scoped id: one person has one per Instagram professional account
 
 
 @dataclass(frozen=True, order=True)

@@ -230,8 +230,10 @@ class MetaBackend:
         attachment = message.get("attachment")
         attachments = [attachment] if isinstance(attachment, dict) else []
         metadata = message.get("metadata") if isinstance(message.get("metadata"), str) else None
-        return self._store(conversation, self.our_id(page["id"], person["platform"]), user_id, text, attachments,
-                           is_echo=True, at=None, metadata=metadata)
+        record = self._store(conversation, self.our_id(page["id"], person["platform"]), user_id, text, attachments,
+                             is_echo=True, at=None, metadata=metadata)
+        record["messaging_type"], record["tag"] = messaging_type, tag  # for tests; Graph does not show them
+        return record
 
     # ---- reads --------------------------------------------------------------------
     def conversations(self, page_id: str, platform: str, user_id: str | None = None) -> list[dict[str, Any]]:
