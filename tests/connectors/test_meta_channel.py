@@ -13,6 +13,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from crmhub.connectors._budget import read_headroom
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.meta import MetaChannel, handshake, signature_ok, translate_webhook
 from crmhub.errors import RateLimited, Rejected
@@ -228,6 +229,19 @@ def test_throttling_waits_as_long_as_meta_says(meta: MetaEmulator, channel: Meta
         polled(channel, Channel.MESSENGER)
     assert throttled.value.retry_after == 3600
     assert throttled.value.code == "80001"
+
+
+def test_the_budget_reads_metas_usage_percentages(meta: MetaEmulator, meta_sandbox: EmulatorServer) -> None:
+    meta.set_page_limit(10)
+    answer = requests.get(f"{meta_sandbox.url}/v21.0/{DEFAULT_PAGE_ID}/conversations",
+                          params={"access_token": DEFAULT_PAGE_TOKEN}, timeout=5)
+    headroom = read_headroom("meta", answer.headers)
+    assert headroom is not None and (headroom.remaining, headroom.limit, headroom.window) == (90, 100, 3600.0)
+    throttled = {"X-Business-Use-Case-Usage": json.dumps(
+        {DEFAULT_PAGE_ID: [{"type": "pages", "call_count": 100, "estimated_time_to_regain_access": 7}]})}
+    spent = read_headroom("meta", throttled)
+    assert spent is not None and (spent.remaining, spent.resets_in) == (0, 420.0)
+    assert read_headroom("meta", {"X-App-Usage": "not json"}) is None
 
 
 def test_dead_letters_from_the_poll_name_the_message_not_its_text(meta: MetaEmulator, channel: MetaChannel,
