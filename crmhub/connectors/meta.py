@@ -41,8 +41,9 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -80,6 +81,8 @@ TRANSIENT = {1, 2}
 AUTH = {102, 190, *range(200, 300)}
 OUTSIDE_WINDOW = 2018278  # subcode of code 10: "This message is sent outside of allowed window"
 GRAPH_TIME = "%Y-%m-%dT%H:%M:%S%z"
+NAMES_PER_CALL = 50  # Graph's multiple-ID read takes at most 50 ids
+NAMES_KEPT = 10_000
 
 
 class GraphApiError(Exception):
@@ -135,6 +138,7 @@ class MetaChannel(Connector):
         self._token = page_token
         self._root = f"{GRAPH_HOST}/{graph_version}"
         self._clock = clock
+        self._names: OrderedDict[str, str] = OrderedDict()
         self._session = build_session(base_url=base_url, observer=self.observe_http, timeout=timeout,
                                       before=self.before_http, after=self.after_http)
 
@@ -190,6 +194,30 @@ class MetaChannel(Connector):
 
     def channels(self) -> tuple[Channel, ...]:
         return (Channel.MESSENGER, Channel.INSTAGRAM) if self.instagram_id else (Channel.MESSENGER,)
+
+    def names(self, channel: Channel, ids: Iterable[str], *, retry: bool = True) -> dict[str, str]:
+        """People's display names (Messenger: name; Instagram: username) by scoped id, remembered once read.
+
+        One call for up to 50 unknown ids (`GET /?ids=...`, the User Profile API); with `retry=False` it
+        asks once (the webhook receiver, which must answer fast). Raises ConnectorError when Meta cannot
+        be asked; a webhook item then keeps its bare id.
+        """
+        field = "username" if channel is Channel.INSTAGRAM else "name"
+        ids = list(ids)
+        wanted = sorted({i for i in ids if i.isdigit()} - set(self._names))[:NAMES_PER_CALL]
+        if wanted:
+            read = partial(self._graph, "GET", "", params={"ids": ",".join(wanted), "fields": field})
+            if retry:
+                answer = self.call("profiles.read", read)
+            else:
+                with self.map_errors("profiles.read"):
+                    answer = read()
+            for person_id, profile in answer.items():
+                if isinstance(profile, dict) and isinstance(profile.get(field), str):
+                    self._names[person_id] = profile[field][:200]
+            while len(self._names) > NAMES_KEPT:
+                self._names.popitem(last=False)
+        return {i: self._names[i] for i in ids if i in self._names}
 
     # ---- polling ---------------------------------------------------------------------
     def conversation_pages(self, channel: Channel, cursor: str | None) -> Iterator[MetaPage]:
@@ -344,11 +372,17 @@ class MetaEventBatch:
     ignored: int = 0
 
 
-def translate_webhook(payload: Any, page_id: str, instagram_id: str | None) -> MetaEventBatch:
+NameFn = Callable[[Channel, Iterable[str]], Mapping[str, str]]
+"""Display names by scoped id (`MetaChannel.names`); may raise, and then the ids stay bare."""
+
+
+def translate_webhook(payload: Any, page_id: str, instagram_id: str | None,
+                      names: NameFn | None = None) -> MetaEventBatch:
     """A `messages` / `message_echoes` payload as the poll's Interactions; never raises on bad input.
 
     Who "we" are comes from settings, never from the payload: an entry for
-    another page or account is ignored whole.
+    another page or account is ignored whole. `names` fills the customers'
+    display names (webhooks carry none) in one lookup per payload.
     """
     batch = MetaEventBatch([], [])
     if not isinstance(payload, dict) or payload.get("object") not in ("page", "instagram"):
@@ -369,7 +403,22 @@ def translate_webhook(payload: Any, page_id: str, instagram_id: str | None) -> M
                 batch.ignored += 1
                 continue
             _collect(channel, ours, _as_graph(event, message), batch.interactions, batch.malformed)
+    if names is not None and batch.interactions:
+        batch.interactions = _named(channel, batch.interactions, names)
     return batch
+
+
+def _named(channel: Channel, items: list[Interaction], names: NameFn) -> list[Interaction]:
+    """The items with their customers' display names, when Meta tells them (else as they were)."""
+    try:
+        known = names(channel, {i.customer.value for i in items})
+    except ConnectorError:
+        return items
+
+    def name(who: Identity) -> Identity:
+        return replace(who, display=known.get(who.value, who.display))
+
+    return [replace(i, sender=name(i.sender), recipient=name(i.recipient)) for i in items]
 
 
 # ---- helpers ----------------------------------------------------------------------------------

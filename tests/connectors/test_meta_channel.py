@@ -128,13 +128,19 @@ def test_a_signed_webhook_and_the_poll_make_the_same_interaction(
     body = json.dumps(meta.webhooks.payload(message)).encode()
     assert signature_ok(DEFAULT_APP_SECRET, body, "sha256=" + hmac.new(
         DEFAULT_APP_SECRET.encode(), body, hashlib.sha256).hexdigest())
-    batch = translate_webhook(json.loads(body), DEFAULT_PAGE_ID, DEFAULT_IG_ID)
+    bare = translate_webhook(json.loads(body), DEFAULT_PAGE_ID, DEFAULT_IG_ID)
+    assert bare.interactions[0].sender.display == ""  # a webhook names no one
+    batch = translate_webhook(json.loads(body), DEFAULT_PAGE_ID, DEFAULT_IG_ID, names=channel.names)
     [hooked] = batch.interactions
     with store.transaction() as session:
         assert ingest_page(session, batch.interactions, batch.malformed, now=datetime.now(UTC)).stored == 1
     [from_poll] = polled(channel, Channel.MESSENGER)
     same = ("channel", "direction", "external_id", "conversation_key", "sender", "recipient", "text", "media")
     assert {f: getattr(hooked, f) for f in same} == {f: getattr(from_poll, f) for f in same}
+    assert hooked.sender.display == from_poll.sender.display == "Jane"
+    meta.calls.clear()
+    translate_webhook(json.loads(body), DEFAULT_PAGE_ID, DEFAULT_IG_ID, names=channel.names)
+    assert meta.total_calls == 0  # a name is read once
     report = poll_stream(store, source="meta", stream="messenger", partition=DEFAULT_PAGE_ID,
                          pages=lambda c: channel.conversation_pages(Channel.MESSENGER, c), now=datetime.now(UTC))
     assert (report.stored, report.repeats) == (0, 1)

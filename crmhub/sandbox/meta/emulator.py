@@ -53,6 +53,7 @@ class MetaEmulator(Emulator):
             Route(("POST",), "/<version>/<page_id>/messages", self._graph(self._send)),
             Route(("GET",), "/<version>/<node_id>/messages", self._graph(self._messages_edge)),
             Route(("GET",), "/<version>/<node_id>", self._graph(self._node)),
+            Route(("GET",), "/<version>/", self._graph(self._nodes)),
         ]
 
     def authenticate(self, request: Request, route: Route) -> Response | None:
@@ -250,6 +251,15 @@ class MetaEmulator(Emulator):
             page = self.backend.page(page_id)
             return {"name": page["name"], "id": page_id}
         raise _no_object(node_id)
+
+    def _nodes(self, request: Request) -> dict[str, Any]:
+        """`GET /?ids=a,b&fields=...`: several nodes in one call, keyed by id (Graph's multiple-ID read)."""
+        ids = [i for i in (request.args.get("ids") or "").split(",") if i]
+        if not ids:
+            raise GraphError("(#100) Missing parameter: ids", 100)
+        if len(ids) > 50:
+            raise GraphError("(#100) Too many IDs. Maximum: 50.", 100)
+        return {node_id: self._node(request, node_id) for node_id in ids}
 
     def _send(self, request: Request, page_id: str) -> dict[str, Any]:
         page_id = self._own_page(request, page_id)
