@@ -386,7 +386,7 @@ def translate_webhook(payload: Any, page_id: str, instagram_id: str | None,
     """
     batch = MetaEventBatch([], [])
     if not isinstance(payload, dict) or payload.get("object") not in ("page", "instagram"):
-        batch.malformed.append(Malformed(SOURCE, "payload", "not a Messenger or Instagram webhook payload",
+        batch.malformed.append(Malformed(SOURCE, unusable_ref(payload), "not a Messenger or Instagram webhook payload",
                                          payload if isinstance(payload, dict) else {"payload": repr(payload)[:200]}))
         return batch
     channel = Channel.INSTAGRAM if payload["object"] == "instagram" else Channel.MESSENGER
@@ -454,9 +454,16 @@ def _collect(channel: Channel, ours: Identity, message: Any, good: list[Interact
             raise _Unusable("a message that is not a JSON object")
         good.append(graph_interaction(channel, ours, message))
     except (_Unusable, KeyError, TypeError, ValueError) as exc:
-        ref = str(message.get("id")) if isinstance(message, dict) else "?"
-        bad.append(Malformed(SOURCE, f"{channel}:{ref}", str(exc) or type(exc).__name__,
+        mid = message.get("id") if isinstance(message, dict) else None
+        ref = f"{channel}:{mid}" if isinstance(mid, str) and mid else unusable_ref(message)
+        bad.append(Malformed(SOURCE, ref, str(exc) or type(exc).__name__,
                              message if isinstance(message, dict) else {"item": repr(message)[:200]}))
+
+
+def unusable_ref(item: Any) -> str:
+    """A dead letter's ref for something without a message id: a digest of it, so repeats are one letter."""
+    text = item if isinstance(item, bytes) else json.dumps(item, sort_keys=True, default=repr).encode()
+    return "meta-webhook-" + hashlib.sha256(text).hexdigest()[:24]
 
 
 def _as_graph(event: Mapping[str, Any], message: Mapping[str, Any]) -> dict[str, Any]:
