@@ -45,6 +45,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any
 
@@ -120,7 +121,8 @@ class MetaChannel(Connector):
         instagram_id: the Page's linked Instagram professional account id (None: no Instagram).
         human_agent: answer between 24 hours and 7 days with the HUMAN_AGENT tag (the app needs
             Meta's Human Agent permission); off, such a reply becomes a note to the agent.
-        clock: epoch seconds on Meta's clock, for the windows (the sandbox clock in tests).
+        clock: epoch seconds, for the windows when an answer of Meta's has no `Date` header (Meta's own
+            clock, that header, is used whenever it is there).
     """
 
     name = "meta"
@@ -165,6 +167,15 @@ class MetaChannel(Connector):
     def _graph(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One Graph request; an `error` answer raises GraphApiError (mapped by `translate`)."""
+        return self._graph_dated(method, path, params=params, body=body)[0]
+
+    def _graph_dated(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                     body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
+        """`_graph`, with Meta's clock at the answer: its `Date` header (our `clock` when absent or garbled).
+
+        The windows are measured on Meta's clock against Meta's timestamps, so
+        a skewed local clock never sends outside a window or holds a reply back.
+        """
         url = path if path.startswith("http") else f"{self._root}/{path.lstrip('/')}"
         response = self._session.request(method, url, params=params, json=body,
                                          headers={"Authorization": f"Bearer {self._token}"})
@@ -177,7 +188,7 @@ class MetaChannel(Connector):
         if response.status_code >= 400 or "error" in answer:
             error = answer.get("error") if isinstance(answer.get("error"), dict) else {"message": response.reason}
             raise GraphApiError(response, error)
-        return answer
+        return answer, _server_time(response) or self._clock()
 
     def get(self, operation: str, path: str, **params: Any) -> dict[str, Any]:
         """A read through the retry layer (also what `crmhub check` calls)."""
@@ -284,12 +295,12 @@ class MetaChannel(Connector):
         channel = message.channel
         ours = self.ours(channel)
         user_id = message.recipient.value
-        recent = self._recent(channel, user_id)
-        request = self._request_for(message, recent, user_id)
+        recent, meta_now = self._recent(channel, user_id)
+        request = self._request_for(message, recent, user_id, meta_now)
         since_ids = set(message.already_sent)
 
         def find_sent(since: datetime) -> SentMessage | None:
-            for found in self._recent(channel, user_id):
+            for found in self._recent(channel, user_id)[0]:
                 created = _epoch(found.get("created_time"))
                 if (_from(found) == ours.value and found.get("message") == request["message"]["text"]
                         and found.get("id") not in since_ids and created is not None
@@ -299,30 +310,35 @@ class MetaChannel(Connector):
             return None
 
         def send_now() -> SentMessage:
-            answer = self._graph("POST", f"{self.page_id}/messages", body=request)
+            answer, sent_at = self._graph_dated("POST", f"{self.page_id}/messages", body=request)
             mid = str(answer.get("message_id") or "")
             if not mid:
                 raise Rejected("Meta answered the send without a message_id", system=self.name)
             echo = Interaction(channel, Direction.OUTBOUND, mid, message.conversation_key, ours, message.recipient,
-                               request["message"]["text"], datetime.fromtimestamp(self._clock(), tz=UTC),
+                               request["message"]["text"], datetime.fromtimestamp(sent_at, tz=UTC),
                                raw={"message_id": mid, "recipient_id": answer.get("recipient_id")})
             return SentMessage(mid, echo=echo)
 
         return self.send_checked("messages.send", message.uncertain_since, find_sent, send_now)
 
-    def _recent(self, channel: Channel, user_id: str) -> list[dict[str, Any]]:
-        """The latest messages of our conversation with `user_id`, newest first ([] when there is none)."""
-        answer = self.get("conversations.with", f"{self.page_id}/conversations", platform=PLATFORMS[channel],
-                          user_id=user_id, fields=f"id,messages.limit({EXPANDED}){{{MESSAGE_FIELDS}}}")
-        for conversation in _list(answer.get("data")):
+    def _recent(self, channel: Channel, user_id: str) -> tuple[list[dict[str, Any]], float]:
+        """The latest messages of our conversation with `user_id`, newest first ([] when there is none),
+        and Meta's time of the answer (its `Date` header), which the windows are measured against."""
+        answer = self.call("conversations.with", partial(
+            self._graph_dated, "GET", f"{self.page_id}/conversations",
+            params={"platform": PLATFORMS[channel], "user_id": user_id,
+                    "fields": f"id,messages.limit({EXPANDED}){{{MESSAGE_FIELDS}}}"}))
+        body, now = answer
+        for conversation in _list(body.get("data")):
             edge = conversation.get("messages") if isinstance(conversation, dict) else None
-            return [m for m in _list(edge.get("data") if isinstance(edge, dict) else None) if isinstance(m, dict)]
-        return []
+            return [m for m in _list(edge.get("data") if isinstance(edge, dict) else None) if isinstance(m, dict)], now
+        return [], now
 
-    def _request_for(self, message: OutboundMessage, recent: list[dict[str, Any]], user_id: str) -> dict[str, Any]:
+    def _request_for(self, message: OutboundMessage, recent: list[dict[str, Any]], user_id: str,
+                     now: float) -> dict[str, Any]:
         """The Send API body for the window the conversation is in; Rejected when every window is closed."""
         theirs = [t for t in (_epoch(m.get("created_time")) for m in recent if _from(m) == user_id) if t]
-        age = timedelta(seconds=self._clock() - max(theirs)) if theirs else None
+        age = timedelta(seconds=max(0.0, now - max(theirs))) if theirs else None
         text = fit_text(message.text, TEXT_LIMIT)
         body: dict[str, Any] = {"recipient": {"id": user_id}, "message": {"text": text}}
         if age is not None and age <= STANDARD_WINDOW:
@@ -535,6 +551,14 @@ def _as_int(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
+        return None
+
+
+def _server_time(response: requests.Response) -> float | None:
+    """The answer's `Date` header in epoch seconds, or None."""
+    try:
+        return parsedate_to_datetime(response.headers["Date"]).timestamp()
+    except (KeyError, TypeError, ValueError, IndexError):
         return None
 
 

@@ -42,8 +42,9 @@ def channel(meta_sandbox: EmulatorServer) -> MetaChannel:
 
 
 def connector(server: EmulatorServer, **options: Any) -> MetaChannel:
+    options.setdefault("clock", server.emulator.clock.time)
     return MetaChannel(page_id=DEFAULT_PAGE_ID, page_token=DEFAULT_PAGE_TOKEN, instagram_id=DEFAULT_IG_ID,
-                       base_url=server.url, page_size=2, clock=server.emulator.clock.time,
+                       base_url=server.url, page_size=2,
                        retrier=Retrier(RetryPolicy(max_attempts=3), sleep=lambda s: None, rng=random.Random(1)),
                        **options)
 
@@ -211,6 +212,18 @@ def test_replies_inside_24_hours_then_with_the_human_agent_tag_then_not_at_all(
     with pytest.raises(Rejected, match="human-agent tag, up to 7 days, is off"):
         strict.send(reply(meta, bob, "hello"))
     assert [m["text"] for m in meta.messages(bob)] == ["hi"]
+
+
+def test_the_windows_are_measured_on_metas_clock_not_ours(meta: MetaEmulator, meta_sandbox: EmulatorServer) -> None:
+    skewed = connector(meta_sandbox, clock=lambda: 0.0)  # our clock says 1970: only Meta's `Date` is believed
+    jane = meta.add_person("messenger", "Jane")
+    meta.inbound("messenger", jane, "help")
+    meta.clock.advance(2 * DAY)
+    skewed.send(reply(meta, jane, "tagged"))
+    meta.clock.advance(6 * DAY)
+    with pytest.raises(Rejected, match="last wrote 8 days ago"):
+        skewed.send(reply(meta, jane, "too late"))
+    assert [(m["text"], m["tag"]) for m in meta.messages(jane) if m["is_echo"]] == [("tagged", "HUMAN_AGENT")]
 
 
 def test_a_reply_whose_answer_was_lost_goes_out_once(meta: MetaEmulator, meta_sandbox: EmulatorServer,

@@ -37,6 +37,7 @@ class MetaEmulator(Emulator):
     """The Meta Graph API emulator (Messenger and Instagram messaging). Seed it with the methods below."""
 
     name: ClassVar[str] = "meta"
+    dated: ClassVar[bool] = True  # the Send API's windows are Meta's clock against Meta's timestamps
 
     def __init__(self, *, clock: SandboxClock | None = None, state_file: str | Path | None = None) -> None:
         self.webhooks = MetaWebhooks(self)
@@ -94,7 +95,7 @@ class MetaEmulator(Emulator):
                                  status=fault.status))
 
     def decorate(self, request: Request, response: Response) -> Response:
-        """The usage headers on every answer to a caller whose page is known."""
+        """The usage headers on every answer to a caller whose page is known (`Date` is in sandbox time: `dated`)."""
         page_id = request.environ.get(PAGE)
         if page_id is not None and "X-Business-Use-Case-Usage" not in response.headers:
             with self.lock:
