@@ -247,6 +247,10 @@ class MetaChannel(Connector):
             bad: list[Malformed] = []
             stop = False
             for conversation in _list(answer.get("data")):
+                if not isinstance(conversation, dict):
+                    bad.append(Malformed(SOURCE, unusable_ref(conversation), "a conversation that is not a JSON "
+                                         "object", {"item": repr(conversation)[:200]}))
+                    continue
                 updated = _epoch(conversation.get("updated_time"))
                 if updated is not None and updated < floor:
                     stop = True
@@ -268,6 +272,7 @@ class MetaChannel(Connector):
         """The conversation's messages created at or after `floor`: the expansion, then its edge if needed."""
         edge = conversation.get("messages") if isinstance(conversation.get("messages"), dict) else {}
         page: Mapping[str, Any] = edge
+        followed: set[str] = set()
         while True:
             for message in _list(page.get("data")):
                 created = _epoch(message.get("created_time")) if isinstance(message, dict) else None
@@ -275,14 +280,10 @@ class MetaChannel(Connector):
                     return
                 yield message
             following = _next(page)
-            if following is None:
+            if following is None or following in followed:  # the end, or Graph's paging in a loop
                 return
+            followed.add(following)
             page = self.get("messages.page", following)
-
-    # ---- translation ---------------------------------------------------------------------
-    def interaction(self, channel: Channel, ours: Identity, message: Mapping[str, Any]) -> Interaction:
-        """A Graph message (`fields=id,created_time,from,to,message,attachments`) as an Interaction."""
-        return graph_interaction(channel, ours, message)
 
     # ---- sending ---------------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SentMessage:
