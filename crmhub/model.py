@@ -15,38 +15,30 @@ from typing import Any
 
 
 class Channel(StrEnum):
-    """Where a customer wrote or called."""
+    """Where a customer wrote or called. Which channel module reports each: `crmhub.channels.registry`."""
 
     SMS = "sms"
     WHATSAPP = "whatsapp"
     CALL = "call"
     X_MENTION = "x_mention"
     X_DM = "x_dm"
+    EMAIL = "email"
     MESSENGER = "messenger"
     INSTAGRAM = "instagram"
 
     @property
     def label(self) -> str:
-        """How people call the channel (used in CRM subjects)."""
-        return _CHANNEL_LABELS[self]
+        """How people call the channel (used in CRM subjects), as its channel module's registry entry says."""
+        from crmhub.channels.registry import label_of  # plain data; imported late, the registry names Channel values
+
+        return label_of(self.value)
 
     @property
     def source(self) -> str:
-        """The connector that reports it (a source of cursors and dead letters)."""
-        if self in (Channel.MESSENGER, Channel.INSTAGRAM):
-            return "meta"
-        return "x" if self in (Channel.X_MENTION, Channel.X_DM) else "twilio"
+        """The channel module that reports it (a source of cursors and dead letters)."""
+        from crmhub.channels.registry import source_of
 
-
-_CHANNEL_LABELS = {
-    Channel.SMS: "SMS",
-    Channel.WHATSAPP: "WhatsApp",
-    Channel.CALL: "Call",
-    Channel.X_MENTION: "X mention",
-    Channel.X_DM: "X DM",
-    Channel.MESSENGER: "Messenger",
-    Channel.INSTAGRAM: "Instagram",
-}
+        return source_of(self.value)
 
 
 class Direction(StrEnum):

@@ -36,11 +36,12 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from crmhub.channels import registry
 from crmhub.language import SUPPORTED, suggestion
 
 CRMS = ("salesforce", "zendesk", "hubspot")
-CHANNELS = ("twilio", "x")
-CHANNEL_KINDS = ("sms", "whatsapp", "call", "x_mention", "x_dm")
+CHANNELS = registry.names()  # the channel modules (settings keys under `channels:`)
+CHANNEL_KINDS = registry.all_channel_values()  # the `Channel` values (routing rules' `when.channel`)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PLACEHOLDERS = (
     "channel", "channel_label", "direction", "sender", "recipient", "text", "occurred_at",
