@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crmhub.sandbox import EMULATORS, Emulator, EmulatorServer, SandboxClock, emulator_class
-from crmhub.sandbox.meta import MetaEmulator
+from crmhub.sandbox import EMULATORS, EmulatorServer, SandboxClock, emulator_class
 
 
 @pytest.fixture(scope="session")
@@ -16,12 +15,12 @@ def sandbox_clock() -> SandboxClock:
     return SandboxClock()
 
 
-def _emulator_fixtures(api: str, cls: type[Emulator] | None = None) -> tuple[object, object]:
+def _emulator_fixtures(api: str) -> tuple[object, object]:
     """`_<api>_server` (one per test session) and `<api>_sandbox` (that server, emptied for the test)."""
 
     @pytest.fixture(scope="session", name=f"_{api}_server")
     def server(sandbox_clock: SandboxClock) -> Iterator[EmulatorServer]:
-        with EmulatorServer((cls or emulator_class(api))(clock=sandbox_clock)) as running:
+        with EmulatorServer(emulator_class(api)(clock=sandbox_clock)) as running:
             yield running
 
     @pytest.fixture(name=f"{api}_sandbox")
@@ -34,12 +33,9 @@ def _emulator_fixtures(api: str, cls: type[Emulator] | None = None) -> tuple[obj
     return server, sandbox
 
 
-# salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, x_sandbox
+# salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, x_sandbox, meta_sandbox
 for _api in EMULATORS:
     globals()[f"_{_api}_server"], globals()[f"{_api}_sandbox"] = _emulator_fixtures(_api)
-
-# meta_sandbox: the Meta Graph emulator, not in EMULATORS until its channel joins `crmhub sandbox` (docs/roadmap.md)
-_meta_server, meta_sandbox = _emulator_fixtures("meta", MetaEmulator)
 
 
 # ---- state stores: SQLite always, PostgreSQL where the local server runs -----

@@ -47,7 +47,8 @@ ENTRIES: dict[str, Entry] = {
                {"x_mention": "X mention", "x_dm": "X DM"}, ("x", "x_handle"), ("x_mention", "x_dm")),
     # Reserved for the channel modules being built (issue 18): their values, labels and kinds are shared now.
     "email": Entry("email", None, None, {"email": "Email"}, ("email",), ("email",)),
-    "meta": Entry("meta", None, None, {"messenger": "Messenger", "instagram": "Instagram"}, ("fb_psid", "ig_sid"),
+    "meta": Entry("meta", "crmhub.channels.meta.module:MODULE", "crmhub.channels.meta.settings:MetaSettings",
+                  {"messenger": "Messenger", "instagram": "Instagram"}, ("fb_psid", "ig_sid"),
                   ("messenger", "instagram")),
 }
 
