@@ -177,7 +177,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
           twilio: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token: env:TWILIO_AUTH_TOKEN, numbers: ["+14155550100"] }
           twillio: { account: acme }
         """, [
-        "settings.yaml:7:3: unknown channel 'twillio' in channels (did you mean 'twilio'?); crmhub supports twilio, x",
+        "settings.yaml:7:3: unknown channel 'twillio' in channels (did you mean 'twilio'?); crmhub supports twilio, x, meta",
     ]),
     "no CRM enabled": ("settings", """\
         crms:

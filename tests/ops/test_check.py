@@ -1,4 +1,4 @@
-"""`crmhub check` against the five emulators: the demo org passes, a broken one is named problem by problem.
+"""`crmhub check` against the six emulators: the demo org passes, a broken one is named problem by problem.
 
 Each test seeds the demo org (`crmhub.demo.org.seed_org`, what `crmhub sandbox`
 starts with), writes the embedded settings pointed at the emulators, breaks
