@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -144,6 +145,27 @@ def test_a_lost_answer_still_sent_the_message(meta: MetaEmulator, meta_sandbox: 
     with pytest.raises(requests.ConnectionError):
         graph(meta_sandbox, "POST", f"{PAGE}/messages", json={"recipient": {"id": psid}, "message": {"text": "x"}})
     assert [m["text"] for m in meta.messages(psid)] == ["hello", "x"]
+
+
+def test_profiles_one_by_one_and_several_ids_in_one_call(meta: MetaEmulator, meta_sandbox: EmulatorServer) -> None:
+    jane, bob = meta.add_person("messenger", "Jane Doe"), meta.add_person("messenger", "Bob Roe")
+    one = graph(meta_sandbox, "GET", jane, params={"fields": "first_name,last_name"}).json()
+    assert one == {"first_name": "Jane", "last_name": "Doe", "id": jane}
+    both = graph(meta_sandbox, "GET", "", params={"ids": f"{jane},{bob}", "fields": "name"}).json()
+    assert both == {jane: {"name": "Jane Doe", "id": jane}, bob: {"name": "Bob Roe", "id": bob}}
+    unknown = graph(meta_sandbox, "GET", "", params={"ids": f"{jane},999"}).json()
+    assert unknown["error"]["code"] == 100
+
+
+def test_route_table_and_docs_name_every_emulated_endpoint(meta_sandbox: EmulatorServer) -> None:
+    routes = requests.get(f"{meta_sandbox.url}/_sandbox/routes", timeout=5).json()
+    assert {(r["methods"][0], r["path"]) for r in routes} == {
+        ("GET", "/<version>/<page_id>/conversations"), ("POST", "/<version>/<page_id>/messages"),
+        ("GET", "/<version>/<node_id>/messages"), ("GET", "/<version>/<node_id>"), ("GET", "/<version>/")}
+    page = (Path(__file__).parents[2] / "docs" / "sandbox" / "meta.md").read_text()
+    for path in ("/{version}/{page-id}/conversations", "/{version}/{page-id}/messages",
+                 "/{version}/{conversation-id}/messages", "/{version}/{message-id}", "/{version}/?ids="):
+        assert f"`{path}" in page, path
 
 
 # ---- webhooks -------------------------------------------------------------------------------
