@@ -84,6 +84,7 @@ OUTSIDE_WINDOW = 2018278  # subcode of code 10: "This message is sent outside of
 GRAPH_TIME = "%Y-%m-%dT%H:%M:%S%z"
 NAMES_PER_CALL = 50  # Graph's multiple-ID read takes at most 50 ids
 NAMES_KEPT = 10_000
+WEBHOOK_LOOKUP_TIMEOUT = 2.0  # seconds a webhook waits for a name before storing the bare id
 
 
 class GraphApiError(Exception):
@@ -165,19 +166,20 @@ class MetaChannel(Connector):
         return classify_status(status if status >= 400 else 400, message, system=self.name, code=code)
 
     def _graph(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-               body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               body: Mapping[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
         """One Graph request; an `error` answer raises GraphApiError (mapped by `translate`)."""
-        return self._graph_dated(method, path, params=params, body=body)[0]
+        return self._graph_dated(method, path, params=params, body=body, timeout=timeout)[0]
 
     def _graph_dated(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                     body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
+                     body: Mapping[str, Any] | None = None,
+                     timeout: float | None = None) -> tuple[dict[str, Any], float]:
         """`_graph`, with Meta's clock at the answer: its `Date` header (our `clock` when absent or garbled).
 
         The windows are measured on Meta's clock against Meta's timestamps, so
         a skewed local clock never sends outside a window or holds a reply back.
         """
         url = path if path.startswith("http") else f"{self._root}/{path.lstrip('/')}"
-        response = self._session.request(method, url, params=params, json=body,
+        response = self._session.request(method, url, params=params, json=body, timeout=timeout,
                                          headers={"Authorization": f"Bearer {self._token}"})
         try:
             answer = response.json()
@@ -210,7 +212,7 @@ class MetaChannel(Connector):
         """People's display names (Messenger: name; Instagram: username) by scoped id, remembered once read.
 
         One call for up to 50 unknown ids (`GET /?ids=...`, the User Profile API); with `retry=False` it
-        asks once (the webhook receiver, which must answer fast). Raises ConnectorError when Meta cannot
+        asks once, waiting at most WEBHOOK_LOOKUP_TIMEOUT (the webhook receiver, which must answer fast). Raises ConnectorError when Meta cannot
         be asked; a webhook item then keeps its bare id.
         """
         field = "username" if channel is Channel.INSTAGRAM else "name"
@@ -220,9 +222,9 @@ class MetaChannel(Connector):
             read = partial(self._graph, "GET", "", params={"ids": ",".join(wanted), "fields": field})
             if retry:
                 answer = self.call("profiles.read", read)
-            else:
+            else:  # the webhook receiver: once, briefly, so Meta's delivery is answered within its few seconds
                 with self.map_errors("profiles.read"):
-                    answer = read()
+                    answer = read(timeout=WEBHOOK_LOOKUP_TIMEOUT)
             for person_id, profile in answer.items():
                 if isinstance(profile, dict) and isinstance(profile.get(field), str):
                     self._names[person_id] = profile[field][:200]

@@ -13,12 +13,21 @@ answered 200 so Meta stops retrying it.
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from crmhub.channels.contract import WebhookRoute
-from crmhub.connectors.meta import SIGNATURE_HEADER, SOURCE, MetaChannel, handshake, signature_ok, \
-    translate_webhook, unusable_ref
+from crmhub.connectors.meta import (
+    SIGNATURE_HEADER,
+    SOURCE,
+    MetaChannel,
+    handshake,
+    signature_ok,
+    translate_webhook,
+    unusable_ref,
+)
 from crmhub.model import Malformed
 from crmhub.webhooks import WebhookKit, json_object
 
@@ -59,7 +68,7 @@ class MetaHooks:
             await self.kit.store(route, Malformed(SOURCE, unusable_ref(body), f"Meta webhook: {payload}",
                                                   {"body_bytes": len(body)}))
             return JSONResponse({})
-        names = (lambda channel, ids: self.connector.names(channel, ids, retry=False)) if self.connector else None
+        names = partial(self.connector.names, retry=False) if self.connector is not None else None
         batch = await self.kit.run(route, translate_webhook, payload, self.page_id, self.instagram_id, names)
         await self.kit.store_batch(route, batch.interactions, batch.malformed, ignored=batch.ignored)
         return JSONResponse({})
