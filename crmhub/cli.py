@@ -204,7 +204,7 @@ def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite f
 
 sandbox_app = typer.Typer(help="The five API emulators with the demo org, and a customer to play against them.")
 app.add_typer(sandbox_app, name="sandbox")
-BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8704).")]
+BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8705).")]
 
 
 @sandbox_app.callback(invoke_without_command=True)
@@ -218,7 +218,7 @@ def sandbox(
     traffic: Annotated[int | None, typer.Option(metavar="SEED", help="Also replay a generated day of traffic "
                                                                      "drawn from SEED.")] = None,
 ) -> None:
-    """Run the five API emulators, seeded with the demo org, until interrupted."""
+    """Run the six API emulators, seeded with the demo org, until interrupted."""
     if ctx.invoked_subcommand is not None:
         return
     from crmhub.demo.org import sandbox_preparation
@@ -231,14 +231,16 @@ def sandbox(
 @sandbox_app.command("inbound")
 @for_people
 def sandbox_inbound(
-    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention or x-dm.")],
-    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164) or an X handle.")],
+    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention, x-dm, messenger or instagram.")],
+    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164), an X handle, or a "
+                                                       "Messenger / Instagram name.")],
     text: Annotated[str | None, typer.Option(help="What the customer writes (a call needs none).")] = None,
-    to: Annotated[str | None, typer.Option(help="Our number or X account (default: the embedded settings').")]
+    to: Annotated[str | None, typer.Option(help="Our number, X account or Page (default: the embedded settings').")]
     = None,
     base_port: BasePortOption = None,
 ) -> None:
-    """Play a customer against a running `crmhub sandbox`: an SMS, WhatsApp, call, X mention or DM."""
+    """Play a customer against a running `crmhub sandbox`: an SMS, WhatsApp, call, X mention or DM, Messenger or
+    Instagram message."""
     from crmhub.sandbox.inbound import play_inbound
 
     typer.echo(play_inbound(kind, sender, text, to=to, base_port=base_port).line)

@@ -33,7 +33,7 @@ def demo_sandbox() -> Iterator[dict[str, EmulatorServer]]:
     clock = SandboxClock()
     with ExitStack() as stack:
         yield {api: stack.enter_context(EmulatorServer(emulator_class(api)(clock=clock)))
-               for api in ("salesforce", "twilio", "x")}
+               for api in ("salesforce", "twilio", "x", "meta")}
 
 
 def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
@@ -60,7 +60,7 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     # Every item with content is history exactly once (the empty SMS is not), each in its routed queue.
     texts = [t.body for t in cast.FIRST_TEXTS if t.body] + [cast.JANE_STATES_HANDLE.body]
     assert Counter(t["Description"] for t in tasks if t["Description"] in texts) == Counter(texts)
-    assert len(tasks) == len(texts) + 2  # plus Bob's call and Jane's X mention
+    assert len(tasks) == len(texts) + 3  # plus Bob's call, Jane's X mention and Sam's Messenger message
     assert queue_of(by_text[cast.FIRST_TEXTS[0].body]) == "VIP Queue"  # Jane is Gold
     assert queue_of(by_text[cast.FIRST_TEXTS[1].body]) == "Billing Queue"  # a refund
     assert queue_of(by_text[cast.FIRST_TEXTS[2].body]) == "Support Queue"  # the stranger: default
@@ -87,6 +87,15 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     closed = [records[by_text[t.body]["WhatId"]] for t in cast.FIRST_TEXTS[:2]]
     assert [(c["IsClosed"], c["Crmhub_CSAT__c"]) for c in closed] == [(True, 5), (True, 4)]  # "5", "good, thanks"
     assert not any(t["Description"] == cast.AGENT_REPLY for t in tasks)  # never echoed back to Salesforce
+    # Sam's Messenger message opened its own case (no CRM record knows him); the agent's answer went out once,
+    # on Messenger, as the Page, inside Meta's 24-hour window; Meta's echo of it is not a second Task.
+    sam = by_text[cast.SAM_MESSAGE]
+    assert sam["Subject"] == f"Messenger inbound from {cast.SAM_ON_MESSENGER}"
+    assert records[sam["WhatId"]]["Origin"] == "Messenger"
+    meta: Any = servers["meta"].emulator
+    [answer] = [m for m in meta.messages() if m["is_echo"]]
+    assert (answer["text"], answer["messaging_type"]) == (cast.SAM_REPLY, "RESPONSE")
+    assert not any(t["Description"] == cast.SAM_REPLY for t in tasks)
 
     store = open_store(f"sqlite:///{(tmp_path / 'crmhub.db').resolve()}", migrate_schema=False)
     try:
@@ -108,7 +117,7 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     assert "Link 1 confirmed: X handle @janeonx is now the same customer as phone +14155550123" in act_three
     assert "Any update" not in act_three  # the claim is shown, never the message
     assert "Conflicts (1)" in output and "x_handle:janeonx" in output
-    assert "replies sent: 1, 0 to retry, 0 dead" in output
+    assert "replies sent: 2, 0 to retry, 0 dead" in output  # Jane by SMS, Sam on Messenger
     last_cycle = output.split("5. Run it again")[1].split("6. What the support lead reads")[0]
     assert "0 new" in last_cycle and "delivered to salesforce: 0 written" in last_cycle
     assert "Routing: rule 'vip-customers'" in last_cycle  # `crmhub explain` of Jane's first SMS

@@ -31,7 +31,7 @@ from tests.webhook_apps import create_app
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "docs" / "setup"
 GUIDES = {p.name: p.read_text(encoding="utf-8") for p in sorted(SETUP.glob("*.md"))}
-VENDORS = ("salesforce.md", "zendesk.md", "hubspot.md", "twilio.md", "x.md", "email.md")
+VENDORS = ("salesforce.md", "zendesk.md", "hubspot.md", "twilio.md", "x.md", "email.md", "meta.md")
 
 COMPLETE = "# settings.yaml (complete)"
 FRAGMENT_HEADERS = {"# settings.yaml": "settings.yaml", "# mappings/identities.yaml": "mappings/identities.yaml",
@@ -256,7 +256,7 @@ def test_zendesk_fields_tag_and_keys_are_the_connectors(fields_in_mappings: set[
 
 def test_webhook_paths_are_the_receivers_routes() -> None:
     app = create_app(lambda good, bad: None, twilio_auth_token="token", public_url=None,  # type: ignore[arg-type,return-value]
-                     x_consumer_secret="secret")
+                     x_consumer_secret="secret", meta_secrets=("secret", "token"))
     routes = {getattr(route, "path", "") for route in app.routes} - {""}
     named = {path.rstrip("/") for text in GUIDES.values() for path in re.findall(r"/webhooks/[a-z/]+", text)}
     assert named <= routes, f"paths the guides name that crmhub does not serve: {sorted(named - routes)}"

@@ -1,4 +1,4 @@
-"""Webhook apps for tests that serve Twilio's and X's routes from secrets alone (no configuration, no hub).
+"""Webhook apps for tests that serve Twilio's, X's and Meta's routes from secrets alone (no configuration, no hub).
 
 The daemon builds its receiver from the enabled channel modules (`Hub.webhook_app`); these tests give the
 channel modules' hook classes the secrets directly, the way `crmhub.channels.<name>.module` does.
@@ -12,9 +12,11 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from crmhub.channels.contract import StatusFn
+from crmhub.channels.meta.hooks import MetaHooks
 from crmhub.channels.twilio.hooks import TwilioHooks
 from crmhub.channels.x.hooks import XAccountFn, XEventFn, XHooks
 from crmhub.connectors.twilio_hooks import status_advances
+from crmhub.sandbox.meta import DEFAULT_IG_ID, DEFAULT_PAGE_ID
 from crmhub.webhooks import IngestFn, MessageStatuses, MetricsFn
 from crmhub.webhooks import create_app as receiver
 
@@ -22,12 +24,15 @@ from crmhub.webhooks import create_app as receiver
 def create_app(ingest: IngestFn, *, twilio_auth_token: str | None, public_url: str | None,
                x_consumer_secret: str | None, metrics: MetricsFn | None = None, on_status: StatusFn | None = None,
                on_x_event: XEventFn | None = None, default_region: str = "US",
-               clock: Callable[[], datetime] | None = None, x_account: XAccountFn | None = None) -> FastAPI:
-    """The receiver with Twilio's routes (when `twilio_auth_token`) and X's (when `x_consumer_secret`)."""
+               clock: Callable[[], datetime] | None = None, x_account: XAccountFn | None = None,
+               meta_secrets: tuple[str, str] | None = None) -> FastAPI:
+    """The receiver with Twilio's routes (when `twilio_auth_token`), X's (when `x_consumer_secret`) and Meta's
+    (when `meta_secrets`: the app secret and the verify token, for the sandbox's Page)."""
     statuses = on_status if on_status is not None else MessageStatuses(advances=status_advances)
     twilio = TwilioHooks(twilio_auth_token, public_url=public_url, on_status=statuses,
                          default_region=default_region) if twilio_auth_token else None
     x = XHooks(x_consumer_secret, account=x_account, on_event=on_x_event) if x_consumer_secret else None
-    app = receiver(ingest, [twilio, x], metrics=metrics, clock=clock)
+    meta = MetaHooks(*meta_secrets, page_id=DEFAULT_PAGE_ID, instagram_id=DEFAULT_IG_ID) if meta_secrets else None
+    app = receiver(ingest, [twilio, x, meta], metrics=metrics, clock=clock)
     app.state.statuses = statuses
     return app

@@ -47,8 +47,8 @@ ENTRIES: dict[str, Entry] = {
                {"x_mention": "X mention", "x_dm": "X DM"}, ("x", "x_handle"), ("x_mention", "x_dm")),
     "email": Entry("email", "crmhub.channels.email.module:MODULE", "crmhub.channels.email.settings:EmailSettings",
                    {"email": "Email"}, ("email",), ("email",)),
-    # Reserved for the channel modules being built (issue 18): their values, labels and kinds are shared now.
-    "meta": Entry("meta", None, None, {"messenger": "Messenger", "instagram": "Instagram"}, ("fb_psid", "ig_sid"),
+    "meta": Entry("meta", "crmhub.channels.meta.module:MODULE", "crmhub.channels.meta.settings:MetaSettings",
+                  {"messenger": "Messenger", "instagram": "Instagram"}, ("fb_psid", "ig_sid"),
                   ("messenger", "instagram")),
 }
 

@@ -38,16 +38,17 @@ from crmhub.language import DEFAULT_MIN_CONFIDENCE
 
 SANDBOX_HOST = "127.0.0.1"
 # The sandbox emulators' fixed ports (crmhub.sandbox.DEFAULT_PORTS; a test keeps them equal).
-SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704}
+SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704,
+                                 "meta": 8705}
 MIN_SANDBOX_PORT, MAX_PORT = 1024, 65535  # the sandbox never takes a privileged port
 
 
 def base_port_problem(base: int) -> str | None:
-    """Why the sandbox cannot use `base` as its first port (the five must fit in 1024..65535), or None."""
+    """Why the sandbox cannot use `base` as its first port (all six must fit in 1024..65535), or None."""
     last = MAX_PORT - len(SANDBOX_PORTS) + 1
     if MIN_SANDBOX_PORT <= base <= last:
         return None
-    return (f"{base} does not fit: the five sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
+    return (f"{base} does not fit: the six sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
             f"{MIN_SANDBOX_PORT}..{MAX_PORT}; use a base port from {MIN_SANDBOX_PORT} to {last}")
 
 
@@ -114,7 +115,7 @@ class SandboxSettings(Model):
 
     enabled: bool = Field(
         False, description="When true, every base_url left empty points at the local sandbox emulator "
-                           f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x).")
+                           f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x, 8705 meta).")
     base_port: int | None = Field(
         None, description="First port of a sandbox started with `crmhub sandbox --base-port N` (salesforce N, "
                           "zendesk N+1, hubspot N+2, twilio N+3, x N+4). Empty: 8700.")

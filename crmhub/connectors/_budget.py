@@ -45,11 +45,14 @@ Salesforce `Sforce-Limit-Info: api-usage=n/m` (REST API developer guide,
 and on list endpoints `ratelimit-limit`, `ratelimit-remaining`,
 `ratelimit-reset` (developer.zendesk.com "Best practices for avoiding rate
 limiting"); X `x-rate-limit-limit`, `x-rate-limit-remaining`,
-`x-rate-limit-reset` in epoch seconds (docs.x.com rate limits).
+`x-rate-limit-reset` in epoch seconds (docs.x.com rate limits); Meta
+`X-Business-Use-Case-Usage` and `X-App-Usage`, percentages of the hour's
+allowance (developers.facebook.com/docs/graph-api/overview/rate-limiting).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -135,6 +138,8 @@ def read_headroom(system: str, headers: Mapping[str, str], *, path: str = "",
         found = Headroom(remaining=remaining if remaining is not None else _int(lower.get("ratelimit-remaining")),
                          limit=_int(lower.get("x-rate-limit")) or _int(lower.get("ratelimit-limit")),
                          window=60.0, resets_in=_float(lower.get("ratelimit-reset")))
+    elif system == "meta":
+        return _meta(lower)
     elif system == "x":
         reset = _float(lower.get("x-rate-limit-reset"))
         clock = time.time() if now is None else now
@@ -158,6 +163,31 @@ def _salesforce(lower: Mapping[str, str]) -> Headroom | None:
                 return None
             return Headroom(daily_remaining=max(0, limit_calls - used_calls), daily_limit=limit_calls)
     return None
+
+
+def _meta(lower: Mapping[str, str]) -> Headroom | None:
+    """Meta's usage headers, in percent of the hour's allowance: the busiest figure, as 'calls' of 100.
+
+    `X-Business-Use-Case-Usage: {"<page id>": [{"call_count": 28, "total_time": 9, "total_cputime": 4,
+    "estimated_time_to_regain_access": 0}]}` and `X-App-Usage: {"call_count": 3, ...}`; at 100 Meta
+    throttles until `estimated_time_to_regain_access` (minutes) has passed.
+    """
+    figures: list[Mapping[str, object]] = []
+    try:
+        business = json.loads(lower.get("x-business-use-case-usage") or "{}")
+        figures += [item for items in business.values() for item in items if isinstance(item, dict)]
+        app = json.loads(lower.get("x-app-usage") or "{}")
+        if isinstance(app, dict):
+            figures.append(app)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    used = [_int(str(f.get(k))) for f in figures for k in ("call_count", "total_time", "total_cputime") if k in f]
+    busiest = max((u for u in used if u is not None), default=None)
+    if busiest is None:
+        return None
+    regain = max((_int(str(f.get("estimated_time_to_regain_access"))) or 0 for f in figures), default=0)
+    return Headroom(remaining=max(0, 100 - busiest), limit=100, window=3600.0,
+                    resets_in=regain * 60.0 if regain else None)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -52,9 +52,13 @@ FIRST_TEXTS: tuple[Text, ...] = (
 BOB_CALL_MINUTES = 4  # Bob also calls; nobody answers
 JANE_MENTION = "my parcel is late again, order 1234. Anyone there?"
 JANE_MENTION_MINUTES = 10
+SAM_ON_MESSENGER = "Sam Park"  # writes to the Page on Messenger; known to no CRM record
+SAM_MESSAGE = "Is the blue kettle back in stock? I'd like to order two."
+SAM_MESSAGE_MINUTES = 14
 # Act 3: Jane says, on SMS, who she is on X.
 JANE_STATES_HANDLE = Text(JANE_PHONE, OUR_NUMBER, f"Any update? I also wrote to you on X, I'm @{JANE_ON_X}", 40)
 # Act 4: an agent answers her in Salesforce.
 AGENT_REPLY = "Hi Jane, order 1234 left our warehouse this morning. Sorry for the wait!"
+SAM_REPLY = "Hi Sam, yes: the blue kettle is back since Monday. Two are on hold for you."
 # Act 6: Jane and Bob answer the satisfaction question crmhub sends when their cases close.
 SURVEY_ANSWERS: tuple[tuple[str, str], ...] = ((JANE_PHONE, "5"), (BOB_PHONE, "good, thanks"))

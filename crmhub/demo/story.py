@@ -1,8 +1,8 @@
 """`crmhub demo`: the whole product on the sandbox, told in six short acts.
 
-It starts the Salesforce, Twilio and X emulators on free ports, seeds a
-small org, then lets customers write in over SMS, WhatsApp, a phone call and
-an X mention. Each act runs real sync cycles through the real SDKs and the
+It starts the Salesforce, Twilio, X and Meta emulators on free ports, seeds a
+small org, then lets customers write in over SMS, WhatsApp, a phone call, an
+X mention and Facebook Messenger. Each act runs real sync cycles through the real SDKs and the
 same commands ops would type (`crmhub deadletters`, `conflicts`, `explain`,
 `status`), so what the demo shows is what the product does:
 
@@ -11,7 +11,8 @@ same commands ops would type (`crmhub deadletters`, `conflicts`, `explain`,
 3. a customer states her X handle: crmhub only suggests the link (a
    message is no proof) and notes it on her case; once an admin confirms
    it, her two identities merge and the X history moves onto her Contact;
-4. an agent answers in Salesforce and the customer gets an SMS;
+4. agents answer in Salesforce: one customer gets an SMS, another a
+   Messenger message, inside Meta's 24-hour window;
 5. a run over the same items writes nothing twice;
 6. an agent closes two cases, the customers answer crmhub's satisfaction
    question, and `crmhub report` prints the support figures and writes the
@@ -44,7 +45,7 @@ from crmhub.status import print_cycle
 from crmhub.store.links import LinkStatus
 
 DEMO_DIR = Path(".crmhub/demo")
-APIS = ("salesforce", "twilio", "x")
+APIS = ("salesforce", "twilio", "x", "meta")
 
 
 def run_demo(*, keep_state: bool = False, directory: Path = DEMO_DIR, console: Console | None = None) -> None:
@@ -58,7 +59,7 @@ def run_demo(*, keep_state: bool = False, directory: Path = DEMO_DIR, console: C
     console.print("\n[bold]Where to look next[/]")
     for command, what in ((f"crmhub status --config {settings}", "cursors, ledger, outbox, dead letters"),
                           (f"crmhub run --config {settings}", "the same as a service (README, Operations)"),
-                          ("crmhub sandbox", "the emulators on 8700-8704, to explore"),
+                          ("crmhub sandbox", "the emulators on 8700-8705, to explore"),
                           ("docs/configuration.md", "every setting, with its default")):
         console.print(f"  {command}\n      {what}", highlight=False)
 
@@ -70,7 +71,7 @@ def tell(servers: Mapping[str, EmulatorServer], directory: Path, console: Consol
     urls = {api: servers[api].url for api in APIS}
     settings = write_sandbox_settings(directory, urls, enabled=APIS, surveys=True)
     _route_social_to(settings.parent / "mappings" / "routing.yaml", cast.LATE_QUEUE)
-    console.rule("[bold]crmhub demo[/]: SMS, WhatsApp, calls and X -> Salesforce, on the local sandbox")
+    console.rule("[bold]crmhub demo[/]: SMS, WhatsApp, calls, X and Messenger -> Salesforce, on the local sandbox")
     console.print(f"sandbox: {', '.join(f'{api} {url}' for api, url in urls.items())}")
     console.print(f"settings: {settings}   state: {directory / 'crmhub.db'}")
     with build_hub(load_config(settings)) as hub:
@@ -90,6 +91,9 @@ def seed(servers: Mapping[str, EmulatorServer], start: datetime) -> None:
     x: Any = servers["x"].emulator
     jane = x.add_user(cast.JANE_ON_X, "Jane D")
     x.post_mention(jane, cast.JANE_MENTION, at=start + timedelta(minutes=cast.JANE_MENTION_MINUTES))
+    meta: Any = servers["meta"].emulator
+    sam = meta.add_person("messenger", cast.SAM_ON_MESSENGER)
+    meta.inbound("messenger", sam, cast.SAM_MESSAGE, at=start + timedelta(minutes=cast.SAM_MESSAGE_MINUTES))
 
 
 class Story:
@@ -116,7 +120,8 @@ class Story:
     def act_one(self) -> None:
         self._act(1, "Customers write in",
                   "Jane (a Gold customer) and Bob text, Bob also calls, Ana writes on WhatsApp, a stranger asks a "
-                  "question, someone sends an empty SMS, and @JaneOnX, whom nobody knows yet, mentions us on X.")
+                  "question, someone sends an empty SMS, @JaneOnX, whom nobody knows yet, mentions us on X, and "
+                  f"{cast.SAM_ON_MESSENGER} asks on Facebook Messenger.")
         self._sync()
         self._command("deadletters", "list")
         self.console.print("Two dead letters, nothing else held up: the empty SMS cannot become history, and "
@@ -152,9 +157,11 @@ class Story:
 
     def act_four(self) -> None:
         self._act(4, "An agent answers in Salesforce",
-                  f"{cast.AGENT[1]} posts a public comment on Jane's case. crmhub sends it to her by SMS, "
-                  "from the number she wrote to, once.")
+                  f"{cast.AGENT[1]} posts a public comment on Jane's case and one on Sam's. crmhub sends Jane's by "
+                  "SMS, from the number she wrote to, and Sam's on Messenger as the Page, inside Meta's 24-hour "
+                  "window; each once.")
         self._agent_comment(self._case_of(cast.FIRST_TEXTS[0].body), cast.AGENT_REPLY)
+        self._agent_comment(self._case_of(cast.SAM_MESSAGE), cast.SAM_REPLY)
         self._sync()
 
     def act_five(self) -> None:
@@ -227,7 +234,8 @@ def _epilogue(servers: Mapping[str, EmulatorServer], console: Console) -> None:
     console.print()
     console.rule("[bold]What the systems now hold[/] (read back from the emulators)", align="left")
     console.print(landed_table(servers["salesforce"].emulator))
-    console.print(sent_table(servers["twilio"].emulator, servers["x"].emulator, DEFAULT_ACCOUNT_ID))
+    console.print(sent_table(servers["twilio"].emulator, servers["x"].emulator, DEFAULT_ACCOUNT_ID,
+                             servers["meta"].emulator))
     console.print(calls_line({api: servers[api] for api in APIS}))
 
 

@@ -1,4 +1,4 @@
-"""Loopback emulators of the five APIs crmhub talks to (see docs/sandbox/).
+"""Loopback emulators of the six APIs crmhub talks to (see docs/sandbox/).
 
 `EMULATORS` maps each API to its emulator class, imported on first use so a
 test of one API does not pay for the others.
@@ -16,9 +16,11 @@ EMULATORS: dict[str, str] = {
     "hubspot": "crmhub.sandbox.hubspot:HubSpotEmulator",
     "twilio": "crmhub.sandbox.twilio:TwilioEmulator",
     "x": "crmhub.sandbox.x:XEmulator",
+    "meta": "crmhub.sandbox.meta:MetaEmulator",
 }
 
-DEFAULT_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704}
+DEFAULT_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704,
+                                 "meta": 8705}
 
 
 def emulator_class(api: str) -> type[Emulator]:

@@ -207,6 +207,8 @@ class Emulator:
     """
 
     name: ClassVar[str] = "emulator"
+    dated: ClassVar[bool] = False
+    """True: the `Date` header of every answer is in sandbox time (a client measuring against the vendor's clock)."""
 
     def __init__(self, *, clock: SandboxClock | None = None, state_file: str | Path | None = None) -> None:
         self.clock = clock or SandboxClock()
@@ -437,6 +439,13 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002  # werkzeug's signature
         return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """`Date` in sandbox time for an emulator that is `dated` (the vendor's clock is the sandbox's)."""
+        app = getattr(self.server, "app", None)
+        if timestamp is None and isinstance(app, Emulator) and app.dated:
+            timestamp = app.clock.time()
+        return super().date_time_string(timestamp)
 
     def run_wsgi(self) -> None:
         try:

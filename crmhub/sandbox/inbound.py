@@ -1,12 +1,13 @@
 """`crmhub sandbox inbound`: play a customer against a running sandbox, over HTTP.
 
-Each kind is one `POST /_sandbox/...` seed action of the Twilio or X emulator
-(docs/sandbox/twilio.md, docs/sandbox/x.md); the emulator then delivers the
-item as the real service would: to the number's webhook URL or the Account
-Activity webhook when one is set, and in any case to the API lists crmhub
-polls. A customer the emulator does not know yet (a phone number, an X
-handle) needs no setup. Our side defaults to the embedded settings' first
-number, WhatsApp sender and X account, which `crmhub sandbox` seeds.
+Each kind is one `POST /_sandbox/...` seed action of the Twilio, X or Meta
+emulator (docs/sandbox/twilio.md, x.md, meta.md); the emulator then delivers
+the item as the real service would: to the number's webhook URL, the Account
+Activity webhook or the Meta app's callback URL when one is set, and in any
+case to the API lists crmhub polls. A customer the emulator does not know yet
+(a phone number, an X handle, a Messenger name) needs no setup. Our side
+defaults to the embedded settings' first number, WhatsApp sender, X account
+and Page (or its Instagram account), which `crmhub sandbox` seeds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ruamel.yaml import YAML
 from crmhub.config import DEFAULT_SETTINGS
 from crmhub.sandbox.runner import SandboxError, fixed_ports
 
-KINDS = ("sms", "whatsapp", "call", "x-mention", "x-dm")
+KINDS = ("sms", "whatsapp", "call", "x-mention", "x-dm", "messenger", "instagram")
 WHATSAPP = "whatsapp:"
 
 
@@ -67,6 +68,8 @@ def _request(kind: str, sender: str, text: str, to: str) -> tuple[str, str, dict
         return "twilio", "calls", {"from": sender, "to": to}
     if kind == "x-mention":
         return "x", "mentions", {"from": sender, "text": text}
+    if kind in ("messenger", "instagram"):  # `from`: a person's name (new ones made on the fly) or scoped id
+        return "meta", "inbound", {"platform": kind, "from": sender, "text": text}
     return "x", "dms", {"from": sender, "to": to, "text": text}
 
 
@@ -79,4 +82,5 @@ def _our_side() -> dict[str, str]:
     channels = YAML(typ="safe").load(DEFAULT_SETTINGS.read_text())["channels"]
     number = str(channels["twilio"]["numbers"][0])
     return {"sms": number, "call": number, "whatsapp": str(channels["twilio"]["whatsapp_senders"][0]),
-            "x-mention": str(channels["x"]["account"]), "x-dm": str(channels["x"]["account"])}
+            "x-mention": str(channels["x"]["account"]), "x-dm": str(channels["x"]["account"]),
+            "messenger": str(channels["meta"]["page_id"]), "instagram": str(channels["meta"]["instagram_id"])}

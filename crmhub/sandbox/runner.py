@@ -1,4 +1,4 @@
-"""Start the five emulators together (for `crmhub sandbox` and `crmhub demo`)."""
+"""Start the six emulators together (for `crmhub sandbox` and `crmhub demo`)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def running_sandbox(ports: Mapping[str, int] | None = None, *, state_dir: Path |
 
 
 def fixed_ports(base: int | None = None) -> dict[str, int]:
-    """The demo ports (8700-8704), or the same layout from another base port."""
+    """The demo ports (8700-8705), or the same layout from another base port."""
     if base is None:
         return dict(DEFAULT_PORTS)
     wrong = base_port_problem(base)

@@ -1,4 +1,4 @@
-"""`crmhub sandbox`: the five emulators on fixed ports until interrupted."""
+"""`crmhub sandbox`: the six emulators on fixed ports until interrupted."""
 
 from __future__ import annotations
 

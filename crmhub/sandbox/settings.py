@@ -18,7 +18,7 @@ from crmhub.config import DEFAULT_SETTINGS, DEFAULTS_DIR
 
 SECRETS_DIR = DEFAULTS_DIR / "sandbox-secrets"
 CRMS = ("salesforce", "zendesk", "hubspot")
-CHANNELS = ("twilio", "x")
+CHANNELS = ("twilio", "x", "meta")
 
 
 def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_url: str | None = None,

@@ -49,7 +49,7 @@ def test_embedded_defaults_load_without_any_credentials(defaults: Config, tmp_pa
     settings = defaults.settings
     assert settings.sandbox.enabled
     assert settings.crms.enabled_names() == ("salesforce", "zendesk", "hubspot")
-    assert settings.channels.enabled_names() == ("twilio", "x")
+    assert settings.channels.enabled_names() == ("twilio", "x", "meta")
     assert defaults.source == DEFAULT_SETTINGS
     assert defaults.mappings_dir == DEFAULTS_DIR / "mappings"
     # the relative sqlite file of the defaults lands in the working directory, not in the package
@@ -62,7 +62,7 @@ def test_embedded_defaults_point_at_the_sandbox_ports(defaults: Config) -> None:
     assert SANDBOX_PORTS == DEFAULT_PORTS
     s = defaults.settings
     urls = {"salesforce": s.crms.salesforce, "zendesk": s.crms.zendesk, "hubspot": s.crms.hubspot,
-            "twilio": s.channels.twilio, "x": s.channels.x}
+            "twilio": s.channels.twilio, "x": s.channels.x, "meta": s.channels.meta}
     assert {name: section.base_url for name, section in urls.items()} == {  # type: ignore[union-attr]
         name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
 

@@ -1,4 +1,4 @@
-"""`crmhub check` against the five emulators: the demo org passes, a broken one is named problem by problem.
+"""`crmhub check` against the six emulators: the demo org passes, a broken one is named problem by problem.
 
 Each test seeds the demo org (`crmhub.demo.org.seed_org`, what `crmhub sandbox`
 starts with), writes the embedded settings pointed at the emulators, breaks
@@ -35,9 +35,10 @@ PUBLIC_URL = "https://hooks.acme.test"
 
 @pytest.fixture
 def servers(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
-            twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer) -> dict[str, EmulatorServer]:
+            twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer,
+            meta_sandbox: EmulatorServer) -> dict[str, EmulatorServer]:
     running = {"salesforce": salesforce_sandbox, "zendesk": zendesk_sandbox, "hubspot": hubspot_sandbox,
-               "twilio": twilio_sandbox, "x": x_sandbox}
+               "twilio": twilio_sandbox, "x": x_sandbox, "meta": meta_sandbox}
     seed_org({api: server.emulator for api, server in running.items()})
     return running
 
@@ -145,6 +146,7 @@ def test_bad_tokens_of_every_crm_and_channel_are_named(settings: Path, tmp_path:
         tree["crms"]["hubspot"]["auth"]["access_token"] = f"file:{wrong}"
         tree["channels"]["twilio"]["auth_token"] = f"file:{wrong}"
         tree["channels"]["x"]["access_token_secret"] = f"file:{wrong}"
+        tree["channels"]["meta"]["page_token"] = f"file:{wrong}"
 
     edit(settings, tokens)
     result = check(settings)
@@ -152,10 +154,10 @@ def test_bad_tokens_of_every_crm_and_channel_are_named(settings: Path, tmp_path:
     lines = problem_lines(result)
     for system, key in (("salesforce", "crms.salesforce.auth"), ("zendesk", "crms.zendesk.auth"),
                         ("hubspot", "crms.hubspot.auth.access_token"), ("twilio", "channels.twilio.account_sid"),
-                        ("x", "channels.x")):
+                        ("x", "channels.x"), ("meta", "channels.meta")):
         assert any(line.startswith(f"{system}: the credentials were refused") and f"Fix: check {key}" in line
                    for line in lines), (system, lines)
-    assert len(lines) == 5, lines
+    assert len(lines) == 6, lines
     assert "not-the-token" not in result.output
 
 

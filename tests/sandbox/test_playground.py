@@ -76,7 +76,8 @@ def test_customers_played_against_a_seeded_sandbox_land_in_salesforce(sandbox: S
     out = [sandbox.play("sms", "--from", "+14155550123", "--text", "Where is my order?"),
            sandbox.play("call", "--from", "+14155550124"),
            sandbox.play("x-mention", "--from", "@NewOnX", "--text", "anyone there?"),
-           sandbox.play("x-dm", "--from", "NewOnX", "--text", "order 1234 please")]
+           sandbox.play("x-dm", "--from", "NewOnX", "--text", "order 1234 please"),
+           sandbox.play("messenger", "--from", "Mia Rossi", "--text", "hello from Messenger")]
     assert all(line.strip() for line in out)
     settings = write_sandbox_settings(tmp_path, {}, enabled=(*CRMS, *CHANNELS), base_port=sandbox.base)
     assert YAML(typ="safe").load(settings.read_text())["sandbox"] == {"enabled": True, "base_port": sandbox.base}
@@ -86,7 +87,7 @@ def test_customers_played_against_a_seeded_sandbox_land_in_salesforce(sandbox: S
     tasks = sandbox.state("salesforce")["records"]["Task"].values()
     assert sorted(t["Subject"] for t in tasks) == sorted([
         "SMS inbound from +14155550123", "Call inbound from +14155550124",
-        "X mention inbound from newonx", "X DM inbound from newonx"])
+        "X mention inbound from newonx", "X DM inbound from newonx", "Messenger inbound from Mia Rossi"])
     jane = next(c for c in sandbox.state("salesforce")["records"]["Contact"].values() if c["FirstName"] == "Jane")
     [sms_task] = [t for t in tasks if t["Subject"].startswith("SMS")]
     assert sms_task["WhoId"] == jane["Id"]  # the seeded Contact, matched on her messy phone format
@@ -137,7 +138,7 @@ def test_traffic_replays_a_day_onto_our_numbers() -> None:
     (("inbound", "fax", "--from", "+14155550123"), "unknown kind 'fax'; use one of sms, whatsapp, call, x-mention"),
     (("inbound", "sms", "--from", "+14155550123"), "sms needs --text"),
     (("inbound", "sms", "--from", "+1415", "--text", "hi", "--base-port", "65532"), "--base-port 65532 does not fit"),
-    (("--base-port", "80"), "--base-port 80 does not fit: the five sandbox ports 80..84 must lie in 1024..65535"),
+    (("--base-port", "80"), "--base-port 80 does not fit: the six sandbox ports 80..85 must lie in 1024..65535"),
 ])
 def test_unknown_kinds_and_bad_ports_are_refused_clearly(args: tuple[str, ...], message: str) -> None:
     done = crmhub("sandbox", *args, timeout=30)
@@ -156,7 +157,7 @@ def test_validate_refuses_a_base_port_that_does_not_fit(tmp_path: Path) -> None:
     settings = write_sandbox_settings(tmp_path, {}, base_port=65532)
     done = crmhub("validate", "--config", str(settings), timeout=30)
     assert done.returncode == 1
-    assert "sandbox.base_port: 65532 does not fit: the five sandbox ports 65532..65536 must lie in 1024..65535" in (
+    assert "sandbox.base_port: 65532 does not fit: the six sandbox ports 65532..65537 must lie in 1024..65535" in (
         done.stderr)
 
 

@@ -1,4 +1,4 @@
-"""`crmhub sandbox --json`: five emulators up, their URLs printed, clean stop on SIGTERM."""
+"""`crmhub sandbox --json`: six emulators up, their URLs printed, clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from crmhub.sandbox import DEFAULT_PORTS
 
 
 def free_base_port() -> int:
-    """A base port with five free ports after it, away from the demo's 8700-8704."""
+    """A base port with six free ports after it, away from the demo's 8700-8705."""
     rng = random.Random()
     for _ in range(50):
         base = rng.randrange(20000, 60000)

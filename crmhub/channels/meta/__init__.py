@@ -1,0 +1,1 @@
+"""The Meta channel module (Messenger and Instagram DMs of one Page): `module.MODULE` implements the channel contract."""
