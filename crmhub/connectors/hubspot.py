@@ -129,9 +129,9 @@ CLOSED_DATE = "closed_date"
 CREATED_AT = "hs_createdate"  # engagements' creation time
 CREATED = "createdate"
 MERGED_IDS = "hs_merged_object_ids"  # on a merge's new record: the ids it absorbed, `;`-separated
-# A link to a contact deleted or merged away since crmhub linked it (a ticket gone is refused as any other error).
+# A link to a contact (a ticket) deleted or merged away since crmhub linked it: `RecordGone` (`CaseGone`).
 GONE_CONTACT = re.compile(r"\bcontact object with id \S+ does not exist", re.IGNORECASE)
-GONE_TICKET = re.compile(r"\bticket object with id \S+ does not exist", re.IGNORECASE)  # archived or merged away
+GONE_TICKET = re.compile(r"\bticket object with id \S+ does not exist", re.IGNORECASE)
 REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
                     "crmhub_key"]
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
