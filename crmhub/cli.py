@@ -149,11 +149,12 @@ def adopt(config: ConfigOption = None, sandbox: SandboxOption = False) -> None:
     from crmhub.store import adoption
 
     with opened(config, sandbox=sandbox) as (loaded, store), store.transaction() as session:
-        now = datetime.now(UTC)
+        now = until = datetime.now(UTC)
         crms = loaded.settings.crms.enabled_names()
         for crm in crms:
-            adoption.extend_horizon(session, crm, now, now=now)
-    typer.echo(f"{', '.join(crms) or 'no CRM'}: items from before {now.isoformat(timespec='seconds')} are looked "
+            until = adoption.behind(session, crm, now=now)
+    typer.echo(f"{', '.join(crms) or 'no CRM'}: items from before {until.isoformat(timespec='seconds')} (now, "
+               "and a margin for the channels' clocks) are looked "
                "for by crmhub's keys before they are written (an earlier store may have written them)")
 
 

@@ -11,6 +11,7 @@
             ├── AuthError           401/403: fix credentials
             ├── NotFound            404: our bug or a deleted record
             │   └── RecordGone      the addressed CRM record was deleted or merged away
+            │       └── CaseGone    the case/ticket a write goes onto is gone, or closed for good
             └── Rejected            400/422: the API refused this item
 
 Programming mistakes stay outside the tree. Every error carries a message
@@ -92,6 +93,16 @@ class RecordGone(NotFound):
     Connectors raise it for their CRM's own ways of saying so; the engine
     re-reads the record's fate and writes again to what is left, instead of
     dead-lettering (`crmhub.sync.deliver`).
+    """
+
+
+class CaseGone(RecordGone):
+    """The case (Salesforce Case, Zendesk ticket, HubSpot ticket) a write goes onto is gone, not its contact.
+
+    Deleted, merged away, or closed so that the CRM refuses anything more on
+    it (a Zendesk ticket's `closed`, which a ticket merge also leaves). The
+    engine forgets the conversation's case and writes again at once, opening
+    the conversation's next case (`crmhub.sync.deliver`).
     """
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Any
+
+CLOCK_SKEW = timedelta(minutes=5)  # our clock against a vendor's, when comparing times one of them stamped
 
 
 class Channel(StrEnum):

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -29,10 +29,9 @@ from crmhub.connectors._retry import Retrier
 from crmhub.errors import (
     AuthError, ConnectorError, Interrupted, NotFound, PermanentError, RateLimited, Rejected, Timeout,
 )
-from crmhub.model import WritePriority
+from crmhub.model import CLOCK_SKEW, WritePriority
 
 T = TypeVar("T")
-CLOCK_SKEW = timedelta(minutes=5)  # our clock against a vendor's, when comparing creation times
 log = structlog.get_logger("crmhub.connectors")
 
 

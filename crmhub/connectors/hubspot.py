@@ -18,7 +18,8 @@ filter. Search never shows archived or merged-away contacts: a merge makes a
 new record whose `hs_merged_object_ids` names both old ids (gone, merged
 into it), and archived contacts come from the `archived=true` list after the
 search. An activity refused because its contact no longer exists is
-`RecordGone`.
+`RecordGone`; because its ticket no longer exists (archived, merged away),
+`CaseGone`.
 
 Case states: the same search over tickets that have `crmhub_conversation`,
 by `hs_lastmodifieddate`. A ticket is closed when its pipeline stage's
@@ -94,7 +95,7 @@ from crmhub.connectors._base import Connector, classify_status, fit, retry_after
 from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
-from crmhub.errors import ConnectorError, NotFound, PermanentError, RecordGone, Rejected, Timeout
+from crmhub.errors import CaseGone, ConnectorError, NotFound, PermanentError, RecordGone, Rejected, Timeout
 from crmhub.identities import from_crm_field, mapping_kind, normal_handle
 from crmhub.link_marks import read_field
 from crmhub.model import (
@@ -128,11 +129,12 @@ CLOSED_DATE = "closed_date"
 CREATED_AT = "hs_createdate"  # engagements' creation time
 CREATED = "createdate"
 MERGED_IDS = "hs_merged_object_ids"  # on a merge's new record: the ids it absorbed, `;`-separated
-# A link to a contact deleted or merged away since crmhub linked it (a ticket gone is refused as any other error).
+# A link to a contact (a ticket) deleted or merged away since crmhub linked it: `RecordGone` (`CaseGone`).
 GONE_CONTACT = re.compile(r"\bcontact object with id \S+ does not exist", re.IGNORECASE)
 # HubSpot's communication types (hs_communication_channel_type: WHATS_APP, LINKEDIN_MESSAGE, SMS, per
 # developers.hubspot.com/docs/api/crm/communications); any other channel is logged as a note with its label.
 COMMUNICATION_TYPES = {Channel.SMS: "SMS", Channel.WHATSAPP: "WHATS_APP"}
+GONE_TICKET = re.compile(r"\bticket object with id \S+ does not exist", re.IGNORECASE)
 REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
                     "crmhub_key"]
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
@@ -1080,16 +1082,19 @@ class HubSpotCrm(Connector):
                 out[str(name)] = self._error(entry)
         return out
 
-    def _error(self, entry: Mapping[str, Any]) -> Rejected | RecordGone:
-        """One 207/batch error; `RecordGone` when it names a linked contact that no longer exists."""
+    def _error(self, entry: Mapping[str, Any]) -> Rejected | RecordGone | CaseGone:
+        """One 207/batch error; `RecordGone` when it names a linked contact that no longer exists, `CaseGone` a
+        ticket."""
         code = str(entry.get("category") or entry.get("subCategory") or "")
         message = str(entry.get("message", ""))
         text = vendor_error(code, message, _property_names(entry))
         if GONE_CONTACT.search(message):
             return RecordGone(text, system=self.name, code=code)
+        if GONE_TICKET.search(message):
+            return CaseGone(text, system=self.name, code=code)
         return Rejected(text, system=self.name, code=code)
 
-    def _unexplained(self, answer: Mapping[str, Any]) -> Rejected | RecordGone:
+    def _unexplained(self, answer: Mapping[str, Any]) -> Rejected | RecordGone | CaseGone:
         errors = answer.get("errors") or []
         if errors:
             return self._error(errors[0])

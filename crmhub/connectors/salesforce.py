@@ -20,7 +20,9 @@ Mirror (`mirror_pages`): Contacts and Leads by `SystemModstamp` through
 `queryAll`, so deleted ones come too (`IsDeleted`), and a merge's losers
 with `MasterRecordId`, the survivor (`/sobjects/{O}/deleted` names none). A
 Task or Case refused for its contact (`ENTITY_IS_DELETED`, or
-`INVALID_CROSS_REFERENCE_KEY` on `WhoId`/`ContactId`) is `RecordGone`.
+`INVALID_CROSS_REFERENCE_KEY` on `WhoId`/`ContactId`) is `RecordGone`; a
+Task refused for its Case (`INVALID_CROSS_REFERENCE_KEY` on `WhatId`:
+deleted, or merged away) is `CaseGone`.
 
 Case states (`case_pages`): crmhub's own Cases (`Crmhub_Conversation__c !=
 null`) changed since the cursor, by `SystemModstamp` like the contact
@@ -60,7 +62,9 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce_composite import (
     COLLECTION_LIMIT, Subrequest, composite_bodies, relationship, subrequest_results,
 )
-from crmhub.errors import AuthError, ConnectorError, PermanentError, RateLimited, RecordGone, Rejected, TransientError
+from crmhub.errors import (
+    AuthError, CaseGone, ConnectorError, PermanentError, RateLimited, RecordGone, Rejected, TransientError,
+)
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.link_marks import read_field
 from crmhub.model import (
@@ -80,6 +84,7 @@ LINK_FIELD = "Crmhub_Link__c"  # the default Case text field agents confirm link
 CONTACT_KEY_FIELD = "Crmhub_Person__c"  # on Contact and Lead: a repeated create (lost answer, crash) finds the first
 CREATE_ONLY_TASK_FIELDS = frozenset({"TaskSubtype"})  # createable, not updateable
 CONTACT_REFERENCES = frozenset({"WhoId", "ContactId"})  # a refused reference here: the contact is gone
+CASE_REFERENCES = frozenset({"WhatId", "ParentId"})  # a refused reference here: the Case is gone
 CONTACT_PREFIX = "003"  # Contact ids start so; a Case's ContactId takes only those (not Leads)
 SOQL_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
 # OAuth token endpoint codes that mean "try later" (too many logins; RFC 6749's server errors), not bad credentials.
@@ -450,6 +455,10 @@ class SalesforceCrm(Connector):
         _split(zip(cases, results["cases"], strict=True), case_ids, case_errors)
         update_errors: dict[str, Exception] = {}
         _split(zip(updates, results["case_updates"], strict=True), {}, update_errors)
+        # A Case update (a reopen) refused as deleted: the Case itself is gone (a gone contact names its field).
+        update_errors = {case: CaseGone(str(e), system=self.name, code=e.code)
+                         if isinstance(e, RecordGone) and e.code == "ENTITY_IS_DELETED" else e
+                         for case, e in update_errors.items()}
         task_results = self._retry_create_only(bodies, results["tasks"])
         ready_keys = {w.key for w in ready}
         outcomes = {w.key: WriteOutcome(w.key, error=case_errors[w.new_case.key])  # type: ignore[union-attr]
@@ -639,8 +648,12 @@ class SalesforceCrm(Connector):
         return None, self._refusal(code, message, fields), frozenset(fields)
 
     def _refusal(self, code: str, message: str, fields: Sequence[str]) -> PermanentError:
-        """A record Salesforce refused; `RecordGone` when the contact it points to was deleted or merged away."""
+        """A record Salesforce refused; `RecordGone` when the contact it points to was deleted or merged away,
+        `CaseGone` when its Case was."""
         text = vendor_error(code, message, fields, labelled=True)
+        if code == "INVALID_CROSS_REFERENCE_KEY" and CASE_REFERENCES & set(fields) and not CONTACT_REFERENCES & set(
+                fields):
+            return CaseGone(text, system=self.name, code=code)
         if code == "ENTITY_IS_DELETED" or (code == "INVALID_CROSS_REFERENCE_KEY" and CONTACT_REFERENCES & set(fields)):
             return RecordGone(text, system=self.name, code=code)
         return Rejected(text, system=self.name, code=code)

@@ -21,7 +21,9 @@ export allows only 10 requests a minute. Agents, admins and deleted users
 leave the mirror (`MirrorRecord.deleted`): they are not customers. A user
 merged into another (`PUT /users/{id}/merge`) shows as deleted: Zendesk
 names no survivor, whose identities and tickets the merge moved. A ticket
-refused for its requester (deleted since crmhub linked it) is `RecordGone`.
+refused for its requester (deleted since crmhub linked it) is `RecordGone`;
+an update refused for its ticket (`Status: closed prevents ticket update`:
+closed by an agent or a ticket merge) is `CaseGone`.
 
 Writes (`write_history`), per batch:
 
@@ -188,7 +190,9 @@ from crmhub.connectors.zendesk_jobs import (
     JobRef,
     parse,
 )
-from crmhub.errors import ConnectorError, NotFound, PermanentError, RateLimited, RecordGone, Rejected, Timeout
+from crmhub.errors import (
+    CaseGone, ConnectorError, NotFound, PermanentError, RateLimited, RecordGone, Rejected, Timeout,
+)
 from crmhub.identities import from_crm_field, mapping_kind
 from crmhub.link_marks import read_tags
 from crmhub.model import (
@@ -1382,7 +1386,8 @@ class ZendeskCrm(Connector):
             if entry.get("status") == "Failed" or entry.get("success") is False or entry.get("error"):
                 code = str(entry.get("error") or "Failed")
                 details = str(entry.get("details") or "")
-                kind = DuplicateTaken if _taken(code, details) else RecordGone if _gone(details) else Rejected
+                kind = (DuplicateTaken if _taken(code, details) else RecordGone if _gone(details)
+                        else CaseGone if _closed(details) else Rejected)
                 outcomes[index] = (None, kind(vendor_error(code, details), system=self.name, code=code))
             else:
                 outcomes[index] = (int(entry["id"]), None)
@@ -1529,6 +1534,12 @@ def _error_of(response: requests.Response) -> tuple[str, str, list[str]]:
 def _gone(details: str) -> bool:
     """Whether a failed job item was refused for its requester: deleted (or merged away) since crmhub linked it."""
     return details.startswith("Requester:")
+
+
+def _closed(details: str) -> bool:
+    """Whether a failed job item was refused for its ticket: closed for good (by an agent, or by a ticket merge,
+    which closes the tickets merged away), so that Zendesk takes nothing more on it."""
+    return details.startswith("Status: closed")
 
 
 def _taken(code: str, details: str) -> bool:

@@ -6,6 +6,11 @@ facts per CRM live here (`adoptions`): the **horizon**, before which an
 interaction may have been written by an earlier store (its write finds the
 record by crmhub's key first), and **counts** of what was adopted, by
 object, for `crmhub status`. Each call is one statement.
+
+The horizon compares an item's time, stamped by the channel's clock, with
+ours: "now" is taken `CLOCK_SKEW` late (`behind`), so an item the lost store
+wrote moments ago under a clock running ahead of ours is still looked for.
+A new item inside that margin costs one look-up by key, nothing more.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import cast
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from crmhub.model import CLOCK_SKEW
 from crmhub.store.ledger import dialect_insert
 from crmhub.store.schema import AdoptionRow
 
@@ -39,6 +45,14 @@ def extend_horizon(session: Session, crm: str, until: datetime, *, now: datetime
     session.execute(statement.on_conflict_do_update(
         index_elements=["crm", "object_type"], set_={"until": statement.excluded.until,
                                                      "updated_at": statement.excluded.updated_at}, where=later))
+
+
+def behind(session: Session, crm: str, *, now: datetime) -> datetime:
+    """This store may be behind `crm` (restored, or a case it never opened found): everything an earlier store
+    could have written until now is looked for first. Returns the horizon set: now plus the clock margin."""
+    until = now + CLOCK_SKEW
+    extend_horizon(session, crm, until, now=now)
+    return until
 
 
 def add(session: Session, crm: str, counts: Mapping[str, int], *, now: datetime) -> None:

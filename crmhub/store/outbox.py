@@ -445,6 +445,22 @@ def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
         support_cases.recorded(session, crm, cases)
 
 
+def forget_cases(session: Session, crm: str, gone: Mapping[str, str], *, now: datetime) -> None:
+    """Cases the CRM says are gone (conversation -> case record), closed for good on their threads (one UPDATE).
+
+    The conversation's next write opens its next case (`next_thread`), never
+    this one again. A thread already on a later case is left as it is.
+    """
+    if gone:
+        table = _THREADS
+        session.connection().execute(
+            update(table).where(table.c.crm == crm, table.c.conversation_key == bindparam("conversation"),
+                                table.c.record_id == bindparam("gone_record"))
+            .values(closed_at=func.coalesce(table.c.closed_at, bindparam("gone_at", type_=table.c.closed_at.type)),
+                    closed_final=True),
+            [{"conversation": key, "gone_record": record, "gone_at": now} for key, record in gone.items()])
+
+
 def record_reopened(session: Session, reopened_from: Mapping[int, datetime | None]) -> None:
     """`mark_reopened` for several threads (by id) in one UPDATE."""
     if reopened_from:

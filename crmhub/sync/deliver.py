@@ -15,7 +15,10 @@ admin deleted it, or merged it into another) is not a dead letter: the
 record's fate is read back from the CRM (`FateReader.record_fates`: deleted,
 or merged into a survivor), the mirror and the person's links follow it
 (`IdentityGraph.absorb_records`), and the write is due again at once, to go
-where the person's history now lives.
+where the person's history now lives. One refused because its *case* is
+gone (`CaseGone`: deleted, merged away, closed for good) is due again at
+once too, its conversation's case forgotten (`outbox.forget_cases`), so it
+opens the conversation's next case.
 
 The writer's API budget decides how far down the priorities a run goes
 (`max_priority`, asked before every batch): rows ranked after it are held,
@@ -43,7 +46,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from crmhub.errors import Interrupted, RecordGone, TransientError, reason_of
+from crmhub.errors import CaseGone, Interrupted, RecordGone, TransientError, reason_of
 from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, MirrorRecord, OutboxStatus, QueueTarget,
                           WriteOutcome, WritePriority)
 from crmhub.store import StateStore, adoption, graph, ledger, outbox
@@ -111,7 +114,7 @@ class DeliveryReport:
     held: int = 0  # pending rows ranked after what the budget allowed when the run ended
     cut_short: bool = False  # the daemon is stopping: the run ended before the outbox was drained
     noted: int = 0  # link suggestions noted on their case (`crmhub.sync.links`), after the writes
-    retargeted: int = 0  # writes whose contact was gone from the CRM, due again for what is left
+    retargeted: int = 0  # writes whose contact or case was gone from the CRM, due again for what is left
     latencies: list[float] = field(default_factory=list)
     """Seconds from each delivered item's channel time to the CRM's confirmation (relinks left out): metrics."""
     adopted: int = 0  # of `delivered`, writes found in the CRM as an earlier state store made them (issue 14)
@@ -414,6 +417,7 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     cases: dict[str, str] = {}
     reopened: dict[int, datetime | None] = {}
     adopted: dict[str, int] = {}
+    gone_cases: dict[str, str] = {}  # conversation -> its case the CRM says is gone
     for (outbox_id, write), outcome in zip(batch.writes.items(), outcomes, strict=True):
         if outcome.waiting:  # in a job: what is known so far is recorded, the row waits to be settled
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, job_ref=outcome.job_ref,
@@ -450,7 +454,12 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
         error = outcome.error
         reason = f"{write.key} -> {crm}: {reason_of(error)}"
         attempt = batch.claims[outbox_id].attempts + 1  # this one, counted as its outcome is recorded
-        if isinstance(error, RecordGone) and write.contact_id and attempt < policy.max_attempts:
+        if isinstance(error, CaseGone) and write.case_id and attempt < policy.max_attempts:
+            # Due again at once: by then its conversation's case is forgotten, and it opens the next one.
+            recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, error=reason, retry_at=now))
+            gone_cases[write.interaction.conversation_key] = write.case_id
+            report.retargeted += 1
+        elif isinstance(error, RecordGone) and write.contact_id and attempt < policy.max_attempts:
             # Due again at once: by then its person's links follow the record's fate (`_retarget`).
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, error=reason, retry_at=now))
             batch.gone.setdefault(write.contact_object, set()).add(write.contact_id)
@@ -468,6 +477,7 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     graph.add_links(session, crm, links, now=now)
     outbox.record_cases(session, crm, cases)
     outbox.record_reopened(session, reopened)
+    outbox.forget_cases(session, crm, gone_cases, now=now)
     adoption.add(session, crm, adopted, now=now)
 
 

@@ -66,7 +66,7 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
             done = apply_case_states(session, source.name, states, closes, now=now)
             if done.adopted:
                 adoption.add(session, source.name, {"cases": done.adopted}, now=now)
-                adoption.extend_horizon(session, source.name, now, now=now)
+                adoption.behind(session, source.name, now=now)
             if surveys is not None and closes:
                 ask_on_close(session, source.name, closes, surveys, now=now)
             if on_states is not None:

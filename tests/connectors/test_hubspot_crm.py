@@ -19,7 +19,7 @@ import pytest
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
 from crmhub.connectors.salesforce import ContactObject
-from crmhub.errors import AuthError, Rejected
+from crmhub.errors import AuthError, CaseGone, Rejected
 from crmhub.model import (
     CallInfo, CaseSpec, Channel, Direction, HistoryWrite, Identity, IdentityKind, Interaction, QueueTarget,
 )
@@ -278,15 +278,16 @@ def test_a_partial_batch_failure_fails_only_that_write(hub: HubSpotEmulator, hub
     assert retried.ok and len(hub.objects("communications")) == 3
 
 
-def test_an_activity_whose_ticket_is_gone_fails_alone(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
-    """The inline association names a ticket HubSpot no longer has: that input fails, the others land linked."""
+def test_an_activity_whose_ticket_is_gone_fails_alone_as_case_gone(hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
+    """The inline association names a ticket HubSpot no longer has: that input fails as `CaseGone` (the engine opens
+    the next ticket), the others land linked."""
     contact = hub.add("contacts", phone="+14155550123")
     ticket = hub.add("tickets", subject="open")
     writes = [write(interaction(i), contact_id=contact, case_id=ticket) for i in range(3)]
     writes[2] = replace(writes[2], case_id="987654")
     outcomes = connector(hubspot_sandbox).write_history(writes)
     assert [o.ok for o in outcomes] == [True, True, False]
-    assert isinstance(outcomes[2].error, Rejected) and "987654 does not exist" in str(outcomes[2].error)
+    assert isinstance(outcomes[2].error, CaseGone) and "987654 does not exist" in str(outcomes[2].error)
     assert sorted(hub.associated("tickets", ticket, "communications")) == sorted(o.record_id for o in outcomes[:2])
     assert all(list(hub.associated("communications", o.record_id, "contacts")) == [contact] for o in outcomes[:2])
 

@@ -359,3 +359,92 @@ def test_a_hubspot_write_that_meets_an_archived_contact_retargets_instead_of_dea
     assert set(hsportal.hs.associated("communications", news["id"], "contacts")) == {hsportal.twin}
     hsportal.hub.sync_once()
     _assert_hubspot_moved(hsportal, hsportal.twin, "deleted")
+
+
+# ---- A gone case ---------------------------------------------------------------------------------
+# An admin deletes the case crmhub's conversation threads into (or merges it away: the CRM refuses the write the
+# same way) before the customer writes again. The write is refused for its case, not its contact: the thread's
+# case is forgotten and the write goes again at once, opening the conversation's next case on the same contact.
+def test_a_salesforce_write_whose_case_was_deleted_opens_the_next_case_instead_of_dead_lettering(
+        sforg: SalesforceOrg) -> None:
+    [gone] = sforg.sf.records("Case")
+    sforg.agent.Case.delete(gone["Id"])
+    _say(sforg, "Any news?")
+    _deliver_without_mirror(sforg.hub)  # the Task names the deleted Case: refused, the thread's case forgotten
+    _deliver_without_mirror(sforg.hub)
+    [case] = sforg.sf.records("Case")
+    [task] = [t for t in sforg.sf.records("Task") if t["Description"] == "Any news?"]
+    assert case["Id"] != gone["Id"] and task["WhatId"] == case["Id"] and case["ContactId"] == task["WhoId"]
+    sforg.hub.sync_once()
+    assert _settled(sforg.hub)[0] == []
+    assert len(sent_messages(sforg.tw)) == 1
+
+
+def test_a_salesforce_reopen_of_a_deleted_case_opens_the_next_case_instead_of_dead_lettering(
+        sforg: SalesforceOrg) -> None:
+    """The Case closed (crmhub reads that), then deleted: the next message, within the reopen window, would reopen it;
+    the Case update is refused as deleted, and the message opens the next Case."""
+    [gone] = sforg.sf.records("Case")
+    sforg.agent.Case.update(gone["Id"], {"Status": "Closed"})
+    sforg.hub.sync_once()  # crmhub learns the Case is closed: a message within the window reopens it
+    sforg.agent.Case.delete(gone["Id"])
+    _say(sforg, "Any news?")
+    _deliver_without_mirror(sforg.hub)
+    _deliver_without_mirror(sforg.hub)
+    [case] = sforg.sf.records("Case")
+    [task] = [t for t in sforg.sf.records("Task") if t["Description"] == "Any news?"]
+    assert case["Id"] != gone["Id"] and task["WhatId"] == case["Id"] and case["Status"] != "Closed"
+    assert _settled(sforg.hub)[0] == []
+
+
+def test_a_hubspot_write_whose_ticket_was_deleted_opens_the_next_ticket_instead_of_dead_lettering(
+        hsportal: HubSpotPortal) -> None:
+    [gone] = hsportal.hs.objects("tickets")
+    hsportal.admin.crm.tickets.basic_api.archive(ticket_id=gone["id"])
+    _say(hsportal, "Any news?")
+    _deliver_without_mirror(hsportal.hub)
+    _deliver_without_mirror(hsportal.hub)
+    [ticket] = hsportal.hs.objects("tickets")
+    [news] = [c for c in hsportal.ours() if c["properties"]["hs_communication_body"] == "Any news?"]
+    assert ticket["id"] != gone["id"]
+    assert set(hsportal.hs.associated("communications", news["id"], "tickets")) == {ticket["id"]}
+    hsportal.hub.sync_once()
+    assert _settled(hsportal.hub)[0] == []
+    assert len(sent_messages(hsportal.tw)) == 1
+
+
+def test_a_hubspot_write_whose_ticket_was_merged_away_opens_the_next_ticket_instead_of_dead_lettering(
+        hsportal: HubSpotPortal) -> None:
+    """An agent merges crmhub's ticket into one of their own: HubSpot makes a new record of both, and the ticket
+    crmhub knows no longer exists. crmhub does not follow the merge (the new record is the agent's case, not the
+    conversation's): the next message opens the conversation's next ticket."""
+    [gone] = hsportal.hs.objects("tickets")
+    theirs = hsportal.hs.add("tickets", subject="an agent's own ticket", hs_pipeline="0", hs_pipeline_stage="1")
+    hsportal.admin.crm.tickets.basic_api.merge(
+        public_merge_input=PublicMergeInput(primary_object_id=theirs, object_id_to_merge=gone["id"]))
+    _say(hsportal, "Any news?")
+    _deliver_without_mirror(hsportal.hub)
+    _deliver_without_mirror(hsportal.hub)
+    [news] = [c for c in hsportal.ours() if c["properties"]["hs_communication_body"] == "Any news?"]
+    [ticket] = hsportal.hs.associated("communications", news["id"], "tickets")
+    assert str(ticket) not in (gone["id"], theirs)
+    [ours] = [t for t in hsportal.hs.objects("tickets") if t["id"] == str(ticket)]
+    assert ours["properties"]["crmhub_conversation"].endswith("#2")  # the conversation's next ticket
+    hsportal.hub.sync_once()
+    assert _settled(hsportal.hub)[0] == []
+
+
+def test_a_zendesk_write_whose_ticket_was_closed_for_good_opens_the_next_ticket_instead_of_dead_lettering(
+        zdaccount: ZendeskAccount) -> None:
+    """Closed as a ticket merge leaves the tickets it merged away (ticket deletion is not emulated), before crmhub
+    reads the ticket's state: the comment is refused for its ticket."""
+    gone = zdaccount.ticket()
+    zdaccount.agent.tickets.update(Ticket(id=gone, status="closed"))
+    _say(zdaccount, "Any news?")
+    _deliver_without_mirror(zdaccount.hub)
+    _deliver_without_mirror(zdaccount.hub)
+    [ticket] = [t for t in zdaccount.zd.tickets() if t["id"] != gone]
+    assert [text for c in zdaccount.zd.comments(ticket["id"]) for text, _ in zendesk_messages(c)] == ["Any news?"]
+    zdaccount.hub.sync_once()
+    assert _settled(zdaccount.hub)[0] == []
+    assert len(sent_messages(zdaccount.tw)) == 1

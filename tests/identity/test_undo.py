@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -297,3 +298,69 @@ def test_an_undo_delivered_by_a_daemon_killed_as_it_moves_history_back_ends_exac
 
 def _holders_of(org: Org, crm: str) -> dict[str, list[str]]:
     return org.holders(crms=(crm,))[crm]
+
+
+NUMBERS = tuple(f"+1415555030{n}" for n in range(8))  # our numbers: the stranger's conversation with each, a ticket
+
+
+@pytest.mark.slow
+def test_a_zendesk_undo_delivered_by_a_daemon_killed_as_it_moves_tickets_back_ends_exactly_once(
+        zendesk_sandbox: EmulatorServer, twilio_sandbox: EmulatorServer, tmp_path: Path) -> None:
+    """Zendesk moves history back a ticket at a time (its requester set back, a keyed note added), so the stranger
+    writes to several of our numbers: one ticket each. SIGKILLs at "k of n tickets moved" (read from the emulator)
+    and restarts leave every ticket on the stranger's user, every message once, and one note per ticket."""
+    em: Any = zendesk_sandbox.emulator
+    tw: Any = twilio_sandbox.emulator
+    for number in NUMBERS:
+        tw.add_number(number)
+    settings = write_sandbox_settings(tmp_path, {"zendesk": zendesk_sandbox.url, "twilio": twilio_sandbox.url},
+                                      enabled=("zendesk", "twilio"), every="1s")
+    tune_settings(settings, {"delivery.batch_size": 2, "run.shutdown_grace": "10s", "delivery.lease": "3s"})
+    org = Org(build_hub(load_config(settings)), settings, None, em, None, tw)
+    org.hub.crms["zendesk"].job_poll_first = 0.01  # type: ignore[attr-defined]  # the emulator's jobs finish at once
+    em.configure(incremental_per_minute=1000)
+    start = datetime.now(UTC) - timedelta(minutes=40)
+    with org.hub:
+        tw.receive_message(CUSTOMER, NUMBERS[0], "w-c1 my parcel is late", at=start)
+        tw.receive_message(STRANGER, NUMBERS[0], f"w-s0 hi, this is {CUSTOMER}", at=start + timedelta(minutes=1))
+        for n in range(1, 2 * len(NUMBERS)):  # two messages on each ticket
+            tw.receive_message(STRANGER, NUMBERS[n // 2], f"w-s{n} news?", at=start + timedelta(minutes=1 + n))
+        org.sync()
+        assert org.cli("links", "confirm", str(org.suggestion_of(STRANGER))).exit_code == 0
+        org.sync()
+        [join] = [e for e in json.loads(org.cli("links", "list", f"phone:{STRANGER}", "--json").output)["events"]]
+    stranger_tickets = {t["id"] for t in em.tickets() if any("w-s" in c["body"] for c in em.comments(t["id"]))}
+    assert len(stranger_tickets) == len(NUMBERS)
+    stranger_user = next(u["id"] for u in em.users() if u.get("phone") == STRANGER)
+    assert stranger_user not in _requesters(em, stranger_tickets).values()  # joined: on the customer's user
+    assert org.cli("links", "undo", str(join["id"])).exit_code == 0
+
+    def moved_back() -> int:
+        """k of n: the stranger's tickets whose requester is the stranger's user again."""
+        return sum(user == stranger_user for user in _requesters(em, stranger_tickets).values())
+
+    assert moved_back() == 0  # the undo is in the store only: the daemon's deliveries move the tickets
+    # Jobs done within half a second, as Zendesk's workers usually are; each bulk write slowed so kills land in it.
+    em.configure(job_reads_per_step=0, job_autocomplete_seconds=0.5, incremental_per_minute=100)
+    em.faults.add(Fault(kind="slow", path=VIEWS["zendesk"].bulk_writes, times=None, delay=0.25))
+    db_url = f"sqlite:///{(tmp_path / 'crmhub.db').resolve()}"
+    daemon = Daemon(settings, tmp_path / "daemon.log")
+    try:
+        loop = kill_loop([daemon], kills=4, rng=random.Random(5), progress=moved_back,
+                         finished=lambda: moved_back() >= len(NUMBERS), total=len(NUMBERS), moment=(0.5, 1.5))
+        drain_and_stop([daemon], db_url, lambda: moved_back() >= len(NUMBERS))
+    finally:
+        daemon.ensure_dead()
+    held = _holders_of(org, "zendesk")
+    assert held == {"w-c1": [CUSTOMER], **{f"w-s{n}": [STRANGER] for n in range(2 * len(NUMBERS))}}, held
+    notes = Counter(t for t in stranger_tickets for c in em.comments(t)
+                    if not c["public"] and c["body"].startswith("crmhub: this ticket is its requester's again"))
+    assert notes == dict.fromkeys(stranger_tickets, 1), notes
+    assert dead_outbox_rows(db_url) == {}
+    print(f"\nzendesk undo: {loop.kills} SIGKILLs at tickets moved back {loop.progress_at_kill} of {len(NUMBERS)}")
+    assert loop.kills >= 2 and any(0 < n < len(NUMBERS) for n in loop.progress_at_kill), loop.progress_at_kill
+
+
+def _requesters(em: Any, tickets: set[int]) -> dict[int, int]:
+    """Each of these tickets' requester, as the Zendesk emulator holds it now."""
+    return {t["id"]: t["requester_id"] for t in em.tickets() if t["id"] in tickets}
