@@ -41,16 +41,25 @@ class Among(ColumnElement[bool]):
                            ("array", InternalTraversal.dp_clauseelement),
                            ("json", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, column: ColumnElement[Any], values: Iterable[Any]) -> None:
-        values = list(values)
+    def __init__(self, column: ColumnElement[Any], values: Iterable[Any] | BindParameter[Any]) -> None:
         self.column = column
-        self.listed: BindParameter[Any] = bindparam(None, values, type_=column.type, expanding=True)
-        self.array: BindParameter[Any] = bindparam(None, values, type_=ARRAY(column.type))
-        self.json: BindParameter[Any] = bindparam(None, values, type_=JSON())
+        if isinstance(values, BindParameter):  # a statement built once: the list comes at execution, by name
+            key = values.key
+            self.listed: BindParameter[Any] = bindparam(key, type_=column.type, expanding=True)
+            self.array: BindParameter[Any] = bindparam(key, type_=ARRAY(column.type))
+            self.json: BindParameter[Any] = bindparam(key, type_=JSON())
+            return
+        values = list(values)
+        self.listed = bindparam(None, values, type_=column.type, expanding=True)
+        self.array = bindparam(None, values, type_=ARRAY(column.type))
+        self.json = bindparam(None, values, type_=JSON())
 
 
-def among(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
-    """`column IN (values)`: `= ANY(:array)` on PostgreSQL, `IN (SELECT value FROM json_each(:json))` on SQLite."""
+def among(column: ColumnElement[Any], values: Iterable[Any] | BindParameter[Any]) -> ColumnElement[bool]:
+    """`column IN (values)`: `= ANY(:array)` on PostgreSQL, `IN (SELECT value FROM json_each(:json))` on SQLite.
+
+    `values` may be `bindparam("name")`: the list is then given at execution as `name`.
+    """
     return Among(column, values)
 
 
