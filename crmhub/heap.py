@@ -11,6 +11,13 @@ generation the collector skips; reference counting still frees them as
 before, and everything made later is collected as before. It is done once,
 after the first full cycle (everything that lives long exists by then), and
 after a collection, so no garbage of start-up is kept forever.
+
+The youngest generation is then collected every `YOUNG` allocations net of
+frees instead of Python's 700: a cycle allocates objects by the hundred
+thousand, nearly all freed by reference counting before any collection
+sees them, so the 700 made about a hundred young collections per warm cycle
+(17 ms of 300 messages) where 10,000 makes two (4 ms). Cyclic garbage waits
+for at most that many allocations longer: a few MB at worst.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import gc
 import threading
 
+YOUNG = 10_000  # allocations between two collections of the youngest generation (Python's default: 700)
 _settled = threading.Event()
 _lock = threading.Lock()
 
@@ -31,5 +39,7 @@ def settle_once() -> bool:
             return False
         gc.collect()
         gc.freeze()
+        _, middle, oldest = gc.get_threshold()
+        gc.set_threshold(YOUNG, middle, oldest)
         _settled.set()
         return True
