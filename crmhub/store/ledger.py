@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import CallInfo, Channel, DeadLetter, Direction, Identity, IdentityKind, Interaction, Malformed
 from crmhub.store.schema import CursorRow, DeadLetterRow, LedgerRow
-from crmhub.store.sets import among
+from crmhub.store.sets import among, per_row
 from crmhub.store.text import storable
 
 T = TypeVar("T")
@@ -268,12 +268,19 @@ def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetim
     """Ledger rows through routing, each with its person and, when detection is on, its language (one
     executemany UPDATE)."""
     if persons:
-        rows: list[dict[str, Any]] = [{"id": row_id, "person_id": person, "processed_at": now}
-                                      for row_id, person in persons.items()]
+        rows: list[dict[str, Any]] = [{"row_id": row_id, "person": person} for row_id, person in persons.items()]
+        types = {"row_id": LedgerRow.id.type, "person": LedgerRow.person_id.type}
         if languages is not None:
+            types["new_language"] = LedgerRow.language.type
             for row in rows:
-                row["language"] = languages.get(row["id"])
-        session.execute(update(LedgerRow).execution_options(synchronize_session=False), rows)
+                row["new_language"] = languages.get(row["row_id"])
+        table = LedgerRow.__table__
+        session.flush()  # as the ORM statement this was did: the persons named here are in the store first
+        each = per_row(session, rows, types, key="row_id")
+        values = {"person_id": each.columns["person"], "processed_at": now}
+        if languages is not None:
+            values["language"] = each.columns["new_language"]
+        each.execute(session, update(table).where(table.c.id == each.columns["row_id"]).values(**values))
 
 
 def conversation_languages(session: Session, conversations: Iterable[str]) -> dict[str, str]:

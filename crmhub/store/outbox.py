@@ -52,7 +52,7 @@ from crmhub.store import cases as support_cases
 from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
-from crmhub.store.sets import among
+from crmhub.store.sets import among, per_row
 
 PENDING = OutboxStatus.PENDING.value
 _OUTBOX, _THREADS = cast(Table, OutboxRow.__table__), cast(Table, ThreadRow.__table__)  # for Core statements
@@ -271,25 +271,31 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datet
              "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at,
              "new_job_ref": o.job_ref[:JOB_REF_LENGTH] if o.job_ref else None})
     for (status, attempted, waiting), params in kinds.items():
-        session.connection().execute(_outcome_update(status, attempted, now, waiting=waiting), params)
+        rows = per_row(session, params, _OUTCOME_TYPES, key="oid")
+        rows.execute(session, _outcome_update(status, attempted, now, rows.columns, waiting=waiting))
 
 
-def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime, *, waiting: bool = False) -> Any:
-    """The UPDATE recording one kind of outcome, by outbox row (`oid`)."""
+_OUTCOME_TYPES = {"oid": _OUTBOX.c.id.type, "new_error": _OUTBOX.c.last_error.type,
+                  "new_result_ref": _OUTBOX.c.result_ref.type, "new_contact_ref": _OUTBOX.c.contact_ref.type,
+                  "new_retry_at": _OUTBOX.c.next_attempt_at.type, "new_job_ref": _OUTBOX.c.job_ref.type}
+
+
+def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime, row: Mapping[str, Any], *,
+                    waiting: bool = False) -> Any:
+    """The UPDATE recording one kind of outcome, by outbox row (`row["oid"]`, values of `sets.per_row`)."""
     table = _OUTBOX
     values: dict[str, Any] = {"attempts": table.c.attempts + 1, "claims": 0} if attempted else {}
     if waiting:
-        values |= {"claims": 0, "next_attempt_at": bindparam("new_retry_at"), "job_ref": bindparam("new_job_ref")}
+        values |= {"claims": 0, "next_attempt_at": row["new_retry_at"], "job_ref": row["new_job_ref"]}
     elif status is OutboxStatus.DONE:
         values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False, "detach_from": None,
-                   "result_ref": func.coalesce(bindparam("new_result_ref", type_=table.c.result_ref.type),
-                                               table.c.result_ref),
-                   "contact_ref": bindparam("new_contact_ref")}
+                   "result_ref": func.coalesce(row["new_result_ref"], table.c.result_ref),
+                   "contact_ref": row["new_contact_ref"]}
     elif status is OutboxStatus.PENDING:
-        values |= {"last_error": bindparam("new_error"), "next_attempt_at": bindparam("new_retry_at")}
+        values |= {"last_error": row["new_error"], "next_attempt_at": row["new_retry_at"]}
     else:
-        values |= {"status": status.value, "last_error": bindparam("new_error"), "done_at": now}
-    return update(table).where(table.c.id == bindparam("oid")).values(**values)
+        values |= {"status": status.value, "last_error": row["new_error"], "done_at": now}
+    return update(table).where(table.c.id == row["oid"]).values(**values)
 
 
 def cases_pending(session: Session, crm: str, conversation_keys: Collection[str]) -> set[str]:

@@ -16,16 +16,19 @@ on SQLite). Other dialects get the plain expanded IN list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, JSON, Boolean, any_, bindparam
+from sqlalchemy import ARRAY, JSON, Boolean, Executable, any_, bindparam, func
+from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["among"]
+__all__ = ["among", "per_row", "PerRow"]
 
 
 class Among(ColumnElement[bool]):
@@ -77,3 +80,41 @@ def _array(element: Among, compiler: SQLCompiler, **kw: Any) -> str:
 def _json_each(element: Among, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     return f"{column} IN (SELECT value FROM json_each({compiler.process(element.json, **kw)}))"
+
+
+@dataclass(frozen=True)
+class PerRow:
+    """The per-row values of a bulk UPDATE, as `per_row` gives them: `columns[name]` goes into the statement.
+
+    `params` is the executemany list; None when the values are inside the statement already (PostgreSQL).
+    """
+
+    columns: Mapping[str, ColumnElement[Any]]
+    params: list[dict[str, Any]] | None
+
+    def execute(self, session: Session, statement: Executable) -> None:
+        """Run `statement` (built with `columns`) over every row: once on PostgreSQL, as an executemany elsewhere."""
+        if self.params is None:
+            session.connection().execute(statement)
+        else:
+            session.connection().execute(statement, self.params)
+
+
+def per_row(session: Session, rows: Sequence[Mapping[str, Any]], types: Mapping[str, TypeEngine[Any]], *,
+            key: str) -> PerRow:
+    """Per-row values of `rows` (each holding every name in `types`) for one bulk UPDATE.
+
+    On PostgreSQL they are the columns of `unnest(:array, ...) AS v(name, ...)`, one array parameter per name:
+    psycopg runs an executemany as one pipelined statement per row, whose Python costs about six times an
+    UPDATE ... FROM over arrays (issue 13: 900 outcome rows, 10.7 ms against 1.7 ms). Elsewhere, bound
+    parameters of an executemany, as before. A row must match at most one row of the table, since an
+    UPDATE ... FROM applies one source row to each: rows whose `key` repeats go as an executemany, applied
+    in turn, as everywhere else.
+    """
+    names = list(types)
+    if session.get_bind().dialect.name == "postgresql" and len({row[key] for row in rows}) == len(rows):
+        arrays = [bindparam(None, [row[name] for row in rows], type_=ARRAY(types[name])) for name in names]
+        source = func.unnest(*arrays).table_valued(*names).render_derived()
+        return PerRow({name: source.c[name] for name in names}, None)
+    return PerRow({name: bindparam(name, type_=types[name]) for name in names},
+                  [{name: row[name] for name in names} for row in rows])
