@@ -22,13 +22,14 @@ from typing import Any
 
 from sqlalchemy import ARRAY, JSON, Boolean, Executable, any_, bindparam, func
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["among", "per_row", "PerRow"]
+__all__ = ["among", "per_row", "PerRow", "unnest"]
 
 
 class Among(ColumnElement[bool]):
@@ -113,8 +114,14 @@ def per_row(session: Session, rows: Sequence[Mapping[str, Any]], types: Mapping[
     """
     names = list(types)
     if session.get_bind().dialect.name == "postgresql" and len({row[key] for row in rows}) == len(rows):
-        arrays = [bindparam(None, [row[name] for row in rows], type_=ARRAY(types[name])) for name in names]
-        source = func.unnest(*arrays).table_valued(*names).render_derived()
+        source = unnest(rows, types)
         return PerRow({name: source.c[name] for name in names}, None)
     return PerRow({name: bindparam(name, type_=types[name]) for name in names},
                   [{name: row[name] for name in names} for row in rows])
+
+
+def unnest(rows: Sequence[Mapping[str, Any]], types: Mapping[str, TypeEngine[Any]]) -> TableValuedAlias:
+    """`unnest(:array, ...) AS v(name, ...)` over `rows` (PostgreSQL): one array parameter per name in `types`."""
+    names = list(types)
+    arrays = [bindparam(None, [row[name] for row in rows], type_=ARRAY(types[name])) for name in names]
+    return func.unnest(*arrays).table_valued(*names).render_derived()
