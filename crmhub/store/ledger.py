@@ -82,18 +82,39 @@ def insert_many_ignoring_conflicts(session: Session, table: Any, rows: Sequence[
     instead (`sets.unnest`): psycopg runs an executemany as a pipelined statement per row, whose Python
     costs several times that (issue 13). A key repeated among the rows keeps its first, as before.
     """
-    if not rows:
-        return
-    columns = table.__table__.c
+    if rows:
+        statement, params = _bulk_insert(session, table.__table__, rows)
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
+        session.execute(statement) if params is None else session.execute(statement, params)
+
+
+def _bulk_insert(session: Session, table: Any,
+                 rows: Sequence[Mapping[str, Any]]) -> tuple[Any, list[dict[str, Any]] | None]:
+    """The dialect's INSERT of `rows` and its executemany parameters; on PostgreSQL, when every row names
+    the same columns, an `INSERT ... SELECT FROM unnest(arrays)` holding them, with no parameters (None).
+
+    psycopg runs an executemany as a pipelined statement per row, and parses a multi-row INSERT's text
+    anew each time (SQLAlchemy's insertmanyvalues, for RETURNING): either costs several times the arrays
+    in Python (issue 13).
+    """
     insert_ = dialect_insert(session)
     names = list(rows[0])
     if session.get_bind().dialect.name == "postgresql" and all(row.keys() == rows[0].keys() for row in rows):
-        source = unnest(rows, {name: columns[name].type for name in names})
-        session.execute(insert_(table.__table__).from_select(names, select(*(source.c[name] for name in names)))
-                        .on_conflict_do_nothing(index_elements=list(conflict_columns)))
-        return
-    statement = insert_(table.__table__).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    session.execute(statement, [dict(row) for row in rows])
+        source = unnest(rows, {name: table.c[name].type for name in names})
+        return insert_(table).from_select(names, select(*source.values())), None
+    return insert_(table), [dict(row) for row in rows]
+
+
+def insert_returning(session: Session, table: Any, rows: Sequence[Mapping[str, Any]], returning: Sequence[Any],
+                     conflict_columns: Sequence[str] | None = None) -> Any:
+    """INSERT `rows` (ON CONFLICT DO NOTHING on `conflict_columns`, if given) RETURNING `returning` of the rows
+    inserted: the result, in no particular order. One statement on PostgreSQL (`_bulk_insert`)."""
+    statement, params = _bulk_insert(session, table, rows)
+    if conflict_columns is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
+    statement = statement.returning(*returning)
+    connection = session.connection()
+    return connection.execute(statement) if params is None else connection.execute(statement, params)
 
 
 def dialect_insert(session: Session) -> Any:
@@ -133,9 +154,8 @@ def ingest_page(
 def _insert_ledger(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert ledger rows, repeats dropped by the unique key; returns how many were new."""
     table = LedgerRow.__table__
-    statement = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["channel", "external_id"])
-    # executemany: one statement compiled once (and cached) however many rows; only new rows come back
-    return len(session.connection().execute(statement.returning(table.c.id), [dict(row) for row in rows]).all())
+    # one statement compiled once (and cached) however many rows; only new rows come back
+    return len(insert_returning(session, table, rows, [table.c.id], ["channel", "external_id"]).all())
 
 
 def _insert_each(session: Session, rows: Sequence[dict[str, Any]],

@@ -16,13 +16,13 @@ on SQLite). Other dialects get the plain expanded IN list.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, JSON, Boolean, Executable, any_, bindparam, func
+from sqlalchemy import ARRAY, JSON, Boolean, Executable, Text, any_, bindparam, cast, func
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -114,14 +114,28 @@ def per_row(session: Session, rows: Sequence[Mapping[str, Any]], types: Mapping[
     """
     names = list(types)
     if session.get_bind().dialect.name == "postgresql" and len({row[key] for row in rows}) == len(rows):
-        source = unnest(rows, types)
-        return PerRow({name: source.c[name] for name in names}, None)
+        return PerRow(unnest(rows, types), None)
     return PerRow({name: bindparam(name, type_=types[name]) for name in names},
                   [{name: row[name] for name in names} for row in rows])
 
 
-def unnest(rows: Sequence[Mapping[str, Any]], types: Mapping[str, TypeEngine[Any]]) -> TableValuedAlias:
-    """`unnest(:array, ...) AS v(name, ...)` over `rows` (PostgreSQL): one array parameter per name in `types`."""
+def unnest(rows: Sequence[Mapping[str, Any]], types: Mapping[str, TypeEngine[Any]]) -> dict[str, ColumnElement[Any]]:
+    """The columns, by name, of `unnest(:array, ...) AS v(name, ...)` over `rows` (PostgreSQL): one array
+    parameter per name in `types`.
+
+    A JSON value travels as its text and is cast back (psycopg has no array of JSON wrappers); None is JSON's
+    null unless the type stores it as SQL NULL, as SQLAlchemy's JSON type does for a single row.
+    """
     names = list(types)
-    arrays = [bindparam(None, [row[name] for row in rows], type_=ARRAY(types[name])) for name in names]
-    return func.unnest(*arrays).table_valued(*names).render_derived()
+    arrays = [bindparam(None, [_json_text(row[name], types[name]) for row in rows], type_=ARRAY(Text()))
+              if isinstance(types[name], JSON) else
+              bindparam(None, [row[name] for row in rows], type_=ARRAY(types[name])) for name in names]
+    source = func.unnest(*arrays).table_valued(*names).render_derived()
+    return {name: cast(source.c[name], types[name]) if isinstance(types[name], JSON) else source.c[name]
+            for name in names}
+
+
+def _json_text(value: Any, type_: JSON) -> str | None:
+    if value is None and type_.none_as_null:
+        return None
+    return json.dumps(value)
