@@ -25,6 +25,7 @@ from crmhub.channels import registry
 from crmhub.channels.contract import Attachment, ChannelModule
 from crmhub.config import Config
 from crmhub.errors import CrmhubError, reason_of
+from crmhub import heap
 from crmhub.connectors._budget import SALESFORCE_LIMITS_EVERY, Budget, Window
 from crmhub.connectors._retry import Retrier, RetryPolicy, interruptible_sleep
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
@@ -189,6 +190,8 @@ class Hub:
             self.route_and_deliver(cycle)
         if self.replier is not None and not self.stopping.is_set():
             cycle.replies = self.replier.run(cycle.step)
+        if not cycle.failures:
+            heap.settle_once()  # start-up's long-lived heap out of every later full collection (`crmhub.heap`)
         return cycle
 
     def replies_job(self) -> Cycle:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord, identity_person_key
 from crmhub.store import linklog
-from crmhub.store.ledger import dialect_insert, upsert
+from crmhub.store.ledger import insert_returning, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
 from crmhub.store.sets import among
@@ -246,8 +246,8 @@ def add_links(session: Session, crm: str, links: Sequence[tuple[int, str, str]],
     if not rows:
         return set()
     table = CrmLinkRow.__table__
-    statement = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["crm", "record_id"])
-    return set(session.connection().execute(statement.returning(table.c.person_id), list(rows.values())).scalars())
+    return set(insert_returning(session, table, list(rows.values()), [table.c.person_id], ["crm", "record_id"])
+               .scalars())
 
 
 # ---- contact mirror ----------------------------------------------------------
@@ -279,10 +279,11 @@ def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
     new = [record for key, record in latest.items() if not record.deleted and key not in existing]
     ids = dict(changed)
     if new:
-        inserted = session.execute(insert(MirrorRow.__table__).returning(MirrorRow.crm, MirrorRow.record_id,
-                                                                         MirrorRow.id), [
+        table = MirrorRow.__table__
+        inserted = insert_returning(session, table, [
             {"crm": r.crm, "object_type": r.object_type, "record_id": r.record_id, "fields": dict(r.fields),
-             "created_at": r.created_at, "modified_at": r.modified_at} for r in new])
+             "created_at": r.created_at, "modified_at": r.modified_at} for r in new],
+            [table.c.crm, table.c.record_id, table.c.id])
         ids.update({(crm, record_id): row_id for crm, record_id, row_id in inserted})
     entries = [{"mirror_id": row_id, "crm": crm, "kind": kind, "value": value}
                for (crm, record_id), row_id in ids.items()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import CallInfo, Channel, DeadLetter, Direction, Identity, IdentityKind, Interaction, Malformed
 from crmhub.store.schema import CursorRow, DeadLetterRow, LedgerRow
-from crmhub.store.sets import among
+from crmhub.store.sets import among, per_row, unnest
 from crmhub.store.text import storable
 
 T = TypeVar("T")
@@ -76,10 +76,45 @@ def upsert_many(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
 
 def insert_many_ignoring_conflicts(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
                                    conflict_columns: Sequence[str]) -> None:
-    """`insert_ignoring_conflicts` as one executemany: one compiled statement however many rows (cached)."""
+    """`insert_ignoring_conflicts` as one executemany: one compiled statement however many rows (cached).
+
+    On PostgreSQL, rows that all name the same columns are one `INSERT ... SELECT FROM unnest(arrays)`
+    instead (`sets.unnest`): psycopg runs an executemany as a pipelined statement per row, whose Python
+    costs several times that (issue 13). A key repeated among the rows keeps its first, as before.
+    """
     if rows:
-        statement = dialect_insert(session)(table.__table__).on_conflict_do_nothing(index_elements=list(conflict_columns))
-        session.execute(statement, [dict(row) for row in rows])
+        statement, params = _bulk_insert(session, table.__table__, rows)
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
+        session.execute(statement) if params is None else session.execute(statement, params)
+
+
+def _bulk_insert(session: Session, table: Any,
+                 rows: Sequence[Mapping[str, Any]]) -> tuple[Any, list[dict[str, Any]] | None]:
+    """The dialect's INSERT of `rows` and its executemany parameters; on PostgreSQL, when every row names
+    the same columns, an `INSERT ... SELECT FROM unnest(arrays)` holding them, with no parameters (None).
+
+    psycopg runs an executemany as a pipelined statement per row, and parses a multi-row INSERT's text
+    anew each time (SQLAlchemy's insertmanyvalues, for RETURNING): either costs several times the arrays
+    in Python (issue 13).
+    """
+    insert_ = dialect_insert(session)
+    names = list(rows[0])
+    if session.get_bind().dialect.name == "postgresql" and all(row.keys() == rows[0].keys() for row in rows):
+        source = unnest(rows, {name: table.c[name].type for name in names})
+        return insert_(table).from_select(names, select(*source.values())), None
+    return insert_(table), [dict(row) for row in rows]
+
+
+def insert_returning(session: Session, table: Any, rows: Sequence[Mapping[str, Any]], returning: Sequence[Any],
+                     conflict_columns: Sequence[str] | None = None) -> Any:
+    """INSERT `rows` (ON CONFLICT DO NOTHING on `conflict_columns`, if given) RETURNING `returning` of the rows
+    inserted: the result, in no particular order. One statement on PostgreSQL (`_bulk_insert`)."""
+    statement, params = _bulk_insert(session, table, rows)
+    if conflict_columns is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
+    statement = statement.returning(*returning)
+    connection = session.connection()
+    return connection.execute(statement) if params is None else connection.execute(statement, params)
 
 
 def dialect_insert(session: Session) -> Any:
@@ -119,9 +154,8 @@ def ingest_page(
 def _insert_ledger(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert ledger rows, repeats dropped by the unique key; returns how many were new."""
     table = LedgerRow.__table__
-    statement = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["channel", "external_id"])
-    # executemany: one statement compiled once (and cached) however many rows; only new rows come back
-    return len(session.connection().execute(statement.returning(table.c.id), [dict(row) for row in rows]).all())
+    # one statement compiled once (and cached) however many rows; only new rows come back
+    return len(insert_returning(session, table, rows, [table.c.id], ["channel", "external_id"]).all())
 
 
 def _insert_each(session: Session, rows: Sequence[dict[str, Any]],
@@ -286,12 +320,19 @@ def mark_processed(session: Session, persons: Mapping[int, int], *, now: datetim
     """Ledger rows through routing, each with its person and, when detection is on, its language (one
     executemany UPDATE)."""
     if persons:
-        rows: list[dict[str, Any]] = [{"id": row_id, "person_id": person, "processed_at": now}
-                                      for row_id, person in persons.items()]
+        rows: list[dict[str, Any]] = [{"row_id": row_id, "person": person} for row_id, person in persons.items()]
+        types = {"row_id": LedgerRow.id.type, "person": LedgerRow.person_id.type}
         if languages is not None:
+            types["new_language"] = LedgerRow.language.type
             for row in rows:
-                row["language"] = languages.get(row["id"])
-        session.execute(update(LedgerRow).execution_options(synchronize_session=False), rows)
+                row["new_language"] = languages.get(row["row_id"])
+        table = LedgerRow.__table__
+        session.flush()  # as the ORM statement this was did: the persons named here are in the store first
+        each = per_row(session, rows, types, key="row_id")
+        values = {"person_id": each.columns["person"], "processed_at": now}
+        if languages is not None:
+            values["language"] = each.columns["new_language"]
+        each.execute(session, update(table).where(table.c.id == each.columns["row_id"]).values(**values))
 
 
 def conversation_languages(session: Session, conversations: Iterable[str]) -> dict[str, str]:

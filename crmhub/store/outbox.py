@@ -37,20 +37,22 @@ run, so status and metrics can count the held rows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, func, insert, not_, select, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, func, insert, literal, not_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from crmhub.model import CaseState, OutboxStatus, QueueTarget, RouteDecision, WritePriority
 from crmhub.store import cases as support_cases
 from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
-from crmhub.store.sets import among
+from crmhub.store.sets import among, per_row
 
 PENDING = OutboxStatus.PENDING.value
 _OUTBOX, _THREADS = cast(Table, OutboxRow.__table__), cast(Table, ThreadRow.__table__)  # for Core statements
@@ -131,32 +133,51 @@ def claim_due(session: Session, crm: str, limit: int, *, now: datetime, lease: t
     (joined with the ledger and the decision) and one UPDATE, whatever the batch.
     """
     one_at_a_time(session, f"claim:{crm}")
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    values = {"crm": crm, "max_priority": int(max_priority), "now": now, "limit": limit}
+    if besides:
+        values["besides"] = list(besides)
+    rows = session.execute(_claim_query(waiting_only, new_only, bool(besides), postgresql), values).all()
+    if not rows:
+        return []
+    until = now + lease
+    session.execute(_CLAIM_UPDATE, {"ids": [row.id for row in rows], "until": until})
+    return [Claim(row.id, row.idempotency_key, row.interaction_id, row.priority, row.attempts, row.claims + 1,
+                  row.relink, until, row.person_id, row.occurred_at, row.conversation_key, row, row.rule,
+                  row.targets, row.job_ref, row.detach_from) for row in rows]
+
+
+@functools.cache
+def _claim_query(waiting_only: bool, new_only: bool, besides: bool, postgresql: bool) -> Select[Any]:
+    """`claim_due`'s SELECT for one shape, built once with its values bound at execution (`crm`,
+    `max_priority`, `now`, `limit`, `besides`): building and compiling it anew was most of a claim's CPU."""
+    crm, now = bindparam("crm", type_=OutboxRow.crm.type), bindparam("now", type_=OutboxRow.next_attempt_at.type)
     query = (select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.interaction_id, OutboxRow.priority,
                     OutboxRow.attempts, OutboxRow.claims, OutboxRow.relink, OutboxRow.job_ref,
                     OutboxRow.detach_from, LedgerRow.person_id,
                     RouteDecisionRow.rule, RouteDecisionRow.targets, *INTERACTION_COLUMNS)
              .join(LedgerRow, LedgerRow.id == OutboxRow.interaction_id)
              .outerjoin(RouteDecisionRow, RouteDecisionRow.interaction_id == OutboxRow.interaction_id)
-             .where(OutboxRow.crm == crm, OutboxRow.status == PENDING, OutboxRow.priority <= int(max_priority),
+             .where(OutboxRow.crm == crm, OutboxRow.status == PENDING,
+                    OutboxRow.priority <= bindparam("max_priority", type_=OutboxRow.priority.type),
                     OutboxRow.next_attempt_at <= now,
-                    LedgerRow.conversation_key.not_in(cases_being_opened(crm, now, besides)))
-             .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id).limit(limit))
+                    LedgerRow.conversation_key.not_in(_being_opened(crm, now, bindparam("besides") if besides
+                                                                    else None)))
+             .order_by(OutboxRow.priority, OutboxRow.next_attempt_at, OutboxRow.id)
+             .limit(bindparam("limit", type_=Integer)))
     if waiting_only:
         query = query.where(OutboxRow.job_ref.is_not(None))
     elif new_only:
         query = query.where(OutboxRow.job_ref.is_(None))
-    if session.get_bind().dialect.name == "postgresql":
+    if postgresql:
         query = query.with_for_update(skip_locked=True, of=OutboxRow)
-    rows = session.execute(query).all()
-    if not rows:
-        return []
-    until = now + lease
-    session.execute(update(OutboxRow).where(among(OutboxRow.id, [row.id for row in rows]))
-                    .values(next_attempt_at=until, claims=OutboxRow.claims + 1)
-                    .execution_options(synchronize_session=False))
-    return [Claim(row.id, row.idempotency_key, row.interaction_id, row.priority, row.attempts, row.claims + 1,
-                  row.relink, until, row.person_id, row.occurred_at, row.conversation_key, row, row.rule,
-                  row.targets, row.job_ref, row.detach_from) for row in rows]
+    return query
+
+
+_CLAIM_UPDATE = (update(OutboxRow).where(among(OutboxRow.id, bindparam("ids")))
+                 .values(next_attempt_at=bindparam("until", type_=OutboxRow.next_attempt_at.type),
+                         claims=OutboxRow.claims + 1)
+                 .execution_options(synchronize_session=False))
 
 
 def cases_being_opened(crm: str, now: datetime, besides: Sequence[int] = ()) -> Select[tuple[str]]:
@@ -168,13 +189,19 @@ def cases_being_opened(crm: str, now: datetime, besides: Sequence[int] = ()) -> 
     row through the conversation's whole history: its cost follows the
     backlog once, never the history nor the square of the backlog.
     """
+    return _being_opened(literal(crm, OutboxRow.crm.type), literal(now, OutboxRow.next_attempt_at.type),
+                         besides or None)
+
+
+def _being_opened(crm: ColumnElement[Any], now: ColumnElement[Any],
+                  besides: Sequence[int] | BindParameter[Any] | None) -> Select[tuple[str]]:
     other, other_item = _OTHER, _OTHER_ITEM
     query = (select(other_item.conversation_key)
              .join(other, other.interaction_id == other_item.id)
              .join(ThreadRow, and_(ThreadRow.crm == crm, ThreadRow.conversation_key == other_item.conversation_key))
              .where(other.crm == crm, other.status == PENDING, other.next_attempt_at > now,
                     ThreadRow.record_id.is_(None)))
-    return query.where(not_(among(other.id, besides))) if besides else query
+    return query.where(not_(among(other.id, besides))) if besides is not None else query
 
 
 def release(session: Session, outbox_ids: Sequence[int], *, now: datetime) -> None:
@@ -244,25 +271,31 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datet
              "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at,
              "new_job_ref": o.job_ref[:JOB_REF_LENGTH] if o.job_ref else None})
     for (status, attempted, waiting), params in kinds.items():
-        session.connection().execute(_outcome_update(status, attempted, now, waiting=waiting), params)
+        rows = per_row(session, params, _OUTCOME_TYPES, key="oid")
+        rows.execute(session, _outcome_update(status, attempted, now, rows.columns, waiting=waiting))
 
 
-def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime, *, waiting: bool = False) -> Any:
-    """The UPDATE recording one kind of outcome, by outbox row (`oid`)."""
+_OUTCOME_TYPES = {"oid": _OUTBOX.c.id.type, "new_error": _OUTBOX.c.last_error.type,
+                  "new_result_ref": _OUTBOX.c.result_ref.type, "new_contact_ref": _OUTBOX.c.contact_ref.type,
+                  "new_retry_at": _OUTBOX.c.next_attempt_at.type, "new_job_ref": _OUTBOX.c.job_ref.type}
+
+
+def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime, row: Mapping[str, Any], *,
+                    waiting: bool = False) -> Any:
+    """The UPDATE recording one kind of outcome, by outbox row (`row["oid"]`, values of `sets.per_row`)."""
     table = _OUTBOX
     values: dict[str, Any] = {"attempts": table.c.attempts + 1, "claims": 0} if attempted else {}
     if waiting:
-        values |= {"claims": 0, "next_attempt_at": bindparam("new_retry_at"), "job_ref": bindparam("new_job_ref")}
+        values |= {"claims": 0, "next_attempt_at": row["new_retry_at"], "job_ref": row["new_job_ref"]}
     elif status is OutboxStatus.DONE:
         values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False, "detach_from": None,
-                   "result_ref": func.coalesce(bindparam("new_result_ref", type_=table.c.result_ref.type),
-                                               table.c.result_ref),
-                   "contact_ref": bindparam("new_contact_ref")}
+                   "result_ref": func.coalesce(row["new_result_ref"], table.c.result_ref),
+                   "contact_ref": row["new_contact_ref"]}
     elif status is OutboxStatus.PENDING:
-        values |= {"last_error": bindparam("new_error"), "next_attempt_at": bindparam("new_retry_at")}
+        values |= {"last_error": row["new_error"], "next_attempt_at": row["new_retry_at"]}
     else:
-        values |= {"status": status.value, "last_error": bindparam("new_error"), "done_at": now}
-    return update(table).where(table.c.id == bindparam("oid")).values(**values)
+        values |= {"status": status.value, "last_error": row["new_error"], "done_at": now}
+    return update(table).where(table.c.id == row["oid"]).values(**values)
 
 
 def cases_pending(session: Session, crm: str, conversation_keys: Collection[str]) -> set[str]:

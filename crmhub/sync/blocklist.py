@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from crmhub.identities import normal_handle
 from crmhub.model import Identity, IdentityKind
 
+_HANDLED = frozenset({IdentityKind.X, IdentityKind.X_HANDLE})  # kinds whose handle (display) is checked too
+
 
 @dataclass(frozen=True)
 class Blocklist:
@@ -27,10 +29,13 @@ class Blocklist:
         return cls(frozenset(_comparable(v) for v in values), tuple(re.compile(p) for p in patterns))
 
     def blocks(self, identity: Identity) -> bool:
-        keys = {identity.value}
-        if identity.kind in (IdentityKind.X, IdentityKind.X_HANDLE) and identity.display:
-            keys.add(normal_handle(identity.display))
-        return any(k in self.values or any(p.search(k) for p in self.patterns) for k in keys)
+        """Whether the value (or an X account's handle) is listed; asked for every identity of every batch."""
+        if self._lists(identity.value):
+            return True
+        return identity.kind in _HANDLED and bool(identity.display) and self._lists(normal_handle(identity.display))
+
+    def _lists(self, key: str) -> bool:
+        return key in self.values or any(pattern.search(key) for pattern in self.patterns)
 
     def usable(self, identities: Sequence[Identity]) -> list[Identity]:
         """The identities that may link a person to a record."""

@@ -169,6 +169,7 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
            stop: threading.Event | None, settle_later: bool = False, waiting_only: bool = False) -> WritePriority:
     """The batches of one run; returns what the budget allowed last."""
     allowed = WritePriority.BACKFILL
+    jobs = getattr(writer, "reports_jobs", False)
     while True:
         if stop is not None and stop.is_set():
             report.cut_short = True
@@ -180,9 +181,10 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             # its places: settling them submits little or nothing. Both as of one moment: a follow-up and the
             # write opening its case, each in its own part, go together.
             claims = outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
-                                      max_priority=allowed, waiting_only=waiting_only, new_only=not waiting_only)
+                                      max_priority=allowed, waiting_only=waiting_only,
+                                      new_only=not waiting_only and jobs)
             fresh = len(claims)
-            if not waiting_only:
+            if not waiting_only and jobs:  # only a job-reporting writer leaves rows waiting (`save_job_ref`)
                 claims += outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
                                            max_priority=allowed, waiting_only=True,
                                            besides=[claim.id for claim in claims])
