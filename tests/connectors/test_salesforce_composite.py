@@ -201,3 +201,48 @@ def test_a_batch_larger_than_a_collection_takes_more_subrequests(crm: Salesforce
     # contacts, cases and tasks in two pieces each: 6 collections subrequests, so two Composites
     assert composites(em) == {f"POST {API}/composite": 2}
     assert len(em.records("Task")) == len(em.records("Contact")) == len(em.records("Case")) == 230
+
+
+# ---- the replies read rides the write Composite --------------------------------------------------------------
+
+def replies_read(crm: SalesforceCrm, cursor: str | None) -> tuple[list[str], str]:
+    """The agents' reply texts `reply_pages` hands out from `cursor`, and the cursor it ends at."""
+    pages = list(crm.reply_pages(cursor, start=START))
+    return [r.text for page in pages for r in page.replies], pages[-1].cursor
+
+
+def test_the_replies_read_rides_the_next_write_composite(crm: SalesforceCrm, em: SalesforceEmulator) -> None:
+    clock = [100.0]
+    crm.carried_reads_within, crm.clock = 7.5, lambda: clock[0]
+    case = em.insert("Case", Subject="open", Crmhub_Conversation__c="sms:a#1")
+    agent = em.add_user("agent@sandbox.crmhub.test", "pw")
+    replies, cursor = replies_read(crm, None)  # the first read has no cursor to carry: a query of its own
+    assert replies == [] and composites(em) == {f"GET {API}/chatter/users/me": 1, f"GET {API}/query": 1}
+    em.calls.clear()
+    em.insert("CaseComment", ParentId=case, CommentBody="On its way", IsPublished=True, CreatedById=agent)
+
+    assert [o.error for o in crm.write_history([new_customer(1, 1)])] == [None]
+    clock[0] += 7.5
+    replies, cursor = replies_read(crm, cursor)
+
+    assert replies == ["On its way"]
+    assert composites(em) == {f"POST {API}/composite": 1}  # the read cost no call of its own
+    assert crm.write_history([new_customer(2, 2)])[0].error is None
+    clock[0] += 7.6  # older than carried_reads_within: read again
+    em.calls.clear()
+    replies, _ = replies_read(crm, cursor)
+    assert replies == ["On its way"] and composites(em) == {f"GET {API}/query": 1}  # >= cursor: read again, as before
+
+
+def test_a_carried_read_from_another_cursor_is_not_taken(crm: SalesforceCrm, em: SalesforceEmulator) -> None:
+    crm.carried_reads_within = 60.0
+    case = em.insert("Case", Subject="open", Crmhub_Conversation__c="sms:a#1")
+    _, cursor = replies_read(crm, None)
+    crm.write_history([new_customer(1, 1)])
+    em.insert("CaseComment", ParentId=case, CommentBody="Later", IsPublished=True,
+              CreatedById=em.add_user("agent@sandbox.crmhub.test", "pw"))
+    em.calls.clear()
+
+    replies, _ = replies_read(crm, "2020-01-01T00:00:00Z")  # another daemon's cursor, say
+
+    assert replies == ["Later"] and composites(em) == {f"GET {API}/query": 1}
