@@ -654,6 +654,12 @@ class ZendeskCrm(Connector):
         nowhere = Rejected("no ticket to write on", system=self.name)
         return [outcomes.get(w.key) or WriteOutcome(w.key, error=nowhere) for w in writes]
 
+    @property
+    def settle_lookahead(self) -> float:
+        """Seconds ahead a settle-later batch takes rows waiting on jobs (`crmhub.sync.deliver`): a batch's own
+        status read comes `job_settle_first` after its users job, and reads theirs with it."""
+        return self.job_settle_first
+
     def _users_first(self, writes: Sequence[HistoryWrite], more_due: bool = False
                      ) -> tuple[list[HistoryWrite], list[str]]:
         """The batch's new customers' users job, submitted first and read after `job_settle_first` with the jobs
