@@ -193,7 +193,7 @@ class Hub:
         """The scheduler's `replies` job: agents' replies out to customers; a failed step fails the run."""
         cycle = Cycle()
         if self.replier is not None:
-            cycle.replies = self.replier.run(cycle.step)
+            cycle.replies = self.replier.run(cycle.step, spaced=True)
         if cycle.failures:
             raise CycleFailed(cycle)
         return cycle
