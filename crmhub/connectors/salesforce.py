@@ -51,15 +51,14 @@ transaction failed) or an older answer: the job queries as before.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
-
-import threading
-import time
 
 import structlog
 from simple_salesforce import Salesforce
