@@ -15,6 +15,7 @@ import pytest
 
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
+from crmhub.connectors.salesforce_composite import Ride, Subrequest, composite_bodies
 from crmhub.model import (
     CaseSpec, Channel, Direction, HistoryWrite, Identity, IdentityKind, Interaction, QueueTarget, person_key,
 )
@@ -246,3 +247,17 @@ def test_a_carried_read_from_another_cursor_is_not_taken(crm: SalesforceCrm, em:
     replies, _ = replies_read(crm, "2020-01-01T00:00:00Z")  # another daemon's cursor, say
 
     assert replies == ["Later"] and composites(em) == {f"GET {API}/query": 1}
+
+
+def test_a_ride_takes_a_place_left_in_the_last_composite_and_never_one_of_its_own() -> None:
+    def subs(n: int) -> list[Subrequest]:
+        return [Subrequest(f"s{i}", "PATCH", "composite/sobjects", [{"Id": str(i)}]) for i in range(n)]
+
+    ride = Ride("replies", "SELECT Id FROM CaseComment WHERE IsPublished = true")
+    [(_, room)] = composite_bodies("59.0", subs(4), ride)
+    assert room["compositeRequest"][-1] == {
+        "method": "GET", "referenceId": "replies",
+        "url": "/services/data/v59.0/query?q=SELECT%20Id%20FROM%20CaseComment%20WHERE%20IsPublished%20%3D%20true"}
+    [(_, full)] = composite_bodies("59.0", subs(5), ride)  # five collections: no place for a query
+    assert [r["referenceId"] for r in full["compositeRequest"]] == ["s0", "s1", "s2", "s3", "s4"]
+    assert composite_bodies("59.0", [], ride) == []  # nothing to write: no Composite for the read alone
