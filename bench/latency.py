@@ -20,6 +20,7 @@ dies).
     .venv/bin/python bench/latency.py                          # 5, 10 and 50 msg/s, 60 s, SQLite and PostgreSQL
     .venv/bin/python bench/latency.py --stores sqlite --rates 10 --seconds 30 --json out.json
     .venv/bin/python bench/latency.py --smoke --json out.json   # seconds: 3 s at 5 msg/s on SQLite
+    .venv/bin/python bench/latency.py --stores sqlite --rates 5 --set delivery.max_wait=20s   # a setting changed
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import requests
+from ruamel.yaml import YAML
 from twilio.request_validator import RequestValidator
 
 from crmhub.connectors.zendesk_comments import keys_of
@@ -405,9 +407,23 @@ class Sender:
 
 # ---- one run ---------------------------------------------------------------------------------------------------
 
+def set_values(settings: Path, values: dict[str, str]) -> None:
+    """Change settings.yaml by dotted key (`delivery.max_wait` -> "20s"), as an admin's edit would."""
+    yaml = YAML()
+    data = yaml.load(settings.read_text())
+    for path, value in values.items():
+        *parents, key = path.split(".")
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = value
+    with settings.open("w") as out:
+        yaml.dump(data, out)
+
+
 def run_once(store: str, state_url: str, rate: float, seconds: float, drain: float, period: float,
              customers: int, seed: int, workdir: Path, profile: Path | None = None,
-             zendesk_jobs: float = 0.0) -> RunFigures:
+             zendesk_jobs: float = 0.0, values: dict[str, str] | None = None) -> RunFigures:
     """A fresh sandbox, daemon and store; load at `rate` for `seconds`; drain; the figures."""
     rng = random.Random(seed)
     pool = [f"+1415{5_000_000 + i:07d}" for i in range(customers)]
@@ -417,6 +433,7 @@ def run_once(store: str, state_url: str, rate: float, seconds: float, drain: flo
         port = free_port()
         settings = write_sandbox_settings(workdir, {api: s.url for api, s in servers.items()}, state_url=state_url,
                                           enabled=(*CRMS, "twilio"), webhooks_port=port)
+        set_values(settings, values or {})
         webhook_url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         daemon = Daemon(settings, workdir / "crmhub.log", profile)
         try:
@@ -583,12 +600,16 @@ def main() -> None:
     parser.add_argument("--zendesk-jobs", type=float, default=ZENDESK_JOB_SECONDS,
                         help="seconds a Zendesk bulk job takes to complete in the background, whoever reads it "
                         "(0: the emulator's default, one step per status read, so a job is done at its second read)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a setting of the daemon's settings.yaml by dotted key, e.g. "
+                        "delivery.max_wait=20s (repeatable)")
     parser.add_argument("--smoke", action="store_true",
                         help="3 s at 5 msg/s on SQLite, up to 20 s drain (a trickle waits up to delivery.max_wait)")
     args = parser.parse_args()
     if args.smoke:
         args.rates, args.seconds, args.drain, args.stores = "5", 3.0, 20.0, "sqlite"
     rates = [float(r) for r in args.rates.split(",") if r]
+    values = dict(item.split("=", 1) for item in args.set)
     runs: list[RunFigures] = []
     for store in [s for s in args.stores.split(",") if s]:
         for rate in rates:
@@ -604,7 +625,7 @@ def main() -> None:
                         args.profile.mkdir(parents=True, exist_ok=True)
                         profile = (args.profile / f"{store}-{rate:g}.prof").resolve()
                     runs.append(run_once(store, url, rate, args.seconds, args.drain, args.watch_period, customers,
-                                         args.seed, Path(tmp), profile, args.zendesk_jobs))
+                                         args.seed, Path(tmp), profile, args.zendesk_jobs, values))
                 finally:
                     if args.logs:
                         args.logs.mkdir(parents=True, exist_ok=True)
@@ -613,6 +634,7 @@ def main() -> None:
         "Zendesk jobs done at their second status read")
     print(f"webhook -> record latency under `crmhub run` ({os.cpu_count()} cores; "
           f"{args.seconds:g} s per rate, drain {args.drain:g} s; {jobs}; "
+          + "".join(f"{key}: {value}; " for key, value in values.items()) +
           "percentiles count missing messages as 'missing')")
     print(markdown(runs))
     if args.json:

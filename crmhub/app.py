@@ -198,7 +198,7 @@ class Hub:
         """The scheduler's `replies` job: agents' replies out to customers; a failed step fails the run."""
         cycle = Cycle()
         if self.replier is not None:
-            cycle.replies = self.replier.run(cycle.step)
+            cycle.replies = self.replier.run(cycle.step, spaced=True)
         if cycle.failures:
             raise CycleFailed(cycle)
         return cycle
@@ -463,7 +463,15 @@ def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
     return SalesforceCrm(instance_url=sf.instance_url, auth=auth, objects=objects, queues=queues,
                          base_url=sf.base_url, api_version=sf.api_version,
                          default_region=config.identities.default_region,
-                         other_regions=config.identities.other_regions, link_field=sf.link_field, retrier=retrier)
+                         other_regions=config.identities.other_regions, link_field=sf.link_field, retrier=retrier,
+                         carried_reads_within=carried_reads_within(config))
+
+
+def carried_reads_within(config: Config) -> float:
+    """How old a replies read a write carried may be when the replies job takes it: half `replies.every`, so a
+    reply waits at most half an interval longer than a read of its own would make it (0 with replies off)."""
+    replies = config.settings.replies
+    return replies.every.total_seconds() / 2 if replies.enabled else 0.0
 
 
 def build_zendesk(config: Config, retrier: Retrier) -> ZendeskCrm:

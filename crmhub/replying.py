@@ -7,15 +7,20 @@ writes failures back onto their cases and survey answers onto theirs. Each CRM's
 system's failure is recorded and the others go on. A channel's status callbacks
 reach the reply rows through `on_status(channel module, id, status)`, given to
 its webhook routes; its module says what each vendor status means.
+
+A CRM may ask for its replies to be read less often than the job runs
+(`reply_read_spacing` on the connector, seconds): the daemon's job then
+skips its read of that CRM while the last one is younger (Zendesk, whose
+export holds back the last minute anyway; issue 13). `crmhub sync` reads
+every time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 from contextlib import AbstractContextManager
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import structlog
 
@@ -71,12 +76,16 @@ class Replier:
         self.clock = clock
         # Callbacks of messages not known as replies (yet), per channel module.
         self._statuses = {name: MessageStatuses(advances=module.status_advances) for name, module in modules.items()}
+        self._read_at: dict[str, datetime] = {}  # CRM -> when the daemon's job last read its replies
 
-    def run(self, step: Step) -> ReplyReport:
-        """Collect, send, follow and write back; each system's part inside `step(name)`."""
+    def run(self, step: Step, *, spaced: bool = False) -> ReplyReport:
+        """Collect, send, follow and write back; each system's part inside `step(name)`.
+
+        `spaced` (the daemon's job): a CRM's replies are not read again within its `reply_read_spacing`.
+        """
         report = ReplyReport()
         for name, crm in self.crms.items():
-            if self.owns(streams.replies(name)):
+            if self.owns(streams.replies(name)) and (not spaced or self._read_due(name, crm)):
                 with step(f"replies:collect:{name}"):
                     collect_replies(self.store, crm, now=self.clock(), report=report)
         with step("replies:send"):
@@ -97,6 +106,15 @@ class Replier:
                 write_scores(self.store, crm, now=self.clock())
         self.metrics.record_replies(report)
         return report
+
+    def _read_due(self, name: str, crm: ReplyCrm) -> bool:
+        """Whether the job reads `name`'s replies now (noted as read when it does)."""
+        now, last = self.clock(), self._read_at.get(name)
+        spacing = timedelta(seconds=float(getattr(crm, "reply_read_spacing", 0.0)))
+        if last is not None and now - last < spacing:
+            return False
+        self._read_at[name] = now
+        return True
 
     def on_status(self, source: str, message_id: str, status: str) -> bool:
         """A signed status callback of channel module `source`: a reply moves forward; False for a repeat or a

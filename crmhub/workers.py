@@ -217,14 +217,15 @@ class DeliveryWorker:
         """
         before = self.filling.calls()
         handled = deliver() or 0
-        self._unsettled_calls += self.filling.calls() - before
+        calls = self.filling.calls() - before
+        self._unsettled_calls += calls
         self._settled_rows += handled
         if self._settled_rows and not settling:
             spent, rows = self._unsettled_calls, self._settled_rows
             self._unsettled_calls, self._settled_rows = 0, 0
             self.filling.cost.add(spent, math.ceil(rows / self.batch))
         if handled:
-            log.info("delivery run", job=self.job, rows=handled, settling=settling,
+            log.info("delivery run", job=self.job, rows=handled, settling=settling, calls=calls,
                      calls_per_batch=round(self.filling.cost.calls, 2))
 
     def _gathered(self, first_ring: float) -> str | None:

@@ -21,6 +21,7 @@ from crmhub.config import load_config
 from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.store.ledger import open_dead_letters
+from tests.daemons import tune_settings
 
 OURS = "+14155550100"
 KNOWN = ("+14155550123", "+14155550124")
@@ -61,10 +62,11 @@ class Daemon:
         self.hub.refresh_mirror("zendesk")
         self.hub.route_job()
 
-    def deliver(self) -> Counter[str]:
-        """One run of the Zendesk delivery worker, after the clock moved on; the Zendesk calls it made."""
+    def deliver(self, after: float = 30) -> Counter[str]:
+        """One run of the Zendesk delivery worker, `after` seconds on (by default past any settle wait); the
+        Zendesk calls it made."""
         assert self.hub is not None
-        self.now += timedelta(seconds=30)  # past any settle wait
+        self.now += timedelta(seconds=after)
         self.zd.calls.clear()
         self.hub.delivery_job("zendesk")
         return Counter(self.zd.calls)
@@ -268,3 +270,64 @@ def test_a_sync_cycle_after_a_worker_left_jobs_open_waits_for_them_and_writes_no
     assert daemon.dead() == []
     assert _on_tickets(zd, texts) == _once(texts)
     assert len([u for u in zd.users() if u["role"] == "end-user"]) == 3
+
+
+def _small_batches(d: Daemon, size: int) -> None:
+    """Batches of `size` outbox rows and Zendesk jobs of `size` items, the daemon started again on them."""
+    tune_settings(d.settings, {"delivery.batch_size": size, "crms.zendesk.batch_size": size})
+    d.start()
+
+
+def test_a_full_batch_with_no_other_full_one_due_leaves_the_stragglers_to_fill_their_own(
+        daemon: Daemon, twilio_sandbox: EmulatorServer) -> None:
+    """Issue 13: a worker's run after a full batch does not send the few rows behind it as a batch of its own
+    (they would cost a batch's jobs): they are rung for and wait for theirs. A cycle drains them."""
+    zd = daemon.zd
+    _small_batches(daemon, 3)
+    texts = _receive(twilio_sandbox, daemon, [(KNOWN[n // 3], f"follow-up {n}") for n in range(4)])
+    daemon.collect()
+
+    assert daemon.deliver() == {UPDATE_MANY: 1}  # three rows (a full batch); the fourth (another ticket) waits
+    zd.finish_jobs()
+    assert _on_tickets(zd, texts) == _once(texts[:3]) + Counter({texts[3]: 0})
+    zd.configure(job_reads_per_step=0)  # jobs done when read: the cycle waits for its own
+    daemon.hub.sync_once()  # type: ignore[union-attr]  # a cycle drains everything, stragglers included
+
+    assert daemon.dead() == []
+    assert _on_tickets(zd, texts) == _once(texts)
+
+
+def test_a_full_batch_of_new_customers_waits_for_their_users_in_the_run_when_nothing_is_due_behind(
+        daemon: Daemon, twilio_sandbox: EmulatorServer) -> None:
+    """Issue 13: their tickets go in the same run (users, one read, tickets), not in a settling run."""
+    zd = daemon.zd
+    zd.configure(job_reads_per_step=0)  # a job is done by its first status read (as one a second old is)
+    _small_batches(daemon, 3)
+    texts = _receive(twilio_sandbox, daemon, [(phone, f"hello from {phone}") for phone in NEW])
+    daemon.collect()
+
+    assert daemon.deliver() == {CREATE_USERS: 1, SHOW_MANY: 1, GROUPS: 1, CREATE_TICKETS: 1}
+    zd.finish_jobs()
+
+    assert daemon.dead() == []
+    assert _on_tickets(zd, texts) == _once(texts)
+
+
+def test_a_batch_reads_the_jobs_that_come_due_during_its_own_wait_instead_of_a_settling_run_after_it(
+        daemon: Daemon, twilio_sandbox: EmulatorServer) -> None:
+    """Issue 13 (50 msg/s): rows whose job is read a moment after a batch is claimed go with that batch."""
+    zd = daemon.zd
+    first = _receive(twilio_sandbox, daemon, [(KNOWN[0], "first follow-up")])
+    daemon.collect()
+    assert daemon.deliver() == {UPDATE_MANY: 1}  # its row waits on the job: read again a second on
+    zd.finish_jobs()
+    later = _receive(twilio_sandbox, daemon, [(KNOWN[0], "second follow-up")])
+    daemon.collect()
+
+    # Half a second on, the first job is not due for its read, but comes due within the batch's own wait:
+    # one read settles it and the follow-up goes on the same ticket at once, not after a run of its own.
+    assert daemon.deliver(after=0.5) == {SHOW_MANY: 1, UPDATE_MANY: 1}
+    zd.finish_jobs()
+    assert daemon.deliver() == {SHOW_MANY: 1}
+    assert daemon.dead() == []
+    assert _on_tickets(zd, first + later) == _once(first + later)

@@ -41,6 +41,15 @@ class Connector:
     name: ClassVar[str] = "connector"
     batch_calls: ClassVar[float] = 1.0
     """API calls a delivery batch costs before any is measured: the seed of the worker's `BatchCost`."""
+    reply_read_spacing: ClassVar[float] = 0.0
+    """Seconds the daemon's replies job leaves at least between two reads of this CRM's replies
+    (`crmhub.replying`; 0: every run)."""
+
+    @property
+    def settle_lookahead(self) -> float:
+        """Seconds ahead a delivery batch takes along rows waiting on this CRM's asynchronous jobs, whose reads it
+        shares (`crmhub.sync.deliver`; 0: none, no jobs)."""
+        return 0.0
 
     def __init__(self, retrier: Retrier | None = None, budget: Budget | None = None) -> None:
         self.retrier = retrier or Retrier()

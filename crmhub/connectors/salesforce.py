@@ -40,10 +40,21 @@ the engine keeps those on crmhub's Cases. Notes (`add_case_note`): a
 CaseComment with `IsPublished = false` (agents see it, the customer never
 does), carrying the note's key on its last line; the Case's unpublished
 comments are read first, so a retry never writes it twice.
+
+The replies read rides the write Composite (issue 13): while a batch goes
+out anyway, its Composite also carries the replies query from the cursor
+the engine was last handed (`salesforce_composite.Ride`), and the replies
+job takes that answer instead of a call of its own when it asks from that
+same cursor and the answer is at most `carried_reads_within` seconds old.
+The answer is for an earlier moment, which a cursor read allows: what came
+since is read next time. Another cursor (another daemon moved it, a
+transaction failed) or an older answer: the job queries as before.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,7 +71,7 @@ from crmhub.connectors._http import build_session
 from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce_composite import (
-    COLLECTION_LIMIT, Subrequest, composite_bodies, relationship, subrequest_results,
+    COLLECTION_LIMIT, Ride, Subrequest, composite_bodies, relationship, subrequest_results,
 )
 from crmhub.errors import (
     AuthError, CaseGone, ConnectorError, PermanentError, RateLimited, RecordGone, Rejected, TransientError,
@@ -126,12 +137,15 @@ class SalesforceCrm(Connector):
     def __init__(self, *, instance_url: str, auth: SalesforceAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, str] | None = None, base_url: str | None = None, api_version: str = "59.0",
                  default_region: str = "US", other_regions: Sequence[str] = (),
-                 link_field: str = LINK_FIELD, retrier: Retrier | None = None) -> None:
+                 link_field: str = LINK_FIELD, retrier: Retrier | None = None,
+                 carried_reads_within: float = 0.0) -> None:
         """
         Args:
             objects: the contact-like objects to mirror and match (Contact, Lead).
             queues: routing queue name -> the queue's Group DeveloperName.
             link_field: the Case text field agents confirm link suggestions in (`crmhub.link_marks`).
+            carried_reads_within: seconds a replies read carried by a write Composite stays good for the
+                replies job (0: never carried; the app passes half of `replies.every`).
         """
         super().__init__(retrier)
         self.instance_url = instance_url.rstrip("/")
@@ -148,6 +162,11 @@ class SalesforceCrm(Connector):
         self._me: str | None = None
         self.link_field = link_field
         self._no_link_field = False  # the org refused the field: case states are read without it
+        self.carried_reads_within = carried_reads_within
+        self._carry = threading.Lock()
+        self._reply_since: str | None = None  # the cursor the replies job was last handed: the next read's start
+        self._carried: tuple[str, Mapping[str, Any], float] | None = None  # (since, first page, `clock` time)
+        self.clock: Callable[[], float] = time.monotonic
 
     # ---- SDK boundary --------------------------------------------------------
     def translate(self, exc: Exception) -> ConnectorError | None:
@@ -200,10 +219,15 @@ class SalesforceCrm(Connector):
         return int(daily["Max"]), int(daily["Remaining"])
 
     # ---- reads ---------------------------------------------------------------
-    def query_pages(self, soql: str, *, include_deleted: bool = False) -> Iterator[list[dict[str, Any]]]:
-        """Records of a SOQL query, one API page at a time (`queryAll` with `include_deleted`)."""
+    def query_pages(self, soql: str, *, include_deleted: bool = False,
+                    first: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Records of a SOQL query, one API page at a time (`queryAll` with `include_deleted`).
+
+        `first`: the query's first page, already read (a Composite carried it); the rest are read here.
+        """
         operation = "query_all" if include_deleted else "query"
-        result = self.sf(operation, lambda sf: sf.query(soql, include_deleted=include_deleted))
+        result = first if first is not None else self.sf(
+            operation, lambda sf: sf.query(soql, include_deleted=include_deleted))
         while True:
             yield [_plain(r) for r in result["records"]]
             if result.get("done", True):
@@ -338,10 +362,8 @@ class SalesforceCrm(Connector):
         """Published CaseComments changed since `cursor` (a SOQL datetime; None: since `start`), oldest first."""
         me = self.my_user_id()
         since = cursor or _soql_datetime(start)
-        soql = ("SELECT Id, ParentId, CommentBody, CreatedById, CreatedDate, SystemModstamp FROM CaseComment "
-                f"WHERE IsPublished = true AND SystemModstamp >= {since} ORDER BY SystemModstamp ASC")
         newest = since
-        pages = self.query_pages(soql)
+        pages = self.query_pages(_reply_soql(since), first=self._carried_replies(since))
         for records in pages:
             replies = tuple(
                 AgentReply(crm=self.name, reply_ref=r["Id"], case_id=r["ParentId"], text=r.get("CommentBody") or "",
@@ -350,7 +372,25 @@ class SalesforceCrm(Connector):
             if records:
                 newest = max(newest, _soql_datetime(max(_parse_datetime(r["SystemModstamp"]) for r in records)))
             yield ReplyPage(replies, newest, last=False)
+        with self._carry:
+            self._reply_since = newest
         yield ReplyPage((), newest, last=True)
+
+    def _carried_replies(self, since: str) -> Mapping[str, Any] | None:
+        """The replies read a write Composite carried from `since`, if fresh enough (taken: used once)."""
+        with self._carry:
+            carried, self._carried = self._carried, None
+        if carried is None or carried[0] != since or self.clock() - carried[2] > self.carried_reads_within:
+            return None
+        log.debug("replies read carried by a write", crm=self.name)
+        return carried[1]
+
+    def _replies_ride(self) -> tuple[str, Ride] | None:
+        """The replies query for the next write Composite to carry, with its cursor (None: not carrying, or
+        no cursor handed out yet)."""
+        with self._carry:
+            since = self._reply_since
+        return (since, Ride("replies", _reply_soql(since))) if since and self.carried_reads_within > 0 else None
 
     def my_user_id(self) -> str:
         """The user crmhub acts as (its comments are never agents' replies), read once."""
@@ -482,9 +522,14 @@ class SalesforceCrm(Connector):
         """
         results: dict[str, list[_Entry]] = {sub.reference_id: [] for sub in subrequests}
         origin = {piece.reference_id: sub.reference_id for sub in subrequests for piece in sub.chunks()}
-        for group, body in composite_bodies(self.api_version, subrequests):
+        since, ride = self._replies_ride() or (None, None)
+        for group, body in composite_bodies(self.api_version, subrequests, ride):
             answer = self.sf("composite", lambda sf, body=body: sf.restful(  # type: ignore[misc]
                 "composite", method="POST", json=body))
+            carried = ride.answer(answer) if ride is not None else None
+            if since is not None and carried is not None:
+                with self._carry:
+                    self._carried = (since, carried, self.clock())
             for piece, entries in zip(group, subrequest_results(answer, group), strict=True):
                 parsed = (self._collection_entries(piece.method, piece.path, piece.records) if entries is None
                           else [self._entry(e) for e in entries])
@@ -709,6 +754,12 @@ def _parse_datetime(value: str) -> datetime:
 
 def _soql_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime(SOQL_DATETIME)
+
+
+def _reply_soql(since: str) -> str:
+    """Published CaseComments changed since `since` (a SOQL datetime), oldest first: agents' replies."""
+    return ("SELECT Id, ParentId, CommentBody, CreatedById, CreatedDate, SystemModstamp FROM CaseComment "
+            f"WHERE IsPublished = true AND SystemModstamp >= {since} ORDER BY SystemModstamp ASC")
 
 
 def _soql_string(value: str) -> str:

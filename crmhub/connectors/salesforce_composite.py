@@ -15,6 +15,12 @@ then fails only the Case and Tasks that name it ("Foreign key external ID
 ... not found"), where a failed `@{ref[i].id}` would halt the whole
 dependent subrequest, every Task of the batch.
 https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
+
+A read may ride along (`ride`): one SOQL query subrequest (`GET
+query?q=...`) added to the last Composite when it has room among its five
+collections-or-query places, so a periodic read costs no call of its own
+while writes go out anyway (`salesforce.SalesforceCrm` carries the replies
+poll so, issue 13). It never makes a Composite of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 COLLECTION_LIMIT = 200  # records per sObject Collections request
 COLLECTIONS_PER_COMPOSITE = 5  # of a Composite's 25 subrequests, at most 5 collections or queries
@@ -45,13 +52,36 @@ class Subrequest:
                 for n, start in enumerate(range(0, len(self.records), COLLECTION_LIMIT))]
 
 
-def composite_bodies(api_version: str, subrequests: Sequence[Subrequest]
+@dataclass(frozen=True)
+class Ride:
+    """A SOQL query riding in a write Composite: its answer is the query's first page, or None."""
+
+    reference_id: str
+    soql: str
+
+    def subrequest(self, api_version: str) -> dict[str, Any]:
+        return {"method": "GET", "url": f"/services/data/v{api_version}/query?q={quote(self.soql, safe='')}",
+                "referenceId": self.reference_id}
+
+    def answer(self, answer: Any) -> Mapping[str, Any] | None:
+        """The query's result (`records`, `done`, `nextRecordsUrl`) in a Composite's answer; None if it failed."""
+        entries = answer.get("compositeResponse") if isinstance(answer, Mapping) else None
+        for entry in entries or []:
+            if isinstance(entry, Mapping) and entry.get("referenceId") == self.reference_id:
+                body = entry.get("body")
+                ok = 200 <= int(entry.get("httpStatusCode") or 0) < 300 and isinstance(body, Mapping)
+                return body if ok and isinstance(body.get("records"), list) else None
+        return None
+
+
+def composite_bodies(api_version: str, subrequests: Sequence[Subrequest], ride: Ride | None = None
                      ) -> list[tuple[list[Subrequest], dict[str, Any]]]:
     """Composite request bodies carrying `subrequests` in order, each with the subrequests it carries.
 
     Subrequests of over 200 records are split; more than 5 collections
     subrequests take several Composites, sent one after the other so that
-    relationship references still find what an earlier one wrote.
+    relationship references still find what an earlier one wrote. `ride`
+    goes last in the last body when that body has a place left, else nowhere.
     """
     pieces = [piece for sub in subrequests if sub.records for piece in sub.chunks()]
     bodies = []
@@ -61,6 +91,8 @@ def composite_bodies(api_version: str, subrequests: Sequence[Subrequest]
             {"method": sub.method, "url": f"/services/data/v{api_version}/{sub.path}",
              "referenceId": sub.reference_id, "body": {"allOrNone": False, "records": sub.records}}
             for sub in group]}))
+    if ride is not None and bodies and len(bodies[-1][0]) < COLLECTIONS_PER_COMPOSITE:
+        bodies[-1][1]["compositeRequest"].append(ride.subrequest(api_version))
     return bodies
 
 

@@ -141,7 +141,11 @@ than crmhub's own API user (`users/me`): customers' comments (crmhub writes
 inbound messages as public comments authored by the customer) and crmhub's
 own private notes never do. Authors' roles are read with one
 `users/show_many` per page that has candidates, and remembered. Which
-tickets are crmhub's is the engine's business (its threads).
+tickets are crmhub's is the engine's business (its threads). The daemon's
+replies job reads this export at most every `reply_read_spacing` (25 s:
+every second run of the default 15 s job; `crmhub.replying`), as the export
+holds back the last minute anyway: half the calls, of the 10 a minute the
+incremental exports share, for a reply out in 60-90 s instead of 60-75 s.
 
 Notes (`add_case_note`): a private comment with the note's key in the audit
 metadata, written once (the ticket's comment keys are read first).
@@ -273,6 +277,11 @@ class ZendeskCrm(Connector):
     # the next batch's read): the stretch's estimate until calls are measured.
     batch_calls = 4.0
     reports_jobs = True  # write_history(..., on_submitted=): bulk jobs are stored by the engine as submitted
+    # The daemon reads replies at most this often (`crmhub.replying`): the ticket events export leaves out the
+    # last minute, so a reply goes out 60-75 s after it was written with a read every 15 s and 60-90 s with one
+    # every 30 s, for half the calls (of the 10 a minute the incremental exports share). 25: every second run
+    # of the default 15 s replies job.
+    reply_read_spacing = 25.0
 
     def __init__(self, *, subdomain: str, auth: ZendeskAuth, objects: Sequence[ContactObject],
                  queues: Mapping[str, ZendeskGroup] | None = None, base_url: str | None = None,
@@ -514,7 +523,7 @@ class ZendeskCrm(Connector):
     # ---- writes --------------------------------------------------------------
     def write_history(self, writes: Sequence[HistoryWrite], *,
                       on_submitted: Callable[[Sequence[str], str], None] | None = None,
-                      settle_later: bool = False) -> list[WriteOutcome]:
+                      settle_later: bool = False, more_due: bool = False) -> list[WriteOutcome]:
         """Create missing users and tickets, then add each ticket's interactions as folded comments.
 
         Args:
@@ -528,6 +537,9 @@ class ZendeskCrm(Connector):
                 reported `waiting` on its job (`zendesk_jobs`); the call
                 settles the writes whose jobs earlier calls left first, from
                 one `job_statuses/show_many` read.
+            more_due: (with `settle_later`) another full batch is due behind
+                this one, so the call waits for nothing, not even its new
+                customers' users job (`_users_first`).
 
         Returns one outcome per write, in order; a write the account refused
         carries a `Rejected`. Raises a `TransientError` when the batch as a
@@ -538,7 +550,7 @@ class ZendeskCrm(Connector):
         self._update_users(writes)
         try:
             if settle_later:
-                return self._adoptions(self._write_later(writes))
+                return self._adoptions(self._write_later(writes, more_due))
             self._await_refs(sorted({w.job_ref for w in writes if w.job_ref}))
             # A write that waited in a job (a worker's, then `crmhub sync`) was sent: found by key, never resent.
             return self._adoptions(self._write([replace(w, first_attempt=False) if w.job_ref else w for w in writes]))
@@ -582,10 +594,10 @@ class ZendeskCrm(Connector):
         return [replace(o, adopted="comments") if o.key in self._adopted and o.ok else o for o in outcomes]
 
     # -- without waiting (settle_later)
-    def _write_later(self, writes: Sequence[HistoryWrite]) -> list[WriteOutcome]:
+    def _write_later(self, writes: Sequence[HistoryWrite], more_due: bool = False) -> list[WriteOutcome]:
         """Settle what earlier calls' jobs did, then submit each write's next stage (only a users job is waited
         for, once: `_users_first`)."""
-        writes, submitted = self._users_first(writes)
+        writes, submitted = self._users_first(writes, more_due)
         places = {w.key: parse(w.job_ref) for w in writes if w.job_ref}
         statuses = self._read_jobs(sorted({job for jobs, _ in places.values() for job in jobs}))
         outcomes: dict[str, WriteOutcome] = {}
@@ -655,12 +667,21 @@ class ZendeskCrm(Connector):
         nowhere = Rejected("no ticket to write on", system=self.name)
         return [outcomes.get(w.key) or WriteOutcome(w.key, error=nowhere) for w in writes]
 
-    def _users_first(self, writes: Sequence[HistoryWrite]) -> tuple[list[HistoryWrite], list[str]]:
+    @property
+    def settle_lookahead(self) -> float:
+        """Seconds ahead a settle-later batch takes rows waiting on jobs (`crmhub.sync.deliver`): a batch's own
+        status read comes `job_settle_first` after its users job, and reads theirs with it."""
+        return self.job_settle_first
+
+    def _users_first(self, writes: Sequence[HistoryWrite], more_due: bool = False
+                     ) -> tuple[list[HistoryWrite], list[str]]:
         """The batch's new customers' users job, submitted first and read after `job_settle_first` with the jobs
         the batch's other rows wait on (one status read), so that their tickets go in this same run.
 
-        Only in a batch that is not full: a full one may have more rows due behind it (50 msg/s), which
-        must not wait a second per batch; its users are settled by a later run, as any job.
+        Not when another full batch is due behind this one (`more_due`, 50 msg/s): those rows must not
+        wait a second per batch; its users are settled by a later run, as any job. A full batch with no
+        full one behind it waits (10 msg/s): the next batch is not ready before the second is over, and
+        a settling run of its own would cost a read and a tickets job more (issue 13).
 
         Without it a new customer's ticket costs a run of its own, and a read, after its user's job. A job
         still running at that read is settled later, as any. The writes come back placed in the job
@@ -669,7 +690,7 @@ class ZendeskCrm(Connector):
         known = {w.person_id for w in writes if w.contact_id is not None}
         need = [w for w in writes if w.job_ref is None and w.contact_id is None and w.new_contact
                 and w.person_id not in known and w.person_id not in self._creating]
-        if not need or sum(w.job_ref is None for w in writes) >= self.batch_size:  # a full batch: more may be due
+        if not need or more_due:
             return list(writes), []
         out: dict[str, WriteOutcome] = {}
         made, jobs = self._users_later(need, out)

@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 from crmhub.errors import CaseGone, Interrupted, RecordGone, TransientError, reason_of
 from crmhub.model import (CaseSpec, HistoryWrite, Identity, Interaction, MirrorRecord, OutboxStatus, QueueTarget,
                           WriteOutcome, WritePriority)
-from crmhub.store import StateStore, adoption, graph, ledger, outbox
+from crmhub.store import StateStore, adoption, backlog, graph, ledger, outbox
 from crmhub.store.locks import one_at_a_time
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import ContactMatch, contacts_for
@@ -79,7 +79,7 @@ class JobReportingWriter(Protocol):
 
     def write_history(self, writes: Sequence[HistoryWrite], *,
                       on_submitted: Callable[[Sequence[str], str], None] | None = None,
-                      settle_later: bool = False) -> list[WriteOutcome]: ...
+                      settle_later: bool = False, more_due: bool = False) -> list[WriteOutcome]: ...
 
 
 class FateReader(Protocol):
@@ -185,18 +185,25 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
                                       new_only=not waiting_only and jobs)
             fresh = len(claims)
             if not waiting_only and jobs:  # only a job-reporting writer leaves rows waiting (`save_job_ref`)
-                claims += outbox.claim_due(session, writer.name, policy.batch_size, now=now, lease=policy.lease,
+                # Rows whose jobs come due while this batch's own wait for its jobs runs (`settle_lookahead`) are
+                # read with it: one status read, not a settling run of their own a moment later (50 msg/s).
+                soon = now + timedelta(seconds=getattr(writer, "settle_lookahead", 0.0) if settle_later else 0.0)
+                claims += outbox.claim_due(session, writer.name, policy.batch_size, now=soon, lease=policy.lease,
                                            max_priority=allowed, waiting_only=True,
                                            besides=[claim.id for claim in claims])
             # In the order the messages were sent (channels page newest first): threading decides in that order.
             claims.sort(key=lambda claim: (claim.occurred_at, claim.id))
+            # A full batch with another full one due behind it: nothing in this call may wait (50 msg/s).
+            more_due = (settle_later and fresh >= policy.batch_size
+                        and backlog.due_count(session, writer.name, now=now, limit=policy.batch_size)
+                        >= policy.batch_size)
             batch = _prepare(session, claims, writer.name, policy, now=now)
             _record_dead(session, batch.dead, writer.name, report, now=now)
         if not claims:
             return allowed
         writes = batch.writes
         try:
-            outcomes = _write(store, writer, list(writes.values()), settle_later) if writes else []
+            outcomes = _write(store, writer, list(writes.values()), settle_later, more_due) if writes else []
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
@@ -211,10 +218,14 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             _retarget(store, writer, batch.gone, policy, now=clock())
         if max(fresh, len(claims) - fresh) < policy.batch_size:
             return allowed
+        if settle_later and not more_due:
+            # A worker's run: the rows that came while this batch went are rung for and fill a batch of their
+            # own (worth its calls) instead of going now as a few stragglers that cost a batch's jobs.
+            return allowed
 
 
 def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite],
-           settle_later: bool = False) -> list[WriteOutcome]:
+           settle_later: bool = False, more_due: bool = False) -> list[WriteOutcome]:
     """The CRM call; each bulk job a job-reporting writer submits is stored at once with its rows.
 
     Stored in its own transaction, so it outlives a crash, a lease running
@@ -230,7 +241,7 @@ def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite],
 
     job_writer = cast(JobReportingWriter, writer)
     if settle_later:
-        return job_writer.write_history(writes, on_submitted=submitted, settle_later=True)
+        return job_writer.write_history(writes, on_submitted=submitted, settle_later=True, more_due=more_due)
     return job_writer.write_history(writes, on_submitted=submitted)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from crmhub.connectors._retry import Retrier, RetryPolicy
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
+from crmhub.connectors.salesforce_composite import Ride, Subrequest, composite_bodies
 from crmhub.model import (
     CaseSpec, Channel, Direction, HistoryWrite, Identity, IdentityKind, Interaction, QueueTarget, person_key,
 )
@@ -201,3 +202,62 @@ def test_a_batch_larger_than_a_collection_takes_more_subrequests(crm: Salesforce
     # contacts, cases and tasks in two pieces each: 6 collections subrequests, so two Composites
     assert composites(em) == {f"POST {API}/composite": 2}
     assert len(em.records("Task")) == len(em.records("Contact")) == len(em.records("Case")) == 230
+
+
+# ---- the replies read rides the write Composite --------------------------------------------------------------
+
+def replies_read(crm: SalesforceCrm, cursor: str | None) -> tuple[list[str], str]:
+    """The agents' reply texts `reply_pages` hands out from `cursor`, and the cursor it ends at."""
+    pages = list(crm.reply_pages(cursor, start=START))
+    return [r.text for page in pages for r in page.replies], pages[-1].cursor
+
+
+def test_the_replies_read_rides_the_next_write_composite(crm: SalesforceCrm, em: SalesforceEmulator) -> None:
+    clock = [100.0]
+    crm.carried_reads_within, crm.clock = 7.5, lambda: clock[0]
+    case = em.insert("Case", Subject="open", Crmhub_Conversation__c="sms:a#1")
+    agent = em.add_user("agent@sandbox.crmhub.test", "pw")
+    replies, cursor = replies_read(crm, None)  # the first read has no cursor to carry: a query of its own
+    assert replies == [] and composites(em) == {f"GET {API}/chatter/users/me": 1, f"GET {API}/query": 1}
+    em.calls.clear()
+    em.insert("CaseComment", ParentId=case, CommentBody="On its way", IsPublished=True, CreatedById=agent)
+
+    assert [o.error for o in crm.write_history([new_customer(1, 1)])] == [None]
+    clock[0] += 7.5
+    replies, cursor = replies_read(crm, cursor)
+
+    assert replies == ["On its way"]
+    assert composites(em) == {f"POST {API}/composite": 1}  # the read cost no call of its own
+    assert crm.write_history([new_customer(2, 2)])[0].error is None
+    clock[0] += 7.6  # older than carried_reads_within: read again
+    em.calls.clear()
+    replies, _ = replies_read(crm, cursor)
+    assert replies == ["On its way"] and composites(em) == {f"GET {API}/query": 1}  # >= cursor: read again, as before
+
+
+def test_a_carried_read_from_another_cursor_is_not_taken(crm: SalesforceCrm, em: SalesforceEmulator) -> None:
+    crm.carried_reads_within = 60.0
+    case = em.insert("Case", Subject="open", Crmhub_Conversation__c="sms:a#1")
+    _, cursor = replies_read(crm, None)
+    crm.write_history([new_customer(1, 1)])
+    em.insert("CaseComment", ParentId=case, CommentBody="Later", IsPublished=True,
+              CreatedById=em.add_user("agent@sandbox.crmhub.test", "pw"))
+    em.calls.clear()
+
+    replies, _ = replies_read(crm, "2020-01-01T00:00:00Z")  # another daemon's cursor, say
+
+    assert replies == ["Later"] and composites(em) == {f"GET {API}/query": 1}
+
+
+def test_a_ride_takes_a_place_left_in_the_last_composite_and_never_one_of_its_own() -> None:
+    def subs(n: int) -> list[Subrequest]:
+        return [Subrequest(f"s{i}", "PATCH", "composite/sobjects", [{"Id": str(i)}]) for i in range(n)]
+
+    ride = Ride("replies", "SELECT Id FROM CaseComment WHERE IsPublished = true")
+    [(_, room)] = composite_bodies("59.0", subs(4), ride)
+    assert room["compositeRequest"][-1] == {
+        "method": "GET", "referenceId": "replies",
+        "url": "/services/data/v59.0/query?q=SELECT%20Id%20FROM%20CaseComment%20WHERE%20IsPublished%20%3D%20true"}
+    [(_, full)] = composite_bodies("59.0", subs(5), ride)  # five collections: no place for a query
+    assert [r["referenceId"] for r in full["compositeRequest"]] == ["s0", "s1", "s2", "s3", "s4"]
+    assert composite_bodies("59.0", [], ride) == []  # nothing to write: no Composite for the read alone
