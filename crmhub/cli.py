@@ -202,9 +202,10 @@ def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite f
     run_demo(keep_state=keep_state)
 
 
-sandbox_app = typer.Typer(help="The five API emulators with the demo org, and a customer to play against them.")
+sandbox_app = typer.Typer(help="The API emulators and a mail server with the demo org, and a customer to play "
+                                       "against them.")
 app.add_typer(sandbox_app, name="sandbox")
-BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8704).")]
+BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8707).")]
 
 
 @sandbox_app.callback(invoke_without_command=True)
@@ -218,7 +219,7 @@ def sandbox(
     traffic: Annotated[int | None, typer.Option(metavar="SEED", help="Also replay a generated day of traffic "
                                                                      "drawn from SEED.")] = None,
 ) -> None:
-    """Run the five API emulators, seeded with the demo org, until interrupted."""
+    """Run the API emulators and the mail server, seeded with the demo org, until interrupted."""
     if ctx.invoked_subcommand is not None:
         return
     from crmhub.demo.org import sandbox_preparation

@@ -38,16 +38,17 @@ from crmhub.language import DEFAULT_MIN_CONFIDENCE
 
 SANDBOX_HOST = "127.0.0.1"
 # The sandbox emulators' fixed ports (crmhub.sandbox.DEFAULT_PORTS; a test keeps them equal).
-SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704}
+SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704,
+                                 "mail": 8705, "mail-smtp": 8706, "mail-imap": 8707}
 MIN_SANDBOX_PORT, MAX_PORT = 1024, 65535  # the sandbox never takes a privileged port
 
 
 def base_port_problem(base: int) -> str | None:
-    """Why the sandbox cannot use `base` as its first port (the five must fit in 1024..65535), or None."""
+    """Why the sandbox cannot use `base` as its first port (all its ports must fit in 1024..65535), or None."""
     last = MAX_PORT - len(SANDBOX_PORTS) + 1
     if MIN_SANDBOX_PORT <= base <= last:
         return None
-    return (f"{base} does not fit: the five sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
+    return (f"{base} does not fit: the {len(SANDBOX_PORTS)} sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
             f"{MIN_SANDBOX_PORT}..{MAX_PORT}; use a base port from {MIN_SANDBOX_PORT} to {last}")
 
 
@@ -124,10 +125,12 @@ class SandboxSettings(Model):
 
     enabled: bool = Field(
         False, description="When true, every base_url left empty points at the local sandbox emulator "
-                           f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x).")
+                           f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x; "
+                           "8705-8707 the mail server: control, SMTP, IMAP).")
     base_port: int | None = Field(
         None, description="First port of a sandbox started with `crmhub sandbox --base-port N` (salesforce N, "
-                          "zendesk N+1, hubspot N+2, twilio N+3, x N+4). Empty: 8700.")
+                          "zendesk N+1, hubspot N+2, twilio N+3, x N+4, mail N+5, its SMTP N+6 and IMAP N+7). "
+                          "Empty: 8700.")
 
     @field_validator("base_port")
     @classmethod
