@@ -232,17 +232,19 @@ def sandbox(
 @sandbox_app.command("inbound")
 @for_people
 def sandbox_inbound(
-    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention or x-dm.")],
-    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164) or an X handle.")],
+    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention, x-dm or email.")],
+    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164), an X handle or an "
+                                                       "email address.")],
     text: Annotated[str | None, typer.Option(help="What the customer writes (a call needs none).")] = None,
-    to: Annotated[str | None, typer.Option(help="Our number or X account (default: the embedded settings').")]
-    = None,
+    subject: Annotated[str | None, typer.Option(help="An email's subject.")] = None,
+    to: Annotated[str | None, typer.Option(help="Our number, X account or support address (default: the embedded "
+                                                "settings').")] = None,
     base_port: BasePortOption = None,
 ) -> None:
-    """Play a customer against a running `crmhub sandbox`: an SMS, WhatsApp, call, X mention or DM."""
+    """Play a customer against a running `crmhub sandbox`: an SMS, WhatsApp, call, X mention or DM, or an email."""
     from crmhub.sandbox.inbound import play_inbound
 
-    typer.echo(play_inbound(kind, sender, text, to=to, base_port=base_port).line)
+    typer.echo(play_inbound(kind, sender, text, to=to, subject=subject, base_port=base_port).line)
 
 
 @app.command()

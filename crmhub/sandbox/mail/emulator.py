@@ -56,6 +56,7 @@ class MailEmulator(Emulator):
 
     def stop_listeners(self) -> None:
         if self._servers is not None:
+            self.persist()  # what IMAP clients changed (flags, APPENDs, expunges) is saved on the way out
             self._servers.stop()
             self._servers = None
 

@@ -25,9 +25,9 @@ T = TypeVar("T")
 HOST = "127.0.0.1"
 HOSTNAME = "mail.sandbox.test"
 CALL_TIMEOUT = 30.0
-# pymap's debug lines are the whole IMAP conversation (LOGIN passwords, message bodies): never below INFO.
+# pymap's debug lines are the whole IMAP conversation (LOGIN passwords, message bodies): never below WARNING.
 _PYMAP_LOG = logging.getLogger("pymap")
-_PYMAP_LOG.setLevel(max(_PYMAP_LOG.level, logging.INFO))
+_PYMAP_LOG.setLevel(max(_PYMAP_LOG.level, logging.WARNING))
 
 
 class MailServers:

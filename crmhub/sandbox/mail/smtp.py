@@ -32,9 +32,9 @@ class _Quiet(logging.Filter):
         return "login_data is deprecated" not in record.getMessage()
 
 
-# aiosmtpd's logger: its debug lines carry AUTH data (passwords) and envelopes; never below INFO.
+# aiosmtpd's logger: its info and debug lines are the SMTP conversation (AUTH PLAIN's password, addresses).
 _LOG = logging.getLogger("mail.log")
-_LOG.setLevel(max(_LOG.level, logging.INFO))
+_LOG.setLevel(max(_LOG.level, logging.WARNING))
 _LOG.addFilter(_Quiet())
 
 Deliver = Callable[[str | None, str, list[str], bytes], Awaitable[None]]

@@ -54,7 +54,7 @@ class Mailstore:
         self.login.users_dict[address] = UserMetadata(self.config, address, password=hashed)
         self.passwords[address] = password
         self.save_sent[address] = save_sent
-        await self._mailboxes(address)
+        await self._mailbox(address, SENT)  # there from the start, as at a hosted mail service
 
     async def clear(self) -> None:
         """No accounts, no mail."""
