@@ -68,7 +68,7 @@ class MailServers:
         handler = self._handler
         smtp = await self._loop.create_server(
             lambda: SMTP(handler, hostname=HOSTNAME, authenticator=handler.authenticate, auth_required=False,
-                         auth_require_tls=False, decode_data=False),
+                         auth_require_tls=False, decode_data=False, enable_SMTPUTF8=True),
             HOST, smtp_port)
         self._servers.append(smtp)
         imap_server = IMAPServer(self.store.login, self.store.config)
