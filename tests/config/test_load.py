@@ -64,7 +64,7 @@ def test_embedded_defaults_point_at_the_sandbox_ports(defaults: Config) -> None:
     urls = {"salesforce": s.crms.salesforce, "zendesk": s.crms.zendesk, "hubspot": s.crms.hubspot,
             "twilio": s.channels.twilio, "x": s.channels.x}
     assert {name: section.base_url for name, section in urls.items()} == {  # type: ignore[union-attr]
-        name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
+        name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items() if name in urls}
 
 
 def test_embedded_defaults_carry_the_sandbox_credentials(defaults: Config) -> None:
