@@ -191,10 +191,29 @@ def test_bad_seed_requests_say_what_is_wrong(mail_sandbox: EmulatorServer) -> No
     cases = [("inbound", {"from": "not an address", "text": "hi"}, "is not an email address"),
              ("inbound", {"from": CUSTOMER}, "'text' is missing"),
              ("deliver", {"to": "nobody@crmhub.test", "raw": "Subject: x\r\n\r\ny"}, "has no mailbox here"),
+             ("deliver", {"to": DEFAULT_ADDRESS, "raw": 5}, "'raw' must be the message as text"),
+             ("inbound", {"from": CUSTOMER, "text": "x", "headers": {"Bad Name": "v"}}, "is not a header field name"),
+             ("inbound", {"from": CUSTOMER, "text": "x", "subject": "two\nlines"}, "linefeed"),
              ("accounts", {"address": "sales", "password": "x"}, "is not an email address")]
     for what, body, said in cases:
         answer = control(mail_sandbox, what, body)
         assert answer.status_code == 400 and said in answer.json()["error"], (what, answer.text)
+    assert mailbox(mail_sandbox) == []
+
+
+def test_garbage_over_smtp_is_stored_as_given_and_the_rest_still_flows(mail_sandbox: EmulatorServer) -> None:
+    odd = [b"\x00\xff no headers at all", b"", b"Subject: a\r\nno colon in this line\r\n\r\nx",
+           b"X-Many: x\r\n" * 5000 + b"\r\nbody"]
+    with smtp(mail_sandbox, login=False) as client:
+        for raw in odd:
+            assert client.sendmail(CUSTOMER, [DEFAULT_ADDRESS], raw) == {}
+    made = control(mail_sandbox, "inbound", {"from": CUSTOMER, "subject": "after", "text": "fine"})
+    assert made.status_code == 201
+    with imap(mail_sandbox, readonly=True) as client:
+        _, [uids] = client.uid("SEARCH", "ALL")
+        assert len(uids.split()) == len(odd) + 1
+        _, fetched = client.uid("FETCH", uids.split()[0], "(BODY.PEEK[])")
+    assert fetched[0][1].rstrip(b"\r\n") == odd[0]
 
 
 def test_a_new_account_gets_its_own_mailbox(mail_sandbox: EmulatorServer) -> None:

@@ -156,6 +156,8 @@ def test_traffic_replays_a_day_onto_our_numbers() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("inbound", "fax", "--from", "+14155550123"), "unknown kind 'fax'; use one of sms, whatsapp, call, x-mention"),
     (("inbound", "sms", "--from", "+14155550123"), "sms needs --text"),
+    (("inbound", "email", "--from", "ana@example.net", "--subject", "hi"), "email needs --text"),
+    (("inbound", "sms", "--from", "+14155550123", "--text", "hi", "--subject", "hi"), "--subject is for an email"),
     (("inbound", "sms", "--from", "+1415", "--text", "hi", "--base-port", "65532"), "--base-port 65532 does not fit"),
     (("--base-port", "80"), "--base-port 80 does not fit: the 8 sandbox ports 80..87 must lie in 1024..65535"),
 ])

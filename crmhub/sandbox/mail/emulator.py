@@ -13,6 +13,8 @@ see exactly what an IMAP client sees. Code on the mail loop never takes
 
 from __future__ import annotations
 
+import copy
+import re
 import threading
 from email import policy
 from email.message import EmailMessage
@@ -29,6 +31,7 @@ from crmhub.sandbox.mail.store import SENT, Mailstore
 DEFAULT_ADDRESS = "support@crmhub.test"
 DEFAULT_PASSWORD = "sandbox-mail-password"  # also crmhub/defaults/sandbox-secrets/mail-password
 _HEADERS = BytesHeaderParser(policy=policy.default)
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 field-name: printable ASCII but the colon
 
 
 class MailEmulator(Emulator):
@@ -70,7 +73,8 @@ class MailEmulator(Emulator):
 
     def snapshot(self) -> dict[str, Any]:
         self._refresh()
-        return super().snapshot()
+        with self._outbound_lock:  # the mail loop appends to `outbound` under this lock
+            return copy.deepcopy(self.state)
 
     def persist(self) -> None:
         if self._servers is not None:
@@ -99,7 +103,10 @@ class MailEmulator(Emulator):
         for key, header in (("in_reply_to", "In-Reply-To"), ("references", "References")):
             if body.get(key):
                 message[header] = str(body[key])
-        for name, value in (body.get("headers") or {}).items():
+        for name, value in dict(body.get("headers") or {}).items():
+            if not _HEADER_NAME.fullmatch(str(name)):
+                raise ValueError(f"header name {name!r} is not a header field name (printable ASCII, no colon or "
+                                 "space, e.g. Auto-Submitted)")
             message[str(name)] = str(value)
         message.set_content(str(body["text"]))
         if body.get("html"):
@@ -108,7 +115,9 @@ class MailEmulator(Emulator):
 
     def _deliver_raw(self, body: dict[str, Any]) -> dict[str, Any]:
         """A raw RFC 5322 message (a bounce, an auto-reply) into an account's mailbox, as its MX would."""
-        to, raw = str(body["to"]).strip().lower(), str(body["raw"]).encode("utf-8", "surrogateescape")
+        if not isinstance(body["raw"], str):
+            raise ValueError("'raw' must be the message as text (RFC 5322: headers, a blank line, the body)")
+        to, raw = str(body["to"]).strip().lower(), body["raw"].encode("utf-8", "surrogateescape")
         if not self._is_local(to):
             raise ValueError(f"{to!r} has no mailbox here; the accounts are {', '.join(self._accounts())}")
         servers = self._running()
