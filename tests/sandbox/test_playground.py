@@ -14,8 +14,8 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from email import message_from_bytes, policy
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 

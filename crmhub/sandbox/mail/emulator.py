@@ -116,7 +116,7 @@ class MailEmulator(Emulator):
     def _deliver_raw(self, body: dict[str, Any]) -> dict[str, Any]:
         """A raw RFC 5322 message (a bounce, an auto-reply) into an account's mailbox, as its MX would."""
         if not isinstance(body["raw"], str):
-            raise ValueError("'raw' must be the message as text (RFC 5322: headers, a blank line, the body)")
+            raise TypeError("'raw' must be the message as text (RFC 5322: headers, a blank line, the body)")
         to, raw = str(body["to"]).strip().lower(), body["raw"].encode("utf-8", "surrogateescape")
         if not self._is_local(to):
             raise ValueError(f"{to!r} has no mailbox here; the accounts are {', '.join(self._accounts())}")

@@ -16,11 +16,12 @@ once it is delivered, the 250 never sent; `server_error` answers 451;
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -88,7 +89,7 @@ class MailHandler:
 
 def _reset(server: SMTP) -> None:
     """Drop the client's connection with a TCP RST (SO_LINGER 0), as a crashed server would."""
-    transport = server.transport
+    transport = cast(asyncio.Transport | None, server.transport)
     if transport is None:
         return
     sock = transport.get_extra_info("socket")

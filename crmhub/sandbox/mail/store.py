@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from argparse import Namespace
 from datetime import UTC, datetime
-from typing import Any
-
 from email import policy
 from email.parser import BytesHeaderParser
+from typing import Any
 
 from pymap.backend.dict import Config, Identity, Login
 from pymap.backend.dict.mailbox import MailboxData, MailboxSet
@@ -75,7 +74,7 @@ class Mailstore:
         """Store `raw` in one of `address`'s mailboxes (made if missing); returns (UIDVALIDITY, UID)."""
         box = await self._mailbox(address, mailbox)
         if uid is not None:  # a reload: the UID the message had before
-            box._max_uid = uid - 1  # noqa: SLF001  # pymap's dict backend has no public way to keep UIDs
+            box._max_uid = uid - 1  # pymap's dict backend has no public way to keep UIDs
         message = await box.append(AppendMessage(raw, when or datetime.now(UTC), frozenset(Flag(f) for f in flags)),
                                    recent=True)
         return box.uid_validity, message.uid
@@ -94,7 +93,7 @@ class Mailstore:
                 async for message in box.messages():
                     if message.expunged:
                         continue
-                    raw = bytes(message._content)  # noqa: SLF001  # the dict backend keeps it whole
+                    raw = bytes(message._content or b"")  # the dict backend keeps it whole
                     headers = _HEADERS.parsebytes(raw)
                     messages.append({
                         "uid": message.uid, "message_id": _text(headers.get("Message-ID")),
@@ -103,8 +102,8 @@ class Mailstore:
                         "internal_date": message.internal_date.isoformat(),
                         "raw": raw.decode("utf-8", "surrogateescape"),
                     })
-                out[address]["mailboxes"][name] = {"uidvalidity": box.uid_validity, "uidnext": box._max_uid + 1,  # noqa: SLF001
-                                                   "messages": sorted(messages, key=lambda m: m["uid"])}
+                out[address]["mailboxes"][name] = {"uidvalidity": box.uid_validity, "uidnext": box._max_uid + 1,
+                                                   "messages": sorted(messages, key=lambda m: int(str(m["uid"])))}
         return out
 
     async def load(self, dumped: dict[str, Any]) -> None:
@@ -114,12 +113,12 @@ class Mailstore:
                                    save_sent=bool(account.get("save_sent", True)))
             for name, saved in account.get("mailboxes", {}).items():
                 box = await self._mailbox(address, name)
-                box._uid_validity = int(saved["uidvalidity"])  # noqa: SLF001
+                box._uid_validity = int(saved["uidvalidity"])
                 for message in saved["messages"]:
                     await self.deliver(address, message["raw"].encode("utf-8", "surrogateescape"), mailbox=name,
                                        when=datetime.fromisoformat(message["internal_date"]),
                                        flags=frozenset(message["flags"]), uid=int(message["uid"]))
-                box._max_uid = max(box._max_uid, int(saved["uidnext"]) - 1)  # noqa: SLF001
+                box._max_uid = max(box._max_uid, int(saved["uidnext"]) - 1)
 
     async def _mailboxes(self, address: str) -> MailboxSet:
         """`address`'s MailboxSet, the one pymap's sessions for that login use."""
