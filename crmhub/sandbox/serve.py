@@ -64,6 +64,8 @@ def _print_table(urls: Mapping[str, str], notes: list[str], base_port: int | Non
     for note in notes:
         console.print(note, highlight=False)
     pointer = "{enabled: true}" if base_port is None else f"{{enabled: true, base_port: {base_port}}}"
+    more = "" if base_port is None else f" --base-port {base_port}"
     console.print(f"Ctrl-C to stop. Point settings at it with [bold]sandbox: {pointer}[/]; play a customer with "
-                  "[bold]crmhub sandbox inbound sms --from +14155550123 --text hello[/]"
-                  + ("" if base_port is None else f" --base-port {base_port}") + ".", highlight=False)
+                  f"[bold]crmhub sandbox inbound sms --from +14155550123 --text hello{more}[/], or an email with "
+                  f"[bold]crmhub sandbox inbound email --from ana@example.net --subject hi --text hello{more}[/] "
+                  "(IMAP/SMTP login support@crmhub.test, password sandbox-mail-password).", highlight=False)
