@@ -13,6 +13,7 @@ see exactly what an IMAP client sees. Code on the mail loop never takes
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 import threading
@@ -30,6 +31,7 @@ from crmhub.sandbox.mail.store import SENT, Mailstore
 
 DEFAULT_ADDRESS = "support@crmhub.test"
 DEFAULT_PASSWORD = "sandbox-mail-password"  # also crmhub/defaults/sandbox-secrets/mail-password
+SAVE_DELAY = 0.5  # seconds: mail arriving by SMTP reaches the state file this late at most (and on a clean stop)
 _HEADERS = BytesHeaderParser(policy=policy.default)
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 field-name: printable ASCII but the colon
 
@@ -44,6 +46,8 @@ class MailEmulator(Emulator):
         super().__init__(clock=clock, state_file=state_file)
         self._servers: MailServers | None = None
         self._outbound_lock = threading.Lock()
+        self._file_lock = threading.Lock()
+        self._save_pending = False
 
     # ---- Emulator hooks ----------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -79,7 +83,12 @@ class MailEmulator(Emulator):
     def persist(self) -> None:
         if self._servers is not None:
             self._refresh()
-        super().persist()
+        self._write()
+
+    def _write(self) -> None:
+        """The state file, written by one thread at a time (HTTP threads and the mail loop both save)."""
+        with self._file_lock, self._outbound_lock:
+            super().persist()
 
     def reset(self) -> None:
         with self.lock:
@@ -154,11 +163,18 @@ class MailEmulator(Emulator):
                     "raw": raw.decode("utf-8", "surrogateescape")})
         if login is not None and store.save_sent.get(login, True):
             await store.deliver(login, raw, mailbox=SENT, when=now, flags=frozenset({"\\Seen"}))
-        if self.state_file is not None:
-            accounts = await store.dump()
-            with self._outbound_lock:
-                self.state["accounts"] = accounts
-            Emulator.persist(self)
+        if self.state_file is not None and not self._save_pending:
+            # one save for a burst of mail: a dump per message would make a long run quadratic
+            self._save_pending = True
+            asyncio.get_running_loop().call_later(SAVE_DELAY, lambda: asyncio.ensure_future(self._save()))
+
+    async def _save(self) -> None:
+        """The delayed save of `_deliver_smtp` (on the mail loop)."""
+        self._save_pending = False
+        accounts = await self._running().store.dump()
+        with self._outbound_lock:
+            self.state["accounts"] = accounts
+        self._write()
 
     def _smtp_fault(self) -> Any:
         return self.faults.take(("reset", "server_error", "rate_limit"), "SMTP", "DATA")

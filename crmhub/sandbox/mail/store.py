@@ -19,7 +19,7 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 from pymap.backend.dict import Config, Identity, Login
-from pymap.backend.dict.mailbox import MailboxData, MailboxSet
+from pymap.backend.dict.mailbox import MailboxData, MailboxSet, Message
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials.flag import Flag
 from pymap.user import Passwords, UserMetadata
@@ -43,6 +43,8 @@ class Mailstore:
         self.login = Login(self.config)
         self.passwords: dict[str, str] = {}
         self.save_sent: dict[str, bool] = {}
+        self._described: dict[object, dict[str, str | None]] = {}
+        """A message's JSON fields by pymap's content id: a dump parses each message once, not once per dump."""
 
     async def add_account(self, address: str, password: str, *, save_sent: bool = True) -> None:
         """An IMAP/SMTP login `address` with `password` (replaces the password of an existing one).
@@ -61,6 +63,7 @@ class Mailstore:
         self.config.set_cache.clear()
         self.passwords.clear()
         self.save_sent.clear()
+        self._described.clear()
 
     def has_account(self, address: str) -> bool:
         return address in self.login.users_dict
@@ -93,18 +96,25 @@ class Mailstore:
                 async for message in box.messages():
                     if message.expunged:
                         continue
-                    raw = bytes(message._content or b"")  # the dict backend keeps it whole
-                    headers = _HEADERS.parsebytes(raw)
                     messages.append({
-                        "uid": message.uid, "message_id": _text(headers.get("Message-ID")),
-                        "from": _text(headers.get("From")), "subject": _text(headers.get("Subject")),
+                        "uid": message.uid, **self._describe(message),
                         "flags": sorted(str(flag) for flag in message.permanent_flags),
                         "internal_date": message.internal_date.isoformat(),
-                        "raw": raw.decode("utf-8", "surrogateescape"),
                     })
                 out[address]["mailboxes"][name] = {"uidvalidity": box.uid_validity, "uidnext": box._max_uid + 1,
                                                    "messages": sorted(messages, key=lambda m: int(str(m["uid"])))}
         return out
+
+    def _describe(self, message: Message) -> dict[str, str | None]:
+        """Message-ID, From, Subject and the raw text of a stored message (cached: contents never change)."""
+        described = self._described.get(message.email_id)
+        if described is None:
+            raw = bytes(message._content or b"")  # the dict backend keeps it whole
+            headers = _HEADERS.parsebytes(raw)
+            described = {"message_id": _text(headers.get("Message-ID")), "from": _text(headers.get("From")),
+                         "subject": _text(headers.get("Subject")), "raw": raw.decode("utf-8", "surrogateescape")}
+            self._described[message.email_id] = described
+        return described
 
     async def load(self, dumped: dict[str, Any]) -> None:
         """Rebuild the mailboxes of a `dump()` (same UIDVALIDITY, UIDs and flags)."""
