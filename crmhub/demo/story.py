@@ -58,7 +58,7 @@ def run_demo(*, keep_state: bool = False, directory: Path = DEMO_DIR, console: C
     console.print("\n[bold]Where to look next[/]")
     for command, what in ((f"crmhub status --config {settings}", "cursors, ledger, outbox, dead letters"),
                           (f"crmhub run --config {settings}", "the same as a service (README, Operations)"),
-                          ("crmhub sandbox", "the emulators on 8700-8704, to explore"),
+                          ("crmhub sandbox", "the emulators and the mail server on 8700-8707, to explore"),
                           ("docs/configuration.md", "every setting, with its default")):
         console.print(f"  {command}\n      {what}", highlight=False)
 
