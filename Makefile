@@ -25,6 +25,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	@scripts/install-chromium.sh
+	@scripts/install-mailserver.sh
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-test

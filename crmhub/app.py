@@ -21,21 +21,20 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
+from crmhub.channels import registry
+from crmhub.channels.contract import Attachment, ChannelModule
 from crmhub.config import Config
 from crmhub.errors import CrmhubError, reason_of
 from crmhub.connectors._budget import SALESFORCE_LIMITS_EVERY, Budget, Window
 from crmhub.connectors._retry import Retrier, RetryPolicy, interruptible_sleep
 from crmhub.connectors.salesforce import ContactObject, SalesforceAuth, SalesforceCrm
 from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
-from crmhub.connectors.twilio import ReconcileWindow, TwilioChannel
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
-from crmhub.connectors.x import XChannel
 from crmhub.metrics import Metrics
-from crmhub.identities import normal_handle
 from crmhub.language import LanguageDetector
 from crmhub.model import CaseState, Channel, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.ops import links
-from crmhub.replying import Replier, senders_of
+from crmhub.replying import Replier
 from crmhub.report.build import report_for
 from crmhub.report.gauges import SupportCollector
 from crmhub import streams
@@ -119,8 +118,11 @@ class Hub:
         settings = config.settings
         retrier = Retrier(_retry_policy(config), sleep=sleep or interruptible_sleep(self.stopping),
                           clock=monotonic or time.monotonic)
-        self.twilio = build_twilio(config, retrier) if "twilio" in settings.channels.enabled_names() else None
-        self.x = build_x(config, retrier) if "x" in settings.channels.enabled_names() else None
+        self.channel_modules: dict[str, ChannelModule] = {
+            name: registry.load(name) for name in settings.channels.enabled_names()}
+        self.channels: dict[str, Any] = {name: module.build(config, retrier)
+                                         for name, module in self.channel_modules.items()}
+        """The enabled channels' connectors, by channel module name."""
         builders = {"salesforce": build_salesforce, "zendesk": build_zendesk, "hubspot": build_hubspot}
         self.crms: dict[str, SalesforceCrm | ZendeskCrm | HubSpotCrm] = {
             name: builders[name](config, retrier) for name in settings.crms.enabled_names() if name in builders}
@@ -133,24 +135,23 @@ class Hub:
         """Asks for the replies job to run now (a reply was queued by the agents' panel); the scheduler sets it."""
         self.routing_bell = Doorbell()
         """Rung when new ledger rows are committed (webhooks, polls): wakes `crmhub run`'s routing worker."""
-        channels = [name for name, on in (("twilio", self.twilio), ("x", self.x)) if on is not None]
+        channels = list(self.channels)
         self.metrics = Metrics(store, crms=list(self.crms), channels=channels, webhook_sources=channels,
                                clock=self.clock)
         self.metrics.registry.register(SupportCollector(
             lambda since, now, by: report_for(config, store, since=since, now=now, by=by), self.clock))
         shared = SharedPace(store) if store.dialect == "postgresql" else None  # SQLite: one daemon
-        for connector in (self.twilio, self.x, *self.crms.values()):
-            if connector is not None:
-                connector.budget = build_budget(config, connector.name, retrier,
-                                                wall=lambda: self.clock().timestamp(), shared=shared)
-                connector.http_observer = self.metrics.http_observer(connector.name)
+        for connector in (*self.channels.values(), *self.crms.values()):
+            connector.budget = build_budget(config, connector.name, retrier,
+                                            wall=lambda: self.clock().timestamp(), shared=shared)
+            connector.http_observer = self.metrics.http_observer(connector.name)
         survey_policy = policy_of(settings)
         # Questions go out through the replier: with replies off, no survey is asked (nor left pending).
         self.surveys = survey_policy if settings.replies.enabled and survey_policy.enabled else None
         self.replier = build_replier(self) if settings.replies.enabled else None
-        if self.twilio is not None:
-            self.twilio.window = reconcile_window(config, monotonic or time.monotonic)
-            self.twilio.known = self._known_in_ledger
+        wiring = Attachment(config, known=self._known_in_ledger, monotonic=monotonic or time.monotonic)
+        for name, module in self.channel_modules.items():
+            module.attach(self.channels[name], wiring)
 
     def _known_in_ledger(self, channels: Sequence[Channel], ids: Sequence[str]) -> set[str]:
         """Which of a polled page's ids the ledger already holds (one query; the source skips them)."""
@@ -158,10 +159,11 @@ class Hub:
             return known_external_ids(session, channels, ids)
 
     def _webhook_outcome(self, route: str, outcome: str) -> None:
-        """Every webhook's outcome: counted, and a Twilio message's tells the reconcile poll the hooks' health."""
+        """Every webhook's outcome: counted, and told its channel module (`<name>.<kind>` routes)."""
         self.metrics.webhook_outcome(route, outcome)
-        if route == "twilio.messages" and self.twilio is not None:
-            self.twilio.window.webhook(outcome)
+        name = route.partition(".")[0]
+        if name in self.channels:
+            self.channel_modules[name].webhook_outcome(self.channels[name], route, outcome)
 
     def sync_once(self, *, after_polls: Callable[[], None] | None = None) -> Cycle:
         """Poll every channel, refresh the mirrors, route, and deliver to every CRM.
@@ -202,14 +204,11 @@ class Hub:
         """One poll job per enabled channel: every stream of it this process owns, into the ledger."""
         jobs: dict[str, Callable[[], list[PollReport]]] = {}
         wanted = streams.channel_streams(self.config.settings)
-        if self.twilio is not None:
-            pages = {"messages": self.twilio.message_pages, "calls": self.twilio.call_pages}
-            jobs["twilio"] = self._poll_job("twilio", self.twilio.account_sid,
-                                            [(name, pages[name]) for name in wanted["twilio"]])
-        if self.x is not None:
-            pages = {"mentions": self.x.mention_pages, "dm_events": self.x.dm_pages,
-                     "own_posts": self.x.own_post_pages}
-            jobs["x"] = self._poll_job("x", self.x.account_handle, [(name, pages[name]) for name in wanted["x"]])
+        for source, connector in self.channels.items():
+            module = self.channel_modules[source]
+            pages = module.pages(connector)
+            jobs[source] = self._poll_job(source, module.partition(connector),
+                                          [(name, pages[name]) for name in wanted[source]])
         return jobs
 
     def owns(self, stream: str) -> bool:
@@ -250,20 +249,12 @@ class Hub:
     def webhook_app(self) -> FastAPI:
         """The webhook receiver, storing through the same ledger path as the polls."""
         settings = self.config.settings
-        enabled = settings.channels.enabled_names()
-        hooks = settings.webhooks
-
-        def secret(path: str, channel: str) -> str | None:
-            return self.config.secret(path).get_secret_value() if channel in enabled else None
-
-        app = create_app(ledger_ingest(self.store, self.clock, on_stored=self.routing_bell.ring),
-                         twilio_auth_token=secret("channels.twilio.auth_token", "twilio"),
-                         public_url=str(hooks.public_url) if hooks.public_url else None,
-                         x_consumer_secret=secret("channels.x.consumer_secret", "x"),
-                         default_region=self.twilio.default_region if self.twilio else "US", clock=self.clock,
-                         x_account=partial(self.x.account, retry=False) if self.x else None,
-                         metrics=self._webhook_outcome,
-                         on_status=self.replier.on_twilio_status if self.replier is not None else None)
+        replier = self.replier
+        hooks = [module.hooks(self.config, self.channels[name],
+                              partial(replier.on_status, name) if replier is not None else None)
+                 for name, module in self.channel_modules.items()]
+        app = create_app(ledger_ingest(self.store, self.clock, on_stored=self.routing_bell.ring), hooks,
+                         clock=self.clock, metrics=self._webhook_outcome)
         if settings.agent_api.enabled:
             app.mount("/agent", self.agent_app())
         return app
@@ -281,8 +272,8 @@ class Hub:
         return create_ops_app(self.metrics.registry, self.metrics.health, token=token)
 
     def poll_interval(self, channel: str) -> timedelta:
-        section = getattr(self.config.settings.channels, channel)
-        return section.poll_every  # type: ignore[no-any-return]  # a timedelta by the settings model
+        module = self.channel_modules[channel]
+        return module.poll_every(module.settings(self.config))
 
     def refresh_mirror(self, crm: str) -> int:
         """Refresh `crm`'s contact mirror, then its case states (closed/reopened), each when this process owns
@@ -390,6 +381,8 @@ class Hub:
                                   reserve=allowance.reserve)
 
     def close(self) -> None:
+        for name, module in self.channel_modules.items():
+            module.close(self.channels[name])
         self.leases.close()  # the streams go to another daemon at its next run
         self.store.close()
 
@@ -420,7 +413,7 @@ def build_hub(config: Config, *, clock: Callable[[], datetime] | None = None,
 
 def build_budget(config: Config, system: str, retrier: Retrier, *, wall: Callable[[], float],
                  shared: SharedPace | None = None) -> Budget | None:
-    """The API budget of one system, from `crms.<crm>.budget` (X: the vendor's headers only; Twilio: none).
+    """The API budget of one system, from `crms.<crm>.budget` (a channel: its module's `budget`).
 
     `shared`: the paces the daemons on one PostgreSQL store share (None: this process alone).
     """
@@ -437,9 +430,9 @@ def build_budget(config: Config, system: str, retrier: Retrier, *, wall: Callabl
         hs = crms.hubspot.budget
         return Budget(system, windows=[Window(hs.requests_per_10s, 10.0)], daily_reserve=hs.daily_reserve,
                       daily_limit=hs.daily, **common)
-    if system == "x":
-        return Budget(system, **common)  # X counts each endpoint's window itself: its headers pace us
-    return None  # Twilio: no published request budget for these reads (its limits are on sending)
+    if system in registry.names():
+        return registry.load(system).budget(config, common)
+    return None
 
 
 def _retry_policy(config: Config) -> RetryPolicy:
@@ -448,36 +441,9 @@ def _retry_policy(config: Config) -> RetryPolicy:
                        max_wait=retry.max_wait.total_seconds(), max_total=retry.max_total.total_seconds())
 
 
-def build_twilio(config: Config, retrier: Retrier) -> TwilioChannel:
-    twilio = config.settings.channels.twilio
-    assert twilio is not None
-    public_url = config.settings.webhooks.public_url if config.settings.webhooks.enabled else None
-    return TwilioChannel(account_sid=twilio.account_sid,
-                         auth_token=config.secret("channels.twilio.auth_token").get_secret_value(),
-                         base_url=twilio.base_url, default_region=twilio.default_region,
-                         page_size=twilio.page_size, overlap=twilio.overlap, retrier=retrier,
-                         status_callback=f"{str(public_url).rstrip('/')}/webhooks/twilio/status" if public_url else None)
-
-
-def reconcile_window(config: Config, clock: Callable[[], float]) -> ReconcileWindow:
-    """The Twilio message poll's overlap: in full, or, while the webhooks are healthy, two poll intervals
-    (a minute at least; never more than `overlap`)."""
-    twilio = config.settings.channels.twilio
-    assert twilio is not None
-    quiet = min(twilio.overlap, max(2 * twilio.poll_every, timedelta(minutes=1)))
-    return ReconcileWindow(full=twilio.overlap, quiet=quiet, clock=clock)
-
-
-def build_x(config: Config, retrier: Retrier) -> XChannel:
-    x = config.settings.channels.x
-    assert x is not None
-
-    def secret(key: str) -> str:
-        return config.secret(f"channels.x.{key}").get_secret_value()
-
-    return XChannel(account=x.account, bearer_token=secret("bearer_token"), consumer_key=secret("consumer_key"),
-                    consumer_secret=secret("consumer_secret"), access_token=secret("access_token"),
-                    access_token_secret=secret("access_token_secret"), base_url=x.base_url, retrier=retrier)
+def build_channel(name: str) -> Callable[[Config, Retrier], Any]:
+    """How `crmhub check` builds channel `name`'s connector: its module's `build`."""
+    return registry.load(name).build
 
 
 def build_salesforce(config: Config, retrier: Retrier) -> SalesforceCrm:
@@ -548,15 +514,16 @@ def build_identity_policy(config: Config, blocklist: Blocklist | None = None) ->
         blocklist = build_blocklist(config)
     channels = config.settings.channels
     own: set[Identity] = set()
-    if channels.twilio is not None:
-        own |= {Identity(IdentityKind.PHONE, n) for n in (*channels.twilio.numbers, *channels.twilio.whatsapp_senders)}
-    if channels.x is not None:
-        own.add(Identity(IdentityKind.X_HANDLE, normal_handle(channels.x.account)))
+    code_from: str | None = None
+    for name in registry.names():  # our addresses on every configured channel, enabled or not
+        block = getattr(channels, name)
+        if block is not None:
+            module = registry.load(name)
+            own |= module.own_identities(block)
+            code_from = code_from or module.code_sender(block)
     statements = StatementPolicy(**{kind: OnStatement(action) for kind, action in mappings.statements})
     rules = mappings.codes
-    twilio = channels.twilio
-    sms_from = twilio.numbers[0] if twilio is not None and twilio.enabled and twilio.numbers else None
-    codes = CodePolicy(rules=CodeRules(rules.expire_after, rules.max_tries, rules.max_per_claim), sms_from=sms_from)
+    codes = CodePolicy(rules=CodeRules(rules.expire_after, rules.max_tries, rules.max_per_claim), sms_from=code_from)
     return IdentityPolicy(blocklist=blocklist, max_per_kind=mappings.max_identities_per_kind,
                           statements=statements, default_region=mappings.default_region,
                           other_regions=tuple(mappings.other_regions),
@@ -631,5 +598,5 @@ def build_replier(hub: Hub) -> Replier:
     delivery = hub.config.settings.delivery
     policy = ReplyPolicy(max_attempts=delivery.max_attempts, max_claims=delivery.max_claims, lease=delivery.lease,
                          default_language=hub.config.settings.languages.default)
-    return Replier(hub.store, hub.crms, senders_of(hub.twilio, hub.x), policy, hub.metrics, hub.clock,
+    return Replier(hub.store, hub.crms, hub.channel_modules, hub.channels, policy, hub.metrics, hub.clock,
                    owns=hub.owns)

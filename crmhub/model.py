@@ -15,32 +15,30 @@ from typing import Any
 
 
 class Channel(StrEnum):
-    """Where a customer wrote or called."""
+    """Where a customer wrote or called. Which channel module reports each: `crmhub.channels.registry`."""
 
     SMS = "sms"
     WHATSAPP = "whatsapp"
     CALL = "call"
     X_MENTION = "x_mention"
     X_DM = "x_dm"
+    EMAIL = "email"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
 
     @property
     def label(self) -> str:
-        """How people call the channel (used in CRM subjects)."""
-        return _CHANNEL_LABELS[self]
+        """How people call the channel (used in CRM subjects), as its channel module's registry entry says."""
+        from crmhub.channels.registry import label_of  # plain data; imported late, the registry names Channel values
+
+        return label_of(self.value)
 
     @property
     def source(self) -> str:
-        """The connector that reports it (a source of cursors and dead letters)."""
-        return "x" if self in (Channel.X_MENTION, Channel.X_DM) else "twilio"
+        """The channel module that reports it (a source of cursors and dead letters)."""
+        from crmhub.channels.registry import source_of
 
-
-_CHANNEL_LABELS = {
-    Channel.SMS: "SMS",
-    Channel.WHATSAPP: "WhatsApp",
-    Channel.CALL: "Call",
-    Channel.X_MENTION: "X mention",
-    Channel.X_DM: "X DM",
-}
+        return source_of(self.value)
 
 
 class Direction(StrEnum):
@@ -56,6 +54,8 @@ class IdentityKind(StrEnum):
     X = "x"
     X_HANDLE = "x_handle"  # what CRMs hold instead of the id; used to match the mirror
     WHATSAPP_USER = "wa_user"  # a WhatsApp business-scoped user id (BSUID): a user known by username, no phone
+    MESSENGER = "fb_psid"  # a Facebook page-scoped id: one person has one per page
+    INSTAGRAM = "ig_sid"  # an Instagram-scoped id: one person has one per Instagram professional account
 
 
 @dataclass(frozen=True, order=True)

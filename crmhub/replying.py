@@ -4,13 +4,15 @@ One run (`Replier.run`, the scheduler's `replies` job and the end of every
 `crmhub sync`) reads new replies from each CRM, sends what is due (survey
 questions too), asks the channels about deliveries no callback has settled,
 writes failures back onto their cases and survey answers onto theirs. Each CRM's and channel's step runs on its own: one
-system's failure is recorded and the others go on. Twilio's status callbacks
-reach the reply rows through `on_twilio_status`, given to the webhook receiver.
+system's failure is recorded and the others go on. A channel's status callbacks
+reach the reply rows through `on_status(channel module, id, status)`, given to
+its webhook routes; its module says what each vendor status means.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -18,7 +20,7 @@ from typing import Protocol
 import structlog
 
 from crmhub import streams
-from crmhub.connectors.twilio import REPLY_STATUSES
+from crmhub.channels.contract import ChannelModule
 from crmhub.metrics import Metrics
 from crmhub.model import Channel, Delivery
 from crmhub.store import StateStore
@@ -39,7 +41,6 @@ from crmhub.webhooks import MessageStatuses
 
 log = structlog.get_logger("crmhub.replying")
 Step = Callable[[str], AbstractContextManager[None]]
-TWILIO_CHANNELS = [Channel.SMS, Channel.WHATSAPP]
 
 
 class ReplyCrm(ReplySource, NoteWriter, ScoreWriter, Protocol):
@@ -51,22 +52,25 @@ class Replier:
 
     Args:
         crms: the enabled CRM connectors by name (each reads replies and writes notes).
-        senders: the channel connector serving each channel (Twilio: SMS and WhatsApp; X: mentions and DMs).
+        modules: the enabled channel modules by name; `connectors` their built connectors (each module's
+            `senders` says which connector replies on which of its channels).
         owns: whether this process reads a stream now (`Hub.owns`): replies and statuses are read by
             one daemon at a time; sends and write-backs are claimed row by row, by any daemon.
     """
 
-    def __init__(self, store: StateStore, crms: Mapping[str, ReplyCrm], senders: Mapping[Channel, ChannelSender],
-                 policy: ReplyPolicy, metrics: Metrics, clock: Callable[[], datetime],
+    def __init__(self, store: StateStore, crms: Mapping[str, ReplyCrm], modules: Mapping[str, ChannelModule],
+                 connectors: Mapping[str, Any], policy: ReplyPolicy, metrics: Metrics, clock: Callable[[], datetime],
                  owns: Callable[[str], bool] = lambda stream: True) -> None:
         self.store = store
         self.owns = owns  # the periodic reads (replies, statuses) go to one daemon at a time (`crmhub.streams`)
         self.crms = dict(crms)
-        self.senders = dict(senders)
+        self.modules = dict(modules)
+        self.senders = senders_of(modules, connectors)
         self.policy = policy
         self.metrics = metrics
         self.clock = clock
-        self._statuses = MessageStatuses()  # callbacks of messages that are no reply of ours
+        # Callbacks of messages not known as replies (yet), per channel module.
+        self._statuses = {name: MessageStatuses(advances=module.status_advances) for name, module in modules.items()}
 
     def run(self, step: Step) -> ReplyReport:
         """Collect, send, follow and write back; each system's part inside `step(name)`."""
@@ -78,9 +82,10 @@ class Replier:
         with step("replies:send"):
             send_replies(self.store, self.senders, self.policy, now=self.clock(), report=report)
         for channel, message_id in report.sent_ids:  # callbacks that came before the message id was recorded
-            early = self._statuses.get(message_id) if channel in TWILIO_CHANNELS else None
+            source = channel.source
+            early = self._statuses[source].get(message_id) if source in self._statuses else None
             if early is not None:
-                self.on_twilio_status(message_id, early)
+                self.on_status(source, message_id, early)
         if self.owns(streams.REPLY_STATUSES):
             with step("replies:status"):
                 refresh_statuses(self.store, self.senders, self.policy, now=self.clock(), report=report)
@@ -93,16 +98,19 @@ class Replier:
         self.metrics.record_replies(report)
         return report
 
-    def on_twilio_status(self, sid: str, status: str) -> bool:
-        """A signed Twilio status callback: a reply moves forward; False for a repeat or a step back.
+    def on_status(self, source: str, message_id: str, status: str) -> bool:
+        """A signed status callback of channel module `source`: a reply moves forward; False for a repeat or a
+        step back.
 
         Every status is also kept in memory: one that arrives before the send
         recorded the message id (Twilio is quick) is applied right after it.
         """
-        fresh = self._statuses(sid, status)
-        reply_status = REPLY_STATUSES.get(status)
+        module = self.modules[source]
+        fresh = self._statuses[source](message_id, status)
+        reply_status = module.reply_status(status)
         if reply_status is not None:
-            moved = record_delivery(self.store, TWILIO_CHANNELS, sid, Delivery(reply_status, status), now=self.clock())
+            moved = record_delivery(self.store, list(module.channels), message_id, Delivery(reply_status, status),
+                                    now=self.clock())
             if moved is not None:
                 crm, channel, new = moved
                 self.metrics.replies.labels(crm, channel, new).inc()
@@ -110,11 +118,7 @@ class Replier:
         return fresh
 
 
-def senders_of(twilio: ChannelSender | None, x: ChannelSender | None) -> dict[Channel, ChannelSender]:
-    """The channel connector serving each channel crmhub can reply on."""
-    senders: dict[Channel, ChannelSender] = {}
-    if twilio is not None:
-        senders.update({Channel.SMS: twilio, Channel.WHATSAPP: twilio})
-    if x is not None:
-        senders.update({Channel.X_MENTION: x, Channel.X_DM: x})
-    return senders
+def senders_of(modules: Mapping[str, ChannelModule], connectors: Mapping[str, Any]) -> dict[Channel, ChannelSender]:
+    """The connector serving each channel crmhub can reply on, as the channel modules say."""
+    return {channel: sender for name, module in modules.items()
+            for channel, sender in module.senders(connectors[name]).items()}

@@ -155,6 +155,29 @@ def resume_after_catch_up(scheduler: BackgroundScheduler) -> None:
             job.resume()
 
 
+WAKER_WAIT = 300.0  # seconds a channel's waiter blocks before it looks again (IMAP IDLE is renewed within 29 min)
+WAKER_PAUSE = 30.0  # after a waiter failed at once (server down), before it tries again; the interval poll goes on
+
+
+def start_wakers(hub: Hub, scheduler: BackgroundScheduler) -> None:
+    """One daemon thread per channel with a `waiter` (IMAP IDLE): it moves the channel's poll forward when told."""
+    for name, module in hub.channel_modules.items():
+        wait = module.waiter(hub.channels[name], module.settings(hub.config))
+        if wait is None:
+            continue
+
+        def wake(name: str = name, wait: Callable[[float], bool] = wait) -> None:
+            while not hub.stopping.is_set():
+                began = time.monotonic()
+                if wait(WAKER_WAIT):
+                    if not hub.stopping.is_set():
+                        _run_soon(scheduler, f"poll:{name}")
+                elif time.monotonic() - began < 1 and hub.stopping.wait(WAKER_PAUSE):  # failed at once: no spin
+                    return
+
+        threading.Thread(target=wake, name=f"crmhub-wake-{name}", daemon=True).start()
+
+
 def _run_soon(scheduler: BackgroundScheduler, job_id: str) -> None:
     """Move the job's next run to now (it still runs once at a time); nothing while it waits for the catch-up
     cycle (paused) or when the daemon is stopping."""
@@ -336,6 +359,7 @@ def run_forever(hub: Hub, *, stop: threading.Event | None = None, exit_when_cut:
         with starting:
             if not hub.stopping.is_set():
                 scheduler.start()  # the polls on their intervals; the other jobs wait for the catch-up
+                start_wakers(hub, scheduler)
 
     def catch_up_then_schedule() -> None:
         jobs.wrap("catch-up", partial(hub.sync_once, after_polls=start_polling))()

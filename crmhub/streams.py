@@ -32,15 +32,10 @@ def replies(crm: str) -> str:
 
 def channel_streams(settings: Any) -> dict[str, list[str]]:
     """The poll streams of each enabled channel, in polling order (settings: a `Settings`)."""
+    from crmhub.channels import registry
+
     channels = settings.channels
-    found: dict[str, list[str]] = {}
-    if "twilio" in channels.enabled_names():
-        found["twilio"] = ["messages", "calls"] if channels.twilio.calls else ["messages"]
-    if "x" in channels.enabled_names():
-        x = channels.x
-        found["x"] = [name for name, on in (("mentions", x.mentions), ("dm_events", x.direct_messages),
-                                            ("own_posts", x.own_replies)) if on]
-    return found
+    return {name: registry.load(name).streams(getattr(channels, name)) for name in channels.enabled_names()}
 
 
 def all_streams(settings: Any, crms: list[str]) -> list[str]:

@@ -30,7 +30,8 @@ from crmhub.sandbox.x import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_ID, DEFAULT_CONSUM
 from crmhub.store import StateStore, open_store
 from crmhub.store.ledger import ingest_page, load_cursor, open_dead_letters, to_interaction
 from crmhub.store.schema import LedgerRow
-from crmhub.webhooks import WebhookServer, create_app, ledger_ingest
+from crmhub.webhooks import WebhookServer, ledger_ingest
+from tests.webhook_apps import create_app
 
 with warnings.catch_warnings():  # starlette's notice that its TestClient will move from httpx to httpx2
     from starlette.exceptions import StarletteDeprecationWarning

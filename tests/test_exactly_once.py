@@ -32,7 +32,8 @@ from crmhub.store import StateStore
 from crmhub.store.ledger import open_dead_letters
 from crmhub.store.schema import LedgerRow
 from crmhub.sync.ingest import PollReport, poll_stream
-from crmhub.webhooks import WebhookServer, create_app, ledger_ingest
+from crmhub.webhooks import WebhookServer, ledger_ingest
+from tests.webhook_apps import create_app
 
 PLAN_TOKEN = ("plan-access-token", "plan-access-token-secret")  # OAuth 1.0a of the plan's support account
 Key = tuple[str, str]  # (channel, external id)

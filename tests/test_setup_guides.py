@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from crmhub.config import DEFAULTS_DIR, Config, Settings, load_config
 from crmhub.connectors import hubspot, salesforce, zendesk, zendesk_comments
 from crmhub.model import PERSON_KEY_PREFIX, Channel
-from crmhub.webhooks import create_app
+from tests.webhook_apps import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "docs" / "setup"
@@ -255,8 +255,8 @@ def test_zendesk_fields_tag_and_keys_are_the_connectors(fields_in_mappings: set[
 # ---- webhooks, credentials, links ------------------------------------------------------
 
 def test_webhook_paths_are_the_receivers_routes() -> None:
-    app = create_app(lambda good, bad: None, twilio_auth_token=None, public_url=None,  # type: ignore[arg-type,return-value]
-                     x_consumer_secret=None)
+    app = create_app(lambda good, bad: None, twilio_auth_token="token", public_url=None,  # type: ignore[arg-type,return-value]
+                     x_consumer_secret="secret")
     routes = {getattr(route, "path", "") for route in app.routes} - {""}
     named = {path.rstrip("/") for text in GUIDES.values() for path in re.findall(r"/webhooks/[a-z/]+", text)}
     assert named <= routes, f"paths the guides name that crmhub does not serve: {sorted(named - routes)}"

@@ -33,7 +33,8 @@ from crmhub.store.ledger import IngestResult, open_dead_letters, to_interaction
 from crmhub.store.schema import LedgerRow
 from crmhub.sync.ingest import poll_stream
 from crmhub.connectors.x_signing import signature as x_signature
-from crmhub.webhooks import MAX_BODY, MessageStatuses, WebhookServer, create_app, ledger_ingest
+from crmhub.webhooks import MAX_BODY, MessageStatuses, WebhookServer, ledger_ingest
+from tests.webhook_apps import create_app
 
 with warnings.catch_warnings():  # starlette's notice that its TestClient will move from httpx to httpx2
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -179,7 +180,7 @@ def test_a_host_header_that_breaks_url_parsing_is_a_403_not_a_500() -> None:
 def test_status_callbacks_are_deduplicated_and_never_move_backwards(twilio_sandbox: EmulatorServer) -> None:
     twilio: Any = twilio_sandbox.emulator
     twilio.add_number(OURS)
-    statuses = MessageStatuses()
+    statuses = MessageStatuses(advances=status_advances)
     app = app_for(Recorder(), on_status=statuses)
     http = TwilioHttpClient()
     http.session = build_session(base_url=twilio_sandbox.url)

@@ -35,7 +35,8 @@ from crmhub.identities import x_account
 from crmhub.model import Malformed
 from crmhub.store import StateStore, open_store
 from crmhub.store.schema import DeadLetterRow, LedgerRow
-from crmhub.webhooks import create_app, ledger_ingest
+from crmhub.webhooks import ledger_ingest
+from tests.webhook_apps import create_app
 from tests.test_webhooks import ACCOUNT, OURS, SID, TOKEN, signed
 
 with warnings.catch_warnings():  # starlette's notice that its TestClient will move from httpx to httpx2

@@ -25,7 +25,8 @@ from crmhub.sandbox.settings import write_sandbox_settings
 from crmhub.sandbox.x import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_ID, DEFAULT_CONSUMER_SECRET
 from crmhub.store.ledger import DeadLetter, open_dead_letters
 from crmhub.store.schema import LedgerRow
-from crmhub.webhooks import WebhookServer, create_app
+from crmhub.webhooks import WebhookServer
+from tests.webhook_apps import create_app
 from tests.daemons import wait_for
 from tests.test_webhooks import TOKEN, Recorder
 

@@ -17,6 +17,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from crmhub.channels import registry
 from crmhub.check._report import Finding, Report, failed
 from crmhub.check._where import Where
 from crmhub.config import Config
@@ -34,10 +35,8 @@ CREDENTIALS_FIX = {
                "integrations > Zendesk API), or an OAuth token",
     "hubspot": "check crms.hubspot.auth.access_token: the private app's access token (Settings > Integrations > "
                "Private apps > your app > Access token)",
-    "twilio": "check channels.twilio.account_sid and auth_token (Twilio console > Account info)",
-    "x": "check channels.x: the app's bearer token, consumer key and secret, and the account's access token and "
-         "secret (developer portal > your app > Keys and tokens)",
 }
+"""A channel's fix is its module's `credentials_fix`."""
 
 
 def run_check(config: Config, *, retrier: Retrier | None = None) -> Report:
@@ -57,14 +56,21 @@ def run_check(config: Config, *, retrier: Retrier | None = None) -> Report:
 def _checked(system: str, config: Config, where: Where, retrier: Retrier) -> Iterator[Finding]:
     from crmhub import app  # the one place that builds connectors from settings
 
-    module: Any = importlib.import_module(f"crmhub.check.{system}")
-    build: Callable[[Config, Retrier], Any] = getattr(app, f"build_{system}")
+    if system in registry.names():  # a channel: its module builds and probes it
+        channel = registry.load(system)
+        build: Callable[[Config, Retrier], Any] = channel.build
+        probe: Callable[[Any, Config, Where], Iterator[Finding]] = channel.check
+        fix = channel.credentials_fix
+    else:
+        build = getattr(app, f"build_{system}")
+        probe = importlib.import_module(f"crmhub.check.{system}").check
+        fix = CREDENTIALS_FIX[system]
     try:
-        yield from module.check(build(config, retrier), config, where)
+        yield from probe(build(config, retrier), config, where)
     except AuthError as exc:
-        yield failed(system, "credentials", f"the credentials were refused ({exc})", CREDENTIALS_FIX[system])
+        yield failed(system, "credentials", f"the credentials were refused ({exc})", fix)
     except ConfigError as exc:  # e.g. X: the token belongs to another account
-        yield failed(system, "credentials", "; ".join(exc.problems), CREDENTIALS_FIX[system])
+        yield failed(system, "credentials", "; ".join(exc.problems), fix)
     except ConnectorError as exc:
         yield failed(system, "reachable", f"could not be checked: {exc}",
                      f"check that {system} is reachable from this host (base_url, proxy, firewall), then run "

@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from crmhub.config._messages import range_hint, with_path
+from crmhub.channels import registry
 from crmhub.config._types import CHANNELS, CRMS, format_duration, parse_duration, parse_time_of_day, shown
 from crmhub.config._yaml import MAX_DIGITS, MAX_TEXT, Document, LargeNumber, Loc, Problem, find, locate, scalars
 
@@ -108,11 +109,11 @@ def check_settings(doc: Document) -> list[Problem]:
                                                "(enabled: true is the default)"))
     out += _salesforce_auth(doc)
     out += _zendesk_auth(doc)
-    twilio = find(tree, ("channels", "twilio"))
-    if isinstance(twilio, Mapping) and is_enabled(twilio) and not twilio.get("numbers") \
-            and not twilio.get("whatsapp_senders"):
-        out.append(_problem(doc, ("channels", "twilio"), "no numbers; list your Twilio numbers under numbers "
-                                                         "(e.g. numbers: [\"+14155550100\"]) or whatsapp_senders"))
+    for name in CHANNELS:  # each channel module's own cross-key checks of its block
+        block = find(tree, ("channels", name))
+        if isinstance(block, Mapping) and is_enabled(block):
+            for loc, text in registry.load(name).block_problems(block):
+                out.append(_problem(doc, ("channels", name, *loc), text))
     initial, longest = _duration(tree, ("retry", "initial_wait"), "1s"), _duration(tree, ("retry", "max_wait"), "5m")
     if initial is not None and longest is not None and longest < initial:
         out.append(_problem(doc, ("retry", "max_wait"), f"{format_duration(longest)} is shorter than retry.initial_wait "

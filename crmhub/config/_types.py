@@ -7,6 +7,8 @@ Values are never echoed for secrets; other values are echoed, shortened.
 
 from __future__ import annotations
 
+import ipaddress
+
 import difflib
 import errno
 import os
@@ -36,11 +38,12 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from crmhub.channels import registry
 from crmhub.language import SUPPORTED, suggestion
 
 CRMS = ("salesforce", "zendesk", "hubspot")
-CHANNELS = ("twilio", "x")
-CHANNEL_KINDS = ("sms", "whatsapp", "call", "x_mention", "x_dm")
+CHANNELS = registry.names()  # the channel modules (settings keys under `channels:`)
+CHANNEL_KINDS = registry.all_channel_values()  # the `Channel` values (routing rules' `when.channel`)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PLACEHOLDERS = (
     "channel", "channel_label", "direction", "sender", "recipient", "text", "occurred_at",
@@ -728,3 +731,13 @@ def display_path(path: Path | str) -> str:
     if absolute.startswith(cwd.rstrip(os.sep) + os.sep):
         return os.path.relpath(absolute, cwd)
     return absolute
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only (localhost, 127.0.0.0/8, ::1); a host name may resolve to anything."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False

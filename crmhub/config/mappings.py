@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BeforeValidator, Field, model_validator
 
 from crmhub.config._types import (
+    CHANNEL_KINDS,
     DAYS,
     PHONE_REGION,
     IdentityValue,
@@ -34,7 +35,7 @@ from crmhub.config._types import (
 from crmhub.config.settings import Model
 
 IdentityKindName = Literal["phone", "email", "x_handle", "whatsapp_user"]
-ChannelKind = Literal["sms", "whatsapp", "call", "x_mention", "x_dm"]
+ChannelKind = Literal[CHANNEL_KINDS]  # type: ignore[valid-type]  # the registry's channel values
 _FULL_DAYS = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri",
               "saturday": "sat", "sunday": "sun"}
 
@@ -308,7 +309,7 @@ class Routes(Model):
 class When(Model):
     """Conditions of a rule; all must hold (a list means any of its values)."""
 
-    channel: one_or_many(ChannelKind) | None = Field(None, description="sms, whatsapp, call, x_mention, x_dm.")
+    channel: one_or_many(ChannelKind) | None = Field(None, description=", ".join(CHANNEL_KINDS) + ".")
     direction: Literal["inbound", "outbound"] | None = Field(None, description="inbound or outbound.")
     text_matches: Regex | None = Field(None, description="Regular expression searched in the text.",
                                        examples=["(?i)refund|chargeback"])

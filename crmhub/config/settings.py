@@ -9,15 +9,17 @@ which knows the YAML positions.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, create_model, field_validator, model_validator
 
+from crmhub.channels import registry
+from crmhub.config._model import BASE_URL_HELP, Model
+from crmhub.config._types import is_loopback as _is_loopback
 from crmhub.config._types import (
     CHANNELS,
     CRMS,
@@ -50,16 +52,6 @@ def base_port_problem(base: int) -> str | None:
         return None
     return (f"{base} does not fit: the {len(SANDBOX_PORTS)} sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
             f"{MIN_SANDBOX_PORT}..{MAX_PORT}; use a base port from {MIN_SANDBOX_PORT} to {last}")
-
-
-class Model(BaseModel):
-    """Base of every configuration model: frozen, unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # What a key under this mapping names, when it is not a plain setting
-    # ("CRM", "channel"): used for "unknown CRM 'dynamics'" messages.
-    keyed_by: ClassVar[str] = ""
 
 
 def _lower(value: object) -> object:
@@ -149,8 +141,7 @@ class SandboxSettings(Model):
 
 # --- CRMs ------------------------------------------------------------------
 
-_BASE_URL = ("Send every request to this URL instead of the vendor's (sandbox emulator, proxy). "
-             "Empty: the vendor's, or the sandbox emulator when sandbox.enabled.")
+_BASE_URL = BASE_URL_HELP
 
 
 class SalesforceAuth(Model):
@@ -283,68 +274,27 @@ class CrmSettings(Model):
 
 # --- channels --------------------------------------------------------------
 
-class TwilioSettings(Model):
-    """One Twilio account: SMS, WhatsApp and calls."""
-
-    enabled: bool = Field(True, description="Set false to switch the channel off and keep its settings.")
-    account_sid: str = Field(pattern=r"^AC[0-9a-f]{32}$", description="Account SID: AC followed by 32 hex digits "
-                             "(not a secret).", examples=["AC0123456789abcdef0123456789abcdef"])
-    auth_token: SecretRef = Field(description="Auth token; also verifies webhook signatures.",
-                                  examples=["env:TWILIO_AUTH_TOKEN"])
-    base_url: Url | None = Field(None, description=_BASE_URL)
-    # Before the numbers: they are parsed in this region.
-    default_region: Region = Field("US", description="Region for numbers written without +country code "
-                                                     "(ISO 3166 alpha-2).")
-    numbers: list[Phone] = Field([], description="Our SMS/voice numbers, any format parsable in default_region; "
-                                               "stored as E.164. Quote them.", examples=[["+14155550100"]])
-    whatsapp_senders: list[Phone] = Field([], description="Our WhatsApp sender numbers (E.164 after load).",
-                                        examples=[["+14155550199"]])
-    poll_every: PositiveDuration = Field(timedelta(seconds=30), description="How often to poll messages and calls.")
-    overlap: Duration = Field(timedelta(minutes=10), description="How far before the last cursor each poll re-reads "
-                                                                 "(repeats are dropped by the ledger).")
-    page_size: int = Field(100, ge=1, le=1000, description="Items per page when polling (1..1000).")
-    calls: bool = Field(True, description="Also record phone calls.")
+def _channel_settings() -> type[Model]:
+    """`channels:`: one optional block per channel module, its model declared by the module (the registry)."""
+    fields: dict[str, Any] = {
+        name: (registry.settings_model(name) | None,
+               Field(None, description=(registry.settings_model(name).__doc__ or "").strip().splitlines()[0]))
+        for name in registry.names()}
+    model = create_model("ChannelSettings", __base__=_ChannelBase, __doc__=_ChannelBase.__doc__, **fields)
+    return model
 
 
-class XSettings(Model):
-    """One X (Twitter) account: mentions and direct messages."""
-
-    enabled: bool = Field(True, description="Set false to switch the channel off and keep its settings.")
-    account: str = Field(pattern=r"^[A-Za-z0-9_]{1,15}$", description="Our handle, without @.",
-                         examples=["acme_support"])
-    bearer_token: SecretRef = Field(description="App bearer token (mentions).", examples=["env:X_BEARER_TOKEN"])
-    consumer_key: SecretRef = Field(description="OAuth 1.0a consumer key.", examples=["env:X_CONSUMER_KEY"])
-    consumer_secret: SecretRef = Field(description="OAuth 1.0a consumer secret.", examples=["env:X_CONSUMER_SECRET"])
-    access_token: SecretRef = Field(description="OAuth 1.0a access token of the account (DMs, replies).",
-                                    examples=["env:X_ACCESS_TOKEN"])
-    access_token_secret: SecretRef = Field(description="OAuth 1.0a access token secret.",
-                                           examples=["env:X_ACCESS_TOKEN_SECRET"])
-    base_url: Url | None = Field(None, description=_BASE_URL)
-    poll_every: PositiveDuration = Field(timedelta(seconds=60), description="How often to poll mentions and DMs.")
-    mentions: bool = Field(True, description="Record mentions of the account.")
-    direct_messages: bool = Field(True, description="Record direct messages.")
-    own_replies: bool = Field(True, description="Record the account's own reply posts, so replies agents post in "
-                                                "X itself (not through their CRM) join the customer's history.")
-
-    @field_validator("account", mode="before")
-    @classmethod
-    def _no_at(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().startswith("@"):
-            raise problem("x_handle", f"'{value.strip()}' starts with @; write the handle without it: {value.strip()[1:]}")
-        return value
-
-
-class ChannelSettings(Model):
+class _ChannelBase(Model):
     """The channels crmhub reads from and replies on, by name."""
 
     keyed_by: ClassVar[str] = "channel"
 
-    twilio: TwilioSettings | None = Field(None, description="Twilio: SMS, WhatsApp, calls.")
-    x: XSettings | None = Field(None, description="X: mentions and DMs.")
-
     def enabled_names(self) -> tuple[str, ...]:
-        """Names of the channels present and enabled, in a fixed order."""
+        """Names of the channels present and enabled, in the registry's order."""
         return tuple(name for name in CHANNELS if (s := getattr(self, name)) is not None and s.enabled)
+
+
+ChannelSettings = _channel_settings()
 
 
 # --- service ---------------------------------------------------------------
@@ -435,13 +385,6 @@ class AgentApiSettings(Model):
         return self
 
 
-def _is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 class CallsPerInteraction(Model):
@@ -500,8 +443,8 @@ class ReplySettings(Model):
                                     "and follow their delivery.")
 
 
-WRITABLE_CHANNELS = ("sms", "whatsapp", "x_mention", "x_dm")  # the channel kinds crmhub can send a survey on
-SurveyChannel = Literal["sms", "whatsapp", "x_mention", "x_dm"]
+WRITABLE_CHANNELS = registry.writable_values()  # the channel kinds crmhub can send a survey on
+SurveyChannel = Literal[WRITABLE_CHANNELS]  # type: ignore[valid-type]
 
 CSAT_TEXTS = {
     "en": "How did we do? Reply with a number from 1 (bad) to 5 (great).",

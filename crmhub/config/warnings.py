@@ -7,6 +7,7 @@ a warning never stops crmhub from starting.
 from __future__ import annotations
 
 from crmhub.config._load import Config
+from crmhub.channels import registry
 from crmhub.config._yaml import Document, read
 
 
@@ -14,8 +15,8 @@ def config_warnings(config: Config) -> list[str]:
     """Lines `<file>:<line>:<col>: warning: <key>: <why>; <what instead>`, in file order."""
     statements = dict(config.identities.statements)
     joins = [kind for kind, action in statements.items() if action == "join"]
-    twilio = config.settings.channels.twilio
-    texts = bool(twilio is not None and twilio.enabled and twilio.numbers)
+    channels = config.settings.channels
+    texts = any(registry.load(name).code_sender(getattr(channels, name)) for name in channels.enabled_names())
     unsent = statements.get("phone") == "confirm_by_code" and not texts
     if not joins and not unsent:
         return []

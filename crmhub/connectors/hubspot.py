@@ -130,6 +130,9 @@ CREATED = "createdate"
 MERGED_IDS = "hs_merged_object_ids"  # on a merge's new record: the ids it absorbed, `;`-separated
 # A link to a contact deleted or merged away since crmhub linked it (a ticket gone is refused as any other error).
 GONE_CONTACT = re.compile(r"\bcontact object with id \S+ does not exist", re.IGNORECASE)
+# HubSpot's communication types (hs_communication_channel_type: WHATS_APP, LINKEDIN_MESSAGE, SMS, per
+# developers.hubspot.com/docs/api/crm/communications); any other channel is logged as a note with its label.
+COMMUNICATION_TYPES = {Channel.SMS: "SMS", Channel.WHATSAPP: "WHATS_APP"}
 REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
                     "crmhub_key"]
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
@@ -890,9 +893,9 @@ class HubSpotCrm(Connector):
         item = write.interaction
         when = _iso(item.occurred_at)
         text = item.text + (f"\n[{len(item.media)} attachment(s)]" if item.media else "")
-        if item.channel in (Channel.SMS, Channel.WHATSAPP):
+        if item.channel in COMMUNICATION_TYPES:
             return "communications", {
-                "hs_communication_channel_type": "SMS" if item.channel is Channel.SMS else "WHATS_APP",
+                "hs_communication_channel_type": COMMUNICATION_TYPES[item.channel],
                 "hs_communication_logged_from": "CRM", "hs_communication_body": text, "hs_timestamp": when,
                 **write.fields}
         if item.channel is Channel.CALL:

@@ -3,7 +3,7 @@
 A dead letter is a delivery that a CRM refused for good (source
 `deliver:<crm>`, payload `{"outbox_id": N}`), an agent's reply that could
 not reach the customer (source `reply:<crm>`, payload `{"reply_id": N}`), or
-a source item that could not be translated (source `twilio` or `x`, payload =
+a source item that could not be translated (source: the channel module, e.g. `twilio`, payload =
 the raw item). Showing one never shows message text: values under body/text
 keys are redacted, and a reason is printed without the item's text even if
 it was stored with a vendor's raw message quoting it (by an older crmhub;
@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crmhub.channels import registry
 from crmhub.model import Channel, OutboxStatus, ReplyStatus
 from crmhub.ops import OpsError
 from crmhub.store.schema import DeadLetterRow, LedgerRow, OutboxRow, ReplyRow
@@ -30,8 +31,6 @@ log = structlog.get_logger("crmhub.ops")
 
 REDACTED = "[redacted]"
 BODY_KEYS = frozenset({"body", "text", "full_text", "transcription", "transcriptiontext"})  # compared lower-cased
-X_CHANNELS = (Channel.X_MENTION.value, Channel.X_DM.value)
-TWILIO_CHANNELS = (Channel.SMS.value, Channel.WHATSAPP.value, Channel.CALL.value)
 
 
 @dataclass(frozen=True)
@@ -174,8 +173,7 @@ def _ledger_match(session: Session, source: str, ref: str) -> LedgerRow | None:
     if external_id and channel in {c.value for c in Channel}:
         pairs = [(channel, external_id)]
     else:
-        channels = TWILIO_CHANNELS if source == "twilio" else X_CHANNELS if source == "x" else tuple(
-            c.value for c in Channel)
+        channels = registry.channels_of(source) if source in registry.ENTRIES else tuple(c.value for c in Channel)
         pairs = [(c, ref) for c in channels]
     for chan, ext in pairs:
         found = session.scalar(select(LedgerRow).where(LedgerRow.channel == chan, LedgerRow.external_id == ext))

@@ -39,6 +39,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crmhub.channels import registry
 from crmhub.errors import AuthError, ConnectorError, PermanentError, TransientError
 from crmhub.errors import Timeout as UnknownOutcome
 from crmhub.model import (
@@ -63,7 +64,7 @@ from crmhub.texts import DEFAULT_LANGUAGE, pick
 log = structlog.get_logger("crmhub.replies")
 STREAM = "replies"
 # Channels crmhub can answer in writing; a call conversation has none.
-WRITABLE = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.X_MENTION, Channel.X_DM})
+WRITABLE = frozenset(Channel(value) for value in registry.writable_values())  # the channel modules say
 
 
 class ReplySource(Protocol):

@@ -177,7 +177,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
           twilio: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token: env:TWILIO_AUTH_TOKEN, numbers: ["+14155550100"] }
           twillio: { account: acme }
         """, [
-        "settings.yaml:7:3: unknown channel 'twillio' in channels (did you mean 'twilio'?); crmhub supports twilio, x",
+        "settings.yaml:7:3: unknown channel 'twillio' in channels (did you mean 'twilio'?); crmhub supports twilio, x, email",
     ]),
     "no CRM enabled": ("settings", """\
         crms:
@@ -198,7 +198,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
             auth: { client_id: env:SF_CLIENT_ID, client_secret: env:SF_CLIENT_SECRET }
         channels: {}
         """, [
-        "settings.yaml:5:11: channels: no channel is enabled; enable at least one of twilio, x "
+        "settings.yaml:5:11: channels: no channel is enabled; enable at least one of twilio, x, email "
         "(enabled: true is the default)",
     ]),
     "missing required key": ("settings", """\
@@ -474,7 +474,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
           salesforce: { queue: support }
         """, [
         "mappings/routing.yaml:6:34: rules[0].when.channel[1]: unknown channel 'facebook'; use one of: sms, "
-        "whatsapp, call, x_mention, x_dm",
+        "whatsapp, call, x_mention, x_dm, email",
     ]),
     "route for a CRM that is not configured": ("routing", """\
         queues:

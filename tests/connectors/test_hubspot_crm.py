@@ -425,3 +425,22 @@ def test_api_calls_for_a_batch_of_20_writes(hub: HubSpotEmulator, hubspot_sandbo
             for p in range(10) for m in range(2)]
     assert all(o.ok for o in crm.write_history(more))
     assert hub.total_calls <= 3, dict(hub.calls)
+
+
+@pytest.mark.parametrize(("channel", "kind", "label"), [(Channel.EMAIL, IdentityKind.EMAIL, "Email"),
+                                                        (Channel.MESSENGER, IdentityKind.MESSENGER, "Messenger"),
+                                                        (Channel.INSTAGRAM, IdentityKind.INSTAGRAM, "Instagram")])
+def test_a_channel_hubspot_has_no_communication_type_for_is_a_note_with_its_label(
+        hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer, channel: Channel, kind: IdentityKind,
+        label: str) -> None:
+    """HubSpot's communication types are SMS, WHATS_APP and LINKEDIN_MESSAGE only: other channels log a note."""
+    crm = connector(hubspot_sandbox)
+    them = Identity(kind, "jane@example.com" if kind is IdentityKind.EMAIL else "6543210987654321")
+    item = replace(interaction(7), channel=channel, sender=them, conversation_key=f"{channel}:{them.value}")
+    [outcome] = crm.write_history([write(item, new_contact=())])
+    assert outcome.ok, outcome.error
+    [note] = hub.objects("notes")
+    assert note["properties"]["hs_note_body"] == f"{label} inbound from {them.value}: message 7"
+    assert hub.objects("communications") == []
+    [ticket] = hub.objects("tickets")
+    assert ticket["properties"]["subject"] == f"{label} conversation"

@@ -15,7 +15,8 @@ from crmhub.store import StateStore
 from crmhub.store.ledger import to_interaction
 from crmhub.store.schema import LedgerRow
 from crmhub.sync.ingest import poll_stream
-from crmhub.webhooks import WebhookServer, create_app, ledger_ingest
+from crmhub.webhooks import WebhookServer, ledger_ingest
+from tests.webhook_apps import create_app
 
 OURS = "+14155550100"
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

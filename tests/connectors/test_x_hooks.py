@@ -30,7 +30,8 @@ from crmhub.store import StateStore
 from crmhub.store.ledger import open_dead_letters, to_interaction
 from crmhub.store.schema import LedgerRow
 from crmhub.sync.ingest import poll_stream
-from crmhub.webhooks import WebhookServer, create_app, ledger_ingest
+from crmhub.webhooks import WebhookServer, ledger_ingest
+from tests.webhook_apps import create_app
 
 ME = DEFAULT_ACCOUNT_ID
 HOOK = "/webhooks/x"

@@ -1,0 +1,1 @@
+"""The email channel module (one support mailbox, IMAP in and SMTP out): `module.MODULE` implements the channel contract."""
