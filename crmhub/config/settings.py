@@ -578,18 +578,24 @@ class Settings(Model):
         return self
 
     def with_sandbox_urls(self) -> Settings:
-        """A copy where, when `sandbox.enabled`, every empty base_url points at its local emulator."""
+        """A copy where, when `sandbox.enabled`, every empty base_url points at its local emulator.
+
+        A block that reaches its sandbox otherwise than by one base URL (email: IMAP and SMTP ports) has
+        an `in_sandbox(host, ports)` method returning the block pointed at `ports` (SandboxSettings.ports()).
+        """
         if not self.sandbox.enabled:
             return self
         groups: dict[str, Any] = {}
         ports = self.sandbox.ports()
         for group in ("crms", "channels"):
             section = getattr(self, group)
-            changed = {
-                name: getattr(section, name).model_copy(
-                    update={"base_url": f"http://{SANDBOX_HOST}:{ports[name]}"})
-                for name in type(section).model_fields
-                if getattr(section, name) is not None and getattr(section, name).base_url is None
-            }
+            changed = {}
+            for name in type(section).model_fields:
+                block = getattr(section, name)
+                in_sandbox = getattr(block, "in_sandbox", None)
+                if in_sandbox is not None:
+                    changed[name] = in_sandbox(SANDBOX_HOST, ports)
+                elif block is not None and getattr(block, "base_url", "") is None:
+                    changed[name] = block.model_copy(update={"base_url": f"http://{SANDBOX_HOST}:{ports[name]}"})
             groups[group] = section.model_copy(update=changed)
         return self.model_copy(update=groups)
