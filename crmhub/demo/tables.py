@@ -27,8 +27,8 @@ def landed_table(salesforce: Any) -> Table:
     return table
 
 
-def sent_table(twilio: Any, x: Any, our_account: str) -> Table:
-    """What crmhub sent to customers: agents' replies, by SMS/WhatsApp and on X."""
+def sent_table(twilio: Any, x: Any, our_account: str, mail: Any = None) -> Table:
+    """What crmhub sent to customers: agents' replies, by SMS/WhatsApp, on X and by email."""
     table = Table(title="Sent to customers (agents' replies)")
     for column in ("channel", "from", "to", "status"):
         table.add_column(column)
@@ -39,6 +39,8 @@ def sent_table(twilio: Any, x: Any, our_account: str) -> Table:
     for event in x.dm_events():
         if event["sender_id"] == our_account:
             table.add_row("X DM", our_account, str(event.get("dm_conversation_id", "-")), "sent")
+    for email in mail.outbound() if mail is not None else []:
+        table.add_row("Email", email["mail_from"], ", ".join(email["rcpt_tos"]), "sent")
     return table
 
 

@@ -98,6 +98,16 @@ class MailEmulator(Emulator):
                 self._servers.call(self._servers.store.load(self.state["accounts"]))
         super().reset()
 
+    # ---- seed API (also in-process, as the demo seeds) -----------------------
+    def receive_email(self, sender: str, text: str, *, subject: str = "", **fields: Any) -> dict[str, Any]:
+        """A customer's email to support (`POST /_sandbox/inbound`; `fields`: to, message_id, in_reply_to...)."""
+        return self._inbound({"from": sender, "text": text, "subject": subject, **fields})
+
+    def outbound(self) -> list[dict[str, Any]]:
+        """What was sent to addresses outside this server (our replies), oldest first."""
+        with self._outbound_lock:
+            return copy.deepcopy(self.state.get("outbound", []))
+
     # ---- seed actions (HTTP threads) ---------------------------------------
     def _inbound(self, body: dict[str, Any]) -> dict[str, Any]:
         """A customer's email to one of our accounts, composed from plain fields."""
