@@ -80,9 +80,11 @@ def test_customers_played_against_a_seeded_sandbox_land_in_salesforce(sandbox: S
     out = [sandbox.play("sms", "--from", "+14155550123", "--text", "Where is my order?"),
            sandbox.play("call", "--from", "+14155550124"),
            sandbox.play("x-mention", "--from", "@NewOnX", "--text", "anyone there?"),
-           sandbox.play("x-dm", "--from", "NewOnX", "--text", "order 1234 please")]
+           sandbox.play("x-dm", "--from", "NewOnX", "--text", "order 1234 please"),
+           sandbox.play("email", "--from", "Jane Doe <jane.doe@example.com>", "--subject", "Invoice",
+                        "--text", "Could I have the invoice?")]
     assert all(line.strip() for line in out)
-    settings = write_sandbox_settings(tmp_path, {}, enabled=(*CRMS, *CHANNELS), base_port=sandbox.base)
+    settings = write_sandbox_settings(tmp_path, {}, enabled=(*CRMS, *CHANNELS, "email"), base_port=sandbox.base)
     assert YAML(typ="safe").load(settings.read_text())["sandbox"] == {"enabled": True, "base_port": sandbox.base}
     synced = crmhub("sync", "--config", str(settings))
     assert synced.returncode == 0, synced.stderr
@@ -90,10 +92,12 @@ def test_customers_played_against_a_seeded_sandbox_land_in_salesforce(sandbox: S
     tasks = sandbox.state("salesforce")["records"]["Task"].values()
     assert sorted(t["Subject"] for t in tasks) == sorted([
         "SMS inbound from +14155550123", "Call inbound from +14155550124",
-        "X mention inbound from newonx", "X DM inbound from newonx"])
+        "X mention inbound from newonx", "X DM inbound from newonx", "Email inbound from Jane Doe"])
     jane = next(c for c in sandbox.state("salesforce")["records"]["Contact"].values() if c["FirstName"] == "Jane")
     [sms_task] = [t for t in tasks if t["Subject"].startswith("SMS")]
     assert sms_task["WhoId"] == jane["Id"]  # the seeded Contact, matched on her messy phone format
+    [email_task] = [t for t in tasks if t["Subject"].startswith("Email")]
+    assert email_task["WhoId"] == jane["Id"]  # and on the address on her Contact (mail ports from base_port)
 
 
 def test_an_email_played_against_the_sandbox_is_in_the_support_mailbox_over_imap(sandbox: Sandbox) -> None:
