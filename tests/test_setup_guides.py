@@ -31,7 +31,7 @@ from tests.webhook_apps import create_app
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "docs" / "setup"
 GUIDES = {p.name: p.read_text(encoding="utf-8") for p in sorted(SETUP.glob("*.md"))}
-VENDORS = ("salesforce.md", "zendesk.md", "hubspot.md", "twilio.md", "x.md")
+VENDORS = ("salesforce.md", "zendesk.md", "hubspot.md", "twilio.md", "x.md", "email.md")
 
 COMPLETE = "# settings.yaml (complete)"
 FRAGMENT_HEADERS = {"# settings.yaml": "settings.yaml", "# mappings/identities.yaml": "mappings/identities.yaml",

@@ -26,6 +26,8 @@ searched for that Message-ID, waiting up to `lost_answer_wait` for the copy
 to arrive; found means sent, and nothing goes out again. An agent's reply
 carries no `Auto-Submitted` header: a person wrote it (RFC 3834 section 5),
 and marking it automatic would make the customer's own helpdesk ignore it.
+A survey question, which crmhub writes itself, is `Auto-Submitted:
+auto-generated`, so no autoresponder answers it.
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ from crmhub.connectors._retry import Retrier
 from crmhub.connectors.email_parse import (
     Skipped, conversation_key, is_ours, msg_ids, read_message, reply_message_id,
 )
-from crmhub.identities import email as email_identity
 from crmhub.errors import AuthError, ConnectorError, PermanentError, Rejected, Timeout
+from crmhub.identities import email as email_identity
 from crmhub.model import (
     Channel, Delivery, Direction, Identity, Interaction, Malformed, OutboundMessage, ReplyStatus, SentMessage,
 )
+from crmhub.store.surveys import is_survey
 
 Security = Literal["ssl", "starttls", "none"]
 log = structlog.get_logger("crmhub.connectors.email")
@@ -326,6 +329,8 @@ class EmailChannel(Connector):
         outgoing["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
         outgoing["Date"] = format_datetime(datetime.now(UTC))
         outgoing["Message-ID"] = f"<{message_id}>"
+        if is_survey(message.key.partition(":")[2]):  # `<crm>:<reply_ref>`: crmhub's own question, not a person's
+            outgoing["Auto-Submitted"] = "auto-generated"  # RFC 3834: no autoresponder answers it
         if parent:
             outgoing["In-Reply-To"] = f"<{parent}>"
             references = [*(r for r in thread.references if r != parent), parent][-20:]

@@ -36,6 +36,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 import html_text
 import lxml.etree
@@ -85,7 +86,7 @@ def reply_message_id(key: str, domain: str) -> str:
 
 def is_ours(message_id: str, domain: str) -> bool:
     match = OWN_ID.match(message_id)
-    return bool(match) and match.group("domain").lower() == domain.lower()
+    return match is not None and match.group("domain").lower() == domain.lower()
 
 
 def msg_ids(value: object) -> list[str]:
@@ -229,7 +230,7 @@ def _unquoted(text: str) -> str:
     return "\n".join(lines).strip() or text
 
 
-def _content(part: EmailMessage) -> str:
+def _content(part: Any) -> str:
     try:
         return str(part.get_content())
     except (LookupError, ValueError, AssertionError):  # unknown charset or a broken transfer encoding
@@ -250,7 +251,7 @@ def _attachments(message: EmailMessage) -> Iterable[str]:
         yield f"{name[:MAX_NAME]} ({size} bytes)"
 
 
-def _reported_id(message: EmailMessage) -> str | None:
+def _reported_id(message: Message) -> str | None:
     """The Message-ID of the message a DSN or read receipt is about (its returned headers), if any."""
     for part in message.walk():
         kind = part.get_content_type()
@@ -268,7 +269,7 @@ def _reported_id(message: EmailMessage) -> str | None:
                 if ids:
                     return ids[0]
         elif kind == "message/disposition-notification":
-            ids = msg_ids(_content(part) if isinstance(part, EmailMessage) else "")
+            ids = msg_ids(_content(part))
             if ids:
                 return ids[0]
     return None

@@ -192,6 +192,13 @@ def test_a_reply_goes_out_once_threaded_and_its_copy_reads_back_as_the_same_item
     assert copy.conversation_key == "email:older@customers.test"
 
 
+def test_a_survey_question_is_marked_automatic_and_an_agents_reply_is_not(mail_server: MailServer,
+                                                                         email_channel: EmailChannel) -> None:
+    email_channel.send(reply("How did we do? Answer 1 to 5.", key="salesforce:survey:7", in_reply_to=None))
+    [raw] = mail_server.await_messages(JANE, 1)
+    assert message_from_bytes(raw, policy=policy.default)["Auto-Submitted"] == "auto-generated"
+
+
 def test_a_second_try_after_a_sent_reply_sends_nothing(mail_server: MailServer, email_channel: EmailChannel) -> None:
     from datetime import UTC, datetime
     mail_server.deliver(customer_mail(JANE, "m1@customers.test"), SUPPORT, sender=JANE)
