@@ -203,9 +203,10 @@ def demo(keep_state: Annotated[bool, typer.Option(help="Keep the demo's SQLite f
     run_demo(keep_state=keep_state)
 
 
-sandbox_app = typer.Typer(help="The five API emulators with the demo org, and a customer to play against them.")
+sandbox_app = typer.Typer(help="The API emulators and a mail server with the demo org, and a customer to play "
+                                       "against them.")
 app.add_typer(sandbox_app, name="sandbox")
-BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8705).")]
+BasePortOption = Annotated[int | None, typer.Option(help="First port (default 8700: 8700-8708).")]
 
 
 @sandbox_app.callback(invoke_without_command=True)
@@ -219,7 +220,7 @@ def sandbox(
     traffic: Annotated[int | None, typer.Option(metavar="SEED", help="Also replay a generated day of traffic "
                                                                      "drawn from SEED.")] = None,
 ) -> None:
-    """Run the six API emulators, seeded with the demo org, until interrupted."""
+    """Run the API emulators and the mail server, seeded with the demo org, until interrupted."""
     if ctx.invoked_subcommand is not None:
         return
     from crmhub.demo.org import sandbox_preparation
@@ -232,19 +233,20 @@ def sandbox(
 @sandbox_app.command("inbound")
 @for_people
 def sandbox_inbound(
-    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention, x-dm, messenger or instagram.")],
-    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164), an X handle, or a "
-                                                       "Messenger / Instagram name.")],
+    kind: Annotated[str, typer.Argument(help="sms, whatsapp, call, x-mention, x-dm, messenger, instagram or email.")],
+    sender: Annotated[str, typer.Option("--from", help="The customer: a phone number (E.164), an X handle, a "
+                                                       "Messenger / Instagram name or an email address.")],
     text: Annotated[str | None, typer.Option(help="What the customer writes (a call needs none).")] = None,
-    to: Annotated[str | None, typer.Option(help="Our number, X account or Page (default: the embedded settings').")]
-    = None,
+    subject: Annotated[str | None, typer.Option(help="An email's subject.")] = None,
+    to: Annotated[str | None, typer.Option(help="Our number, X account, Page or support address (default: the "
+                                                "embedded settings').")] = None,
     base_port: BasePortOption = None,
 ) -> None:
     """Play a customer against a running `crmhub sandbox`: an SMS, WhatsApp, call, X mention or DM, Messenger or
-    Instagram message."""
+    Instagram message, or an email."""
     from crmhub.sandbox.inbound import play_inbound
 
-    typer.echo(play_inbound(kind, sender, text, to=to, base_port=base_port).line)
+    typer.echo(play_inbound(kind, sender, text, to=to, subject=subject, base_port=base_port).line)
 
 
 @app.command()

@@ -33,7 +33,7 @@ def _emulator_fixtures(api: str) -> tuple[object, object]:
     return server, sandbox
 
 
-# salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, x_sandbox, meta_sandbox
+# salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, x_sandbox, meta_sandbox, mail_sandbox
 for _api in EMULATORS:
     globals()[f"_{_api}_server"], globals()[f"{_api}_sandbox"] = _emulator_fixtures(_api)
 

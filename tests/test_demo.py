@@ -33,7 +33,7 @@ def demo_sandbox() -> Iterator[dict[str, EmulatorServer]]:
     clock = SandboxClock()
     with ExitStack() as stack:
         yield {api: stack.enter_context(EmulatorServer(emulator_class(api)(clock=clock)))
-               for api in ("salesforce", "twilio", "x", "meta")}
+               for api in ("salesforce", "twilio", "x", "meta", "mail")}
 
 
 def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
@@ -60,7 +60,7 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     # Every item with content is history exactly once (the empty SMS is not), each in its routed queue.
     texts = [t.body for t in cast.FIRST_TEXTS if t.body] + [cast.JANE_STATES_HANDLE.body]
     assert Counter(t["Description"] for t in tasks if t["Description"] in texts) == Counter(texts)
-    assert len(tasks) == len(texts) + 3  # plus Bob's call, Jane's X mention and Sam's Messenger message
+    assert len(tasks) == len(texts) + 4  # plus Bob's call, Jane's X mention, Sam's Messenger message and her email
     assert queue_of(by_text[cast.FIRST_TEXTS[0].body]) == "VIP Queue"  # Jane is Gold
     assert queue_of(by_text[cast.FIRST_TEXTS[1].body]) == "Billing Queue"  # a refund
     assert queue_of(by_text[cast.FIRST_TEXTS[2].body]) == "Support Queue"  # the stranger: default
@@ -97,6 +97,17 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     assert (answer["text"], answer["messaging_type"]) == (cast.SAM_REPLY, "RESPONSE")
     assert not any(t["Description"] == cast.SAM_REPLY for t in tasks)
 
+    # Act 7: Jane's email is history on her own Contact (matched by its address), in Billing (an invoice)...
+    [emailed] = [t for t in tasks if cast.JANE_EMAIL_TEXT in t["Description"]]
+    assert emailed["WhoId"] == jane and queue_of(emailed) == "Billing Queue"
+    # ...and the agent's answer went out once by SMTP, threaded to her message, read back from the mail server.
+    mail: Any = servers["mail"].emulator
+    [asked] = mail.snapshot()["accounts"][cast.SUPPORT_EMAIL]["mailboxes"]["INBOX"]["messages"][:1]
+    [answer] = mail.outbound()
+    assert (answer["rcpt_tos"], answer["in_reply_to"]) == ([cast.JANE_EMAIL], asked["message_id"])
+    assert answer["subject"] == f"Re: {cast.JANE_EMAIL_SUBJECT}" and cast.EMAIL_REPLY in answer["raw"]
+    assert not any(cast.EMAIL_REPLY in t["Description"] for t in tasks)
+
     store = open_store(f"sqlite:///{(tmp_path / 'crmhub.db').resolve()}", migrate_schema=False)
     try:
         with store.transaction() as session:
@@ -118,6 +129,9 @@ def test_the_story_lands_every_item_once_in_its_queue_merges_and_replies(
     assert "Any update" not in act_three  # the claim is shown, never the message
     assert "Conflicts (1)" in output and "x_handle:janeonx" in output
     assert "replies sent: 2, 0 to retry, 0 dead" in output  # Jane by SMS, Sam on Messenger
+    act_seven = output.split("7. Email, through the same path")[1]
+    assert "polled email/inbox: 1 page(s), 1 new" in act_seven and "replies sent: 1, 0 to retry, 0 dead" in act_seven
+    assert cast.JANE_EMAIL_TEXT not in act_seven  # the story names what happened, never what she wrote
     last_cycle = output.split("5. Run it again")[1].split("6. What the support lead reads")[0]
     assert "0 new" in last_cycle and "delivered to salesforce: 0 written" in last_cycle
     assert "Routing: rule 'vip-customers'" in last_cycle  # `crmhub explain` of Jane's first SMS

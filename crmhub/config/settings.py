@@ -39,16 +39,16 @@ from crmhub.language import DEFAULT_MIN_CONFIDENCE
 SANDBOX_HOST = "127.0.0.1"
 # The sandbox emulators' fixed ports (crmhub.sandbox.DEFAULT_PORTS; a test keeps them equal).
 SANDBOX_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704,
-                                 "meta": 8705}
+                                 "meta": 8705, "mail": 8706, "mail-smtp": 8707, "mail-imap": 8708}
 MIN_SANDBOX_PORT, MAX_PORT = 1024, 65535  # the sandbox never takes a privileged port
 
 
 def base_port_problem(base: int) -> str | None:
-    """Why the sandbox cannot use `base` as its first port (all six must fit in 1024..65535), or None."""
+    """Why the sandbox cannot use `base` as its first port (all its ports must fit in 1024..65535), or None."""
     last = MAX_PORT - len(SANDBOX_PORTS) + 1
     if MIN_SANDBOX_PORT <= base <= last:
         return None
-    return (f"{base} does not fit: the six sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
+    return (f"{base} does not fit: the {len(SANDBOX_PORTS)} sandbox ports {base}..{base + len(SANDBOX_PORTS) - 1} must lie in "
             f"{MIN_SANDBOX_PORT}..{MAX_PORT}; use a base port from {MIN_SANDBOX_PORT} to {last}")
 
 
@@ -115,10 +115,12 @@ class SandboxSettings(Model):
 
     enabled: bool = Field(
         False, description="When true, every base_url left empty points at the local sandbox emulator "
-                           f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x, 8705 meta).")
+                           f"({SANDBOX_HOST}, ports 8700 salesforce, 8701 zendesk, 8702 hubspot, 8703 twilio, 8704 x, "
+                           "8705 meta; 8706-8708 the mail server: control, SMTP, IMAP).")
     base_port: int | None = Field(
         None, description="First port of a sandbox started with `crmhub sandbox --base-port N` (salesforce N, "
-                          "zendesk N+1, hubspot N+2, twilio N+3, x N+4). Empty: 8700.")
+                          "zendesk N+1, hubspot N+2, twilio N+3, x N+4, meta N+5, mail N+6, its SMTP N+7 and IMAP N+8). "
+                          "Empty: 8700.")
 
     @field_validator("base_port")
     @classmethod
@@ -579,18 +581,24 @@ class Settings(Model):
         return self
 
     def with_sandbox_urls(self) -> Settings:
-        """A copy where, when `sandbox.enabled`, every empty base_url points at its local emulator."""
+        """A copy where, when `sandbox.enabled`, every empty base_url points at its local emulator.
+
+        A block that reaches its sandbox otherwise than by one base URL (email: IMAP and SMTP ports) has
+        an `in_sandbox(host, ports)` method returning the block pointed at `ports` (SandboxSettings.ports()).
+        """
         if not self.sandbox.enabled:
             return self
         groups: dict[str, Any] = {}
         ports = self.sandbox.ports()
         for group in ("crms", "channels"):
             section = getattr(self, group)
-            changed = {
-                name: getattr(section, name).model_copy(
-                    update={"base_url": f"http://{SANDBOX_HOST}:{ports[name]}"})
-                for name in type(section).model_fields
-                if getattr(section, name) is not None and getattr(section, name).base_url is None
-            }
+            changed = {}
+            for name in type(section).model_fields:
+                block = getattr(section, name)
+                in_sandbox = getattr(block, "in_sandbox", None)
+                if in_sandbox is not None:
+                    changed[name] = in_sandbox(SANDBOX_HOST, ports)
+                elif block is not None and getattr(block, "base_url", "") is None:
+                    changed[name] = block.model_copy(update={"base_url": f"http://{SANDBOX_HOST}:{ports[name]}"})
             groups[group] = section.model_copy(update=changed)
         return self.model_copy(update=groups)

@@ -390,7 +390,9 @@ class EmailChannel(Connector):
             if not uids:
                 return ThreadInfo()
             fetched = client.fetch(uids[-1:], ["BODY.PEEK[HEADER.FIELDS (SUBJECT REFERENCES)]"])
-        raw = next(iter(fetched.values())).get(b"BODY[HEADER.FIELDS (SUBJECT REFERENCES)]", b"")
+        # Servers echo the field list their own way (Dovecot as asked, pymap sorted): take whichever came back.
+        raw = next((value for key, value in next(iter(fetched.values())).items()
+                    if key.startswith(b"BODY[HEADER.FIELDS")), b"")
         headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
         subject = " ".join(str(headers.get("Subject", "")).split())
         return ThreadInfo(subject, tuple(msg_ids(headers.get("References"))))

@@ -23,7 +23,7 @@ JANE_ON_X = "JaneOnX"
 
 CONTACTS: tuple[dict[str, Any], ...] = (
     {"sobject": "Contact", "FirstName": "Jane", "LastName": "Doe", "Phone": "(415) 555-0123", "Tier__c": "Gold",
-     "Email": "jane.doe@example.com"},
+     "Email": "jane.doe@example.com"},  # JANE_EMAIL
     {"sobject": "Contact", "FirstName": "Bob", "LastName": "Lee", "MobilePhone": "+1 415.555.0124"},
     {"sobject": "Lead", "FirstName": "Ana", "LastName": "Ruiz", "Phone": "415 555 0126", "Company": "Ruiz SL"},
 )
@@ -60,5 +60,11 @@ JANE_STATES_HANDLE = Text(JANE_PHONE, OUR_NUMBER, f"Any update? I also wrote to 
 # Act 4: an agent answers her in Salesforce.
 AGENT_REPLY = "Hi Jane, order 1234 left our warehouse this morning. Sorry for the wait!"
 SAM_REPLY = "Hi Sam, yes: the blue kettle is back since Monday. Two are on hold for you."
+# Act 7: Jane emails about the invoice (from the address on her Contact); the agent answers by email.
+SUPPORT_EMAIL = "support@crmhub.test"  # the sandbox mail server's support mailbox
+JANE_EMAIL = "jane.doe@example.com"
+JANE_EMAIL_SUBJECT = "Invoice for order 1234"
+JANE_EMAIL_TEXT = "Hello, could you send me the invoice for order 1234? My accountant needs it."
+EMAIL_REPLY = "Hi Jane, the invoice for order 1234 is on its way to this address. Best, Alice"
 # Act 6: Jane and Bob answer the satisfaction question crmhub sends when their cases close.
 SURVEY_ANSWERS: tuple[tuple[str, str], ...] = ((JANE_PHONE, "5"), (BOB_PHONE, "good, thanks"))

@@ -1,8 +1,8 @@
-"""`crmhub demo`: the whole product on the sandbox, told in six short acts.
+"""`crmhub demo`: the whole product on the sandbox, told in seven short acts.
 
-It starts the Salesforce, Twilio, X and Meta emulators on free ports, seeds a
-small org, then lets customers write in over SMS, WhatsApp, a phone call, an
-X mention and Facebook Messenger. Each act runs real sync cycles through the real SDKs and the
+It starts the Salesforce, Twilio, X and Meta emulators and the sandbox mail
+server on free ports, seeds a small org, then lets customers write in over
+SMS, WhatsApp, a phone call, an X mention, Facebook Messenger and email. Each act runs real sync cycles through the real SDKs and the
 same commands ops would type (`crmhub deadletters`, `conflicts`, `explain`,
 `status`), so what the demo shows is what the product does:
 
@@ -16,7 +16,10 @@ same commands ops would type (`crmhub deadletters`, `conflicts`, `explain`,
 5. a run over the same items writes nothing twice;
 6. an agent closes two cases, the customers answer crmhub's satisfaction
    question, and `crmhub report` prints the support figures and writes the
-   HTML report, CSAT included.
+   HTML report, CSAT included;
+7. Jane emails support; crmhub reads the mailbox by IMAP, knows her by the
+   address on her Contact, routes it to Billing, and the agent's answer goes
+   back by SMTP, threaded to her email, once.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from crmhub.status import print_cycle
 from crmhub.store.links import LinkStatus
 
 DEMO_DIR = Path(".crmhub/demo")
-APIS = ("salesforce", "twilio", "x", "meta")
+APIS = ("salesforce", "twilio", "x", "meta", "mail")
+CHANNELS_ON = ("salesforce", "twilio", "x", "meta", "email")  # what the demo's settings switch on
 
 
 def run_demo(*, keep_state: bool = False, directory: Path = DEMO_DIR, console: Console | None = None) -> None:
@@ -59,7 +63,7 @@ def run_demo(*, keep_state: bool = False, directory: Path = DEMO_DIR, console: C
     console.print("\n[bold]Where to look next[/]")
     for command, what in ((f"crmhub status --config {settings}", "cursors, ledger, outbox, dead letters"),
                           (f"crmhub run --config {settings}", "the same as a service (README, Operations)"),
-                          ("crmhub sandbox", "the emulators on 8700-8705, to explore"),
+                          ("crmhub sandbox", "the emulators and the mail server on 8700-8708, to explore"),
                           ("docs/configuration.md", "every setting, with its default")):
         console.print(f"  {command}\n      {what}", highlight=False)
 
@@ -69,9 +73,11 @@ def tell(servers: Mapping[str, EmulatorServer], directory: Path, console: Consol
     start = datetime.now(UTC) - timedelta(hours=1)
     seed(servers, start)
     urls = {api: servers[api].url for api in APIS}
-    settings = write_sandbox_settings(directory, urls, enabled=APIS, surveys=True)
+    urls |= {f"mail-{name}": url for name, url in servers["mail"].listener_urls.items()}
+    settings = write_sandbox_settings(directory, urls, enabled=CHANNELS_ON, surveys=True)
     _route_social_to(settings.parent / "mappings" / "routing.yaml", cast.LATE_QUEUE)
-    console.rule("[bold]crmhub demo[/]: SMS, WhatsApp, calls, X and Messenger -> Salesforce, on the local sandbox")
+    console.rule("[bold]crmhub demo[/]: SMS, WhatsApp, calls, X, Messenger and email -> Salesforce, on the local "
+                 "sandbox")
     console.print(f"sandbox: {', '.join(f'{api} {url}' for api, url in urls.items())}")
     console.print(f"settings: {settings}   state: {directory / 'crmhub.db'}")
     with build_hub(load_config(settings)) as hub:
@@ -104,6 +110,7 @@ class Story:
         self.hub = hub
         self.salesforce: Any = servers["salesforce"].emulator
         self.twilio: Any = servers["twilio"].emulator
+        self.mail: Any = servers["mail"].emulator
         self.salesforce_url = servers["salesforce"].url
         self.settings = settings
         self.console = console
@@ -116,6 +123,7 @@ class Story:
         self.act_four()
         self.act_five()
         self.act_six()
+        self.act_seven()
 
     def act_one(self) -> None:
         self._act(1, "Customers write in",
@@ -187,6 +195,21 @@ class Story:
         self._sync()
         self._command("report", "--since", "1d", "--html", str(self.settings.parent / "report.html"))
 
+    def act_seven(self) -> None:
+        self._act(7, "Email, through the same path",
+                  f"Jane emails {cast.SUPPORT_EMAIL} about her invoice. crmhub reads the mailbox by IMAP, knows "
+                  "her by the address on her Contact, and opens a case where routing.yaml sends invoices; "
+                  f"{cast.AGENT[1]} answers on it, and crmhub sends the answer by SMTP, threaded to her email.")
+        asked = self.mail.receive_email(f"Jane Doe <{cast.JANE_EMAIL}>", cast.JANE_EMAIL_TEXT,
+                                        subject=cast.JANE_EMAIL_SUBJECT)
+        self._sync()
+        [task] = [t for t in self.salesforce.records("Task") if cast.JANE_EMAIL_TEXT in (t.get("Description") or "")]
+        self._agent_comment(str(task["WhatId"]), cast.EMAIL_REPLY)
+        self._sync()
+        for sent in self.mail.outbound():
+            self.console.print(f"Sent by SMTP: to {', '.join(sent['rcpt_tos'])}, \"{sent['subject']}\", "
+                               f"In-Reply-To {sent['in_reply_to']} (her {asked['id']})", highlight=False)
+
     # ---- helpers -----------------------------------------------------------------------------------
     def _act(self, number: int, title: str, what: str) -> None:
         self.console.print()
@@ -235,8 +258,8 @@ def _epilogue(servers: Mapping[str, EmulatorServer], console: Console) -> None:
     console.rule("[bold]What the systems now hold[/] (read back from the emulators)", align="left")
     console.print(landed_table(servers["salesforce"].emulator))
     console.print(sent_table(servers["twilio"].emulator, servers["x"].emulator, DEFAULT_ACCOUNT_ID,
-                             servers["meta"].emulator))
-    console.print(calls_line({api: servers[api] for api in APIS}))
+                             servers["meta"].emulator, servers["mail"].emulator))
+    console.print(calls_line({api: servers[api] for api in APIS if api != "mail"}))  # mail is not billed per call
 
 
 def _route_social_to(routing: Path, queue: str) -> None:

@@ -27,8 +27,9 @@ def landed_table(salesforce: Any) -> Table:
     return table
 
 
-def sent_table(twilio: Any, x: Any, our_account: str, meta: Any) -> Table:
-    """What crmhub sent to customers: agents' replies, by SMS/WhatsApp, on X and on Messenger / Instagram."""
+def sent_table(twilio: Any, x: Any, our_account: str, meta: Any, mail: Any = None) -> Table:
+    """What crmhub sent to customers: agents' replies, by SMS/WhatsApp, on X, on Messenger / Instagram and by
+    email."""
     table = Table(title="Sent to customers (agents' replies)")
     for column in ("channel", "from", "to", "status"):
         table.add_column(column)
@@ -42,6 +43,8 @@ def sent_table(twilio: Any, x: Any, our_account: str, meta: Any) -> Table:
     for message in meta.messages():
         if message["is_echo"]:
             table.add_row(message["platform"].capitalize(), message["from"], message["to"], "sent")
+    for email in mail.outbound() if mail is not None else []:
+        table.add_row("Email", email["mail_from"], ", ".join(email["rcpt_tos"]), "sent")
     return table
 
 

@@ -1,4 +1,4 @@
-"""Loopback emulators of the six APIs crmhub talks to (see docs/sandbox/).
+"""Loopback emulators of the APIs crmhub talks to, and a mail server (see docs/sandbox/).
 
 `EMULATORS` maps each API to its emulator class, imported on first use so a
 test of one API does not pay for the others.
@@ -17,10 +17,12 @@ EMULATORS: dict[str, str] = {
     "twilio": "crmhub.sandbox.twilio:TwilioEmulator",
     "x": "crmhub.sandbox.x:XEmulator",
     "meta": "crmhub.sandbox.meta:MetaEmulator",
+    "mail": "crmhub.sandbox.mail:MailEmulator",
 }
 
+# Every port of the demo layout: an API's HTTP port under its name, its other listeners as "<api>-<listener>".
 DEFAULT_PORTS: dict[str, int] = {"salesforce": 8700, "zendesk": 8701, "hubspot": 8702, "twilio": 8703, "x": 8704,
-                                 "meta": 8705}
+                                 "meta": 8705, "mail": 8706, "mail-smtp": 8707, "mail-imap": 8708}
 
 
 def emulator_class(api: str) -> type[Emulator]:

@@ -1,4 +1,4 @@
-"""Shared plumbing of the sandbox emulators (one place, used by all five).
+"""Shared plumbing of the sandbox emulators (one place, used by all of them).
 
 Each emulated API is an `Emulator` subclass with three layers, as in moto:
 state and domain operations on `self.state` (plain JSON-able dicts, so it can
@@ -209,6 +209,8 @@ class Emulator:
     name: ClassVar[str] = "emulator"
     dated: ClassVar[bool] = False
     """True: the `Date` header of every answer is in sandbox time (a client measuring against the vendor's clock)."""
+    listeners: ClassVar[tuple[str, ...]] = ()
+    """Other protocols it serves beside HTTP (the mail emulator's "smtp", "imap"), each on a port of its own."""
 
     def __init__(self, *, clock: SandboxClock | None = None, state_file: str | Path | None = None) -> None:
         self.clock = clock or SandboxClock()
@@ -268,6 +270,17 @@ class Emulator:
         Each takes the body and returns what it created (answered 201); a
         KeyError, TypeError or ValueError is the caller's mistake (400).
         """
+        return {}
+
+    def start_listeners(self, ports: dict[str, int]) -> dict[str, str]:
+        """Start the `listeners` on `ports` (missing: 0, any free one); returns each one's URL."""
+        return {}
+
+    def stop_listeners(self) -> None:
+        """Stop what `start_listeners` started."""
+
+    def listener_urls(self) -> dict[str, str]:
+        """Where each running listener is (e.g. {"smtp": "smtp://127.0.0.1:8707"})."""
         return {}
 
     def decorate(self, request: Request, response: Response) -> Response:
@@ -457,13 +470,16 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class EmulatorServer:
-    """Serves one emulator over HTTP on a background thread.
+    """Serves one emulator over HTTP on a background thread, and its other `listeners` if it has any.
 
-    Use as a context manager, or `start()` / `stop()`. `url` is the base URL.
+    Use as a context manager, or `start()` / `stop()`. `url` is the base URL;
+    `listener_ports` maps a listener ("smtp") to its port (missing: 0).
     """
 
-    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0,
+                 listener_ports: dict[str, int] | None = None) -> None:
         self.emulator = emulator
+        self._listener_ports = dict(listener_ports or {})
         self._server: BaseWSGIServer = make_server(
             host, port, emulator, threaded=True, request_handler=_QuietHandler
         )
@@ -480,7 +496,18 @@ class EmulatorServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def listener_urls(self) -> dict[str, str]:
+        """Where the emulator's other protocols listen ({} for the HTTP-only ones)."""
+        return self.emulator.listener_urls() if isinstance(self.emulator, Emulator) else {}
+
     def start(self) -> EmulatorServer:
+        try:
+            if isinstance(self.emulator, Emulator):  # a test may serve any WSGI app
+                self.emulator.start_listeners(self._listener_ports)
+        except BaseException:
+            self._server.server_close()
+            raise
         self._thread.start()
         return self
 
@@ -488,6 +515,8 @@ class EmulatorServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        if isinstance(self.emulator, Emulator):
+            self.emulator.stop_listeners()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

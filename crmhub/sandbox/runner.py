@@ -1,4 +1,4 @@
-"""Start the six emulators together (for `crmhub sandbox` and `crmhub demo`)."""
+"""Start the emulators together (for `crmhub sandbox` and `crmhub demo`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def running_sandbox(ports: Mapping[str, int] | None = None, *, state_dir: Path |
     """All emulators up on `ports` (0 = any free port), stopped when the block ends.
 
     Args:
-        ports: port per API; missing APIs take port 0.
+        ports: port per API, and per listener as "<api>-<listener>" (DEFAULT_PORTS); missing ones take port 0.
         state_dir: when set, each emulator persists its state to `<api>.json` there.
     """
     clock = SandboxClock()
@@ -31,12 +31,13 @@ def running_sandbox(ports: Mapping[str, int] | None = None, *, state_dir: Path |
             state_file = state_dir / f"{api}.json" if state_dir else None
             emulator = emulator_class(api)(clock=clock, state_file=state_file)
             port = (ports or {}).get(api, 0)
-            servers[api] = stack.enter_context(EmulatorServer(emulator, port=port))
+            listener_ports = {name: (ports or {}).get(f"{api}-{name}", 0) for name in emulator.listeners}
+            servers[api] = stack.enter_context(EmulatorServer(emulator, port=port, listener_ports=listener_ports))
         yield servers
 
 
 def fixed_ports(base: int | None = None) -> dict[str, int]:
-    """The demo ports (8700-8705), or the same layout from another base port."""
+    """The demo ports (8700-8708), or the same layout from another base port."""
     if base is None:
         return dict(DEFAULT_PORTS)
     wrong = base_port_problem(base)

@@ -1,4 +1,4 @@
-"""`crmhub sandbox`: the six emulators on fixed ports until interrupted."""
+"""`crmhub sandbox`: the emulators on fixed ports until interrupted."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def serve_forever(*, base_port: int | None = None, state_dir: Path | None = None
     try:
         notes = prepare({api: server.emulator for api, server in servers.items()}) if prepare and fresh else []
         urls = {api: server.url for api, server in servers.items()}
+        urls |= {f"{api}-{name}": url for api, server in servers.items() for name, url in server.listener_urls.items()}
         if as_json:
             print(json.dumps(urls), flush=True)  # one line, once every server listens and is seeded
             for note in notes:
@@ -57,12 +58,14 @@ def _print_table(urls: Mapping[str, str], notes: list[str], base_port: int | Non
     table.add_column("base URL")
     table.add_column("inspect")
     for api, url in urls.items():
-        table.add_row(api, url, f"{url}/_sandbox/state")
+        table.add_row(api, url, f"{url}/_sandbox/state" if url.startswith("http") else "")
     console = Console()
     console.print(table)
     for note in notes:
         console.print(note, highlight=False)
     pointer = "{enabled: true}" if base_port is None else f"{{enabled: true, base_port: {base_port}}}"
+    more = "" if base_port is None else f" --base-port {base_port}"
     console.print(f"Ctrl-C to stop. Point settings at it with [bold]sandbox: {pointer}[/]; play a customer with "
-                  "[bold]crmhub sandbox inbound sms --from +14155550123 --text hello[/]"
-                  + ("" if base_port is None else f" --base-port {base_port}") + ".", highlight=False)
+                  f"[bold]crmhub sandbox inbound sms --from +14155550123 --text hello{more}[/], or an email with "
+                  f"[bold]crmhub sandbox inbound email --from ana@example.net --subject hi --text hello{more}[/] "
+                  "(IMAP/SMTP login support@crmhub.test, password sandbox-mail-password).", highlight=False)

@@ -11,6 +11,8 @@ import io
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 
@@ -19,6 +21,7 @@ from crmhub.config import DEFAULT_SETTINGS, DEFAULTS_DIR
 SECRETS_DIR = DEFAULTS_DIR / "sandbox-secrets"
 CRMS = ("salesforce", "zendesk", "hubspot")
 CHANNELS = ("twilio", "x", "meta")
+MAIL = "email"  # the channel the sandbox mail server serves: IMAP and SMTP ports, no base_url
 
 
 def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_url: str | None = None,
@@ -28,9 +31,10 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
     """Write `settings.yaml` and `mappings/` into `directory`; returns the settings path.
 
     Args:
-        urls: base URL per API (from the running emulators).
+        urls: base URL per API (from the running emulators); the mail server's as `mail-imap`, `mail-smtp`
+            (its listener URLs), which the email channel's IMAP and SMTP ports are taken from.
         state_url: the state store (default: `crmhub.db` in `directory`).
-        enabled: the CRMs and channels to switch on; the others stay in the file, off.
+        enabled: the CRMs and channels ("email" too) to switch on; the others stay in the file, off.
         webhooks_port: serve webhooks there (None: webhooks off; the polls find everything).
         every: one interval for every poll and delivery job (e.g. "1s" for tests).
         ops_port: the ops listener's port (default 0: a free one, so daemons side by side never collide).
@@ -52,6 +56,7 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
             section["enabled"] = name in on
             section["base_url"] = urls.get(name)
             _absolute_secret_files(section)
+    _point_email(settings["channels"][MAIL], urls, on=MAIL in on)
     settings["webhooks"]["enabled"] = webhooks_port is not None
     if webhooks_port is not None:
         settings["webhooks"]["port"] = webhooks_port
@@ -60,7 +65,7 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
     if every is not None:
         settings["delivery"]["every"] = every
         settings["replies"]["every"] = every
-        for name in CHANNELS:
+        for name in (*CHANNELS, MAIL):
             settings["channels"][name]["poll_every"] = every
     mappings = directory / "mappings"
     if mappings.exists():
@@ -72,6 +77,16 @@ def write_sandbox_settings(directory: Path, urls: Mapping[str, str], *, state_ur
     path = directory / "settings.yaml"
     path.write_text(buffer.getvalue())
     return path
+
+
+def _point_email(section: dict[str, Any], urls: Mapping[str, str], *, on: bool) -> None:
+    """The email block at the running mail server's IMAP and SMTP ports (else `sandbox.base_port` fills them)."""
+    section["enabled"] = on
+    for kind in ("imap", "smtp"):
+        url = urls.get(f"mail-{kind}")
+        if url is not None:
+            section[kind]["port"] = urlsplit(url).port
+    _absolute_secret_files(section)
 
 
 def _absolute_secret_files(section: dict[str, object]) -> None:

@@ -36,6 +36,7 @@ SANDBOX_SECRETS = {
     "channels.x.consumer_secret": "sandbox-consumer-secret",
     "channels.x.access_token": "sandbox-access-token",
     "channels.x.access_token_secret": "sandbox-access-secret",
+    "channels.email.imap.password": "sandbox-mail-password",
 }
 
 
@@ -49,7 +50,7 @@ def test_embedded_defaults_load_without_any_credentials(defaults: Config, tmp_pa
     settings = defaults.settings
     assert settings.sandbox.enabled
     assert settings.crms.enabled_names() == ("salesforce", "zendesk", "hubspot")
-    assert settings.channels.enabled_names() == ("twilio", "x", "meta")
+    assert settings.channels.enabled_names() == ("twilio", "x", "meta", "email")
     assert defaults.source == DEFAULT_SETTINGS
     assert defaults.mappings_dir == DEFAULTS_DIR / "mappings"
     # the relative sqlite file of the defaults lands in the working directory, not in the package
@@ -64,7 +65,21 @@ def test_embedded_defaults_point_at_the_sandbox_ports(defaults: Config) -> None:
     urls = {"salesforce": s.crms.salesforce, "zendesk": s.crms.zendesk, "hubspot": s.crms.hubspot,
             "twilio": s.channels.twilio, "x": s.channels.x, "meta": s.channels.meta}
     assert {name: section.base_url for name, section in urls.items()} == {  # type: ignore[union-attr]
-        name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
+        name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items() if name in urls}
+    mail = s.channels.email  # the mail server: its IMAP and SMTP ports, not a base URL
+    assert mail is not None and (mail.imap.host, mail.imap.port, mail.smtp.port) == (
+        "127.0.0.1", DEFAULT_PORTS["mail-imap"], DEFAULT_PORTS["mail-smtp"])
+
+
+def test_a_sandbox_base_port_moves_the_mail_ports_and_an_explicit_port_wins(tmp_path: Path) -> None:
+    from crmhub.sandbox.settings import write_sandbox_settings
+
+    path = write_sandbox_settings(tmp_path, {}, enabled=("salesforce", "email"), base_port=30000)
+    mail = load_config(path, environ={}).settings.channels.email
+    assert mail is not None and (mail.imap.port, mail.smtp.port) == (30007, 30006)
+    path.write_text(path.read_text().replace("security: none,", "security: none, port: 1143,", 1))
+    mail = load_config(path, environ={}).settings.channels.email
+    assert mail is not None and mail.imap.port == 1143 and mail.smtp.port == 30006
 
 
 def test_embedded_defaults_carry_the_sandbox_credentials(defaults: Config) -> None:

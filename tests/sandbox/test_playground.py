@@ -8,13 +8,16 @@ What landed is read from the emulators' state endpoints, over HTTP too.
 
 from __future__ import annotations
 
+import imaplib
 import json
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -22,6 +25,7 @@ from ruamel.yaml import YAML
 
 from crmhub.config import DEFAULT_SETTINGS
 from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox.mail import DEFAULT_ADDRESS, DEFAULT_PASSWORD
 from crmhub.sandbox.settings import CHANNELS, CRMS, write_sandbox_settings
 from tests.sandbox.test_sandbox_cli import free_base_port
 
@@ -77,9 +81,11 @@ def test_customers_played_against_a_seeded_sandbox_land_in_salesforce(sandbox: S
            sandbox.play("call", "--from", "+14155550124"),
            sandbox.play("x-mention", "--from", "@NewOnX", "--text", "anyone there?"),
            sandbox.play("x-dm", "--from", "NewOnX", "--text", "order 1234 please"),
-           sandbox.play("messenger", "--from", "Mia Rossi", "--text", "hello from Messenger")]
+           sandbox.play("messenger", "--from", "Mia Rossi", "--text", "hello from Messenger"),
+           sandbox.play("email", "--from", "Jane Doe <jane.doe@example.com>", "--subject", "Invoice",
+                        "--text", "Could I have the invoice?")]
     assert all(line.strip() for line in out)
-    settings = write_sandbox_settings(tmp_path, {}, enabled=(*CRMS, *CHANNELS), base_port=sandbox.base)
+    settings = write_sandbox_settings(tmp_path, {}, enabled=(*CRMS, *CHANNELS, "email"), base_port=sandbox.base)
     assert YAML(typ="safe").load(settings.read_text())["sandbox"] == {"enabled": True, "base_port": sandbox.base}
     synced = crmhub("sync", "--config", str(settings))
     assert synced.returncode == 0, synced.stderr
@@ -87,10 +93,29 @@ def test_customers_played_against_a_seeded_sandbox_land_in_salesforce(sandbox: S
     tasks = sandbox.state("salesforce")["records"]["Task"].values()
     assert sorted(t["Subject"] for t in tasks) == sorted([
         "SMS inbound from +14155550123", "Call inbound from +14155550124",
-        "X mention inbound from newonx", "X DM inbound from newonx", "Messenger inbound from Mia Rossi"])
+        "X mention inbound from newonx", "X DM inbound from newonx", "Messenger inbound from Mia Rossi",
+        "Email inbound from Jane Doe"])
     jane = next(c for c in sandbox.state("salesforce")["records"]["Contact"].values() if c["FirstName"] == "Jane")
     [sms_task] = [t for t in tasks if t["Subject"].startswith("SMS")]
     assert sms_task["WhoId"] == jane["Id"]  # the seeded Contact, matched on her messy phone format
+    [email_task] = [t for t in tasks if t["Subject"].startswith("Email")]
+    assert email_task["WhoId"] == jane["Id"]  # and on the address on her Contact (mail ports from base_port)
+
+
+def test_an_email_played_against_the_sandbox_is_in_the_support_mailbox_over_imap(sandbox: Sandbox) -> None:
+    line = sandbox.play("email", "--from", "Ana Ruiz <ana@example.net>", "--subject", "Order 1234",
+                        "--text", "Where is my order?")
+    assert "email from Ana Ruiz <ana@example.net> to support@crmhub.test: <" in line
+    imap = urlsplit(sandbox.urls["mail-imap"])
+    with imaplib.IMAP4(imap.hostname or "", imap.port or 0) as client:
+        client.login(DEFAULT_ADDRESS, DEFAULT_PASSWORD)
+        client.select("INBOX", readonly=True)
+        _, [uids] = client.uid("SEARCH", "FROM", "ana@example.net")
+        [uid] = uids.split()
+        _, fetched = client.uid("FETCH", uid, "(BODY.PEEK[])")
+    message = message_from_bytes(fetched[0][1], policy=policy.default)
+    assert message["Subject"] == "Order 1234" and message["Message-ID"] in line
+    assert message.get_content().strip() == "Where is my order?"
 
 
 def test_the_seeded_org_matches_the_embedded_settings(sandbox: Sandbox) -> None:
@@ -137,8 +162,10 @@ def test_traffic_replays_a_day_onto_our_numbers() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("inbound", "fax", "--from", "+14155550123"), "unknown kind 'fax'; use one of sms, whatsapp, call, x-mention"),
     (("inbound", "sms", "--from", "+14155550123"), "sms needs --text"),
+    (("inbound", "email", "--from", "ana@example.net", "--subject", "hi"), "email needs --text"),
+    (("inbound", "sms", "--from", "+14155550123", "--text", "hi", "--subject", "hi"), "--subject is for an email"),
     (("inbound", "sms", "--from", "+1415", "--text", "hi", "--base-port", "65532"), "--base-port 65532 does not fit"),
-    (("--base-port", "80"), "--base-port 80 does not fit: the six sandbox ports 80..85 must lie in 1024..65535"),
+    (("--base-port", "80"), "--base-port 80 does not fit: the 9 sandbox ports 80..88 must lie in 1024..65535"),
 ])
 def test_unknown_kinds_and_bad_ports_are_refused_clearly(args: tuple[str, ...], message: str) -> None:
     done = crmhub("sandbox", *args, timeout=30)
@@ -154,18 +181,20 @@ def test_nothing_listening_says_how_to_start_one() -> None:
 
 
 def test_validate_refuses_a_base_port_that_does_not_fit(tmp_path: Path) -> None:
-    settings = write_sandbox_settings(tmp_path, {}, base_port=65532)
+    settings = write_sandbox_settings(tmp_path, {}, base_port=65530)
     done = crmhub("validate", "--config", str(settings), timeout=30)
     assert done.returncode == 1
-    assert "sandbox.base_port: 65532 does not fit: the six sandbox ports 65532..65537 must lie in 1024..65535" in (
+    assert "sandbox.base_port: 65530 does not fit: the 9 sandbox ports 65530..65538 must lie in 1024..65535" in (
         done.stderr)
 
 
 def test_every_seed_action_is_documented_and_says_what_is_missing(
         salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
-        twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer) -> None:
+        twilio_sandbox: EmulatorServer, x_sandbox: EmulatorServer, meta_sandbox: EmulatorServer,
+        mail_sandbox: EmulatorServer) -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "sandbox"
-    for server in (salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, x_sandbox):
+    for server in (salesforce_sandbox, zendesk_sandbox, hubspot_sandbox, twilio_sandbox, x_sandbox, meta_sandbox,
+                   mail_sandbox):
         api = server.emulator.name
         page = (docs / f"{api}.md").read_text()
         for action in server.emulator.control_actions():

@@ -8,6 +8,7 @@ mailbox's password over the network in the clear.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Literal
 
@@ -80,3 +81,10 @@ class EmailSettings(Model):
                                             "(the mailbox's password or app password)")
         return self
 
+    def in_sandbox(self, host: str, ports: Mapping[str, int]) -> EmailSettings:
+        """With `sandbox.enabled`: an IMAP or SMTP server on loopback with no port set takes the sandbox mail
+        server's (`mail-imap`, `mail-smtp`: 8708 and 8707, or N+8 and N+7); an explicit port wins."""
+        update = {kind: server.model_copy(update={"port": ports[f"mail-{kind}"]})
+                  for kind, server in (("imap", self.imap), ("smtp", self.smtp))
+                  if server.port is None and is_loopback(server.host) and f"mail-{kind}" in ports}
+        return self.model_copy(update=update)
