@@ -136,6 +136,7 @@ def test_a_reply_outside_the_window_goes_as_the_template_that_fits_once(with_tem
     assert sent["body"] == (f"Hi Jane, we have answered your request {kit.ticket()}. "
                             "Reply to this message to read our answer.")
     assert sent["status"] == "delivered" and sent["error_code"] is None
+    assert kit.tw.wait_for_webhooks(timeout=10)  # the status callbacks have reached the receiver
     [reply] = replies_of(kit.hub)
     assert reply.status == "delivered" and reply.channel_message_id == sent["sid"]
     assert kit.notes() == []

@@ -40,7 +40,7 @@ def test_validate_accepts_a_good_file_and_the_embedded_defaults(cfg: ConfigDir, 
     assert (good.exit_code, good.stdout.strip()) == (0, "settings.yaml: OK (CRMs: salesforce; channels: twilio)")
     defaults = CliRunner().invoke(app, ["validate"])
     assert defaults.exit_code == 0, defaults.output
-    assert "OK (CRMs: salesforce, zendesk, hubspot; channels: twilio, x, meta, email)" in defaults.stdout
+    assert "OK (CRMs: salesforce, zendesk, hubspot; channels: twilio, x, email, meta)" in defaults.stdout
 
 
 def test_validate_reports_a_missing_env_secret(cfg: ConfigDir, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,7 @@ def test_embedded_defaults_load_without_any_credentials(defaults: Config, tmp_pa
     settings = defaults.settings
     assert settings.sandbox.enabled
     assert settings.crms.enabled_names() == ("salesforce", "zendesk", "hubspot")
-    assert settings.channels.enabled_names() == ("twilio", "x", "meta", "email")
+    assert settings.channels.enabled_names() == ("twilio", "x", "email", "meta")
     assert defaults.source == DEFAULT_SETTINGS
     assert defaults.mappings_dir == DEFAULTS_DIR / "mappings"
     # the relative sqlite file of the defaults lands in the working directory, not in the package
@@ -76,7 +76,7 @@ def test_a_sandbox_base_port_moves_the_mail_ports_and_an_explicit_port_wins(tmp_
 
     path = write_sandbox_settings(tmp_path, {}, enabled=("salesforce", "email"), base_port=30000)
     mail = load_config(path, environ={}).settings.channels.email
-    assert mail is not None and (mail.imap.port, mail.smtp.port) == (30007, 30006)
+    assert mail is not None and (mail.imap.port, mail.smtp.port) == (30008, 30007)
     path.write_text(path.read_text().replace("security: none,", "security: none, port: 1143,", 1))
     mail = load_config(path, environ={}).settings.channels.email
     assert mail is not None and mail.imap.port == 1143 and mail.smtp.port == 30006
