@@ -163,7 +163,10 @@ def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, prog
     """Start every daemon; then, up to `kills` times, SIGKILL a random one and restart it.
 
     The first kill comes `moment` seconds (uniform) after the victim's run
-    first logged, so one lands while it starts, mirrors or routes. Every
+    first logged, so one lands while it starts, mirrors or routes, or sooner
+    once the CRM holds a first share of `total`; its victim is one of the
+    daemons already running (on a loaded machine one may start so late that
+    the others would write everything before it could be killed). Every
     later kill is triggered by observed progress, never by time: the loop
     draws a target between the progress seen at the last kill and `total`,
     waits until the CRM holds that many records, and kills at once, so the
@@ -177,11 +180,19 @@ def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, prog
     for n in range(kills):
         if finished():
             break
-        victim = rng.choice(list(daemons))
-        wait_for(lambda v=victim: v.logged() or not v.alive, 120, f"{victim.log.name} to start", daemons)  # a bound on failure only: a loaded machine starts Python slowly
+        if n == 0:
+            wait_for(lambda: any(d.logged() or not d.alive for d in daemons), 120, "a daemon to start", daemons)  # a bound on failure only: a loaded machine starts Python slowly
+            victim = rng.choice([d for d in daemons if d.logged() or not d.alive])
+        else:
+            victim = rng.choice(list(daemons))
+            wait_for(lambda v=victim: v.logged() or not v.alive, 120, f"{victim.log.name} to start", daemons)  # a bound on failure only
         assert victim.alive, f"{victim.log.name} exited by itself:\n{victim.tail()}"
         if n == 0:
-            time.sleep(rng.uniform(*moment))  # an early moment, to land in start-up work; not a synchronisation
+            # An early moment, to land in start-up work, cut short by progress: not a synchronisation.
+            first, until = rng.randint(1, max(1, total // (kills + 1))), time.monotonic() + rng.uniform(*moment)
+            wait_for(lambda: progress() >= first or time.monotonic() >= until or not victim.alive, 90,
+                     "the first kill's moment", daemons)
+            assert victim.alive, f"{victim.log.name} exited by itself:\n{victim.tail()}"
         else:
             seen = progress()
             step = max(1, (total - seen) // (kills - n + 1))
