@@ -68,10 +68,12 @@ def upsert_many(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
     """`upsert` for many rows in one statement (their other values set on a conflict on `key`)."""
     if not rows:
         return
-    statement = dialect_insert(session)(table.__table__)
+    # Over arrays on PostgreSQL only when no key repeats: one statement may not update a row twice.
+    unique = len({tuple(row[k] for k in key) for row in rows}) == len(rows)
+    statement, params = bulk_insert(session, table.__table__, rows, arrays=unique)
     statement = statement.on_conflict_do_update(
         index_elements=list(key), set_={column: statement.excluded[column] for column in rows[0] if column not in key})
-    session.execute(statement, [dict(row) for row in rows])  # executemany: compiled once, cached
+    session.execute(statement) if params is None else session.execute(statement, params)  # compiled once, cached
 
 
 def insert_many_ignoring_conflicts(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
@@ -83,23 +85,24 @@ def insert_many_ignoring_conflicts(session: Session, table: Any, rows: Sequence[
     costs several times that (issue 13). A key repeated among the rows keeps its first, as before.
     """
     if rows:
-        statement, params = _bulk_insert(session, table.__table__, rows)
+        statement, params = bulk_insert(session, table.__table__, rows)
         statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
         session.execute(statement) if params is None else session.execute(statement, params)
 
 
-def _bulk_insert(session: Session, table: Any,
-                 rows: Sequence[Mapping[str, Any]]) -> tuple[Any, list[dict[str, Any]] | None]:
+def bulk_insert(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
+                 *, arrays: bool = True) -> tuple[Any, list[dict[str, Any]] | None]:
     """The dialect's INSERT of `rows` and its executemany parameters; on PostgreSQL, when every row names
     the same columns, an `INSERT ... SELECT FROM unnest(arrays)` holding them, with no parameters (None).
 
     psycopg runs an executemany as a pipelined statement per row, and parses a multi-row INSERT's text
     anew each time (SQLAlchemy's insertmanyvalues, for RETURNING): either costs several times the arrays
-    in Python (issue 13).
+    in Python (issue 13). `arrays=False`: the executemany everywhere.
     """
     insert_ = dialect_insert(session)
     names = list(rows[0])
-    if session.get_bind().dialect.name == "postgresql" and all(row.keys() == rows[0].keys() for row in rows):
+    if arrays and session.get_bind().dialect.name == "postgresql" and all(row.keys() == rows[0].keys()
+                                                                          for row in rows):
         source = unnest(rows, {name: table.c[name].type for name in names})
         return insert_(table).from_select(names, select(*source.values())), None
     return insert_(table), [dict(row) for row in rows]
@@ -108,8 +111,8 @@ def _bulk_insert(session: Session, table: Any,
 def insert_returning(session: Session, table: Any, rows: Sequence[Mapping[str, Any]], returning: Sequence[Any],
                      conflict_columns: Sequence[str] | None = None) -> Any:
     """INSERT `rows` (ON CONFLICT DO NOTHING on `conflict_columns`, if given) RETURNING `returning` of the rows
-    inserted: the result, in no particular order. One statement on PostgreSQL (`_bulk_insert`)."""
-    statement, params = _bulk_insert(session, table, rows)
+    inserted: the result, in no particular order. One statement on PostgreSQL (`bulk_insert`)."""
+    statement, params = bulk_insert(session, table, rows)
     if conflict_columns is not None:
         statement = statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
     statement = statement.returning(*returning)

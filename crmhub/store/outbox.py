@@ -43,13 +43,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, func, insert, literal, not_, select, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, func, literal, not_, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from crmhub.model import CaseState, OutboxStatus, QueueTarget, RouteDecision, WritePriority
 from crmhub.store import cases as support_cases
-from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many_ignoring_conflicts, upsert, upsert_many
+from crmhub.store.ledger import INTERACTION_COLUMNS, bulk_insert, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 from crmhub.store.sets import among, per_row
@@ -454,7 +454,8 @@ def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
             "opened_at": t.opened_at, "closed_at": None, "closed_final": False, "state_at": None}
            for t in threads if t.id is None]
     if new:
-        session.execute(insert(table), new)
+        statement, params = bulk_insert(session, table, new)
+        session.execute(statement) if params is None else session.execute(statement, params)
     renewed = [{"tid": t.id, "new_seq": t.seq, "new_queue": t.queue, "new_opened_at": t.opened_at}
                for t in threads if t.id is not None]
     if renewed:
