@@ -135,6 +135,7 @@ class MailServer:
         return self.root / "home" / domain / local
 
     def stop(self) -> None:
+        """Stop both servers, then remove their directory (config, queue, mailboxes)."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
@@ -143,6 +144,7 @@ class MailServer:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _require_binaries() -> None:
