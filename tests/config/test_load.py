@@ -79,7 +79,7 @@ def test_a_sandbox_base_port_moves_the_mail_ports_and_an_explicit_port_wins(tmp_
     assert mail is not None and (mail.imap.port, mail.smtp.port) == (30008, 30007)
     path.write_text(path.read_text().replace("security: none,", "security: none, port: 1143,", 1))
     mail = load_config(path, environ={}).settings.channels.email
-    assert mail is not None and mail.imap.port == 1143 and mail.smtp.port == 30006
+    assert mail is not None and mail.imap.port == 1143 and mail.smtp.port == 30007
 
 
 def test_embedded_defaults_carry_the_sandbox_credentials(defaults: Config) -> None:
