@@ -164,9 +164,10 @@ def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, prog
 
     The first kill comes `moment` seconds (uniform) after the victim's run
     first logged, so one lands while it starts, mirrors or routes, or sooner
-    once the CRM holds a first share of `total`; its victim is one of the
-    daemons already running (on a loaded machine one may start so late that
-    the others would write everything before it could be killed). Every
+    once the CRM holds a first share of `total`. Each victim is one of the
+    daemons already running (on a loaded machine a daemon just restarted may
+    start so late that the others write everything before it could be
+    killed). Every
     later kill is triggered by observed progress, never by time: the loop
     draws a target between the progress seen at the last kill and `total`,
     waits until the CRM holds that many records, and kills at once, so the
@@ -180,12 +181,8 @@ def kill_loop(daemons: Sequence[Daemon], *, kills: int, rng: random.Random, prog
     for n in range(kills):
         if finished():
             break
-        if n == 0:
-            wait_for(lambda: any(d.logged() or not d.alive for d in daemons), 120, "a daemon to start", daemons)  # a bound on failure only: a loaded machine starts Python slowly
-            victim = rng.choice([d for d in daemons if d.logged() or not d.alive])
-        else:
-            victim = rng.choice(list(daemons))
-            wait_for(lambda v=victim: v.logged() or not v.alive, 120, f"{victim.log.name} to start", daemons)  # a bound on failure only
+        wait_for(lambda: any(d.logged() or not d.alive for d in daemons), 120, "a daemon to start", daemons)  # a bound on failure only: a loaded machine starts Python slowly
+        victim = rng.choice([d for d in daemons if d.logged() or not d.alive])
         assert victim.alive, f"{victim.log.name} exited by itself:\n{victim.tail()}"
         if n == 0:
             # An early moment, to land in start-up work, cut short by progress: not a synchronisation.
