@@ -65,8 +65,10 @@ def test_three_daemons_on_one_postgresql_store_write_each_message_once(
     settings = write_sandbox_settings(tmp_path, urls, state_url=fresh_postgres_url, enabled=[*servers, "twilio"],
                                       every="1s")  # webhooks stay off: no port to share
     # The lease must outlast a batch, or a second daemon claims rows still being written: a Zendesk batch of
-    # follow-ups on one ticket takes a job, at least a second, per comment. A victim's rows wait that long.
-    tune_settings(settings, {"delivery.batch_size": 5, "delivery.lease": "10s", "run.shutdown_grace": "10s",
+    # follow-ups on one ticket takes a job, at least a second, per comment, and on a loaded machine (the whole
+    # suite on 2 cores) a batch took over 10 s once and was written twice (docs/roadmap.md, Known limitations:
+    # the lease is not renewed during a batch). A victim's rows wait that long.
+    tune_settings(settings, {"delivery.batch_size": 5, "delivery.lease": "20s", "run.shutdown_grace": "10s",
                              "crms.salesforce.auth.client_id": "env:CRMHUB_TEST_SF_CLIENT_ID",
                              "crms.salesforce.auth.client_secret": "env:CRMHUB_TEST_SF_CLIENT_SECRET"})
     sf: Any = salesforce_sandbox.emulator
