@@ -471,10 +471,11 @@ def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
     """The case records the CRM created, by conversation, onto threads that had none yet (one UPDATE)."""
     if cases:
         table = _THREADS
-        session.connection().execute(
-            update(table).where(table.c.crm == crm, table.c.conversation_key == bindparam("conversation"),
-                                table.c.record_id.is_(None)).values(record_id=bindparam("new_record_id")),
-            [{"conversation": key, "new_record_id": record} for key, record in cases.items()])
+        each, bound = support_cases.by_conversation(session, table.c.conversation_key, cases)
+        # A record already there stays (coalesce) rather than `record_id IS NULL` in the WHERE: with that,
+        # PostgreSQL's planner walks ix_threads_record's slice of the CRM's threads without a case instead.
+        each.execute(session, update(table).where(table.c.crm == crm, *bound)
+                     .values(record_id=func.coalesce(table.c.record_id, each.columns["new_record_id"])))
         support_cases.recorded(session, crm, cases)
 
 
