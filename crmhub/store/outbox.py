@@ -43,7 +43,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, func, insert, literal, not_, select, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, func, literal, not_, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
