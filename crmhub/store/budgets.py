@@ -14,10 +14,13 @@ calls than configured, whichever daemons made them, as with one daemon's
 own sliding log. The price: with every daemon busy, about SLOTS/(SLOTS + 2)
 of the pace goes through. Calls of a grant not used within its slot lapse.
 
-A reservation is one short transaction: a transaction advisory lock per
-(system, window), so the sum and the write are one step for every daemon,
-then the sum of the recent slots and an upsert of the current one. Slots
-older than the window are deleted in the same transaction. A call that
+A reservation is one short transaction of two statements: a transaction
+advisory lock per (system, window), so the sum and the write are one step
+for every daemon, then one statement that sums the recent slots, upserts
+the current one with what fits and deletes the slots older than the window.
+The lock must be its own statement: under READ COMMITTED a statement reads
+the snapshot taken when it started, so a sum in the statement that waited
+for the lock would miss the reservation committed while it waited. A call that
 still ended later than the slot after its grant's (a busy host held it
 back) is charged again in the slot it ended in (`charge`), so the
 reservations after it see it.
@@ -25,7 +28,7 @@ reservations after it see it.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -35,6 +38,22 @@ from crmhub.store.schema import ApiBudgetSlotRow
 
 SLOTS = 10  # slots per window: finer lapses less of a grant, costs more reservations
 SPAN = SLOTS + 2  # slots a reservation must fit in (see the module docstring)
+
+# One statement after the lock: what fits, its upsert, and the slots the window left behind.
+_RESERVE: TextClause = text(f"""
+WITH fits AS (
+    SELECT greatest(0, least(:want, :limit - coalesce(sum(used), 0)))::integer AS calls
+    FROM api_budget_slots WHERE system = :system AND seconds = :window AND slot > :slot - {SPAN}),
+added AS (
+    INSERT INTO api_budget_slots (system, seconds, slot, used)
+    SELECT :system, :window, :slot, calls FROM fits WHERE calls > 0
+    ON CONFLICT (system, seconds, slot) DO UPDATE SET used = api_budget_slots.used + excluded.used
+    RETURNING 1),
+lapsed AS (
+    DELETE FROM api_budget_slots
+    WHERE system = :system AND seconds = :window AND slot <= :slot - {SPAN} AND (SELECT calls FROM fits) > 0
+    RETURNING 1)
+SELECT calls FROM fits""")
 
 
 class SharedPace:
@@ -51,15 +70,10 @@ class SharedPace:
             grant's calls are to be made before it ends; none granted means none fit, ask again then.
         """
         window, length, slot = _slot(seconds, now)
-        t = ApiBudgetSlotRow
-        mine = (t.system == system, t.seconds == window)
         with self.store.transaction() as session:
             one_at_a_time(session, f"budget:{system}:{window}")
-            used = session.scalar(select(func.coalesce(func.sum(t.used), 0)).where(*mine, t.slot > slot - SPAN))
-            calls = max(0, min(want, limit - int(used or 0)))
-            if calls:
-                _add(session, system, window, slot, calls)
-                session.execute(delete(t).where(*mine, t.slot <= slot - SPAN))
+            calls = int(session.scalar(_RESERVE, {"system": system, "window": window, "slot": slot,
+                                                  "want": want, "limit": limit}) or 0)
         return calls, slot * length, (slot + 1) * length
 
     def charge(self, system: str, seconds: float, now: float) -> None:

@@ -17,12 +17,14 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from crmhub.store.ledger import insert_many_ignoring_conflicts
 from crmhub.store.schema import SupportCaseRow, ThreadRow
-from crmhub.store.sets import among
+from crmhub.store.sets import PerRow, among, per_row
 
 _CASES, _THREADS = cast(Table, SupportCaseRow.__table__), cast(Table, ThreadRow.__table__)
+_RECORD_TYPES = {"conversation": ThreadRow.conversation_key.type, "new_record_id": ThreadRow.record_id.type}
 
 
 def channel_of(conversation_key: str) -> str:
@@ -53,13 +55,28 @@ def recorded(session: Session, crm: str, records: Mapping[str, str]) -> None:
     """The CRM records of the conversations' current cases (by conversation), onto cases that had none."""
     if records:
         cases, threads = _CASES.c, _THREADS.c
-        current = (select(threads.seq).where(threads.crm == crm, threads.conversation_key == bindparam("conversation"))
+        current = (select(threads.seq).where(threads.crm == crm, threads.conversation_key == cases.conversation_key)
                    .scalar_subquery())
-        session.connection().execute(
-            update(_CASES).where(cases.crm == crm, cases.conversation_key == bindparam("conversation"),
-                                 cases.seq == current, cases.record_id.is_(None))
-            .values(record_id=bindparam("new_record_id")),
-            [{"conversation": key, "new_record_id": record} for key, record in records.items()])
+        each, bound = by_conversation(session, cases.conversation_key, records)
+        each.execute(session, update(_CASES).where(cases.crm == crm, *bound, cases.seq == current,
+                                                   cases.record_id.is_(None))
+                     .values(record_id=each.columns["new_record_id"]))
+
+
+def by_conversation(session: Session, column: ColumnElement[str],
+                    records: Mapping[str, str]) -> tuple[PerRow, list[ColumnElement[bool]]]:
+    """Case records by conversation, as the per-row values of one UPDATE (`per_row`: over arrays on
+    PostgreSQL), and the conditions that tie `column` to them.
+
+    On PostgreSQL the conversations are also bound as one array (`among`), so the planner looks each up
+    along the table's index instead of joining the arrays against the whole index.
+    """
+    each = per_row(session, [{"conversation": key, "new_record_id": record} for key, record in records.items()],
+                   _RECORD_TYPES, key="conversation")
+    bound = [column == each.columns["conversation"]]
+    if each.params is None:
+        bound.append(among(column, list(records)))
+    return each, bound
 
 
 @dataclass(frozen=True)

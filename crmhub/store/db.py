@@ -9,6 +9,7 @@ gives the planner statistics (`crmhub.store.maintenance`).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from crmhub.errors import CrmhubError
 from crmhub.store import maintenance, migrate
+
+# Seconds a pooled server connection may sit unused before it is pinged on checkout (see `_ping_after_idle`).
+PING_AFTER_IDLE = 1.0
 
 
 class StoreMissing(CrmhubError):
@@ -73,6 +79,8 @@ def open_store(url: str, *, migrate_schema: bool = True, create: bool = True) ->
     engine = create_engine(url, **_engine_options(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        _ping_after_idle(engine)
     if migrate_schema:
         migrate.upgrade(engine)
         maintenance.at_start(engine)
@@ -102,7 +110,37 @@ def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # One writer at a time; wait for the lock instead of failing at once.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    return {}
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it sat unused `PING_AFTER_IDLE` seconds or more.
+
+    `pool_pre_ping` would add a `SELECT 1` round trip to every transaction (a warm cycle runs
+    hundreds; issue 13). Connections go stale while they sit in the pool (a server restart, an idle
+    timeout, a terminated backend), and a restart takes longer than `PING_AFTER_IDLE`, so a connection
+    back in use within that time was alive a moment ago. One that breaks in the meantime fails its
+    transaction, as it would have mid-transaction with `pool_pre_ping`, and SQLAlchemy's disconnect
+    handling then drops it and every connection of the pool opened before, so the next transaction
+    reconnects. A failed ping raises `DisconnectionError`, on which the pool reconnects and goes on.
+    """
+    dialect = engine.dialect
+
+    def returned(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["crmhub_idle_since"] = time.monotonic()
+
+    def taken(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        since = record.info.get("crmhub_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError("a pooled connection to the state store was lost while idle; reconnecting") \
+                from error
+
+    event.listen(engine, "checkin", returned)
+    event.listen(engine, "checkout", taken)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

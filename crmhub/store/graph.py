@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord, identity_person_key
 from crmhub.store import linklog
-from crmhub.store.ledger import insert_returning, upsert
+from crmhub.store.ledger import insert_many, insert_returning, upsert
 from crmhub.store.schema import (ConflictRow, CrmLinkRow, IdentityRow, LedgerRow, MirrorIdentityRow, MirrorRow,
                                  PersonRow)
-from crmhub.store.sets import among
+from crmhub.store.sets import among, per_row
 
 
 def person_for(session: Session, identity: Identity, *, now: datetime) -> int:
@@ -108,10 +108,9 @@ def new_persons(session: Session, identities: Sequence[Identity], *, now: dateti
 
 def add_identities(session: Session, identities: Sequence[tuple[int, Identity]]) -> None:
     """`add_identity` for many (person, identity) at once: identities nobody holds yet."""
-    if identities:
-        session.execute(insert(IdentityRow.__table__), [
-            {"kind": i.kind.value, "value": i.value, "display": i.display or "", "person_id": person}
-            for person, i in identities])
+    insert_many(session, IdentityRow.__table__, [
+        {"kind": i.kind.value, "value": i.value, "display": i.display or "", "person_id": person}
+        for person, i in identities])
 
 
 def holder_of(session: Session, identity: Identity) -> int | None:
@@ -273,9 +272,13 @@ def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
     if gone:
         session.execute(delete(MirrorRow).where(MirrorRow.id.in_(gone)))
     if changed:
-        session.execute(update(MirrorRow).execution_options(synchronize_session=False), [
-            {"id": row_id, "fields": dict(latest[key].fields), "modified_at": latest[key].modified_at}
-            for key, row_id in changed.items()])
+        table = MirrorRow.__table__
+        each = per_row(session, [{"row_id": row_id, "new_fields": dict(latest[key].fields),
+                                  "new_modified_at": latest[key].modified_at} for key, row_id in changed.items()],
+                       {"row_id": table.c.id.type, "new_fields": table.c.fields.type,
+                        "new_modified_at": table.c.modified_at.type}, key="row_id")
+        each.execute(session, update(table).where(table.c.id == each.columns["row_id"])
+                     .values(fields=each.columns["new_fields"], modified_at=each.columns["new_modified_at"]))
     new = [record for key, record in latest.items() if not record.deleted and key not in existing]
     ids = dict(changed)
     if new:
@@ -288,8 +291,7 @@ def upsert_mirror(session: Session, records: Iterable[MirrorRecord]) -> int:
     entries = [{"mirror_id": row_id, "crm": crm, "kind": kind, "value": value}
                for (crm, record_id), row_id in ids.items()
                for kind, value in dict.fromkeys((i.kind.value, i.value) for i in latest[(crm, record_id)].identities)]
-    if entries:
-        session.execute(insert(MirrorIdentityRow.__table__), entries)
+    insert_many(session, MirrorIdentityRow.__table__, entries)
     session.expire_all()  # rows loaded before (ORM objects) must not shadow what was just written
     return len(ids)
 

@@ -90,8 +90,16 @@ def insert_many_ignoring_conflicts(session: Session, table: Any, rows: Sequence[
         session.execute(statement) if params is None else session.execute(statement, params)
 
 
+def insert_many(session: Session, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Plain INSERT of `rows` into `table` (a Table): one statement over arrays on PostgreSQL (`bulk_insert`),
+    an executemany elsewhere."""
+    if rows:
+        statement, params = bulk_insert(session, table, rows)
+        session.execute(statement) if params is None else session.execute(statement, params)
+
+
 def bulk_insert(session: Session, table: Any, rows: Sequence[Mapping[str, Any]],
-                 *, arrays: bool = True) -> tuple[Any, list[dict[str, Any]] | None]:
+                *, arrays: bool = True) -> tuple[Any, list[dict[str, Any]] | None]:
     """The dialect's INSERT of `rows` and its executemany parameters; on PostgreSQL, when every row names
     the same columns, an `INSERT ... SELECT FROM unnest(arrays)` holding them, with no parameters (None).
 

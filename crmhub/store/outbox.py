@@ -49,7 +49,7 @@ from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from crmhub.model import CaseState, OutboxStatus, QueueTarget, RouteDecision, WritePriority
 from crmhub.store import cases as support_cases
-from crmhub.store.ledger import INTERACTION_COLUMNS, bulk_insert, insert_many_ignoring_conflicts, upsert, upsert_many
+from crmhub.store.ledger import INTERACTION_COLUMNS, insert_many, insert_many_ignoring_conflicts, upsert, upsert_many
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.schema import JOB_REF_LENGTH, ApiBudgetRow, LedgerRow, OutboxRow, RouteDecisionRow, ThreadRow
 from crmhub.store.sets import among, per_row
@@ -447,23 +447,24 @@ def next_thread(thread: Thread | None, conversation_key: str, queue: str, *, now
     return Thread(thread.id, conversation_key, thread.seq + 1, None, queue, now, first_at=first_at or now)
 
 
+_RENEWED_TYPES = {"tid": ThreadRow.id.type, "new_seq": ThreadRow.seq.type, "new_queue": ThreadRow.queue.type,
+                  "new_opened_at": ThreadRow.opened_at.type}
+
+
 def save_threads(session: Session, crm: str, threads: Sequence[Thread]) -> None:
     """Store threads `next_thread` opened: new ones in one INSERT, the next cases of closed ones in one UPDATE."""
     table = _THREADS
     new = [{"crm": crm, "conversation_key": t.conversation_key, "seq": t.seq, "record_id": None, "queue": t.queue,
             "opened_at": t.opened_at, "closed_at": None, "closed_final": False, "state_at": None}
            for t in threads if t.id is None]
-    if new:
-        statement, params = bulk_insert(session, table, new)
-        session.execute(statement) if params is None else session.execute(statement, params)
+    insert_many(session, table, new)
     renewed = [{"tid": t.id, "new_seq": t.seq, "new_queue": t.queue, "new_opened_at": t.opened_at}
                for t in threads if t.id is not None]
     if renewed:
-        session.connection().execute(
-            update(table).where(table.c.id == bindparam("tid")).values(
-                seq=bindparam("new_seq"), record_id=None, queue=bindparam("new_queue"),
-                opened_at=bindparam("new_opened_at"), closed_at=None, closed_final=False, state_at=None),
-            renewed)
+        each = per_row(session, renewed, _RENEWED_TYPES, key="tid")
+        each.execute(session, update(table).where(table.c.id == each.columns["tid"]).values(
+            seq=each.columns["new_seq"], record_id=None, queue=each.columns["new_queue"],
+            opened_at=each.columns["new_opened_at"], closed_at=None, closed_final=False, state_at=None))
     support_cases.opened(session, crm, [support_cases.Opened(
         t.conversation_key, t.seq, t.queue, t.first_at or t.opened_at, t.opened_at) for t in threads])
 
@@ -472,10 +473,11 @@ def record_cases(session: Session, crm: str, cases: Mapping[str, str]) -> None:
     """The case records the CRM created, by conversation, onto threads that had none yet (one UPDATE)."""
     if cases:
         table = _THREADS
-        session.connection().execute(
-            update(table).where(table.c.crm == crm, table.c.conversation_key == bindparam("conversation"),
-                                table.c.record_id.is_(None)).values(record_id=bindparam("new_record_id")),
-            [{"conversation": key, "new_record_id": record} for key, record in cases.items()])
+        each, bound = support_cases.by_conversation(session, table.c.conversation_key, cases)
+        # A record already there stays (coalesce) rather than `record_id IS NULL` in the WHERE: with that,
+        # PostgreSQL's planner walks ix_threads_record's slice of the CRM's threads without a case instead.
+        each.execute(session, update(table).where(table.c.crm == crm, *bound)
+                     .values(record_id=func.coalesce(table.c.record_id, each.columns["new_record_id"])))
         support_cases.recorded(session, crm, cases)
 
 
@@ -500,11 +502,11 @@ def record_reopened(session: Session, reopened_from: Mapping[int, datetime | Non
     if reopened_from:
         support_cases.reopened(session, reopened_from)  # first: it reads the threads' state before this
         table = _THREADS
-        session.connection().execute(
-            update(table).where(table.c.id == bindparam("tid"),
-                                table.c.state_at.is_not_distinct_from(bindparam("was", type_=table.c.state_at.type)))
-            .values(closed_at=None, closed_final=False),
-            [{"tid": tid, "was": state_at} for tid, state_at in reopened_from.items()])
+        each = per_row(session, [{"tid": tid, "was": state_at} for tid, state_at in reopened_from.items()],
+                       {"tid": table.c.id.type, "was": table.c.state_at.type}, key="tid")
+        each.execute(session, update(table).where(table.c.id == each.columns["tid"],
+                                                  table.c.state_at.is_not_distinct_from(each.columns["was"]))
+                     .values(closed_at=None, closed_final=False))
 
 
 def case_key(row: ThreadRow) -> str:
