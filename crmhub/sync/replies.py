@@ -15,7 +15,11 @@ failing holds up no other):
    (an invalid number, X refusing the DM) is a dead reply. Never twice: after
    a try whose outcome is unknown (a timeout, a crash), the next try first
    asks the channel for a message sent since the first claim with the same
-   text, and sends only if there is none.
+   text, and sends only if there is none. When the channel says something
+   stood in for the reply (WhatsApp's template outside its window), the
+   reply is `held` instead: `release_held` makes it due again once the
+   customer writes back in the conversation, or gives it up after
+   `ReplyPolicy.hold_for` (then step 4 notes it).
 3. `refresh_statuses`: ask the channel again about sent replies no status
    callback has settled (Twilio), statuses only moving forward.
 4. `write_back_failures`: a failed or dead reply becomes a dead letter and an
