@@ -403,7 +403,10 @@ class ReplyStatus(StrEnum):
     sending: claimed, or the last try ended without knowing whether the channel
     took it (checked before any further send); sent: the channel took it;
     delivered: the channel reports it delivered; failed: the channel reports it
-    could not deliver it; dead: crmhub gave up before the channel took it.
+    could not deliver it; dead: crmhub gave up before the channel took it;
+    held: something stood in for it (WhatsApp's template outside the 24-hour
+    window): it goes out, once, when the customer next writes in the
+    conversation (`crmhub.sync.replies.release_held`), or is given up.
     """
 
     PENDING = "pending"
@@ -412,6 +415,7 @@ class ReplyStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     DEAD = "dead"
+    HELD = "held"
 
     @property
     def final(self) -> bool:
@@ -420,7 +424,7 @@ class ReplyStatus(StrEnum):
 
 # The order statuses move in; a status never goes back, and the final ones accept nothing after them.
 REPLY_STATUS_RANK = {ReplyStatus.PENDING: 0, ReplyStatus.SENDING: 1, ReplyStatus.SENT: 2,
-                     ReplyStatus.DELIVERED: 3, ReplyStatus.FAILED: 3, ReplyStatus.DEAD: 3}
+                     ReplyStatus.DELIVERED: 3, ReplyStatus.FAILED: 3, ReplyStatus.DEAD: 3, ReplyStatus.HELD: 2}
 
 
 @dataclass(frozen=True)
@@ -496,6 +500,7 @@ class SentMessage:
     status: ReplyStatus = ReplyStatus.SENT
     echo: Interaction | None = None
     found_earlier: bool = False  # an earlier, uncertain try had gone out: nothing was sent now
+    stood_in: bool = False  # something else went out instead of the text (a template): hold the reply
 
 
 @dataclass(frozen=True)

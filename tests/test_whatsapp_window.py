@@ -1,5 +1,8 @@
 """WhatsApp's 24-hour window (issue 18 item 2): free text inside it, an approved template outside it, else a note.
 
+Outside it the reply is held behind the template and goes out as written once the customer writes back (or is
+given up with a note after 7 days).
+
 A whole hub against the Zendesk and Twilio emulators, on the sandbox's clock
 (the ledger's times are Twilio's): the customer writes on WhatsApp, crmhub
 opens the ticket, an agent replies in Zendesk; the test asserts on what the
@@ -137,8 +140,9 @@ def test_a_reply_outside_the_window_goes_as_the_template_that_fits_once(with_tem
                             "Reply to this message to read our answer.")
     assert sent["status"] == "delivered" and sent["error_code"] is None
     assert kit.tw.wait_for_webhooks(timeout=10)  # the status callbacks have reached the receiver
-    [reply] = replies_of(kit.hub)
-    assert reply.status == "delivered" and reply.channel_message_id == sent["sid"]
+    kit.hub.sync_once()
+    [reply] = replies_of(kit.hub)  # held behind its template: the template's delivery does not settle it
+    assert reply.status == "held" and reply.channel_message_id == sent["sid"]
     assert kit.notes() == []
     with kit.hub.store.transaction() as session:
         assert open_dead_letters(session) == []
@@ -157,7 +161,69 @@ def test_a_template_send_whose_answer_is_lost_still_goes_once(with_template: Kit
     [sent] = kit.sent()
     assert sent["body"].startswith("Hi Jane, we have answered your request")
     [reply] = replies_of(kit.hub)
-    assert reply.channel_message_id == sent["sid"] and reply.status in ("sent", "delivered")
+    assert reply.channel_message_id == sent["sid"] and reply.status == "held"
+
+
+def _held(kit: Kit) -> dict[str, Any]:
+    """The customer wrote 30 hours ago; the agent's reply went as the template, once, and is held."""
+    kit.customer_writes("My order never came")
+    kit.later(hours=30)
+    kit.reply("It ships today.")
+    kit.hub.sync_once()
+    [template] = kit.sent()
+    [reply] = replies_of(kit.hub)
+    assert reply.status == "held" and template["body"].startswith("Hi Jane, we have answered")
+    return template
+
+
+def test_a_held_reply_goes_as_free_text_once_when_the_customer_writes_back(with_template: Kit) -> None:
+    kit = with_template
+    template = _held(kit)
+    kit.later(hours=2)
+    kit.hub.sync_once()
+    assert [m["sid"] for m in kit.sent()] == [template["sid"]]  # no word from the customer: still held
+    kit.customer_writes("OK, what is it?")
+    kit.hub.sync_once()
+    kit.hub.sync_once()
+    template_, answer = sorted(kit.sent(), key=lambda m: m["date_created"])
+    assert template_["sid"] == template["sid"]
+    assert (answer["from"], answer["body"]) == (f"whatsapp:{WHATSAPP}", "It ships today.")
+    [reply] = replies_of(kit.hub)
+    assert reply.status in ("sent", "delivered") and reply.channel_message_id == answer["sid"]
+    assert kit.notes() == []
+
+
+def test_a_held_reply_whose_answer_is_lost_still_goes_once(with_template: Kit) -> None:
+    kit = with_template
+    _held(kit)
+    kit.tw.faults.add(Fault("reset", method="POST", path="Messages.json$", after=True))
+    kit.customer_writes("OK, what is it?")  # its sync releases the reply; the send's answer is lost
+    assert [f["hits"] for f in kit.tw.faults.list()] == [1]
+    kit.tw.clock.advance(300)
+    kit.hub.sync_once()
+    kit.hub.sync_once()
+    bodies = [m["body"] for m in sorted(kit.sent(), key=lambda m: m["date_created"])]
+    assert len(bodies) == 2 and bodies[0].startswith("Hi Jane") and bodies[1] == "It ships today."
+    [reply] = replies_of(kit.hub)
+    assert reply.status in ("sent", "delivered") and reply.text == "It ships today."
+
+
+def test_a_reply_held_past_the_limit_is_given_up_with_one_note(with_template: Kit) -> None:
+    kit = with_template
+    _held(kit)
+    kit.later(hours=24 * 7 + 1)
+    for _ in range(3):
+        kit.hub.sync_once()
+        kit.tw.clock.advance(300)
+    assert len(kit.sent()) == 1  # the template only
+    [reply] = replies_of(kit.hub)
+    assert reply.status == "dead" and reply.noted_at is not None
+    [note] = kit.notes()
+    assert not note["public"] and "did not write back within 7 days" in note["body"]
+    assert "It ships today" not in note["body"]
+    kit.customer_writes("Hello?")  # too late: the agent answers again; nothing goes out on its own
+    kit.hub.sync_once()
+    assert len(kit.sent()) == 1 and len(kit.notes()) == 1
 
 
 def test_a_template_needing_the_customers_name_is_passed_over_when_whatsapp_gave_none(with_template: Kit) -> None:

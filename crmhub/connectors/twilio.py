@@ -36,7 +36,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -364,7 +364,9 @@ class TwilioChannel(Connector):
             earlier = self._sent_since(from_, to, message, floor, text)
             return self._sent(earlier, found=True) if earlier is not None else None
 
-        return self.send_checked("messages.create", message.uncertain_since, find_sent, send)
+        sent = self.send_checked("messages.create", message.uncertain_since, find_sent, send)
+        # A template went instead of the text: the engine holds the reply until the customer writes back.
+        return replace(sent, stood_in=True) if text is None else sent
 
     def _sent_since(self, from_: str, to: str, message: OutboundMessage, floor: datetime,
                     text: str | None) -> Any | None:

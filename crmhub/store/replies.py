@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from crmhub.model import REPLY_STATUS_RANK, Channel, Identity, IdentityKind, OutboundMessage, ReplyStatus
+from crmhub.model import REPLY_STATUS_RANK, Channel, Direction, Identity, IdentityKind, OutboundMessage, ReplyStatus
 from crmhub.store.ledger import insert_ignoring_conflicts, latest_inbound
 from crmhub.store.schema import LedgerRow, ReplyRow
 from crmhub.store.sets import among
@@ -129,6 +129,44 @@ def mark_sent(session: Session, reply_id: int, message_id: str | None, status: R
           now, channel_status)
 
 
+def mark_held(session: Session, reply_id: int, message_id: str | None, *, now: datetime) -> None:
+    """Something stood in for the reply (`message_id`, e.g. a template): hold it until the customer writes back.
+
+    `sent_at` is when the stand-in went: the customer's next message must be newer.
+    """
+    row = session.get(ReplyRow, reply_id)
+    if row is None:
+        return
+    _answered(row)
+    row.channel_message_id, row.sent_at, row.last_error = message_id, now, None
+    _move(row, ReplyStatus.HELD, now, "")
+
+
+def release_held(session: Session, *, now: datetime) -> list[tuple[str, str]]:
+    """Held replies whose customer wrote in the conversation after the stand-in: due now, as a fresh send.
+
+    One statement for all of them. The stand-in's message id is dropped (its delivery news must not move the
+    reply) and the claim window starts again, so a lost answer is looked for after the stand-in only.
+    Returns (crm, channel) of each reply released.
+    """
+    wrote_back = exists().where(LedgerRow.conversation_key == ReplyRow.conversation_key,
+                                LedgerRow.direction == Direction.INBOUND.value,
+                                LedgerRow.occurred_at > ReplyRow.sent_at)
+    statement = (update(ReplyRow).where(ReplyRow.status == ReplyStatus.HELD.value, wrote_back)
+                 .values(status=ReplyStatus.PENDING.value, next_attempt_at=now, claimed_at=None, claims=0,
+                         channel_message_id=None, sent_at=None, channel_status="", status_at=now)
+                 .returning(ReplyRow.crm, ReplyRow.channel).execution_options(synchronize_session=False))
+    return [(crm, channel) for crm, channel in session.execute(statement)]
+
+
+def give_up_held(session: Session, reason: str, *, now: datetime, older_than: datetime) -> list[tuple[str, str]]:
+    """Held replies whose stand-in went before `older_than`: dead (noted on the case once, as any dead reply)."""
+    statement = (update(ReplyRow).where(ReplyRow.status == ReplyStatus.HELD.value, ReplyRow.sent_at < older_than)
+                 .values(status=ReplyStatus.DEAD.value, last_error=reason, status_at=now)
+                 .returning(ReplyRow.crm, ReplyRow.channel).execution_options(synchronize_session=False))
+    return [(crm, channel) for crm, channel in session.execute(statement)]
+
+
 def mark_retry(session: Session, reply_id: int, error: str, *, retry_at: datetime, uncertain: bool) -> None:
     """Try again at `retry_at`; `uncertain`: a try may have gone out (the row stays `sending`, checked first)."""
     row = session.get(ReplyRow, reply_id)
@@ -172,8 +210,11 @@ def record_status(session: Session, channels: Sequence[str], message_id: str, st
 
 
 def advances(current: ReplyStatus, new: ReplyStatus) -> bool:
-    """Forward only: delivered never becomes sent again, and failed/dead/delivered are final."""
-    return not current.final and REPLY_STATUS_RANK[new] > REPLY_STATUS_RANK[current]
+    """Forward only: delivered never becomes sent again, and failed/dead/delivered are final.
+
+    A held reply is not moved by news of what stood in for it (the template's delivery).
+    """
+    return not current.final and current is not ReplyStatus.HELD and REPLY_STATUS_RANK[new] > REPLY_STATUS_RANK[current]
 
 
 def _move(row: ReplyRow, status: ReplyStatus, now: datetime, channel_status: str) -> None:

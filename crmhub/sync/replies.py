@@ -15,7 +15,11 @@ failing holds up no other):
    (an invalid number, X refusing the DM) is a dead reply. Never twice: after
    a try whose outcome is unknown (a timeout, a crash), the next try first
    asks the channel for a message sent since the first claim with the same
-   text, and sends only if there is none.
+   text, and sends only if there is none. When the channel says something
+   stood in for the reply (WhatsApp's template outside its window), the
+   reply is `held` instead: `release_held` makes it due again once the
+   customer writes back in the conversation, or gives it up after
+   `ReplyPolicy.hold_for` (then step 4 notes it).
 3. `refresh_statuses`: ask the channel again about sent replies no status
    callback has settled (Twilio), statuses only moving forward.
 4. `write_back_failures`: a failed or dead reply becomes a dead letter and an
@@ -101,6 +105,9 @@ class ReplyPolicy:
     status_give_up: timedelta = timedelta(days=3)
     status_batch: int = 50
     default_language: str = DEFAULT_LANGUAGE  # settings `languages.default`: the note's language when unknown
+    # A reply held behind its stand-in (a template) waits this long for the customer to write back, then is
+    # given up with a note on the case (docs/channels.md "WhatsApp's 24-hour window").
+    hold_for: timedelta = timedelta(days=7)
 
 
 @dataclass
@@ -202,6 +209,7 @@ def send_replies(store_: StateStore, senders: Mapping[Channel, ChannelSender], p
                  now: datetime, report: ReplyReport | None = None) -> ReplyReport:
     """Send every due reply through its channel, batch after batch, until none is due."""
     report = report or ReplyReport()
+    release_held(store_, policy, now=now, report=report)
     while True:
         with store_.transaction() as session:
             claims = store.claim_due(session, policy.batch_size, now=now, lease=policy.lease)
@@ -215,6 +223,26 @@ def send_replies(store_: StateStore, senders: Mapping[Channel, ChannelSender], p
                 _record(session, claim, outcome, policy, report, now=now)
         if len(claims) < policy.batch_size:
             return report
+
+
+def release_held(store_: StateStore, policy: ReplyPolicy, *, now: datetime, report: ReplyReport) -> None:
+    """Held replies: due again once the customer has written back; given up after `policy.hold_for`.
+
+    One statement each, however many replies are held (no query per reply).
+    """
+    days = policy.hold_for.total_seconds() / 86400
+    reason = (f"the customer did not write back within {days:g} days of the message that stood in for this reply "
+              "(outside the channel's window): it was never sent; send the answer again when they next write")
+    with store_.transaction() as session:
+        released = store.release_held(session, now=now)
+        given_up = store.give_up_held(session, reason, now=now, older_than=now - policy.hold_for)
+    for crm, channel in released:
+        report.moved(crm, channel, ReplyStatus.PENDING)
+    for crm, channel in given_up:
+        report.dead += 1
+        report.moved(crm, channel, ReplyStatus.DEAD)
+    if released or given_up:
+        log.info("held replies", released=len(released), given_up=len(given_up))
 
 
 def _stopped_too_often(session: Session, claim: store.Claim, report: ReplyReport, *, now: datetime) -> None:
@@ -247,6 +275,14 @@ def _record(session: Session, claim: store.Claim, outcome: SentMessage | Excepti
             report: ReplyReport, *, now: datetime) -> None:
     message = claim.message
     channel = message.channel.value
+    if isinstance(outcome, SentMessage) and outcome.stood_in:
+        store.mark_held(session, claim.reply_id, outcome.message_id, now=now)
+        if outcome.echo is not None:
+            ledger.ingest_page(session, [outcome.echo], now=now)
+        report.moved(claim.crm, channel, ReplyStatus.HELD)
+        log.info("reply held: something stood in for it", reply=message.key, channel=channel,
+                 message=outcome.message_id, found_earlier=outcome.found_earlier)
+        return
     if isinstance(outcome, SentMessage):
         store.mark_sent(session, claim.reply_id, outcome.message_id, outcome.status, now=now)
         if outcome.echo is not None:
