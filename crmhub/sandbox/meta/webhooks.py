@@ -20,17 +20,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
 import secrets
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from crmhub.sandbox._deliveries import QueuedDeliveries
 from crmhub.sandbox.meta.models import Host, graph_time
 
-QUEUE_SIZE = 1000
 LOG_SIZE = 500
 TIMEOUT = 5.0
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -48,16 +46,14 @@ class _Delivery:
     body: bytes
 
 
-class MetaWebhooks:
+class MetaWebhooks(QueuedDeliveries[_Delivery]):
     """The app's webhook subscription and its delivery thread."""
 
+    thread_name = "sandbox-meta-webhooks"
+
     def __init__(self, host: Host) -> None:
+        super().__init__()
         self._host = host
-        self._queue: queue.Queue[_Delivery] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._pending = 0
-        self._generation = 0
-        self._idle = threading.Condition()
-        self._thread: threading.Thread | None = None
 
     def subscribe(self, url: str, verify_token: str, fields: list[str], max_attempts: int = 3) -> bool:
         """Set the callback URL and run Meta's verification request at once; True if it answered right."""
@@ -88,16 +84,8 @@ class MetaWebhooks:
             self._log(kind, message["id"], 0, None, "the callback URL has not been verified")
             return
         body = json.dumps(self.payload(message), separators=(",", ":")).encode()
-        with self._idle:
-            try:
-                self._queue.put_nowait(_Delivery(self._generation, message["id"], body))
-            except queue.Full:
-                self._log(kind, message["id"], 0, None, "queue full: event dropped")
-                return
-            self._pending += 1
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="sandbox-meta-webhooks", daemon=True)
-            self._thread.start()
+        self._enqueue(_Delivery(self._generation, message["id"], body),
+                      lambda: self._log(kind, message["id"], 0, None, "queue full: event dropped"))
 
     def payload(self, message: dict[str, Any]) -> dict[str, Any]:
         """The `messages` / `message_echoes` event of one message, in Meta's shape."""
@@ -116,32 +104,6 @@ class MetaWebhooks:
                 "entry": [{"id": our_id, "time": millis,
                            "messaging": [{"sender": {"id": message["from"]}, "recipient": {"id": message["to"]},
                                           "timestamp": millis, "message": body}]}]}
-
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def discard_pending(self) -> None:
-        with self._idle:
-            self._generation += 1
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._pending = 0
-            self._idle.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            delivery = self._queue.get()
-            try:
-                self._deliver(delivery)
-            finally:
-                with self._idle:
-                    if delivery.generation == self._generation:
-                        self._pending -= 1
-                    self._idle.notify_all()
 
     def _deliver(self, delivery: _Delivery) -> None:
         with self._host.lock:

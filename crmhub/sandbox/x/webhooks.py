@@ -20,18 +20,16 @@ import base64
 import hashlib
 import hmac
 import json
-import queue
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from crmhub.sandbox._deliveries import QueuedDeliveries
 from crmhub.sandbox.x.models import Host, conversation_members, iso, parse_iso
 
-QUEUE_SIZE = 1000
 LOG_SIZE = 500
 TIMEOUT = 3.0  # X expects webhooks to answer within a few seconds
 V1_TIME = "%a %b %d %H:%M:%S +0000 %Y"
@@ -52,16 +50,14 @@ class _Delivery:
     body: bytes
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(QueuedDeliveries[_Delivery]):
     """Queues and delivers events to the configured webhook on a background thread."""
 
+    thread_name = "sandbox-x-webhooks"
+
     def __init__(self, host: Host) -> None:
+        super().__init__()
         self._host = host
-        self._queue: queue.Queue[_Delivery] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._pending = 0
-        self._generation = 0
-        self._idle = threading.Condition()
-        self._thread: threading.Thread | None = None
 
     # ---- configuration (called under host.lock by the emulator) -----------------
     def configure(self, url: str, consumer_secret: str, subscriptions: list[str], max_attempts: int) -> None:
@@ -104,48 +100,9 @@ class WebhookDispatcher:
                 self._log(event_kind, record["id"], 0, None, "webhook has not passed its CRC check", user_id)
                 continue
             body = json.dumps(self._payload(kind, record, user_id), separators=(",", ":")).encode()
-            self._enqueue(_Delivery(self._generation, record["id"], event_kind, user_id, body))
-
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until every queued event was delivered or given up (True), or `timeout`."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def discard_pending(self) -> None:
-        """Forget queued events (emulator reset); one still in flight is not logged."""
-        with self._idle:
-            self._generation += 1
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._pending = 0
-            self._idle.notify_all()
-
-    def _enqueue(self, delivery: _Delivery) -> None:
-        with self._idle:
-            try:
-                self._queue.put_nowait(delivery)
-            except queue.Full:
-                self._log(delivery.kind, delivery.delivery_id, 0, None, "queue full: event dropped",
-                          delivery.for_user_id)
-                return
-            self._pending += 1
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="sandbox-x-webhooks", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            delivery = self._queue.get()
-            try:
-                self._deliver(delivery)
-            finally:
-                with self._idle:
-                    if delivery.generation == self._generation:
-                        self._pending -= 1
-                    self._idle.notify_all()
+            self._enqueue(_Delivery(self._generation, record["id"], event_kind, user_id, body),
+                          lambda u=user_id: self._log(event_kind, record["id"], 0, None, "queue full: event dropped",
+                                                      u))
 
     def _deliver(self, delivery: _Delivery) -> None:
         hook = self._hook()
