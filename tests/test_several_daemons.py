@@ -93,14 +93,8 @@ def test_three_daemons_on_one_postgresql_store_write_each_message_once(
         for daemon in daemons:
             daemon.ensure_dead()
 
-    zendesk_doubles: str | None = None
     for view in views:
-        try:
-            assert_each_message_once(view, traffic.senders)
-        except AssertionError as doubled:
-            if not (isinstance(view, ZendeskView) and "doubled" in str(doubled)):
-                raise
-            zendesk_doubles = str(doubled)  # a known bug, below: every other check still runs first
+        assert_each_message_once(view, traffic.senders)
     writers = Counter(user_of.get(task["CreatedById"]) for task in sf.records("Task"))
     failed_jobs = [line for d in daemons for line in d.text().splitlines() if "job failed" in line]
     print(f"\nseveral daemons: {loop.kills} SIGKILLs (messages in the CRMs at each kill: {loop.progress_at_kill}), "
@@ -111,11 +105,6 @@ def test_three_daemons_on_one_postgresql_store_write_each_message_once(
     # Daemons sharing the store must not trip over each other's rows (a unique key hit fails the whole job run).
     assert not [line for line in failed_jobs if "IntegrityError" in line], failed_jobs
     assert loop.kills >= 3, f"only {loop.kills} kills happened before everything was delivered"
-    if zendesk_doubles is not None:
-        # Known, open (docs/roadmap.md, Issue 13): with three daemons killed at observed progress, a Zendesk
-        # batch of comments is written twice in about 1 run in 5. It predates the progress-driven kill loop,
-        # which now reaches the kills that show it (b1d02f2 fails the same way with it).
-        pytest.xfail(f"known Zendesk double under kills with several daemons: {zendesk_doubles}")
 
 
 @pytest.mark.postgres

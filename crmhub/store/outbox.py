@@ -251,6 +251,7 @@ class Outcome:
     retry_at: datetime | None = None
     attempted: bool = True
     job_ref: str | None = None  # PENDING with a job: submitted, settled by a later claim (`WriteOutcome.waiting`)
+    sent_before: bool = False  # waiting, and an earlier claim may have sent the write: the next claim checks first
 
 
 def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datetime) -> None:
@@ -261,18 +262,24 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], *, now: datet
     `result_ref` when the CRM named no record (a relink may not name it again).
     A row waiting on a job (`job_ref`) is answered, so its claims end, but it
     is no attempt: it stays pending with the job, due again at `retry_at`.
+    A waiting row that an earlier claim may have sent (`sent_before`: that
+    claim was cut short after its submit landed, and the job it waits on now
+    is not the one that carries it) keeps one claim counted, so its next
+    claim is uncertain too and looks before it writes: forgetting that
+    wrote a Zendesk ticket twice under kills (tests/test_several_daemons.py).
     """
-    kinds: dict[tuple[OutboxStatus, bool, bool], list[dict[str, Any]]] = {}
+    kinds: dict[tuple[OutboxStatus, bool, bool, bool], list[dict[str, Any]]] = {}
     for o in outcomes:
         waiting = o.status is OutboxStatus.PENDING and o.job_ref is not None
         attempted = not waiting and (o.attempted or o.status is not OutboxStatus.DEAD)
-        kinds.setdefault((o.status, attempted, waiting), []).append(
+        kinds.setdefault((o.status, attempted, waiting, waiting and o.sent_before), []).append(
             {"oid": o.outbox_id, "new_error": o.error, "new_result_ref": o.result_ref,
              "new_contact_ref": o.contact_ref, "new_retry_at": o.retry_at,
              "new_job_ref": o.job_ref[:JOB_REF_LENGTH] if o.job_ref else None})
-    for (status, attempted, waiting), params in kinds.items():
+    for (status, attempted, waiting, sent_before), params in kinds.items():
         rows = per_row(session, params, _OUTCOME_TYPES, key="oid")
-        rows.execute(session, _outcome_update(status, attempted, now, rows.columns, waiting=waiting))
+        rows.execute(session, _outcome_update(status, attempted, now, rows.columns, waiting=waiting,
+                                              sent_before=sent_before))
 
 
 _OUTCOME_TYPES = {"oid": _OUTBOX.c.id.type, "new_error": _OUTBOX.c.last_error.type,
@@ -281,12 +288,13 @@ _OUTCOME_TYPES = {"oid": _OUTBOX.c.id.type, "new_error": _OUTBOX.c.last_error.ty
 
 
 def _outcome_update(status: OutboxStatus, attempted: bool, now: datetime, row: Mapping[str, Any], *,
-                    waiting: bool = False) -> Any:
+                    waiting: bool = False, sent_before: bool = False) -> Any:
     """The UPDATE recording one kind of outcome, by outbox row (`row["oid"]`, values of `sets.per_row`)."""
     table = _OUTBOX
     values: dict[str, Any] = {"attempts": table.c.attempts + 1, "claims": 0} if attempted else {}
     if waiting:
-        values |= {"claims": 0, "next_attempt_at": row["new_retry_at"], "job_ref": row["new_job_ref"]}
+        values |= {"claims": 1 if sent_before else 0, "next_attempt_at": row["new_retry_at"],
+                   "job_ref": row["new_job_ref"]}
     elif status is OutboxStatus.DONE:
         values |= {"status": status.value, "done_at": now, "last_error": None, "relink": False, "detach_from": None,
                    "result_ref": func.coalesce(row["new_result_ref"], table.c.result_ref),

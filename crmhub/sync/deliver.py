@@ -434,7 +434,8 @@ def _record(session: Session, batch: _Batch, outcomes: Sequence[WriteOutcome], c
     for (outbox_id, write), outcome in zip(batch.writes.items(), outcomes, strict=True):
         if outcome.waiting:  # in a job: what is known so far is recorded, the row waits to be settled
             recorded.append(outbox.Outcome(outbox_id, OutboxStatus.PENDING, job_ref=outcome.job_ref,
-                                           retry_at=now + timedelta(seconds=outcome.settle_after)))
+                                           retry_at=now + timedelta(seconds=outcome.settle_after),
+                                           sent_before=not write.first_attempt))
             if outcome.contact_id and write.contact_id is None:
                 links.append((write.person_id, write.contact_object, outcome.contact_id))
             if outcome.case_id and write.new_case is not None:

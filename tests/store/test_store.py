@@ -192,6 +192,30 @@ def test_a_claim_whose_lease_ran_out_is_no_attempt_and_only_its_outcome_counts(s
         stored = s.get(OutboxRow, row.id)
         assert stored is not None and (stored.claims, stored.attempts) == (0, 1)  # an answer: one attempt, no claim cut short since
 
+def test_a_waiting_row_an_earlier_claim_may_have_sent_stays_uncertain(store: StateStore) -> None:
+    """A claim cut short after its job landed, then a wait on another job: the claim after is still uncertain.
+
+    The Zendesk double of tests/test_several_daemons.py: a daemon died after submitting a ticket, the next
+    claim (uncertain) held the write behind its batch's users job, and the claim after that took the write for
+    never sent and opened the ticket again.
+    """
+    _one_pending(store, count=2)
+    lease = timedelta(minutes=5)
+    with store.transaction() as s:
+        first = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease)  # the daemon that dies after sending
+    later = NOW + 2 * lease
+    with store.transaction() as s:
+        claims = outbox.claim_due(s, "salesforce", 10, now=later, lease=lease)
+        assert [c.claims for c in claims] == [2, 2]  # uncertain: each may have been sent
+        outbox.record_outcomes(s, [
+            outbox.Outcome(claims[0].id, OutboxStatus.PENDING, job_ref="held:j2:-1", retry_at=later,
+                           sent_before=True),
+            outbox.Outcome(claims[1].id, OutboxStatus.PENDING, job_ref="c:j3:0", retry_at=later)], now=later)
+    with store.transaction() as s:
+        again = {c.id: c for c in outbox.claim_due(s, "salesforce", 10, now=later, lease=lease)}
+    assert [(again[c.id].claims, again[c.id].attempts) for c in first] == [(2, 0), (1, 0)]  # no attempt either way
+
+
 def test_claims_go_by_priority_and_leave_what_the_budget_does_not_allow(store: StateStore) -> None:
     lease = timedelta(minutes=5)
     ranks = [WritePriority.BACKFILL, WritePriority.FOLLOW_UP, WritePriority.NEW_CASE, WritePriority.REPLY,
