@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,17 +46,22 @@ def owner(hub: HubSpotEmulator) -> str:
 
 
 def connector(server: EmulatorServer, waits: list[float] | None = None, *, token: str = "sandbox-token",
-              queues: dict[str, TicketQueue] | None = None, real_sleep: float = 0.0, **kwargs: Any) -> HubSpotCrm:
+              queues: dict[str, TicketQueue] | None = None, landed: Callable[[], bool] | None = None,
+              **kwargs: Any) -> HubSpotCrm:
     """The connector as app.py builds it; `waits` records every backoff, which moves sandbox time.
 
-    `real_sleep` also lets that much real time pass per backoff (for a slow answer to land).
+    `landed`: each backoff also waits (at most 30 s) until it holds, e.g. until a slow request the client gave
+    up on has landed in the emulator: the retry then comes after it, from what the emulator holds, not a delay.
     """
     recorded = waits if waits is not None else []
 
     def sleep(seconds: float) -> None:
         recorded.append(seconds)
         server.emulator.clock.advance(seconds)
-        time.sleep(real_sleep)
+        deadline = time.monotonic() + 30
+        while landed is not None and not landed():
+            assert time.monotonic() < deadline, "the slow request never landed"
+            time.sleep(0.01)  # polling the emulator's state, not a delay standing in for it
 
     retrier = Retrier(RetryPolicy(max_attempts=4), sleep=sleep, rng=random.Random(1))
     return HubSpotCrm(access_token=token, base_url=server.url, objects=[CONTACTS],
@@ -230,7 +236,8 @@ def test_an_uncertain_contact_create_is_found_again_not_doubled(hub: HubSpotEmul
     """The create answers after the client gave up; the retry searches first and finds it."""
     hub.faults.add(Fault("slow", path="contacts/batch/create", delay=0.8))
     waits: list[float] = []
-    crm = connector(hubspot_sandbox, waits, timeout=0.3, real_sleep=1.0)  # the slow create lands meanwhile
+    crm = connector(hubspot_sandbox, waits, timeout=0.3,
+                    landed=lambda: bool(hub.objects("contacts")))  # the slow create lands before the retry
     [outcome] = crm.write_history([write(interaction(1))])
     assert outcome.ok and len(waits) == 1
     assert [c["id"] for c in hub.objects("contacts")] == [outcome.contact_id]
