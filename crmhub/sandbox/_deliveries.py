@@ -1,10 +1,11 @@
 """A bounded queue of webhook deliveries and the one background thread that makes them.
 
-Shared by the X and Meta emulators, which differ only in payloads,
+Shared by the X, Meta and Twilio emulators, which differ only in payloads,
 signatures and how an attempt is made and logged (`_deliver`). The
 generation moves on at each `discard_pending()` (the emulator's reset), so
-a delivery still in flight from before a reset is neither counted nor
-logged into the fresh state.
+a delivery still in flight from before a reset is neither retried nor
+logged into the fresh state; `wait_idle()` still waits for that one attempt
+to end, so no POST from before a reset reaches a receiver after it returns.
 """
 
 from __future__ import annotations
@@ -30,12 +31,17 @@ class QueuedDeliveries(Generic[D]):
 
     thread_name = "sandbox-webhooks"
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[D] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._pending = 0
+    def __init__(self, capacity: int = QUEUE_SIZE) -> None:
+        self._queue: queue.Queue[D] = queue.Queue(maxsize=capacity)
+        self._pending = 0  # queued plus the one being delivered
         self._generation = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
+
+    @property
+    def generation(self) -> int:
+        """The current reset generation; a delivery tagged with an older one belongs to no live state."""
+        return self._generation
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Block until every queued event was delivered or given up (True), or `timeout`."""
@@ -51,21 +57,25 @@ class QueuedDeliveries(Generic[D]):
                     self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._pending = 0
+                self._pending -= 1
             self._idle.notify_all()
 
-    def _enqueue(self, delivery: D, dropped: Callable[[], None]) -> None:
-        """Queue `delivery` without blocking; `dropped()` when the queue is full."""
+    def _enqueue(self, delivery: D, dropped: Callable[[], None]) -> bool:
+        """Queue `delivery` without blocking; False after `dropped()` when the queue is full."""
         with self._idle:
             try:
                 self._queue.put_nowait(delivery)
             except queue.Full:
-                dropped()
-                return
-            self._pending += 1
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
-            self._thread.start()
+                full = True
+            else:
+                full = False
+                self._pending += 1
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+                    self._thread.start()
+        if full:
+            dropped()  # outside the condition: it may take the emulator's lock
+        return not full
 
     def _run(self) -> None:
         while True:
@@ -74,8 +84,7 @@ class QueuedDeliveries(Generic[D]):
                 self._deliver(delivery)
             finally:
                 with self._idle:
-                    if delivery.generation == self._generation:
-                        self._pending -= 1
+                    self._pending -= 1
                     self._idle.notify_all()
 
     def _deliver(self, delivery: D) -> None:

@@ -61,9 +61,12 @@ class Received:
 
 
 class Receiver:
-    """A local HTTP server on port 0 that records each webhook POSTed to it."""
+    """A local HTTP server on port 0 that records each webhook POSTed to it.
 
-    def __init__(self) -> None:
+    With `gate`, each POST is recorded at once but answered only when the gate opens.
+    """
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
         inbox: queue.Queue[Received] = queue.Queue()
         self.inbox = inbox
 
@@ -72,12 +75,15 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 url = f"http://{self.headers['Host']}{self.path}"  # the URL the sender signed
                 inbox.put(Received(url, dict(parse_qsl(body, keep_blank_values=True)), dict(self.headers)))
+                if gate is not None:
+                    gate.wait(5)
                 self.send_response(204)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
                 return
 
+        self._gate = gate
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -93,6 +99,8 @@ class Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if gate := self._gate:
+            gate.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -379,6 +387,37 @@ def test_webhooks_are_signed_with_the_owning_accounts_token(twilio_sandbox: Emul
     hook = receiver.next()
     assert hook.params["AccountSid"] == account and hook.signed_with("second-account-token")
     assert not hook.signed_with(DEFAULT_AUTH_TOKEN)
+
+
+def test_a_full_webhook_queue_drops_and_logs_the_webhook_the_rest_go_out_in_order() -> None:
+    gate = threading.Event()
+    with Receiver(gate) as held:
+        em = TwilioEmulator(webhook_queue=1)
+        em.add_number(OUR_SMS, sms_url=held.url("/sms"))
+        first = em.receive_message(CUSTOMER, OUR_SMS, "one")
+        assert held.next().params["MessageSid"] == first  # in flight, held by the receiver
+        second = em.receive_message(CUSTOMER, OUR_SMS, "two")  # fills the queue
+        third = em.receive_message(CUSTOMER, OUR_SMS, "three")
+        gate.set()
+        assert em.wait_for_webhooks()
+        assert held.next().params["MessageSid"] == second and held.inbox.empty()
+    assert [(a["sid"], a["status"], a["error"]) for a in em.webhook_log()] == [
+        (third, None, "dropped: webhook queue full"), (first, 204, None), (second, 204, None)]
+
+
+def test_reset_forgets_queued_webhooks_and_waiting_covers_the_one_in_flight() -> None:
+    gate = threading.Event()
+    with Receiver(gate) as held:
+        em = TwilioEmulator()
+        em.add_number(OUR_SMS, sms_url=held.url("/sms"))
+        first = em.receive_message(CUSTOMER, OUR_SMS, "one")
+        assert held.next().params["MessageSid"] == first
+        em.receive_message(CUSTOMER, OUR_SMS, "two")
+        em.reset()
+        assert not em.wait_for_webhooks(timeout=0.2)  # the held POST has not been answered yet
+        gate.set()
+        assert em.wait_for_webhooks()
+        assert held.inbox.empty() and em.webhook_log() == []
 
 
 # ---- numbers and account ----------------------------------------------------

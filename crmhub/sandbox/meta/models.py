@@ -17,12 +17,10 @@ send-messages (messaging types, message tags) and .../policy/policy-overview.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from threading import RLock
-from typing import Any, Protocol
+from typing import Any
 
-from crmhub.sandbox._server import SandboxClock
+from crmhub.sandbox._hosted import HostedBackend
 
 GRAPH_VERSION = "v21.0"
 DEFAULT_PAGE_ID = "104000000000001"
@@ -41,18 +39,6 @@ TAGS = ("HUMAN_AGENT", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUN
 PLATFORMS = ("messenger", "instagram")
 TEXT_LIMIT = 2000  # Messenger: text must be UTF-8 and under 2000 characters
 ATTACHMENT_TYPES = ("image", "video", "audio", "file")
-
-
-class Host(Protocol):
-    """What the backend needs from its emulator: state, clock and lock."""
-
-    state: dict[str, Any]
-    clock: SandboxClock
-    lock: RLock
-
-
-EventSink = Callable[[str, dict[str, Any]], None]
-"""Told (kind, message record) when a message is created: 'message' or 'echo'."""
 
 
 class GraphError(Exception):
@@ -99,16 +85,8 @@ def initial_state() -> dict[str, Any]:
     }
 
 
-class MetaBackend:
-    """Domain operations on the state; callers hold the host's lock."""
-
-    def __init__(self, host: Host, on_event: EventSink | None = None) -> None:
-        self._host = host
-        self._on_event = on_event
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return self._host.state
+class MetaBackend(HostedBackend):
+    """Domain operations on the emulator's state; events: 'message' or 'echo' records as created."""
 
     def now(self) -> float:
         return self._host.clock.time()
@@ -173,8 +151,7 @@ class MetaBackend:
         self.state["messages"][mid] = record
         conversation["messages"].append(mid)
         conversation["updated_time"] = max(conversation["updated_time"], when)
-        if self._on_event is not None:
-            self._on_event("echo" if is_echo else "message", record)
+        self._emit("echo" if is_echo else "message", record)
         return record
 
     def inbound(self, platform: str, user_id: str, text: str, attachments: list[dict[str, Any]] | None = None,

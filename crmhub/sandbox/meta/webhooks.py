@@ -27,7 +27,8 @@ from typing import Any
 import requests
 
 from crmhub.sandbox._deliveries import QueuedDeliveries
-from crmhub.sandbox.meta.models import Host, graph_time
+from crmhub.sandbox._hosted import Host
+from crmhub.sandbox.meta.models import graph_time
 
 LOG_SIZE = 500
 TIMEOUT = 5.0

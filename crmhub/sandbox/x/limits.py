@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from crmhub.sandbox._hosted import Host
 from crmhub.sandbox.x.errors import TooManyRequests
-from crmhub.sandbox.x.models import Host
 
 FIFTEEN_MINUTES = 15 * 60
 DAY = 24 * 60 * 60

@@ -13,12 +13,10 @@ with sandbox time, so `since_id` / `until_id` mean "newer" / "older".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from threading import RLock
-from typing import Any, Protocol
+from typing import Any
 
-from crmhub.sandbox._server import SandboxClock
+from crmhub.sandbox._hosted import HostedBackend
 
 TWITTER_EPOCH_MS = 1288834974657
 SEQUENCE_BITS = 22
@@ -38,18 +36,6 @@ DM_RETENTION = timedelta(days=30)  # DM event lookups return the last 30 days
 
 _MENTION = re.compile(r"(?<![A-Za-z0-9_])@([A-Za-z0-9_]{1,15})")
 _HASHTAG = re.compile(r"(?<![A-Za-z0-9_&])#([A-Za-z0-9_]+)")
-
-
-class Host(Protocol):
-    """What the backend needs from its emulator: state, clock and lock."""
-
-    state: dict[str, Any]
-    clock: SandboxClock
-    lock: RLock
-
-
-EventSink = Callable[[str, dict[str, Any]], None]
-"""Told (kind, record) when a post or DM is created, e.g. to fire webhooks."""
 
 
 def snowflake(when: datetime, sequence: int = 0) -> str:
@@ -141,16 +127,8 @@ def _user_record(user_id: str, username: str, name: str, created: datetime) -> d
     }
 
 
-class XBackend:
-    """Domain operations on the emulator's state; callers hold `host.lock`."""
-
-    def __init__(self, host: Host, on_event: EventSink | None = None) -> None:
-        self._host = host
-        self._on_event = on_event
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return self._host.state
+class XBackend(HostedBackend):
+    """Domain operations on the emulator's state; events: 'tweet' and 'dm' records as created."""
 
     def now(self) -> datetime:
         return self._host.clock.now()
@@ -342,10 +320,6 @@ class XBackend:
                   and (dm_conversation_id is None or e["dm_conversation_id"] == dm_conversation_id)
                   and parse_iso(e["created_at"]) >= oldest]
         return newest_first(events)
-
-    def _emit(self, kind: str, record: dict[str, Any]) -> None:
-        if self._on_event is not None:
-            self._on_event(kind, record)
 
 
 def newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,7 +28,8 @@ from typing import Any
 import requests
 
 from crmhub.sandbox._deliveries import QueuedDeliveries
-from crmhub.sandbox.x.models import Host, conversation_members, iso, parse_iso
+from crmhub.sandbox._hosted import Host
+from crmhub.sandbox.x.models import conversation_members, iso, parse_iso
 
 LOG_SIZE = 500
 TIMEOUT = 3.0  # X expects webhooks to answer within a few seconds
