@@ -54,6 +54,7 @@ from crmhub.store.locks import one_at_a_time
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
+from crmhub.sync.renewal import LeaseRenewal
 
 log = structlog.get_logger("crmhub.deliver")
 X_CONVERSATIONS = ("x_mention:", "x_dm:")  # conversation keys on X, whose items show the account's current handle
@@ -121,6 +122,8 @@ class DeliveryReport:
     waiting: int = 0  # writes left in the CRM's asynchronous jobs, to be settled by a later run
     settle_in: float | None = None  # seconds until the soonest urgent one of them is due again
     ride_in: float | None = None  # ... the soonest of the others (`WriteOutcome.urgent` False)
+    renewals: int = 0  # lease renewals of batches that outlived a third of their lease (`crmhub.sync.renewal`)
+    leases_lost: int = 0  # rows a renewal found claimed by another daemon after their lease lapsed
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
@@ -202,8 +205,12 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
         if not claims:
             return allowed
         writes = batch.writes
+        renewal = LeaseRenewal(store, outbox.renew, {row: batch.claims[row].next_attempt_at for row in writes},
+                               lease=policy.lease, clock=clock, crm=writer.name,
+                               keys={row: write.key for row, write in writes.items()})
         try:
-            outcomes = _write(store, writer, list(writes.values()), settle_later, more_due) if writes else []
+            with renewal:  # a batch outliving its lease keeps its rows: no other daemon writes them meanwhile
+                outcomes = _write(store, writer, list(writes.values()), settle_later, more_due) if writes else []
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
@@ -211,6 +218,9 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
                 outbox.release(session, list(writes), now=clock())
             report.cut_short = True
             return allowed
+        finally:
+            report.renewals += renewal.renewals
+            report.leases_lost += len(renewal.lost)
         now = clock()
         with store.transaction() as session:
             _record(session, batch, outcomes, writer.name, policy, report, now=now)
