@@ -187,12 +187,17 @@ def renew(session: Session, held: Mapping[datetime, Collection[int]], until: dat
     row is extended only while it is pending with that very lease end: one whose lease ran out and that
     another daemon claimed since carries that daemon's lease end, and is never extended by this one.
     """
+    return renew_claimed(session, _OUTBOX, _OUTBOX.c.status == PENDING, held, until)
+
+
+def renew_claimed(session: Session, table: Table, claimed: ColumnElement[bool],
+                  held: Mapping[datetime, Collection[int]], until: datetime) -> set[int]:
+    """`renew` for any table leased through `id` and `next_attempt_at`, `claimed` saying a row is still claimed."""
     if not held:
         return set()
-    table = _OUTBOX.c
-    held_now = or_(*(and_(among(table.id, sorted(ids)), table.next_attempt_at == end) for end, ids in held.items()))
-    statement = (update(_OUTBOX).where(table.status == PENDING, held_now)
-                 .values(next_attempt_at=until).returning(table.id))
+    column = table.c
+    held_now = or_(*(and_(among(column.id, sorted(ids)), column.next_attempt_at == end) for end, ids in held.items()))
+    statement = update(table).where(claimed, held_now).values(next_attempt_at=until).returning(column.id)
     return set(session.connection().scalars(statement))
 
 

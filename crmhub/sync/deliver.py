@@ -26,6 +26,10 @@ neither attempted nor failed, until the allowance recovers. A `stop` event
 set by the daemon ends the run between batches; a batch cut inside (its
 waits raise `Interrupted`) is given back to be due at once.
 
+While a batch is written its rows' lease is renewed every lease/3
+(`crmhub.sync.renewal`), so another daemon on the same store does not claim
+rows still in flight; a batch shorter than that renews nothing.
+
 Asynchronous jobs (issue 13): with `settle_later`, a job-reporting writer
 submits and returns without waiting for its jobs; a write it reports
 `waiting` stays pending with the job's reference (no attempt, its claim
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -210,7 +215,8 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
                                keys={row: write.key for row, write in writes.items()})
         try:
             with renewal:  # a batch outliving its lease keeps its rows: no other daemon writes them meanwhile
-                outcomes = _write(store, writer, list(writes.values()), settle_later, more_due) if writes else []
+                outcomes = (_write(store, writer, list(writes.values()), settle_later, more_due, renewal)
+                            if writes else [])
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
@@ -234,19 +240,21 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             return allowed
 
 
-def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite],
-           settle_later: bool = False, more_due: bool = False) -> list[WriteOutcome]:
+def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite], settle_later: bool = False,
+           more_due: bool = False, renewal: LeaseRenewal | None = None) -> list[WriteOutcome]:
     """The CRM call; each bulk job a job-reporting writer submits is stored at once with its rows.
 
     Stored in its own transaction, so it outlives a crash, a lease running
     out or a timeout: the next attempt waits for that job instead of sending
-    the rows again (issue 13).
+    the rows again (issue 13). It takes turns with the batch's lease
+    renewals, which update the same rows (two UPDATEs locking them in
+    different orders could deadlock on PostgreSQL).
     """
     if not getattr(writer, "reports_jobs", False):
         return writer.write_history(writes)
 
     def submitted(keys: Sequence[str], job_ref: str) -> None:
-        with store.transaction() as session:
+        with renewal.settling(()) if renewal is not None else nullcontext(), store.transaction() as session:
             outbox.save_job_ref(session, writer.name, keys, job_ref)
 
     job_writer = cast(JobReportingWriter, writer)

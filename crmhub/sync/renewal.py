@@ -72,7 +72,10 @@ class LeaseRenewal:
 
     @contextmanager
     def settling(self, ids: Collection[int]) -> Iterator[None]:
-        """Rows whose outcome the block records: no longer renewed, and no renewal runs meanwhile."""
+        """Rows whose outcome the block records: no longer renewed, and no renewal runs meanwhile.
+
+        With no rows, the block just takes its turn with the renewals (a statement updating the same rows).
+        """
         with self._lock:
             for row in ids:
                 self._held.pop(row, None)
