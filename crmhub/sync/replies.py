@@ -213,7 +213,7 @@ def send_replies(store_: StateStore, senders: Mapping[Channel, ChannelSender], p
 
     A batch's lease is renewed while its replies go out (`crmhub.sync.renewal`; a sender paced at a segment
     a second can outlast it), so no other daemon claims a reply still being sent. `clock` times the
-    renewals (None: `now` throughout, which renews nothing).
+    renewals (None: `now` throughout, so the lease stays where the claim put it).
     """
     report = report or ReplyReport()
     release_held(store_, policy, now=now, report=report)
