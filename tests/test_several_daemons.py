@@ -64,8 +64,8 @@ def test_three_daemons_on_one_postgresql_store_write_each_message_once(
     urls = {name: server.url for name, server in servers.items()} | {"twilio": twilio_sandbox.url}
     settings = write_sandbox_settings(tmp_path, urls, state_url=fresh_postgres_url, enabled=[*servers, "twilio"],
                                       every="1s")  # webhooks stay off: no port to share
-    # The lease must outlast a batch, or a second daemon claims rows still being written: a Zendesk batch of
-    # follow-ups on one ticket takes a job, at least a second, per comment. A victim's rows wait that long.
+    # A live daemon renews the lease of a batch it still writes (a Zendesk batch of follow-ups on one ticket
+    # takes a job, at least a second, per comment); a victim's rows wait for its last lease to end.
     tune_settings(settings, {"delivery.batch_size": 5, "delivery.lease": "10s", "run.shutdown_grace": "10s",
                              "crms.salesforce.auth.client_id": "env:CRMHUB_TEST_SF_CLIENT_ID",
                              "crms.salesforce.auth.client_secret": "env:CRMHUB_TEST_SF_CLIENT_SECRET"})
