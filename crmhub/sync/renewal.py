@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from crmhub.store import StateStore
 
 log = structlog.get_logger("crmhub.lease")
+MIN_INTERVAL = 0.05  # seconds between renewals however short the lease (never a busy loop)
 
 Renew = Callable[[Session, Mapping[datetime, Collection[int]], datetime], set[int]]
 """(session, lease end -> rows still held at it, new lease end) -> the rows extended (`outbox.renew`)."""
@@ -82,7 +83,7 @@ class LeaseRenewal:
             yield
 
     def _run(self) -> None:
-        interval = self.lease.total_seconds() / 3
+        interval = max(self.lease.total_seconds() / 3, MIN_INTERVAL)
         while not self._stop.wait(interval):
             try:
                 self.renew_now()
@@ -103,6 +104,7 @@ class LeaseRenewal:
             self.renewals += 1
             lost = [row for row in self._held if row not in extended]
             self._held = {row: until for row in extended if row in self._held}
+        log.debug("lease renewed", crm=self.crm, what=self.what, rows=len(extended), until=until.isoformat())
         if lost:
             self.lost += lost
             log.warning("lease lost while writing: another daemon may take these rows too; their outcomes are "
