@@ -222,6 +222,10 @@ class Metrics:
                                       ["source", "path", "outcome"], registry=r)
         self.crm_writes = Counter("crmhub_crm_writes", "Outbox rows handled by delivery, by outcome.",
                                   ["crm", "outcome"], registry=r)
+        self.lease_renewals = Counter("crmhub_lease_renewals", "Lease renewals of delivery batches that outlived a "
+                                      "third of delivery.lease (one UPDATE each).", ["crm"], registry=r)
+        self.leases_lost = Counter("crmhub_leases_lost", "Outbox rows a lease renewal found claimed by another "
+                                   "daemon (their lease had lapsed before it).", ["crm"], registry=r)
         self.webhook_rejected = Counter("crmhub_webhook_rejected", "Webhooks refused with 403 (missing or bad "
                                         "signature).", ["source"], registry=r)
         self.webhook_requests = Counter("crmhub_webhook_requests", "Webhook requests by route and what became of "
@@ -247,6 +251,8 @@ class Metrics:
         for crm in self.crms:
             for outcome in WRITE_OUTCOMES:
                 self.crm_writes.labels(crm, outcome)
+            self.lease_renewals.labels(crm)
+            self.leases_lost.labels(crm)
         for channel in self.channels:
             for outcome in INGEST_OUTCOMES:
                 self.items_ingested.labels(channel, "poll", outcome)
@@ -273,6 +279,10 @@ class Metrics:
         for outcome, count in (("delivered", report.delivered), ("retrying", report.retrying), ("dead", report.dead)):
             if count:
                 self.crm_writes.labels(report.crm, outcome).inc(count)
+        if report.renewals:
+            self.lease_renewals.labels(report.crm).inc(report.renewals)
+        if report.leases_lost:
+            self.leases_lost.labels(report.crm).inc(report.leases_lost)
         latency = self.delivery_latency.labels(report.crm)
         for seconds in report.latencies:
             latency.observe(seconds)

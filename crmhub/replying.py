@@ -89,7 +89,8 @@ class Replier:
                 with step(f"replies:collect:{name}"):
                     collect_replies(self.store, crm, now=self.clock(), report=report)
         with step("replies:send"):
-            send_replies(self.store, self.senders, self.policy, now=self.clock(), report=report)
+            send_replies(self.store, self.senders, self.policy, now=self.clock(), report=report,
+                         clock=self.clock)
         for channel, message_id in report.sent_ids:  # callbacks that came before the message id was recorded
             source = channel.source
             early = self._statuses[source].get(message_id) if source in self._statuses else None

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from crmhub.app import build_hub
+from crmhub.app import Cycle, build_hub
 from crmhub.config import load_config
 from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.sandbox.settings import write_sandbox_settings
@@ -64,8 +64,8 @@ def test_three_daemons_on_one_postgresql_store_write_each_message_once(
     urls = {name: server.url for name, server in servers.items()} | {"twilio": twilio_sandbox.url}
     settings = write_sandbox_settings(tmp_path, urls, state_url=fresh_postgres_url, enabled=[*servers, "twilio"],
                                       every="1s")  # webhooks stay off: no port to share
-    # The lease must outlast a batch, or a second daemon claims rows still being written: a Zendesk batch of
-    # follow-ups on one ticket takes a job, at least a second, per comment. A victim's rows wait that long.
+    # A live daemon renews the lease of a batch it still writes (a Zendesk batch of follow-ups on one ticket
+    # takes a job, at least a second, per comment); a victim's rows wait for its last lease to end.
     tune_settings(settings, {"delivery.batch_size": 5, "delivery.lease": "10s", "run.shutdown_grace": "10s",
                              "crms.salesforce.auth.client_id": "env:CRMHUB_TEST_SF_CLIENT_ID",
                              "crms.salesforce.auth.client_secret": "env:CRMHUB_TEST_SF_CLIENT_SECRET"})
@@ -141,6 +141,58 @@ def test_a_follow_up_waits_while_another_daemon_opens_the_zendesk_ticket(
         b.route_and_deliver()
     [ticket] = zd.tickets()
     assert zendesk_bodies(zd, ticket["id"]) == ["My parcel is late", "Any news?"]
+
+
+LEASE = timedelta(seconds=2)  # short, for this test only: the held batch outlives it several times
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("crm", list(VIEWS))
+def test_a_batch_outliving_its_lease_is_not_claimed_by_another_daemon_while_it_is_written(
+        crm: str, request: pytest.FixtureRequest, twilio_sandbox: EmulatorServer, fresh_postgres_url: str,
+        tmp_path: Path) -> None:
+    """Daemon A's batch waits in the CRM three leases long (a slow bulk write); daemon B tries to deliver all
+    along. A renews its lease, so B claims nothing, and each message is in the CRM once."""
+    view = VIEWS[crm](request.getfixturevalue(f"{crm}_sandbox"))
+    view.seed()
+    senders = {f"+1415555{n:04d}": f"Message {n}" for n in range(3)}
+    for n, phone in enumerate(senders):
+        view.add_known(phone, f"Doe{n}")
+    view.ready()
+    if isinstance(view, ZendeskView):
+        view.em.configure(job_reads_per_step=0)
+    tw: Any = twilio_sandbox.emulator
+    tw.add_number(OURS)
+    settings = write_sandbox_settings(tmp_path, {crm: view.server.url, "twilio": twilio_sandbox.url},
+                                      state_url=fresh_postgres_url, enabled=(crm, "twilio"))
+    tune_settings(settings, {"delivery.lease": f"{LEASE.total_seconds():.0f}s"})
+    config = load_config(settings)
+    held = view.em.faults.add(Fault(kind="slow", path=view.bulk_writes, times=1, delay=3 * LEASE.total_seconds()))
+    with build_hub(config) as a, build_hub(config) as b:
+        a.sync_once()  # the contact mirror, loaded once for both
+        sent = datetime.now(UTC) - timedelta(minutes=5)
+        for phone, text in senders.items():
+            tw.receive_message(phone, OURS, text, at=sent)
+        cycles: dict[str, list[Cycle]] = {"a": [], "b": []}
+        delivering = threading.Thread(target=lambda: cycles["a"].append(a.sync_once()))
+        delivering.start()
+        tried: list[datetime] = []
+        try:
+            wait_for(lambda: held.hits == 1, 30, "A's bulk write held in the CRM")
+            lapsed = datetime.now(UTC) + LEASE  # A claimed before its write reached the CRM: its first lease ends
+            while delivering.is_alive():  # B tries again and again while A's batch is written
+                tried.append(datetime.now(UTC))
+                cycles["b"].append(b.route_and_deliver())
+                delivering.join(timeout=0.2)
+        finally:
+            delivering.join(timeout=60)
+        assert any(at > lapsed for at in tried), "B never tried after A's first lease had run out"
+        assert [f for c in cycles["a"] + cycles["b"] for f in c.failures] == []
+        assert sum(r.delivered + r.retrying + r.dead for c in cycles["b"] for r in c.deliveries) == 0
+        assert [r.leases_lost for r in cycles["a"][0].deliveries] == [0] and cycles["a"][0].deliveries[0].renewals
+        with a.store.transaction() as session:
+            assert outbox_counts(session) == {(crm, "done"): len(senders)}
+    assert_each_message_once(view, {text: phone for phone, text in senders.items()})
 
 
 @pytest.mark.postgres

@@ -43,7 +43,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, func, literal, not_, select, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, func, literal, not_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
@@ -178,6 +178,27 @@ _CLAIM_UPDATE = (update(OutboxRow).where(among(OutboxRow.id, bindparam("ids")))
                  .values(next_attempt_at=bindparam("until", type_=OutboxRow.next_attempt_at.type),
                          claims=OutboxRow.claims + 1)
                  .execution_options(synchronize_session=False))
+
+
+def renew(session: Session, held: Mapping[datetime, Collection[int]], until: datetime) -> set[int]:
+    """Extend the lease of rows one claim still holds to `until`; returns the rows extended (one UPDATE).
+
+    `held` maps each lease end this claim last set to its rows (a batch claimed in two parts has two). A
+    row is extended only while it is pending with that very lease end: one whose lease ran out and that
+    another daemon claimed since carries that daemon's lease end, and is never extended by this one.
+    """
+    return renew_claimed(session, _OUTBOX, _OUTBOX.c.status == PENDING, held, until)
+
+
+def renew_claimed(session: Session, table: Table, claimed: ColumnElement[bool],
+                  held: Mapping[datetime, Collection[int]], until: datetime) -> set[int]:
+    """`renew` for any table leased through `id` and `next_attempt_at`, `claimed` saying a row is still claimed."""
+    if not held:
+        return set()
+    column = table.c
+    held_now = or_(*(and_(among(column.id, sorted(ids)), column.next_attempt_at == end) for end, ids in held.items()))
+    statement = update(table).where(claimed, held_now).values(next_attempt_at=until).returning(column.id)
+    return set(session.connection().scalars(statement))
 
 
 def cases_being_opened(crm: str, now: datetime, besides: Sequence[int] = ()) -> Select[tuple[str]]:

@@ -18,21 +18,23 @@ attempt and no backoff.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import REPLY_STATUS_RANK, Channel, Direction, Identity, IdentityKind, OutboundMessage, ReplyStatus
 from crmhub.store.ledger import insert_ignoring_conflicts, latest_inbound
+from crmhub.store.outbox import renew_claimed
 from crmhub.store.schema import LedgerRow, ReplyRow
 from crmhub.store.sets import among
 from crmhub.store.text import storable
 
 OPEN = (ReplyStatus.PENDING.value, ReplyStatus.SENDING.value)
+_REPLIES = cast(Table, ReplyRow.__table__)  # for Core statements
 FAILED = (ReplyStatus.FAILED.value, ReplyStatus.DEAD.value)
 # Failed replies not written back yet, as `ix_replies_failures` (partial) says it word for word: a planner
 # uses a partial index only for a condition it can prove from the query's text, so the values are inline.
@@ -60,6 +62,7 @@ class Claim:
     attempts: int  # this try's number, if it gets an outcome (the tries before it that got one, plus one)
     message: OutboundMessage
     claims: int = 1  # claims since the last outcome, this one included (more than one: the daemon died holding it)
+    lease_until: datetime | None = None  # the end of this claim's lease (`renew`)
 
     @property
     def uncertain(self) -> bool:
@@ -91,8 +94,17 @@ def claim_due(session: Session, limit: int, *, now: datetime, lease: timedelta) 
         others = _sent_in_conversation(session, row) if uncertain else ()
         message = replace(_message(row, uncertain, others), asked_at=now,
                           **_customer_side(latest.get(row.conversation_key)))
-        claims.append(Claim(row.id, row.crm, row.reply_ref, row.attempts + 1, message, claims=row.claims))
+        claims.append(Claim(row.id, row.crm, row.reply_ref, row.attempts + 1, message, claims=row.claims,
+                            lease_until=row.next_attempt_at))
     return claims
+
+
+def renew(session: Session, held: Mapping[datetime, Collection[int]], until: datetime) -> set[int]:
+    """Extend the lease of replies one claim still holds (`sending`, with the lease end it set) to `until`.
+
+    As `outbox.renew`: one UPDATE; a reply another daemon claimed after the lease lapsed is left alone.
+    """
+    return renew_claimed(session, _REPLIES, ReplyRow.status == ReplyStatus.SENDING.value, held, until)
 
 
 def _customer_side(last: Any) -> dict[str, Any]:

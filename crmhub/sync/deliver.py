@@ -26,6 +26,10 @@ neither attempted nor failed, until the allowance recovers. A `stop` event
 set by the daemon ends the run between batches; a batch cut inside (its
 waits raise `Interrupted`) is given back to be due at once.
 
+While a batch is written its rows' lease is renewed every lease/3
+(`crmhub.sync.renewal`), so another daemon on the same store does not claim
+rows still in flight; a batch shorter than that renews nothing.
+
 Asynchronous jobs (issue 13): with `settle_later`, a job-reporting writer
 submits and returns without waiting for its jobs; a write it reports
 `waiting` stays pending with the job's reference (no attempt, its claim
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -54,6 +59,7 @@ from crmhub.store.locks import one_at_a_time
 from crmhub.sync.blocklist import Blocklist
 from crmhub.sync.contacts import ContactMatch, contacts_for
 from crmhub.sync.identity import IdentityGraph, IdentityPolicy
+from crmhub.sync.renewal import LeaseRenewal
 
 log = structlog.get_logger("crmhub.deliver")
 X_CONVERSATIONS = ("x_mention:", "x_dm:")  # conversation keys on X, whose items show the account's current handle
@@ -121,6 +127,8 @@ class DeliveryReport:
     waiting: int = 0  # writes left in the CRM's asynchronous jobs, to be settled by a later run
     settle_in: float | None = None  # seconds until the soonest urgent one of them is due again
     ride_in: float | None = None  # ... the soonest of the others (`WriteOutcome.urgent` False)
+    renewals: int = 0  # lease renewals of batches that outlived a third of their lease (`crmhub.sync.renewal`)
+    leases_lost: int = 0  # rows a renewal found claimed by another daemon after their lease lapsed
 
 
 def deliver(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, *, now: datetime,
@@ -202,8 +210,13 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
         if not claims:
             return allowed
         writes = batch.writes
+        renewal = LeaseRenewal(store, outbox.renew, {row: batch.claims[row].next_attempt_at for row in writes},
+                               lease=policy.lease, clock=clock, crm=writer.name,
+                               keys={row: write.key for row, write in writes.items()})
         try:
-            outcomes = _write(store, writer, list(writes.values()), settle_later, more_due) if writes else []
+            with renewal:  # a batch outliving its lease keeps its rows: no other daemon writes them meanwhile
+                outcomes = (_write(store, writer, list(writes.values()), settle_later, more_due, renewal)
+                            if writes else [])
         except TransientError as exc:  # the whole batch failed; try again later
             outcomes = [WriteOutcome(w.key, error=exc) for w in writes.values()]
         except Interrupted:  # stopping mid-batch: due again at once for the next start
@@ -211,6 +224,9 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
                 outbox.release(session, list(writes), now=clock())
             report.cut_short = True
             return allowed
+        finally:
+            report.renewals += renewal.renewals
+            report.leases_lost += len(renewal.lost)
         now = clock()
         with store.transaction() as session:
             _record(session, batch, outcomes, writer.name, policy, report, now=now)
@@ -224,19 +240,21 @@ def _drain(store: StateStore, writer: HistoryWriter, policy: DeliveryPolicy, rep
             return allowed
 
 
-def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite],
-           settle_later: bool = False, more_due: bool = False) -> list[WriteOutcome]:
+def _write(store: StateStore, writer: HistoryWriter, writes: list[HistoryWrite], settle_later: bool = False,
+           more_due: bool = False, renewal: LeaseRenewal | None = None) -> list[WriteOutcome]:
     """The CRM call; each bulk job a job-reporting writer submits is stored at once with its rows.
 
     Stored in its own transaction, so it outlives a crash, a lease running
     out or a timeout: the next attempt waits for that job instead of sending
-    the rows again (issue 13).
+    the rows again (issue 13). It takes turns with the batch's lease
+    renewals, which update the same rows (two UPDATEs locking them in
+    different orders could deadlock on PostgreSQL).
     """
     if not getattr(writer, "reports_jobs", False):
         return writer.write_history(writes)
 
     def submitted(keys: Sequence[str], job_ref: str) -> None:
-        with store.transaction() as session:
+        with renewal.settling(()) if renewal is not None else nullcontext(), store.transaction() as session:
             outbox.save_job_ref(session, writer.name, keys, job_ref)
 
     job_writer = cast(JobReportingWriter, writer)

@@ -34,7 +34,7 @@ already there (matched by the channel message id recorded here).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -63,6 +63,7 @@ from crmhub.store import replies as store
 from crmhub.store.schema import ThreadRow
 from crmhub.store.surveys import is_survey
 from crmhub.sync.notes import NoteOutcome, NoteWriter, put_note
+from crmhub.sync.renewal import LeaseRenewal
 from crmhub.texts import DEFAULT_LANGUAGE, pick
 
 log = structlog.get_logger("crmhub.replies")
@@ -206,21 +207,32 @@ def addressed_reply(session: Session, conversation_key: str, *, crm: str, reply_
 
 # ---- 2. send -------------------------------------------------------------------
 def send_replies(store_: StateStore, senders: Mapping[Channel, ChannelSender], policy: ReplyPolicy, *,
-                 now: datetime, report: ReplyReport | None = None) -> ReplyReport:
-    """Send every due reply through its channel, batch after batch, until none is due."""
+                 now: datetime, report: ReplyReport | None = None,
+                 clock: Callable[[], datetime] | None = None) -> ReplyReport:
+    """Send every due reply through its channel, batch after batch, until none is due.
+
+    A batch's lease is renewed while its replies go out (`crmhub.sync.renewal`; a sender paced at a segment
+    a second can outlast it), so no other daemon claims a reply still being sent. `clock` times the
+    renewals (None: `now` throughout, so the lease stays where the claim put it).
+    """
     report = report or ReplyReport()
     release_held(store_, policy, now=now, report=report)
     while True:
         with store_.transaction() as session:
             claims = store.claim_due(session, policy.batch_size, now=now, lease=policy.lease)
-        for claim in claims:
-            if claim.claims > policy.max_claims:
-                with store_.transaction() as session:
-                    _stopped_too_often(session, claim, report, now=now)
-                continue
-            outcome = _send(senders, claim)
-            with store_.transaction() as session:
-                _record(session, claim, outcome, policy, report, now=now)
+        renewal = LeaseRenewal(store_, store.renew, {c.reply_id: c.lease_until for c in claims if c.lease_until},
+                               lease=policy.lease, clock=clock or (lambda: now), what="replies",
+                               crm=",".join(sorted({c.crm for c in claims})),
+                               keys={c.reply_id: c.message.key for c in claims})
+        with renewal:
+            for claim in claims:
+                if claim.claims > policy.max_claims:
+                    with renewal.settling([claim.reply_id]), store_.transaction() as session:
+                        _stopped_too_often(session, claim, report, now=now)
+                    continue
+                outcome = _send(senders, claim)
+                with renewal.settling([claim.reply_id]), store_.transaction() as session:
+                    _record(session, claim, outcome, policy, report, now=now)
         if len(claims) < policy.batch_size:
             return report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -134,6 +135,67 @@ def test_a_reply_that_stops_the_daemon_every_time_is_dead_after_max_claims(store
         [found] = s.scalars(select(ReplyRow))
         assert (found.status, found.attempts) == ("dead", 0)
         assert "the daemon stopped while sending it 4 times in a row" in (found.last_error or "")
+
+def _lease_end(store_: StateStore, reply_id: int) -> datetime:
+    with store_.transaction() as s:
+        found = s.get(ReplyRow, reply_id)
+        assert found is not None
+        return found.next_attempt_at.replace(tzinfo=UTC)
+
+
+def test_a_renewal_extends_only_the_replies_its_claim_is_still_sending(store: StateStore) -> None:
+    with store.transaction() as s:
+        store_insert(s, [row("c1"), row("c2")])
+    with store.transaction() as s:
+        first, second = replies.claim_due(s, 10, now=NOW, lease=LEASE)
+    ids, renewed = {first.reply_id, second.reply_id}, NOW + 2 * LEASE
+    assert first.lease_until == NOW + LEASE
+    with store.transaction() as s:
+        assert replies.renew(s, {NOW + LEASE: ids}, renewed) == ids
+        replies.mark_sent(s, first.reply_id, "SM1", ReplyStatus.SENT, now=NOW)
+    with store.transaction() as s:  # sent: no longer held; a stale lease end holds nothing
+        assert replies.renew(s, {NOW + LEASE: ids}, NOW + 3 * LEASE) == set()
+        assert replies.renew(s, {renewed: ids}, NOW + 3 * LEASE) == {second.reply_id}
+
+
+class _WaitingSender(_Sender):
+    """Answers its first send only once the batch's lease was renewed, after trying to claim as another daemon."""
+
+    def __init__(self, store_: StateStore, claimed_until: datetime) -> None:
+        super().__init__()
+        self.store, self.claimed_until = store_, claimed_until
+        self.others: list[replies.Claim] = []
+
+    def send(self, message: OutboundMessage) -> SentMessage:
+        self.sent.append(message)
+        [reply_id] = [r.id for r in _rows(self.store) if f"zendesk:{r.reply_ref}" == message.key]
+        end = time.monotonic() + 30
+        while (renewed := _lease_end(self.store, reply_id)) == self.claimed_until:
+            assert time.monotonic() < end, "the lease was never renewed"
+            time.sleep(0.02)  # polling for the renewal, with a deadline
+        # Another daemon, after the first lease ran out but within the renewed one.
+        with self.store.transaction() as s:
+            self.others += replies.claim_due(s, 10, now=self.claimed_until + (renewed - self.claimed_until) / 2,
+                                             lease=LEASE)
+        return SentMessage(f"SM-{message.key}", ReplyStatus.SENT)
+
+
+def _rows(store_: StateStore) -> list[ReplyRow]:
+    with store_.transaction() as s:
+        return list(s.scalars(select(ReplyRow)))
+
+
+def test_a_batch_of_replies_outliving_its_lease_is_not_claimed_by_another_daemon(store: StateStore) -> None:
+    lease = timedelta(milliseconds=300)  # short: the test's first send waits for a renewal
+    started = time.monotonic()
+    with store.transaction() as s:
+        store_insert(s, [row("c1"), row("c2")])
+    sender = _WaitingSender(store, NOW + lease)
+    report = send_replies(store, {Channel.SMS: sender}, ReplyPolicy(lease=lease), now=NOW,
+                          clock=lambda: NOW + timedelta(seconds=time.monotonic() - started))
+    assert sender.others == [] and len(sender.sent) == 2 and report.sent == 2
+    assert {r.status for r in _rows(store)} == {"sent"}
+
 
 def test_statuses_only_move_forward(store: StateStore) -> None:
     with store.transaction() as s:

@@ -15,6 +15,7 @@ from crmhub.identities import email, phone
 from crmhub.model import CaseState, Channel, Direction, Interaction, Malformed, MirrorRecord, OutboxStatus, WritePriority
 from crmhub.store import StateStore, graph, ledger, migrate, open_store, outbox
 from crmhub.store.schema import LedgerRow, OutboxRow
+from crmhub.sync.renewal import LeaseRenewal
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 OURS = phone("+14155550199")
@@ -191,6 +192,56 @@ def test_a_claim_whose_lease_ran_out_is_no_attempt_and_only_its_outcome_counts(s
     with store.transaction() as s:
         stored = s.get(OutboxRow, row.id)
         assert stored is not None and (stored.claims, stored.attempts) == (0, 1)  # an answer: one attempt, no claim cut short since
+
+def _lease_ends(store: StateStore) -> dict[int, datetime]:
+    with store.transaction() as s:
+        return {row.id: row.next_attempt_at.replace(tzinfo=UTC) for row in s.scalars(select(OutboxRow))}
+
+
+def test_a_renewal_extends_only_the_rows_its_claim_still_holds(store: StateStore) -> None:
+    """Renewed with the lease end the claim set, rows are extended; with a stale one (another claim took them
+    after the lease lapsed, or an outcome was recorded), nothing is."""
+    _one_pending(store, count=3)
+    lease = timedelta(minutes=5)
+    with store.transaction() as s:
+        claims = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease)
+    ids = {c.id for c in claims}
+    first_end, renewed_end = NOW + lease, NOW + timedelta(minutes=7)
+    with store.transaction() as s:
+        assert outbox.renew(s, {first_end: ids}, until=renewed_end) == ids
+    assert _lease_ends(store) == dict.fromkeys(ids, renewed_end)
+    with store.transaction() as s:  # the lease end it set before: no row carries it any more
+        assert outbox.renew(s, {first_end: ids}, until=NOW + timedelta(minutes=9)) == set()
+        outbox.mark_done(s, claims[0].id, "00T1", now=NOW)
+    with store.transaction() as s:  # the renewed lease lapses; another daemon claims what is left
+        taken = outbox.claim_due(s, "salesforce", 10, now=renewed_end + timedelta(seconds=1), lease=lease)
+    assert {c.id for c in taken} == ids - {claims[0].id}
+    before = _lease_ends(store)
+    with store.transaction() as s:  # the first holder renews late: it extends nothing, done or re-claimed
+        assert outbox.renew(s, {renewed_end: ids}, until=renewed_end + timedelta(minutes=1)) == set()
+    assert _lease_ends(store) == before
+
+
+def test_a_lease_renewal_keeps_the_rows_still_held_and_reports_the_ones_lost(store: StateStore) -> None:
+    _one_pending(store, count=2)
+    lease = timedelta(minutes=5)
+    with store.transaction() as s:
+        kept, lost = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease)
+    with store.transaction() as s:  # `lost`'s lease lapsed (say the store was out of reach): another claim took it
+        outbox.release(s, [lost.id], now=NOW)
+        [taken] = outbox.claim_due(s, "salesforce", 10, now=NOW, lease=lease * 2)
+    clock = [NOW + timedelta(minutes=2)]
+    renewal = LeaseRenewal(store, outbox.renew, {c.id: c.next_attempt_at for c in (kept, lost)}, lease=lease,
+                           clock=lambda: clock[0], crm="salesforce", keys={kept.id: "sms:SM0", lost.id: "sms:SM1"})
+    with renewal:  # a block far shorter than lease/3 renews nothing
+        pass
+    assert (renewal.renewals, renewal.lost) == (0, [])
+    renewal.renew_now()
+    clock[0] += timedelta(minutes=2)
+    renewal.renew_now()  # fenced on the lease end the first renewal set
+    assert (renewal.renewals, renewal.lost) == (2, [lost.id])
+    assert _lease_ends(store) == {kept.id: clock[0] + lease, taken.id: NOW + lease * 2}
+
 
 def test_a_waiting_row_an_earlier_claim_may_have_sent_stays_uncertain(store: StateStore) -> None:
     """A claim cut short after its job landed, then a wait on another job: the claim after is still uncertain.
