@@ -173,7 +173,6 @@ from urllib.parse import quote
 import requests
 import structlog
 from zenpy import Zenpy
-from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
 from crmhub.connectors._base import Connector, classify_status, fit, retry_after_seconds
@@ -182,6 +181,7 @@ from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
+from crmhub.connectors import zendesk_objects
 from crmhub.connectors.zendesk_jobs import (
     AFTER,
     COMMENT,
@@ -498,7 +498,7 @@ class ZendeskCrm(Connector):
         if field is None:
             raise Rejected(f"no Zendesk ticket field for {kind.upper()} scores: create a Number ticket field "
                            f"and set crms.zendesk.survey_fields.{kind} to its id in settings.yaml", system=self.name)
-        ticket = _zenpy_ticket({"id": int(record_id), "custom_fields": [{"id": field, "value": score}]})
+        ticket = zendesk_objects.ticket({"id": int(record_id), "custom_fields": [{"id": field, "value": score}]})
         self.zd("tickets.survey", lambda zd: zd.tickets.update(ticket))
 
     def link_instruction(self, suggestion_id: int) -> str:
@@ -513,7 +513,7 @@ class ZendeskCrm(Connector):
         def write(zd: Zenpy) -> None:
             if note.key in self._comment_keys(zd, ticket_id):
                 return
-            zd.tickets.update(_zenpy_ticket({"id": ticket_id,
+            zd.tickets.update(zendesk_objects.ticket({"id": ticket_id,
                                              "comment": fit({"body": note.text, "public": False}, COMMENT_BYTES,
                                                             utf8=True),
                                              "metadata": {KEY_FIELD: note.key}}))
@@ -577,7 +577,7 @@ class ZendeskCrm(Connector):
                     user.setdefault("user_fields", {})[names[0].removeprefix("user_fields.")] = value
                 else:
                     user[names[0]] = value
-        users = [User(id=user_id, **changes) for user_id, changes in sorted(fields.items())]
+        users = [zendesk_objects.user({"id": user_id, **changes}) for user_id, changes in sorted(fields.items())]
         for start in range(0, len(users), self.batch_size):
             chunk = users[start:start + self.batch_size]
             try:
@@ -935,7 +935,7 @@ class ZendeskCrm(Connector):
         results: dict[int, Exception | None] = {}
         for start in range(0, len(tickets), self.batch_size):
             chunk = tickets[start:start + self.batch_size]
-            updates = [Ticket(id=t, requester_id=moves[t]) for t in chunk]
+            updates = [zendesk_objects.ticket({"id": t, "requester_id": moves[t]}) for t in chunk]
             outcome = self._run_job("tickets.update_many", lambda zd, u=updates: zd.tickets.update(u))  # type: ignore[misc]
             results.update((t, error) for t, (_, error) in zip(chunk, outcome, strict=True))
         for write in {(w.case_id, w.detach_from): w for w in relinks if w.detach_from}.values():
@@ -1012,7 +1012,7 @@ class ZendeskCrm(Connector):
                     if str(u.external_id) in wanted}
 
         return self._submit_once("users.create_many", keys, made,
-                                 lambda zd, todo: zd.users.create([User(**batch[i]) for i in todo]))
+                                 lambda zd, todo: zd.users.create([zendesk_objects.user(batch[i]) for i in todo]))
 
     def _existing_users(self, failed: Mapping[int, Exception], records: Mapping[int, Mapping[str, Any]]
                         ) -> dict[int, int]:
@@ -1172,7 +1172,7 @@ class ZendeskCrm(Connector):
                     if (ticket_id := self._ticket_by_key(zd, records[i]["external_id"])) is not None}
 
         return self._submit_once("tickets.create_many", keys, made, lambda zd, todo: (
-            zd.tickets.create([_zenpy_ticket(records[i]) for i in todo])))
+            zd.tickets.create([zendesk_objects.ticket(records[i]) for i in todo])))
 
     # -- comments
     def _skip_written(self, pending: Sequence[tuple[HistoryWrite, int]], tickets: set[int],
@@ -1237,7 +1237,7 @@ class ZendeskCrm(Connector):
             return {i: updates[i]["id"] for i in indexes if keys_of(updates[i]["metadata"]) & keys[updates[i]["id"]]}
 
         return self._submit_once("tickets.update_many", [[w.key for w in fold] for fold, _ in chunk], written,
-                                 lambda zd, todo: zd.tickets.update([_zenpy_ticket(updates[i]) for i in todo]))
+                                 lambda zd, todo: zd.tickets.update([zendesk_objects.ticket(updates[i]) for i in todo]))
 
     # -- jobs
     def _run_job(self, operation: str, submit: Callable[[Zenpy], Any]) -> list[tuple[int | None, Exception | None]]:
@@ -1499,15 +1499,6 @@ def _event_time(event: Mapping[str, Any]) -> datetime:
     if event.get("created_at"):
         return _parse_time(str(event["created_at"]))
     return datetime.fromtimestamp(int(event.get("timestamp") or 0), UTC)
-
-
-def _zenpy_ticket(fields: Mapping[str, Any]) -> Ticket:
-    values = dict(fields)
-    comment = values.pop("comment", None)
-    ticket = Ticket(**values)
-    if comment is not None:
-        ticket.comment = Comment(**comment)
-    return ticket
 
 
 def _group_id(group: str, groups: Mapping[str, int]) -> int | None:
