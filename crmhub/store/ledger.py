@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -384,18 +384,18 @@ def unprocessed(session: Session, limit: int) -> list[LedgerRow]:
 # ---- cursors -----------------------------------------------------------------
 # Built once and bound at execution: a cycle reads, saves and touches cursors dozens of times, and building an
 # ORM upsert with RETURNING (or a `session.get`) anew cost five times executing a prepared one (issue 13).
-_CURSORS = CursorRow.__table__
+_CURSORS = cast(Table, CursorRow.__table__)
 _LOAD_CURSOR = select(CursorRow.value).where(CursorRow.source == bindparam("at_source", type_=CursorRow.source.type),
                                              CursorRow.stream == bindparam("at_stream", type_=CursorRow.stream.type),
                                              CursorRow.partition == bindparam("at_partition",
                                                                               type_=CursorRow.partition.type))
-# (an UPDATE's own bound names may not be its columns' names)
-_TOUCH_CURSORS = (update(CursorRow).where(CursorRow.source == bindparam("at_source", type_=CursorRow.source.type),
-                                          among(CursorRow.stream, bindparam("at_streams")),
-                                          CursorRow.partition == bindparam("at_partition",
+# Of the table, not the ORM class: an ORM-enabled UPDATE is rebuilt (and its cache key computed) per execution.
+# (An UPDATE's own bound names may not be its columns' names.)
+_TOUCH_CURSORS = (update(_CURSORS).where(_CURSORS.c.source == bindparam("at_source", type_=CursorRow.source.type),
+                                         among(_CURSORS.c.stream, bindparam("at_streams")),
+                                         _CURSORS.c.partition == bindparam("at_partition",
                                                                            type_=CursorRow.partition.type))
-                  .values(updated_at=bindparam("now", type_=CursorRow.updated_at.type))
-                  .execution_options(synchronize_session=False))
+                  .values(updated_at=bindparam("now", type_=CursorRow.updated_at.type)))
 
 
 def load_cursor(session: Session, source: str, stream: str, partition: str = "") -> str | None:

@@ -174,10 +174,10 @@ def _claim_query(waiting_only: bool, new_only: bool, besides: bool, postgresql: 
     return query
 
 
-_CLAIM_UPDATE = (update(OutboxRow).where(among(OutboxRow.id, bindparam("ids")))
+# Of the table: an ORM-enabled UPDATE is rebuilt (and its cache key computed) per execution.
+_CLAIM_UPDATE = (update(_OUTBOX).where(among(_OUTBOX.c.id, bindparam("ids")))
                  .values(next_attempt_at=bindparam("until", type_=OutboxRow.next_attempt_at.type),
-                         claims=OutboxRow.claims + 1)
-                 .execution_options(synchronize_session=False))
+                         claims=_OUTBOX.c.claims + 1))
 
 
 def cases_being_opened(crm: str, now: datetime, besides: Sequence[int] = ()) -> Select[tuple[str]]:
