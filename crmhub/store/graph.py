@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord, identity_person_key
@@ -100,10 +100,25 @@ def new_persons(session: Session, identities: Sequence[Identity], *, now: dateti
         return {}
     # The new persons are alike, so which id goes with which identity does not matter: no ordered
     # RETURNING, which SQLite could only give one row per statement.
-    ids = session.scalars(insert(PersonRow.__table__).returning(PersonRow.id),
-                          [{"created_at": now} for _ in unique]).all()
+    ids = session.scalars(*_new_persons(session, now, len(unique))).all()
     add_identities(session, list(zip(ids, unique, strict=True)))
     return {(i.kind.value, i.value): person for person, i in zip(ids, unique, strict=True)}
+
+
+_PERSONS = cast(Table, PersonRow.__table__)
+# `new_persons` on PostgreSQL: one row per `generate_series` value, two parameters whatever the count.
+_NEW_PERSONS = (insert(_PERSONS).from_select(["created_at"], select(bindparam("at", type_=_PERSONS.c.created_at.type))
+                                             .select_from(func.generate_series(1, bindparam("count", type_=Integer))))
+                .returning(_PERSONS.c.id))
+
+
+def _new_persons(session: Session, now: datetime, count: int) -> tuple[Any, Any]:
+    """The INSERT of `count` persons created `now`, RETURNING their ids, and its parameters: on PostgreSQL
+    `_NEW_PERSONS`, where SQLAlchemy's multi-row VALUES (its RETURNING for many rows) is a text psycopg
+    parses anew for each batch size; elsewhere an executemany."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _NEW_PERSONS, {"at": now, "count": count}
+    return insert(_PERSONS).returning(_PERSONS.c.id), [{"created_at": now} for _ in range(count)]
 
 
 def add_identities(session: Session, identities: Sequence[tuple[int, Identity]]) -> None:
@@ -199,10 +214,12 @@ def contact_keys(session: Session, identities: Mapping[int, Sequence[Identity]])
         select(PersonRow.id, PersonRow.key).where(among(PersonRow.id, sorted(identities))))}
     fixed = {person: identity_person_key(held[0]) for person, held in identities.items()
              if not keys.get(person) and held}
-    if fixed:
-        session.connection().execute(
-            update(PersonRow.__table__).where(PersonRow.__table__.c.id == bindparam("person"))
-            .values(key=bindparam("new_key")), [{"person": p, "new_key": k} for p, k in fixed.items()])
+    if fixed:  # one UPDATE over arrays on PostgreSQL, not a pipelined one per person (`per_row`)
+        table = PersonRow.__table__
+        each = per_row(session, [{"person": p, "new_key": k} for p, k in fixed.items()],
+                       {"person": table.c.id.type, "new_key": table.c.key.type}, key="person")
+        each.execute(session, update(table).where(table.c.id == each.columns["person"])
+                     .values(key=each.columns["new_key"]))
     return {person: key for person, key in {**keys, **fixed}.items() if key}
 
 
