@@ -168,6 +168,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import requests
@@ -1359,8 +1360,12 @@ class ZendeskCrm(Connector):
         listed: dict[str, Any] = {}
         for start in range(0, len(ids), MAX_BULK):
             chunk = list(ids[start:start + MAX_BULK])
-            page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
-            listed.update((str(j.id), j) for j in page.get("job_statuses", []))
+            # the request zenpy's `job_status(ids=)` sends, its JSON read as it came (`_raw_get`): zenpy built an
+            # object per job and per result (100 a job), the statuses' largest cost, for a few fields read here
+            page = self.zd("job_statuses.show_many", lambda zd, c=chunk: _raw_get(  # type: ignore[misc]
+                zd.job_status, zd.job_status.endpoint, ids=c))
+            listed.update((str(j["id"]), _job_status(j)) for j in page.get("job_statuses") or []
+                          if isinstance(j, dict) and "id" in j)
         return listed
 
     def _await_jobs(self, zd: Zenpy, total: int, keys: Sequence[str]) -> None:
@@ -1416,6 +1421,11 @@ class ZendeskCrm(Connector):
 
 
 # ---- helpers -------------------------------------------------------------------
+def _job_status(body: Mapping[str, Any]) -> SimpleNamespace:
+    """A job status as read: its JSON fields as attributes, the ones zenpy's JobStatus has None when absent."""
+    return SimpleNamespace(**{"status": None, "total": None, "message": None, "results": None, **body})
+
+
 def _raw_get(api: Any, endpoint: Any, **params: Any) -> dict[str, Any]:
     """GET one of zenpy's endpoints through zenpy's own call path, and the answer's JSON as it came.
 
