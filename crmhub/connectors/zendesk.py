@@ -168,12 +168,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import requests
 import structlog
 from zenpy import Zenpy
-from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
 from crmhub.connectors._base import Connector, classify_status, fit, retry_after_seconds
@@ -182,6 +182,7 @@ from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
+from crmhub.connectors import zendesk_objects
 from crmhub.connectors.zendesk_jobs import (
     AFTER,
     COMMENT,
@@ -498,7 +499,7 @@ class ZendeskCrm(Connector):
         if field is None:
             raise Rejected(f"no Zendesk ticket field for {kind.upper()} scores: create a Number ticket field "
                            f"and set crms.zendesk.survey_fields.{kind} to its id in settings.yaml", system=self.name)
-        ticket = _zenpy_ticket({"id": int(record_id), "custom_fields": [{"id": field, "value": score}]})
+        ticket = zendesk_objects.ticket({"id": int(record_id), "custom_fields": [{"id": field, "value": score}]})
         self.zd("tickets.survey", lambda zd: zd.tickets.update(ticket))
 
     def link_instruction(self, suggestion_id: int) -> str:
@@ -513,7 +514,7 @@ class ZendeskCrm(Connector):
         def write(zd: Zenpy) -> None:
             if note.key in self._comment_keys(zd, ticket_id):
                 return
-            zd.tickets.update(_zenpy_ticket({"id": ticket_id,
+            zd.tickets.update(zendesk_objects.ticket({"id": ticket_id,
                                              "comment": fit({"body": note.text, "public": False}, COMMENT_BYTES,
                                                             utf8=True),
                                              "metadata": {KEY_FIELD: note.key}}))
@@ -577,7 +578,7 @@ class ZendeskCrm(Connector):
                     user.setdefault("user_fields", {})[names[0].removeprefix("user_fields.")] = value
                 else:
                     user[names[0]] = value
-        users = [User(id=user_id, **changes) for user_id, changes in sorted(fields.items())]
+        users = [zendesk_objects.user({"id": user_id, **changes}) for user_id, changes in sorted(fields.items())]
         for start in range(0, len(users), self.batch_size):
             chunk = users[start:start + self.batch_size]
             try:
@@ -935,7 +936,7 @@ class ZendeskCrm(Connector):
         results: dict[int, Exception | None] = {}
         for start in range(0, len(tickets), self.batch_size):
             chunk = tickets[start:start + self.batch_size]
-            updates = [Ticket(id=t, requester_id=moves[t]) for t in chunk]
+            updates = [zendesk_objects.ticket({"id": t, "requester_id": moves[t]}) for t in chunk]
             outcome = self._run_job("tickets.update_many", lambda zd, u=updates: zd.tickets.update(u))  # type: ignore[misc]
             results.update((t, error) for t, (_, error) in zip(chunk, outcome, strict=True))
         for write in {(w.case_id, w.detach_from): w for w in relinks if w.detach_from}.values():
@@ -1012,7 +1013,7 @@ class ZendeskCrm(Connector):
                     if str(u.external_id) in wanted}
 
         return self._submit_once("users.create_many", keys, made,
-                                 lambda zd, todo: zd.users.create([User(**batch[i]) for i in todo]))
+                                 lambda zd, todo: zd.users.create([zendesk_objects.user(batch[i]) for i in todo]))
 
     def _existing_users(self, failed: Mapping[int, Exception], records: Mapping[int, Mapping[str, Any]]
                         ) -> dict[int, int]:
@@ -1172,7 +1173,7 @@ class ZendeskCrm(Connector):
                     if (ticket_id := self._ticket_by_key(zd, records[i]["external_id"])) is not None}
 
         return self._submit_once("tickets.create_many", keys, made, lambda zd, todo: (
-            zd.tickets.create([_zenpy_ticket(records[i]) for i in todo])))
+            zd.tickets.create([zendesk_objects.ticket(records[i]) for i in todo])))
 
     # -- comments
     def _skip_written(self, pending: Sequence[tuple[HistoryWrite, int]], tickets: set[int],
@@ -1237,7 +1238,7 @@ class ZendeskCrm(Connector):
             return {i: updates[i]["id"] for i in indexes if keys_of(updates[i]["metadata"]) & keys[updates[i]["id"]]}
 
         return self._submit_once("tickets.update_many", [[w.key for w in fold] for fold, _ in chunk], written,
-                                 lambda zd, todo: zd.tickets.update([_zenpy_ticket(updates[i]) for i in todo]))
+                                 lambda zd, todo: zd.tickets.update([zendesk_objects.ticket(updates[i]) for i in todo]))
 
     # -- jobs
     def _run_job(self, operation: str, submit: Callable[[Zenpy], Any]) -> list[tuple[int | None, Exception | None]]:
@@ -1359,8 +1360,12 @@ class ZendeskCrm(Connector):
         listed: dict[str, Any] = {}
         for start in range(0, len(ids), MAX_BULK):
             chunk = list(ids[start:start + MAX_BULK])
-            page = self.zd("job_statuses.show_many", lambda zd, c=chunk: zd.job_status(ids=c))  # type: ignore[misc]
-            listed.update((str(j.id), j) for j in page.get("job_statuses", []))
+            # the request zenpy's `job_status(ids=)` sends, its JSON read as it came (`_raw_get`): zenpy built an
+            # object per job and per result (100 a job), the statuses' largest cost, for a few fields read here
+            page = self.zd("job_statuses.show_many", lambda zd, c=chunk: _raw_get(  # type: ignore[misc]
+                zd.job_status, zd.job_status.endpoint, ids=c))
+            listed.update((str(j["id"]), _job_status(j)) for j in page.get("job_statuses") or []
+                          if isinstance(j, dict) and "id" in j)
         return listed
 
     def _await_jobs(self, zd: Zenpy, total: int, keys: Sequence[str]) -> None:
@@ -1416,6 +1421,11 @@ class ZendeskCrm(Connector):
 
 
 # ---- helpers -------------------------------------------------------------------
+def _job_status(body: Mapping[str, Any]) -> SimpleNamespace:
+    """A job status as read: its JSON fields as attributes, the ones zenpy's JobStatus has None when absent."""
+    return SimpleNamespace(**{"status": None, "total": None, "message": None, "results": None, **body})
+
+
 def _raw_get(api: Any, endpoint: Any, **params: Any) -> dict[str, Any]:
     """GET one of zenpy's endpoints through zenpy's own call path, and the answer's JSON as it came.
 
@@ -1499,15 +1509,6 @@ def _event_time(event: Mapping[str, Any]) -> datetime:
     if event.get("created_at"):
         return _parse_time(str(event["created_at"]))
     return datetime.fromtimestamp(int(event.get("timestamp") or 0), UTC)
-
-
-def _zenpy_ticket(fields: Mapping[str, Any]) -> Ticket:
-    values = dict(fields)
-    comment = values.pop("comment", None)
-    ticket = Ticket(**values)
-    if comment is not None:
-        ticket.comment = Comment(**comment)
-    return ticket
 
 
 def _group_id(group: str, groups: Mapping[str, int]) -> int | None:

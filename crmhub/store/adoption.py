@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from crmhub.model import CLOCK_SKEW
@@ -31,10 +31,13 @@ HORIZON = ""  # the object_type of the row holding a CRM's horizon
 NOTHING_BEFORE = datetime(1970, 1, 1, tzinfo=UTC)  # the horizon of a CRM that held nothing of crmhub's
 
 
+_HORIZON = select(AdoptionRow.until).where(AdoptionRow.crm == bindparam("crm", type_=AdoptionRow.crm.type),
+                                           AdoptionRow.object_type == HORIZON)  # built once: read a dozen times a cycle
+
+
 def horizon(session: Session, crm: str) -> datetime | None:
     """Interactions from before this time may have been written to `crm` by an earlier store (None: not yet known)."""
-    return cast(datetime | None, session.scalar(select(AdoptionRow.until).where(
-        AdoptionRow.crm == crm, AdoptionRow.object_type == HORIZON)))
+    return cast(datetime | None, session.scalar(_HORIZON, {"crm": crm}))
 
 
 def extend_horizon(session: Session, crm: str, until: datetime, *, now: datetime) -> None:

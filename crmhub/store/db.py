@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from crmhub.errors import CrmhubError
-from crmhub.store import maintenance, migrate
+from crmhub.store import arrays, maintenance, migrate
 
 # Seconds a pooled server connection may sit unused before it is pinged on checkout (see `_ping_after_idle`).
 PING_AFTER_IDLE = 1.0
@@ -81,6 +81,8 @@ def open_store(url: str, *, migrate_schema: bool = True, create: bool = True) ->
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         _ping_after_idle(engine)
+    if engine.dialect.driver == "psycopg":
+        event.listen(engine, "connect", arrays.use_array_dumper)
     if migrate_schema:
         migrate.upgrade(engine)
         maintenance.at_start(engine)

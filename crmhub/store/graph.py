@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import Identity, IdentityKind, MirrorRecord, identity_person_key
@@ -100,10 +100,25 @@ def new_persons(session: Session, identities: Sequence[Identity], *, now: dateti
         return {}
     # The new persons are alike, so which id goes with which identity does not matter: no ordered
     # RETURNING, which SQLite could only give one row per statement.
-    ids = session.scalars(insert(PersonRow.__table__).returning(PersonRow.id),
-                          [{"created_at": now} for _ in unique]).all()
+    ids = session.scalars(*_new_persons(session, now, len(unique))).all()
     add_identities(session, list(zip(ids, unique, strict=True)))
     return {(i.kind.value, i.value): person for person, i in zip(ids, unique, strict=True)}
+
+
+_PERSONS = cast(Table, PersonRow.__table__)
+# `new_persons` on PostgreSQL: one row per `generate_series` value, two parameters whatever the count.
+_NEW_PERSONS = (insert(_PERSONS).from_select(["created_at"], select(bindparam("at", type_=_PERSONS.c.created_at.type))
+                                             .select_from(func.generate_series(1, bindparam("count", type_=Integer))))
+                .returning(_PERSONS.c.id))
+
+
+def _new_persons(session: Session, now: datetime, count: int) -> tuple[Any, Any]:
+    """The INSERT of `count` persons created `now`, RETURNING their ids, and its parameters: on PostgreSQL
+    `_NEW_PERSONS`, where SQLAlchemy's multi-row VALUES (its RETURNING for many rows) is a text psycopg
+    parses anew for each batch size; elsewhere an executemany."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _NEW_PERSONS, {"at": now, "count": count}
+    return insert(_PERSONS).returning(_PERSONS.c.id), [{"created_at": now} for _ in range(count)]
 
 
 def add_identities(session: Session, identities: Sequence[tuple[int, Identity]]) -> None:
@@ -154,13 +169,33 @@ def identities_of(session: Session, person_id: int) -> list[Identity]:
     return identities_of_many(session, [person_id]).get(person_id, [])
 
 
+# The batch look-ups of matching (`sync.contacts`), each run several times a cycle: built once, their values
+# bound at execution, so no statement is built and its cache key computed anew each time (issue 13).
+_IDENTITIES_OF = (select(IdentityRow.person_id, IdentityRow.kind, IdentityRow.value, IdentityRow.display)
+                  .where(among(IdentityRow.person_id, bindparam("persons"))).order_by(IdentityRow.id))
+_LINKS_OF = (select(CrmLinkRow.person_id, CrmLinkRow.record_id, CrmLinkRow.object_type)
+             .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
+             .where(CrmLinkRow.crm == bindparam("crm", type_=CrmLinkRow.crm.type),
+                    among(CrmLinkRow.person_id, bindparam("persons")))
+             .order_by(CrmLinkRow.person_id, CrmLinkRow.preferred.desc(),
+                       func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at), CrmLinkRow.id))
+_LINKED_PERSONS = select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(
+    CrmLinkRow.crm == bindparam("crm", type_=CrmLinkRow.crm.type), among(CrmLinkRow.record_id, bindparam("records")))
+_MIRROR_ENTRIES = (select(MirrorIdentityRow.kind, MirrorIdentityRow.value, MirrorRow.record_id, MirrorRow.object_type)
+                   .join(MirrorRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
+                   .where(MirrorIdentityRow.crm == bindparam("crm", type_=MirrorIdentityRow.crm.type),
+                          among(MirrorIdentityRow.kind, bindparam("kinds")),
+                          among(MirrorIdentityRow.value, bindparam("values")))
+                   .order_by(MirrorRow.created_at, MirrorRow.id))
+_MIRROR_FIELDS = select(MirrorRow.record_id, MirrorRow.fields).where(
+    MirrorRow.crm == bindparam("crm", type_=MirrorRow.crm.type), among(MirrorRow.record_id, bindparam("records")))
+
+
 def identities_of_many(session: Session, person_ids: Collection[int]) -> dict[int, list[Identity]]:
     """`identities_of` for many persons in one query."""
     found: dict[int, list[Identity]] = {}
     if person_ids:
-        query = (select(IdentityRow.person_id, IdentityRow.kind, IdentityRow.value, IdentityRow.display)
-                 .where(among(IdentityRow.person_id, sorted(person_ids))).order_by(IdentityRow.id))
-        for person, kind, value, display in session.execute(query):
+        for person, kind, value, display in session.execute(_IDENTITIES_OF, {"persons": sorted(person_ids)}):
             found.setdefault(person, []).append(Identity(IdentityKind(kind), value, display))
     return found
 
@@ -179,10 +214,12 @@ def contact_keys(session: Session, identities: Mapping[int, Sequence[Identity]])
         select(PersonRow.id, PersonRow.key).where(among(PersonRow.id, sorted(identities))))}
     fixed = {person: identity_person_key(held[0]) for person, held in identities.items()
              if not keys.get(person) and held}
-    if fixed:
-        session.connection().execute(
-            update(PersonRow.__table__).where(PersonRow.__table__.c.id == bindparam("person"))
-            .values(key=bindparam("new_key")), [{"person": p, "new_key": k} for p, k in fixed.items()])
+    if fixed:  # one UPDATE over arrays on PostgreSQL, not a pipelined one per person (`per_row`)
+        table = PersonRow.__table__
+        each = per_row(session, [{"person": p, "new_key": k} for p, k in fixed.items()],
+                       {"person": table.c.id.type, "new_key": table.c.key.type}, key="person")
+        each.execute(session, update(table).where(table.c.id == each.columns["person"])
+                     .values(key=each.columns["new_key"]))
     return {person: key for person, key in {**keys, **fixed}.items() if key}
 
 
@@ -205,12 +242,7 @@ def links_of_many(session: Session, person_ids: Collection[int], crm: str) -> di
     """`links_of` for many persons in one query: person -> its links, primary first."""
     found: dict[int, list[Any]] = {}
     if person_ids:
-        created = func.coalesce(MirrorRow.created_at, CrmLinkRow.created_at)
-        query = (select(CrmLinkRow.person_id, CrmLinkRow.record_id, CrmLinkRow.object_type)
-                 .outerjoin(MirrorRow, (MirrorRow.crm == CrmLinkRow.crm) & (MirrorRow.record_id == CrmLinkRow.record_id))
-                 .where(CrmLinkRow.crm == crm, among(CrmLinkRow.person_id, sorted(person_ids)))
-                 .order_by(CrmLinkRow.person_id, CrmLinkRow.preferred.desc(), created, CrmLinkRow.id))
-        for row in session.execute(query):
+        for row in session.execute(_LINKS_OF, {"crm": crm, "persons": sorted(person_ids)}):
             found.setdefault(row.person_id, []).append(row)
     return found
 
@@ -219,9 +251,8 @@ def linked_persons(session: Session, crm: str, record_ids: Collection[str]) -> d
     """Which of `crm`'s records are linked to a person already, and to whom: record id -> person."""
     if not record_ids:
         return {}
-    query = select(CrmLinkRow.record_id, CrmLinkRow.person_id).where(
-        CrmLinkRow.crm == crm, among(CrmLinkRow.record_id, sorted(set(record_ids))))
-    return {record_id: person for record_id, person in session.execute(query)}
+    return {record_id: person for record_id, person in session.execute(
+        _LINKED_PERSONS, {"crm": crm, "records": sorted(set(record_ids))})}
 
 
 def add_link(session: Session, person_id: int, crm: str, object_type: str, record_id: str,
@@ -307,20 +338,18 @@ def mirror_entries(session: Session, crm: str, identities: Collection[Identity])
     wanted = {(i.kind.value, i.value) for i in identities}
     if not wanted:
         return []
-    query = (select(MirrorIdentityRow.kind, MirrorIdentityRow.value, MirrorRow.record_id, MirrorRow.object_type)
-             .join(MirrorRow, MirrorIdentityRow.mirror_id == MirrorRow.id)
-             .where(*_identity_lookup([crm], wanted))
-             .order_by(MirrorRow.created_at, MirrorRow.id))
-    return [row for row in session.execute(query) if (row.kind, row.value) in wanted]
+    # the same index terms as `_identity_lookup`'s, the lists bound at execution
+    rows = session.execute(_MIRROR_ENTRIES, {"crm": crm, "kinds": sorted({k for k, _ in wanted}),
+                                             "values": sorted({v for _, v in wanted})})
+    return [row for row in rows if (row.kind, row.value) in wanted]
 
 
 def mirror_fields(session: Session, crm: str, record_ids: Collection[str]) -> dict[str, dict[str, Any]]:
     """The mirrored fields of these records of `crm`, by record id."""
     if not record_ids:
         return {}
-    query = select(MirrorRow.record_id, MirrorRow.fields).where(MirrorRow.crm == crm,
-                                                                 among(MirrorRow.record_id, sorted(record_ids)))
-    return {record_id: dict(fields or {}) for record_id, fields in session.execute(query)}
+    return {record_id: dict(fields or {}) for record_id, fields in session.execute(
+        _MIRROR_FIELDS, {"crm": crm, "records": sorted(record_ids)})}
 
 
 def mirror_holding(session: Session, crms: Sequence[str], identities: Sequence[Identity]) -> list[MirrorRow]:

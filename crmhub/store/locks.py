@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import zlib
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import BigInteger, Connection, bindparam, func, select
 from sqlalchemy.orm import Session
+
+# Built once, the key bound at execution: a cycle takes the lock some thirty times (issue 13).
+_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 
 
 def one_at_a_time(bind: Session | Connection, name: str) -> None:
@@ -24,4 +27,4 @@ def one_at_a_time(bind: Session | Connection, name: str) -> None:
     dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
     if dialect.name == "postgresql":
         key = zlib.crc32(f"crmhub:{name}".encode())  # fits PostgreSQL's bigint key, the same in every process
-        bind.execute(select(func.pg_advisory_xact_lock(key)))
+        bind.execute(_LOCK, {"key": key})

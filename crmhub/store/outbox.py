@@ -45,6 +45,7 @@ from typing import Any, cast
 
 from sqlalchemy import Integer, Select, Table, and_, bindparam, func, literal, not_, or_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from crmhub.model import CaseState, OutboxStatus, QueueTarget, RouteDecision, WritePriority
@@ -174,10 +175,10 @@ def _claim_query(waiting_only: bool, new_only: bool, besides: bool, postgresql: 
     return query
 
 
-_CLAIM_UPDATE = (update(OutboxRow).where(among(OutboxRow.id, bindparam("ids")))
+# Of the table: an ORM-enabled UPDATE is rebuilt (and its cache key computed) per execution.
+_CLAIM_UPDATE = (update(_OUTBOX).where(among(_OUTBOX.c.id, bindparam("ids")))
                  .values(next_attempt_at=bindparam("until", type_=OutboxRow.next_attempt_at.type),
-                         claims=OutboxRow.claims + 1)
-                 .execution_options(synchronize_session=False))
+                         claims=_OUTBOX.c.claims + 1))
 
 
 def renew(session: Session, held: Mapping[datetime, Collection[int]], until: datetime) -> set[int]:
@@ -612,6 +613,7 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState],
     adopted = adopt_threads(session, crm, rows, wanted, now=now or max(s.modified_at for s in states))
     changed = 0
     history: list[support_cases.StateChange] = []
+    applied: dict[int, ThreadRow] = {}
     for row in rows:
         for seq, state in sorted(wanted[row.conversation_key], key=lambda entry: entry[1].modified_at):
             if seq != row.seq or (row.state_at is not None and state.modified_at <= row.state_at):
@@ -625,11 +627,35 @@ def apply_case_states(session: Session, crm: str, states: Sequence[CaseState],
                 if closes is not None and state.closed_at is not None and (row.conversation_key, seq) in known:
                     closes.append(support_cases.Closed(row.conversation_key, seq, row.queue,
                                                        row.record_id or state.record_id, state.closed_at))
-            row.closed_at, row.closed_final, row.state_at = state.closed_at, state.final, state.modified_at
-            if row.record_id is None:  # a case whose creation was never recorded (a crash in between)
-                row.record_id = state.record_id
+            # a case whose creation was never recorded (a crash in between) takes the CRM's record
+            _set_state(row, closed_at=state.closed_at, closed_final=state.final, state_at=state.modified_at,
+                       record_id=row.record_id if row.record_id is not None else state.record_id)
+            applied[row.id] = row
+    _save_states(session, list(applied.values()))
     support_cases.states(session, crm, history)
     return CaseStates(changed, adopted)
+
+
+_STATE = ("closed_at", "closed_final", "state_at", "record_id")  # what a case state sets on its thread
+
+
+def _set_state(row: ThreadRow, **values: Any) -> None:
+    """Set a thread's state in memory as stored (`_save_states` stores it): the ORM has nothing to flush."""
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+
+
+def _save_states(session: Session, rows: Sequence[ThreadRow]) -> None:
+    """Store the threads' case states in one UPDATE over arrays (`per_row`), not one pipelined UPDATE per
+    thread as the ORM's flush of changed objects runs it on PostgreSQL (issue 13)."""
+    if not rows:
+        return
+    table = _THREADS
+    each = per_row(session, [{"thread": row.id, **{f"new_{name}": getattr(row, name) for name in _STATE}}
+                             for row in rows],
+                   {"thread": table.c.id.type, **{f"new_{name}": table.c[name].type for name in _STATE}}, key="thread")
+    each.execute(session, update(table).where(table.c.id == each.columns["thread"])
+                 .values({name: each.columns[f"new_{name}"] for name in _STATE}))
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ def contact_for(session: Session, person_id: int, crm: str, *, now: datetime,
 
 
 def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now: datetime,
-                 blocklist: Blocklist = Blocklist(), on_linked: Callable[[Sequence[int], str], None] | None = None
-                 ) -> dict[int, ContactMatch | None]:
+                 blocklist: Blocklist = Blocklist(), on_linked: Callable[[Sequence[int], str], None] | None = None,
+                 identities: Mapping[int, Sequence[Identity]] | None = None) -> dict[int, ContactMatch | None]:
     """Each person's record in `crm`, linking records on first match; None where unknown there.
 
     A handful of queries for the whole batch, however many persons. Blocked
@@ -46,12 +46,14 @@ def contacts_for(session: Session, person_ids: Collection[int], crm: str, *, now
     whichever customer happens to hold the switchboard number. A record
     already linked (to whichever person) keeps its link. `on_linked` runs once
     with the persons who gained a link (it flags several records and re-points
-    earlier writes), and their primary is read again afterwards.
+    earlier writes), and their primary is read again afterwards. `identities`: the persons' identities
+    (`graph.identities_of_many`) when the caller read them already, for several CRMs or for its own use.
     """
     persons = sorted(set(person_ids))
-    identities = graph.identities_of_many(session, persons)
+    if identities is None:
+        identities = graph.identities_of_many(session, persons)
     links = graph.links_of_many(session, persons, crm)
-    wanted = {person: matchable(blocklist.usable(identities.get(person, []))) for person in persons}
+    wanted = {person: matchable(blocklist.usable(list(identities.get(person, ())))) for person in persons}
     holders: dict[tuple[str, str], list[int]] = {}
     for person, mine in wanted.items():
         for identity in mine:

@@ -329,9 +329,11 @@ def _resolve(session: Session, claims: Sequence[outbox.Claim], crm: str, policy:
     handles of persons with one, and the claims' threads."""
     persons = [claim.person_id for claim in claims if claim.person_id is not None]
     relinker = IdentityGraph(session, [crm], IdentityPolicy(blocklist=policy.blocklist), now)
-    contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink_many)
+    held = graph.identities_of_many(session, persons)  # read once: for matching, and to create missing contacts
+    contacts = contacts_for(session, persons, crm, now=now, blocklist=policy.blocklist, on_linked=relinker.relink_many,
+                            identities=held)
     unknown = [person for person, contact in contacts.items() if contact is None] if policy.create_contact_as else []
-    identities = graph.identities_of_many(session, unknown)
+    identities = {person: held[person] for person in unknown if person in held}  # linking changes no identity
     on_x = {claim.person_id for claim in claims if claim.conversation_key.startswith(X_CONVERSATIONS)}
     handles = graph.renamed_handles(session, crm, {person: contact.record_id for person, contact in contacts.items()
                                                    if contact is not None and person in on_x})

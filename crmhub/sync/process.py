@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from crmhub.language import Detection
 from crmhub.model import Direction, Interaction, RouteDecision, WritePriority
-from crmhub.store import StateStore, codes, ledger, outbox, replies
+from crmhub.store import StateStore, codes, graph, ledger, outbox, replies
 from crmhub.store.locks import one_at_a_time
 from crmhub.store.surveys import is_survey
 from crmhub.sync.contacts import ContactMatch, contacts_for
@@ -127,9 +127,10 @@ def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms
     contacts: dict[str, dict[int, ContactMatch | None]] = {}
     threads: dict[str, dict[str, Any]] = {}
     opening: dict[str, set[str]] = {}  # per CRM: conversations with a new-case write pending (or queued now)
+    held = graph.identities_of_many(session, set(persons.values()))  # once for every CRM: linking changes none
     for crm in crms:
         contacts[crm] = contacts_for(session, set(persons.values()), crm, now=now, blocklist=identity.blocklist,
-                                     on_linked=people.relink_many)
+                                     on_linked=people.relink_many, identities=held)
         threads[crm] = outbox.threads_of(session, crm, conversations)
         opening[crm] = outbox.cases_pending(session, crm, conversations)
     decisions: list[tuple[int, RouteDecision]] = unrouted
