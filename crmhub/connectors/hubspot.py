@@ -92,6 +92,7 @@ from hubspot import HubSpot
 from urllib3.util.retry import Retry
 
 from crmhub.connectors._base import Connector, classify_status, fit, retry_after_seconds
+from crmhub.connectors._identity_fields import identity_field_updates
 from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
@@ -807,16 +808,7 @@ class HubSpotCrm(Connector):
         Setting a value twice is harmless. A refusal is logged, not the write's
         failure: the history still lands, and the next write sets it again.
         """
-        inputs: dict[str, Json] = {}
-        for write in writes:
-            obj = self.objects.get(write.contact_object)
-            if not write.contact_update or not write.contact_id or obj is None:
-                continue
-            for kind, value in write.contact_update.items():
-                names = obj.fields_by_kind.get(kind, ())
-                if names:
-                    inputs.setdefault(write.contact_id, {})[names[0]] = value
-        items = list(inputs.items())
+        items = [(record, fields) for record, (_, fields) in identity_field_updates(writes, self.objects).items()]
         for start in range(0, len(items), self.batch_size):
             chunk = items[start:start + self.batch_size]
             body = {"inputs": [{"id": cid, "objectWriteTraceId": cid, "properties": props} for cid, props in chunk]}

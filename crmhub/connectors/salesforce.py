@@ -68,6 +68,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed, Salesfo
 
 from crmhub.connectors._base import Connector, classify_status, fit, fit_text
 from crmhub.connectors._http import build_session
+from crmhub.connectors._identity_fields import identity_field_updates
 from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce_composite import (
@@ -621,17 +622,8 @@ class SalesforceCrm(Connector):
     def _contact_updates(self, writes: Sequence[HistoryWrite]) -> dict[str, dict[str, Any]]:
         """One update per existing Contact or Lead whose identity fields the engine asks to set (a renamed X
         handle into the object's first field of that kind); setting them twice is harmless."""
-        updates: dict[str, dict[str, Any]] = {}
-        for write in writes:
-            obj = self.objects.get(write.contact_object)
-            if not write.contact_update or not write.contact_id or obj is None:
-                continue
-            for kind, value in write.contact_update.items():
-                names = obj.fields_by_kind.get(kind, ())
-                if names:
-                    updates.setdefault(write.contact_id, {"attributes": {"type": obj.name}, "id": write.contact_id}
-                                       )[names[0]] = value
-        return updates
+        return {record: {"attributes": {"type": obj.name}, "id": record, **fields}
+                for record, (obj, fields) in identity_field_updates(writes, self.objects).items()}
 
     def _case_updates(self, writes: Sequence[HistoryWrite]) -> dict[str, dict[str, Any]]:
         """One update per Case: `OPEN_STATUS` for a reopen, the primary Contact after an identity merge."""

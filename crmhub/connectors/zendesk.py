@@ -177,6 +177,7 @@ from zenpy import Zenpy
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
 from crmhub.connectors._base import Connector, classify_status, fit, retry_after_seconds
+from crmhub.connectors._identity_fields import identity_field_updates
 from crmhub.connectors._http import build_session
 from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
@@ -565,19 +566,14 @@ class ZendeskCrm(Connector):
         write's failure (the history still lands, and the next write sets it again).
         """
         fields: dict[int, dict[str, Any]] = {}
-        for write in writes:
-            obj = self.objects.get(write.contact_object) or next(iter(self.objects.values()))
-            if not write.contact_update or not write.contact_id:
-                continue
-            for kind, value in write.contact_update.items():
-                names = obj.fields_by_kind.get(kind, ())
-                if not names:
-                    continue
-                user = fields.setdefault(int(write.contact_id), {})
-                if names[0].startswith("user_fields."):
-                    user.setdefault("user_fields", {})[names[0].removeprefix("user_fields.")] = value
+        for record, (_, values) in identity_field_updates(writes, self.objects,
+                                                          next(iter(self.objects.values()), None)).items():
+            user = fields.setdefault(int(record), {})
+            for name, value in values.items():
+                if name.startswith("user_fields."):
+                    user.setdefault("user_fields", {})[name.removeprefix("user_fields.")] = value
                 else:
-                    user[names[0]] = value
+                    user[name] = value
         users = [zendesk_objects.user({"id": user_id, **changes}) for user_id, changes in sorted(fields.items())]
         for start in range(0, len(users), self.batch_size):
             chunk = users[start:start + self.batch_size]
