@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
+import requests
+
 QUEUE_SIZE = 1000
 
 
@@ -24,6 +26,13 @@ class Delivery(Protocol):
 
 
 D = TypeVar("D", bound=Delivery)
+
+
+def loopback_session() -> requests.Session:
+    """A session for calls to the receivers on loopback: a proxy from the environment must not swallow them."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 class QueuedDeliveries(Generic[D]):
@@ -37,6 +46,7 @@ class QueuedDeliveries(Generic[D]):
         self._generation = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._session = loopback_session()  # used by the delivery thread only
 
     @property
     def generation(self) -> int:

@@ -509,6 +509,20 @@ def test_crc_then_signed_mention_event(x: XEmulator, receiver: Receiver, alice: 
     assert (crc["kind"], crc["ok"], delivery["kind"], delivery["status"]) == ("crc", True, "tweet_create_events", 200)
 
 
+def test_crc_and_events_reach_a_loopback_receiver_whatever_proxy_the_environment_names(
+        x: XEmulator, receiver: Receiver, alice: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator calls receivers on loopback directly: a proxy from the environment (nothing listens on
+    port 9) would swallow them."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert x.set_webhook(receiver.url) is True
+    x.post_mention(alice, "through no proxy")
+    assert x.wait_for_deliveries()
+    assert receiver.signatures_ok == [True]
+
+
 def test_direct_message_events_are_delivered_for_both_directions(client: tweepy.Client, x: XEmulator,
                                                                  receiver: Receiver, alice: str) -> None:
     x.set_webhook(receiver.url)

@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from crmhub.sandbox._deliveries import QueuedDeliveries
+from crmhub.sandbox._deliveries import QueuedDeliveries, loopback_session
 from crmhub.sandbox._hosted import Host
 from crmhub.sandbox.meta.models import graph_time
 
@@ -63,7 +63,7 @@ class MetaWebhooks(QueuedDeliveries[_Delivery]):
             self._host.state["webhook"] = {"url": url, "verify_token": verify_token, "verified": False,
                                            "fields": fields, "max_attempts": max_attempts}
         try:
-            answer = requests.get(url, params={"hub.mode": "subscribe", "hub.verify_token": verify_token,
+            answer = loopback_session().get(url, params={"hub.mode": "subscribe", "hub.verify_token": verify_token,
                                                "hub.challenge": challenge}, timeout=TIMEOUT)
             status: int | None = answer.status_code
             ok = answer.status_code == 200 and answer.text == challenge
@@ -115,7 +115,7 @@ class MetaWebhooks(QueuedDeliveries[_Delivery]):
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, delivery.body)}
         for attempt in range(1, hook["max_attempts"] + 1):
             try:
-                status: int | None = requests.post(hook["url"], data=delivery.body, headers=headers,
+                status: int | None = self._session.post(hook["url"], data=delivery.body, headers=headers,
                                                    timeout=TIMEOUT).status_code
             except requests.RequestException:
                 status = None

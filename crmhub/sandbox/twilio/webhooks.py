@@ -78,8 +78,6 @@ class WebhookDispatcher(QueuedDeliveries[_Queued]):
         super().__init__(capacity)
         self._record = record
         self._timeout = timeout
-        self._session = requests.Session()  # used by the delivery thread only
-        self._session.trust_env = False  # a proxy from the environment must not swallow loopback callbacks
 
     def send(self, hook: Webhook) -> bool:
         """Queue `hook` without waiting; False (and logged) when the queue is full."""

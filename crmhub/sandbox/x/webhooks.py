@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from crmhub.sandbox._deliveries import QueuedDeliveries
+from crmhub.sandbox._deliveries import QueuedDeliveries, loopback_session
 from crmhub.sandbox._hosted import Host
 from crmhub.sandbox.x.models import conversation_members, iso, parse_iso
 
@@ -73,7 +73,7 @@ class WebhookDispatcher(QueuedDeliveries[_Delivery]):
         token = secrets.token_urlsafe(24)
         expected = sign(hook["consumer_secret"], token.encode())
         status, error = _attempt(
-            lambda: requests.get(hook["url"], params={"crc_token": token, "nonce": secrets.token_hex(8)},
+            lambda: loopback_session().get(hook["url"], params={"crc_token": token, "nonce": secrets.token_hex(8)},
                                  timeout=TIMEOUT),
             lambda answer: answer.status_code == 200 and _response_token(answer) == expected,
             "wrong or missing response_token")
@@ -113,7 +113,7 @@ class WebhookDispatcher(QueuedDeliveries[_Delivery]):
                    "x-twitter-webhooks-signature": sign(hook["consumer_secret"], delivery.body)}
         for attempt in range(1, hook["max_attempts"] + 1):
             status, error = _attempt(
-                lambda: requests.post(hook["url"], data=delivery.body, headers=headers, timeout=TIMEOUT),
+                lambda: self._session.post(hook["url"], data=delivery.body, headers=headers, timeout=TIMEOUT),
                 lambda answer: answer.status_code == 200, "webhook did not answer 200")
             with self._host.lock:
                 if delivery.generation != self._generation:
