@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +21,7 @@ from crmhub.sandbox.meta import (
     DEFAULT_VERIFY_TOKEN,
     MetaEmulator,
 )
+from tests.http_receiver import LocalServer, QuietHandler
 
 PAGE = DEFAULT_PAGE_ID
 DAY = 86400.0
@@ -179,39 +178,29 @@ class Receiver:
         self.signatures_ok: list[bool] = []
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # http.server's naming
                 query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
                 ok = query.get("hub.verify_token") == verify_token
-                self._answer(200 if ok else 403, query.get("hub.challenge", "").encode() if ok else b"")
+                self.answer(200 if ok else 403, query.get("hub.challenge", "").encode() if ok else b"")
 
             def do_POST(self) -> None:  # http.server's naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.signatures_ok.append(signature_ok(DEFAULT_APP_SECRET, body,
                                                            self.headers["X-Hub-Signature-256"]))
                 receiver.events.append(json.loads(body))
-                self._answer(200, b"EVENT_RECEIVED")
+                self.answer(200, b"EVENT_RECEIVED")
 
-            def _answer(self, status: int, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # http.server's signature
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/webhooks/meta"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.local = LocalServer(Handler)
+        self.url = f"{self.local.base_url}/webhooks/meta"
+        self.local.start()
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     hook = Receiver()
     yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    hook.local.stop()
 
 
 def test_verification_then_signed_message_and_echo_events(meta: MetaEmulator, meta_sandbox: EmulatorServer,

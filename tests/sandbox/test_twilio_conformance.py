@@ -17,7 +17,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -32,6 +31,7 @@ from twilio.rest import Client
 from crmhub.connectors._http import build_session
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioEmulator
+from tests.http_receiver import LocalServer, QuietHandler
 
 OUR_SMS = "+14155550100"
 OUR_WHATSAPP = "+14155550199"
@@ -70,7 +70,7 @@ class Receiver:
         inbox: queue.Queue[Received] = queue.Queue()
         self.inbox = inbox
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # http.server's naming
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 url = f"http://{self.headers['Host']}{self.path}"  # the URL the sender signed
@@ -80,29 +80,24 @@ class Receiver:
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                return
-
         self._gate = gate
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._local = LocalServer(Handler)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        return f"{self._local.base_url}{path}"
 
     def next(self) -> Received:
         """The next webhook; waits on the queue (not a sleep), failing after 5 s."""
         return self.inbox.get(timeout=5)
 
     def __enter__(self) -> Receiver:
-        self._thread.start()
+        self._local.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if gate := self._gate:
             gate.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._local.stop()
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -37,6 +35,7 @@ from crmhub.sandbox.x import (
     XEmulator,
 )
 from crmhub.sandbox.x.urls import ENDPOINTS
+from tests.http_receiver import LocalServer, QuietHandler
 
 ME = DEFAULT_ACCOUNT_ID
 
@@ -454,7 +453,7 @@ class Receiver:
         self.fail_next = 0  # answer 500 to this many POSTs first
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # http.server's naming
                 token = parse_qs(urlsplit(self.path).query)["crc_token"][0]
                 digest = hmac.new(receiver.secret, token.encode(), hashlib.sha256).digest()
@@ -472,27 +471,18 @@ class Receiver:
                 self._answer(200, {})
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.answer(status, json.dumps(body).encode(), "application/json")
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # http.server's signature
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/webhooks/x"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.local = LocalServer(Handler)
+        self.url = f"{self.local.base_url}/webhooks/x"
+        self.local.start()
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     hook = Receiver()
     yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    hook.local.stop()
 
 
 def test_crc_then_signed_mention_event(x: XEmulator, receiver: Receiver, alice: str) -> None:
