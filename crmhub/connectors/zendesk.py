@@ -167,8 +167,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 from types import SimpleNamespace
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -176,6 +176,7 @@ import structlog
 from zenpy import Zenpy
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
+from crmhub.connectors import zendesk_objects
 from crmhub.connectors._base import Connector, classify_status, fit, retry_after_seconds
 from crmhub.connectors._identity_fields import identity_field_updates
 from crmhub.connectors._http import build_session
@@ -183,7 +184,6 @@ from crmhub.connectors._redact import vendor_error
 from crmhub.connectors._retry import Retrier
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.connectors.zendesk_comments import COMMENT_BYTES, KEY_FIELD, comment_fields, keys_of, runs
-from crmhub.connectors import zendesk_objects
 from crmhub.connectors.zendesk_jobs import (
     AFTER,
     COMMENT,

@@ -338,9 +338,8 @@ def mirror_entries(session: Session, crm: str, identities: Collection[Identity])
     wanted = {(i.kind.value, i.value) for i in identities}
     if not wanted:
         return []
-    # the same index terms as `_identity_lookup`'s, the lists bound at execution
-    rows = session.execute(_MIRROR_ENTRIES, {"crm": crm, "kinds": sorted({k for k, _ in wanted}),
-                                             "values": sorted({v for _, v in wanted})})
+    kinds, values = _lookup_lists(wanted)  # `_identity_lookup`'s index terms, the lists bound at execution
+    rows = session.execute(_MIRROR_ENTRIES, {"crm": crm, "kinds": kinds, "values": values})
     return [row for row in rows if (row.kind, row.value) in wanted]
 
 
@@ -405,9 +404,14 @@ def _identity_lookup(crms: Collection[str], wanted: Collection[tuple[str, str]])
     reads every mirrored record; the IN lists admit pairs nobody asked for (one
     identity's kind with another's value), which the caller drops.
     """
-    return (among(MirrorIdentityRow.crm, sorted(set(crms))),
-            among(MirrorIdentityRow.kind, sorted({k for k, _ in wanted})),
-            among(MirrorIdentityRow.value, sorted({v for _, v in wanted})))
+    kinds, values = _lookup_lists(wanted)
+    return (among(MirrorIdentityRow.crm, sorted(set(crms))), among(MirrorIdentityRow.kind, kinds),
+            among(MirrorIdentityRow.value, values))
+
+
+def _lookup_lists(wanted: Collection[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """The kind and the value IN lists for (kind, value) pairs, each sorted (a stable statement)."""
+    return sorted({k for k, _ in wanted}), sorted({v for _, v in wanted})
 
 
 def mirror_identities(session: Session, mirror_id: int) -> list[Identity]:
