@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import requests
 
@@ -15,10 +16,18 @@ from crmhub.sandbox import DEFAULT_PORTS
 
 
 def free_base_port() -> int:
-    """A base port with every sandbox port free after it, away from the demo's 8700-8708."""
+    """A base port with every sandbox port free after it, away from the demo's 8700-8708.
+
+    Below the kernel's ephemeral range: every port-0 server and outgoing connection of the other test
+    workers takes its port from that range, and one did take a port between this check and the sandbox's
+    bind ("Address already in use" in CI).
+    """
     rng = random.Random()
+    highest = _ephemeral_low() - len(DEFAULT_PORTS)
+    if highest <= 20_001:  # an ephemeral range reaching that low leaves no quiet block: take any free one
+        highest = 60_000
     for _ in range(50):
-        base = rng.randrange(20000, 60000)
+        base = rng.randrange(20000, highest)
         sockets = []
         try:
             for port in range(base, base + len(DEFAULT_PORTS)):
@@ -32,6 +41,14 @@ def free_base_port() -> int:
             for s in sockets:
                 s.close()
     raise RuntimeError(f"no {len(DEFAULT_PORTS)} consecutive free ports found")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for port 0 (Linux's default where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def test_sandbox_json_prints_every_api_and_stops_on_sigterm() -> None:
