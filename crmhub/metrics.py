@@ -220,6 +220,9 @@ class Metrics:
         self.items_ingested = Counter("crmhub_items_ingested", "Items a source (twilio, x) reported, by how they "
                                       "reached crmhub and what the ledger did with them.",
                                       ["source", "path", "outcome"], registry=r)
+        self.items_skipped = Counter("crmhub_items_skipped", "Items a source read and set aside on purpose, never "
+                                     "stored or routed (an email bounce, auto-reply, read receipt, bulk mail), by "
+                                     "reason.", ["source", "reason"], registry=r)
         self.crm_writes = Counter("crmhub_crm_writes", "Outbox rows handled by delivery, by outcome.",
                                   ["crm", "outcome"], registry=r)
         self.lease_renewals = Counter("crmhub_lease_renewals", "Lease renewals of delivery batches that outlived a "
@@ -271,6 +274,8 @@ class Metrics:
                                ("dead_lettered", report.dead_lettered)):
             if count:
                 self.items_ingested.labels(report.source, "poll", outcome).inc(count)
+        for reason, count in report.skipped.items():
+            self.items_skipped.labels(report.source, reason).inc(count)
         self._done(report.source, "poll")
         return report
 

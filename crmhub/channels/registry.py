@@ -38,15 +38,18 @@ class Entry:
     """The `IdentityKind` values it verifies (the sender identities its items carry)."""
     writable: tuple[str, ...] = ()
     """The `Channel` values it replies on (agents' replies, survey questions)."""
+    threaded: tuple[str, ...] = ()
+    """The `Channel` values whose replies answer the customer's latest message by its id (`in_reply_to`)."""
 
 
 ENTRIES: dict[str, Entry] = {
     "twilio": Entry("twilio", "crmhub.channels.twilio.module:MODULE", "crmhub.channels.twilio.settings:TwilioSettings",
                     {"sms": "SMS", "whatsapp": "WhatsApp", "call": "Call"}, ("phone", "wa_user"), ("sms", "whatsapp")),
     "x": Entry("x", "crmhub.channels.x.module:MODULE", "crmhub.channels.x.settings:XSettings",
-               {"x_mention": "X mention", "x_dm": "X DM"}, ("x", "x_handle"), ("x_mention", "x_dm")),
+               {"x_mention": "X mention", "x_dm": "X DM"}, ("x", "x_handle"), ("x_mention", "x_dm"),
+               threaded=("x_mention",)),
     "email": Entry("email", "crmhub.channels.email.module:MODULE", "crmhub.channels.email.settings:EmailSettings",
-                   {"email": "Email"}, ("email",), ("email",)),
+                   {"email": "Email"}, ("email",), ("email",), threaded=("email",)),
     "meta": Entry("meta", "crmhub.channels.meta.module:MODULE", "crmhub.channels.meta.settings:MetaSettings",
                   {"messenger": "Messenger", "instagram": "Instagram"}, ("fb_psid", "ig_sid"),
                   ("messenger", "instagram")),
@@ -91,6 +94,11 @@ def all_channel_values(*, built_only: bool = True) -> tuple[str, ...]:
 def writable_values() -> tuple[str, ...]:
     """Every `Channel` value a built channel module replies on."""
     return tuple(value for name in names() for value in ENTRIES[name].writable)
+
+
+def threaded_values() -> frozenset[str]:
+    """Every `Channel` value whose replies name the message they answer (an X mention's post, an email's Message-ID)."""
+    return frozenset(value for name in names() for value in ENTRIES[name].threaded)
 
 
 _loaded: dict[str, object] = {}

@@ -14,7 +14,8 @@ IDLE (RFC 2177) where the server has it, so a poll can start as soon as mail
 arrives; without IDLE it returns at once and polling alone finds the mail.
 
 Sending: a reply is a text/plain message from our address to the customer,
-`Re:` the subject of the message it answers, with `In-Reply-To` and
+`Re:` the subject of the message it answers (the customer's latest in the
+conversation, else its first), with `In-Reply-To` naming it and
 `References` (the parent's References plus the parent), so it threads in
 the customer's client and their answer threads back into the conversation.
 Its Message-ID is derived from the reply's idempotency key
@@ -306,8 +307,7 @@ class EmailChannel(Connector):
             TransientError: no answer, or a 4xx, after the retry layer's attempts.
         """
         message_id = reply_message_id(message.key, self.domain)
-        parent = message.in_reply_to or _root(message.conversation_key)
-        thread = self.call("imap.thread", lambda: self._thread_of(parent)) if parent else ThreadInfo()
+        parent, thread = self._answering(message)
         outgoing = self._compose(message, message_id, parent, thread)
 
         def send() -> SentMessage:
@@ -318,6 +318,22 @@ class EmailChannel(Connector):
             return self._sent(message, message_id, found=True) if self._find_copy(message_id) else None
 
         return self.send_checked("smtp.send", message.uncertain_since, find_sent, send)
+
+    def _answering(self, message: OutboundMessage) -> tuple[str | None, ThreadInfo]:
+        """The Message-ID a reply answers, with that message's subject and References.
+
+        The customer's latest message (the engine's `in_reply_to`) where the
+        mailbox still holds it, else the conversation's root; a hashed id (a
+        message without a usable Message-ID) is never put in a header.
+        """
+        candidates = [c for c in (message.in_reply_to, _root(message.conversation_key))
+                      if c and not c.startswith("sha256:")]
+        for candidate in dict.fromkeys(candidates):
+            thread = self.call("imap.thread", lambda c=candidate: self._thread_of(c))  # type: ignore[misc]
+            if thread != ThreadInfo():
+                return candidate, thread
+        root = _root(message.conversation_key)
+        return root, ThreadInfo()
 
     def _compose(self, message: OutboundMessage, message_id: str, parent: str | None,
                  thread: ThreadInfo) -> EmailMessage:

@@ -8,8 +8,9 @@ instead of skipping, and the ledger drops the repeats.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -36,7 +37,12 @@ class SourcePage(Protocol):
     def last(self) -> bool: ...
     @property
     def known(self) -> int:
-        """Items the source skipped untranslated because the ledger holds them (repeats)."""
+        """Items the source skipped untranslated because the ledger holds them (repeats).
+
+        A page may also carry `skipped`: items the source read and set aside on
+        purpose (an email bounce or auto-reply), each with a `reason` from a
+        short fixed list; they are counted by reason, never stored.
+        """
 
 
 @dataclass
@@ -51,6 +57,7 @@ class PollReport:
     repeats: int = 0
     dead_lettered: int = 0
     cursor: str | None = None
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> items set aside on purpose, never stored
 
 
 def poll_stream(
@@ -75,10 +82,16 @@ def poll_stream(
         report.stored += result.stored
         report.repeats += result.repeats + page.known
         report.dead_lettered += result.dead_lettered
+        report.skipped.update(_set_aside(page))
         if save:
             report.cursor = save[3]
     with store.transaction() as session:
         touch_cursors(session, source, [stream], partition, now=now)
     log.info("polled", source=source, stream=stream, pages=report.pages, stored=report.stored,
-             repeats=report.repeats, dead_lettered=report.dead_lettered)
+             repeats=report.repeats, dead_lettered=report.dead_lettered, skipped=sum(report.skipped.values()))
     return report
+
+
+def _set_aside(page: SourcePage) -> Iterable[str]:
+    """The reasons of the items `page` set aside (a source without such items has no `skipped`)."""
+    return (item.reason for item in getattr(page, "skipped", ()))

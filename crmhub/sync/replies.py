@@ -70,6 +70,7 @@ log = structlog.get_logger("crmhub.replies")
 STREAM = "replies"
 # Channels crmhub can answer in writing; a call conversation has none.
 WRITABLE = frozenset(Channel(value) for value in registry.writable_values())  # the channel modules say
+THREADED = frozenset(Channel(value) for value in registry.threaded_values())  # replies that name what they answer
 
 
 class ReplySource(Protocol):
@@ -194,7 +195,7 @@ def addressed_reply(session: Session, conversation_key: str, *, crm: str, reply_
     item = ledger.to_interaction(latest)
     ours = item.recipient if item.direction is Direction.INBOUND else item.sender
     customer = item.customer
-    answering = item.external_id if item.channel is Channel.X_MENTION and item.direction is Direction.INBOUND else None
+    answering = item.external_id if item.channel in THREADED and item.direction is Direction.INBOUND else None
     return {
         "crm": crm, "reply_ref": reply_ref[:128], "case_id": case_id,
         "conversation_key": conversation_key, "channel": item.channel.value,

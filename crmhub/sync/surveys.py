@@ -36,6 +36,7 @@ from crmhub.store import StateStore, ledger
 from crmhub.store import replies as reply_store
 from crmhub.store import surveys as store
 from crmhub.store.cases import Closed, channel_of
+from crmhub.sync.replies import THREADED
 from crmhub.sync.survey_answers import CSAT, NPS, score_of
 from crmhub.texts import DEFAULT_LANGUAGE, pick
 
@@ -148,7 +149,7 @@ def _reply_row(survey_id: int, row: Mapping[str, Any], close: Closed, last: Any,
                now: datetime) -> dict[str, Any]:
     """The `replies` row that sends the question, addressed like an agent's reply to the conversation."""
     item = ledger.to_interaction(last, raw=False)
-    answering = item.external_id if item.channel is Channel.X_MENTION else None
+    answering = item.external_id if item.channel in THREADED else None
     return {
         "crm": row["crm"], "reply_ref": store.reply_ref(survey_id), "case_id": close.record_id,
         "conversation_key": close.conversation_key, "channel": item.channel.value,

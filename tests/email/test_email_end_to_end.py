@@ -99,6 +99,10 @@ def test_a_customer_mail_reaches_every_crm_once_and_bounces_and_auto_replies_ope
     assert zendesk_bodies(zd, ticket["id"]) == ["Parcel\n\nMy parcel is late"]
     assert len(hs.objects("tickets")) == 1 and len(hs.objects("contacts")) == 1  # matched, not created
     assert case["Id"]
+    skipped = {sample.labels["reason"]: sample.value for family in hub.metrics.registry.collect()
+               if family.name == "crmhub_items_skipped" for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels["source"] == "email"}
+    assert skipped == {"auto-reply": 1, "bounce": 1, "bulk mail": 1}  # in /metrics, counted once though read twice
 
 
 @dataclass
@@ -167,6 +171,14 @@ def test_an_agent_reply_goes_out_once_threaded_and_the_answer_joins_the_case(
     assert len(sf.records("Case")) == 1
     assert sorted(t["Description"] for t in sf.records("Task")) == ["Parcel\n\nMy parcel is late", "Thanks!"]
     assert len(mail_server.messages(JANE)) == 1  # the auto-reply got no answer: no loop
+
+    # The next reply answers her latest message, not the first: In-Reply-To names m2, References the chain.
+    salesforce_mail.comment("Glad it arrived!")
+    hub.sync_once()
+    second = message_from_bytes(mail_server.await_messages(JANE, 2)[-1], policy=policy.default)
+    assert second["In-Reply-To"] == "<m2@customers.test>"
+    assert second["References"] == f"<m1@customers.test> {sent['Message-ID']} <m2@customers.test>"
+    assert second["Subject"] == "Re: Parcel"
 
 
 def test_a_reply_whose_smtp_answer_is_lost_goes_out_once(mail_server: MailServer,
