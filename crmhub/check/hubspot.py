@@ -23,9 +23,9 @@ from crmhub.connectors.hubspot import ACTIVITY_KEY, CASE_KEY, PERSON_KEY, HubSpo
 from crmhub.errors import AuthError
 
 SYSTEM = "hubspot"
-KINDS = ("contacts", "tickets", "communications", "calls", "notes")  # what crmhub reads and writes
-KEYS = {"contacts": PERSON_KEY, "tickets": CASE_KEY, "communications": ACTIVITY_KEY, "calls": ACTIVITY_KEY,
-        "notes": ACTIVITY_KEY}
+ACTIVITIES = ("communications", "calls", "notes", "emails")  # each keyed by crmhub_key
+KINDS = ("contacts", "tickets", *ACTIVITIES)  # what crmhub reads and writes
+KEYS = {"contacts": PERSON_KEY, "tickets": CASE_KEY, **dict.fromkeys(ACTIVITIES, ACTIVITY_KEY)}
 SCOPES_FIX = ("add the scope to the private app (Settings > Integrations > Private apps > your app > Scopes: "
               "crm.objects.contacts.read/write, crm.schemas.contacts.read/write, tickets, crm.objects.owners.read) "
               "and commit; the token stays the same")
