@@ -128,6 +128,7 @@ IN_VALUES_LIMIT = 100  # values of one IN filter
 CASE_KEY = "crmhub_conversation"
 PERSON_KEY = "crmhub_person"  # on contacts: crmhub's key of the contact it created for a person
 ACTIVITY_KEY = "crmhub_key"
+ACTIVITY_TYPES = ("communications", "calls", "notes", "emails")  # the engagements crmhub writes, keyed by crmhub_key
 LINK_PROPERTY = "crmhub_link"  # ticket text property: an agent's "confirm N" / "reject N" on link suggestion N
 MODIFIED = "lastmodifieddate"
 TICKET_MODIFIED = "hs_lastmodifieddate"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from crmhub.connectors._retry import Retrier, RetryPolicy
-from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
+from crmhub.connectors.hubspot import ACTIVITY_TYPES, HubSpotCrm, TicketQueue
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import AuthError, CaseGone, Rejected
 from crmhub.model import (
@@ -31,7 +31,6 @@ from crmhub.sandbox.hubspot.catalog import object_type
 OURS = "+14155550100"
 SUPPORT = Identity(IdentityKind.EMAIL, "support@acme.test", display="Acme Support")
 JANE = Identity(IdentityKind.EMAIL, "jane@customers.test", display="Jane Doe")
-ACTIVITIES = ("communications", "calls", "notes", "emails")  # the engagement types crmhub logs messages as
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 CONTACTS = ContactObject("contacts", {"phone": ["phone", "mobilephone"], "email": ["email"],
                                       "x_handle": ["twitterhandle"]}, extra_fields=("lifecyclestage",))
@@ -103,9 +102,9 @@ def write(item: Interaction, person_id: int = 1, *, contact_id: str | None = Non
 
 def holdings(hub: HubSpotEmulator) -> dict[str, int]:
     """How many records of each type, and associations, the emulated HubSpot holds."""
-    counts = {t: len(hub.objects(t)) for t in ("contacts", "tickets", *ACTIVITIES)}
+    counts = {t: len(hub.objects(t)) for t in ("contacts", "tickets", *ACTIVITY_TYPES)}
     counts["links"] = sum(len(hub.associated(t, r["id"], "contacts")) + len(hub.associated(t, r["id"], "tickets"))
-                          for t in ACTIVITIES for r in hub.objects(t))
+                          for t in ACTIVITY_TYPES for r in hub.objects(t))
     return counts
 
 
@@ -479,6 +478,21 @@ def test_an_email_and_the_agents_reply_are_email_engagements_on_the_contact_and_
     for email in (inbound, outbound):
         assert hub.associated("emails", email["id"], "contacts") == {contact["id"]: [198]}
         assert hub.associated("emails", email["id"], "tickets") == {ticket["id"]: [224]}
+
+
+def test_an_undone_join_moves_an_email_and_its_ticket_off_the_wrong_contact(
+        hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
+    """A relink finds the email by its key, links it to the right contact, and archives the wrong association."""
+    wrong, right = hub.add("contacts", email="other@customers.test"), hub.add("contacts", email=JANE.value)
+    crm = connector(hubspot_sandbox)
+    [first] = crm.write_history([write(mail(1), contact_id=wrong)])
+    assert first.ok, first.error
+    [moved] = crm.write_history([replace(write(mail(1), contact_id=right, case_id=first.case_id), relink=True,
+                                         detach_from=wrong)])
+    assert moved.ok and moved.record_id == first.record_id, moved.error
+    [email] = hub.objects("emails")
+    assert hub.associated("emails", email["id"], "contacts") == {right: [198]}
+    assert list(hub.associated("tickets", str(first.case_id), "contacts")) == [right]
 
 
 @pytest.mark.parametrize(("channel", "kind", "label"), [(Channel.MESSENGER, IdentityKind.MESSENGER, "Messenger"),
