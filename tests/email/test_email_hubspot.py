@@ -23,7 +23,7 @@ from crmhub.sandbox import EmulatorServer, Fault
 from crmhub.store.ledger import open_dead_letters
 from tests.email.mailserver import MailServer
 from tests.email.messages import JANE, SUPPORT, customer_mail
-from tests.email.test_email_end_to_end import email_settings
+from tests.email.test_email_end_to_end import email_settings, salesforce_agent
 
 
 @contextmanager
@@ -57,18 +57,8 @@ def emails(hs: Any) -> dict[str, dict[str, Any]]:
 def test_the_mail_and_the_agents_reply_are_hubspot_emails_once_under_a_lost_answer_and_a_fresh_store(
         mail_server: MailServer, salesforce_sandbox: EmulatorServer, hubspot_sandbox: EmulatorServer,
         tmp_path: Path) -> None:
-    from simple_salesforce import Salesforce
-
-    from crmhub.connectors._http import build_session
-
-    sf: Any = salesforce_sandbox.emulator
+    sf, agent = salesforce_agent(salesforce_sandbox)
     hs: Any = hubspot_sandbox.emulator
-    for name in ("Support_Queue", "Billing_Queue", "VIP_Queue"):
-        sf.add_queue(name, name)
-    sf.insert("Contact", LastName="Doe", Email=JANE)
-    sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
-    agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
-                       session=build_session(base_url=salesforce_sandbox.url))
     contact = hs.add("contacts", firstname="Jane", email=JANE)
     hs.faults.add(Fault("reset", path="emails/batch/create", after=True, times=1))  # lands, its answer lost
     urls = {"salesforce": salesforce_sandbox.url, "hubspot": hubspot_sandbox.url}

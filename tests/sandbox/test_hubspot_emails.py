@@ -23,7 +23,7 @@ from hubspot.crm.associations import v4 as hs_assoc
 from crmhub.sandbox import EmulatorServer
 from crmhub.sandbox.hubspot import HubSpotEmulator
 from crmhub.sandbox.hubspot.catalog import default_association
-from tests.sandbox.test_hubspot_conformance import error_body, linked_to, make_client
+from tests.sandbox.test_hubspot_conformance import emulator_of, error_body, linked_to, make_client
 
 HEADERS = json.dumps({"from": {"email": "jane@customers.test", "firstName": "Jane", "lastName": "Doe"},
                       "to": [{"email": "support@acme.test", "firstName": "Acme", "lastName": "Support"},
@@ -34,9 +34,7 @@ EMAIL = {"hs_timestamp": "2026-01-05T09:00:00Z", "hs_email_direction": "INCOMING
 
 @pytest.fixture
 def emu(hubspot_sandbox: EmulatorServer) -> HubSpotEmulator:
-    emulator = hubspot_sandbox.emulator
-    assert isinstance(emulator, HubSpotEmulator)
-    return emulator
+    return emulator_of(hubspot_sandbox)
 
 
 @pytest.fixture
