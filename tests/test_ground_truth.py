@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from crmhub.app import Hub, build_hub
 from crmhub.cli import app
 from crmhub.config import load_config
+from crmhub.connectors.hubspot import ACTIVITY_TYPES
 from crmhub.identities import from_crm_field
 from crmhub.ops.links import confirm, reject
 from crmhub.sandbox import EmulatorServer, SandboxClock
@@ -239,7 +240,7 @@ def _history(crm: str, emulator: Any) -> dict[str, list[str]]:
             for comment in emulator.comments(ticket["id"]):
                 history[str(ticket["requester_id"])] += _comment_keys(comment)
         return history
-    for object_type in ("communications", "calls", "notes"):
+    for object_type in ACTIVITY_TYPES:
         for activity in emulator.objects(object_type):
             key = _interaction_key(activity["properties"])
             for contact in emulator.associated(object_type, str(activity["id"]), "contacts") if key else ():
@@ -265,7 +266,7 @@ def _written(crm: str, emulator: Any) -> list[str]:
     if crm == "zendesk":
         return [key for ticket in emulator.tickets() for comment in emulator.comments(ticket["id"])
                 for key in _comment_keys(comment)]
-    return [key for object_type in ("communications", "calls", "notes") for a in emulator.objects(object_type)
+    return [key for object_type in ACTIVITY_TYPES for a in emulator.objects(object_type)
             for key in [_interaction_key(a["properties"])] if key]
 
 
@@ -277,7 +278,7 @@ def _case_of(crm: str, emulator: Any) -> dict[str, str]:
         return {key: str(ticket["id"]) for ticket in emulator.tickets() for comment in emulator.comments(ticket["id"])
                 for key in _comment_keys(comment)}
     out = {}
-    for object_type in ("communications", "calls", "notes"):
+    for object_type in ACTIVITY_TYPES:
         for activity in emulator.objects(object_type):
             key = _interaction_key(activity["properties"])
             tickets = emulator.associated(object_type, str(activity["id"]), "tickets") if key else {}

@@ -19,13 +19,12 @@ from typing import Any
 from crmhub.check._report import Finding, did_you_mean, failed, listed, passed
 from crmhub.check._where import Where
 from crmhub.config import Config
-from crmhub.connectors.hubspot import ACTIVITY_KEY, CASE_KEY, PERSON_KEY, HubSpotCrm
+from crmhub.connectors.hubspot import ACTIVITY_KEY, ACTIVITY_TYPES, CASE_KEY, PERSON_KEY, HubSpotCrm
 from crmhub.errors import AuthError
 
 SYSTEM = "hubspot"
-KINDS = ("contacts", "tickets", "communications", "calls", "notes")  # what crmhub reads and writes
-KEYS = {"contacts": PERSON_KEY, "tickets": CASE_KEY, "communications": ACTIVITY_KEY, "calls": ACTIVITY_KEY,
-        "notes": ACTIVITY_KEY}
+KINDS = ("contacts", "tickets", *ACTIVITY_TYPES)  # what crmhub reads and writes
+KEYS = {"contacts": PERSON_KEY, "tickets": CASE_KEY, **dict.fromkeys(ACTIVITY_TYPES, ACTIVITY_KEY)}
 SCOPES_FIX = ("add the scope to the private app (Settings > Integrations > Private apps > your app > Scopes: "
               "crm.objects.contacts.read/write, crm.schemas.contacts.read/write, tickets, crm.objects.owners.read) "
               "and commit; the token stays the same")

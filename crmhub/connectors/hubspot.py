@@ -41,9 +41,10 @@ Writes are batched (100 inputs per call at most) and idempotent:
   engine asks to reopen goes back to its queue's pipeline and stage by batch
   update (its owner stays);
 * activities: batch create under the unique custom property `crmhub_key`
-  (`HistoryWrite.key`) as communications (SMS, WhatsApp), calls, or notes
-  (anything else), associated with their contact and ticket inline (v3
-  create inputs take `associations`; upsert inputs do not, hence create).
+  (`HistoryWrite.key`) as communications (SMS, WhatsApp), calls, emails
+  (email), or notes (anything else), associated with their contact and
+  ticket inline (v3 create inputs take `associations`; upsert inputs do not,
+  hence create).
 
 A create never makes a second copy: a record that may exist already (not
 the write's first attempt, a retry after a lost answer, a create refused
@@ -69,8 +70,11 @@ API (`hs_createdate >= cursor`, `crmhub_key` NOT_HAS_PROPERTY, oldest
 first) and their tickets with one v4 batch association read per page. A
 communication created without its ticket association (two API calls) is
 read again while it is younger than `ASSOCIATION_GRACE`: the cursor stays
-at it. Notes (`add_case_note`): a note upserted by `crmhub_key` and
-associated with the ticket, so a retry writes it once.
+at it. Emails are never read as replies: an email on a ticket that crmhub
+did not write was sent by HubSpot itself (an agent's connected inbox), and
+sending it again would send it twice. Notes (`add_case_note`): a note
+upserted by `crmhub_key` and associated with the ticket, so a retry writes
+it once.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ from crmhub.model import (
     HistoryWrite,
     Identity,
     IdentityKind,
+    Interaction,
     MirrorRecord,
     ReplyPage,
     WriteOutcome,
@@ -123,6 +128,7 @@ IN_VALUES_LIMIT = 100  # values of one IN filter
 CASE_KEY = "crmhub_conversation"
 PERSON_KEY = "crmhub_person"  # on contacts: crmhub's key of the contact it created for a person
 ACTIVITY_KEY = "crmhub_key"
+ACTIVITY_TYPES = ("communications", "calls", "notes", "emails")  # the engagements crmhub writes, keyed by crmhub_key
 LINK_PROPERTY = "crmhub_link"  # ticket text property: an agent's "confirm N" / "reject N" on link suggestion N
 MODIFIED = "lastmodifieddate"
 TICKET_MODIFIED = "hs_lastmodifieddate"
@@ -133,7 +139,8 @@ MERGED_IDS = "hs_merged_object_ids"  # on a merge's new record: the ids it absor
 # A link to a contact (a ticket) deleted or merged away since crmhub linked it: `RecordGone` (`CaseGone`).
 GONE_CONTACT = re.compile(r"\bcontact object with id \S+ does not exist", re.IGNORECASE)
 # HubSpot's communication types (hs_communication_channel_type: WHATS_APP, LINKEDIN_MESSAGE, SMS, per
-# developers.hubspot.com/docs/api/crm/communications); any other channel is logged as a note with its label.
+# developers.hubspot.com/docs/api/crm/communications); email is an email engagement (developers.hubspot.com/docs/
+# api/crm/email), calls are calls, and any other channel is logged as a note with its label.
 COMMUNICATION_TYPES = {Channel.SMS: "SMS", Channel.WHATSAPP: "WHATS_APP"}
 GONE_TICKET = re.compile(r"\bticket object with id \S+ does not exist", re.IGNORECASE)
 REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "hs_createdate", "hubspot_owner_id",
@@ -141,7 +148,7 @@ REPLY_PROPERTIES = ["hs_communication_body", "hs_communication_channel_type", "h
 PROPERTY_LENGTH = 65_536  # characters a property value may hold; longer ones are cut to fit
 ASSOCIATION_GRACE = timedelta(minutes=5)  # a new communication's ticket association may come in a second call
 PROPERTY_GROUPS = {"contacts": "contactinformation", "tickets": "ticketinformation", "communications": "communication", "calls": "call",
-                   "notes": "note"}
+                   "notes": "note", "emails": "email"}
 CALL_STATUSES = {"completed": "COMPLETED", "busy": "BUSY", "no-answer": "NO_ANSWER", "failed": "FAILED",
                  "canceled": "CANCELED", "in-progress": "IN_PROGRESS", "ringing": "RINGING", "queued": "QUEUED",
                  "initiated": "CONNECTING"}
@@ -156,6 +163,7 @@ LINK_TYPES: dict[tuple[str, str], int] = {
     ("communications", "contacts"): 81, ("communications", "tickets"): 83,
     ("calls", "contacts"): 194, ("calls", "tickets"): 220,
     ("notes", "contacts"): 202, ("notes", "tickets"): 228,
+    ("emails", "contacts"): 198, ("emails", "tickets"): 224,
 }
 
 Json = dict[str, Any]
@@ -907,6 +915,8 @@ class HubSpotCrm(Connector):
                 if item.call.recording_url:
                     props["hs_call_recording_url"] = item.call.recording_url
             return "calls", {**props, **write.fields}
+        if item.channel is Channel.EMAIL:
+            return "emails", {**_email_properties(item, text, when), **write.fields}
         return "notes", {"hs_note_body": f"{item.channel.label} {item.direction.value} "
                                          f"{'from' if item.direction is Direction.INBOUND else 'to'} "
                                          f"{item.customer.display or item.customer.value}: {text}",
@@ -1098,6 +1108,32 @@ def _link(object_type: str, to_type: str, to_id: str) -> Json:
     """One inline association of a v3 create input (`PublicAssociationsForObject`)."""
     return {"to": {"id": to_id},
             "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": LINK_TYPES[(object_type, to_type)]}]}
+
+
+def _email_properties(item: Interaction, text: str, when: str) -> Json:
+    """An email engagement of one message, from the interaction alone (no channel's raw payload).
+
+    Inbound is `INCOMING_EMAIL`, outbound (an agent's reply) `EMAIL`, HubSpot's
+    value for a sent email; both were sent (`SENT`). The subject is derived, as
+    a call's title is: the message's own subject line is the first line of a
+    new thread's text. `hs_email_headers` names sender and recipient, from which
+    HubSpot fills the read-only from/to properties.
+    """
+    inbound = item.direction is Direction.INBOUND
+    customer = item.customer.display or item.customer.value
+    headers = {"from": _email_address(item.sender), "to": [_email_address(item.recipient)], "cc": [], "bcc": []}
+    return {"hs_timestamp": when, "hs_email_direction": "INCOMING_EMAIL" if inbound else "EMAIL",
+            "hs_email_status": "SENT", "hs_email_subject": f"Email {'from' if inbound else 'to'} {customer}",
+            "hs_email_text": text, "hs_email_headers": json.dumps(headers, ensure_ascii=False)}
+
+
+def _email_address(identity: Identity) -> Json:
+    """One address of `hs_email_headers` (`email`, `firstName`, `lastName`); names from the display name split at
+    its first space, none when the display is the address itself."""
+    display = identity.display.strip()
+    first, _, last = ("" if display == identity.value else display).partition(" ")
+    names = {"firstName": first, "lastName": last.strip()}
+    return {"email": identity.value, **{k: v for k, v in names.items() if v}}
 
 
 def _is_sdk_error(exc: Exception) -> bool:

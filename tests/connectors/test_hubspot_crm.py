@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from crmhub.connectors._retry import Retrier, RetryPolicy
-from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
+from crmhub.connectors.hubspot import ACTIVITY_TYPES, HubSpotCrm, TicketQueue
 from crmhub.connectors.salesforce import ContactObject
 from crmhub.errors import AuthError, CaseGone, Rejected
 from crmhub.model import (
@@ -29,6 +29,8 @@ from crmhub.sandbox.hubspot import HubSpotEmulator
 from crmhub.sandbox.hubspot.catalog import object_type
 
 OURS = "+14155550100"
+SUPPORT = Identity(IdentityKind.EMAIL, "support@acme.test", display="Acme Support")
+JANE = Identity(IdentityKind.EMAIL, "jane@customers.test", display="Jane Doe")
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 CONTACTS = ContactObject("contacts", {"phone": ["phone", "mobilephone"], "email": ["email"],
                                       "x_handle": ["twitterhandle"]}, extra_fields=("lifecyclestage",))
@@ -80,6 +82,14 @@ def interaction(n: int, channel: Channel = Channel.SMS, customer: str = "+141555
                        text=f"message {n}", occurred_at=START + timedelta(minutes=n), **kwargs)
 
 
+def mail(n: int, direction: Direction = Direction.INBOUND, **kwargs: Any) -> Interaction:
+    """Message n of Jane's email thread with our support address (outbound: the agent's reply)."""
+    sender, recipient = (JANE, SUPPORT) if direction is Direction.INBOUND else (SUPPORT, JANE)
+    return Interaction(channel=Channel.EMAIL, direction=direction, external_id=f"m{n}@customers.test",
+                       conversation_key="email:m1@customers.test", sender=sender, recipient=recipient,
+                       text=f"Parcel\n\nmessage {n}", occurred_at=START + timedelta(minutes=n), **kwargs)
+
+
 def write(item: Interaction, person_id: int = 1, *, contact_id: str | None = None, case_id: str | None = None,
           queue: str = "support", new_contact: tuple[Identity, ...] | None = None) -> HistoryWrite:
     new_case = None if case_id else CaseSpec(key=f"{item.conversation_key}#1", target=QueueTarget(queue, "high"),
@@ -92,9 +102,9 @@ def write(item: Interaction, person_id: int = 1, *, contact_id: str | None = Non
 
 def holdings(hub: HubSpotEmulator) -> dict[str, int]:
     """How many records of each type, and associations, the emulated HubSpot holds."""
-    counts = {t: len(hub.objects(t)) for t in ("contacts", "tickets", "communications", "calls", "notes")}
+    counts = {t: len(hub.objects(t)) for t in ("contacts", "tickets", *ACTIVITY_TYPES)}
     counts["links"] = sum(len(hub.associated(t, r["id"], "contacts")) + len(hub.associated(t, r["id"], "tickets"))
-                          for t in ("communications", "calls", "notes") for r in hub.objects(t))
+                          for t in ACTIVITY_TYPES for r in hub.objects(t))
     return counts
 
 
@@ -223,7 +233,8 @@ def test_writing_the_same_batch_twice_creates_nothing_new(hub: HubSpotEmulator,
     first = crm.write_history(writes)
     assert all(o.ok for o in first), [o.error for o in first]
     held = holdings(hub)
-    assert held == {"contacts": 4, "tickets": 4, "communications": 3, "calls": 1, "notes": 1, "links": 10}
+    assert held == {"contacts": 4, "tickets": 4, "communications": 3, "calls": 1, "notes": 1, "emails": 0,
+                    "links": 10}
     # As after a timeout: the same writes again, by a fresh connector (a restarted daemon).
     again = connector(hubspot_sandbox).write_history(writes)
     assert holdings(hub) == held
@@ -337,7 +348,7 @@ def test_a_first_attempt_whose_key_is_taken_is_found_and_linked(hub: HubSpotEmul
 
 
 @pytest.mark.parametrize("path", ["contacts/batch/create", "tickets/batch/create", "communications/batch/create",
-                                  "calls/batch/create"])
+                                  "calls/batch/create", "emails/batch/create"])
 def test_a_create_whose_answer_is_lost_is_found_again_not_doubled(hub: HubSpotEmulator,
                                                                   hubspot_sandbox: EmulatorServer, path: str) -> None:
     """The create lands and its answer is lost: the retry finds it by crmhub's key, links it, writes nothing twice."""
@@ -345,11 +356,14 @@ def test_a_create_whose_answer_is_lost_is_found_again_not_doubled(hub: HubSpotEm
     sms = write(interaction(1))
     call = write(replace(interaction(2, Channel.CALL, call=CallInfo(5, "completed")),
                          conversation_key=sms.interaction.conversation_key))
+    email = write(replace(mail(3), conversation_key=sms.interaction.conversation_key))
     waits: list[float] = []
-    outcomes = connector(hubspot_sandbox, waits).write_history([replace(w, first_attempt=True) for w in (sms, call)])
+    outcomes = connector(hubspot_sandbox, waits).write_history([replace(w, first_attempt=True)
+                                                                for w in (sms, call, email)])
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     assert len(waits) == 1 and [f["hits"] for f in hub.faults.list()] == [1]
-    assert holdings(hub) == {"contacts": 1, "tickets": 1, "communications": 1, "calls": 1, "notes": 0, "links": 4}
+    assert holdings(hub) == {"contacts": 1, "tickets": 1, "communications": 1, "calls": 1, "notes": 0, "emails": 1,
+                             "links": 6}
     [contact], [ticket] = hub.objects("contacts"), hub.objects("tickets")
     assert list(hub.associated("tickets", ticket["id"], "contacts")) == [contact["id"]]
     assert {o.case_id for o in outcomes} == {ticket["id"]} and {o.contact_id for o in outcomes} == {contact["id"]}
@@ -435,15 +449,60 @@ def test_api_calls_for_a_batch_of_20_writes(hub: HubSpotEmulator, hubspot_sandbo
     assert hub.total_calls <= 3, dict(hub.calls)
 
 
-@pytest.mark.parametrize(("channel", "kind", "label"), [(Channel.EMAIL, IdentityKind.EMAIL, "Email"),
-                                                        (Channel.MESSENGER, IdentityKind.MESSENGER, "Messenger"),
+def test_an_email_and_the_agents_reply_are_email_engagements_on_the_contact_and_ticket(
+        hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
+    """Email is HubSpot's email engagement: INCOMING_EMAIL in, EMAIL (sent) out, with the addresses in its headers."""
+    crm = connector(hubspot_sandbox)
+    [first] = crm.write_history([write(mail(1), new_contact=(JANE,))])
+    assert first.ok, first.error
+    [reply] = crm.write_history([write(mail(2, Direction.OUTBOUND), contact_id=first.contact_id,
+                                       case_id=first.case_id)])
+    assert reply.ok, reply.error
+    assert holdings(hub) == {"contacts": 1, "tickets": 1, "communications": 0, "calls": 0, "notes": 0, "emails": 2,
+                             "links": 4}
+    shown = ("crmhub_key", "hs_email_direction", "hs_email_status", "hs_email_subject", "hs_email_text",
+             "hs_timestamp", "hs_email_from_email", "hs_email_from_firstname", "hs_email_from_lastname",
+             "hs_email_to_email", "hs_email_to_firstname")
+    inbound, outbound = sorted(hub.objects("emails"), key=lambda e: e["properties"]["hs_timestamp"])
+    assert {k: inbound["properties"].get(k) for k in shown} == {
+        "crmhub_key": "email:m1@customers.test", "hs_email_direction": "INCOMING_EMAIL", "hs_email_status": "SENT",
+        "hs_email_subject": "Email from Jane Doe", "hs_email_text": "Parcel\n\nmessage 1",
+        "hs_timestamp": "2026-01-05T09:01:00.000Z", "hs_email_from_email": "jane@customers.test",
+        "hs_email_from_firstname": "Jane", "hs_email_from_lastname": "Doe", "hs_email_to_email": "support@acme.test",
+        "hs_email_to_firstname": "Acme"}
+    assert {k: outbound["properties"].get(k) for k in shown[:4]} == {
+        "crmhub_key": "email:m2@customers.test", "hs_email_direction": "EMAIL", "hs_email_status": "SENT",
+        "hs_email_subject": "Email to Jane Doe"}
+    assert outbound["properties"]["hs_email_to_email"] == "jane@customers.test"
+    [contact], [ticket] = hub.objects("contacts"), hub.objects("tickets")
+    for email in (inbound, outbound):
+        assert hub.associated("emails", email["id"], "contacts") == {contact["id"]: [198]}
+        assert hub.associated("emails", email["id"], "tickets") == {ticket["id"]: [224]}
+
+
+def test_an_undone_join_moves_an_email_and_its_ticket_off_the_wrong_contact(
+        hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer) -> None:
+    """A relink finds the email by its key, links it to the right contact, and archives the wrong association."""
+    wrong, right = hub.add("contacts", email="other@customers.test"), hub.add("contacts", email=JANE.value)
+    crm = connector(hubspot_sandbox)
+    [first] = crm.write_history([write(mail(1), contact_id=wrong)])
+    assert first.ok, first.error
+    [moved] = crm.write_history([replace(write(mail(1), contact_id=right, case_id=first.case_id), relink=True,
+                                         detach_from=wrong)])
+    assert moved.ok and moved.record_id == first.record_id, moved.error
+    [email] = hub.objects("emails")
+    assert hub.associated("emails", email["id"], "contacts") == {right: [198]}
+    assert list(hub.associated("tickets", str(first.case_id), "contacts")) == [right]
+
+
+@pytest.mark.parametrize(("channel", "kind", "label"), [(Channel.MESSENGER, IdentityKind.MESSENGER, "Messenger"),
                                                         (Channel.INSTAGRAM, IdentityKind.INSTAGRAM, "Instagram")])
-def test_a_channel_hubspot_has_no_communication_type_for_is_a_note_with_its_label(
+def test_a_channel_hubspot_has_no_engagement_type_for_is_a_note_with_its_label(
         hub: HubSpotEmulator, hubspot_sandbox: EmulatorServer, channel: Channel, kind: IdentityKind,
         label: str) -> None:
-    """HubSpot's communication types are SMS, WHATS_APP and LINKEDIN_MESSAGE only: other channels log a note."""
+    """HubSpot logs SMS, WhatsApp (communications), calls and emails: other channels log a note."""
     crm = connector(hubspot_sandbox)
-    them = Identity(kind, "jane@example.com" if kind is IdentityKind.EMAIL else "6543210987654321")
+    them = Identity(kind, "6543210987654321")
     item = replace(interaction(7), channel=channel, sender=them, conversation_key=f"{channel}:{them.value}")
     [outcome] = crm.write_history([write(item, new_contact=())])
     assert outcome.ok, outcome.error

@@ -123,10 +123,8 @@ def salesforce_mail(mail_server: MailServer, salesforce_sandbox: EmulatorServer,
         yield kit
 
 
-@contextmanager
-def salesforce_hub(mail_server: MailServer, salesforce_sandbox: EmulatorServer, tmp_path: Path,
-                   smtp_port: int | None = None) -> Iterator[SalesforceMail]:
-    """Salesforce with Jane's Contact and an agent, and a hub reading and answering the support mailbox."""
+def salesforce_agent(salesforce_sandbox: EmulatorServer) -> tuple[Any, Any]:
+    """Salesforce with its queues, Jane's Contact and a human agent: (the emulator, the agent's client)."""
     from simple_salesforce import Salesforce
 
     sf: Any = salesforce_sandbox.emulator
@@ -134,8 +132,15 @@ def salesforce_hub(mail_server: MailServer, salesforce_sandbox: EmulatorServer, 
         sf.add_queue(name, name)
     sf.insert("Contact", LastName="Doe", Email="jane@customers.test")
     sf.add_user("alice@acme.test", "alice-password", name="Alice Agent")
-    agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
-                       session=build_session(base_url=salesforce_sandbox.url))
+    return sf, Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token("alice@acme.test"),
+                          session=build_session(base_url=salesforce_sandbox.url))
+
+
+@contextmanager
+def salesforce_hub(mail_server: MailServer, salesforce_sandbox: EmulatorServer, tmp_path: Path,
+                   smtp_port: int | None = None) -> Iterator[SalesforceMail]:
+    """Salesforce with Jane's Contact and an agent, and a hub reading and answering the support mailbox."""
+    sf, agent = salesforce_agent(salesforce_sandbox)
     settings = email_settings(tmp_path, {"salesforce": salesforce_sandbox.url}, mail_server, ("salesforce",),
                               smtp_port)
     with build_hub(load_config(settings)) as hub:

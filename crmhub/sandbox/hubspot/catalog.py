@@ -80,6 +80,8 @@ OBJECT_TYPES: dict[str, ObjectType] = {
                    _ENGAGEMENT_DEFAULTS, ("hs_call_title", "hs_call_body"), ("hs_timestamp",)),
         ObjectType("notes", "note", "0-46", "NOTE", "hs_createdate", "hs_lastmodifieddate",
                    _ENGAGEMENT_DEFAULTS, ("hs_note_body",), ("hs_timestamp",)),
+        ObjectType("emails", "email", "0-49", "EMAIL", "hs_createdate", "hs_lastmodifieddate",
+                   _ENGAGEMENT_DEFAULTS, ("hs_email_subject", "hs_email_text"), ("hs_timestamp",)),
     )
 }
 
@@ -176,11 +178,40 @@ DEFAULT_PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
         ("hs_note_body", "Note body", "string", "html", (), False, False),
         *_ENGAGEMENT_COMMON,
     ),
+    # The emails API guide: direction, status, subject, text, html, attachments and headers are written;
+    # the sender's and recipients' fields are read-only, filled from `hs_email_headers` (EMAIL_HEADER_FIELDS).
+    "emails": (
+        ("hs_email_direction", "Email direction", "enumeration", "select",
+         ("EMAIL", "INCOMING_EMAIL", "FORWARDED_EMAIL"), False, False),
+        ("hs_email_status", "Email send status", "enumeration", "select",
+         ("BOUNCED", "FAILED", "SCHEDULED", "SENDING", "SENT"), False, False),
+        ("hs_email_subject", "Email subject", "string", "text", (), False, False),
+        ("hs_email_text", "Email body", "string", "textarea", (), False, False),
+        ("hs_email_html", "Email HTML body", "string", "html", (), False, False),
+        ("hs_attachment_ids", "Attachment IDs", "string", "text", (), False, False),
+        ("hs_email_headers", "Email headers", "string", "textarea", (), False, False),
+        ("hs_email_from_email", "From email", "string", "text", (), False, True),
+        ("hs_email_from_firstname", "From first name", "string", "text", (), False, True),
+        ("hs_email_from_lastname", "From last name", "string", "text", (), False, True),
+        ("hs_email_to_email", "To email", "string", "text", (), False, True),
+        ("hs_email_to_firstname", "To first name", "string", "text", (), False, True),
+        ("hs_email_to_lastname", "To last name", "string", "text", (), False, True),
+        *_ENGAGEMENT_COMMON,
+    ),
+}
+
+# Read-only email properties HubSpot fills from `hs_email_headers` (a JSON string: `from` is one address
+# object, `to` a list of them, each {"email", "firstName", "lastName"}): property -> (header, field).
+# Several recipients are joined with `;`, as HubSpot joins multi-valued properties.
+EMAIL_HEADER_FIELDS: dict[str, tuple[str, str]] = {
+    "hs_email_from_email": ("from", "email"), "hs_email_from_firstname": ("from", "firstName"),
+    "hs_email_from_lastname": ("from", "lastName"), "hs_email_to_email": ("to", "email"),
+    "hs_email_to_firstname": ("to", "firstName"), "hs_email_to_lastname": ("to", "lastName"),
 }
 
 GROUP_NAMES: dict[str, str] = {
     "contacts": "contactinformation", "companies": "companyinformation", "tickets": "ticketinformation",
-    "communications": "communication", "calls": "call", "notes": "note",
+    "communications": "communication", "calls": "call", "notes": "note", "emails": "email",
 }
 
 
@@ -204,13 +235,16 @@ _UNLABELED: tuple[tuple[str, str, int, int], ...] = (
     ("contacts", "calls", 193, 194),
     ("contacts", "notes", 201, 202),
     ("contacts", "communications", 82, 81),
+    ("contacts", "emails", 197, 198),
     ("companies", "tickets", 340, 339),
     ("companies", "calls", 181, 182),
     ("companies", "notes", 189, 190),
     ("companies", "communications", 88, 87),
+    ("companies", "emails", 185, 186),
     ("tickets", "calls", 219, 220),
     ("tickets", "notes", 227, 228),
     ("tickets", "communications", 84, 83),
+    ("tickets", "emails", 223, 224),
 )
 # Labeled HubSpot-defined types: the "primary company" pairs.
 _PRIMARY: tuple[tuple[str, str, int, int], ...] = (

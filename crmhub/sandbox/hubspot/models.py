@@ -10,6 +10,7 @@ live here and raise `HubSpotError`s; the handlers turn those into answers.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -296,6 +297,8 @@ class HubSpotBackend:
         if problems:
             raise errors.invalid_properties(problems)
         self._check_unique(otype, cleaned, record)
+        if otype.name == "emails" and "hs_email_headers" in cleaned:
+            cleaned.update(_header_fields(cleaned["hs_email_headers"]))
         return cleaned
 
     def _value_problem(self, otype: ObjectType, definition: dict[str, Any], value: str,
@@ -533,6 +536,27 @@ def _normalise(definition: dict[str, Any], value: str | None) -> str | None:
 
 
 CATEGORIES = ("HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED")
+
+
+def _header_fields(headers: str | None) -> dict[str, str | None]:
+    """The read-only sender and recipient properties HubSpot fills from an email's `hs_email_headers`.
+
+    Headers that are not a JSON object fill nothing (HubSpot does not say
+    what it does with them); cleared headers clear the derived values.
+    """
+    try:
+        parsed = json.loads(headers) if headers else {}
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    out: dict[str, str | None] = {}
+    for prop, (header, name) in catalog.EMAIL_HEADER_FIELDS.items():
+        entries = parsed.get(header)
+        entries = entries if isinstance(entries, list) else [entries]
+        values = [str(e[name]) for e in entries if isinstance(e, dict) and e.get(name)]
+        out[prop] = ";".join(values) or None
+    return out
 
 
 def _association_entry(spec: Any) -> tuple[str, list[int]]:

@@ -4,9 +4,10 @@ From HubSpot's scope reference: contacts and companies records need
 `crm.objects.<type>.read`/`.write` and their properties
 `crm.schemas.<type>.read`/`.write`; tickets (records, properties and
 pipelines) need `tickets`; owners `crm.objects.owners.read`. Engagements
-(communications, calls, notes) are taken as needing the contacts scopes,
-which is what private apps are granted for them. A search or batch read is a
-read. The default token has every scope (`scopes: null`); `POST
+(communications, calls, notes, emails) are taken as needing the contacts
+scopes, which is what private apps are granted for them; the emails guide
+also lists `sales-email-read`, which reads emails too. A search or batch
+read is a read. The default token has every scope (`scopes: null`); `POST
 /_sandbox/tokens` makes one with a list, so a test can take a scope away.
 """
 
@@ -36,5 +37,6 @@ def required(method: str, path: str) -> list[str]:
     if resource == "properties":
         return [f"crm.schemas.{family}.{access}"]
     if resource in ("objects", "associations", "pipelines"):
-        return [f"crm.objects.{family}.{access}"]
+        return [f"crm.objects.{family}.{access}", *(["sales-email-read"] if kind == "emails" and access == "read"
+                                                    else [])]
     return []
