@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -33,7 +33,7 @@ from crmhub.connectors.hubspot import HubSpotCrm, TicketQueue
 from crmhub.connectors.zendesk import ZendeskAuth, ZendeskCrm, ZendeskGroup
 from crmhub.metrics import Metrics
 from crmhub.language import LanguageDetector
-from crmhub.model import CaseState, Channel, Identity, MirrorRecord, QueueTarget, WritePriority
+from crmhub.model import CaseState, Channel, CodeRoute, Identity, IdentityKind, MirrorRecord, QueueTarget, WritePriority
 from crmhub.ops import links
 from crmhub.replying import Replier
 from crmhub.report.build import report_for
@@ -525,16 +525,18 @@ def build_identity_policy(config: Config, blocklist: Blocklist | None = None) ->
         blocklist = build_blocklist(config)
     channels = config.settings.channels
     own: set[Identity] = set()
-    code_from: str | None = None
+    routes: dict[IdentityKind, CodeRoute] = {}
+    texts = mappings.codes.texts
     for name in registry.names():  # our addresses on every configured channel, enabled or not
         block = getattr(channels, name)
         if block is not None:
             module = registry.load(name)
             own |= module.own_identities(block)
-            code_from = code_from or module.code_sender(block)
+            for route in module.code_routes(block):  # the first channel module reaching a kind sends its codes
+                routes.setdefault(route.kind, replace(route, text=texts.get(route.channel.value, route.text)))
     statements = StatementPolicy(**{kind: OnStatement(action) for kind, action in mappings.statements})
     rules = mappings.codes
-    codes = CodePolicy(rules=CodeRules(rules.expire_after, rules.max_tries, rules.max_per_claim), sms_from=code_from)
+    codes = CodePolicy(rules=CodeRules(rules.expire_after, rules.max_tries, rules.max_per_claim), routes=routes)
     return IdentityPolicy(blocklist=blocklist, max_per_kind=mappings.max_identities_per_kind,
                           statements=statements, default_region=mappings.default_region,
                           other_regions=tuple(mappings.other_regions),

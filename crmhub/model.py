@@ -7,7 +7,7 @@ sync engine and the state store see only these.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
@@ -486,6 +486,26 @@ class OutboundMessage:
     case_id: str = ""
     language: str | None = None  # the conversation's, when routing detected one
     survey: bool = False
+    code: bool = False  # a one-time link code (`crmhub.store.codes`): crmhub's own message, starting its own thread
+
+
+@dataclass(frozen=True)
+class CodeRoute:
+    """How a one-time link code reaches a claimed identity of `kind`: a channel module's offer.
+
+    The code goes over `channel` from `ours` (or from the address a claim came
+    in on, when it came in on `channel`), saying `text` (holds `{code}`).
+    `conversation(ours, target, key)` is the conversation key the channel gives
+    the sent message with idempotency key `key`, as its poll will read the copy
+    back: so a copy read before the send is recorded waits for it, and then
+    goes into no CRM.
+    """
+
+    kind: IdentityKind
+    channel: Channel
+    ours: Identity
+    text: str
+    conversation: Callable[[Identity, Identity, str], str]
 
 
 @dataclass(frozen=True)

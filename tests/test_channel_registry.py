@@ -7,8 +7,10 @@ import ast
 from pathlib import Path
 
 from crmhub.channels import registry
+from crmhub.config import load_config
 from crmhub.config.settings import ChannelSettings
 from crmhub.model import Channel, IdentityKind
+from crmhub.sandbox.settings import write_sandbox_settings
 
 ROOT = Path(__file__).resolve().parents[1] / "crmhub"
 
@@ -50,3 +52,24 @@ def test_the_wiring_names_no_channel() -> None:
         for name in registry.names():
             assert not any(module.endswith(f".{name}") or f".{name}_" in module or f"channels.{name}" in module
                            for module in imported), f"{path} imports {name}'s code: {sorted(imported)}"
+
+
+def test_the_code_routes_modules_offer_are_the_ones_their_entries_name(tmp_path: Path) -> None:
+    """What config validation and `crmhub validate` read from the registry is what the wiring gets from the
+    modules: Twilio reaches phones by SMS, email reaches emails by email, nothing reaches an X handle."""
+    config = load_config(write_sandbox_settings(tmp_path, {}, enabled=("salesforce", *registry.names())))
+    channels = config.settings.channels
+    offered = {name: {route.kind.value: route.channel.value for route in registry.load(name).code_routes(
+        getattr(channels, name))} for name in registry.names()}
+    assert offered == {name: registry.entry(name).codes for name in registry.names()}
+    assert registry.code_kinds() == {"phone": "twilio", "email": "email"}
+
+
+def test_the_engine_names_no_channel_for_codes() -> None:
+    """The identity engine and the code store reach a claimed identity through `CodeRoute`s only."""
+    for path in ("sync/identity.py", "sync/link_codes.py", "store/codes.py"):
+        tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+        named = {f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                 and node.value.id == "Channel"}
+        assert not named, f"{path} names {sorted(named)}"

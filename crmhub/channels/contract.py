@@ -4,7 +4,8 @@ A channel module (one per registry entry, `crmhub.channels.registry`) is a
 `ChannelModule` instance. The wiring (`crmhub.app`) asks it to build its
 connector from the configuration, then for its poll streams, its webhook
 routes, its reply senders, its API budget, the identities that are ours on
-it, and its `crmhub check` probe. The engine (`crmhub.sync`) sees only the
+it, how it reaches a claimed identity with a one-time code, and its
+`crmhub check` probe. The engine (`crmhub.sync`) sees only the
 canonical model those produce (Interactions, OutboundMessage, SentMessage).
 """
 
@@ -17,7 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crmhub.channels import registry
-from crmhub.model import Channel, Identity, IdentityKind, ReplyStatus
+from crmhub.model import Channel, CodeRoute, Identity, IdentityKind, ReplyStatus
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -163,9 +164,11 @@ class ChannelModule(ABC):
         """Our own addresses on this channel: never a customer's (statements naming them are ignored)."""
         return set()
 
-    def code_sender(self, block: Any) -> str | None:
-        """The address one-time link codes are texted from, when this channel sends them (Twilio's SMS)."""
-        return None
+    def code_routes(self, block: Any) -> list[CodeRoute]:
+        """How it reaches claimed identities with one-time link codes (`statements: confirm_by_code`): a route
+        per identity kind of its registry entry's `codes`, from our address on it, with its default text;
+        none while the block is disabled or has no address to send from."""
+        return []
 
     # ---- crmhub check ------------------------------------------------------------------------
     def check(self, connector: Any, config: Config, where: Where) -> Iterator[Finding]:

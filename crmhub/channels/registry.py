@@ -2,8 +2,8 @@
 
 An entry names the channel module (`module:attribute`, a `ChannelModule`),
 the model of its `channels.<name>` settings block, the `Channel` values it
-reports (with the label people read in CRM subjects) and the identity kinds
-it verifies. Everything else about a channel lives in its module
+reports (with the label people read in CRM subjects), the identity kinds
+it verifies and those it can send a one-time link code to. Everything else about a channel lives in its module
 (`crmhub.channels.ChannelModule`); the engine, the wiring, the webhook
 receiver, the replies, `crmhub check` and the ops tools go through
 `crmhub.channels.load(name)` and name no channel. Adding one: docs/channels.md.
@@ -38,18 +38,21 @@ class Entry:
     """The `IdentityKind` values it verifies (the sender identities its items carry)."""
     writable: tuple[str, ...] = ()
     """The `Channel` values it replies on (agents' replies, survey questions)."""
+    codes: dict[str, str] = field(default_factory=dict)
+    """Identity kind -> the `Channel` value it sends one-time link codes to a claimed identity of that kind on."""
     threaded: tuple[str, ...] = ()
     """The `Channel` values whose replies answer the customer's latest message by its id (`in_reply_to`)."""
 
 
 ENTRIES: dict[str, Entry] = {
     "twilio": Entry("twilio", "crmhub.channels.twilio.module:MODULE", "crmhub.channels.twilio.settings:TwilioSettings",
-                    {"sms": "SMS", "whatsapp": "WhatsApp", "call": "Call"}, ("phone", "wa_user"), ("sms", "whatsapp")),
+                    {"sms": "SMS", "whatsapp": "WhatsApp", "call": "Call"}, ("phone", "wa_user"), ("sms", "whatsapp"),
+                    {"phone": "sms"}),
     "x": Entry("x", "crmhub.channels.x.module:MODULE", "crmhub.channels.x.settings:XSettings",
                {"x_mention": "X mention", "x_dm": "X DM"}, ("x", "x_handle"), ("x_mention", "x_dm"),
                threaded=("x_mention",)),
     "email": Entry("email", "crmhub.channels.email.module:MODULE", "crmhub.channels.email.settings:EmailSettings",
-                   {"email": "Email"}, ("email",), ("email",), threaded=("email",)),
+                   {"email": "Email"}, ("email",), ("email",), {"email": "email"}, threaded=("email",)),
     "meta": Entry("meta", "crmhub.channels.meta.module:MODULE", "crmhub.channels.meta.settings:MetaSettings",
                   {"messenger": "Messenger", "instagram": "Instagram"}, ("fb_psid", "ig_sid"),
                   ("messenger", "instagram")),
@@ -99,6 +102,20 @@ def writable_values() -> tuple[str, ...]:
 def threaded_values() -> frozenset[str]:
     """Every `Channel` value whose replies name the message they answer (an X mention's post, an email's Message-ID)."""
     return frozenset(value for name in names() for value in ENTRIES[name].threaded)
+
+
+def code_channels() -> dict[str, str]:
+    """Every `Channel` value a built channel module sends one-time link codes on, with its module's name."""
+    return {channel: name for name in names() for channel in ENTRIES[name].codes.values()}
+
+
+def code_kinds() -> dict[str, str]:
+    """Every identity kind some built channel module can send a one-time link code to, with the first such module."""
+    found: dict[str, str] = {}
+    for name in names():
+        for kind in ENTRIES[name].codes:
+            found.setdefault(kind, name)
+    return found
 
 
 _loaded: dict[str, object] = {}

@@ -44,6 +44,7 @@ from crmhub.language import SUPPORTED, suggestion
 CRMS = ("salesforce", "zendesk", "hubspot")
 CHANNELS = registry.names()  # the channel modules (settings keys under `channels:`)
 CHANNEL_KINDS = registry.all_channel_values()  # the `Channel` values (routing rules' `when.channel`)
+CODE_CHANNELS = tuple(registry.code_channels())  # the `Channel` values one-time link codes go out on
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PLACEHOLDERS = (
     "channel", "channel_label", "direction", "sender", "recipient", "text", "occurred_at",
@@ -667,14 +668,19 @@ TimeZoneName = Annotated[str, PlainValidator(_timezone), WithJsonSchema({"type":
 """An IANA time zone name (`Europe/London`)."""
 
 
-def _template(value: object) -> str:
+def _placeholders(value: object, code: str, example: str) -> list[str]:
+    """The `{names}` in a text with placeholders; problem `code` when it is no text or its braces are unbalanced."""
     if not isinstance(value, str):
-        raise problem("template", f"expected a template as text, got {kind_of(value)}; quote it, e.g. \"{{text}}\"")
+        raise problem(code, f"expected a template as text, got {kind_of(value)}; quote it, e.g. \"{example}\"")
     try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        return [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
     except ValueError:
-        raise problem("template", f"unbalanced braces in {shown(value)}; placeholders look like {{text}}, "
-                                  "write {{ and }} for literal braces") from None
+        raise problem(code, f"unbalanced braces in {shown(value)}; placeholders look like {example}, "
+                            "write {{ and }} for literal braces") from None
+
+
+def _template(value: object) -> str:
+    fields = _placeholders(value, "template", "{text}")
     valid = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
     for name in fields:
         if name not in PLACEHOLDERS:
@@ -688,6 +694,23 @@ Template = Annotated[str, PlainValidator(_template), WithJsonSchema({
     "description": "Text with placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS),
 })]
 """Text with `{placeholders}` from `PLACEHOLDERS`."""
+
+
+def _code_text(value: object) -> str:
+    fields = _placeholders(value, "code_text", "{code}")
+    assert isinstance(value, str)
+    for name in fields:
+        if name != "code":
+            what = "empty placeholder {}" if not name else f"unknown placeholder {{{name}}}"
+            raise problem("code_text", f"{what} in a code's text; the only placeholder is {{code}}")
+    if "code" not in fields:
+        raise problem("code_text", f"{shown(value)} has no {{code}}; write {{code}} where the one-time code goes")
+    return value
+
+
+CodeText = Annotated[str, PlainValidator(_code_text), WithJsonSchema({
+    "type": "string", "description": "Text with {code} where the one-time code goes (its only placeholder)."})]
+"""The text of a one-time link code's message: `{code}` at least once, no other placeholder."""
 
 
 def _scalar(value: object) -> object:

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from crmhub.config._types import (
     CHANNEL_KINDS,
+    CODE_CHANNELS,
     DAYS,
     PHONE_REGION,
     IdentityValue,
@@ -28,6 +29,7 @@ from crmhub.config._types import (
     TextId,
     TimeOfDay,
     TimeZoneName,
+    CodeText,
     check_region,
     one_or_many,
     problem,
@@ -36,6 +38,7 @@ from crmhub.config.settings import Model
 
 IdentityKindName = Literal["phone", "email", "x_handle", "whatsapp_user"]
 ChannelKind = Literal[CHANNEL_KINDS]  # type: ignore[valid-type]  # the registry's channel values
+CodeChannel = Literal[CODE_CHANNELS]  # type: ignore[valid-type]  # the channels one-time codes go out on
 _FULL_DAYS = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri",
               "saturday": "sat", "sunday": "sun"}
 
@@ -160,9 +163,15 @@ class StatementCodes(Model):
     """One-time codes of `statements: confirm_by_code`."""
 
     expire_after: PositiveDuration = Field(timedelta(minutes=15), description="How long a code may be answered.")
-    max_tries: int = Field(5, ge=1, le=20, description="Wrong answers from the phone before its code is void.")
+    max_tries: int = Field(5, ge=1, le=20, description="Wrong answers from the claimed phone or address before its "
+                                                       "code is void.")
     max_per_claim: int = Field(3, ge=1, le=10, description="Codes sent at most for one claim (the claim repeated "
                                                            "after a code expired sends another).")
+    texts: dict[CodeChannel, CodeText] = Field(
+        {}, description="The code's message per channel it goes out on, with {code} where the code goes; a channel "
+                        "not named keeps its own text (English).",
+        examples=[{"sms": "Your code is {code}. Reply with it from this phone to link it.",
+                   "email": "Your code is {code}. Reply to this email with it to link this address."}])
 
 
 class Statements(Model):
@@ -205,9 +214,9 @@ class IdentityMappings(Model):
         default_factory=Statements,
         description="What an identity a customer states in a message (\"btw my number is ...\") does: suggest (a "
                     "link for an agent or admin to confirm, `crmhub links`), confirm_by_code (a suggestion, and a "
-                    "one-time code texted to a claimed phone: answered from it, it confirms; other kinds stay "
-                    "suggestions), ignore, or join (unchecked: anyone could claim anyone's identity). One value for "
-                    "every kind, or one per kind.",
+                    "one-time code sent to a claimed phone by SMS or a claimed email by email, where that channel is "
+                    "enabled: answered from it, it confirms; X handles stay suggestions), ignore, or join "
+                    "(unchecked: anyone could claim anyone's identity). One value for every kind, or one per kind.",
         examples=["suggest", {"phone": "confirm_by_code", "email": "suggest", "x_handle": "ignore"}])
     codes: StatementCodes = Field(default_factory=StatementCodes,
                                   description="One-time codes of statements: confirm_by_code.")

@@ -16,8 +16,11 @@ def config_warnings(config: Config) -> list[str]:
     statements = dict(config.identities.statements)
     joins = [kind for kind, action in statements.items() if action == "join"]
     channels = config.settings.channels
-    texts = any(registry.load(name).code_sender(getattr(channels, name)) for name in channels.enabled_names())
-    unsent = statements.get("phone") == "confirm_by_code" and not texts
+    reached = {route.kind.value for name in channels.enabled_names()
+               for route in registry.load(name).code_routes(getattr(channels, name))}
+    reachable = registry.code_kinds()  # kind -> the channel module that could send its codes
+    unsent = [kind for kind, action in statements.items()
+              if action == "confirm_by_code" and kind in reachable and kind not in reached]
     if not joins and not unsent:
         return []
     doc = Document(config.mappings_dir / "identities.yaml", 1)
@@ -29,9 +32,10 @@ def config_warnings(config: Config) -> list[str]:
                 f"someone else's {kind.replace('_', ' ')} gets that customer's history; use suggest (an agent or "
                 "admin confirms each claim with `crmhub links confirm`)")
         lines.append(str(doc.problem(text, ("statements", kind) if explicit else ("statements",))))
-    if unsent:
-        text = ("warning: statements.phone: confirm_by_code texts a code from our Twilio number, and "
-                "channels.twilio is not enabled with a number in settings.yaml: claimed phones stay suggestions; "
-                "enable Twilio, or use suggest")
-        lines.append(str(doc.problem(text, ("statements", "phone") if explicit else ("statements",))))
+    for kind in unsent:
+        module = reachable[kind]
+        text = (f"warning: statements.{kind}: confirm_by_code sends a code over channels.{module}, which is not "
+                f"enabled with an address to send from in settings.yaml: claimed {kind.replace('_', ' ')}s stay "
+                f"suggestions; enable channels.{module}, or use suggest")
+        lines.append(str(doc.problem(text, ("statements", kind) if explicit else ("statements",))))
     return sorted(set(lines), key=lines.index)

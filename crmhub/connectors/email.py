@@ -27,8 +27,11 @@ searched for that Message-ID, waiting up to `lost_answer_wait` for the copy
 to arrive; found means sent, and nothing goes out again. An agent's reply
 carries no `Auto-Submitted` header: a person wrote it (RFC 3834 section 5),
 and marking it automatic would make the customer's own helpdesk ignore it.
-A survey question, which crmhub writes itself, is `Auto-Submitted:
-auto-generated`, so no autoresponder answers it.
+A survey question or a one-time link code, which crmhub writes itself, is
+`Auto-Submitted: auto-generated`, so no autoresponder answers it. A code
+mail starts its own thread (`code_conversation`: keyed by its own
+Message-ID, as the poll keys the copy it reads back), so that copy, read
+before the send was recorded, waits for it and then goes into no CRM.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from crmhub.store.surveys import is_survey
 Security = Literal["ssl", "starttls", "none"]
 log = structlog.get_logger("crmhub.connectors.email")
 SUBJECT_FALLBACK = "Your message"
+CODE_SUBJECT = "Your one-time code"
 IDLE_RENEW = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
 
 
@@ -307,7 +311,8 @@ class EmailChannel(Connector):
             TransientError: no answer, or a 4xx, after the retry layer's attempts.
         """
         message_id = reply_message_id(message.key, self.domain)
-        parent, thread = self._answering(message)
+        # A code starts its own thread (its conversation is keyed by its own Message-ID): it answers nothing.
+        parent, thread = (None, ThreadInfo()) if message.code else self._answering(message)
         outgoing = self._compose(message, message_id, parent, thread)
 
         def send() -> SentMessage:
@@ -342,10 +347,12 @@ class EmailChannel(Connector):
         display = message.recipient.display if message.recipient.display != message.recipient.value else ""
         outgoing["To"] = formataddr((display, message.recipient.value)) if display else message.recipient.value
         subject = thread.subject or SUBJECT_FALLBACK
-        outgoing["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+        outgoing["Subject"] = (CODE_SUBJECT if message.code else
+                               subject if subject.lower().startswith("re:") else f"Re: {subject}")
         outgoing["Date"] = format_datetime(datetime.now(UTC))
         outgoing["Message-ID"] = f"<{message_id}>"
-        if is_survey(message.key.partition(":")[2]):  # `<crm>:<reply_ref>`: crmhub's own question, not a person's
+        # `<crm>:<reply_ref>`: crmhub's own question, or its one-time code, not a person's words
+        if is_survey(message.key.partition(":")[2]) or message.code:
             outgoing["Auto-Submitted"] = "auto-generated"  # RFC 3834: no autoresponder answers it
         if parent:
             outgoing["In-Reply-To"] = f"<{parent}>"
@@ -441,6 +448,12 @@ class EmailChannel(Connector):
 class ThreadInfo:
     subject: str = ""
     references: tuple[str, ...] = ()
+
+
+def code_conversation(ours: Identity, _target: Identity, key: str) -> str:
+    """The conversation of the one-time code mail with idempotency key `key`: the thread its own Message-ID
+    starts, as the poll keys our copy of it (and the customer's reply to it)."""
+    return conversation_key(reply_message_id(key, ours.value.rpartition("@")[2]))
 
 
 def _root(key: str) -> str | None:

@@ -465,9 +465,14 @@ def _phone_interaction(channel: Channel, sid: str, sender: str | None, recipient
     target = _address(recipient, "recipient", region, channel, customer_name if way is Direction.OUTBOUND else "")
     ours, customer = (target, source) if way is Direction.INBOUND else (source, target)
     return Interaction(channel=channel, direction=way, external_id=sid,
-                       conversation_key=f"{channel}:{ours.value}:{customer.value}", sender=source,
+                       conversation_key=conversation_key(channel, ours, customer), sender=source,
                        recipient=target, text=text, occurred_at=occurred_at, media=media, call=call, raw=raw,
                        customer_name=customer_name)
+
+
+def conversation_key(channel: Channel, ours: Identity, customer: Identity) -> str:
+    """A Twilio conversation: one per channel, our number or sender and the customer's."""
+    return f"{channel}:{ours.value}:{customer.value}"
 
 
 def _address(value: str | None, role: str, region: str, channel: Channel = Channel.SMS, name: str = "") -> Identity:

@@ -1,8 +1,9 @@
 """One-time codes that confirm a claim: issued with the message that carries them, checked in constant time.
 
-A customer who writes "my number is +1 415 555 0199" under `statements:
-confirm_by_code` gets a code texted to that number; the claim is proven
-when the code comes back from it. Issuing stores a salted SHA-256 of the
+A customer who writes "my number is +1 415 555 0199" (or "my email is
+jane@example.com") under `statements: confirm_by_code` gets a code sent to
+that number (address) over the channel that can reach it (a `CodeRoute`);
+the claim is proven when the code comes back from it. Issuing stores a salted SHA-256 of the
 code and queues the message as a row of `replies` (crm `crmhub`), in the
 same transaction as the suggestion, so the replies path sends it once and,
 after a lost answer, finds it at the channel before sending again. The code
@@ -22,12 +23,13 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crmhub.model import Channel, Identity, ReplyStatus
+from crmhub.model import CodeRoute, Identity, ReplyStatus
 from crmhub.store import replies
 from crmhub.store.schema import LinkCodeRow
 from crmhub.store.sets import among
 
 SENDER = "crmhub"  # the `crm` of the replies rows carrying codes: no CRM's reply, no case
+REF_PREFIX = replies.CODE_PREFIX  # the reply_ref of a code's message: code:<suggestion>:<n>
 DIGITS = 6
 
 
@@ -47,27 +49,27 @@ class CodeRules:
     max_per_claim: int = 3
 
 
-def issue(session: Session, *, suggestion_id: int, target: Identity, ours: Identity, channel: Channel,
-          text: str, rules: CodeRules, now: datetime) -> bool:
+def issue(session: Session, *, suggestion_id: int, target: Identity, route: CodeRoute, ours: Identity,
+          rules: CodeRules, now: datetime) -> bool:
     """Queue a new code to `target` for a pending suggestion, unless one is still live or the claim had its share.
 
-    `text` holds `{code}` where the code goes. Returns whether a code was issued.
+    It goes over `route` (its channel, text and conversation) from `ours`. Returns whether a code was issued.
     """
     codes = list(session.scalars(select(LinkCodeRow).where(LinkCodeRow.suggestion_id == suggestion_id)))
     if any(c.status == CodeStatus.PENDING and c.expires_at > now for c in codes) or len(codes) >= rules.max_per_claim:
         return False
     code = f"{secrets.randbelow(10 ** DIGITS):0{DIGITS}d}"
     salt = secrets.token_hex(16)
-    reply_ref = f"code:{suggestion_id}:{len(codes) + 1}"
+    reply_ref = f"{REF_PREFIX}{suggestion_id}:{len(codes) + 1}"
     session.add(LinkCodeRow(suggestion_id=suggestion_id, target_kind=target.kind.value, target_value=target.value,
                             reply_ref=reply_ref, salt=salt, code_hash=_hash(salt, code),
                             status=CodeStatus.PENDING.value, tries=0, created_at=now,
                             expires_at=now + rules.expire_after))
     replies.insert(session, [{
-        "crm": SENDER, "reply_ref": reply_ref, "case_id": "", "channel": channel.value,
-        "conversation_key": f"{channel.value}:{ours.value}:{target.value}",
+        "crm": SENDER, "reply_ref": reply_ref, "case_id": "", "channel": route.channel.value,
+        "conversation_key": route.conversation(ours, target, f"{SENDER}:{reply_ref}"),
         "to_kind": target.kind.value, "to_address": target.value, "from_kind": ours.kind.value,
-        "from_address": ours.value, "in_reply_to": None, "text": text.format(code=code), "author": SENDER,
+        "from_address": ours.value, "in_reply_to": None, "text": route.text.format(code=code), "author": SENDER,
         "status": ReplyStatus.PENDING.value, "channel_status": "", "attempts": 0, "next_attempt_at": now,
         "written_at": now, "created_at": now, "status_at": now}])
     session.flush()

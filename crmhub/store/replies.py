@@ -51,6 +51,7 @@ def written_in_crm(reply_ref: str) -> bool:
 
 
 SURVEY_PREFIX = "survey:"  # the reply_ref of a survey question (`crmhub.store.surveys`): survey:<id>
+CODE_PREFIX = "code:"  # the reply_ref of a one-time code's message (`crmhub.store.codes`): code:<suggestion>:<n>
 
 @dataclass(frozen=True)
 class Claim:
@@ -127,7 +128,7 @@ def _message(row: ReplyRow, uncertain: bool, already_sent: tuple[str, ...] = ())
         sender=Identity(IdentityKind(row.from_kind), row.from_address),
         recipient=Identity(IdentityKind(row.to_kind), row.to_address), text=row.text, in_reply_to=row.in_reply_to,
         uncertain_since=row.claimed_at if uncertain else None, already_sent=already_sent, case_id=row.case_id,
-        survey=row.reply_ref.startswith(SURVEY_PREFIX))
+        survey=row.reply_ref.startswith(SURVEY_PREFIX), code=row.reply_ref.startswith(CODE_PREFIX))
 
 
 def mark_sent(session: Session, reply_id: int, message_id: str | None, status: ReplyStatus, *, now: datetime,

@@ -5,8 +5,9 @@ mirror), an X account's handle, and a claim someone confirmed. An identity a
 customer states in a message (`statements`) is only a claim: by default it
 becomes a link suggestion (`crmhub links`) for an agent or admin to confirm,
 since anyone can write anyone's address (`statements: confirm_by_code` also
-texts a one-time code to a claimed phone); the admin may ignore claims of a
-kind, or join them unchecked (`statements: join`). When a fact joins two persons, the older person keeps
+sends a one-time code to a claimed phone or email, over the channel that
+reaches it); the admin may ignore claims of a kind, or join them unchecked
+(`statements: join`). When a fact joins two persons, the older person keeps
 everything and every interaction of both is re-pointed onto the person's
 primary record in each CRM (the backfill): the outbox rows already delivered
 elsewhere come due again as relinks, which the connectors apply as upserts on
@@ -31,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crmhub.model import (
-    Channel, Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority,
+    CodeRoute, Direction, Identity, IdentityKind, Interaction, MirrorRecord, OutboxStatus, WritePriority,
 )
 from crmhub.store import codes, conflicts, graph, linklog, links, outbox
 from crmhub.store.codes import CodeRules
@@ -80,12 +81,11 @@ class StatementPolicy:
 
 @dataclass(frozen=True)
 class CodePolicy:
-    """How `confirm_by_code` sends its codes: the rules, our number that texts them (None: no SMS channel)."""
+    """How `confirm_by_code` sends its codes: the rules, and per identity kind the route that reaches a claimed
+    identity of that kind (offered by the enabled channel modules; a kind without one gets no code)."""
 
     rules: CodeRules = CodeRules()
-    sms_from: str | None = None
-    text: str = ("Your code is {code}. Reply with it from this phone to link it with the conversation you "
-                 "mentioned it in. If that was not you, ignore this message.")
+    routes: Mapping[IdentityKind, CodeRoute] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -502,22 +502,21 @@ class IdentityGraph:
                 self._send_code(row.id, claim, item)
 
     def _send_code(self, suggestion_id: int, claim: Identity, item: Interaction) -> None:
-        """Queue a one-time code to a claimed phone, from the number the claim came in on (else our first).
+        """Queue a one-time code to a claimed identity over the route that reaches its kind, if any.
 
-        Only phones get codes: crmhub has no email channel, and an X handle is
-        no address an X DM can reach before its account id is known; those
-        claims stay suggestions for an agent or admin.
+        It goes from the address the claim came in on when the claim came in on
+        the route's channel (the number the customer texted), else from the
+        route's own (our first number, the support mailbox). A kind no channel
+        reaches (an X handle: a DM needs the account id) stays a suggestion.
         """
-        if claim.kind is not IdentityKind.PHONE:
+        route = self.policy.codes.routes.get(claim.kind)
+        if route is None:
             return
-        ours = item.recipient.value if item.channel is Channel.SMS and item.recipient.kind is IdentityKind.PHONE \
-            else self.policy.codes.sms_from
-        if ours is None:
-            return
-        if codes.issue(self.session, suggestion_id=suggestion_id, target=claim,
-                       ours=Identity(IdentityKind.PHONE, ours), channel=Channel.SMS, text=self.policy.codes.text,
+        ours = (item.recipient if item.channel is route.channel and item.recipient.kind is route.ours.kind
+                else route.ours)
+        if codes.issue(self.session, suggestion_id=suggestion_id, target=claim, route=route, ours=ours,
                        rules=self.policy.codes.rules, now=self.now):
-            log.info("link code queued", suggestion=suggestion_id, channel=Channel.SMS.value)
+            log.info("link code queued", suggestion=suggestion_id, channel=route.channel.value)
 
     # ---- helpers ---------------------------------------------------------
     def _holders(self, identities: Sequence[Identity]) -> dict[tuple[IdentityKind, str], int]:

@@ -1,4 +1,4 @@
-"""Answers to one-time codes: a message from a claimed phone that carries its code confirms the claim.
+"""Answers to one-time codes: a message from a claimed phone or address that carries its code confirms the claim.
 
 Runs at routing, before the batch's persons are resolved, so the message
 that proves the claim already lands on the joined person. One query finds
@@ -6,7 +6,10 @@ the pending codes of every sender in the batch; most batches have none.
 A code counts only from the identity it was sent to, before it expires,
 once; every candidate in the text is compared in constant time; a message
 with digits that are not the code is a wrong try, and `max_tries` of them
-void the code. The join goes through `crmhub.ops.links.confirm`, the one
+void the code. The code counts in a quoted line too (a reply quoting the
+code's email: only the claimed address received it), but digits only in
+quoted lines (`>`) are no try: an earlier message or an older code the
+reply quotes must not use up the tries. The join goes through `crmhub.ops.links.confirm`, the one
 path a claim joins by (evidence: code).
 """
 
@@ -49,7 +52,7 @@ def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, 
         by_target.setdefault((row.target_kind, row.target_value), []).append(row)
     joined = 0
     for item in sorted(inbound, key=lambda i: i.occurred_at):
-        candidates = [re.sub(r"[ -]", "", m) for m in CANDIDATE.findall(item.text or "")]
+        candidates, typed = _candidates(item.text or "")
         for row in by_target.get((item.customer.kind.value, item.customer.value), []):
             if row.status != CodeStatus.PENDING:
                 continue
@@ -63,6 +66,8 @@ def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, 
             if codes.matches(row, candidates):
                 joined += _confirm(session, row, item, policy=policy, crms=crms, now=now)
                 continue
+            if not typed:
+                continue  # digits only in quoted lines (an earlier message, an older code): no try of theirs
             row.tries += 1
             if row.tries >= policy.codes.rules.max_tries:
                 codes.close(row, CodeStatus.VOID, now=now)
@@ -70,6 +75,16 @@ def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, 
                         void=row.status == CodeStatus.VOID)
     session.flush()
     return joined
+
+
+def _candidates(text: str) -> tuple[list[str], bool]:
+    """The six-digit candidates in `text`, and whether any is in the sender's own lines (not quoted with `>`)."""
+    found, typed = [], False
+    for line in text.splitlines():
+        here = [re.sub(r"[ -]", "", m) for m in CANDIDATE.findall(line)]
+        found += here
+        typed = typed or bool(here) and not line.lstrip().startswith(">")
+    return found, typed
 
 
 def _confirm(session: Session, row: codes.LinkCodeRow, item: Interaction, *, policy: IdentityPolicy,

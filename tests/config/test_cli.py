@@ -119,8 +119,9 @@ def test_validate_warns_when_confirm_by_code_has_no_number_to_text_from(cfg: Con
     result = CliRunner().invoke(app, ["validate", "--config", "settings.yaml"])
     assert result.exit_code == 0, result.output
     [warning] = result.stderr.splitlines()
-    assert warning.startswith("mappings/identities.yaml:1:22: warning: statements.phone: confirm_by_code texts a code")
-    assert "enable Twilio, or use suggest" in warning
+    assert warning.startswith("mappings/identities.yaml:1:22: warning: statements.phone: confirm_by_code sends a "
+                              "code over channels.twilio")
+    assert "enable channels.twilio, or use suggest" in warning
 
 
 def test_validate_refuses_a_link_field_no_crm_could_have(cfg: ConfigDir, env: None) -> None:

@@ -625,6 +625,24 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "mappings/identities.yaml:1:31: unknown identity kind 'handle' in statements (did you mean 'x_handle'?); "
         "crmhub supports phone, email, x_handle",
     ]),
+    "a code text without its code, and one for a channel that sends no codes": ("identities", """\
+        statements: { email: confirm_by_code }
+        codes:
+          texts:
+            email: "Reply to this mail to link your address."
+            sms: "Your code is {code} {name}"
+            x_dm: "Your code is {code}"
+        crms:
+          salesforce:
+            match:
+              Contact: { phone: [Phone] }
+        """, [
+        "mappings/identities.yaml:4:12: codes.texts.email: 'Reply to this mail to link your address.' has no {code}; "
+        "write {code} where the one-time code goes",
+        "mappings/identities.yaml:5:10: codes.texts.sms: unknown placeholder {name} in a code's text; the only "
+        "placeholder is {code}",
+        "mappings/identities.yaml:6:5: codes.texts.x_dm: unknown value 'x_dm'; use one of: sms, email",
+    ]),
     "language the detector does not know, in a rule": ("routing", """\
         queues:
           salesforce:

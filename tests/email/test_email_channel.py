@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from crmhub.connectors.email import EmailChannel, EmailPage
+from crmhub.connectors.email import EmailChannel, EmailPage, code_conversation
 from crmhub.connectors.email_parse import reply_message_id
 from crmhub.errors import PermanentError
 from crmhub.model import Channel, Direction, Identity, IdentityKind, Interaction, OutboundMessage
@@ -197,6 +197,22 @@ def test_a_survey_question_is_marked_automatic_and_an_agents_reply_is_not(mail_s
     email_channel.send(reply("How did we do? Answer 1 to 5.", key="salesforce:survey:7", in_reply_to=None))
     [raw] = mail_server.await_messages(JANE, 1)
     assert message_from_bytes(raw, policy=policy.default)["Auto-Submitted"] == "auto-generated"
+
+
+def test_a_code_mail_starts_its_own_thread_which_is_the_conversation_its_copy_reads_back_in(
+        mail_server: MailServer, email_channel: EmailChannel) -> None:
+    ours, key = Identity(IdentityKind.EMAIL, SUPPORT), "crmhub:code:12:1"
+    conversation = code_conversation(ours, Identity(IdentityKind.EMAIL, JANE), key)
+    sent = email_channel.send(reply("Your code is 123456.", key=key, conversation=conversation, in_reply_to=None,
+                                    code=True))
+    [raw] = mail_server.await_messages(JANE, 1)
+    out = message_from_bytes(raw, policy=policy.default)
+    assert out["Auto-Submitted"] == "auto-generated" and out["Subject"] == "Your one-time code"
+    assert out["In-Reply-To"] is None and out["References"] is None
+    mail_server.await_messages(SUPPORT, 1)
+    [copy] = interactions(read_all(email_channel)[0])  # a poll that reads our copy before the send is recorded
+    assert copy.direction is Direction.OUTBOUND and copy.external_id == sent.message_id
+    assert copy.conversation_key == conversation  # so it waits for the code's replies row: it is never a CRM's
 
 
 def test_a_second_try_after_a_sent_reply_sends_nothing(mail_server: MailServer, email_channel: EmailChannel) -> None:

@@ -9,13 +9,15 @@ from crmhub.channels.contract import ChannelModule, PagesFn
 from crmhub.channels.email.settings import EmailSettings, MailServerSettings
 from crmhub.config import Config
 from crmhub.connectors._retry import Retrier
-from crmhub.connectors.email import EmailChannel, Endpoint
-from crmhub.model import Channel, Identity, IdentityKind
+from crmhub.connectors.email import EmailChannel, Endpoint, code_conversation
+from crmhub.model import Channel, CodeRoute, Identity, IdentityKind
 from crmhub.sync.replies import ChannelSender
 
 DEFAULT_PORTS = {"imap": {"ssl": 993, "starttls": 143, "none": 143},
                  "smtp": {"ssl": 465, "starttls": 587, "none": 25}}
 STREAM = "inbox"
+CODE_TEXT = ("Your code is {code}.\n\nTo link this email address with the conversation you mentioned it in, reply to "
+             "this email with the code. If that was not you, ignore this email: nothing is linked without the code.")
 
 
 class EmailModule(ChannelModule):
@@ -55,6 +57,14 @@ class EmailModule(ChannelModule):
 
     def own_identities(self, block: Any) -> set[Identity]:
         return {Identity(IdentityKind.EMAIL, block.address)}
+
+    def code_routes(self, block: Any) -> list[CodeRoute]:
+        """A claimed email address gets its code from the support mailbox, as a mail starting its own thread:
+        keyed as our poll keys the copy it reads back (the thread of the code's own Message-ID)."""
+        if not block.enabled:
+            return []
+        return [CodeRoute(IdentityKind.EMAIL, Channel.EMAIL, Identity(IdentityKind.EMAIL, block.address), CODE_TEXT,
+                          code_conversation)]
 
 
 def endpoint(server: MailServerSettings, kind: str, default_user: str, password: str) -> Endpoint:

@@ -10,11 +10,14 @@ from crmhub.channels.contract import Attachment, ChannelModule, PagesFn, StatusF
 from crmhub.channels.twilio.hooks import TwilioHooks
 from crmhub.config import Config
 from crmhub.connectors._retry import Retrier
-from crmhub.connectors.twilio import REPLY_STATUSES, ReconcileWindow, TwilioChannel
+from crmhub.connectors.twilio import REPLY_STATUSES, ReconcileWindow, TwilioChannel, conversation_key
 from crmhub.connectors.twilio_hooks import status_advances
 from crmhub.connectors.whatsapp_window import Template
-from crmhub.model import Channel, Identity, IdentityKind, ReplyStatus
+from crmhub.model import Channel, CodeRoute, Identity, IdentityKind, ReplyStatus
 from crmhub.sync.replies import ChannelSender
+
+CODE_TEXT = ("Your code is {code}. Reply with it from this phone to link it with the conversation you mentioned it "
+             "in. If that was not you, ignore this message.")
 
 
 class TwilioModule(ChannelModule):
@@ -76,8 +79,13 @@ class TwilioModule(ChannelModule):
     def own_identities(self, block: Any) -> set[Identity]:
         return {Identity(IdentityKind.PHONE, n) for n in (*block.numbers, *block.whatsapp_senders)}
 
-    def code_sender(self, block: Any) -> str | None:
-        return block.numbers[0] if block.enabled and block.numbers else None
+    def code_routes(self, block: Any) -> list[CodeRoute]:
+        """A claimed phone gets its code by SMS from our first number (`IdentityGraph` prefers the number the
+        claim came in on)."""
+        if not (block.enabled and block.numbers):
+            return []
+        return [CodeRoute(IdentityKind.PHONE, Channel.SMS, Identity(IdentityKind.PHONE, block.numbers[0]), CODE_TEXT,
+                          lambda ours, target, _key: conversation_key(Channel.SMS, ours, target))]
 
 
 def reconcile_window(twilio: Any, clock: Any) -> ReconcileWindow:
