@@ -39,19 +39,25 @@ CANDIDATE = re.compile(r"(?<![\d])\d{3}[ -]?\d{3}(?![\d])")
 
 
 def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, policy: IdentityPolicy,
-                 crms: Sequence[str], now: datetime) -> int:
-    """Check the inbound items of a batch against the codes sent to their senders; returns how many joined."""
+                 crms: Sequence[str], now: datetime) -> set[int]:
+    """Check the inbound items of a batch against the codes sent to their senders.
+
+    Returns the interaction ids of bare answers: messages that carried a right
+    code and nothing else of the customer's own (no words, no other digits).
+    Routing writes those nowhere: an agent has nothing to read in "123456",
+    and a reply to a code mail would otherwise open a case of its own.
+    """
     if not policy.statements.sends_codes:
-        return 0  # the default policies send no codes: routing pays no query for them
-    inbound = [item for _, item in items if item.direction is Direction.INBOUND]
-    pending = codes.pending_for(session, [item.customer for item in inbound])
+        return set()  # the default policies send no codes: routing pays no query for them
+    inbound = [(interaction_id, item) for interaction_id, item in items if item.direction is Direction.INBOUND]
+    pending = codes.pending_for(session, [item.customer for _, item in inbound])
     if not pending:
-        return 0
+        return set()
     by_target: dict[tuple[str, str], list[codes.LinkCodeRow]] = {}
     for row in pending:
         by_target.setdefault((row.target_kind, row.target_value), []).append(row)
-    joined = 0
-    for item in sorted(inbound, key=lambda i: i.occurred_at):
+    bare: set[int] = set()
+    for interaction_id, item in sorted(inbound, key=lambda entry: entry[1].occurred_at):
         candidates, typed = _candidates(item.text or "")
         for row in by_target.get((item.customer.kind.value, item.customer.value), []):
             if row.status != CodeStatus.PENDING:
@@ -64,7 +70,9 @@ def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, 
             if not candidates:
                 continue  # a message without a code is no try
             if codes.matches(row, candidates):
-                joined += _confirm(session, row, item, policy=policy, crms=crms, now=now)
+                _confirm(session, row, item, policy=policy, crms=crms, now=now)
+                if _only_a_code(item.text or ""):
+                    bare.add(interaction_id)
                 continue
             if not typed:
                 continue  # digits only in quoted lines (an earlier message, an older code): no try of theirs
@@ -74,7 +82,26 @@ def answer_codes(session: Session, items: Sequence[tuple[int, Interaction]], *, 
             log.warning("link code answered wrong", suggestion=row.suggestion_id, tries=row.tries,
                         void=row.status == CodeStatus.VOID)
     session.flush()
-    return joined
+    return bare
+
+
+def _only_a_code(text: str) -> bool:
+    """Whether the sender's own lines hold nothing but six-digit candidates.
+
+    Quoted lines (`>`) are not theirs, nor is the attribution line a mail
+    client puts right above a quote ("On Sun, Acme Support wrote:"), so a
+    reply to a code mail that only quotes it is bare too.
+    """
+    lines = text.splitlines()
+    own = []
+    for number, line in enumerate(lines):
+        if line.lstrip().startswith(">"):
+            continue
+        below = next((rest for rest in lines[number + 1:] if rest.strip()), "")
+        if line.rstrip().endswith(":") and below.lstrip().startswith(">"):
+            continue
+        own.append(line)
+    return not any(ch.isalnum() for ch in CANDIDATE.sub("", "\n".join(own)))
 
 
 def _candidates(text: str) -> tuple[list[str], bool]:
@@ -88,17 +115,15 @@ def _candidates(text: str) -> tuple[list[str], bool]:
 
 
 def _confirm(session: Session, row: codes.LinkCodeRow, item: Interaction, *, policy: IdentityPolicy,
-             crms: Sequence[str], now: datetime) -> int:
+             crms: Sequence[str], now: datetime) -> None:
     """The code came back from its target: join through the one confirm path; the code is spent either way."""
     suggestion = store.get(session, row.suggestion_id)
     if suggestion is None or suggestion.status != LinkStatus.PENDING:
         codes.close(row, CodeStatus.VOID, now=now)  # decided meanwhile by an agent or admin
-        return 0
+        return
     codes.close(row, CodeStatus.USED, now=now)
     try:
         confirm(session, row.suggestion_id, policy=policy, crms=crms, now=now,
                 by=f"one-time code answered from {shown(item.customer)}", evidence=Evidence.CODE)
     except OpsError as exc:
         log.warning("link code right but not joined", suggestion=row.suggestion_id, reason=str(exc)[:300])
-        return 0
-    return 1

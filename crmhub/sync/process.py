@@ -27,7 +27,8 @@ A survey answer (`crmhub.sync.surveys.take_answers`) and the sent copy of a
 survey question are processed but not routed: no case opens or reopens. The
 sent copy of a one-time code (`crmhub.store.codes`) goes into no CRM at all,
 and an inbound item carrying a code is checked before the batch's persons
-are resolved (`crmhub.sync.link_codes`).
+are resolved (`crmhub.sync.link_codes`); one that says nothing but the
+right code is not routed either (an agent has nothing to read in it).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from crmhub.sync.routing import Router
 from crmhub.sync.surveys import take_answers
 
 SURVEY_ANSWER, SURVEY_QUESTION = "survey answer", "survey question"  # decisions of items routed nowhere
+CODE_ANSWER = "one-time code answer"
 
 
 @dataclass(frozen=True)
@@ -107,19 +109,24 @@ def _ready(session: Session, rows: Sequence[tuple[int, Interaction]]) -> list[_R
     return ready
 
 
+def _unrouted_reason(entry: _Ready, answers: set[int], bare_codes: set[int]) -> str:
+    if entry.interaction_id in bare_codes:
+        return CODE_ANSWER
+    return SURVEY_ANSWER if entry.interaction_id in answers else SURVEY_QUESTION
+
+
 def _route_batch(session: Session, batch: Sequence[_Ready], router: Router, crms: Sequence[str], *,
                  now: datetime, identity: IdentityPolicy, reopen_window: timedelta, reopening: set[int]) -> None:
     """Persons, contacts, threads and routing for a batch in memory; its writes in a few statements."""
     items = [(entry.interaction_id, entry.item) for entry in batch]
-    answer_codes(session, items, policy=identity, crms=crms, now=now)  # a proven claim joins before resolving
+    bare_codes = answer_codes(session, items, policy=identity, crms=crms, now=now)  # a proven claim joins first
     people = IdentityGraph(session, crms, identity, now)
     persons = people.persons_of(items)
     answers = take_answers(session, items, crms, now=now)
-    # An answer opens no case; a survey question's own copy is crmhub's text on a closed case, written nowhere.
-    # Each keeps a decision naming why (`crmhub explain`), with no target.
-    unrouted = [(entry.interaction_id, RouteDecision(SURVEY_ANSWER if entry.interaction_id in answers
-                                                     else SURVEY_QUESTION, {}, ()))
-                for entry in batch if entry.interaction_id in answers
+    # An answer (to a survey, or a bare one-time code) opens no case; a survey question's own copy is crmhub's
+    # text on a closed case, written nowhere. Each keeps a decision naming why (`crmhub explain`), with no target.
+    unrouted = [(entry.interaction_id, RouteDecision(_unrouted_reason(entry, answers, bare_codes), {}, ()))
+                for entry in batch if entry.interaction_id in answers or entry.interaction_id in bare_codes
                 or (entry.echo is not None and is_survey(entry.echo[1]))]
     skipped = {interaction_id for interaction_id, _ in unrouted}
     batch = [entry for entry in batch if entry.interaction_id not in skipped]

@@ -147,6 +147,7 @@ def test_a_claimed_email_gets_one_automatic_code_mail_that_opens_nothing_and_onl
         assert kit.jane not in kit.bobs_records()
 
         # Jane replies to the code mail without typing anything: the code she quotes is hers alone.
+        written = len(kit.sf.records("Task")), len(kit.sf.records("Case"))
         kit.mail.deliver(_reply(JANE, "j2@customers.test", f"On Sun, Acme Support <{SUPPORT}> wrote:\n"
                                 + "".join(f"> {line}\n" for line in mail.get_content().splitlines()), mail),
                          SUPPORT, sender=JANE)
@@ -156,6 +157,8 @@ def test_a_claimed_email_gets_one_automatic_code_mail_that_opens_nothing_and_onl
     with kit.hub.store.transaction() as session:
         assert [e.evidence for e in session.scalars(select(LinkEventRow))] == ["code"]
     assert kit.bobs_records() == {kit.jane}  # Bob's history lands on her one record
+    # Her bare answer is written nowhere: no Task of quoted lines, no case "Re: Your one-time code".
+    assert (len(kit.sf.records("Task")), len(kit.sf.records("Case"))) == written
     assert len(kit.mail.messages(JANE)) == 1
     assert not [t for t in kit.sf.records("Task") if t.get("Description", "").startswith("Acme here")]
     assert not [entry for entry in logs if code in repr(entry)]

@@ -127,6 +127,21 @@ def test_the_right_code_from_the_claimed_phone_joins_and_the_code_is_never_logge
     assert kit.code_statuses() == ["used"]
 
 
+def test_an_answer_that_is_only_the_code_joins_and_writes_nothing_for_an_agent_to_read(kit: Kit) -> None:
+    _claim(kit)
+    code = kit.the_code()
+    kit.say(JANE, f" {code[:3]}-{code[3:]}\n")
+    kit.sync()
+    kit.sync()
+    assert kit.suggestion() == ("confirmed", f"one-time code answered from phone {JANE}")
+    assert not [t for t in kit.sf.records("Task") if code[:3] in (t.get("Description") or "")]
+
+    kit.say(JANE, "Thanks, and my parcel is still late")  # anything with words of hers lands as usual
+    kit.sync()
+    kit.sync()
+    assert [t for t in kit.sf.records("Task") if "parcel is still late" in (t.get("Description") or "")]
+
+
 def test_an_expired_code_never_joins(kit: Kit) -> None:
     _claim(kit)
     code = kit.the_code()
