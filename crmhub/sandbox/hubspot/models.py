@@ -40,7 +40,18 @@ def initial_state(now: str) -> State:
                    "search_per_second": catalog.SEARCH_PER_SECOND},
         "usage": {"window": [], "search": [], "day": now[:10], "daily": 0},
         "search_lag_seconds": 0,  # new records reach search this much later (HubSpot's index lags; 0: at once)
+        "history": {},  # object type -> record id -> property -> versions, newest first (`propertiesWithHistory`)
+        "history_reads": 0,  # reads that asked for `propertiesWithHistory` (for tests counting them)
     }
+
+
+APP_SOURCE: dict[str, Any] = {"sourceType": "INTEGRATION", "sourceId": str(catalog.APP_ID)}
+"""Who a private app token's writes (and the seed API's) are by, in property history."""
+
+
+def user_source(user_id: int) -> dict[str, Any]:
+    """Who a HubSpot user's writes are by, as HubSpot records an edit made in the CRM (`updatedByUserId`)."""
+    return {"sourceType": "CRM_UI", "sourceId": f"userId:{user_id}", "updatedByUserId": user_id}
 
 
 def _definition(object_type: str, spec: catalog.PropertySpec, now: str, *, hubspot_defined: bool) -> dict[str, Any]:
@@ -84,11 +95,13 @@ class HubSpotBackend:
     Args:
         state: the emulator's state dict (mutated in place).
         clock: the sandbox clock, for every timestamp.
+        source: who writes, as property history names them (default: the private app).
     """
 
-    def __init__(self, state: State, clock: SandboxClock) -> None:
+    def __init__(self, state: State, clock: SandboxClock, source: dict[str, Any] | None = None) -> None:
         self.state = state
         self.clock = clock
+        self.source = source or APP_SOURCE
 
     def now(self) -> str:
         return iso_millis(self.clock.now())
@@ -175,6 +188,7 @@ class HubSpotBackend:
         props.update({otype.modified: now, "hs_lastmodifieddate": now, "hs_object_id": rid})
         record: Record = {"id": rid, "properties": props, "createdAt": now, "updatedAt": now, "archived": False}
         self.records(otype)[rid] = record
+        self._remember(otype, rid, {k: v for k, v in cleaned.items() if v is not None}, now)
         for to_type, to_id, type_ids in links:
             self.associate(otype, rid, to_type, to_id, type_ids)
         return record
@@ -185,6 +199,8 @@ class HubSpotBackend:
         cleaned = self.clean(otype, properties, record)
         now = self.now()  # one instant for the change: the close date equals the modified date, as in HubSpot
         self._close_date(otype, cleaned, record, properties, now)
+        self._remember(otype, record["id"], {k: v for k, v in cleaned.items() if v != record["properties"].get(k)},
+                       now)
         for name, value in cleaned.items():
             if value is None:
                 record["properties"].pop(name, None)
@@ -193,6 +209,18 @@ class HubSpotBackend:
         record["properties"].update({otype.modified: now, "hs_lastmodifieddate": now})
         record["updatedAt"] = now
         return record
+
+    def _remember(self, otype: ObjectType, rid: str, changed: dict[str, str | None], now: str) -> None:
+        """A version of each changed property, by this backend's source (a cleared value is "")."""
+        versions = self.state.setdefault("history", {}).setdefault(otype.name, {}).setdefault(rid, {})
+        for name, value in changed.items():
+            versions.setdefault(name, []).insert(0, {"value": "" if value is None else value, "timestamp": now,
+                                                      **self.source})
+
+    def history(self, otype: ObjectType, rid: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """`propertiesWithHistory` of a record: the versions of each named property the object has, newest first."""
+        versions = self.state.get("history", {}).get(otype.name, {}).get(rid, {})
+        return {n: [dict(v) for v in versions.get(n, [])] for n in names if n in self.definitions(otype)}
 
     def archive(self, otype: ObjectType, key: str) -> None:
         """Move a record to the recycle bin; unknown ids are fine (HubSpot answers 204)."""
