@@ -306,8 +306,9 @@ class Hub:
         Who set the marks that decide something is asked of the CRM first, with no transaction open;
         the decisions are made in the page's transaction (`refresh_threads`).
         """
-        authors: dict[tuple[str, int], str] = {}
-        if any(state.link_marks for state in states):  # most pages carry none: no extra transaction
+        authors: dict[links.MarkKey, str] = {}
+        # Most pages carry no mark, and some CRMs name the agent in the case state: no extra transaction then.
+        if links.reads_mark_authors(self.crms[crm]) and any(state.link_marks for state in states):
             with self.store.transaction() as session:
                 deciding = links.marks_to_decide(session, crm, states)
             authors = links.mark_authors(self.crms[crm], deciding)

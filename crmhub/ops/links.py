@@ -131,13 +131,18 @@ def marks_to_decide(session: Session, crm: str, states: Sequence[CaseState]) -> 
     return [(case_id, mark) for case_id, mark, _ in _deciding(session, crm, states, warn=False)]
 
 
+def reads_mark_authors(crm: object) -> bool:
+    """Whether the CRM's connector is asked who set marks (its case states leave them to "agent in <crm>")."""
+    return hasattr(crm, "mark_authors")
+
+
 def mark_authors(crm: object, marks: Sequence[tuple[str, LinkMark]]) -> dict[MarkKey, str]:
     """Who set each of `marks`, as the CRM names them, for a CRM whose case states do not say; {} otherwise.
 
     One look-up per batch of marks. A failed one decides nothing by itself: the marks keep their
     actor ("agent in <crm>") and a warning says why.
     """
-    if not marks or not hasattr(crm, "mark_authors"):
+    if not marks or not reads_mark_authors(crm):
         return {}
     reader = cast(MarkAuthorReader, crm)
     try:

@@ -63,7 +63,7 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
         cursor = load_cursor(session, source.name, STREAM)
     changed = pages = adopted = 0
     for states, next_cursor in source.case_pages(cursor):
-        apply_marks = on_states(states) if on_states is not None else None
+        in_transaction = on_states(states) if on_states is not None else None
         with store.transaction() as session:
             closes: list[Closed] = []
             done = apply_case_states(session, source.name, states, closes, now=now)
@@ -72,8 +72,8 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
                 adoption.behind(session, source.name, now=now)
             if surveys is not None and closes:
                 ask_on_close(session, source.name, closes, surveys, now=now)
-            if apply_marks is not None:
-                apply_marks(session)
+            if in_transaction is not None:
+                in_transaction(session)
             save_cursor(session, source.name, STREAM, "", next_cursor, now=now)
         pages += 1
         changed += done.changed
