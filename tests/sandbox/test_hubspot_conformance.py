@@ -484,6 +484,13 @@ def test_property_history_names_the_user_or_the_app_that_set_each_value(hubspot_
     assert not plain.results[0].properties_with_history  # asked for none: none given
     assert emu.history_reads() == 2
 
+    with pytest.raises(hs_tickets.ApiException):  # an atomic batch that fails leaves no version behind
+        client.crm.tickets.batch_api.update(hs_tickets.BatchInputSimplePublicObjectBatchInput(
+            inputs=[{"id": ticket.id, "properties": {"crmhub_link": "reject 12"}},
+                    {"id": ticket.id, "properties": {"hs_ticket_priority": "NOT_A_PRIORITY"}}]))
+    again = api.get_by_id(ticket.id, properties_with_history=["crmhub_link"])
+    assert [v.value for v in again.properties_with_history["crmhub_link"]] == ["confirm 12", "reject 3"]
+
 
 def test_owners_paging_and_ticket_assignment(client: HubSpot, emu: HubSpotEmulator) -> None:
     ids = [emu.add_owner(f"agent{i}@example.com", "Agent", str(i)) for i in range(3)]

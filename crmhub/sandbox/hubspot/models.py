@@ -102,6 +102,7 @@ class HubSpotBackend:
         self.state = state
         self.clock = clock
         self.source = source or APP_SOURCE
+        self._added: list[list[dict[str, Any]]] = []  # version lists `_remember` added to (newest first), in order
 
     def now(self) -> str:
         return iso_millis(self.clock.now())
@@ -216,6 +217,7 @@ class HubSpotBackend:
         for name, value in changed.items():
             versions.setdefault(name, []).insert(0, {"value": "" if value is None else value, "timestamp": now,
                                                       **self.source})
+            self._added.append(versions[name])
 
     def history(self, otype: ObjectType, rid: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
         """`propertiesWithHistory` of a record: the versions of each named property the object has, newest first."""
@@ -417,7 +419,7 @@ class HubSpotBackend:
         """
         if len(inputs) > catalog.BATCH_MAX_INPUTS:
             raise errors.too_many_inputs(len(inputs), catalog.BATCH_MAX_INPUTS)
-        snapshot = copy.deepcopy(self.state) if atomic else None
+        snapshot = self._snapshot() if atomic else None
         if multi_status is None:
             multi_status = bool(inputs) and all(i.get("objectWriteTraceId") for i in inputs)
         result, missing = BatchResult(), []
@@ -439,10 +441,19 @@ class HubSpotBackend:
             result.errors.insert(0, errors.missing_objects(otype.label, missing).item())
         return result
 
+    def _snapshot(self) -> State:
+        """What a failed atomic batch goes back to: a copy of all but property history, whose versions only
+        grow, so the ones the batch added are taken back instead (copying them made every batch slow)."""
+        self._added.clear()
+        return {key: copy.deepcopy(value) for key, value in self.state.items() if key != "history"}
+
     def _restore(self, snapshot: State | None) -> None:
         if snapshot is not None:
+            history = self.state.get("history", {})
+            for versions in self._added:
+                versions.pop(0)
             self.state.clear()
-            self.state.update(snapshot)
+            self.state.update(snapshot, history=history)
 
     def upsert(self, otype: ObjectType, item: dict[str, Any]) -> tuple[Record, dict[str, Any]]:
         """One batch/upsert input: update the record holding the unique value, or create it."""
