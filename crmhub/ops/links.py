@@ -185,13 +185,14 @@ def _deciding(session: Session, crm: str, states: Sequence[CaseState], *,
     if not marks:
         return
     noted = store.noted_cases(session, crm, sorted({mark.suggestion_id for _, mark in marks}))
+    rows = store.get_many(session, sorted(noted))
     for case_id, mark in marks:
-        if noted.get(mark.suggestion_id) != case_id:
+        row = rows.get(mark.suggestion_id)
+        if row is None or noted.get(mark.suggestion_id) != case_id:
             if warn:
                 log.warning("link mark ignored: not on the case of its note", crm=crm, case=case_id,
                             suggestion=mark.suggestion_id)
             continue
-        row = _get(session, mark.suggestion_id)
         wanted = LinkStatus.CONFIRMED if mark.confirm else LinkStatus.REJECTED
         if row.status == wanted.value:
             continue
