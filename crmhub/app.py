@@ -300,10 +300,25 @@ class Hub:
         self.store.keep_statistics(self.clock())  # SQLite's PRAGMA optimize, at most hourly
         return changed
 
-    def _link_marks(self, crm: str, session: Session, states: list[CaseState], *, now: datetime) -> None:
-        """Agents' confirmations and rejections of link suggestions, read back with `crm`'s cases."""
-        if links.decide_marks(session, crm, states, policy=self.identity, crms=list(self.crms), now=now):
-            self.routing_bell.ring()  # a join re-queues history onto one record: deliver it soon
+    def _link_marks(self, crm: str, states: list[CaseState], *, now: datetime) -> Callable[[Session], None]:
+        """Agents' confirmations and rejections of link suggestions, read back with `crm`'s cases.
+
+        Who set the marks that decide something is asked of the CRM first, with no transaction open;
+        the decisions are made in the page's transaction (`refresh_threads`).
+        """
+        authors: dict[links.MarkKey, str] = {}
+        # Most pages carry no mark, and some CRMs name the agent in the case state: no extra transaction then.
+        if links.reads_mark_authors(self.crms[crm]) and any(state.link_marks for state in states):
+            with self.store.transaction() as session:
+                deciding = links.marks_to_decide(session, crm, states)
+            authors = links.mark_authors(self.crms[crm], deciding)
+
+        def decide(session: Session) -> None:
+            if links.decide_marks(session, crm, states, policy=self.identity, crms=list(self.crms), now=now,
+                                  authors=authors):
+                self.routing_bell.ring()  # a join re-queues history onto one record: deliver it soon
+
+        return decide
 
     def route_and_deliver(self, cycle: Cycle | None = None) -> Cycle:
         """Route every new ledger row, then deliver every due outbox row to each CRM, each on its own."""

@@ -441,11 +441,38 @@ class HubSpotCrm(Connector):
         closed = self._stage_closed(str(props.get("hs_pipeline") or ""), str(props.get("hs_pipeline_stage") or ""),
                                     reread)
         closed_at = (_parse_datetime(props[CLOSED_DATE]) if props.get(CLOSED_DATE) else modified) if closed else None
-        # Search results carry no per-property author (only `propertiesWithHistory` reads do): "agent in hubspot".
+        # Search results carry no per-property author (only `propertiesWithHistory` reads do): "agent in hubspot"
+        # here; `mark_authors` names the user when the mark is about to decide something.
         marks = tuple(LinkMark(number, confirm, "agent in hubspot")
                       for number, confirm in read_field(props.get(self.link_property)))
         return CaseState(case_key=str(props[CASE_KEY]), record_id=str(record["id"]), closed_at=closed_at,
                          modified_at=modified, link_marks=marks)
+
+    def mark_authors(self, marks: Sequence[tuple[str, LinkMark]]) -> dict[tuple[str, int], str]:
+        """Who set each mark (`hubspot user <updatedByUserId>`), from the link property's history; others left out.
+
+        Batch reads of the tickets with `propertiesWithHistory` (100 a call): the newest value that
+        holds the mark names its user. A value an integration or workflow set has no user, so the mark
+        keeps "agent in hubspot". Asked only for marks about to decide a suggestion (`crmhub.ops.links`).
+        """
+        ids = sorted({ticket_id for ticket_id, _ in marks})
+        history: dict[str, list[Json]] = {}
+        for start in range(0, len(ids), self.batch_size):
+            body = {"properties": [self.link_property], "propertiesWithHistory": [self.link_property],
+                    "inputs": [{"id": i} for i in ids[start:start + self.batch_size]]}
+            answer = self.api("tickets.link_history", "batch", "read", "tickets", body) or {}
+            for r in answer.get("results") or []:
+                entries = (r.get("propertiesWithHistory") or {}).get(self.link_property) or []
+                history[str(r["id"])] = [e for e in entries if isinstance(e, dict)]
+        found: dict[tuple[str, int], str] = {}
+        for ticket_id, mark in marks:
+            setting = [e for e in history.get(ticket_id, [])
+                       if (mark.suggestion_id, mark.confirm) in read_field(e.get("value"))]
+            newest = max(setting, key=_set_at, default=None)
+            user = (newest or {}).get("updatedByUserId")
+            if user not in (None, ""):
+                found[(ticket_id, mark.suggestion_id)] = f"hubspot user {user}"
+        return found
 
     def link_instruction(self, suggestion_id: int) -> str:
         """What an agent sets on the ticket to confirm or reject a suggestion (the words `crmhub.link_marks` reads)."""
@@ -1229,6 +1256,14 @@ def _parse_datetime(value: str) -> datetime:
         return datetime.fromtimestamp(int(value) / 1000, UTC)
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _set_at(entry: Mapping[str, Any]) -> datetime:
+    """When a property history entry was set (the epoch when its timestamp cannot be read)."""
+    try:
+        return _parse_datetime(str(entry.get("timestamp") or "0"))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
 
 
 def _iso(value: datetime) -> str:

@@ -503,6 +503,42 @@ class ZendeskCrm(Connector):
         ticket = zendesk_objects.ticket({"id": int(record_id), "custom_fields": [{"id": field, "value": score}]})
         self.zd("tickets.survey", lambda zd: zd.tickets.update(ticket))
 
+    def mark_authors(self, marks: Sequence[tuple[str, LinkMark]]) -> dict[tuple[str, int], str]:
+        """Who added each mark's tag (`zendesk user <id>`), from the ticket's audits; marks not found are left out.
+
+        The export does not say who set a tag, the audits do: the latest audit that added the tag names
+        its author. One audit listing per ticket (Zendesk has no listing for several tickets but the
+        account-wide one), asked only for marks about to decide a suggestion (`crmhub.ops.links`).
+        """
+        wanted: dict[str, list[LinkMark]] = {}
+        for ticket_id, mark in marks:
+            wanted.setdefault(ticket_id, []).append(mark)
+        found: dict[tuple[str, int], str] = {}
+        for ticket_id, ticket_marks in wanted.items():
+            if not ticket_id.isdigit():
+                continue
+            added = _tag_authors(self._audits(int(ticket_id)))
+            for mark in ticket_marks:
+                verb = "confirm" if mark.confirm else "reject"
+                author = added.get(f"{self.link_tag_prefix}{verb}_{mark.suggestion_id}".lower())
+                if author is not None and author > 0 and author != self._my_id():  # -1: Zendesk itself
+                    found[(ticket_id, mark.suggestion_id)] = f"zendesk user {author}"
+        return found
+
+    def _audits(self, ticket_id: int) -> list[dict[str, Any]]:
+        """A ticket's audits, oldest first (List Audits for a Ticket, cursor pagination, 100 a page)."""
+        audits: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = {"page[after]": after} if after else {}
+            body = self.zd("tickets.audits", lambda zd, p=page: _raw_get(  # type: ignore[misc]
+                zd.tickets, zd.tickets.endpoint.audits, id=ticket_id, cursor_pagination=True, **p))
+            audits += [a for a in body.get("audits") or [] if isinstance(a, dict)]
+            meta = body.get("meta") or {}
+            if not meta.get("has_more") or not meta.get("after_cursor") or meta.get("after_cursor") == after:
+                return audits
+            after = str(meta["after_cursor"])
+
     def link_instruction(self, suggestion_id: int) -> str:
         """What an agent sets on the ticket to confirm or reject a suggestion (tags `crmhub.link_marks` reads)."""
         return (f"To confirm, add the tag {self.link_tag_prefix}confirm_{suggestion_id} to this ticket; "
@@ -1477,7 +1513,7 @@ def _case_state(ticket: Mapping[str, Any], link_tag_prefix: str) -> CaseState | 
     """A ticket of the export as a case state; None for tickets crmhub did not open.
 
     The export does not say who added a tag (only the ticket's audits do), so a link mark's actor is
-    "agent in zendesk".
+    "agent in zendesk" here; `mark_authors` names the agent when the mark is about to decide something.
     """
     key = ticket.get("external_id")
     if not isinstance(key, str) or not CASE_KEY.fullmatch(key):
@@ -1489,6 +1525,30 @@ def _case_state(ticket: Mapping[str, Any], link_tag_prefix: str) -> CaseState | 
     return CaseState(case_key=key, record_id=str(ticket["id"]), modified_at=modified,
                      closed_at=None if status in OPEN_STATUSES else modified, final=status in FINAL_STATUSES,
                      link_marks=marks)
+
+
+def _tag_authors(audits: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Tag -> author of the latest audit that added it (a Create or Change event on `tags`), in audit order."""
+    authors: dict[str, int] = {}
+    for audit in audits:
+        author = audit.get("author_id")
+        for event in audit.get("events") or []:
+            if not isinstance(event, dict) or event.get("field_name") != "tags" or not isinstance(author, int):
+                continue
+            if event.get("type") not in ("Create", "Change"):
+                continue
+            before = {str(t).lower() for t in _tag_list(event.get("previous_value"))}
+            for tag in _tag_list(event.get("value")):
+                if str(tag).lower() not in before:
+                    authors[str(tag).lower()] = author
+    return authors
+
+
+def _tag_list(value: object) -> list[object]:
+    """A tags event's value: a list of tags (a string is read as space-separated tags, to be safe)."""
+    if isinstance(value, list):
+        return value
+    return list(value.split()) if isinstance(value, str) else []
 
 
 def _events_page(zd: Zenpy, start_time: int) -> tuple[list[dict[str, Any]], int | None, bool]:

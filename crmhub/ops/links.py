@@ -7,22 +7,26 @@ the persons merge, their history is backfilled onto each CRM's primary
 record, and several records of one CRM are flagged as a conflict. Rejecting
 keeps the pair from being suggested again. Both record who decided and when.
 An agent decides the same way from inside the CRM (`decide_marks`, fed by
-the case states each CRM's refresh reads back), and a one-time code answered
+the case states each CRM's refresh reads back; `mark_authors` asks the CRM
+who set the marks about to decide something, where the case state does not
+say), and a one-time code answered
 from the claimed channel confirms through `confirm` too
 (`crmhub.sync.link_codes`): this module is the one path a claim joins by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, cast
 
 from sqlalchemy.orm import Session
 
 import structlog
 
-from crmhub.model import CaseState
+from crmhub.errors import ConnectorError
+from crmhub.model import CaseState, LinkMark
 from crmhub.ops import OpsError
 from crmhub.store import graph
 from crmhub.store import links as store
@@ -34,6 +38,15 @@ from crmhub.sync.links import shown
 
 BY_CLI = "admin via CLI"
 log = structlog.get_logger("crmhub.links")
+MarkKey = tuple[str, int]  # (case record id, suggestion id)
+
+
+class MarkAuthorReader(Protocol):
+    """A CRM connector that can say who set link marks its case states leave as "agent in <crm>"."""
+
+    name: str
+
+    def mark_authors(self, marks: Sequence[tuple[str, LinkMark]]) -> Mapping[MarkKey, str]: ...
 
 
 @dataclass(frozen=True)
@@ -109,43 +122,85 @@ def reject(session: Session, suggestion_id: int, *, now: datetime, by: str = BY_
             f"{shown(store.sender_of(row))}, and the claim will not be suggested again.")
 
 
+def marks_to_decide(session: Session, crm: str, states: Sequence[CaseState]) -> list[tuple[str, LinkMark]]:
+    """(case record id, mark) of each mark in `states` that would change a suggestion's status now.
+
+    The only marks worth asking the CRM about (`mark_authors`): marks stay on cases for good and the
+    same cases are read again and again, so their authors are looked up once, when they decide.
+    """
+    return [(case_id, mark) for case_id, mark, _ in _deciding(session, crm, states, warn=False)]
+
+
+def reads_mark_authors(crm: object) -> bool:
+    """Whether the CRM's connector is asked who set marks (its case states leave them to "agent in <crm>")."""
+    return hasattr(crm, "mark_authors")
+
+
+def mark_authors(crm: object, marks: Sequence[tuple[str, LinkMark]]) -> dict[MarkKey, str]:
+    """Who set each of `marks`, as the CRM names them, for a CRM whose case states do not say; {} otherwise.
+
+    One look-up per batch of marks. A failed one decides nothing by itself: the marks keep their
+    actor ("agent in <crm>") and a warning says why.
+    """
+    if not marks or not reads_mark_authors(crm):
+        return {}
+    reader = cast(MarkAuthorReader, crm)
+    try:
+        return dict(reader.mark_authors(marks))
+    except ConnectorError as exc:
+        log.warning("who set the link marks is unknown: recorded as an agent in the CRM", crm=reader.name,
+                    marks=len(marks), reason=str(exc)[:300])
+        return {}
+
+
 def decide_marks(session: Session, crm: str, states: Sequence[CaseState], *, policy: IdentityPolicy,
-                 crms: Sequence[str], now: datetime) -> int:
+                 crms: Sequence[str], now: datetime, authors: Mapping[MarkKey, str] | None = None) -> int:
     """Apply what agents set on cases of `crm` about link suggestions; returns how many decisions it made.
 
     A mark counts only on the case whose note named that suggestion (`link_notes`): a number typed on
     another case, or one crmhub never noted, decides nothing. A decision already made is left alone, so
     reading the same case again changes nothing; a confirmed link is not split by a later reject (that is
     an undo). A confirmation crmhub refuses (a blocked value, too many identities) is logged and the
-    suggestion stays pending.
+    suggestion stays pending. `authors` names who set a mark (`mark_authors`) where its actor does not.
     """
-    marks = [(state.record_id, mark) for state in states for mark in state.link_marks]
-    if not marks:
-        return 0
-    noted = store.noted_cases(session, crm, sorted({mark.suggestion_id for _, mark in marks}))
     decided = 0
-    for case_id, mark in marks:
-        if noted.get(mark.suggestion_id) != case_id:
-            log.warning("link mark ignored: not on the case of its note", crm=crm, case=case_id,
-                        suggestion=mark.suggestion_id)
-            continue
-        row = _get(session, mark.suggestion_id)
-        wanted = LinkStatus.CONFIRMED if mark.confirm else LinkStatus.REJECTED
-        if row.status == wanted.value:
-            continue
-        if row.status == LinkStatus.CONFIRMED:
-            log.warning("link mark ignored: the link was confirmed already", crm=crm, suggestion=row.id)
-            continue
+    for case_id, mark, row in _deciding(session, crm, states, warn=True):
+        by = (authors or {}).get((case_id, mark.suggestion_id), mark.actor)
         try:
             if mark.confirm:
-                confirm(session, row.id, policy=policy, crms=crms, now=now, by=mark.actor, evidence=Evidence.AGENT)
+                confirm(session, row.id, policy=policy, crms=crms, now=now, by=by, evidence=Evidence.AGENT)
             else:
-                reject(session, row.id, now=now, by=mark.actor)
+                reject(session, row.id, now=now, by=by)
         except OpsError as exc:
             log.warning("link mark not applied", crm=crm, suggestion=row.id, reason=str(exc)[:300])
             continue
         decided += 1
     return decided
+
+
+def _deciding(session: Session, crm: str, states: Sequence[CaseState], *,
+              warn: bool) -> Iterator[tuple[str, LinkMark, LinkSuggestionRow]]:
+    """(case id, mark, suggestion) of each mark that changes its suggestion, judged as it is reached."""
+    marks = [(state.record_id, mark) for state in states for mark in state.link_marks]
+    if not marks:
+        return
+    noted = store.noted_cases(session, crm, sorted({mark.suggestion_id for _, mark in marks}))
+    rows = store.get_many(session, sorted(noted))
+    for case_id, mark in marks:
+        row = rows.get(mark.suggestion_id)
+        if row is None or noted.get(mark.suggestion_id) != case_id:
+            if warn:
+                log.warning("link mark ignored: not on the case of its note", crm=crm, case=case_id,
+                            suggestion=mark.suggestion_id)
+            continue
+        wanted = LinkStatus.CONFIRMED if mark.confirm else LinkStatus.REJECTED
+        if row.status == wanted.value:
+            continue
+        if row.status == LinkStatus.CONFIRMED:
+            if warn:
+                log.warning("link mark ignored: the link was confirmed already", crm=crm, suggestion=row.id)
+            continue
+        yield case_id, mark, row
 
 
 def _get(session: Session, suggestion_id: int) -> LinkSuggestionRow:

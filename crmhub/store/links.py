@@ -42,6 +42,14 @@ def get(session: Session, suggestion_id: int) -> LinkSuggestionRow | None:
     return session.get(LinkSuggestionRow, suggestion_id)
 
 
+def get_many(session: Session, suggestion_ids: list[int]) -> dict[int, LinkSuggestionRow]:
+    """id -> suggestion of those of `suggestion_ids` that exist (one query)."""
+    if not suggestion_ids:
+        return {}
+    query = select(LinkSuggestionRow).where(among(LinkSuggestionRow.id, suggestion_ids))
+    return {row.id: row for row in session.scalars(query)}
+
+
 def listing(session: Session, status: LinkStatus | None = None) -> list[LinkSuggestionRow]:
     query = select(LinkSuggestionRow).order_by(LinkSuggestionRow.id)
     if status is not None:

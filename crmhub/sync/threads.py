@@ -50,17 +50,20 @@ class CaseSource(Protocol):
 
 def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
                     surveys: SurveyPolicy | None = None,
-                    on_states: Callable[[Session, list[CaseState]], object] | None = None) -> int:
+                    on_states: Callable[[list[CaseState]], Callable[[Session], object]] | None = None) -> int:
     """Bring the threads of `source`'s CRM up to date; returns how many changed state (closed or reopened).
 
     With `surveys`, the cases a page closes get their survey question in the page's transaction.
-    `on_states` sees each page in its transaction, before the cursor moves: what agents set on the cases
-    about link suggestions is applied there (`crmhub.ops.links.decide_marks`), so a crash re-reads it.
+    `on_states` sees each page before its transaction (it may ask the CRM something, e.g. who set a
+    mark, with no transaction open) and returns what runs in the page's transaction, before the cursor
+    moves: what agents set on the cases about link suggestions is applied there
+    (`crmhub.ops.links.decide_marks`), so a crash re-reads it.
     """
     with store.transaction() as session:
         cursor = load_cursor(session, source.name, STREAM)
     changed = pages = adopted = 0
     for states, next_cursor in source.case_pages(cursor):
+        in_transaction = on_states(states) if on_states is not None else None
         with store.transaction() as session:
             closes: list[Closed] = []
             done = apply_case_states(session, source.name, states, closes, now=now)
@@ -69,8 +72,8 @@ def refresh_threads(store: StateStore, source: CaseSource, *, now: datetime,
                 adoption.behind(session, source.name, now=now)
             if surveys is not None and closes:
                 ask_on_close(session, source.name, closes, surveys, now=now)
-            if on_states is not None:
-                on_states(session, states)
+            if in_transaction is not None:
+                in_transaction(session)
             save_cursor(session, source.name, STREAM, "", next_cursor, now=now)
         pages += 1
         changed += done.changed

@@ -27,6 +27,7 @@ from crmhub.app import Hub, build_hub
 from crmhub.config import load_config
 from crmhub.connectors._http import build_session
 from crmhub.sandbox import EmulatorServer
+from crmhub.sandbox._server import Fault
 from crmhub.store.schema import LinkSuggestionRow
 from tests.test_replies import settings_for
 
@@ -46,7 +47,17 @@ class Org:
     urls: dict[str, str]
     victims: dict[str, str]  # crm -> the victim's record id
     sf_agent: Salesforce
-    sf_agent_id: str
+    agent_ids: dict[str, str]  # crm -> the agent's user id there
+
+    def decided_by(self, crm: str) -> str:
+        """What the link log names as the agent who decided in `crm`."""
+        return f"{crm} user {self.agent_ids[crm]}"
+
+    def author_lookups(self, crm: str) -> int:
+        """Requests crmhub made to learn who set a mark: Zendesk audit listings, HubSpot history reads."""
+        if crm == "zendesk":
+            return int(self.zd.calls["GET /api/v2/tickets/<int:ticket_id>/audits.json"])
+        return int(self.hs.history_reads())
 
     def suggestion(self) -> LinkSuggestionRow:
         with self.hub.store.transaction() as session:
@@ -81,7 +92,7 @@ class Org:
         else:
             [ticket] = self.hs.objects("tickets")
             answer = requests.patch(f"{self.urls['hubspot']}/crm/v3/objects/tickets/{ticket['id']}", timeout=10,
-                                    headers={"Authorization": "Bearer sandbox-token"},
+                                    headers={"Authorization": "Bearer alice-hubspot-token"},
                                     json={"properties": {"crmhub_link": f"{verb} {suggestion}"}})
             assert answer.status_code == 200, answer.text
 
@@ -101,7 +112,8 @@ def org(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hub
     sf_agent_id = sf.add_user(AGENT, "alice-password", name="Alice Agent")
     sf_agent = Salesforce(instance_url=salesforce_sandbox.url, session_id=sf.issue_token(AGENT),
                           session=build_session(base_url=salesforce_sandbox.url))
-    zd.add_agent(AGENT, "Alice", role="agent", token="alice-token")
+    agent_ids = {"salesforce": sf_agent_id, "zendesk": str(zd.add_agent(AGENT, "Alice", role="agent", token="alice-token")),
+                 "hubspot": str(hs.add_agent(AGENT, "Alice", "Agent", token="alice-hubspot-token"))}
     zd.clock.advance(120)
     tw.add_number(OURS)
     urls = {"salesforce": salesforce_sandbox.url, "zendesk": zendesk_sandbox.url, "hubspot": hubspot_sandbox.url,
@@ -111,7 +123,7 @@ def org(salesforce_sandbox: EmulatorServer, zendesk_sandbox: EmulatorServer, hub
         for connector in hub.crms.values():
             if connector.name == "zendesk":
                 connector.job_poll_first = 0.01  # type: ignore[union-attr]  # the emulator's jobs finish at once
-        org = Org(hub, sf, zd, hs, tw, urls, victims, sf_agent, sf_agent_id)
+        org = Org(hub, sf, zd, hs, tw, urls, victims, sf_agent, agent_ids)
         tw.receive_message(STRANGER, OURS, CLAIM, at=datetime.now(UTC) - timedelta(minutes=2))
         for _ in range(3):  # the message lands, the notes follow; nobody has decided anything
             cycle = hub.sync_once()
@@ -137,7 +149,7 @@ def test_an_agent_confirms_in_the_crm_and_the_history_lands_on_one_record(org: O
 
     row = org.suggestion()
     assert row.status == "confirmed"
-    assert row.decided_by == (f"salesforce user {org.sf_agent_id}" if crm == "salesforce" else f"agent in {crm}")
+    assert row.decided_by == org.decided_by(crm)  # the agent by their own user id in that CRM
     holders = org.holders()
     assert holders["salesforce"] == {org.victims["salesforce"]}
     assert holders["zendesk"] == {org.victims["zendesk"]}
@@ -155,6 +167,7 @@ def test_an_agent_rejects_in_the_crm_and_nothing_joins(org: Org, crm: str) -> No
 
     row = org.suggestion()
     assert row.status == "rejected"
+    assert row.decided_by == org.decided_by(crm)
     for name, records in org.holders().items():
         assert org.victims[name] not in records, name
 
@@ -201,3 +214,61 @@ def test_the_salesforce_field_is_a_setting_and_an_org_without_it_still_reads_its
             assert row.status == ("confirmed" if defined else "pending")
     [task] = sf.records("Task")
     assert (task["WhoId"] == victim) is defined
+
+
+@pytest.mark.parametrize("crm", ["zendesk", "hubspot"])
+def test_who_set_a_mark_is_asked_once_when_it_decides_and_never_on_later_reads(org: Org, crm: str) -> None:
+    """Marks stay on cases for good and cases are read again and again: their author is looked up once."""
+    _sync(org, 2)
+    assert org.author_lookups(crm) == 0  # no mark yet: the case reads ask nothing
+    org.mark(crm, "confirm", org.suggestion().id)
+    _sync(org)
+    assert org.suggestion().decided_by == org.decided_by(crm)
+    assert org.author_lookups(crm) == 1
+
+    [ticket] = org.zd.tickets() if crm == "zendesk" else org.hs.objects("tickets")
+    for _ in range(3):  # the marked case changes and is read again, its mark still on it
+        _touch(org, crm, str(ticket["id"]))
+        _sync(org, 1)
+    assert org.author_lookups(crm) == 1
+    assert org.suggestion().decided_by == org.decided_by(crm)
+
+
+def _touch(org: Org, crm: str, ticket_id: str) -> None:
+    """An agent changes the case again (so the next refresh reads it, mark and all)."""
+    if crm == "zendesk":
+        answer = requests.put(f"{org.urls['zendesk']}/api/v2/tickets/{ticket_id}.json", timeout=10,
+                              auth=(f"{AGENT}/token", "alice-token"),
+                              json={"ticket": {"additional_tags": [f"seen_{org.zd.clock.time():.0f}"]}})
+    else:
+        answer = requests.patch(f"{org.urls['hubspot']}/crm/v3/objects/tickets/{ticket_id}", timeout=10,
+                                headers={"Authorization": "Bearer alice-hubspot-token"},
+                                json={"properties": {"subject": f"seen {org.hs.clock.time():.0f}"}})
+    assert answer.status_code == 200, answer.text
+    org.zd.clock.advance(120)
+
+
+def test_a_mark_an_integration_set_keeps_the_generic_actor(org: Org) -> None:
+    """A HubSpot value with no user behind it (an integration, a workflow) names no agent: "agent in hubspot"."""
+    [ticket] = org.hs.objects("tickets")
+    answer = requests.patch(f"{org.urls['hubspot']}/crm/v3/objects/tickets/{ticket['id']}", timeout=10,
+                            headers={"Authorization": "Bearer sandbox-token"},
+                            json={"properties": {"crmhub_link": f"confirm {org.suggestion().id}"}})
+    assert answer.status_code == 200, answer.text
+    _sync(org)
+    row = org.suggestion()
+    assert (row.status, row.decided_by) == ("confirmed", "agent in hubspot")
+    assert org.author_lookups("hubspot") == 1
+
+
+@pytest.mark.parametrize("crm", ["zendesk", "hubspot"])
+def test_a_failed_author_lookup_still_decides_with_the_generic_actor(org: Org, crm: str) -> None:
+    """The CRM refusing the look-up (here: a server error on every try) never holds up the agent's decision."""
+    emulator = org.zd if crm == "zendesk" else org.hs
+    path = r"/tickets/\d+/audits\.json" if crm == "zendesk" else r"/objects/tickets/batch/read"
+    emulator.faults.add(Fault("server_error", method="", path=path, status=500, times=None))
+    org.mark(crm, "confirm", org.suggestion().id)
+    _sync(org)
+    emulator.faults.clear()
+    row = org.suggestion()
+    assert (row.status, row.decided_by) == ("confirmed", f"agent in {crm}")

@@ -453,6 +453,45 @@ def test_closed_date_follows_the_ticket_stage(client: HubSpot, emu: HubSpotEmula
     assert emu.objects("tickets")[1]["properties"]["closed_date"] is not None
 
 
+def test_property_history_names_the_user_or_the_app_that_set_each_value(hubspot_sandbox: EmulatorServer,
+                                                                         client: HubSpot, emu: HubSpotEmulator) -> None:
+    """`propertiesWithHistory` on GET by id and batch read: every version, newest first, with its source."""
+    emu.define_property("tickets", "crmhub_link")
+    user_id = emu.add_agent("alice@acme.test", "Alice", "Agent", token="alice-token")
+    agent = make_client(hubspot_sandbox.url, token="alice-token")
+    api = client.crm.tickets.basic_api
+    ticket = api.create(hs_objects.SimplePublicObjectInputForCreate(properties={"subject": "s", "hs_pipeline_stage": "1",
+                                                                                "crmhub_link": "reject 3"}))
+    emu.clock.advance(5)
+    agent.crm.tickets.basic_api.update(ticket.id, hs_objects.SimplePublicObjectInput(
+        properties={"crmhub_link": "confirm 12"}))
+    emu.clock.advance(5)
+    agent.crm.tickets.basic_api.update(ticket.id, hs_objects.SimplePublicObjectInput(
+        properties={"crmhub_link": "confirm 12", "subject": "t"}))  # the same value again: no new version
+
+    one = api.get_by_id(ticket.id, properties=["crmhub_link"], properties_with_history=["crmhub_link", "nosuch"])
+    versions = one.properties_with_history["crmhub_link"]
+    assert set(one.properties_with_history) == {"crmhub_link"}  # unknown names are ignored
+    assert [(v.value, v.source_type, v.updated_by_user_id) for v in versions] == [
+        ("confirm 12", "CRM_UI", user_id), ("reject 3", "INTEGRATION", None)]
+    assert versions[0].source_id == f"userId:{user_id}" and versions[0].timestamp > versions[1].timestamp
+
+    read = client.crm.tickets.batch_api.read(hs_tickets.BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": ticket.id}], properties=["subject"], properties_with_history=["crmhub_link"]))
+    assert [v.value for v in read.results[0].properties_with_history["crmhub_link"]] == ["confirm 12", "reject 3"]
+    plain = client.crm.tickets.batch_api.read(hs_tickets.BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": ticket.id}], properties=["subject"], properties_with_history=[]))
+    assert not plain.results[0].properties_with_history  # asked for none: none given
+    assert emu.history_reads() == 2
+
+    with pytest.raises(hs_tickets.ApiException):  # an atomic batch that fails leaves no version behind
+        client.crm.tickets.batch_api.update(hs_tickets.BatchInputSimplePublicObjectBatchInput(
+            inputs=[{"id": ticket.id, "properties": {"crmhub_link": "reject 12"}},
+                    {"id": ticket.id, "properties": {"hs_ticket_priority": "NOT_A_PRIORITY"}}]))
+    again = api.get_by_id(ticket.id, properties_with_history=["crmhub_link"])
+    assert [v.value for v in again.properties_with_history["crmhub_link"]] == ["confirm 12", "reject 3"]
+
+
 def test_owners_paging_and_ticket_assignment(client: HubSpot, emu: HubSpotEmulator) -> None:
     ids = [emu.add_owner(f"agent{i}@example.com", "Agent", str(i)) for i in range(3)]
     api = client.crm.owners.owners_api

@@ -186,6 +186,38 @@ def test_comments_carry_their_fields(kit: Kit) -> None:
     assert (reply.body, reply.public, reply.type) == ("reply", False, "Comment")
 
 
+def test_ticket_audits_name_who_changed_the_tags_and_page_by_cursor(kit: Kit) -> None:
+    """List Audits for a Ticket: one audit per update, its `author_id` the caller, tags as a Change event."""
+    alice = kit.emu.add_agent("alice@acme.test", "Alice", token="alice-token")
+    ticket_id = kit.emu.add_ticket("Help", "first", tags=["crmhub"])
+    answer = requests.put(kit.url(f"tickets/{ticket_id}.json"), auth=("alice@acme.test/token", "alice-token"),
+                          json={"ticket": {"additional_tags": ["crmhub_confirm_12"]}}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    for i in range(3):
+        kit.emu.add_agent_comment(ticket_id, f"reply {i}")
+
+    audits = [a.to_dict() for a in kit.zd.tickets.audits(ticket=ticket_id)]  # zenpy: page[size]=100
+    assert [a["author_id"] for a in audits] == [kit.emu.default_agent_id, alice, *[kit.emu.default_agent_id] * 3]
+    created, tagged = audits[0], audits[1]
+    assert {"type": "Create", "field_name": "tags", "value": ["crmhub"]}.items() <= next(
+        e for e in created["events"] if e.get("field_name") == "tags").items()
+    [change] = tagged["events"]
+    assert {k: change[k] for k in ("type", "field_name", "value", "previous_value")} == {
+        "type": "Change", "field_name": "tags", "value": ["crmhub", "crmhub_confirm_12"], "previous_value": ["crmhub"]}
+    assert tagged["ticket_id"] == ticket_id and tagged["created_at"].endswith("Z")
+
+    first = kit.http.get(kit.url(f"tickets/{ticket_id}/audits.json"), params={"page[size]": 2}).json()
+    assert [a["id"] for a in first["audits"]] == [a["id"] for a in audits[:2]]
+    assert first["meta"]["has_more"] is True and first["links"]["next"]
+    rest = kit.http.get(kit.url(f"tickets/{ticket_id}/audits.json"),
+                        params={"page[size]": 2, "page[after]": first["meta"]["after_cursor"]}).json()
+    assert [a["id"] for a in rest["audits"]] == [a["id"] for a in audits[2:4]]
+    offset = kit.http.get(kit.url(f"tickets/{ticket_id}/audits.json")).json()
+    assert (offset["count"], offset["next_page"], len(offset["audits"])) == (5, None, 5)
+    missing = kit.http.get(kit.url("tickets/999999/audits.json"))
+    assert (missing.status_code, missing.json()["error"]) == (404, "RecordNotFound")
+
+
 def test_show_and_show_many_tickets(kit: Kit) -> None:
     ids = [kit.emu.add_ticket(f"T{i}", "body") for i in range(3)]
     assert kit.zd.tickets(id=ids[1]).subject == "T1"

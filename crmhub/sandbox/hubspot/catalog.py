@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PORTAL_ID = 24681357
+APP_ID = 3141592  # the private app whose token is DEFAULT_TOKEN: the source of its writes in property history
 DEFAULT_TOKEN = "sandbox-token"
 BATCH_MAX_INPUTS = 100
 LIST_DEFAULT_LIMIT = 10

@@ -18,7 +18,7 @@ from crmhub.sandbox._server import CONTROL_PREFIX, ControlAction, Emulator, Faul
 from crmhub.sandbox.hubspot import catalog, errors, models, scopes
 from crmhub.sandbox.hubspot.limits import RateLimiter
 from crmhub.sandbox.hubspot.models import HubSpotBackend
-from crmhub.sandbox.hubspot.responses import HubSpotResponses
+from crmhub.sandbox.hubspot.responses import SOURCE, HubSpotResponses
 from crmhub.sandbox.hubspot.urls import route_table
 from crmhub.sandbox.hubspot.values import iso_millis
 
@@ -56,6 +56,8 @@ class HubSpotEmulator(Emulator):
             return errors.unauthorized().response()
         if entry["expired_at"] is not None:
             return errors.expired(int(self.clock.time() - entry["expired_at"])).response()
+        user = entry.get("user_id")
+        request.environ[SOURCE] = models.user_source(int(user)) if user is not None else models.APP_SOURCE
         granted = entry.get("scopes")
         needed = scopes.required(request.method, request.path) if granted is not None else []
         if needed and not set(needed) & set(granted):
@@ -193,6 +195,24 @@ class HubSpotEmulator(Emulator):
         with self.lock:
             self.state["tokens"][token] = {"expired_at": None}
             self.persist()
+
+    def add_agent(self, email: str, first_name: str, last_name: str, *, token: str) -> int:
+        """A HubSpot user (an owner too) and a token that acts as them; returns their user id.
+
+        What an agent changes through that token is theirs in property history (`sourceType` CRM_UI,
+        `updatedByUserId`), as an edit they make in HubSpot's own screens is: how tests act as an agent.
+        """
+        with self.lock:
+            owner_id = self.backend.add_owner(email, first_name, last_name, [])
+            user_id = int(self.backend.owner(owner_id, None)["userId"])
+            self.state["tokens"][token] = {"expired_at": None, "user_id": user_id}
+            self.persist()
+        return user_id
+
+    def history_reads(self) -> int:
+        """How many reads asked for `propertiesWithHistory` (GET by id or batch read), for tests counting them."""
+        with self.lock:
+            return int(self.state.get("history_reads", 0))
 
     def set_search_lag(self, seconds: float) -> None:
         """New records show in search only `seconds` of sandbox time after their creation, as

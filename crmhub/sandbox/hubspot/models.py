@@ -41,7 +41,18 @@ def initial_state(now: str) -> State:
                    "search_per_second": catalog.SEARCH_PER_SECOND},
         "usage": {"window": [], "search": [], "day": now[:10], "daily": 0},
         "search_lag_seconds": 0,  # new records reach search this much later (HubSpot's index lags; 0: at once)
+        "history": {},  # object type -> record id -> property -> versions, newest first (`propertiesWithHistory`)
+        "history_reads": 0,  # reads that asked for `propertiesWithHistory` (for tests counting them)
     }
+
+
+APP_SOURCE: dict[str, Any] = {"sourceType": "INTEGRATION", "sourceId": str(catalog.APP_ID)}
+"""Who a private app token's writes (and the seed API's) are by, in property history."""
+
+
+def user_source(user_id: int) -> dict[str, Any]:
+    """Who a HubSpot user's writes are by, as HubSpot records an edit made in the CRM (`updatedByUserId`)."""
+    return {"sourceType": "CRM_UI", "sourceId": f"userId:{user_id}", "updatedByUserId": user_id}
 
 
 def _definition(object_type: str, spec: catalog.PropertySpec, now: str, *, hubspot_defined: bool) -> dict[str, Any]:
@@ -85,11 +96,14 @@ class HubSpotBackend:
     Args:
         state: the emulator's state dict (mutated in place).
         clock: the sandbox clock, for every timestamp.
+        source: who writes, as property history names them (default: the private app).
     """
 
-    def __init__(self, state: State, clock: SandboxClock) -> None:
+    def __init__(self, state: State, clock: SandboxClock, source: dict[str, Any] | None = None) -> None:
         self.state = state
         self.clock = clock
+        self.source = source or APP_SOURCE
+        self._added: list[list[dict[str, Any]]] = []  # version lists `_remember` added to (newest first), in order
 
     def now(self) -> str:
         return iso_millis(self.clock.now())
@@ -176,6 +190,7 @@ class HubSpotBackend:
         props.update({otype.modified: now, "hs_lastmodifieddate": now, "hs_object_id": rid})
         record: Record = {"id": rid, "properties": props, "createdAt": now, "updatedAt": now, "archived": False}
         self.records(otype)[rid] = record
+        self._remember(otype, rid, {k: v for k, v in cleaned.items() if v is not None}, now)
         for to_type, to_id, type_ids in links:
             self.associate(otype, rid, to_type, to_id, type_ids)
         return record
@@ -186,6 +201,8 @@ class HubSpotBackend:
         cleaned = self.clean(otype, properties, record)
         now = self.now()  # one instant for the change: the close date equals the modified date, as in HubSpot
         self._close_date(otype, cleaned, record, properties, now)
+        self._remember(otype, record["id"], {k: v for k, v in cleaned.items() if v != record["properties"].get(k)},
+                       now)
         for name, value in cleaned.items():
             if value is None:
                 record["properties"].pop(name, None)
@@ -194,6 +211,19 @@ class HubSpotBackend:
         record["properties"].update({otype.modified: now, "hs_lastmodifieddate": now})
         record["updatedAt"] = now
         return record
+
+    def _remember(self, otype: ObjectType, rid: str, changed: dict[str, str | None], now: str) -> None:
+        """A version of each changed property, by this backend's source (a cleared value is "")."""
+        versions = self.state.setdefault("history", {}).setdefault(otype.name, {}).setdefault(rid, {})
+        for name, value in changed.items():
+            versions.setdefault(name, []).insert(0, {"value": "" if value is None else value, "timestamp": now,
+                                                      **self.source})
+            self._added.append(versions[name])
+
+    def history(self, otype: ObjectType, rid: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """`propertiesWithHistory` of a record: the versions of each named property the object has, newest first."""
+        versions = self.state.get("history", {}).get(otype.name, {}).get(rid, {})
+        return {n: [dict(v) for v in versions.get(n, [])] for n in names if n in self.definitions(otype)}
 
     def archive(self, otype: ObjectType, key: str) -> None:
         """Move a record to the recycle bin; unknown ids are fine (HubSpot answers 204)."""
@@ -392,7 +422,7 @@ class HubSpotBackend:
         """
         if len(inputs) > catalog.BATCH_MAX_INPUTS:
             raise errors.too_many_inputs(len(inputs), catalog.BATCH_MAX_INPUTS)
-        snapshot = copy.deepcopy(self.state) if atomic else None
+        snapshot = self._snapshot() if atomic else None
         if multi_status is None:
             multi_status = bool(inputs) and all(i.get("objectWriteTraceId") for i in inputs)
         result, missing = BatchResult(), []
@@ -414,10 +444,19 @@ class HubSpotBackend:
             result.errors.insert(0, errors.missing_objects(otype.label, missing).item())
         return result
 
+    def _snapshot(self) -> State:
+        """What a failed atomic batch goes back to: a copy of all but property history, whose versions only
+        grow, so the ones the batch added are taken back instead (copying them made every batch slow)."""
+        self._added.clear()
+        return {key: copy.deepcopy(value) for key, value in self.state.items() if key != "history"}
+
     def _restore(self, snapshot: State | None) -> None:
         if snapshot is not None:
+            history = self.state.get("history", {})
+            for versions in self._added:
+                versions.pop(0)
             self.state.clear()
-            self.state.update(snapshot)
+            self.state.update(snapshot, history=history)
 
     def upsert(self, otype: ObjectType, item: dict[str, Any]) -> tuple[Record, dict[str, Any]]:
         """One batch/upsert input: update the record holding the unique value, or create it."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from crmhub.sandbox.hubspot.emulator import HubSpotEmulator
 
 Json = dict[str, Any]
+SOURCE = "crmhub.hubspot.source"  # request.environ: who the token writes as (`models.APP_SOURCE`, `user_source`)
 
 
 _TYPE_ARGS = ("object_type", "from_type", "to_type")
@@ -174,17 +175,25 @@ class HubSpotResponses:
     def backend(self) -> HubSpotBackend:
         return self.emulator.backend
 
+    def _writer(self, request: Request) -> HubSpotBackend:
+        """The backend writing as the token's owner (the private app, or a user), for property history."""
+        return HubSpotBackend(self.emulator.state, self.emulator.clock, request.environ.get(SOURCE))
+
     def _reject(self, request: Request) -> set[int]:
         """Indexes a `partial_failure` fault refuses in this batch call."""
         fault = self.emulator.take_fault("partial_failure", request)
         return set(fault.reject) if fault else set()
 
-    def _view(self, otype: ObjectType, wanted: list[str] | None,
-              associations: list[str] | None = None) -> Callable[[Record], Json]:
+    def _view(self, otype: ObjectType, wanted: list[str] | None, associations: list[str] | None = None,
+              with_history: list[str] | None = None) -> Callable[[Record], Json]:
         defs = self.backend.definitions(otype)
+        if with_history:
+            self.emulator.state["history_reads"] = self.emulator.state.get("history_reads", 0) + 1
 
         def view(record: Record) -> Json:
             out = record_view(record, otype, wanted, defs)
+            if with_history:
+                out["propertiesWithHistory"] = self.backend.history(otype, record["id"], with_history)
             linked = self._associations_v3(otype, record["id"], associations or [])
             if linked:
                 out["associations"] = linked
@@ -208,7 +217,7 @@ class HubSpotResponses:
     # ---- objects (v3) ----------------------------------------------------------
     def create_object(self, request: Request, object_type: str) -> Response:
         otype, body = catalog.object_type(object_type), _body(request)
-        record = self.backend.create(otype, body.get("properties") or {}, body.get("associations"))
+        record = self._writer(request).create(otype, body.get("properties") or {}, body.get("associations"))
         return json_response(self._view(otype, ALL)(record), 201)
 
     def get_object(self, request: Request, object_type: str, object_id: str) -> Response:
@@ -216,13 +225,14 @@ class HubSpotResponses:
         id_property, archived = request.args.get("idProperty"), _flag(request, "archived")
         key = self._read_key(otype, object_id, id_property, archived)
         record = self.backend.get(otype, key, id_property, archived)
-        view = self._view(otype, _names(request, "properties"), _names(request, "associations"))
+        view = self._view(otype, _names(request, "properties"), _names(request, "associations"),
+                          _names(request, "propertiesWithHistory"))
         return json_response(view(record))
 
     def update_object(self, request: Request, object_type: str, object_id: str) -> Response:
         otype = catalog.object_type(object_type)
         properties = _body(request).get("properties") or {}
-        record = self.backend.update(otype, object_id, properties, request.args.get("idProperty"))
+        record = self._writer(request).update(otype, object_id, properties, request.args.get("idProperty"))
         return json_response(self._view(otype, ALL)(record))
 
     def archive_object(self, request: Request, object_type: str, object_id: str) -> Response:
@@ -245,24 +255,23 @@ class HubSpotResponses:
 
     # ---- objects, batch ----------------------------------------------------------
     def _batch_write(self, request: Request, object_type: str, ok_status: int,
-                     step: Callable[[ObjectType, Json], tuple[Record, Json]]) -> Response:
-        otype, started = catalog.object_type(object_type), self.backend.now()
-        inputs = _inputs(_body(request))
-        result = self.backend.batch(otype, inputs, self._reject(request), lambda item: step(otype, item),
-                                    atomic=True)
-        return _batch_answer(result, started, self.backend.now(), ok_status, self._view(otype, ALL))
+                     step: Callable[[HubSpotBackend, ObjectType, Json], tuple[Record, Json]]) -> Response:
+        otype, writer = catalog.object_type(object_type), self._writer(request)
+        started, inputs = writer.now(), _inputs(_body(request))
+        result = writer.batch(otype, inputs, self._reject(request), lambda item: step(writer, otype, item),
+                              atomic=True)
+        return _batch_answer(result, started, writer.now(), ok_status, self._view(otype, ALL))
 
     def batch_create(self, request: Request, object_type: str) -> Response:
-        return self._batch_write(request, object_type, 201, lambda otype, item: (
-            self.backend.create(otype, item.get("properties") or {}, item.get("associations")), {}))
+        return self._batch_write(request, object_type, 201, lambda writer, otype, item: (
+            writer.create(otype, item.get("properties") or {}, item.get("associations")), {}))
 
     def batch_update(self, request: Request, object_type: str) -> Response:
-        return self._batch_write(request, object_type, 200, lambda otype, item: (
-            self.backend.update(otype, str(item.get("id")), item.get("properties") or {},
-                                item.get("idProperty")), {}))
+        return self._batch_write(request, object_type, 200, lambda writer, otype, item: (
+            writer.update(otype, str(item.get("id")), item.get("properties") or {}, item.get("idProperty")), {}))
 
     def batch_upsert(self, request: Request, object_type: str) -> Response:
-        return self._batch_write(request, object_type, 200, self.backend.upsert)
+        return self._batch_write(request, object_type, 200, lambda writer, otype, item: writer.upsert(otype, item))
 
     def batch_read(self, request: Request, object_type: str) -> Response:
         otype, started, body = catalog.object_type(object_type), self.backend.now(), _body(request)
@@ -271,7 +280,7 @@ class HubSpotResponses:
             otype, _inputs(body), self._reject(request),
             lambda item: (self.backend.get(otype, self._read_key(otype, str(item.get("id")), id_property, archived),
                                            id_property, archived), {}), atomic=False)
-        view = self._view(otype, body.get("properties") or None)
+        view = self._view(otype, body.get("properties") or None, with_history=body.get("propertiesWithHistory") or None)
         return _batch_answer(result, started, self.backend.now(), 200, view)
 
     def _read_key(self, otype: ObjectType, key: str, id_property: str | None, archived: bool) -> str:

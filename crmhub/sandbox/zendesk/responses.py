@@ -202,6 +202,10 @@ class ZendeskResponses:
     def list_comments(self, request: Request, ticket_id: int) -> Response:
         return json_response(paginate(request, "comments", self.backend.comments(ticket_id)))
 
+    def list_audits(self, request: Request, ticket_id: int) -> Response:
+        """List Audits for a Ticket, oldest first: who changed what, one audit per update (tags included)."""
+        return json_response(paginate(request, "audits", self.backend.audits(ticket_id)))
+
     def _submit(self, request: Request, kind: str, items: list[Record]) -> Response:
         fault = self.emulator.take_fault("partial_failure", request)
         job = self.emulator.jobs.submit(kind, items, self.actor(request), fault.reject if fault else ())

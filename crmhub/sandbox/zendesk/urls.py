@@ -62,6 +62,7 @@ def route_table(h: ZendeskResponses) -> list[Route]:
         ("GET", "/tickets/<int:ticket_id>.json", h.show_ticket),
         ("PUT", "/tickets/<int:ticket_id>.json", h.update_ticket),
         ("GET", "/tickets/<int:ticket_id>/comments.json", h.list_comments),
+        ("GET", "/tickets/<int:ticket_id>/audits.json", h.list_audits),
         ("GET", "/job_statuses.json", h.list_job_statuses),
         ("GET", "/job_statuses/show_many.json", h.show_many_job_statuses),
         ("GET", "/job_statuses/<job_id>.json", h.show_job_status),
