@@ -41,6 +41,8 @@ class Evidence(StrEnum):
     CRM_DELETE = "crm_delete"  # a record deleted in the CRM
 
 
+# Evidence of a claim someone stated (joined unchecked, or confirmed): such a join is undone as a wrong claim.
+CLAIM_EVIDENCE = frozenset({Evidence.STATEMENT, Evidence.ADMIN, Evidence.AGENT, Evidence.CODE})
 DAEMON = "crmhub daemon"
 MOVED_TABLES: Mapping[str, Any] = {"identities": IdentityRow, "crm_links": CrmLinkRow, "ledger": LedgerRow}
 

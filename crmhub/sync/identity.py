@@ -328,6 +328,10 @@ class IdentityGraph:
         """
         for fact in self.policy.blocklist.usable(list(facts)):
             holder = graph.holder_of(self.session, fact)
+            if holder is None and evidence in linklog.CLAIM_EVIDENCE:
+                # A claimed identity nobody holds yet becomes a person of its own that joins by a logged merge:
+                # the link log records the claim's join like any other, and `links undo` can take it off again.
+                holder = graph.person_for(self.session, fact, now=self.now)
             if holder is None:
                 if graph.count_of_kind(self.session, person, fact.kind) >= self.policy.max_per_kind:
                     self._flag_limit(person, fact.kind)

@@ -82,7 +82,7 @@ def undo_join(session: Session, event_id: int, *, crms: Sequence[str], by: str, 
         LedgerRow.id.in_(linklog.moved_rows(session, event_id, "ledger")) | _customer_of(gone)), gone)
     session.execute(update(PersonRow).where(PersonRow.id == gone).values(merged_into=None)
                     .execution_options(synchronize_session=False))
-    if event.evidence in CLAIMS:  # a claim joined it (unchecked or confirmed): rejected for good, if confirmed
+    if event.evidence in linklog.CLAIM_EVIDENCE:  # a claim joined it (unchecked or confirmed): rejected for good, if confirmed
         _reject_suggestion(session, event.concerning, by=by, event_id=event_id, now=now)
     relinker = IdentityGraph(session, list(crms), IdentityPolicy(), now)
     for crm in crms:
@@ -147,9 +147,6 @@ def _close_conflict(session: Session, crm: str, keep: int, event_id: int, *, now
     conflict = conflicts.of(session, crm, keep)
     if conflict is not None and conflict.resolved_at is None and len(graph.links_of(session, keep, crm)) <= 1:
         conflict.resolved_at, conflict.resolution = now, f"split: link event {event_id} undone"
-
-
-CLAIMS = {Evidence.STATEMENT.value, Evidence.ADMIN.value, Evidence.AGENT.value, Evidence.CODE.value}
 
 
 def _reject_suggestion(session: Session, concerning: str, *, by: str, event_id: int, now: datetime) -> None:

@@ -81,6 +81,30 @@ def test_a_join_logs_what_it_moved_and_its_undo_gives_exactly_that_back(store: S
             undo_join(s, split.split, crms=[], by="ops", now=NOW)
 
 
+def test_a_confirmed_claim_of_an_identity_nobody_held_is_logged_and_can_be_undone(store: StateStore) -> None:
+    alice = _route(store, {"SM1": ALICE.value})["SM1"]
+    with store.transaction() as s:
+        assert graph.holder_of(s, BOB) is None  # nobody has written from it or holds it in a CRM
+        person = IdentityGraph(s, [], IdentityPolicy(), NOW).confirm(ALICE, BOB, by="zendesk user 7",
+                                                                     evidence=Evidence.AGENT)
+    assert person == alice
+    with store.transaction() as s:
+        [event] = s.scalars(select(LinkEventRow)).all()
+        assert (event.action, event.kept_person_id, event.evidence, event.actor, event.concerning) == (
+            "join", alice, "agent", "zendesk user 7", f"phone:{BOB.value}")
+        assert linklog.moved_counts(s, event.id)["identities"] == 1
+        event_id = event.id
+    _route(store, {"SM2": BOB.value})  # the claimed number writes: it is Alice now
+    assert _persons(store)["SM2"] == alice
+
+    with store.transaction() as s:
+        split = undo_join(s, event_id, crms=[], by="ops", now=NOW)
+    assert _persons(store) == {"SM1": alice, "SM2": split.absorbed}  # the number and its message go back
+    with store.transaction() as s:
+        assert graph.holder_of(s, BOB) == split.absorbed != alice
+        assert graph.holder_of(s, ALICE) == alice
+
+
 def test_a_crm_record_holding_two_customers_numbers_joins_them_as_crm_field_evidence(org: Org) -> None:  # noqa: F811
     org.say(CUSTOMER, "w-c1 hello", minutes_ago=3)
     org.say(STRANGER, "w-s1 hello too", minutes_ago=2)
