@@ -331,13 +331,12 @@ class EmailChannel(Connector):
         mailbox still holds it, else the conversation's root; a hashed id (a
         message without a usable Message-ID) is never put in a header.
         """
-        candidates = [c for c in (message.in_reply_to, _root(message.conversation_key))
-                      if c and not c.startswith("sha256:")]
+        root = _root(message.conversation_key)
+        candidates = [c for c in (message.in_reply_to, root) if c and not c.startswith("sha256:")]
         for candidate in dict.fromkeys(candidates):
             thread = self.call("imap.thread", lambda c=candidate: self._thread_of(c))  # type: ignore[misc]
             if thread != ThreadInfo():
                 return candidate, thread
-        root = _root(message.conversation_key)
         return root, ThreadInfo()
 
     def _compose(self, message: OutboundMessage, message_id: str, parent: str | None,

@@ -92,15 +92,15 @@ def _only_a_code(text: str) -> bool:
     client puts right above a quote ("On Sun, Acme Support wrote:"), so a
     reply to a code mail that only quotes it is bare too.
     """
-    lines = text.splitlines()
-    own = []
-    for number, line in enumerate(lines):
-        if line.lstrip().startswith(">"):
+    own: list[str] = []
+    quote_below = False  # whether the next non-blank line below is quoted (read bottom up, once)
+    for line in reversed(text.splitlines()):
+        if _quoted(line):
+            quote_below = True
             continue
-        below = next((rest for rest in lines[number + 1:] if rest.strip()), "")
-        if line.rstrip().endswith(":") and below.lstrip().startswith(">"):
-            continue
-        own.append(line)
+        if not (quote_below and line.rstrip().endswith(":")):
+            own.append(line)
+        quote_below = quote_below and not line.strip()
     return not any(ch.isalnum() for ch in CANDIDATE.sub("", "\n".join(own)))
 
 
@@ -110,8 +110,13 @@ def _candidates(text: str) -> tuple[list[str], bool]:
     for line in text.splitlines():
         here = [re.sub(r"[ -]", "", m) for m in CANDIDATE.findall(line)]
         found += here
-        typed = typed or bool(here) and not line.lstrip().startswith(">")
+        typed = typed or bool(here) and not _quoted(line)
     return found, typed
+
+
+def _quoted(line: str) -> bool:
+    """A line quoting an earlier message (`>`), not the sender's own words."""
+    return line.lstrip().startswith(">")
 
 
 def _confirm(session: Session, row: codes.LinkCodeRow, item: Interaction, *, policy: IdentityPolicy,

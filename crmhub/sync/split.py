@@ -82,7 +82,8 @@ def undo_join(session: Session, event_id: int, *, crms: Sequence[str], by: str, 
         LedgerRow.id.in_(linklog.moved_rows(session, event_id, "ledger")) | _customer_of(gone)), gone)
     session.execute(update(PersonRow).where(PersonRow.id == gone).values(merged_into=None)
                     .execution_options(synchronize_session=False))
-    if event.evidence in linklog.CLAIM_EVIDENCE:  # a claim joined it (unchecked or confirmed): rejected for good, if confirmed
+    # A claim joined it (unchecked or confirmed): rejected for good, if it was confirmed.
+    if event.evidence in linklog.CLAIM_EVIDENCE:
         _reject_suggestion(session, event.concerning, by=by, event_id=event_id, now=now)
     relinker = IdentityGraph(session, list(crms), IdentityPolicy(), now)
     for crm in crms:
